@@ -1,0 +1,466 @@
+//! The checked message view: [`Message`] over any `AsRef<[u8]>`, with in-place setters
+//! when the buffer is also `AsMut<[u8]>`.
+//!
+//! Layout (RFC 2131 section 2, figure 1): op(1) htype(1) hlen(1) hops(1) xid(4) secs(2)
+//! flags(2) ciaddr(4) yiaddr(4) siaddr(4) giaddr(4) chaddr(16) sname(64) file(128)
+//! cookie(4) options(variable).
+
+use core::net::Ipv4Addr;
+
+use crate::error::WireError;
+use crate::options::{check_area, OptionCode, OptionIter, RawOption, FILE, OPTIONS_START, OVERLOAD_FILE, OVERLOAD_SNAME, SNAME};
+
+/// The magic cookie that starts the options field (RFC 2131 section 3).
+pub const MAGIC_COOKIE: [u8; 4] = [99, 130, 83, 99];
+/// Bytes before the options field: the BOOTP header plus the magic cookie.
+pub const HEADER_LEN: usize = 240;
+/// The broadcast bit of `flags` (RFC 2131 section 2, figure 2).
+pub const BROADCAST_FLAG: u16 = 0x8000;
+
+mod field {
+    pub const OP: usize = 0;
+    pub const HTYPE: usize = 1;
+    pub const HLEN: usize = 2;
+    pub const HOPS: usize = 3;
+    pub const XID: usize = 4;
+    pub const SECS: usize = 8;
+    pub const FLAGS: usize = 10;
+    pub const CIADDR: usize = 12;
+    pub const YIADDR: usize = 16;
+    pub const SIADDR: usize = 20;
+    pub const GIADDR: usize = 24;
+    pub const CHADDR: usize = 28;
+    pub const COOKIE: usize = 236;
+}
+
+/// BOOTP `op`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// 1: client (or relay) to server.
+    BootRequest,
+    /// 2: server to client.
+    BootReply,
+}
+
+/// DHCP message type, option 53 (RFC 2132 9.6, RFC 4388 for the lease-query types, which
+/// a relay only forwards).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageType {
+    Discover,
+    Offer,
+    Request,
+    Decline,
+    Ack,
+    Nak,
+    Release,
+    Inform,
+    /// Any other value (forwarded unchanged by a relay).
+    Other(u8),
+}
+
+impl MessageType {
+    /// Decode option 53's value.
+    pub const fn from_u8(v: u8) -> Self {
+        match v {
+            1 => MessageType::Discover,
+            2 => MessageType::Offer,
+            3 => MessageType::Request,
+            4 => MessageType::Decline,
+            5 => MessageType::Ack,
+            6 => MessageType::Nak,
+            7 => MessageType::Release,
+            8 => MessageType::Inform,
+            other => MessageType::Other(other),
+        }
+    }
+
+    /// Encode as option 53's value.
+    pub const fn to_u8(self) -> u8 {
+        match self {
+            MessageType::Discover => 1,
+            MessageType::Offer => 2,
+            MessageType::Request => 3,
+            MessageType::Decline => 4,
+            MessageType::Ack => 5,
+            MessageType::Nak => 6,
+            MessageType::Release => 7,
+            MessageType::Inform => 8,
+            MessageType::Other(v) => v,
+        }
+    }
+
+    /// A stable lowercase label for logs and metrics.
+    pub const fn label(self) -> &'static str {
+        match self {
+            MessageType::Discover => "discover",
+            MessageType::Offer => "offer",
+            MessageType::Request => "request",
+            MessageType::Decline => "decline",
+            MessageType::Ack => "ack",
+            MessageType::Nak => "nak",
+            MessageType::Release => "release",
+            MessageType::Inform => "inform",
+            MessageType::Other(_) => "other",
+        }
+    }
+}
+
+/// A checked DHCPv4/BOOTP message. Construct with [`Message::new_checked`]; afterwards
+/// every accessor and setter is infallible and panic-free.
+#[derive(Debug, Clone)]
+pub struct Message<T: AsRef<[u8]>> {
+    buffer: T,
+    /// Option 52's value (0 when absent): which of file/sname carry options.
+    overload: u8,
+    /// Offset of the END option in the options field, if there is one.
+    options_end: Option<usize>,
+}
+
+fn read_u16(buf: &[u8], at: usize) -> u16 {
+    match buf.get(at..at + 2) {
+        Some(&[a, b]) => u16::from_be_bytes([a, b]),
+        _ => 0,
+    }
+}
+
+fn read_u32(buf: &[u8], at: usize) -> u32 {
+    match buf.get(at..at + 4) {
+        Some(&[a, b, c, d]) => u32::from_be_bytes([a, b, c, d]),
+        _ => 0,
+    }
+}
+
+fn write_bytes(buf: &mut [u8], at: usize, bytes: &[u8]) {
+    if let Some(dst) = buf.get_mut(at..at + bytes.len()) {
+        dst.copy_from_slice(bytes);
+    }
+}
+
+impl<T: AsRef<[u8]>> Message<T> {
+    /// Validate `buffer` as a DHCPv4/BOOTP message.
+    ///
+    /// Checks: at least 240 bytes (header and magic cookie), the cookie itself, `op` 1 or 2,
+    /// `hlen` <= 16, every option TLV in bounds in the options field and, where option 52
+    /// says so, in `file` and `sname` (RFC 2132 9.3). Option 52 found in an overloaded area
+    /// is ignored, as RFC 2132 requires it in the options field.
+    pub fn new_checked(buffer: T) -> Result<Self, WireError> {
+        let buf = buffer.as_ref();
+        if buf.len() < HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        if buf.get(field::COOKIE..HEADER_LEN) != Some(&MAGIC_COOKIE[..]) {
+            return Err(WireError::BadMagicCookie);
+        }
+        match buf.get(field::OP) {
+            Some(1) | Some(2) => {}
+            _ => return Err(WireError::BadOp),
+        }
+        if buf.get(field::HLEN).copied().unwrap_or(u8::MAX) > 16 {
+            return Err(WireError::BadHardwareLength);
+        }
+        let main = check_area(buf, OPTIONS_START..buf.len())?;
+        let overload = main.overload.unwrap_or(0);
+        if overload & OVERLOAD_FILE != 0 {
+            check_area(buf, FILE)?;
+        }
+        if overload & OVERLOAD_SNAME != 0 {
+            check_area(buf, SNAME)?;
+        }
+        Ok(Message { buffer, overload, options_end: main.end })
+    }
+
+    /// The underlying buffer.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.buffer.as_ref()
+    }
+
+    /// Give the buffer back.
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    fn byte(&self, at: usize) -> u8 {
+        self.as_bytes().get(at).copied().unwrap_or(0)
+    }
+
+    fn addr(&self, at: usize) -> Ipv4Addr {
+        Ipv4Addr::from(read_u32(self.as_bytes(), at))
+    }
+
+    /// `op`: BOOTREQUEST or BOOTREPLY.
+    pub fn op(&self) -> Op {
+        if self.byte(field::OP) == 2 {
+            Op::BootReply
+        } else {
+            Op::BootRequest
+        }
+    }
+    /// Hardware address type (1 = Ethernet).
+    pub fn htype(&self) -> u8 {
+        self.byte(field::HTYPE)
+    }
+    /// Hardware address length (checked <= 16).
+    pub fn hlen(&self) -> u8 {
+        self.byte(field::HLEN)
+    }
+    /// Relay hop count.
+    pub fn hops(&self) -> u8 {
+        self.byte(field::HOPS)
+    }
+    /// Transaction id.
+    pub fn xid(&self) -> u32 {
+        read_u32(self.as_bytes(), field::XID)
+    }
+    /// Seconds since the client began acquisition.
+    pub fn secs(&self) -> u16 {
+        read_u16(self.as_bytes(), field::SECS)
+    }
+    /// The flags field.
+    pub fn flags(&self) -> u16 {
+        read_u16(self.as_bytes(), field::FLAGS)
+    }
+    /// The broadcast bit (RFC 2131 section 2).
+    pub fn broadcast(&self) -> bool {
+        self.flags() & BROADCAST_FLAG != 0
+    }
+    /// Client address (set by a client that has one: BOUND, RENEWING, REBINDING).
+    pub fn ciaddr(&self) -> Ipv4Addr {
+        self.addr(field::CIADDR)
+    }
+    /// "Your" address: the address offered or assigned.
+    pub fn yiaddr(&self) -> Ipv4Addr {
+        self.addr(field::YIADDR)
+    }
+    /// Next server address.
+    pub fn siaddr(&self) -> Ipv4Addr {
+        self.addr(field::SIADDR)
+    }
+    /// Relay agent address.
+    pub fn giaddr(&self) -> Ipv4Addr {
+        self.addr(field::GIADDR)
+    }
+    /// The first `hlen` bytes of `chaddr`.
+    pub fn chaddr(&self) -> &[u8] {
+        let hlen = (self.hlen() as usize).min(16);
+        self.as_bytes().get(field::CHADDR..field::CHADDR + hlen).unwrap_or(&[])
+    }
+    /// The Ethernet address in `chaddr` when `htype` is 1 and `hlen` is 6.
+    pub fn ethernet_chaddr(&self) -> Option<[u8; 6]> {
+        if self.htype() != 1 || self.hlen() != 6 {
+            return None;
+        }
+        match self.chaddr() {
+            &[a, b, c, d, e, f] => Some([a, b, c, d, e, f]),
+            _ => None,
+        }
+    }
+    /// The raw `sname` field (meaningless when overloaded).
+    pub fn sname(&self) -> &[u8] {
+        self.as_bytes().get(SNAME).unwrap_or(&[])
+    }
+    /// The raw `file` field (meaningless when overloaded).
+    pub fn file(&self) -> &[u8] {
+        self.as_bytes().get(FILE).unwrap_or(&[])
+    }
+    /// Option 52's value, 0 when absent.
+    pub fn overload(&self) -> u8 {
+        self.overload
+    }
+    /// Offset of END in the options field, if present.
+    pub fn options_end(&self) -> Option<usize> {
+        self.options_end
+    }
+
+    /// Every option instance, in RFC 2131 4.1 order.
+    pub fn options(&self) -> OptionIter<'_> {
+        OptionIter::new(self.as_bytes(), self.overload)
+    }
+
+    /// The first instance of option `code`.
+    pub fn option(&self, code: u8) -> Option<RawOption<'_>> {
+        self.options().find(|o| o.code == code)
+    }
+
+    /// The payload of the first instance of option `code`.
+    pub fn option_data(&self, code: u8) -> Option<&[u8]> {
+        self.option(code).map(|o| o.data)
+    }
+
+    /// True if option `code` appears more than once (RFC 3396 split option).
+    pub fn is_split(&self, code: u8) -> bool {
+        self.options().filter(|o| o.code == code).nth(1).is_some()
+    }
+
+    /// RFC 3396: "the contents of all instances of the option are concatenated" in the order
+    /// they appear. Writes into `out` and returns the concatenated payload, or `None` when the
+    /// option is absent; `Err(NoSpace)` when `out` is too small.
+    pub fn long_option<'b>(&self, code: u8, out: &'b mut [u8]) -> Result<Option<&'b [u8]>, WireError> {
+        let mut len = 0usize;
+        let mut seen = false;
+        for o in self.options().filter(|o| o.code == code) {
+            seen = true;
+            let dst = out.get_mut(len..len + o.data.len()).ok_or(WireError::NoSpace)?;
+            dst.copy_from_slice(o.data);
+            len += o.data.len();
+        }
+        if !seen {
+            return Ok(None);
+        }
+        Ok(out.get(..len))
+    }
+
+    /// Option 53, the DHCP message type; `None` for a plain BOOTP message.
+    pub fn message_type(&self) -> Option<MessageType> {
+        match self.option_data(OptionCode::MESSAGE_TYPE) {
+            Some(&[t]) => Some(MessageType::from_u8(t)),
+            _ => None,
+        }
+    }
+
+    fn option_addr(&self, code: u8) -> Option<Ipv4Addr> {
+        match self.option_data(code) {
+            Some(&[a, b, c, d]) => Some(Ipv4Addr::new(a, b, c, d)),
+            _ => None,
+        }
+    }
+
+    fn option_u32(&self, code: u8) -> Option<u32> {
+        match self.option_data(code) {
+            Some(&[a, b, c, d]) => Some(u32::from_be_bytes([a, b, c, d])),
+            _ => None,
+        }
+    }
+
+    /// Option 54, server identifier.
+    pub fn server_identifier(&self) -> Option<Ipv4Addr> {
+        self.option_addr(OptionCode::SERVER_ID)
+    }
+    /// Option 50, requested IP address.
+    pub fn requested_ip(&self) -> Option<Ipv4Addr> {
+        self.option_addr(OptionCode::REQUESTED_IP)
+    }
+    /// Option 1, subnet mask.
+    pub fn subnet_mask(&self) -> Option<Ipv4Addr> {
+        self.option_addr(OptionCode::SUBNET_MASK)
+    }
+    /// Option 51, lease time in seconds.
+    pub fn lease_time(&self) -> Option<u32> {
+        self.option_u32(OptionCode::LEASE_TIME)
+    }
+    /// Option 58, renewal (T1) time in seconds.
+    pub fn renewal_time(&self) -> Option<u32> {
+        self.option_u32(OptionCode::RENEWAL_T1)
+    }
+    /// Option 59, rebinding (T2) time in seconds.
+    pub fn rebinding_time(&self) -> Option<u32> {
+        self.option_u32(OptionCode::REBINDING_T2)
+    }
+    /// Option 61, client identifier (first instance).
+    pub fn client_identifier(&self) -> Option<&[u8]> {
+        self.option_data(OptionCode::CLIENT_ID)
+    }
+    /// Option 55, parameter request list (first instance).
+    pub fn parameter_request_list(&self) -> Option<&[u8]> {
+        self.option_data(OptionCode::PARAMETER_REQUEST_LIST)
+    }
+    /// Option 82, relay agent information (first instance).
+    pub fn relay_agent_info(&self) -> Option<&[u8]> {
+        self.option_data(OptionCode::RELAY_AGENT_INFO)
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Message<T> {
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        self.buffer.as_mut()
+    }
+
+    /// Set `op`.
+    pub fn set_op(&mut self, op: Op) {
+        let v = match op {
+            Op::BootRequest => 1,
+            Op::BootReply => 2,
+        };
+        write_bytes(self.bytes_mut(), field::OP, &[v]);
+    }
+    /// Set the hop count.
+    pub fn set_hops(&mut self, hops: u8) {
+        write_bytes(self.bytes_mut(), field::HOPS, &[hops]);
+    }
+    /// Set the transaction id.
+    pub fn set_xid(&mut self, xid: u32) {
+        write_bytes(self.bytes_mut(), field::XID, &xid.to_be_bytes());
+    }
+    /// Set `secs`.
+    pub fn set_secs(&mut self, secs: u16) {
+        write_bytes(self.bytes_mut(), field::SECS, &secs.to_be_bytes());
+    }
+    /// Set the flags field.
+    pub fn set_flags(&mut self, flags: u16) {
+        write_bytes(self.bytes_mut(), field::FLAGS, &flags.to_be_bytes());
+    }
+    /// Set `ciaddr`.
+    pub fn set_ciaddr(&mut self, a: Ipv4Addr) {
+        write_bytes(self.bytes_mut(), field::CIADDR, &a.octets());
+    }
+    /// Set `yiaddr`.
+    pub fn set_yiaddr(&mut self, a: Ipv4Addr) {
+        write_bytes(self.bytes_mut(), field::YIADDR, &a.octets());
+    }
+    /// Set `siaddr`.
+    pub fn set_siaddr(&mut self, a: Ipv4Addr) {
+        write_bytes(self.bytes_mut(), field::SIADDR, &a.octets());
+    }
+    /// Set `giaddr`.
+    pub fn set_giaddr(&mut self, a: Ipv4Addr) {
+        write_bytes(self.bytes_mut(), field::GIADDR, &a.octets());
+    }
+
+    /// Overwrite the payload of every instance of option `code` whose length equals
+    /// `value.len()`. Returns how many instances were patched (0 when absent or when the
+    /// lengths differ: a length-changing edit needs [`crate::rewrite`]).
+    pub fn patch_option(&mut self, code: u8, value: &[u8]) -> usize {
+        let mut offsets = [0usize; 8];
+        let mut n = 0;
+        for o in self.options().filter(|o| o.code == code && o.data.len() == value.len()) {
+            if let Some(slot) = offsets.get_mut(n) {
+                *slot = o.offset + 2;
+                n += 1;
+            }
+        }
+        let buf = self.bytes_mut();
+        for &at in offsets.iter().take(n) {
+            write_bytes(buf, at, value);
+        }
+        n
+    }
+
+    /// Patch a 4-byte option holding an address (e.g. option 54). See [`Self::patch_option`].
+    pub fn patch_option_addr(&mut self, code: u8, a: Ipv4Addr) -> usize {
+        self.patch_option(code, &a.octets())
+    }
+
+    /// Patch a 4-byte option holding a number of seconds (options 51, 58, 59).
+    pub fn patch_option_u32(&mut self, code: u8, v: u32) -> usize {
+        self.patch_option(code, &v.to_be_bytes())
+    }
+
+    /// Turn every instance of option `code` into PAD bytes, in place; the message keeps its
+    /// length. Returns how many instances were blanked.
+    pub fn blank_option(&mut self, code: u8) -> usize {
+        let mut spans = [(0usize, 0usize); 8];
+        let mut n = 0;
+        for o in self.options().filter(|o| o.code == code) {
+            if let Some(slot) = spans.get_mut(n) {
+                *slot = (o.offset, o.encoded_len());
+                n += 1;
+            }
+        }
+        let buf = self.bytes_mut();
+        for &(at, len) in spans.iter().take(n) {
+            if let Some(dst) = buf.get_mut(at..at + len) {
+                dst.fill(OptionCode::PAD);
+            }
+        }
+        n
+    }
+}
