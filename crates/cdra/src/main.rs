@@ -1,1 +1,140 @@
-fn main() {}
+//! `cdra`: a caching DHCPv4 relay agent.
+//!
+//! - `cdra run --config FILE`: run in the foreground, log to stderr, exit 0 on SIGTERM/SIGINT.
+//! - `cdra check --config FILE`: validate; on error print one line naming the key, exit 2.
+//! - `cdra relay [dhcrelay options] SERVER...`: ISC dhcrelay's command line.
+//!
+//! This file only dispatches; [`config`] reads the file, [`daemon`] runs the data plane.
+
+mod config;
+mod daemon;
+mod dhcrelay_cli;
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for configuration errors (`cdra check` and `cdra run`).
+const EXIT_CONFIG: u8 = 2;
+/// Exit code for start-up failures (interfaces, privileges, sockets).
+const EXIT_STARTUP: u8 = 1;
+
+#[derive(Debug, Parser)]
+#[command(name = "cdra", version, about = "cdra: a caching DHCPv4 relay agent", propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run in the foreground (logs to stderr; SIGTERM/SIGINT stop it, SIGUSR1 logs counters).
+    Run {
+        /// Configuration file (TOML).
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// Log level: error, warn, info, debug, trace (overrides RUST_LOG).
+        #[arg(long)]
+        log_level: Option<String>,
+    },
+    /// Validate a configuration file; print one line naming the key on error and exit 2.
+    Check {
+        /// Configuration file (TOML).
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+    },
+    /// Run as a relay with ISC dhcrelay's command line (-id IF, -iu IF, -a, -c, -m, SERVER...).
+    #[command(disable_help_flag = true)]
+    Relay {
+        /// dhcrelay options and servers.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
+}
+
+fn init_logging(level: Option<&str>, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(l) => EnvFilter::new(l),
+        None if quiet => EnvFilter::new("warn"),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match config::load(&config) {
+            Ok(settings) => {
+                println!(
+                    "{}: ok ({} mode, {} server(s), {} downstream interface(s))",
+                    config.display(),
+                    match settings.mode {
+                        cdra_core::Mode::Relay => "relay",
+                        cdra_core::Mode::Proxy => "proxy",
+                    },
+                    settings.servers.len(),
+                    settings.downstream.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cdra: {}: {e}", config.display());
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Run { config, log_level } => {
+            let settings = match config::load(&config) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("cdra: {}: {e}", config.display());
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            init_logging(log_level.as_deref(), false);
+            run(settings, None)
+        }
+        Command::Relay { args } => {
+            if args.iter().any(|a| a == "-h" || a == "--help") {
+                println!("usage: cdra relay [-4] [-d] [-q] [-a] [-D] [-c COUNT] [-A LENGTH] [-m append|replace|forward|discard] [-pf FILE] [--no-pid] [-i IF]... [-id IF]... [-iu IF]... SERVER...");
+                return ExitCode::SUCCESS;
+            }
+            let cmd = match dhcrelay_cli::parse(&args) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("cdra relay: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            init_logging(None, cmd.quiet);
+            for note in &cmd.notes {
+                tracing::warn!("{note}");
+            }
+            run(cmd.settings, cmd.pid_file)
+        }
+    }
+}
+
+fn run(settings: config::Settings, pid_file: Option<String>) -> ExitCode {
+    if let Some(path) = &pid_file {
+        if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
+            eprintln!("cdra: cannot write pid file {path}: {e}");
+            return ExitCode::from(EXIT_STARTUP);
+        }
+    }
+    let result = daemon::run(settings);
+    if let Some(path) = &pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line naming the cause; never a backtrace.
+            eprintln!("cdra: {e:#}");
+            ExitCode::from(EXIT_STARTUP)
+        }
+    }
+}

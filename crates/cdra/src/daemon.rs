@@ -1,0 +1,223 @@
+//! The data plane: one loop, one thread, owning the engine and every socket.
+//!
+//! Start-up resolves interface names to indexes and addresses (one clear error line per
+//! problem), opens the UDP :67 socket (IP_PKTINFO tells each datagram's ingress interface
+//! and destination) and an AF_PACKET socket for replies to clients without an address.
+//! Then: wait for readability or a signal, receive a batch (`recvmmsg`), feed each
+//! datagram to the engine, send what it produced, repeat.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context, Result};
+use cdra_core::{Destination, Downstream, Engine, EngineConfig, Ingress, Ipv4Net, Outbox, Timestamp, Verdict, CLIENT_PORT, SERVER_PORT};
+use cdra_sys::iface::{interface_by_name, Interface};
+use cdra_sys::packet::PacketSender;
+use cdra_sys::udp::{RecvBatch, UdpSocket};
+use cdra_wire::ipv4::{write_ipv4_udp, Ipv4UdpHeader, IPV4_UDP_HEADER_LEN};
+
+use crate::config::Settings;
+use crate::report;
+
+/// Datagrams received per `recvmmsg`.
+const RECV_BATCH: usize = 32;
+/// Largest datagram accepted (bigger ones are truncated and dropped).
+const RECV_BUFFER: usize = 4096;
+/// Outbox slots: a full batch can produce one datagram per server per request.
+const OUTBOX_SLOTS: usize = RECV_BATCH * 4;
+
+/// Milliseconds on a clock anchored to the wall clock at start and advanced monotonically.
+struct Clock {
+    wall_at_start_ms: u64,
+    start: Instant,
+}
+
+impl Clock {
+    fn new() -> Self {
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        Clock { wall_at_start_ms: wall, start: Instant::now() }
+    }
+    fn now(&self) -> Timestamp {
+        Timestamp::from_millis(self.wall_at_start_ms + self.start.elapsed().as_millis() as u64)
+    }
+}
+
+fn net_of(i: &Interface, want: Option<Ipv4Addr>) -> Option<Ipv4Net> {
+    let nets = i.ipv4.iter();
+    let chosen = match want {
+        Some(a) => nets.clone().find(|n| n.addr == a),
+        None => nets.clone().next(),
+    }?;
+    Some(Ipv4Net { addr: chosen.addr, prefix_len: chosen.prefix_len })
+}
+
+/// Resolve the configured interfaces into the engine's model.
+fn engine_config(settings: &Settings) -> Result<EngineConfig> {
+    let mut downstream = Vec::new();
+    for (n, d) in settings.downstream.iter().enumerate() {
+        let i = interface_by_name(&d.interface).map_err(|e| anyhow!("downstream[{n}].interface: {e}"))?;
+        let address = match d.address {
+            Some(a) => net_of(&i, Some(a)).ok_or_else(|| anyhow!("downstream[{n}].address: {a} is not an address of interface {}", i.name))?,
+            None => net_of(&i, None).ok_or_else(|| anyhow!("downstream[{n}].interface: interface {} has no IPv4 address", i.name))?,
+        };
+        if !i.up {
+            tracing::warn!(interface = %i.name, "downstream interface is down; clients on it will not be heard until it is up");
+        }
+        downstream.push(Downstream {
+            name: i.name.clone(),
+            ifindex: i.index,
+            address,
+            all_addresses: i.ipv4.iter().map(|n| n.addr).collect(),
+            mac: i.mac,
+            circuit_id: d.circuit_id.clone().unwrap_or_else(|| i.name.as_bytes().to_vec()),
+            trusted: d.trusted,
+        });
+    }
+    let mut upstream = Vec::new();
+    let mut upstream_addresses = Vec::new();
+    for (n, name) in settings.upstream.iter().enumerate() {
+        let i = interface_by_name(name).map_err(|e| anyhow!("upstream[{n}].interface: {e}"))?;
+        if i.ipv4.is_empty() {
+            bail!("upstream[{n}].interface: interface {} has no IPv4 address", i.name);
+        }
+        upstream.push(i.index);
+        upstream_addresses.extend(i.ipv4.iter().map(|n| n.addr));
+    }
+    let mut config = EngineConfig::relay(settings.servers.clone(), downstream, upstream);
+    config.mode = settings.mode;
+    config.upstream_addresses = upstream_addresses;
+    config.max_hops = settings.max_hops;
+    config.server_selection = settings.server_selection;
+    config.option82 = settings.option82.clone();
+    config.max_packet_size = settings.max_packet_size;
+    config.server_timeout = settings.server_timeout;
+    Ok(config)
+}
+
+/// Sockets of the data plane.
+struct Io {
+    udp: UdpSocket,
+    packet: PacketSender,
+    frame: Vec<u8>,
+    send_errors: u64,
+    last_send_error_log: Option<Instant>,
+}
+
+impl Io {
+    fn send_all(&mut self, outbox: &Outbox) {
+        for out in outbox.iter() {
+            let payload = out.payload();
+            let result = match out.destination {
+                Destination::Server { addr } => self.udp.send_to(payload, SocketAddrV4::new(addr, SERVER_PORT), None, None),
+                Destination::ClientUnicast { ifindex, src, dst } => {
+                    self.udp.send_to(payload, SocketAddrV4::new(dst, CLIENT_PORT), Some(src), Some(ifindex))
+                }
+                Destination::ClientLink { ifindex, mac, src, dst } => self.send_link(ifindex, mac, src, dst, payload),
+            };
+            if let Err(e) = result {
+                self.send_errors += 1;
+                let now = Instant::now();
+                if self.last_send_error_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
+                    self.last_send_error_log = Some(now);
+                    tracing::warn!(destination = ?out.destination, error = %e, total_send_errors = self.send_errors, "send failed");
+                }
+            }
+        }
+    }
+
+    fn send_link(&mut self, ifindex: u32, mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> std::io::Result<usize> {
+        let Some(body) = self.frame.get_mut(IPV4_UDP_HEADER_LEN..IPV4_UDP_HEADER_LEN + payload.len()) else {
+            return Err(std::io::Error::other("reply larger than the frame buffer"));
+        };
+        body.copy_from_slice(payload);
+        let header = Ipv4UdpHeader { src, dst, src_port: SERVER_PORT, dst_port: CLIENT_PORT, ttl: 64 };
+        let total = write_ipv4_udp(&mut self.frame, header, payload.len()).map_err(|e| std::io::Error::other(e.label()))?;
+        self.packet.send(ifindex, mac, self.frame.get(..total).unwrap_or(&[]))
+    }
+}
+
+/// Run until SIGTERM or SIGINT.
+pub fn run(settings: Settings) -> Result<()> {
+    let config = engine_config(&settings)?;
+    let udp = UdpSocket::bind_any(SERVER_PORT, None).map_err(|e| anyhow!("{e}"))?;
+    let packet = PacketSender::new().map_err(|e| anyhow!("{e}"))?;
+    let mut io = Io { udp, packet, frame: vec![0u8; IPV4_UDP_HEADER_LEN + cdra_core::outbox::OUT_BUFFER_SIZE], send_errors: 0, last_send_error_log: None };
+
+    let terminate = Arc::new(AtomicBool::new(false));
+    let dump = Arc::new(AtomicBool::new(false));
+    let (signal_read, signal_write) = std::os::unix::net::UnixStream::pair().context("creating the signal pipe")?;
+    signal_read.set_nonblocking(true).context("signal pipe")?;
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&terminate)).context("installing signal handlers")?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&dump)).context("installing signal handlers")?;
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGUSR1] {
+        signal_hook::low_level::pipe::register(sig, signal_write.try_clone().context("signal pipe")?).context("installing signal handlers")?;
+    }
+
+    let mut engine = Engine::new(config);
+    let mut outbox = Outbox::new(OUTBOX_SLOTS);
+    let mut batch = RecvBatch::new(RECV_BATCH, RECV_BUFFER);
+    let clock = Clock::new();
+    let mut truncated = 0u64;
+    {
+        let c = engine.config();
+        let ds: Vec<String> = c.downstream.iter().map(|d| format!("{}={}/{}", d.name, d.address.addr, d.address.prefix_len)).collect();
+        let servers: Vec<String> = c.servers.iter().map(|s| s.to_string()).collect();
+        tracing::info!(mode = ?c.mode, downstream = %ds.join(","), upstream = %settings.upstream.join(","), servers = %servers.join(","), "cdra started");
+    }
+
+    let fds = [io.udp.as_raw_fd(), signal_read.as_raw_fd()];
+    let mut ready = [false; 2];
+    let mut drain = [0u8; 64];
+    while !terminate.load(Ordering::Relaxed) {
+        cdra_sys::poll::wait_readable(&fds, Some(Duration::from_secs(1)), &mut ready).context("waiting for packets")?;
+        if ready[1] {
+            while matches!(std::io::Read::read(&mut &signal_read, &mut drain), Ok(n) if n > 0) {}
+        }
+        if dump.swap(false, Ordering::Relaxed) {
+            report::log_counters(&engine, io.send_errors, truncated);
+        }
+        if terminate.load(Ordering::Relaxed) {
+            break;
+        }
+        loop {
+            let n = match io.udp.recv_batch(&mut batch) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
+                Err(e) => return Err(anyhow!("receiving on UDP port 67: {e}")),
+            };
+            if n == 0 {
+                break;
+            }
+            let now = clock.now();
+            for i in 0..n {
+                let Some(rx) = batch.try_get(i) else { continue };
+                if rx.truncated {
+                    truncated += 1;
+                    continue;
+                }
+                let ingress = Ingress { ifindex: rx.ifindex, src: rx.src, dst: rx.dst, data: rx.data };
+                let verdict = engine.handle_datagram(now, ingress, &mut outbox);
+                if let Verdict::Dropped(reason) = verdict {
+                    tracing::debug!(ifindex = rx.ifindex, src = %rx.src, reason = reason.label(), "dropped");
+                }
+                if outbox.remaining() < 8 {
+                    io.send_all(&outbox);
+                    outbox.clear();
+                }
+            }
+            io.send_all(&outbox);
+            outbox.clear();
+            if n < batch.capacity() {
+                break;
+            }
+        }
+    }
+    tracing::info!("cdra stopping");
+    report::log_counters(&engine, io.send_errors, truncated);
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! ISC dhcrelay's command line, so cdra can replace it in an existing unit file:
+//! `cdra relay [-4] [-d] [-q] [-a] [-D] [-c COUNT] [-A LENGTH] [-m append|replace|forward|discard]
+//! [-pf FILE] [--no-pid] [-i IF]... [-id IF]... [-iu IF]... SERVER...`
+//!
+//! The words map onto the same [`Settings`] the TOML file produces. `-i IF` (an interface
+//! that is both) becomes a downstream and an upstream interface, as in dhcrelay.
+
+use std::net::Ipv4Addr;
+
+use cdra_core::{Mode, Option82Config, Option82Policy, ServerSelection};
+
+use crate::config::{ConfigError, DownstreamSettings, Settings};
+
+/// What the command line asked for, beyond the settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DhcrelayCommand {
+    /// The relay settings.
+    pub settings: Settings,
+    /// `-q`: quiet.
+    pub quiet: bool,
+    /// `-pf FILE`: write our PID there.
+    pub pid_file: Option<String>,
+    /// Notes for the log (options accepted but mapped to something else).
+    pub notes: Vec<String>,
+}
+
+fn err(key: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { key: key.to_string(), problem: problem.into() }
+}
+
+/// Parse dhcrelay-style words (without the program name and `relay`).
+pub fn parse(args: &[String]) -> Result<DhcrelayCommand, ConfigError> {
+    let mut downstream: Vec<String> = Vec::new();
+    let mut upstream: Vec<String> = Vec::new();
+    let mut servers = Vec::new();
+    let mut insert = false;
+    let mut policy = Option82Policy::Forward;
+    let mut max_hops = cdra_core::config::DEFAULT_MAX_HOPS;
+    let mut max_packet_size = cdra_core::config::DEFAULT_MAX_PACKET_SIZE;
+    let mut quiet = false;
+    let mut pid_file = None;
+    let mut notes = Vec::new();
+    let mut words = args.iter();
+    let value = |flag: &str, words: &mut std::slice::Iter<'_, String>| -> Result<String, ConfigError> {
+        words.next().cloned().ok_or_else(|| err(flag, "needs a value"))
+    };
+    while let Some(w) = words.next() {
+        match w.as_str() {
+            "-4" | "-d" => {}
+            "-6" => return Err(err("-6", "DHCPv6 relaying is not supported by cdra")),
+            "-q" => quiet = true,
+            "-a" => insert = true,
+            "-D" => notes.push("-D: accepted; cdra delivers replies by giaddr and strips option 82 from every reply".into()),
+            "--no-pid" => pid_file = None,
+            "-pf" => pid_file = Some(value("-pf", &mut words)?),
+            "-c" => {
+                let v = value("-c", &mut words)?;
+                max_hops = match v.parse::<u8>() {
+                    Ok(h) if (1..=cdra_core::config::HARD_MAX_HOPS).contains(&h) => h,
+                    _ => return Err(err("-c", format!("{v:?} is not a hop count in 1..=16"))),
+                };
+            }
+            "-A" => {
+                let v = value("-A", &mut words)?;
+                max_packet_size = match v.parse::<usize>() {
+                    Ok(n) if (576..=4096).contains(&n) => n,
+                    _ => return Err(err("-A", format!("{v:?} is not a length in 576..=4096"))),
+                };
+            }
+            "-m" => {
+                let v = value("-m", &mut words)?;
+                policy = match v.as_str() {
+                    "forward" => Option82Policy::Forward,
+                    "replace" => Option82Policy::Replace,
+                    "discard" => Option82Policy::Drop,
+                    "append" => {
+                        notes.push("-m append: RFC 3046 allows one option 82 per message; forwarding existing ones unchanged".into());
+                        Option82Policy::Forward
+                    }
+                    other => return Err(err("-m", format!("{other:?} is not one of append, replace, forward, discard"))),
+                };
+            }
+            "-i" => {
+                let v = value("-i", &mut words)?;
+                downstream.push(v.clone());
+                upstream.push(v);
+            }
+            "-id" => downstream.push(value("-id", &mut words)?),
+            "-iu" => upstream.push(value("-iu", &mut words)?),
+            "-p" | "-l" | "-u" | "-s" | "-I" | "-rp" | "-U" | "-g" => {
+                return Err(err(w, "is not supported by cdra; use a configuration file (cdra run --config FILE)"));
+            }
+            other if other.starts_with('-') => return Err(err(other, "unknown option")),
+            server => {
+                let addr: Ipv4Addr = server.parse().map_err(|_| err("SERVER", format!("{server:?} is not an IPv4 address")))?;
+                servers.push(addr);
+            }
+        }
+    }
+    if servers.is_empty() {
+        return Err(err("SERVER", "at least one server address is required"));
+    }
+    if downstream.is_empty() {
+        return Err(err("-id", "at least one downstream interface (-id IF or -i IF) is required"));
+    }
+    downstream.dedup();
+    upstream.dedup();
+    let settings = Settings {
+        mode: Mode::Relay,
+        servers,
+        downstream: downstream.into_iter().map(|interface| DownstreamSettings { interface, address: None, circuit_id: None, trusted: false }).collect(),
+        upstream,
+        max_hops,
+        server_selection: ServerSelection::All,
+        max_packet_size,
+        server_timeout: std::time::Duration::from_secs(10),
+        option82: Option82Config { insert, remote_id: None, policy, link_selection: false, server_id_override: false },
+    };
+    Ok(DhcrelayCommand { settings, quiet, pid_file, notes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn typical_dhcrelay_line() {
+        let c = parse(&words("-4 -d -a -c 6 -m replace -id rd0 -iu ru0 10.77.0.1 10.77.0.9")).expect("valid");
+        let s = c.settings;
+        assert_eq!(s.servers, vec![Ipv4Addr::new(10, 77, 0, 1), Ipv4Addr::new(10, 77, 0, 9)]);
+        assert_eq!(s.downstream[0].interface, "rd0");
+        assert_eq!(s.upstream, vec!["ru0".to_string()]);
+        assert!(s.option82.insert);
+        assert_eq!(s.option82.policy, Option82Policy::Replace);
+        assert_eq!(s.max_hops, 6);
+    }
+
+    #[test]
+    fn bad_lines_are_one_line_errors() {
+        for (line, want) in [
+            ("-id rd0", "SERVER"),
+            ("10.0.0.1", "-id"),
+            ("-id rd0 -c 99 10.0.0.1", "-c"),
+            ("-id rd0 -m keep 10.0.0.1", "-m"),
+            ("-id rd0 -x 10.0.0.1", "-x: unknown option"),
+            ("-id rd0 10.0.0.300", "SERVER"),
+            ("-id", "-id: needs a value"),
+        ] {
+            let e = parse(&words(line)).expect_err(line).to_string();
+            assert!(e.contains(want), "{line}: {e}");
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The engine's runtime model of its configuration: interfaces already resolved to
+//! indexes and addresses, every value validated. The binary builds it from the TOML file
+//! or the dhcrelay-style command line; the core never parses text.
+
+use core::net::Ipv4Addr;
+use core::time::Duration;
+
+/// RFC 1542 4.1.1: "The relay agent MUST silently discard BOOTREQUEST messages whose
+/// 'hops' field exceeds the value 16."
+pub const HARD_MAX_HOPS: u8 = 16;
+/// Default hop limit (a relay chain longer than this is a loop or a mistake).
+pub const DEFAULT_MAX_HOPS: u8 = 4;
+/// Default largest DHCP payload sent to a server after adding option 82 (Ethernet MTU
+/// minus IPv4 and UDP headers).
+pub const DEFAULT_MAX_PACKET_SIZE: usize = 1472;
+
+/// An IPv4 address with its prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ipv4Net {
+    /// The address.
+    pub addr: Ipv4Addr,
+    /// Prefix length, 0..=32.
+    pub prefix_len: u8,
+}
+
+impl Ipv4Net {
+    /// The netmask.
+    pub fn netmask(&self) -> Ipv4Addr {
+        let bits = if self.prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(self.prefix_len.min(32))) };
+        Ipv4Addr::from(bits)
+    }
+    /// True if `a` is in this network.
+    pub fn contains(&self, a: Ipv4Addr) -> bool {
+        let m = u32::from(self.netmask());
+        u32::from(a) & m == u32::from(self.addr) & m
+    }
+}
+
+/// What cdra does with client traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A standard relay agent (RFC 1542, RFC 2131 4.1, RFC 3046).
+    Relay,
+    /// The paper's proxying caching relay.
+    Proxy,
+}
+
+/// How requests are spread over servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerSelection {
+    /// Every request to every server (ISC dhcrelay's behaviour).
+    All,
+    /// Every request to the first server that is answering; on to the next when it stops.
+    Failover,
+}
+
+/// What to do with a request that already carries option 82.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Option82Policy {
+    /// Forward it unchanged; do not add ours.
+    Forward,
+    /// Remove it and insert ours (when inserting).
+    Replace,
+    /// Drop the request.
+    Drop,
+}
+
+/// Relay Agent Information (option 82) settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Option82Config {
+    /// Insert option 82 into requests (circuit-id always, the rest as configured).
+    pub insert: bool,
+    /// Agent Remote ID sub-option, when set.
+    pub remote_id: Option<Vec<u8>>,
+    /// What to do with requests that already carry option 82.
+    pub policy: Option82Policy,
+    /// RFC 3527 Link Selection sub-option: the downstream interface's subnet address.
+    pub link_selection: bool,
+    /// RFC 5107 Server Identifier Override sub-option: the downstream interface's address.
+    pub server_id_override: bool,
+}
+
+impl Default for Option82Config {
+    fn default() -> Self {
+        Option82Config { insert: false, remote_id: None, policy: Option82Policy::Forward, link_selection: false, server_id_override: false }
+    }
+}
+
+/// A client-facing interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Downstream {
+    /// Interface name (for logs and the default circuit-id).
+    pub name: String,
+    /// Kernel interface index.
+    pub ifindex: u32,
+    /// The address used as giaddr and as the source of replies; its prefix is the subnet
+    /// served on this link.
+    pub address: Ipv4Net,
+    /// Every IPv4 address of the interface (a reply to any of them is ours).
+    pub all_addresses: Vec<Ipv4Addr>,
+    /// The interface's MAC address (ARP probes, proxy mode).
+    pub mac: Option<[u8; 6]>,
+    /// Agent Circuit ID sub-option value (default: the interface name).
+    pub circuit_id: Vec<u8>,
+    /// RFC 3046 2.1: requests with giaddr 0 and option 82 are accepted only from trusted
+    /// circuits.
+    pub trusted: bool,
+}
+
+/// Everything the engine needs to know.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    /// Relay or proxy.
+    pub mode: Mode,
+    /// Server addresses, in order of preference.
+    pub servers: Vec<Ipv4Addr>,
+    /// Client-facing interfaces.
+    pub downstream: Vec<Downstream>,
+    /// Server-facing interface indexes (requests arriving there are dropped).
+    pub upstream: Vec<u32>,
+    /// Our addresses on upstream interfaces (loop detection).
+    pub upstream_addresses: Vec<Ipv4Addr>,
+    /// Requests whose hops would exceed this are dropped (1..=16).
+    pub max_hops: u8,
+    /// How requests are spread over servers.
+    pub server_selection: ServerSelection,
+    /// Option 82 settings.
+    pub option82: Option82Config,
+    /// Largest DHCP payload sent to a server; option 82 is not added beyond it
+    /// (RFC 3046 2.1).
+    pub max_packet_size: usize,
+    /// A server is considered down after this long without answering requests that
+    /// expect an answer.
+    pub server_timeout: Duration,
+    /// How many unanswered requests (at least) make a server down.
+    pub server_unanswered_limit: u32,
+    /// How often a down server is tried again (failover mode).
+    pub server_retry_interval: Duration,
+}
+
+impl EngineConfig {
+    /// A relay-mode configuration with defaults for everything but the interfaces and
+    /// servers.
+    pub fn relay(servers: Vec<Ipv4Addr>, downstream: Vec<Downstream>, upstream: Vec<u32>) -> Self {
+        EngineConfig {
+            mode: Mode::Relay,
+            servers,
+            downstream,
+            upstream,
+            upstream_addresses: Vec::new(),
+            max_hops: DEFAULT_MAX_HOPS,
+            server_selection: ServerSelection::All,
+            option82: Option82Config::default(),
+            max_packet_size: DEFAULT_MAX_PACKET_SIZE,
+            server_timeout: Duration::from_secs(10),
+            server_unanswered_limit: 3,
+            server_retry_interval: Duration::from_secs(30),
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The engine's output: datagrams to send, each with where it goes. The outbox is a
+//! fixed pool of preallocated buffers, reused batch after batch, so producing a reply
+//! allocates nothing; it is bounded (a full outbox drops with a counted reason).
+
+use core::net::Ipv4Addr;
+
+/// DHCP server port (RFC 2131 section 4.1).
+pub const SERVER_PORT: u16 = 67;
+/// DHCP client port.
+pub const CLIENT_PORT: u16 = 68;
+/// Size of each outbox buffer: larger than any DHCP message we accept to relay.
+pub const OUT_BUFFER_SIZE: usize = 4096;
+
+/// Where a datagram goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    /// UDP to `addr`:67 (a server), routed by the kernel, from our port 67.
+    Server {
+        /// Server address.
+        addr: Ipv4Addr,
+    },
+    /// UDP unicast to a client that has an address: `dst`:68 from `src`:67 out of `ifindex`.
+    ClientUnicast {
+        /// Egress interface.
+        ifindex: u32,
+        /// Source address (the downstream address the client knows).
+        src: Ipv4Addr,
+        /// The client's address (ciaddr).
+        dst: Ipv4Addr,
+    },
+    /// A link-layer send on `ifindex` to `mac` (a client MAC or ff:ff:ff:ff:ff:ff), with an
+    /// IPv4/UDP header `src`:67 -> `dst`:68 built by the sender. Needs no neighbour entry.
+    ClientLink {
+        /// Egress interface.
+        ifindex: u32,
+        /// Destination MAC.
+        mac: [u8; 6],
+        /// IPv4 source.
+        src: Ipv4Addr,
+        /// IPv4 destination (yiaddr, or 255.255.255.255).
+        dst: Ipv4Addr,
+    },
+}
+
+/// The broadcast MAC address.
+pub const BROADCAST_MAC: [u8; 6] = [0xff; 6];
+
+/// One datagram to send.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Where it goes.
+    pub destination: Destination,
+    buf: Box<[u8]>,
+    len: usize,
+}
+
+impl Outgoing {
+    fn new() -> Self {
+        Outgoing { destination: Destination::Server { addr: Ipv4Addr::UNSPECIFIED }, buf: vec![0u8; OUT_BUFFER_SIZE].into_boxed_slice(), len: 0 }
+    }
+    /// The DHCP payload.
+    pub fn payload(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or(&[])
+    }
+    /// The whole buffer, for writing.
+    pub(crate) fn buffer_mut(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+    /// Set the payload length.
+    pub(crate) fn set_len(&mut self, len: usize) {
+        self.len = len.min(self.buf.len());
+    }
+    /// Payload, mutable.
+    pub(crate) fn payload_mut(&mut self) -> &mut [u8] {
+        let len = self.len;
+        self.buf.get_mut(..len).unwrap_or(&mut [])
+    }
+}
+
+/// A bounded pool of outgoing datagrams.
+#[derive(Debug)]
+pub struct Outbox {
+    slots: Vec<Outgoing>,
+    used: usize,
+}
+
+impl Outbox {
+    /// An outbox holding at most `capacity` datagrams between two [`Outbox::clear`]s.
+    pub fn new(capacity: usize) -> Self {
+        Outbox { slots: (0..capacity.max(1)).map(|_| Outgoing::new()).collect(), used: 0 }
+    }
+    /// Datagrams waiting.
+    pub fn len(&self) -> usize {
+        self.used
+    }
+    /// True when nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.used == 0
+    }
+    /// Free slots left.
+    pub fn remaining(&self) -> usize {
+        self.slots.len() - self.used
+    }
+    /// The waiting datagrams, in the order they were produced.
+    pub fn iter(&self) -> impl Iterator<Item = &Outgoing> {
+        self.slots.iter().take(self.used)
+    }
+    /// Forget every waiting datagram (after they were sent).
+    pub fn clear(&mut self) {
+        self.used = 0;
+    }
+    /// Take a free slot, or `None` when the outbox is full.
+    pub(crate) fn next_slot(&mut self) -> Option<&mut Outgoing> {
+        let slot = self.slots.get_mut(self.used)?;
+        self.used += 1;
+        slot.len = 0;
+        Some(slot)
+    }
+    /// Give back the most recently taken slot (when filling it failed).
+    pub(crate) fn unwind(&mut self) {
+        self.used = self.used.saturating_sub(1);
+    }
+    /// Append a copy of the most recent datagram with another destination.
+    pub(crate) fn duplicate_last(&mut self, destination: Destination) -> bool {
+        if self.used == 0 || self.used >= self.slots.len() {
+            return false;
+        }
+        let (done, rest) = self.slots.split_at_mut(self.used);
+        let (Some(src), Some(dst)) = (done.last(), rest.first_mut()) else { return false };
+        let len = src.len;
+        match (dst.buf.get_mut(..len), src.buf.get(..len)) {
+            (Some(d), Some(s)) => d.copy_from_slice(s),
+            _ => return false,
+        }
+        dst.len = len;
+        dst.destination = destination;
+        self.used += 1;
+        true
+    }
+}

@@ -1,0 +1,261 @@
+//! Relay-agent behaviour: RFC 1542 section 4, RFC 2131 section 4.1, RFC 3046.
+//!
+//! Requests from a downstream link go to the servers with giaddr, hops and option 82 set
+//! as the RFCs say; replies addressed to one of our giaddrs go back to the client with
+//! option 82 removed, delivered as RFC 2131 4.1 prescribes.
+
+use core::net::Ipv4Addr;
+
+use cdra_wire::options::OptionCode;
+use cdra_wire::relay_agent::{write_relay_agent_info, SubOption, SubOptionCode};
+use cdra_wire::rewrite::rewrite;
+use cdra_wire::{Message, MessageType};
+
+use crate::config::{Downstream, Option82Policy};
+use crate::counters::MessageKind;
+use crate::engine::Engine;
+use crate::outbox::{Destination, Outbox, BROADCAST_MAC};
+use crate::time::Timestamp;
+use crate::verdict::{DropReason, Verdict};
+
+/// Does this request normally get an answer from server `server`? Used for liveness:
+/// RELEASE and DECLINE get none, and a REQUEST naming another server (option 54) is
+/// ignored by the others (RFC 2131 4.3.2).
+pub fn expects_reply<T: AsRef<[u8]>>(msg: &Message<T>, server: Ipv4Addr) -> bool {
+    match msg.message_type() {
+        None => true, // BOOTREQUEST
+        Some(MessageType::Discover) | Some(MessageType::Inform) => true,
+        Some(MessageType::Request) => msg.server_identifier().is_none_or(|sid| sid == server),
+        Some(_) => false,
+    }
+}
+
+/// RFC 2131 section 4.1 (server side, which a relay applies when it delivers the reply on
+/// the client's link) and RFC 1542 section 5.4:
+/// - "In all cases, when 'giaddr' is zero, the server broadcasts any DHCPNAK messages to
+///   0xffffffff" — and RFC 2131 4.3.2 asks servers to set the broadcast bit in NAKs sent
+///   through a relay "because the client may not have a correct network address or subnet
+///   mask"; we broadcast every NAK, whatever its flag (Kea's NAKs have it clear).
+/// - "If the 'giaddr' field is zero and the 'ciaddr' field is nonzero, then the server
+///   unicasts DHCPOFFER and DHCPACK messages to the address in 'ciaddr'."
+/// - "If 'giaddr' is zero and 'ciaddr' is zero, and the broadcast bit is set, then the
+///   server broadcasts DHCPOFFER and DHCPACK messages to 0xffffffff. If the broadcast bit
+///   is not set and 'giaddr' is zero and 'ciaddr' is zero, then the server unicasts
+///   DHCPOFFER and DHCPACK messages to the client's hardware address and 'yiaddr'
+///   address."
+///
+/// A client whose chaddr is not an Ethernet address cannot be reached by a link-layer
+/// unicast, so it gets a broadcast.
+pub fn reply_destination<T: AsRef<[u8]>>(msg: &Message<T>, ds: &Downstream, src: Ipv4Addr) -> Destination {
+    let broadcast = Destination::ClientLink { ifindex: ds.ifindex, mac: BROADCAST_MAC, src, dst: Ipv4Addr::BROADCAST };
+    if msg.message_type() == Some(MessageType::Nak) {
+        return broadcast;
+    }
+    if !msg.ciaddr().is_unspecified() {
+        return Destination::ClientUnicast { ifindex: ds.ifindex, src, dst: msg.ciaddr() };
+    }
+    if msg.broadcast() || msg.yiaddr().is_unspecified() {
+        return broadcast;
+    }
+    match msg.ethernet_chaddr() {
+        Some(mac) => Destination::ClientLink { ifindex: ds.ifindex, mac, src, dst: msg.yiaddr() },
+        None => broadcast,
+    }
+}
+
+/// The downstream subnet's network address (RFC 3527 link selection names the subnet).
+fn subnet_address(iface: &Downstream) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(iface.address.addr) & u32::from(iface.address.netmask()))
+}
+
+impl Engine {
+    /// A BOOTREQUEST from downstream interface `ds`: check it, set giaddr/hops/option 82,
+    /// and send it to the servers.
+    pub(crate) fn relay_request<T: AsRef<[u8]>>(&mut self, now: Timestamp, ds: usize, msg: &Message<T>, outbox: &mut Outbox) -> Verdict {
+        let Some(iface) = self.config.downstream.get(ds) else {
+            return self.drop(ds, DropReason::UnknownInterface);
+        };
+        // RFC 1542 4.1.1: the relay "MUST silently discard BOOTREQUEST messages whose
+        // 'hops' field exceeds the value 16"; the configured limit (<= 16) applies to the
+        // value after our increment.
+        if u16::from(msg.hops()) + 1 > u16::from(self.config.max_hops) {
+            return self.drop(ds, DropReason::HopLimit);
+        }
+        let giaddr = msg.giaddr();
+        // A request carrying one of our own addresses as giaddr has come back to us.
+        if !giaddr.is_unspecified() && self.is_our_address(giaddr) {
+            return self.drop(ds, DropReason::GiaddrIsOurs);
+        }
+        let first_hop = giaddr.is_unspecified();
+        let existing82 = msg.relay_agent_info();
+        if existing82.is_some() {
+            // RFC 3046 2.1: "Relay agents receiving a DHCP packet from an untrusted circuit
+            // with giaddr set to zero (indicating that they are the first-hop router) but
+            // with a Relay Agent Information option already present in the packet SHALL
+            // discard the packet and increment an error count."
+            if first_hop && !iface.trusted {
+                return self.drop(ds, DropReason::UntrustedOption82);
+            }
+            if self.config.option82.policy == Option82Policy::Drop {
+                return self.drop(ds, DropReason::Option82Policy);
+            }
+        }
+        // RFC 1542 4.1.1: "If this field is zero, the relay agent MUST fill this field with
+        // the IP address of the interface on which the request was received ... If the
+        // 'giaddr' field contains some non-zero value, the 'giaddr' field MUST NOT be
+        // modified." Option 82 is ours to add only as the first hop.
+        let new_giaddr = if first_hop { iface.address.addr } else { giaddr };
+        let insert82 = self.config.option82.insert
+            && first_hop
+            && (existing82.is_none() || self.config.option82.policy == Option82Policy::Replace);
+
+        let chosen = self.servers.choose(now);
+        let Some(first_server) = chosen.iter().next() else {
+            return self.drop(ds, DropReason::NoServer);
+        };
+        let Some(server_addr) = self.servers.servers().get(first_server).map(|s| s.addr) else {
+            return self.drop(ds, DropReason::NoServer);
+        };
+        if outbox.remaining() < chosen.len() {
+            return self.drop(ds, DropReason::OutboxFull);
+        }
+        let Some(out) = outbox.next_slot() else {
+            return self.drop(ds, DropReason::OutboxFull);
+        };
+        out.destination = Destination::Server { addr: server_addr };
+        let mut len = None;
+        if insert82 {
+            let o82 = &self.config.option82;
+            let link = subnet_address(iface).octets();
+            let sid = iface.address.addr.octets();
+            let mut subs = [SubOption { code: 0, data: &[] }; 4];
+            let mut n = 0;
+            let mut add = |code: u8, data| {
+                if let Some(slot) = subs.get_mut(n) {
+                    *slot = SubOption { code, data };
+                    n += 1;
+                }
+            };
+            add(SubOptionCode::CIRCUIT_ID, &iface.circuit_id[..]);
+            if let Some(rid) = o82.remote_id.as_deref() {
+                add(SubOptionCode::REMOTE_ID, rid);
+            }
+            // RFC 3527: the link the client is on, for a server that cannot use giaddr.
+            if o82.link_selection {
+                add(SubOptionCode::LINK_SELECTION, &link[..]);
+            }
+            // RFC 5107: the server puts this address in option 54, so clients send their
+            // unicast renewals to us.
+            if o82.server_id_override {
+                add(SubOptionCode::SERVER_ID_OVERRIDE, &sid[..]);
+            }
+            let remove: &[u8] = if existing82.is_some() { &[OptionCode::RELAY_AGENT_INFO] } else { &[] };
+            let written = rewrite(msg, out.buffer_mut(), remove, |w| write_relay_agent_info(w, subs.get(..n).unwrap_or(&[])));
+            match written {
+                Ok(l) if l <= self.config.max_packet_size => len = Some(l),
+                // RFC 3046 2.1: if adding the option would make the message too large,
+                // "the relay agent MUST forward the packet without adding the option" (and
+                // count it).
+                _ => self.counters.option82_not_added_too_large += 1,
+            }
+        }
+        let len = match len {
+            Some(l) => l,
+            None => {
+                let bytes = msg.as_bytes();
+                match out.buffer_mut().get_mut(..bytes.len()) {
+                    Some(dst) => dst.copy_from_slice(bytes),
+                    None => {
+                        outbox.unwind();
+                        return self.drop(ds, DropReason::ReplyTooLarge);
+                    }
+                }
+                bytes.len()
+            }
+        };
+        out.set_len(len);
+        match Message::new_checked(out.payload_mut()) {
+            Ok(mut m) => {
+                m.set_giaddr(new_giaddr);
+                m.set_hops(msg.hops().saturating_add(1));
+            }
+            Err(e) => {
+                outbox.unwind();
+                return self.drop(ds, DropReason::Malformed(e));
+            }
+        }
+        let kind = MessageKind::of(msg);
+        self.servers.on_sent(first_server, now, expects_reply(msg, server_addr));
+        let mut copies = 1u8;
+        for i in chosen.iter().skip(1) {
+            let Some(addr) = self.servers.servers().get(i).map(|s| s.addr) else { continue };
+            if outbox.duplicate_last(Destination::Server { addr }) {
+                self.servers.on_sent(i, now, expects_reply(msg, addr));
+                copies = copies.saturating_add(1);
+            }
+        }
+        for i in chosen.iter().take(usize::from(copies)) {
+            if let Some(c) = self.counters.servers.get_mut(i) {
+                c.requests_sent += 1;
+            }
+        }
+        let upstream_slot = self.config.downstream.len();
+        for _ in 0..copies {
+            self.counters.sent(upstream_slot, kind);
+        }
+        Verdict::RelayedToServers { copies }
+    }
+
+    /// A BOOTREPLY: accept it only from a configured server and only when addressed to one
+    /// of our giaddrs, remove option 82 and deliver it on the link that owns giaddr.
+    pub(crate) fn relay_reply<T: AsRef<[u8]>>(&mut self, now: Timestamp, slot: usize, src: Ipv4Addr, msg: &Message<T>, outbox: &mut Outbox) -> Verdict {
+        let Some(server) = self.servers.index_of(src) else {
+            return self.drop(slot, DropReason::ReplyFromUnknownServer);
+        };
+        self.servers.on_reply(server, now);
+        if let Some(c) = self.counters.servers.get_mut(server) {
+            c.replies_received += 1;
+        }
+        let giaddr = msg.giaddr();
+        let Some(ds) = self.config.downstream.iter().position(|d| d.all_addresses.contains(&giaddr)) else {
+            return self.drop(slot, DropReason::ReplyNotForUs);
+        };
+        self.deliver_to_client(ds, msg, outbox)
+    }
+
+    /// Copy a reply into the outbox without option 82 (RFC 3046 2.2: "the relay agent
+    /// strips the option before forwarding the reply to the client") and address it per
+    /// RFC 2131 4.1.
+    pub(crate) fn deliver_to_client<T: AsRef<[u8]>>(&mut self, ds: usize, msg: &Message<T>, outbox: &mut Outbox) -> Verdict {
+        let Some(iface) = self.config.downstream.get(ds) else {
+            return self.drop(ds, DropReason::UnknownInterface);
+        };
+        let src = if iface.all_addresses.contains(&msg.giaddr()) { msg.giaddr() } else { iface.address.addr };
+        let destination = reply_destination(msg, iface, src);
+        let Some(out) = outbox.next_slot() else {
+            return self.drop(ds, DropReason::OutboxFull);
+        };
+        out.destination = destination;
+        let written = if msg.option(OptionCode::RELAY_AGENT_INFO).is_some() {
+            rewrite(msg, out.buffer_mut(), &[OptionCode::RELAY_AGENT_INFO], |_| Ok(()))
+        } else {
+            let bytes = msg.as_bytes();
+            match out.buffer_mut().get_mut(..bytes.len()) {
+                Some(dst) => {
+                    dst.copy_from_slice(bytes);
+                    Ok(bytes.len())
+                }
+                None => Err(cdra_wire::WireError::NoSpace),
+            }
+        };
+        match written {
+            Ok(len) => out.set_len(len),
+            Err(_) => {
+                outbox.unwind();
+                return self.drop(ds, DropReason::ReplyTooLarge);
+            }
+        }
+        self.counters.sent(ds, MessageKind::of(msg));
+        Verdict::DeliveredToClient
+    }
+}

@@ -1,0 +1,154 @@
+//! The servers: which ones a request goes to and whether each one is answering.
+//!
+//! A server is *down* when at least `unanswered_limit` requests that expect an answer
+//! (DISCOVER, REQUEST for it, INFORM, BOOTREQUEST) went unanswered and the oldest of them
+//! is older than `timeout`. Any reply from it makes it *up* again. Relay mode uses this
+//! for `failover`; proxy mode uses it to know when it must serve from its cache.
+
+use core::net::Ipv4Addr;
+use core::time::Duration;
+
+use crate::config::ServerSelection;
+use crate::time::Timestamp;
+
+/// Most servers a configuration may name (a bitmask of chosen servers fits a `u32`).
+pub const MAX_SERVERS: usize = 32;
+
+/// Liveness of one server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerState {
+    /// Its address.
+    pub addr: Ipv4Addr,
+    /// Requests expecting an answer sent since its last reply.
+    pub unanswered: u32,
+    /// When the oldest of those was sent.
+    pub first_unanswered_at: Option<Timestamp>,
+    /// When it last replied.
+    pub last_reply_at: Option<Timestamp>,
+    /// When we last sent it anything.
+    pub last_sent_at: Option<Timestamp>,
+}
+
+/// The set of servers and the selection policy.
+#[derive(Debug, Clone)]
+pub struct ServerPool {
+    servers: Vec<ServerState>,
+    selection: ServerSelection,
+    timeout: Duration,
+    unanswered_limit: u32,
+    retry_interval: Duration,
+}
+
+/// A set of server indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ServerSet(pub u32);
+
+impl ServerSet {
+    /// Add server `i`.
+    pub fn insert(&mut self, i: usize) {
+        if i < MAX_SERVERS {
+            self.0 |= 1 << i;
+        }
+    }
+    /// Is server `i` in the set?
+    pub fn contains(&self, i: usize) -> bool {
+        i < MAX_SERVERS && self.0 & (1 << i) != 0
+    }
+    /// Number of servers in the set.
+    pub fn len(&self) -> usize {
+        self.0.count_ones() as usize
+    }
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+    /// The indexes, ascending.
+    pub fn iter(self) -> impl Iterator<Item = usize> {
+        (0..MAX_SERVERS).filter(move |i| self.contains(*i))
+    }
+}
+
+impl ServerPool {
+    /// A pool over `addrs` (at most [`MAX_SERVERS`]; more are ignored).
+    pub fn new(addrs: &[Ipv4Addr], selection: ServerSelection, timeout: Duration, unanswered_limit: u32, retry_interval: Duration) -> Self {
+        let servers = addrs
+            .iter()
+            .take(MAX_SERVERS)
+            .map(|&addr| ServerState { addr, unanswered: 0, first_unanswered_at: None, last_reply_at: None, last_sent_at: None })
+            .collect();
+        ServerPool { servers, selection, timeout, unanswered_limit: unanswered_limit.max(1), retry_interval }
+    }
+
+    /// The servers, in configuration order.
+    pub fn servers(&self) -> &[ServerState] {
+        &self.servers
+    }
+
+    /// Index of the server with address `addr`.
+    pub fn index_of(&self, addr: Ipv4Addr) -> Option<usize> {
+        self.servers.iter().position(|s| s.addr == addr)
+    }
+
+    /// Is server `i` answering?
+    pub fn is_up(&self, i: usize, now: Timestamp) -> bool {
+        match self.servers.get(i) {
+            Some(s) => match s.first_unanswered_at {
+                Some(first) if s.unanswered >= self.unanswered_limit => now.since(first) < self.timeout,
+                _ => true,
+            },
+            None => false,
+        }
+    }
+
+    /// Is any server answering?
+    pub fn any_up(&self, now: Timestamp) -> bool {
+        (0..self.servers.len()).any(|i| self.is_up(i, now))
+    }
+
+    /// Which servers a new request goes to.
+    pub fn choose(&self, now: Timestamp) -> ServerSet {
+        let mut set = ServerSet::default();
+        match self.selection {
+            ServerSelection::All => (0..self.servers.len()).for_each(|i| set.insert(i)),
+            ServerSelection::Failover => {
+                for (i, s) in self.servers.iter().enumerate() {
+                    if self.is_up(i, now) {
+                        set.insert(i);
+                        break;
+                    }
+                    // A preferred server that is down is tried again now and then, so its
+                    // return is noticed and traffic moves back to it.
+                    let retry_due = s.last_sent_at.is_none_or(|t| now.since(t) >= self.retry_interval);
+                    if retry_due {
+                        set.insert(i);
+                    }
+                }
+                if !(0..self.servers.len()).any(|i| self.is_up(i, now)) {
+                    // Nobody answers: ask everyone, whoever comes back first wins.
+                    (0..self.servers.len()).for_each(|i| set.insert(i));
+                }
+            }
+        }
+        set
+    }
+
+    /// Record that a request went to server `i`.
+    pub fn on_sent(&mut self, i: usize, now: Timestamp, expects_reply: bool) {
+        if let Some(s) = self.servers.get_mut(i) {
+            s.last_sent_at = Some(now);
+            if expects_reply {
+                s.unanswered = s.unanswered.saturating_add(1);
+                s.first_unanswered_at.get_or_insert(now);
+            }
+        }
+    }
+
+    /// Record a reply from server `i`.
+    pub fn on_reply(&mut self, i: usize, now: Timestamp) {
+        if let Some(s) = self.servers.get_mut(i) {
+            s.unanswered = 0;
+            s.first_unanswered_at = None;
+            s.last_reply_at = Some(now);
+        }
+    }
+}
