@@ -34,7 +34,8 @@ impl<'a> OptionsWriter<'a> {
 
     /// Append raw bytes.
     pub fn raw(&mut self, bytes: &[u8]) -> Result<(), WireError> {
-        let dst = self.buf.get_mut(self.pos..self.pos + bytes.len()).ok_or(WireError::NoSpace)?;
+        let end = self.pos.checked_add(bytes.len()).ok_or(WireError::NoSpace)?;
+        let dst = self.buf.get_mut(self.pos..end).ok_or(WireError::NoSpace)?;
         dst.copy_from_slice(bytes);
         self.pos += bytes.len();
         Ok(())
@@ -42,6 +43,7 @@ impl<'a> OptionsWriter<'a> {
 
     /// Append option `code` with `data`; data longer than 255 bytes is split into several
     /// instances (RFC 3396 section 5: "split ... into multiple instances").
+    /// `code` must not be PAD (0) or END (255), which have no length byte.
     pub fn option(&mut self, code: u8, data: &[u8]) -> Result<(), WireError> {
         if data.is_empty() {
             return self.raw(&[code, 0]);
@@ -113,6 +115,11 @@ impl<'a> MessageBuilder<'a> {
         self.put(4, &xid.to_be_bytes());
         self
     }
+    /// Set `secs`.
+    pub fn secs(&mut self, secs: u16) -> &mut Self {
+        self.put(8, &secs.to_be_bytes());
+        self
+    }
     /// Set `flags`.
     pub fn flags(&mut self, flags: u16) -> &mut Self {
         self.put(10, &flags.to_be_bytes());
@@ -143,10 +150,12 @@ impl<'a> MessageBuilder<'a> {
         self.put(3, &[hops]);
         self
     }
-    /// Set `htype`, `hlen` and `chaddr` (at most 16 bytes are used).
+    /// Set `htype`, `hlen` and `chaddr` (at most 16 bytes are used; the rest of the
+    /// 16-byte field is zeroed).
     pub fn chaddr(&mut self, htype: u8, addr: &[u8]) -> &mut Self {
         let addr = addr.get(..addr.len().min(16)).unwrap_or(&[]);
         self.put(1, &[htype, addr.len() as u8]);
+        self.put(28, &[0; 16]);
         self.put(28, addr);
         self
     }

@@ -47,10 +47,11 @@ pub struct Ipv4UdpHeader {
 /// Write IPv4 + UDP headers into `buf[..28]` for a payload already in
 /// `buf[28..28 + payload_len]`, with both checksums. Returns the datagram length.
 pub fn write_ipv4_udp(buf: &mut [u8], h: Ipv4UdpHeader, payload_len: usize) -> Result<usize, WireError> {
-    let total = IPV4_UDP_HEADER_LEN + payload_len;
-    if total > usize::from(u16::MAX) || buf.len() < total {
-        return Err(WireError::NoSpace);
-    }
+    // checked: a payload_len near usize::MAX must not overflow (no panic on any input).
+    let total = match payload_len.checked_add(IPV4_UDP_HEADER_LEN) {
+        Some(t) if t <= usize::from(u16::MAX) && t <= buf.len() => t,
+        _ => return Err(WireError::NoSpace),
+    };
     let udp_len = (8 + payload_len) as u16;
     let total16 = total as u16;
     let mut ip = [0u8; 20];

@@ -21,6 +21,8 @@
 
 pub mod builder;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ipv4;
 pub mod message;
 pub mod options;

@@ -8,7 +8,9 @@
 use core::net::Ipv4Addr;
 
 use crate::error::WireError;
-use crate::options::{check_area, OptionCode, OptionIter, RawOption, FILE, OPTIONS_START, OVERLOAD_FILE, OVERLOAD_SNAME, SNAME};
+use crate::options::{
+    check_area, Cursor, OptionCode, OptionIter, RawOption, FILE, OPTIONS_START, OVERLOAD_FILE, OVERLOAD_SNAME, SNAME,
+};
 
 /// The magic cookie that starts the options field (RFC 2131 section 3).
 pub const MAGIC_COOKIE: [u8; 4] = [99, 130, 83, 99];
@@ -158,13 +160,13 @@ impl<T: AsRef<[u8]>> Message<T> {
         if buf.get(field::HLEN).copied().unwrap_or(u8::MAX) > 16 {
             return Err(WireError::BadHardwareLength);
         }
-        let main = check_area(buf, OPTIONS_START..buf.len())?;
+        let main = check_area(buf, OPTIONS_START..buf.len(), true)?;
         let overload = main.overload.unwrap_or(0);
         if overload & OVERLOAD_FILE != 0 {
-            check_area(buf, FILE)?;
+            check_area(buf, FILE, false)?;
         }
         if overload & OVERLOAD_SNAME != 0 {
-            check_area(buf, SNAME)?;
+            check_area(buf, SNAME, false)?;
         }
         Ok(Message { buffer, overload, options_end: main.end })
     }
@@ -418,18 +420,21 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Message<T> {
     /// Overwrite the payload of every instance of option `code` whose length equals
     /// `value.len()`. Returns how many instances were patched (0 when absent or when the
     /// lengths differ: a length-changing edit needs [`crate::rewrite`]).
+    ///
+    /// Option 52 (overload) is never patched (returns 0): its value decides whether `file`
+    /// and `sname` hold options, so changing it could turn a checked message into one that
+    /// [`Message::new_checked`] rejects.
     pub fn patch_option(&mut self, code: u8, value: &[u8]) -> usize {
-        let mut offsets = [0usize; 8];
+        if code == OptionCode::OVERLOAD {
+            return 0;
+        }
+        let mut cursor = Cursor::new(self.as_bytes().len(), self.overload);
         let mut n = 0;
-        for o in self.options().filter(|o| o.code == code && o.data.len() == value.len()) {
-            if let Some(slot) = offsets.get_mut(n) {
-                *slot = o.offset + 2;
+        while let Some(f) = cursor.next(self.buffer.as_ref()) {
+            if f.code == code && f.len == value.len() {
+                write_bytes(self.bytes_mut(), f.offset + 2, value);
                 n += 1;
             }
-        }
-        let buf = self.bytes_mut();
-        for &at in offsets.iter().take(n) {
-            write_bytes(buf, at, value);
         }
         n
     }
@@ -446,20 +451,22 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Message<T> {
 
     /// Turn every instance of option `code` into PAD bytes, in place; the message keeps its
     /// length. Returns how many instances were blanked.
+    ///
+    /// Blanking option 52 (overload) also stops the view from reading options in `file` and
+    /// `sname`, as a fresh [`Message::new_checked`] of the bytes would.
     pub fn blank_option(&mut self, code: u8) -> usize {
-        let mut spans = [(0usize, 0usize); 8];
+        let mut cursor = Cursor::new(self.as_bytes().len(), self.overload);
         let mut n = 0;
-        for o in self.options().filter(|o| o.code == code) {
-            if let Some(slot) = spans.get_mut(n) {
-                *slot = (o.offset, o.encoded_len());
+        while let Some(f) = cursor.next(self.buffer.as_ref()) {
+            if f.code == code {
+                if let Some(dst) = self.bytes_mut().get_mut(f.offset..f.offset + 2 + f.len) {
+                    dst.fill(OptionCode::PAD);
+                }
                 n += 1;
             }
         }
-        let buf = self.bytes_mut();
-        for &(at, len) in spans.iter().take(n) {
-            if let Some(dst) = buf.get_mut(at..at + len) {
-                dst.fill(OptionCode::PAD);
-            }
+        if code == OptionCode::OVERLOAD && n > 0 {
+            self.overload = 0;
         }
         n
     }

@@ -88,7 +88,11 @@ pub(crate) struct AreaCheck {
 
 /// Check that every TLV in `buf[range]` is in bounds. Tolerates a missing END (many
 /// BOOTP implementations omit it) and trailing bytes after END (padding).
-pub(crate) fn check_area(buf: &[u8], range: core::ops::Range<usize>) -> Result<AreaCheck, WireError> {
+///
+/// `main` is true for the options field: only there is option 52 validated and reported
+/// (RFC 2132 9.3 allows it only in the options field); in `file`/`sname` it is an
+/// ordinary option whose length alone is checked.
+pub(crate) fn check_area(buf: &[u8], range: core::ops::Range<usize>, main: bool) -> Result<AreaCheck, WireError> {
     let mut pos = range.start;
     let mut overload = None;
     while pos < range.end {
@@ -102,7 +106,7 @@ pub(crate) fn check_area(buf: &[u8], range: core::ops::Range<usize>) -> Result<A
                 if next > range.end {
                     return Err(WireError::OptionOverrun);
                 }
-                if code == OptionCode::OVERLOAD {
+                if main && code == OptionCode::OVERLOAD {
                     let value = match buf.get(pos + 2..next) {
                         Some([v @ 1..=3]) => *v,
                         _ => return Err(WireError::BadOverload),
@@ -116,20 +120,30 @@ pub(crate) fn check_area(buf: &[u8], range: core::ops::Range<usize>) -> Result<A
     Ok(AreaCheck { end: None, overload })
 }
 
-/// Iterator over every option instance in a checked message, in RFC 2131 4.1 order
-/// (options, then file, then sname), skipping PAD and stopping each area at END.
+/// One option instance found by a [`Cursor`]: positions only, no borrow of the buffer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Found {
+    pub code: u8,
+    /// Offset of the code byte.
+    pub offset: usize,
+    /// Payload length.
+    pub len: usize,
+    pub area: Area,
+}
+
+/// The walk behind [`OptionIter`], holding positions only so that callers that patch the
+/// buffer in place (same-length edits, PAD blanking) can walk it without borrowing it.
 #[derive(Debug, Clone)]
-pub struct OptionIter<'a> {
-    buf: &'a [u8],
+pub(crate) struct Cursor {
     pos: usize,
     end: usize,
     area: Area,
     overload: u8,
 }
 
-impl<'a> OptionIter<'a> {
-    pub(crate) fn new(buf: &'a [u8], overload: u8) -> Self {
-        OptionIter { buf, pos: OPTIONS_START, end: buf.len(), area: Area::Options, overload }
+impl Cursor {
+    pub(crate) fn new(buf_len: usize, overload: u8) -> Self {
+        Cursor { pos: OPTIONS_START, end: buf_len, area: Area::Options, overload }
     }
 
     /// Move to the next overloaded area; false when there is none.
@@ -152,12 +166,10 @@ impl<'a> OptionIter<'a> {
             }
         }
     }
-}
 
-impl<'a> Iterator for OptionIter<'a> {
-    type Item = RawOption<'a>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+    /// The next option instance in `buf` (the same buffer, or one whose TLV structure is
+    /// unchanged, on every call).
+    pub(crate) fn next(&mut self, buf: &[u8]) -> Option<Found> {
         loop {
             if self.pos >= self.end {
                 if !self.next_area() {
@@ -165,19 +177,47 @@ impl<'a> Iterator for OptionIter<'a> {
                 }
                 continue;
             }
-            let code = *self.buf.get(self.pos)?;
+            let code = *buf.get(self.pos)?;
             match code {
                 OptionCode::PAD => self.pos += 1,
                 OptionCode::END => self.pos = self.end,
                 _ => {
-                    let len = *self.buf.get(self.pos + 1)? as usize;
-                    let start = self.pos + 2;
-                    let data = self.buf.get(start..start + len)?;
-                    let option = RawOption { code, data, area: self.area, offset: self.pos };
-                    self.pos = start + len;
-                    return Some(option);
+                    let len = *buf.get(self.pos + 1)? as usize;
+                    let offset = self.pos;
+                    let next = offset + 2 + len;
+                    if next > self.end || next > buf.len() {
+                        // Cannot happen on a checked message; stop rather than misread.
+                        self.pos = self.end;
+                        continue;
+                    }
+                    self.pos = next;
+                    return Some(Found { code, offset, len, area: self.area });
                 }
             }
         }
+    }
+}
+
+/// Iterator over every option instance in a checked message, in RFC 2131 4.1 order
+/// (options, then file, then sname), skipping PAD and stopping each area at END.
+#[derive(Debug, Clone)]
+pub struct OptionIter<'a> {
+    buf: &'a [u8],
+    cursor: Cursor,
+}
+
+impl<'a> OptionIter<'a> {
+    pub(crate) fn new(buf: &'a [u8], overload: u8) -> Self {
+        OptionIter { buf, cursor: Cursor::new(buf.len(), overload) }
+    }
+}
+
+impl<'a> Iterator for OptionIter<'a> {
+    type Item = RawOption<'a>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let f = self.cursor.next(self.buf)?;
+        let data = self.buf.get(f.offset + 2..f.offset + 2 + f.len)?;
+        Some(RawOption { code: f.code, data, area: f.area, offset: f.offset })
     }
 }

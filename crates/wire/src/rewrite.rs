@@ -11,6 +11,9 @@ use crate::options::{Area, OptionCode};
 /// `append` to add options after the copied ones (RFC 3046 2.1 wants option 82 last, so
 /// it is appended here), write END and pad to 300 bytes. Removed options that sit in an
 /// overloaded `file`/`sname` field are overwritten with PAD there. Returns the new length.
+///
+/// Option 52 is copied like any other option; removing it leaves `file` and `sname` in
+/// place, where they then read as plain header fields rather than options.
 pub fn rewrite<T, F>(src: &Message<T>, dst: &mut [u8], remove: &[u8], append: F) -> Result<usize, WireError>
 where
     T: AsRef<[u8]>,
