@@ -50,6 +50,29 @@ struct FileConfig {
     upstream: Vec<FileUpstream>,
     #[serde(default)]
     relay: FileRelay,
+    #[serde(default)]
+    proxy: Option<FileProxy>,
+    #[serde(default)]
+    control: FileControl,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileProxy {
+    safe_network: Option<bool>,
+    max_age: Option<String>,
+    offer_choice: Option<String>,
+    offer_window: Option<String>,
+    probe_timeout: Option<String>,
+    max_clients: Option<i64>,
+    max_pending_probes: Option<i64>,
+    client_lease: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileControl {
+    socket: Option<String>,
 }
 
 fn default_mode() -> String {
@@ -130,11 +153,16 @@ pub struct Settings {
     pub server_timeout: Duration,
     /// Option 82.
     pub option82: cdra_core::Option82Config,
+    /// Proxy mode.
+    pub proxy: cdra_core::ProxyConfig,
+    /// Control socket path (`cdra cache ...`), if any.
+    pub control_socket: Option<std::path::PathBuf>,
 }
 
 /// Parse a duration such as "30s", "10m", "9d" (humantime syntax).
 pub fn parse_duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(text.trim()).map_err(|e| err(key, format!("{text:?} is not a duration like \"30s\", \"10m\" or \"9d\" ({e})")))
+    humantime::parse_duration(text.trim())
+        .map_err(|e| err(key, format!("{text:?} is not a duration like \"30s\", \"10m\" or \"9d\" ({e})")))
 }
 
 fn parse_ipv4(key: &str, text: &str) -> Result<Ipv4Addr, ConfigError> {
@@ -236,12 +264,19 @@ fn validate(file: FileConfig) -> Result<Settings, ConfigError> {
     let max_hops = match r.max_hops {
         None => DEFAULT_MAX_HOPS,
         Some(h) if (1..=i64::from(HARD_MAX_HOPS)).contains(&h) => h as u8,
-        Some(h) => return Err(err("relay.max_hops", format!("{h} is out of range 1..={HARD_MAX_HOPS} (RFC 1542 4.1.1 caps hops at 16)"))),
+        Some(h) => {
+            return Err(err(
+                "relay.max_hops",
+                format!("{h} is out of range 1..={HARD_MAX_HOPS} (RFC 1542 4.1.1 caps hops at 16)"),
+            ))
+        }
     };
     let server_selection = match r.server_selection.as_deref() {
         None | Some("all") => ServerSelection::All,
         Some("failover") => ServerSelection::Failover,
-        Some(other) => return Err(err("relay.server_selection", format!("{other:?} is not one of \"all\", \"failover\""))),
+        Some(other) => {
+            return Err(err("relay.server_selection", format!("{other:?} is not one of \"all\", \"failover\"")))
+        }
     };
     let max_packet_size = match r.max_packet_size {
         None => DEFAULT_MAX_PACKET_SIZE,
@@ -270,10 +305,108 @@ fn validate(file: FileConfig) -> Result<Settings, ConfigError> {
         None | Some("forward") => Option82Policy::Forward,
         Some("replace") => Option82Policy::Replace,
         Some("drop") => Option82Policy::Drop,
-        Some(other) => return Err(err("relay.option82.policy", format!("{other:?} is not one of \"forward\", \"replace\", \"drop\""))),
+        Some(other) => {
+            return Err(err(
+                "relay.option82.policy",
+                format!("{other:?} is not one of \"forward\", \"replace\", \"drop\""),
+            ))
+        }
     };
-    let option82 = cdra_core::Option82Config { insert: o.insert, remote_id, policy, link_selection: o.link_selection, server_id_override: o.server_id_override };
-    Ok(Settings { mode, servers, downstream, upstream, max_hops, server_selection, max_packet_size, server_timeout, option82 })
+    let option82 = cdra_core::Option82Config {
+        insert: o.insert,
+        remote_id,
+        policy,
+        link_selection: o.link_selection,
+        server_id_override: o.server_id_override,
+    };
+    let proxy = validate_proxy(file.proxy.unwrap_or_default())?;
+    let control_socket = match file.control.socket.as_deref() {
+        None | Some("") => None,
+        Some(p) if p.starts_with('/') => Some(std::path::PathBuf::from(p)),
+        Some(p) => return Err(err("control.socket", format!("{p:?} must be an absolute path"))),
+    };
+    Ok(Settings {
+        mode,
+        servers,
+        downstream,
+        upstream,
+        max_hops,
+        server_selection,
+        max_packet_size,
+        server_timeout,
+        option82,
+        proxy,
+        control_socket,
+    })
+}
+
+fn duration_in(
+    key: &str,
+    text: &Option<String>,
+    default: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<Duration, ConfigError> {
+    let Some(t) = text else { return Ok(default) };
+    let d = parse_duration(key, t)?;
+    if d < min || d > max {
+        return Err(err(
+            key,
+            format!("{t:?} is out of range {}..={}", humantime::format_duration(min), humantime::format_duration(max)),
+        ));
+    }
+    Ok(d)
+}
+
+fn validate_proxy(p: FileProxy) -> Result<cdra_core::ProxyConfig, ConfigError> {
+    let d = cdra_core::ProxyConfig::default();
+    let day = Duration::from_secs(86_400);
+    let offer_choice = match p.offer_choice.as_deref() {
+        None | Some("first") => cdra_core::OfferChoice::First,
+        Some("longest_lease") => cdra_core::OfferChoice::LongestLease,
+        Some("spread") => cdra_core::OfferChoice::Spread,
+        Some(other) => {
+            return Err(err(
+                "proxy.offer_choice",
+                format!("{other:?} is not one of \"first\", \"longest_lease\", \"spread\""),
+            ))
+        }
+    };
+    let count = |key: &str, v: Option<i64>, default: usize, max: i64| -> Result<usize, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(n) if (1..=max).contains(&n) => Ok(n as usize),
+            Some(n) => Err(err(key, format!("{n} is out of range 1..={max}"))),
+        }
+    };
+    let client_lease = match &p.client_lease {
+        None => None,
+        Some(_) => Some(duration_in("proxy.client_lease", &p.client_lease, day, Duration::from_secs(10), 365 * day)?),
+    };
+    Ok(cdra_core::ProxyConfig {
+        safe_network: p.safe_network.unwrap_or(d.safe_network),
+        max_age: duration_in("proxy.max_age", &p.max_age, d.max_age, Duration::from_secs(60), 365 * day)?,
+        offer_choice,
+        offer_window: duration_in(
+            "proxy.offer_window",
+            &p.offer_window,
+            d.offer_window,
+            Duration::from_millis(10),
+            Duration::from_secs(10),
+        )?,
+        probe_timeout: duration_in(
+            "proxy.probe_timeout",
+            &p.probe_timeout,
+            d.probe_timeout,
+            Duration::from_millis(10),
+            Duration::from_secs(10),
+        )?,
+        max_clients: count("proxy.max_clients", p.max_clients, d.max_clients, 100_000_000)?,
+        max_pending_probes: count("proxy.max_pending_probes", p.max_pending_probes, d.max_pending_probes, 1_000_000)?,
+        min_lease_left: d.min_lease_left,
+        client_lease,
+        seed: d.seed,
+    })
 }
 
 #[cfg(test)]
@@ -290,6 +423,21 @@ mod tests {
         assert_eq!(s.server_selection, ServerSelection::All);
         assert!(!s.option82.insert);
         assert_eq!(s.option82.policy, Option82Policy::Forward);
+    }
+
+    #[test]
+    fn proxy_config() {
+        let text = format!("{}\n[proxy]\nsafe_network = true\nmax_age = \"2d\"\noffer_choice = \"spread\"\nprobe_timeout = \"300ms\"\n[control]\nsocket = \"/run/cdra.sock\"\n", MINIMAL.replace("\"relay\"", "\"proxy\""));
+        let s = parse(&text).expect("valid");
+        assert_eq!(s.mode, Mode::Proxy);
+        assert!(s.proxy.safe_network);
+        assert_eq!(s.proxy.max_age, Duration::from_secs(2 * 86_400));
+        assert_eq!(s.proxy.offer_choice, cdra_core::OfferChoice::Spread);
+        assert_eq!(s.proxy.probe_timeout, Duration::from_millis(300));
+        assert_eq!(s.control_socket.as_deref(), Some(Path::new("/run/cdra.sock")));
+        let defaults = parse(&MINIMAL.replace("\"relay\"", "\"proxy\"")).expect("valid");
+        assert!(!defaults.proxy.safe_network);
+        assert_eq!(defaults.proxy.max_age, Duration::from_secs(9 * 86_400));
     }
 
     #[test]
@@ -340,13 +488,30 @@ server_id_override = true
             (format!("{MINIMAL}[relay.option82]\npolicy = \"keep\"\n"), "relay.option82.policy"),
             (format!("{MINIMAL}[relay.option82]\ncolour = \"red\"\n"), "relay.option82.colour: unknown field `colour`"),
             (format!("{MINIMAL}[relay]\nserver_timeout = \"soon\"\n"), "relay.server_timeout"),
-            ("servers = [\"10.0.0.300\"]\n[[downstream]]\ninterface = \"eth1\"\n".into(), "servers[0]: \"10.0.0.300\" is not an IPv4 address"),
+            (
+                "servers = [\"10.0.0.300\"]\n[[downstream]]\ninterface = \"eth1\"\n".into(),
+                "servers[0]: \"10.0.0.300\" is not an IPv4 address",
+            ),
             ("servers = []\n[[downstream]]\ninterface = \"eth1\"\n".into(), "servers: at least one"),
             ("servers = [\"10.0.0.1\"]\n".into(), "downstream: at least one"),
-            ("mode = \"cache\"\nservers = [\"10.0.0.1\"]\n[[downstream]]\ninterface = \"eth1\"\n".into(), "mode: \"cache\""),
-            (format!("{MINIMAL}[[downstream]]\ninterface = \"eth1\"\n"), "downstream[1].interface: eth1 is listed twice"),
-            ("servers = [\"10.0.0.1\"]\n[[downstream]]\ninterface = \"eth1\"\naddress = \"x\"\n".into(), "downstream[0].address"),
+            (
+                "mode = \"cache\"\nservers = [\"10.0.0.1\"]\n[[downstream]]\ninterface = \"eth1\"\n".into(),
+                "mode: \"cache\"",
+            ),
+            (
+                format!("{MINIMAL}[[downstream]]\ninterface = \"eth1\"\n"),
+                "downstream[1].interface: eth1 is listed twice",
+            ),
+            (
+                "servers = [\"10.0.0.1\"]\n[[downstream]]\ninterface = \"eth1\"\naddress = \"x\"\n".into(),
+                "downstream[0].address",
+            ),
             ("servers = [\"10.0.0.1\"\n".into(), ""),
+            (format!("{MINIMAL}[proxy]\nmax_age = \"9 parsecs\"\n"), "proxy.max_age"),
+            (format!("{MINIMAL}[proxy]\noffer_choice = \"best\"\n"), "proxy.offer_choice"),
+            (format!("{MINIMAL}[proxy]\nprobe_timeout = \"1h\"\n"), "proxy.probe_timeout: \"1h\" is out of range"),
+            (format!("{MINIMAL}[proxy]\nsafe = true\n"), "proxy.safe: unknown field"),
+            (format!("{MINIMAL}[control]\nsocket = \"relative.sock\"\n"), "control.socket"),
         ];
         for (text, expected) in cases {
             let e = error_of(&text);

@@ -13,13 +13,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
-use cdra_core::{Destination, Downstream, Engine, EngineConfig, Ingress, Ipv4Net, Outbox, Timestamp, Verdict, CLIENT_PORT, SERVER_PORT};
+use cdra_core::{
+    Destination, Downstream, Engine, EngineConfig, Ingress, Ipv4Net, Outbox, Timestamp, Verdict, CLIENT_PORT,
+    SERVER_PORT,
+};
+use cdra_sys::icmp::IcmpSocket;
 use cdra_sys::iface::{interface_by_name, Interface};
-use cdra_sys::packet::PacketSender;
+use cdra_sys::packet::{ArpSocket, PacketSender};
 use cdra_sys::udp::{RecvBatch, UdpSocket};
 use cdra_wire::ipv4::{write_ipv4_udp, Ipv4UdpHeader, IPV4_UDP_HEADER_LEN};
 
 use crate::config::Settings;
+use crate::control::ControlServer;
 use crate::report;
 
 /// Datagrams received per `recvmmsg`.
@@ -28,6 +33,8 @@ const RECV_BATCH: usize = 32;
 const RECV_BUFFER: usize = 4096;
 /// Outbox slots: a full batch can produce one datagram per server per request.
 const OUTBOX_SLOTS: usize = RECV_BATCH * 4;
+/// ICMP echo identifier of our probes.
+const PROBE_IDENT: u16 = 0xcd7a;
 
 /// Milliseconds on a clock anchored to the wall clock at start and advanced monotonically.
 struct Clock {
@@ -60,8 +67,10 @@ fn engine_config(settings: &Settings) -> Result<EngineConfig> {
     for (n, d) in settings.downstream.iter().enumerate() {
         let i = interface_by_name(&d.interface).map_err(|e| anyhow!("downstream[{n}].interface: {e}"))?;
         let address = match d.address {
-            Some(a) => net_of(&i, Some(a)).ok_or_else(|| anyhow!("downstream[{n}].address: {a} is not an address of interface {}", i.name))?,
-            None => net_of(&i, None).ok_or_else(|| anyhow!("downstream[{n}].interface: interface {} has no IPv4 address", i.name))?,
+            Some(a) => net_of(&i, Some(a))
+                .ok_or_else(|| anyhow!("downstream[{n}].address: {a} is not an address of interface {}", i.name))?,
+            None => net_of(&i, None)
+                .ok_or_else(|| anyhow!("downstream[{n}].interface: interface {} has no IPv4 address", i.name))?,
         };
         if !i.up {
             tracing::warn!(interface = %i.name, "downstream interface is down; clients on it will not be heard until it is up");
@@ -94,6 +103,14 @@ fn engine_config(settings: &Settings) -> Result<EngineConfig> {
     config.option82 = settings.option82.clone();
     config.max_packet_size = settings.max_packet_size;
     config.server_timeout = settings.server_timeout;
+    config.proxy = settings.proxy.clone();
+    if config.mode == cdra_core::Mode::Proxy {
+        for d in &config.downstream {
+            if d.mac.is_none() {
+                tracing::warn!(interface = %d.name, "downstream interface has no MAC address: ARP probes are not possible on it, ICMP only");
+            }
+        }
+    }
     Ok(config)
 }
 
@@ -101,17 +118,40 @@ fn engine_config(settings: &Settings) -> Result<EngineConfig> {
 struct Io {
     udp: UdpSocket,
     packet: PacketSender,
+    /// ARP and ICMP sockets for probes (proxy mode only).
+    probes: Option<(ArpSocket, IcmpSocket)>,
+    probe_seq: u16,
     frame: Vec<u8>,
     send_errors: u64,
     last_send_error_log: Option<Instant>,
 }
 
 impl Io {
+    /// Start the probes the engine asked for: an ARP probe on the client's link and an ICMP
+    /// echo (paper 3.2).
+    fn start_probes(&mut self, outbox: &Outbox) {
+        let Some((arp, icmp)) = &self.probes else { return };
+        for p in outbox.probes() {
+            if let Some(mac) = p.sender_mac {
+                if let Err(e) = arp.send_probe(p.ifindex, mac, p.target) {
+                    tracing::debug!(target = %p.target, error = %e, "ARP probe failed");
+                }
+            }
+            self.probe_seq = self.probe_seq.wrapping_add(1);
+            if let Err(e) = icmp.send_echo(p.target, PROBE_IDENT, self.probe_seq) {
+                tracing::debug!(target = %p.target, error = %e, "ICMP probe failed");
+            }
+        }
+    }
+
     fn send_all(&mut self, outbox: &Outbox) {
+        self.start_probes(outbox);
         for out in outbox.iter() {
             let payload = out.payload();
             let result = match out.destination {
-                Destination::Server { addr } => self.udp.send_to(payload, SocketAddrV4::new(addr, SERVER_PORT), None, None),
+                Destination::Server { addr } => {
+                    self.udp.send_to(payload, SocketAddrV4::new(addr, SERVER_PORT), None, None)
+                }
                 Destination::ClientUnicast { ifindex, src, dst } => {
                     self.udp.send_to(payload, SocketAddrV4::new(dst, CLIENT_PORT), Some(src), Some(ifindex))
                 }
@@ -128,14 +168,49 @@ impl Io {
         }
     }
 
-    fn send_link(&mut self, ifindex: u32, mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> std::io::Result<usize> {
+    fn send_link(
+        &mut self,
+        ifindex: u32,
+        mac: [u8; 6],
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        payload: &[u8],
+    ) -> std::io::Result<usize> {
         let Some(body) = self.frame.get_mut(IPV4_UDP_HEADER_LEN..IPV4_UDP_HEADER_LEN + payload.len()) else {
             return Err(std::io::Error::other("reply larger than the frame buffer"));
         };
         body.copy_from_slice(payload);
         let header = Ipv4UdpHeader { src, dst, src_port: SERVER_PORT, dst_port: CLIENT_PORT, ttl: 64 };
-        let total = write_ipv4_udp(&mut self.frame, header, payload.len()).map_err(|e| std::io::Error::other(e.label()))?;
+        let total =
+            write_ipv4_udp(&mut self.frame, header, payload.len()).map_err(|e| std::io::Error::other(e.label()))?;
         self.packet.send(ifindex, mac, self.frame.get(..total).unwrap_or(&[]))
+    }
+}
+
+/// Hand every ARP and ICMP answer seen to the engine (it decides which ones matter).
+fn read_probe_answers(io: &mut Io, engine: &mut Engine, now: Timestamp, outbox: &mut Outbox, buf: &mut [u8]) {
+    let Some((arp, icmp)) = &io.probes else { return };
+    for _ in 0..256 {
+        match arp.recv(buf) {
+            Ok(Some(seen)) if !seen.sender_ip.is_unspecified() => {
+                engine.handle_probe_answer(now, seen.ifindex, seen.sender_ip, Some(seen.sender_mac), outbox);
+            }
+            Ok(Some(_)) => {}
+            _ => break,
+        }
+    }
+    for _ in 0..256 {
+        match icmp.recv_reply(buf) {
+            Ok(Some(reply)) if reply.ident == PROBE_IDENT => {
+                let ifindex =
+                    engine.config().downstream.iter().find(|d| d.address.contains(reply.src)).map(|d| d.ifindex);
+                if let Some(ifindex) = ifindex {
+                    engine.handle_probe_answer(now, ifindex, reply.src, None, outbox);
+                }
+            }
+            Ok(Some(_)) => {}
+            _ => break,
+        }
     }
 }
 
@@ -144,7 +219,26 @@ pub fn run(settings: Settings) -> Result<()> {
     let config = engine_config(&settings)?;
     let udp = UdpSocket::bind_any(SERVER_PORT, None).map_err(|e| anyhow!("{e}"))?;
     let packet = PacketSender::new().map_err(|e| anyhow!("{e}"))?;
-    let mut io = Io { udp, packet, frame: vec![0u8; IPV4_UDP_HEADER_LEN + cdra_core::outbox::OUT_BUFFER_SIZE], send_errors: 0, last_send_error_log: None };
+    let probes = if config.mode == cdra_core::Mode::Proxy && !config.proxy.safe_network {
+        let arp = ArpSocket::new().map_err(|e| anyhow!("{e}"))?;
+        let icmp = IcmpSocket::new().map_err(|e| anyhow!("{e}"))?;
+        Some((arp, icmp))
+    } else {
+        None
+    };
+    let control = match &settings.control_socket {
+        Some(path) => Some(ControlServer::bind(path)?),
+        None => None,
+    };
+    let mut io = Io {
+        udp,
+        packet,
+        probes,
+        probe_seq: 0,
+        frame: vec![0u8; IPV4_UDP_HEADER_LEN + cdra_core::outbox::OUT_BUFFER_SIZE],
+        send_errors: 0,
+        last_send_error_log: None,
+    };
 
     let terminate = Arc::new(AtomicBool::new(false));
     let dump = Arc::new(AtomicBool::new(false));
@@ -153,9 +247,11 @@ pub fn run(settings: Settings) -> Result<()> {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&terminate)).context("installing signal handlers")?;
     }
-    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&dump)).context("installing signal handlers")?;
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&dump))
+        .context("installing signal handlers")?;
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGUSR1] {
-        signal_hook::low_level::pipe::register(sig, signal_write.try_clone().context("signal pipe")?).context("installing signal handlers")?;
+        signal_hook::low_level::pipe::register(sig, signal_write.try_clone().context("signal pipe")?)
+            .context("installing signal handlers")?;
     }
 
     let mut engine = Engine::new(config);
@@ -165,17 +261,34 @@ pub fn run(settings: Settings) -> Result<()> {
     let mut truncated = 0u64;
     {
         let c = engine.config();
-        let ds: Vec<String> = c.downstream.iter().map(|d| format!("{}={}/{}", d.name, d.address.addr, d.address.prefix_len)).collect();
+        let ds: Vec<String> =
+            c.downstream.iter().map(|d| format!("{}={}/{}", d.name, d.address.addr, d.address.prefix_len)).collect();
         let servers: Vec<String> = c.servers.iter().map(|s| s.to_string()).collect();
         tracing::info!(mode = ?c.mode, downstream = %ds.join(","), upstream = %settings.upstream.join(","), servers = %servers.join(","), "cdra started");
     }
 
-    let fds = [io.udp.as_raw_fd(), signal_read.as_raw_fd()];
-    let mut ready = [false; 2];
+    // Descriptors polled: UDP, signals, then the optional ARP, ICMP and control sockets.
+    let mut fds = vec![io.udp.as_raw_fd(), signal_read.as_raw_fd()];
+    let arp_at = io.probes.as_ref().map(|(arp, icmp)| {
+        fds.push(arp.as_raw_fd());
+        fds.push(icmp.as_raw_fd());
+        fds.len() - 2
+    });
+    let control_at = control.as_ref().map(|c| {
+        fds.push(c.fd());
+        fds.len() - 1
+    });
+    let mut ready = vec![false; fds.len()];
     let mut drain = [0u8; 64];
+    let mut probe_buf = [0u8; 1500];
     while !terminate.load(Ordering::Relaxed) {
-        cdra_sys::poll::wait_readable(&fds, Some(Duration::from_secs(1)), &mut ready).context("waiting for packets")?;
-        if ready[1] {
+        let now = clock.now();
+        let wait = match engine.poll_timeout() {
+            Some(t) => Duration::from_millis(t.as_millis().saturating_sub(now.as_millis())).min(Duration::from_secs(1)),
+            None => Duration::from_secs(1),
+        };
+        cdra_sys::poll::wait_readable(&fds, Some(wait), &mut ready).context("waiting for packets")?;
+        if ready.get(1) == Some(&true) {
             while matches!(std::io::Read::read(&mut &signal_read, &mut drain), Ok(n) if n > 0) {}
         }
         if dump.swap(false, Ordering::Relaxed) {
@@ -183,6 +296,25 @@ pub fn run(settings: Settings) -> Result<()> {
         }
         if terminate.load(Ordering::Relaxed) {
             break;
+        }
+        let now = clock.now();
+        if engine.poll_timeout().is_some_and(|t| t <= now) {
+            engine.handle_timeout(now, &mut outbox);
+            io.send_all(&outbox);
+            outbox.clear();
+        }
+        if let Some(i) = arp_at {
+            if ready.get(i) == Some(&true) || ready.get(i + 1) == Some(&true) {
+                read_probe_answers(&mut io, &mut engine, now, &mut outbox, &mut probe_buf);
+                io.send_all(&outbox);
+                outbox.clear();
+            }
+        }
+        if let (Some(i), Some(c)) = (control_at, &control) {
+            if ready.get(i) == Some(&true) {
+                let extra = format!("send_errors={} oversized_datagrams={}", io.send_errors, truncated);
+                c.serve(&mut engine, now, &extra);
+            }
         }
         loop {
             let n = match io.udp.recv_batch(&mut batch) {

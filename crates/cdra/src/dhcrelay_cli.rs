@@ -50,7 +50,9 @@ pub fn parse(args: &[String]) -> Result<DhcrelayCommand, ConfigError> {
             "-6" => return Err(err("-6", "DHCPv6 relaying is not supported by cdra")),
             "-q" => quiet = true,
             "-a" => insert = true,
-            "-D" => notes.push("-D: accepted; cdra delivers replies by giaddr and strips option 82 from every reply".into()),
+            "-D" => {
+                notes.push("-D: accepted; cdra delivers replies by giaddr and strips option 82 from every reply".into())
+            }
             "--no-pid" => pid_file = None,
             "-pf" => pid_file = Some(value("-pf", &mut words)?),
             "-c" => {
@@ -74,10 +76,15 @@ pub fn parse(args: &[String]) -> Result<DhcrelayCommand, ConfigError> {
                     "replace" => Option82Policy::Replace,
                     "discard" => Option82Policy::Drop,
                     "append" => {
-                        notes.push("-m append: RFC 3046 allows one option 82 per message; forwarding existing ones unchanged".into());
+                        notes.push(
+                            "-m append: RFC 3046 allows one option 82 per message; forwarding existing ones unchanged"
+                                .into(),
+                        );
                         Option82Policy::Forward
                     }
-                    other => return Err(err("-m", format!("{other:?} is not one of append, replace, forward, discard"))),
+                    other => {
+                        return Err(err("-m", format!("{other:?} is not one of append, replace, forward, discard")))
+                    }
                 };
             }
             "-i" => {
@@ -92,7 +99,8 @@ pub fn parse(args: &[String]) -> Result<DhcrelayCommand, ConfigError> {
             }
             other if other.starts_with('-') => return Err(err(other, "unknown option")),
             server => {
-                let addr: Ipv4Addr = server.parse().map_err(|_| err("SERVER", format!("{server:?} is not an IPv4 address")))?;
+                let addr: Ipv4Addr =
+                    server.parse().map_err(|_| err("SERVER", format!("{server:?} is not an IPv4 address")))?;
                 servers.push(addr);
             }
         }
@@ -108,13 +116,18 @@ pub fn parse(args: &[String]) -> Result<DhcrelayCommand, ConfigError> {
     let settings = Settings {
         mode: Mode::Relay,
         servers,
-        downstream: downstream.into_iter().map(|interface| DownstreamSettings { interface, address: None, circuit_id: None, trusted: false }).collect(),
+        downstream: downstream
+            .into_iter()
+            .map(|interface| DownstreamSettings { interface, address: None, circuit_id: None, trusted: false })
+            .collect(),
         upstream,
         max_hops,
         server_selection: ServerSelection::All,
         max_packet_size,
         server_timeout: std::time::Duration::from_secs(10),
         option82: Option82Config { insert, remote_id: None, policy, link_selection: false, server_id_override: false },
+        proxy: cdra_core::ProxyConfig::default(),
+        control_socket: None,
     };
     Ok(DhcrelayCommand { settings, quiet, pid_file, notes })
 }

@@ -7,6 +7,7 @@
 //! This file only dispatches; [`config`] reads the file, [`daemon`] runs the data plane.
 
 mod config;
+mod control;
 mod daemon;
 mod dhcrelay_cli;
 mod report;
@@ -45,6 +46,17 @@ enum Command {
         #[arg(long, short = 'c')]
         config: PathBuf,
     },
+    /// Inspect or flush the client table of a running cdra (proxy mode) over its control socket.
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+        /// Control socket path (default: `[control] socket` of --config).
+        #[arg(long, global = true)]
+        socket: Option<PathBuf>,
+        /// Configuration file to read the control socket path from.
+        #[arg(long, short = 'c', global = true)]
+        config: Option<PathBuf>,
+    },
     /// Run as a relay with ISC dhcrelay's command line (-id IF, -iu IF, -a, -c, -m, SERVER...).
     #[command(disable_help_flag = true)]
     Relay {
@@ -54,6 +66,61 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum CacheAction {
+    /// One line per client: key, interface, address, state, lease left, server, ages.
+    List,
+    /// One client in detail (MAC, id:HEX, hw:HTYPE:HEX or its IPv4 address).
+    Show { client: String },
+    /// Remove one client (or `all`): its next request goes to the server.
+    Flush { client: String },
+    /// Proxy counters.
+    Counters,
+}
+
+fn cache_command(action: CacheAction, socket: Option<PathBuf>, config: Option<PathBuf>) -> ExitCode {
+    let socket = match (socket, config) {
+        (Some(s), _) => s,
+        (None, Some(c)) => match config::load(&c) {
+            Ok(settings) => match settings.control_socket {
+                Some(s) => s,
+                None => {
+                    eprintln!("cdra cache: {}: control.socket is not set", c.display());
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            },
+            Err(e) => {
+                eprintln!("cdra cache: {}: {e}", c.display());
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        (None, None) => {
+            eprintln!("cdra cache: give --socket PATH or --config FILE");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let command = match action {
+        CacheAction::List => "list".to_string(),
+        CacheAction::Show { client } => format!("show {client}"),
+        CacheAction::Flush { client } => format!("flush {client}"),
+        CacheAction::Counters => "counters".to_string(),
+    };
+    match control::request(&socket, &command) {
+        Ok((ok, answer)) => {
+            print!("{answer}");
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_STARTUP)
+            }
+        }
+        Err(e) => {
+            eprintln!("cdra cache: {e:#}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
 fn init_logging(level: Option<&str>, quiet: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = match level {
@@ -61,7 +128,12 @@ fn init_logging(level: Option<&str>, quiet: bool) {
         None if quiet => EnvFilter::new("warn"),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
 }
 
 fn main() -> ExitCode {
@@ -97,6 +169,7 @@ fn main() -> ExitCode {
             init_logging(log_level.as_deref(), false);
             run(settings, None)
         }
+        Command::Cache { action, socket, config } => cache_command(action, socket, config),
         Command::Relay { args } => {
             if args.iter().any(|a| a == "-h" || a == "--help") {
                 println!("usage: cdra relay [-4] [-d] [-q] [-a] [-D] [-c COUNT] [-A LENGTH] [-m append|replace|forward|discard] [-pf FILE] [--no-pid] [-i IF]... [-id IF]... [-iu IF]... SERVER...");

@@ -24,7 +24,34 @@ pub fn log_counters(engine: &Engine, send_errors: u64, truncated: u64) {
     for (s, c) in engine.servers().servers().iter().zip(&counters.servers) {
         tracing::info!(server = %s.addr, requests_sent = c.requests_sent, replies_received = c.replies_received, unanswered = s.unanswered, "server counters");
     }
-    let malformed_labels = ["truncated", "bad_magic_cookie", "bad_hlen", "option_overrun", "bad_overload", "bad_op", "bad_relay_agent_info", "no_space"];
+    if engine.config().mode == cdra_core::Mode::Proxy {
+        let p = &counters.proxy;
+        tracing::info!(
+            clients = engine.table().len(),
+            local_offers = p.local_offers,
+            local_acks = p.local_acks,
+            local_naks = p.local_naks,
+            forwarded = p.forwarded,
+            probes_started = p.probes_started,
+            probes_found_in_use = p.probes_found_in_use,
+            offers_discarded = p.offers_discarded,
+            acks_discarded = p.acks_discarded,
+            rebinds_forwarded = p.rebinds_forwarded,
+            evicted = p.evicted,
+            expired = p.expired,
+            "proxy counters"
+        );
+    }
+    let malformed_labels = [
+        "truncated",
+        "bad_magic_cookie",
+        "bad_hlen",
+        "option_overrun",
+        "bad_overload",
+        "bad_op",
+        "bad_relay_agent_info",
+        "no_space",
+    ];
     let malformed = nonzero(&malformed_labels, &counters.malformed);
     if !malformed.is_empty() || send_errors > 0 || truncated > 0 || counters.option82_not_added_too_large > 0 {
         tracing::info!(malformed = %malformed, send_errors, oversized_datagrams = truncated, option82_not_added_too_large = counters.option82_not_added_too_large, "error counters");

@@ -82,7 +82,13 @@ pub struct Option82Config {
 
 impl Default for Option82Config {
     fn default() -> Self {
-        Option82Config { insert: false, remote_id: None, policy: Option82Policy::Forward, link_selection: false, server_id_override: false }
+        Option82Config {
+            insert: false,
+            remote_id: None,
+            policy: Option82Policy::Forward,
+            link_selection: false,
+            server_id_override: false,
+        }
     }
 }
 
@@ -105,6 +111,65 @@ pub struct Downstream {
     /// RFC 3046 2.1: requests with giaddr 0 and option 82 are accepted only from trusted
     /// circuits.
     pub trusted: bool,
+}
+
+/// How one OFFER is chosen when several servers answer a DISCOVER (paper Appendix B,
+/// "Choosing the optimal OFFER": a proxy can pass only one OFFER per DISCOVER).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfferChoice {
+    /// The first OFFER to arrive (the paper's FCFS).
+    First,
+    /// The OFFER with the longest lease among those arriving within the offer window.
+    LongestLease,
+    /// Spread clients over the servers: each client is steered to one server by a hash of
+    /// its identity; that server's OFFER is taken if it arrives within the window, else
+    /// the first.
+    Spread,
+}
+
+/// Proxy-mode settings (paper sections 3 and 5).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyConfig {
+    /// Paper 3.1: in a "safe network" the precautions (probe before ACK, renew before
+    /// ACKing a REBIND) are not needed and are turned off.
+    pub safe_network: bool,
+    /// Paper 5.6: a record whose configuration was last refreshed by a server longer ago
+    /// than this is deleted (default 9 days).
+    pub max_age: Duration,
+    /// Which OFFER reaches the client when several servers answer.
+    pub offer_choice: OfferChoice,
+    /// How long OFFERs are collected for `LongestLease` and `Spread`.
+    pub offer_window: Duration,
+    /// How long a probe (ARP + ICMP) waits for an answer before the address counts as free.
+    pub probe_timeout: Duration,
+    /// Most client records held; beyond it the least recently seen are evicted (counted).
+    pub max_clients: usize,
+    /// Most probes in flight; beyond it requests needing a probe are forwarded instead.
+    pub max_pending_probes: usize,
+    /// A local answer needs at least this much of the server's lease left.
+    pub min_lease_left: Duration,
+    /// Issue 4: lease given to clients (None: what is left of the server's lease).
+    pub client_lease: Option<Duration>,
+    /// Seed for the engine's own pseudo-random choices (eviction sampling), so runs are
+    /// reproducible.
+    pub seed: u64,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            safe_network: false,
+            max_age: Duration::from_secs(9 * 24 * 3600),
+            offer_choice: OfferChoice::First,
+            offer_window: Duration::from_millis(300),
+            probe_timeout: Duration::from_millis(500),
+            max_clients: 1_000_000,
+            max_pending_probes: 1024,
+            min_lease_left: Duration::from_secs(10),
+            client_lease: None,
+            seed: 0x5eed_cd7a,
+        }
+    }
 }
 
 /// Everything the engine needs to know.
@@ -136,6 +201,8 @@ pub struct EngineConfig {
     pub server_unanswered_limit: u32,
     /// How often a down server is tried again (failover mode).
     pub server_retry_interval: Duration,
+    /// Proxy-mode settings (ignored in relay mode).
+    pub proxy: ProxyConfig,
 }
 
 impl EngineConfig {
@@ -155,6 +222,7 @@ impl EngineConfig {
             server_timeout: Duration::from_secs(10),
             server_unanswered_limit: 3,
             server_retry_interval: Duration::from_secs(30),
+            proxy: ProxyConfig::default(),
         }
     }
 }

@@ -72,6 +72,60 @@ pub struct Counters {
     pub malformed: [u64; 8],
     /// RFC 3046 2.1: option 82 not added because the message would have been too large.
     pub option82_not_added_too_large: u64,
+    /// Proxy mode.
+    pub proxy: ProxyCounters,
+}
+
+/// Proxy-mode counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProxyCounters {
+    /// OFFERs made from the table.
+    pub local_offers: u64,
+    /// ACKs made from the table.
+    pub local_acks: u64,
+    /// NAKs we sent (probe found the address in use, or an unknown offer was requested).
+    pub local_naks: u64,
+    /// BOOTREPLYs spoofed from the table.
+    pub bootp_spoofed: u64,
+    /// Client requests forwarded to servers.
+    pub forwarded: u64,
+    /// Requests the table could not answer because they ask for something else (another
+    /// address, parameters not asked before): Appendix B, forwarded.
+    pub changed_requests: u64,
+    /// Broadcast REBINDs forwarded so the server renews first (paper 3.2).
+    pub rebinds_forwarded: u64,
+    /// Renewals forwarded because the server lease is past its T1.
+    pub renewals_forwarded: u64,
+    /// OFFERs discarded (client not in INIT: one OFFER per DISCOVER).
+    pub offers_discarded: u64,
+    /// ACKs discarded (client not waiting for one).
+    pub acks_discarded: u64,
+    /// NAKs discarded.
+    pub naks_discarded: u64,
+    /// Probes started.
+    pub probes_started: u64,
+    /// Probes answered by another host: the address is in use.
+    pub probes_found_in_use: u64,
+    /// Probes that timed out: the address is free.
+    pub probes_timed_out: u64,
+    /// Requests forwarded because too many probes were in flight.
+    pub probes_refused_full: u64,
+    /// Records removed after RELEASE or DECLINE.
+    pub removed_client_gave_up: u64,
+    /// Records removed after a server NAK.
+    pub removed_server_nak: u64,
+    /// Records evicted because the table was full.
+    pub evicted: u64,
+    /// Records removed: older than max_age or server lease over.
+    pub expired: u64,
+    /// Records removed: address not on the client's subnet.
+    pub wrong_subnet: u64,
+    /// Records removed: a probe found the address in use.
+    pub removed_in_use: u64,
+    /// Records removed: the server gave the address to another client.
+    pub reassigned: u64,
+    /// Records flushed by an operator.
+    pub flushed: u64,
 }
 
 impl Counters {

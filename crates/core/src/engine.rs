@@ -4,10 +4,12 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 
 use cdra_wire::{Message, Op};
 
-use crate::config::EngineConfig;
+use crate::config::{EngineConfig, Mode};
 use crate::counters::{Counters, MessageKind};
 use crate::outbox::Outbox;
+use crate::proxy::ProxyState;
 use crate::servers::ServerPool;
+use crate::table::ClientTable;
 use crate::time::Timestamp;
 use crate::verdict::{DropReason, Verdict};
 
@@ -30,6 +32,8 @@ pub struct Engine {
     pub(crate) config: EngineConfig,
     pub(crate) servers: ServerPool,
     pub(crate) counters: Counters,
+    pub(crate) table: ClientTable,
+    pub(crate) proxy: ProxyState,
 }
 
 impl Engine {
@@ -43,7 +47,8 @@ impl Engine {
             config.server_retry_interval,
         );
         let counters = Counters::new(config.downstream.len() + 1, config.servers.len());
-        Engine { config, servers, counters }
+        let table = ClientTable::new(config.proxy.max_clients, config.proxy.seed);
+        Engine { config, servers, counters, table, proxy: ProxyState::default() }
     }
 
     /// The configuration.
@@ -56,14 +61,19 @@ impl Engine {
         &self.counters
     }
 
+    /// The client table (proxy mode).
+    pub fn table(&self) -> &ClientTable {
+        &self.table
+    }
+
     /// The servers and their liveness.
     pub fn servers(&self) -> &ServerPool {
         &self.servers
     }
 
-    /// Names of the counter interface slots: each downstream interface, then "other".
+    /// Names of the counter interface slots: each downstream interface, then "upstream" (everything else).
     pub fn interface_slot_names(&self) -> impl Iterator<Item = &str> {
-        self.config.downstream.iter().map(|d| d.name.as_str()).chain(core::iter::once("other"))
+        self.config.downstream.iter().map(|d| d.name.as_str()).chain(core::iter::once("upstream"))
     }
 
     /// Index of the downstream interface `ifindex`.
@@ -78,7 +88,8 @@ impl Engine {
 
     /// Is `addr` one of our own addresses (any downstream or upstream address)?
     pub(crate) fn is_our_address(&self, addr: Ipv4Addr) -> bool {
-        self.config.downstream.iter().any(|d| d.all_addresses.contains(&addr)) || self.config.upstream_addresses.contains(&addr)
+        self.config.downstream.iter().any(|d| d.all_addresses.contains(&addr))
+            || self.config.upstream_addresses.contains(&addr)
     }
 
     pub(crate) fn drop(&mut self, slot: usize, reason: DropReason) -> Verdict {
@@ -99,6 +110,7 @@ impl Engine {
         let upstream = self.config.upstream.contains(&ingress.ifindex);
         match msg.op() {
             Op::BootRequest => match downstream {
+                Some(ds) if self.config.mode == Mode::Proxy => self.proxy_request(now, ds, &ingress, &msg, outbox),
                 Some(ds) => self.relay_request(now, ds, &msg, outbox),
                 None if upstream => self.drop(slot, DropReason::RequestOnUpstream),
                 None => self.drop(slot, DropReason::UnknownInterface),
@@ -107,7 +119,10 @@ impl Engine {
                 if downstream.is_none() && !upstream && !self.config.upstream.is_empty() {
                     return self.drop(slot, DropReason::UnknownInterface);
                 }
-                self.relay_reply(now, slot, *ingress.src.ip(), &msg, outbox)
+                match self.config.mode {
+                    Mode::Proxy => self.proxy_reply(now, slot, *ingress.src.ip(), &msg, outbox),
+                    Mode::Relay => self.relay_reply(now, slot, *ingress.src.ip(), &msg, outbox),
+                }
             }
         }
     }

@@ -22,14 +22,18 @@ pub mod config;
 pub mod counters;
 pub mod engine;
 pub mod outbox;
+pub mod proxy;
 pub mod relay;
 pub mod servers;
+pub mod table;
 pub mod time;
 pub mod verdict;
 
-pub use config::{Downstream, EngineConfig, Ipv4Net, Mode, Option82Config, Option82Policy, ServerSelection};
+pub use config::{
+    Downstream, EngineConfig, Ipv4Net, Mode, OfferChoice, Option82Config, Option82Policy, ProxyConfig, ServerSelection,
+};
 pub use counters::Counters;
 pub use engine::{Engine, Ingress};
-pub use outbox::{Destination, Outbox, Outgoing, CLIENT_PORT, SERVER_PORT};
+pub use outbox::{Destination, Outbox, Outgoing, ProbeRequest, CLIENT_PORT, SERVER_PORT};
 pub use time::Timestamp;
 pub use verdict::{DropReason, Verdict};

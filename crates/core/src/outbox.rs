@@ -56,7 +56,11 @@ pub struct Outgoing {
 
 impl Outgoing {
     fn new() -> Self {
-        Outgoing { destination: Destination::Server { addr: Ipv4Addr::UNSPECIFIED }, buf: vec![0u8; OUT_BUFFER_SIZE].into_boxed_slice(), len: 0 }
+        Outgoing {
+            destination: Destination::Server { addr: Ipv4Addr::UNSPECIFIED },
+            buf: vec![0u8; OUT_BUFFER_SIZE].into_boxed_slice(),
+            len: 0,
+        }
     }
     /// The DHCP payload.
     pub fn payload(&self) -> &[u8] {
@@ -77,17 +81,39 @@ impl Outgoing {
     }
 }
 
-/// A bounded pool of outgoing datagrams.
+/// A request to find out whether some host already uses an address (paper 3.2, 3.3):
+/// the I/O layer sends an ARP probe (RFC 5227: sender IP 0.0.0.0) on the link and an ICMP
+/// echo, and reports any answer with [`crate::Engine::handle_probe_answer`]. Waiting and
+/// the timeout are the engine's business.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeRequest {
+    /// The link to probe on.
+    pub ifindex: u32,
+    /// Our MAC on that link (ARP sender hardware address), when known.
+    pub sender_mac: Option<[u8; 6]>,
+    /// Our address on that link (source of the ICMP echo).
+    pub sender_ip: Ipv4Addr,
+    /// The address in question.
+    pub target: Ipv4Addr,
+}
+
+/// A bounded pool of outgoing datagrams, plus the probes to start.
 #[derive(Debug)]
 pub struct Outbox {
     slots: Vec<Outgoing>,
     used: usize,
+    probes: Vec<ProbeRequest>,
 }
 
 impl Outbox {
     /// An outbox holding at most `capacity` datagrams between two [`Outbox::clear`]s.
     pub fn new(capacity: usize) -> Self {
-        Outbox { slots: (0..capacity.max(1)).map(|_| Outgoing::new()).collect(), used: 0 }
+        let capacity = capacity.max(1);
+        Outbox {
+            slots: (0..capacity).map(|_| Outgoing::new()).collect(),
+            used: 0,
+            probes: Vec::with_capacity(capacity),
+        }
     }
     /// Datagrams waiting.
     pub fn len(&self) -> usize {
@@ -105,9 +131,22 @@ impl Outbox {
     pub fn iter(&self) -> impl Iterator<Item = &Outgoing> {
         self.slots.iter().take(self.used)
     }
-    /// Forget every waiting datagram (after they were sent).
+    /// Forget every waiting datagram and probe (after they were sent).
     pub fn clear(&mut self) {
         self.used = 0;
+        self.probes.clear();
+    }
+    /// Probes to start.
+    pub fn probes(&self) -> &[ProbeRequest] {
+        &self.probes
+    }
+    /// Queue a probe; false when the outbox's probe list is full.
+    pub(crate) fn push_probe(&mut self, p: ProbeRequest) -> bool {
+        if self.probes.len() >= self.slots.len() {
+            return false;
+        }
+        self.probes.push(p);
+        true
     }
     /// Take a free slot, or `None` when the outbox is full.
     pub(crate) fn next_slot(&mut self) -> Option<&mut Outgoing> {

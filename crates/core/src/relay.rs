@@ -22,10 +22,16 @@ use crate::verdict::{DropReason, Verdict};
 /// RELEASE and DECLINE get none, and a REQUEST naming another server (option 54) is
 /// ignored by the others (RFC 2131 4.3.2).
 pub fn expects_reply<T: AsRef<[u8]>>(msg: &Message<T>, server: Ipv4Addr) -> bool {
+    expects_reply_with(msg, server, server)
+}
+
+/// [`expects_reply`] when option 54 will read `sid` by the time the request reaches the
+/// server at `server`.
+fn expects_reply_with<T: AsRef<[u8]>>(msg: &Message<T>, sid: Ipv4Addr, server: Ipv4Addr) -> bool {
     match msg.message_type() {
         None => true, // BOOTREQUEST
         Some(MessageType::Discover) | Some(MessageType::Inform) => true,
-        Some(MessageType::Request) => msg.server_identifier().is_none_or(|sid| sid == server),
+        Some(MessageType::Request) => msg.server_identifier().is_none_or(|id| id == server || id == sid),
         Some(_) => false,
     }
 }
@@ -68,38 +74,94 @@ fn subnet_address(iface: &Downstream) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(iface.address.addr) & u32::from(iface.address.netmask()))
 }
 
+/// Which servers a forwarded request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Targets {
+    /// As the selection policy says ([`crate::servers::ServerPool::choose`]).
+    Chosen,
+    /// One server, by index (the client's own server).
+    One(usize),
+}
+
+/// What the admission checks found out about a request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Admitted {
+    /// giaddr was 0: we are the first-hop relay.
+    pub first_hop: bool,
+    /// The request already carries option 82.
+    pub has_option82: bool,
+}
+
 impl Engine {
     /// A BOOTREQUEST from downstream interface `ds`: check it, set giaddr/hops/option 82,
     /// and send it to the servers.
-    pub(crate) fn relay_request<T: AsRef<[u8]>>(&mut self, now: Timestamp, ds: usize, msg: &Message<T>, outbox: &mut Outbox) -> Verdict {
+    pub(crate) fn relay_request<T: AsRef<[u8]>>(
+        &mut self,
+        now: Timestamp,
+        ds: usize,
+        msg: &Message<T>,
+        outbox: &mut Outbox,
+    ) -> Verdict {
+        match self.admit_request(ds, msg) {
+            Ok(admitted) => self.forward_request(now, ds, msg, admitted, Targets::Chosen, None, outbox),
+            Err(reason) => self.drop(ds, reason),
+        }
+    }
+
+    /// The checks every request from downstream passes before anything else is done with
+    /// it (relay or proxy): hop limit, loops, option 82 trust and policy.
+    pub(crate) fn admit_request<T: AsRef<[u8]>>(&self, ds: usize, msg: &Message<T>) -> Result<Admitted, DropReason> {
         let Some(iface) = self.config.downstream.get(ds) else {
-            return self.drop(ds, DropReason::UnknownInterface);
+            return Err(DropReason::UnknownInterface);
         };
         // RFC 1542 4.1.1: the relay "MUST silently discard BOOTREQUEST messages whose
         // 'hops' field exceeds the value 16"; the configured limit (<= 16) applies to the
         // value after our increment.
         if u16::from(msg.hops()) + 1 > u16::from(self.config.max_hops) {
-            return self.drop(ds, DropReason::HopLimit);
+            return Err(DropReason::HopLimit);
         }
         let giaddr = msg.giaddr();
         // A request carrying one of our own addresses as giaddr has come back to us.
         if !giaddr.is_unspecified() && self.is_our_address(giaddr) {
-            return self.drop(ds, DropReason::GiaddrIsOurs);
+            return Err(DropReason::GiaddrIsOurs);
         }
         let first_hop = giaddr.is_unspecified();
-        let existing82 = msg.relay_agent_info();
-        if existing82.is_some() {
+        let has_option82 = msg.relay_agent_info().is_some();
+        if has_option82 {
             // RFC 3046 2.1: "Relay agents receiving a DHCP packet from an untrusted circuit
             // with giaddr set to zero (indicating that they are the first-hop router) but
             // with a Relay Agent Information option already present in the packet SHALL
             // discard the packet and increment an error count."
             if first_hop && !iface.trusted {
-                return self.drop(ds, DropReason::UntrustedOption82);
+                return Err(DropReason::UntrustedOption82);
             }
             if self.config.option82.policy == Option82Policy::Drop {
-                return self.drop(ds, DropReason::Option82Policy);
+                return Err(DropReason::Option82Policy);
             }
         }
+        Ok(Admitted { first_hop, has_option82 })
+    }
+
+    /// Send an admitted request to `targets`, with giaddr, hops and option 82 set, and
+    /// option 54 replaced by `server_id` when given (a proxy puts the real server's
+    /// identifier back: paper 5.1, "it must first change the contents of that option to
+    /// hold the address of the server which made the offer").
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn forward_request<T: AsRef<[u8]>>(
+        &mut self,
+        now: Timestamp,
+        ds: usize,
+        msg: &Message<T>,
+        admitted: Admitted,
+        targets: Targets,
+        server_id: Option<Ipv4Addr>,
+        outbox: &mut Outbox,
+    ) -> Verdict {
+        let Some(iface) = self.config.downstream.get(ds) else {
+            return self.drop(ds, DropReason::UnknownInterface);
+        };
+        let Admitted { first_hop, has_option82 } = admitted;
+        let giaddr = msg.giaddr();
         // RFC 1542 4.1.1: "If this field is zero, the relay agent MUST fill this field with
         // the IP address of the interface on which the request was received ... If the
         // 'giaddr' field contains some non-zero value, the 'giaddr' field MUST NOT be
@@ -107,9 +169,16 @@ impl Engine {
         let new_giaddr = if first_hop { iface.address.addr } else { giaddr };
         let insert82 = self.config.option82.insert
             && first_hop
-            && (existing82.is_none() || self.config.option82.policy == Option82Policy::Replace);
+            && (!has_option82 || self.config.option82.policy == Option82Policy::Replace);
 
-        let chosen = self.servers.choose(now);
+        let chosen = match targets {
+            Targets::Chosen => self.servers.choose(now),
+            Targets::One(i) => {
+                let mut set = crate::servers::ServerSet::default();
+                set.insert(i);
+                set
+            }
+        };
         let Some(first_server) = chosen.iter().next() else {
             return self.drop(ds, DropReason::NoServer);
         };
@@ -149,8 +218,9 @@ impl Engine {
             if o82.server_id_override {
                 add(SubOptionCode::SERVER_ID_OVERRIDE, &sid[..]);
             }
-            let remove: &[u8] = if existing82.is_some() { &[OptionCode::RELAY_AGENT_INFO] } else { &[] };
-            let written = rewrite(msg, out.buffer_mut(), remove, |w| write_relay_agent_info(w, subs.get(..n).unwrap_or(&[])));
+            let remove: &[u8] = if has_option82 { &[OptionCode::RELAY_AGENT_INFO] } else { &[] };
+            let written =
+                rewrite(msg, out.buffer_mut(), remove, |w| write_relay_agent_info(w, subs.get(..n).unwrap_or(&[])));
             match written {
                 Ok(l) if l <= self.config.max_packet_size => len = Some(l),
                 // RFC 3046 2.1: if adding the option would make the message too large,
@@ -178,6 +248,9 @@ impl Engine {
             Ok(mut m) => {
                 m.set_giaddr(new_giaddr);
                 m.set_hops(msg.hops().saturating_add(1));
+                if let Some(id) = server_id {
+                    m.patch_option_addr(OptionCode::SERVER_ID, id);
+                }
             }
             Err(e) => {
                 outbox.unwind();
@@ -185,12 +258,13 @@ impl Engine {
             }
         }
         let kind = MessageKind::of(msg);
-        self.servers.on_sent(first_server, now, expects_reply(msg, server_addr));
+        let sid_for = |addr: Ipv4Addr| server_id.unwrap_or(addr);
+        self.servers.on_sent(first_server, now, expects_reply_with(msg, sid_for(server_addr), server_addr));
         let mut copies = 1u8;
         for i in chosen.iter().skip(1) {
             let Some(addr) = self.servers.servers().get(i).map(|s| s.addr) else { continue };
             if outbox.duplicate_last(Destination::Server { addr }) {
-                self.servers.on_sent(i, now, expects_reply(msg, addr));
+                self.servers.on_sent(i, now, expects_reply_with(msg, sid_for(addr), addr));
                 copies = copies.saturating_add(1);
             }
         }
@@ -208,9 +282,31 @@ impl Engine {
 
     /// A BOOTREPLY: accept it only from a configured server and only when addressed to one
     /// of our giaddrs, remove option 82 and deliver it on the link that owns giaddr.
-    pub(crate) fn relay_reply<T: AsRef<[u8]>>(&mut self, now: Timestamp, slot: usize, src: Ipv4Addr, msg: &Message<T>, outbox: &mut Outbox) -> Verdict {
+    pub(crate) fn relay_reply<T: AsRef<[u8]>>(
+        &mut self,
+        now: Timestamp,
+        slot: usize,
+        src: Ipv4Addr,
+        msg: &Message<T>,
+        outbox: &mut Outbox,
+    ) -> Verdict {
+        match self.accept_reply(now, src, msg) {
+            Ok((_, ds)) => self.deliver_to_client(ds, msg, None, outbox),
+            Err(reason) => self.drop(slot, reason),
+        }
+    }
+
+    /// The checks on a BOOTREPLY: it comes from a configured server (whose liveness it
+    /// refreshes) and is addressed to one of our giaddrs. Returns (server index,
+    /// downstream index).
+    pub(crate) fn accept_reply<T: AsRef<[u8]>>(
+        &mut self,
+        now: Timestamp,
+        src: Ipv4Addr,
+        msg: &Message<T>,
+    ) -> Result<(usize, usize), DropReason> {
         let Some(server) = self.servers.index_of(src) else {
-            return self.drop(slot, DropReason::ReplyFromUnknownServer);
+            return Err(DropReason::ReplyFromUnknownServer);
         };
         self.servers.on_reply(server, now);
         if let Some(c) = self.counters.servers.get_mut(server) {
@@ -218,15 +314,24 @@ impl Engine {
         }
         let giaddr = msg.giaddr();
         let Some(ds) = self.config.downstream.iter().position(|d| d.all_addresses.contains(&giaddr)) else {
-            return self.drop(slot, DropReason::ReplyNotForUs);
+            return Err(DropReason::ReplyNotForUs);
         };
-        self.deliver_to_client(ds, msg, outbox)
+        Ok((server, ds))
     }
 
     /// Copy a reply into the outbox without option 82 (RFC 3046 2.2: "the relay agent
     /// strips the option before forwarding the reply to the client") and address it per
-    /// RFC 2131 4.1.
-    pub(crate) fn deliver_to_client<T: AsRef<[u8]>>(&mut self, ds: usize, msg: &Message<T>, outbox: &mut Outbox) -> Verdict {
+    /// RFC 2131 4.1. With `identity` (proxy mode: the real server's identifier and address)
+    /// the reply is made to look like it came from us (paper 4.1, 5.1): option 54 becomes
+    /// our downstream address, and so does siaddr when the server had put itself there (a
+    /// different siaddr is a boot server for PXE clients and is left alone).
+    pub(crate) fn deliver_to_client<T: AsRef<[u8]>>(
+        &mut self,
+        ds: usize,
+        msg: &Message<T>,
+        identity: Option<crate::table::ServerBinding>,
+        outbox: &mut Outbox,
+    ) -> Verdict {
         let Some(iface) = self.config.downstream.get(ds) else {
             return self.drop(ds, DropReason::UnknownInterface);
         };
@@ -253,6 +358,15 @@ impl Engine {
             Err(_) => {
                 outbox.unwind();
                 return self.drop(ds, DropReason::ReplyTooLarge);
+            }
+        }
+        if let Some(server) = identity {
+            let ours = iface.address.addr;
+            if let Ok(mut m) = Message::new_checked(out.payload_mut()) {
+                m.patch_option_addr(OptionCode::SERVER_ID, ours);
+                if m.siaddr() == server.id || m.siaddr() == server.addr {
+                    m.set_siaddr(ours);
+                }
             }
         }
         self.counters.sent(ds, MessageKind::of(msg));

@@ -70,11 +70,23 @@ impl ServerSet {
 
 impl ServerPool {
     /// A pool over `addrs` (at most [`MAX_SERVERS`]; more are ignored).
-    pub fn new(addrs: &[Ipv4Addr], selection: ServerSelection, timeout: Duration, unanswered_limit: u32, retry_interval: Duration) -> Self {
+    pub fn new(
+        addrs: &[Ipv4Addr],
+        selection: ServerSelection,
+        timeout: Duration,
+        unanswered_limit: u32,
+        retry_interval: Duration,
+    ) -> Self {
         let servers = addrs
             .iter()
             .take(MAX_SERVERS)
-            .map(|&addr| ServerState { addr, unanswered: 0, first_unanswered_at: None, last_reply_at: None, last_sent_at: None })
+            .map(|&addr| ServerState {
+                addr,
+                unanswered: 0,
+                first_unanswered_at: None,
+                last_reply_at: None,
+                last_sent_at: None,
+            })
             .collect();
         ServerPool { servers, selection, timeout, unanswered_limit: unanswered_limit.max(1), retry_interval }
     }

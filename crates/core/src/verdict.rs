@@ -99,6 +99,13 @@ pub enum Verdict {
     RelayedToServers { copies: u8 },
     /// A server reply was delivered to a client.
     DeliveredToClient,
+    /// Proxy mode: answered from the client table (OFFER, ACK, NAK or spoofed BOOTREPLY).
+    AnsweredLocally,
+    /// Proxy mode: a probe of the address is in flight; the answer follows it.
+    AwaitingProbe,
+    /// Proxy mode: silently discarded as Table 1 says (an OFFER outside INIT, an ACK or NAK
+    /// the client is not waiting for, a retransmission while a probe is in flight).
+    Discarded,
     /// Dropped, for this reason.
     Dropped(DropReason),
 }

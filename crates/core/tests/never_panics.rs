@@ -24,19 +24,21 @@ fn engine() -> Engine {
 
 /// A valid-looking header followed by arbitrary option bytes, so option parsing is reached.
 fn dhcpish() -> impl Strategy<Value = Vec<u8>> {
-    (any::<u8>(), 0u8..=20, any::<u8>(), any::<bool>(), proptest::collection::vec(any::<u8>(), 0..400)).prop_map(|(op, hlen, hops, our_giaddr, tail)| {
-        let mut b = vec![0u8; 240];
-        b[0] = 1 + op % 2;
-        b[1] = 1;
-        b[2] = hlen;
-        b[3] = hops;
-        if our_giaddr {
-            b[24..28].copy_from_slice(&[10, 77, 1, 1]);
-        }
-        b[236..240].copy_from_slice(&[99, 130, 83, 99]);
-        b.extend(tail);
-        b
-    })
+    (any::<u8>(), 0u8..=20, any::<u8>(), any::<bool>(), proptest::collection::vec(any::<u8>(), 0..400)).prop_map(
+        |(op, hlen, hops, our_giaddr, tail)| {
+            let mut b = vec![0u8; 240];
+            b[0] = 1 + op % 2;
+            b[1] = 1;
+            b[2] = hlen;
+            b[3] = hops;
+            if our_giaddr {
+                b[24..28].copy_from_slice(&[10, 77, 1, 1]);
+            }
+            b[236..240].copy_from_slice(&[99, 130, 83, 99]);
+            b.extend(tail);
+            b
+        },
+    )
 }
 
 proptest! {

@@ -72,7 +72,13 @@ impl Msg {
     fn bytes(&self) -> Vec<u8> {
         let mut buf = vec![0u8; 1500];
         let mut b = MessageBuilder::new(&mut buf, self.op, self.kind).expect("builder");
-        b.xid(0x1234_5678).flags(self.flags).giaddr(self.giaddr).ciaddr(self.ciaddr).yiaddr(self.yiaddr).hops(self.hops).chaddr(self.htype, &self.chaddr);
+        b.xid(0x1234_5678)
+            .flags(self.flags)
+            .giaddr(self.giaddr)
+            .ciaddr(self.ciaddr)
+            .yiaddr(self.yiaddr)
+            .hops(self.hops)
+            .chaddr(self.htype, &self.chaddr);
         for (code, data) in &self.options {
             b.option(*code, data).expect("option");
         }
@@ -95,7 +101,12 @@ impl Harness {
     fn from_client(&mut self, m: &Msg) -> Verdict {
         self.outbox.clear();
         let bytes = m.bytes();
-        let ingress = Ingress { ifindex: DS_IF, src: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68), dst: Ipv4Addr::BROADCAST, data: &bytes };
+        let ingress = Ingress {
+            ifindex: DS_IF,
+            src: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68),
+            dst: Ipv4Addr::BROADCAST,
+            data: &bytes,
+        };
         self.engine.handle_datagram(self.now, ingress, &mut self.outbox)
     }
     fn from_server(&mut self, server: Ipv4Addr, m: &Msg) -> Verdict {
@@ -199,12 +210,7 @@ fn option82_is_inserted_last_with_the_configured_sub_options() {
     let subs = option82_of(&bytes).expect("option 82 inserted");
     assert_eq!(
         subs,
-        vec![
-            (1, b"rd0".to_vec()),
-            (2, b"cdra-lab".to_vec()),
-            (5, vec![10, 77, 1, 0]),
-            (11, DS_ADDR.octets().to_vec()),
-        ]
+        vec![(1, b"rd0".to_vec()), (2, b"cdra-lab".to_vec()), (5, vec![10, 77, 1, 0]), (11, DS_ADDR.octets().to_vec()),]
     );
     // RFC 3046 2.1: option 82 is the last option before END.
     let out = Message::new_checked(&bytes[..]).expect("valid");
@@ -332,7 +338,12 @@ fn requests_on_upstream_or_unknown_interfaces_are_dropped() {
     let mut h = Harness::new(config());
     let bytes = Msg::request(MessageType::Discover).bytes();
     for (ifindex, reason) in [(US_IF, DropReason::RequestOnUpstream), (99, DropReason::UnknownInterface)] {
-        let ingress = Ingress { ifindex, src: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68), dst: Ipv4Addr::BROADCAST, data: &bytes };
+        let ingress = Ingress {
+            ifindex,
+            src: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68),
+            dst: Ipv4Addr::BROADCAST,
+            data: &bytes,
+        };
         assert_eq!(h.engine.handle_datagram(h.now, ingress, &mut h.outbox), Verdict::Dropped(reason));
     }
 }
@@ -354,7 +365,10 @@ fn reply_delivery_follows_rfc2131_section_4_1() {
     let bcast = Destination::ClientLink { ifindex: DS_IF, mac: BROADCAST_MAC, src: DS_ADDR, dst: Ipv4Addr::BROADCAST };
     let mut cases = Vec::new();
     // Plain OFFER: unicast to chaddr/yiaddr at the link layer.
-    cases.push((Msg::reply(MessageType::Offer), Destination::ClientLink { ifindex: DS_IF, mac: MAC, src: DS_ADDR, dst: yiaddr }));
+    cases.push((
+        Msg::reply(MessageType::Offer),
+        Destination::ClientLink { ifindex: DS_IF, mac: MAC, src: DS_ADDR, dst: yiaddr },
+    ));
     // Broadcast bit set: broadcast.
     let mut m = Msg::reply(MessageType::Ack);
     m.flags = 0x8000;
@@ -409,7 +423,12 @@ fn malformed_datagrams_are_dropped_with_the_wire_reason() {
     let mut h = Harness::new(config());
     let mut bytes = Msg::request(MessageType::Discover).bytes();
     bytes[2] = 255; // hlen
-    let ingress = Ingress { ifindex: DS_IF, src: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68), dst: Ipv4Addr::BROADCAST, data: &bytes };
+    let ingress = Ingress {
+        ifindex: DS_IF,
+        src: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68),
+        dst: Ipv4Addr::BROADCAST,
+        data: &bytes,
+    };
     assert_eq!(
         h.engine.handle_datagram(h.now, ingress, &mut h.outbox),
         Verdict::Dropped(DropReason::Malformed(cdra_wire::WireError::BadHardwareLength))
@@ -438,7 +457,12 @@ fn a_full_outbox_drops_with_a_reason_instead_of_growing() {
     let mut e = Engine::new(config());
     let mut outbox = Outbox::new(2);
     let bytes = Msg::request(MessageType::Discover).bytes();
-    let ingress = Ingress { ifindex: DS_IF, src: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68), dst: Ipv4Addr::BROADCAST, data: &bytes };
+    let ingress = Ingress {
+        ifindex: DS_IF,
+        src: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68),
+        dst: Ipv4Addr::BROADCAST,
+        data: &bytes,
+    };
     let now = Timestamp::from_secs(1);
     assert!(matches!(e.handle_datagram(now, ingress, &mut outbox), Verdict::RelayedToServers { .. }));
     assert!(matches!(e.handle_datagram(now, ingress, &mut outbox), Verdict::RelayedToServers { .. }));

@@ -1,0 +1,1039 @@
+//! Proxy mode: the paper's proxying caching relay (sections 2, 3, 4.1 and 5).
+//!
+//! cdra relays like a relay agent, remembers each client's last DHCPACK and then answers
+//! that client itself, presenting itself as the client's server (option 54 = our
+//! downstream address). What it does with each message is paper Table 1:
+//!
+//! | message      | action |
+//! |--------------|--------|
+//! | DHCPDISCOVER | proxy if able, otherwise forward to server |
+//! | DHCPREQUEST  | proxy if able, otherwise forward to server |
+//! | DHCPINFORM   | forward to server |
+//! | DHCPDECLINE  | forward to server, remove client from DB |
+//! | DHCPRELEASE  | forward to server, remove client from DB |
+//! | DHCPOFFER    | forward to client if client is in INIT state, otherwise silent discard |
+//! | DHCPACK      | forward to client if client is in REQUESTING, REBOOTING, RENEWING or REBINDING state, otherwise silent discard |
+//! | DHCPNAK      | (same as DHCPACK) |
+//! | BOOTREQUEST  | spoof if able, otherwise forward to server |
+//! | BOOTREPLY    | forward to client |
+//!
+//! "Able" means the record holds a server reply that is still good: younger than
+//! `max_age` (paper 5.6), with enough of the server's lease left, for an address on the
+//! subnet of the link the request came in on, and asked for nothing the cached reply does
+//! not answer (Appendix B). Precautions (paper 3.2) unless `safe_network`: a local ACK to
+//! a SELECTING or INIT-REBOOT REQUEST waits for a probe of the address (ARP + ICMP); if
+//! anything answers, the client gets a NAK and the record goes. A broadcast REBIND is
+//! forwarded so the server renews first.
+
+use core::net::Ipv4Addr;
+use core::time::Duration;
+
+use cdra_wire::options::OptionCode;
+use cdra_wire::rewrite::rewrite;
+use cdra_wire::{Message, MessageBuilder, MessageType, Op};
+
+use crate::config::OfferChoice;
+use crate::counters::MessageKind;
+use crate::engine::{Engine, Ingress};
+use crate::outbox::{Destination, Outbox, ProbeRequest, BROADCAST_MAC};
+use crate::relay::{reply_destination, Admitted, Targets};
+use crate::table::{ClientKey, ClientKind, ClientRecord, ClientState, ParamList, Removal, ServerBinding, Slot};
+use crate::time::Timestamp;
+use crate::verdict::{DropReason, Verdict};
+
+/// How often the table is swept for records past `max_age` or past their server lease.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// Slots examined per sweep tick (so a sweep of a large table never stalls the loop).
+const SWEEP_SLOTS_PER_TICK: usize = 4096;
+/// A record that never got a server reply is forgotten after this long without contact.
+const UNANSWERED_RECORD_TTL: Duration = Duration::from_secs(300);
+/// A forwarded request's xid is remembered this long for matching the reply.
+const XID_TTL: Duration = Duration::from_secs(60);
+
+/// A local ACK waiting for a probe of its address.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingProbe {
+    ds: usize,
+    ifindex: u32,
+    target: Ipv4Addr,
+    key: ClientKey,
+    client_mac: Option<[u8; 6]>,
+    deadline: Timestamp,
+    /// The client's REQUEST, answered when the probe times out.
+    request: Vec<u8>,
+}
+
+/// OFFERs collected for one DISCOVER (offer choice other than `first`).
+#[derive(Debug, Clone)]
+pub(crate) struct OfferCollection {
+    key: ClientKey,
+    xid: u32,
+    ds: usize,
+    deadline: Timestamp,
+    preferred_server: Option<usize>,
+    best: Option<(Vec<u8>, ServerBinding, u32)>,
+}
+
+/// Proxy-mode state inside the engine.
+#[derive(Debug, Default)]
+pub(crate) struct ProxyState {
+    pub probes: Vec<PendingProbe>,
+    pub offers: Vec<OfferCollection>,
+    pub next_sweep: Timestamp,
+    pub sweep_cursor: usize,
+}
+
+/// Is `dst` a broadcast address on the link of `ds` (a REBINDING client broadcasts)?
+fn is_broadcast(dst: Ipv4Addr, net: &crate::config::Ipv4Net) -> bool {
+    let bcast = Ipv4Addr::from(u32::from(net.addr) | !u32::from(net.netmask()));
+    dst.is_broadcast() || dst == bcast
+}
+
+/// The lease a client gets from us at `now`: what is left of the server's lease, and no
+/// more than `client_lease` when automated short leases are on (paper 5.1, 5.3).
+fn local_lease_secs(r: &ClientRecord, now: Timestamp, client_lease: Option<Duration>) -> u32 {
+    let left = r.lease_left_secs(now);
+    match client_lease {
+        Some(c) => left.min(c.as_secs().min(u64::from(u32::MAX - 1)) as u32),
+        None => left,
+    }
+}
+
+impl Engine {
+    fn proxy_drop_record(&mut self, slot: Slot, why: Removal) {
+        if self.table.remove(slot).is_none() {
+            return;
+        }
+        let c = &mut self.counters.proxy;
+        match why {
+            Removal::ClientGaveUp => c.removed_client_gave_up += 1,
+            Removal::ServerNak => c.removed_server_nak += 1,
+            Removal::Evicted => c.evicted += 1,
+            Removal::Expired => c.expired += 1,
+            Removal::WrongSubnet => c.wrong_subnet += 1,
+            Removal::AddressInUse => c.removed_in_use += 1,
+            Removal::AddressReassigned => c.reassigned += 1,
+            Removal::Flushed => c.flushed += 1,
+        }
+        self.proxy.probes.retain(|p| self.table.find(&p.key).is_some());
+    }
+
+    /// The record for `key`, created (state INIT) when absent.
+    fn proxy_record(&mut self, key: ClientKey, kind: ClientKind, ds: usize, now: Timestamp) -> Slot {
+        if let Some(slot) = self.table.find(&key) {
+            return slot;
+        }
+        let (slot, evicted) = self.table.insert(ClientRecord::new(key, kind, ds as u16, now));
+        if evicted.is_some() {
+            self.counters.proxy.evicted += 1;
+        }
+        slot
+    }
+
+    /// Forward a request and note the state the client is now in (paper 5.2: "If the relay
+    /// must forward the request to the client's server, it places the client in the
+    /// RENEWING state", and so on).
+    #[allow(clippy::too_many_arguments)]
+    fn proxy_forward<T: AsRef<[u8]>>(
+        &mut self,
+        now: Timestamp,
+        ds: usize,
+        slot: Option<Slot>,
+        msg: &Message<T>,
+        admitted: Admitted,
+        state: Option<ClientState>,
+        targets: Targets,
+        server_id: Option<Ipv4Addr>,
+        outbox: &mut Outbox,
+    ) -> Verdict {
+        if let (Some(slot), Some(state)) = (slot, state) {
+            self.table.track_xid(slot, msg.xid(), now);
+            if let Some(r) = self.table.get_mut(slot) {
+                r.state = state;
+                r.pending_params = msg.parameter_request_list().map(ParamList::new).unwrap_or(ParamList::EMPTY);
+            }
+        }
+        self.counters.proxy.forwarded += 1;
+        self.forward_request(now, ds, msg, admitted, targets, server_id, outbox)
+    }
+
+    /// Can the record in `slot` answer this request from the table? Removes records that
+    /// turn out to be stale (too old, wrong subnet).
+    fn cache_hit<T: AsRef<[u8]>>(
+        &mut self,
+        now: Timestamp,
+        ds: usize,
+        slot: Slot,
+        kind: ClientKind,
+        wanted: Option<Ipv4Addr>,
+        msg: &Message<T>,
+    ) -> bool {
+        let proxy = &self.config.proxy;
+        let Some(iface) = self.config.downstream.get(ds) else { return false };
+        let Some(r) = self.table.get(slot) else { return false };
+        if r.reply.is_none() || r.kind != kind {
+            return false;
+        }
+        // Paper 5.6: "The data is only considered valid for a certain term (default is 9
+        // days). After expiration of the data, the client record is deleted."
+        if now.since(r.last_update) > proxy.max_age {
+            self.proxy_drop_record(slot, Removal::Expired);
+            return false;
+        }
+        if kind == ClientKind::Dhcp && u64::from(r.lease_left_secs(now)) < proxy.min_lease_left.as_secs() {
+            return false;
+        }
+        // Appendix B, "Validity of client data": never offer an address that is not on the
+        // subnet of the link the request came in on (the client has moved).
+        if !iface.address.contains(r.address) {
+            self.proxy_drop_record(slot, Removal::WrongSubnet);
+            return false;
+        }
+        // Appendix B, "What happens if the client request changes?": a request for another
+        // address, or for parameters the server was not asked for, goes to the server.
+        let changed = wanted.is_some_and(|w| w != r.address)
+            || msg.parameter_request_list().is_some_and(|p| !r.param_list.covers(p));
+        if changed {
+            self.counters.proxy.changed_requests += 1;
+            return false;
+        }
+        true
+    }
+
+    /// A BOOTREQUEST from downstream interface `ds` in proxy mode.
+    pub(crate) fn proxy_request<T: AsRef<[u8]>>(
+        &mut self,
+        now: Timestamp,
+        ds: usize,
+        ingress: &Ingress<'_>,
+        msg: &Message<T>,
+        outbox: &mut Outbox,
+    ) -> Verdict {
+        let admitted = match self.admit_request(ds, msg) {
+            Ok(a) => a,
+            Err(reason) => return self.drop(ds, reason),
+        };
+        if !admitted.first_hop {
+            // Paper 3.5: with another relay in front, the server answers that relay, not
+            // us: "This makes it impossible for the CDRA to perform any caching for this
+            // type of client." Relay it.
+            return self.forward_request(now, ds, msg, admitted, Targets::Chosen, None, outbox);
+        }
+        let key = ClientKey::of(msg);
+        let slot = self.table.find(&key);
+        if let Some(r) = slot.and_then(|s| self.table.get_mut(s)) {
+            r.last_contact = now;
+            r.downstream = ds as u16;
+        }
+        match msg.message_type() {
+            None => self.proxy_bootrequest(now, ds, key, slot, msg, admitted, outbox),
+            Some(MessageType::Discover) => self.proxy_discover(now, ds, key, slot, msg, admitted, outbox),
+            Some(MessageType::Request) => {
+                self.proxy_dhcprequest(now, ds, ingress.dst, key, slot, msg, admitted, outbox)
+            }
+            Some(MessageType::Decline) | Some(MessageType::Release) => {
+                self.proxy_release(now, ds, slot, msg, admitted, outbox)
+            }
+            // Table 1: "DHCPINFORM: Forward to Server". Anything else is relayed too.
+            Some(_) => self.proxy_forward(now, ds, None, msg, admitted, None, Targets::Chosen, None, outbox),
+        }
+    }
+
+    /// Table 1: "BOOTREQUEST: Spoof if able, otherwise forward to server."
+    #[allow(clippy::too_many_arguments)]
+    fn proxy_bootrequest<T: AsRef<[u8]>>(
+        &mut self,
+        now: Timestamp,
+        ds: usize,
+        key: ClientKey,
+        slot: Option<Slot>,
+        msg: &Message<T>,
+        admitted: Admitted,
+        outbox: &mut Outbox,
+    ) -> Verdict {
+        if let Some(s) = slot {
+            if self.cache_hit(now, ds, s, ClientKind::Bootp, None, msg) {
+                return self.answer_from_cache(now, ds, s, msg, None, outbox);
+            }
+        }
+        let slot = self.proxy_record(key, ClientKind::Bootp, ds, now);
+        self.proxy_forward(now, ds, Some(slot), msg, admitted, Some(ClientState::Init), Targets::Chosen, None, outbox)
+    }
+
+    /// Table 1: "DHCPDISCOVER: Proxy if able, otherwise forward to server." A DISCOVER
+    /// answered from the table needs no precaution: the REQUEST that follows does.
+    #[allow(clippy::too_many_arguments)]
+    fn proxy_discover<T: AsRef<[u8]>>(
+        &mut self,
+        now: Timestamp,
+        ds: usize,
+        key: ClientKey,
+        slot: Option<Slot>,
+        msg: &Message<T>,
+        admitted: Admitted,
+        outbox: &mut Outbox,
+    ) -> Verdict {
+        if let Some(s) = slot {
+            if self.cache_hit(now, ds, s, ClientKind::Dhcp, msg.requested_ip(), msg) {
+                return self.answer_from_cache(now, ds, s, msg, Some(MessageType::Offer), outbox);
+            }
+        }
+        self.proxy.offers.retain(|o| o.key != key);
+        let slot = self.proxy_record(key, ClientKind::Dhcp, ds, now);
+        if let Some(r) = self.table.get_mut(slot) {
+            r.offered_by = None;
+        }
+        self.proxy_forward(now, ds, Some(slot), msg, admitted, Some(ClientState::Init), Targets::Chosen, None, outbox)
+    }
+
+    /// The server a record's lease is with, as a pool index.
+    fn server_of(&self, binding: Option<ServerBinding>) -> Option<(usize, ServerBinding)> {
+        let b = binding?;
+        Some((self.servers.index_of(b.addr)?, b))
+    }
+
+    /// Table 1: "DHCPREQUEST: Proxy if able, otherwise forward to server", with the
+    /// client's state told apart as in RFC 2131 4.3.2 and the precautions of paper 3.2.
+    #[allow(clippy::too_many_arguments)]
+    fn proxy_dhcprequest<T: AsRef<[u8]>>(
+        &mut self,
+        now: Timestamp,
+        ds: usize,
+        dst: Ipv4Addr,
+        key: ClientKey,
+        slot: Option<Slot>,
+        msg: &Message<T>,
+        admitted: Admitted,
+        outbox: &mut Outbox,
+    ) -> Verdict {
+        let safe = self.config.proxy.safe_network;
+        let ciaddr = msg.ciaddr();
+        let requested = msg.requested_ip();
+        if let Some(sid) = msg.server_identifier() {
+            // SELECTING: the client answers an OFFER. RFC 2131 4.3.2: "If the DHCPREQUEST
+            // message contains a 'server identifier' option, the message is in response to
+            // a DHCPOFFER message."
+            if !self.is_our_address(sid) {
+                // It chose a server that is not us (reachable some other way): relay.
+                let slot = self.proxy_record(key, ClientKind::Dhcp, ds, now);
+                return self.proxy_forward(
+                    now,
+                    ds,
+                    Some(slot),
+                    msg,
+                    admitted,
+                    Some(ClientState::Requesting),
+                    Targets::Chosen,
+                    None,
+                    outbox,
+                );
+            }
+            let Some(s) = slot else {
+                // Appendix B, "The server-identifier option": we no longer know which server
+                // made the offer; "it sends a NAK to the client, forcing it to restart its
+                // initialization and send out a DISCOVER".
+                return self.send_nak(ds, msg, outbox);
+            };
+            let (state, offered_by, server) = match self.table.get(s) {
+                Some(r) => (r.state, r.offered_by, r.server),
+                None => return self.send_nak(ds, msg, outbox),
+            };
+            if state == ClientState::OfferedLocally && self.cache_hit(now, ds, s, ClientKind::Dhcp, requested, msg) {
+                return if safe {
+                    self.answer_from_cache(now, ds, s, msg, Some(MessageType::Ack), outbox)
+                } else {
+                    self.start_probe(now, ds, s, msg, outbox)
+                };
+            }
+            // The offer came from a server (or ours can no longer be honoured): paper 5.1,
+            // put the real server's identifier back before forwarding.
+            return match self.server_of(offered_by.or(server)) {
+                Some((index, binding)) => self.proxy_forward(
+                    now,
+                    ds,
+                    Some(s),
+                    msg,
+                    admitted,
+                    Some(ClientState::Requesting),
+                    Targets::One(index),
+                    Some(binding.id),
+                    outbox,
+                ),
+                None => self.send_nak(ds, msg, outbox),
+            };
+        }
+        if ciaddr.is_unspecified() {
+            let Some(wanted) = requested else {
+                // Neither SELECTING nor INIT-REBOOT: malformed, but the server may know.
+                return self.proxy_forward(now, ds, slot, msg, admitted, None, Targets::Chosen, None, outbox);
+            };
+            // INIT-REBOOT: option 50 filled in, ciaddr zero, no server identifier.
+            if let Some(s) = slot {
+                if self.cache_hit(now, ds, s, ClientKind::Dhcp, Some(wanted), msg) {
+                    return if safe {
+                        self.answer_from_cache(now, ds, s, msg, Some(MessageType::Ack), outbox)
+                    } else {
+                        self.start_probe(now, ds, s, msg, outbox)
+                    };
+                }
+            }
+            let slot = self.proxy_record(key, ClientKind::Dhcp, ds, now);
+            return self.proxy_forward(
+                now,
+                ds,
+                Some(slot),
+                msg,
+                admitted,
+                Some(ClientState::Rebooting),
+                Targets::Chosen,
+                None,
+                outbox,
+            );
+        }
+        // RENEWING (unicast to us) or REBINDING (broadcast): ciaddr filled in.
+        let Some(iface) = self.config.downstream.get(ds) else {
+            return self.drop(ds, DropReason::UnknownInterface);
+        };
+        let rebinding = is_broadcast(dst, &iface.address);
+        let hit = slot.is_some_and(|s| self.cache_hit(now, ds, s, ClientKind::Dhcp, Some(ciaddr), msg));
+        let slot = self.proxy_record(key, ClientKind::Dhcp, ds, now);
+        let server = self.table.get(slot).and_then(|r| self.server_of(r.server));
+        if rebinding {
+            if hit && safe {
+                return self.answer_from_cache(now, ds, slot, msg, Some(MessageType::Ack), outbox);
+            }
+            // Paper 3.2: "before the CDRA ACKs the request, it must first renew the lease
+            // with the server" — the client's REBIND goes to the servers and only their
+            // answer reaches the client.
+            if hit {
+                self.counters.proxy.rebinds_forwarded += 1;
+            }
+            return self.proxy_forward(
+                now,
+                ds,
+                Some(slot),
+                msg,
+                admitted,
+                Some(ClientState::Rebinding),
+                Targets::Chosen,
+                None,
+                outbox,
+            );
+        }
+        if hit {
+            let past_t1 = self.table.get(slot).is_some_and(|r| r.past_t1(now));
+            let server_up = server.is_some_and(|(i, _)| self.servers.is_up(i, now));
+            if !(past_t1 && server_up) {
+                // Paper 3.2: "DHCPREQUEST used to RENEW a lease (unicast request) ... No
+                // precautions are required."
+                return self.answer_from_cache(now, ds, slot, msg, Some(MessageType::Ack), outbox);
+            }
+            // Past the server lease's T1 with the server up: let the server renew it (the
+            // server's ACK refreshes the record and goes to the client).
+            self.counters.proxy.renewals_forwarded += 1;
+        }
+        let targets = match server {
+            Some((i, _)) => Targets::One(i),
+            None => Targets::Chosen,
+        };
+        self.proxy_forward(now, ds, Some(slot), msg, admitted, Some(ClientState::Renewing), targets, None, outbox)
+    }
+
+    /// Table 1: "DHCPDECLINE / DHCPRELEASE: Forward to Server, Remove client from DB." The
+    /// client names us in option 54; the server gets its own identifier back.
+    fn proxy_release<T: AsRef<[u8]>>(
+        &mut self,
+        now: Timestamp,
+        ds: usize,
+        slot: Option<Slot>,
+        msg: &Message<T>,
+        admitted: Admitted,
+        outbox: &mut Outbox,
+    ) -> Verdict {
+        let binding = slot.and_then(|s| self.table.get(s)).and_then(|r| r.server.or(r.offered_by));
+        if let Some(s) = slot {
+            self.proxy_drop_record(s, Removal::ClientGaveUp);
+        }
+        let names_us = msg.server_identifier().is_some_and(|sid| self.is_our_address(sid));
+        match self.server_of(binding) {
+            Some((i, b)) => self.proxy_forward(
+                now,
+                ds,
+                None,
+                msg,
+                admitted,
+                None,
+                Targets::One(i),
+                names_us.then_some(b.id),
+                outbox,
+            ),
+            None if names_us => {
+                // We do not know the server: each one gets a copy naming itself.
+                let mut verdict = Verdict::Dropped(DropReason::NoServer);
+                for i in 0..self.servers.servers().len() {
+                    let id = self.servers.servers().get(i).map(|s| s.addr);
+                    verdict = self.proxy_forward(now, ds, None, msg, admitted, None, Targets::One(i), id, outbox);
+                }
+                verdict
+            }
+            None => self.proxy_forward(now, ds, None, msg, admitted, None, Targets::Chosen, None, outbox),
+        }
+    }
+
+    /// Answer from the cached server reply: copy it and patch what differs (paper 5:
+    /// "it makes a copy of the stored message, modifies a few of the fields, and forwards
+    /// it to the client"). `reply_type` None is a spoofed BOOTREPLY.
+    fn answer_from_cache<T: AsRef<[u8]>>(
+        &mut self,
+        now: Timestamp,
+        ds: usize,
+        slot: Slot,
+        request: &Message<T>,
+        reply_type: Option<MessageType>,
+        outbox: &mut Outbox,
+    ) -> Verdict {
+        let client_lease = self.config.proxy.client_lease;
+        let Some(iface) = self.config.downstream.get(ds) else {
+            return self.drop(ds, DropReason::UnknownInterface);
+        };
+        let ours = iface.address.addr;
+        let Some(r) = self.table.get(slot) else {
+            return self.drop(ds, DropReason::NoServer);
+        };
+        let Some(cached) = r.reply.as_deref() else {
+            return self.drop(ds, DropReason::NoServer);
+        };
+        let Ok(cached) = Message::new_checked(cached) else {
+            return self.drop(ds, DropReason::ReplyTooLarge);
+        };
+        let address = r.address;
+        let server = r.server;
+        let lease = local_lease_secs(r, now, client_lease);
+        let Some(out) = outbox.next_slot() else {
+            return self.drop(ds, DropReason::OutboxFull);
+        };
+        // RFC 6842: "If the 'client identifier' option is present in a message received
+        // from a client, the server MUST return the 'client identifier' option, unaltered,
+        // in its response message" — and must not return one the client did not send.
+        let wanted_cid = request.client_identifier();
+        let written = if cached.client_identifier() == wanted_cid {
+            let bytes = cached.as_bytes();
+            match out.buffer_mut().get_mut(..bytes.len()) {
+                Some(dst) => {
+                    dst.copy_from_slice(bytes);
+                    Ok(bytes.len())
+                }
+                None => Err(cdra_wire::WireError::NoSpace),
+            }
+        } else {
+            rewrite(&cached, out.buffer_mut(), &[OptionCode::CLIENT_ID], |w| match wanted_cid {
+                Some(id) => w.option(OptionCode::CLIENT_ID, id),
+                None => Ok(()),
+            })
+        };
+        let Ok(len) = written else {
+            outbox.unwind();
+            return self.drop(ds, DropReason::ReplyTooLarge);
+        };
+        out.set_len(len);
+        let Ok(mut m) = Message::new_checked(out.payload_mut()) else {
+            outbox.unwind();
+            return self.drop(ds, DropReason::ReplyTooLarge);
+        };
+        // RFC 2131 table 3: xid and flags from the client's message; ciaddr 0 in an OFFER,
+        // the client's ciaddr in an ACK; giaddr as in the request (0: we are on its link).
+        m.set_op(Op::BootReply);
+        m.set_xid(request.xid());
+        m.set_flags(request.flags());
+        m.set_secs(0);
+        m.set_hops(0);
+        m.set_giaddr(Ipv4Addr::UNSPECIFIED);
+        m.set_yiaddr(address);
+        m.set_ciaddr(if reply_type == Some(MessageType::Ack) { request.ciaddr() } else { Ipv4Addr::UNSPECIFIED });
+        if let Some(t) = reply_type {
+            m.patch_option(OptionCode::MESSAGE_TYPE, &[t.to_u8()]);
+            // Paper 4.1, 5.1: to the client we are the server.
+            m.patch_option_addr(OptionCode::SERVER_ID, ours);
+            if server.is_some_and(|b| m.siaddr() == b.id || m.siaddr() == b.addr) {
+                m.set_siaddr(ours);
+            }
+            if lease != u32::MAX {
+                // Paper 5.1: lease time, T1 and T2 reflect what we really give.
+                m.patch_option_u32(OptionCode::LEASE_TIME, lease);
+                m.patch_option_u32(OptionCode::RENEWAL_T1, lease / 2);
+                m.patch_option_u32(OptionCode::REBINDING_T2, (u64::from(lease) * 7 / 8) as u32);
+            }
+        }
+        let destination = reply_destination(&m, iface, ours);
+        let kind = MessageKind::of(&m);
+        out.destination = destination;
+        self.counters.sent(ds, kind);
+        let c = &mut self.counters.proxy;
+        match reply_type {
+            Some(MessageType::Offer) => c.local_offers += 1,
+            Some(_) => c.local_acks += 1,
+            None => c.bootp_spoofed += 1,
+        }
+        if let Some(r) = self.table.get_mut(slot) {
+            // Paper 5.2: "If the relay is able to reply to the client, it will place the
+            // client in the BOUND state (the relay assumes the client receives the reply)."
+            r.state =
+                if reply_type == Some(MessageType::Offer) { ClientState::OfferedLocally } else { ClientState::Bound };
+        }
+        Verdict::AnsweredLocally
+    }
+
+    /// A DHCPNAK from us, broadcast on the client's link (RFC 2131 4.3.2).
+    fn send_nak<T: AsRef<[u8]>>(&mut self, ds: usize, request: &Message<T>, outbox: &mut Outbox) -> Verdict {
+        let Some(iface) = self.config.downstream.get(ds) else {
+            return self.drop(ds, DropReason::UnknownInterface);
+        };
+        let ours = iface.address.addr;
+        let ifindex = iface.ifindex;
+        let Some(out) = outbox.next_slot() else {
+            return self.drop(ds, DropReason::OutboxFull);
+        };
+        let built = (|| {
+            let mut b = MessageBuilder::new(out.buffer_mut(), Op::BootReply, Some(MessageType::Nak))?;
+            b.xid(request.xid())
+                .flags(request.flags() | cdra_wire::message::BROADCAST_FLAG)
+                .chaddr(request.htype(), request.chaddr());
+            b.option(OptionCode::SERVER_ID, &ours.octets())?;
+            if let Some(id) = request.client_identifier() {
+                b.option(OptionCode::CLIENT_ID, id)?;
+            }
+            b.option(OptionCode::MESSAGE, b"address not available from the cache")?;
+            b.finish()
+        })();
+        match built {
+            Ok(len) => out.set_len(len),
+            Err(_) => {
+                outbox.unwind();
+                return self.drop(ds, DropReason::ReplyTooLarge);
+            }
+        }
+        out.destination = Destination::ClientLink { ifindex, mac: BROADCAST_MAC, src: ours, dst: Ipv4Addr::BROADCAST };
+        self.counters.sent(ds, MessageKind::Dhcp(MessageType::Nak));
+        self.counters.proxy.local_naks += 1;
+        Verdict::AnsweredLocally
+    }
+
+    /// Paper 3.2: "If the CDRA's response would be an ACK, the CDRA should first issue an
+    /// ICMP echo request ... on the requested IP address. If a host replies, the CDRA should
+    /// respond with a NAK and remove the address from its database." We also send an ARP
+    /// probe (RFC 5227), more reliable on the client's own link. The ACK waits; others are
+    /// served meanwhile.
+    fn start_probe<T: AsRef<[u8]>>(
+        &mut self,
+        now: Timestamp,
+        ds: usize,
+        slot: Slot,
+        msg: &Message<T>,
+        outbox: &mut Outbox,
+    ) -> Verdict {
+        let Some(r) = self.table.get(slot) else {
+            return self.drop(ds, DropReason::NoServer);
+        };
+        let key = r.key.clone();
+        let target = r.address;
+        if self.proxy.probes.iter().any(|p| p.key == key) {
+            // A retransmission while the probe runs: the answer is on its way.
+            return Verdict::Discarded;
+        }
+        let Some(iface) = self.config.downstream.get(ds) else {
+            return self.drop(ds, DropReason::UnknownInterface);
+        };
+        if self.proxy.probes.len() >= self.config.proxy.max_pending_probes {
+            // Bounded: rather than ACK unprobed, let the server answer.
+            self.counters.proxy.probes_refused_full += 1;
+            let admitted = Admitted { first_hop: true, has_option82: msg.relay_agent_info().is_some() };
+            return self.proxy_forward(
+                now,
+                ds,
+                Some(slot),
+                msg,
+                admitted,
+                Some(ClientState::Rebooting),
+                Targets::Chosen,
+                None,
+                outbox,
+            );
+        }
+        let probe =
+            ProbeRequest { ifindex: iface.ifindex, sender_mac: iface.mac, sender_ip: iface.address.addr, target };
+        if !outbox.push_probe(probe) {
+            return self.drop(ds, DropReason::OutboxFull);
+        }
+        self.counters.proxy.probes_started += 1;
+        self.proxy.probes.push(PendingProbe {
+            ds,
+            ifindex: iface.ifindex,
+            target,
+            key,
+            client_mac: msg.ethernet_chaddr(),
+            deadline: now.saturating_add(self.config.proxy.probe_timeout),
+            request: msg.as_bytes().to_vec(),
+        });
+        Verdict::AwaitingProbe
+    }
+
+    /// Some host answered a probe (ARP reply or request naming `address` as its sender, or
+    /// an ICMP echo reply from it). An ARP answer from the requesting client's own MAC is
+    /// the client itself and does not count.
+    pub fn handle_probe_answer(
+        &mut self,
+        now: Timestamp,
+        ifindex: u32,
+        address: Ipv4Addr,
+        mac: Option<[u8; 6]>,
+        outbox: &mut Outbox,
+    ) {
+        let _ = now;
+        let mut i = 0;
+        while i < self.proxy.probes.len() {
+            let hit =
+                self.proxy.probes.get(i).is_some_and(|p| {
+                    p.ifindex == ifindex && p.target == address && (mac.is_none() || mac != p.client_mac)
+                });
+            if !hit {
+                i += 1;
+                continue;
+            }
+            let p = self.proxy.probes.swap_remove(i);
+            self.counters.proxy.probes_found_in_use += 1;
+            if let Some(slot) = self.table.find(&p.key) {
+                self.proxy_drop_record(slot, Removal::AddressInUse);
+            }
+            if let Ok(request) = Message::new_checked(&p.request[..]) {
+                self.send_nak(p.ds, &request, outbox);
+            }
+        }
+    }
+
+    /// A probe timed out: nobody uses the address; ACK if the record still allows it.
+    fn finish_probe(&mut self, now: Timestamp, p: PendingProbe, outbox: &mut Outbox) {
+        self.counters.proxy.probes_timed_out += 1;
+        let Ok(request) = Message::new_checked(&p.request[..]) else { return };
+        let Some(slot) = self.table.find(&p.key) else { return };
+        if self.cache_hit(now, p.ds, slot, ClientKind::Dhcp, request.requested_ip(), &request) {
+            self.answer_from_cache(now, p.ds, slot, &request, Some(MessageType::Ack), outbox);
+        }
+    }
+
+    /// Find the record a server reply is for: by the xid of the request we forwarded, else
+    /// by option 61 echoed (RFC 6842), else by hardware address.
+    fn record_for_reply<T: AsRef<[u8]>>(&self, msg: &Message<T>) -> Option<Slot> {
+        self.table
+            .find_xid(msg.xid(), msg.htype(), msg.chaddr())
+            .or_else(|| self.table.find(&ClientKey::of(msg)))
+            .or_else(|| self.table.find(&ClientKey::hardware(msg.htype(), msg.chaddr())))
+    }
+
+    /// Store a server's ACK / BOOTREPLY as the record's configuration.
+    fn cache_reply<T: AsRef<[u8]>>(
+        &mut self,
+        now: Timestamp,
+        slot: Slot,
+        msg: &Message<T>,
+        binding: ServerBinding,
+        kind: ClientKind,
+    ) {
+        let lease_secs = match kind {
+            ClientKind::Bootp => u32::MAX,
+            ClientKind::Dhcp => match msg.lease_time() {
+                Some(l) => l,
+                None => return, // an ACK without a lease time cannot be answered from
+            },
+        };
+        let bytes = if msg.relay_agent_info().is_some() {
+            let mut buf = vec![0u8; msg.as_bytes().len() + 8];
+            match rewrite(msg, &mut buf, &[OptionCode::RELAY_AGENT_INFO], |_| Ok(())) {
+                Ok(len) => {
+                    buf.truncate(len);
+                    buf
+                }
+                Err(_) => return,
+            }
+        } else {
+            let end = msg.options_end().map(|e| e + 1).unwrap_or(msg.as_bytes().len());
+            msg.as_bytes().get(..end).unwrap_or(msg.as_bytes()).to_vec()
+        };
+        let address = msg.yiaddr();
+        let Some(r) = self.table.get_mut(slot) else { return };
+        // The lease runs from when the request was sent (RFC 2131 4.4.1 has the client
+        // count from its request too), so we never believe in more lease than there is.
+        let start = if r.pending_xid == msg.xid() { r.pending_since } else { now };
+        r.kind = kind;
+        r.reply = Some(bytes.into_boxed_slice());
+        r.lease_secs = lease_secs;
+        r.lease_start = start;
+        let default_t1 = lease_secs / 2;
+        let default_t2 = (u64::from(lease_secs) * 7 / 8) as u32;
+        r.t1_secs = msg.renewal_time().unwrap_or(default_t1).min(lease_secs);
+        r.t2_secs = msg.rebinding_time().unwrap_or(default_t2).min(lease_secs);
+        r.last_update = now;
+        r.server = Some(binding);
+        r.state = ClientState::Bound;
+        r.param_list = r.pending_params;
+        if let Some(other) = self.table.set_address(slot, address) {
+            // The server has given this address to this client: any other record holding
+            // it is stale.
+            self.proxy_drop_record(other, Removal::AddressReassigned);
+        }
+    }
+
+    /// A BOOTREPLY in proxy mode (Table 1, server-to-client rows).
+    pub(crate) fn proxy_reply<T: AsRef<[u8]>>(
+        &mut self,
+        now: Timestamp,
+        slot_for_counters: usize,
+        src: Ipv4Addr,
+        msg: &Message<T>,
+        outbox: &mut Outbox,
+    ) -> Verdict {
+        let (server_index, ds) = match self.accept_reply(now, src, msg) {
+            Ok(x) => x,
+            Err(reason) => return self.drop(slot_for_counters, reason),
+        };
+        let binding = ServerBinding { addr: src, id: msg.server_identifier().unwrap_or(src) };
+        let slot = self.record_for_reply(msg);
+        let state = slot.and_then(|s| self.table.get(s)).map(|r| r.state);
+        match msg.message_type() {
+            None => {
+                // "BOOTREPLY: Forward to client", and remember it for spoofing.
+                let slot = match slot {
+                    Some(s) => s,
+                    None => self.proxy_record(ClientKey::of(msg), ClientKind::Bootp, ds, now),
+                };
+                self.cache_reply(now, slot, msg, binding, ClientKind::Bootp);
+                self.deliver_to_client(ds, msg, None, outbox)
+            }
+            Some(MessageType::Offer) => match (slot, state) {
+                (Some(s), Some(ClientState::Init)) => self.choose_offer(now, ds, s, server_index, msg, binding, outbox),
+                (Some(_), Some(_)) => {
+                    // "DHCPOFFER: Forward to client if client is in INIT state, otherwise
+                    // silent discard" (paper 5.2: one OFFER per DISCOVER).
+                    self.counters.proxy.offers_discarded += 1;
+                    Verdict::Discarded
+                }
+                _ => {
+                    // No record (evicted while the DISCOVER was out): pass it on and
+                    // remember who offered, so the REQUEST can be routed.
+                    let s = self.proxy_record(ClientKey::of(msg), ClientKind::Dhcp, ds, now);
+                    self.pass_offer(s, ds, msg, binding, outbox)
+                }
+            },
+            Some(MessageType::Ack) => {
+                if msg.yiaddr().is_unspecified() {
+                    // The answer to an INFORM: no lease to remember.
+                    return self.deliver_to_client(ds, msg, Some(binding), outbox);
+                }
+                // RFC 4039 rapid commit: an ACK may answer a DISCOVER directly.
+                let rapid = state == Some(ClientState::Init) && msg.option(OptionCode::RAPID_COMMIT).is_some();
+                match (slot, state) {
+                    (Some(s), Some(st)) if st.awaits_ack() || rapid => {
+                        self.cache_reply(now, s, msg, binding, ClientKind::Dhcp);
+                        self.deliver_to_client(ds, msg, Some(binding), outbox)
+                    }
+                    (Some(_), Some(_)) => {
+                        self.counters.proxy.acks_discarded += 1;
+                        Verdict::Discarded
+                    }
+                    _ => {
+                        let s = self.proxy_record(ClientKey::of(msg), ClientKind::Dhcp, ds, now);
+                        self.cache_reply(now, s, msg, binding, ClientKind::Dhcp);
+                        self.deliver_to_client(ds, msg, Some(binding), outbox)
+                    }
+                }
+            }
+            Some(MessageType::Nak) => match (slot, state) {
+                (Some(s), Some(st)) if st.awaits_ack() => {
+                    self.proxy_drop_record(s, Removal::ServerNak);
+                    self.deliver_to_client(ds, msg, Some(binding), outbox)
+                }
+                (Some(_), Some(_)) => {
+                    self.counters.proxy.naks_discarded += 1;
+                    Verdict::Discarded
+                }
+                _ => self.deliver_to_client(ds, msg, Some(binding), outbox),
+            },
+            Some(_) => self.deliver_to_client(ds, msg, Some(binding), outbox),
+        }
+    }
+
+    /// Pass an OFFER to the client: the client is now REQUESTING (paper 5.2) and its
+    /// REQUEST will be routed to the offering server.
+    fn pass_offer<T: AsRef<[u8]>>(
+        &mut self,
+        slot: Slot,
+        ds: usize,
+        msg: &Message<T>,
+        binding: ServerBinding,
+        outbox: &mut Outbox,
+    ) -> Verdict {
+        if let Some(r) = self.table.get_mut(slot) {
+            r.state = ClientState::Requesting;
+            r.offered_by = Some(binding);
+        }
+        self.deliver_to_client(ds, msg, Some(binding), outbox)
+    }
+
+    /// Appendix B, "Choosing the optimal OFFER".
+    #[allow(clippy::too_many_arguments)]
+    fn choose_offer<T: AsRef<[u8]>>(
+        &mut self,
+        now: Timestamp,
+        ds: usize,
+        slot: Slot,
+        server_index: usize,
+        msg: &Message<T>,
+        binding: ServerBinding,
+        outbox: &mut Outbox,
+    ) -> Verdict {
+        let choice = self.config.proxy.offer_choice;
+        if choice == OfferChoice::First || self.servers.servers().len() < 2 {
+            return self.pass_offer(slot, ds, msg, binding, outbox);
+        }
+        let Some(key) = self.table.get(slot).map(|r| r.key.clone()) else {
+            return self.pass_offer(slot, ds, msg, binding, outbox);
+        };
+        let xid = msg.xid();
+        let lease = msg.lease_time().unwrap_or(0);
+        let n_servers = self.servers.servers().len();
+        let position = self.proxy.offers.iter().position(|o| o.key == key && o.xid == xid);
+        let index = match position {
+            Some(i) => i,
+            None => {
+                if self.proxy.offers.len() >= self.config.proxy.max_pending_probes {
+                    return self.pass_offer(slot, ds, msg, binding, outbox);
+                }
+                let preferred_server = (choice == OfferChoice::Spread).then(|| {
+                    use core::hash::{Hash, Hasher};
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    key.hash(&mut h);
+                    (h.finish() % n_servers as u64) as usize
+                });
+                let deadline = now.saturating_add(self.config.proxy.offer_window);
+                self.proxy.offers.push(OfferCollection { key, xid, ds, deadline, preferred_server, best: None });
+                self.proxy.offers.len() - 1
+            }
+        };
+        let Some(c) = self.proxy.offers.get_mut(index) else {
+            return self.pass_offer(slot, ds, msg, binding, outbox);
+        };
+        if c.preferred_server == Some(server_index) {
+            self.proxy.offers.swap_remove(index);
+            return self.pass_offer(slot, ds, msg, binding, outbox);
+        }
+        let better = match (&c.best, choice) {
+            (None, _) => true,
+            (Some((_, _, best_lease)), OfferChoice::LongestLease) => lease > *best_lease,
+            _ => false,
+        };
+        if better {
+            c.best = Some((msg.as_bytes().to_vec(), binding, lease));
+        }
+        Verdict::Discarded
+    }
+
+    /// The engine's next deadline (probe timeouts, offer windows, the table sweep).
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        if self.config.mode != crate::config::Mode::Proxy {
+            return None;
+        }
+        let probes = self.proxy.probes.iter().map(|p| p.deadline);
+        let offers = self.proxy.offers.iter().map(|o| o.deadline);
+        probes.chain(offers).chain(core::iter::once(self.proxy.next_sweep)).min()
+    }
+
+    /// Do whatever is due at `now`.
+    pub fn handle_timeout(&mut self, now: Timestamp, outbox: &mut Outbox) {
+        if self.config.mode != crate::config::Mode::Proxy {
+            return;
+        }
+        let mut i = 0;
+        while i < self.proxy.probes.len() {
+            if self.proxy.probes.get(i).is_some_and(|p| p.deadline <= now) {
+                let p = self.proxy.probes.swap_remove(i);
+                self.finish_probe(now, p, outbox);
+            } else {
+                i += 1;
+            }
+        }
+        let mut i = 0;
+        while i < self.proxy.offers.len() {
+            if self.proxy.offers.get(i).is_some_and(|o| o.deadline <= now) {
+                let o = self.proxy.offers.swap_remove(i);
+                if let (Some((bytes, binding, _)), Some(slot)) = (o.best, self.table.find(&o.key)) {
+                    if let Ok(m) = Message::new_checked(&bytes[..]) {
+                        self.pass_offer(slot, o.ds, &m, binding, outbox);
+                    }
+                }
+            } else {
+                i += 1;
+            }
+        }
+        if now >= self.proxy.next_sweep {
+            self.proxy.next_sweep = now.saturating_add(SWEEP_INTERVAL);
+            self.sweep(now);
+        }
+    }
+
+    /// Remove records past `max_age` (paper 5.6), past their server lease, or never answered,
+    /// a slice of the table at a time.
+    fn sweep(&mut self, now: Timestamp) {
+        let max_age = self.config.proxy.max_age;
+        let n = self.table.slot_count();
+        if n == 0 {
+            return;
+        }
+        let start = self.proxy.sweep_cursor.min(n);
+        let end = (start + SWEEP_SLOTS_PER_TICK).min(n);
+        for slot in start..end {
+            let Some(r) = self.table.get(slot as Slot) else { continue };
+            let expired = match &r.reply {
+                Some(_) => now.since(r.last_update) > max_age || r.lease_end().is_some_and(|e| e <= now),
+                None => now.since(r.last_contact) > UNANSWERED_RECORD_TTL,
+            };
+            if expired {
+                self.proxy_drop_record(slot as Slot, Removal::Expired);
+            }
+        }
+        self.proxy.sweep_cursor = if end >= n { 0 } else { end };
+        if let Some(older) = now.as_millis().checked_sub(XID_TTL.as_millis() as u64) {
+            self.table.expire_xids(Timestamp::from_millis(older));
+        }
+    }
+
+    /// Remove the record of `key` (operator flush). True if there was one.
+    pub fn flush_client(&mut self, key: &ClientKey) -> bool {
+        match self.table.find(key) {
+            Some(slot) => {
+                self.proxy_drop_record(slot, Removal::Flushed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Remove the record holding `address`. True if there was one.
+    pub fn flush_address(&mut self, address: Ipv4Addr) -> bool {
+        match self.table.find_address(address) {
+            Some(slot) => {
+                self.proxy_drop_record(slot, Removal::Flushed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Remove every record; returns how many there were.
+    pub fn flush_all(&mut self) -> usize {
+        let slots: Vec<Slot> = self.table.iter().map(|(s, _)| s).collect();
+        let n = slots.len();
+        for s in slots {
+            self.proxy_drop_record(s, Removal::Flushed);
+        }
+        n
+    }
+}

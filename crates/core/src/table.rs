@@ -1,0 +1,566 @@
+//! The client table (paper section 5): one record per client, keyed by the client
+//! identifier (option 61) when the client sends one, else by (htype, chaddr) — RFC 2131
+//! 4.2: "the combination of 'client identifier' or 'chaddr' and assigned network address
+//! constitute a unique identifier for the client's lease"; RFC 4361 for the identifier
+//! clients like dhcpcd build from a DUID. The paper's relay keyed by hardware address only
+//! (Appendix B, "Client-identifier option"); that is the bug fixed here.
+//!
+//! Storage is a slab (records in a `Vec`, reused through a free list) with three indexes:
+//! key -> slot, address -> slot (the server is the truth about who holds an address: a new
+//! server ACK for an address removes any other record that held it), and xid -> slot for
+//! requests in flight (matching a server reply to its client even when the server does
+//! not echo option 61). Bounded: at `max_clients` the least recently seen of a random
+//! sample is evicted, and counted.
+
+use core::fmt;
+use core::net::Ipv4Addr;
+use std::collections::HashMap;
+
+use cdra_wire::Message;
+
+use crate::time::Timestamp;
+
+/// Longest key stored inline (kind byte + data); longer client identifiers go on the heap.
+const INLINE_KEY: usize = 31;
+
+/// A client's identity.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ClientKey(KeyBytes);
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum KeyBytes {
+    Inline { len: u8, data: [u8; INLINE_KEY] },
+    Heap(Box<[u8]>),
+}
+
+const KIND_HARDWARE: u8 = 0;
+const KIND_CLIENT_ID: u8 = 1;
+
+impl ClientKey {
+    fn from_parts(kind: u8, a: &[u8], b: &[u8]) -> Self {
+        let len = 1 + a.len() + b.len();
+        if len <= INLINE_KEY {
+            let mut data = [0u8; INLINE_KEY];
+            data[0] = kind;
+            if let Some(d) = data.get_mut(1..1 + a.len()) {
+                d.copy_from_slice(a);
+            }
+            if let Some(d) = data.get_mut(1 + a.len()..len) {
+                d.copy_from_slice(b);
+            }
+            ClientKey(KeyBytes::Inline { len: len as u8, data })
+        } else {
+            let mut v = Vec::with_capacity(len);
+            v.push(kind);
+            v.extend_from_slice(a);
+            v.extend_from_slice(b);
+            ClientKey(KeyBytes::Heap(v.into_boxed_slice()))
+        }
+    }
+
+    /// Key by hardware address.
+    pub fn hardware(htype: u8, chaddr: &[u8]) -> Self {
+        Self::from_parts(KIND_HARDWARE, &[htype], chaddr)
+    }
+
+    /// Key by client identifier (option 61 payload).
+    pub fn client_id(id: &[u8]) -> Self {
+        Self::from_parts(KIND_CLIENT_ID, id, &[])
+    }
+
+    /// The key of the client that sent (or is addressed by) `msg`: option 61 when present
+    /// and non-empty, else (htype, chaddr).
+    pub fn of<T: AsRef<[u8]>>(msg: &Message<T>) -> Self {
+        match msg.client_identifier() {
+            Some(id) if !id.is_empty() => Self::client_id(id),
+            _ => Self::hardware(msg.htype(), msg.chaddr()),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match &self.0 {
+            KeyBytes::Inline { len, data } => data.get(..usize::from(*len)).unwrap_or(&[]),
+            KeyBytes::Heap(b) => b,
+        }
+    }
+
+    /// Parse the textual form produced by `Display` ("id:01:aa:..", "hw:1:aa:bb:..") or a
+    /// bare MAC address ("aa:bb:cc:dd:ee:ff", Ethernet).
+    pub fn parse(text: &str) -> Option<Self> {
+        fn hex_bytes(s: &str) -> Option<Vec<u8>> {
+            let s = s.trim();
+            if s.is_empty() {
+                return Some(Vec::new());
+            }
+            s.split([':', '-']).map(|p| u8::from_str_radix(p, 16).ok()).collect()
+        }
+        if let Some(rest) = text.strip_prefix("id:") {
+            let id = hex_bytes(rest)?;
+            return (!id.is_empty()).then(|| Self::client_id(&id));
+        }
+        if let Some(rest) = text.strip_prefix("hw:") {
+            let (htype, addr) = rest.split_once(':')?;
+            let htype: u8 = htype.parse().ok()?;
+            let addr = hex_bytes(addr)?;
+            return (addr.len() <= 16).then(|| Self::hardware(htype, &addr));
+        }
+        let mac = hex_bytes(text)?;
+        (mac.len() == 6).then(|| Self::hardware(1, &mac))
+    }
+}
+
+impl fmt::Display for ClientKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.bytes();
+        let hex = |f: &mut fmt::Formatter<'_>, bytes: &[u8]| -> fmt::Result {
+            for (i, x) in bytes.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(":")?;
+                }
+                write!(f, "{x:02x}")?;
+            }
+            Ok(())
+        };
+        match b.split_first() {
+            Some((&KIND_CLIENT_ID, id)) => {
+                f.write_str("id:")?;
+                hex(f, id)
+            }
+            Some((_, rest)) => {
+                let (htype, addr) = rest.split_first().map(|(h, a)| (*h, a)).unwrap_or((0, &[]));
+                write!(f, "hw:{htype}:")?;
+                hex(f, addr)
+            }
+            None => f.write_str("?"),
+        }
+    }
+}
+
+impl fmt::Debug for ClientKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// DHCP or plain BOOTP (paper 5: `ClientType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientKind {
+    /// A DHCP client.
+    Dhcp,
+    /// A BOOTP client (no option 53).
+    Bootp,
+}
+
+/// The client's state as the proxy believes it (paper 5.2: "roughly synonymous to those
+/// shown in Figure 5 of [RFC 2131]", determined by the last message to or from the client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientState {
+    /// A DISCOVER was forwarded; the first acceptable OFFER goes to the client.
+    Init,
+    /// We answered a DISCOVER from the cache; the client's REQUEST for it is ours to ACK.
+    OfferedLocally,
+    /// An OFFER was passed on, or a SELECTING REQUEST forwarded: further OFFERs are
+    /// discarded, the ACK or NAK is awaited.
+    Requesting,
+    /// An INIT-REBOOT REQUEST was forwarded.
+    Rebooting,
+    /// A RENEWING REQUEST was forwarded.
+    Renewing,
+    /// A REBINDING REQUEST was forwarded.
+    Rebinding,
+    /// The client holds a lease (from the server or from us).
+    Bound,
+}
+
+impl ClientState {
+    /// Table 1: ACK and NAK are forwarded "if client is in REQUESTING, REBOOTING,
+    /// RENEWING, or REBINDING state, otherwise, silent discard".
+    pub fn awaits_ack(self) -> bool {
+        matches!(
+            self,
+            ClientState::Requesting | ClientState::Rebooting | ClientState::Renewing | ClientState::Rebinding
+        )
+    }
+
+    /// Stable label.
+    pub fn label(self) -> &'static str {
+        match self {
+            ClientState::Init => "init",
+            ClientState::OfferedLocally => "offered_locally",
+            ClientState::Requesting => "requesting",
+            ClientState::Rebooting => "rebooting",
+            ClientState::Renewing => "renewing",
+            ClientState::Rebinding => "rebinding",
+            ClientState::Bound => "bound",
+        }
+    }
+}
+
+/// Which server a client's lease is with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerBinding {
+    /// Where we send (a configured server address).
+    pub addr: Ipv4Addr,
+    /// What the server calls itself (its option 54), put back into requests we forward.
+    pub id: Ipv4Addr,
+}
+
+/// Option 55 as the client sent it in the request the server last answered (Appendix B,
+/// "What happens if the client request changes?").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParamList {
+    len: u8,
+    codes: [u8; 48],
+}
+
+impl ParamList {
+    /// An empty list.
+    pub const EMPTY: ParamList = ParamList { len: 0, codes: [0; 48] };
+
+    /// From option 55's payload (at most 48 codes are kept; a longer list never matches).
+    pub fn new(codes: &[u8]) -> Self {
+        let mut p = ParamList::EMPTY;
+        let n = codes.len().min(48);
+        if let (Some(dst), Some(src)) = (p.codes.get_mut(..n), codes.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        p.len = if codes.len() > 48 { u8::MAX } else { n as u8 };
+        p
+    }
+
+    /// The codes.
+    pub fn codes(&self) -> &[u8] {
+        self.codes.get(..usize::from(self.len).min(48)).unwrap_or(&[])
+    }
+
+    /// True if every code of `asked` is in this list.
+    pub fn covers(&self, asked: &[u8]) -> bool {
+        if self.len == u8::MAX {
+            return false;
+        }
+        asked.iter().all(|c| self.codes().contains(c))
+    }
+}
+
+/// One client (paper 5: ClientID, ClientType, State, ServAddr, CliAddr, LeaseTime,
+/// LeaseStartTime, LastContact, LastUpdate, Msg; plus what the Appendix B fixes need).
+#[derive(Debug, Clone)]
+pub struct ClientRecord {
+    /// Identity.
+    pub key: ClientKey,
+    /// DHCP or BOOTP.
+    pub kind: ClientKind,
+    /// Believed state.
+    pub state: ClientState,
+    /// Index of the downstream interface the client was last heard on.
+    pub downstream: u16,
+    /// The server holding the lease (ServAddr).
+    pub server: Option<ServerBinding>,
+    /// The server whose OFFER was passed on (for the SELECTING REQUEST's option 54).
+    pub offered_by: Option<ServerBinding>,
+    /// The leased address (CliAddr).
+    pub address: Ipv4Addr,
+    /// Lease granted by the server, seconds (LeaseTime); `u32::MAX` is infinite.
+    pub lease_secs: u32,
+    /// Server T1 and T2, seconds from `lease_start`.
+    pub t1_secs: u32,
+    /// See `t1_secs`.
+    pub t2_secs: u32,
+    /// When the server's lease started (LeaseStartTime): when the request it answers was
+    /// forwarded, so the lease is never believed longer than it is.
+    pub lease_start: Timestamp,
+    /// Last message from the client (LastContact).
+    pub last_contact: Timestamp,
+    /// Last time a server refreshed the configuration (LastUpdate).
+    pub last_update: Timestamp,
+    /// The last DHCPACK / BOOTREPLY from the server (Msg), option 82 removed, trimmed after
+    /// END. `None` until the server has answered.
+    pub reply: Option<Box<[u8]>>,
+    /// Option 55 of the request the cached reply answers.
+    pub param_list: ParamList,
+    /// Option 55 of the request last forwarded (becomes `param_list` when answered).
+    pub pending_params: ParamList,
+    /// xid of the request last forwarded for this client, and when.
+    pub pending_xid: u32,
+    /// When `pending_xid` was forwarded.
+    pub pending_since: Timestamp,
+}
+
+impl ClientRecord {
+    /// A record for a client just heard from, holding nothing yet.
+    pub fn new(key: ClientKey, kind: ClientKind, downstream: u16, now: Timestamp) -> Self {
+        ClientRecord {
+            key,
+            kind,
+            state: ClientState::Init,
+            downstream,
+            server: None,
+            offered_by: None,
+            address: Ipv4Addr::UNSPECIFIED,
+            lease_secs: 0,
+            t1_secs: 0,
+            t2_secs: 0,
+            lease_start: now,
+            last_contact: now,
+            last_update: now,
+            reply: None,
+            param_list: ParamList::EMPTY,
+            pending_params: ParamList::EMPTY,
+            pending_xid: 0,
+            pending_since: now,
+        }
+    }
+
+    /// When the server's lease ends (`None`: infinite).
+    pub fn lease_end(&self) -> Option<Timestamp> {
+        if self.lease_secs == u32::MAX {
+            return None;
+        }
+        Some(Timestamp::from_millis(self.lease_start.as_millis().saturating_add(u64::from(self.lease_secs) * 1000)))
+    }
+
+    /// Seconds of the server's lease left at `now` (`u32::MAX`: infinite).
+    pub fn lease_left_secs(&self, now: Timestamp) -> u32 {
+        match self.lease_end() {
+            None => u32::MAX,
+            Some(end) => (end.as_millis().saturating_sub(now.as_millis()) / 1000).min(u64::from(u32::MAX - 1)) as u32,
+        }
+    }
+
+    /// Is `now` past the server lease's T1?
+    pub fn past_t1(&self, now: Timestamp) -> bool {
+        self.lease_secs != u32::MAX
+            && now.as_millis() >= self.lease_start.as_millis().saturating_add(u64::from(self.t1_secs) * 1000)
+    }
+
+    /// Is `now` past the server lease's T2?
+    pub fn past_t2(&self, now: Timestamp) -> bool {
+        self.lease_secs != u32::MAX
+            && now.as_millis() >= self.lease_start.as_millis().saturating_add(u64::from(self.t2_secs) * 1000)
+    }
+}
+
+/// Why a record left the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// RELEASE or DECLINE from the client (Table 1).
+    ClientGaveUp,
+    /// NAK from a server.
+    ServerNak,
+    /// The table was full.
+    Evicted,
+    /// Older than `max_age` (paper 5.6) or the server's lease ran out.
+    Expired,
+    /// The address is not on the client's subnet (Appendix B, "Validity of client data").
+    WrongSubnet,
+    /// A probe found another host on the address (paper 3.2).
+    AddressInUse,
+    /// A server gave the address to another client.
+    AddressReassigned,
+    /// An operator flushed it.
+    Flushed,
+}
+
+/// Slot index in the slab.
+pub type Slot = u32;
+
+/// The table.
+#[derive(Debug)]
+pub struct ClientTable {
+    slots: Vec<Option<ClientRecord>>,
+    free: Vec<Slot>,
+    by_key: HashMap<ClientKey, Slot>,
+    by_address: HashMap<Ipv4Addr, Slot>,
+    by_xid: HashMap<u32, (Slot, Timestamp)>,
+    max_clients: usize,
+    max_pending: usize,
+    rng: u64,
+}
+
+impl ClientTable {
+    /// An empty table for at most `max_clients` records.
+    pub fn new(max_clients: usize, seed: u64) -> Self {
+        ClientTable {
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_key: HashMap::new(),
+            by_address: HashMap::new(),
+            by_xid: HashMap::new(),
+            max_clients: max_clients.max(1),
+            max_pending: 65_536,
+            rng: seed | 1,
+        }
+    }
+
+    /// Records held.
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    /// The slot of `key`.
+    pub fn find(&self, key: &ClientKey) -> Option<Slot> {
+        self.by_key.get(key).copied()
+    }
+
+    /// The slot holding `address`.
+    pub fn find_address(&self, address: Ipv4Addr) -> Option<Slot> {
+        self.by_address.get(&address).copied()
+    }
+
+    /// The record in `slot`.
+    pub fn get(&self, slot: Slot) -> Option<&ClientRecord> {
+        self.slots.get(slot as usize).and_then(Option::as_ref)
+    }
+
+    /// The record in `slot`, mutable. Do not change `key` or `address` through it: use
+    /// [`ClientTable::set_address`].
+    pub fn get_mut(&mut self, slot: Slot) -> Option<&mut ClientRecord> {
+        self.slots.get_mut(slot as usize).and_then(Option::as_mut)
+    }
+
+    /// Every record.
+    pub fn iter(&self) -> impl Iterator<Item = (Slot, &ClientRecord)> {
+        self.slots.iter().enumerate().filter_map(|(i, r)| r.as_ref().map(|r| (i as Slot, r)))
+    }
+
+    /// Number of slots (occupied or not), for incremental sweeps.
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // xorshift64*: deterministic for a given seed.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// The least recently seen of a few randomly sampled records.
+    fn eviction_victim(&mut self) -> Option<Slot> {
+        let n = self.slots.len();
+        if n == 0 {
+            return None;
+        }
+        // Records still waiting for a server (no cached reply) go first, so a flood of new
+        // DISCOVERs cannot push out the clients the cache is there to serve.
+        let rank = |r: &ClientRecord| (r.reply.is_some(), r.last_contact);
+        let mut best: Option<(Slot, (bool, Timestamp))> = None;
+        for _ in 0..16 {
+            let i = (self.next_random() % n as u64) as usize;
+            if let Some(Some(r)) = self.slots.get(i) {
+                if best.is_none_or(|(_, b)| rank(r) < b) {
+                    best = Some((i as Slot, rank(r)));
+                }
+            }
+        }
+        best.map(|(s, _)| s).or_else(|| self.iter().min_by_key(|(_, r)| rank(r)).map(|(s, _)| s))
+    }
+
+    /// Insert a new record (its key must not be present). When the table is full the least
+    /// recently seen of a sample is evicted first and returned.
+    pub fn insert(&mut self, record: ClientRecord) -> (Slot, Option<ClientRecord>) {
+        let mut evicted = None;
+        if self.by_key.len() >= self.max_clients {
+            if let Some(victim) = self.eviction_victim() {
+                evicted = self.remove(victim);
+            }
+        }
+        if let Some(old) = self.by_key.get(&record.key).copied() {
+            // Defensive: replace an existing record of the same key.
+            let _ = self.remove(old);
+        }
+        let address = record.address;
+        let key = record.key.clone();
+        let slot = match self.free.pop() {
+            Some(s) => {
+                if let Some(cell) = self.slots.get_mut(s as usize) {
+                    *cell = Some(record);
+                }
+                s
+            }
+            None => {
+                self.slots.push(Some(record));
+                (self.slots.len() - 1) as Slot
+            }
+        };
+        self.by_key.insert(key, slot);
+        if !address.is_unspecified() {
+            self.by_address.insert(address, slot);
+        }
+        (slot, evicted)
+    }
+
+    /// Remove the record in `slot`.
+    pub fn remove(&mut self, slot: Slot) -> Option<ClientRecord> {
+        let record = self.slots.get_mut(slot as usize)?.take()?;
+        self.by_key.remove(&record.key);
+        if self.by_address.get(&record.address) == Some(&slot) {
+            self.by_address.remove(&record.address);
+        }
+        if self.by_xid.get(&record.pending_xid).is_some_and(|(s, _)| *s == slot) {
+            self.by_xid.remove(&record.pending_xid);
+        }
+        self.free.push(slot);
+        Some(record)
+    }
+
+    /// Give the record in `slot` a new address; returns the slot of another record that held
+    /// it (the caller removes it: the server has given the address to this client).
+    pub fn set_address(&mut self, slot: Slot, address: Ipv4Addr) -> Option<Slot> {
+        let old = self.get(slot)?.address;
+        if old == address {
+            return None;
+        }
+        if self.by_address.get(&old) == Some(&slot) {
+            self.by_address.remove(&old);
+        }
+        if let Some(r) = self.get_mut(slot) {
+            r.address = address;
+        }
+        if address.is_unspecified() {
+            return None;
+        }
+        match self.by_address.insert(address, slot) {
+            Some(other) if other != slot => Some(other),
+            _ => None,
+        }
+    }
+
+    /// Remember that a request with `xid` was forwarded for the client in `slot`.
+    pub fn track_xid(&mut self, slot: Slot, xid: u32, now: Timestamp) {
+        if let Some(r) = self.get_mut(slot) {
+            r.pending_xid = xid;
+            r.pending_since = now;
+        }
+        if self.by_xid.len() >= self.max_pending && !self.by_xid.contains_key(&xid) {
+            return; // Bounded: the reply will be matched by its key instead.
+        }
+        self.by_xid.insert(xid, (slot, now));
+    }
+
+    /// The slot of the client a reply with `xid` and `chaddr` is for, if that request is
+    /// being tracked.
+    pub fn find_xid(&self, xid: u32, htype: u8, chaddr: &[u8]) -> Option<Slot> {
+        let (slot, _) = *self.by_xid.get(&xid)?;
+        let r = self.get(slot)?;
+        // The key may be a client-id; compare the hardware address through the cached
+        // reply when there is one, otherwise trust xid + key kind.
+        match ClientKey::hardware(htype, chaddr) == r.key {
+            true => Some(slot),
+            false => (r.pending_xid == xid).then_some(slot),
+        }
+    }
+
+    /// Forget tracked xids older than `older_than`.
+    pub fn expire_xids(&mut self, older_than: Timestamp) {
+        self.by_xid.retain(|_, (_, t)| *t >= older_than);
+    }
+}
