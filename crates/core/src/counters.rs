@@ -126,6 +126,18 @@ pub struct ProxyCounters {
     pub reassigned: u64,
     /// Records flushed by an operator.
     pub flushed: u64,
+    /// Automated lease renewals: RENEWs answered locally.
+    pub local_renewals: u64,
+    /// Renewals sent to a server on a client's behalf (server lease past T1).
+    pub upstream_renewals: u64,
+    /// Server ACKs to those, absorbed into the table (not forwarded, paper 5.3).
+    pub upstream_renewals_acked: u64,
+    /// Client short leases that lapsed without renewal.
+    pub lapsed: u64,
+    /// DHCPRELEASEs sent to a server for lapsed clients (probe found nobody, paper 3.3).
+    pub releases_sent: u64,
+    /// Lapsed clients whose address still answered: nothing released (Appendix A.2).
+    pub lapsed_still_in_use: u64,
 }
 
 impl Counters {

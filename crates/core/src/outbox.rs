@@ -159,6 +159,11 @@ impl Outbox {
     pub(crate) fn unwind(&mut self) {
         self.used = self.used.saturating_sub(1);
     }
+    /// The most recently produced datagram, to patch it.
+    pub(crate) fn last_mut(&mut self) -> Option<&mut Outgoing> {
+        let i = self.used.checked_sub(1)?;
+        self.slots.get_mut(i)
+    }
     /// Append a copy of the most recent datagram with another destination.
     pub(crate) fn duplicate_last(&mut self, destination: Destination) -> bool {
         if self.used == 0 || self.used >= self.slots.len() {

@@ -49,17 +49,29 @@ const SWEEP_SLOTS_PER_TICK: usize = 4096;
 const UNANSWERED_RECORD_TTL: Duration = Duration::from_secs(300);
 /// A forwarded request's xid is remembered this long for matching the reply.
 const XID_TTL: Duration = Duration::from_secs(60);
+/// A client's short lease counts as lapsed this long after its end (message latency).
+const LAPSE_GRACE: Duration = Duration::from_secs(2);
 
-/// A local ACK waiting for a probe of its address.
+/// Why an address is being probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProbePurpose {
+    /// A local ACK waits for it (paper 3.2).
+    LocalAck,
+    /// A client's short lease lapsed; a DHCPRELEASE to the server waits for it (paper 3.3).
+    Lapse,
+}
+
+/// A probe in flight.
 #[derive(Debug, Clone)]
 pub(crate) struct PendingProbe {
+    purpose: ProbePurpose,
     ds: usize,
     ifindex: u32,
     target: Ipv4Addr,
     key: ClientKey,
     client_mac: Option<[u8; 6]>,
     deadline: Timestamp,
-    /// The client's REQUEST, answered when the probe times out.
+    /// The client's REQUEST, answered when the probe times out (empty for a lapse).
     request: Vec<u8>,
 }
 
@@ -79,6 +91,9 @@ pub(crate) struct OfferCollection {
 pub(crate) struct ProxyState {
     pub probes: Vec<PendingProbe>,
     pub offers: Vec<OfferCollection>,
+    /// When clients' short leases end (automated lease renewals), earliest first. Entries
+    /// are checked against the record when they come due (a renewal pushes a new one).
+    pub lapses: std::collections::BinaryHeap<core::cmp::Reverse<(Timestamp, ClientKey)>>,
     pub next_sweep: Timestamp,
     pub sweep_cursor: usize,
 }
@@ -421,16 +436,28 @@ impl Engine {
             );
         }
         if hit {
-            let past_t1 = self.table.get(slot).is_some_and(|r| r.past_t1(now));
-            let server_up = server.is_some_and(|(i, _)| self.servers.is_up(i, now));
-            if !(past_t1 && server_up) {
-                // Paper 3.2: "DHCPREQUEST used to RENEW a lease (unicast request) ... No
-                // precautions are required."
-                return self.answer_from_cache(now, ds, slot, msg, Some(MessageType::Ack), outbox);
+            // Paper 3.2: "DHCPREQUEST used to RENEW a lease (unicast request) ... No
+            // precautions are required." Paper 5.3: "If it's past T1, the relay will still
+            // issue a new short term lease to the client ... and it will also forward the
+            // lease request to the client's server or all known servers depending on
+            // whether the lease has passed T2." The client's ACK does not wait for it.
+            let (past_t1, past_t2) =
+                self.table.get(slot).map(|r| (r.past_t1(now), r.past_t2(now))).unwrap_or((false, false));
+            let verdict = self.answer_from_cache(now, ds, slot, msg, Some(MessageType::Ack), outbox);
+            self.counters.proxy.local_renewals += 1;
+            if past_t1 {
+                let targets = match server {
+                    Some((i, _)) if !past_t2 => Targets::One(i),
+                    _ => Targets::Chosen,
+                };
+                self.table.track_xid(slot, msg.xid(), now);
+                if let Some(r) = self.table.get_mut(slot) {
+                    r.upstream_renewal = true;
+                }
+                self.counters.proxy.upstream_renewals += 1;
+                self.forward_request(now, ds, msg, admitted, targets, None, outbox);
             }
-            // Past the server lease's T1 with the server up: let the server renew it (the
-            // server's ACK refreshes the record and goes to the client).
-            self.counters.proxy.renewals_forwarded += 1;
+            return verdict;
         }
         let targets = match server {
             Some((i, _)) => Targets::One(i),
@@ -580,7 +607,115 @@ impl Engine {
             r.state =
                 if reply_type == Some(MessageType::Offer) { ClientState::OfferedLocally } else { ClientState::Bound };
         }
+        if reply_type == Some(MessageType::Ack) {
+            self.note_client_lease(now, slot, lease);
+        }
         Verdict::AnsweredLocally
+    }
+
+    /// With automated lease renewals, remember when the client's short lease ends so a lapse
+    /// is noticed (paper 2.3: "When a short term lease expires, the CDRA sends a RELEASE
+    /// message to the server").
+    fn note_client_lease(&mut self, now: Timestamp, slot: Slot, lease_secs: u32) {
+        if self.config.proxy.client_lease.is_none() || lease_secs == u32::MAX {
+            return;
+        }
+        let end = now.saturating_add(Duration::from_secs(u64::from(lease_secs)));
+        let Some(r) = self.table.get_mut(slot) else { return };
+        r.client_lease_end = Some(end);
+        let key = r.key.clone();
+        self.proxy.lapses.push(core::cmp::Reverse((end.saturating_add(LAPSE_GRACE), key)));
+    }
+
+    /// Give the client the short lease in a server reply we pass on (paper 5.1: "the
+    /// configuration information relative to the leases ... must also be modified before
+    /// forwarding to the client"). Returns the lease the client got.
+    fn shorten_last_reply(&mut self, outbox: &mut Outbox) -> Option<u32> {
+        let short = self.config.proxy.client_lease?;
+        let short = short.as_secs().min(u64::from(u32::MAX - 1)) as u32;
+        let out = outbox.last_mut()?;
+        let mut m = Message::new_checked(out.payload_mut()).ok()?;
+        let lease = m.lease_time()?.min(short);
+        m.patch_option_u32(OptionCode::LEASE_TIME, lease);
+        m.patch_option_u32(OptionCode::RENEWAL_T1, lease / 2);
+        m.patch_option_u32(OptionCode::REBINDING_T2, (u64::from(lease) * 7 / 8) as u32);
+        Some(lease)
+    }
+
+    /// A client's short lease came due: probe its address, then release it upstream or not.
+    fn lapse(&mut self, now: Timestamp, key: ClientKey, outbox: &mut Outbox) {
+        let Some(slot) = self.table.find(&key) else { return };
+        let Some(r) = self.table.get(slot) else { return };
+        if r.client_lease_end.is_none_or(|e| e.saturating_add(LAPSE_GRACE) > now) || r.reply.is_none() {
+            return; // renewed meanwhile, or nothing to release
+        }
+        if self.proxy.probes.iter().any(|p| p.key == key) {
+            return;
+        }
+        self.counters.proxy.lapsed += 1;
+        let ds = usize::from(r.downstream);
+        let target = r.address;
+        if self.config.proxy.safe_network {
+            self.send_release(slot, outbox);
+            return;
+        }
+        let Some(iface) = self.config.downstream.get(ds) else { return };
+        let probe =
+            ProbeRequest { ifindex: iface.ifindex, sender_mac: iface.mac, sender_ip: iface.address.addr, target };
+        if self.proxy.probes.len() >= self.config.proxy.max_pending_probes || !outbox.push_probe(probe) {
+            // Try again shortly rather than release unprobed.
+            self.proxy.lapses.push(core::cmp::Reverse((now.saturating_add(Duration::from_secs(1)), key)));
+            return;
+        }
+        self.counters.proxy.probes_started += 1;
+        self.proxy.probes.push(PendingProbe {
+            purpose: ProbePurpose::Lapse,
+            ds,
+            ifindex: iface.ifindex,
+            target,
+            key,
+            client_mac: None,
+            deadline: now.saturating_add(self.config.proxy.probe_timeout),
+            request: Vec::new(),
+        });
+    }
+
+    /// Paper 2.3 / 3.3: release a lapsed client's lease at its server, as the client would:
+    /// its address in ciaddr, its hardware address, its client identifier, and the server's
+    /// identifier (RFC 2131 4.4.6). Then forget the client.
+    fn send_release(&mut self, slot: Slot, outbox: &mut Outbox) {
+        let xid = self.table.next_random() as u32;
+        let Some(r) = self.table.get(slot) else { return };
+        let (Some(server), Some(cached)) = (r.server, r.reply.as_deref()) else {
+            self.proxy_drop_record(slot, Removal::Expired);
+            return;
+        };
+        let Ok(cached) = Message::new_checked(cached) else { return };
+        let Some(iface) = self.config.downstream.get(usize::from(r.downstream)) else { return };
+        let giaddr = iface.address.addr;
+        let address = r.address;
+        let client_id = r.key.client_id_bytes().map(<[u8]>::to_vec);
+        let Some(out) = outbox.next_slot() else { return };
+        let built = (|| {
+            let mut b = MessageBuilder::new(out.buffer_mut(), Op::BootRequest, Some(MessageType::Release))?;
+            b.xid(xid).ciaddr(address).giaddr(giaddr).hops(1).chaddr(cached.htype(), cached.chaddr());
+            b.option(OptionCode::SERVER_ID, &server.id.octets())?;
+            if let Some(id) = &client_id {
+                b.option(OptionCode::CLIENT_ID, id)?;
+            }
+            b.finish()
+        })();
+        match built {
+            Ok(len) => {
+                out.set_len(len);
+                out.destination = Destination::Server { addr: server.addr };
+                self.counters.proxy.releases_sent += 1;
+                let upstream = self.config.downstream.len();
+                self.counters.sent(upstream, MessageKind::Dhcp(MessageType::Release));
+            }
+            Err(_) => outbox.unwind(),
+        }
+        self.proxy_drop_record(slot, Removal::ClientGaveUp);
     }
 
     /// A DHCPNAK from us, broadcast on the client's link (RFC 2131 4.3.2).
@@ -666,6 +801,7 @@ impl Engine {
         }
         self.counters.proxy.probes_started += 1;
         self.proxy.probes.push(PendingProbe {
+            purpose: ProbePurpose::LocalAck,
             ds,
             ifindex: iface.ifindex,
             target,
@@ -691,16 +827,26 @@ impl Engine {
         let _ = now;
         let mut i = 0;
         while i < self.proxy.probes.len() {
-            let hit =
-                self.proxy.probes.get(i).is_some_and(|p| {
-                    p.ifindex == ifindex && p.target == address && (mac.is_none() || mac != p.client_mac)
-                });
+            // For a lapse any answer counts, the client's own included: whoever it is, the
+            // address is in use and must not be released (Appendix A.2).
+            let hit = self.proxy.probes.get(i).is_some_and(|p| {
+                p.ifindex == ifindex
+                    && p.target == address
+                    && (p.purpose == ProbePurpose::Lapse || mac.is_none() || mac != p.client_mac)
+            });
             if !hit {
                 i += 1;
                 continue;
             }
             let p = self.proxy.probes.swap_remove(i);
             self.counters.proxy.probes_found_in_use += 1;
+            if p.purpose == ProbePurpose::Lapse {
+                self.counters.proxy.lapsed_still_in_use += 1;
+                if let Some(slot) = self.table.find(&p.key) {
+                    self.proxy_drop_record(slot, Removal::AddressInUse);
+                }
+                continue;
+            }
             if let Some(slot) = self.table.find(&p.key) {
                 self.proxy_drop_record(slot, Removal::AddressInUse);
             }
@@ -713,6 +859,12 @@ impl Engine {
     /// A probe timed out: nobody uses the address; ACK if the record still allows it.
     fn finish_probe(&mut self, now: Timestamp, p: PendingProbe, outbox: &mut Outbox) {
         self.counters.proxy.probes_timed_out += 1;
+        if p.purpose == ProbePurpose::Lapse {
+            if let Some(slot) = self.table.find(&p.key) {
+                self.send_release(slot, outbox);
+            }
+            return;
+        }
         let Ok(request) = Message::new_checked(&p.request[..]) else { return };
         let Some(slot) = self.table.find(&p.key) else { return };
         if self.cache_hit(now, p.ds, slot, ClientKind::Dhcp, request.requested_ip(), &request) {
@@ -798,6 +950,24 @@ impl Engine {
         let binding = ServerBinding { addr: src, id: msg.server_identifier().unwrap_or(src) };
         let slot = self.record_for_reply(msg);
         let state = slot.and_then(|s| self.table.get(s)).map(|r| r.state);
+        // Paper 5.3: "When the server sends the ACK back to the relay, the relay updates the
+        // lease information in the client DB and silently discards the packet."
+        let upstream_renewal =
+            slot.and_then(|s| self.table.get(s)).is_some_and(|r| r.upstream_renewal && r.pending_xid == msg.xid());
+        if let (true, Some(s)) = (upstream_renewal, slot) {
+            match msg.message_type() {
+                Some(MessageType::Ack) if !msg.yiaddr().is_unspecified() => {
+                    self.cache_reply(now, s, msg, binding, ClientKind::Dhcp);
+                    self.counters.proxy.upstream_renewals_acked += 1;
+                }
+                Some(MessageType::Nak) => self.proxy_drop_record(s, Removal::ServerNak),
+                _ => {}
+            }
+            if let Some(r) = self.table.get_mut(s) {
+                r.upstream_renewal = false;
+            }
+            return Verdict::Discarded;
+        }
         match msg.message_type() {
             None => {
                 // "BOOTREPLY: Forward to client", and remember it for spoofing.
@@ -833,7 +1003,11 @@ impl Engine {
                 match (slot, state) {
                     (Some(s), Some(st)) if st.awaits_ack() || rapid => {
                         self.cache_reply(now, s, msg, binding, ClientKind::Dhcp);
-                        self.deliver_to_client(ds, msg, Some(binding), outbox)
+                        let verdict = self.deliver_to_client(ds, msg, Some(binding), outbox);
+                        if let Some(lease) = self.shorten_last_reply(outbox) {
+                            self.note_client_lease(now, s, lease);
+                        }
+                        verdict
                     }
                     (Some(_), Some(_)) => {
                         self.counters.proxy.acks_discarded += 1;
@@ -842,7 +1016,11 @@ impl Engine {
                     _ => {
                         let s = self.proxy_record(ClientKey::of(msg), ClientKind::Dhcp, ds, now);
                         self.cache_reply(now, s, msg, binding, ClientKind::Dhcp);
-                        self.deliver_to_client(ds, msg, Some(binding), outbox)
+                        let verdict = self.deliver_to_client(ds, msg, Some(binding), outbox);
+                        if let Some(lease) = self.shorten_last_reply(outbox) {
+                            self.note_client_lease(now, s, lease);
+                        }
+                        verdict
                     }
                 }
             }
@@ -875,7 +1053,9 @@ impl Engine {
             r.state = ClientState::Requesting;
             r.offered_by = Some(binding);
         }
-        self.deliver_to_client(ds, msg, Some(binding), outbox)
+        let verdict = self.deliver_to_client(ds, msg, Some(binding), outbox);
+        self.shorten_last_reply(outbox);
+        verdict
     }
 
     /// Appendix B, "Choosing the optimal OFFER".
@@ -943,7 +1123,8 @@ impl Engine {
         }
         let probes = self.proxy.probes.iter().map(|p| p.deadline);
         let offers = self.proxy.offers.iter().map(|o| o.deadline);
-        probes.chain(offers).chain(core::iter::once(self.proxy.next_sweep)).min()
+        let lapse = self.proxy.lapses.peek().map(|core::cmp::Reverse((t, _))| *t);
+        probes.chain(offers).chain(lapse).chain(core::iter::once(self.proxy.next_sweep)).min()
     }
 
     /// Do whatever is due at `now`.
@@ -971,6 +1152,11 @@ impl Engine {
                 }
             } else {
                 i += 1;
+            }
+        }
+        while self.proxy.lapses.peek().is_some_and(|core::cmp::Reverse((t, _))| *t <= now) {
+            if let Some(core::cmp::Reverse((_, key))) = self.proxy.lapses.pop() {
+                self.lapse(now, key, outbox);
             }
         }
         if now >= self.proxy.next_sweep {

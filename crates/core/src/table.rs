@@ -24,10 +24,10 @@ use crate::time::Timestamp;
 const INLINE_KEY: usize = 31;
 
 /// A client's identity.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClientKey(KeyBytes);
 
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum KeyBytes {
     Inline { len: u8, data: [u8; INLINE_KEY] },
     Heap(Box<[u8]>),
@@ -74,6 +74,32 @@ impl ClientKey {
         match msg.client_identifier() {
             Some(id) if !id.is_empty() => Self::client_id(id),
             _ => Self::hardware(msg.htype(), msg.chaddr()),
+        }
+    }
+
+    /// The client identifier, when the client is keyed by one.
+    pub fn client_id_bytes(&self) -> Option<&[u8]> {
+        match self.bytes().split_first() {
+            Some((&KIND_CLIENT_ID, id)) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The key's bytes: a kind byte (0 hardware, 1 client identifier) then the data
+    /// (for hardware: htype then chaddr). Stable: used as the persistent store's key.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes()
+    }
+
+    /// The inverse of [`ClientKey::as_bytes`].
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        match b.split_first() {
+            Some((&KIND_CLIENT_ID, id)) if !id.is_empty() => Some(Self::client_id(id)),
+            Some((&KIND_HARDWARE, rest)) => {
+                let (htype, addr) = rest.split_first()?;
+                (addr.len() <= 16).then(|| Self::hardware(*htype, addr))
+            }
+            _ => None,
         }
     }
 
@@ -284,6 +310,12 @@ pub struct ClientRecord {
     pub pending_xid: u32,
     /// When `pending_xid` was forwarded.
     pub pending_since: Timestamp,
+    /// Automated lease renewals (paper 2.3, 5.3): when the short lease we gave the client
+    /// ends. `None` when clients get the server's lease.
+    pub client_lease_end: Option<Timestamp>,
+    /// `pending_xid` is a renewal we sent upstream on the client's behalf: its ACK updates
+    /// the record and is not forwarded (paper 5.3).
+    pub upstream_renewal: bool,
 }
 
 impl ClientRecord {
@@ -308,6 +340,8 @@ impl ClientRecord {
             pending_params: ParamList::EMPTY,
             pending_xid: 0,
             pending_since: now,
+            client_lease_end: None,
+            upstream_renewal: false,
         }
     }
 
@@ -433,7 +467,7 @@ impl ClientTable {
         self.slots.len()
     }
 
-    fn next_random(&mut self) -> u64 {
+    pub(crate) fn next_random(&mut self) -> u64 {
         // xorshift64*: deterministic for a given seed.
         let mut x = self.rng;
         x ^= x >> 12;

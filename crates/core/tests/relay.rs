@@ -1,129 +1,17 @@
 //! Relay-mode behaviour of the engine, rule by rule (RFC 1542 4.1, RFC 2131 4.1, RFC 3046).
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use cdra_core::config::{Downstream, EngineConfig, Ipv4Net, Option82Policy, ServerSelection};
+use cdra_core::config::{Option82Policy, ServerSelection};
 use cdra_core::outbox::BROADCAST_MAC;
 use cdra_core::{Destination, DropReason, Engine, Ingress, Outbox, Timestamp, Verdict};
 use cdra_wire::relay_agent::RelayAgentInfo;
-use cdra_wire::{Message, MessageBuilder, MessageType, Op};
+use cdra_wire::{Message, MessageType};
 
-const DS_IF: u32 = 2;
-const US_IF: u32 = 3;
-const DS_ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 1, 1);
-const US_ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
-const SERVER: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
-const SERVER2: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 9);
-const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x42];
-
-fn config() -> EngineConfig {
-    let ds = Downstream {
-        name: "rd0".into(),
-        ifindex: DS_IF,
-        address: Ipv4Net { addr: DS_ADDR, prefix_len: 24 },
-        all_addresses: vec![DS_ADDR],
-        mac: Some([0x02, 0, 0, 0, 0, 1]),
-        circuit_id: b"rd0".to_vec(),
-        trusted: false,
-    };
-    let mut c = EngineConfig::relay(vec![SERVER], vec![ds], vec![US_IF]);
-    c.upstream_addresses = vec![US_ADDR];
-    c
-}
-
-struct Msg {
-    op: Op,
-    kind: Option<MessageType>,
-    hops: u8,
-    giaddr: Ipv4Addr,
-    ciaddr: Ipv4Addr,
-    yiaddr: Ipv4Addr,
-    flags: u16,
-    htype: u8,
-    chaddr: Vec<u8>,
-    options: Vec<(u8, Vec<u8>)>,
-}
-
-impl Msg {
-    fn request(kind: MessageType) -> Self {
-        Msg {
-            op: Op::BootRequest,
-            kind: Some(kind),
-            hops: 0,
-            giaddr: Ipv4Addr::UNSPECIFIED,
-            ciaddr: Ipv4Addr::UNSPECIFIED,
-            yiaddr: Ipv4Addr::UNSPECIFIED,
-            flags: 0,
-            htype: 1,
-            chaddr: MAC.to_vec(),
-            options: vec![(55, vec![1, 3, 6])],
-        }
-    }
-    fn reply(kind: MessageType) -> Self {
-        Msg {
-            op: Op::BootReply,
-            giaddr: DS_ADDR,
-            yiaddr: Ipv4Addr::new(10, 77, 1, 100),
-            options: vec![(54, SERVER.octets().to_vec()), (51, 3600u32.to_be_bytes().to_vec())],
-            ..Msg::request(kind)
-        }
-    }
-    fn bytes(&self) -> Vec<u8> {
-        let mut buf = vec![0u8; 1500];
-        let mut b = MessageBuilder::new(&mut buf, self.op, self.kind).expect("builder");
-        b.xid(0x1234_5678)
-            .flags(self.flags)
-            .giaddr(self.giaddr)
-            .ciaddr(self.ciaddr)
-            .yiaddr(self.yiaddr)
-            .hops(self.hops)
-            .chaddr(self.htype, &self.chaddr);
-        for (code, data) in &self.options {
-            b.option(*code, data).expect("option");
-        }
-        let len = b.finish().expect("finish");
-        buf.truncate(len);
-        buf
-    }
-}
-
-struct Harness {
-    engine: Engine,
-    outbox: Outbox,
-    now: Timestamp,
-}
-
-impl Harness {
-    fn new(config: EngineConfig) -> Self {
-        Harness { engine: Engine::new(config), outbox: Outbox::new(16), now: Timestamp::from_secs(1_000_000) }
-    }
-    fn from_client(&mut self, m: &Msg) -> Verdict {
-        self.outbox.clear();
-        let bytes = m.bytes();
-        let ingress = Ingress {
-            ifindex: DS_IF,
-            src: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68),
-            dst: Ipv4Addr::BROADCAST,
-            data: &bytes,
-        };
-        self.engine.handle_datagram(self.now, ingress, &mut self.outbox)
-    }
-    fn from_server(&mut self, server: Ipv4Addr, m: &Msg) -> Verdict {
-        self.outbox.clear();
-        let bytes = m.bytes();
-        let ingress = Ingress { ifindex: US_IF, src: SocketAddrV4::new(server, 67), dst: m.giaddr, data: &bytes };
-        self.engine.handle_datagram(self.now, ingress, &mut self.outbox)
-    }
-    fn sent(&self) -> Vec<(Destination, Vec<u8>)> {
-        self.outbox.iter().map(|o| (o.destination, o.payload().to_vec())).collect()
-    }
-    fn only_sent(&self) -> (Destination, Vec<u8>) {
-        let sent = self.sent();
-        assert_eq!(sent.len(), 1, "expected exactly one datagram, got {sent:?}");
-        sent.into_iter().next().expect("one")
-    }
-}
+use common::*;
 
 fn option82_of(bytes: &[u8]) -> Option<Vec<(u8, Vec<u8>)>> {
     let m = Message::new_checked(bytes).expect("valid output");
@@ -136,7 +24,7 @@ fn option82_of(bytes: &[u8]) -> Option<Vec<(u8, Vec<u8>)>> {
 fn first_hop_request_gets_giaddr_and_hops_and_goes_to_the_server() {
     let mut h = Harness::new(config());
     let m = Msg::request(MessageType::Discover);
-    assert_eq!(h.from_client(&m), Verdict::RelayedToServers { copies: 1 });
+    assert_eq!(h.client_sends(&m), Verdict::RelayedToServers { copies: 1 });
     let (dest, bytes) = h.only_sent();
     assert_eq!(dest, Destination::Server { addr: SERVER });
     let out = Message::new_checked(&bytes[..]).expect("valid");
@@ -157,7 +45,7 @@ fn giaddr_set_by_another_relay_is_not_modified() {
     let mut m = Msg::request(MessageType::Request);
     m.giaddr = Ipv4Addr::new(10, 99, 0, 1);
     m.hops = 1;
-    h.from_client(&m);
+    h.client_sends(&m);
     let (_, bytes) = h.only_sent();
     let out = Message::new_checked(&bytes[..]).expect("valid");
     assert_eq!(out.giaddr(), Ipv4Addr::new(10, 99, 0, 1));
@@ -169,20 +57,20 @@ fn hop_limit_applies_to_the_incremented_value() {
     let mut h = Harness::new(config());
     let mut m = Msg::request(MessageType::Discover);
     m.hops = 3;
-    assert_eq!(h.from_client(&m), Verdict::RelayedToServers { copies: 1 });
+    assert_eq!(h.client_sends(&m), Verdict::RelayedToServers { copies: 1 });
     assert_eq!(Message::new_checked(&h.only_sent().1[..]).expect("valid").hops(), 4);
     m.hops = 4;
-    assert_eq!(h.from_client(&m), Verdict::Dropped(DropReason::HopLimit));
+    assert_eq!(h.client_sends(&m), Verdict::Dropped(DropReason::HopLimit));
     assert!(h.sent().is_empty());
     let mut c = config();
     c.max_hops = 16;
     let mut h = Harness::new(c);
     m.hops = 15;
-    assert_eq!(h.from_client(&m), Verdict::RelayedToServers { copies: 1 });
+    assert_eq!(h.client_sends(&m), Verdict::RelayedToServers { copies: 1 });
     m.hops = 16;
-    assert_eq!(h.from_client(&m), Verdict::Dropped(DropReason::HopLimit));
+    assert_eq!(h.client_sends(&m), Verdict::Dropped(DropReason::HopLimit));
     m.hops = 255;
-    assert_eq!(h.from_client(&m), Verdict::Dropped(DropReason::HopLimit));
+    assert_eq!(h.client_sends(&m), Verdict::Dropped(DropReason::HopLimit));
     assert_eq!(h.engine.counters().total_dropped(DropReason::HopLimit), 2);
 }
 
@@ -192,7 +80,7 @@ fn giaddr_that_is_our_own_address_is_a_loop() {
         let mut h = Harness::new(config());
         let mut m = Msg::request(MessageType::Discover);
         m.giaddr = ours;
-        assert_eq!(h.from_client(&m), Verdict::Dropped(DropReason::GiaddrIsOurs));
+        assert_eq!(h.client_sends(&m), Verdict::Dropped(DropReason::GiaddrIsOurs));
     }
 }
 
@@ -205,7 +93,7 @@ fn option82_is_inserted_last_with_the_configured_sub_options() {
     c.option82.server_id_override = true;
     let mut h = Harness::new(c);
     let m = Msg::request(MessageType::Discover);
-    h.from_client(&m);
+    h.client_sends(&m);
     let (_, bytes) = h.only_sent();
     let subs = option82_of(&bytes).expect("option 82 inserted");
     assert_eq!(
@@ -225,7 +113,7 @@ fn option82_from_an_untrusted_first_hop_client_is_dropped() {
     let mut h = Harness::new(config());
     let mut m = Msg::request(MessageType::Discover);
     m.options.push((82, vec![1, 3, b'e', b'v', b'l']));
-    assert_eq!(h.from_client(&m), Verdict::Dropped(DropReason::UntrustedOption82));
+    assert_eq!(h.client_sends(&m), Verdict::Dropped(DropReason::UntrustedOption82));
 }
 
 #[test]
@@ -247,7 +135,7 @@ fn option82_policies_on_trusted_circuits_and_from_other_relays() {
         let mut m = Msg::request(MessageType::Discover);
         m.giaddr = giaddr;
         m.options.push((82, evil.clone()));
-        let verdict = h.from_client(&m);
+        let verdict = h.client_sends(&m);
         match expect {
             None => assert_eq!(verdict, Verdict::Dropped(DropReason::Option82Policy), "{policy:?}"),
             Some(subs) => {
@@ -270,7 +158,7 @@ fn option82_is_not_added_when_the_message_would_be_too_large() {
     m.options.push((60, vec![b'x'; 250]));
     m.options.push((77, vec![b'y'; 95]));
     assert!(m.bytes().len() <= 600);
-    assert_eq!(h.from_client(&m), Verdict::RelayedToServers { copies: 1 });
+    assert_eq!(h.client_sends(&m), Verdict::RelayedToServers { copies: 1 });
     let (_, bytes) = h.only_sent();
     assert_eq!(option82_of(&bytes), None);
     assert_eq!(h.engine.counters().option82_not_added_too_large, 1);
@@ -282,7 +170,7 @@ fn all_servers_get_a_copy_by_default() {
     let mut c = config();
     c.servers = vec![SERVER, SERVER2];
     let mut h = Harness::new(c);
-    assert_eq!(h.from_client(&Msg::request(MessageType::Discover)), Verdict::RelayedToServers { copies: 2 });
+    assert_eq!(h.client_sends(&Msg::request(MessageType::Discover)), Verdict::RelayedToServers { copies: 2 });
     let dests: Vec<Destination> = h.sent().into_iter().map(|(d, _)| d).collect();
     assert_eq!(dests, vec![Destination::Server { addr: SERVER }, Destination::Server { addr: SERVER2 }]);
     let sent = h.sent();
@@ -302,21 +190,21 @@ fn failover_moves_on_when_a_server_stops_answering_and_back_when_it_returns() {
     let discover = Msg::request(MessageType::Discover);
     // Three unanswered DISCOVERs over 12 s: the first server is down.
     for _ in 0..3 {
-        h.from_client(&discover);
+        h.client_sends(&discover);
         assert_eq!(dest(&h), vec![Destination::Server { addr: SERVER }]);
         h.now = h.now.saturating_add(Duration::from_secs(6));
     }
     assert!(!h.engine.servers().is_up(0, h.now));
-    h.from_client(&discover);
+    h.client_sends(&discover);
     assert_eq!(dest(&h), vec![Destination::Server { addr: SERVER2 }]);
-    h.from_server(SERVER2, &Msg::reply(MessageType::Offer));
+    h.server_sends(SERVER2, &Msg::reply(MessageType::Offer));
     // After the retry interval the preferred server is tried again alongside.
     h.now = h.now.saturating_add(Duration::from_secs(31));
-    h.from_client(&discover);
+    h.client_sends(&discover);
     assert_eq!(dest(&h), vec![Destination::Server { addr: SERVER }, Destination::Server { addr: SERVER2 }]);
     // It answers: traffic moves back to it.
-    h.from_server(SERVER, &Msg::reply(MessageType::Offer));
-    h.from_client(&discover);
+    h.server_sends(SERVER, &Msg::reply(MessageType::Offer));
+    h.client_sends(&discover);
     assert_eq!(dest(&h), vec![Destination::Server { addr: SERVER }]);
 }
 
@@ -326,8 +214,8 @@ fn release_and_decline_do_not_count_against_liveness() {
     c.server_timeout = Duration::from_secs(1);
     let mut h = Harness::new(c);
     for _ in 0..10 {
-        h.from_client(&Msg::request(MessageType::Release));
-        h.from_client(&Msg::request(MessageType::Decline));
+        h.client_sends(&Msg::request(MessageType::Release));
+        h.client_sends(&Msg::request(MessageType::Decline));
         h.now = h.now.saturating_add(Duration::from_secs(5));
     }
     assert!(h.engine.servers().is_up(0, h.now));
@@ -352,11 +240,11 @@ fn requests_on_upstream_or_unknown_interfaces_are_dropped() {
 fn replies_are_accepted_only_from_servers_and_only_for_our_giaddr() {
     let mut h = Harness::new(config());
     let m = Msg::reply(MessageType::Offer);
-    assert_eq!(h.from_server(Ipv4Addr::new(10, 77, 0, 66), &m), Verdict::Dropped(DropReason::ReplyFromUnknownServer));
+    assert_eq!(h.server_sends(Ipv4Addr::new(10, 77, 0, 66), &m), Verdict::Dropped(DropReason::ReplyFromUnknownServer));
     let mut other = Msg::reply(MessageType::Offer);
     other.giaddr = Ipv4Addr::new(10, 99, 0, 1);
-    assert_eq!(h.from_server(SERVER, &other), Verdict::Dropped(DropReason::ReplyNotForUs));
-    assert_eq!(h.from_server(SERVER, &m), Verdict::DeliveredToClient);
+    assert_eq!(h.server_sends(SERVER, &other), Verdict::Dropped(DropReason::ReplyNotForUs));
+    assert_eq!(h.server_sends(SERVER, &m), Verdict::DeliveredToClient);
 }
 
 #[test]
@@ -395,7 +283,7 @@ fn reply_delivery_follows_rfc2131_section_4_1() {
     cases.push((m, Destination::ClientLink { ifindex: DS_IF, mac: MAC, src: DS_ADDR, dst: yiaddr }));
     for (m, want) in cases {
         let mut h = Harness::new(config());
-        assert_eq!(h.from_server(SERVER, &m), Verdict::DeliveredToClient);
+        assert_eq!(h.server_sends(SERVER, &m), Verdict::DeliveredToClient);
         assert_eq!(h.only_sent().0, want, "kind {:?} flags {:#x} ciaddr {}", m.kind, m.flags, m.ciaddr);
     }
 }
@@ -405,7 +293,7 @@ fn option82_is_stripped_from_replies_and_nothing_else_changes() {
     let mut h = Harness::new(config());
     let mut m = Msg::reply(MessageType::Ack);
     m.options.push((82, vec![1, 3, b'r', b'd', b'0']));
-    h.from_server(SERVER, &m);
+    h.server_sends(SERVER, &m);
     let (_, bytes) = h.only_sent();
     let out = Message::new_checked(&bytes[..]).expect("valid");
     assert!(out.relay_agent_info().is_none());
@@ -414,7 +302,7 @@ fn option82_is_stripped_from_replies_and_nothing_else_changes() {
     assert_eq!(out.yiaddr(), Ipv4Addr::new(10, 77, 1, 100));
     // Without option 82 the reply is forwarded byte for byte.
     let m = Msg::reply(MessageType::Ack);
-    h.from_server(SERVER, &m);
+    h.server_sends(SERVER, &m);
     assert_eq!(h.only_sent().1, m.bytes());
 }
 
@@ -439,9 +327,9 @@ fn malformed_datagrams_are_dropped_with_the_wire_reason() {
 #[test]
 fn counters_follow_interface_and_message_type() {
     let mut h = Harness::new(config());
-    h.from_client(&Msg::request(MessageType::Discover));
-    h.from_client(&Msg::request(MessageType::Request));
-    h.from_server(SERVER, &Msg::reply(MessageType::Offer));
+    h.client_sends(&Msg::request(MessageType::Discover));
+    h.client_sends(&Msg::request(MessageType::Request));
+    h.server_sends(SERVER, &Msg::reply(MessageType::Offer));
     let c = h.engine.counters();
     assert_eq!(c.interfaces[0].received[0], 1, "discover received on rd0");
     assert_eq!(c.interfaces[0].received[2], 1, "request received on rd0");

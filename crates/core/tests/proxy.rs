@@ -1,0 +1,368 @@
+//! Proxy mode in the core: the first lease relayed and cached, then answered locally, with
+//! the paper's precautions (3.2), Appendix B fixes and automated short leases (2.3, 5.3).
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use cdra_core::config::Mode;
+use cdra_core::outbox::BROADCAST_MAC;
+use cdra_core::table::{ClientKey, ClientState};
+use cdra_core::{Destination, EngineConfig, Verdict};
+use cdra_wire::{Message, MessageType};
+
+use common::*;
+
+const ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 1, 100);
+const CID: [u8; 7] = [1, 0x02, 0, 0, 0, 0, 0x42];
+
+fn proxy_config() -> EngineConfig {
+    let mut c = config();
+    c.mode = Mode::Proxy;
+    c
+}
+
+fn client_msg(kind: MessageType) -> Msg {
+    let mut m = Msg::request(kind);
+    m.options.push((61, CID.to_vec()));
+    m
+}
+
+fn server_reply(kind: MessageType) -> Msg {
+    let mut m = Msg::reply(kind);
+    m.yiaddr = ADDR;
+    m.options = vec![
+        (54, SERVER.octets().to_vec()),
+        (51, 3600u32.to_be_bytes().to_vec()),
+        (58, 1800u32.to_be_bytes().to_vec()),
+        (59, 3150u32.to_be_bytes().to_vec()),
+        (1, vec![255, 255, 255, 0]),
+        (3, DS_ADDR.octets().to_vec()),
+        (61, CID.to_vec()),
+    ];
+    m
+}
+
+fn parse(bytes: &[u8]) -> Message<&[u8]> {
+    Message::new_checked(bytes).expect("valid message")
+}
+
+fn u32_option(m: &Message<&[u8]>, code: u8) -> Option<u32> {
+    m.option_data(code).and_then(|d| d.try_into().ok()).map(u32::from_be_bytes)
+}
+
+/// DORA through the proxy: everything relayed, the ACK cached.
+fn bound_client(h: &mut Harness) {
+    assert_eq!(h.client_sends(&client_msg(MessageType::Discover)), Verdict::RelayedToServers { copies: 1 });
+    let mut offer = server_reply(MessageType::Offer);
+    offer.options.push((0, vec![])); // never mind: builder writes PAD-less; keep options
+    offer.options.pop();
+    assert_eq!(h.server_sends(SERVER, &offer), Verdict::DeliveredToClient);
+    let (_, bytes) = h.only_sent();
+    assert_eq!(parse(&bytes).server_identifier(), Some(DS_ADDR), "to the client the proxy is the server (paper 4.1)");
+    let mut request = client_msg(MessageType::Request);
+    request.options.push((54, DS_ADDR.octets().to_vec()));
+    request.options.push((50, ADDR.octets().to_vec()));
+    assert_eq!(h.client_sends(&request), Verdict::RelayedToServers { copies: 1 });
+    let (dest, bytes) = h.only_sent();
+    assert_eq!(dest, Destination::Server { addr: SERVER });
+    assert_eq!(parse(&bytes).server_identifier(), Some(SERVER), "paper 5.1: the real server id goes back in");
+    assert_eq!(h.server_sends(SERVER, &server_reply(MessageType::Ack)), Verdict::DeliveredToClient);
+    let (_, bytes) = h.only_sent();
+    assert_eq!(parse(&bytes).server_identifier(), Some(DS_ADDR));
+    let slot = h.engine.table().find(&ClientKey::client_id(&CID)).expect("record keyed by option 61");
+    let r = h.engine.table().get(slot).expect("record");
+    assert_eq!((r.state, r.address), (ClientState::Bound, ADDR));
+}
+
+fn renew() -> Msg {
+    let mut m = client_msg(MessageType::Request);
+    m.ciaddr = ADDR;
+    m
+}
+
+fn init_reboot() -> Msg {
+    let mut m = client_msg(MessageType::Request);
+    m.options.push((50, ADDR.octets().to_vec()));
+    m
+}
+
+#[test]
+fn renewal_is_answered_locally_with_what_is_left_of_the_server_lease() {
+    let mut h = Harness::new(proxy_config());
+    bound_client(&mut h);
+    h.advance(600);
+    assert_eq!(h.client_sends_to(DS_ADDR, &renew()), Verdict::AnsweredLocally);
+    let (dest, bytes) = h.only_sent();
+    assert_eq!(dest, Destination::ClientUnicast { ifindex: DS_IF, src: DS_ADDR, dst: ADDR });
+    let ack = parse(&bytes);
+    assert_eq!(ack.message_type(), Some(MessageType::Ack));
+    assert_eq!(ack.xid(), 0x1234_5678);
+    assert_eq!((ack.ciaddr(), ack.yiaddr()), (ADDR, ADDR));
+    assert_eq!(ack.server_identifier(), Some(DS_ADDR));
+    assert_eq!(ack.client_identifier(), Some(&CID[..]), "RFC 6842 echo");
+    assert_eq!(u32_option(&ack, 51), Some(3000));
+    assert_eq!(u32_option(&ack, 58), Some(1500));
+    assert_eq!(u32_option(&ack, 59), Some(2625));
+    assert!(ack.relay_agent_info().is_none());
+    assert_eq!(h.engine.counters().servers[0].requests_sent, 2, "the server saw DISCOVER and REQUEST only");
+}
+
+#[test]
+fn init_reboot_is_acked_only_after_the_probe_times_out() {
+    let mut h = Harness::new(proxy_config());
+    bound_client(&mut h);
+    h.advance(60);
+    assert_eq!(h.client_sends(&init_reboot()), Verdict::AwaitingProbe);
+    assert!(h.sent().is_empty());
+    let probe = h.outbox.probes()[0];
+    assert_eq!((probe.ifindex, probe.target, probe.sender_ip), (DS_IF, ADDR, DS_ADDR));
+    // A retransmission while the probe runs starts nothing new.
+    assert_eq!(h.client_sends(&init_reboot()), Verdict::Discarded);
+    assert!(h.outbox.probes().is_empty());
+    // The client's own MAC answering ARP is not a conflict.
+    h.probe_answer(ADDR, Some(MAC));
+    assert!(h.sent().is_empty());
+    h.run_timers(2);
+    let (dest, bytes) = h.only_sent();
+    assert_eq!(parse(&bytes).message_type(), Some(MessageType::Ack));
+    assert_eq!(dest, Destination::ClientLink { ifindex: DS_IF, mac: MAC, src: DS_ADDR, dst: ADDR });
+}
+
+#[test]
+fn a_squatter_answering_the_probe_gets_the_client_a_nak_and_the_record_removed() {
+    let mut h = Harness::new(proxy_config());
+    bound_client(&mut h);
+    assert_eq!(h.client_sends(&init_reboot()), Verdict::AwaitingProbe);
+    h.probe_answer(ADDR, Some([0x02, 0, 0, 0, 0, 0x99]));
+    let (dest, bytes) = h.only_sent();
+    assert_eq!(parse(&bytes).message_type(), Some(MessageType::Nak));
+    assert_eq!(
+        dest,
+        Destination::ClientLink { ifindex: DS_IF, mac: BROADCAST_MAC, src: DS_ADDR, dst: Ipv4Addr::BROADCAST }
+    );
+    assert!(h.engine.table().find(&ClientKey::client_id(&CID)).is_none());
+    assert_eq!(h.engine.counters().proxy.probes_found_in_use, 1);
+}
+
+#[test]
+fn safe_network_acks_without_probing() {
+    let mut c = proxy_config();
+    c.proxy.safe_network = true;
+    let mut h = Harness::new(c);
+    bound_client(&mut h);
+    assert_eq!(h.client_sends(&init_reboot()), Verdict::AnsweredLocally);
+    assert!(h.outbox.probes().is_empty());
+}
+
+#[test]
+fn a_broadcast_rebind_is_renewed_with_the_server_first() {
+    let mut h = Harness::new(proxy_config());
+    bound_client(&mut h);
+    assert_eq!(h.client_sends_to(Ipv4Addr::BROADCAST, &renew()), Verdict::RelayedToServers { copies: 1 });
+    // Only the server's answer reaches the client.
+    let mut ack = server_reply(MessageType::Ack);
+    ack.ciaddr = ADDR;
+    assert_eq!(h.server_sends(SERVER, &ack), Verdict::DeliveredToClient);
+    assert_eq!(h.only_sent().0, Destination::ClientUnicast { ifindex: DS_IF, src: DS_ADDR, dst: ADDR });
+}
+
+#[test]
+fn discover_from_a_known_client_gets_a_local_offer_and_its_request_a_probed_ack() {
+    let mut h = Harness::new(proxy_config());
+    bound_client(&mut h);
+    h.advance(100);
+    assert_eq!(h.client_sends(&client_msg(MessageType::Discover)), Verdict::AnsweredLocally);
+    let (_, bytes) = h.only_sent();
+    let offer = parse(&bytes);
+    assert_eq!(offer.message_type(), Some(MessageType::Offer));
+    assert_eq!((offer.yiaddr(), offer.ciaddr()), (ADDR, Ipv4Addr::UNSPECIFIED));
+    assert_eq!(u32_option(&offer, 51), Some(3500));
+    let mut request = client_msg(MessageType::Request);
+    request.options.push((54, DS_ADDR.octets().to_vec()));
+    request.options.push((50, ADDR.octets().to_vec()));
+    assert_eq!(h.client_sends(&request), Verdict::AwaitingProbe);
+    h.run_timers(2);
+    assert_eq!(parse(&h.only_sent().1).message_type(), Some(MessageType::Ack));
+    assert_eq!(h.engine.counters().servers[0].requests_sent, 2);
+}
+
+#[test]
+fn a_request_for_another_address_goes_to_the_server() {
+    let mut h = Harness::new(proxy_config());
+    bound_client(&mut h);
+    let mut m = client_msg(MessageType::Request);
+    m.options.push((50, Ipv4Addr::new(10, 77, 1, 150).octets().to_vec()));
+    assert_eq!(h.client_sends(&m), Verdict::RelayedToServers { copies: 1 });
+    assert_eq!(h.engine.counters().proxy.changed_requests, 1);
+}
+
+#[test]
+fn asking_for_new_parameters_goes_to_the_server() {
+    let mut h = Harness::new(proxy_config());
+    bound_client(&mut h);
+    let mut m = init_reboot();
+    m.options[0] = (55, vec![1, 3, 6, 42]);
+    assert_eq!(h.client_sends(&m), Verdict::RelayedToServers { copies: 1 });
+}
+
+#[test]
+fn an_address_off_the_clients_subnet_is_never_offered() {
+    let mut c = proxy_config();
+    c.downstream[0].address.prefix_len = 30; // 10.77.1.0/30: .100 is not on it
+    let mut h = Harness::new(c);
+    bound_client(&mut h);
+    assert_eq!(h.client_sends(&client_msg(MessageType::Discover)), Verdict::RelayedToServers { copies: 1 });
+    assert_eq!(h.engine.counters().proxy.wrong_subnet, 1);
+}
+
+#[test]
+fn records_older_than_max_age_are_deleted() {
+    let mut c = proxy_config();
+    c.proxy.max_age = Duration::from_secs(600);
+    let mut h = Harness::new(c);
+    bound_client(&mut h);
+    h.advance(601);
+    assert_eq!(h.client_sends_to(DS_ADDR, &renew()), Verdict::RelayedToServers { copies: 1 });
+    assert_eq!(h.engine.counters().proxy.expired, 1);
+}
+
+#[test]
+fn table1_offer_only_in_init_ack_only_when_awaited() {
+    let mut c = proxy_config();
+    c.servers.push(SERVER2);
+    let mut h = Harness::new(c);
+    assert_eq!(h.client_sends(&client_msg(MessageType::Discover)), Verdict::RelayedToServers { copies: 2 });
+    assert_eq!(h.server_sends(SERVER, &server_reply(MessageType::Offer)), Verdict::DeliveredToClient);
+    let mut second = server_reply(MessageType::Offer);
+    second.options[0] = (54, SERVER2.octets().to_vec());
+    assert_eq!(h.server_sends(SERVER2, &second), Verdict::Discarded, "one OFFER per DISCOVER");
+    let mut request = client_msg(MessageType::Request);
+    request.options.push((54, DS_ADDR.octets().to_vec()));
+    request.options.push((50, ADDR.octets().to_vec()));
+    assert_eq!(h.client_sends(&request), Verdict::RelayedToServers { copies: 1 }, "only to the server that offered");
+    assert_eq!(h.only_sent().0, Destination::Server { addr: SERVER });
+    assert_eq!(h.server_sends(SERVER, &server_reply(MessageType::Ack)), Verdict::DeliveredToClient);
+    assert_eq!(h.server_sends(SERVER, &server_reply(MessageType::Ack)), Verdict::Discarded, "client is BOUND");
+    assert_eq!(h.server_sends(SERVER, &server_reply(MessageType::Nak)), Verdict::Discarded);
+}
+
+#[test]
+fn release_goes_to_the_clients_server_with_its_identifier_and_removes_the_record() {
+    let mut h = Harness::new(proxy_config());
+    bound_client(&mut h);
+    let mut m = client_msg(MessageType::Release);
+    m.ciaddr = ADDR;
+    m.options.push((54, DS_ADDR.octets().to_vec()));
+    assert_eq!(h.client_sends_to(DS_ADDR, &m), Verdict::RelayedToServers { copies: 1 });
+    let (dest, bytes) = h.only_sent();
+    assert_eq!(dest, Destination::Server { addr: SERVER });
+    assert_eq!(parse(&bytes).server_identifier(), Some(SERVER));
+    assert!(h.engine.table().is_empty());
+}
+
+#[test]
+fn siaddr_is_ours_only_where_the_server_had_put_itself() {
+    let mut h = Harness::new(proxy_config());
+    bound_client(&mut h);
+    h.client_sends(&client_msg(MessageType::Discover));
+    let (_, bytes) = h.only_sent();
+    assert_eq!(parse(&bytes).siaddr(), Ipv4Addr::UNSPECIFIED, "no siaddr: left alone");
+}
+
+#[test]
+fn short_client_leases_are_renewed_locally_and_upstream_past_t1() {
+    let mut c = proxy_config();
+    c.proxy.client_lease = Some(Duration::from_secs(60));
+    let mut h = Harness::new(c);
+    bound_client(&mut h);
+    let (_, bytes) = h.only_sent();
+    assert_eq!(u32_option(&parse(&bytes), 51), Some(60), "the server's ACK reaches the client shortened");
+    for _ in 0..20 {
+        h.advance(30);
+        assert_eq!(h.client_sends_to(DS_ADDR, &renew()), Verdict::AnsweredLocally);
+    }
+    // 600 s in: before T1 (1800 s) nothing went upstream.
+    assert_eq!(h.engine.counters().servers[0].requests_sent, 2);
+    h.advance(1300);
+    assert_eq!(h.client_sends_to(DS_ADDR, &renew()), Verdict::AnsweredLocally);
+    let sent = h.sent();
+    assert_eq!(sent.len(), 2, "local ACK plus the upstream renewal");
+    assert_eq!(sent[1].0, Destination::Server { addr: SERVER });
+    // The server's ACK refreshes the record and is not forwarded (paper 5.3).
+    let mut ack = server_reply(MessageType::Ack);
+    ack.ciaddr = ADDR;
+    assert_eq!(h.server_sends(SERVER, &ack), Verdict::Discarded);
+    let r = h.engine.table().get(h.engine.table().find(&ClientKey::client_id(&CID)).unwrap()).unwrap().clone();
+    assert_eq!(r.lease_left_secs(h.now), 3600);
+    assert_eq!(h.engine.counters().proxy.upstream_renewals_acked, 1);
+}
+
+#[test]
+fn a_lapsed_short_lease_is_probed_then_released_at_the_server() {
+    let mut c = proxy_config();
+    c.proxy.client_lease = Some(Duration::from_secs(60));
+    let mut h = Harness::new(c);
+    bound_client(&mut h);
+    h.run_timers(120);
+    assert_eq!(h.outbox.probes().len(), 1, "lapse probe");
+    assert_eq!(h.outbox.probes()[0].target, ADDR);
+    h.run_timers(5);
+    let (dest, bytes) = h.only_sent();
+    assert_eq!(dest, Destination::Server { addr: SERVER });
+    let release = parse(&bytes);
+    assert_eq!(release.message_type(), Some(MessageType::Release));
+    assert_eq!(release.ciaddr(), ADDR);
+    assert_eq!(release.server_identifier(), Some(SERVER));
+    assert_eq!(release.client_identifier(), Some(&CID[..]));
+    assert_eq!(release.chaddr(), &MAC);
+    assert!(h.engine.table().is_empty());
+}
+
+#[test]
+fn a_lapsed_address_that_still_answers_is_not_released() {
+    let mut c = proxy_config();
+    c.proxy.client_lease = Some(Duration::from_secs(60));
+    let mut h = Harness::new(c);
+    bound_client(&mut h);
+    h.run_timers(120);
+    assert_eq!(h.outbox.probes().len(), 1);
+    h.probe_answer(ADDR, Some(MAC));
+    h.run_timers(5);
+    assert!(h.sent().is_empty(), "nothing released (Appendix A.2)");
+    assert_eq!(h.engine.counters().proxy.lapsed_still_in_use, 1);
+}
+
+#[test]
+fn the_table_is_bounded_and_evictions_are_counted() {
+    let mut c = proxy_config();
+    c.proxy.max_clients = 10;
+    let mut h = Harness::new(c);
+    for i in 0..25u8 {
+        let mut m = Msg::request(MessageType::Discover);
+        m.chaddr = vec![2, 0, 0, 0, 1, i];
+        h.client_sends(&m);
+    }
+    assert_eq!(h.engine.table().len(), 10);
+    assert_eq!(h.engine.counters().proxy.evicted, 15);
+}
+
+#[test]
+fn a_client_that_stops_renewing_its_local_lease_lapses_too() {
+    let mut c = proxy_config();
+    c.proxy.client_lease = Some(Duration::from_secs(60));
+    let mut h = Harness::new(c);
+    bound_client(&mut h);
+    for _ in 0..3 {
+        h.advance(30);
+        assert_eq!(h.client_sends_to(DS_ADDR, &renew()), Verdict::AnsweredLocally);
+        let (_, bytes) = h.only_sent();
+        assert_eq!(u32_option(&parse(&bytes), 51), Some(60));
+    }
+    // No lapse while renewals keep coming; then silence: probe at 60 s + grace after the last.
+    let last_renewal = h.now;
+    h.run_timers(120);
+    assert_eq!(h.outbox.probes().len(), 1);
+    assert!(h.now.since(last_renewal) >= Duration::from_secs(60));
+}
