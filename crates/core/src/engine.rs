@@ -34,6 +34,7 @@ pub struct Engine {
     pub(crate) counters: Counters,
     pub(crate) table: ClientTable,
     pub(crate) proxy: ProxyState,
+    pub(crate) changes: crate::persist::ChangeLog,
 }
 
 impl Engine {
@@ -48,7 +49,7 @@ impl Engine {
         );
         let counters = Counters::new(config.downstream.len() + 1, config.servers.len());
         let table = ClientTable::new(config.proxy.max_clients, config.proxy.seed);
-        Engine { config, servers, counters, table, proxy: ProxyState::default() }
+        Engine { config, servers, counters, table, proxy: ProxyState::default(), changes: Default::default() }
     }
 
     /// The configuration.

@@ -22,6 +22,7 @@ pub mod config;
 pub mod counters;
 pub mod engine;
 pub mod outbox;
+pub mod persist;
 pub mod proxy;
 pub mod relay;
 pub mod servers;

@@ -116,8 +116,11 @@ fn local_lease_secs(r: &ClientRecord, now: Timestamp, client_lease: Option<Durat
 
 impl Engine {
     fn proxy_drop_record(&mut self, slot: Slot, why: Removal) {
-        if self.table.remove(slot).is_none() {
+        let Some(removed) = self.table.remove(slot) else {
             return;
+        };
+        if removed.reply.is_some() {
+            self.note_change(&removed.key);
         }
         let c = &mut self.counters.proxy;
         match why {
@@ -139,8 +142,11 @@ impl Engine {
             return slot;
         }
         let (slot, evicted) = self.table.insert(ClientRecord::new(key, kind, ds as u16, now));
-        if evicted.is_some() {
+        if let Some(gone) = evicted {
             self.counters.proxy.evicted += 1;
+            if gone.reply.is_some() {
+                self.note_change(&gone.key);
+            }
         }
         slot
     }
@@ -624,6 +630,7 @@ impl Engine {
         let Some(r) = self.table.get_mut(slot) else { return };
         r.client_lease_end = Some(end);
         let key = r.key.clone();
+        self.note_change(&key);
         self.proxy.lapses.push(core::cmp::Reverse((end.saturating_add(LAPSE_GRACE), key)));
     }
 
@@ -927,6 +934,8 @@ impl Engine {
         r.server = Some(binding);
         r.state = ClientState::Bound;
         r.param_list = r.pending_params;
+        let key = r.key.clone();
+        self.note_change(&key);
         if let Some(other) = self.table.set_address(slot, address) {
             // The server has given this address to this client: any other record holding
             // it is stale.

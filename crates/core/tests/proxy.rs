@@ -366,3 +366,56 @@ fn a_client_that_stops_renewing_its_local_lease_lapses_too() {
     assert_eq!(h.outbox.probes().len(), 1);
     assert!(h.now.since(last_renewal) >= Duration::from_secs(60));
 }
+
+#[test]
+fn records_survive_an_encode_decode_restore_round_trip_and_changes_are_reported() {
+    use cdra_core::persist::{decode_record, Change};
+    let mut h = Harness::new(proxy_config());
+    bound_client(&mut h);
+    let mut scratch = Vec::new();
+    let mut upserts = Vec::new();
+    assert!(h.engine.drain_changes(&mut scratch, |c| match c {
+        Change::Upsert { bytes, .. } => upserts.push(bytes.to_vec()),
+        Change::Delete(k) => panic!("unexpected delete {k}"),
+    }));
+    assert_eq!(upserts.len(), 1);
+    let (rec, iface) = decode_record(&upserts[0]).expect("decodes");
+    assert_eq!((rec.address, iface.as_str()), (ADDR, "rd0"));
+    // A fresh engine restores it and answers a RENEW from it.
+    let mut h2 = Harness::new(proxy_config());
+    h2.now = h.now;
+    h2.advance(10);
+    let report = h2.engine.restore(h2.now, vec![(rec.clone(), iface.clone())]);
+    assert_eq!(report.loaded, 1);
+    assert_eq!(h2.client_sends_to(DS_ADDR, &renew()), Verdict::AnsweredLocally);
+    // ...and probes before an INIT-REBOOT ACK, as for any record (paper 3.4).
+    assert_eq!(h2.client_sends(&init_reboot()), Verdict::AwaitingProbe);
+    // Expired and foreign-interface records are not restored.
+    let mut h3 = Harness::new(proxy_config());
+    h3.now = h.now;
+    h3.advance(4000);
+    let report = h3.engine.restore(h3.now, vec![(rec.clone(), iface), (rec, "eth9".into())]);
+    assert_eq!((report.loaded, report.expired, report.unknown_interface), (0, 1, 1));
+    // A release is a delete.
+    let mut m = client_msg(MessageType::Release);
+    m.ciaddr = ADDR;
+    h.client_sends_to(DS_ADDR, &m);
+    let mut deletes = 0;
+    h.engine.drain_changes(&mut scratch, |c| {
+        if let Change::Delete(_) = c {
+            deletes += 1
+        }
+    });
+    assert_eq!(deletes, 1);
+}
+
+#[test]
+fn decoding_never_panics_and_rejects_other_versions() {
+    use cdra_core::persist::{decode_record, DecodeError};
+    assert_eq!(decode_record(&[]).unwrap_err(), DecodeError::Truncated);
+    assert_eq!(decode_record(&[9, 0, 0]).unwrap_err(), DecodeError::UnknownVersion(9));
+    for len in 0..64 {
+        let junk: Vec<u8> = (0..len).map(|i| (i * 37 + 1) as u8).collect();
+        let _ = decode_record(&junk);
+    }
+}

@@ -1,0 +1,304 @@
+//! What persistence needs from the core: a versioned binary encoding of a client record,
+//! the list of records changed since last asked, and restoring a table at start-up.
+//!
+//! The core stays free of I/O: the binary drains [`Change`]s after each batch and hands
+//! the encoded bytes to the store's writer thread; at start-up it feeds what the store
+//! loaded to [`Engine::restore`]. Paper 3.4: "information in the client database is
+//! suspect" after a restart; the precautions of 3.2 (probe before the first local ACK to a
+//! SELECTING or INIT-REBOOT request, renew before ACKing a REBIND) apply to every restored
+//! record as to any other, unless `safe_network`.
+
+use core::net::Ipv4Addr;
+
+use cdra_wire::Message;
+
+use crate::engine::Engine;
+use crate::table::{ClientKey, ClientKind, ClientRecord, ClientState, ParamList, ServerBinding};
+use crate::time::Timestamp;
+
+/// Version of the record encoding. A store holding a newer version is refused.
+pub const RECORD_FORMAT: u8 = 1;
+
+/// Most changes remembered between two drains; beyond it a full dump is asked for.
+const MAX_PENDING_CHANGES: usize = 1 << 20;
+
+/// Why a stored record could not be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Shorter than its fields say.
+    Truncated,
+    /// Written by a newer (or unknown) format version.
+    UnknownVersion(u8),
+    /// A field holds an impossible value.
+    Invalid,
+}
+
+impl core::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            DecodeError::Truncated => f.write_str("record truncated"),
+            DecodeError::UnknownVersion(v) => {
+                write!(f, "record format {v} is newer than this cdra understands ({RECORD_FORMAT})")
+            }
+            DecodeError::Invalid => f.write_str("record holds an invalid value"),
+        }
+    }
+}
+
+/// A change to persist.
+#[derive(Debug)]
+pub enum Change<'a> {
+    /// Store (or overwrite) this record.
+    Upsert {
+        /// Its key ([`ClientKey::as_bytes`] is the store key).
+        key: &'a ClientKey,
+        /// The record, encoded with [`encode_record`].
+        bytes: &'a [u8],
+    },
+    /// Delete the record of this key.
+    Delete(&'a ClientKey),
+}
+
+/// Pending persistence work inside the engine.
+#[derive(Debug, Default)]
+pub(crate) struct ChangeLog {
+    changed: Vec<ClientKey>,
+    full_dump_needed: bool,
+}
+
+impl ChangeLog {
+    pub(crate) fn note(&mut self, key: &ClientKey) {
+        if self.changed.len() >= MAX_PENDING_CHANGES {
+            self.full_dump_needed = true;
+            self.changed.clear();
+        }
+        if !self.full_dump_needed {
+            self.changed.push(key.clone());
+        }
+    }
+}
+
+fn put_u16(out: &mut Vec<u8>, v: u16) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+fn put_bytes16(out: &mut Vec<u8>, b: &[u8]) {
+    put_u16(out, b.len().min(usize::from(u16::MAX)) as u16);
+    out.extend_from_slice(b.get(..b.len().min(usize::from(u16::MAX))).unwrap_or(&[]));
+}
+
+/// Encode `r` (last seen on interface `interface`) into `out` (cleared first).
+pub fn encode_record(r: &ClientRecord, interface: &str, out: &mut Vec<u8>) {
+    out.clear();
+    out.push(RECORD_FORMAT);
+    out.push(match r.kind {
+        ClientKind::Dhcp => 0,
+        ClientKind::Bootp => 1,
+    });
+    put_bytes16(out, r.key.as_bytes());
+    put_bytes16(out, interface.as_bytes());
+    out.extend_from_slice(&r.address.octets());
+    let (server_addr, server_id) =
+        r.server.map(|s| (s.addr, s.id)).unwrap_or((Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED));
+    out.extend_from_slice(&server_addr.octets());
+    out.extend_from_slice(&server_id.octets());
+    put_u32(out, r.lease_secs);
+    put_u32(out, r.t1_secs);
+    put_u32(out, r.t2_secs);
+    put_u64(out, r.lease_start.as_millis());
+    put_u64(out, r.last_contact.as_millis());
+    put_u64(out, r.last_update.as_millis());
+    put_u64(out, r.client_lease_end.map(|t| t.as_millis()).unwrap_or(0));
+    put_bytes16(out, r.param_list.codes());
+    put_bytes16(out, r.reply.as_deref().unwrap_or(&[]));
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let (head, tail) =
+            (self.b.get(..n).ok_or(DecodeError::Truncated)?, self.b.get(n..).ok_or(DecodeError::Truncated)?);
+        self.b = tail;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(*self.take(1)?.first().ok_or(DecodeError::Truncated)?)
+    }
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        let b = self.take(2)?;
+        Ok(u16::from_le_bytes(b.try_into().map_err(|_| DecodeError::Truncated)?))
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes(b.try_into().map_err(|_| DecodeError::Truncated)?))
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        let b = self.take(8)?;
+        Ok(u64::from_le_bytes(b.try_into().map_err(|_| DecodeError::Truncated)?))
+    }
+    fn addr(&mut self) -> Result<Ipv4Addr, DecodeError> {
+        let b = self.take(4)?;
+        let a: [u8; 4] = b.try_into().map_err(|_| DecodeError::Truncated)?;
+        Ok(Ipv4Addr::from(a))
+    }
+    fn bytes16(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = self.u16()?;
+        self.take(usize::from(n))
+    }
+}
+
+/// Decode a record written by [`encode_record`]; returns it with its interface name.
+pub fn decode_record(bytes: &[u8]) -> Result<(ClientRecord, String), DecodeError> {
+    let mut r = Reader { b: bytes };
+    let version = r.u8()?;
+    if version != RECORD_FORMAT {
+        return Err(DecodeError::UnknownVersion(version));
+    }
+    let kind = match r.u8()? {
+        0 => ClientKind::Dhcp,
+        1 => ClientKind::Bootp,
+        _ => return Err(DecodeError::Invalid),
+    };
+    let key = ClientKey::from_bytes(r.bytes16()?).ok_or(DecodeError::Invalid)?;
+    let interface = String::from_utf8(r.bytes16()?.to_vec()).map_err(|_| DecodeError::Invalid)?;
+    let address = r.addr()?;
+    let server_addr = r.addr()?;
+    let server_id = r.addr()?;
+    let lease_secs = r.u32()?;
+    let t1_secs = r.u32()?;
+    let t2_secs = r.u32()?;
+    let lease_start = Timestamp::from_millis(r.u64()?);
+    let last_contact = Timestamp::from_millis(r.u64()?);
+    let last_update = Timestamp::from_millis(r.u64()?);
+    let client_lease_end = match r.u64()? {
+        0 => None,
+        t => Some(Timestamp::from_millis(t)),
+    };
+    let params = r.bytes16()?;
+    let reply = r.bytes16()?;
+    if !r.b.is_empty() || reply.is_empty() || Message::new_checked(reply).is_err() || address.is_unspecified() {
+        return Err(DecodeError::Invalid);
+    }
+    let mut rec = ClientRecord::new(key, kind, 0, last_contact);
+    rec.state = ClientState::Bound;
+    rec.address = address;
+    rec.server = (!server_addr.is_unspecified()).then_some(ServerBinding { addr: server_addr, id: server_id });
+    rec.lease_secs = lease_secs;
+    rec.t1_secs = t1_secs;
+    rec.t2_secs = t2_secs;
+    rec.lease_start = lease_start;
+    rec.last_update = last_update;
+    rec.client_lease_end = client_lease_end;
+    rec.param_list = ParamList::new(params);
+    rec.reply = Some(reply.to_vec().into_boxed_slice());
+    Ok((rec, interface))
+}
+
+/// What [`Engine::restore`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// Records now in the table.
+    pub loaded: usize,
+    /// Dropped: older than `max_age` or past their server lease.
+    pub expired: usize,
+    /// Dropped: their interface is no longer a downstream interface.
+    pub unknown_interface: usize,
+    /// Dropped: another record held the same key or address and was newer.
+    pub superseded: usize,
+}
+
+impl Engine {
+    /// Note that the record of `key` must be written (or deleted) by the store.
+    pub(crate) fn note_change(&mut self, key: &ClientKey) {
+        if self.config.mode == crate::config::Mode::Proxy {
+            self.changes.note(key);
+        }
+    }
+
+    /// Hand every change since the last call to `f` (an upsert carries the record encoded;
+    /// a key whose record is gone is a delete). Returns false when too many changes piled
+    /// up and the caller must instead write the whole table ([`Engine::dump`]).
+    pub fn drain_changes(&mut self, scratch: &mut Vec<u8>, mut f: impl FnMut(Change<'_>)) -> bool {
+        if self.changes.full_dump_needed {
+            self.changes.full_dump_needed = false;
+            self.changes.changed.clear();
+            return false;
+        }
+        let keys = core::mem::take(&mut self.changes.changed);
+        for key in &keys {
+            match self.table.find(key).and_then(|s| self.table.get(s)) {
+                Some(r) if r.reply.is_some() => {
+                    let iface =
+                        self.config.downstream.get(usize::from(r.downstream)).map(|d| d.name.as_str()).unwrap_or("");
+                    encode_record(r, iface, scratch);
+                    f(Change::Upsert { key, bytes: scratch });
+                }
+                _ => f(Change::Delete(key)),
+            }
+        }
+        let mut keys = keys;
+        keys.clear();
+        self.changes.changed = keys;
+        true
+    }
+
+    /// Every record worth keeping, encoded (the paper's whole-table dump, paper 5.4).
+    pub fn dump(&self, scratch: &mut Vec<u8>, mut f: impl FnMut(&ClientKey, &[u8])) {
+        for (_, r) in self.table.iter() {
+            if r.reply.is_none() {
+                continue;
+            }
+            let iface = self.config.downstream.get(usize::from(r.downstream)).map(|d| d.name.as_str()).unwrap_or("");
+            encode_record(r, iface, scratch);
+            f(&r.key, scratch);
+        }
+    }
+
+    /// Load records read back from the store. Records past `max_age` (paper 5.6) or past
+    /// their server lease are dropped, as are records for interfaces no longer configured.
+    pub fn restore(
+        &mut self,
+        now: Timestamp,
+        records: impl IntoIterator<Item = (ClientRecord, String)>,
+    ) -> RestoreReport {
+        let mut report = RestoreReport::default();
+        for (mut rec, iface) in records {
+            let Some(ds) = self.config.downstream.iter().position(|d| d.name == iface) else {
+                report.unknown_interface += 1;
+                continue;
+            };
+            if now.since(rec.last_update) > self.config.proxy.max_age || rec.lease_end().is_some_and(|e| e <= now) {
+                report.expired += 1;
+                continue;
+            }
+            rec.downstream = ds as u16;
+            if let Some(other) = self.table.find(&rec.key).or_else(|| self.table.find_address(rec.address)) {
+                let newer = self.table.get(other).is_some_and(|o| o.last_update >= rec.last_update);
+                report.superseded += 1;
+                if newer {
+                    continue;
+                }
+                self.table.remove(other);
+            }
+            let lapse = rec.client_lease_end.map(|e| (e, rec.key.clone()));
+            let (_, evicted) = self.table.insert(rec);
+            if evicted.is_some() {
+                self.counters.proxy.evicted += 1;
+            }
+            if let Some((end, key)) = lapse {
+                self.proxy.lapses.push(core::cmp::Reverse((end, key)));
+            }
+            report.loaded += 1;
+        }
+        report.loaded = self.table.len();
+        report
+    }
+}
