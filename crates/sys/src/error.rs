@@ -60,11 +60,7 @@ impl SysError {
     pub fn from_io(action: impl Into<String>, needs: &'static str, source: io::Error) -> Self {
         let action = action.into();
         match source.raw_os_error() {
-            Some(libc::EPERM) | Some(libc::EACCES) => SysError::PermissionDenied {
-                action,
-                needs,
-                source,
-            },
+            Some(libc::EPERM) | Some(libc::EACCES) => SysError::PermissionDenied { action, needs, source },
             Some(libc::EADDRINUSE) => SysError::AddressInUse { action, source },
             _ => SysError::Io { action, source },
         }
@@ -72,16 +68,9 @@ impl SysError {
 
     /// Like [`SysError::from_io`], but ENODEV / ENXIO (no such device) become
     /// [`SysError::NoSuchInterface`] for `device`.
-    pub fn from_io_on_device(
-        device: &str,
-        action: impl Into<String>,
-        needs: &'static str,
-        source: io::Error,
-    ) -> Self {
+    pub fn from_io_on_device(device: &str, action: impl Into<String>, needs: &'static str, source: io::Error) -> Self {
         match source.raw_os_error() {
-            Some(libc::ENODEV) | Some(libc::ENXIO) => SysError::NoSuchInterface {
-                name: device.to_string(),
-            },
+            Some(libc::ENODEV) | Some(libc::ENXIO) => SysError::NoSuchInterface { name: device.to_string() },
             _ => Self::from_io(action, needs, source),
         }
     }
@@ -132,15 +121,12 @@ impl fmt::Display for SysError {
         match self {
             SysError::NoSuchInterface { name } => write!(f, "interface {name} does not exist"),
             SysError::NoIpv4Address { name } => write!(f, "interface {name} has no IPv4 address"),
-            SysError::InvalidInterfaceName { name } => write!(
-                f,
-                "invalid interface name {name:?} (1 to 15 bytes, no NUL or '/')"
-            ),
-            SysError::PermissionDenied {
-                action,
-                needs,
-                source,
-            } => write!(f, "{action} needs {needs} ({})", reason(source)),
+            SysError::InvalidInterfaceName { name } => {
+                write!(f, "invalid interface name {name:?} (1 to 15 bytes, no NUL or '/')")
+            }
+            SysError::PermissionDenied { action, needs, source } => {
+                write!(f, "{action} needs {needs} ({})", reason(source))
+            }
             SysError::AddressInUse { action, .. } => {
                 write!(f, "{action}: address already in use by another socket")
             }
@@ -169,11 +155,8 @@ impl From<SysError> for io::Error {
 
 /// Checks that `name` can be an interface name: 1..=15 bytes, no NUL, no '/'.
 pub(crate) fn check_ifname(name: &str) -> Result<(), SysError> {
-    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.bytes().any(|b| b == 0 || b == b'/')
-    {
-        return Err(SysError::InvalidInterfaceName {
-            name: name.to_string(),
-        });
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.bytes().any(|b| b == 0 || b == b'/') {
+        return Err(SysError::InvalidInterfaceName { name: name.to_string() });
     }
     Ok(())
 }
@@ -189,39 +172,18 @@ mod tests {
             "root or CAP_NET_BIND_SERVICE",
             io::Error::from_raw_os_error(libc::EACCES),
         );
-        assert_eq!(
-            e.to_string(),
-            "binding UDP port 67 needs root or CAP_NET_BIND_SERVICE (permission denied)"
-        );
+        assert_eq!(e.to_string(), "binding UDP port 67 needs root or CAP_NET_BIND_SERVICE (permission denied)");
         assert!(e.is_permission_denied());
 
-        let e = SysError::from_io(
-            "opening an AF_PACKET socket",
-            "CAP_NET_RAW",
-            io::Error::from_raw_os_error(libc::EPERM),
-        );
-        assert_eq!(
-            e.to_string(),
-            "opening an AF_PACKET socket needs CAP_NET_RAW (operation not permitted)"
-        );
+        let e =
+            SysError::from_io("opening an AF_PACKET socket", "CAP_NET_RAW", io::Error::from_raw_os_error(libc::EPERM));
+        assert_eq!(e.to_string(), "opening an AF_PACKET socket needs CAP_NET_RAW (operation not permitted)");
 
-        let e = SysError::from_io(
-            "binding UDP 0.0.0.0:67",
-            "",
-            io::Error::from_raw_os_error(libc::EADDRINUSE),
-        );
-        assert_eq!(
-            e.to_string(),
-            "binding UDP 0.0.0.0:67: address already in use by another socket"
-        );
+        let e = SysError::from_io("binding UDP 0.0.0.0:67", "", io::Error::from_raw_os_error(libc::EADDRINUSE));
+        assert_eq!(e.to_string(), "binding UDP 0.0.0.0:67: address already in use by another socket");
         assert_eq!(e.raw_os_error(), Some(libc::EADDRINUSE));
 
-        let e = SysError::from_io_on_device(
-            "rd9",
-            "binding to rd9",
-            "",
-            io::Error::from_raw_os_error(libc::ENODEV),
-        );
+        let e = SysError::from_io_on_device("rd9", "binding to rd9", "", io::Error::from_raw_os_error(libc::ENODEV));
         assert_eq!(e.to_string(), "interface rd9 does not exist");
 
         let e = SysError::NoIpv4Address { name: "rd0".into() };

@@ -122,11 +122,7 @@ fn parse_echo_reply(p: &[u8]) -> Option<EchoReply> {
         return None;
     }
     let total = usize::from(u16::from_be_bytes([p[2], p[3]]));
-    let end = if total >= ihl + 8 && total <= p.len() {
-        total
-    } else {
-        p.len()
-    };
+    let end = if total >= ihl + 8 && total <= p.len() { total } else { p.len() };
     let icmp = &p[ihl..end];
     if icmp[0] != ICMP_ECHOREPLY || icmp[1] != 0 || sock::inet_checksum(icmp) != 0 {
         return None;
@@ -164,14 +160,7 @@ mod tests {
     fn parses_reply_and_skips_others() {
         let reply = build_echo(ICMP_ECHOREPLY, 0xbeef, 42);
         let pkt = ip_wrap(&reply, [10, 0, 0, 2]);
-        assert_eq!(
-            parse_echo_reply(&pkt),
-            Some(EchoReply {
-                src: Ipv4Addr::new(10, 0, 0, 2),
-                ident: 0xbeef,
-                seq: 42
-            })
-        );
+        assert_eq!(parse_echo_reply(&pkt), Some(EchoReply { src: Ipv4Addr::new(10, 0, 0, 2), ident: 0xbeef, seq: 42 }));
         // An echo request is not a reply.
         let req = build_echo(ICMP_ECHO, 0xbeef, 42);
         assert_eq!(parse_echo_reply(&ip_wrap(&req, [10, 0, 0, 2])), None);

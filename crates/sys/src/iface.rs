@@ -79,11 +79,7 @@ pub struct ParseIpv4NetError(String);
 
 impl fmt::Display for ParseIpv4NetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid IPv4 network {:?} (expected a.b.c.d/len with len 0..=32)",
-            self.0
-        )
+        write!(f, "invalid IPv4 network {:?} (expected a.b.c.d/len with len 0..=32)", self.0)
     }
 }
 
@@ -132,9 +128,7 @@ impl Interface {
 
     /// The first IPv4 address, or [`SysError::NoIpv4Address`].
     pub fn require_ipv4(&self) -> Result<Ipv4Net, SysError> {
-        self.primary_ipv4().ok_or_else(|| SysError::NoIpv4Address {
-            name: self.name.clone(),
-        })
+        self.primary_ipv4().ok_or_else(|| SysError::NoIpv4Address { name: self.name.clone() })
     }
 
     /// True if `ip` is one of the interface's own addresses.
@@ -163,14 +157,10 @@ pub fn interface_by_index(index: u32) -> Result<Interface, SysError> {
     // SAFETY: `buf` is IF_NAMESIZE bytes, as if_indextoname(3) requires.
     let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
     if p.is_null() {
-        return Err(SysError::NoSuchInterface {
-            name: format!("with index {index}"),
-        });
+        return Err(SysError::NoSuchInterface { name: format!("with index {index}") });
     }
     // SAFETY: on success if_indextoname wrote a NUL-terminated name into `buf`.
-    let name = unsafe { CStr::from_ptr(buf.as_ptr()) }
-        .to_string_lossy()
-        .into_owned();
+    let name = unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned();
     interface_by_name(&name)
 }
 
@@ -217,17 +207,15 @@ pub fn all_interfaces() -> Result<Vec<Interface>, SysError> {
 /// The interface index of `name` (`if_nametoindex`).
 pub fn name_to_index(name: &str) -> Result<u32, SysError> {
     check_ifname(name)?;
-    let c = CString::new(name).map_err(|_| SysError::InvalidInterfaceName {
-        name: name.to_string(),
-    })?;
+    let c = CString::new(name).map_err(|_| SysError::InvalidInterfaceName { name: name.to_string() })?;
     // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
     let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
     if idx == 0 {
         let err = io::Error::last_os_error();
         return Err(match err.raw_os_error() {
-            Some(libc::ENODEV) | Some(libc::ENXIO) | None | Some(0) => SysError::NoSuchInterface {
-                name: name.to_string(),
-            },
+            Some(libc::ENODEV) | Some(libc::ENXIO) | None | Some(0) => {
+                SysError::NoSuchInterface { name: name.to_string() }
+            }
             _ => SysError::from_io(format!("looking up interface {name}"), "", err),
         });
     }
@@ -243,9 +231,7 @@ fn build(name: &str, index: u32, entries: &[Entry], ctl: &OwnedFd) -> Result<Int
     let mut ipv4 = Vec::new();
     for e in entries {
         match &e.kind {
-            Kind::Link { hatype, mac: m, .. }
-                if e.name == name && *hatype != libc::ARPHRD_LOOPBACK =>
-            {
+            Kind::Link { hatype, mac: m, .. } if e.name == name && *hatype != libc::ARPHRD_LOOPBACK => {
                 mac = *m;
             }
             Kind::V4 { addr, prefix_len } if base_name(&e.name) == name => {
@@ -264,14 +250,7 @@ fn build(name: &str, index: u32, entries: &[Entry], ctl: &OwnedFd) -> Result<Int
         let f = unsafe { r.ifr_ifru.ifru_flags };
         (f as libc::c_int & libc::IFF_UP) != 0
     })?;
-    Ok(Interface {
-        name: name.to_string(),
-        index,
-        mac,
-        ipv4,
-        mtu,
-        up,
-    })
+    Ok(Interface { name: name.to_string(), index, mac, ipv4, mtu, up })
 }
 
 /// An AF_INET datagram socket used only for interface ioctls (needs no privileges).
@@ -296,12 +275,7 @@ fn ifreq_get<T>(
     let rc = unsafe { libc::ioctl(ctl.as_raw_fd(), request as _, &mut req as *mut libc::ifreq) };
     if rc < 0 {
         let err = io::Error::last_os_error();
-        return Err(SysError::from_io_on_device(
-            name,
-            format!("querying interface {name}"),
-            "",
-            err,
-        ));
+        return Err(SysError::from_io_on_device(name, format!("querying interface {name}"), "", err));
     }
     Ok(read(&req))
 }
@@ -315,15 +289,8 @@ struct Entry {
 
 #[derive(Debug)]
 enum Kind {
-    V4 {
-        addr: Ipv4Addr,
-        prefix_len: u8,
-    },
-    Link {
-        ifindex: u32,
-        hatype: u16,
-        mac: Option<[u8; 6]>,
-    },
+    V4 { addr: Ipv4Addr, prefix_len: u8 },
+    Link { ifindex: u32, hatype: u16, mac: Option<[u8; 6]> },
     Other,
 }
 
@@ -343,11 +310,7 @@ fn read_ifaddrs() -> Result<Vec<Entry>, SysError> {
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: `head` is a valid out-pointer.
     if unsafe { libc::getifaddrs(&mut head) } < 0 {
-        return Err(SysError::from_io(
-            "listing network interfaces (getifaddrs)",
-            "",
-            io::Error::last_os_error(),
-        ));
+        return Err(SysError::from_io("listing network interfaces (getifaddrs)", "", io::Error::last_os_error()));
     }
     let list = IfAddrs(head);
     let mut out = Vec::new();
@@ -360,9 +323,7 @@ fn read_ifaddrs() -> Result<Vec<Entry>, SysError> {
             continue;
         }
         // SAFETY: ifa_name is a NUL-terminated string owned by the list.
-        let name = unsafe { CStr::from_ptr(ifa.ifa_name) }
-            .to_string_lossy()
-            .into_owned();
+        let name = unsafe { CStr::from_ptr(ifa.ifa_name) }.to_string_lossy().into_owned();
         let kind = if ifa.ifa_addr.is_null() {
             Kind::Other
         } else {
@@ -372,28 +333,19 @@ fn read_ifaddrs() -> Result<Vec<Entry>, SysError> {
                 libc::AF_INET => {
                     // SAFETY: family AF_INET means the address is a sockaddr_in; read it
                     // unaligned to be safe about the C allocation's alignment.
-                    let sa = unsafe {
-                        std::ptr::read_unaligned(ifa.ifa_addr as *const libc::sockaddr_in)
-                    };
+                    let sa = unsafe { std::ptr::read_unaligned(ifa.ifa_addr as *const libc::sockaddr_in) };
                     let prefix_len = if ifa.ifa_netmask.is_null() {
                         32
                     } else {
                         // SAFETY: for an AF_INET entry the netmask, when present, is a sockaddr_in.
-                        let m = unsafe {
-                            std::ptr::read_unaligned(ifa.ifa_netmask as *const libc::sockaddr_in)
-                        };
+                        let m = unsafe { std::ptr::read_unaligned(ifa.ifa_netmask as *const libc::sockaddr_in) };
                         u32::from(sock::from_in_addr(m.sin_addr)).leading_ones() as u8
                     };
-                    Kind::V4 {
-                        addr: sock::from_in_addr(sa.sin_addr),
-                        prefix_len,
-                    }
+                    Kind::V4 { addr: sock::from_in_addr(sa.sin_addr), prefix_len }
                 }
                 libc::AF_PACKET => {
                     // SAFETY: family AF_PACKET means the address is a sockaddr_ll.
-                    let ll = unsafe {
-                        std::ptr::read_unaligned(ifa.ifa_addr as *const libc::sockaddr_ll)
-                    };
+                    let ll = unsafe { std::ptr::read_unaligned(ifa.ifa_addr as *const libc::sockaddr_ll) };
                     let mac = if ll.sll_halen == 6 {
                         let mut m = [0u8; 6];
                         m.copy_from_slice(&ll.sll_addr[..6]);
@@ -401,11 +353,7 @@ fn read_ifaddrs() -> Result<Vec<Entry>, SysError> {
                     } else {
                         None
                     };
-                    Kind::Link {
-                        ifindex: ll.sll_ifindex.max(0) as u32,
-                        hatype: ll.sll_hatype,
-                        mac,
-                    }
+                    Kind::Link { ifindex: ll.sll_ifindex.max(0) as u32, hatype: ll.sll_hatype, mac }
                 }
                 _ => Kind::Other,
             }
@@ -445,24 +393,15 @@ mod tests {
         assert_eq!(odd.broadcast(), Ipv4Addr::new(10, 20, 31, 255));
 
         // Out-of-range prefix in a hand-built value acts as /32.
-        let bad = Ipv4Net {
-            addr: Ipv4Addr::new(10, 0, 0, 1),
-            prefix_len: 40,
-        };
+        let bad = Ipv4Net { addr: Ipv4Addr::new(10, 0, 0, 1), prefix_len: 40 };
         assert_eq!(bad.netmask(), Ipv4Addr::BROADCAST);
         assert_eq!(Ipv4Net::new(Ipv4Addr::LOCALHOST, 99).prefix_len, 32);
     }
 
     #[test]
     fn ipv4net_parse() {
-        assert_eq!(
-            "10.0.0.1/8".parse::<Ipv4Net>().ok(),
-            Some(Ipv4Net::new(Ipv4Addr::new(10, 0, 0, 1), 8))
-        );
-        assert_eq!(
-            "10.0.0.1".parse::<Ipv4Net>().ok(),
-            Some(Ipv4Net::new(Ipv4Addr::new(10, 0, 0, 1), 32))
-        );
+        assert_eq!("10.0.0.1/8".parse::<Ipv4Net>().ok(), Some(Ipv4Net::new(Ipv4Addr::new(10, 0, 0, 1), 8)));
+        assert_eq!("10.0.0.1".parse::<Ipv4Net>().ok(), Some(Ipv4Net::new(Ipv4Addr::new(10, 0, 0, 1), 32)));
         assert!("10.0.0.1/33".parse::<Ipv4Net>().is_err());
         assert!("10.0.0/8".parse::<Ipv4Net>().is_err());
         assert!("x".parse::<Ipv4Net>().is_err());

@@ -30,10 +30,7 @@ pub fn enter(path: &Path) -> io::Result<()> {
 /// Moves the calling thread into the namespace created by `ip netns add name`.
 pub fn enter_named(name: &str) -> io::Result<()> {
     if name.is_empty() || name.contains('/') {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("invalid network namespace name {name:?}"),
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid network namespace name {name:?}")));
     }
     enter(&named_path(name))
 }

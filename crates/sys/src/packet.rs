@@ -40,12 +40,8 @@ fn sockaddr_ll(ifindex: u32, protocol: u16, mac: [u8; 6]) -> libc::sockaddr_ll {
 }
 
 fn open_packet_socket(protocol: u16) -> Result<OwnedFd, SysError> {
-    sock::socket(
-        libc::AF_PACKET,
-        libc::SOCK_DGRAM,
-        libc::c_int::from(protocol.to_be()),
-    )
-    .map_err(|e| SysError::from_io("opening an AF_PACKET socket", "CAP_NET_RAW", e))
+    sock::socket(libc::AF_PACKET, libc::SOCK_DGRAM, libc::c_int::from(protocol.to_be()))
+        .map_err(|e| SysError::from_io("opening an AF_PACKET socket", "CAP_NET_RAW", e))
 }
 
 /// Sends complete IPv4 datagrams (IP header included, built by the caller) as Ethernet frames
@@ -126,10 +122,7 @@ impl ArpSocket {
     /// least [`ARP_LEN`] (28) bytes.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<ArpSeen>> {
         if buf.len() < ARP_LEN {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "ARP receive buffer shorter than 28 bytes",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "ARP receive buffer shorter than 28 bytes"));
         }
         for _ in 0..MAX_SKIPPED {
             let mut sa = libc::sockaddr_ll::zeroed();
@@ -198,13 +191,7 @@ fn parse_arp(p: &[u8], ifindex: u32) -> Option<ArpSeen> {
     }
     let mut sender_mac = [0u8; 6];
     sender_mac.copy_from_slice(&p[8..14]);
-    Some(ArpSeen {
-        ifindex,
-        sender_ip,
-        sender_mac,
-        target_ip: ip_at(24),
-        is_reply,
-    })
+    Some(ArpSeen { ifindex, sender_ip, sender_mac, target_ip: ip_at(24), is_reply })
 }
 
 #[cfg(test)]
@@ -215,13 +202,7 @@ mod tests {
 
     #[test]
     fn probe_layout() {
-        let p = build_arp(
-            1,
-            MAC,
-            Ipv4Addr::UNSPECIFIED,
-            [0; 6],
-            Ipv4Addr::new(10, 0, 0, 7),
-        );
+        let p = build_arp(1, MAC, Ipv4Addr::UNSPECIFIED, [0; 6], Ipv4Addr::new(10, 0, 0, 7));
         assert_eq!(&p[0..8], &[0, 1, 8, 0, 6, 4, 0, 1]);
         assert_eq!(&p[8..14], &MAC);
         assert_eq!(&p[14..18], &[0, 0, 0, 0]);
@@ -233,13 +214,7 @@ mod tests {
 
     #[test]
     fn parse_reply_and_request() {
-        let r = build_arp(
-            2,
-            MAC,
-            Ipv4Addr::new(10, 0, 0, 7),
-            [0; 6],
-            Ipv4Addr::UNSPECIFIED,
-        );
+        let r = build_arp(2, MAC, Ipv4Addr::new(10, 0, 0, 7), [0; 6], Ipv4Addr::UNSPECIFIED);
         assert_eq!(
             parse_arp(&r, 3),
             Some(ArpSeen {
@@ -250,13 +225,7 @@ mod tests {
                 is_reply: true,
             })
         );
-        let q = build_arp(
-            1,
-            MAC,
-            Ipv4Addr::new(10, 0, 0, 8),
-            [0; 6],
-            Ipv4Addr::new(10, 0, 0, 9),
-        );
+        let q = build_arp(1, MAC, Ipv4Addr::new(10, 0, 0, 8), [0; 6], Ipv4Addr::new(10, 0, 0, 9));
         let seen = parse_arp(&q, 4).expect("request with sender ip");
         assert!(!seen.is_reply);
         assert_eq!(seen.target_ip, Ipv4Addr::new(10, 0, 0, 9));

@@ -19,26 +19,15 @@ pub const STACK_FDS: usize = 64;
 /// `Ok(0)` means the timeout passed or a signal interrupted the wait. `ready` must be at
 /// least as long as `fds` (else `InvalidInput`). A descriptor that is not open yields an
 /// `EBADF` error.
-pub fn wait_readable(
-    fds: &[RawFd],
-    timeout: Option<Duration>,
-    ready: &mut [bool],
-) -> io::Result<usize> {
+pub fn wait_readable(fds: &[RawFd], timeout: Option<Duration>, ready: &mut [bool]) -> io::Result<usize> {
     if ready.len() < fds.len() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "wait_readable: `ready` is shorter than `fds`",
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "wait_readable: `ready` is shorter than `fds`"));
     }
     for r in ready.iter_mut() {
         *r = false;
     }
     let timeout_ms = timeout_to_ms(timeout);
-    let empty = libc::pollfd {
-        fd: -1,
-        events: 0,
-        revents: 0,
-    };
+    let empty = libc::pollfd { fd: -1, events: 0, revents: 0 };
     if fds.len() <= STACK_FDS {
         let mut pfds = [empty; STACK_FDS];
         poll_into(fds, &mut pfds[..fds.len()], timeout_ms, ready)
@@ -102,10 +91,7 @@ mod tests {
         assert_eq!(timeout_to_ms(Some(Duration::ZERO)), 0);
         assert_eq!(timeout_to_ms(Some(Duration::from_micros(1))), 1);
         assert_eq!(timeout_to_ms(Some(Duration::from_millis(1500))), 1500);
-        assert_eq!(
-            timeout_to_ms(Some(Duration::from_secs(u64::MAX))),
-            libc::c_int::MAX
-        );
+        assert_eq!(timeout_to_ms(Some(Duration::from_secs(u64::MAX))), libc::c_int::MAX);
     }
 
     #[test]

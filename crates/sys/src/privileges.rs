@@ -35,20 +35,11 @@ struct CapData {
 }
 
 fn capget() -> io::Result<[CapData; 2]> {
-    let mut hdr = CapHeader {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
+    let mut hdr = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
     let mut data = [CapData::default(); 2];
     // SAFETY: capget(2) with a version-3 header reads `hdr` and writes two CapData structs
     // (the layout of struct __user_cap_data_struct) into `data`, which has room for them.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_capget,
-            &mut hdr as *mut CapHeader,
-            data.as_mut_ptr(),
-        )
-    };
+    let rc = unsafe { libc::syscall(libc::SYS_capget, &mut hdr as *mut CapHeader, data.as_mut_ptr()) };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -112,21 +103,10 @@ pub fn drop_capabilities_except(keep: &[u32]) -> io::Result<()> {
     let lo = mask as u32;
     let hi = (mask >> 32) as u32;
     let data = [
-        CapData {
-            effective: cur[0].effective & lo,
-            permitted: cur[0].permitted & lo,
-            inheritable: 0,
-        },
-        CapData {
-            effective: cur[1].effective & hi,
-            permitted: cur[1].permitted & hi,
-            inheritable: 0,
-        },
+        CapData { effective: cur[0].effective & lo, permitted: cur[0].permitted & lo, inheritable: 0 },
+        CapData { effective: cur[1].effective & hi, permitted: cur[1].permitted & hi, inheritable: 0 },
     ];
-    let mut hdr = CapHeader {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
+    let mut hdr = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
     // SAFETY: capset(2) with a version-3 header reads `hdr` and two CapData structs from
     // `data`; both live for the duration of the call.
     let rc = unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) };
@@ -156,14 +136,10 @@ mod tests {
             eprintln!("note: not privileged; skipping capability drop test");
             return;
         }
-        let child =
-            std::thread::spawn(|| drop_capabilities_except(&[]).map(|_| effective_capabilities()))
-                .join()
-                .expect("thread");
+        let child = std::thread::spawn(|| drop_capabilities_except(&[]).map(|_| effective_capabilities()))
+            .join()
+            .expect("thread");
         assert_eq!(child.expect("capset"), Some(0));
-        assert!(
-            has_capability(CAP_NET_RAW),
-            "main thread keeps its capabilities"
-        );
+        assert!(has_capability(CAP_NET_RAW), "main thread keeps its capabilities");
     }
 }

@@ -34,11 +34,7 @@ unsafe impl Zeroable for libc::mmsghdr {}
 unsafe impl Zeroable for libc::ifreq {}
 
 /// `socket(2)` with SOCK_NONBLOCK | SOCK_CLOEXEC added to `ty`.
-pub(crate) fn socket(
-    domain: libc::c_int,
-    ty: libc::c_int,
-    proto: libc::c_int,
-) -> io::Result<OwnedFd> {
+pub(crate) fn socket(domain: libc::c_int, ty: libc::c_int, proto: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: socket(2) takes plain integers and has no memory-safety preconditions.
     let fd = unsafe { libc::socket(domain, ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, proto) };
     if fd < 0 {
@@ -49,28 +45,12 @@ pub(crate) fn socket(
 }
 
 /// `setsockopt(2)` with a value of type `T` passed by pointer with its exact size.
-pub(crate) fn setsockopt<T: Copy>(
-    fd: &OwnedFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: &T,
-) -> io::Result<()> {
-    setsockopt_bytes(
-        fd,
-        level,
-        name,
-        (value as *const T).cast(),
-        mem::size_of::<T>(),
-    )
+pub(crate) fn setsockopt<T: Copy>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+    setsockopt_bytes(fd, level, name, (value as *const T).cast(), mem::size_of::<T>())
 }
 
 /// `setsockopt(2)` with a raw byte slice (e.g. an interface name for SO_BINDTODEVICE).
-pub(crate) fn setsockopt_slice(
-    fd: &OwnedFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: &[u8],
-) -> io::Result<()> {
+pub(crate) fn setsockopt_slice(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &[u8]) -> io::Result<()> {
     setsockopt_bytes(fd, level, name, value.as_ptr().cast(), value.len())
 }
 
@@ -81,8 +61,7 @@ fn setsockopt_bytes(
     ptr: *const c_void,
     len: usize,
 ) -> io::Result<()> {
-    let len =
-        libc::socklen_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let len = libc::socklen_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: `ptr` points to `len` readable bytes (a live reference or slice of the caller);
     // the kernel only reads them.
     let rc = unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, ptr, len) };
@@ -93,12 +72,7 @@ fn setsockopt_bytes(
 }
 
 /// Sets an integer socket option.
-pub(crate) fn set_int(
-    fd: &OwnedFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
+pub(crate) fn set_int(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
     setsockopt(fd, level, name, &value)
 }
 
@@ -117,9 +91,7 @@ pub(crate) fn from_sockaddr_in(sa: &libc::sockaddr_in) -> SocketAddrV4 {
 }
 
 pub(crate) fn in_addr(ip: Ipv4Addr) -> libc::in_addr {
-    libc::in_addr {
-        s_addr: u32::from_ne_bytes(ip.octets()),
-    }
+    libc::in_addr { s_addr: u32::from_ne_bytes(ip.octets()) }
 }
 
 pub(crate) fn from_in_addr(a: libc::in_addr) -> Ipv4Addr {
@@ -141,11 +113,7 @@ pub(crate) fn bind_in(fd: &OwnedFd, addr: SocketAddrV4) -> io::Result<()> {
     let sa = sockaddr_in(addr);
     // SAFETY: `sa` is a valid sockaddr_in and the length passed is its exact size.
     let rc = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&sa as *const libc::sockaddr_in).cast(),
-            socklen_of::<libc::sockaddr_in>(),
-        )
+        libc::bind(fd.as_raw_fd(), (&sa as *const libc::sockaddr_in).cast(), socklen_of::<libc::sockaddr_in>())
     };
     if rc < 0 {
         return Err(io::Error::last_os_error());
@@ -158,13 +126,7 @@ pub(crate) fn local_addr_in(fd: &OwnedFd) -> io::Result<SocketAddrV4> {
     let mut sa = libc::sockaddr_in::zeroed();
     let mut len = socklen_of::<libc::sockaddr_in>();
     // SAFETY: `sa` is writable for `len` bytes and `len` is a valid in/out length.
-    let rc = unsafe {
-        libc::getsockname(
-            fd.as_raw_fd(),
-            (&mut sa as *mut libc::sockaddr_in).cast(),
-            &mut len,
-        )
-    };
+    let rc = unsafe { libc::getsockname(fd.as_raw_fd(), (&mut sa as *mut libc::sockaddr_in).cast(), &mut len) };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -199,11 +161,7 @@ pub(crate) fn sendto<A: Copy>(fd: &OwnedFd, buf: &[u8], addr: &A) -> io::Result<
 
 /// `recvfrom(2)` into `buf`, non-blocking, with MSG_TRUNC so the returned length is the real
 /// length of the datagram (may exceed `buf.len()`). Fills `addr` (of type `A`). Retries EINTR.
-pub(crate) fn recvfrom_trunc<A: Copy>(
-    fd: &OwnedFd,
-    buf: &mut [u8],
-    addr: &mut A,
-) -> io::Result<usize> {
+pub(crate) fn recvfrom_trunc<A: Copy>(fd: &OwnedFd, buf: &mut [u8], addr: &mut A) -> io::Result<usize> {
     loop {
         let mut len = socklen_of::<A>();
         // SAFETY: `buf` is writable for its length; `addr` is writable for size_of::<A>() bytes

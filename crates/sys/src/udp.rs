@@ -54,9 +54,8 @@ impl UdpSocket {
         let fd = sock::socket(libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_UDP)
             .map_err(|e| SysError::from_io("opening a UDP socket", "root", e))?;
         let opt = |level, name, what: &str| {
-            sock::set_int(&fd, level, name, 1).map_err(|e| {
-                SysError::from_io(format!("setting {what} on a UDP socket"), "root", e)
-            })
+            sock::set_int(&fd, level, name, 1)
+                .map_err(|e| SysError::from_io(format!("setting {what} on a UDP socket"), "root", e))
         };
         opt(libc::SOL_SOCKET, libc::SO_REUSEADDR, "SO_REUSEADDR")?;
         opt(libc::SOL_SOCKET, libc::SO_BROADCAST, "SO_BROADCAST")?;
@@ -68,17 +67,13 @@ impl UdpSocket {
         sock::bind_in(&fd, addr).map_err(|e| {
             let privileged = addr.port() != 0 && addr.port() < 1024;
             if privileged && e.raw_os_error() == Some(libc::EACCES) {
-                SysError::from_io(
-                    format!("binding UDP port {}", addr.port()),
-                    "root or CAP_NET_BIND_SERVICE",
-                    e,
-                )
+                SysError::from_io(format!("binding UDP port {}", addr.port()), "root or CAP_NET_BIND_SERVICE", e)
             } else {
                 SysError::from_io(format!("binding UDP {addr}"), "root", e)
             }
         })?;
-        let local = sock::local_addr_in(&fd)
-            .map_err(|e| SysError::from_io("reading the address of a UDP socket", "", e))?;
+        let local =
+            sock::local_addr_in(&fd).map_err(|e| SysError::from_io("reading the address of a UDP socket", "", e))?;
         Ok(UdpSocket { fd, local })
     }
 
@@ -98,20 +93,13 @@ impl UdpSocket {
         // i < n and `data` has n * bs bytes while the other arrays have n entries.
         let data = batch.data.as_mut_ptr();
         for (i, iov) in batch.iovecs.iter_mut().enumerate() {
-            *iov = libc::iovec {
-                iov_base: data.wrapping_add(i * bs).cast(),
-                iov_len: bs,
-            };
+            *iov = libc::iovec { iov_base: data.wrapping_add(i * bs).cast(), iov_len: bs };
         }
         let addrs = batch.addrs.as_mut_ptr();
         let cmsgs = batch.cmsgs.as_mut_ptr();
         let iovecs = batch.iovecs.as_mut_ptr();
         for (i, h) in batch.hdrs.iter_mut().enumerate() {
-            let (addr, cmsg, iov) = (
-                addrs.wrapping_add(i),
-                cmsgs.wrapping_add(i),
-                iovecs.wrapping_add(i),
-            );
+            let (addr, cmsg, iov) = (addrs.wrapping_add(i), cmsgs.wrapping_add(i), iovecs.wrapping_add(i));
             h.msg_len = 0;
             h.msg_hdr.msg_name = addr.cast::<c_void>();
             h.msg_hdr.msg_namelen = sock::socklen_of::<libc::sockaddr_in>();
@@ -147,21 +135,12 @@ impl UdpSocket {
             let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             let src = sock::from_sockaddr_in(&batch.addrs[i]);
             let (dst, local, ifindex) = match pktinfo(&h.msg_hdr) {
-                Some(pi) => (
-                    sock::from_in_addr(pi.ipi_addr),
-                    sock::from_in_addr(pi.ipi_spec_dst),
-                    pi.ipi_ifindex.max(0) as u32,
-                ),
+                Some(pi) => {
+                    (sock::from_in_addr(pi.ipi_addr), sock::from_in_addr(pi.ipi_spec_dst), pi.ipi_ifindex.max(0) as u32)
+                }
                 None => (Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, 0),
             };
-            batch.meta[i] = Meta {
-                len,
-                src,
-                dst,
-                local,
-                ifindex,
-                truncated,
-            };
+            batch.meta[i] = Meta { len, src, dst, local, ifindex, truncated };
         }
         batch.len = got;
         Ok(got)
@@ -180,10 +159,7 @@ impl UdpSocket {
         ifindex: Option<u32>,
     ) -> io::Result<usize> {
         let addr = sock::sockaddr_in(dst);
-        let mut iov = libc::iovec {
-            iov_base: payload.as_ptr() as *mut c_void,
-            iov_len: payload.len(),
-        };
+        let mut iov = libc::iovec { iov_base: payload.as_ptr() as *mut c_void, iov_len: payload.len() };
         let mut cbuf = CmsgBuf([0; CMSG_BUF_LEN]);
         let mut msg = libc::msghdr::zeroed();
         msg.msg_name = &addr as *const libc::sockaddr_in as *mut c_void;
@@ -216,13 +192,7 @@ impl UdpSocket {
         loop {
             // SAFETY: `msg` points to `addr`, `iov` (which points to `payload`) and `cbuf`, all
             // alive for the call; the kernel only reads them.
-            let rc = unsafe {
-                libc::sendmsg(
-                    self.fd.as_raw_fd(),
-                    &msg,
-                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                )
-            };
+            let rc = unsafe { libc::sendmsg(self.fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
             if rc >= 0 {
                 return Ok(rc as usize);
             }
@@ -249,16 +219,8 @@ impl AsFd for UdpSocket {
 /// SO_BINDTODEVICE with clear errors.
 pub(crate) fn bind_to_device(fd: &OwnedFd, dev: &str) -> Result<(), SysError> {
     check_ifname(dev)?;
-    sock::setsockopt_slice(fd, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, dev.as_bytes()).map_err(
-        |e| {
-            SysError::from_io_on_device(
-                dev,
-                format!("binding a socket to interface {dev}"),
-                "CAP_NET_RAW",
-                e,
-            )
-        },
-    )
+    sock::setsockopt_slice(fd, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, dev.as_bytes())
+        .map_err(|e| SysError::from_io_on_device(dev, format!("binding a socket to interface {dev}"), "CAP_NET_RAW", e))
 }
 
 /// Finds the IP_PKTINFO control message of a received message.
@@ -273,9 +235,7 @@ fn pktinfo(hdr: &libc::msghdr) -> Option<libc::in_pktinfo> {
         let mut c = libc::CMSG_FIRSTHDR(hdr);
         while !c.is_null() {
             if (*c).cmsg_level == libc::IPPROTO_IP && (*c).cmsg_type == libc::IP_PKTINFO {
-                return Some(ptr::read_unaligned(
-                    libc::CMSG_DATA(c).cast::<libc::in_pktinfo>(),
-                ));
+                return Some(ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::in_pktinfo>()));
             }
             c = libc::CMSG_NXTHDR(hdr, c);
         }
@@ -339,10 +299,7 @@ impl RecvBatch {
     pub fn new(count: usize, buf_size: usize) -> Self {
         let count = count.clamp(1, MAX_BATCH);
         let buf_size = buf_size.max(1);
-        let iov = libc::iovec {
-            iov_base: ptr::null_mut(),
-            iov_len: 0,
-        };
+        let iov = libc::iovec { iov_base: ptr::null_mut(), iov_len: 0 };
         RecvBatch {
             buf_size,
             data: vec![0u8; count * buf_size].into_boxed_slice(),
@@ -396,14 +353,7 @@ impl RecvBatch {
         let m = self.meta.get(i)?;
         let start = i * self.buf_size;
         let data = self.data.get(start..start + m.len)?;
-        Some(Received {
-            data,
-            src: m.src,
-            dst: m.dst,
-            local: m.local,
-            ifindex: m.ifindex,
-            truncated: m.truncated,
-        })
+        Some(Received { data, src: m.src, dst: m.dst, local: m.local, ifindex: m.ifindex, truncated: m.truncated })
     }
 
     /// The datagrams of the last `recv_batch`, in arrival order.

@@ -22,12 +22,7 @@ fn lo_socket() -> UdpSocket {
 /// Waits until `sock` is readable (at most 2 s).
 fn wait(sock: &UdpSocket) {
     let mut ready = [false];
-    let n = wait_readable(
-        &[sock.as_raw_fd()],
-        Some(Duration::from_secs(2)),
-        &mut ready,
-    )
-    .expect("poll");
+    let n = wait_readable(&[sock.as_raw_fd()], Some(Duration::from_secs(2)), &mut ready).expect("poll");
     assert_eq!(n, 1, "socket did not become readable");
     assert!(ready[0]);
 }
@@ -78,10 +73,8 @@ fn batch_receive_reports_source_destination_and_interface() {
 fn truncated_datagrams_are_flagged() {
     let rx = lo_socket();
     let tx = lo_socket();
-    tx.send_to(&[7u8; 100], rx.local_addr(), None, None)
-        .expect("send");
-    tx.send_to(&[8u8; 8], rx.local_addr(), None, None)
-        .expect("send");
+    tx.send_to(&[7u8; 100], rx.local_addr(), None, None).expect("send");
+    tx.send_to(&[8u8; 8], rx.local_addr(), None, None).expect("send");
     wait(&rx);
     let mut batch = RecvBatch::new(2, 8);
     assert_eq!(rx.recv_batch(&mut batch).expect("recv"), 2);
@@ -100,21 +93,15 @@ fn send_to_chooses_source_address_and_interface() {
     let tx = UdpSocket::bind_any(0, None).expect("bind_any");
     let port = rx.local_addr().port();
     let dst = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 3), port);
-    tx.send_to(b"pktinfo", dst, Some(Ipv4Addr::new(127, 0, 0, 2)), Some(1))
-        .expect("send with pktinfo");
-    tx.send_to(b"ifonly", dst, None, Some(1))
-        .expect("send with ifindex");
+    tx.send_to(b"pktinfo", dst, Some(Ipv4Addr::new(127, 0, 0, 2)), Some(1)).expect("send with pktinfo");
+    tx.send_to(b"ifonly", dst, None, Some(1)).expect("send with ifindex");
     wait(&rx);
     let mut batch = RecvBatch::new(8, 64);
     let mut got = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(2);
     while got.len() < 2 && Instant::now() < deadline {
         let n = rx.recv_batch(&mut batch).expect("recv");
-        got.extend(
-            batch
-                .iter()
-                .map(|r| (r.data.to_vec(), r.src, r.dst, r.local, r.ifindex)),
-        );
+        got.extend(batch.iter().map(|r| (r.data.to_vec(), r.src, r.dst, r.local, r.ifindex)));
         if n == 0 {
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -122,19 +109,14 @@ fn send_to_chooses_source_address_and_interface() {
     assert_eq!(got.len(), 2);
     let (data, src, d, local, ifindex) = &got[0];
     assert_eq!(data, b"pktinfo");
-    assert_eq!(
-        *src,
-        SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 2), tx.local_addr().port())
-    );
+    assert_eq!(*src, SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 2), tx.local_addr().port()));
     assert_eq!(*d, Ipv4Addr::new(127, 0, 0, 3));
     assert_eq!(*local, Ipv4Addr::new(127, 0, 0, 3));
     assert_eq!(*ifindex, 1);
     assert_eq!(got[1].0, b"ifonly");
 
     // A source address that is not ours is refused by the kernel (nothing is sent).
-    let err = tx
-        .send_to(b"x", dst, Some(Ipv4Addr::new(192, 0, 2, 1)), None)
-        .expect_err("foreign source address");
+    let err = tx.send_to(b"x", dst, Some(Ipv4Addr::new(192, 0, 2, 1)), None).expect_err("foreign source address");
     assert!(err.raw_os_error().is_some());
 }
 
@@ -147,16 +129,12 @@ fn bind_errors_are_clear() {
     };
     let err = UdpSocket::bind(addr, None).expect_err("port is taken");
     assert!(matches!(err, SysError::AddressInUse { .. }), "{err:?}");
-    assert_eq!(
-        err.to_string(),
-        format!("binding UDP {addr}: address already in use by another socket")
-    );
+    assert_eq!(err.to_string(), format!("binding UDP {addr}: address already in use by another socket"));
 
     let err = UdpSocket::bind(SocketAddrV4::new(LO, 0), Some("rd9nosuch")).expect_err("no device");
     assert_eq!(err.to_string(), "interface rd9nosuch does not exist");
 
-    let err = UdpSocket::bind(SocketAddrV4::new(LO, 0), Some("much_too_long_name"))
-        .expect_err("bad name");
+    let err = UdpSocket::bind(SocketAddrV4::new(LO, 0), Some("much_too_long_name")).expect_err("bad name");
     assert!(matches!(err, SysError::InvalidInterfaceName { .. }));
 
     // SO_BINDTODEVICE to lo works (unprivileged on kernels >= 5.7, and as root).
@@ -176,24 +154,15 @@ fn loopback_interface_facts() {
     assert!(lo.mtu >= 1280, "mtu {}", lo.mtu);
     assert!(lo.ipv4.contains(&Ipv4Net::new(LO, 8)), "{:?}", lo.ipv4);
     assert!(lo.has_address(LO));
-    assert_eq!(
-        lo.subnet_containing(Ipv4Addr::new(127, 1, 2, 3)),
-        Some(Ipv4Net::new(LO, 8))
-    );
-    assert_eq!(
-        lo.require_ipv4().expect("lo has 127.0.0.1"),
-        Ipv4Net::new(LO, 8)
-    );
+    assert_eq!(lo.subnet_containing(Ipv4Addr::new(127, 1, 2, 3)), Some(Ipv4Net::new(LO, 8)));
+    assert_eq!(lo.require_ipv4().expect("lo has 127.0.0.1"), Ipv4Net::new(LO, 8));
 
     let by_index = iface::interface_by_index(1).expect("index 1");
     assert_eq!(by_index, lo);
 
     let all = iface::all_interfaces().expect("all");
     assert!(all.iter().any(|i| i == &lo));
-    assert!(
-        all.windows(2).all(|w| w[0].index < w[1].index),
-        "sorted by index"
-    );
+    assert!(all.windows(2).all(|w| w[0].index < w[1].index), "sorted by index");
 
     let err = iface::interface_by_name("rd9").expect_err("no rd9");
     assert_eq!(err.to_string(), "interface rd9 does not exist");
@@ -214,9 +183,7 @@ fn poll_times_out_and_reports_readiness() {
     assert_eq!(ready, [false, false]);
     assert!(t.elapsed() >= Duration::from_millis(25));
 
-    other
-        .send_to(b"x", rx.local_addr(), None, None)
-        .expect("send");
+    other.send_to(b"x", rx.local_addr(), None, None).expect("send");
     let n = wait_readable(&fds, Some(Duration::from_secs(2)), &mut ready).expect("poll");
     assert_eq!(n, 1);
     assert_eq!(ready, [false, true]);
@@ -240,38 +207,23 @@ fn missing_privileges_are_reported_clearly() {
             privileges::drop_capabilities_except(&[]).expect("drop capabilities");
         }
         assert!(!privileges::is_root_or_has_net_caps());
-        assert_eq!(
-            privileges::missing_net_caps(),
-            vec!["CAP_NET_BIND_SERVICE", "CAP_NET_RAW"]
-        );
+        assert_eq!(privileges::missing_net_caps(), vec!["CAP_NET_BIND_SERVICE", "CAP_NET_RAW"]);
         (
             PacketSender::new().err().map(|e| e.to_string()),
             ArpSocket::new().err().map(|e| e.to_string()),
             IcmpSocket::new().err().map(|e| e.to_string()),
-            UdpSocket::bind(SocketAddrV4::new(LO, 67), None)
-                .err()
-                .map(|e| e.to_string()),
+            UdpSocket::bind(SocketAddrV4::new(LO, 67), None).err().map(|e| e.to_string()),
         )
     })
     .join()
     .expect("thread");
-    assert_eq!(
-        results.0.as_deref(),
-        Some("opening an AF_PACKET socket needs CAP_NET_RAW (operation not permitted)")
-    );
-    assert_eq!(
-        results.1.as_deref(),
-        Some("opening an AF_PACKET socket needs CAP_NET_RAW (operation not permitted)")
-    );
-    assert_eq!(
-        results.2.as_deref(),
-        Some("opening a raw ICMP socket needs CAP_NET_RAW (operation not permitted)")
-    );
-    let unprivileged_start =
-        std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok())
-            .unwrap_or(1024);
+    assert_eq!(results.0.as_deref(), Some("opening an AF_PACKET socket needs CAP_NET_RAW (operation not permitted)"));
+    assert_eq!(results.1.as_deref(), Some("opening an AF_PACKET socket needs CAP_NET_RAW (operation not permitted)"));
+    assert_eq!(results.2.as_deref(), Some("opening a raw ICMP socket needs CAP_NET_RAW (operation not permitted)"));
+    let unprivileged_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(1024);
     if unprivileged_start > 67 {
         assert_eq!(
             results.3.as_deref(),

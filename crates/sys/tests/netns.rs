@@ -21,19 +21,11 @@ use cdra_sys::udp::{Received, RecvBatch, UdpSocket};
 
 /// Runs `ip ARGS`; Err(stderr) on failure.
 fn ip(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run ip: {e}"))?;
+    let out = Command::new("ip").args(args).stdin(Stdio::null()).output().map_err(|e| format!("cannot run ip: {e}"))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
     }
 }
 
@@ -59,12 +51,8 @@ impl Pair {
         }
         remove_stale_namespaces();
         let pid = std::process::id();
-        let mut pair = Pair {
-            a: format!("sysT{pid}x{tag}a"),
-            b: format!("sysT{pid}x{tag}b"),
-            net,
-            created: Vec::new(),
-        };
+        let mut pair =
+            Pair { a: format!("sysT{pid}x{tag}a"), b: format!("sysT{pid}x{tag}b"), net, created: Vec::new() };
         for ns in [pair.a.clone(), pair.b.clone()] {
             if let Err(e) = ip(&["netns", "add", &ns]) {
                 eprintln!("note: skipping netns test {tag}: {e}");
@@ -76,9 +64,7 @@ impl Pair {
         let addr_a = format!("10.99.{net}.1/24");
         let addr_b = format!("10.99.{net}.2/24");
         let steps: [&[&str]; 7] = [
-            &[
-                "-n", &a, "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", &b,
-            ],
+            &["-n", &a, "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", &b],
             &["-n", &a, "addr", "add", &addr_a, "dev", "va"],
             &["-n", &b, "addr", "add", &addr_b, "dev", "vb"],
             &["-n", &a, "link", "set", "lo", "up"],
@@ -92,10 +78,7 @@ impl Pair {
         // Wait for the carrier so that the first packets are not dropped.
         let deadline = Instant::now() + Duration::from_secs(2);
         for (ns, dev) in [(&a, "va"), (&b, "vb")] {
-            while !ip(&["-n", ns, "-o", "link", "show", dev])
-                .map(|s| s.contains("LOWER_UP"))
-                .unwrap_or(false)
-            {
+            while !ip(&["-n", ns, "-o", "link", "show", dev]).map(|s| s.contains("LOWER_UP")).unwrap_or(false) {
                 assert!(Instant::now() < deadline, "veth {dev} did not come up");
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -157,12 +140,7 @@ fn remove_stale_namespaces() {
 
 /// Polls `fd` for up to `total`, calling `check` whenever it is readable and `retry` every
 /// 250 ms, until `check` returns Some.
-fn wait_for<T>(
-    fd: RawFd,
-    total: Duration,
-    mut check: impl FnMut() -> Option<T>,
-    mut retry: impl FnMut(),
-) -> Option<T> {
+fn wait_for<T>(fd: RawFd, total: Duration, mut check: impl FnMut() -> Option<T>, mut retry: impl FnMut()) -> Option<T> {
     let deadline = Instant::now() + total;
     let mut next_retry = Instant::now() + Duration::from_millis(250);
     let mut ready = [false];
@@ -186,14 +164,7 @@ fn wait_for<T>(
 }
 
 fn owned(r: &Received<'_>) -> (Vec<u8>, SocketAddrV4, Ipv4Addr, Ipv4Addr, u32, bool) {
-    (
-        r.data.to_vec(),
-        r.src,
-        r.dst,
-        r.local,
-        r.ifindex,
-        r.truncated,
-    )
+    (r.data.to_vec(), r.src, r.dst, r.local, r.ifindex, r.truncated)
 }
 
 /// Receives the first datagram whose payload is `want` (within 2 s), resending with `retry`.
@@ -246,12 +217,7 @@ fn lookup(name: &str) -> Interface {
 #[test]
 fn packet_sender_delivers_datagrams_without_neighbour_entries() {
     let Some(p) = Pair::new("pk", 1) else { return };
-    let (rx, vb) = p.in_b(|| {
-        (
-            UdpSocket::bind_any(68, None).expect("bind :68"),
-            lookup("vb"),
-        )
-    });
+    let (rx, vb) = p.in_b(|| (UdpSocket::bind_any(68, None).expect("bind :68"), lookup("vb")));
     let (tx, va) = p.in_a(|| (PacketSender::new().expect("PacketSender"), lookup("va")));
     let vb_mac = vb.mac.expect("vb has a MAC");
     let from = SocketAddrV4::new(p.ip_a(), 67);
@@ -265,48 +231,20 @@ fn packet_sender_delivers_datagrams_without_neighbour_entries() {
     };
     send_unicast();
     let got = recv_payload(&rx, &mut batch, b"unicast", send_unicast).expect("unicast arrives");
-    assert_eq!(
-        got,
-        (
-            b"unicast".to_vec(),
-            from,
-            p.ip_b(),
-            p.ip_b(),
-            vb.index,
-            false
-        )
-    );
+    assert_eq!(got, (b"unicast".to_vec(), from, p.ip_b(), p.ip_b(), vb.index, false));
 
     // Broadcast to ff:ff:ff:ff:ff:ff / 255.255.255.255.
-    let bcast = ipv4_udp(
-        from,
-        SocketAddrV4::new(Ipv4Addr::BROADCAST, 68),
-        b"broadcast",
-    );
+    let bcast = ipv4_udp(from, SocketAddrV4::new(Ipv4Addr::BROADCAST, 68), b"broadcast");
     let send_bcast = || {
-        tx.send(va.index, BROADCAST_MAC, &bcast)
-            .expect("send broadcast");
+        tx.send(va.index, BROADCAST_MAC, &bcast).expect("send broadcast");
     };
     send_bcast();
     let got = recv_payload(&rx, &mut batch, b"broadcast", send_bcast).expect("broadcast arrives");
-    assert_eq!(
-        got,
-        (
-            b"broadcast".to_vec(),
-            from,
-            Ipv4Addr::BROADCAST,
-            p.ip_b(),
-            vb.index,
-            false
-        )
-    );
+    assert_eq!(got, (b"broadcast".to_vec(), from, Ipv4Addr::BROADCAST, p.ip_b(), vb.index, false));
 
     // The sender never resolved the peer through the neighbour table.
     let neigh = ip(&["-4", "-n", &p.a, "neigh", "show", "dev", "va"]).expect("ip neigh");
-    assert!(
-        neigh.trim().is_empty(),
-        "unexpected neighbour entries: {neigh}"
-    );
+    assert!(neigh.trim().is_empty(), "unexpected neighbour entries: {neigh}");
 
     // Errors are reported, not panicked on: an unknown interface index.
     assert!(tx.send(999_999, vb_mac, &unicast).is_err());
@@ -316,61 +254,30 @@ fn packet_sender_delivers_datagrams_without_neighbour_entries() {
 fn udp_send_to_broadcast_out_of_chosen_interface() {
     let Some(p) = Pair::new("ud", 2) else { return };
     // The client side listens on :68 bound to its device (SO_BINDTODEVICE).
-    let (client, vb) = p.in_b(|| {
-        (
-            UdpSocket::bind_any(68, Some("vb")).expect("bind :68 vb"),
-            lookup("vb"),
-        )
-    });
+    let (client, vb) = p.in_b(|| (UdpSocket::bind_any(68, Some("vb")).expect("bind :68 vb"), lookup("vb")));
     // The relay side listens on :67 (the production port).
-    let (relay, va) = p.in_a(|| {
-        (
-            UdpSocket::bind_any(67, None).expect("bind :67"),
-            lookup("va"),
-        )
-    });
+    let (relay, va) = p.in_a(|| (UdpSocket::bind_any(67, None).expect("bind :67"), lookup("va")));
     let mut batch = RecvBatch::new(4, 1500);
 
     let to = SocketAddrV4::new(Ipv4Addr::BROADCAST, 68);
     let send = || {
-        relay
-            .send_to(b"offer", to, Some(p.ip_a()), Some(va.index))
-            .expect("send broadcast");
+        relay.send_to(b"offer", to, Some(p.ip_a()), Some(va.index)).expect("send broadcast");
     };
     send();
     let got = recv_payload(&client, &mut batch, b"offer", send).expect("broadcast arrives");
     assert_eq!(
         got,
-        (
-            b"offer".to_vec(),
-            SocketAddrV4::new(p.ip_a(), 67),
-            Ipv4Addr::BROADCAST,
-            p.ip_b(),
-            vb.index,
-            false
-        )
+        (b"offer".to_vec(), SocketAddrV4::new(p.ip_a(), 67), Ipv4Addr::BROADCAST, p.ip_b(), vb.index, false)
     );
 
     // And back: unicast to the relay's address, seen with its header destination.
     let to_relay = SocketAddrV4::new(p.ip_a(), 67);
     let send_back = || {
-        client
-            .send_to(b"request", to_relay, None, None)
-            .expect("send unicast");
+        client.send_to(b"request", to_relay, None, None).expect("send unicast");
     };
     send_back();
     let got = recv_payload(&relay, &mut batch, b"request", send_back).expect("unicast arrives");
-    assert_eq!(
-        got,
-        (
-            b"request".to_vec(),
-            SocketAddrV4::new(p.ip_b(), 68),
-            p.ip_a(),
-            p.ip_a(),
-            va.index,
-            false
-        )
-    );
+    assert_eq!(got, (b"request".to_vec(), SocketAddrV4::new(p.ip_b(), 68), p.ip_a(), p.ip_a(), va.index, false));
 }
 
 #[test]
@@ -382,10 +289,7 @@ fn arp_probe_is_answered_by_the_address_owner() {
     let mut buf = [0u8; 256];
 
     let target = p.ip_b();
-    let probe = || {
-        arp.send_probe(va.index, our_mac, target)
-            .expect("send probe")
-    };
+    let probe = || arp.send_probe(va.index, our_mac, target).expect("send probe");
     probe();
     let seen = wait_for(
         arp.as_raw_fd(),
@@ -413,8 +317,7 @@ fn arp_probe_is_answered_by_the_address_owner() {
 
     // Nobody has this address: no answer.
     let unused = Ipv4Addr::new(10, 99, p.net, 77);
-    arp.send_probe(va.index, our_mac, unused)
-        .expect("send probe");
+    arp.send_probe(va.index, our_mac, unused).expect("send probe");
     let answer = wait_for(
         arp.as_raw_fd(),
         Duration::from_millis(150),
@@ -437,13 +340,8 @@ fn arp_probe_is_answered_by_the_address_owner() {
 fn arp_socket_reports_wire_traffic_but_not_our_own() {
     let Some(p) = Pair::new("aw", 4) else { return };
     let (arp_b, vb) = p.in_b(|| (ArpSocket::new().expect("ArpSocket b"), lookup("vb")));
-    let (arp_a, icmp_a, va) = p.in_a(|| {
-        (
-            ArpSocket::new().expect("ArpSocket a"),
-            IcmpSocket::new().expect("IcmpSocket a"),
-            lookup("va"),
-        )
-    });
+    let (arp_a, icmp_a, va) =
+        p.in_a(|| (ArpSocket::new().expect("ArpSocket a"), IcmpSocket::new().expect("IcmpSocket a"), lookup("va")));
     // Pinging an unused address makes a's kernel send ARP requests from 10.99.4.1.
     let unused = Ipv4Addr::new(10, 99, p.net, 50);
     let ping = || icmp_a.send_echo(unused, 1, 1).expect("send echo");
@@ -499,14 +397,7 @@ fn icmp_echo_round_trip() {
         send,
     )
     .expect("echo reply");
-    assert_eq!(
-        reply,
-        EchoReply {
-            src: target,
-            ident: 0x4242,
-            seq: 7
-        }
-    );
+    assert_eq!(reply, EchoReply { src: target, ident: 0x4242, seq: 7 });
     // Nothing else is pending: would-block is None.
     while icmp.recv_reply(&mut buf).expect("recv").is_some() {}
     assert_eq!(icmp.recv_reply(&mut buf).expect("recv"), None);
@@ -516,18 +407,7 @@ fn icmp_echo_round_trip() {
 fn interface_facts_inside_a_namespace() {
     let Some(p) = Pair::new("if", 6) else { return };
     ip(&["-n", &p.a, "link", "set", "va", "mtu", "1400"]).expect("set mtu");
-    ip(&[
-        "-n",
-        &p.a,
-        "addr",
-        "add",
-        "10.99.6.9/32",
-        "dev",
-        "va",
-        "label",
-        "va:1",
-    ])
-    .expect("alias");
+    ip(&["-n", &p.a, "addr", "add", "10.99.6.9/32", "dev", "va", "label", "va:1"]).expect("alias");
     ip(&["-n", &p.b, "link", "set", "vb", "down"]).expect("vb down");
 
     let (va, all, by_index, missing) = p.in_a(|| {
@@ -545,13 +425,7 @@ fn interface_facts_inside_a_namespace() {
     assert!(va.up);
     let mac = va.mac.expect("va has a MAC");
     assert_ne!(mac, [0; 6]);
-    assert_eq!(
-        va.ipv4,
-        vec![
-            Ipv4Net::new(p.ip_a(), 24),
-            Ipv4Net::new(Ipv4Addr::new(10, 99, 6, 9), 32)
-        ]
-    );
+    assert_eq!(va.ipv4, vec![Ipv4Net::new(p.ip_a(), 24), Ipv4Net::new(Ipv4Addr::new(10, 99, 6, 9), 32)]);
     assert_eq!(va.ipv4[0].broadcast(), Ipv4Addr::new(10, 99, 6, 255));
     assert_eq!(by_index, va);
     let names: Vec<&str> = all.iter().map(|i| i.name.as_str()).collect();
