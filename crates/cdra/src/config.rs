@@ -54,6 +54,14 @@ struct FileConfig {
     proxy: Option<FileProxy>,
     #[serde(default)]
     control: FileControl,
+    #[serde(default)]
+    metrics: FileMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMetrics {
+    listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -157,6 +165,8 @@ pub struct Settings {
     pub proxy: cdra_core::ProxyConfig,
     /// Control socket path (`cdra cache ...`), if any.
     pub control_socket: Option<std::path::PathBuf>,
+    /// Prometheus endpoint, if any.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Parse a duration such as "30s", "10m", "9d" (humantime syntax).
@@ -325,6 +335,13 @@ fn validate(file: FileConfig) -> Result<Settings, ConfigError> {
         Some(p) if p.starts_with('/') => Some(std::path::PathBuf::from(p)),
         Some(p) => return Err(err("control.socket", format!("{p:?} must be an absolute path"))),
     };
+    let metrics_listen = match file.metrics.listen.as_deref() {
+        None | Some("") => None,
+        Some(a) => Some(
+            a.parse::<std::net::SocketAddr>()
+                .map_err(|_| err("metrics.listen", format!("{a:?} is not an address:port like \"127.0.0.1:9167\"")))?,
+        ),
+    };
     Ok(Settings {
         mode,
         servers,
@@ -337,6 +354,7 @@ fn validate(file: FileConfig) -> Result<Settings, ConfigError> {
         option82,
         proxy,
         control_socket,
+        metrics_listen,
     })
 }
 
@@ -512,6 +530,7 @@ server_id_override = true
             (format!("{MINIMAL}[proxy]\nprobe_timeout = \"1h\"\n"), "proxy.probe_timeout: \"1h\" is out of range"),
             (format!("{MINIMAL}[proxy]\nsafe = true\n"), "proxy.safe: unknown field"),
             (format!("{MINIMAL}[control]\nsocket = \"relative.sock\"\n"), "control.socket"),
+            (format!("{MINIMAL}[metrics]\nlisten = \"localhost\"\n"), "metrics.listen"),
         ];
         for (text, expected) in cases {
             let e = error_of(&text);

@@ -25,6 +25,7 @@ use cdra_wire::ipv4::{write_ipv4_udp, Ipv4UdpHeader, IPV4_UDP_HEADER_LEN};
 
 use crate::config::Settings;
 use crate::control::ControlServer;
+use crate::metrics::{IoCounters, MetricsServer};
 use crate::report;
 
 /// Datagrams received per `recvmmsg`.
@@ -230,6 +231,10 @@ pub fn run(settings: Settings) -> Result<()> {
         Some(path) => Some(ControlServer::bind(path)?),
         None => None,
     };
+    let metrics = match settings.metrics_listen {
+        Some(addr) => Some(MetricsServer::bind(addr)?),
+        None => None,
+    };
     let mut io = Io {
         udp,
         packet,
@@ -266,6 +271,8 @@ pub fn run(settings: Settings) -> Result<()> {
         let servers: Vec<String> = c.servers.iter().map(|s| s.to_string()).collect();
         tracing::info!(mode = ?c.mode, downstream = %ds.join(","), upstream = %settings.upstream.join(","), servers = %servers.join(","), "cdra started");
     }
+    // systemd Type=notify: ready once every socket is open (a no-op outside systemd).
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
     // Descriptors polled: UDP, signals, then the optional ARP, ICMP and control sockets.
     let mut fds = vec![io.udp.as_raw_fd(), signal_read.as_raw_fd()];
@@ -276,6 +283,10 @@ pub fn run(settings: Settings) -> Result<()> {
     });
     let control_at = control.as_ref().map(|c| {
         fds.push(c.fd());
+        fds.len() - 1
+    });
+    let metrics_at = metrics.as_ref().map(|m| {
+        fds.push(m.fd());
         fds.len() - 1
     });
     let mut ready = vec![false; fds.len()];
@@ -308,6 +319,11 @@ pub fn run(settings: Settings) -> Result<()> {
                 read_probe_answers(&mut io, &mut engine, now, &mut outbox, &mut probe_buf);
                 io.send_all(&outbox);
                 outbox.clear();
+            }
+        }
+        if let (Some(i), Some(m)) = (metrics_at, &metrics) {
+            if ready.get(i) == Some(&true) {
+                m.serve(&engine, now, IoCounters { send_errors: io.send_errors, oversized: truncated });
             }
         }
         if let (Some(i), Some(c)) = (control_at, &control) {
@@ -349,6 +365,7 @@ pub fn run(settings: Settings) -> Result<()> {
             }
         }
     }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     tracing::info!("cdra stopping");
     report::log_counters(&engine, io.send_errors, truncated);
     Ok(())

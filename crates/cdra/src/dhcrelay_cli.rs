@@ -128,6 +128,7 @@ pub fn parse(args: &[String]) -> Result<DhcrelayCommand, ConfigError> {
         option82: Option82Config { insert, remote_id: None, policy, link_selection: false, server_id_override: false },
         proxy: cdra_core::ProxyConfig::default(),
         control_socket: None,
+        metrics_listen: None,
     };
     Ok(DhcrelayCommand { settings, quiet, pid_file, notes })
 }

@@ -10,6 +10,7 @@ mod config;
 mod control;
 mod daemon;
 mod dhcrelay_cli;
+mod metrics;
 mod report;
 
 use std::path::PathBuf;

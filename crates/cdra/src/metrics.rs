@@ -1,0 +1,169 @@
+//! Prometheus metrics over HTTP (`[metrics] listen = "ADDR:PORT"`, GET /metrics).
+//!
+//! The counters live in the engine, which has one owner: the data-plane loop. Rather than
+//! mirror every counter into shared atomics on the per-packet path, the loop answers a
+//! scrape itself, rendering the text exposition format from the engine's counters. A
+//! scrape costs the loop a few microseconds; connections get short deadlines so a slow
+//! client cannot stall it.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use cdra_core::counters::MessageKind;
+use cdra_core::{DropReason, Engine, Timestamp};
+
+/// The listening socket.
+pub struct MetricsServer {
+    listener: TcpListener,
+}
+
+/// Counters kept by the I/O layer rather than the engine.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IoCounters {
+    /// Sends that failed.
+    pub send_errors: u64,
+    /// Datagrams larger than the receive buffer.
+    pub oversized: u64,
+}
+
+impl MetricsServer {
+    /// Listen on `addr`.
+    pub fn bind(addr: SocketAddr) -> Result<Self> {
+        let listener = TcpListener::bind(addr).with_context(|| format!("metrics.listen: cannot listen on {addr}"))?;
+        listener.set_nonblocking(true).context("metrics.listen")?;
+        Ok(MetricsServer { listener })
+    }
+
+    /// The descriptor to poll.
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.listener)
+    }
+
+    /// Answer every pending scrape.
+    pub fn serve(&self, engine: &Engine, now: Timestamp, io: IoCounters) {
+        while let Ok((stream, _)) = self.listener.accept() {
+            let _ = answer(stream, engine, now, io);
+        }
+    }
+}
+
+fn answer(mut stream: TcpStream, engine: &Engine, now: Timestamp, io: IoCounters) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+    stream.set_write_timeout(Some(Duration::from_millis(500)))?;
+    let mut request = [0u8; 1024];
+    let n = stream.read(&mut request)?;
+    let head = std::str::from_utf8(request.get(..n).unwrap_or(&[])).unwrap_or("");
+    let (status, body) = if head.starts_with("GET /metrics ") || head.starts_with("GET / ") {
+        ("200 OK", render(engine, now, io))
+    } else {
+        ("404 Not Found", "try GET /metrics\n".to_string())
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes())
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// The exposition text.
+pub fn render(engine: &Engine, now: Timestamp, io: IoCounters) -> String {
+    let mut out = String::with_capacity(8192);
+    let c = engine.counters();
+    let names: Vec<&str> = engine.interface_slot_names().collect();
+    for (metric, help, pick) in [
+        ("cdra_received_total", "DHCP messages received, by interface and message type.", 0),
+        ("cdra_sent_total", "DHCP messages sent, by interface and message type.", 1),
+    ] {
+        family(&mut out, metric, "counter", help);
+        for (iface, ic) in names.iter().zip(&c.interfaces) {
+            let values = if pick == 0 { &ic.received } else { &ic.sent };
+            for (label, v) in MessageKind::LABELS.iter().zip(values) {
+                if *v > 0 {
+                    let _ = writeln!(out, "{metric}{{interface=\"{iface}\",type=\"{label}\"}} {v}");
+                }
+            }
+        }
+    }
+    family(&mut out, "cdra_dropped_total", "counter", "Datagrams dropped, by interface and reason.");
+    for (iface, ic) in names.iter().zip(&c.interfaces) {
+        for reason in DropReason::ALL {
+            let v = ic.dropped.get(reason.index()).copied().unwrap_or(0);
+            if v > 0 {
+                let _ = writeln!(out, "cdra_dropped_total{{interface=\"{iface}\",reason=\"{}\"}} {v}", reason.label());
+            }
+        }
+    }
+    family(&mut out, "cdra_server_requests_total", "counter", "Requests relayed to each server.");
+    for (s, sc) in engine.servers().servers().iter().zip(&c.servers) {
+        let _ = writeln!(out, "cdra_server_requests_total{{server=\"{}\"}} {}", s.addr, sc.requests_sent);
+    }
+    family(&mut out, "cdra_server_replies_total", "counter", "Replies accepted from each server.");
+    for (s, sc) in engine.servers().servers().iter().zip(&c.servers) {
+        let _ = writeln!(out, "cdra_server_replies_total{{server=\"{}\"}} {}", s.addr, sc.replies_received);
+    }
+    family(&mut out, "cdra_server_up", "gauge", "1 while the server answers requests, 0 when it is considered down.");
+    for (i, s) in engine.servers().servers().iter().enumerate() {
+        let _ = writeln!(out, "cdra_server_up{{server=\"{}\"}} {}", s.addr, u8::from(engine.servers().is_up(i, now)));
+    }
+    family(&mut out, "cdra_option82_not_added_total", "counter", "Option 82 not added because the message would be too large.");
+    let _ = writeln!(out, "cdra_option82_not_added_total {}", c.option82_not_added_too_large);
+    family(&mut out, "cdra_send_errors_total", "counter", "Datagrams the kernel refused to send.");
+    let _ = writeln!(out, "cdra_send_errors_total {}", io.send_errors);
+    family(&mut out, "cdra_oversized_datagrams_total", "counter", "Datagrams larger than the receive buffer.");
+    let _ = writeln!(out, "cdra_oversized_datagrams_total {}", io.oversized);
+    if engine.config().mode == cdra_core::Mode::Proxy {
+        family(&mut out, "cdra_clients", "gauge", "Records in the client table.");
+        let _ = writeln!(out, "cdra_clients {}", engine.table().len());
+        let p = &c.proxy;
+        family(&mut out, "cdra_proxy_events_total", "counter", "Proxy-mode events, by kind.");
+        for (kind, v) in [
+            ("local_offer", p.local_offers),
+            ("local_ack", p.local_acks),
+            ("local_nak", p.local_naks),
+            ("bootp_spoofed", p.bootp_spoofed),
+            ("forwarded", p.forwarded),
+            ("changed_request", p.changed_requests),
+            ("rebind_forwarded", p.rebinds_forwarded),
+            ("renewal_forwarded", p.renewals_forwarded),
+            ("offer_discarded", p.offers_discarded),
+            ("ack_discarded", p.acks_discarded),
+            ("nak_discarded", p.naks_discarded),
+            ("probe_started", p.probes_started),
+            ("probe_found_in_use", p.probes_found_in_use),
+            ("probe_timed_out", p.probes_timed_out),
+            ("probe_refused_full", p.probes_refused_full),
+            ("local_renewal", p.local_renewals),
+            ("upstream_renewal", p.upstream_renewals),
+            ("upstream_renewal_acked", p.upstream_renewals_acked),
+            ("lapsed", p.lapsed),
+            ("release_sent", p.releases_sent),
+            ("lapsed_still_in_use", p.lapsed_still_in_use),
+        ] {
+            let _ = writeln!(out, "cdra_proxy_events_total{{event=\"{kind}\"}} {v}");
+        }
+        family(&mut out, "cdra_records_removed_total", "counter", "Client records removed, by cause.");
+        for (cause, v) in [
+            ("client_gave_up", p.removed_client_gave_up),
+            ("server_nak", p.removed_server_nak),
+            ("evicted", p.evicted),
+            ("expired", p.expired),
+            ("wrong_subnet", p.wrong_subnet),
+            ("address_in_use", p.removed_in_use),
+            ("reassigned", p.reassigned),
+            ("flushed", p.flushed),
+        ] {
+            let _ = writeln!(out, "cdra_records_removed_total{{cause=\"{cause}\"}} {v}");
+        }
+        family(&mut out, "cdra_answered_without_server_total", "counter", "Client messages answered from the table, never reaching a server.");
+        let _ = writeln!(out, "cdra_answered_without_server_total {}", p.local_offers + p.local_acks + p.bootp_spoofed);
+    }
+    out
+}
