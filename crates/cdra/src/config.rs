@@ -459,6 +459,13 @@ mod tests {
     }
 
     #[test]
+    fn shipped_example_configs_are_valid() {
+        for text in [include_str!("../../../contrib/relay.toml"), include_str!("../../../contrib/proxy.toml")] {
+            parse(text).expect("example configuration must stay valid");
+        }
+    }
+
+    #[test]
     fn full_config() {
         let text = r#"
 mode = "relay"
