@@ -70,6 +70,11 @@ pub(crate) struct PendingProbe {
     target: Ipv4Addr,
     key: ClientKey,
     client_mac: Option<[u8; 6]>,
+    /// An ICMP echo reply came back. It carries no MAC address: it counts as a conflict
+    /// only if no ARP answer shows it was the client itself.
+    icmp_answered: bool,
+    /// The client's own MAC answered the ARP probe (it still has the address configured).
+    client_answered: bool,
     deadline: Timestamp,
     /// The client's REQUEST, answered when the probe times out (empty for a lapse).
     request: Vec<u8>,
@@ -682,6 +687,8 @@ impl Engine {
             target,
             key,
             client_mac: None,
+            icmp_answered: false,
+            client_answered: false,
             deadline: now.saturating_add(self.config.proxy.probe_timeout),
             request: Vec::new(),
         });
@@ -814,15 +821,21 @@ impl Engine {
             target,
             key,
             client_mac: msg.ethernet_chaddr(),
+            icmp_answered: false,
+            client_answered: false,
             deadline: now.saturating_add(self.config.proxy.probe_timeout),
             request: msg.as_bytes().to_vec(),
         });
         Verdict::AwaitingProbe
     }
 
-    /// Some host answered a probe (ARP reply or request naming `address` as its sender, or
-    /// an ICMP echo reply from it). An ARP answer from the requesting client's own MAC is
-    /// the client itself and does not count.
+    /// Some host answered a probe: an ARP reply or request naming `address` as its sender
+    /// (`mac` is then its hardware address), or an ICMP echo reply from it (`mac` None).
+    ///
+    /// For a local ACK, an ARP answer from another MAC is a conflict at once; an answer
+    /// from the requesting client's own MAC is the client itself (it kept the address
+    /// configured); an ICMP reply is a conflict when the probe ends unless the client's own
+    /// MAC answered ARP. For a lapsed lease any answer means the address is in use.
     pub fn handle_probe_answer(
         &mut self,
         now: Timestamp,
@@ -834,37 +847,58 @@ impl Engine {
         let _ = now;
         let mut i = 0;
         while i < self.proxy.probes.len() {
-            // For a lapse any answer counts, the client's own included: whoever it is, the
-            // address is in use and must not be released (Appendix A.2).
-            let hit = self.proxy.probes.get(i).is_some_and(|p| {
-                p.ifindex == ifindex
-                    && p.target == address
-                    && (p.purpose == ProbePurpose::Lapse || mac.is_none() || mac != p.client_mac)
-            });
-            if !hit {
+            let Some(p) = self.proxy.probes.get_mut(i) else { break };
+            if p.ifindex != ifindex || p.target != address {
+                i += 1;
+                continue;
+            }
+            let conflict = match (p.purpose, mac) {
+                (ProbePurpose::Lapse, _) => true,
+                (ProbePurpose::LocalAck, Some(m)) if Some(m) == p.client_mac => {
+                    p.client_answered = true;
+                    false
+                }
+                (ProbePurpose::LocalAck, Some(_)) => true,
+                (ProbePurpose::LocalAck, None) => {
+                    p.icmp_answered = true;
+                    false
+                }
+            };
+            if !conflict {
                 i += 1;
                 continue;
             }
             let p = self.proxy.probes.swap_remove(i);
-            self.counters.proxy.probes_found_in_use += 1;
-            if p.purpose == ProbePurpose::Lapse {
-                self.counters.proxy.lapsed_still_in_use += 1;
-                if let Some(slot) = self.table.find(&p.key) {
-                    self.proxy_drop_record(slot, Removal::AddressInUse);
-                }
-                continue;
-            }
+            self.probe_found_in_use(p, outbox);
+        }
+    }
+
+    /// The probed address is in use by someone else.
+    fn probe_found_in_use(&mut self, p: PendingProbe, outbox: &mut Outbox) {
+        self.counters.proxy.probes_found_in_use += 1;
+        if p.purpose == ProbePurpose::Lapse {
+            // Appendix A.2: the address is in use; release nothing.
+            self.counters.proxy.lapsed_still_in_use += 1;
             if let Some(slot) = self.table.find(&p.key) {
                 self.proxy_drop_record(slot, Removal::AddressInUse);
             }
-            if let Ok(request) = Message::new_checked(&p.request[..]) {
-                self.send_nak(p.ds, &request, outbox);
-            }
+            return;
+        }
+        // Paper 3.2: "If a host replies, the CDRA should respond with a NAK and remove the
+        // address from its database."
+        if let Some(slot) = self.table.find(&p.key) {
+            self.proxy_drop_record(slot, Removal::AddressInUse);
+        }
+        if let Ok(request) = Message::new_checked(&p.request[..]) {
+            self.send_nak(p.ds, &request, outbox);
         }
     }
 
     /// A probe timed out: nobody uses the address; ACK if the record still allows it.
     fn finish_probe(&mut self, now: Timestamp, p: PendingProbe, outbox: &mut Outbox) {
+        if p.icmp_answered && !p.client_answered {
+            return self.probe_found_in_use(p, outbox);
+        }
         self.counters.proxy.probes_timed_out += 1;
         if p.purpose == ProbePurpose::Lapse {
             if let Some(slot) = self.table.find(&p.key) {

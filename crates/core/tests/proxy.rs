@@ -419,3 +419,23 @@ fn decoding_never_panics_and_rejects_other_versions() {
         let _ = decode_record(&junk);
     }
 }
+
+#[test]
+fn an_echo_reply_is_a_conflict_unless_the_clients_own_mac_answered_arp() {
+    // Someone answers ICMP, nobody answers ARP with the client's MAC: NAK at the deadline.
+    let mut h = Harness::new(proxy_config());
+    bound_client(&mut h);
+    assert_eq!(h.client_sends(&init_reboot()), Verdict::AwaitingProbe);
+    h.probe_answer(ADDR, None);
+    assert!(h.sent().is_empty(), "decided when the probe ends");
+    h.run_timers(2);
+    assert_eq!(parse(&h.only_sent().1).message_type(), Some(MessageType::Nak));
+    // The client kept its address configured: ARP from its MAC and ICMP both answer: ACK.
+    let mut h = Harness::new(proxy_config());
+    bound_client(&mut h);
+    assert_eq!(h.client_sends(&init_reboot()), Verdict::AwaitingProbe);
+    h.probe_answer(ADDR, None);
+    h.probe_answer(ADDR, Some(MAC));
+    h.run_timers(2);
+    assert_eq!(parse(&h.only_sent().1).message_type(), Some(MessageType::Ack));
+}
