@@ -589,17 +589,25 @@ impl Engine {
         m.set_yiaddr(address);
         m.set_ciaddr(if reply_type == Some(MessageType::Ack) { request.ciaddr() } else { Ipv4Addr::UNSPECIFIED });
         if let Some(t) = reply_type {
-            m.patch_option(OptionCode::MESSAGE_TYPE, &[t.to_u8()]);
-            // Paper 4.1, 5.1: to the client we are the server.
-            m.patch_option_addr(OptionCode::SERVER_ID, ours);
+            // Paper 4.1, 5.1: to the client we are the server; lease time, T1 and T2 reflect
+            // what we really give. One walk over the options patches them all.
+            let lease_bytes = lease.to_be_bytes();
+            let t1 = (lease / 2).to_be_bytes();
+            let t2 = ((u64::from(lease) * 7 / 8) as u32).to_be_bytes();
+            let ours_bytes = ours.octets();
+            let type_byte = [t.to_u8()];
+            let patches: [(u8, &[u8]); 5] = [
+                (OptionCode::MESSAGE_TYPE, &type_byte),
+                (OptionCode::SERVER_ID, &ours_bytes),
+                (OptionCode::LEASE_TIME, &lease_bytes),
+                (OptionCode::RENEWAL_T1, &t1),
+                (OptionCode::REBINDING_T2, &t2),
+            ];
+            // An infinite lease stays infinite: patch only type and server identifier.
+            let n = if lease == u32::MAX { 2 } else { patches.len() };
+            m.patch_options(patches.get(..n).unwrap_or(&[]));
             if server.is_some_and(|b| m.siaddr() == b.id || m.siaddr() == b.addr) {
                 m.set_siaddr(ours);
-            }
-            if lease != u32::MAX {
-                // Paper 5.1: lease time, T1 and T2 reflect what we really give.
-                m.patch_option_u32(OptionCode::LEASE_TIME, lease);
-                m.patch_option_u32(OptionCode::RENEWAL_T1, lease / 2);
-                m.patch_option_u32(OptionCode::REBINDING_T2, (u64::from(lease) * 7 / 8) as u32);
             }
         }
         let destination = reply_destination(&m, iface, ours);

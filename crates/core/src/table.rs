@@ -14,7 +14,7 @@
 
 use core::fmt;
 use core::net::Ipv4Addr;
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use cdra_wire::Message;
 

@@ -439,6 +439,25 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Message<T> {
         n
     }
 
+    /// Several [`Self::patch_option`]s in one walk over the options: each `(code, value)`
+    /// overwrites every instance of `code` whose length equals `value.len()`. Returns how
+    /// many instances were patched in all. (A local answer patches five options; one walk
+    /// instead of five keeps it well under 100 ns.)
+    pub fn patch_options(&mut self, patches: &[(u8, &[u8])]) -> usize {
+        let mut cursor = Cursor::new(self.as_bytes().len(), self.overload);
+        let mut n = 0;
+        while let Some(f) = cursor.next(self.buffer.as_ref()) {
+            if f.code == OptionCode::OVERLOAD {
+                continue;
+            }
+            if let Some((_, value)) = patches.iter().find(|(code, value)| *code == f.code && value.len() == f.len) {
+                write_bytes(self.bytes_mut(), f.offset + 2, value);
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Patch a 4-byte option holding an address (e.g. option 54). See [`Self::patch_option`].
     pub fn patch_option_addr(&mut self, code: u8, a: Ipv4Addr) -> usize {
         self.patch_option(code, &a.octets())
