@@ -335,7 +335,9 @@ impl Engine {
         let safe = self.config.proxy.safe_network;
         let ciaddr = msg.ciaddr();
         let requested = msg.requested_ip();
-        if let Some(sid) = msg.server_identifier() {
+        // RFC 2131 4.3.2 tells the client states apart: SELECTING names a server and has
+        // ciaddr 0 (a non-compliant client that names us while renewing is RENEWING).
+        if let Some(sid) = msg.server_identifier().filter(|_| ciaddr.is_unspecified()) {
             // SELECTING: the client answers an OFFER. RFC 2131 4.3.2: "If the DHCPREQUEST
             // message contains a 'server identifier' option, the message is in response to
             // a DHCPOFFER message."
