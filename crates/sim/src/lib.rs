@@ -11,10 +11,25 @@
 //! - [`server`]: the model server. [`client`]: the model client.
 //! - [`net`]: the network ([`Sim`]), delivery rules, invariants, counters.
 //! - [`workload`]: random days and weeks of reboots, releases, moves and outages.
-//! - [`engine_api`]: the only place that calls the engine's proxy-mode API (feature
-//!   `proxy`) and persistence hook (feature `persistence`).
+//! - [`engine_api`]: the only place that calls the engine beyond `handle_datagram` (probe
+//!   answers, timers, the client table, persistence dump/restore).
+//! - [`msg`], [`trace`], [`rng`]: message summaries, the event trace, the seeded PRNG.
 //!
-//! Nothing here reads files or the wall clock.
+//! Typical use:
+//!
+//! ```
+//! use cdra_core::Mode;
+//! use cdra_sim::{secs, IdStyle, Sim, SimConfig};
+//!
+//! let mut sim = Sim::new(SimConfig::small(1, Mode::Proxy));
+//! let a = sim.add_dhcp_client(0, IdStyle::MacId);
+//! sim.power_on(a);
+//! sim.run_for(secs(5));
+//! assert_eq!(sim.held(a), Some("10.77.1.100".parse().unwrap()));
+//! sim.assert_ok(); // invariants held after every event
+//! ```
+//!
+//! Nothing here reads files or the wall clock; the same seed gives the same run.
 
 pub mod client;
 pub mod engine_api;
@@ -28,7 +43,9 @@ pub mod workload;
 
 pub use client::{ClientConfig, ClientState, IdStyle, Lease, ModelClient, TxClass};
 pub use msg::{Kind, KindCounts, Summary};
-pub use net::{days, hours, mins, secs, Action, Holder, LinkConfig, Sim, SimConfig, Violation, ViolationKind, SERVER1, SERVER2};
+pub use net::{
+    days, hours, mins, secs, Action, Holder, LinkConfig, Sim, SimConfig, Violation, ViolationKind, SERVER1, SERVER2,
+};
 pub use rng::SimRng;
 pub use sched::{Millis, Scheduler};
 pub use server::{ModelServer, Pool, RequestClass, ServerConfig};

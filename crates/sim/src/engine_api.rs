@@ -1,0 +1,108 @@
+//! The one place where the simulation calls the engine beyond `handle_datagram`: the
+//! proxy-mode API (`handle_probe_answer`, `poll_timeout`, `handle_timeout`, `table`) and
+//! the persistence hooks (`dump` / `persist::decode_record` / `restore`). If a signature
+//! changes, this file is the only one to edit.
+
+use core::net::Ipv4Addr;
+
+use cdra_core::persist::decode_record;
+use cdra_core::table::{ClientKey, ClientRecord};
+use cdra_core::{Engine, Outbox, Timestamp};
+
+use crate::sched::Millis;
+
+/// A client record as the simulation looks at it (a copy, detached from the engine).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordView {
+    /// The key, as the engine prints it.
+    pub key: String,
+    /// State label (`ClientState::label`: "init", "offered_locally", "requesting",
+    /// "rebooting", "renewing", "rebinding", "bound").
+    pub state: &'static str,
+    /// The leased address (0.0.0.0 when none).
+    pub address: Ipv4Addr,
+    /// End of the server's lease as the engine believes it (`None`: infinite).
+    pub lease_end: Option<Millis>,
+    /// The server lease's T1 instant (`None`: infinite lease).
+    pub t1_at: Option<Millis>,
+    /// The server holding the lease.
+    pub server: Option<Ipv4Addr>,
+    /// Downstream interface (position in the engine's configuration).
+    pub downstream: u16,
+    /// Has a server reply been cached?
+    pub has_reply: bool,
+}
+
+fn view(r: &ClientRecord) -> RecordView {
+    let lease_end = r.lease_end().map(|t| t.as_millis());
+    let t1_at = lease_end.map(|_| r.lease_start.as_millis().saturating_add(u64::from(r.t1_secs) * 1000));
+    RecordView {
+        key: r.key.to_string(),
+        state: r.state.label(),
+        address: r.address,
+        lease_end,
+        t1_at,
+        server: r.server.map(|s| s.addr),
+        downstream: r.downstream,
+        has_reply: r.reply.is_some(),
+    }
+}
+
+/// Some host answered a probe (ARP reply or ICMP echo reply) for `address`.
+pub fn probe_answer(
+    engine: &mut Engine,
+    now: Millis,
+    ifindex: u32,
+    address: Ipv4Addr,
+    mac: Option<[u8; 6]>,
+    outbox: &mut Outbox,
+) {
+    engine.handle_probe_answer(Timestamp::from_millis(now), ifindex, address, mac, outbox);
+}
+
+/// When the engine next needs `handle_timeout`.
+pub fn poll_timeout(engine: &Engine) -> Option<Millis> {
+    engine.poll_timeout().map(|t| t.as_millis())
+}
+
+/// Run the engine's timers due at `now`.
+pub fn handle_timeout(engine: &mut Engine, now: Millis, outbox: &mut Outbox) {
+    engine.handle_timeout(Timestamp::from_millis(now), outbox);
+}
+
+/// Every record of the engine's client table.
+pub fn records(engine: &Engine) -> Vec<RecordView> {
+    engine.table().iter().map(|(_, r)| view(r)).collect()
+}
+
+/// The record of the client with option 61 `client_id` (else Ethernet `mac`).
+pub fn record_for(engine: &Engine, client_id: Option<&[u8]>, mac: [u8; 6]) -> Option<RecordView> {
+    let key = match client_id {
+        Some(id) if !id.is_empty() => ClientKey::client_id(id),
+        _ => ClientKey::hardware(1, &mac),
+    };
+    let t = engine.table();
+    t.find(&key).and_then(|s| t.get(s)).map(view)
+}
+
+/// What survives an engine restart: the persisted client table, as the store would hold
+/// it (each record encoded by the engine).
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Encoded records.
+    pub records: Vec<Vec<u8>>,
+}
+
+/// The engine's records, as persistence would save them.
+pub fn export_records(engine: &Engine) -> Snapshot {
+    let mut scratch = Vec::new();
+    let mut records = Vec::new();
+    engine.dump(&mut scratch, |_, bytes| records.push(bytes.to_vec()));
+    Snapshot { records }
+}
+
+/// Load saved records into a (fresh) engine; returns how many were loaded.
+pub fn import_records(engine: &mut Engine, now: Millis, snapshot: &Snapshot) -> usize {
+    let decoded = snapshot.records.iter().filter_map(|b| decode_record(b).ok());
+    engine.restore(Timestamp::from_millis(now), decoded).loaded
+}
