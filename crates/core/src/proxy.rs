@@ -49,6 +49,8 @@ const SWEEP_SLOTS_PER_TICK: usize = 4096;
 const UNANSWERED_RECORD_TTL: Duration = Duration::from_secs(300);
 /// A forwarded request's xid is remembered this long for matching the reply.
 const XID_TTL: Duration = Duration::from_secs(60);
+/// An upstream renewal without an answer is sent again after this long.
+const UPSTREAM_RENEWAL_RETRY: Duration = Duration::from_secs(30);
 /// A client's short lease counts as lapsed this long after its end (message latency).
 const LAPSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -450,27 +452,10 @@ impl Engine {
         }
         if hit {
             // Paper 3.2: "DHCPREQUEST used to RENEW a lease (unicast request) ... No
-            // precautions are required." Paper 5.3: "If it's past T1, the relay will still
-            // issue a new short term lease to the client ... and it will also forward the
-            // lease request to the client's server or all known servers depending on
-            // whether the lease has passed T2." The client's ACK does not wait for it.
-            let (past_t1, past_t2) =
-                self.table.get(slot).map(|r| (r.past_t1(now), r.past_t2(now))).unwrap_or((false, false));
-            let verdict = self.answer_from_cache(now, ds, slot, msg, Some(MessageType::Ack), outbox);
+            // precautions are required." Past the server lease's T1 the answer also renews
+            // upstream (see `renew_upstream_if_due`).
             self.counters.proxy.local_renewals += 1;
-            if past_t1 {
-                let targets = match server {
-                    Some((i, _)) if !past_t2 => Targets::One(i),
-                    _ => Targets::Chosen,
-                };
-                self.table.track_xid(slot, msg.xid(), now);
-                if let Some(r) = self.table.get_mut(slot) {
-                    r.upstream_renewal = true;
-                }
-                self.counters.proxy.upstream_renewals += 1;
-                self.forward_request(now, ds, msg, admitted, targets, None, outbox);
-            }
-            return verdict;
+            return self.answer_from_cache(now, ds, slot, msg, Some(MessageType::Ack), outbox);
         }
         let targets = match server {
             Some((i, _)) => Targets::One(i),
@@ -630,8 +615,49 @@ impl Engine {
         }
         if reply_type == Some(MessageType::Ack) {
             self.note_client_lease(now, slot, lease);
+            self.renew_upstream_if_due(now, ds, slot, request, outbox);
         }
         Verdict::AnsweredLocally
+    }
+
+    /// Paper 5.3: "If it's past T1, the relay will still issue a new short term lease to the
+    /// client ... and it will also forward the lease request to the client's server or all
+    /// known servers depending on whether the lease has passed T2. When the server sends the
+    /// ACK back to the relay, the relay updates the lease information in the client DB and
+    /// silently discards the packet." Done after every local ACK (RENEW, and also
+    /// INIT-REBOOT and SELECTING, so a client that reboots more often than it renews keeps
+    /// its server lease fresh); the client's ACK never waits for it. At most one renewal per
+    /// client is in flight within `UPSTREAM_RENEWAL_RETRY`.
+    fn renew_upstream_if_due<T: AsRef<[u8]>>(
+        &mut self,
+        now: Timestamp,
+        ds: usize,
+        slot: Slot,
+        request: &Message<T>,
+        outbox: &mut Outbox,
+    ) {
+        let Some(r) = self.table.get(slot) else { return };
+        if !r.past_t1(now) || (r.upstream_renewal && now.since(r.pending_since) < UPSTREAM_RENEWAL_RETRY) {
+            return;
+        }
+        let past_t2 = r.past_t2(now);
+        let server = self.server_of(r.server);
+        let targets = match server {
+            Some((i, _)) if !past_t2 => Targets::One(i),
+            _ => Targets::Chosen,
+        };
+        // A SELECTING request names us; the server gets its own identifier back.
+        let server_id = match (request.server_identifier(), server) {
+            (Some(_), Some((_, b))) => Some(b.id),
+            _ => None,
+        };
+        self.table.track_xid(slot, request.xid(), now);
+        if let Some(r) = self.table.get_mut(slot) {
+            r.upstream_renewal = true;
+        }
+        self.counters.proxy.upstream_renewals += 1;
+        let admitted = Admitted { first_hop: true, has_option82: request.relay_agent_info().is_some() };
+        self.forward_request(now, ds, request, admitted, targets, server_id, outbox);
     }
 
     /// With automated lease renewals, remember when the client's short lease ends so a lapse

@@ -460,8 +460,8 @@ pub struct Expected {
     pub abandoned: bool,
 }
 
-/// Proxy-mode expectations (paper sections 2 and 5): a reboot (INIT-REBOOT), a DISCOVER
-/// or an early renewal (before the server lease's T1) from a client whose record the proxy
+/// Proxy-mode expectations (paper sections 2 and 5): a DISCOVER, reboot (INIT-REBOOT) or
+/// renewal before the server lease's T1, from a client whose record the proxy
 /// holds in state `bound`, for the address it asks for, on that address's subnet, with at
 /// least two minutes of server lease left, must be answered by the proxy alone: no server
 /// sees its xid, and the client gets an ACK (unless it powered off first). Only tracked
@@ -1435,7 +1435,10 @@ impl Sim {
             && asked.is_none_or(|a| a == rec.address)
             && self.cfg.links[link].relay.contains(rec.address)
             && rec.lease_end.is_none_or(|e| e >= now + 120_000)
-            && (tx.class != TxClass::Renew || rec.t1_at.is_none_or(|t1| now + 1000 < t1));
+            // Past the server lease's T1 a local ACK also renews upstream with the client's
+            // own request (paper 5.3; for a DISCOVER, the REQUEST of the same xid that
+            // follows), so the server sees that xid: not "alone" any more.
+            && rec.t1_at.is_none_or(|t1| now + 1000 < t1);
         if eligible {
             let during_outage = self.servers.iter().any(|s| !s.is_up());
             self.expectations.by_xid.insert(

@@ -93,7 +93,6 @@ fn leases_end_with_the_server_lease_when_the_outage_outlasts_it() {
 /// 5.3 renews upstream only for a RENEW past T1; a local answer to an INIT-REBOOT or a
 /// DISCOVER past T1 could do the same.
 #[test]
-#[ignore = "engine gap: local INIT-REBOOT/DISCOVER answers past the server lease's T1 do not renew it upstream"]
 fn frequent_rebooter_keeps_its_address_through_an_outage() {
     for mode in [cdra_core::Mode::Relay, cdra_core::Mode::Proxy] {
         let mut cfg = cdra_sim::SimConfig::small(303, mode);

@@ -140,7 +140,9 @@ fn a_week_of_1000_clients_proxy_vs_relay() {
     );
     assert!(p.total() < r.total(), "the proxy must spare the server work");
     assert!(p.get(Kind::Discover) < r.get(Kind::Discover));
-    assert!(ps.requests_of(InitReboot) * 10 < rs.requests_of(InitReboot), "reboots mostly answered by the proxy");
+    // Reboots are answered by the proxy; past the server lease's T1 the reboot request also
+    // renews the lease upstream (paper 5.3), at most once per T1 period per client.
+    assert!(ps.requests_of(InitReboot) * 3 < rs.requests_of(InitReboot), "reboots mostly answered by the proxy");
     for sim in [&proxy, &relay] {
         for r in cdra_core::DropReason::ALL {
             let n = sim.engine().counters().total_dropped(r);
@@ -148,6 +150,11 @@ fn a_week_of_1000_clients_proxy_vs_relay() {
         }
     }
     let exp = |s: &Sim| s.clients().iter().map(|c| c.stats.expirations).sum::<u64>();
-    // Not asserted: see proxy_outage.rs, frequent_rebooter_keeps_its_address_through_an_outage.
+    // Server leases are renewed upstream once past their T1, so they stay fresh through the
+    // local answers. They are still older on average than through a plain relay, where every
+    // reboot gets the server's full lease: a client whose lease is past the middle when an
+    // outage starts may lose its address earlier than through the relay. Before the upstream
+    // renewal of reboots this was 28 clients in this run; bound it at 1 % of the clients.
     eprintln!("lease expirations: proxy {} relay {}", exp(&proxy), exp(&relay));
+    assert!(exp(&proxy) <= exp(&relay) + 10, "the proxy lets too many leases run out during outages");
 }

@@ -9,7 +9,8 @@ use core::net::Ipv4Addr;
 
 use crate::error::WireError;
 use crate::options::{
-    check_area, Cursor, OptionCode, OptionIter, RawOption, FILE, OPTIONS_START, OVERLOAD_FILE, OVERLOAD_SNAME, SNAME,
+    check_area, index_slot, Area, Cursor, OptionCode, OptionIndex, OptionIter, RawOption, FILE, INDEXED, OPTIONS_START,
+    OVERLOAD_FILE, OVERLOAD_SNAME, SNAME,
 };
 
 /// The magic cookie that starts the options field (RFC 2131 section 3).
@@ -116,6 +117,8 @@ pub struct Message<T: AsRef<[u8]>> {
     overload: u8,
     /// Offset of the END option in the options field, if there is one.
     options_end: Option<usize>,
+    /// Where the first instance of each frequently read option is (see `INDEXED`).
+    index: OptionIndex,
 }
 
 fn read_u16(buf: &[u8], at: usize) -> u16 {
@@ -160,20 +163,43 @@ impl<T: AsRef<[u8]>> Message<T> {
         if buf.get(field::HLEN).copied().unwrap_or(u8::MAX) > 16 {
             return Err(WireError::BadHardwareLength);
         }
-        let main = check_area(buf, OPTIONS_START..buf.len(), true)?;
+        // Options are read in RFC 2131 4.1 order (options, file, sname); the index keeps the
+        // first instance in that order, as a walk would find it. A message larger than
+        // 64 KiB cannot be indexed by u16 offsets and is simply not indexed.
+        let mut index: OptionIndex = [0; INDEXED.len()];
+        let main = check_area(buf, OPTIONS_START..buf.len(), true, &mut index)?;
         let overload = main.overload.unwrap_or(0);
         if overload & OVERLOAD_FILE != 0 {
-            check_area(buf, FILE, false)?;
+            check_area(buf, FILE, false, &mut index)?;
         }
         if overload & OVERLOAD_SNAME != 0 {
-            check_area(buf, SNAME, false)?;
+            check_area(buf, SNAME, false, &mut index)?;
         }
-        Ok(Message { buffer, overload, options_end: main.end })
+        if buf.len() > usize::from(u16::MAX) {
+            index = [u16::MAX; INDEXED.len()];
+        }
+        Ok(Message { buffer, overload, options_end: main.end, index })
     }
 
     /// The underlying buffer.
     pub fn as_bytes(&self) -> &[u8] {
         self.buffer.as_ref()
+    }
+
+    /// Rebuild the option index by walking the options.
+    fn reindex(&mut self) {
+        if self.as_bytes().len() > usize::from(u16::MAX) {
+            return;
+        }
+        let mut index: OptionIndex = [0; INDEXED.len()];
+        for o in self.options() {
+            if let Some(slot) = index_slot(o.code).and_then(|i| index.get_mut(i)) {
+                if *slot == 0 {
+                    *slot = o.offset as u16;
+                }
+            }
+        }
+        self.index = index;
     }
 
     /// Give the buffer back.
@@ -280,7 +306,24 @@ impl<T: AsRef<[u8]>> Message<T> {
 
     /// The first instance of option `code`.
     pub fn option(&self, code: u8) -> Option<RawOption<'_>> {
-        self.options().find(|o| o.code == code)
+        match index_slot(code).and_then(|i| self.index.get(i)) {
+            Some(0) => None,
+            Some(&at) if at != u16::MAX => {
+                let at = usize::from(at);
+                let buf = self.as_bytes();
+                let len = usize::from(*buf.get(at + 1)?);
+                let data = buf.get(at + 2..at + 2 + len)?;
+                let area = if at >= OPTIONS_START {
+                    Area::Options
+                } else if FILE.contains(&at) {
+                    Area::File
+                } else {
+                    Area::Sname
+                };
+                Some(RawOption { code, data, area, offset: at })
+            }
+            _ => self.options().find(|o| o.code == code),
+        }
     }
 
     /// The payload of the first instance of option `code`.
@@ -486,6 +529,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Message<T> {
         }
         if code == OptionCode::OVERLOAD && n > 0 {
             self.overload = 0;
+            // Options in file/sname no longer count: forget where they were, and find
+            // their first instances again in what remains.
+            self.reindex();
+        }
+        if let Some(slot) = index_slot(code).and_then(|i| self.index.get_mut(i)) {
+            if *slot != u16::MAX {
+                *slot = 0;
+            }
         }
         n
     }

@@ -92,7 +92,36 @@ pub(crate) struct AreaCheck {
 /// `main` is true for the options field: only there is option 52 validated and reported
 /// (RFC 2132 9.3 allows it only in the options field); in `file`/`sname` it is an
 /// ordinary option whose length alone is checked.
-pub(crate) fn check_area(buf: &[u8], range: core::ops::Range<usize>, main: bool) -> Result<AreaCheck, WireError> {
+/// The options whose first instance [`crate::Message`] remembers while checking, so that
+/// reading them costs no walk: message type, server identifier, requested address, client
+/// identifier, parameter request list, relay agent information, lease time, subnet mask.
+pub(crate) const INDEXED: [u8; 8] = [53, 54, 50, 61, 55, 82, 51, 1];
+
+/// Slot of `code` in [`INDEXED`].
+pub(crate) const fn index_slot(code: u8) -> Option<usize> {
+    match code {
+        53 => Some(0),
+        54 => Some(1),
+        50 => Some(2),
+        61 => Some(3),
+        55 => Some(4),
+        82 => Some(5),
+        51 => Some(6),
+        1 => Some(7),
+        _ => None,
+    }
+}
+
+/// Offsets of the first instance of each [`INDEXED`] option (0: absent; no option can sit
+/// at offset 0).
+pub(crate) type OptionIndex = [u16; INDEXED.len()];
+
+pub(crate) fn check_area(
+    buf: &[u8],
+    range: core::ops::Range<usize>,
+    main: bool,
+    index: &mut OptionIndex,
+) -> Result<AreaCheck, WireError> {
     let mut pos = range.start;
     let mut overload = None;
     while pos < range.end {
@@ -105,6 +134,11 @@ pub(crate) fn check_area(buf: &[u8], range: core::ops::Range<usize>, main: bool)
                 let next = pos + 2 + len;
                 if next > range.end {
                     return Err(WireError::OptionOverrun);
+                }
+                if let Some(slot) = index_slot(code).and_then(|i| index.get_mut(i)) {
+                    if *slot == 0 {
+                        *slot = pos as u16;
+                    }
                 }
                 if main && code == OptionCode::OVERLOAD {
                     let value = match buf.get(pos + 2..next) {
