@@ -56,6 +56,18 @@ struct FileConfig {
     control: FileControl,
     #[serde(default)]
     metrics: FileMetrics,
+    #[serde(default)]
+    store: FileStore,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStore {
+    enabled: Option<bool>,
+    path: Option<String>,
+    commit_interval: Option<String>,
+    mode: Option<String>,
+    dump_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -167,7 +179,12 @@ pub struct Settings {
     pub control_socket: Option<std::path::PathBuf>,
     /// Prometheus endpoint, if any.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Persistent client table (proxy mode), if enabled.
+    pub store: Option<cdra_store::StoreConfig>,
 }
+
+/// Default place of the client table store (systemd's `StateDirectory=cdra`).
+pub const DEFAULT_STORE_PATH: &str = "/var/lib/cdra/clients.redb";
 
 /// Parse a duration such as "30s", "10m", "9d" (humantime syntax).
 pub fn parse_duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
@@ -342,6 +359,7 @@ fn validate(file: FileConfig) -> Result<Settings, ConfigError> {
                 .map_err(|_| err("metrics.listen", format!("{a:?} is not an address:port like \"127.0.0.1:9167\"")))?,
         ),
     };
+    let store = validate_store(&file.store, mode)?;
     Ok(Settings {
         mode,
         servers,
@@ -355,7 +373,44 @@ fn validate(file: FileConfig) -> Result<Settings, ConfigError> {
         proxy,
         control_socket,
         metrics_listen,
+        store,
     })
+}
+
+/// `[store]`: on by default in proxy mode; `enabled = false` or `path = ""` turns it off.
+fn validate_store(f: &FileStore, mode: Mode) -> Result<Option<cdra_store::StoreConfig>, ConfigError> {
+    let path = match f.path.as_deref() {
+        Some("") => return Ok(None),
+        Some(p) if p.starts_with('/') => p.to_string(),
+        Some(p) => return Err(err("store.path", format!("{p:?} must be an absolute path"))),
+        None => DEFAULT_STORE_PATH.to_string(),
+    };
+    let commit_interval = duration_in(
+        "store.commit_interval",
+        &f.commit_interval,
+        cdra_store::StoreConfig::DEFAULT_COMMIT_INTERVAL,
+        Duration::from_millis(10),
+        Duration::from_secs(60),
+    )?;
+    let dump_interval = duration_in(
+        "store.dump_interval",
+        &f.dump_interval,
+        cdra_store::WriteMode::DEFAULT_DUMP_INTERVAL,
+        Duration::from_secs(1),
+        Duration::from_secs(86_400),
+    )?;
+    let write_mode = match f.mode.as_deref() {
+        None | Some("group_commit") => cdra_store::WriteMode::GroupCommit,
+        Some("dump") => cdra_store::WriteMode::PeriodicDump { interval: dump_interval },
+        Some(other) => return Err(err("store.mode", format!("{other:?} is not one of \"group_commit\", \"dump\""))),
+    };
+    if !f.enabled.unwrap_or(mode == Mode::Proxy) {
+        return Ok(None);
+    }
+    let mut config = cdra_store::StoreConfig::new(path);
+    config.commit_interval = commit_interval;
+    config.mode = write_mode;
+    Ok(Some(config))
 }
 
 fn duration_in(
@@ -455,6 +510,15 @@ mod tests {
         assert_eq!(s.control_socket.as_deref(), Some(Path::new("/run/cdra.sock")));
         let defaults = parse(&MINIMAL.replace("\"relay\"", "\"proxy\"")).expect("valid");
         assert!(!defaults.proxy.safe_network);
+        // Persistence is on by default in proxy mode, off in relay mode.
+        let store = defaults.store.expect("store on by default in proxy mode");
+        assert_eq!(store.path, Path::new(DEFAULT_STORE_PATH));
+        assert_eq!(store.mode, cdra_store::WriteMode::GroupCommit);
+        assert!(parse(MINIMAL).expect("valid").store.is_none());
+        let off = parse(&format!("{}[store]\nenabled = false\n", MINIMAL.replace("\"relay\"", "\"proxy\""))).expect("valid");
+        assert!(off.store.is_none());
+        let dump = parse(&format!("{}[store]\nmode = \"dump\"\npath = \"/tmp/x.redb\"\n", MINIMAL.replace("\"relay\"", "\"proxy\""))).expect("valid");
+        assert_eq!(dump.store.expect("on").mode, cdra_store::WriteMode::PeriodicDump { interval: Duration::from_secs(70) });
         assert_eq!(defaults.proxy.max_age, Duration::from_secs(9 * 86_400));
     }
 
@@ -538,6 +602,9 @@ server_id_override = true
             (format!("{MINIMAL}[proxy]\nsafe = true\n"), "proxy.safe: unknown field"),
             (format!("{MINIMAL}[control]\nsocket = \"relative.sock\"\n"), "control.socket"),
             (format!("{MINIMAL}[metrics]\nlisten = \"localhost\"\n"), "metrics.listen"),
+            (format!("{MINIMAL}[store]\npath = \"clients.redb\"\n"), "store.path"),
+            (format!("{MINIMAL}[store]\nmode = \"often\"\n"), "store.mode"),
+            (format!("{MINIMAL}[store]\ncommit_interval = \"1ms\"\n"), "store.commit_interval"),
         ];
         for (text, expected) in cases {
             let e = error_of(&text);

@@ -25,6 +25,7 @@ use cdra_wire::ipv4::{write_ipv4_udp, Ipv4UdpHeader, IPV4_UDP_HEADER_LEN};
 
 use crate::config::Settings;
 use crate::control::ControlServer;
+use crate::persistence::Persistence;
 use crate::metrics::{IoCounters, MetricsServer};
 use crate::report;
 
@@ -263,6 +264,10 @@ pub fn run(settings: Settings) -> Result<()> {
     let mut outbox = Outbox::new(OUTBOX_SLOTS);
     let mut batch = RecvBatch::new(RECV_BATCH, RECV_BUFFER);
     let clock = Clock::new();
+    let mut persistence = match (&settings.store, engine.config().mode) {
+        (Some(store), cdra_core::Mode::Proxy) => Some(Persistence::open_and_restore(store, &mut engine, clock.now())?),
+        _ => None,
+    };
     let mut truncated = 0u64;
     {
         let c = engine.config();
@@ -364,9 +369,15 @@ pub fn run(settings: Settings) -> Result<()> {
                 break;
             }
         }
+        if let Some(p) = persistence.as_mut() {
+            p.flush_changes(&mut engine);
+        }
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     tracing::info!("cdra stopping");
+    if let Some(p) = persistence.take() {
+        p.shutdown(&mut engine);
+    }
     report::log_counters(&engine, io.send_errors, truncated);
     Ok(())
 }

@@ -129,6 +129,7 @@ pub fn parse(args: &[String]) -> Result<DhcrelayCommand, ConfigError> {
         proxy: cdra_core::ProxyConfig::default(),
         control_socket: None,
         metrics_listen: None,
+        store: None,
     };
     Ok(DhcrelayCommand { settings, quiet, pid_file, notes })
 }

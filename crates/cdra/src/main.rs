@@ -11,6 +11,7 @@ mod control;
 mod daemon;
 mod dhcrelay_cli;
 mod metrics;
+mod persistence;
 mod report;
 
 use std::path::PathBuf;
