@@ -22,6 +22,7 @@
 pub mod builder;
 pub mod error;
 #[doc(hidden)]
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod ipv4;
 pub mod message;
