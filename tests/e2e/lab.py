@@ -1,0 +1,1259 @@
+"""End-to-end lab for cdra: real DHCP servers and clients in network namespaces.
+
+Topology (one set of namespaces per Lab, every name carries a unique per-run prefix):
+
+    client ns  eth0 --veth-- pN  |                 |
+    client ns  eth0 --veth-- pM  | segment ns br0  | up0 --veth-- rd0  relay ns  ru0 --veth-- sv0  server ns
+                                                     10.77.1.1/24          10.77.0.2/24     10.77.0.1/24
+
+The relay namespace forwards IP (client unicasts to the server are routed by its kernel);
+the server namespace routes 10.77.1.0/24 via 10.77.0.2. IPv6 is off everywhere.
+
+Everything here is Python 3 standard library. Only processes this module started are
+stopped, by PID; namespaces are deleted on cleanup (also on interrupt, via atexit and
+the pytest fixtures), and a later run removes namespaces of a run whose owner died.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import glob
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import dhcp_packets as dp
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+SERVER_IP = "10.77.0.1"
+RELAY_UP_IP = "10.77.0.2"
+RELAY_DOWN_IP = "10.77.1.1"
+CLIENT_NET = "10.77.1.0/24"
+POOL_START = "10.77.1.100"
+POOL_END = "10.77.1.200"
+ROUTER = RELAY_DOWN_IP
+
+DOWN_IF = "rd0"
+UP_IF = "ru0"
+SERVER_IF = "sv0"
+CLIENT_IF = "eth0"
+
+STATE_DIR = Path("/run/cdra-e2e") if Path("/run").is_dir() else Path("/tmp/cdra-e2e")
+CLONE_NEWNET = 0x40000000
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class LabError(AssertionError):
+    pass
+
+
+def now() -> float:
+    return time.monotonic()
+
+
+def wait_until(pred: Callable[[], Any], timeout: float, interval: float = 0.05,
+               what: str = "condition") -> Any:
+    """Poll `pred` until it returns something truthy; raise LabError after `timeout`."""
+    deadline = now() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if now() >= deadline:
+            raise LabError(f"timed out after {timeout:.1f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def run(argv: list[str], *, timeout: float = 15, check: bool = True,
+        input: str | None = None) -> subprocess.CompletedProcess:
+    try:
+        r = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        raise LabError(f"command timed out after {timeout}s: {' '.join(argv)}") from e
+    if check and r.returncode != 0:
+        raise LabError(f"command failed ({r.returncode}): {' '.join(argv)}\n{r.stdout}{r.stderr}")
+    return r
+
+
+def nsexec(ns: str) -> list[str]:
+    return ["ip", "netns", "exec", ns]
+
+
+def sbin(name: str) -> str:
+    p = shutil.which(name)
+    if p:
+        return p
+    for d in ("/usr/sbin", "/sbin", "/usr/bin", "/bin"):
+        if os.access(f"{d}/{name}", os.X_OK):
+            return f"{d}/{name}"
+    raise LabError(f"{name} not found: run scripts/e2e-deps")
+
+
+@contextlib.contextmanager
+def in_netns(ns: str):
+    """Switch this thread into network namespace `ns` (sockets made inside stay there)."""
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+    try:
+        if _libc.setns(target, CLONE_NEWNET) != 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"setns({ns}): {os.strerror(e)}")
+        try:
+            yield
+        finally:
+            if _libc.setns(own, CLONE_NEWNET) != 0:  # pragma: no cover
+                os._exit(99)  # never keep running in the wrong namespace
+    finally:
+        os.close(own)
+        os.close(target)
+
+
+def _proc_starttime(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def udp_ports_in_ns_of(pid: int) -> set[int]:
+    """Local UDP ports bound in the network namespace of process `pid`."""
+    ports: set[int] = set()
+    try:
+        with open(f"/proc/{pid}/net/udp") as f:
+            next(f)
+            for line in f:
+                ports.add(int(line.split()[1].split(":")[1], 16))
+    except (OSError, StopIteration):
+        pass
+    return ports
+
+
+# --------------------------------------------------------------------------- processes
+
+class Proc:
+    """A process this lab started; logs to a file; stopped by PID only."""
+
+    def __init__(self, name: str, argv: list[str], log: Path, env: dict | None = None,
+                 cwd: str | None = None):
+        self.name = name
+        self.argv = argv
+        self.log = log
+        self.returncode: int | None = None
+        self._logf = open(log, "ab", buffering=0)
+        self._logf.write(f"### {' '.join(argv)}\n".encode())
+        full_env = dict(os.environ)
+        if env:
+            full_env.update(env)
+        self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._logf,
+                                      stderr=subprocess.STDOUT, env=full_env, cwd=cwd,
+                                      start_new_session=True)
+        self.pid = self.popen.pid
+        self.started = now()
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def send_signal(self, sig: int) -> None:
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            return self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 5.0) -> int:
+        """Signal, wait, SIGKILL if needed. Returns the exit status (negative: signal)."""
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+            if self.wait(timeout) is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+                self.wait(5)
+                self._logf.write(f"### {self.name}: killed after {timeout}s\n".encode())
+        self.returncode = self.popen.returncode
+        with contextlib.suppress(Exception):
+            self._logf.close()
+        return self.returncode
+
+    def text(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def wait_log(self, needle: str, timeout: float) -> None:
+        def ok():
+            if needle in self.text():
+                return True
+            if not self.alive():
+                raise LabError(f"{self.name} exited ({self.popen.returncode}) before "
+                               f"logging {needle!r}:\n{tail(self.text())}")
+            return False
+        wait_until(ok, timeout, what=f"{self.name} to log {needle!r}")
+
+
+def tail(text: str, lines: int = 60) -> str:
+    ls = text.splitlines()
+    cut = len(ls) - lines
+    return ("  ...(%d lines cut)\n" % cut if cut > 0 else "") + "\n".join(ls[-lines:])
+
+
+# --------------------------------------------------------------------------- captures
+
+class Capture:
+    """tcpdump -w in a namespace; frames() parses the pcap (readable while running)."""
+
+    def __init__(self, lab: "Lab", ns: str, iface: str, name: str,
+                 bpf: str = "udp port 67 or udp port 68"):
+        self.lab, self.ns, self.iface, self.name = lab, ns, iface, name
+        self.pcap = lab.dir / f"{name}.pcap"
+        self.proc = lab.spawn(f"tcpdump-{name}",
+                              nsexec(ns) + [sbin("tcpdump"), "-i", iface, "-p", "-n", "-U", "--immediate-mode", "-s", "0",
+                                            "-Z", "root", "-w", str(self.pcap), bpf])
+        self.proc.wait_log("listening on", 10)
+        lab.captures.append(self)
+
+    def frames(self) -> list[dp.Frame]:
+        if not self.pcap.exists():
+            return []
+        return dp.read_pcap(str(self.pcap))
+
+    def dhcp(self, pred: Callable[[dp.Frame], bool] = lambda f: True) -> list[dp.Frame]:
+        return [f for f in self.frames() if f.dhcp is not None and pred(f)]
+
+    def wait_for(self, pred: Callable[[dp.Frame], bool], timeout: float = 5,
+                 what: str = "a packet") -> list[dp.Frame]:
+        def find():
+            self.lab.fail_fast()
+            return self.dhcp(pred)
+        return wait_until(find, timeout, what=f"{what} in capture {self.name}")
+
+    def stop(self) -> None:
+        if self.proc.alive():
+            time.sleep(0.05)
+            self.proc.stop(signal.SIGINT, timeout=5)
+
+    def summary(self, limit: int = 80) -> str:
+        try:
+            fr = self.frames()
+        except Exception as e:  # noqa: BLE001
+            return f"(unreadable: {e})"
+        lines = [f.describe() for f in fr]
+        cut = len(lines) - limit
+        return "\n".join(lines[:limit]) + (f"\n  ...({cut} more)" if cut > 0 else "")
+
+
+# --------------------------------------------------------------------------- the lab
+
+class ClientNs:
+    def __init__(self, lab: "Lab", ns: str, mac: str, index: int):
+        self.lab, self.ns, self.mac, self.index = lab, ns, mac, index
+        self.iface = CLIENT_IF
+
+    def ipv4_addrs(self) -> list[str]:
+        out = run(["ip", "-n", self.ns, "-4", "-o", "addr", "show", "dev", self.iface]).stdout
+        return [ln.split()[3].split("/")[0] for ln in out.splitlines() if " inet " in ln]
+
+    def packet_socket(self, timeout: float = 0.2) -> socket.socket:
+        with in_netns(self.ns):
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+            s.bind((self.iface, 0))
+        s.settimeout(timeout)
+        return s
+
+
+_LABS: list["Lab"] = []
+_DIRS: list[Path] = []
+_LABS_LOCK = threading.Lock()
+
+
+class Lab:
+    """One isolated topology with its own temp dir, processes and captures."""
+
+    def __init__(self, name: str = "lab"):
+        self.prefix = "c" + secrets.token_hex(3)[:5]
+        self.name = name
+        self.dir = Path(tempfile.mkdtemp(prefix=f"cdra-e2e-{self.prefix}-"))
+        _DIRS.append(self.dir)
+        self.srv = f"{self.prefix}-srv"
+        self.rly = f"{self.prefix}-rly"
+        self.seg = f"{self.prefix}-seg"
+        self.namespaces: list[str] = []
+        self.clients: list[ClientNs] = []
+        self.procs: list[Proc] = []
+        self.captures: list[Capture] = []
+        self.components: list[Any] = []  # servers, relays, clients: have .diagnostics()
+        self.relay: Any = None
+        self.server: Any = None
+        self.cleaned = False
+        with _LABS_LOCK:
+            _LABS.append(self)
+
+    # ---- setup / teardown
+
+    def setup(self) -> "Lab":
+        if os.geteuid() != 0:
+            raise LabError("the e2e lab needs root (network namespaces)")
+        sweep_stale()
+        self.arp_fulls_at_start = arp_table_fulls()
+        for ns in (self.srv, self.rly, self.seg):
+            self._add_ns(ns)
+        run(nsexec(self.rly) + ["sh", "-c", "echo 1 >/proc/sys/net/ipv4/ip_forward"])
+        ip = ["ip"]
+        run(ip + ["link", "add", UP_IF, "netns", self.rly, "type", "veth", "peer", "name",
+                  SERVER_IF, "netns", self.srv])
+        run(ip + ["link", "add", DOWN_IF, "netns", self.rly, "type", "veth", "peer", "name",
+                  "up0", "netns", self.seg])
+        batch = {
+            self.seg: ["link add br0 type bridge stp_state 0 forward_delay 0",
+                       "link set up0 master br0", "link set up0 up", "link set br0 up"],
+            self.rly: [f"addr add {RELAY_DOWN_IP}/24 dev {DOWN_IF}",
+                       f"addr add {RELAY_UP_IP}/24 dev {UP_IF}",
+                       f"link set {DOWN_IF} up", f"link set {UP_IF} up"],
+            self.srv: [f"addr add {SERVER_IP}/24 dev {SERVER_IF}", f"link set {SERVER_IF} up",
+                       f"route add {CLIENT_NET} via {RELAY_UP_IP}"],
+        }
+        for ns, cmds in batch.items():
+            run(["ip", "-n", ns, "-batch", "-"], input="\n".join(cmds) + "\n")
+        for ns, dev in ((self.srv, SERVER_IF), (self.rly, UP_IF), (self.rly, DOWN_IF)):
+            wait_link_up(ns, dev)
+        self.relay_down_mac = self.mac_of(self.rly, DOWN_IF)
+        pin_neighbor(self.rly, UP_IF, SERVER_IP, self.mac_of(self.srv, SERVER_IF))
+        pin_neighbor(self.srv, SERVER_IF, RELAY_UP_IP, self.mac_of(self.rly, UP_IF))
+        return self
+
+    def _add_ns(self, ns: str) -> None:
+        run(["ip", "netns", "add", ns])
+        self.namespaces.append(ns)
+        self._write_state()
+        run(nsexec(ns) + ["sh", "-c",
+                          "echo 1 >/proc/sys/net/ipv6/conf/all/disable_ipv6;"
+                          "echo 1 >/proc/sys/net/ipv6/conf/default/disable_ipv6;"
+                          "ip link set lo up"])
+
+    def add_client(self, mac: str | None = None) -> ClientNs:
+        i = len(self.clients) + 1
+        ns = f"{self.prefix}-c{i}"
+        mac = mac or f"02:77:{secrets.token_hex(1)}:{secrets.token_hex(1)}:{secrets.token_hex(1)}:{i:02x}"
+        self._add_ns(ns)
+        run(["ip", "link", "add", CLIENT_IF, "netns", ns, "address", mac, "type", "veth",
+             "peer", "name", f"p{i}", "netns", self.seg])
+        run(["ip", "-n", self.seg, "-batch", "-"],
+            input=f"link set p{i} master br0\nlink set p{i} up\n")
+        run(["ip", "-n", ns, "link", "set", CLIENT_IF, "up"])
+        wait_link_up(ns, CLIENT_IF)
+        pin_neighbor(ns, CLIENT_IF, ROUTER, self.relay_down_mac)
+        c = ClientNs(self, ns, mac, i)
+        self.clients.append(c)
+        return c
+
+    def _state_file(self) -> Path:
+        return STATE_DIR / f"{self.prefix}.json"
+
+    def _write_state(self) -> None:
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        self._state_file().write_text(json.dumps({
+            "owner_pid": os.getpid(), "owner_start": _proc_starttime(os.getpid()),
+            "namespaces": self.namespaces, "dir": str(self.dir)}))
+
+    def spawn(self, name: str, argv: list[str], env: dict | None = None) -> Proc:
+        base = name
+        n = 1
+        while any(p.name == name for p in self.procs):
+            n += 1
+            name = f"{base}.{n}"
+        p = Proc(name, argv, self.dir / f"{name}.log", env=env)
+        self.procs.append(p)
+        return p
+
+    def mac_of(self, ns: str, dev: str) -> str:
+        out = run(["ip", "-n", ns, "-o", "link", "show", "dev", dev]).stdout
+        return out.split("link/ether", 1)[1].split()[0]
+
+    def capture(self, ns: str, iface: str, name: str, **kw) -> Capture:
+        return Capture(self, ns, iface, name, **kw)
+
+    def cleanup(self) -> list[str]:
+        """Stop everything, delete the namespaces. Returns problems worth reporting."""
+        if self.cleaned:
+            return []
+        self.cleaned = True
+        problems: list[str] = []
+        for c in self.captures:
+            with contextlib.suppress(Exception):
+                c.stop()
+        for comp in reversed(self.components):
+            stop = getattr(comp, "stop", None)
+            if stop:
+                try:
+                    stop()
+                except Exception as e:  # noqa: BLE001
+                    problems.append(f"{comp!r}: {e}")
+        for p in reversed(self.procs):
+            with contextlib.suppress(Exception):
+                p.stop(timeout=3)
+        for ns in reversed(self.namespaces):
+            kill_ns_pids(ns)
+            r = run(["ip", "netns", "del", ns], check=False)
+            if r.returncode != 0 and Path(f"/run/netns/{ns}").exists():
+                problems.append(f"ip netns del {ns}: {r.stderr.strip()}")
+        with contextlib.suppress(OSError):
+            self._state_file().unlink()
+        with _LABS_LOCK:
+            if self in _LABS:
+                _LABS.remove(self)
+        return problems
+
+    def remove_dir(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # ---- diagnostics
+
+    def diagnostics(self) -> str:
+        out = [f"==== lab {self.prefix} ({self.dir}) relay={relay_kind()} ===="]
+        a0, a1 = getattr(self, "arp_fulls_at_start", None), arp_table_fulls()
+        if a0 is not None and a1 is not None and a1 > a0:
+            out.append(f"!!!! the kernel's global ARP table overflowed {a1 - a0} times during "
+                       "this test (something else on this machine fills it; see dmesg): "
+                       "packets needing a new ARP entry were dropped in every namespace")
+        for comp in self.components:
+            d = getattr(comp, "diagnostics", None)
+            if d:
+                with contextlib.suppress(Exception):
+                    out.append(d())
+        for p in self.procs:
+            if p.name.startswith("tcpdump"):
+                continue
+            state = "running" if p.alive() else f"exited {p.popen.returncode}"
+            out.append(f"---- log {p.name} (pid {p.pid}, {state}) ----\n{tail(p.text(), 80)}")
+        for c in self.captures:
+            out.append(f"---- capture {c.name} ({c.ns} {c.iface}) ----\n{c.summary()}")
+        return "\n".join(out)
+
+    # ---- convenience
+
+    def fail_fast(self) -> None:
+        """Raise at once if the relay under test died (instead of waiting for a timeout)."""
+        if self.relay is not None and self.relay.proc is not None and not self.relay.alive():
+            self.relay.check_alive()
+
+    def start_server(self, kind: str, **kw) -> "Server":
+        s = SERVERS[kind](self, **kw)
+        self.components.append(s)
+        self.server = s
+        s.start()
+        return s
+
+    def start_relay(self, **kw) -> "Relay":
+        r = make_relay(self, **kw)
+        self.components.append(r)
+        self.relay = r
+        r.start()
+        return r
+
+    def start_client(self, kind: str, cns: ClientNs | None = None, **kw) -> "Client":
+        cns = cns or self.add_client()
+        c = CLIENTS[kind](self, cns, **kw)
+        self.components.append(c)
+        c.start()
+        return c
+
+
+def pin_neighbor(ns: str, dev: str, ip: str, mac: str) -> None:
+    """A permanent ARP entry. The kernel's ARP table is ONE table for all namespaces with
+    a global limit (gc_thresh3, 1024 by default): a load test elsewhere on the machine can
+    fill it ("neighbour: arp_cache: neighbor table overflow!" in dmesg) and then no new
+    entry can be resolved in any namespace, so routed packets silently vanish. Permanent
+    entries are exempt from that limit, so the lab pins every next hop it routes through."""
+    run(["ip", "-n", ns, "neigh", "replace", ip, "lladdr", mac, "dev", dev, "nud", "permanent"])
+
+
+def arp_table_fulls() -> int | None:
+    """The kernel's global count of 'neighbor table overflow' events (all namespaces)."""
+    try:
+        lines = Path("/proc/net/stat/arp_cache").read_text().split("\n")
+        col = lines[0].split().index("table_fulls")
+        return sum(int(l.split()[col], 16) for l in lines[1:] if l.strip())
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def wait_link_up(ns: str, dev: str, timeout: float = 5) -> None:
+    """Wait for carrier (IFF_RUNNING): Kea skips an interface that is not running yet."""
+    def up():
+        out = run(["ip", "-n", ns, "-o", "link", "show", "dev", dev]).stdout
+        return "LOWER_UP" in out and ",UP" in out
+    wait_until(up, timeout, interval=0.01, what=f"{ns} {dev} to be up")
+
+
+def kill_ns_pids(ns: str) -> None:
+    """SIGKILL whatever still runs in one of our own namespaces (children of our daemons)."""
+    r = run(["ip", "netns", "pids", ns], check=False, timeout=5)
+    me = os.getpid()
+    for tok in r.stdout.split():
+        with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
+            pid = int(tok)
+            if pid != me:
+                os.kill(pid, signal.SIGKILL)
+
+
+def sweep_stale() -> None:
+    """Remove namespaces left by an earlier lab run whose owning process is gone."""
+    for f in glob.glob(str(STATE_DIR / "c*.json")):
+        try:
+            st = json.loads(Path(f).read_text())
+        except (OSError, ValueError):
+            continue
+        pid = st.get("owner_pid")
+        if pid and _proc_starttime(pid) is not None and _proc_starttime(pid) == st.get("owner_start"):
+            continue  # owner alive (maybe a parallel run)
+        for ns in st.get("namespaces", []):
+            if Path(f"/run/netns/{ns}").exists():
+                kill_ns_pids(ns)
+                run(["ip", "netns", "del", ns], check=False)
+        d = st.get("dir", "")
+        if os.path.basename(d).startswith("cdra-e2e-c"):
+            shutil.rmtree(d, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.unlink(f)
+
+
+def cleanup_all(remove_dirs: bool = True) -> None:
+    """Clean up every lab of this process (interrupts, atexit) and delete their temp dirs."""
+    with _LABS_LOCK:
+        labs = list(_LABS)
+    for lab in labs:
+        with contextlib.suppress(Exception):
+            lab.cleanup()
+    if remove_dirs:
+        for d in _DIRS:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+import atexit  # noqa: E402
+
+atexit.register(cleanup_all)
+
+
+# --------------------------------------------------------------------------- servers
+
+class Server:
+    kind = "?"
+
+    def __init__(self, lab: Lab, *, lease_time: int = 120, renew_time: int | None = None,
+                 rebind_time: int | None = None):
+        self.lab = lab
+        self.lease_time = lease_time
+        self.renew_time = renew_time
+        self.rebind_time = rebind_time
+        self.dir = lab.dir / f"server-{self.kind}"
+        self.dir.mkdir()
+        self.proc: Proc | None = None
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} server>"
+
+    def _wait_ready(self) -> None:
+        assert self.proc
+        def ready():
+            if not self.proc.alive():
+                raise LabError(f"{self.kind} exited ({self.proc.popen.returncode}):\n"
+                               f"{tail(self.proc.text())}")
+            return 67 in udp_ports_in_ns_of(self.proc.pid)
+        wait_until(ready, 15, what=f"{self.kind} to bind port 67")
+
+    def check_alive(self) -> None:
+        if self.proc and not self.proc.alive():
+            raise LabError(f"{self.kind} server died ({self.proc.popen.returncode})")
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.stop()
+
+    def is_active(self, ip: str) -> bool:
+        raise NotImplementedError
+
+    def is_released(self, ip: str) -> bool:
+        raise NotImplementedError
+
+    def diagnostics(self) -> str:
+        return f"---- {self.kind} leases ----\n{self.leases_text()}"
+
+    def leases_text(self) -> str:
+        return ""
+
+
+class Kea(Server):
+    kind = "kea"
+
+    def start(self) -> None:
+        self.sock = self.dir / "ctrl.sock"
+        self.leasefile = self.dir / "leases4.csv"
+        hook = (glob.glob("/usr/lib/*/kea/hooks/libdhcp_lease_cmds.so")
+                + glob.glob("/usr/lib/kea/hooks/libdhcp_lease_cmds.so"))
+        if not hook:
+            raise LabError("libdhcp_lease_cmds.so not found (kea-dhcp4-server)")
+        subnet: dict[str, Any] = {
+            "id": 1, "subnet": CLIENT_NET,
+            "pools": [{"pool": f"{POOL_START} - {POOL_END}"}],
+            "option-data": [{"name": "routers", "data": ROUTER}],
+        }
+        cfg: dict[str, Any] = {"Dhcp4": {
+            "interfaces-config": {"interfaces": [SERVER_IF], "dhcp-socket-type": "udp"},
+            "lease-database": {"type": "memfile", "persist": True,
+                               "name": str(self.leasefile), "lfc-interval": 0},
+            "authoritative": True,
+            "valid-lifetime": self.lease_time,
+            "control-socket": {"socket-type": "unix", "socket-name": str(self.sock)},
+            "hooks-libraries": [{"library": hook[0]}],
+            "subnet4": [subnet],
+            "loggers": [{"name": "kea-dhcp4", "output_options": [{"output": "stdout"}],
+                         "severity": "INFO"}],
+        }}
+        if self.renew_time:
+            cfg["Dhcp4"]["renew-timer"] = self.renew_time
+            cfg["Dhcp4"]["rebind-timer"] = self.rebind_time or max(self.renew_time + 1,
+                                                                   self.lease_time * 7 // 8)
+        conf = self.dir / "kea-dhcp4.conf"
+        conf.write_text(json.dumps(cfg, indent=2))
+        env = {"KEA_PIDFILE_DIR": str(self.dir), "KEA_LOCKFILE_DIR": str(self.dir)}
+        self.proc = self.lab.spawn("kea", nsexec(self.lab.srv) + [sbin("kea-dhcp4"), "-c",
+                                                                  str(conf)], env=env)
+        self._wait_ready()
+        wait_until(self.sock.exists, 10, what="kea control socket")
+
+    def command(self, command: str, arguments: dict | None = None) -> dict:
+        req = {"command": command}
+        if arguments is not None:
+            req["arguments"] = arguments
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(5)
+        try:
+            s.connect(str(self.sock))
+            s.sendall(json.dumps(req).encode())
+            buf = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+                try:
+                    return json.loads(buf.decode())
+                except ValueError:
+                    continue
+            raise LabError(f"kea: no complete answer to {command}: {buf[:300]!r}")
+        finally:
+            s.close()
+
+    def lease(self, ip: str) -> dict | None:
+        r = self.command("lease4-get", {"ip-address": ip})
+        if r.get("result") == 0:
+            return r["arguments"]
+        return None
+
+    def is_active(self, ip: str) -> bool:
+        l = self.lease(ip)
+        return bool(l) and l.get("state", 0) == 0
+
+    def is_released(self, ip: str) -> bool:
+        l = self.lease(ip)
+        return l is None or l.get("state", 0) != 0 or l.get("valid-lft", 1) == 0
+
+    def leases_text(self) -> str:
+        try:
+            r = self.command("lease4-get-all")
+            return "\n".join(f"{l['ip-address']} {l['hw-address']} state={l['state']} "
+                             f"valid={l['valid-lft']}"
+                             for l in r.get("arguments", {}).get("leases", [])) or str(r)
+        except Exception as e:  # noqa: BLE001
+            return f"(lease4-get-all failed: {e})"
+
+
+class Dhcpd(Server):
+    kind = "dhcpd"
+
+    def start(self) -> None:
+        self.leasefile = self.dir / "dhcpd.leases"
+        self.leasefile.touch()
+        t = ""
+        if self.renew_time:
+            t = (f"option dhcp-renewal-time {self.renew_time};\n"
+                 f"option dhcp-rebinding-time "
+                 f"{self.rebind_time or max(self.renew_time + 1, self.lease_time * 7 // 8)};\n")
+        conf = self.dir / "dhcpd.conf"
+        conf.write_text(textwrap.dedent(f"""\
+            # cdra e2e lab
+            authoritative;
+            ping-check false;
+            ddns-update-style none;
+            default-lease-time {self.lease_time};
+            max-lease-time {self.lease_time};
+            min-lease-time {self.lease_time};
+            """) + t + textwrap.dedent(f"""\
+            subnet 10.77.0.0 netmask 255.255.255.0 {{ }}
+            subnet 10.77.1.0 netmask 255.255.255.0 {{
+              range {POOL_START} {POOL_END};
+              option routers {ROUTER};
+              option subnet-mask 255.255.255.0;
+            }}
+            """))
+        self.proc = self.lab.spawn("dhcpd", nsexec(self.lab.srv) + [
+            sbin("dhcpd"), "-4", "-f", "-d", "-cf", str(conf), "-lf", str(self.leasefile),
+            "-pf", str(self.dir / "dhcpd.pid"), SERVER_IF])
+        self._wait_ready()
+
+    def states(self) -> dict[str, str]:
+        """ip -> binding state of the last record in the lease file."""
+        st: dict[str, str] = {}
+        cur = None
+        for line in self.leasefile.read_text(errors="replace").splitlines():
+            line = line.strip()
+            if line.startswith("lease ") and line.endswith("{"):
+                cur = line.split()[1]
+            elif cur and line.startswith("binding state "):
+                st[cur] = line.split()[2].rstrip(";")
+            elif line == "}":
+                cur = None
+        return st
+
+    def is_active(self, ip: str) -> bool:
+        return self.states().get(ip) == "active"
+
+    def is_released(self, ip: str) -> bool:
+        return self.states().get(ip) in ("free", "released")
+
+    def leases_text(self) -> str:
+        return "\n".join(f"{k} {v}" for k, v in self.states().items())
+
+
+class Dnsmasq(Server):
+    kind = "dnsmasq"
+
+    def start(self) -> None:
+        self.leasefile = self.dir / "dnsmasq.leases"
+        lease = max(self.lease_time, 120)  # dnsmasq's minimum is 2 min
+        lines = [
+            "# cdra e2e lab", "port=0", f"interface={SERVER_IF}", "no-resolv", "no-hosts",
+            f"dhcp-range={POOL_START},{POOL_END},255.255.255.0,{lease}s",
+            f"dhcp-option=option:router,{ROUTER}", "dhcp-authoritative", "no-ping",
+            f"dhcp-leasefile={self.leasefile}", f"pid-file={self.dir / 'dnsmasq.pid'}",
+            "log-dhcp", "log-facility=-", "user=root", "group=root",
+        ]
+        if self.renew_time:
+            # dnsmasq 2.90 ignores T1 = 2 (sends lease/2 instead); 3 and up work.
+            lines.append(f"dhcp-option=option:T1,{max(self.renew_time, 3)}")
+            lines.append(f"dhcp-option=option:T2,"
+                         f"{self.rebind_time or max(self.renew_time + 1, lease * 7 // 8)}")
+        conf = self.dir / "dnsmasq.conf"
+        conf.write_text("\n".join(lines) + "\n")
+        self.proc = self.lab.spawn("dnsmasq", nsexec(self.lab.srv) + [
+            sbin("dnsmasq"), f"--conf-file={conf}", "--keep-in-foreground"])
+        self._wait_ready()
+
+    def leases(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        if self.leasefile.exists():
+            for line in self.leasefile.read_text(errors="replace").splitlines():
+                parts = line.split()
+                if len(parts) >= 3:
+                    out[parts[2]] = line
+        return out
+
+    def is_active(self, ip: str) -> bool:
+        return ip in self.leases()
+
+    def is_released(self, ip: str) -> bool:
+        return ip not in self.leases()
+
+    def leases_text(self) -> str:
+        return "\n".join(self.leases().values())
+
+
+SERVERS: dict[str, type[Server]] = {"kea": Kea, "dhcpd": Dhcpd, "dnsmasq": Dnsmasq}
+
+
+# --------------------------------------------------------------------------- relays
+
+def relay_kind() -> str:
+    return os.environ.get("CDRA_E2E_RELAY", "cdra").strip() or "cdra"
+
+
+def cdra_bin() -> Path:
+    p = Path(os.environ.get("CDRA_BIN", "target/release/cdra"))
+    return p if p.is_absolute() else REPO_ROOT / p
+
+
+def _toml_str(s: str) -> str:
+    return json.dumps(s)  # a JSON string is a valid TOML basic string
+
+
+def cdra_config(*, servers: Iterable[str] = (SERVER_IP,), downstream: str = DOWN_IF,
+                upstream: str = UP_IF, address: str | None = None,
+                circuit_id: str | None = None, trusted: bool | None = None, max_hops: int = 4,
+                server_selection: str = "all", option82_insert: bool = False,
+                remote_id: str | None = None, policy: str = "forward",
+                link_selection: bool = False, server_id_override: bool = False) -> str:
+    """The TOML config of `cdra run` for the lab topology."""
+    down = [f"interface = {_toml_str(downstream)}"]
+    if address:
+        down.append(f"address = {_toml_str(address)}")
+    if circuit_id:
+        down.append(f"circuit_id = {_toml_str(circuit_id)}")
+    if trusted is not None:
+        down.append(f"trusted = {str(trusted).lower()}")
+    o82 = [f"insert = {str(option82_insert).lower()}"]
+    if remote_id is not None:
+        o82.append(f"remote_id = {_toml_str(remote_id)}")
+    o82 += [f"policy = {_toml_str(policy)}",
+            f"link_selection = {str(link_selection).lower()}",
+            f"server_id_override = {str(server_id_override).lower()}"]
+    return "\n".join([
+        'mode = "relay"',
+        "servers = [" + ", ".join(_toml_str(s) for s in servers) + "]",
+        "",
+        "[[downstream]]", *down,
+        "",
+        "[[upstream]]", f"interface = {_toml_str(upstream)}",
+        "",
+        "[relay]", f"max_hops = {max_hops}", f"server_selection = {_toml_str(server_selection)}",
+        "",
+        "[relay.option82]", *o82, "",
+    ])
+
+
+class Relay:
+    kind = "?"
+
+    def __init__(self, lab: Lab, **cfg):
+        self.lab = lab
+        self.cfg = cfg
+        self.proc: Proc | None = None
+        self.exit_checked = False
+
+    def __repr__(self) -> str:
+        return f"<relay {self.kind}>"
+
+    def _wait_ready(self) -> None:
+        assert self.proc
+        def ready():
+            if not self.proc.alive():
+                self.exit_checked = True
+                raise LabError(f"relay {self.kind} exited ({self.proc.popen.returncode}) at "
+                               f"start:\n{tail(self.proc.text())}")
+            return 67 in udp_ports_in_ns_of(self.proc.pid)
+        try:
+            wait_until(ready, 3, what=f"relay {self.kind} to bind port 67")
+        except LabError:
+            if not self.proc.alive():
+                raise
+            # No UDP socket on port 67 (packet sockets only?): go on, it may still work.
+            self.proc._logf.write(b"### lab: no UDP socket on port 67 after 3s\n")
+        time.sleep(0.1)
+
+    def alive(self) -> bool:
+        return bool(self.proc and self.proc.alive())
+
+    def check_alive(self) -> None:
+        if not self.alive():
+            rc = self.proc.popen.returncode if self.proc else None
+            self.exit_checked = True  # reported here; stop() need not say it again
+            raise LabError(f"relay {self.kind} is not running (exit {rc}):\n"
+                           f"{tail(self.proc.text()) if self.proc else ''}")
+
+    def acceptable_exit(self, rc: int) -> bool:
+        return rc == 0
+
+    def stop(self) -> None:
+        """SIGTERM; a nonzero exit (or a crash before) is an error."""
+        if not self.proc or self.exit_checked:
+            return
+        self.exit_checked = True
+        was_alive = self.proc.alive()
+        rc = self.proc.stop(signal.SIGTERM, timeout=5)
+        if not was_alive:
+            raise LabError(f"relay {self.kind} had died before the end of the test "
+                           f"(exit {rc})")
+        if not self.acceptable_exit(rc):
+            raise LabError(f"relay {self.kind} exited {rc} on SIGTERM")
+
+    def diagnostics(self) -> str:
+        return f"---- relay {self.kind} config: {self.cfg}"
+
+
+class CdraRelay(Relay):
+    kind = "cdra"
+
+    def start(self) -> None:
+        b = cdra_bin()
+        if not os.access(b, os.X_OK):
+            raise LabError(f"cdra binary not found at {b} (set CDRA_BIN, or "
+                           "cargo build --release)")
+        self.conf = self.lab.dir / "cdra.toml"
+        self.conf.write_text(cdra_config(**self.cfg))
+        env = {"RUST_BACKTRACE": "1"}
+        self.proc = self.lab.spawn("relay-cdra", nsexec(self.lab.rly) + [
+            str(b), "run", "--config", str(self.conf)], env=env)
+        self._wait_ready()
+
+    def diagnostics(self) -> str:
+        return f"---- cdra config ----\n{self.conf.read_text() if hasattr(self, 'conf') else ''}"
+
+
+class DhcrelayRelay(Relay):
+    kind = "dhcrelay"
+
+    def start(self) -> None:
+        c = self.cfg
+        argv = [sbin("dhcrelay"), "-d", "-4", "--no-pid", "-id", c.get("downstream", DOWN_IF),
+                "-iu", c.get("upstream", UP_IF), "-c", str(c.get("max_hops", 4))]
+        if c.get("option82_insert"):
+            argv.append("-a")
+            argv += ["-m", {"forward": "forward", "replace": "replace",
+                            "drop": "discard"}[c.get("policy", "forward")]]
+        argv += list(c.get("servers", [SERVER_IP]))
+        self.proc = self.lab.spawn("relay-dhcrelay", nsexec(self.lab.rly) + argv)
+        self._wait_ready()
+
+    def acceptable_exit(self, rc: int) -> bool:
+        return rc in (0, -signal.SIGTERM)
+
+
+def make_relay(lab: Lab, **cfg) -> Relay:
+    kind = relay_kind()
+    if kind == "cdra":
+        return CdraRelay(lab, **cfg)
+    if kind == "dhcrelay":
+        return DhcrelayRelay(lab, **cfg)
+    raise LabError(f"CDRA_E2E_RELAY={kind!r}: expected cdra or dhcrelay")
+
+
+# --------------------------------------------------------------------------- clients
+
+_MASK2CIDR = r'''
+m2c() {
+  c=0; IFS=.; set -- $1; unset IFS
+  for o in "$@"; do
+    case $o in 255) c=$((c+8));; 254) c=$((c+7));; 252) c=$((c+6));; 248) c=$((c+5));;
+      240) c=$((c+4));; 224) c=$((c+3));; 192) c=$((c+2));; 128) c=$((c+1));; esac
+  done
+  echo $c
+}
+'''
+
+EVENT_MAP = {
+    "BOUND": "bound", "REBOOT": "bound", "bound": "bound",
+    "RENEW": "renew", "renew": "renew",
+    "REBIND": "rebind",
+    "RELEASE": "release", "STOPPED": "stop", "STOP": "stop",
+    "EXPIRE": "expire", "FAIL": "fail", "TIMEOUT": "fail", "leasefail": "fail",
+    "NAK": "nak", "nak": "nak", "deconfig": "deconfig", "PREINIT": "preinit",
+}
+
+
+class Client:
+    kind = "?"
+
+    def __init__(self, lab: Lab, cns: ClientNs, *, broadcast: bool = False):
+        self.lab = lab
+        self.cns = cns
+        self.broadcast = broadcast
+        self.dir = lab.dir / f"client{cns.index}-{self.kind}"
+        self.dir.mkdir()
+        self.events_file = self.dir / "events"
+        self.events_file.touch()
+        self.hook = self.dir / "hook.sh"
+        self.proc: Proc | None = None
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} in {self.cns.ns}>"
+
+    def write_hook(self, body: str) -> None:
+        self.hook.write_text("#!/bin/sh\n# cdra e2e hook: records what the client got and "
+                             "configures only this namespace's interface\n"
+                             f"REC='{self.events_file}'\n" + body)
+        self.hook.chmod(0o755)
+
+    def events(self) -> list[dict[str, str]]:
+        out = []
+        for line in self.events_file.read_text(errors="replace").splitlines():
+            ev = dict(kv.split("=", 1) for kv in line.split("\t") if "=" in kv)
+            ev["kind"] = EVENT_MAP.get(ev.get("event", ""), ev.get("event", ""))
+            out.append(ev)
+        return out
+
+    def wait_event(self, kinds: Iterable[str], after: int = 0, timeout: float = 15,
+                   what: str | None = None) -> dict[str, str]:
+        kinds = set(kinds)
+        def find():
+            self.lab.fail_fast()
+            for ev in self.events()[after:]:
+                if ev["kind"] in kinds:
+                    return ev
+            return None
+        return wait_until(find, timeout, what=what or f"{self.kind} event {sorted(kinds)}")
+
+    def wait_bound(self, timeout: float = 15) -> dict[str, str]:
+        ev = self.wait_event({"bound"}, timeout=timeout, what=f"{self.kind} to get a lease")
+        self.lease = ev
+        ip = ev["ip"]
+        wait_until(lambda: ip in self.cns.ipv4_addrs(), 5,
+                   what=f"{ip} configured on {self.cns.ns} {self.cns.iface}")
+        # the relay's kernel routes the server's unicast ACKs to this address
+        pin_neighbor(self.lab.rly, DOWN_IF, ip, self.cns.mac)
+        return ev
+
+    def renew(self, timeout: float = 15) -> dict[str, str]:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.stop()
+
+    def diagnostics(self) -> str:
+        return (f"---- client {self.kind} {self.cns.ns} mac {self.cns.mac} events ----\n"
+                + self.events_file.read_text(errors="replace"))
+
+
+class Udhcpc(Client):
+    kind = "udhcpc"
+
+    def start(self) -> None:
+        self.write_hook(_MASK2CIDR + r'''
+printf 'client=udhcpc\tevent=%s\tip=%s\tmask=%s\trouter=%s\tserver_id=%s\tlease=%s\tmessage=%s\ttime=%s\n' \
+  "$1" "$ip" "$subnet" "$router" "$serverid" "$lease" "$message" "$(date +%s.%N)" >>"$REC"
+case "$1" in
+  deconfig) ip -4 addr flush dev "$interface"; ip link set dev "$interface" up ;;
+  bound|renew)
+    ip addr replace "$ip/$(m2c "${subnet:-255.255.255.0}")" dev "$interface"
+    for r in $router; do ip route replace default via "$r" dev "$interface"; break; done ;;
+esac
+exit 0
+''')
+        argv = [sbin("udhcpc"), "-i", self.cns.iface, "-f", "-t", "5", "-T", "2",
+                "-s", str(self.hook), "-x", "hostname:cdra-e2e"]
+        if self.broadcast:
+            argv.append("-B")
+        self.proc = self.lab.spawn(f"udhcpc-c{self.cns.index}", nsexec(self.cns.ns) + argv)
+
+    def renew(self, timeout: float = 15) -> dict[str, str]:
+        n = len(self.events())
+        assert self.proc
+        self.proc.send_signal(signal.SIGUSR1)
+        return self.wait_event({"renew", "bound"}, after=n, timeout=timeout,
+                               what="udhcpc renewal")
+
+    def release(self) -> None:
+        n = len(self.events())
+        assert self.proc
+        self.proc.send_signal(signal.SIGUSR2)
+        self.wait_event({"deconfig"}, after=n, timeout=5, what="udhcpc release")
+
+
+class Dhclient(Client):
+    kind = "dhclient"
+
+    def __init__(self, lab: Lab, cns: ClientNs, *, init_reboot_ip: str | None = None, **kw):
+        """init_reboot_ip: start with a lease file naming that address (INIT-REBOOT)."""
+        super().__init__(lab, cns, **kw)
+        self.init_reboot_ip = init_reboot_ip
+
+    def _write_lease(self, ip: str) -> None:
+        far = time.strftime("%w %Y/%m/%d %H:%M:%S", time.gmtime(time.time() + 3600))
+        self.leasefile.write_text(textwrap.dedent(f"""\
+            lease {{
+              interface "{self.cns.iface}";
+              fixed-address {ip};
+              option subnet-mask 255.255.255.0;
+              option routers {ROUTER};
+              option dhcp-lease-time 7200;
+              option dhcp-message-type 5;
+              option dhcp-server-identifier {SERVER_IP};
+              renew {far};
+              rebind {far};
+              expire {far};
+            }}
+            """))
+
+    def start(self) -> None:
+        self.write_hook(_MASK2CIDR + r'''
+printf 'client=dhclient\tevent=%s\tip=%s\tmask=%s\trouter=%s\tserver_id=%s\tlease=%s\tt1=%s\told_ip=%s\ttime=%s\n' \
+  "$reason" "$new_ip_address" "$new_subnet_mask" "$new_routers" "$new_dhcp_server_identifier" \
+  "$new_dhcp_lease_time" "$new_dhcp_renewal_time" "$old_ip_address" "$(date +%s.%N)" >>"$REC"
+case "$reason" in
+  PREINIT) ip link set dev "$interface" up ;;
+  BOUND|RENEW|REBIND|REBOOT)
+    if [ -n "$old_ip_address" ] && [ "$old_ip_address" != "$new_ip_address" ]; then
+      ip -4 addr flush dev "$interface"
+    fi
+    ip addr replace "$new_ip_address/$(m2c "${new_subnet_mask:-255.255.255.0}")" dev "$interface"
+    for r in $new_routers; do ip route replace default via "$r" dev "$interface"; break; done ;;
+  EXPIRE|FAIL|RELEASE|TIMEOUT) ip -4 addr flush dev "$interface" ;;
+esac
+exit 0
+''')
+        self.conf = self.dir / "dhclient.conf"
+        self.conf.write_text("# cdra e2e lab\ntimeout 30;\nretry 2;\ninitial-interval 1;\n"
+                             "backoff-cutoff 2;\n"
+                             "request subnet-mask, broadcast-address, routers, "
+                             "dhcp-lease-time, dhcp-renewal-time, dhcp-rebinding-time;\n")
+        self.leasefile = self.dir / "dhclient.leases"
+        self.pidfile = self.dir / "dhclient.pid"
+        if self.init_reboot_ip:
+            self._write_lease(self.init_reboot_ip)
+        self.proc = self.lab.spawn(f"dhclient-c{self.cns.index}", nsexec(self.cns.ns) + [
+            sbin("dhclient"), "-4", "-d", "-v", "-cf", str(self.conf), "-sf", str(self.hook),
+            "-lf", str(self.leasefile), "-pf", str(self.pidfile), self.cns.iface])
+
+    def renew(self, timeout: float = 15) -> dict[str, str]:
+        """dhclient has no renew signal: the server hands out a short T1 (renew_time)."""
+        n = len(self.events())
+        return self.wait_event({"renew"}, after=n, timeout=timeout,
+                               what="dhclient renewal at T1")
+
+    def wait_bound(self, timeout: float = 15) -> dict[str, str]:
+        ev = super().wait_bound(timeout)
+        # dhclient writes its lease file only after the hook returns; `dhclient -r` (and a
+        # restart) need it.
+        wait_until(lambda: f"fixed-address {ev['ip']};" in self.leasefile.read_text(
+            errors="replace") if self.leasefile.exists() else False, 5,
+            what="dhclient to write its lease file")
+        return ev
+
+    def release(self) -> None:
+        """Stop the running dhclient (by our PID, no release), then `dhclient -r`."""
+        assert self.proc
+        self.proc.stop(signal.SIGTERM)
+        n = len(self.events())
+        r = self.lab.spawn(f"dhclient-r-c{self.cns.index}", nsexec(self.cns.ns) + [
+            sbin("dhclient"), "-4", "-r", "-v", "-cf", str(self.conf), "-sf", str(self.hook),
+            "-lf", str(self.leasefile), "-pf", str(self.dir / "dhclient-r.pid"),
+            self.cns.iface])
+        rc = r.wait(15)
+        if rc is None:
+            r.stop()
+            raise LabError("dhclient -r did not finish")
+        self.wait_event({"release"}, after=n, timeout=5, what="dhclient RELEASE hook")
+
+
+class Dhcpcd(Client):
+    kind = "dhcpcd"
+
+    def start(self) -> None:
+        # dhcpcd configures the address and routes itself (in this namespace only: its
+        # netlink socket lives here); the hook only records.
+        self.write_hook(r'''
+printf 'client=dhcpcd\tevent=%s\tip=%s\tmask=%s\trouter=%s\tserver_id=%s\tlease=%s\told_ip=%s\ttime=%s\n' \
+  "$reason" "$new_ip_address" "$new_subnet_mask" "$new_routers" \
+  "$new_dhcp_server_identifier" "$new_dhcp_lease_time" "$old_ip_address" "$(date +%s.%N)" >>"$REC"
+exit 0
+''')
+        self.conf = self.dir / "dhcpcd.conf"
+        self.conf.write_text("# cdra e2e lab\nipv4only\nnoipv4ll\nduid\n"
+                             "option subnet_mask, routers, broadcast_address\n"
+                             "option rapid_commit\nrequire dhcp_server_identifier\n")
+        state = self.dir / "state"
+        state.mkdir()
+        Path("/var/lib/dhcpcd").mkdir(parents=True, exist_ok=True)
+        script = (f"mount -t tmpfs tmpfs /run && mkdir -p /run/dhcpcd && "
+                  f"mount --bind '{state}' /var/lib/dhcpcd && "
+                  f"exec {sbin('dhcpcd')} -4 -B -d --noarp --nodelay -t 20 "
+                  f"-f '{self.conf}' -c '{self.hook}' {self.cns.iface}")
+        self.proc = self.lab.spawn(f"dhcpcd-c{self.cns.index}", nsexec(self.cns.ns) + [
+            "unshare", "-m", "--propagation", "private", "sh", "-c", script])
+
+    def renew(self, timeout: float = 15) -> dict[str, str]:
+        n = len(self.events())
+        assert self.proc
+        self.proc.send_signal(signal.SIGUSR1)
+        return self.wait_event({"renew", "bound"}, after=n, timeout=timeout,
+                               what="dhcpcd renewal")
+
+    def release(self) -> None:
+        n = len(self.events())
+        assert self.proc
+        self.proc.send_signal(signal.SIGALRM)
+        self.wait_event({"release", "stop"}, after=n, timeout=5, what="dhcpcd RELEASE hook")
+
+
+CLIENTS: dict[str, type[Client]] = {"dhclient": Dhclient, "udhcpc": Udhcpc, "dhcpcd": Dhcpcd}
+
+
+# --------------------------------------------------------------------------- raw packets
+
+def send_frames(cns: ClientNs, frames: Iterable[bytes], burst: int = 0,
+                pause: float = 0.002) -> int:
+    """Send raw frames from the client namespace; with `burst`, pause after each burst so
+    a receiver's socket buffer is not simply overrun (then every frame gets parsed)."""
+    s = cns.packet_socket()
+    n = 0
+    try:
+        for fr in frames:
+            try:
+                s.send(fr)
+                n += 1
+            except OSError:
+                time.sleep(0.001)
+            if burst and n % burst == 0:
+                time.sleep(pause)
+    finally:
+        s.close()
+    return n
+
+
+def client_broadcast_frame(cns: ClientNs, payload: bytes) -> bytes:
+    return dp.udp_ip_frame(payload, src_mac=cns.mac)
+
+
+def raw_exchange(cns: ClientNs, payload: bytes, xid: int, want: Callable[[dp.Dhcp], bool],
+                 timeout: float = 6, retransmit: float = 2.0) -> list[dp.Frame]:
+    """Broadcast `payload` from the client ns, collect DHCP replies with `xid` until
+    `want(reply)` or timeout (retransmitting every `retransmit` s)."""
+    s = cns.packet_socket(timeout=0.1)
+    got: list[dp.Frame] = []
+    try:
+        frame = client_broadcast_frame(cns, payload)
+        s.send(frame)
+        last = now()
+        deadline = now() + timeout
+        while now() < deadline:
+            if now() - last > retransmit:
+                s.send(frame)
+                last = now()
+            try:
+                data, addr = s.recvfrom(65535)
+            except socket.timeout:
+                continue
+            if addr[2] == socket.PACKET_OUTGOING:
+                continue
+            f = dp.parse_frame(time.time(), data)
+            if f and f.dhcp and f.dport == 68 and f.dhcp.op == 2 and f.dhcp.xid == xid:
+                got.append(f)
+                if want(f.dhcp):
+                    return got
+    finally:
+        s.close()
+    return got
+
+
+def new_xid() -> int:
+    return int.from_bytes(os.urandom(4), "big")

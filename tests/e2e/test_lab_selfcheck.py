@@ -1,0 +1,72 @@
+"""Checks of the lab's own helpers (no namespaces): packet codec, pcap reader, cdra config."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import struct
+
+import pytest
+
+import dhcp_packets as dp
+import lab as L
+
+
+def test_dhcp_roundtrip():
+    msg = dp.client_message(dp.REQUEST, xid=0x12345678, mac="02:77:00:00:00:01", hops=3,
+                            requested_ip="10.77.1.150",
+                            extra=[(dp.OPT_RELAY_AGENT, dp.agent_option(b"rd0", b"x"))])
+    d = dp.parse_dhcp(msg)
+    assert (d.op, d.hops, d.xid, d.chaddr) == (1, 3, 0x12345678, "02:77:00:00:00:01")
+    assert d.msg_type == dp.REQUEST and d.requested_ip == "10.77.1.150"
+    assert d.agent_suboptions() == {1: b"rd0", 2: b"x"}
+
+
+def test_overload_is_parsed():
+    sname = bytes([dp.OPT_SERVER_ID, 4]) + bytes([10, 77, 0, 1]) + b"\xff"
+    msg = dp.build_dhcp(sname=sname, options=[(dp.OPT_MSG_TYPE, b"\x05"),
+                                              (dp.OPT_OVERLOAD, b"\x02")])
+    assert dp.parse_dhcp(msg).server_id == "10.77.0.1"
+
+
+def test_hostile_payloads_are_hostile():
+    rng = random.Random(1)
+    bad = 0
+    for _kind, p in itertools.islice(dp.hostile_payloads(rng), 500):
+        try:
+            dp.parse_dhcp(p)
+        except (ValueError, struct.error):
+            bad += 1
+    assert bad > 100
+
+
+def test_frame_and_pcap(tmp_path):
+    payload = dp.client_message(dp.DISCOVER, xid=7, mac="02:00:00:00:00:09")
+    fr = dp.udp_ip_frame(payload, src_mac="02:00:00:00:00:09")
+    pcap = tmp_path / "x.pcap"
+    hdr = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    rec = struct.pack("<IIII", 1, 500000, len(fr), len(fr)) + fr
+    pcap.write_bytes(hdr + rec + rec[:10])  # a cut-off tail is tolerated
+    frames = dp.read_pcap(str(pcap))
+    assert len(frames) == 1
+    f = frames[0]
+    assert (f.src_ip, f.dst_ip, f.sport, f.dport) == ("0.0.0.0", "255.255.255.255", 68, 67)
+    assert f.dhcp and f.dhcp.xid == 7 and f.ts == pytest.approx(1.5)
+
+
+def test_cdra_config_toml():
+    tomllib = pytest.importorskip("tomllib")
+    cfg = tomllib.loads(L.cdra_config(option82_insert=True, remote_id="cdra-lab", max_hops=3,
+                                      circuit_id="rd0", address="10.77.1.1",
+                                      policy="replace"))
+    assert cfg["mode"] == "relay" and cfg["servers"] == ["10.77.0.1"]
+    assert cfg["downstream"] == [{"interface": "rd0", "address": "10.77.1.1",
+                                  "circuit_id": "rd0"}]
+    assert cfg["upstream"] == [{"interface": "ru0"}]
+    assert cfg["relay"]["max_hops"] == 3 and cfg["relay"]["server_selection"] == "all"
+    assert cfg["relay"]["option82"] == {"insert": True, "remote_id": "cdra-lab",
+                                        "policy": "replace", "link_selection": False,
+                                        "server_id_override": False}
+    plain = tomllib.loads(L.cdra_config())
+    assert "remote_id" not in plain["relay"]["option82"]
+    assert set(plain["downstream"][0]) == {"interface"}
