@@ -515,10 +515,18 @@ mod tests {
         assert_eq!(store.path, Path::new(DEFAULT_STORE_PATH));
         assert_eq!(store.mode, cdra_store::WriteMode::GroupCommit);
         assert!(parse(MINIMAL).expect("valid").store.is_none());
-        let off = parse(&format!("{}[store]\nenabled = false\n", MINIMAL.replace("\"relay\"", "\"proxy\""))).expect("valid");
+        let off =
+            parse(&format!("{}[store]\nenabled = false\n", MINIMAL.replace("\"relay\"", "\"proxy\""))).expect("valid");
         assert!(off.store.is_none());
-        let dump = parse(&format!("{}[store]\nmode = \"dump\"\npath = \"/tmp/x.redb\"\n", MINIMAL.replace("\"relay\"", "\"proxy\""))).expect("valid");
-        assert_eq!(dump.store.expect("on").mode, cdra_store::WriteMode::PeriodicDump { interval: Duration::from_secs(70) });
+        let dump = parse(&format!(
+            "{}[store]\nmode = \"dump\"\npath = \"/tmp/x.redb\"\n",
+            MINIMAL.replace("\"relay\"", "\"proxy\"")
+        ))
+        .expect("valid");
+        assert_eq!(
+            dump.store.expect("on").mode,
+            cdra_store::WriteMode::PeriodicDump { interval: Duration::from_secs(70) }
+        );
         assert_eq!(defaults.proxy.max_age, Duration::from_secs(9 * 86_400));
     }
 

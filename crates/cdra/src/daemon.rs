@@ -25,8 +25,8 @@ use cdra_wire::ipv4::{write_ipv4_udp, Ipv4UdpHeader, IPV4_UDP_HEADER_LEN};
 
 use crate::config::Settings;
 use crate::control::ControlServer;
-use crate::persistence::Persistence;
 use crate::metrics::{IoCounters, MetricsServer};
+use crate::persistence::Persistence;
 use crate::report;
 
 /// Datagrams received per `recvmmsg`.

@@ -113,7 +113,12 @@ pub fn render(engine: &Engine, now: Timestamp, io: IoCounters) -> String {
     for (i, s) in engine.servers().servers().iter().enumerate() {
         let _ = writeln!(out, "cdra_server_up{{server=\"{}\"}} {}", s.addr, u8::from(engine.servers().is_up(i, now)));
     }
-    family(&mut out, "cdra_option82_not_added_total", "counter", "Option 82 not added because the message would be too large.");
+    family(
+        &mut out,
+        "cdra_option82_not_added_total",
+        "counter",
+        "Option 82 not added because the message would be too large.",
+    );
     let _ = writeln!(out, "cdra_option82_not_added_total {}", c.option82_not_added_too_large);
     family(&mut out, "cdra_send_errors_total", "counter", "Datagrams the kernel refused to send.");
     let _ = writeln!(out, "cdra_send_errors_total {}", io.send_errors);
@@ -162,7 +167,12 @@ pub fn render(engine: &Engine, now: Timestamp, io: IoCounters) -> String {
         ] {
             let _ = writeln!(out, "cdra_records_removed_total{{cause=\"{cause}\"}} {v}");
         }
-        family(&mut out, "cdra_answered_without_server_total", "counter", "Client messages answered from the table, never reaching a server.");
+        family(
+            &mut out,
+            "cdra_answered_without_server_total",
+            "counter",
+            "Client messages answered from the table, never reaching a server.",
+        );
         let _ = writeln!(out, "cdra_answered_without_server_total {}", p.local_offers + p.local_acks + p.bootp_spoofed);
     }
     out
