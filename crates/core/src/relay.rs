@@ -58,7 +58,14 @@ pub fn reply_destination<T: AsRef<[u8]>>(msg: &Message<T>, ds: &Downstream, src:
         return broadcast;
     }
     if !msg.ciaddr().is_unspecified() {
-        return Destination::ClientUnicast { ifindex: ds.ifindex, src, dst: msg.ciaddr() };
+        // The client is on this link (we deliver on the interface owning giaddr, or answer
+        // it directly): its chaddr is the MAC that owns ciaddr, so the unicast goes out at
+        // the link layer, with no neighbour lookup (the kernel's neighbour table is shared
+        // and bounded; a relay serving thousands of renewing clients must not depend on it).
+        return match msg.ethernet_chaddr() {
+            Some(mac) => Destination::ClientLink { ifindex: ds.ifindex, mac, src, dst: msg.ciaddr() },
+            None => Destination::ClientUnicast { ifindex: ds.ifindex, src, dst: msg.ciaddr() },
+        };
     }
     if msg.broadcast() || msg.yiaddr().is_unspecified() {
         return broadcast;

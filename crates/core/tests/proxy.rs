@@ -95,7 +95,7 @@ fn renewal_is_answered_locally_with_what_is_left_of_the_server_lease() {
     h.advance(600);
     assert_eq!(h.client_sends_to(DS_ADDR, &renew()), Verdict::AnsweredLocally);
     let (dest, bytes) = h.only_sent();
-    assert_eq!(dest, Destination::ClientUnicast { ifindex: DS_IF, src: DS_ADDR, dst: ADDR });
+    assert_eq!(dest, Destination::ClientLink { ifindex: DS_IF, mac: MAC, src: DS_ADDR, dst: ADDR });
     let ack = parse(&bytes);
     assert_eq!(ack.message_type(), Some(MessageType::Ack));
     assert_eq!(ack.xid(), 0x1234_5678);
@@ -165,7 +165,7 @@ fn a_broadcast_rebind_is_renewed_with_the_server_first() {
     let mut ack = server_reply(MessageType::Ack);
     ack.ciaddr = ADDR;
     assert_eq!(h.server_sends(SERVER, &ack), Verdict::DeliveredToClient);
-    assert_eq!(h.only_sent().0, Destination::ClientUnicast { ifindex: DS_IF, src: DS_ADDR, dst: ADDR });
+    assert_eq!(h.only_sent().0, Destination::ClientLink { ifindex: DS_IF, mac: MAC, src: DS_ADDR, dst: ADDR });
 }
 
 #[test]

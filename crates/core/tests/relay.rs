@@ -264,6 +264,13 @@ fn reply_delivery_follows_rfc2131_section_4_1() {
     // ciaddr set (a REBINDING client's ACK): unicast to ciaddr.
     let mut m = Msg::reply(MessageType::Ack);
     m.ciaddr = yiaddr;
+    cases.push((m, Destination::ClientLink { ifindex: DS_IF, mac: MAC, src: DS_ADDR, dst: yiaddr }));
+    // ...through the kernel's routing (and its neighbour table) only when chaddr is not an
+    // Ethernet address.
+    let mut m = Msg::reply(MessageType::Ack);
+    m.ciaddr = yiaddr;
+    m.htype = 6;
+    m.chaddr = vec![1, 2, 3, 4, 5, 6, 7, 8];
     cases.push((m, Destination::ClientUnicast { ifindex: DS_IF, src: DS_ADDR, dst: yiaddr }));
     // NAK, broadcast flag clear (Kea): broadcast anyway.
     let mut m = Msg::reply(MessageType::Nak);
