@@ -2,21 +2,16 @@
 //! client can have its own source MAC) and whole frames of one EtherType in, filtered in
 //! the kernel by a classic BPF program.
 //!
-//! This crate has no `unsafe`. `cdra-sys` has no bound SOCK_RAW packet socket (its
-//! `PacketSender` is SOCK_DGRAM, so the kernel writes the interface's own MAC as source),
-//! and neither `socket2` nor `rustix` can build a `sockaddr_ll` safely. So:
-//! * the socket is created, tuned (buffers, BPF filter) and used for I/O through `rustix`
-//!   and `socket2`, which own the descriptor;
-//! * binding it to the interface and EtherType (and PACKET_MR_PROMISC) is done by
-//!   `pnet_datalink::channel`, which accepts an existing descriptor (`Config::socket_fd`).
-//!   The channel handles it returns would close that descriptor when dropped, so they are
-//!   deliberately leaked with `mem::forget`; our `OwnedFd` is the only owner.
+//! This crate has no `unsafe`: the socket is created, tuned (buffers, BPF filter) and used
+//! for I/O through `rustix` and `socket2`; binding it to the interface and EtherType and
+//! the PACKET_MR_PROMISC membership, which need a `sockaddr_ll` / `packet_mreq`, are done
+//! by `cdra-sys` (the project's only crate with `unsafe`).
 //!
 //! Bound to a specific EtherType (not ETH_P_ALL), the socket never sees our own outgoing
 //! frames. Binding to ETH_P_IP and ETH_P_ARP needs two sockets.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
@@ -88,31 +83,11 @@ impl LinkSocket {
         if rustix::net::sockopt::set_socket_send_buffer_size_force(&fd, buf_bytes).is_err() {
             let _ = sock.set_send_buffer_size(buf_bytes);
         }
-        let iface = pnet_datalink::NetworkInterface {
-            name: ifname.to_string(),
-            description: String::new(),
-            index: ifindex,
-            mac: None,
-            ips: Vec::new(),
-            flags: 0,
-        };
-        let config = pnet_datalink::Config {
-            channel_type: pnet_datalink::ChannelType::Layer3(ethertype),
-            socket_fd: Some(fd.as_raw_fd()),
-            promiscuous: promisc,
-            ..Default::default()
-        };
-        match pnet_datalink::channel(&iface, config) {
-            Ok(channel) => {
-                // pnet's sender/receiver each hold the descriptor and would close it on
-                // drop; `fd` stays its sole owner (see the module docs).
-                std::mem::forget(channel);
-            }
-            Err(e) => {
-                // pnet closed the descriptor on failure: do not close it a second time.
-                std::mem::forget(fd);
-                return Err(anyhow!("binding the packet socket to {ifname}: {e}"));
-            }
+        cdra_sys::packet::bind_packet_socket(&fd, ifindex, ethertype)
+            .with_context(|| format!("binding the packet socket to {ifname}"))?;
+        if promisc {
+            cdra_sys::packet::add_promiscuous_membership(&fd, ifindex)
+                .with_context(|| format!("promiscuous mode on {ifname}"))?;
         }
         let s = LinkSocket { fd };
         s.drain();

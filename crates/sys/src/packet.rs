@@ -194,6 +194,37 @@ fn parse_arp(p: &[u8], ifindex: u32) -> Option<ArpSeen> {
     Some(ArpSeen { ifindex, sender_ip, sender_mac, target_ip: ip_at(24), is_reply })
 }
 
+/// Bind an AF_PACKET socket the caller created (typically SOCK_RAW, with a BPF filter
+/// attached before binding so no unfiltered frame is queued) to one interface and
+/// EtherType: from then on it receives that traffic on that interface only. Used by the
+/// load generator, which emulates many clients with their own MAC addresses.
+pub fn bind_packet_socket(fd: &OwnedFd, ifindex: u32, ethertype: u16) -> io::Result<()> {
+    let sa = sockaddr_ll(ifindex, ethertype, [0; 6]);
+    // SAFETY: `sa` is a valid, initialised sockaddr_ll and the length passed is its exact
+    // size; the kernel only reads it.
+    let rc = unsafe {
+        libc::bind(fd.as_raw_fd(), (&sa as *const libc::sockaddr_ll).cast(), sock::socklen_of::<libc::sockaddr_ll>())
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Put interface `ifindex` in promiscuous mode for as long as the AF_PACKET socket `fd` is
+/// open (PACKET_ADD_MEMBERSHIP with PACKET_MR_PROMISC; the kernel drops the membership
+/// when the socket closes), so frames to any unicast MAC are received.
+pub fn add_promiscuous_membership(fd: &OwnedFd, ifindex: u32) -> io::Result<()> {
+    let mreq = libc::packet_mreq {
+        mr_ifindex: ifindex as libc::c_int,
+        mr_type: libc::PACKET_MR_PROMISC as libc::c_ushort,
+        mr_alen: 0,
+        mr_address: [0; 8],
+    };
+    sock::setsockopt(fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;
