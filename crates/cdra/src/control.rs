@@ -106,8 +106,8 @@ fn describe(engine: &Engine, now: Timestamp, r: &ClientRecord, detail: bool) -> 
             r.lease_secs,
             r.t1_secs,
             r.t2_secs,
-            r.reply.as_ref().map(|b| b.len()).unwrap_or(0),
-            r.param_list.codes()
+            r.reply.as_ref().map(|b| b.stored_len()).unwrap_or(0),
+            r.param_list.codes().collect::<Vec<u8>>()
         );
     }
     s

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
-use cdra_core::persist::{decode_record, Change, RestoreReport};
+use cdra_core::persist::{decode_record_borrowed, Change, RestoreReport};
 use cdra_core::{Engine, Timestamp};
 use cdra_store::{StoreConfig, Writer};
 
@@ -31,16 +31,16 @@ impl Persistence {
         if let Some(from) = report.migrated_from {
             tracing::info!(from_schema = from, to_schema = cdra_store::SCHEMA_VERSION, "client table store migrated");
         }
-        let mut records = Vec::with_capacity(report.records);
         let mut undecodable = 0usize;
-        store
-            .visit(|_, value| match decode_record(value) {
-                Ok(r) => records.push(r),
+        let mut restored = RestoreReport::default();
+        engine.reserve(report.records);
+        let stored = store
+            .visit(|_, value| match decode_record_borrowed(value) {
+                Ok((record, iface)) => engine.restore_one(now, record, iface, &mut restored),
                 Err(_) => undecodable += 1,
             })
             .map_err(|e| anyhow!("store.path: {e}"))?;
-        let stored = records.len() + undecodable;
-        let RestoreReport { loaded, expired, unknown_interface, superseded } = engine.restore(now, records);
+        let RestoreReport { loaded, expired, unknown_interface, superseded } = restored;
         tracing::info!(
             path = %config.path.display(),
             stored,

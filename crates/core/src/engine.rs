@@ -35,6 +35,8 @@ pub struct Engine {
     pub(crate) table: ClientTable,
     pub(crate) proxy: ProxyState,
     pub(crate) changes: crate::persist::ChangeLog,
+    /// Working space for expanding and rewriting messages (no allocation per packet).
+    pub(crate) scratch: Box<[u8]>,
 }
 
 impl Engine {
@@ -49,7 +51,15 @@ impl Engine {
         );
         let counters = Counters::new(config.downstream.len() + 1, config.servers.len());
         let table = ClientTable::new(config.proxy.max_clients, config.proxy.seed);
-        Engine { config, servers, counters, table, proxy: ProxyState::default(), changes: Default::default() }
+        Engine {
+            config,
+            servers,
+            counters,
+            table,
+            proxy: ProxyState::default(),
+            changes: Default::default(),
+            scratch: vec![0u8; crate::outbox::OUT_BUFFER_SIZE].into_boxed_slice(),
+        }
     }
 
     /// The configuration.

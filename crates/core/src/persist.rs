@@ -13,7 +13,7 @@ use core::net::Ipv4Addr;
 use cdra_wire::Message;
 
 use crate::engine::Engine;
-use crate::table::{ClientKey, ClientKind, ClientRecord, ClientState, ParamList, ServerBinding};
+use crate::table::{CachedReply, ClientKey, ClientKind, ClientRecord, ClientState, ParamList, ServerBinding};
 use crate::time::Timestamp;
 
 /// Version of the record encoding. A store holding a newer version is refused.
@@ -114,8 +114,17 @@ pub fn encode_record(r: &ClientRecord, interface: &str, out: &mut Vec<u8>) {
     put_u64(out, r.last_contact.as_millis());
     put_u64(out, r.last_update.as_millis());
     put_u64(out, r.client_lease_end.map(|t| t.as_millis()).unwrap_or(0));
-    put_bytes16(out, r.param_list.codes());
-    put_bytes16(out, r.reply.as_deref().unwrap_or(&[]));
+    let mut codes = [0u8; 256];
+    let mut n = 0;
+    for c in r.param_list.codes() {
+        if let Some(slot) = codes.get_mut(n) {
+            *slot = c;
+            n += 1;
+        }
+    }
+    put_bytes16(out, codes.get(..n).unwrap_or(&[]));
+    // The reply is stored whole (wire format: robust to changes of the in-memory form).
+    put_bytes16(out, &r.reply.as_ref().map(CachedReply::to_vec).unwrap_or_default());
 }
 
 struct Reader<'a> {
@@ -157,6 +166,11 @@ impl<'a> Reader<'a> {
 
 /// Decode a record written by [`encode_record`]; returns it with its interface name.
 pub fn decode_record(bytes: &[u8]) -> Result<(ClientRecord, String), DecodeError> {
+    decode_record_borrowed(bytes).map(|(r, iface)| (r, iface.to_string()))
+}
+
+/// [`decode_record`] without copying the interface name (start-up decodes a million).
+pub fn decode_record_borrowed(bytes: &[u8]) -> Result<(ClientRecord, &str), DecodeError> {
     let mut r = Reader { b: bytes };
     let version = r.u8()?;
     if version != RECORD_FORMAT {
@@ -168,7 +182,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<(ClientRecord, String), DecodeError
         _ => return Err(DecodeError::Invalid),
     };
     let key = ClientKey::from_bytes(r.bytes16()?).ok_or(DecodeError::Invalid)?;
-    let interface = String::from_utf8(r.bytes16()?.to_vec()).map_err(|_| DecodeError::Invalid)?;
+    let interface = core::str::from_utf8(r.bytes16()?).map_err(|_| DecodeError::Invalid)?;
     let address = r.addr()?;
     let server_addr = r.addr()?;
     let server_id = r.addr()?;
@@ -198,7 +212,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<(ClientRecord, String), DecodeError
     rec.last_update = last_update;
     rec.client_lease_end = client_lease_end;
     rec.param_list = ParamList::new(params);
-    rec.reply = Some(reply.to_vec().into_boxed_slice());
+    rec.reply = Some(CachedReply::new(reply).ok_or(DecodeError::Invalid)?);
     Ok((rec, interface))
 }
 
@@ -270,35 +284,49 @@ impl Engine {
         records: impl IntoIterator<Item = (ClientRecord, String)>,
     ) -> RestoreReport {
         let mut report = RestoreReport::default();
-        for (mut rec, iface) in records {
-            let Some(ds) = self.config.downstream.iter().position(|d| d.name == iface) else {
-                report.unknown_interface += 1;
-                continue;
-            };
-            if now.since(rec.last_update) > self.config.proxy.max_age || rec.lease_end().is_some_and(|e| e <= now) {
-                report.expired += 1;
-                continue;
-            }
-            rec.downstream = ds as u16;
-            if let Some(other) = self.table.find(&rec.key).or_else(|| self.table.find_address(rec.address)) {
-                let newer = self.table.get(other).is_some_and(|o| o.last_update >= rec.last_update);
-                report.superseded += 1;
-                if newer {
-                    continue;
-                }
-                self.table.remove(other);
-            }
-            let lapse = rec.client_lease_end.map(|e| (e, rec.key.clone()));
-            let (_, evicted) = self.table.insert(rec);
-            if evicted.is_some() {
-                self.counters.proxy.evicted += 1;
-            }
-            if let Some((end, key)) = lapse {
-                self.proxy.lapses.push(core::cmp::Reverse((end, key)));
-            }
-            report.loaded += 1;
+        let records = records.into_iter();
+        self.table.reserve(records.size_hint().0);
+        for (rec, iface) in records {
+            self.restore_one(now, rec, &iface, &mut report);
         }
         report.loaded = self.table.len();
         report
+    }
+
+    /// Restore one record (see [`Engine::restore`]); `report` counts what happened. For
+    /// start-up straight from the store's iterator, without collecting the records first
+    /// (call [`Engine::reserve`] with the count beforehand).
+    pub fn restore_one(&mut self, now: Timestamp, mut rec: ClientRecord, iface: &str, report: &mut RestoreReport) {
+        let Some(ds) = self.config.downstream.iter().position(|d| d.name == iface) else {
+            report.unknown_interface += 1;
+            return;
+        };
+        if now.since(rec.last_update) > self.config.proxy.max_age || rec.lease_end().is_some_and(|e| e <= now) {
+            report.expired += 1;
+            return;
+        }
+        rec.downstream = ds as u16;
+        if let Some(other) = self.table.find(&rec.key).or_else(|| self.table.find_address(rec.address)) {
+            let newer = self.table.get(other).is_some_and(|o| o.last_update >= rec.last_update);
+            report.superseded += 1;
+            if newer {
+                return;
+            }
+            self.table.remove(other);
+        }
+        let lapse = rec.client_lease_end.map(|e| (e, rec.key.clone()));
+        let (_, evicted) = self.table.insert(rec);
+        if evicted.is_some() {
+            self.counters.proxy.evicted += 1;
+        }
+        if let Some((end, key)) = lapse {
+            self.proxy.lapses.push(core::cmp::Reverse((end, key)));
+        }
+        report.loaded = self.table.len();
+    }
+
+    /// Make room for `records` more client records (before a large restore).
+    pub fn reserve(&mut self, records: usize) {
+        self.table.reserve(records);
     }
 }

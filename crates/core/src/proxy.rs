@@ -37,7 +37,9 @@ use crate::counters::MessageKind;
 use crate::engine::{Engine, Ingress};
 use crate::outbox::{Destination, Outbox, ProbeRequest, BROADCAST_MAC};
 use crate::relay::{reply_destination, Admitted, Targets};
-use crate::table::{ClientKey, ClientKind, ClientRecord, ClientState, ParamList, Removal, ServerBinding, Slot};
+use crate::table::{
+    CachedReply, ClientKey, ClientKind, ClientRecord, ClientState, ParamList, Removal, ServerBinding, Slot,
+};
 use crate::time::Timestamp;
 use crate::verdict::{DropReason, Verdict};
 
@@ -103,6 +105,12 @@ pub(crate) struct ProxyState {
     pub lapses: std::collections::BinaryHeap<core::cmp::Reverse<(Timestamp, ClientKey)>>,
     pub next_sweep: Timestamp,
     pub sweep_cursor: usize,
+}
+
+/// The message up to and including END (the padding after it is not worth keeping).
+fn trimmed<'a, T: AsRef<[u8]>>(m: &'a Message<T>) -> Option<&'a [u8]> {
+    let end = m.options_end().map(|e| e + 1).unwrap_or(m.as_bytes().len());
+    m.as_bytes().get(..end)
 }
 
 /// Is `dst` a broadcast address on the link of `ds` (a REBINDING client broadcasts)?
@@ -175,10 +183,10 @@ impl Engine {
         outbox: &mut Outbox,
     ) -> Verdict {
         if let (Some(slot), Some(state)) = (slot, state) {
-            self.table.track_xid(slot, msg.xid(), now);
+            let params = msg.parameter_request_list().map(ParamList::new).unwrap_or(ParamList::EMPTY);
+            self.table.track_xid(slot, msg.xid(), now, params);
             if let Some(r) = self.table.get_mut(slot) {
                 r.state = state;
-                r.pending_params = msg.parameter_request_list().map(ParamList::new).unwrap_or(ParamList::EMPTY);
             }
         }
         self.counters.proxy.forwarded += 1;
@@ -522,45 +530,57 @@ impl Engine {
             return self.drop(ds, DropReason::UnknownInterface);
         };
         let ours = iface.address.addr;
-        let Some(r) = self.table.get(slot) else {
-            return self.drop(ds, DropReason::NoServer);
-        };
-        let Some(cached) = r.reply.as_deref() else {
-            return self.drop(ds, DropReason::NoServer);
-        };
-        let Ok(cached) = Message::new_checked(cached) else {
-            return self.drop(ds, DropReason::ReplyTooLarge);
-        };
-        let address = r.address;
-        let server = r.server;
-        let lease = local_lease_secs(r, now, client_lease);
         let Some(out) = outbox.next_slot() else {
             return self.drop(ds, DropReason::OutboxFull);
         };
+        // The cached reply is kept compact (table.rs, CachedReply): expand it into the
+        // outbox slot, then patch it there.
+        let (address, server, lease, expanded) = match self.table.get(slot) {
+            Some(r) => {
+                let n = r.reply.as_ref().and_then(|c| c.expand_into(out.buffer_mut()));
+                (r.address, r.server, local_lease_secs(r, now, client_lease), n)
+            }
+            None => (Ipv4Addr::UNSPECIFIED, None, 0, None),
+        };
+        let Some(len) = expanded else {
+            outbox.unwind();
+            return self.drop(ds, DropReason::NoServer);
+        };
+        out.set_len(len);
         // RFC 6842: "If the 'client identifier' option is present in a message received
         // from a client, the server MUST return the 'client identifier' option, unaltered,
         // in its response message" — and must not return one the client did not send.
         let wanted_cid = request.client_identifier();
-        let written = if cached.client_identifier() == wanted_cid {
-            let bytes = cached.as_bytes();
-            match out.buffer_mut().get_mut(..bytes.len()) {
-                Some(dst) => {
-                    dst.copy_from_slice(bytes);
-                    Ok(bytes.len())
+        let mismatch = match Message::new_checked(out.payload()) {
+            Ok(m) => m.client_identifier() != wanted_cid,
+            Err(_) => true,
+        };
+        if mismatch {
+            let rewritten = match Message::new_checked(out.payload()) {
+                Ok(m) => rewrite(&m, &mut self.scratch, &[OptionCode::CLIENT_ID], |w| match wanted_cid {
+                    Some(id) => w.option(OptionCode::CLIENT_ID, id),
+                    None => Ok(()),
+                }),
+                Err(e) => Err(e),
+            };
+            let copied = match (rewritten.ok(), out.buffer_mut()) {
+                (Some(n), dst) => match (dst.get_mut(..n), self.scratch.get(..n)) {
+                    (Some(d), Some(src)) => {
+                        d.copy_from_slice(src);
+                        Some(n)
+                    }
+                    _ => None,
+                },
+                (None, _) => None,
+            };
+            match copied {
+                Some(n) => out.set_len(n),
+                None => {
+                    outbox.unwind();
+                    return self.drop(ds, DropReason::ReplyTooLarge);
                 }
-                None => Err(cdra_wire::WireError::NoSpace),
             }
-        } else {
-            rewrite(&cached, out.buffer_mut(), &[OptionCode::CLIENT_ID], |w| match wanted_cid {
-                Some(id) => w.option(OptionCode::CLIENT_ID, id),
-                None => Ok(()),
-            })
-        };
-        let Ok(len) = written else {
-            outbox.unwind();
-            return self.drop(ds, DropReason::ReplyTooLarge);
-        };
-        out.set_len(len);
+        }
         let Ok(mut m) = Message::new_checked(out.payload_mut()) else {
             outbox.unwind();
             return self.drop(ds, DropReason::ReplyTooLarge);
@@ -651,7 +671,8 @@ impl Engine {
             (Some(_), Some((_, b))) => Some(b.id),
             _ => None,
         };
-        self.table.track_xid(slot, request.xid(), now);
+        let params = request.parameter_request_list().map(ParamList::new).unwrap_or(ParamList::EMPTY);
+        self.table.track_xid(slot, request.xid(), now, params);
         if let Some(r) = self.table.get_mut(slot) {
             r.upstream_renewal = true;
         }
@@ -736,11 +757,17 @@ impl Engine {
     fn send_release(&mut self, slot: Slot, outbox: &mut Outbox) {
         let xid = self.table.next_random() as u32;
         let Some(r) = self.table.get(slot) else { return };
-        let (Some(server), Some(cached)) = (r.server, r.reply.as_deref()) else {
+        let (Some(server), Some(reply)) = (r.server, r.reply.as_ref()) else {
             self.proxy_drop_record(slot, Removal::Expired);
             return;
         };
-        let Ok(cached) = Message::new_checked(cached) else { return };
+        let Some(n) = reply.expand_into(&mut self.scratch) else { return };
+        let Some(Ok(cached)) = self.scratch.get(..n).map(Message::new_checked) else { return };
+        let (htype, chaddr_len) = (cached.htype(), cached.chaddr().len());
+        let mut chaddr = [0u8; 16];
+        if let (Some(d), Some(src)) = (chaddr.get_mut(..chaddr_len), cached.chaddr().get(..chaddr_len)) {
+            d.copy_from_slice(src);
+        }
         let Some(iface) = self.config.downstream.get(usize::from(r.downstream)) else { return };
         let giaddr = iface.address.addr;
         let address = r.address;
@@ -748,7 +775,7 @@ impl Engine {
         let Some(out) = outbox.next_slot() else { return };
         let built = (|| {
             let mut b = MessageBuilder::new(out.buffer_mut(), Op::BootRequest, Some(MessageType::Release))?;
-            b.xid(xid).ciaddr(address).giaddr(giaddr).hops(1).chaddr(cached.htype(), cached.chaddr());
+            b.xid(xid).ciaddr(address).giaddr(giaddr).hops(1).chaddr(htype, chaddr.get(..chaddr_len).unwrap_or(&[]));
             b.option(OptionCode::SERVER_ID, &server.id.octets())?;
             if let Some(id) = &client_id {
                 b.option(OptionCode::CLIENT_ID, id)?;
@@ -974,26 +1001,29 @@ impl Engine {
                 None => return, // an ACK without a lease time cannot be answered from
             },
         };
-        let bytes = if msg.relay_agent_info().is_some() {
-            let mut buf = vec![0u8; msg.as_bytes().len() + 8];
-            match rewrite(msg, &mut buf, &[OptionCode::RELAY_AGENT_INFO], |_| Ok(())) {
-                Ok(len) => {
-                    buf.truncate(len);
-                    buf
-                }
-                Err(_) => return,
+        // Kept without option 82 and without the padding after END.
+        let reply = if msg.relay_agent_info().is_some() {
+            match rewrite(msg, &mut self.scratch, &[OptionCode::RELAY_AGENT_INFO], |_| Ok(())) {
+                Ok(len) => match self.scratch.get(..len).map(Message::new_checked) {
+                    Some(Ok(m)) => trimmed(&m).and_then(CachedReply::new),
+                    _ => None,
+                },
+                Err(_) => None,
             }
         } else {
-            let end = msg.options_end().map(|e| e + 1).unwrap_or(msg.as_bytes().len());
-            msg.as_bytes().get(..end).unwrap_or(msg.as_bytes()).to_vec()
+            trimmed(msg).and_then(CachedReply::new)
         };
+        let Some(reply) = reply else { return };
         let address = msg.yiaddr();
+        // What the client asked for in the request this answers (if it was tracked; else
+        // what it asked before).
+        let params = self.table.params_for_xid(msg.xid(), slot);
         let Some(r) = self.table.get_mut(slot) else { return };
         // The lease runs from when the request was sent (RFC 2131 4.4.1 has the client
         // count from its request too), so we never believe in more lease than there is.
         let start = if r.pending_xid == msg.xid() { r.pending_since } else { now };
         r.kind = kind;
-        r.reply = Some(bytes.into_boxed_slice());
+        r.reply = Some(reply);
         r.lease_secs = lease_secs;
         r.lease_start = start;
         let default_t1 = lease_secs / 2;
@@ -1003,7 +1033,7 @@ impl Engine {
         r.last_update = now;
         r.server = Some(binding);
         r.state = ClientState::Bound;
-        r.param_list = r.pending_params;
+        r.param_list = params.unwrap_or(r.param_list);
         let key = r.key.clone();
         self.note_change(&key);
         if let Some(other) = self.table.set_address(slot, address) {

@@ -439,3 +439,43 @@ fn an_echo_reply_is_a_conflict_unless_the_clients_own_mac_answered_arp() {
     h.run_timers(2);
     assert_eq!(parse(&h.only_sent().1).message_type(), Some(MessageType::Ack));
 }
+
+#[test]
+fn cached_replies_are_compact_and_expand_byte_for_byte() {
+    use cdra_core::table::CachedReply;
+    for (sname, file) in [(false, false), (true, false), (false, true), (true, true)] {
+        let mut m = server_reply(MessageType::Ack).bytes();
+        if sname {
+            m[44..50].copy_from_slice(b"server");
+        }
+        if file {
+            m[108..120].copy_from_slice(b"pxelinux.0\0\0");
+        }
+        let c = CachedReply::new(&m).expect("whole message");
+        assert_eq!(c.to_vec(), m);
+        let expected = 1 + m.len() - if sname { 0 } else { 64 } - if file { 0 } else { 128 };
+        assert_eq!(c.stored_len(), expected);
+    }
+    assert!(CachedReply::new(&[0u8; 100]).is_none());
+}
+
+#[test]
+fn a_cached_reply_with_boot_file_and_server_name_is_served_intact() {
+    let mut h = Harness::new(proxy_config());
+    h.client_sends(&client_msg(MessageType::Discover));
+    h.server_sends(SERVER, &server_reply(MessageType::Offer));
+    let mut request = client_msg(MessageType::Request);
+    request.options.push((54, DS_ADDR.octets().to_vec()));
+    request.options.push((50, ADDR.octets().to_vec()));
+    h.client_sends(&request);
+    let mut ack = server_reply(MessageType::Ack).bytes();
+    ack[108..118].copy_from_slice(b"pxelinux.0");
+    h.outbox.clear();
+    let ingress =
+        cdra_core::Ingress { ifindex: US_IF, src: std::net::SocketAddrV4::new(SERVER, 67), dst: DS_ADDR, data: &ack };
+    h.engine.handle_datagram(h.now, ingress, &mut h.outbox);
+    assert_eq!(h.client_sends_to(DS_ADDR, &renew()), Verdict::AnsweredLocally);
+    let (_, bytes) = h.only_sent();
+    assert_eq!(&bytes[108..118], b"pxelinux.0");
+    assert!(bytes[44..108].iter().all(|b| *b == 0));
+}

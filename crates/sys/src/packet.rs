@@ -224,7 +224,6 @@ pub fn add_promiscuous_membership(fd: &OwnedFd, ifindex: u32) -> io::Result<()> 
     sock::setsockopt(fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

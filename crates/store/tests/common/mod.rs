@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cdra_core::persist::{decode_record, encode_record};
-use cdra_core::table::{ClientKey, ClientKind, ClientRecord, ClientState, ParamList, ServerBinding};
+use cdra_core::table::{CachedReply, ClientKey, ClientKind, ClientRecord, ClientState, ParamList, ServerBinding};
 use cdra_core::Timestamp;
 use cdra_store::{StoreConfig, WriteMode};
 use cdra_wire::{MessageBuilder, MessageType, Op};
@@ -68,7 +68,7 @@ pub fn record(i: u64, seq: u64) -> ClientRecord {
     r.last_update = now;
     r.client_lease_end = Some(Timestamp::from_millis(seq + 600_000));
     r.param_list = ParamList::new(&[1, 3, 6, 15, 28, 42, 119]);
-    r.reply = Some(ack(i).into_boxed_slice());
+    r.reply = Some(CachedReply::new(&ack(i)).expect("a whole message"));
     r
 }
 
