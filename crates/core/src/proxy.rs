@@ -108,7 +108,7 @@ pub(crate) struct ProxyState {
 }
 
 /// The message up to and including END (the padding after it is not worth keeping).
-fn trimmed<'a, T: AsRef<[u8]>>(m: &'a Message<T>) -> Option<&'a [u8]> {
+fn trimmed<T: AsRef<[u8]>>(m: &Message<T>) -> Option<&[u8]> {
     let end = m.options_end().map(|e| e + 1).unwrap_or(m.as_bytes().len());
     m.as_bytes().get(..end)
 }

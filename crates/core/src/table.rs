@@ -293,7 +293,7 @@ impl CachedReply {
         let keep_sname = sname.iter().any(|b| *b != 0);
         let keep_file = file.iter().any(|b| *b != 0);
         let mut v = Vec::with_capacity(1 + message.len());
-        v.push(u8::from(keep_sname) * HAS_SNAME | u8::from(keep_file) * HAS_FILE);
+        v.push((u8::from(keep_sname) * HAS_SNAME) | (u8::from(keep_file) * HAS_FILE));
         v.extend_from_slice(head);
         if keep_sname {
             v.extend_from_slice(sname);
