@@ -36,25 +36,29 @@ fn typical_ack() -> Vec<u8> {
 
 fn bench(c: &mut Criterion) {
     let ack = typical_ack();
-    let mut work = ack.clone();
+    // The buffer is reset to the server's bytes outside the timed part (setup of
+    // iter_batched_ref); what is timed is the check and the patches.
     c.bench_function("check+patch typical ACK", |b| {
-        b.iter(|| {
-            work.copy_from_slice(&ack);
-            let mut m = Message::new_checked(black_box(&mut work[..])).expect("valid");
-            m.set_xid(0x1234_5678);
-            m.set_flags(0);
-            m.set_ciaddr(Ipv4Addr::new(10, 77, 1, 100));
-            m.set_yiaddr(Ipv4Addr::new(10, 77, 1, 100));
-            m.set_giaddr(Ipv4Addr::UNSPECIFIED);
-            m.patch_options(&[
-                (OptionCode::MESSAGE_TYPE, &[5]),
-                (OptionCode::SERVER_ID, &[10, 77, 1, 1]),
-                (OptionCode::LEASE_TIME, &3000u32.to_be_bytes()),
-                (OptionCode::RENEWAL_T1, &1500u32.to_be_bytes()),
-                (OptionCode::REBINDING_T2, &2625u32.to_be_bytes()),
-            ]);
-            black_box(m.as_bytes().len())
-        })
+        b.iter_batched_ref(
+            || ack.clone(),
+            |work| {
+                let mut m = Message::new_checked(black_box(&mut work[..])).expect("valid");
+                m.set_xid(0x1234_5678);
+                m.set_flags(0);
+                m.set_ciaddr(Ipv4Addr::new(10, 77, 1, 100));
+                m.set_yiaddr(Ipv4Addr::new(10, 77, 1, 100));
+                m.set_giaddr(Ipv4Addr::UNSPECIFIED);
+                m.patch_options(&[
+                    (OptionCode::MESSAGE_TYPE, &[5]),
+                    (OptionCode::SERVER_ID, &[10, 77, 1, 1]),
+                    (OptionCode::LEASE_TIME, &3000u32.to_be_bytes()),
+                    (OptionCode::RENEWAL_T1, &1500u32.to_be_bytes()),
+                    (OptionCode::REBINDING_T2, &2625u32.to_be_bytes()),
+                ]);
+                black_box(m.as_bytes().len())
+            },
+            criterion::BatchSize::SmallInput,
+        )
     });
     c.bench_function("check only typical ACK", |b| b.iter(|| Message::new_checked(black_box(&ack[..])).is_ok()));
 }
