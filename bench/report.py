@@ -315,6 +315,9 @@ def main() -> int:
         md.append(table(rows, ["exchange", "offered (cfg)", "offered /s", "achieved /s", "drop %", "p50 ms",
                                "p99 ms", "gen CPU ms/1k", "gen cores", "reflector cores"]))
         md.append("")
+    targets = Path(__file__).with_name("targets.md")
+    if targets.exists():
+        md.append(targets.read_text().rstrip() + "\n")
     commentary = Path(__file__).with_name("commentary.md")
     if commentary.exists():
         md.append(commentary.read_text().rstrip() + "\n")
