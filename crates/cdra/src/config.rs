@@ -87,6 +87,7 @@ struct FileProxy {
     max_clients: Option<i64>,
     max_pending_probes: Option<i64>,
     client_lease: Option<String>,
+    renew_reply_delay: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -478,6 +479,16 @@ fn validate_proxy(p: FileProxy) -> Result<cdra_core::ProxyConfig, ConfigError> {
         max_pending_probes: count("proxy.max_pending_probes", p.max_pending_probes, d.max_pending_probes, 1_000_000)?,
         min_lease_left: d.min_lease_left,
         client_lease,
+        renew_reply_delay: match &p.renew_reply_delay {
+            Some(t) if parse_duration("proxy.renew_reply_delay", t)?.is_zero() => Duration::ZERO,
+            _ => duration_in(
+                "proxy.renew_reply_delay",
+                &p.renew_reply_delay,
+                d.renew_reply_delay,
+                Duration::from_millis(1),
+                Duration::from_millis(500),
+            )?,
+        },
         seed: d.seed,
     })
 }

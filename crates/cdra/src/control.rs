@@ -123,7 +123,22 @@ pub fn execute(engine: &mut Engine, now: Timestamp, command: &str, extra_counter
             let slot = engine.table().find_address(ip)?;
             return engine.table().get(slot).map(|r| r.key.clone());
         }
-        ClientKey::parse(what)
+        let key = ClientKey::parse(what)?;
+        if engine.table().find(&key).is_some() {
+            return Some(key);
+        }
+        // A bare MAC address also finds a client keyed by a client identifier (udhcpc's
+        // 01+MAC, dhcpcd's DUID): by the chaddr of its cached reply.
+        let mac: Vec<u8> = what.split([':', '-']).filter_map(|p| u8::from_str_radix(p, 16).ok()).collect();
+        if mac.len() != 6 || what.contains("id:") || what.contains("hw:") {
+            return Some(key);
+        }
+        engine
+            .table()
+            .iter()
+            .find(|(_, r)| r.reply.as_ref().is_some_and(|c| c.chaddr() == &mac[..]))
+            .map(|(_, r)| r.key.clone())
+            .or(Some(key))
     };
     match (verb, arg) {
         ("list", None) => {

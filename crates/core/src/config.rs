@@ -150,6 +150,10 @@ pub struct ProxyConfig {
     pub min_lease_left: Duration,
     /// Issue 4: lease given to clients (None: what is left of the server's lease).
     pub client_lease: Option<Duration>,
+    /// How long a local ACK to a unicast RENEW is held back (0: not at all). busybox
+    /// udhcpc sends its renewal from a socket it closes ~0.2 ms later; a faster answer is
+    /// lost with that socket.
+    pub renew_reply_delay: Duration,
     /// Seed for the engine's own pseudo-random choices (eviction sampling), so runs are
     /// reproducible.
     pub seed: u64,
@@ -167,6 +171,7 @@ impl Default for ProxyConfig {
             max_pending_probes: 1024,
             min_lease_left: Duration::from_secs(10),
             client_lease: None,
+            renew_reply_delay: Duration::from_millis(2),
             seed: 0x5eed_cd7a,
         }
     }

@@ -138,6 +138,8 @@ pub struct ProxyCounters {
     pub releases_sent: u64,
     /// Lapsed clients whose address still answered: nothing released (Appendix A.2).
     pub lapsed_still_in_use: u64,
+    /// Local ACKs to unicast renewals held back for `renew_reply_delay`.
+    pub renewal_answers_held: u64,
 }
 
 impl Counters {

@@ -13,6 +13,10 @@ use crate::table::ClientTable;
 use crate::time::Timestamp;
 use crate::verdict::{DropReason, Verdict};
 
+/// Replies that can be held back at once (see `ProxyConfig::renew_reply_delay`); beyond it
+/// they are sent without delay.
+const HELD_REPLIES: usize = 1024;
+
 /// One received UDP datagram, as the I/O layer saw it.
 #[derive(Debug, Clone, Copy)]
 pub struct Ingress<'a> {
@@ -37,6 +41,8 @@ pub struct Engine {
     pub(crate) changes: crate::persist::ChangeLog,
     /// Working space for expanding and rewriting messages (no allocation per packet).
     pub(crate) scratch: Box<[u8]>,
+    /// Local answers to unicast renewals, held for `renew_reply_delay`.
+    pub(crate) held: crate::outbox::HeldReplies,
 }
 
 impl Engine {
@@ -51,6 +57,7 @@ impl Engine {
         );
         let counters = Counters::new(config.downstream.len() + 1, config.servers.len());
         let table = ClientTable::new(config.proxy.max_clients, config.proxy.seed);
+        let proxy = config.mode == Mode::Proxy && !config.proxy.renew_reply_delay.is_zero();
         Engine {
             config,
             servers,
@@ -59,6 +66,7 @@ impl Engine {
             proxy: ProxyState::default(),
             changes: Default::default(),
             scratch: vec![0u8; crate::outbox::OUT_BUFFER_SIZE].into_boxed_slice(),
+            held: crate::outbox::HeldReplies::new(if proxy { HELD_REPLIES } else { 0 }),
         }
     }
 

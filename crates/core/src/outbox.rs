@@ -182,3 +182,75 @@ impl Outbox {
         true
     }
 }
+
+/// Replies held back until a moment (see the proxy's `renew_reply_delay`): a fixed pool of
+/// buffers, in the order they were held (every hold uses the same delay, so the oldest is
+/// always due first). Full: the reply is sent at once instead.
+#[derive(Debug)]
+pub(crate) struct HeldReplies {
+    slots: Vec<Outgoing>,
+    due: std::collections::VecDeque<(crate::time::Timestamp, usize)>,
+    free: Vec<usize>,
+}
+
+impl HeldReplies {
+    /// A pool of `capacity` buffers (allocated up front).
+    pub(crate) fn new(capacity: usize) -> Self {
+        HeldReplies {
+            slots: (0..capacity).map(|_| Outgoing::new()).collect(),
+            due: std::collections::VecDeque::with_capacity(capacity),
+            free: (0..capacity).rev().collect(),
+        }
+    }
+
+    /// Move the outbox's most recent datagram here until `due`. False (and the datagram
+    /// stays in the outbox, to be sent now) when the pool is full.
+    pub(crate) fn hold(&mut self, due: crate::time::Timestamp, outbox: &mut Outbox) -> bool {
+        let Some(i) = self.free.pop() else { return false };
+        let (Some(src), Some(dst)) = (outbox.last_mut(), self.slots.get_mut(i)) else {
+            self.free.push(i);
+            return false;
+        };
+        let len = src.len;
+        match (dst.buf.get_mut(..len), src.buf.get(..len)) {
+            (Some(d), Some(s)) => d.copy_from_slice(s),
+            _ => {
+                self.free.push(i);
+                return false;
+            }
+        }
+        dst.len = len;
+        dst.destination = src.destination;
+        outbox.unwind();
+        self.due.push_back((due, i));
+        true
+    }
+
+    /// When the oldest held reply is due.
+    pub(crate) fn next_due(&self) -> Option<crate::time::Timestamp> {
+        self.due.front().map(|(t, _)| *t)
+    }
+
+    /// Put every reply due at `now` into the outbox (as many as it has room for).
+    pub(crate) fn release(&mut self, now: crate::time::Timestamp, outbox: &mut Outbox) {
+        while let Some(&(t, i)) = self.due.front() {
+            if t > now {
+                break;
+            }
+            let Some(src) = self.slots.get(i) else { break };
+            let (destination, len) = (src.destination, src.len);
+            let Some(dst) = outbox.next_slot() else { break };
+            match (dst.buf.get_mut(..len), src.buf.get(..len)) {
+                (Some(d), Some(s)) => d.copy_from_slice(s),
+                _ => {
+                    outbox.unwind();
+                    break;
+                }
+            }
+            dst.len = len;
+            dst.destination = destination;
+            self.due.pop_front();
+            self.free.push(i);
+        }
+    }
+}

@@ -289,7 +289,7 @@ impl Engine {
     ) -> Verdict {
         if let Some(s) = slot {
             if self.cache_hit(now, ds, s, ClientKind::Bootp, None, msg) {
-                return self.answer_from_cache(now, ds, s, msg, None, outbox);
+                return self.answer_from_cache(now, ds, s, msg, None, false, outbox);
             }
         }
         let slot = self.proxy_record(key, ClientKind::Bootp, ds, now);
@@ -311,7 +311,7 @@ impl Engine {
     ) -> Verdict {
         if let Some(s) = slot {
             if self.cache_hit(now, ds, s, ClientKind::Dhcp, msg.requested_ip(), msg) {
-                return self.answer_from_cache(now, ds, s, msg, Some(MessageType::Offer), outbox);
+                return self.answer_from_cache(now, ds, s, msg, Some(MessageType::Offer), false, outbox);
             }
         }
         self.proxy.offers.retain(|o| o.key != key);
@@ -378,7 +378,7 @@ impl Engine {
             };
             if state == ClientState::OfferedLocally && self.cache_hit(now, ds, s, ClientKind::Dhcp, requested, msg) {
                 return if safe {
-                    self.answer_from_cache(now, ds, s, msg, Some(MessageType::Ack), outbox)
+                    self.answer_from_cache(now, ds, s, msg, Some(MessageType::Ack), false, outbox)
                 } else {
                     self.start_probe(now, ds, s, msg, outbox)
                 };
@@ -409,7 +409,7 @@ impl Engine {
             if let Some(s) = slot {
                 if self.cache_hit(now, ds, s, ClientKind::Dhcp, Some(wanted), msg) {
                     return if safe {
-                        self.answer_from_cache(now, ds, s, msg, Some(MessageType::Ack), outbox)
+                        self.answer_from_cache(now, ds, s, msg, Some(MessageType::Ack), false, outbox)
                     } else {
                         self.start_probe(now, ds, s, msg, outbox)
                     };
@@ -438,7 +438,7 @@ impl Engine {
         let server = self.table.get(slot).and_then(|r| self.server_of(r.server));
         if rebinding {
             if hit && safe {
-                return self.answer_from_cache(now, ds, slot, msg, Some(MessageType::Ack), outbox);
+                return self.answer_from_cache(now, ds, slot, msg, Some(MessageType::Ack), false, outbox);
             }
             // Paper 3.2: "before the CDRA ACKs the request, it must first renew the lease
             // with the server" — the client's REBIND goes to the servers and only their
@@ -463,7 +463,7 @@ impl Engine {
             // precautions are required." Past the server lease's T1 the answer also renews
             // upstream (see `renew_upstream_if_due`).
             self.counters.proxy.local_renewals += 1;
-            return self.answer_from_cache(now, ds, slot, msg, Some(MessageType::Ack), outbox);
+            return self.answer_from_cache(now, ds, slot, msg, Some(MessageType::Ack), true, outbox);
         }
         let targets = match server {
             Some((i, _)) => Targets::One(i),
@@ -516,6 +516,7 @@ impl Engine {
     /// Answer from the cached server reply: copy it and patch what differs (paper 5:
     /// "it makes a copy of the stored message, modifies a few of the fields, and forwards
     /// it to the client"). `reply_type` None is a spoofed BOOTREPLY.
+    #[allow(clippy::too_many_arguments)]
     fn answer_from_cache<T: AsRef<[u8]>>(
         &mut self,
         now: Timestamp,
@@ -523,6 +524,7 @@ impl Engine {
         slot: Slot,
         request: &Message<T>,
         reply_type: Option<MessageType>,
+        unicast_renewal: bool,
         outbox: &mut Outbox,
     ) -> Verdict {
         let client_lease = self.config.proxy.client_lease;
@@ -632,6 +634,17 @@ impl Engine {
             // client in the BOUND state (the relay assumes the client receives the reply)."
             r.state =
                 if reply_type == Some(MessageType::Offer) { ClientState::OfferedLocally } else { ClientState::Bound };
+        }
+        if unicast_renewal && !self.config.proxy.renew_reply_delay.is_zero() {
+            // Some clients (busybox udhcpc) send a RENEW from a short-lived socket bound to
+            // their address and connected to the server, and close it right after sending:
+            // an answer that arrives within ~0.2 ms lands in that socket and is lost with
+            // it, and the client falls back to REBINDING. A server across a network never
+            // answers that fast; we do. So the ACK is held back briefly.
+            let due = now.saturating_add(self.config.proxy.renew_reply_delay);
+            if self.held.hold(due, outbox) {
+                self.counters.proxy.renewal_answers_held += 1;
+            }
         }
         if reply_type == Some(MessageType::Ack) {
             self.note_client_lease(now, slot, lease);
@@ -972,7 +985,7 @@ impl Engine {
         let Ok(request) = Message::new_checked(&p.request[..]) else { return };
         let Some(slot) = self.table.find(&p.key) else { return };
         if self.cache_hit(now, p.ds, slot, ClientKind::Dhcp, request.requested_ip(), &request) {
-            self.answer_from_cache(now, p.ds, slot, &request, Some(MessageType::Ack), outbox);
+            self.answer_from_cache(now, p.ds, slot, &request, Some(MessageType::Ack), false, outbox);
         }
     }
 
@@ -1233,7 +1246,8 @@ impl Engine {
         let probes = self.proxy.probes.iter().map(|p| p.deadline);
         let offers = self.proxy.offers.iter().map(|o| o.deadline);
         let lapse = self.proxy.lapses.peek().map(|core::cmp::Reverse((t, _))| *t);
-        probes.chain(offers).chain(lapse).chain(core::iter::once(self.proxy.next_sweep)).min()
+        let held = self.held.next_due();
+        probes.chain(offers).chain(lapse).chain(held).chain(core::iter::once(self.proxy.next_sweep)).min()
     }
 
     /// Do whatever is due at `now`.
@@ -1241,6 +1255,7 @@ impl Engine {
         if self.config.mode != crate::config::Mode::Proxy {
             return;
         }
+        self.held.release(now, outbox);
         let mut i = 0;
         while i < self.proxy.probes.len() {
             if self.proxy.probes.get(i).is_some_and(|p| p.deadline <= now) {

@@ -338,6 +338,13 @@ impl CachedReply {
         v
     }
 
+    /// The client hardware address the reply was for (`chaddr`, `hlen` bytes).
+    pub fn chaddr(&self) -> &[u8] {
+        // Header bytes 0..44 are stored verbatim after the flags byte.
+        let hlen = usize::from(self.0.get(1 + 2).copied().unwrap_or(0)).min(16);
+        self.0.get(1 + 28..1 + 28 + hlen).unwrap_or(&[])
+    }
+
     /// Bytes kept in memory.
     pub fn stored_len(&self) -> usize {
         self.0.len()

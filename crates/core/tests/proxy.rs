@@ -20,6 +20,8 @@ const CID: [u8; 7] = [1, 0x02, 0, 0, 0, 0, 0x42];
 fn proxy_config() -> EngineConfig {
     let mut c = config();
     c.mode = Mode::Proxy;
+    // Answers to unicast renewals are sent at once here; holding them is tested on its own.
+    c.proxy.renew_reply_delay = Duration::ZERO;
     c
 }
 
@@ -478,4 +480,53 @@ fn a_cached_reply_with_boot_file_and_server_name_is_served_intact() {
     let (_, bytes) = h.only_sent();
     assert_eq!(&bytes[108..118], b"pxelinux.0");
     assert!(bytes[44..108].iter().all(|b| *b == 0));
+}
+
+#[test]
+fn answers_to_unicast_renewals_are_held_briefly_for_clients_that_close_their_socket() {
+    let mut c = proxy_config();
+    c.proxy.renew_reply_delay = Duration::from_millis(2);
+    let mut h = Harness::new(c);
+    bound_client(&mut h);
+    assert_eq!(h.client_sends_to(DS_ADDR, &renew()), Verdict::AnsweredLocally);
+    assert!(h.sent().is_empty(), "held, not sent with the request's batch");
+    let asked = h.now;
+    h.run_timers(1);
+    assert_eq!(h.now.as_millis(), asked.as_millis() + 2);
+    let (dest, bytes) = h.only_sent();
+    assert_eq!(parse(&bytes).message_type(), Some(MessageType::Ack));
+    assert_eq!(dest, Destination::ClientLink { ifindex: DS_IF, mac: MAC, src: DS_ADDR, dst: ADDR });
+    // INIT-REBOOT and DISCOVER answers are not held (the client listens on its one socket).
+    assert_eq!(h.client_sends(&client_msg(MessageType::Discover)), Verdict::AnsweredLocally);
+    assert_eq!(h.sent().len(), 1);
+    assert_eq!(h.engine.counters().proxy.renewal_answers_held, 1);
+}
+
+#[test]
+fn an_ack_shorter_than_the_bootp_minimum_with_option82_is_still_cached() {
+    // Found end to end: Kea's ACK to dhclient is 285 bytes; with option 82 removed it was
+    // re-padded to 300 and did not fit the buffer it was copied into.
+    let mut c = proxy_config();
+    c.option82.insert = true;
+    let mut h = Harness::new(c);
+    h.client_sends(&client_msg(MessageType::Discover));
+    let mut offer = server_reply(MessageType::Offer);
+    offer.options.push((82, vec![1, 3, b'r', b'd', b'0']));
+    h.server_sends(SERVER, &offer);
+    let mut request = client_msg(MessageType::Request);
+    request.options.push((54, DS_ADDR.octets().to_vec()));
+    request.options.push((50, ADDR.octets().to_vec()));
+    h.client_sends(&request);
+    let mut ack = server_reply(MessageType::Ack);
+    ack.options.retain(|(code, _)| matches!(code, 54 | 51 | 61));
+    ack.options.push((82, vec![1, 3, b'r', b'd', b'0']));
+    let mut bytes = ack.bytes();
+    let end = bytes.iter().rposition(|b| *b == 255).expect("END");
+    bytes.truncate(end + 1);
+    assert!(bytes.len() < 292, "{} bytes", bytes.len());
+    h.outbox.clear();
+    let ingress =
+        cdra_core::Ingress { ifindex: US_IF, src: std::net::SocketAddrV4::new(SERVER, 67), dst: DS_ADDR, data: &bytes };
+    assert_eq!(h.engine.handle_datagram(h.now, ingress, &mut h.outbox), Verdict::DeliveredToClient);
+    assert_eq!(h.client_sends_to(DS_ADDR, &renew()), Verdict::AnsweredLocally);
 }
