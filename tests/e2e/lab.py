@@ -271,6 +271,13 @@ class ClientNs:
         out = run(["ip", "-n", self.ns, "-4", "-o", "addr", "show", "dev", self.iface]).stdout
         return [ln.split()[3].split("/")[0] for ln in out.splitlines() if " inet " in ln]
 
+    def flush_addrs(self) -> None:
+        """Remove every IPv4 address from the interface (it stays up)."""
+        run(["ip", "-n", self.ns, "-4", "addr", "flush", "dev", self.iface])
+
+    def add_addr(self, ip: str, prefix: int = 24) -> None:
+        run(["ip", "-n", self.ns, "addr", "add", f"{ip}/{prefix}", "dev", self.iface])
+
     def packet_socket(self, timeout: float = 0.2) -> socket.socket:
         with in_netns(self.ns):
             s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
@@ -587,6 +594,12 @@ class Server:
         if self.proc:
             self.proc.stop()
 
+    def restart(self) -> None:
+        """Start the server again (same config, same lease file) after stop()."""
+        if self.proc and self.proc.alive():
+            raise LabError(f"{self.kind} is still running")
+        self.start()
+
     def is_active(self, ip: str) -> bool:
         raise NotImplementedError
 
@@ -638,6 +651,17 @@ class Kea(Server):
                                                                   str(conf)], env=env)
         self._wait_ready()
         wait_until(self.sock.exists, 10, what="kea control socket")
+
+    def restart(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.unlink()  # a stale socket would make start() return too early
+        super().restart()
+
+    def statistic(self, name: str) -> int:
+        """`statistic-get NAME` (e.g. pkt4-request-received): the current value (0 if none)."""
+        r = self.command("statistic-get", {"name": name})
+        samples = r.get("arguments", {}).get(name) or []
+        return int(samples[0][0]) if samples else 0
 
     def command(self, command: str, arguments: dict | None = None) -> dict:
         req = {"command": command}
@@ -809,8 +833,21 @@ def cdra_config(*, servers: Iterable[str] = (SERVER_IP,), downstream: str = DOWN
                 circuit_id: str | None = None, trusted: bool | None = None, max_hops: int = 4,
                 server_selection: str = "all", option82_insert: bool = False,
                 remote_id: str | None = None, policy: str = "forward",
-                link_selection: bool = False, server_id_override: bool = False) -> str:
-    """The TOML config of `cdra run` for the lab topology."""
+                link_selection: bool = False, server_id_override: bool = False,
+                mode: str = "relay", proxy: dict[str, Any] | None = None,
+                store_path: str | Path | None = None, store_enabled: bool | None = None,
+                control_socket: str | Path | None = None,
+                metrics_listen: str | None = None) -> str:
+    """The TOML config of `cdra run` for the lab topology.
+
+    Proxy mode: `proxy` holds `[proxy]` keys (safe_network, max_age, offer_choice,
+    probe_timeout, client_lease, ...); `store_path` (absolute) or `store_enabled=False` is
+    mandatory there, so that a lab never touches the host's /var/lib/cdra (cdra's default
+    store); `control_socket` and `metrics_listen` add `[control]` and `[metrics]`."""
+    if mode == "proxy" and store_path is None and store_enabled is not False:
+        raise LabError("cdra_config(mode='proxy') needs store_path (under the lab's temp dir) "
+                       "or store_enabled=False: the default store is the host's "
+                       "/var/lib/cdra/clients.redb")
     down = [f"interface = {_toml_str(downstream)}"]
     if address:
         down.append(f"address = {_toml_str(address)}")
@@ -824,8 +861,22 @@ def cdra_config(*, servers: Iterable[str] = (SERVER_IP,), downstream: str = DOWN
     o82 += [f"policy = {_toml_str(policy)}",
             f"link_selection = {str(link_selection).lower()}",
             f"server_id_override = {str(server_id_override).lower()}"]
+    extra: list[str] = []
+    if proxy:
+        extra += ["[proxy]", *(f"{k} = {_toml_value(v)}" for k, v in proxy.items()), ""]
+    if store_path is not None or store_enabled is not None:
+        extra.append("[store]")
+        if store_enabled is not None:
+            extra.append(f"enabled = {str(store_enabled).lower()}")
+        if store_path is not None:
+            extra.append(f"path = {_toml_str(str(store_path))}")
+        extra.append("")
+    if control_socket is not None:
+        extra += ["[control]", f"socket = {_toml_str(str(control_socket))}", ""]
+    if metrics_listen is not None:
+        extra += ["[metrics]", f"listen = {_toml_str(metrics_listen)}", ""]
     return "\n".join([
-        'mode = "relay"',
+        f"mode = {_toml_str(mode)}",
         "servers = [" + ", ".join(_toml_str(s) for s in servers) + "]",
         "",
         "[[downstream]]", *down,
@@ -835,7 +886,73 @@ def cdra_config(*, servers: Iterable[str] = (SERVER_IP,), downstream: str = DOWN
         "[relay]", f"max_hops = {max_hops}", f"server_selection = {_toml_str(server_selection)}",
         "",
         "[relay.option82]", *o82, "",
+        *extra,
     ])
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, (int, float)):
+        return str(v)
+    return _toml_str(str(v))
+
+
+METRICS_LISTEN = "127.0.0.1:9167"  # inside the relay namespace (one per lab)
+
+
+def proxy_relay_kw(lab: "Lab", *, proxy: dict[str, Any] | None = None, store: bool = True,
+                   control: bool = True, metrics: bool = True, **kw) -> dict[str, Any]:
+    """Keyword arguments for `lab.start_relay(...)` running cdra in proxy mode with the
+    lab's own store file, control socket and metrics endpoint (all under the lab temp dir /
+    inside the relay namespace)."""
+    cfg: dict[str, Any] = {"mode": "proxy", "proxy": dict(proxy or {})}
+    if store:
+        cfg["store_path"] = str(lab.dir / "cdra-store" / "clients.redb")
+    else:
+        cfg["store_enabled"] = False
+    if control:
+        cfg["control_socket"] = str(lab.dir / "cdra-control.sock")
+    if metrics:
+        cfg["metrics_listen"] = METRICS_LISTEN
+    cfg.update(kw)
+    return cfg
+
+
+def http_get(ns: str, hostport: str, path: str = "/metrics", timeout: float = 3) -> str:
+    """GET http://hostport/path from inside namespace `ns`; the body (status 200 only)."""
+    host, port = hostport.rsplit(":", 1)
+    with in_netns(ns):
+        s = socket.create_connection((host, int(port)), timeout=timeout)
+    try:
+        s.settimeout(timeout)
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n"
+                  .encode())
+        buf = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    finally:
+        s.close()
+    head, _, body = buf.partition(b"\r\n\r\n")
+    status = head.split(b"\r\n", 1)[0].decode(errors="replace")
+    if " 200 " not in status + " ":
+        raise LabError(f"GET {hostport}{path}: {status}")
+    return body.decode(errors="replace")
+
+
+def parse_prometheus(text: str) -> dict[str, float]:
+    """'name{labels}' (exactly as exposed) -> value."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, _, val = line.rpartition(" ")
+        with contextlib.suppress(ValueError):
+            out[key] = float(val)
+    return out
 
 
 class Relay:
@@ -913,7 +1030,67 @@ class CdraRelay(Relay):
         self._wait_ready()
 
     def diagnostics(self) -> str:
-        return f"---- cdra config ----\n{self.conf.read_text() if hasattr(self, 'conf') else ''}"
+        out = f"---- cdra config ----\n{self.conf.read_text() if hasattr(self, 'conf') else ''}"
+        if self.cfg.get("control_socket") and self.alive():
+            with contextlib.suppress(Exception):
+                out += "\n---- cdra cache list ----\n" + self.cache("list", check=False)
+        return out
+
+    # ---- proxy mode helpers (new; relay-mode tests do not use them)
+
+    def cache(self, *args: str, check: bool = True) -> str:
+        """`cdra cache ARGS --socket PATH` (a Unix socket: reachable from any netns)."""
+        sock = self.cfg.get("control_socket")
+        if not sock:
+            raise LabError("cdra has no control socket in this lab (control_socket=...)")
+        r = run([str(cdra_bin()), "cache", *args, "--socket", str(sock)], check=False,
+                timeout=15)
+        if check and r.returncode != 0:
+            raise LabError(f"cdra cache {' '.join(args)} exited {r.returncode}:\n"
+                           f"{r.stdout}{r.stderr}")
+        return r.stdout + r.stderr
+
+    def cache_records(self) -> list[dict[str, str]]:
+        """`cache list` parsed: key, interface, address, state and the k=v fields."""
+        out = []
+        for line in self.cache("list").splitlines():
+            if not line.strip() or line.startswith("#"):
+                continue
+            parts = line.split()
+            rec = {"key": parts[0], "interface": parts[1] if len(parts) > 1 else "",
+                   "address": parts[2] if len(parts) > 2 else "",
+                   "state": parts[3] if len(parts) > 3 else "", "line": line}
+            for kv in parts[4:]:
+                if "=" in kv:
+                    k, v = kv.split("=", 1)
+                    rec[k] = v
+            out.append(rec)
+        return out
+
+    def metrics_text(self) -> str:
+        listen = self.cfg.get("metrics_listen")
+        if not listen:
+            raise LabError("cdra has no metrics endpoint in this lab (metrics_listen=...)")
+        return http_get(self.lab.rly, listen, "/metrics")
+
+    def metrics(self) -> dict[str, float]:
+        return parse_prometheus(self.metrics_text())
+
+    def proxy_event(self, event: str) -> float:
+        return self.metrics().get(f'cdra_proxy_events_total{{event="{event}"}}', 0.0)
+
+    def kill(self) -> int:
+        """SIGKILL (a crash): no clean shutdown, no last commit of the store."""
+        assert self.proc
+        rc = self.proc.stop(signal.SIGKILL, timeout=5)
+        return rc
+
+    def restart(self) -> None:
+        """Start cdra again with the same config (after stop() or kill())."""
+        if self.proc and self.proc.alive():
+            raise LabError("cdra is still running")
+        self.exit_checked = False
+        self.start()
 
 
 class DhcrelayRelay(Relay):
@@ -1009,8 +1186,9 @@ class Client:
             return None
         return wait_until(find, timeout, what=what or f"{self.kind} event {sorted(kinds)}")
 
-    def wait_bound(self, timeout: float = 15) -> dict[str, str]:
-        ev = self.wait_event({"bound"}, timeout=timeout, what=f"{self.kind} to get a lease")
+    def wait_bound(self, timeout: float = 15, after: int = 0) -> dict[str, str]:
+        ev = self.wait_event({"bound"}, after=after, timeout=timeout,
+                             what=f"{self.kind} to get a lease")
         self.lease = ev
         ip = ev["ip"]
         wait_until(lambda: ip in self.cns.ipv4_addrs(), 5,
@@ -1028,6 +1206,20 @@ class Client:
     def stop(self) -> None:
         if self.proc:
             self.proc.stop()
+
+    def restart(self, *, deconfigure: bool = True, sig: int = signal.SIGTERM) -> int:
+        """Stop the client without a release (SIGTERM by default: none of the three
+        clients releases on it), optionally remove its address (as a reboot would), and
+        start it again with what it remembers (dhclient's and dhcpcd's lease files: an
+        INIT-REBOOT; udhcpc remembers nothing: a DISCOVER). Returns the event count before
+        the restart, for wait_bound(after=...)."""
+        if self.proc:
+            self.proc.stop(sig)
+        if deconfigure:
+            self.cns.flush_addrs()
+        n = len(self.events())
+        self.start()
+        return n
 
     def diagnostics(self) -> str:
         return (f"---- client {self.kind} {self.cns.ns} mac {self.cns.mac} events ----\n"
@@ -1130,8 +1322,8 @@ exit 0
         return self.wait_event({"renew"}, after=n, timeout=timeout,
                                what="dhclient renewal at T1")
 
-    def wait_bound(self, timeout: float = 15) -> dict[str, str]:
-        ev = super().wait_bound(timeout)
+    def wait_bound(self, timeout: float = 15, after: int = 0) -> dict[str, str]:
+        ev = super().wait_bound(timeout, after)
         # dhclient writes its lease file only after the hook returns; `dhclient -r` (and a
         # restart) need it.
         wait_until(lambda: f"fixed-address {ev['ip']};" in self.leasefile.read_text(
@@ -1172,7 +1364,7 @@ exit 0
                              "option subnet_mask, routers, broadcast_address\n"
                              "option rapid_commit\nrequire dhcp_server_identifier\n")
         state = self.dir / "state"
-        state.mkdir()
+        state.mkdir(exist_ok=True)  # kept across restart(): dhcpcd's lease file lives here
         Path("/var/lib/dhcpcd").mkdir(parents=True, exist_ok=True)
         script = (f"mount -t tmpfs tmpfs /run && mkdir -p /run/dhcpcd && "
                   f"mount --bind '{state}' /var/lib/dhcpcd && "
@@ -1257,3 +1449,50 @@ def raw_exchange(cns: ClientNs, payload: bytes, xid: int, want: Callable[[dp.Dhc
 
 def new_xid() -> int:
     return int.from_bytes(os.urandom(4), "big")
+
+
+# --------------------------------------------------------------------------- proxy mode
+
+def start_proxy(lab: Lab, server: str, *, server_kw: dict | None = None,
+                proxy: dict[str, Any] | None = None,
+                **relay_kw) -> tuple["Server", Capture, Capture]:
+    """Server (with a capture on its interface), a capture on the relay's client side, and
+    cdra in proxy mode (lab-local store, control socket, metrics). Returns the server, the
+    server-side capture and the relay's downstream capture."""
+    srv = lab.start_server(server, **(server_kw or {}))
+    scap = lab.capture(lab.srv, SERVER_IF, "server")
+    rcap = lab.capture(lab.rly, DOWN_IF, "relay-rd0")
+    lab.start_relay(**proxy_relay_kw(lab, proxy=proxy, **relay_kw))
+    return srv, scap, rcap
+
+
+def proxy_bound_client(lab: Lab, kind: str, cns: ClientNs | None = None, timeout: float = 20,
+                       **kw) -> tuple["Client", Capture, str]:
+    """A client (with a capture in its namespace) bound through cdra in proxy mode: its
+    server identifier must be cdra's downstream address."""
+    cns = cns or lab.add_client()
+    ccap = lab.capture(cns.ns, cns.iface, f"client{cns.index}")
+    cl = lab.start_client(kind, cns, **kw)
+    ev = cl.wait_bound(timeout=timeout)
+    ip = ev.get("ip", "")
+    if not dp.ip_in(ip, POOL_START, POOL_END):
+        raise LabError(f"{kind}: address {ip!r} not in the pool: {ev}")
+    if ev.get("server_id") != RELAY_DOWN_IP:
+        raise LabError(f"{kind}: server identifier {ev.get('server_id')!r}, expected cdra's "
+                       f"{RELAY_DOWN_IP}: {ev}")
+    return cl, ccap, ip
+
+
+def from_client(cap: Capture, mac: str, since: float = 0.0) -> list[dp.Frame]:
+    """Requests (op 1) for client `mac` in `cap` at or after wall time `since`."""
+    return cap.dhcp(lambda f: f.dhcp.op == 1 and f.dhcp.chaddr == mac and f.ts >= since)
+
+
+def to_client(cap: Capture, mac: str, since: float = 0.0) -> list[dp.Frame]:
+    """Replies (op 2, to port 68) for client `mac` in `cap` at or after `since`."""
+    return cap.dhcp(lambda f: f.dhcp.op == 2 and f.dport == 68 and f.dhcp.chaddr == mac
+                    and f.ts >= since)
+
+
+def describe_frames(frames: Iterable[dp.Frame]) -> str:
+    return "\n".join(f.describe() for f in frames) or "(none)"
