@@ -113,6 +113,33 @@ fn trimmed<T: AsRef<[u8]>>(m: &Message<T>) -> Option<&[u8]> {
     m.as_bytes().get(..end)
 }
 
+/// A client request in proxy mode, as `proxy_request` found it: the context every
+/// Table 1 handler needs.
+struct ClientRequest<'a, T: AsRef<[u8]>> {
+    now: Timestamp,
+    /// Downstream interface it arrived on.
+    ds: usize,
+    /// Destination address of its IP header (a REBINDING client broadcasts).
+    dst: Ipv4Addr,
+    msg: &'a Message<T>,
+    admitted: Admitted,
+    /// Its identity and, if the table knows it, its record.
+    key: ClientKey,
+    slot: Option<Slot>,
+}
+
+/// Where a forwarded request goes, and the server identifier it gets back (paper 5.1).
+#[derive(Debug, Clone, Copy)]
+struct Upstream {
+    targets: Targets,
+    server_id: Option<Ipv4Addr>,
+}
+
+impl Upstream {
+    /// As the selection policy says, unchanged.
+    const CHOSEN: Upstream = Upstream { targets: Targets::Chosen, server_id: None };
+}
+
 /// Is `dst` a broadcast address on the link of `ds` (a REBINDING client broadcasts)?
 fn is_broadcast(dst: Ipv4Addr, net: &crate::config::Ipv4Net) -> bool {
     let bcast = Ipv4Addr::from(u32::from(net.addr) | !u32::from(net.netmask()));
@@ -166,31 +193,28 @@ impl Engine {
         slot
     }
 
-    /// Forward a request and note the state the client is now in (paper 5.2: "If the relay
-    /// must forward the request to the client's server, it places the client in the
-    /// RENEWING state", and so on).
-    #[allow(clippy::too_many_arguments)]
-    fn proxy_forward<T: AsRef<[u8]>>(
+    /// Forward a client's request and note the state the client is now in (paper 5.2: "If
+    /// the relay must forward the request to the client's server, it places the client in
+    /// the RENEWING state", and so on). With a `state`, the request's xid and option 55 are
+    /// remembered to match the server's reply.
+    fn forward_for<T: AsRef<[u8]>>(
         &mut self,
-        now: Timestamp,
-        ds: usize,
+        req: &ClientRequest<'_, T>,
         slot: Option<Slot>,
-        msg: &Message<T>,
-        admitted: Admitted,
         state: Option<ClientState>,
-        targets: Targets,
-        server_id: Option<Ipv4Addr>,
+        to: Upstream,
         outbox: &mut Outbox,
     ) -> Verdict {
+        let msg = req.msg;
         if let (Some(slot), Some(state)) = (slot, state) {
             let params = msg.parameter_request_list().map(ParamList::new).unwrap_or(ParamList::EMPTY);
-            self.table.track_xid(slot, msg.xid(), now, params);
+            self.table.track_xid(slot, msg.xid(), req.now, params);
             if let Some(r) = self.table.get_mut(slot) {
                 r.state = state;
             }
         }
         self.counters.proxy.forwarded += 1;
-        self.forward_request(now, ds, msg, admitted, targets, server_id, outbox)
+        self.forward_request(req.now, req.ds, msg, req.admitted, to.targets, to.server_id, outbox)
     }
 
     /// Can the record in `slot` answer this request from the table? Removes records that
@@ -261,65 +285,65 @@ impl Engine {
             r.last_contact = now;
             r.downstream = ds as u16;
         }
+        let req = ClientRequest { now, ds, dst: ingress.dst, msg, admitted, key, slot };
         match msg.message_type() {
-            None => self.proxy_bootrequest(now, ds, key, slot, msg, admitted, outbox),
-            Some(MessageType::Discover) => self.proxy_discover(now, ds, key, slot, msg, admitted, outbox),
-            Some(MessageType::Request) => {
-                self.proxy_dhcprequest(now, ds, ingress.dst, key, slot, msg, admitted, outbox)
-            }
-            Some(MessageType::Decline) | Some(MessageType::Release) => {
-                self.proxy_release(now, ds, slot, msg, admitted, outbox)
-            }
+            None => self.proxy_bootrequest(req, outbox),
+            Some(MessageType::Discover) => self.proxy_discover(req, outbox),
+            Some(MessageType::Request) => self.proxy_dhcprequest(req, outbox),
+            Some(MessageType::Decline) | Some(MessageType::Release) => self.proxy_release(req, outbox),
             // Table 1: "DHCPINFORM: Forward to Server". Anything else is relayed too.
-            Some(_) => self.proxy_forward(now, ds, None, msg, admitted, None, Targets::Chosen, None, outbox),
+            Some(_) => self.forward_for(&req, None, None, Upstream::CHOSEN, outbox),
+        }
+    }
+
+    /// The client's record, created (state INIT) when absent.
+    fn record_of<T: AsRef<[u8]>>(&mut self, req: &ClientRequest<'_, T>, kind: ClientKind) -> Slot {
+        match req.slot.filter(|s| self.table.get(*s).is_some()) {
+            Some(s) => s,
+            None => self.proxy_record(req.key.clone(), kind, req.ds, req.now),
+        }
+    }
+
+    /// Answer an ACK from the table, after a probe of the address unless `safe_network`
+    /// (paper 3.2: SELECTING and INIT-REBOOT requests).
+    fn ack_after_probe<T: AsRef<[u8]>>(
+        &mut self,
+        req: &ClientRequest<'_, T>,
+        slot: Slot,
+        outbox: &mut Outbox,
+    ) -> Verdict {
+        if self.config.proxy.safe_network {
+            self.answer_from_cache(req.now, req.ds, slot, req.msg, Some(MessageType::Ack), false, outbox)
+        } else {
+            self.start_probe(req, slot, outbox)
         }
     }
 
     /// Table 1: "BOOTREQUEST: Spoof if able, otherwise forward to server."
-    #[allow(clippy::too_many_arguments)]
-    fn proxy_bootrequest<T: AsRef<[u8]>>(
-        &mut self,
-        now: Timestamp,
-        ds: usize,
-        key: ClientKey,
-        slot: Option<Slot>,
-        msg: &Message<T>,
-        admitted: Admitted,
-        outbox: &mut Outbox,
-    ) -> Verdict {
-        if let Some(s) = slot {
-            if self.cache_hit(now, ds, s, ClientKind::Bootp, None, msg) {
-                return self.answer_from_cache(now, ds, s, msg, None, false, outbox);
+    fn proxy_bootrequest<T: AsRef<[u8]>>(&mut self, req: ClientRequest<'_, T>, outbox: &mut Outbox) -> Verdict {
+        if let Some(s) = req.slot {
+            if self.cache_hit(req.now, req.ds, s, ClientKind::Bootp, None, req.msg) {
+                return self.answer_from_cache(req.now, req.ds, s, req.msg, None, false, outbox);
             }
         }
-        let slot = self.proxy_record(key, ClientKind::Bootp, ds, now);
-        self.proxy_forward(now, ds, Some(slot), msg, admitted, Some(ClientState::Init), Targets::Chosen, None, outbox)
+        let slot = self.record_of(&req, ClientKind::Bootp);
+        self.forward_for(&req, Some(slot), Some(ClientState::Init), Upstream::CHOSEN, outbox)
     }
 
     /// Table 1: "DHCPDISCOVER: Proxy if able, otherwise forward to server." A DISCOVER
     /// answered from the table needs no precaution: the REQUEST that follows does.
-    #[allow(clippy::too_many_arguments)]
-    fn proxy_discover<T: AsRef<[u8]>>(
-        &mut self,
-        now: Timestamp,
-        ds: usize,
-        key: ClientKey,
-        slot: Option<Slot>,
-        msg: &Message<T>,
-        admitted: Admitted,
-        outbox: &mut Outbox,
-    ) -> Verdict {
-        if let Some(s) = slot {
-            if self.cache_hit(now, ds, s, ClientKind::Dhcp, msg.requested_ip(), msg) {
-                return self.answer_from_cache(now, ds, s, msg, Some(MessageType::Offer), false, outbox);
+    fn proxy_discover<T: AsRef<[u8]>>(&mut self, req: ClientRequest<'_, T>, outbox: &mut Outbox) -> Verdict {
+        if let Some(s) = req.slot {
+            if self.cache_hit(req.now, req.ds, s, ClientKind::Dhcp, req.msg.requested_ip(), req.msg) {
+                return self.answer_from_cache(req.now, req.ds, s, req.msg, Some(MessageType::Offer), false, outbox);
             }
         }
-        self.proxy.offers.retain(|o| o.key != key);
-        let slot = self.proxy_record(key, ClientKind::Dhcp, ds, now);
+        self.proxy.offers.retain(|o| o.key != req.key);
+        let slot = self.record_of(&req, ClientKind::Dhcp);
         if let Some(r) = self.table.get_mut(slot) {
             r.offered_by = None;
         }
-        self.proxy_forward(now, ds, Some(slot), msg, admitted, Some(ClientState::Init), Targets::Chosen, None, outbox)
+        self.forward_for(&req, Some(slot), Some(ClientState::Init), Upstream::CHOSEN, outbox)
     }
 
     /// The server a record's lease is with, as a pool index.
@@ -330,19 +354,8 @@ impl Engine {
 
     /// Table 1: "DHCPREQUEST: Proxy if able, otherwise forward to server", with the
     /// client's state told apart as in RFC 2131 4.3.2 and the precautions of paper 3.2.
-    #[allow(clippy::too_many_arguments)]
-    fn proxy_dhcprequest<T: AsRef<[u8]>>(
-        &mut self,
-        now: Timestamp,
-        ds: usize,
-        dst: Ipv4Addr,
-        key: ClientKey,
-        slot: Option<Slot>,
-        msg: &Message<T>,
-        admitted: Admitted,
-        outbox: &mut Outbox,
-    ) -> Verdict {
-        let safe = self.config.proxy.safe_network;
+    fn proxy_dhcprequest<T: AsRef<[u8]>>(&mut self, req: ClientRequest<'_, T>, outbox: &mut Outbox) -> Verdict {
+        let (now, ds, msg) = (req.now, req.ds, req.msg);
         let ciaddr = msg.ciaddr();
         let requested = msg.requested_ip();
         // RFC 2131 4.3.2 tells the client states apart: SELECTING names a server and has
@@ -353,91 +366,53 @@ impl Engine {
             // a DHCPOFFER message."
             if !self.is_our_address(sid) {
                 // It chose a server that is not us (reachable some other way): relay.
-                let slot = self.proxy_record(key, ClientKind::Dhcp, ds, now);
-                return self.proxy_forward(
-                    now,
-                    ds,
-                    Some(slot),
-                    msg,
-                    admitted,
-                    Some(ClientState::Requesting),
-                    Targets::Chosen,
-                    None,
-                    outbox,
-                );
+                let slot = self.record_of(&req, ClientKind::Dhcp);
+                return self.forward_for(&req, Some(slot), Some(ClientState::Requesting), Upstream::CHOSEN, outbox);
             }
-            let Some(s) = slot else {
-                // Appendix B, "The server-identifier option": we no longer know which server
-                // made the offer; "it sends a NAK to the client, forcing it to restart its
-                // initialization and send out a DISCOVER".
+            // Appendix B, "The server-identifier option": when we no longer know which
+            // server made the offer, "it sends a NAK to the client, forcing it to restart
+            // its initialization and send out a DISCOVER".
+            let Some((s, state, offered_by, server)) =
+                req.slot.and_then(|s| self.table.get(s).map(|r| (s, r.state, r.offered_by, r.server)))
+            else {
                 return self.send_nak(ds, msg, outbox);
             };
-            let (state, offered_by, server) = match self.table.get(s) {
-                Some(r) => (r.state, r.offered_by, r.server),
-                None => return self.send_nak(ds, msg, outbox),
-            };
             if state == ClientState::OfferedLocally && self.cache_hit(now, ds, s, ClientKind::Dhcp, requested, msg) {
-                return if safe {
-                    self.answer_from_cache(now, ds, s, msg, Some(MessageType::Ack), false, outbox)
-                } else {
-                    self.start_probe(now, ds, s, msg, outbox)
-                };
+                return self.ack_after_probe(&req, s, outbox);
             }
             // The offer came from a server (or ours can no longer be honoured): paper 5.1,
             // put the real server's identifier back before forwarding.
             return match self.server_of(offered_by.or(server)) {
-                Some((index, binding)) => self.proxy_forward(
-                    now,
-                    ds,
-                    Some(s),
-                    msg,
-                    admitted,
-                    Some(ClientState::Requesting),
-                    Targets::One(index),
-                    Some(binding.id),
-                    outbox,
-                ),
+                Some((index, binding)) => {
+                    let to = Upstream { targets: Targets::One(index), server_id: Some(binding.id) };
+                    self.forward_for(&req, Some(s), Some(ClientState::Requesting), to, outbox)
+                }
                 None => self.send_nak(ds, msg, outbox),
             };
         }
         if ciaddr.is_unspecified() {
             let Some(wanted) = requested else {
                 // Neither SELECTING nor INIT-REBOOT: malformed, but the server may know.
-                return self.proxy_forward(now, ds, slot, msg, admitted, None, Targets::Chosen, None, outbox);
+                return self.forward_for(&req, None, None, Upstream::CHOSEN, outbox);
             };
             // INIT-REBOOT: option 50 filled in, ciaddr zero, no server identifier.
-            if let Some(s) = slot {
+            if let Some(s) = req.slot {
                 if self.cache_hit(now, ds, s, ClientKind::Dhcp, Some(wanted), msg) {
-                    return if safe {
-                        self.answer_from_cache(now, ds, s, msg, Some(MessageType::Ack), false, outbox)
-                    } else {
-                        self.start_probe(now, ds, s, msg, outbox)
-                    };
+                    return self.ack_after_probe(&req, s, outbox);
                 }
             }
-            let slot = self.proxy_record(key, ClientKind::Dhcp, ds, now);
-            return self.proxy_forward(
-                now,
-                ds,
-                Some(slot),
-                msg,
-                admitted,
-                Some(ClientState::Rebooting),
-                Targets::Chosen,
-                None,
-                outbox,
-            );
+            let slot = self.record_of(&req, ClientKind::Dhcp);
+            return self.forward_for(&req, Some(slot), Some(ClientState::Rebooting), Upstream::CHOSEN, outbox);
         }
         // RENEWING (unicast to us) or REBINDING (broadcast): ciaddr filled in.
         let Some(iface) = self.config.downstream.get(ds) else {
             return self.drop(ds, DropReason::UnknownInterface);
         };
-        let rebinding = is_broadcast(dst, &iface.address);
-        let hit = slot.is_some_and(|s| self.cache_hit(now, ds, s, ClientKind::Dhcp, Some(ciaddr), msg));
-        let slot = self.proxy_record(key, ClientKind::Dhcp, ds, now);
-        let server = self.table.get(slot).and_then(|r| self.server_of(r.server));
+        let rebinding = is_broadcast(req.dst, &iface.address);
+        let hit = req.slot.is_some_and(|s| self.cache_hit(now, ds, s, ClientKind::Dhcp, Some(ciaddr), msg));
+        let slot = self.record_of(&req, ClientKind::Dhcp);
         if rebinding {
-            if hit && safe {
+            if hit && self.config.proxy.safe_network {
                 return self.answer_from_cache(now, ds, slot, msg, Some(MessageType::Ack), false, outbox);
             }
             // Paper 3.2: "before the CDRA ACKs the request, it must first renew the lease
@@ -446,17 +421,7 @@ impl Engine {
             if hit {
                 self.counters.proxy.rebinds_forwarded += 1;
             }
-            return self.proxy_forward(
-                now,
-                ds,
-                Some(slot),
-                msg,
-                admitted,
-                Some(ClientState::Rebinding),
-                Targets::Chosen,
-                None,
-                outbox,
-            );
+            return self.forward_for(&req, Some(slot), Some(ClientState::Rebinding), Upstream::CHOSEN, outbox);
         }
         if hit {
             // Paper 3.2: "DHCPREQUEST used to RENEW a lease (unicast request) ... No
@@ -465,51 +430,42 @@ impl Engine {
             self.counters.proxy.local_renewals += 1;
             return self.answer_from_cache(now, ds, slot, msg, Some(MessageType::Ack), true, outbox);
         }
-        let targets = match server {
-            Some((i, _)) => Targets::One(i),
-            None => Targets::Chosen,
+        let to = match self.table.get(slot).and_then(|r| self.server_of(r.server)) {
+            Some((i, _)) => Upstream { targets: Targets::One(i), server_id: None },
+            None => Upstream::CHOSEN,
         };
-        self.proxy_forward(now, ds, Some(slot), msg, admitted, Some(ClientState::Renewing), targets, None, outbox)
+        self.forward_for(&req, Some(slot), Some(ClientState::Renewing), to, outbox)
     }
 
     /// Table 1: "DHCPDECLINE / DHCPRELEASE: Forward to Server, Remove client from DB." The
     /// client names us in option 54; the server gets its own identifier back.
-    fn proxy_release<T: AsRef<[u8]>>(
-        &mut self,
-        now: Timestamp,
-        ds: usize,
-        slot: Option<Slot>,
-        msg: &Message<T>,
-        admitted: Admitted,
-        outbox: &mut Outbox,
-    ) -> Verdict {
-        let binding = slot.and_then(|s| self.table.get(s)).and_then(|r| r.server.or(r.offered_by));
-        if let Some(s) = slot {
+    fn proxy_release<T: AsRef<[u8]>>(&mut self, req: ClientRequest<'_, T>, outbox: &mut Outbox) -> Verdict {
+        let binding = req.slot.and_then(|s| self.table.get(s)).and_then(|r| r.server.or(r.offered_by));
+        if let Some(s) = req.slot {
             self.proxy_drop_record(s, Removal::ClientGaveUp);
         }
-        let names_us = msg.server_identifier().is_some_and(|sid| self.is_our_address(sid));
+        let names_us = req.msg.server_identifier().is_some_and(|sid| self.is_our_address(sid));
         match self.server_of(binding) {
-            Some((i, b)) => self.proxy_forward(
-                now,
-                ds,
-                None,
-                msg,
-                admitted,
-                None,
-                Targets::One(i),
-                names_us.then_some(b.id),
-                outbox,
-            ),
+            Some((i, b)) => {
+                let to = Upstream { targets: Targets::One(i), server_id: names_us.then_some(b.id) };
+                self.forward_for(&req, None, None, to, outbox)
+            }
             None if names_us => {
                 // We do not know the server: each one gets a copy naming itself.
                 let mut verdict = Verdict::Dropped(DropReason::NoServer);
                 for i in 0..self.servers.servers().len() {
                     let id = self.servers.servers().get(i).map(|s| s.addr);
-                    verdict = self.proxy_forward(now, ds, None, msg, admitted, None, Targets::One(i), id, outbox);
+                    verdict = self.forward_for(
+                        &req,
+                        None,
+                        None,
+                        Upstream { targets: Targets::One(i), server_id: id },
+                        outbox,
+                    );
                 }
                 verdict
             }
-            None => self.proxy_forward(now, ds, None, msg, admitted, None, Targets::Chosen, None, outbox),
+            None => self.forward_for(&req, None, None, Upstream::CHOSEN, outbox),
         }
     }
 
@@ -848,14 +804,8 @@ impl Engine {
     /// respond with a NAK and remove the address from its database." We also send an ARP
     /// probe (RFC 5227), more reliable on the client's own link. The ACK waits; others are
     /// served meanwhile.
-    fn start_probe<T: AsRef<[u8]>>(
-        &mut self,
-        now: Timestamp,
-        ds: usize,
-        slot: Slot,
-        msg: &Message<T>,
-        outbox: &mut Outbox,
-    ) -> Verdict {
+    fn start_probe<T: AsRef<[u8]>>(&mut self, req: &ClientRequest<'_, T>, slot: Slot, outbox: &mut Outbox) -> Verdict {
+        let (now, ds, msg) = (req.now, req.ds, req.msg);
         let Some(r) = self.table.get(slot) else {
             return self.drop(ds, DropReason::NoServer);
         };
@@ -871,18 +821,14 @@ impl Engine {
         if self.proxy.probes.len() >= self.config.proxy.max_pending_probes {
             // Bounded: rather than ACK unprobed, let the server answer.
             self.counters.proxy.probes_refused_full += 1;
-            let admitted = Admitted { first_hop: true, has_option82: msg.relay_agent_info().is_some() };
-            return self.proxy_forward(
-                now,
-                ds,
-                Some(slot),
-                msg,
-                admitted,
-                Some(ClientState::Rebooting),
-                Targets::Chosen,
-                None,
-                outbox,
-            );
+            let state =
+                if msg.server_identifier().is_some() { ClientState::Requesting } else { ClientState::Rebooting };
+            let to = match (msg.server_identifier(), self.table.get(slot).and_then(|r| self.server_of(r.server))) {
+                // A SELECTING request for our own offer: its server gets its identifier back.
+                (Some(_), Some((i, b))) => Upstream { targets: Targets::One(i), server_id: Some(b.id) },
+                _ => Upstream::CHOSEN,
+            };
+            return self.forward_for(req, Some(slot), Some(state), to, outbox);
         }
         let probe =
             ProbeRequest { ifindex: iface.ifindex, sender_mac: iface.mac, sender_ip: iface.address.addr, target };
