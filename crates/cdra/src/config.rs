@@ -86,6 +86,9 @@ struct FileProxy {
     probe_timeout: Option<String>,
     max_clients: Option<i64>,
     max_pending_probes: Option<i64>,
+    max_tracked_requests: Option<i64>,
+    max_held_replies: Option<i64>,
+    max_offer_windows: Option<i64>,
     client_lease: Option<String>,
     renew_reply_delay: Option<String>,
 }
@@ -477,6 +480,14 @@ fn validate_proxy(p: FileProxy) -> Result<cdra_core::ProxyConfig, ConfigError> {
         )?,
         max_clients: count("proxy.max_clients", p.max_clients, d.max_clients, 100_000_000)?,
         max_pending_probes: count("proxy.max_pending_probes", p.max_pending_probes, d.max_pending_probes, 1_000_000)?,
+        max_tracked_requests: count(
+            "proxy.max_tracked_requests",
+            p.max_tracked_requests,
+            d.max_tracked_requests,
+            10_000_000,
+        )?,
+        max_held_replies: count("proxy.max_held_replies", p.max_held_replies, d.max_held_replies, 1_000_000)?,
+        max_offer_windows: count("proxy.max_offer_windows", p.max_offer_windows, d.max_offer_windows, 1_000_000)?,
         min_lease_left: d.min_lease_left,
         client_lease,
         renew_reply_delay: match &p.renew_reply_delay {

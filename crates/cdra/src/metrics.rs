@@ -137,7 +137,6 @@ pub fn render(engine: &Engine, now: Timestamp, io: IoCounters) -> String {
             ("forwarded", p.forwarded),
             ("changed_request", p.changed_requests),
             ("rebind_forwarded", p.rebinds_forwarded),
-            ("renewal_forwarded", p.renewals_forwarded),
             ("offer_discarded", p.offers_discarded),
             ("ack_discarded", p.acks_discarded),
             ("nak_discarded", p.naks_discarded),
@@ -151,6 +150,10 @@ pub fn render(engine: &Engine, now: Timestamp, io: IoCounters) -> String {
             ("lapsed", p.lapsed),
             ("release_sent", p.releases_sent),
             ("lapsed_still_in_use", p.lapsed_still_in_use),
+            ("renewal_answer_held", p.renewal_answers_held),
+            ("renewal_answer_not_held", p.renewal_answers_not_held),
+            ("request_untracked", p.requests_untracked),
+            ("offer_window_full", p.offer_windows_full),
         ] {
             let _ = writeln!(out, "cdra_proxy_events_total{{event=\"{kind}\"}} {v}");
         }

@@ -146,6 +146,15 @@ pub struct ProxyConfig {
     pub max_clients: usize,
     /// Most probes in flight; beyond it requests needing a probe are forwarded instead.
     pub max_pending_probes: usize,
+    /// Most forwarded requests whose xid is remembered to match the server's reply;
+    /// beyond it a reply is matched by option 61 or chaddr only (counted).
+    pub max_tracked_requests: usize,
+    /// Most answers to renewals held back at once (`renew_reply_delay`); beyond it an
+    /// answer is sent at once (counted).
+    pub max_held_replies: usize,
+    /// Most DISCOVERs collecting OFFERs at once (`longest_lease`, `spread`); beyond it the
+    /// first OFFER is passed on (counted).
+    pub max_offer_windows: usize,
     /// A local answer needs at least this much of the server's lease left.
     pub min_lease_left: Duration,
     /// Issue 4: lease given to clients (None: what is left of the server's lease).
@@ -169,6 +178,9 @@ impl Default for ProxyConfig {
             probe_timeout: Duration::from_millis(500),
             max_clients: 1_000_000,
             max_pending_probes: 1024,
+            max_tracked_requests: 65_536,
+            max_held_replies: 1024,
+            max_offer_windows: 1024,
             min_lease_left: Duration::from_secs(10),
             client_lease: None,
             renew_reply_delay: Duration::from_millis(2),

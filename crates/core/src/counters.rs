@@ -94,8 +94,6 @@ pub struct ProxyCounters {
     pub changed_requests: u64,
     /// Broadcast REBINDs forwarded so the server renews first (paper 3.2).
     pub rebinds_forwarded: u64,
-    /// Renewals forwarded because the server lease is past its T1.
-    pub renewals_forwarded: u64,
     /// OFFERs discarded (client not in INIT: one OFFER per DISCOVER).
     pub offers_discarded: u64,
     /// ACKs discarded (client not waiting for one).
@@ -140,6 +138,12 @@ pub struct ProxyCounters {
     pub lapsed_still_in_use: u64,
     /// Local ACKs to unicast renewals held back for `renew_reply_delay`.
     pub renewal_answers_held: u64,
+    /// ...and those sent at once because `max_held_replies` were already held.
+    pub renewal_answers_not_held: u64,
+    /// Forwarded requests not tracked by xid (`max_tracked_requests` reached).
+    pub requests_untracked: u64,
+    /// DISCOVERs whose first OFFER was passed on because `max_offer_windows` were open.
+    pub offer_windows_full: u64,
 }
 
 impl Counters {

@@ -13,10 +13,6 @@ use crate::table::ClientTable;
 use crate::time::Timestamp;
 use crate::verdict::{DropReason, Verdict};
 
-/// Replies that can be held back at once (see `ProxyConfig::renew_reply_delay`); beyond it
-/// they are sent without delay.
-const HELD_REPLIES: usize = 1024;
-
 /// One received UDP datagram, as the I/O layer saw it.
 #[derive(Debug, Clone, Copy)]
 pub struct Ingress<'a> {
@@ -56,8 +52,9 @@ impl Engine {
             config.server_retry_interval,
         );
         let counters = Counters::new(config.downstream.len() + 1, config.servers.len());
-        let table = ClientTable::new(config.proxy.max_clients, config.proxy.seed);
-        let proxy = config.mode == Mode::Proxy && !config.proxy.renew_reply_delay.is_zero();
+        let table = ClientTable::new(config.proxy.max_clients, config.proxy.max_tracked_requests, config.proxy.seed);
+        let holds = config.mode == Mode::Proxy && !config.proxy.renew_reply_delay.is_zero();
+        let held = if holds { config.proxy.max_held_replies } else { 0 };
         Engine {
             config,
             servers,
@@ -66,7 +63,7 @@ impl Engine {
             proxy: ProxyState::default(),
             changes: Default::default(),
             scratch: vec![0u8; crate::outbox::OUT_BUFFER_SIZE].into_boxed_slice(),
-            held: crate::outbox::HeldReplies::new(if proxy { HELD_REPLIES } else { 0 }),
+            held: crate::outbox::HeldReplies::new(held),
         }
     }
 

@@ -208,7 +208,9 @@ impl Engine {
         let msg = req.msg;
         if let (Some(slot), Some(state)) = (slot, state) {
             let params = msg.parameter_request_list().map(ParamList::new).unwrap_or(ParamList::EMPTY);
-            self.table.track_xid(slot, msg.xid(), req.now, params);
+            if !self.table.track_xid(slot, msg.xid(), req.now, params) {
+                self.counters.proxy.requests_untracked += 1;
+            }
             if let Some(r) = self.table.get_mut(slot) {
                 r.state = state;
             }
@@ -600,6 +602,8 @@ impl Engine {
             let due = now.saturating_add(self.config.proxy.renew_reply_delay);
             if self.held.hold(due, outbox) {
                 self.counters.proxy.renewal_answers_held += 1;
+            } else {
+                self.counters.proxy.renewal_answers_not_held += 1;
             }
         }
         if reply_type == Some(MessageType::Ack) {
@@ -641,7 +645,9 @@ impl Engine {
             _ => None,
         };
         let params = request.parameter_request_list().map(ParamList::new).unwrap_or(ParamList::EMPTY);
-        self.table.track_xid(slot, request.xid(), now, params);
+        if !self.table.track_xid(slot, request.xid(), now, params) {
+            self.counters.proxy.requests_untracked += 1;
+        }
         if let Some(r) = self.table.get_mut(slot) {
             r.upstream_renewal = true;
         }
@@ -1152,7 +1158,8 @@ impl Engine {
         let index = match position {
             Some(i) => i,
             None => {
-                if self.proxy.offers.len() >= self.config.proxy.max_pending_probes {
+                if self.proxy.offers.len() >= self.config.proxy.max_offer_windows {
+                    self.counters.proxy.offer_windows_full += 1;
                     return self.pass_offer(slot, ds, msg, binding, outbox);
                 }
                 let preferred_server = (choice == OfferChoice::Spread).then(|| {

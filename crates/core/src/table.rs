@@ -501,7 +501,7 @@ pub struct ClientTable {
 
 impl ClientTable {
     /// An empty table for at most `max_clients` records.
-    pub fn new(max_clients: usize, seed: u64) -> Self {
+    pub fn new(max_clients: usize, max_tracked_requests: usize, seed: u64) -> Self {
         ClientTable {
             slots: Vec::new(),
             free: Vec::new(),
@@ -509,7 +509,7 @@ impl ClientTable {
             by_address: HashMap::new(),
             by_xid: HashMap::new(),
             max_clients: max_clients.max(1),
-            max_pending: 65_536,
+            max_pending: max_tracked_requests.max(1),
             rng: seed | 1,
         }
     }
@@ -666,16 +666,17 @@ impl ClientTable {
     }
 
     /// Remember that a request with `xid` (asking for `params`) was forwarded for the client
-    /// in `slot`.
-    pub fn track_xid(&mut self, slot: Slot, xid: u32, now: Timestamp, params: ParamList) {
+    /// in `slot`. False when the index is full (the request is not tracked).
+    pub fn track_xid(&mut self, slot: Slot, xid: u32, now: Timestamp, params: ParamList) -> bool {
         if let Some(r) = self.get_mut(slot) {
             r.pending_xid = xid;
             r.pending_since = now;
         }
         if self.by_xid.len() >= self.max_pending && !self.by_xid.contains_key(&xid) {
-            return; // Bounded: the reply will be matched by its key instead.
+            return false; // Bounded: the reply will be matched by its key instead.
         }
         self.by_xid.insert(xid, (slot, now, params));
+        true
     }
 
     /// The slot of the client a reply with `xid` and `chaddr` is for, if that request is
