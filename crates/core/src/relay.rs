@@ -18,16 +18,11 @@ use crate::outbox::{Destination, Outbox, BROADCAST_MAC};
 use crate::time::Timestamp;
 use crate::verdict::{DropReason, Verdict};
 
-/// Does this request normally get an answer from server `server`? Used for liveness:
-/// RELEASE and DECLINE get none, and a REQUEST naming another server (option 54) is
-/// ignored by the others (RFC 2131 4.3.2).
-pub fn expects_reply<T: AsRef<[u8]>>(msg: &Message<T>, server: Ipv4Addr) -> bool {
-    expects_reply_with(msg, server, server)
-}
-
-/// [`expects_reply`] when option 54 will read `sid` by the time the request reaches the
-/// server at `server`.
-fn expects_reply_with<T: AsRef<[u8]>>(msg: &Message<T>, sid: Ipv4Addr, server: Ipv4Addr) -> bool {
+/// Does this request normally get an answer from the server at `server`, whose identifier
+/// option 54 will read as `sid` by the time the request reaches it (a proxy puts the real
+/// identifier back)? Used for liveness: RELEASE and DECLINE get none, and a REQUEST naming
+/// another server (option 54) is ignored by the others (RFC 2131 4.3.2).
+fn expects_reply<T: AsRef<[u8]>>(msg: &Message<T>, sid: Ipv4Addr, server: Ipv4Addr) -> bool {
     match msg.message_type() {
         None => true, // BOOTREQUEST
         Some(MessageType::Discover) | Some(MessageType::Inform) => true,
@@ -266,12 +261,12 @@ impl Engine {
         }
         let kind = MessageKind::of(msg);
         let sid_for = |addr: Ipv4Addr| server_id.unwrap_or(addr);
-        self.servers.on_sent(first_server, now, expects_reply_with(msg, sid_for(server_addr), server_addr));
+        self.servers.on_sent(first_server, now, expects_reply(msg, sid_for(server_addr), server_addr));
         let mut copies = 1u8;
         for i in chosen.iter().skip(1) {
             let Some(addr) = self.servers.servers().get(i).map(|s| s.addr) else { continue };
             if outbox.duplicate_last(Destination::Server { addr }) {
-                self.servers.on_sent(i, now, expects_reply_with(msg, sid_for(addr), addr));
+                self.servers.on_sent(i, now, expects_reply(msg, sid_for(addr), addr));
                 copies = copies.saturating_add(1);
             }
         }
