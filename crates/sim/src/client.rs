@@ -555,35 +555,28 @@ impl ModelClient {
 
     // ---- transitions ----
 
-    fn start_discover(&mut self, now: Millis) {
-        self.state = ClientState::Selecting;
+    /// Begin a new transaction in `state`: fresh xid, first transmission, first backoff.
+    fn start_transaction(&mut self, now: Millis, state: ClientState, send: fn(&mut Self)) {
+        self.state = state;
         self.xid = self.new_xid();
         self.tries = 0;
         self.first_sent = now;
-        self.offer = None;
-        self.send_discover();
+        send(self);
         let d = self.backoff(0);
         self.set_timer(Some(now + d));
+    }
+
+    fn start_discover(&mut self, now: Millis) {
+        self.offer = None;
+        self.start_transaction(now, ClientState::Selecting, Self::send_discover);
     }
 
     fn start_reboot(&mut self, now: Millis) {
-        self.state = ClientState::Rebooting;
-        self.xid = self.new_xid();
-        self.tries = 0;
-        self.first_sent = now;
-        self.send_init_reboot();
-        let d = self.backoff(0);
-        self.set_timer(Some(now + d));
+        self.start_transaction(now, ClientState::Rebooting, Self::send_init_reboot);
     }
 
     fn start_bootp(&mut self, now: Millis) {
-        self.state = ClientState::BootpWaiting;
-        self.xid = self.new_xid();
-        self.tries = 0;
-        self.first_sent = now;
-        self.send_bootrequest();
-        let d = self.backoff(0);
-        self.set_timer(Some(now + d));
+        self.start_transaction(now, ClientState::BootpWaiting, Self::send_bootrequest);
     }
 
     fn enter_bound(&mut self, now: Millis) {
