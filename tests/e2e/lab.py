@@ -1186,6 +1186,13 @@ class Client:
             return None
         return wait_until(find, timeout, what=what or f"{self.kind} event {sorted(kinds)}")
 
+    def signal_and_wait(self, sig: int, kinds: set[str], timeout: float, what: str) -> dict[str, str]:
+        """Signal the client daemon and wait for the next hook event of one of `kinds`."""
+        n = len(self.events())
+        assert self.proc
+        self.proc.send_signal(sig)
+        return self.wait_event(kinds, after=n, timeout=timeout, what=what)
+
     def wait_bound(self, timeout: float = 15, after: int = 0) -> dict[str, str]:
         ev = self.wait_event({"bound"}, after=after, timeout=timeout,
                              what=f"{self.kind} to get a lease")
@@ -1248,17 +1255,10 @@ exit 0
         self.proc = self.lab.spawn(f"udhcpc-c{self.cns.index}", nsexec(self.cns.ns) + argv)
 
     def renew(self, timeout: float = 15) -> dict[str, str]:
-        n = len(self.events())
-        assert self.proc
-        self.proc.send_signal(signal.SIGUSR1)
-        return self.wait_event({"renew", "bound"}, after=n, timeout=timeout,
-                               what="udhcpc renewal")
+        return self.signal_and_wait(signal.SIGUSR1, {"renew", "bound"}, timeout, "udhcpc renewal")
 
     def release(self) -> None:
-        n = len(self.events())
-        assert self.proc
-        self.proc.send_signal(signal.SIGUSR2)
-        self.wait_event({"deconfig"}, after=n, timeout=5, what="udhcpc release")
+        self.signal_and_wait(signal.SIGUSR2, {"deconfig"}, 5, "udhcpc release")
 
 
 class Dhclient(Client):
@@ -1374,17 +1374,10 @@ exit 0
             "unshare", "-m", "--propagation", "private", "sh", "-c", script])
 
     def renew(self, timeout: float = 15) -> dict[str, str]:
-        n = len(self.events())
-        assert self.proc
-        self.proc.send_signal(signal.SIGUSR1)
-        return self.wait_event({"renew", "bound"}, after=n, timeout=timeout,
-                               what="dhcpcd renewal")
+        return self.signal_and_wait(signal.SIGUSR1, {"renew", "bound"}, timeout, "dhcpcd renewal")
 
     def release(self) -> None:
-        n = len(self.events())
-        assert self.proc
-        self.proc.send_signal(signal.SIGALRM)
-        self.wait_event({"release", "stop"}, after=n, timeout=5, what="dhcpcd RELEASE hook")
+        self.signal_and_wait(signal.SIGALRM, {"release", "stop"}, 5, "dhcpcd RELEASE hook")
 
 
 CLIENTS: dict[str, type[Client]] = {"dhclient": Dhclient, "udhcpc": Udhcpc, "dhcpcd": Dhcpcd}
