@@ -207,6 +207,31 @@ impl<T: AsRef<[u8]>> Message<T> {
         self.buffer
     }
 
+    /// View a message this program built or has already checked (a cached reply, an outbox
+    /// datagram) without validating it again: smoltcp's wire contract, checking is for
+    /// input. Nothing is assumed: every accessor stays bounds-checked, so a buffer that is
+    /// not a message gives meaningless values, never a panic. The option index is rebuilt
+    /// by one walk of the options field.
+    pub fn new_unchecked(buffer: T) -> Self {
+        let buf = buffer.as_ref();
+        let mut index: OptionIndex = [0; INDEXED.len()];
+        let area = OPTIONS_START..buf.len().max(OPTIONS_START);
+        let (end, overload) = match check_area(buf, area, true, &mut index) {
+            Ok(main) => (main.end, main.overload.unwrap_or(0)),
+            Err(_) => (None, 0),
+        };
+        if overload & OVERLOAD_FILE != 0 {
+            let _ = check_area(buf, FILE, false, &mut index);
+        }
+        if overload & OVERLOAD_SNAME != 0 {
+            let _ = check_area(buf, SNAME, false, &mut index);
+        }
+        if buf.len() > usize::from(u16::MAX) {
+            index = [u16::MAX; INDEXED.len()];
+        }
+        Message { buffer, overload, options_end: end, index }
+    }
+
     fn byte(&self, at: usize) -> u8 {
         self.as_bytes().get(at).copied().unwrap_or(0)
     }
@@ -458,6 +483,15 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Message<T> {
     /// Set `giaddr`.
     pub fn set_giaddr(&mut self, a: Ipv4Addr) {
         write_bytes(self.bytes_mut(), field::GIADDR, &a.octets());
+    }
+    /// Set `htype`, `hlen` and `chaddr` (at most 16 bytes are used; the rest of the
+    /// 16-byte field is zeroed).
+    pub fn set_hardware(&mut self, htype: u8, chaddr: &[u8]) {
+        let chaddr = chaddr.get(..chaddr.len().min(16)).unwrap_or(&[]);
+        let buf = self.bytes_mut();
+        write_bytes(buf, field::HTYPE, &[htype, chaddr.len() as u8]);
+        write_bytes(buf, field::CHADDR, &[0; 16]);
+        write_bytes(buf, field::CHADDR, chaddr);
     }
 
     /// Overwrite the payload of every instance of option `code` whose length equals

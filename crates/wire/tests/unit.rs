@@ -16,3 +16,5 @@ mod options;
 mod relay_agent;
 #[path = "unit/rewrite.rs"]
 mod rewrite;
+#[path = "unit/unchecked.rs"]
+mod unchecked;
