@@ -163,8 +163,11 @@ pub fn execute(engine: &mut Engine, now: Timestamp, command: &str, extra_counter
             _ => format!("error: no client {what}\n"),
         },
         ("counters", None) => {
-            let c = &engine.counters().proxy;
-            format!("clients={}\n{c:#?}\n{extra_counters}\n", engine.table().len())
+            let mut out = format!("clients={}\npending_probes={}\n", engine.table().len(), engine.pending_probes());
+            for (group, label, v) in engine.counters().proxy.iter() {
+                out.push_str(&format!("{group}.{label}={v}\n"));
+            }
+            format!("{out}{extra_counters}\n")
         }
         _ => "error: commands are: list | show CLIENT|ADDRESS | flush CLIENT|ADDRESS|all | counters\n".into(),
     }

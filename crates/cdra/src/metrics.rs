@@ -12,8 +12,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cdra_core::counters::MessageKind;
-use cdra_core::{DropReason, Engine, Timestamp};
+use cdra_core::counters::{MessageKind, ProxyEvent};
+use cdra_core::table::Removal;
+use cdra_core::{DiscardReason, DropReason, Engine, Timestamp};
 
 /// The listening socket.
 pub struct MetricsServer {
@@ -73,6 +74,42 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
+/// A label value in the text exposition format: backslash, double quote and line feed
+/// escaped (interface names are chosen by the operator and may hold any of them).
+pub fn escape_label(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    let mut s = String::with_capacity(value.len() + 4);
+    for ch in value.chars() {
+        match ch {
+            '\\' => s.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(s)
+}
+
+/// A counter family with one label, its values and their meaning listed in the help text.
+fn labelled_family<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl Iterator<Item = (&'a str, &'a str, u64)> + Clone,
+) {
+    let mut text = String::from(help);
+    for (value, meaning, _) in values.clone() {
+        let _ = write!(text, " {value}: {meaning}");
+    }
+    family(out, name, "counter", &text);
+    for (value, _, v) in values {
+        let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {v}", escape_label(value));
+    }
+}
+
 /// The exposition text.
 pub fn render(engine: &Engine, now: Timestamp, io: IoCounters) -> String {
     let mut out = String::with_capacity(8192);
@@ -87,7 +124,7 @@ pub fn render(engine: &Engine, now: Timestamp, io: IoCounters) -> String {
             let values = if pick == 0 { &ic.received } else { &ic.sent };
             for (label, v) in MessageKind::LABELS.iter().zip(values) {
                 if *v > 0 {
-                    let _ = writeln!(out, "{metric}{{interface=\"{iface}\",type=\"{label}\"}} {v}");
+                    let _ = writeln!(out, "{metric}{{interface=\"{}\",type=\"{label}\"}} {v}", escape_label(iface));
                 }
             }
         }
@@ -97,6 +134,7 @@ pub fn render(engine: &Engine, now: Timestamp, io: IoCounters) -> String {
         for reason in DropReason::ALL {
             let v = ic.dropped.get(reason.index()).copied().unwrap_or(0);
             if v > 0 {
+                let iface = escape_label(iface);
                 let _ = writeln!(out, "cdra_dropped_total{{interface=\"{iface}\",reason=\"{}\"}} {v}", reason.label());
             }
         }
@@ -124,59 +162,43 @@ pub fn render(engine: &Engine, now: Timestamp, io: IoCounters) -> String {
     let _ = writeln!(out, "cdra_send_errors_total {}", io.send_errors);
     family(&mut out, "cdra_oversized_datagrams_total", "counter", "Datagrams larger than the receive buffer.");
     let _ = writeln!(out, "cdra_oversized_datagrams_total {}", io.oversized);
-    if engine.config().mode == cdra_core::Mode::Proxy {
+    if engine.config().mode.caches() {
         family(&mut out, "cdra_clients", "gauge", "Records in the client table.");
         let _ = writeln!(out, "cdra_clients {}", engine.table().len());
+        family(&mut out, "cdra_pending_probes", "gauge", "Address probes in flight.");
+        let _ = writeln!(out, "cdra_pending_probes {}", engine.pending_probes());
         let p = &c.proxy;
-        family(&mut out, "cdra_proxy_events_total", "counter", "Proxy-mode events, by kind.");
-        for (kind, v) in [
-            ("local_offer", p.local_offers),
-            ("local_ack", p.local_acks),
-            ("local_nak", p.local_naks),
-            ("bootp_spoofed", p.bootp_spoofed),
-            ("forwarded", p.forwarded),
-            ("changed_request", p.changed_requests),
-            ("rebind_forwarded", p.rebinds_forwarded),
-            ("offer_discarded", p.offers_discarded),
-            ("ack_discarded", p.acks_discarded),
-            ("nak_discarded", p.naks_discarded),
-            ("probe_started", p.probes_started),
-            ("probe_found_in_use", p.probes_found_in_use),
-            ("probe_timed_out", p.probes_timed_out),
-            ("probe_refused_full", p.probes_refused_full),
-            ("local_renewal", p.local_renewals),
-            ("upstream_renewal", p.upstream_renewals),
-            ("upstream_renewal_acked", p.upstream_renewals_acked),
-            ("lapsed", p.lapsed),
-            ("release_sent", p.releases_sent),
-            ("lapsed_still_in_use", p.lapsed_still_in_use),
-            ("renewal_answer_held", p.renewal_answers_held),
-            ("renewal_answer_not_held", p.renewal_answers_not_held),
-            ("request_untracked", p.requests_untracked),
-            ("offer_window_full", p.offer_windows_full),
-        ] {
-            let _ = writeln!(out, "cdra_proxy_events_total{{event=\"{kind}\"}} {v}");
-        }
-        family(&mut out, "cdra_records_removed_total", "counter", "Client records removed, by cause.");
-        for (cause, v) in [
-            ("client_gave_up", p.removed_client_gave_up),
-            ("server_nak", p.removed_server_nak),
-            ("evicted", p.evicted),
-            ("expired", p.expired),
-            ("wrong_subnet", p.wrong_subnet),
-            ("address_in_use", p.removed_in_use),
-            ("reassigned", p.reassigned),
-            ("flushed", p.flushed),
-        ] {
-            let _ = writeln!(out, "cdra_records_removed_total{{cause=\"{cause}\"}} {v}");
-        }
+        // Every label comes from the enum's own table (label and help next to each variant),
+        // and every value is written, zeros included, so a series never appears late.
+        labelled_family(
+            &mut out,
+            "cdra_proxy_events_total",
+            "Caching-mode events, by kind.",
+            "event",
+            ProxyEvent::ALL.iter().map(|e| (e.label(), e.help(), p[*e])),
+        );
+        labelled_family(
+            &mut out,
+            "cdra_records_removed_total",
+            "Client records removed, by cause.",
+            "cause",
+            Removal::ALL.iter().map(|r| (r.label(), r.help(), p.removed[*r])),
+        );
+        labelled_family(
+            &mut out,
+            "cdra_discarded_total",
+            "Messages silently discarded as paper Table 1 says, by reason.",
+            "reason",
+            DiscardReason::ALL.iter().map(|d| (d.label(), d.help(), p.discarded[*d])),
+        );
         family(
             &mut out,
             "cdra_answered_without_server_total",
             "counter",
             "Client messages answered from the table, never reaching a server.",
         );
-        let _ = writeln!(out, "cdra_answered_without_server_total {}", p.local_offers + p.local_acks + p.bootp_spoofed);
+        let local = p[ProxyEvent::LocalOffer] + p[ProxyEvent::LocalAck] + p[ProxyEvent::BootpSpoofed];
+        let _ = writeln!(out, "cdra_answered_without_server_total {local}");
     }
     out
 }

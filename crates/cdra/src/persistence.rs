@@ -40,7 +40,7 @@ impl Persistence {
                 Err(_) => undecodable += 1,
             })
             .map_err(|e| anyhow!("store.path: {e}"))?;
-        let RestoreReport { loaded, expired, unknown_interface, superseded } = restored;
+        let RestoreReport { loaded, expired, unknown_interface, superseded, future_dated } = restored;
         tracing::info!(
             path = %config.path.display(),
             stored,
@@ -48,6 +48,7 @@ impl Persistence {
             expired,
             unknown_interface,
             superseded,
+            future_dated,
             undecodable,
             millis = started.elapsed().as_millis() as u64,
             "client table restored (every record is suspect: probes and REBIND precautions apply, paper 3.4)"

@@ -24,23 +24,10 @@ pub fn log_counters(engine: &Engine, send_errors: u64, truncated: u64) {
     for (s, c) in engine.servers().servers().iter().zip(&counters.servers) {
         tracing::info!(server = %s.addr, requests_sent = c.requests_sent, replies_received = c.replies_received, unanswered = s.unanswered, "server counters");
     }
-    if engine.config().mode == cdra_core::Mode::Proxy {
-        let p = &counters.proxy;
-        tracing::info!(
-            clients = engine.table().len(),
-            local_offers = p.local_offers,
-            local_acks = p.local_acks,
-            local_naks = p.local_naks,
-            forwarded = p.forwarded,
-            probes_started = p.probes_started,
-            probes_found_in_use = p.probes_found_in_use,
-            offers_discarded = p.offers_discarded,
-            acks_discarded = p.acks_discarded,
-            rebinds_forwarded = p.rebinds_forwarded,
-            evicted = p.evicted,
-            expired = p.expired,
-            "proxy counters"
-        );
+    if engine.config().mode.caches() {
+        let p: Vec<String> =
+            counters.proxy.iter().filter(|(_, _, v)| *v > 0).map(|(g, l, v)| format!("{g}.{l}={v}")).collect();
+        tracing::info!(clients = engine.table().len(), counters = %p.join(" "), "cache counters");
     }
     let malformed_labels = [
         "truncated",

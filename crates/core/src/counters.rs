@@ -76,74 +76,163 @@ pub struct Counters {
     pub proxy: ProxyCounters,
 }
 
-/// Proxy-mode counters.
+/// Defines a fieldless enum whose every variant carries its metric label and help text
+/// next to it, with `ALL`, `COUNT`, `index()`, `label()` and `help()`: one table per label
+/// set, so a label cannot drift from its variant.
+macro_rules! labelled_enum {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($(#[$vmeta:meta])* $variant:ident => $label:literal, $help:literal;)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        $vis enum $name { $($(#[$vmeta])* $variant,)+ }
+        impl $name {
+            /// Every variant, in index order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+            /// Number of variants (counter slots).
+            pub const COUNT: usize = Self::ALL.len();
+            /// Dense index for counter arrays.
+            pub const fn index(self) -> usize { self as usize }
+            /// Stable metric label.
+            pub const fn label(self) -> &'static str { match self { $($name::$variant => $label,)+ } }
+            /// One line saying what it counts.
+            pub const fn help(self) -> &'static str { match self { $($name::$variant => $help,)+ } }
+        }
+    };
+}
+pub(crate) use labelled_enum;
+
+/// Counters indexed by a [`labelled_enum!`] type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterSet<E, const N: usize> {
+    counts: [u64; N],
+    _kind: core::marker::PhantomData<E>,
+}
+
+impl<E, const N: usize> Default for CounterSet<E, N> {
+    fn default() -> Self {
+        CounterSet { counts: [0; N], _kind: core::marker::PhantomData }
+    }
+}
+
+/// What a [`CounterSet`] is indexed by.
+pub trait CounterIndex: Copy {
+    /// The dense index.
+    fn slot(self) -> usize;
+}
+
+impl<E: CounterIndex, const N: usize> CounterSet<E, N> {
+    /// Count one.
+    pub fn add(&mut self, e: E) {
+        if let Some(c) = self.counts.get_mut(e.slot()) {
+            *c += 1;
+        }
+    }
+    /// The count of `e`.
+    pub fn get(&self, e: E) -> u64 {
+        self.counts.get(e.slot()).copied().unwrap_or(0)
+    }
+}
+
+impl<E: CounterIndex, const N: usize> core::ops::Index<E> for CounterSet<E, N> {
+    type Output = u64;
+    fn index(&self, e: E) -> &u64 {
+        self.counts.get(e.slot()).unwrap_or(&0)
+    }
+}
+
+macro_rules! counter_index {
+    ($($t:ty),+) => { $(impl CounterIndex for $t { fn slot(self) -> usize { self.index() } })+ };
+}
+counter_index!(ProxyEvent, crate::table::Removal, crate::verdict::DiscardReason);
+
+labelled_enum! {
+    /// Caching-mode events (paper sections 3 and 5), one counter each.
+    pub enum ProxyEvent {
+        /// OFFERs made from the table.
+        LocalOffer => "local_offer", "OFFERs made from the table.";
+        /// ACKs made from the table.
+        LocalAck => "local_ack", "ACKs made from the table.";
+        /// NAKs we sent (a probe found the address in use, or an unknown offer was requested).
+        LocalNak => "local_nak", "NAKs sent by cdra (address in use, or an offer it cannot honour).";
+        /// BOOTREPLYs spoofed from the table.
+        BootpSpoofed => "bootp_spoofed", "BOOTREPLYs answered from the table.";
+        /// Client requests forwarded to servers.
+        Forwarded => "forwarded", "Client requests forwarded to servers.";
+        /// Appendix B: requests asking for another address or new parameters, forwarded.
+        ChangedRequest => "changed_request", "Requests for another address or new parameters, forwarded (paper App. B).";
+        /// Broadcast REBINDs forwarded so the server renews first (paper 3.2).
+        RebindForwarded => "rebind_forwarded", "Broadcast REBINDs of cached clients forwarded so the server renews first (paper 3.2).";
+        /// Probes started.
+        ProbeStarted => "probe_started", "Address probes (ARP + ICMP) started.";
+        /// Probes answered by another host: the address is in use.
+        ProbeFoundInUse => "probe_found_in_use", "Probes answered by another host: the address is in use.";
+        /// Probes answered by the client's own MAC address (the client itself).
+        ProbeClientAnswered => "probe_client_answered", "Probes answered by the client's own MAC address (the client is still there).";
+        /// Probes that timed out: the address is free.
+        ProbeTimedOut => "probe_timed_out", "Probes nobody answered: the address is free.";
+        /// Requests forwarded because `max_pending_probes` probes were in flight.
+        ProbeRefusedFull => "probe_refused_full", "Requests forwarded because max_pending_probes probes were in flight.";
+        /// Automated lease renewals: RENEWs answered locally.
+        LocalRenewal => "local_renewal", "Unicast RENEWs answered from the table.";
+        /// Renewals sent to a server on a client's behalf (server lease past T1).
+        UpstreamRenewal => "upstream_renewal", "Renewals sent to a server on a client's behalf (server lease past T1, paper 5.3).";
+        /// Server ACKs to those, absorbed into the table (not forwarded, paper 5.3).
+        UpstreamRenewalAcked => "upstream_renewal_acked", "Server ACKs to upstream renewals, absorbed into the table.";
+        /// Client short leases that lapsed without renewal.
+        Lapsed => "lapsed", "Short client leases that lapsed without renewal.";
+        /// Lapsed clients whose own MAC answered the probe: kept, nothing released.
+        LapsedClientStillThere => "lapsed_client_still_there", "Lapsed clients whose own MAC answered the probe: record kept, nothing released.";
+        /// DHCPRELEASEs sent to a server for lapsed clients (probe found nobody, paper 3.3).
+        ReleaseSent => "release_sent", "DHCPRELEASEs sent to a server for lapsed clients (paper 3.3).";
+        /// A lapsed client's RELEASE could not be built or sent (record dropped all the same).
+        ReleaseNotSent => "release_not_sent", "Lapsed clients whose DHCPRELEASE could not be built (no server or reply known).";
+        /// Lapsed clients whose address another host answers: nothing released (Appendix A.2).
+        LapsedStillInUse => "lapsed_still_in_use", "Lapsed clients whose address another host answers: nothing released (paper A.2).";
+        /// Local ACKs to unicast renewals held back for `renew_reply_delay`.
+        RenewalAnswerHeld => "renewal_answer_held", "Local ACKs to unicast renewals held back for renew_reply_delay.";
+        /// ...and those sent at once because `max_held_replies` were already held.
+        RenewalAnswerNotHeld => "renewal_answer_not_held", "Local ACKs to unicast renewals sent at once because max_held_replies were held.";
+        /// Forwarded requests not tracked by xid (`max_tracked_requests` reached).
+        RequestUntracked => "request_untracked", "Forwarded requests not tracked (max_tracked_requests reached).";
+        /// DISCOVERs whose first OFFER was passed on because `max_offer_windows` were open.
+        OfferWindowFull => "offer_window_full", "DISCOVERs whose first OFFER was passed on because max_offer_windows were open.";
+        /// Records restored or kept with times in the future (clock behind the store), clamped to now.
+        FutureDatedClamped => "future_dated_clamped", "Records dated in the future (clock behind the store) whose times were clamped to now.";
+        /// Timers left due because the outbox was full; fired on the next call.
+        TimersDeferred => "timers_deferred", "Timer work left for the next call because the output batch was full.";
+    }
+}
+
+/// Caching-mode counters: events, record removals by cause, silent discards by reason.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProxyCounters {
-    /// OFFERs made from the table.
-    pub local_offers: u64,
-    /// ACKs made from the table.
-    pub local_acks: u64,
-    /// NAKs we sent (probe found the address in use, or an unknown offer was requested).
-    pub local_naks: u64,
-    /// BOOTREPLYs spoofed from the table.
-    pub bootp_spoofed: u64,
-    /// Client requests forwarded to servers.
-    pub forwarded: u64,
-    /// Requests the table could not answer because they ask for something else (another
-    /// address, parameters not asked before): Appendix B, forwarded.
-    pub changed_requests: u64,
-    /// Broadcast REBINDs forwarded so the server renews first (paper 3.2).
-    pub rebinds_forwarded: u64,
-    /// OFFERs discarded (client not in INIT: one OFFER per DISCOVER).
-    pub offers_discarded: u64,
-    /// ACKs discarded (client not waiting for one).
-    pub acks_discarded: u64,
-    /// NAKs discarded.
-    pub naks_discarded: u64,
-    /// Probes started.
-    pub probes_started: u64,
-    /// Probes answered by another host: the address is in use.
-    pub probes_found_in_use: u64,
-    /// Probes that timed out: the address is free.
-    pub probes_timed_out: u64,
-    /// Requests forwarded because too many probes were in flight.
-    pub probes_refused_full: u64,
-    /// Records removed after RELEASE or DECLINE.
-    pub removed_client_gave_up: u64,
-    /// Records removed after a server NAK.
-    pub removed_server_nak: u64,
-    /// Records evicted because the table was full.
-    pub evicted: u64,
-    /// Records removed: older than max_age or server lease over.
-    pub expired: u64,
-    /// Records removed: address not on the client's subnet.
-    pub wrong_subnet: u64,
-    /// Records removed: a probe found the address in use.
-    pub removed_in_use: u64,
-    /// Records removed: the server gave the address to another client.
-    pub reassigned: u64,
-    /// Records flushed by an operator.
-    pub flushed: u64,
-    /// Automated lease renewals: RENEWs answered locally.
-    pub local_renewals: u64,
-    /// Renewals sent to a server on a client's behalf (server lease past T1).
-    pub upstream_renewals: u64,
-    /// Server ACKs to those, absorbed into the table (not forwarded, paper 5.3).
-    pub upstream_renewals_acked: u64,
-    /// Client short leases that lapsed without renewal.
-    pub lapsed: u64,
-    /// DHCPRELEASEs sent to a server for lapsed clients (probe found nobody, paper 3.3).
-    pub releases_sent: u64,
-    /// Lapsed clients whose address still answered: nothing released (Appendix A.2).
-    pub lapsed_still_in_use: u64,
-    /// Local ACKs to unicast renewals held back for `renew_reply_delay`.
-    pub renewal_answers_held: u64,
-    /// ...and those sent at once because `max_held_replies` were already held.
-    pub renewal_answers_not_held: u64,
-    /// Forwarded requests not tracked by xid (`max_tracked_requests` reached).
-    pub requests_untracked: u64,
-    /// DISCOVERs whose first OFFER was passed on because `max_offer_windows` were open.
-    pub offer_windows_full: u64,
+    /// Events ([`ProxyEvent`]).
+    pub events: CounterSet<ProxyEvent, { ProxyEvent::COUNT }>,
+    /// Records removed, by cause ([`crate::table::Removal`]).
+    pub removed: CounterSet<crate::table::Removal, { crate::table::Removal::COUNT }>,
+    /// Messages discarded as Table 1 says, by reason ([`crate::verdict::DiscardReason`]).
+    pub discarded: CounterSet<crate::verdict::DiscardReason, { crate::verdict::DiscardReason::COUNT }>,
+}
+
+impl ProxyCounters {
+    /// Count one event.
+    pub fn add(&mut self, e: ProxyEvent) {
+        self.events.add(e);
+    }
+
+    /// Every counter as (group, label, value): group `event`, `removed` or `discarded`.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &'static str, u64)> + '_ {
+        let events = ProxyEvent::ALL.iter().map(|e| ("event", e.label(), self.events[*e]));
+        let removed = crate::table::Removal::ALL.iter().map(|r| ("removed", r.label(), self.removed[*r]));
+        let discarded = crate::verdict::DiscardReason::ALL.iter().map(|d| ("discarded", d.label(), self.discarded[*d]));
+        events.chain(removed).chain(discarded)
+    }
+}
+
+impl core::ops::Index<ProxyEvent> for ProxyCounters {
+    type Output = u64;
+    fn index(&self, e: ProxyEvent) -> &u64 {
+        &self.events[e]
+    }
 }
 
 impl Counters {

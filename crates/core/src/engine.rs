@@ -1,16 +1,33 @@
-//! The engine: one datagram in, actions out.
+//! The engine and its whole sans-IO surface, in one place (quinn-proto's `Connection`
+//! keeps `handle_event` / `poll_timeout` / `handle_timeout` / `poll_transmit` together).
+//!
+//! | entry | what comes in | what it does |
+//! |---|---|---|
+//! | [`Engine::handle_datagram`] | one received UDP payload ([`Ingress`]) | relays it, or (caching modes) answers or forwards it as Table 1 says |
+//! | [`Engine::handle_probe_answer`] | an ARP or ICMP answer to a [`crate::ProbeRequest`] | marks the probes it decides ([`crate::proxy::probes`]) |
+//! | [`Engine::poll_timeout`] | — | the earliest timer deadline ([`crate::timers`]) |
+//! | [`Engine::handle_timeout`] | the time | fires what is due, while the outbox has room |
+//! | [`Engine::flush_client`], [`Engine::flush_address`], [`Engine::flush_all`] | an operator's command | removes records |
+//! | [`Engine::drain_changes`], [`Engine::dump`] | — | what the store must write ([`crate::persist`]) |
+//! | [`Engine::restore`], [`Engine::restore_one`] | records the store read back | rebuilds the table at start-up |
+//!
+//! Everything the engine decides goes into the caller's [`Outbox`] (datagrams and probes to
+//! send); nothing else leaves it. Every call is bounded: one datagram's work, or at most the
+//! timers filed when `handle_timeout` was entered.
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 
 use cdra_wire::{Message, Op};
 
-use crate::config::{EngineConfig, Mode};
-use crate::counters::{Counters, MessageKind};
-use crate::outbox::Outbox;
+use crate::config::EngineConfig;
+use crate::counters::{Counters, MessageKind, ProxyEvent};
+use crate::outbox::{HeldReplies, Outbox};
+use crate::persist::{Change, ChangeLog, RestoreReport};
 use crate::proxy::ProxyState;
 use crate::servers::ServerPool;
-use crate::table::ClientTable;
+use crate::table::{ClientKey, ClientRecord, ClientTable};
 use crate::time::Timestamp;
+use crate::timers::{Timer, Timers};
 use crate::verdict::{DropReason, Verdict};
 
 /// One received UDP datagram, as the I/O layer saw it.
@@ -26,19 +43,23 @@ pub struct Ingress<'a> {
     pub data: &'a [u8],
 }
 
-/// The relay/proxy engine. Owns all state; see the crate docs.
+/// The relay/caching engine. Owns all state; see the module docs.
 #[derive(Debug)]
 pub struct Engine {
     pub(crate) config: EngineConfig,
     pub(crate) servers: ServerPool,
     pub(crate) counters: Counters,
+    /// The client table (caching modes).
     pub(crate) table: ClientTable,
+    /// Probes and offer windows (caching modes).
     pub(crate) proxy: ProxyState,
-    pub(crate) changes: crate::persist::ChangeLog,
+    /// Every timer ([`crate::timers`]).
+    pub(crate) timers: Timers,
+    pub(crate) changes: ChangeLog,
     /// Working space for expanding and rewriting messages (no allocation per packet).
     pub(crate) scratch: Box<[u8]>,
     /// Local answers to unicast renewals, held for `renew_reply_delay`.
-    pub(crate) held: crate::outbox::HeldReplies,
+    pub(crate) held: HeldReplies,
 }
 
 impl Engine {
@@ -53,18 +74,174 @@ impl Engine {
         );
         let counters = Counters::new(config.downstream.len() + 1, config.servers.len());
         let table = ClientTable::new(config.proxy.max_clients, config.proxy.max_tracked_requests, config.proxy.seed);
-        let holds = config.mode == Mode::Proxy && !config.proxy.renew_reply_delay.is_zero();
+        let holds = config.mode.caches() && !config.proxy.renew_reply_delay.is_zero();
         let held = if holds { config.proxy.max_held_replies } else { 0 };
+        let mut timers = Timers::default();
+        if config.mode.caches() {
+            timers.arm(Timestamp::default(), Timer::Sweep);
+        }
         Engine {
             config,
             servers,
             counters,
             table,
             proxy: ProxyState::default(),
+            timers,
             changes: Default::default(),
             scratch: vec![0u8; crate::outbox::OUT_BUFFER_SIZE].into_boxed_slice(),
-            held: crate::outbox::HeldReplies::new(held),
+            held: HeldReplies::new(held),
         }
+    }
+
+    /// Handle one received datagram at time `now`; what must be sent is appended to
+    /// `outbox`. Never panics, whatever the bytes.
+    pub fn handle_datagram(&mut self, now: Timestamp, ingress: Ingress<'_>, outbox: &mut Outbox) -> Verdict {
+        let slot = self.slot_of(ingress.ifindex);
+        let msg = match Message::new_checked(ingress.data) {
+            Ok(m) => m,
+            Err(e) => return self.drop(slot, DropReason::Malformed(e)),
+        };
+        self.counters.received(slot, MessageKind::of(&msg));
+        let downstream = self.downstream_index(ingress.ifindex);
+        let upstream = self.config.upstream.contains(&ingress.ifindex);
+        let caches = self.config.mode.caches();
+        match msg.op() {
+            Op::BootRequest => match downstream {
+                Some(ds) if caches => self.cache_request(now, ds, &ingress, &msg, outbox),
+                Some(ds) => self.relay_request(now, ds, &msg, outbox),
+                None if upstream => self.drop(slot, DropReason::RequestOnUpstream),
+                None => self.drop(slot, DropReason::UnknownInterface),
+            },
+            Op::BootReply => {
+                if downstream.is_none() && !upstream && !self.config.upstream.is_empty() {
+                    return self.drop(slot, DropReason::UnknownInterface);
+                }
+                if caches {
+                    self.cache_reply_from_server(now, slot, *ingress.src.ip(), &msg, outbox)
+                } else {
+                    self.relay_reply(now, slot, *ingress.src.ip(), &msg, outbox)
+                }
+            }
+        }
+    }
+
+    /// Some host answered a probe: an ARP reply or request naming `address` as its sender
+    /// (`mac` is then its hardware address), or an ICMP echo reply from it (`mac` None).
+    /// What it means is [`crate::proxy::probes`]; what follows is sent as timers fire.
+    pub fn handle_probe_answer(
+        &mut self,
+        now: Timestamp,
+        ifindex: u32,
+        address: Ipv4Addr,
+        mac: Option<[u8; 6]>,
+        outbox: &mut Outbox,
+    ) {
+        if self.config.mode.caches() {
+            self.probe_answered(now, ifindex, address, mac);
+            self.handle_timeout(now, outbox);
+        }
+    }
+
+    /// When [`Engine::handle_timeout`] must next be called (`None`: never). A deadline at
+    /// or before the current time means work was left for lack of outbox room: call again
+    /// once the outbox has been sent.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.timers.next_deadline()
+    }
+
+    /// Fire the timers due at `now`, in deadline order. Stops, leaving the rest due (and
+    /// counting `timers_deferred`), when the outbox could not hold what the next one may
+    /// send, so no accepted work is lost to the size of one batch; at most the timers filed
+    /// on entry fire, so a timer re-armed at `now` cannot loop.
+    pub fn handle_timeout(&mut self, now: Timestamp, outbox: &mut Outbox) {
+        // The most one timer sends: a local ACK plus a renewal to every server (paper 5.3,
+        // past T2), or one probe.
+        let room_needed = 1 + self.servers.servers().len();
+        for _ in 0..self.timers.len() {
+            if self.timers.next_deadline().is_none_or(|t| t > now) {
+                return;
+            }
+            if outbox.remaining() < room_needed || outbox.probes_remaining() == 0 {
+                self.counters.proxy.add(ProxyEvent::TimersDeferred);
+                return;
+            }
+            let Some((at, timer)) = self.timers.pop_due(now) else { return };
+            match timer {
+                Timer::Probe(id) => self.probe_due(now, id, outbox),
+                Timer::OfferWindow(id) => self.offer_window_due(now, id, outbox),
+                Timer::HeldReply => {
+                    // Whatever the outbox had no room for is still due: the timer is filed
+                    // again for the oldest held reply, due or not.
+                    self.held.timer_fired();
+                    let _all_due_sent = self.held.release(now, outbox);
+                    if let Some(at) = self.held.timer_to_file() {
+                        self.timers.arm(at, Timer::HeldReply);
+                    }
+                }
+                Timer::Lapse(key) => self.lapse_due(now, at, key, outbox),
+                Timer::Sweep => self.sweep_due(now),
+            }
+        }
+    }
+
+    /// Remove the record of `key` (operator flush). True if there was one.
+    pub fn flush_client(&mut self, key: &ClientKey) -> bool {
+        let slot = self.table.find(key);
+        self.flush(slot) == 1
+    }
+
+    /// Remove the record holding `address`. True if there was one.
+    pub fn flush_address(&mut self, address: Ipv4Addr) -> bool {
+        let slot = self.table.find_address(address);
+        self.flush(slot) == 1
+    }
+
+    /// Remove every record; returns how many there were.
+    pub fn flush_all(&mut self) -> usize {
+        let slots: Vec<_> = self.table.iter().map(|(s, _)| s).collect();
+        self.flush(slots)
+    }
+
+    /// Hand every change since the last call to `f` (an upsert carries the record encoded;
+    /// a key whose record is gone is a delete). Returns false when too many changes piled
+    /// up and the caller must instead write the whole table ([`Engine::dump`]).
+    pub fn drain_changes(&mut self, scratch: &mut Vec<u8>, f: impl FnMut(Change<'_>)) -> bool {
+        self.persist_changes(scratch, f)
+    }
+
+    /// Every record worth keeping, encoded (the paper's whole-table dump, paper 5.4).
+    pub fn dump(&self, scratch: &mut Vec<u8>, f: impl FnMut(&ClientKey, &[u8])) {
+        self.persist_dump(scratch, f)
+    }
+
+    /// Load records read back from the store. Records past `max_age` (paper 5.6) or past
+    /// their server lease are dropped, as are records for interfaces no longer configured;
+    /// records dated in the future are clamped to `now`.
+    pub fn restore(
+        &mut self,
+        now: Timestamp,
+        records: impl IntoIterator<Item = (ClientRecord, String)>,
+    ) -> RestoreReport {
+        let mut report = RestoreReport::default();
+        let records = records.into_iter();
+        self.table.reserve(records.size_hint().0);
+        for (rec, iface) in records {
+            self.restore_record(now, rec, &iface, &mut report);
+        }
+        report.loaded = self.table.len();
+        report
+    }
+
+    /// Restore one record (see [`Engine::restore`]); `report` counts what happened. For
+    /// start-up straight from the store's iterator, without collecting the records first
+    /// (call [`Engine::reserve`] with the count beforehand).
+    pub fn restore_one(&mut self, now: Timestamp, rec: ClientRecord, iface: &str, report: &mut RestoreReport) {
+        self.restore_record(now, rec, iface, report);
+    }
+
+    /// Make room for `records` more client records (before a large restore).
+    pub fn reserve(&mut self, records: usize) {
+        self.table.reserve(records);
     }
 
     /// The configuration.
@@ -77,7 +254,7 @@ impl Engine {
         &self.counters
     }
 
-    /// The client table (proxy mode).
+    /// The client table (caching modes).
     pub fn table(&self) -> &ClientTable {
         &self.table
     }
@@ -87,7 +264,18 @@ impl Engine {
         &self.servers
     }
 
-    /// Names of the counter interface slots: each downstream interface, then "upstream" (everything else).
+    /// Probes in flight.
+    pub fn pending_probes(&self) -> usize {
+        self.proxy.probes.len()
+    }
+
+    /// Timers filed (live and stale).
+    pub fn timers_filed(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Names of the counter interface slots: each downstream interface, then "upstream"
+    /// (everything else).
     pub fn interface_slot_names(&self) -> impl Iterator<Item = &str> {
         self.config.downstream.iter().map(|d| d.name.as_str()).chain(core::iter::once("upstream"))
     }
@@ -108,38 +296,21 @@ impl Engine {
             || self.config.upstream_addresses.contains(&addr)
     }
 
+    /// Count a drop and say so.
     pub(crate) fn drop(&mut self, slot: usize, reason: DropReason) -> Verdict {
         self.counters.dropped(slot, reason);
         Verdict::Dropped(reason)
     }
+}
 
-    /// Handle one received datagram at time `now`; what must be sent is appended to
-    /// `outbox`. Never panics, whatever the bytes.
-    pub fn handle_datagram(&mut self, now: Timestamp, ingress: Ingress<'_>, outbox: &mut Outbox) -> Verdict {
-        let slot = self.slot_of(ingress.ifindex);
-        let msg = match Message::new_checked(ingress.data) {
-            Ok(m) => m,
-            Err(e) => return self.drop(slot, DropReason::Malformed(e)),
-        };
-        self.counters.received(slot, MessageKind::of(&msg));
-        let downstream = self.downstream_index(ingress.ifindex);
-        let upstream = self.config.upstream.contains(&ingress.ifindex);
-        match msg.op() {
-            Op::BootRequest => match downstream {
-                Some(ds) if self.config.mode == Mode::Proxy => self.proxy_request(now, ds, &ingress, &msg, outbox),
-                Some(ds) => self.relay_request(now, ds, &msg, outbox),
-                None if upstream => self.drop(slot, DropReason::RequestOnUpstream),
-                None => self.drop(slot, DropReason::UnknownInterface),
-            },
-            Op::BootReply => {
-                if downstream.is_none() && !upstream && !self.config.upstream.is_empty() {
-                    return self.drop(slot, DropReason::UnknownInterface);
-                }
-                match self.config.mode {
-                    Mode::Proxy => self.proxy_reply(now, slot, *ingress.src.ip(), &msg, outbox),
-                    Mode::Relay => self.relay_reply(now, slot, *ingress.src.ip(), &msg, outbox),
-                }
-            }
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_mode_files_no_timers() {
+        let e = Engine::new(EngineConfig::relay(vec![], vec![], vec![]));
+        assert_eq!(e.poll_timeout(), None);
+        assert_eq!(e.config().mode, crate::config::Mode::Relay);
     }
 }

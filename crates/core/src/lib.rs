@@ -21,6 +21,8 @@
 pub mod config;
 pub mod counters;
 pub mod engine;
+pub mod lease;
+pub mod mode;
 pub mod outbox;
 pub mod persist;
 pub mod proxy;
@@ -28,6 +30,7 @@ pub mod relay;
 pub mod servers;
 pub mod table;
 pub mod time;
+pub mod timers;
 pub mod verdict;
 
 pub use config::{
@@ -37,4 +40,4 @@ pub use counters::Counters;
 pub use engine::{Engine, Ingress};
 pub use outbox::{Destination, Outbox, Outgoing, ProbeRequest, CLIENT_PORT, SERVER_PORT};
 pub use time::Timestamp;
-pub use verdict::{DropReason, Verdict};
+pub use verdict::{DiscardReason, DropReason, Verdict};

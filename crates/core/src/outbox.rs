@@ -97,6 +97,10 @@ pub struct ProbeRequest {
     pub target: Ipv4Addr,
 }
 
+/// A datagram the engine wrote into the outbox (an index valid until [`Outbox::clear`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Emitted(usize);
+
 /// A bounded pool of outgoing datagrams, plus the probes to start.
 #[derive(Debug)]
 pub struct Outbox {
@@ -136,6 +140,10 @@ impl Outbox {
         self.used = 0;
         self.probes.clear();
     }
+    /// Room left for probes.
+    pub fn probes_remaining(&self) -> usize {
+        self.slots.len().saturating_sub(self.probes.len())
+    }
     /// Probes to start.
     pub fn probes(&self) -> &[ProbeRequest] {
         &self.probes
@@ -148,21 +156,22 @@ impl Outbox {
         self.probes.push(p);
         true
     }
-    /// Take a free slot, or `None` when the outbox is full.
-    pub(crate) fn next_slot(&mut self) -> Option<&mut Outgoing> {
-        let slot = self.slots.get_mut(self.used)?;
+    /// Take a free slot, or `None` when the outbox is full. The [`Emitted`] handle names
+    /// that datagram until the next [`Outbox::clear`], so whoever wrote it can patch it later.
+    pub(crate) fn emit(&mut self) -> Option<(Emitted, &mut Outgoing)> {
+        let at = self.used;
+        let slot = self.slots.get_mut(at)?;
         self.used += 1;
         slot.len = 0;
-        Some(slot)
+        Some((Emitted(at), slot))
+    }
+    /// The datagram `e`, to patch it.
+    pub(crate) fn get_mut(&mut self, e: Emitted) -> Option<&mut Outgoing> {
+        self.slots.get_mut(e.0).filter(|_| e.0 < self.used)
     }
     /// Give back the most recently taken slot (when filling it failed).
     pub(crate) fn unwind(&mut self) {
         self.used = self.used.saturating_sub(1);
-    }
-    /// The most recently produced datagram, to patch it.
-    pub(crate) fn last_mut(&mut self) -> Option<&mut Outgoing> {
-        let i = self.used.checked_sub(1)?;
-        self.slots.get_mut(i)
     }
     /// Append a copy of the most recent datagram with another destination.
     pub(crate) fn duplicate_last(&mut self, destination: Destination) -> bool {
@@ -191,6 +200,9 @@ pub(crate) struct HeldReplies {
     slots: Vec<Outgoing>,
     due: std::collections::VecDeque<(crate::time::Timestamp, usize)>,
     free: Vec<usize>,
+    /// A [`crate::timers::Timer::HeldReply`] is filed (one at a time: every hold uses the
+    /// same delay, so the oldest is always due first).
+    timer_filed: bool,
 }
 
 impl HeldReplies {
@@ -200,14 +212,18 @@ impl HeldReplies {
             slots: (0..capacity).map(|_| Outgoing::new()).collect(),
             due: std::collections::VecDeque::with_capacity(capacity),
             free: (0..capacity).rev().collect(),
+            timer_filed: false,
         }
     }
 
-    /// Move the outbox's most recent datagram here until `due`. False (and the datagram
-    /// stays in the outbox, to be sent now) when the pool is full.
-    pub(crate) fn hold(&mut self, due: crate::time::Timestamp, outbox: &mut Outbox) -> bool {
+    /// Move the datagram `e` (the outbox's most recent one) here until `due`. False (and
+    /// the datagram stays in the outbox, to be sent now) when the pool is full.
+    pub(crate) fn hold(&mut self, due: crate::time::Timestamp, outbox: &mut Outbox, e: Emitted) -> bool {
+        if e.0 + 1 != outbox.used {
+            return false;
+        }
         let Some(i) = self.free.pop() else { return false };
-        let (Some(src), Some(dst)) = (outbox.last_mut(), self.slots.get_mut(i)) else {
+        let (Some(src), Some(dst)) = (outbox.get_mut(e), self.slots.get_mut(i)) else {
             self.free.push(i);
             return false;
         };
@@ -231,26 +247,42 @@ impl HeldReplies {
         self.due.front().map(|(t, _)| *t)
     }
 
-    /// Put every reply due at `now` into the outbox (as many as it has room for).
-    pub(crate) fn release(&mut self, now: crate::time::Timestamp, outbox: &mut Outbox) {
+    /// The deadline a timer must be filed for, if none is filed yet (call after `hold`, and
+    /// after the timer fired and `release` ran).
+    pub(crate) fn timer_to_file(&mut self) -> Option<crate::time::Timestamp> {
+        if self.timer_filed {
+            return None;
+        }
+        let due = self.next_due()?;
+        self.timer_filed = true;
+        Some(due)
+    }
+
+    /// The filed timer fired.
+    pub(crate) fn timer_fired(&mut self) {
+        self.timer_filed = false;
+    }
+
+    /// Put every reply due at `now` into the outbox, as many as it has room for; true when
+    /// none that is due is left behind.
+    pub(crate) fn release(&mut self, now: crate::time::Timestamp, outbox: &mut Outbox) -> bool {
         while let Some(&(t, i)) = self.due.front() {
             if t > now {
                 break;
             }
             let Some(src) = self.slots.get(i) else { break };
             let (destination, len) = (src.destination, src.len);
-            let Some(dst) = outbox.next_slot() else { break };
-            match (dst.buf.get_mut(..len), src.buf.get(..len)) {
-                (Some(d), Some(s)) => d.copy_from_slice(s),
-                _ => {
-                    outbox.unwind();
-                    break;
-                }
+            let Some((_, dst)) = outbox.emit() else { return false };
+            if let (Some(d), Some(s)) = (dst.buf.get_mut(..len), src.buf.get(..len)) {
+                d.copy_from_slice(s);
+                dst.len = len;
+                dst.destination = destination;
+            } else {
+                outbox.unwind(); // cannot happen: both buffers are OUT_BUFFER_SIZE
             }
-            dst.len = len;
-            dst.destination = destination;
             self.due.pop_front();
             self.free.push(i);
         }
+        true
     }
 }

@@ -227,20 +227,20 @@ pub struct RestoreReport {
     pub unknown_interface: usize,
     /// Dropped: another record held the same key or address and was newer.
     pub superseded: usize,
+    /// Kept, with times in the future (the clock is behind the store's) clamped to now.
+    pub future_dated: usize,
 }
 
 impl Engine {
     /// Note that the record of `key` must be written (or deleted) by the store.
     pub(crate) fn note_change(&mut self, key: &ClientKey) {
-        if self.config.mode == crate::config::Mode::Proxy {
+        if self.config.mode.caches() {
             self.changes.note(key);
         }
     }
 
-    /// Hand every change since the last call to `f` (an upsert carries the record encoded;
-    /// a key whose record is gone is a delete). Returns false when too many changes piled
-    /// up and the caller must instead write the whole table ([`Engine::dump`]).
-    pub fn drain_changes(&mut self, scratch: &mut Vec<u8>, mut f: impl FnMut(Change<'_>)) -> bool {
+    /// See [`Engine::drain_changes`].
+    pub(crate) fn persist_changes(&mut self, scratch: &mut Vec<u8>, mut f: impl FnMut(Change<'_>)) -> bool {
         if self.changes.full_dump_needed {
             self.changes.full_dump_needed = false;
             self.changes.changed.clear();
@@ -264,8 +264,8 @@ impl Engine {
         true
     }
 
-    /// Every record worth keeping, encoded (the paper's whole-table dump, paper 5.4).
-    pub fn dump(&self, scratch: &mut Vec<u8>, mut f: impl FnMut(&ClientKey, &[u8])) {
+    /// See [`Engine::dump`].
+    pub(crate) fn persist_dump(&self, scratch: &mut Vec<u8>, mut f: impl FnMut(&ClientKey, &[u8])) {
         for (_, r) in self.table.iter() {
             if r.reply.is_none() {
                 continue;
@@ -274,59 +274,5 @@ impl Engine {
             encode_record(r, iface, scratch);
             f(&r.key, scratch);
         }
-    }
-
-    /// Load records read back from the store. Records past `max_age` (paper 5.6) or past
-    /// their server lease are dropped, as are records for interfaces no longer configured.
-    pub fn restore(
-        &mut self,
-        now: Timestamp,
-        records: impl IntoIterator<Item = (ClientRecord, String)>,
-    ) -> RestoreReport {
-        let mut report = RestoreReport::default();
-        let records = records.into_iter();
-        self.table.reserve(records.size_hint().0);
-        for (rec, iface) in records {
-            self.restore_one(now, rec, &iface, &mut report);
-        }
-        report.loaded = self.table.len();
-        report
-    }
-
-    /// Restore one record (see [`Engine::restore`]); `report` counts what happened. For
-    /// start-up straight from the store's iterator, without collecting the records first
-    /// (call [`Engine::reserve`] with the count beforehand).
-    pub fn restore_one(&mut self, now: Timestamp, mut rec: ClientRecord, iface: &str, report: &mut RestoreReport) {
-        let Some(ds) = self.config.downstream.iter().position(|d| d.name == iface) else {
-            report.unknown_interface += 1;
-            return;
-        };
-        if now.since(rec.last_update) > self.config.proxy.max_age || rec.lease_end().is_some_and(|e| e <= now) {
-            report.expired += 1;
-            return;
-        }
-        rec.downstream = ds as u16;
-        if let Some(other) = self.table.find(&rec.key).or_else(|| self.table.find_address(rec.address)) {
-            let newer = self.table.get(other).is_some_and(|o| o.last_update >= rec.last_update);
-            report.superseded += 1;
-            if newer {
-                return;
-            }
-            self.table.remove(other);
-        }
-        let lapse = rec.client_lease_end.map(|e| (e, rec.key.clone()));
-        let (_, evicted) = self.table.insert(rec);
-        if evicted.is_some() {
-            self.counters.proxy.evicted += 1;
-        }
-        if let Some((end, key)) = lapse {
-            self.proxy.lapses.push(core::cmp::Reverse((end, key)));
-        }
-        report.loaded = self.table.len();
-    }
-
-    /// Make room for `records` more client records (before a large restore).
-    pub fn reserve(&mut self, records: usize) {
-        self.table.reserve(records);
     }
 }

@@ -14,7 +14,8 @@ use cdra_wire::{Message, MessageType};
 use crate::config::{Downstream, Option82Policy};
 use crate::counters::MessageKind;
 use crate::engine::Engine;
-use crate::outbox::{Destination, Outbox, BROADCAST_MAC};
+use crate::mode::ServerIdentity;
+use crate::outbox::{Destination, Emitted, Outbox, BROADCAST_MAC};
 use crate::time::Timestamp;
 use crate::verdict::{DropReason, Verdict};
 
@@ -190,7 +191,7 @@ impl Engine {
         if outbox.remaining() < chosen.len() {
             return self.drop(ds, DropReason::OutboxFull);
         }
-        let Some(out) = outbox.next_slot() else {
+        let Some((_, out)) = outbox.emit() else {
             return self.drop(ds, DropReason::OutboxFull);
         };
         out.destination = Destination::Server { addr: server_addr };
@@ -293,7 +294,11 @@ impl Engine {
         outbox: &mut Outbox,
     ) -> Verdict {
         match self.accept_reply(now, src, msg) {
-            Ok((_, ds)) => self.deliver_to_client(ds, msg, None, outbox),
+            Ok((_, ds)) => {
+                let server = crate::table::ServerBinding { addr: src, id: msg.server_identifier().unwrap_or(src) };
+                let result = self.deliver_to_client(ds, msg, server, outbox);
+                self.delivered(ds, result)
+            }
             Err(reason) => self.drop(slot, reason),
         }
     }
@@ -323,24 +328,25 @@ impl Engine {
 
     /// Copy a reply into the outbox without option 82 (RFC 3046 2.2: "the relay agent
     /// strips the option before forwarding the reply to the client") and address it per
-    /// RFC 2131 4.1. With `identity` (proxy mode: the real server's identifier and address)
-    /// the reply is made to look like it came from us (paper 4.1, 5.1): option 54 becomes
-    /// our downstream address, and so does siaddr when the server had put itself there (a
-    /// different siaddr is a boot server for PXE clients and is left alone).
+    /// RFC 2131 4.1. `server` is the server that sent it; the mode decides which identity the
+    /// client sees ([`crate::mode::ServerIdentity`]): with `Ours` (paper 4.1, 5.1) option 54
+    /// becomes our downstream address, and so does siaddr when the server had put itself
+    /// there (a different siaddr is a boot server for PXE clients and is left alone).
+    /// Returns the datagram written, so the caller can patch it further.
     pub(crate) fn deliver_to_client<T: AsRef<[u8]>>(
         &mut self,
         ds: usize,
         msg: &Message<T>,
-        identity: Option<crate::table::ServerBinding>,
+        server: crate::table::ServerBinding,
         outbox: &mut Outbox,
-    ) -> Verdict {
+    ) -> Result<Emitted, DropReason> {
         let Some(iface) = self.config.downstream.get(ds) else {
-            return self.drop(ds, DropReason::UnknownInterface);
+            return Err(DropReason::UnknownInterface);
         };
         let src = if iface.all_addresses.contains(&msg.giaddr()) { msg.giaddr() } else { iface.address.addr };
         let destination = reply_destination(msg, iface, src);
-        let Some(out) = outbox.next_slot() else {
-            return self.drop(ds, DropReason::OutboxFull);
+        let Some((emitted, out)) = outbox.emit() else {
+            return Err(DropReason::OutboxFull);
         };
         out.destination = destination;
         let written = if msg.option(OptionCode::RELAY_AGENT_INFO).is_some() {
@@ -359,10 +365,10 @@ impl Engine {
             Ok(len) => out.set_len(len),
             Err(_) => {
                 outbox.unwind();
-                return self.drop(ds, DropReason::ReplyTooLarge);
+                return Err(DropReason::ReplyTooLarge);
             }
         }
-        if let Some(server) = identity {
+        if self.config.mode.server_identity() == ServerIdentity::Ours {
             let ours = iface.address.addr;
             if let Ok(mut m) = Message::new_checked(out.payload_mut()) {
                 m.patch_option_addr(OptionCode::SERVER_ID, ours);
@@ -372,6 +378,14 @@ impl Engine {
             }
         }
         self.counters.sent(ds, MessageKind::of(msg));
-        Verdict::DeliveredToClient
+        Ok(emitted)
+    }
+
+    /// The verdict of a delivery (counted as a drop when it failed).
+    pub(crate) fn delivered(&mut self, ds: usize, result: Result<Emitted, DropReason>) -> Verdict {
+        match result {
+            Ok(_) => Verdict::DeliveredToClient,
+            Err(reason) => self.drop(ds, reason),
+        }
     }
 }

@@ -393,14 +393,17 @@ pub struct ClientRecord {
     pub reply: Option<CachedReply>,
     /// Option 55 of the request the cached reply answers.
     pub param_list: ParamList,
-    /// xid of the request last forwarded for this client, and when.
-    pub pending_xid: u32,
-    /// When `pending_xid` was forwarded.
+    /// The request last forwarded for this client, as its reply will name it.
+    pub pending: Option<RequestId>,
+    /// When `pending` was forwarded.
     pub pending_since: Timestamp,
+    /// The deadline of this record's one armed lapse timer (see `timers.rs`): a lapse
+    /// timer that fires at another moment is stale and ignored.
+    pub lapse_armed: Option<Timestamp>,
     /// Automated lease renewals (paper 2.3, 5.3): when the short lease we gave the client
     /// ends. `None` when clients get the server's lease.
     pub client_lease_end: Option<Timestamp>,
-    /// `pending_xid` is a renewal we sent upstream on the client's behalf: its ACK updates
+    /// `pending` is a renewal we sent upstream on the client's behalf: its ACK updates
     /// the record and is not forwarded (paper 5.3).
     pub upstream_renewal: bool,
 }
@@ -424,61 +427,76 @@ impl ClientRecord {
             last_update: now,
             reply: None,
             param_list: ParamList::EMPTY,
-            pending_xid: 0,
+            pending: None,
             pending_since: now,
+            lapse_armed: None,
             client_lease_end: None,
             upstream_renewal: false,
         }
     }
+}
 
-    /// When the server's lease ends (`None`: infinite).
-    pub fn lease_end(&self) -> Option<Timestamp> {
-        if self.lease_secs == u32::MAX {
-            return None;
-        }
-        Some(Timestamp::from_millis(self.lease_start.as_millis().saturating_add(u64::from(self.lease_secs) * 1000)))
-    }
-
-    /// Seconds of the server's lease left at `now` (`u32::MAX`: infinite).
-    pub fn lease_left_secs(&self, now: Timestamp) -> u32 {
-        match self.lease_end() {
-            None => u32::MAX,
-            Some(end) => (end.as_millis().saturating_sub(now.as_millis()) / 1000).min(u64::from(u32::MAX - 1)) as u32,
-        }
-    }
-
-    /// Is `now` past the server lease's T1?
-    pub fn past_t1(&self, now: Timestamp) -> bool {
-        self.lease_secs != u32::MAX
-            && now.as_millis() >= self.lease_start.as_millis().saturating_add(u64::from(self.t1_secs) * 1000)
-    }
-
-    /// Is `now` past the server lease's T2?
-    pub fn past_t2(&self, now: Timestamp) -> bool {
-        self.lease_secs != u32::MAX
-            && now.as_millis() >= self.lease_start.as_millis().saturating_add(u64::from(self.t2_secs) * 1000)
+crate::counters::labelled_enum! {
+    /// Why a record left the table.
+    pub enum Removal {
+        /// RELEASE or DECLINE from the client (Table 1).
+        ClientGaveUp => "client_gave_up", "The client sent DHCPRELEASE or DHCPDECLINE (Table 1).";
+        /// NAK from a server.
+        ServerNak => "server_nak", "A server NAKed the client.";
+        /// The table was full.
+        Evicted => "evicted", "The table was full (max_clients).";
+        /// Older than `max_age` (paper 5.6) or the server's lease ran out.
+        Expired => "expired", "Older than max_age (paper 5.6), or the server lease ran out.";
+        /// The address is not on the client's subnet (Appendix B, "Validity of client data").
+        WrongSubnet => "wrong_subnet", "The address is not on the subnet the client is on (paper App. B).";
+        /// A probe found another host on the address (paper 3.2).
+        AddressInUse => "address_in_use", "A probe found another host on the address (paper 3.2).";
+        /// A server gave the address to another client.
+        AddressReassigned => "reassigned", "A server gave the address to another client.";
+        /// A lapsed short lease was released at the server (paper 2.3).
+        Released => "released", "The client's short lease lapsed and its lease was released at the server (paper 2.3).";
+        /// An operator flushed it.
+        Flushed => "flushed", "An operator flushed it.";
     }
 }
 
-/// Why a record left the table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Removal {
-    /// RELEASE or DECLINE from the client (Table 1).
-    ClientGaveUp,
-    /// NAK from a server.
-    ServerNak,
-    /// The table was full.
-    Evicted,
-    /// Older than `max_age` (paper 5.6) or the server's lease ran out.
-    Expired,
-    /// The address is not on the client's subnet (Appendix B, "Validity of client data").
-    WrongSubnet,
-    /// A probe found another host on the address (paper 3.2).
-    AddressInUse,
-    /// A server gave the address to another client.
-    AddressReassigned,
-    /// An operator flushed it.
-    Flushed,
+/// A forwarded request as the server's reply names it: RFC 2131 4.1, the server copies
+/// `xid`, `htype`, `hlen` and `chaddr` from the request, and `giaddr` (which names the
+/// downstream link). Clients choose xids at random, so two clients may share one; these
+/// together tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestId {
+    /// Transaction id.
+    pub xid: u32,
+    /// Hardware type.
+    pub htype: u8,
+    /// Hardware address length (0..=16).
+    pub hlen: u8,
+    /// Hardware address, zero-padded.
+    pub chaddr: [u8; 16],
+    /// Downstream interface the request came in on (giaddr of the reply names it).
+    pub downstream: u16,
+}
+
+impl RequestId {
+    /// The id of `msg` (a request we forward, or a reply to one) on downstream link `ds`.
+    pub fn of<T: AsRef<[u8]>>(msg: &Message<T>, ds: usize) -> Self {
+        let mut chaddr = [0u8; 16];
+        let hw = msg.chaddr();
+        if let Some(d) = chaddr.get_mut(..hw.len()) {
+            d.copy_from_slice(hw);
+        }
+        RequestId { xid: msg.xid(), htype: msg.htype(), hlen: hw.len() as u8, chaddr, downstream: ds as u16 }
+    }
+}
+
+/// What is remembered of a tracked request.
+#[derive(Debug, Clone, Copy)]
+struct PendingRequest {
+    slot: Slot,
+    since: Timestamp,
+    /// Its option 55, which becomes the record's `param_list` when the server answers.
+    params: ParamList,
 }
 
 /// Slot index in the slab.
@@ -491,9 +509,8 @@ pub struct ClientTable {
     free: Vec<Slot>,
     by_key: HashMap<ClientKey, Slot>,
     by_address: HashMap<Ipv4Addr, Slot>,
-    /// Requests in flight: the client's slot, when it was forwarded, and its option 55
-    /// (which becomes the record's `param_list` when the server answers).
-    by_xid: HashMap<u32, (Slot, Timestamp, ParamList)>,
+    /// Requests in flight, by what their replies will carry (see [`RequestId`]).
+    by_request: HashMap<RequestId, PendingRequest>,
     max_clients: usize,
     max_pending: usize,
     rng: u64,
@@ -507,7 +524,7 @@ impl ClientTable {
             free: Vec::new(),
             by_key: HashMap::new(),
             by_address: HashMap::new(),
-            by_xid: HashMap::new(),
+            by_request: HashMap::new(),
             max_clients: max_clients.max(1),
             max_pending: max_tracked_requests.max(1),
             rng: seed | 1,
@@ -636,8 +653,10 @@ impl ClientTable {
         if self.by_address.get(&record.address) == Some(&slot) {
             self.by_address.remove(&record.address);
         }
-        if self.by_xid.get(&record.pending_xid).is_some_and(|(s, _, _)| *s == slot) {
-            self.by_xid.remove(&record.pending_xid);
+        if let Some(id) = record.pending {
+            if self.by_request.get(&id).is_some_and(|p| p.slot == slot) {
+                self.by_request.remove(&id);
+            }
         }
         self.free.push(slot);
         Some(record)
@@ -665,40 +684,59 @@ impl ClientTable {
         }
     }
 
-    /// Remember that a request with `xid` (asking for `params`) was forwarded for the client
-    /// in `slot`. False when the index is full (the request is not tracked).
-    pub fn track_xid(&mut self, slot: Slot, xid: u32, now: Timestamp, params: ParamList) -> bool {
-        if let Some(r) = self.get_mut(slot) {
-            r.pending_xid = xid;
-            r.pending_since = now;
+    /// Remember that the request `id` (asking for `params`) was forwarded for the client in
+    /// `slot`. False when `max_tracked_requests` are tracked already (the request is not
+    /// tracked, and its reply will be matched by the client's identity instead).
+    pub fn track_request(&mut self, slot: Slot, id: RequestId, now: Timestamp, params: ParamList) -> bool {
+        let previous = match self.get_mut(slot) {
+            Some(r) => {
+                r.pending_since = now;
+                r.pending.replace(id)
+            }
+            None => return false,
+        };
+        if let Some(old) = previous.filter(|old| *old != id) {
+            if self.by_request.get(&old).is_some_and(|p| p.slot == slot) {
+                self.by_request.remove(&old);
+            }
         }
-        if self.by_xid.len() >= self.max_pending && !self.by_xid.contains_key(&xid) {
-            return false; // Bounded: the reply will be matched by its key instead.
+        if self.by_request.len() >= self.max_pending && !self.by_request.contains_key(&id) {
+            return false;
         }
-        self.by_xid.insert(xid, (slot, now, params));
+        if let Some(other) = self.by_request.insert(id, PendingRequest { slot, since: now, params }) {
+            if other.slot != slot {
+                // Two clients cannot send the same (xid, htype, chaddr) on one link; a
+                // client that moved its identity (new option 61, same MAC) is the newer one.
+                if let Some(r) = self.get_mut(other.slot) {
+                    r.pending = None;
+                }
+            }
+        }
         true
     }
 
-    /// The slot of the client a reply with `xid` and `chaddr` is for, if that request is
-    /// being tracked.
-    pub fn find_xid(&self, xid: u32, htype: u8, chaddr: &[u8]) -> Option<Slot> {
-        let (slot, _, _) = *self.by_xid.get(&xid)?;
-        let r = self.get(slot)?;
-        // The key may be a client-id; compare the hardware address through the cached
-        // reply when there is one, otherwise trust xid + key kind.
-        match ClientKey::hardware(htype, chaddr) == r.key {
-            true => Some(slot),
-            false => (r.pending_xid == xid).then_some(slot),
-        }
+    /// The slot of the client the reply naming `id` is for, if we forwarded that request.
+    /// RFC 2131 4.1 and table 3: a server copies xid, htype, hlen, chaddr and giaddr from the
+    /// request into its reply, so all of them (and the link giaddr names) must match: a
+    /// reply is never matched on xid alone.
+    pub fn find_request(&self, id: &RequestId) -> Option<Slot> {
+        let p = self.by_request.get(id)?;
+        let r = self.get(p.slot)?;
+        (r.pending == Some(*id)).then_some(p.slot)
     }
 
-    /// Forget tracked xids older than `older_than`.
-    pub fn expire_xids(&mut self, older_than: Timestamp) {
-        self.by_xid.retain(|_, (_, t, _)| *t >= older_than);
+    /// Forget tracked requests older than `older_than`.
+    pub fn expire_requests(&mut self, older_than: Timestamp) {
+        self.by_request.retain(|_, p| p.since >= older_than);
     }
 
-    /// Option 55 of the tracked request `xid` of the client in `slot`.
-    pub fn params_for_xid(&self, xid: u32, slot: Slot) -> Option<ParamList> {
-        self.by_xid.get(&xid).filter(|(s, _, _)| *s == slot).map(|(_, _, p)| *p)
+    /// Requests tracked.
+    pub fn tracked_requests(&self) -> usize {
+        self.by_request.len()
+    }
+
+    /// Option 55 of the tracked request `id` of the client in `slot`.
+    pub fn params_for(&self, id: &RequestId, slot: Slot) -> Option<ParamList> {
+        self.by_request.get(id).filter(|p| p.slot == slot).map(|p| p.params)
     }
 }

@@ -19,8 +19,6 @@ pub enum DropReason {
     UntrustedOption82,
     /// The request already carried option 82 and the policy is `drop`.
     Option82Policy,
-    /// Option 82 present but its sub-options are malformed.
-    BadOption82,
     /// A BOOTREPLY from an address that is not a configured server.
     ReplyFromUnknownServer,
     /// A BOOTREPLY whose giaddr is not one of our downstream addresses.
@@ -35,7 +33,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason except the per-wire-error detail, for counter tables.
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::Malformed(WireError::Truncated),
         DropReason::UnknownInterface,
         DropReason::RequestOnUpstream,
@@ -43,7 +41,6 @@ impl DropReason {
         DropReason::GiaddrIsOurs,
         DropReason::UntrustedOption82,
         DropReason::Option82Policy,
-        DropReason::BadOption82,
         DropReason::ReplyFromUnknownServer,
         DropReason::ReplyNotForUs,
         DropReason::ReplyTooLarge,
@@ -63,12 +60,11 @@ impl DropReason {
             DropReason::GiaddrIsOurs => 4,
             DropReason::UntrustedOption82 => 5,
             DropReason::Option82Policy => 6,
-            DropReason::BadOption82 => 7,
-            DropReason::ReplyFromUnknownServer => 8,
-            DropReason::ReplyNotForUs => 9,
-            DropReason::ReplyTooLarge => 10,
-            DropReason::NoServer => 11,
-            DropReason::OutboxFull => 12,
+            DropReason::ReplyFromUnknownServer => 7,
+            DropReason::ReplyNotForUs => 8,
+            DropReason::ReplyTooLarge => 9,
+            DropReason::NoServer => 10,
+            DropReason::OutboxFull => 11,
         }
     }
 
@@ -82,7 +78,6 @@ impl DropReason {
             DropReason::GiaddrIsOurs => "giaddr_is_ours",
             DropReason::UntrustedOption82 => "untrusted_option82",
             DropReason::Option82Policy => "option82_policy",
-            DropReason::BadOption82 => "bad_option82",
             DropReason::ReplyFromUnknownServer => "reply_from_unknown_server",
             DropReason::ReplyNotForUs => "reply_not_for_us",
             DropReason::ReplyTooLarge => "reply_too_large",
@@ -103,9 +98,29 @@ pub enum Verdict {
     AnsweredLocally,
     /// Proxy mode: a probe of the address is in flight; the answer follows it.
     AwaitingProbe,
-    /// Proxy mode: silently discarded as Table 1 says (an OFFER outside INIT, an ACK or NAK
-    /// the client is not waiting for, a retransmission while a probe is in flight).
-    Discarded,
+    /// Caching modes: silently discarded, for this reason (Table 1's "silent discard" rows and
+    /// the other messages that need no action). Counted per reason.
+    Discarded(DiscardReason),
     /// Dropped, for this reason.
     Dropped(DropReason),
+}
+
+crate::counters::labelled_enum! {
+    /// Why a message was silently discarded in a caching mode (not an error: Table 1 says so,
+    /// or the message needs nothing more).
+    pub enum DiscardReason {
+        /// Table 1: "DHCPOFFER: Forward to client if client is in INIT state, otherwise
+        /// silent discard" (paper 5.2: one OFFER per DISCOVER).
+        OfferNotInInit => "offer_not_in_init", "OFFERs for a client not in INIT (one OFFER per DISCOVER, paper 5.2).";
+        /// An OFFER kept while the offer window is open (offer choice other than `first`).
+        OfferHeldForChoice => "offer_held_for_choice", "OFFERs kept while the offer window is open (offer_choice).";
+        /// Table 1: an ACK the client is not waiting for.
+        AckNotAwaited => "ack_not_awaited", "ACKs for a client not in REQUESTING, REBOOTING, RENEWING or REBINDING (Table 1).";
+        /// Table 1: a NAK the client is not waiting for.
+        NakNotAwaited => "nak_not_awaited", "NAKs for a client not in REQUESTING, REBOOTING, RENEWING or REBINDING (Table 1).";
+        /// Paper 5.3: the server's answer to a renewal we sent for the client, absorbed.
+        UpstreamRenewalAnswer => "upstream_renewal_answer", "Server answers to renewals cdra sent on a client's behalf, absorbed (paper 5.3).";
+        /// A retransmitted request while the probe for its answer is in flight.
+        RetransmissionDuringProbe => "retransmission_during_probe", "Retransmitted requests while the probe for their answer runs.";
+    }
 }

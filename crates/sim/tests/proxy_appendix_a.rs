@@ -119,7 +119,10 @@ fn a1_rebind_with_precautions_no_duplicate() {
     let (sim, a, b) = a1_rebind(false);
     // 8. does not happen: the REBIND was forwarded, the server renewed A's lease.
     no_violations(&sim);
-    assert!(sim.engine().counters().proxy.rebinds_forwarded >= 1, "REBIND must be forwarded first");
+    assert!(
+        sim.engine().counters().proxy[cdra_core::counters::ProxyEvent::RebindForwarded] >= 1,
+        "REBIND must be forwarded first"
+    );
     assert_eq!(sim.held(a), Some(addr(0, 100)));
     let l = sim.server(0).lease(addr(0, 100)).expect("lease");
     assert_eq!((l.key.clone(), l.state), (sim.client(a).key(), LeaseState::Bound));

@@ -48,7 +48,7 @@ fn known_clients_keep_their_address_new_client_gets_nothing() {
             fail(&sim, &format!("client#{x} lost {want} during the outage"));
         }
     }
-    assert!(sim.engine().counters().proxy.local_renewals >= 3);
+    assert!(sim.engine().counters().proxy[cdra_core::counters::ProxyEvent::LocalRenewal] >= 3);
     assert_eq!(sim.held(n), None);
 
     // The server comes back: the new client is served, the known ones are renewed with the

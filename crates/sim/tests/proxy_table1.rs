@@ -171,7 +171,7 @@ fn offer_is_forwarded_only_in_init() {
         assert_eq!(st.received.get(Kind::Offer), 1, "client#{c} must see exactly one OFFER");
         assert_eq!(st.extra_offers, 0);
     }
-    assert_eq!(sim.engine().counters().proxy.offers_discarded, 5);
+    assert_eq!(sim.engine().counters().proxy.discarded[cdra_core::DiscardReason::OfferNotInInit], 5);
     let selecting: u64 = sim.servers().iter().map(|s| s.stats.requests_of(RequestClass::Selecting)).sum();
     assert_eq!(selecting, 5, "each SELECTING REQUEST goes to one server");
     assert!(sim.servers().iter().all(|s| s.stats.other_server_id == 0), "and names that server");
@@ -184,7 +184,7 @@ fn offer_is_forwarded_only_in_init() {
     sim.inject_from_server(1, sim.link_addr(0), offer);
     sim.run_for(secs(1));
     assert_eq!(sim.client(clients[0]).stats.received.get(Kind::Offer), 1);
-    assert_eq!(sim.engine().counters().proxy.offers_discarded, 6);
+    assert_eq!(sim.engine().counters().proxy.discarded[cdra_core::DiscardReason::OfferNotInInit], 6);
     sim.assert_ok();
 }
 
@@ -210,8 +210,8 @@ fn ack_and_nak_are_forwarded_only_when_awaited() {
     sim.inject_from_server(0, sim.link_addr(0), nak);
     sim.run_for(secs(1));
     assert_eq!(sim.client(a).stats.received, got, "nothing reaches the client");
-    assert_eq!(sim.engine().counters().proxy.acks_discarded, 1);
-    assert_eq!(sim.engine().counters().proxy.naks_discarded, 1);
+    assert_eq!(sim.engine().counters().proxy.discarded[cdra_core::DiscardReason::AckNotAwaited], 1);
+    assert_eq!(sim.engine().counters().proxy.discarded[cdra_core::DiscardReason::NakNotAwaited], 1);
     assert_eq!(sim.held(a), Some(addr(0, 100)));
 
     // Awaited in RENEWING: the proxy lost its table; the renewal is forwarded, the ACK
@@ -251,6 +251,6 @@ fn bootrequest_is_spoofed_if_able_and_bootreply_forwarded() {
     assert_eq!(sim.server_received().get(Kind::BootRequest), 1, "second BOOTREQUEST spoofed from the cached BOOTREPLY");
     assert_eq!(sim.client(b).stats.bootreplies, 2);
     assert_eq!(sim.stats().local_answers.get(Kind::BootReply), 1);
-    assert_eq!(sim.engine().counters().proxy.bootp_spoofed, 1);
+    assert_eq!(sim.engine().counters().proxy[cdra_core::counters::ProxyEvent::BootpSpoofed], 1);
     sim.assert_ok();
 }

@@ -1,0 +1,191 @@
+//! Local answers: the client's cached server reply, copied and patched (paper 5: "it
+//! makes a copy of the stored message, modifies a few of the fields, and forwards it to the
+//! client"), and the NAKs we send ourselves.
+//!
+//! What is patched, and from where:
+//!
+//! | field | from | rule |
+//! |---|---|---|
+//! | op, xid, flags, secs, hops, giaddr | the request | RFC 2131 table 3 (giaddr 0: we are on the client's link) |
+//! | htype, hlen, chaddr | the request | the client may have a new MAC under the same option 61 |
+//! | ciaddr | the request (ACK), 0 (OFFER) | RFC 2131 table 3 |
+//! | option 61 | the request | RFC 6842: returned unaltered, never added |
+//! | option 54, siaddr | our downstream address | paper 4.1, 5.1 ([`crate::mode::ServerIdentity::Ours`]) |
+//! | options 51, 58, 59 | [`crate::lease`] | paper 5.1, 5.3: what we really give |
+
+use core::net::Ipv4Addr;
+
+use cdra_wire::options::OptionCode;
+use cdra_wire::rewrite::rewrite;
+use cdra_wire::{Message, MessageBuilder, MessageType, Op};
+
+use super::{ClientRequest, LocalAnswer};
+use crate::counters::{MessageKind, ProxyEvent};
+use crate::engine::Engine;
+use crate::lease::{default_t1, default_t2, local_lease_secs, INFINITE};
+use crate::outbox::{Destination, Outbox, BROADCAST_MAC};
+use crate::relay::reply_destination;
+use crate::table::{ClientState, Slot};
+use crate::timers::Timer;
+use crate::verdict::{DropReason, Verdict};
+
+impl Engine {
+    /// Answer `req` from the record in `slot`.
+    pub(crate) fn answer_from_cache<T: AsRef<[u8]>>(
+        &mut self,
+        req: &ClientRequest<'_, T>,
+        slot: Slot,
+        answer: LocalAnswer,
+        outbox: &mut Outbox,
+    ) -> Verdict {
+        let (now, ds, request) = (req.now, req.ds, req.msg);
+        let client_lease = self.config.proxy.client_lease;
+        let Some(iface) = self.config.downstream.get(ds) else {
+            return self.drop(ds, DropReason::UnknownInterface);
+        };
+        let ours = iface.address.addr;
+        let Some(r) = self.table.get(slot) else {
+            return self.drop(ds, DropReason::NoServer);
+        };
+        let (address, server, lease) = (r.address, r.server, local_lease_secs(r, now, client_lease));
+        let Some((emitted, out)) = outbox.emit() else {
+            return self.drop(ds, DropReason::OutboxFull);
+        };
+        // The cached reply is kept compact (table.rs, CachedReply): expand it into the
+        // outbox slot, then patch it there.
+        let Some(len) = r.reply.as_ref().and_then(|c| c.expand_into(out.buffer_mut())) else {
+            outbox.unwind();
+            return self.drop(ds, DropReason::NoServer);
+        };
+        out.set_len(len);
+        // RFC 6842: "If the 'client identifier' option is present in a message received
+        // from a client, the server MUST return the 'client identifier' option, unaltered,
+        // in its response message" — and must not return one the client did not send.
+        let wanted_cid = request.client_identifier();
+        let cached = Message::new_unchecked(out.payload());
+        if cached.client_identifier() != wanted_cid {
+            let rewritten = rewrite(&cached, &mut self.scratch, &[OptionCode::CLIENT_ID], |w| match wanted_cid {
+                Some(id) => w.option(OptionCode::CLIENT_ID, id),
+                None => Ok(()),
+            });
+            let copied = rewritten.ok().and_then(|n| {
+                let (dst, src) = (out.buffer_mut().get_mut(..n)?, self.scratch.get(..n)?);
+                dst.copy_from_slice(src);
+                Some(n)
+            });
+            match copied {
+                Some(n) => out.set_len(n),
+                None => {
+                    outbox.unwind();
+                    return self.drop(ds, DropReason::ReplyTooLarge);
+                }
+            }
+        }
+        let mut m = Message::new_unchecked(out.payload_mut());
+        // RFC 2131 table 3: xid and flags from the client's message; ciaddr 0 in an OFFER,
+        // the client's ciaddr in an ACK; giaddr as in the request (0: we are on its link).
+        // The hardware address is the request's: a client keyed by option 61 may come back
+        // with another MAC, and the answer goes to the MAC that asked.
+        m.set_op(Op::BootReply);
+        m.set_xid(request.xid());
+        m.set_flags(request.flags());
+        m.set_secs(0);
+        m.set_hops(0);
+        m.set_giaddr(Ipv4Addr::UNSPECIFIED);
+        m.set_hardware(request.htype(), request.chaddr());
+        m.set_yiaddr(address);
+        let is_ack = matches!(answer, LocalAnswer::Ack { .. });
+        m.set_ciaddr(if is_ack { request.ciaddr() } else { Ipv4Addr::UNSPECIFIED });
+        if let Some(t) = answer.message_type() {
+            // Paper 4.1, 5.1: to the client we are the server; lease time, T1 and T2 reflect
+            // what we really give. One walk over the options patches them all.
+            let lease_bytes = lease.to_be_bytes();
+            let t1 = default_t1(lease).to_be_bytes();
+            let t2 = default_t2(lease).to_be_bytes();
+            let ours_bytes = ours.octets();
+            let type_byte = [t.to_u8()];
+            let patches: [(u8, &[u8]); 5] = [
+                (OptionCode::MESSAGE_TYPE, &type_byte),
+                (OptionCode::SERVER_ID, &ours_bytes),
+                (OptionCode::LEASE_TIME, &lease_bytes),
+                (OptionCode::RENEWAL_T1, &t1),
+                (OptionCode::REBINDING_T2, &t2),
+            ];
+            // An infinite lease stays infinite: patch only type and server identifier.
+            let n = if lease == INFINITE { 2 } else { patches.len() };
+            m.patch_options(patches.get(..n).unwrap_or(&[]));
+            if server.is_some_and(|b| m.siaddr() == b.id || m.siaddr() == b.addr) {
+                m.set_siaddr(ours);
+            }
+        }
+        let (destination, kind) = (reply_destination(&m, iface, ours), MessageKind::of(&m));
+        out.destination = destination;
+        self.counters.sent(ds, kind);
+        self.counters.proxy.add(match answer {
+            LocalAnswer::Offer => ProxyEvent::LocalOffer,
+            LocalAnswer::Ack { .. } => ProxyEvent::LocalAck,
+            LocalAnswer::BootReply => ProxyEvent::BootpSpoofed,
+        });
+        if let Some(r) = self.table.get_mut(slot) {
+            // Paper 5.2: "If the relay is able to reply to the client, it will place the
+            // client in the BOUND state (the relay assumes the client receives the reply)."
+            r.state = if answer == LocalAnswer::Offer { ClientState::OfferedLocally } else { ClientState::Bound };
+        }
+        if answer == (LocalAnswer::Ack { hold: true }) && !self.config.proxy.renew_reply_delay.is_zero() {
+            // Some clients (busybox udhcpc) send a RENEW from a short-lived socket bound to
+            // their address and connected to the server, and close it right after sending:
+            // an answer that arrives within ~0.2 ms lands in that socket and is lost with
+            // it, and the client falls back to REBINDING. A server across a network never
+            // answers that fast; we do. So the ACK is held back briefly.
+            let due = now.saturating_add(self.config.proxy.renew_reply_delay);
+            if self.held.hold(due, outbox, emitted) {
+                if let Some(at) = self.held.timer_to_file() {
+                    self.timers.arm(at, Timer::HeldReply);
+                }
+                self.counters.proxy.add(ProxyEvent::RenewalAnswerHeld);
+            } else {
+                self.counters.proxy.add(ProxyEvent::RenewalAnswerNotHeld);
+            }
+        }
+        if is_ack {
+            self.note_client_lease(now, slot, lease);
+            self.renew_upstream_if_due(req, slot, outbox);
+        }
+        Verdict::AnsweredLocally
+    }
+
+    /// A DHCPNAK from us, broadcast on the client's link (RFC 2131 4.3.2).
+    pub(crate) fn send_nak<T: AsRef<[u8]>>(&mut self, ds: usize, request: &Message<T>, outbox: &mut Outbox) -> Verdict {
+        let Some(iface) = self.config.downstream.get(ds) else {
+            return self.drop(ds, DropReason::UnknownInterface);
+        };
+        let ours = iface.address.addr;
+        let ifindex = iface.ifindex;
+        let Some((_, out)) = outbox.emit() else {
+            return self.drop(ds, DropReason::OutboxFull);
+        };
+        let built = (|| {
+            let mut b = MessageBuilder::new(out.buffer_mut(), Op::BootReply, Some(MessageType::Nak))?;
+            b.xid(request.xid())
+                .flags(request.flags() | cdra_wire::message::BROADCAST_FLAG)
+                .chaddr(request.htype(), request.chaddr());
+            b.option(OptionCode::SERVER_ID, &ours.octets())?;
+            if let Some(id) = request.client_identifier() {
+                b.option(OptionCode::CLIENT_ID, id)?;
+            }
+            b.option(OptionCode::MESSAGE, b"address not available from the cache")?;
+            b.finish()
+        })();
+        match built {
+            Ok(len) => out.set_len(len),
+            Err(_) => {
+                outbox.unwind();
+                return self.drop(ds, DropReason::ReplyTooLarge);
+            }
+        }
+        out.destination = Destination::ClientLink { ifindex, mac: BROADCAST_MAC, src: ours, dst: Ipv4Addr::BROADCAST };
+        self.counters.sent(ds, MessageKind::Dhcp(MessageType::Nak));
+        self.counters.proxy.add(ProxyEvent::LocalNak);
+        Verdict::AnsweredLocally
+    }
+}

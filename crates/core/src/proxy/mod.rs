@@ -1,0 +1,154 @@
+//! The caching relay: the paper's proxying CDRA (sections 2, 3, 4.1 and 5), written so the
+//! spoofing (4.2) and address-pooling (4.3) relays reuse it through [`crate::mode`].
+//!
+//! cdra relays like a relay agent, remembers each client's last DHCPACK and then answers
+//! that client itself. What it does with each message is paper Table 1; each row lives
+//! in one function:
+//!
+//! | message      | Table 1 action | where |
+//! |--------------|----------------|-------|
+//! | DHCPDISCOVER | proxy if able, otherwise forward to server | [`requests`] `discover` |
+//! | DHCPREQUEST  | proxy if able, otherwise forward to server | [`requests`] `dhcp_request` |
+//! | DHCPINFORM   | forward to server | [`requests`] `client_request` |
+//! | DHCPDECLINE  | forward to server, remove client from DB | [`requests`] `gave_up` |
+//! | DHCPRELEASE  | forward to server, remove client from DB | [`requests`] `gave_up` |
+//! | DHCPOFFER    | forward to client if client is in INIT state, otherwise silent discard | [`replies`] `offer`, [`offers`] |
+//! | DHCPACK      | forward to client if client is in REQUESTING, REBOOTING, RENEWING or REBINDING state, otherwise silent discard | [`replies`] `ack` |
+//! | DHCPNAK      | (same as DHCPACK) | [`replies`] `nak` |
+//! | BOOTREQUEST  | spoof if able, otherwise forward to server | [`requests`] `bootrequest` |
+//! | BOOTREPLY    | forward to client | [`replies`] `bootreply` |
+//!
+//! "Able" ([`requests`] `cache_hit`) means the record holds a server reply that is still
+//! good: younger than `max_age` (paper 5.6), with enough of the server's lease left, for an
+//! address on the subnet of the link the request came in on, and asking for nothing the
+//! cached reply does not answer (Appendix B). The rest, by what it does:
+//!
+//! - [`answer`]: making a local OFFER / ACK / BOOTREPLY from the cached reply, and our NAKs.
+//! - [`probes`]: the precautions of paper 3.2 and 3.3 (probe before a local ACK to a
+//!   SELECTING or INIT-REBOOT request, and before releasing a lapsed lease).
+//! - [`renewals`]: automated short leases (paper 2.3, 5.3): lapses, RELEASEs, renewing
+//!   upstream past T1. The arithmetic itself is [`crate::lease`].
+//! - [`records`]: the life of a record: creating, removing (every cause counted), the
+//!   sweep (paper 5.6), operator flushes, restoring from the store.
+//!
+//! Where the paper's modes differ (the identity a client sees, how many OFFERs it gets)
+//! the code asks [`crate::mode`]; everything here is shared.
+
+use core::net::Ipv4Addr;
+
+use cdra_wire::{Message, MessageType};
+
+use crate::engine::{Engine, Ingress};
+use crate::outbox::Outbox;
+use crate::relay::{Admitted, Targets};
+use crate::table::{ClientKey, Slot};
+use crate::time::Timestamp;
+use crate::verdict::Verdict;
+
+pub(crate) mod answer;
+pub(crate) mod offers;
+pub(crate) mod probes;
+pub(crate) mod records;
+pub(crate) mod renewals;
+pub(crate) mod replies;
+pub(crate) mod requests;
+
+/// The caching relay's own state (the client table itself is [`crate::table`]); each part
+/// is owned by its module and changed only through its methods.
+#[derive(Debug, Default)]
+pub(crate) struct ProxyState {
+    /// Probes in flight ([`probes`]).
+    pub(crate) probes: probes::Probes,
+    /// OFFERs being collected ([`offers`]).
+    pub(crate) offers: offers::OfferWindows,
+    /// Where the next sweep slice starts ([`records`]).
+    pub(crate) sweep_cursor: usize,
+}
+
+/// A client request as the caching relay found it: the context every Table 1 handler needs,
+/// passed whole.
+pub(crate) struct ClientRequest<'a, T: AsRef<[u8]>> {
+    pub(crate) now: Timestamp,
+    /// Downstream interface it arrived on.
+    pub(crate) ds: usize,
+    /// Destination address of its IP header (a REBINDING client broadcasts).
+    pub(crate) dst: Ipv4Addr,
+    pub(crate) msg: &'a Message<T>,
+    pub(crate) admitted: Admitted,
+    /// Its identity and, if the table knows it, its record.
+    pub(crate) key: ClientKey,
+    pub(crate) slot: Option<Slot>,
+}
+
+/// What a local answer is (paper 5: "it makes a copy of the stored message, modifies a
+/// few of the fields, and forwards it to the client").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LocalAnswer {
+    /// A DHCPOFFER to a DISCOVER.
+    Offer,
+    /// A DHCPACK to a REQUEST; `hold` for a unicast RENEW (sent after `renew_reply_delay`).
+    Ack { hold: bool },
+    /// A BOOTREPLY to a BOOTREQUEST (Table 1: "spoof").
+    BootReply,
+}
+
+impl LocalAnswer {
+    /// The DHCP message type it carries (`None`: plain BOOTP).
+    pub(crate) fn message_type(self) -> Option<MessageType> {
+        match self {
+            LocalAnswer::Offer => Some(MessageType::Offer),
+            LocalAnswer::Ack { .. } => Some(MessageType::Ack),
+            LocalAnswer::BootReply => None,
+        }
+    }
+}
+
+/// Where a forwarded request goes, and the server identifier it gets back (paper 5.1).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Upstream {
+    pub(crate) targets: Targets,
+    pub(crate) server_id: Option<Ipv4Addr>,
+}
+
+impl Upstream {
+    /// As the selection policy says, unchanged.
+    pub(crate) const CHOSEN: Upstream = Upstream { targets: Targets::Chosen, server_id: None };
+}
+
+/// The message up to and including END (the padding after it is not worth keeping).
+pub(crate) fn trimmed<T: AsRef<[u8]>>(m: &Message<T>) -> Option<&[u8]> {
+    let end = m.options_end().map(|e| e + 1).unwrap_or(m.as_bytes().len());
+    m.as_bytes().get(..end)
+}
+
+impl Engine {
+    /// A BOOTREQUEST from downstream interface `ds` in a caching mode: Table 1's
+    /// client-to-server rows.
+    pub(crate) fn cache_request<T: AsRef<[u8]>>(
+        &mut self,
+        now: Timestamp,
+        ds: usize,
+        ingress: &Ingress<'_>,
+        msg: &Message<T>,
+        outbox: &mut Outbox,
+    ) -> Verdict {
+        let admitted = match self.admit_request(ds, msg) {
+            Ok(a) => a,
+            Err(reason) => return self.drop(ds, reason),
+        };
+        if !admitted.first_hop {
+            // Paper 3.5: with another relay in front, the server answers that relay, not
+            // us: "This makes it impossible for the CDRA to perform any caching for this
+            // type of client." Relay it.
+            return self.forward_request(now, ds, msg, admitted, Targets::Chosen, None, outbox);
+        }
+        let key = ClientKey::of(msg);
+        let slot = self.table.find(&key);
+        if let Some(r) = slot.and_then(|s| self.table.get_mut(s)) {
+            r.last_contact = now;
+            r.downstream = ds as u16;
+        }
+        let req = ClientRequest { now, ds, dst: ingress.dst, msg, admitted, key, slot };
+        self.client_request(&req, outbox)
+    }
+}

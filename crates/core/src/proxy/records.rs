@@ -1,0 +1,162 @@
+//! The life of a client record: created when a client is first heard, removed for one of
+//! the [`Removal`] causes (each counted), swept when stale (paper 5.6), flushed by an
+//! operator, restored from the store (paper 3.4), and kept honest when the clock is behind
+//! the times it holds.
+
+use core::time::Duration;
+
+use crate::counters::ProxyEvent;
+use crate::engine::Engine;
+use crate::persist::RestoreReport;
+use crate::table::{ClientKey, ClientKind, ClientRecord, Removal, Slot};
+use crate::time::Timestamp;
+use crate::timers::Timer;
+
+/// How often a slice of the table is swept for records past `max_age` or their lease.
+pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// Slots examined per sweep (so a sweep of a large table never stalls the loop).
+const SWEEP_SLOTS_PER_TICK: usize = 4096;
+/// A record that never got a server reply is forgotten after this long without contact.
+const UNANSWERED_RECORD_TTL: Duration = Duration::from_secs(300);
+/// A forwarded request is remembered this long for matching its reply.
+const REQUEST_TTL: Duration = Duration::from_secs(60);
+
+impl Engine {
+    /// The record for `key`, created (state INIT) when absent.
+    pub(crate) fn record_for(&mut self, key: ClientKey, kind: ClientKind, ds: usize, now: Timestamp) -> Slot {
+        if let Some(slot) = self.table.find(&key) {
+            return slot;
+        }
+        let (slot, evicted) = self.table.insert(ClientRecord::new(key, kind, ds as u16, now));
+        if let Some(gone) = evicted {
+            self.forgotten(&gone, Removal::Evicted);
+        }
+        slot
+    }
+
+    /// Remove the record in `slot`, for `why`.
+    pub(crate) fn drop_record(&mut self, slot: Slot, why: Removal) {
+        if let Some(removed) = self.table.remove(slot) {
+            self.forgotten(&removed, why);
+        }
+    }
+
+    /// A record has left the table: count it, tell the store, stop what ran for it.
+    fn forgotten(&mut self, removed: &ClientRecord, why: Removal) {
+        self.counters.proxy.removed.add(why);
+        if removed.reply.is_some() {
+            self.note_change(&removed.key);
+        }
+        self.proxy.probes.forget(&removed.key);
+        self.proxy.offers.close_for(&removed.key);
+    }
+
+    /// A clock behind the store (a router without a battery-backed clock, restored before
+    /// NTP), or a clock stepped back: a record whose times lie after `now` has them moved
+    /// back to `now`, so no lease is believed longer than granted, `max_age` still applies,
+    /// and a short client lease ends at most one `client_lease` from now. Counted.
+    pub(crate) fn clamp_future_dated(&mut self, now: Timestamp, slot: Slot) {
+        let short = self.config.proxy.client_lease;
+        let Some(r) = self.table.get_mut(slot) else { return };
+        let mut moved = r.clamp_to(now);
+        if let (Some(end), Some(short)) = (r.client_lease_end, short) {
+            let latest = now.saturating_add(short);
+            if end > latest {
+                r.client_lease_end = Some(latest);
+                moved = true;
+            }
+        }
+        if moved {
+            self.counters.proxy.add(ProxyEvent::FutureDatedClamped);
+            let key = r.key.clone();
+            self.note_change(&key);
+            self.arm_lapse(slot);
+        }
+    }
+
+    /// A sweep timer fired: the next slice of the table, then again in `SWEEP_INTERVAL`.
+    pub(crate) fn sweep_due(&mut self, now: Timestamp) {
+        self.sweep(now);
+        self.timers.arm(now.saturating_add(SWEEP_INTERVAL), Timer::Sweep);
+    }
+
+    /// Remove records past `max_age` (paper 5.6: "After expiration of the data, the client
+    /// record is deleted"), past their server lease, or never answered, and clamp records
+    /// dated in the future; a slice of the table at a time.
+    fn sweep(&mut self, now: Timestamp) {
+        let max_age = self.config.proxy.max_age;
+        let n = self.table.slot_count();
+        if n > 0 {
+            let start = self.proxy.sweep_cursor.min(n);
+            let end = (start + SWEEP_SLOTS_PER_TICK).min(n);
+            for slot in start..end {
+                let slot = slot as Slot;
+                self.clamp_future_dated(now, slot);
+                let Some(r) = self.table.get(slot) else { continue };
+                let expired = match &r.reply {
+                    Some(_) => now.since(r.last_update) > max_age || r.lease_end().is_some_and(|e| e <= now),
+                    None => now.since(r.last_contact) > UNANSWERED_RECORD_TTL,
+                };
+                if expired {
+                    self.drop_record(slot, Removal::Expired);
+                }
+            }
+            self.proxy.sweep_cursor = if end >= n { 0 } else { end };
+        }
+        if let Some(older) = now.as_millis().checked_sub(REQUEST_TTL.as_millis() as u64) {
+            self.table.expire_requests(Timestamp::from_millis(older));
+        }
+    }
+
+    /// Remove every record `pick` selects, as flushed by an operator; how many.
+    pub(crate) fn flush(&mut self, slots: impl IntoIterator<Item = Slot>) -> usize {
+        let mut n = 0;
+        for s in slots {
+            if self.table.get(s).is_some() {
+                self.drop_record(s, Removal::Flushed);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Restore one record from the store (paper 3.4: "information in the client database
+    /// is suspect"; the precautions apply to it as to any record).
+    pub(crate) fn restore_record(
+        &mut self,
+        now: Timestamp,
+        mut rec: ClientRecord,
+        iface: &str,
+        report: &mut RestoreReport,
+    ) {
+        let Some(ds) = self.config.downstream.iter().position(|d| d.name == iface) else {
+            report.unknown_interface += 1;
+            return;
+        };
+        if now.since(rec.last_update) > self.config.proxy.max_age || rec.lease_end().is_some_and(|e| e <= now) {
+            report.expired += 1;
+            return;
+        }
+        rec.downstream = ds as u16;
+        rec.lapse_armed = None;
+        if let Some(other) = self.table.find(&rec.key).or_else(|| self.table.find_address(rec.address)) {
+            let newer = self.table.get(other).is_some_and(|o| o.last_update >= rec.last_update);
+            report.superseded += 1;
+            if newer {
+                return;
+            }
+            self.table.remove(other);
+        }
+        let (slot, evicted) = self.table.insert(rec);
+        if evicted.is_some() {
+            self.counters.proxy.removed.add(Removal::Evicted);
+        }
+        let before = self.counters.proxy[ProxyEvent::FutureDatedClamped];
+        self.clamp_future_dated(now, slot);
+        if self.counters.proxy[ProxyEvent::FutureDatedClamped] != before {
+            report.future_dated += 1;
+        }
+        self.arm_lapse(slot);
+        report.loaded = self.table.len();
+    }
+}

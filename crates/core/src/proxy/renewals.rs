@@ -1,0 +1,223 @@
+//! Automated lease renewals (paper 2.3, 5.3): clients get short leases from us
+//! (`client_lease`), renew them with us, and we keep the server's lease renewed.
+//!
+//! - Every lease a client gets (a local ACK, or a server ACK passed on) is at most
+//!   `client_lease` ([`crate::lease::local_lease_secs`], [`Engine::shorten_reply`]).
+//! - Its end is remembered (`client_lease_end`) and one [`Timer::Lapse`] per record watches
+//!   it (`ClientRecord::lapse_armed`). Paper 2.3: "When a short term lease expires, the CDRA
+//!   sends a RELEASE message to the server" — after a probe (paper 3.3,
+//!   [`super::probes`]): nobody answers, RELEASE; another host answers, release nothing
+//!   (A.2); the client's own MAC answers, it is still there and keeps everything.
+//! - Paper 5.3: past the server lease's T1 a local ACK also renews upstream
+//!   ([`Engine::renew_upstream_if_due`]). This needs no timer: it happens when the client
+//!   asks, at most once per `UPSTREAM_RENEWAL_RETRY`.
+
+use core::time::Duration;
+
+use cdra_wire::options::OptionCode;
+use cdra_wire::{Message, MessageBuilder, MessageType, Op};
+
+use super::ClientRequest;
+use crate::counters::{MessageKind, ProxyEvent};
+use crate::engine::Engine;
+use crate::lease::{default_t1, default_t2, finite_secs, INFINITE};
+use crate::outbox::{Destination, Emitted, Outbox};
+use crate::relay::Targets;
+use crate::table::{ParamList, Removal, RequestId, Slot};
+use crate::time::Timestamp;
+use crate::timers::Timer;
+
+/// An upstream renewal without an answer is sent again after this long.
+pub(crate) const UPSTREAM_RENEWAL_RETRY: Duration = Duration::from_secs(30);
+/// A client's short lease counts as lapsed this long after its end (message latency).
+pub(crate) const LAPSE_GRACE: Duration = Duration::from_secs(2);
+/// A lapse whose probe cannot start (`max_pending_probes` in flight) is looked at again
+/// after this long.
+const LAPSE_RETRY: Duration = Duration::from_secs(1);
+
+impl Engine {
+    /// With automated lease renewals, remember when the client's short lease ends so a lapse
+    /// is noticed.
+    pub(crate) fn note_client_lease(&mut self, now: Timestamp, slot: Slot, lease_secs: u32) {
+        if self.config.proxy.client_lease.is_none() || lease_secs == INFINITE {
+            return;
+        }
+        let end = now.saturating_add(Duration::from_secs(u64::from(lease_secs)));
+        let Some(r) = self.table.get_mut(slot) else { return };
+        r.client_lease_end = Some(end);
+        let key = r.key.clone();
+        self.note_change(&key);
+        self.arm_lapse(slot);
+    }
+
+    /// File the record's lapse timer for `client_lease_end` + grace, unless one armed
+    /// earlier will see it (it re-arms itself when it fires early).
+    pub(crate) fn arm_lapse(&mut self, slot: Slot) {
+        let Some(r) = self.table.get_mut(slot) else { return };
+        let Some(end) = r.client_lease_end else { return };
+        let due = end.saturating_add(LAPSE_GRACE);
+        if r.lapse_armed.is_some_and(|armed| armed <= due) {
+            return;
+        }
+        r.lapse_armed = Some(due);
+        let key = r.key.clone();
+        self.timers.arm(due, Timer::Lapse(key));
+    }
+
+    /// A lapse timer fired at its deadline `at`.
+    pub(crate) fn lapse_due(
+        &mut self,
+        now: Timestamp,
+        at: Timestamp,
+        key: crate::table::ClientKey,
+        outbox: &mut Outbox,
+    ) {
+        let Some(slot) = self.table.find(&key) else { return };
+        let Some(r) = self.table.get_mut(slot) else { return };
+        if r.lapse_armed != Some(at) {
+            return; // stale: the record was replaced, or a new timer supersedes this one
+        }
+        r.lapse_armed = None;
+        let lapsed = r.client_lease_end.is_some_and(|e| e.saturating_add(LAPSE_GRACE) <= now);
+        if !lapsed || r.reply.is_none() {
+            // Renewed meanwhile: watch the new end.
+            self.arm_lapse(slot);
+            return;
+        }
+        if self.proxy.probes.is_probing(&key) {
+            // A local ACK's probe runs: its outcome decides; look again after it.
+            self.rearm_lapse(now, slot);
+            return;
+        }
+        if self.config.proxy.safe_network {
+            self.counters.proxy.add(ProxyEvent::Lapsed);
+            self.send_release(slot, outbox);
+            return;
+        }
+        if self.start_lapse_probe(now, slot, outbox) {
+            self.counters.proxy.add(ProxyEvent::Lapsed);
+        } else {
+            // Rather than release unprobed, try again shortly.
+            self.rearm_lapse(now, slot);
+        }
+    }
+
+    fn rearm_lapse(&mut self, now: Timestamp, slot: Slot) {
+        let Some(r) = self.table.get_mut(slot) else { return };
+        let due = now.saturating_add(LAPSE_RETRY);
+        r.lapse_armed = Some(due);
+        let key = r.key.clone();
+        self.timers.arm(due, Timer::Lapse(key));
+    }
+
+    /// A lapsed client's own MAC answered the probe: it is still there. Its record and
+    /// server lease stay; it is watched for another `client_lease`.
+    pub(crate) fn client_still_there(&mut self, now: Timestamp, slot: Slot) {
+        let Some(short) = self.config.proxy.client_lease else { return };
+        let Some(r) = self.table.get_mut(slot) else { return };
+        r.client_lease_end = Some(now.saturating_add(short));
+        let key = r.key.clone();
+        self.note_change(&key);
+        self.arm_lapse(slot);
+    }
+
+    /// Give the client the short lease in a server reply we pass on (paper 5.1: "the
+    /// configuration information relative to the leases ... must also be modified before
+    /// forwarding to the client"): the datagram `sent`, as [`Engine::deliver_to_client`]
+    /// wrote it. Returns the lease the client got (`None`: not shortened).
+    pub(crate) fn shorten_reply(&mut self, outbox: &mut Outbox, sent: Emitted) -> Option<u32> {
+        let short = finite_secs(self.config.proxy.client_lease?);
+        let out = outbox.get_mut(sent)?;
+        let mut m = Message::new_unchecked(out.payload_mut());
+        let lease = m.lease_time()?.min(short);
+        m.patch_option_u32(OptionCode::LEASE_TIME, lease);
+        m.patch_option_u32(OptionCode::RENEWAL_T1, default_t1(lease));
+        m.patch_option_u32(OptionCode::REBINDING_T2, default_t2(lease));
+        Some(lease)
+    }
+
+    /// Paper 2.3 / 3.3: release a lapsed client's lease at its server, as the client would:
+    /// its address in ciaddr, its hardware address, its client identifier, and the server's
+    /// identifier (RFC 2131 4.4.6). Then forget the client.
+    pub(crate) fn send_release(&mut self, slot: Slot, outbox: &mut Outbox) {
+        let xid = self.table.next_random() as u32;
+        let built = self.table.get(slot).and_then(|r| {
+            let server = r.server?;
+            let cached = r.reply.as_ref()?;
+            let iface = self.config.downstream.get(usize::from(r.downstream))?;
+            let (emitted, out) = outbox.emit()?;
+            // The cached reply names the client's hardware address.
+            let n = cached.expand_into(&mut self.scratch)?;
+            let reply = Message::new_unchecked(self.scratch.get(..n)?);
+            let built = (|| {
+                let mut b = MessageBuilder::new(out.buffer_mut(), Op::BootRequest, Some(MessageType::Release))?;
+                b.xid(xid).ciaddr(r.address).giaddr(iface.address.addr).hops(1).chaddr(reply.htype(), reply.chaddr());
+                b.option(OptionCode::SERVER_ID, &server.id.octets())?;
+                if let Some(id) = r.key.client_id_bytes() {
+                    b.option(OptionCode::CLIENT_ID, id)?;
+                }
+                b.finish()
+            })();
+            match built {
+                Ok(len) => {
+                    out.set_len(len);
+                    out.destination = Destination::Server { addr: server.addr };
+                    Some(emitted)
+                }
+                Err(_) => {
+                    outbox.unwind();
+                    None
+                }
+            }
+        });
+        if built.is_some() {
+            self.counters.proxy.add(ProxyEvent::ReleaseSent);
+            let upstream = self.config.downstream.len();
+            self.counters.sent(upstream, MessageKind::Dhcp(MessageType::Release));
+        } else {
+            self.counters.proxy.add(ProxyEvent::ReleaseNotSent);
+        }
+        self.drop_record(slot, Removal::Released);
+    }
+
+    /// Paper 5.3: "If it's past T1, the relay will still issue a new short term lease to the
+    /// client ... and it will also forward the lease request to the client's server or all
+    /// known servers depending on whether the lease has passed T2. When the server sends the
+    /// ACK back to the relay, the relay updates the lease information in the client DB and
+    /// silently discards the packet." Done after every local ACK (RENEW, and also
+    /// INIT-REBOOT and SELECTING, so a client that reboots more often than it renews keeps
+    /// its server lease fresh); the client's ACK never waits for it. At most one renewal per
+    /// client is in flight within `UPSTREAM_RENEWAL_RETRY`.
+    pub(crate) fn renew_upstream_if_due<T: AsRef<[u8]>>(
+        &mut self,
+        req: &ClientRequest<'_, T>,
+        slot: Slot,
+        outbox: &mut Outbox,
+    ) {
+        let (now, request) = (req.now, req.msg);
+        let Some(r) = self.table.get(slot) else { return };
+        if !r.past_t1(now) || (r.upstream_renewal && now.since(r.pending_since) < UPSTREAM_RENEWAL_RETRY) {
+            return;
+        }
+        let past_t2 = r.past_t2(now);
+        let server = self.server_of(r.server);
+        let targets = match server {
+            Some((i, _)) if !past_t2 => Targets::One(i),
+            _ => Targets::Chosen,
+        };
+        // A SELECTING request names us; the server gets its own identifier back.
+        let server_id = match (request.server_identifier(), server) {
+            (Some(_), Some((_, b))) => Some(b.id),
+            _ => None,
+        };
+        let params = request.parameter_request_list().map(ParamList::new).unwrap_or(ParamList::EMPTY);
+        if !self.table.track_request(slot, RequestId::of(request, req.ds), now, params) {
+            self.counters.proxy.add(ProxyEvent::RequestUntracked);
+        }
+        if let Some(r) = self.table.get_mut(slot) {
+            r.upstream_renewal = true;
+        }
+        self.counters.proxy.add(ProxyEvent::UpstreamRenewal);
+        self.forward_request(now, req.ds, request, req.admitted, targets, server_id, outbox);
+    }
+}

@@ -1,0 +1,300 @@
+//! Table 1, client-to-server rows: what the caching relay does with each client request.
+//!
+//! Each request is either answered from the table ([`super::answer`], after a probe where
+//! paper 3.2 asks for one) or forwarded, and the state the client is then in is noted
+//! (paper 5.2, "roughly synonymous to those shown in Figure 5 of [RFC 2131]").
+
+use core::net::Ipv4Addr;
+
+use cdra_wire::MessageType;
+
+use super::{ClientRequest, LocalAnswer, Upstream};
+use crate::config::Ipv4Net;
+use crate::counters::ProxyEvent;
+use crate::engine::Engine;
+use crate::outbox::Outbox;
+use crate::relay::Targets;
+use crate::table::{ClientKind, ClientState, ParamList, Removal, RequestId, ServerBinding, Slot};
+use crate::verdict::{DropReason, Verdict};
+
+/// Is `dst` a broadcast address on the link of `net` (a REBINDING client broadcasts)?
+fn is_broadcast(dst: Ipv4Addr, net: &Ipv4Net) -> bool {
+    let bcast = Ipv4Addr::from(u32::from(net.addr) | !u32::from(net.netmask()));
+    dst.is_broadcast() || dst == bcast
+}
+
+/// The state a forwarded request puts the client in, when its reply is to be matched.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Awaiting {
+    /// Nothing to match (INFORM, DECLINE, RELEASE, a malformed REQUEST): relayed only.
+    Nothing,
+    /// The client is now in this state and its request is tracked for the reply.
+    Reply(Slot, ClientState),
+}
+
+impl Engine {
+    /// Dispatch on the message type (Table 1's rows).
+    pub(crate) fn client_request<T: AsRef<[u8]>>(
+        &mut self,
+        req: &ClientRequest<'_, T>,
+        outbox: &mut Outbox,
+    ) -> Verdict {
+        match req.msg.message_type() {
+            None => self.bootrequest(req, outbox),
+            Some(MessageType::Discover) => self.discover(req, outbox),
+            Some(MessageType::Request) => self.dhcp_request(req, outbox),
+            Some(MessageType::Decline) | Some(MessageType::Release) => self.gave_up(req, outbox),
+            // Table 1: "DHCPINFORM: Forward to Server". Anything else is relayed too.
+            Some(_) => self.forward_for(req, Awaiting::Nothing, Upstream::CHOSEN, outbox),
+        }
+    }
+
+    /// Forward a client's request and note the state the client is now in (paper 5.2: "If
+    /// the relay must forward the request to the client's server, it places the client in
+    /// the RENEWING state", and so on). A tracked request is remembered by what its reply
+    /// will carry ([`RequestId`]), with its option 55.
+    pub(crate) fn forward_for<T: AsRef<[u8]>>(
+        &mut self,
+        req: &ClientRequest<'_, T>,
+        awaiting: Awaiting,
+        to: Upstream,
+        outbox: &mut Outbox,
+    ) -> Verdict {
+        let msg = req.msg;
+        if let Awaiting::Reply(slot, state) = awaiting {
+            let params = msg.parameter_request_list().map(ParamList::new).unwrap_or(ParamList::EMPTY);
+            if !self.table.track_request(slot, RequestId::of(msg, req.ds), req.now, params) {
+                self.counters.proxy.add(ProxyEvent::RequestUntracked);
+            }
+            if let Some(r) = self.table.get_mut(slot) {
+                r.state = state;
+                r.upstream_renewal = false;
+            }
+        }
+        self.counters.proxy.add(ProxyEvent::Forwarded);
+        self.forward_request(req.now, req.ds, msg, req.admitted, to.targets, to.server_id, outbox)
+    }
+
+    /// The server a record's lease is with, as a pool index.
+    pub(crate) fn server_of(&self, binding: Option<ServerBinding>) -> Option<(usize, ServerBinding)> {
+        let b = binding?;
+        Some((self.servers.index_of(b.addr)?, b))
+    }
+
+    /// Can the record in `slot` answer this request from the table ("if able")? Removes
+    /// records that turn out to be stale (too old, wrong subnet).
+    pub(crate) fn cache_hit<T: AsRef<[u8]>>(
+        &mut self,
+        req: &ClientRequest<'_, T>,
+        slot: Slot,
+        kind: ClientKind,
+        wanted: Option<Ipv4Addr>,
+    ) -> bool {
+        let (now, msg) = (req.now, req.msg);
+        self.clamp_future_dated(now, slot);
+        let proxy = &self.config.proxy;
+        let Some(iface) = self.config.downstream.get(req.ds) else { return false };
+        let Some(r) = self.table.get(slot) else { return false };
+        if r.reply.is_none() || r.kind != kind {
+            return false;
+        }
+        // Paper 5.6: "The data is only considered valid for a certain term (default is 9
+        // days). After expiration of the data, the client record is deleted."
+        if now.since(r.last_update) > proxy.max_age {
+            self.drop_record(slot, Removal::Expired);
+            return false;
+        }
+        if kind == ClientKind::Dhcp && u64::from(r.lease_left_secs(now)) < proxy.min_lease_left.as_secs() {
+            return false;
+        }
+        // Appendix B, "Validity of client data": never offer an address that is not on the
+        // subnet of the link the request came in on (the client has moved).
+        if !iface.address.contains(r.address) {
+            self.drop_record(slot, Removal::WrongSubnet);
+            return false;
+        }
+        // Appendix B, "What happens if the client request changes?": a request for another
+        // address, or for parameters the server was not asked for, goes to the server.
+        let changed = wanted.is_some_and(|w| w != r.address)
+            || msg.parameter_request_list().is_some_and(|p| !r.param_list.covers(p));
+        if changed {
+            self.counters.proxy.add(ProxyEvent::ChangedRequest);
+            return false;
+        }
+        true
+    }
+
+    /// The client's record, created (state INIT) when absent.
+    fn record_of<T: AsRef<[u8]>>(&mut self, req: &ClientRequest<'_, T>, kind: ClientKind) -> Slot {
+        match req.slot.filter(|s| self.table.get(*s).is_some()) {
+            Some(s) => s,
+            None => self.record_for(req.key.clone(), kind, req.ds, req.now),
+        }
+    }
+
+    /// Table 1: "BOOTREQUEST: Spoof if able, otherwise forward to server."
+    fn bootrequest<T: AsRef<[u8]>>(&mut self, req: &ClientRequest<'_, T>, outbox: &mut Outbox) -> Verdict {
+        if let Some(s) = req.slot {
+            if self.cache_hit(req, s, ClientKind::Bootp, None) {
+                return self.answer_from_cache(req, s, LocalAnswer::BootReply, outbox);
+            }
+        }
+        let slot = self.record_of(req, ClientKind::Bootp);
+        self.forward_for(req, Awaiting::Reply(slot, ClientState::Init), Upstream::CHOSEN, outbox)
+    }
+
+    /// Table 1: "DHCPDISCOVER: Proxy if able, otherwise forward to server." A DISCOVER
+    /// answered from the table needs no precaution: the REQUEST that follows does.
+    fn discover<T: AsRef<[u8]>>(&mut self, req: &ClientRequest<'_, T>, outbox: &mut Outbox) -> Verdict {
+        if let Some(s) = req.slot {
+            if self.cache_hit(req, s, ClientKind::Dhcp, req.msg.requested_ip()) {
+                return self.answer_from_cache(req, s, LocalAnswer::Offer, outbox);
+            }
+        }
+        self.proxy.offers.close_for(&req.key);
+        let slot = self.record_of(req, ClientKind::Dhcp);
+        if let Some(r) = self.table.get_mut(slot) {
+            r.offered_by = None;
+        }
+        self.forward_for(req, Awaiting::Reply(slot, ClientState::Init), Upstream::CHOSEN, outbox)
+    }
+
+    /// Answer an ACK from the table, after a probe of the address unless `safe_network`
+    /// (paper 3.2: SELECTING and INIT-REBOOT requests).
+    fn ack_after_probe<T: AsRef<[u8]>>(
+        &mut self,
+        req: &ClientRequest<'_, T>,
+        slot: Slot,
+        outbox: &mut Outbox,
+    ) -> Verdict {
+        if self.config.proxy.safe_network {
+            self.answer_from_cache(req, slot, LocalAnswer::Ack { hold: false }, outbox)
+        } else {
+            self.start_ack_probe(req, slot, outbox)
+        }
+    }
+
+    /// Table 1: "DHCPREQUEST: Proxy if able, otherwise forward to server", with the
+    /// client's state told apart as in RFC 2131 4.3.2 and the precautions of paper 3.2.
+    fn dhcp_request<T: AsRef<[u8]>>(&mut self, req: &ClientRequest<'_, T>, outbox: &mut Outbox) -> Verdict {
+        let msg = req.msg;
+        let ciaddr = msg.ciaddr();
+        // RFC 2131 4.3.2 tells the client states apart: SELECTING names a server and has
+        // ciaddr 0 (a non-compliant client that names us while renewing is RENEWING).
+        if let Some(sid) = msg.server_identifier().filter(|_| ciaddr.is_unspecified()) {
+            return self.selecting(req, sid, outbox);
+        }
+        if ciaddr.is_unspecified() {
+            let Some(wanted) = msg.requested_ip() else {
+                // Neither SELECTING nor INIT-REBOOT: malformed, but the server may know.
+                return self.forward_for(req, Awaiting::Nothing, Upstream::CHOSEN, outbox);
+            };
+            // INIT-REBOOT: option 50 filled in, ciaddr zero, no server identifier.
+            if let Some(s) = req.slot {
+                if self.cache_hit(req, s, ClientKind::Dhcp, Some(wanted)) {
+                    return self.ack_after_probe(req, s, outbox);
+                }
+            }
+            let slot = self.record_of(req, ClientKind::Dhcp);
+            return self.forward_for(req, Awaiting::Reply(slot, ClientState::Rebooting), Upstream::CHOSEN, outbox);
+        }
+        self.renewing_or_rebinding(req, ciaddr, outbox)
+    }
+
+    /// SELECTING: the client answers an OFFER. RFC 2131 4.3.2: "If the DHCPREQUEST message
+    /// contains a 'server identifier' option, the message is in response to a DHCPOFFER
+    /// message."
+    fn selecting<T: AsRef<[u8]>>(&mut self, req: &ClientRequest<'_, T>, sid: Ipv4Addr, outbox: &mut Outbox) -> Verdict {
+        if !self.is_our_address(sid) {
+            // It chose a server that is not us (reachable some other way): relay.
+            let slot = self.record_of(req, ClientKind::Dhcp);
+            return self.forward_for(req, Awaiting::Reply(slot, ClientState::Requesting), Upstream::CHOSEN, outbox);
+        }
+        // Appendix B, "The server-identifier option": when we no longer know which server
+        // made the offer, "it sends a NAK to the client, forcing it to restart its
+        // initialization and send out a DISCOVER".
+        let Some((s, state, offered_by, server)) =
+            req.slot.and_then(|s| self.table.get(s).map(|r| (s, r.state, r.offered_by, r.server)))
+        else {
+            return self.send_nak(req.ds, req.msg, outbox);
+        };
+        if state == ClientState::OfferedLocally && self.cache_hit(req, s, ClientKind::Dhcp, req.msg.requested_ip()) {
+            return self.ack_after_probe(req, s, outbox);
+        }
+        // The offer came from a server (or ours can no longer be honoured): paper 5.1, put
+        // the real server's identifier back before forwarding.
+        match self.server_of(offered_by.or(server)) {
+            Some((index, binding)) => {
+                let to = Upstream { targets: Targets::One(index), server_id: Some(binding.id) };
+                self.forward_for(req, Awaiting::Reply(s, ClientState::Requesting), to, outbox)
+            }
+            None => self.send_nak(req.ds, req.msg, outbox),
+        }
+    }
+
+    /// RENEWING (unicast to us) or REBINDING (broadcast): ciaddr filled in.
+    fn renewing_or_rebinding<T: AsRef<[u8]>>(
+        &mut self,
+        req: &ClientRequest<'_, T>,
+        ciaddr: Ipv4Addr,
+        outbox: &mut Outbox,
+    ) -> Verdict {
+        let Some(iface) = self.config.downstream.get(req.ds) else {
+            return self.drop(req.ds, DropReason::UnknownInterface);
+        };
+        let rebinding = is_broadcast(req.dst, &iface.address);
+        let hit = req.slot.is_some_and(|s| self.cache_hit(req, s, ClientKind::Dhcp, Some(ciaddr)));
+        let slot = self.record_of(req, ClientKind::Dhcp);
+        if rebinding {
+            if hit && self.config.proxy.safe_network {
+                return self.answer_from_cache(req, slot, LocalAnswer::Ack { hold: false }, outbox);
+            }
+            // Paper 3.2: "before the CDRA ACKs the request, it must first renew the lease
+            // with the server" — the client's REBIND goes to the servers and only their
+            // answer reaches the client.
+            if hit {
+                self.counters.proxy.add(ProxyEvent::RebindForwarded);
+            }
+            return self.forward_for(req, Awaiting::Reply(slot, ClientState::Rebinding), Upstream::CHOSEN, outbox);
+        }
+        if hit {
+            // Paper 3.2: "DHCPREQUEST used to RENEW a lease (unicast request) ... No
+            // precautions are required." Past the server lease's T1 the answer also renews
+            // upstream (see `renew_upstream_if_due`).
+            self.counters.proxy.add(ProxyEvent::LocalRenewal);
+            return self.answer_from_cache(req, slot, LocalAnswer::Ack { hold: true }, outbox);
+        }
+        let to = match self.table.get(slot).and_then(|r| self.server_of(r.server)) {
+            Some((i, _)) => Upstream { targets: Targets::One(i), server_id: None },
+            None => Upstream::CHOSEN,
+        };
+        self.forward_for(req, Awaiting::Reply(slot, ClientState::Renewing), to, outbox)
+    }
+
+    /// Table 1: "DHCPDECLINE / DHCPRELEASE: Forward to Server, Remove client from DB." The
+    /// client names us in option 54; the server gets its own identifier back.
+    fn gave_up<T: AsRef<[u8]>>(&mut self, req: &ClientRequest<'_, T>, outbox: &mut Outbox) -> Verdict {
+        let binding = req.slot.and_then(|s| self.table.get(s)).and_then(|r| r.server.or(r.offered_by));
+        if let Some(s) = req.slot {
+            self.drop_record(s, Removal::ClientGaveUp);
+        }
+        let names_us = req.msg.server_identifier().is_some_and(|sid| self.is_our_address(sid));
+        match self.server_of(binding) {
+            Some((i, b)) => {
+                let to = Upstream { targets: Targets::One(i), server_id: names_us.then_some(b.id) };
+                self.forward_for(req, Awaiting::Nothing, to, outbox)
+            }
+            None if names_us => {
+                // We do not know the server: each one gets a copy naming itself.
+                let mut verdict = Verdict::Dropped(DropReason::NoServer);
+                for i in 0..self.servers.servers().len() {
+                    let id = self.servers.servers().get(i).map(|s| s.addr);
+                    let to = Upstream { targets: Targets::One(i), server_id: id };
+                    verdict = self.forward_for(req, Awaiting::Nothing, to, outbox);
+                }
+                verdict
+            }
+            None => self.forward_for(req, Awaiting::Nothing, Upstream::CHOSEN, outbox),
+        }
+    }
+}

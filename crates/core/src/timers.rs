@@ -1,0 +1,75 @@
+//! Every timer of the engine in one structure, armed and fired one way.
+//!
+//! A timer is a deadline and a [`Timer`] saying what falls due. [`Timers::arm`] files it;
+//! [`crate::Engine::handle_timeout`] pops what is due, in deadline order, and hands each to
+//! its owner (`fire` in `engine.rs`). Entries are never searched for or cancelled: the owner
+//! checks, when one fires, whether it still means something (a probe already answered, a
+//! lease renewed meanwhile) and ignores it otherwise. So that stale entries cannot pile up,
+//! every kind is bounded by what it refers to:
+//!
+//! | timer | armed by | bounded by |
+//! |---|---|---|
+//! | [`Timer::Probe`] | a probe started (paper 3.2, 3.3) | `max_pending_probes` |
+//! | [`Timer::OfferWindow`] | the first OFFER of a DISCOVER collected (App. B) | `max_offer_windows` |
+//! | [`Timer::HeldReply`] | a local ACK to a unicast RENEW held (`renew_reply_delay`) | `max_held_replies` |
+//! | [`Timer::Lapse`] | a short client lease given (paper 2.3) | one per record (`ClientRecord::lapse_armed`) |
+//! | [`Timer::Sweep`] | start-up, then itself (paper 5.6 `max_age`, tracked requests) | one |
+
+use core::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use crate::table::ClientKey;
+use crate::time::Timestamp;
+
+/// What falls due.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Timer {
+    /// The probe with this id ends (or has been decided and its outcome is to be sent).
+    Probe(u64),
+    /// The offer window with this id closes.
+    OfferWindow(u64),
+    /// The oldest held renewal answer is due.
+    HeldReply,
+    /// A client's short lease may have lapsed.
+    Lapse(ClientKey),
+    /// A slice of the table is swept.
+    Sweep,
+}
+
+/// The timer heap: earliest deadline first, ties in the order armed.
+#[derive(Debug, Default)]
+pub struct Timers {
+    heap: BinaryHeap<Reverse<(Timestamp, u64, Timer)>>,
+    armed: u64,
+}
+
+impl Timers {
+    /// File `timer` to fall due at `at`.
+    pub fn arm(&mut self, at: Timestamp, timer: Timer) {
+        self.armed = self.armed.wrapping_add(1);
+        self.heap.push(Reverse((at, self.armed, timer)));
+    }
+
+    /// The earliest deadline.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.heap.peek().map(|Reverse((t, _, _))| *t)
+    }
+
+    /// Take the earliest timer if it is due at `now`.
+    pub fn pop_due(&mut self, now: Timestamp) -> Option<(Timestamp, Timer)> {
+        if self.next_deadline()? > now {
+            return None;
+        }
+        self.heap.pop().map(|Reverse((t, _, timer))| (t, timer))
+    }
+
+    /// Timers filed (live or stale).
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// True when nothing is filed.
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+}
