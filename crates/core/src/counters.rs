@@ -100,7 +100,7 @@ macro_rules! labelled_enum {
 }
 pub(crate) use labelled_enum;
 
-/// Counters indexed by a [`labelled_enum!`] type.
+/// Counters indexed by a `labelled_enum!` type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CounterSet<E, const N: usize> {
     counts: [u64; N],

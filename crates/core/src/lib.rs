@@ -6,12 +6,19 @@
 //! decisions, which is what lets the simulation crate run a week of leases in
 //! milliseconds.
 //!
-//! - [`Engine`]: the entry point. [`Engine::handle_datagram`] takes one received UDP
-//!   payload and pushes what must be sent into an [`Outbox`]; it returns a [`Verdict`]
-//!   saying what was done or why the datagram was dropped ([`DropReason`]).
+//! Where things are (the module docs say more):
+//!
+//! - [`engine`]: [`Engine`], the whole surface: [`Engine::handle_datagram`] takes one
+//!   received UDP payload and pushes what must be sent into an [`Outbox`], returning a
+//!   [`Verdict`] (what was done, or why it was dropped: [`DropReason`], [`DiscardReason`]);
+//!   [`Engine::handle_probe_answer`], [`Engine::poll_timeout`], [`Engine::handle_timeout`].
 //! - [`relay`]: RFC 1542 / RFC 2131 4.1 / RFC 3046 relay-agent behaviour.
+//! - [`proxy`]: the caching relay, Table 1 row by row, precautions, automated leases.
+//! - [`mode`]: where the paper's three caching relays differ; where a new mode plugs in.
+//! - [`lease`]: lease arithmetic (T1/T2, RFC 2131 4.4.5). [`timers`]: every timer.
+//! - [`table`]: the client table. [`persist`]: its encoding and restore.
 //! - [`servers`]: which servers to send to and whether each one is answering.
-//! - [`counters`]: per interface, message type and drop reason.
+//! - [`counters`]: per interface, message type, reason, event, each label next to its variant.
 //!
 //! Everything an outsider can grow is bounded; errors are small `Copy` enums; nothing
 //! panics on input.

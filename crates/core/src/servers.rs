@@ -2,8 +2,11 @@
 //!
 //! A server is *down* when at least `unanswered_limit` requests that expect an answer
 //! (DISCOVER, REQUEST for it, INFORM, BOOTREQUEST) went unanswered and the oldest of them
-//! is older than `timeout`. Any reply from it makes it *up* again. Relay mode uses this
-//! for `failover`; proxy mode uses it to know when it must serve from its cache.
+//! is older than `timeout`. Any reply from it makes it *up* again. `failover` selection
+//! uses this (in every mode) to move traffic to the next server, and the metrics report
+//! it (`cdra_server_up`). The caching modes do not consult it: a known client is answered
+//! from the table whenever its record can answer, whether or not servers answer (paper
+//! 2.2), so nothing there waits for a server to be declared down.
 
 use core::net::Ipv4Addr;
 use core::time::Duration;

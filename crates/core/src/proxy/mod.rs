@@ -45,13 +45,13 @@ use crate::table::{ClientKey, Slot};
 use crate::time::Timestamp;
 use crate::verdict::Verdict;
 
-pub(crate) mod answer;
-pub(crate) mod offers;
-pub(crate) mod probes;
-pub(crate) mod records;
-pub(crate) mod renewals;
-pub(crate) mod replies;
-pub(crate) mod requests;
+pub mod answer;
+pub mod offers;
+pub mod probes;
+pub mod records;
+pub mod renewals;
+pub mod replies;
+pub mod requests;
 
 /// The caching relay's own state (the client table itself is [`crate::table`]); each part
 /// is owned by its module and changed only through its methods.

@@ -108,7 +108,7 @@ impl Engine {
         }
     }
 
-    /// Remove every record `pick` selects, as flushed by an operator; how many.
+    /// Remove the records in `slots`, as flushed by an operator; how many there were.
     pub(crate) fn flush(&mut self, slots: impl IntoIterator<Item = Slot>) -> usize {
         let mut n = 0;
         for s in slots {

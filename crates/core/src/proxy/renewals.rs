@@ -2,14 +2,14 @@
 //! (`client_lease`), renew them with us, and we keep the server's lease renewed.
 //!
 //! - Every lease a client gets (a local ACK, or a server ACK passed on) is at most
-//!   `client_lease` ([`crate::lease::local_lease_secs`], [`Engine::shorten_reply`]).
+//!   `client_lease` ([`crate::lease::local_lease_secs`], `shorten_reply`).
 //! - Its end is remembered (`client_lease_end`) and one [`Timer::Lapse`] per record watches
 //!   it (`ClientRecord::lapse_armed`). Paper 2.3: "When a short term lease expires, the CDRA
 //!   sends a RELEASE message to the server" — after a probe (paper 3.3,
 //!   [`super::probes`]): nobody answers, RELEASE; another host answers, release nothing
 //!   (A.2); the client's own MAC answers, it is still there and keeps everything.
 //! - Paper 5.3: past the server lease's T1 a local ACK also renews upstream
-//!   ([`Engine::renew_upstream_if_due`]). This needs no timer: it happens when the client
+//!   (`renew_upstream_if_due`). This needs no timer: it happens when the client
 //!   asks, at most once per `UPSTREAM_RENEWAL_RETRY`.
 
 use core::time::Duration;
