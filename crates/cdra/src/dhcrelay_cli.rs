@@ -28,6 +28,12 @@ fn err(key: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError { key: key.to_string(), problem: problem.into() }
 }
 
+/// Remove every repeat, keeping the first of each in its place.
+fn dedup_keep_first(names: &mut Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+}
+
 /// Parse dhcrelay-style words (without the program name and `relay`).
 pub fn parse(args: &[String]) -> Result<DhcrelayCommand, ConfigError> {
     let mut downstream: Vec<String> = Vec::new();
@@ -111,8 +117,9 @@ pub fn parse(args: &[String]) -> Result<DhcrelayCommand, ConfigError> {
     if downstream.is_empty() {
         return Err(err("-id", "at least one downstream interface (-id IF or -i IF) is required"));
     }
-    downstream.dedup();
-    upstream.dedup();
+    // An interface named twice (say `-i rd0` and `-id rd0`, anywhere on the line) is one interface.
+    dedup_keep_first(&mut downstream);
+    dedup_keep_first(&mut upstream);
     let settings = Settings {
         mode: Mode::Relay,
         servers,
@@ -152,6 +159,15 @@ mod tests {
         assert!(s.option82.insert);
         assert_eq!(s.option82.policy, Option82Policy::Replace);
         assert_eq!(s.max_hops, 6);
+    }
+
+    #[test]
+    fn repeated_interfaces_are_taken_once_in_first_seen_order() {
+        // Not adjacent: `-i` makes rd0 both, and rd1 comes back after rd0.
+        let c = parse(&words("-id rd1 -i rd0 -id rd1 -iu ru0 -id rd0 -iu ru0 -iu rd0 10.0.0.1")).expect("valid");
+        let names: Vec<&str> = c.settings.downstream.iter().map(|d| d.interface.as_str()).collect();
+        assert_eq!(names, ["rd1", "rd0"]);
+        assert_eq!(c.settings.upstream, ["rd0", "ru0"]);
     }
 
     #[test]
