@@ -52,6 +52,10 @@ fn err(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
 
 /// Default place of the client table store (systemd's `StateDirectory=cdra`).
 pub const DEFAULT_STORE_PATH: &str = "/var/lib/cdra/clients.redb";
+/// First retry after the store failed to open (`store.retry_interval`).
+pub const DEFAULT_STORE_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest wait between two attempts to open the store (`store.retry_max_interval`).
+pub const DEFAULT_STORE_RETRY_MAX_INTERVAL: Duration = Duration::from_secs(300);
 /// Smallest `relay.max_packet_size` (RFC 2131 2: a client must accept 576-byte messages).
 pub const MIN_PACKET_SIZE: usize = 576;
 /// Largest `relay.max_packet_size`.
@@ -486,6 +490,10 @@ pub(crate) struct FileStore {
     pub commit_interval: Duration,
     #[serde(deserialize_with = "de::duration::<_, SEC, DAY>")]
     pub dump_interval: Duration,
+    #[serde(deserialize_with = "de::duration::<_, 100, HOUR>")]
+    pub retry_interval: Duration,
+    #[serde(deserialize_with = "de::duration::<_, SEC, DAY>")]
+    pub retry_max_interval: Duration,
 }
 
 impl Default for FileStore {
@@ -496,6 +504,8 @@ impl Default for FileStore {
             mode: StoreMode::default(),
             commit_interval: cdra_store::StoreConfig::DEFAULT_COMMIT_INTERVAL,
             dump_interval: cdra_store::WriteMode::DEFAULT_DUMP_INTERVAL,
+            retry_interval: DEFAULT_STORE_RETRY_INTERVAL,
+            retry_max_interval: DEFAULT_STORE_RETRY_MAX_INTERVAL,
         }
     }
 }
@@ -543,7 +553,19 @@ pub struct Settings {
     /// Prometheus endpoint, if any.
     pub metrics_listen: Option<SocketAddr>,
     /// Persistent client table (proxy mode), if enabled.
-    pub store: Option<cdra_store::StoreConfig>,
+    pub store: Option<StoreSettings>,
+}
+
+/// The persistent client table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreSettings {
+    /// The store itself.
+    pub config: cdra_store::StoreConfig,
+    /// When the store cannot be opened, cdra runs without it and tries again after this
+    /// long, then after twice as long each time...
+    pub retry_interval: Duration,
+    /// ... up to this long.
+    pub retry_max_interval: Duration,
 }
 
 /// Read and validate a configuration file.
@@ -626,15 +648,25 @@ pub(crate) fn validate(file: FileConfig) -> Result<Settings, ConfigError> {
         proxy: proxy.into(),
         control_socket: control.socket,
         metrics_listen: metrics.listen,
-        store: store_settings(store, mode),
+        store: store_settings(store, mode)?,
     })
 }
 
 /// `[store]`: on by default in proxy mode; `enabled = false` or `path = ""` turns it off.
-fn store_settings(f: FileStore, mode: Mode) -> Option<cdra_store::StoreConfig> {
-    let path = f.path?;
+fn store_settings(f: FileStore, mode: Mode) -> Result<Option<StoreSettings>, ConfigError> {
+    if f.retry_interval > f.retry_max_interval {
+        return Err(err(
+            "store.retry_interval",
+            format!(
+                "{} is longer than store.retry_max_interval ({})",
+                humantime::format_duration(f.retry_interval),
+                humantime::format_duration(f.retry_max_interval)
+            ),
+        ));
+    }
+    let Some(path) = f.path else { return Ok(None) };
     if !f.enabled.unwrap_or(mode == Mode::Proxy) {
-        return None;
+        return Ok(None);
     }
     let mut config = cdra_store::StoreConfig::new(path);
     config.commit_interval = f.commit_interval;
@@ -642,7 +674,7 @@ fn store_settings(f: FileStore, mode: Mode) -> Option<cdra_store::StoreConfig> {
         StoreMode::GroupCommit => cdra_store::WriteMode::GroupCommit,
         StoreMode::Dump => cdra_store::WriteMode::PeriodicDump { interval: f.dump_interval },
     };
-    Some(config)
+    Ok(Some(StoreSettings { config, retry_interval: f.retry_interval, retry_max_interval: f.retry_max_interval }))
 }
 
 #[cfg(test)]
@@ -674,7 +706,7 @@ mod tests {
         let defaults = parse(&MINIMAL.replace("\"relay\"", "\"proxy\"")).expect("valid");
         assert!(!defaults.proxy.safe_network);
         // Persistence is on by default in proxy mode, off in relay mode.
-        let store = defaults.store.expect("store on by default in proxy mode");
+        let store = defaults.store.expect("store on by default in proxy mode").config;
         assert_eq!(store.path, Path::new(DEFAULT_STORE_PATH));
         assert_eq!(store.mode, cdra_store::WriteMode::GroupCommit);
         assert!(parse(MINIMAL).expect("valid").store.is_none());
@@ -687,7 +719,7 @@ mod tests {
         ))
         .expect("valid");
         assert_eq!(
-            dump.store.expect("on").mode,
+            dump.store.expect("on").config.mode,
             cdra_store::WriteMode::PeriodicDump { interval: Duration::from_secs(70) }
         );
         assert_eq!(defaults.proxy.max_age, Duration::from_secs(9 * 86_400));
@@ -792,6 +824,14 @@ server_id_override = true
                 "store.dump_interval: \"2d\" is out of range 1s..=1d",
             ),
             (format!("{proxy}[store]\nenabled = 1\n"), "store.enabled: invalid type: integer"),
+            (
+                format!("{proxy}[store]\nretry_interval = \"10ms\"\n"),
+                "store.retry_interval: \"10ms\" is out of range 100ms..=1h",
+            ),
+            (
+                format!("{proxy}[store]\nretry_interval = \"10m\"\nretry_max_interval = \"1m\"\n"),
+                "store.retry_interval: 10m is longer than store.retry_max_interval (1m)",
+            ),
         ];
         for (text, expected) in cases {
             let e = error_of(&text);
@@ -823,7 +863,7 @@ server_id_override = true
         }
         for (name, periodic) in [("group_commit", false), ("dump", true)] {
             let s = parse(&format!("{proxy}[store]\nmode = \"{name}\"\n")).expect(name);
-            let mode = s.store.expect("on in proxy mode").mode;
+            let mode = s.store.expect("on in proxy mode").config.mode;
             assert_eq!(matches!(mode, cdra_store::WriteMode::PeriodicDump { .. }), periodic, "{name}");
         }
         let s = parse(&format!("{proxy}[proxy]\nrenew_reply_delay = \"0s\"\nclient_lease = \"10s\"\n")).expect("valid");
@@ -845,7 +885,11 @@ server_id_override = true
             (engine.max_hops, engine.server_selection, engine.max_packet_size, engine.server_timeout)
         );
         let store = s.store.expect("on in proxy mode");
-        assert_eq!(store, cdra_store::StoreConfig::new(DEFAULT_STORE_PATH));
+        assert_eq!(store.config, cdra_store::StoreConfig::new(DEFAULT_STORE_PATH));
+        assert_eq!(
+            (store.retry_interval, store.retry_max_interval),
+            (Duration::from_secs(1), Duration::from_secs(5 * 60))
+        );
     }
 
     #[test]

@@ -265,7 +265,7 @@ pub fn run(settings: Settings) -> Result<()> {
     let mut batch = RecvBatch::new(RECV_BATCH, RECV_BUFFER);
     let clock = Clock::new();
     let mut persistence = match (&settings.store, engine.config().mode) {
-        (Some(store), cdra_core::Mode::Proxy) => Some(Persistence::open_and_restore(store, &mut engine, clock.now())?),
+        (Some(store), cdra_core::Mode::Proxy) => Some(Persistence::start(store, &mut engine, clock.now())),
         _ => None,
     };
     let mut truncated = 0u64;
@@ -328,12 +328,17 @@ pub fn run(settings: Settings) -> Result<()> {
         }
         if let (Some(i), Some(m)) = (metrics_at, &metrics) {
             if ready.get(i) == Some(&true) {
-                m.serve(&engine, now, IoCounters { send_errors: io.send_errors, oversized: truncated });
+                let persistence = persistence.as_ref().map(Persistence::status);
+                m.serve(&engine, now, IoCounters { send_errors: io.send_errors, oversized: truncated, persistence });
             }
         }
         if let (Some(i), Some(c)) = (control_at, &control) {
             if ready.get(i) == Some(&true) {
-                let extra = format!("send_errors={} oversized_datagrams={}", io.send_errors, truncated);
+                let mut extra = format!("send_errors={} oversized_datagrams={}", io.send_errors, truncated);
+                if let Some(p) = persistence.as_ref().map(Persistence::status) {
+                    extra +=
+                        &format!(" persistence_up={} persistence_open_failures={}", u8::from(p.up), p.open_failures);
+                }
                 c.serve(&mut engine, now, &extra);
             }
         }
@@ -370,7 +375,7 @@ pub fn run(settings: Settings) -> Result<()> {
             }
         }
         if let Some(p) = persistence.as_mut() {
-            p.flush_changes(&mut engine);
+            p.flush_changes(&mut engine, clock.now());
         }
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);

@@ -27,6 +27,8 @@ pub struct IoCounters {
     pub send_errors: u64,
     /// Datagrams larger than the receive buffer.
     pub oversized: u64,
+    /// The client table store, when one is configured.
+    pub persistence: Option<crate::persistence::PersistenceStatus>,
 }
 
 impl MetricsServer {
@@ -124,6 +126,22 @@ pub fn render(engine: &Engine, now: Timestamp, io: IoCounters) -> String {
     let _ = writeln!(out, "cdra_send_errors_total {}", io.send_errors);
     family(&mut out, "cdra_oversized_datagrams_total", "counter", "Datagrams larger than the receive buffer.");
     let _ = writeln!(out, "cdra_oversized_datagrams_total {}", io.oversized);
+    if let Some(p) = io.persistence {
+        family(
+            &mut out,
+            "cdra_persistence_up",
+            "gauge",
+            "1 while the client table store is open, 0 while cdra runs without it (and retries opening it).",
+        );
+        let _ = writeln!(out, "cdra_persistence_up {}", u8::from(p.up));
+        family(
+            &mut out,
+            "cdra_persistence_open_failures_total",
+            "counter",
+            "Failed attempts to open the client table store.",
+        );
+        let _ = writeln!(out, "cdra_persistence_open_failures_total {}", p.open_failures);
+    }
     if engine.config().mode == cdra_core::Mode::Proxy {
         family(&mut out, "cdra_clients", "gauge", "Records in the client table.");
         let _ = writeln!(out, "cdra_clients {}", engine.table().len());
