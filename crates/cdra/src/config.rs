@@ -52,6 +52,9 @@ fn err(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
 
 /// Default place of the client table store (systemd's `StateDirectory=cdra`).
 pub const DEFAULT_STORE_PATH: &str = "/var/lib/cdra/clients.redb";
+/// `recvmmsg` batches read from UDP :67 per wake-up before everything else gets its turn
+/// (`relay.receive_batches`).
+pub const DEFAULT_RECEIVE_BATCHES: usize = 4;
 /// First retry after the store failed to open (`store.retry_interval`).
 pub const DEFAULT_STORE_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest wait between two attempts to open the store (`store.retry_max_interval`).
@@ -346,6 +349,8 @@ pub(crate) struct FileRelay {
     pub max_packet_size: usize,
     #[serde(deserialize_with = "de::duration::<_, SEC, HOUR>")]
     pub server_timeout: Duration,
+    #[serde(deserialize_with = "de::int_in::<_, 1, 1024>")]
+    pub receive_batches: usize,
     pub option82: FileOption82,
 }
 
@@ -357,6 +362,7 @@ impl Default for FileRelay {
             server_selection: engine.server_selection,
             max_packet_size: engine.max_packet_size,
             server_timeout: engine.server_timeout,
+            receive_batches: DEFAULT_RECEIVE_BATCHES,
             option82: FileOption82::default(),
         }
     }
@@ -544,6 +550,9 @@ pub struct Settings {
     pub max_packet_size: usize,
     /// A server not answering for this long is down.
     pub server_timeout: Duration,
+    /// `recvmmsg` batches read per wake-up before timers, probe answers, the control and
+    /// metrics sockets, the store and signals are served.
+    pub receive_batches: usize,
     /// Option 82.
     pub option82: Option82Config,
     /// Proxy mode.
@@ -644,6 +653,7 @@ pub(crate) fn validate(file: FileConfig) -> Result<Settings, ConfigError> {
         server_selection: relay.server_selection,
         max_packet_size: relay.max_packet_size,
         server_timeout: relay.server_timeout,
+        receive_batches: relay.receive_batches,
         option82: relay.option82.into(),
         proxy: proxy.into(),
         control_socket: control.socket,
@@ -804,6 +814,7 @@ server_id_override = true
                 format!("{MINIMAL}[relay]\nserver_timeout = \"2h\"\n"),
                 "relay.server_timeout: \"2h\" is out of range 1s..=1h",
             ),
+            (format!("{MINIMAL}[relay]\nreceive_batches = 0\n"), "relay.receive_batches: 0 is out of range 1..=1024"),
             (format!("{MINIMAL}[relay.option82]\ninsert = \"yes\"\n"), "relay.option82.insert: invalid type: string"),
             (
                 format!("{MINIMAL}[relay.option82]\nremote_id = \"\"\n"),

@@ -27,6 +27,8 @@ pub struct IoCounters {
     pub send_errors: u64,
     /// Datagrams larger than the receive buffer.
     pub oversized: u64,
+    /// Wake-ups that stopped reading UDP :67 with its last batch full, to serve the rest.
+    pub receive_yields: u64,
     /// The client table store, when one is configured.
     pub persistence: Option<crate::persistence::PersistenceStatus>,
 }
@@ -126,6 +128,13 @@ pub fn render(engine: &Engine, now: Timestamp, io: IoCounters) -> String {
     let _ = writeln!(out, "cdra_send_errors_total {}", io.send_errors);
     family(&mut out, "cdra_oversized_datagrams_total", "counter", "Datagrams larger than the receive buffer.");
     let _ = writeln!(out, "cdra_oversized_datagrams_total {}", io.oversized);
+    family(
+        &mut out,
+        "cdra_receive_yields_total",
+        "counter",
+        "Wake-ups that stopped reading with datagrams possibly pending, to serve timers, probes, control, store and signals.",
+    );
+    let _ = writeln!(out, "cdra_receive_yields_total {}", io.receive_yields);
     if let Some(p) = io.persistence {
         family(
             &mut out,
