@@ -1,15 +1,28 @@
-//! The configuration file: TOML read into serde structs (`deny_unknown_fields`), then
-//! validated into a [`Settings`] model that no longer holds text to interpret. Interface
-//! names are resolved later, at start-up ([`crate::daemon`]), so `cdra check` works on any
-//! host. Every error is one line that names the key and the problem.
+//! The configuration file: TOML read by serde straight into typed sections (enums,
+//! `Ipv4Addr`, `Duration`, bounded counts) with `deny_unknown_fields`, then assembled into
+//! a [`Settings`] model that no longer holds text to interpret.
+//!
+//! - **Each value is checked where it is read**: the field helpers in [`de`] parse it and
+//!   check its range, and `serde_path_to_error` names the key, so every error is one line
+//!   with the key, the problem and the line.
+//! - **[`validate`] keeps only the rules that involve more than one value** (at least one
+//!   server, nothing listed twice, the store switched on by the mode).
+//! - **Every default is written once**: in the sections' `Default` impls, which take the
+//!   engine's defaults from `cdra_core` (`EngineConfig::relay`, `ProxyConfig::default`)
+//!   and the store's from `cdra_store`. A key left out of the file takes its default from
+//!   there, and the dhcrelay command line ([`crate::dhcrelay_cli`]) fills in the same
+//!   sections and runs the same [`validate`].
+//!
+//! Interface names are resolved later, at start-up ([`crate::daemon`]), so `cdra check`
+//! works on any host.
 
-use std::net::Ipv4Addr;
-use std::path::Path;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cdra_core::config::{DEFAULT_MAX_HOPS, DEFAULT_MAX_PACKET_SIZE, HARD_MAX_HOPS};
+use cdra_core::config::HARD_MAX_HOPS;
 use cdra_core::servers::MAX_SERVERS;
-use cdra_core::{Mode, Option82Policy, ServerSelection};
+use cdra_core::{EngineConfig, Mode, OfferChoice, Option82Config, Option82Policy, ProxyConfig, ServerSelection};
 use serde::Deserialize;
 
 /// A configuration error: the key it concerns and what is wrong, printed as one line.
@@ -37,111 +50,473 @@ fn err(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError { key: key.into(), problem: problem.into() }
 }
 
+/// Default place of the client table store (systemd's `StateDirectory=cdra`).
+pub const DEFAULT_STORE_PATH: &str = "/var/lib/cdra/clients.redb";
+/// `recvmmsg` batches read from UDP :67 per wake-up before everything else gets its turn
+/// (`relay.receive_batches`).
+pub const DEFAULT_RECEIVE_BATCHES: usize = 4;
+/// First retry after the store failed to open (`store.retry_interval`).
+pub const DEFAULT_STORE_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest wait between two attempts to open the store (`store.retry_max_interval`).
+pub const DEFAULT_STORE_RETRY_MAX_INTERVAL: Duration = Duration::from_secs(300);
+/// Smallest `relay.max_packet_size` (RFC 2131 2: a client must accept 576-byte messages).
+pub const MIN_PACKET_SIZE: usize = 576;
+/// Largest `relay.max_packet_size`.
+pub const MAX_PACKET_SIZE: usize = 4096;
+
+// ---------------------------------------------------------------- the spellings of the enums
+
+/// `mode`: `"relay"` or `"proxy"`.
+#[derive(Deserialize)]
+#[serde(remote = "Mode", rename_all = "snake_case")]
+enum ModeName {
+    Relay,
+    Proxy,
+}
+
+/// `relay.server_selection`: `"all"` or `"failover"`.
+#[derive(Deserialize)]
+#[serde(remote = "ServerSelection", rename_all = "snake_case")]
+enum ServerSelectionName {
+    All,
+    Failover,
+}
+
+/// `relay.option82.policy`: `"forward"`, `"replace"` or `"drop"`.
+#[derive(Deserialize)]
+#[serde(remote = "Option82Policy", rename_all = "snake_case")]
+enum Option82PolicyName {
+    Forward,
+    Replace,
+    Drop,
+}
+
+/// `proxy.offer_choice`: `"first"`, `"longest_lease"` or `"spread"`.
+#[derive(Deserialize)]
+#[serde(remote = "OfferChoice", rename_all = "snake_case")]
+enum OfferChoiceName {
+    First,
+    LongestLease,
+    Spread,
+}
+
+/// `store.mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum StoreMode {
+    /// `"group_commit"`: a writer thread commits changes every `commit_interval`.
+    #[default]
+    GroupCommit,
+    /// `"dump"`: the paper's whole-table dump every `dump_interval`.
+    Dump,
+}
+
+// ---------------------------------------------------------------- values checked on their own
+
+/// A DHCP server address: an IPv4 unicast address that is not loopback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub(crate) struct ServerAddr(pub Ipv4Addr);
+
+impl TryFrom<String> for ServerAddr {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        let addr = de::ipv4(&text)?;
+        if addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast() || addr.is_loopback() {
+            return Err(format!("{addr} cannot be a DHCP server address"));
+        }
+        Ok(ServerAddr(addr))
+    }
+}
+
+/// A network interface name (1 to 15 bytes, the kernel's IFNAMSIZ less the NUL).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub(crate) struct InterfaceName(pub String);
+
+impl TryFrom<String> for InterfaceName {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        if name.is_empty() || name.len() > 15 {
+            return Err(format!("{name:?} is not an interface name"));
+        }
+        Ok(InterfaceName(name))
+    }
+}
+
+/// Field helpers for `#[serde(deserialize_with = ..)]`: each reads one value, checks it
+/// and says in one line what is wrong (the caller's `serde_path_to_error` adds the key).
+/// Ranges are given as const parameters, durations in milliseconds.
+pub(crate) mod de {
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer};
+
+    /// One second, in the milliseconds duration ranges are given in.
+    pub const SEC: u64 = 1000;
+    /// One minute.
+    pub const MIN: u64 = 60 * SEC;
+    /// One hour.
+    pub const HOUR: u64 = 60 * MIN;
+    /// One day.
+    pub const DAY: u64 = 24 * HOUR;
+
+    /// "10.0.0.1" as an address.
+    pub fn ipv4(text: &str) -> Result<Ipv4Addr, String> {
+        text.trim().parse().map_err(|_| format!("{text:?} is not an IPv4 address"))
+    }
+
+    /// A duration in humantime's syntax: "500ms", "30s", "10m", "1h", "9d".
+    pub fn parse_duration(text: &str) -> Result<Duration, String> {
+        humantime::parse_duration(text.trim())
+            .map_err(|e| format!("{text:?} is not a duration like \"30s\", \"10m\" or \"9d\" ({e})"))
+    }
+
+    /// `ms` in the largest unit that divides it ("10ms", "10s", "1h", "365d").
+    fn show_ms(ms: u64) -> String {
+        for (unit, name) in [(DAY, "d"), (HOUR, "h"), (MIN, "m"), (SEC, "s")] {
+            if ms >= unit && ms.is_multiple_of(unit) {
+                return format!("{}{name}", ms / unit);
+            }
+        }
+        format!("{ms}ms")
+    }
+
+    fn duration_within(text: &str, min_ms: u64, max_ms: u64) -> Result<Duration, String> {
+        let d = parse_duration(text)?;
+        if d < Duration::from_millis(min_ms) || d > Duration::from_millis(max_ms) {
+            return Err(format!("{text:?} is out of range {}..={}", show_ms(min_ms), show_ms(max_ms)));
+        }
+        Ok(d)
+    }
+
+    /// A duration in `MIN_MS..=MAX_MS` milliseconds.
+    pub fn duration<'de, D: Deserializer<'de>, const MIN_MS: u64, const MAX_MS: u64>(
+        d: D,
+    ) -> Result<Duration, D::Error> {
+        duration_within(&String::deserialize(d)?, MIN_MS, MAX_MS).map_err(D::Error::custom)
+    }
+
+    /// An optional duration (given: in `MIN_MS..=MAX_MS` milliseconds).
+    pub fn some_duration<'de, D: Deserializer<'de>, const MIN_MS: u64, const MAX_MS: u64>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        duration::<D, MIN_MS, MAX_MS>(d).map(Some)
+    }
+
+    /// Zero ("0s": off), or a duration in `MIN_MS..=MAX_MS` milliseconds.
+    pub fn zero_or_duration<'de, D: Deserializer<'de>, const MIN_MS: u64, const MAX_MS: u64>(
+        d: D,
+    ) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        match parse_duration(&text).map_err(D::Error::custom)? {
+            zero if zero.is_zero() => Ok(zero),
+            _ => duration_within(&text, MIN_MS, MAX_MS).map_err(D::Error::custom),
+        }
+    }
+
+    /// An integer in `MIN..=MAX`.
+    pub fn int_in<'de, D: Deserializer<'de>, const MIN: usize, const MAX: usize>(d: D) -> Result<usize, D::Error> {
+        let n = i64::deserialize(d)?;
+        match usize::try_from(n) {
+            Ok(v) if (MIN..=MAX).contains(&v) => Ok(v),
+            _ => Err(D::Error::custom(format!("{n} is out of range {MIN}..={MAX}"))),
+        }
+    }
+
+    /// `relay.max_hops`: 1..=16.
+    pub fn hops<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+        let max = super::HARD_MAX_HOPS;
+        let n = i64::deserialize(d)?;
+        match u8::try_from(n) {
+            Ok(h) if (1..=max).contains(&h) => Ok(h),
+            _ => Err(D::Error::custom(format!("{n} is out of range 1..={max} (RFC 1542 4.1.1 caps hops at 16)"))),
+        }
+    }
+
+    /// An optional IPv4 address.
+    pub fn opt_ipv4<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Ipv4Addr>, D::Error> {
+        ipv4(&String::deserialize(d)?).map(Some).map_err(D::Error::custom)
+    }
+
+    /// Text that goes into an option as bytes: 1 to 255 of them.
+    pub fn opt_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.is_empty() || text.len() > 255 {
+            return Err(D::Error::custom(format!("must be 1 to 255 bytes long, not {}", text.len())));
+        }
+        Ok(Some(text.into_bytes()))
+    }
+
+    /// An absolute path; `""` means none.
+    pub fn opt_absolute_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+        match String::deserialize(d)? {
+            p if p.is_empty() => Ok(None),
+            p if p.starts_with('/') => Ok(Some(PathBuf::from(p))),
+            p => Err(D::Error::custom(format!("{p:?} must be an absolute path"))),
+        }
+    }
+
+    /// `ADDR:PORT`; `""` means none.
+    pub fn opt_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        match String::deserialize(d)? {
+            a if a.is_empty() => Ok(None),
+            a => a
+                .parse()
+                .map(Some)
+                .map_err(|_| D::Error::custom(format!("{a:?} is not an address:port like \"127.0.0.1:9167\""))),
+        }
+    }
+}
+
+use de::{DAY, HOUR, SEC};
+
+// ---------------------------------------------------------------- the sections of the file
+
+/// The whole file. A missing key takes its section's default.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct FileConfig {
+    #[serde(with = "ModeName")]
+    pub mode: Mode,
+    pub servers: Vec<ServerAddr>,
+    pub downstream: Vec<FileDownstream>,
+    pub upstream: Vec<FileUpstream>,
+    pub relay: FileRelay,
+    pub proxy: FileProxy,
+    pub control: FileControl,
+    pub metrics: FileMetrics,
+    pub store: FileStore,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        FileConfig {
+            mode: Mode::Relay,
+            servers: Vec::new(),
+            downstream: Vec::new(),
+            upstream: Vec::new(),
+            relay: FileRelay::default(),
+            proxy: FileProxy::default(),
+            control: FileControl::default(),
+            metrics: FileMetrics::default(),
+            store: FileStore::default(),
+        }
+    }
+}
+
+/// `[[downstream]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileConfig {
-    #[serde(default = "default_mode")]
-    mode: String,
+pub(crate) struct FileDownstream {
+    pub interface: InterfaceName,
+    /// Default: the interface's first address.
+    #[serde(default, deserialize_with = "de::opt_ipv4")]
+    pub address: Option<Ipv4Addr>,
+    /// Default: the interface name.
+    #[serde(default, deserialize_with = "de::opt_bytes")]
+    pub circuit_id: Option<Vec<u8>>,
     #[serde(default)]
-    servers: Vec<String>,
-    #[serde(default)]
-    downstream: Vec<FileDownstream>,
-    #[serde(default)]
-    upstream: Vec<FileUpstream>,
-    #[serde(default)]
-    relay: FileRelay,
-    #[serde(default)]
-    proxy: Option<FileProxy>,
-    #[serde(default)]
-    control: FileControl,
-    #[serde(default)]
-    metrics: FileMetrics,
-    #[serde(default)]
-    store: FileStore,
+    pub trusted: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileStore {
-    enabled: Option<bool>,
-    path: Option<String>,
-    commit_interval: Option<String>,
-    mode: Option<String>,
-    dump_interval: Option<String>,
+impl FileDownstream {
+    /// An interface with every other key at its default.
+    pub fn named(interface: InterfaceName) -> Self {
+        FileDownstream { interface, address: None, circuit_id: None, trusted: false }
+    }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileMetrics {
-    listen: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileProxy {
-    safe_network: Option<bool>,
-    max_age: Option<String>,
-    offer_choice: Option<String>,
-    offer_window: Option<String>,
-    probe_timeout: Option<String>,
-    max_clients: Option<i64>,
-    max_pending_probes: Option<i64>,
-    max_tracked_requests: Option<i64>,
-    max_held_replies: Option<i64>,
-    max_offer_windows: Option<i64>,
-    client_lease: Option<String>,
-    renew_reply_delay: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileControl {
-    socket: Option<String>,
-}
-
-fn default_mode() -> String {
-    "relay".into()
-}
-
+/// `[[upstream]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileDownstream {
-    interface: String,
-    address: Option<String>,
-    circuit_id: Option<String>,
-    #[serde(default)]
-    trusted: bool,
+pub(crate) struct FileUpstream {
+    pub interface: InterfaceName,
 }
 
+/// `[relay]`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileUpstream {
-    interface: String,
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct FileRelay {
+    #[serde(deserialize_with = "de::hops")]
+    pub max_hops: u8,
+    #[serde(with = "ServerSelectionName")]
+    pub server_selection: ServerSelection,
+    #[serde(deserialize_with = "de::int_in::<_, MIN_PACKET_SIZE, MAX_PACKET_SIZE>")]
+    pub max_packet_size: usize,
+    #[serde(deserialize_with = "de::duration::<_, SEC, HOUR>")]
+    pub server_timeout: Duration,
+    #[serde(deserialize_with = "de::int_in::<_, 1, 1024>")]
+    pub receive_batches: usize,
+    pub option82: FileOption82,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileRelay {
-    max_hops: Option<i64>,
-    server_selection: Option<String>,
-    max_packet_size: Option<i64>,
-    server_timeout: Option<String>,
-    #[serde(default)]
-    option82: FileOption82,
+impl Default for FileRelay {
+    fn default() -> Self {
+        let engine = EngineConfig::relay(Vec::new(), Vec::new(), Vec::new());
+        FileRelay {
+            max_hops: engine.max_hops,
+            server_selection: engine.server_selection,
+            max_packet_size: engine.max_packet_size,
+            server_timeout: engine.server_timeout,
+            receive_batches: DEFAULT_RECEIVE_BATCHES,
+            option82: FileOption82::default(),
+        }
+    }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileOption82 {
-    #[serde(default)]
-    insert: bool,
-    remote_id: Option<String>,
-    policy: Option<String>,
-    #[serde(default)]
-    link_selection: bool,
-    #[serde(default)]
-    server_id_override: bool,
+/// `[relay.option82]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct FileOption82 {
+    pub insert: bool,
+    #[serde(deserialize_with = "de::opt_bytes")]
+    pub remote_id: Option<Vec<u8>>,
+    #[serde(with = "Option82PolicyName")]
+    pub policy: Option82Policy,
+    pub link_selection: bool,
+    pub server_id_override: bool,
 }
+
+impl Default for FileOption82 {
+    fn default() -> Self {
+        let Option82Config { insert, remote_id, policy, link_selection, server_id_override } =
+            Option82Config::default();
+        FileOption82 { insert, remote_id, policy, link_selection, server_id_override }
+    }
+}
+
+impl From<FileOption82> for Option82Config {
+    fn from(o: FileOption82) -> Self {
+        let FileOption82 { insert, remote_id, policy, link_selection, server_id_override } = o;
+        Option82Config { insert, remote_id, policy, link_selection, server_id_override }
+    }
+}
+
+/// `[proxy]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct FileProxy {
+    pub safe_network: bool,
+    #[serde(deserialize_with = "de::duration::<_, { 60 * SEC }, { 365 * DAY }>")]
+    pub max_age: Duration,
+    #[serde(with = "OfferChoiceName")]
+    pub offer_choice: OfferChoice,
+    #[serde(deserialize_with = "de::duration::<_, 10, { 10 * SEC }>")]
+    pub offer_window: Duration,
+    #[serde(deserialize_with = "de::duration::<_, 10, { 10 * SEC }>")]
+    pub probe_timeout: Duration,
+    #[serde(deserialize_with = "de::int_in::<_, 1, 100_000_000>")]
+    pub max_clients: usize,
+    #[serde(deserialize_with = "de::int_in::<_, 1, 1_000_000>")]
+    pub max_pending_probes: usize,
+    #[serde(deserialize_with = "de::int_in::<_, 1, 10_000_000>")]
+    pub max_tracked_requests: usize,
+    #[serde(deserialize_with = "de::int_in::<_, 1, 1_000_000>")]
+    pub max_held_replies: usize,
+    #[serde(deserialize_with = "de::int_in::<_, 1, 1_000_000>")]
+    pub max_offer_windows: usize,
+    #[serde(deserialize_with = "de::some_duration::<_, { 10 * SEC }, { 365 * DAY }>")]
+    pub client_lease: Option<Duration>,
+    #[serde(deserialize_with = "de::zero_or_duration::<_, 1, 500>")]
+    pub renew_reply_delay: Duration,
+}
+
+impl Default for FileProxy {
+    fn default() -> Self {
+        let d = ProxyConfig::default();
+        FileProxy {
+            safe_network: d.safe_network,
+            max_age: d.max_age,
+            offer_choice: d.offer_choice,
+            offer_window: d.offer_window,
+            probe_timeout: d.probe_timeout,
+            max_clients: d.max_clients,
+            max_pending_probes: d.max_pending_probes,
+            max_tracked_requests: d.max_tracked_requests,
+            max_held_replies: d.max_held_replies,
+            max_offer_windows: d.max_offer_windows,
+            client_lease: d.client_lease,
+            renew_reply_delay: d.renew_reply_delay,
+        }
+    }
+}
+
+impl From<FileProxy> for ProxyConfig {
+    fn from(p: FileProxy) -> Self {
+        ProxyConfig {
+            safe_network: p.safe_network,
+            max_age: p.max_age,
+            offer_choice: p.offer_choice,
+            offer_window: p.offer_window,
+            probe_timeout: p.probe_timeout,
+            max_clients: p.max_clients,
+            max_pending_probes: p.max_pending_probes,
+            max_tracked_requests: p.max_tracked_requests,
+            max_held_replies: p.max_held_replies,
+            max_offer_windows: p.max_offer_windows,
+            client_lease: p.client_lease,
+            renew_reply_delay: p.renew_reply_delay,
+            // Not settable from the file.
+            ..ProxyConfig::default()
+        }
+    }
+}
+
+/// `[control]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct FileControl {
+    #[serde(deserialize_with = "de::opt_absolute_path")]
+    pub socket: Option<PathBuf>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct FileMetrics {
+    #[serde(deserialize_with = "de::opt_socket_addr")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// `[store]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct FileStore {
+    /// Default: on in proxy mode, off in relay mode.
+    pub enabled: Option<bool>,
+    /// `""` turns the store off.
+    #[serde(deserialize_with = "de::opt_absolute_path")]
+    pub path: Option<PathBuf>,
+    pub mode: StoreMode,
+    #[serde(deserialize_with = "de::duration::<_, 10, { 60 * SEC }>")]
+    pub commit_interval: Duration,
+    #[serde(deserialize_with = "de::duration::<_, SEC, DAY>")]
+    pub dump_interval: Duration,
+    #[serde(deserialize_with = "de::duration::<_, 100, HOUR>")]
+    pub retry_interval: Duration,
+    #[serde(deserialize_with = "de::duration::<_, SEC, DAY>")]
+    pub retry_max_interval: Duration,
+}
+
+impl Default for FileStore {
+    fn default() -> Self {
+        FileStore {
+            enabled: None,
+            path: Some(PathBuf::from(DEFAULT_STORE_PATH)),
+            mode: StoreMode::default(),
+            commit_interval: cdra_store::StoreConfig::DEFAULT_COMMIT_INTERVAL,
+            dump_interval: cdra_store::WriteMode::DEFAULT_DUMP_INTERVAL,
+            retry_interval: DEFAULT_STORE_RETRY_INTERVAL,
+            retry_max_interval: DEFAULT_STORE_RETRY_MAX_INTERVAL,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- the model the daemon runs
 
 /// A downstream interface as configured (not yet resolved).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,36 +550,31 @@ pub struct Settings {
     pub max_packet_size: usize,
     /// A server not answering for this long is down.
     pub server_timeout: Duration,
+    /// `recvmmsg` batches read per wake-up before timers, probe answers, the control and
+    /// metrics sockets, the store and signals are served.
+    pub receive_batches: usize,
     /// Option 82.
-    pub option82: cdra_core::Option82Config,
+    pub option82: Option82Config,
     /// Proxy mode.
-    pub proxy: cdra_core::ProxyConfig,
+    pub proxy: ProxyConfig,
     /// Control socket path (`cdra cache ...`), if any.
-    pub control_socket: Option<std::path::PathBuf>,
+    pub control_socket: Option<PathBuf>,
     /// Prometheus endpoint, if any.
-    pub metrics_listen: Option<std::net::SocketAddr>,
+    pub metrics_listen: Option<SocketAddr>,
     /// Persistent client table (proxy mode), if enabled.
-    pub store: Option<cdra_store::StoreConfig>,
+    pub store: Option<StoreSettings>,
 }
 
-/// Default place of the client table store (systemd's `StateDirectory=cdra`).
-pub const DEFAULT_STORE_PATH: &str = "/var/lib/cdra/clients.redb";
-
-/// Parse a duration such as "30s", "10m", "9d" (humantime syntax).
-pub fn parse_duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| err(key, format!("{text:?} is not a duration like \"30s\", \"10m\" or \"9d\" ({e})")))
-}
-
-fn parse_ipv4(key: &str, text: &str) -> Result<Ipv4Addr, ConfigError> {
-    text.trim().parse::<Ipv4Addr>().map_err(|_| err(key, format!("{text:?} is not an IPv4 address")))
-}
-
-fn check_len(key: &str, value: &[u8]) -> Result<(), ConfigError> {
-    if value.is_empty() || value.len() > 255 {
-        return Err(err(key, format!("must be 1 to 255 bytes long, not {}", value.len())));
-    }
-    Ok(())
+/// The persistent client table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreSettings {
+    /// The store itself.
+    pub config: cdra_store::StoreConfig,
+    /// When the store cannot be opened, cdra runs without it and tries again after this
+    /// long, then after twice as long each time...
+    pub retry_interval: Duration,
+    /// ... up to this long.
+    pub retry_max_interval: Duration,
 }
 
 /// Read and validate a configuration file.
@@ -234,274 +604,87 @@ pub fn parse(text: &str) -> Result<Settings, ConfigError> {
     validate(file)
 }
 
-fn validate(file: FileConfig) -> Result<Settings, ConfigError> {
-    let mode = match file.mode.as_str() {
-        "relay" => Mode::Relay,
-        "proxy" => Mode::Proxy,
-        other => return Err(err("mode", format!("{other:?} is not one of \"relay\", \"proxy\""))),
-    };
-    if file.servers.is_empty() {
+/// `key(i)` of the first item that repeats an earlier one.
+fn no_repeats<T: PartialEq + std::fmt::Display>(
+    items: impl IntoIterator<Item = T>,
+    key: impl Fn(usize) -> String,
+) -> Result<Vec<T>, ConfigError> {
+    let mut seen: Vec<T> = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        if seen.contains(&item) {
+            return Err(err(key(i), format!("{item} is listed twice")));
+        }
+        seen.push(item);
+    }
+    Ok(seen)
+}
+
+/// The rules that involve more than one value; every single value was checked as it was
+/// read.
+pub(crate) fn validate(file: FileConfig) -> Result<Settings, ConfigError> {
+    let FileConfig { mode, servers, downstream, upstream, relay, proxy, control, metrics, store } = file;
+    if servers.is_empty() {
         return Err(err("servers", "at least one server address is required"));
     }
-    if file.servers.len() > MAX_SERVERS {
-        return Err(err("servers", format!("at most {MAX_SERVERS} servers are supported, not {}", file.servers.len())));
+    if servers.len() > MAX_SERVERS {
+        return Err(err("servers", format!("at most {MAX_SERVERS} servers are supported, not {}", servers.len())));
     }
-    let mut servers = Vec::new();
-    for (i, s) in file.servers.iter().enumerate() {
-        let key = format!("servers[{i}]");
-        let addr = parse_ipv4(&key, s)?;
-        if addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast() || addr.is_loopback() {
-            return Err(err(key, format!("{addr} cannot be a DHCP server address")));
-        }
-        if servers.contains(&addr) {
-            return Err(err(key, format!("{addr} is listed twice")));
-        }
-        servers.push(addr);
-    }
-    if file.downstream.is_empty() {
+    let servers = no_repeats(servers.into_iter().map(|s| s.0), |i| format!("servers[{i}]"))?;
+    if downstream.is_empty() {
         return Err(err("downstream", "at least one [[downstream]] interface is required"));
     }
-    let mut downstream: Vec<DownstreamSettings> = Vec::new();
-    for (i, d) in file.downstream.iter().enumerate() {
-        let key = format!("downstream[{i}]");
-        if d.interface.is_empty() || d.interface.len() > 15 {
-            return Err(err(format!("{key}.interface"), format!("{:?} is not an interface name", d.interface)));
-        }
-        if downstream.iter().any(|o| o.interface == d.interface) {
-            return Err(err(format!("{key}.interface"), format!("{} is listed twice", d.interface)));
-        }
-        let address = d.address.as_deref().map(|a| parse_ipv4(&format!("{key}.address"), a)).transpose()?;
-        let circuit_id = match &d.circuit_id {
-            Some(c) => {
-                check_len(&format!("{key}.circuit_id"), c.as_bytes())?;
-                Some(c.as_bytes().to_vec())
-            }
-            None => None,
-        };
-        downstream.push(DownstreamSettings { interface: d.interface.clone(), address, circuit_id, trusted: d.trusted });
-    }
-    let mut upstream: Vec<String> = Vec::new();
-    for (i, u) in file.upstream.iter().enumerate() {
-        let key = format!("upstream[{i}].interface");
-        if u.interface.is_empty() || u.interface.len() > 15 {
-            return Err(err(key, format!("{:?} is not an interface name", u.interface)));
-        }
-        if upstream.contains(&u.interface) {
-            return Err(err(key, format!("{} is listed twice", u.interface)));
-        }
-        upstream.push(u.interface.clone());
-    }
-    let r = &file.relay;
-    let max_hops = match r.max_hops {
-        None => DEFAULT_MAX_HOPS,
-        Some(h) if (1..=i64::from(HARD_MAX_HOPS)).contains(&h) => h as u8,
-        Some(h) => {
-            return Err(err(
-                "relay.max_hops",
-                format!("{h} is out of range 1..={HARD_MAX_HOPS} (RFC 1542 4.1.1 caps hops at 16)"),
-            ))
-        }
-    };
-    let server_selection = match r.server_selection.as_deref() {
-        None | Some("all") => ServerSelection::All,
-        Some("failover") => ServerSelection::Failover,
-        Some(other) => {
-            return Err(err("relay.server_selection", format!("{other:?} is not one of \"all\", \"failover\"")))
-        }
-    };
-    let max_packet_size = match r.max_packet_size {
-        None => DEFAULT_MAX_PACKET_SIZE,
-        Some(n) if (576..=4096).contains(&n) => n as usize,
-        Some(n) => return Err(err("relay.max_packet_size", format!("{n} is out of range 576..=4096"))),
-    };
-    let server_timeout = match &r.server_timeout {
-        None => Duration::from_secs(10),
-        Some(t) => {
-            let d = parse_duration("relay.server_timeout", t)?;
-            if d < Duration::from_secs(1) || d > Duration::from_secs(3600) {
-                return Err(err("relay.server_timeout", format!("{t:?} is out of range 1s..=1h")));
-            }
-            d
-        }
-    };
-    let o = &r.option82;
-    let remote_id = match &o.remote_id {
-        Some(s) => {
-            check_len("relay.option82.remote_id", s.as_bytes())?;
-            Some(s.as_bytes().to_vec())
-        }
-        None => None,
-    };
-    let policy = match o.policy.as_deref() {
-        None | Some("forward") => Option82Policy::Forward,
-        Some("replace") => Option82Policy::Replace,
-        Some("drop") => Option82Policy::Drop,
-        Some(other) => {
-            return Err(err(
-                "relay.option82.policy",
-                format!("{other:?} is not one of \"forward\", \"replace\", \"drop\""),
-            ))
-        }
-    };
-    let option82 = cdra_core::Option82Config {
-        insert: o.insert,
-        remote_id,
-        policy,
-        link_selection: o.link_selection,
-        server_id_override: o.server_id_override,
-    };
-    let proxy = validate_proxy(file.proxy.unwrap_or_default())?;
-    let control_socket = match file.control.socket.as_deref() {
-        None | Some("") => None,
-        Some(p) if p.starts_with('/') => Some(std::path::PathBuf::from(p)),
-        Some(p) => return Err(err("control.socket", format!("{p:?} must be an absolute path"))),
-    };
-    let metrics_listen = match file.metrics.listen.as_deref() {
-        None | Some("") => None,
-        Some(a) => Some(
-            a.parse::<std::net::SocketAddr>()
-                .map_err(|_| err("metrics.listen", format!("{a:?} is not an address:port like \"127.0.0.1:9167\"")))?,
-        ),
-    };
-    let store = validate_store(&file.store, mode)?;
+    no_repeats(downstream.iter().map(|d| d.interface.0.as_str()), |i| format!("downstream[{i}].interface"))?;
+    let upstream = no_repeats(upstream.into_iter().map(|u| u.interface.0), |i| format!("upstream[{i}].interface"))?;
+    let downstream = downstream
+        .into_iter()
+        .map(|d| DownstreamSettings {
+            interface: d.interface.0,
+            address: d.address,
+            circuit_id: d.circuit_id,
+            trusted: d.trusted,
+        })
+        .collect();
     Ok(Settings {
         mode,
         servers,
         downstream,
         upstream,
-        max_hops,
-        server_selection,
-        max_packet_size,
-        server_timeout,
-        option82,
-        proxy,
-        control_socket,
-        metrics_listen,
-        store,
+        max_hops: relay.max_hops,
+        server_selection: relay.server_selection,
+        max_packet_size: relay.max_packet_size,
+        server_timeout: relay.server_timeout,
+        receive_batches: relay.receive_batches,
+        option82: relay.option82.into(),
+        proxy: proxy.into(),
+        control_socket: control.socket,
+        metrics_listen: metrics.listen,
+        store: store_settings(store, mode)?,
     })
 }
 
 /// `[store]`: on by default in proxy mode; `enabled = false` or `path = ""` turns it off.
-fn validate_store(f: &FileStore, mode: Mode) -> Result<Option<cdra_store::StoreConfig>, ConfigError> {
-    let path = match f.path.as_deref() {
-        Some("") => return Ok(None),
-        Some(p) if p.starts_with('/') => p.to_string(),
-        Some(p) => return Err(err("store.path", format!("{p:?} must be an absolute path"))),
-        None => DEFAULT_STORE_PATH.to_string(),
-    };
-    let commit_interval = duration_in(
-        "store.commit_interval",
-        &f.commit_interval,
-        cdra_store::StoreConfig::DEFAULT_COMMIT_INTERVAL,
-        Duration::from_millis(10),
-        Duration::from_secs(60),
-    )?;
-    let dump_interval = duration_in(
-        "store.dump_interval",
-        &f.dump_interval,
-        cdra_store::WriteMode::DEFAULT_DUMP_INTERVAL,
-        Duration::from_secs(1),
-        Duration::from_secs(86_400),
-    )?;
-    let write_mode = match f.mode.as_deref() {
-        None | Some("group_commit") => cdra_store::WriteMode::GroupCommit,
-        Some("dump") => cdra_store::WriteMode::PeriodicDump { interval: dump_interval },
-        Some(other) => return Err(err("store.mode", format!("{other:?} is not one of \"group_commit\", \"dump\""))),
-    };
+fn store_settings(f: FileStore, mode: Mode) -> Result<Option<StoreSettings>, ConfigError> {
+    if f.retry_interval > f.retry_max_interval {
+        return Err(err(
+            "store.retry_interval",
+            format!(
+                "{} is longer than store.retry_max_interval ({})",
+                humantime::format_duration(f.retry_interval),
+                humantime::format_duration(f.retry_max_interval)
+            ),
+        ));
+    }
+    let Some(path) = f.path else { return Ok(None) };
     if !f.enabled.unwrap_or(mode == Mode::Proxy) {
         return Ok(None);
     }
     let mut config = cdra_store::StoreConfig::new(path);
-    config.commit_interval = commit_interval;
-    config.mode = write_mode;
-    Ok(Some(config))
-}
-
-fn duration_in(
-    key: &str,
-    text: &Option<String>,
-    default: Duration,
-    min: Duration,
-    max: Duration,
-) -> Result<Duration, ConfigError> {
-    let Some(t) = text else { return Ok(default) };
-    let d = parse_duration(key, t)?;
-    if d < min || d > max {
-        return Err(err(
-            key,
-            format!("{t:?} is out of range {}..={}", humantime::format_duration(min), humantime::format_duration(max)),
-        ));
-    }
-    Ok(d)
-}
-
-fn validate_proxy(p: FileProxy) -> Result<cdra_core::ProxyConfig, ConfigError> {
-    let d = cdra_core::ProxyConfig::default();
-    let day = Duration::from_secs(86_400);
-    let offer_choice = match p.offer_choice.as_deref() {
-        None | Some("first") => cdra_core::OfferChoice::First,
-        Some("longest_lease") => cdra_core::OfferChoice::LongestLease,
-        Some("spread") => cdra_core::OfferChoice::Spread,
-        Some(other) => {
-            return Err(err(
-                "proxy.offer_choice",
-                format!("{other:?} is not one of \"first\", \"longest_lease\", \"spread\""),
-            ))
-        }
+    config.commit_interval = f.commit_interval;
+    config.mode = match f.mode {
+        StoreMode::GroupCommit => cdra_store::WriteMode::GroupCommit,
+        StoreMode::Dump => cdra_store::WriteMode::PeriodicDump { interval: f.dump_interval },
     };
-    let count = |key: &str, v: Option<i64>, default: usize, max: i64| -> Result<usize, ConfigError> {
-        match v {
-            None => Ok(default),
-            Some(n) if (1..=max).contains(&n) => Ok(n as usize),
-            Some(n) => Err(err(key, format!("{n} is out of range 1..={max}"))),
-        }
-    };
-    let client_lease = match &p.client_lease {
-        None => None,
-        Some(_) => Some(duration_in("proxy.client_lease", &p.client_lease, day, Duration::from_secs(10), 365 * day)?),
-    };
-    Ok(cdra_core::ProxyConfig {
-        safe_network: p.safe_network.unwrap_or(d.safe_network),
-        max_age: duration_in("proxy.max_age", &p.max_age, d.max_age, Duration::from_secs(60), 365 * day)?,
-        offer_choice,
-        offer_window: duration_in(
-            "proxy.offer_window",
-            &p.offer_window,
-            d.offer_window,
-            Duration::from_millis(10),
-            Duration::from_secs(10),
-        )?,
-        probe_timeout: duration_in(
-            "proxy.probe_timeout",
-            &p.probe_timeout,
-            d.probe_timeout,
-            Duration::from_millis(10),
-            Duration::from_secs(10),
-        )?,
-        max_clients: count("proxy.max_clients", p.max_clients, d.max_clients, 100_000_000)?,
-        max_pending_probes: count("proxy.max_pending_probes", p.max_pending_probes, d.max_pending_probes, 1_000_000)?,
-        max_tracked_requests: count(
-            "proxy.max_tracked_requests",
-            p.max_tracked_requests,
-            d.max_tracked_requests,
-            10_000_000,
-        )?,
-        max_held_replies: count("proxy.max_held_replies", p.max_held_replies, d.max_held_replies, 1_000_000)?,
-        max_offer_windows: count("proxy.max_offer_windows", p.max_offer_windows, d.max_offer_windows, 1_000_000)?,
-        min_lease_left: d.min_lease_left,
-        client_lease,
-        renew_reply_delay: match &p.renew_reply_delay {
-            Some(t) if parse_duration("proxy.renew_reply_delay", t)?.is_zero() => Duration::ZERO,
-            _ => duration_in(
-                "proxy.renew_reply_delay",
-                &p.renew_reply_delay,
-                d.renew_reply_delay,
-                Duration::from_millis(1),
-                Duration::from_millis(500),
-            )?,
-        },
-        seed: d.seed,
-    })
+    Ok(Some(StoreSettings { config, retry_interval: f.retry_interval, retry_max_interval: f.retry_max_interval }))
 }
 
 #[cfg(test)]
@@ -533,7 +716,7 @@ mod tests {
         let defaults = parse(&MINIMAL.replace("\"relay\"", "\"proxy\"")).expect("valid");
         assert!(!defaults.proxy.safe_network);
         // Persistence is on by default in proxy mode, off in relay mode.
-        let store = defaults.store.expect("store on by default in proxy mode");
+        let store = defaults.store.expect("store on by default in proxy mode").config;
         assert_eq!(store.path, Path::new(DEFAULT_STORE_PATH));
         assert_eq!(store.mode, cdra_store::WriteMode::GroupCommit);
         assert!(parse(MINIMAL).expect("valid").store.is_none());
@@ -546,7 +729,7 @@ mod tests {
         ))
         .expect("valid");
         assert_eq!(
-            dump.store.expect("on").mode,
+            dump.store.expect("on").config.mode,
             cdra_store::WriteMode::PeriodicDump { interval: Duration::from_secs(70) }
         );
         assert_eq!(defaults.proxy.max_age, Duration::from_secs(9 * 86_400));
@@ -598,6 +781,129 @@ server_id_override = true
     }
 
     #[test]
+    fn typed_values_name_their_key() {
+        let proxy = MINIMAL.replace("\"relay\"", "\"proxy\"");
+        let cases = [
+            (
+                "servers = [\"10.0.0.1\"]\n[[downstream]]\ninterface = \"eth1\"\naddress = \"10.1.1\"\n".into(),
+                "downstream[0].address: \"10.1.1\" is not an IPv4 address (line 4)",
+            ),
+            (
+                "servers = [\"10.0.0.1\"]\n[[downstream]]\ninterface = \"a-very-long-name0\"\n".into(),
+                "downstream[0].interface: \"a-very-long-name0\" is not an interface name",
+            ),
+            (
+                "servers = [\"10.0.0.1\", \"0.0.0.0\"]\n[[downstream]]\ninterface = \"eth1\"\n".into(),
+                "servers[1]: 0.0.0.0 cannot be a DHCP server address",
+            ),
+            (
+                "servers = [\"10.0.0.1\", \"10.0.0.1\"]\n[[downstream]]\ninterface = \"eth1\"\n".into(),
+                "servers[1]: 10.0.0.1 is listed twice",
+            ),
+            ("servers = [10]\n[[downstream]]\ninterface = \"eth1\"\n".into(), "servers[0]: invalid type: integer"),
+            (
+                format!("{MINIMAL}[[upstream]]\ninterface = \"eth0\"\n[[upstream]]\ninterface = \"eth0\"\n"),
+                "upstream[1].interface: eth0 is listed twice",
+            ),
+            (format!("{MINIMAL}[relay]\nmax_hops = \"4\"\n"), "relay.max_hops: invalid type: string \"4\""),
+            (
+                format!("{MINIMAL}[relay]\nmax_packet_size = 575\n"),
+                "relay.max_packet_size: 575 is out of range 576..=4096",
+            ),
+            (
+                format!("{MINIMAL}[relay]\nserver_timeout = \"2h\"\n"),
+                "relay.server_timeout: \"2h\" is out of range 1s..=1h",
+            ),
+            (format!("{MINIMAL}[relay]\nreceive_batches = 0\n"), "relay.receive_batches: 0 is out of range 1..=1024"),
+            (format!("{MINIMAL}[relay.option82]\ninsert = \"yes\"\n"), "relay.option82.insert: invalid type: string"),
+            (
+                format!("{MINIMAL}[relay.option82]\nremote_id = \"\"\n"),
+                "relay.option82.remote_id: must be 1 to 255 bytes",
+            ),
+            (
+                format!("{proxy}[proxy]\nclient_lease = \"5s\"\n"),
+                "proxy.client_lease: \"5s\" is out of range 10s..=365d",
+            ),
+            (
+                format!("{proxy}[proxy]\nrenew_reply_delay = \"1s\"\n"),
+                "proxy.renew_reply_delay: \"1s\" is out of range 1ms..=500ms",
+            ),
+            (format!("{proxy}[proxy]\nmax_clients = -1\n"), "proxy.max_clients: -1 is out of range 1..=100000000"),
+            (format!("{proxy}[proxy]\nmax_age = \"30s\"\n"), "proxy.max_age: \"30s\" is out of range 1m..=365d"),
+            (
+                format!("{proxy}[store]\ndump_interval = \"2d\"\n"),
+                "store.dump_interval: \"2d\" is out of range 1s..=1d",
+            ),
+            (format!("{proxy}[store]\nenabled = 1\n"), "store.enabled: invalid type: integer"),
+            (
+                format!("{proxy}[store]\nretry_interval = \"10ms\"\n"),
+                "store.retry_interval: \"10ms\" is out of range 100ms..=1h",
+            ),
+            (
+                format!("{proxy}[store]\nretry_interval = \"10m\"\nretry_max_interval = \"1m\"\n"),
+                "store.retry_interval: 10m is longer than store.retry_max_interval (1m)",
+            ),
+        ];
+        for (text, expected) in cases {
+            let e = error_of(&text);
+            assert!(e.contains(expected), "{e:?} should contain {expected:?}");
+            assert!(!e.contains('\n'), "{e:?} must be one line");
+        }
+    }
+
+    #[test]
+    fn every_documented_spelling_is_accepted() {
+        let proxy = MINIMAL.replace("\"relay\"", "\"proxy\"");
+        for (name, want) in [("all", ServerSelection::All), ("failover", ServerSelection::Failover)] {
+            let s = parse(&format!("{MINIMAL}[relay]\nserver_selection = \"{name}\"\n")).expect(name);
+            assert_eq!(s.server_selection, want);
+        }
+        for (name, want) in
+            [("forward", Option82Policy::Forward), ("replace", Option82Policy::Replace), ("drop", Option82Policy::Drop)]
+        {
+            let s = parse(&format!("{MINIMAL}[relay.option82]\npolicy = \"{name}\"\n")).expect(name);
+            assert_eq!(s.option82.policy, want);
+        }
+        for (name, want) in [
+            ("first", OfferChoice::First),
+            ("longest_lease", OfferChoice::LongestLease),
+            ("spread", OfferChoice::Spread),
+        ] {
+            let s = parse(&format!("{proxy}[proxy]\noffer_choice = \"{name}\"\n")).expect(name);
+            assert_eq!(s.proxy.offer_choice, want);
+        }
+        for (name, periodic) in [("group_commit", false), ("dump", true)] {
+            let s = parse(&format!("{proxy}[store]\nmode = \"{name}\"\n")).expect(name);
+            let mode = s.store.expect("on in proxy mode").config.mode;
+            assert_eq!(matches!(mode, cdra_store::WriteMode::PeriodicDump { .. }), periodic, "{name}");
+        }
+        let s = parse(&format!("{proxy}[proxy]\nrenew_reply_delay = \"0s\"\nclient_lease = \"10s\"\n")).expect("valid");
+        assert_eq!(s.proxy.renew_reply_delay, Duration::ZERO);
+        assert_eq!(s.proxy.client_lease, Some(Duration::from_secs(10)));
+        let s = parse(&format!("{proxy}[store]\npath = \"\"\n[control]\nsocket = \"\"\n[metrics]\nlisten = \"\"\n"))
+            .expect("\"\" turns them off");
+        assert!(s.store.is_none() && s.control_socket.is_none() && s.metrics_listen.is_none());
+    }
+
+    #[test]
+    fn defaults_are_the_engines() {
+        let s = parse(&MINIMAL.replace("\"relay\"", "\"proxy\"")).expect("valid");
+        let engine = EngineConfig::relay(Vec::new(), Vec::new(), Vec::new());
+        assert_eq!(s.proxy, ProxyConfig::default());
+        assert_eq!(s.option82, Option82Config::default());
+        assert_eq!(
+            (s.max_hops, s.server_selection, s.max_packet_size, s.server_timeout),
+            (engine.max_hops, engine.server_selection, engine.max_packet_size, engine.server_timeout)
+        );
+        let store = s.store.expect("on in proxy mode");
+        assert_eq!(store.config, cdra_store::StoreConfig::new(DEFAULT_STORE_PATH));
+        assert_eq!(
+            (store.retry_interval, store.retry_max_interval),
+            (Duration::from_secs(1), Duration::from_secs(5 * 60))
+        );
+    }
+
+    #[test]
     fn errors_name_the_key_in_one_line() {
         let cases = [
             (format!("{MINIMAL}bogus = 1\n"), "unknown field `bogus`"),
@@ -615,7 +921,7 @@ server_id_override = true
             ("servers = [\"10.0.0.1\"]\n".into(), "downstream: at least one"),
             (
                 "mode = \"cache\"\nservers = [\"10.0.0.1\"]\n[[downstream]]\ninterface = \"eth1\"\n".into(),
-                "mode: \"cache\"",
+                "mode: unknown variant `cache`, expected `relay` or `proxy`",
             ),
             (
                 format!("{MINIMAL}[[downstream]]\ninterface = \"eth1\"\n"),

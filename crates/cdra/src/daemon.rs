@@ -3,8 +3,13 @@
 //! Start-up resolves interface names to indexes and addresses (one clear error line per
 //! problem), opens the UDP :67 socket (IP_PKTINFO tells each datagram's ingress interface
 //! and destination) and an AF_PACKET socket for replies to clients without an address.
-//! Then: wait for readability or a signal, receive a batch (`recvmmsg`), feed each
-//! datagram to the engine, send what it produced, repeat.
+//! Then, on every wake-up: signals, due timers, probe answers, the metrics and control
+//! sockets, at most `relay.receive_batches` batches from UDP :67 (`recvmmsg`, each
+//! datagram fed to the engine and what it produced sent), then the store. Every source
+//! gets a bounded turn per wake-up ([`after_batch`] decides when reading stops; probe
+//! sockets are read at most 256 answers each), so sustained load on :67 cannot keep
+//! timers, probe answers, the store or SIGTERM waiting: the next `poll` returns at once
+//! while datagrams are pending, and they are read on the next turn.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
@@ -37,6 +42,31 @@ const RECV_BUFFER: usize = 4096;
 const OUTBOX_SLOTS: usize = RECV_BATCH * 4;
 /// ICMP echo identifier of our probes.
 const PROBE_IDENT: u16 = 0xcd7a;
+
+/// What the loop does after one `recvmmsg`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterBatch {
+    /// The batch was full and the budget allows another: read again.
+    ReadMore,
+    /// A short batch: the socket is empty for now.
+    Drained,
+    /// The budget is spent and the last batch was full (more may be waiting): serve
+    /// everything else first (counted, `cdra_receive_yields_total`).
+    Yield,
+}
+
+/// Issue 9, defect 9: reading on while every batch comes back full starves timers, probe
+/// answers, the store and signals. After the `batches_read`-th batch of this wake-up
+/// (`received` datagrams of `capacity`), read again only within `budget` batches.
+fn after_batch(batches_read: usize, received: usize, capacity: usize, budget: usize) -> AfterBatch {
+    if received < capacity {
+        AfterBatch::Drained
+    } else if batches_read >= budget {
+        AfterBatch::Yield
+    } else {
+        AfterBatch::ReadMore
+    }
+}
 
 /// Milliseconds on a clock anchored to the wall clock at start and advanced monotonically.
 struct Clock {
@@ -265,10 +295,11 @@ pub fn run(settings: Settings) -> Result<()> {
     let mut batch = RecvBatch::new(RECV_BATCH, RECV_BUFFER);
     let clock = Clock::new();
     let mut persistence = match (&settings.store, engine.config().mode) {
-        (Some(store), cdra_core::Mode::Proxy) => Some(Persistence::open_and_restore(store, &mut engine, clock.now())?),
+        (Some(store), cdra_core::Mode::Proxy) => Some(Persistence::start(store, &mut engine, clock.now())),
         _ => None,
     };
     let mut truncated = 0u64;
+    let mut receive_yields = 0u64;
     {
         let c = engine.config();
         let ds: Vec<String> =
@@ -328,24 +359,30 @@ pub fn run(settings: Settings) -> Result<()> {
         }
         if let (Some(i), Some(m)) = (metrics_at, &metrics) {
             if ready.get(i) == Some(&true) {
-                m.serve(&engine, now, IoCounters { send_errors: io.send_errors, oversized: truncated });
+                let persistence = persistence.as_ref().map(Persistence::status);
+                let io = IoCounters { send_errors: io.send_errors, oversized: truncated, receive_yields, persistence };
+                m.serve(&engine, now, io);
             }
         }
         if let (Some(i), Some(c)) = (control_at, &control) {
             if ready.get(i) == Some(&true) {
-                let extra = format!("send_errors={} oversized_datagrams={}", io.send_errors, truncated);
+                let mut extra = format!(
+                    "send_errors={} oversized_datagrams={} receive_yields={receive_yields}",
+                    io.send_errors, truncated
+                );
+                if let Some(p) = persistence.as_ref().map(Persistence::status) {
+                    extra +=
+                        &format!(" persistence_up={} persistence_open_failures={}", u8::from(p.up), p.open_failures);
+                }
                 c.serve(&mut engine, now, &extra);
             }
         }
-        loop {
+        for batches_read in 1.. {
             let n = match io.udp.recv_batch(&mut batch) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
                 Err(e) => return Err(anyhow!("receiving on UDP port 67: {e}")),
             };
-            if n == 0 {
-                break;
-            }
             let now = clock.now();
             for i in 0..n {
                 let Some(rx) = batch.try_get(i) else { continue };
@@ -365,12 +402,17 @@ pub fn run(settings: Settings) -> Result<()> {
             }
             io.send_all(&outbox);
             outbox.clear();
-            if n < batch.capacity() {
-                break;
+            match after_batch(batches_read, n, batch.capacity(), settings.receive_batches) {
+                AfterBatch::ReadMore => {}
+                AfterBatch::Drained => break,
+                AfterBatch::Yield => {
+                    receive_yields += 1;
+                    break;
+                }
             }
         }
         if let Some(p) = persistence.as_mut() {
-            p.flush_changes(&mut engine);
+            p.flush_changes(&mut engine, clock.now());
         }
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
@@ -380,4 +422,42 @@ pub fn run(settings: Settings) -> Result<()> {
     }
     report::log_counters(&engine, io.send_errors, truncated);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reading_stops_when_the_socket_is_empty_or_the_budget_is_spent() {
+        use AfterBatch::*;
+        for (batches_read, received, want) in [
+            (1, 0, Drained),
+            (1, 31, Drained),
+            (1, 32, ReadMore),
+            (3, 32, ReadMore),
+            (4, 32, Yield),
+            (4, 5, Drained),
+            (9, 32, Yield),
+        ] {
+            assert_eq!(after_batch(batches_read, received, 32, 4), want, "batch {batches_read}, {received} datagrams");
+        }
+        // Budget 1: one batch per wake-up.
+        assert_eq!(after_batch(1, 32, 32, 1), Yield);
+    }
+
+    #[test]
+    fn sustained_load_still_leaves_turns_for_the_rest_of_the_loop() {
+        // Every batch full, for ever: each wake-up reads exactly the budget, then yields.
+        for budget in [1, 4, 16] {
+            let mut read = 0;
+            for batches_read in 1.. {
+                read += 1;
+                if after_batch(batches_read, 32, 32, budget) != AfterBatch::ReadMore {
+                    break;
+                }
+            }
+            assert_eq!(read, budget);
+        }
+    }
 }

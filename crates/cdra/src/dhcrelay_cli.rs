@@ -2,14 +2,14 @@
 //! `cdra relay [-4] [-d] [-q] [-a] [-D] [-c COUNT] [-A LENGTH] [-m append|replace|forward|discard]
 //! [-pf FILE] [--no-pid] [-i IF]... [-id IF]... [-iu IF]... SERVER...`
 //!
-//! The words map onto the same [`Settings`] the TOML file produces. `-i IF` (an interface
-//! that is both) becomes a downstream and an upstream interface, as in dhcrelay.
+//! The words fill in the same sections the TOML file is read into, starting from the same
+//! defaults, and go through the same validation, so both produce the same [`Settings`].
+//! `-i IF` (an interface that is both) becomes a downstream and an upstream interface, as
+//! in dhcrelay.
 
-use std::net::Ipv4Addr;
+use cdra_core::Option82Policy;
 
-use cdra_core::{Mode, Option82Config, Option82Policy, ServerSelection};
-
-use crate::config::{ConfigError, DownstreamSettings, Settings};
+use crate::config::{self, ConfigError, FileConfig, FileDownstream, FileUpstream, InterfaceName, ServerAddr, Settings};
 
 /// What the command line asked for, beyond the settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,15 +28,25 @@ fn err(key: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError { key: key.to_string(), problem: problem.into() }
 }
 
-/// Parse dhcrelay-style words (without the program name and `relay`).
+/// Remove every repeat, keeping the first of each in its place.
+fn dedup_keep_first<T: Clone + Eq + std::hash::Hash>(items: &mut Vec<T>) {
+    let mut seen = std::collections::HashSet::new();
+    items.retain(|n| seen.insert(n.clone()));
+}
+
+/// An interface name given after `flag`.
+fn interface(flag: &str, name: String) -> Result<InterfaceName, ConfigError> {
+    InterfaceName::try_from(name).map_err(|problem| err(flag, problem))
+}
+
+/// Parse dhcrelay-style words (without the program name and `relay`). Everything the
+/// words do not set keeps the configuration file's default ([`FileConfig::default`]), and
+/// the result goes through the same [`config::validate`].
 pub fn parse(args: &[String]) -> Result<DhcrelayCommand, ConfigError> {
-    let mut downstream: Vec<String> = Vec::new();
-    let mut upstream: Vec<String> = Vec::new();
-    let mut servers = Vec::new();
-    let mut insert = false;
-    let mut policy = Option82Policy::Forward;
-    let mut max_hops = cdra_core::config::DEFAULT_MAX_HOPS;
-    let mut max_packet_size = cdra_core::config::DEFAULT_MAX_PACKET_SIZE;
+    let mut file = FileConfig::default();
+    let mut downstream: Vec<InterfaceName> = Vec::new();
+    let mut upstream: Vec<InterfaceName> = Vec::new();
+    let mut servers: Vec<ServerAddr> = Vec::new();
     let mut quiet = false;
     let mut pid_file = None;
     let mut notes = Vec::new();
@@ -49,7 +59,7 @@ pub fn parse(args: &[String]) -> Result<DhcrelayCommand, ConfigError> {
             "-4" | "-d" => {}
             "-6" => return Err(err("-6", "DHCPv6 relaying is not supported by cdra")),
             "-q" => quiet = true,
-            "-a" => insert = true,
+            "-a" => file.relay.option82.insert = true,
             "-D" => {
                 notes.push("-D: accepted; cdra delivers replies by giaddr and strips option 82 from every reply".into())
             }
@@ -57,21 +67,30 @@ pub fn parse(args: &[String]) -> Result<DhcrelayCommand, ConfigError> {
             "-pf" => pid_file = Some(value("-pf", &mut words)?),
             "-c" => {
                 let v = value("-c", &mut words)?;
-                max_hops = match v.parse::<u8>() {
+                file.relay.max_hops = match v.parse::<u8>() {
                     Ok(h) if (1..=cdra_core::config::HARD_MAX_HOPS).contains(&h) => h,
                     _ => return Err(err("-c", format!("{v:?} is not a hop count in 1..=16"))),
                 };
             }
             "-A" => {
                 let v = value("-A", &mut words)?;
-                max_packet_size = match v.parse::<usize>() {
-                    Ok(n) if (576..=4096).contains(&n) => n,
-                    _ => return Err(err("-A", format!("{v:?} is not a length in 576..=4096"))),
+                file.relay.max_packet_size = match v.parse::<usize>() {
+                    Ok(n) if (config::MIN_PACKET_SIZE..=config::MAX_PACKET_SIZE).contains(&n) => n,
+                    _ => {
+                        return Err(err(
+                            "-A",
+                            format!(
+                                "{v:?} is not a length in {}..={}",
+                                config::MIN_PACKET_SIZE,
+                                config::MAX_PACKET_SIZE
+                            ),
+                        ))
+                    }
                 };
             }
             "-m" => {
                 let v = value("-m", &mut words)?;
-                policy = match v.as_str() {
+                file.relay.option82.policy = match v.as_str() {
                     "forward" => Option82Policy::Forward,
                     "replace" => Option82Policy::Replace,
                     "discard" => Option82Policy::Drop,
@@ -88,21 +107,17 @@ pub fn parse(args: &[String]) -> Result<DhcrelayCommand, ConfigError> {
                 };
             }
             "-i" => {
-                let v = value("-i", &mut words)?;
+                let v = interface("-i", value("-i", &mut words)?)?;
                 downstream.push(v.clone());
                 upstream.push(v);
             }
-            "-id" => downstream.push(value("-id", &mut words)?),
-            "-iu" => upstream.push(value("-iu", &mut words)?),
+            "-id" => downstream.push(interface("-id", value("-id", &mut words)?)?),
+            "-iu" => upstream.push(interface("-iu", value("-iu", &mut words)?)?),
             "-p" | "-l" | "-u" | "-s" | "-I" | "-rp" | "-U" | "-g" => {
                 return Err(err(w, "is not supported by cdra; use a configuration file (cdra run --config FILE)"));
             }
             other if other.starts_with('-') => return Err(err(other, "unknown option")),
-            server => {
-                let addr: Ipv4Addr =
-                    server.parse().map_err(|_| err("SERVER", format!("{server:?} is not an IPv4 address")))?;
-                servers.push(addr);
-            }
+            server => servers.push(ServerAddr::try_from(server.to_string()).map_err(|problem| err("SERVER", problem))?),
         }
     }
     if servers.is_empty() {
@@ -111,31 +126,30 @@ pub fn parse(args: &[String]) -> Result<DhcrelayCommand, ConfigError> {
     if downstream.is_empty() {
         return Err(err("-id", "at least one downstream interface (-id IF or -i IF) is required"));
     }
-    downstream.dedup();
-    upstream.dedup();
-    let settings = Settings {
-        mode: Mode::Relay,
-        servers,
-        downstream: downstream
-            .into_iter()
-            .map(|interface| DownstreamSettings { interface, address: None, circuit_id: None, trusted: false })
-            .collect(),
-        upstream,
-        max_hops,
-        server_selection: ServerSelection::All,
-        max_packet_size,
-        server_timeout: std::time::Duration::from_secs(10),
-        option82: Option82Config { insert, remote_id: None, policy, link_selection: false, server_id_override: false },
-        proxy: cdra_core::ProxyConfig::default(),
-        control_socket: None,
-        metrics_listen: None,
-        store: None,
-    };
+    // A server or interface named twice (say `-i rd0` and `-id rd0`, anywhere on the line)
+    // is one server or interface.
+    dedup_keep_first(&mut servers);
+    dedup_keep_first(&mut downstream);
+    dedup_keep_first(&mut upstream);
+    file.servers = servers;
+    file.downstream = downstream.into_iter().map(FileDownstream::named).collect();
+    file.upstream = upstream.into_iter().map(|interface| FileUpstream { interface }).collect();
+    let settings = config::validate(file).map_err(|e| {
+        // Name the words of this command line, not the keys of the file.
+        let key = ["servers", "downstream", "upstream"]
+            .iter()
+            .zip(["SERVER", "-id", "-iu"])
+            .find(|(file_key, _)| e.key.starts_with(*file_key))
+            .map_or(e.key.as_str(), |(_, word)| word);
+        err(key, e.problem)
+    })?;
     Ok(DhcrelayCommand { settings, quiet, pid_file, notes })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
 
     fn words(s: &str) -> Vec<String> {
@@ -155,6 +169,25 @@ mod tests {
     }
 
     #[test]
+    fn repeated_interfaces_are_taken_once_in_first_seen_order() {
+        // Not adjacent: `-i` makes rd0 both, and rd1 comes back after rd0.
+        let c = parse(&words("-id rd1 -i rd0 -id rd1 -iu ru0 -id rd0 -iu ru0 -iu rd0 10.0.0.1")).expect("valid");
+        let names: Vec<&str> = c.settings.downstream.iter().map(|d| d.interface.as_str()).collect();
+        assert_eq!(names, ["rd1", "rd0"]);
+        assert_eq!(c.settings.upstream, ["rd0", "ru0"]);
+    }
+
+    #[test]
+    fn defaults_are_the_files() {
+        let line = parse(&words("-id rd0 -iu ru0 10.0.0.1")).expect("valid").settings;
+        let file = config::parse(
+            "servers = [\"10.0.0.1\"]\n[[downstream]]\ninterface = \"rd0\"\n[[upstream]]\ninterface = \"ru0\"\n",
+        )
+        .expect("valid");
+        assert_eq!(line, file);
+    }
+
+    #[test]
     fn bad_lines_are_one_line_errors() {
         for (line, want) in [
             ("-id rd0", "SERVER"),
@@ -164,6 +197,9 @@ mod tests {
             ("-id rd0 -x 10.0.0.1", "-x: unknown option"),
             ("-id rd0 10.0.0.300", "SERVER"),
             ("-id", "-id: needs a value"),
+            ("-id rd0 0.0.0.0", "SERVER: 0.0.0.0 cannot be a DHCP server address"),
+            ("-id a-very-long-name0 10.0.0.1", "-id: \"a-very-long-name0\" is not an interface name"),
+            ("-id rd0 -A 100 10.0.0.1", "-A: \"100\" is not a length in 576..=4096"),
         ] {
             let e = parse(&words(line)).expect_err(line).to_string();
             assert!(e.contains(want), "{line}: {e}");

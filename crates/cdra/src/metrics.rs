@@ -28,6 +28,10 @@ pub struct IoCounters {
     pub send_errors: u64,
     /// Datagrams larger than the receive buffer.
     pub oversized: u64,
+    /// Wake-ups that stopped reading UDP :67 with its last batch full, to serve the rest.
+    pub receive_yields: u64,
+    /// The client table store, when one is configured.
+    pub persistence: Option<crate::persistence::PersistenceStatus>,
 }
 
 impl MetricsServer {
@@ -162,6 +166,29 @@ pub fn render(engine: &Engine, now: Timestamp, io: IoCounters) -> String {
     let _ = writeln!(out, "cdra_send_errors_total {}", io.send_errors);
     family(&mut out, "cdra_oversized_datagrams_total", "counter", "Datagrams larger than the receive buffer.");
     let _ = writeln!(out, "cdra_oversized_datagrams_total {}", io.oversized);
+    family(
+        &mut out,
+        "cdra_receive_yields_total",
+        "counter",
+        "Wake-ups that stopped reading with datagrams possibly pending, to serve timers, probes, control, store and signals.",
+    );
+    let _ = writeln!(out, "cdra_receive_yields_total {}", io.receive_yields);
+    if let Some(p) = io.persistence {
+        family(
+            &mut out,
+            "cdra_persistence_up",
+            "gauge",
+            "1 while the client table store is open, 0 while cdra runs without it (and retries opening it).",
+        );
+        let _ = writeln!(out, "cdra_persistence_up {}", u8::from(p.up));
+        family(
+            &mut out,
+            "cdra_persistence_open_failures_total",
+            "counter",
+            "Failed attempts to open the client table store.",
+        );
+        let _ = writeln!(out, "cdra_persistence_open_failures_total {}", p.open_failures);
+    }
     if engine.config().mode.caches() {
         family(&mut out, "cdra_clients", "gauge", "Records in the client table.");
         let _ = writeln!(out, "cdra_clients {}", engine.table().len());
