@@ -59,6 +59,9 @@ pub struct ClientConfig {
     pub requesting_retries: u32,
     /// INIT-REBOOT retransmissions before giving up on the old address.
     pub reboot_retries: u32,
+    /// A lease shorter than this is taken as this long, renewed at half (busybox udhcpc
+    /// raises any lease under 30 s to 30 s). 0: leases as granted.
+    pub min_lease_secs: u32,
 }
 
 impl ClientConfig {
@@ -80,6 +83,7 @@ impl ClientConfig {
             reuse_lease_on_reboot_timeout: false,
             requesting_retries: 4,
             reboot_retries: 2,
+            min_lease_secs: 0,
         }
     }
 }
@@ -885,9 +889,12 @@ impl ModelClient {
                     self.stats.ignored += 1;
                     return;
                 }
-                // RFC 2132 9.11/9.12 defaults: T1 = 0.5, T2 = 0.875 of the lease.
-                let t1 = m.renewal_time().unwrap_or(secs / 2);
-                let t2 = m.rebinding_time().unwrap_or((u64::from(secs) * 7 / 8) as u32);
+                // RFC 2132 9.11/9.12 defaults: T1 = 0.5, T2 = 0.875 of the lease. A client
+                // that raises short leases (udhcpc) uses the defaults of the raised one.
+                let raised = secs < self.cfg.min_lease_secs;
+                let secs = secs.max(self.cfg.min_lease_secs);
+                let t1 = m.renewal_time().filter(|_| !raised).unwrap_or(secs / 2);
+                let t2 = m.rebinding_time().filter(|_| !raised).unwrap_or((u64::from(secs) * 7 / 8) as u32);
                 let t2 = t2.min(secs);
                 let t1 = t1.min(t2);
                 let sid = m.server_identifier().or(self.lease.map(|l| l.server_id)).unwrap_or(Ipv4Addr::UNSPECIFIED);

@@ -142,3 +142,40 @@ fn server_lease_caching_through_the_proxy() {
         }
     }
 }
+
+/// Issue 9, defect 1: with `client_lease = "10s"`, busybox udhcpc raises the lease to 30 s
+/// and renews at 15 s, after the short lease lapsed (10 s + grace). The lapse probe is
+/// answered by the client's own MAC: the record stays and every renewal is answered from
+/// the table; the server sees none of them (its 1-day lease is far from T1). (With
+/// `safe_network` there is no probe, and a lapse releases: a2_lapse_in_safe_network_mode.)
+#[test]
+fn a_client_that_renews_after_its_short_lease_lapsed_is_still_answered_locally() {
+    let mut c = SimConfig::small(404, Mode::Proxy);
+    c.proxy.client_lease = Some(Duration::from_secs(10));
+    c.servers[0].lease_secs = 86_400;
+    c.panic_on_violation = false;
+    let mut sim = Sim::new(c);
+    let mut cfg = cdra_sim::client::ClientConfig::numbered(0, 0, cdra_sim::IdStyle::MacId);
+    cfg.min_lease_secs = 30;
+    let a = sim.add_client(cfg);
+    assert_eq!(boot(&mut sim, a), Some(addr(0, 100)));
+    let server_requests = |sim: &Sim| -> u64 {
+        [RequestClass::Selecting, RequestClass::InitReboot, RequestClass::CiaddrDirect, RequestClass::CiaddrRelayed]
+            .into_iter()
+            .map(|k| sim.server(0).stats.requests_of(k))
+            .sum()
+    };
+    let before = server_requests(&sim);
+    sim.run_for(mins(10));
+    if let Some(v) = sim.violations().first() {
+        fail(&sim, &v.to_string());
+    }
+    let renewals = sim.client(a).stats.sent_of(TxClass::Renew);
+    assert!(renewals >= 30, "udhcpc renews every 15 s: {renewals}");
+    assert_eq!(server_requests(&sim), before, "no renewal reaches the server");
+    assert_eq!(sim.held(a), Some(addr(0, 100)));
+    assert!(sim.engine_record(a).is_some(), "the record is kept");
+    let proxy = &sim.engine().counters().proxy;
+    assert_eq!(proxy[cdra_core::counters::ProxyEvent::ProbeFoundInUse], 0);
+    assert_eq!(sim.server(0).stats.releases_applied, 0);
+}
