@@ -95,6 +95,42 @@ pub(crate) struct Admitted {
     pub has_option82: bool,
 }
 
+/// Write `msg` into `buf` with our option 82 (RFC 3046 2.1, last in the options field),
+/// replacing the client's when it had one; the length, or `None` when it does not fit.
+fn with_option82<T: AsRef<[u8]>>(
+    o82: &crate::config::Option82Config,
+    iface: &Downstream,
+    msg: &Message<T>,
+    has_option82: bool,
+    buf: &mut [u8],
+) -> Option<usize> {
+    let link = subnet_address(iface).octets();
+    let sid = iface.address.addr.octets();
+    let mut subs = [SubOption { code: 0, data: &[] }; 4];
+    let mut n = 0;
+    let mut add = |code: u8, data| {
+        if let Some(slot) = subs.get_mut(n) {
+            *slot = SubOption { code, data };
+            n += 1;
+        }
+    };
+    add(SubOptionCode::CIRCUIT_ID, &iface.circuit_id[..]);
+    if let Some(rid) = o82.remote_id.as_deref() {
+        add(SubOptionCode::REMOTE_ID, rid);
+    }
+    // RFC 3527: the link the client is on, for a server that cannot use giaddr.
+    if o82.link_selection {
+        add(SubOptionCode::LINK_SELECTION, &link[..]);
+    }
+    // RFC 5107: the server puts this address in option 54, so clients send their unicast
+    // renewals to us.
+    if o82.server_id_override {
+        add(SubOptionCode::SERVER_ID_OVERRIDE, &sid[..]);
+    }
+    let remove: &[u8] = if has_option82 { &[OptionCode::RELAY_AGENT_INFO] } else { &[] };
+    rewrite(msg, buf, remove, |w| write_relay_agent_info(w, subs.get(..n).unwrap_or(&[]))).ok()
+}
+
 impl Engine {
     /// A BOOTREQUEST from downstream interface `ds`: check it, set giaddr/hops/option 82,
     /// and send it to the servers.
@@ -195,43 +231,18 @@ impl Engine {
             return self.drop(ds, DropReason::OutboxFull);
         };
         out.destination = Destination::Server { addr: server_addr };
-        let mut len = None;
-        if insert82 {
-            let o82 = &self.config.option82;
-            let link = subnet_address(iface).octets();
-            let sid = iface.address.addr.octets();
-            let mut subs = [SubOption { code: 0, data: &[] }; 4];
-            let mut n = 0;
-            let mut add = |code: u8, data| {
-                if let Some(slot) = subs.get_mut(n) {
-                    *slot = SubOption { code, data };
-                    n += 1;
+        // RFC 3046 2.1: if adding the option would make the message too large, "the relay
+        // agent MUST forward the packet without adding the option" (and count it).
+        let len = match insert82 {
+            true => match with_option82(&self.config.option82, iface, msg, has_option82, out.buffer_mut()) {
+                Some(l) if l <= self.config.max_packet_size => Some(l),
+                _ => {
+                    self.counters.option82_not_added_too_large += 1;
+                    None
                 }
-            };
-            add(SubOptionCode::CIRCUIT_ID, &iface.circuit_id[..]);
-            if let Some(rid) = o82.remote_id.as_deref() {
-                add(SubOptionCode::REMOTE_ID, rid);
-            }
-            // RFC 3527: the link the client is on, for a server that cannot use giaddr.
-            if o82.link_selection {
-                add(SubOptionCode::LINK_SELECTION, &link[..]);
-            }
-            // RFC 5107: the server puts this address in option 54, so clients send their
-            // unicast renewals to us.
-            if o82.server_id_override {
-                add(SubOptionCode::SERVER_ID_OVERRIDE, &sid[..]);
-            }
-            let remove: &[u8] = if has_option82 { &[OptionCode::RELAY_AGENT_INFO] } else { &[] };
-            let written =
-                rewrite(msg, out.buffer_mut(), remove, |w| write_relay_agent_info(w, subs.get(..n).unwrap_or(&[])));
-            match written {
-                Ok(l) if l <= self.config.max_packet_size => len = Some(l),
-                // RFC 3046 2.1: if adding the option would make the message too large,
-                // "the relay agent MUST forward the packet without adding the option" (and
-                // count it).
-                _ => self.counters.option82_not_added_too_large += 1,
-            }
-        }
+            },
+            false => None,
+        };
         let len = match len {
             Some(l) => l,
             None => {
@@ -247,18 +258,12 @@ impl Engine {
             }
         };
         out.set_len(len);
-        match Message::new_checked(out.payload_mut()) {
-            Ok(mut m) => {
-                m.set_giaddr(new_giaddr);
-                m.set_hops(msg.hops().saturating_add(1));
-                if let Some(id) = server_id {
-                    m.patch_option_addr(OptionCode::SERVER_ID, id);
-                }
-            }
-            Err(e) => {
-                outbox.unwind();
-                return self.drop(ds, DropReason::Malformed(e));
-            }
+        // Our own output (a checked request copied or rewritten): not checked again.
+        let mut m = Message::new_unchecked(out.payload_mut());
+        m.set_giaddr(new_giaddr);
+        m.set_hops(msg.hops().saturating_add(1));
+        if let Some(id) = server_id {
+            m.patch_option_addr(OptionCode::SERVER_ID, id);
         }
         let kind = MessageKind::of(msg);
         let sid_for = |addr: Ipv4Addr| server_id.unwrap_or(addr);
@@ -370,7 +375,9 @@ impl Engine {
         }
         if self.config.mode.server_identity() == ServerIdentity::Ours {
             let ours = iface.address.addr;
-            if let Ok(mut m) = Message::new_checked(out.payload_mut()) {
+            // Our own output: not checked again.
+            {
+                let mut m = Message::new_unchecked(out.payload_mut());
                 m.patch_option_addr(OptionCode::SERVER_ID, ours);
                 if m.siaddr() == server.id || m.siaddr() == server.addr {
                     m.set_siaddr(ours);

@@ -25,7 +25,7 @@ use crate::engine::Engine;
 use crate::lease::{default_t1, default_t2, local_lease_secs, INFINITE};
 use crate::outbox::{Destination, Outbox, BROADCAST_MAC};
 use crate::relay::reply_destination;
-use crate::table::{ClientState, Slot};
+use crate::table::{ClientState, ServerBinding, Slot};
 use crate::timers::Timer;
 use crate::verdict::{DropReason, Verdict};
 
@@ -82,42 +82,7 @@ impl Engine {
             }
         }
         let mut m = Message::new_unchecked(out.payload_mut());
-        // RFC 2131 table 3: xid and flags from the client's message; ciaddr 0 in an OFFER,
-        // the client's ciaddr in an ACK; giaddr as in the request (0: we are on its link).
-        // The hardware address is the request's: a client keyed by option 61 may come back
-        // with another MAC, and the answer goes to the MAC that asked.
-        m.set_op(Op::BootReply);
-        m.set_xid(request.xid());
-        m.set_flags(request.flags());
-        m.set_secs(0);
-        m.set_hops(0);
-        m.set_giaddr(Ipv4Addr::UNSPECIFIED);
-        m.set_hardware(request.htype(), request.chaddr());
-        m.set_yiaddr(address);
-        let is_ack = matches!(answer, LocalAnswer::Ack { .. });
-        m.set_ciaddr(if is_ack { request.ciaddr() } else { Ipv4Addr::UNSPECIFIED });
-        if let Some(t) = answer.message_type() {
-            // Paper 4.1, 5.1: to the client we are the server; lease time, T1 and T2 reflect
-            // what we really give. One walk over the options patches them all.
-            let lease_bytes = lease.to_be_bytes();
-            let t1 = default_t1(lease).to_be_bytes();
-            let t2 = default_t2(lease).to_be_bytes();
-            let ours_bytes = ours.octets();
-            let type_byte = [t.to_u8()];
-            let patches: [(u8, &[u8]); 5] = [
-                (OptionCode::MESSAGE_TYPE, &type_byte),
-                (OptionCode::SERVER_ID, &ours_bytes),
-                (OptionCode::LEASE_TIME, &lease_bytes),
-                (OptionCode::RENEWAL_T1, &t1),
-                (OptionCode::REBINDING_T2, &t2),
-            ];
-            // An infinite lease stays infinite: patch only type and server identifier.
-            let n = if lease == INFINITE { 2 } else { patches.len() };
-            m.patch_options(patches.get(..n).unwrap_or(&[]));
-            if server.is_some_and(|b| m.siaddr() == b.id || m.siaddr() == b.addr) {
-                m.set_siaddr(ours);
-            }
-        }
+        patch_answer(&mut m, request, answer, Patch { address, lease, ours, server });
         let (destination, kind) = (reply_destination(&m, iface, ours), MessageKind::of(&m));
         out.destination = destination;
         self.counters.sent(ds, kind);
@@ -147,7 +112,7 @@ impl Engine {
                 self.counters.proxy.add(ProxyEvent::RenewalAnswerNotHeld);
             }
         }
-        if is_ack {
+        if matches!(answer, LocalAnswer::Ack { .. }) {
             self.note_client_lease(now, slot, lease);
             self.renew_upstream_if_due(req, slot, outbox);
         }
@@ -187,5 +152,57 @@ impl Engine {
         self.counters.sent(ds, MessageKind::Dhcp(MessageType::Nak));
         self.counters.proxy.add(ProxyEvent::LocalNak);
         Verdict::AnsweredLocally
+    }
+}
+
+/// What a local answer carries besides the cached reply.
+struct Patch {
+    address: Ipv4Addr,
+    lease: u32,
+    ours: Ipv4Addr,
+    server: Option<ServerBinding>,
+}
+
+/// Patch the cached reply `m` into the answer to `request` (the table in the module docs).
+fn patch_answer<T: AsRef<[u8]> + AsMut<[u8]>, R: AsRef<[u8]>>(
+    m: &mut Message<T>,
+    request: &Message<R>,
+    answer: LocalAnswer,
+    Patch { address, lease, ours, server }: Patch,
+) {
+    // RFC 2131 table 3: xid and flags from the client's message; ciaddr 0 in an OFFER,
+    // the client's ciaddr in an ACK; giaddr as in the request (0: we are on its link).
+    // The hardware address is the request's: a client keyed by option 61 may come back
+    // with another MAC, and the answer goes to the MAC that asked.
+    m.set_op(Op::BootReply);
+    m.set_xid(request.xid());
+    m.set_flags(request.flags());
+    m.set_secs(0);
+    m.set_hops(0);
+    m.set_giaddr(Ipv4Addr::UNSPECIFIED);
+    m.set_hardware(request.htype(), request.chaddr());
+    m.set_yiaddr(address);
+    m.set_ciaddr(if matches!(answer, LocalAnswer::Ack { .. }) { request.ciaddr() } else { Ipv4Addr::UNSPECIFIED });
+    if let Some(t) = answer.message_type() {
+        // Paper 4.1, 5.1: to the client we are the server; lease time, T1 and T2 reflect
+        // what we really give. One walk over the options patches them all.
+        let lease_bytes = lease.to_be_bytes();
+        let t1 = default_t1(lease).to_be_bytes();
+        let t2 = default_t2(lease).to_be_bytes();
+        let ours_bytes = ours.octets();
+        let type_byte = [t.to_u8()];
+        let patches: [(u8, &[u8]); 5] = [
+            (OptionCode::MESSAGE_TYPE, &type_byte),
+            (OptionCode::SERVER_ID, &ours_bytes),
+            (OptionCode::LEASE_TIME, &lease_bytes),
+            (OptionCode::RENEWAL_T1, &t1),
+            (OptionCode::REBINDING_T2, &t2),
+        ];
+        // An infinite lease stays infinite: patch only type and server identifier.
+        let n = if lease == INFINITE { 2 } else { patches.len() };
+        m.patch_options(patches.get(..n).unwrap_or(&[]));
+        if server.is_some_and(|b| m.siaddr() == b.id || m.siaddr() == b.addr) {
+            m.set_siaddr(ours);
+        }
     }
 }
