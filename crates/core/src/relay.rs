@@ -86,6 +86,18 @@ pub(crate) enum Targets {
     One(usize),
 }
 
+/// Where a forwarded request goes, and the server identifier it gets back (paper 5.1).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Upstream {
+    pub(crate) targets: Targets,
+    pub(crate) server_id: Option<Ipv4Addr>,
+}
+
+impl Upstream {
+    /// As the selection policy says, unchanged.
+    pub(crate) const CHOSEN: Upstream = Upstream { targets: Targets::Chosen, server_id: None };
+}
+
 /// What the admission checks found out about a request.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Admitted {
@@ -142,7 +154,7 @@ impl Engine {
         outbox: &mut Outbox,
     ) -> Verdict {
         match self.admit_request(ds, msg) {
-            Ok(admitted) => self.forward_request(now, ds, msg, admitted, Targets::Chosen, None, outbox),
+            Ok(admitted) => self.forward_request(now, ds, msg, admitted, Upstream::CHOSEN, outbox),
             Err(reason) => self.drop(ds, reason),
         }
     }
@@ -185,17 +197,16 @@ impl Engine {
     /// option 54 replaced by `server_id` when given (a proxy puts the real server's
     /// identifier back: paper 5.1, "it must first change the contents of that option to
     /// hold the address of the server which made the offer").
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn forward_request<T: AsRef<[u8]>>(
         &mut self,
         now: Timestamp,
         ds: usize,
         msg: &Message<T>,
         admitted: Admitted,
-        targets: Targets,
-        server_id: Option<Ipv4Addr>,
+        to: Upstream,
         outbox: &mut Outbox,
     ) -> Verdict {
+        let Upstream { targets, server_id } = to;
         let Some(iface) = self.config.downstream.get(ds) else {
             return self.drop(ds, DropReason::UnknownInterface);
         };

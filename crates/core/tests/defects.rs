@@ -128,6 +128,7 @@ fn defect_1_a_lapsed_client_that_answers_the_probe_itself_keeps_its_record_and_r
     assert_eq!(event(&h, ProxyEvent::ReleaseSent), 0);
 }
 
+/// A guard for the fix: another host on the address is still Appendix A.2.
 #[test]
 fn defect_1_another_mac_on_a_lapsed_address_drops_the_record_and_releases_nothing() {
     let mut c = proxy_config();
@@ -145,6 +146,7 @@ fn defect_1_another_mac_on_a_lapsed_address_drops_the_record_and_releases_nothin
     assert!(h.sent().is_empty(), "the probe's own timeout sends nothing later");
 }
 
+/// A guard for the fix: an answer without a MAC is not taken for the client.
 #[test]
 fn defect_1_an_icmp_only_answer_to_a_lapse_probe_counts_as_in_use() {
     let mut c = proxy_config();
@@ -172,8 +174,20 @@ fn defect_2_an_ack_that_could_not_be_delivered_records_no_short_lease_and_patche
     h.client_sends(&a.msg(MessageType::Discover));
     h.server_sends(SERVER, &a.reply(MessageType::Offer, true));
     h.client_sends(&a.selecting(DS_ADDR));
-    // B's DISCOVER is forwarded and fills the one-datagram outbox; A's ACK then arrives.
-    assert!(matches!(h.client_sends(&b.msg(MessageType::Discover)), Verdict::RelayedToServers { .. }));
+    // B's DISCOVER (its own xid, and a lease hint a patch could change) is forwarded and
+    // fills the one-datagram outbox; A's ACK then arrives.
+    let mut discover = b.msg(MessageType::Discover);
+    discover.options.push((51, 7200u32.to_be_bytes().to_vec()));
+    let mut discover = discover.bytes();
+    discover[4..8].copy_from_slice(&0x0bad_cafeu32.to_be_bytes());
+    h.outbox.clear();
+    let ingress = Ingress {
+        ifindex: DS_IF,
+        src: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68),
+        dst: Ipv4Addr::BROADCAST,
+        data: &discover,
+    };
+    assert!(matches!(h.engine.handle_datagram(h.now, ingress, &mut h.outbox), Verdict::RelayedToServers { .. }));
     let queued = h.sent();
     let ack = a.reply(MessageType::Ack, true).bytes();
     let ingress = Ingress { ifindex: US_IF, src: SocketAddrV4::new(SERVER, 67), dst: DS_ADDR, data: &ack };
@@ -183,6 +197,7 @@ fn defect_2_an_ack_that_could_not_be_delivered_records_no_short_lease_and_patche
     assert_eq!(record(&h, &a).and_then(|r| r.client_lease_end), None, "no short lease was sent");
 }
 
+/// A guard for the fix (the delivered ACK is still the one patched).
 #[test]
 fn defect_2_the_short_lease_goes_into_the_ack_delivered() {
     let mut c = proxy_config();
@@ -213,6 +228,7 @@ fn defect_3_every_discard_reason_and_event_has_a_distinct_label() {
     let mut labels: Vec<&str> = ProxyEvent::ALL.iter().map(|e| e.label()).collect();
     labels.extend(DiscardReason::ALL.iter().map(|d| d.label()));
     labels.extend(DropReason::ALL.iter().map(|d| d.label()));
+    assert!(!labels.contains(&"bad_option82"), "a reason nothing produces");
     let n = labels.len();
     labels.sort_unstable();
     labels.dedup();
@@ -221,6 +237,27 @@ fn defect_3_every_discard_reason_and_event_has_a_distinct_label() {
         assert_eq!(e.index(), i);
         assert!(!e.help().is_empty());
     }
+}
+
+#[test]
+fn defect_3_a_release_that_cannot_be_sent_is_counted() {
+    let mut c = proxy_config();
+    c.proxy.client_lease = Some(Duration::from_secs(10));
+    c.proxy.safe_network = true;
+    let mut h = Harness::new(c.clone());
+    let a = Client::new(1);
+    a.bind(&mut h);
+    // A record whose server is unknown (a store written with a server no longer configured).
+    let mut rec = record(&h, &a).expect("record");
+    rec.server = None;
+    let mut fresh = Harness::new(c);
+    fresh.now = h.now;
+    fresh.engine.restore(fresh.now, vec![(rec, "rd0".to_string())]);
+    fresh.run_timers(30);
+    fresh.run_timers(30);
+    assert!(fresh.sent().is_empty());
+    assert_eq!(event(&fresh, ProxyEvent::ReleaseNotSent), 1);
+    assert!(record(&fresh, &a).is_none(), "the lapsed record goes all the same");
 }
 
 // Defect 4: two clients with one xid.
@@ -354,7 +391,19 @@ fn defect_7_a_clock_stepped_back_clamps_the_record_it_meets() {
     assert_eq!(lease_of(&bytes), Some(60));
     assert_eq!(event(&h, ProxyEvent::FutureDatedClamped), 1);
     let r = record(&h, &a).expect("record");
+    assert!(r.lease_start <= h.now && r.last_update <= h.now, "record still dated in the future");
     assert!(r.client_lease_end.is_some_and(|e| e <= h.now.saturating_add(Duration::from_secs(60))));
+}
+
+#[test]
+fn defect_7_after_a_clock_step_back_a_local_lease_is_never_longer_than_the_servers() {
+    let mut h = Harness::new(proxy_config());
+    let a = Client::new(1);
+    a.bind(&mut h);
+    h.now = Timestamp::from_millis(h.now.as_millis() - 86_400_000);
+    assert_eq!(h.client_sends_to(DS_ADDR, &a.renew()), Verdict::AnsweredLocally);
+    let (_, bytes) = h.only_sent();
+    assert!(lease_of(&bytes).is_some_and(|l| l <= 3600), "lease {:?}", lease_of(&bytes));
 }
 
 // Defect 9: smaller ones.

@@ -40,7 +40,7 @@ use cdra_wire::{Message, MessageType};
 
 use crate::engine::{Engine, Ingress};
 use crate::outbox::Outbox;
-use crate::relay::{Admitted, Targets};
+use crate::relay::{Admitted, Upstream};
 use crate::table::{ClientKey, Slot};
 use crate::time::Timestamp;
 use crate::verdict::Verdict;
@@ -103,18 +103,6 @@ impl LocalAnswer {
     }
 }
 
-/// Where a forwarded request goes, and the server identifier it gets back (paper 5.1).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Upstream {
-    pub(crate) targets: Targets,
-    pub(crate) server_id: Option<Ipv4Addr>,
-}
-
-impl Upstream {
-    /// As the selection policy says, unchanged.
-    pub(crate) const CHOSEN: Upstream = Upstream { targets: Targets::Chosen, server_id: None };
-}
-
 /// The message up to and including END (the padding after it is not worth keeping).
 pub(crate) fn trimmed<T: AsRef<[u8]>>(m: &Message<T>) -> Option<&[u8]> {
     let end = m.options_end().map(|e| e + 1).unwrap_or(m.as_bytes().len());
@@ -140,7 +128,7 @@ impl Engine {
             // Paper 3.5: with another relay in front, the server answers that relay, not
             // us: "This makes it impossible for the CDRA to perform any caching for this
             // type of client." Relay it.
-            return self.forward_request(now, ds, msg, admitted, Targets::Chosen, None, outbox);
+            return self.forward_request(now, ds, msg, admitted, Upstream::CHOSEN, outbox);
         }
         let key = ClientKey::of(msg);
         let slot = self.table.find(&key);

@@ -23,12 +23,12 @@ use hashbrown::HashMap;
 
 use cdra_wire::Message;
 
-use super::{ClientRequest, LocalAnswer, Upstream};
+use super::{ClientRequest, LocalAnswer};
 use crate::counters::ProxyEvent;
 use crate::engine::Engine;
 use crate::outbox::{Outbox, ProbeRequest};
 use crate::proxy::requests::Awaiting;
-use crate::relay::{Admitted, Targets};
+use crate::relay::{Admitted, Targets, Upstream};
 use crate::table::{ClientKey, ClientKind, ClientState, Removal, Slot};
 use crate::time::Timestamp;
 use crate::timers::Timer;

@@ -22,7 +22,7 @@ use crate::counters::{MessageKind, ProxyEvent};
 use crate::engine::Engine;
 use crate::lease::{default_t1, default_t2, finite_secs, INFINITE};
 use crate::outbox::{Destination, Emitted, Outbox};
-use crate::relay::Targets;
+use crate::relay::{Targets, Upstream};
 use crate::table::{ParamList, Removal, RequestId, Slot};
 use crate::time::Timestamp;
 use crate::timers::Timer;
@@ -218,6 +218,6 @@ impl Engine {
             r.upstream_renewal = true;
         }
         self.counters.proxy.add(ProxyEvent::UpstreamRenewal);
-        self.forward_request(now, req.ds, request, req.admitted, targets, server_id, outbox);
+        self.forward_request(now, req.ds, request, req.admitted, Upstream { targets, server_id }, outbox);
     }
 }

@@ -8,12 +8,12 @@ use core::net::Ipv4Addr;
 
 use cdra_wire::MessageType;
 
-use super::{ClientRequest, LocalAnswer, Upstream};
+use super::{ClientRequest, LocalAnswer};
 use crate::config::Ipv4Net;
 use crate::counters::ProxyEvent;
 use crate::engine::Engine;
 use crate::outbox::Outbox;
-use crate::relay::Targets;
+use crate::relay::{Targets, Upstream};
 use crate::table::{ClientKind, ClientState, ParamList, Removal, RequestId, ServerBinding, Slot};
 use crate::verdict::{DropReason, Verdict};
 
@@ -72,7 +72,7 @@ impl Engine {
             }
         }
         self.counters.proxy.add(ProxyEvent::Forwarded);
-        self.forward_request(req.now, req.ds, msg, req.admitted, to.targets, to.server_id, outbox)
+        self.forward_request(req.now, req.ds, msg, req.admitted, to, outbox)
     }
 
     /// The server a record's lease is with, as a pool index.
