@@ -105,7 +105,7 @@ fn labelled_family<'a>(
     values: impl Iterator<Item = (&'a str, &'a str, u64)> + Clone,
 ) {
     let mut text = String::from(help);
-    for (value, meaning, _) in values.clone() {
+    for (value, meaning, _) in values.clone().filter(|(_, meaning, _)| !meaning.is_empty()) {
         let _ = write!(text, " {value}: {meaning}");
     }
     family(out, name, "counter", &text);
@@ -135,7 +135,7 @@ pub fn render(engine: &Engine, now: Timestamp, io: IoCounters) -> String {
     }
     family(&mut out, "cdra_dropped_total", "counter", "Datagrams dropped, by interface and reason.");
     for (iface, ic) in names.iter().zip(&c.interfaces) {
-        for reason in DropReason::ALL {
+        for &reason in DropReason::ALL {
             let v = ic.dropped.get(reason.index()).copied().unwrap_or(0);
             if v > 0 {
                 let iface = escape_label(iface);
@@ -143,6 +143,14 @@ pub fn render(engine: &Engine, now: Timestamp, io: IoCounters) -> String {
             }
         }
     }
+    let malformed = cdra_wire::WireError::ALL.iter().zip(&c.malformed);
+    labelled_family(
+        &mut out,
+        "cdra_malformed_total",
+        "Datagrams dropped as malformed, by what the wire check found.",
+        "error",
+        malformed.map(|(e, v)| (e.label(), "", *v)),
+    );
     family(&mut out, "cdra_server_requests_total", "counter", "Requests relayed to each server.");
     for (s, sc) in engine.servers().servers().iter().zip(&c.servers) {
         let _ = writeln!(out, "cdra_server_requests_total{{server=\"{}\"}} {}", s.addr, sc.requests_sent);
@@ -228,4 +236,46 @@ pub fn render(engine: &Engine, now: Timestamp, io: IoCounters) -> String {
         let _ = writeln!(out, "cdra_answered_without_server_total {local}");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use cdra_core::counters::ProxyEvent;
+    use cdra_core::table::Removal;
+    use cdra_core::{DiscardReason, DropReason, Engine, Mode, Timestamp};
+    use cdra_sim::SimConfig;
+
+    use super::{escape_label, render, IoCounters};
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label("eth0"), "eth0");
+        assert_eq!(escape_label(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(escape_label("a\nb"), "a\\nb");
+    }
+
+    #[test]
+    fn every_labelled_counter_is_rendered_and_documented() {
+        let engine = Engine::new(SimConfig::small(1, Mode::Proxy).engine_config());
+        let text = render(&engine, Timestamp::default(), IoCounters::default());
+        let docs = include_str!("../../../docs/metrics.md");
+        let mut expected: Vec<(&str, &str, &str)> = Vec::new();
+        expected.extend(ProxyEvent::ALL.iter().map(|e| ("cdra_proxy_events_total", "event", e.label())));
+        expected.extend(Removal::ALL.iter().map(|r| ("cdra_records_removed_total", "cause", r.label())));
+        expected.extend(DiscardReason::ALL.iter().map(|d| ("cdra_discarded_total", "reason", d.label())));
+        expected.extend(cdra_wire::WireError::ALL.iter().map(|e| ("cdra_malformed_total", "error", e.label())));
+        for (family, label, value) in expected {
+            let series = format!("{family}{{{label}=\"{value}\"}} 0");
+            assert!(text.contains(&series), "{series} not rendered");
+            assert!(docs.contains(&format!("`{value}`")), "{value} not in docs/metrics.md");
+            assert!(docs.contains(family), "{family} not in docs/metrics.md");
+        }
+        for &reason in DropReason::ALL {
+            assert!(docs.contains(&format!("`{}`", reason.label())), "{} not in docs/metrics.md", reason.label());
+        }
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap_or("");
+            assert!(docs.contains(&format!("`{name}`")), "{name} not in docs/metrics.md");
+        }
+    }
 }

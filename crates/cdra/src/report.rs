@@ -29,16 +29,7 @@ pub fn log_counters(engine: &Engine, send_errors: u64, truncated: u64) {
             counters.proxy.iter().filter(|(_, _, v)| *v > 0).map(|(g, l, v)| format!("{g}.{l}={v}")).collect();
         tracing::info!(clients = engine.table().len(), counters = %p.join(" "), "cache counters");
     }
-    let malformed_labels = [
-        "truncated",
-        "bad_magic_cookie",
-        "bad_hlen",
-        "option_overrun",
-        "bad_overload",
-        "bad_op",
-        "bad_relay_agent_info",
-        "no_space",
-    ];
+    let malformed_labels: Vec<&str> = cdra_wire::WireError::ALL.iter().map(|e| e.label()).collect();
     let malformed = nonzero(&malformed_labels, &counters.malformed);
     if !malformed.is_empty() || send_errors > 0 || truncated > 0 || counters.option82_not_added_too_large > 0 {
         tracing::info!(malformed = %malformed, send_errors, oversized_datagrams = truncated, option82_not_added_too_large = counters.option82_not_added_too_large, "error counters");

@@ -68,8 +68,8 @@ pub struct Counters {
     pub interfaces: Vec<InterfaceCounters>,
     /// Per configured server, in configuration order.
     pub servers: Vec<ServerCounters>,
-    /// Malformed datagrams by wire error label.
-    pub malformed: [u64; 8],
+    /// Malformed datagrams by wire error (`cdra_wire::WireError::ALL` order).
+    pub malformed: [u64; cdra_wire::WireError::ALL.len()],
     /// RFC 3046 2.1: option 82 not added because the message would have been too large.
     pub option82_not_added_too_large: u64,
     /// Proxy mode.
@@ -142,7 +142,7 @@ impl<E: CounterIndex, const N: usize> core::ops::Index<E> for CounterSet<E, N> {
 macro_rules! counter_index {
     ($($t:ty),+) => { $(impl CounterIndex for $t { fn slot(self) -> usize { self.index() } })+ };
 }
-counter_index!(ProxyEvent, crate::table::Removal, crate::verdict::DiscardReason);
+counter_index!(ProxyEvent, crate::table::Removal, crate::verdict::DiscardReason, DropReason);
 
 labelled_enum! {
     /// Caching-mode events (paper sections 3 and 5), one counter each.
@@ -269,10 +269,12 @@ impl Counters {
         if let Some(c) = self.slot(slot).and_then(|s| s.dropped.get_mut(reason.index())) {
             *c += 1;
         }
-        if let DropReason::Malformed(e) = reason {
-            if let Some(c) = self.malformed.get_mut(e as usize) {
-                *c += 1;
-            }
+    }
+
+    /// Count a malformed datagram's wire error (its drop is counted as `malformed`).
+    pub fn count_malformed(&mut self, e: cdra_wire::WireError) {
+        if let Some(c) = self.malformed.get_mut(e as usize) {
+            *c += 1;
         }
     }
 

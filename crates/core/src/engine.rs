@@ -99,7 +99,10 @@ impl Engine {
         let slot = self.slot_of(ingress.ifindex);
         let msg = match Message::new_checked(ingress.data) {
             Ok(m) => m,
-            Err(e) => return self.drop(slot, DropReason::Malformed(e)),
+            Err(e) => {
+                self.counters.count_malformed(e);
+                return self.drop(slot, DropReason::Malformed);
+            }
         };
         self.counters.received(slot, MessageKind::of(&msg));
         let downstream = self.downstream_index(ingress.ifindex);

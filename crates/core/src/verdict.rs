@@ -1,89 +1,34 @@
 //! What the engine did with a datagram, and every reason it can drop one.
 
-use cdra_wire::WireError;
-
-/// Why a datagram was dropped. Each reason is also a metric label ([`DropReason::label`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DropReason {
-    /// Not a DHCP/BOOTP message we can read (see the wire error).
-    Malformed(WireError),
-    /// Arrived on an interface that is neither downstream nor upstream.
-    UnknownInterface,
-    /// A BOOTREQUEST arrived on an upstream-only interface.
-    RequestOnUpstream,
-    /// RFC 1542 4.1.1: hops would exceed the configured maximum.
-    HopLimit,
-    /// giaddr is one of our own addresses: the request has looped back to us.
-    GiaddrIsOurs,
-    /// RFC 3046 2.1: giaddr 0 with option 82 already present, from an untrusted circuit.
-    UntrustedOption82,
-    /// The request already carried option 82 and the policy is `drop`.
-    Option82Policy,
-    /// A BOOTREPLY from an address that is not a configured server.
-    ReplyFromUnknownServer,
-    /// A BOOTREPLY whose giaddr is not one of our downstream addresses.
-    ReplyNotForUs,
-    /// The reply could not be rewritten into the output buffer.
-    ReplyTooLarge,
-    /// No server could be chosen (none configured).
-    NoServer,
-    /// The outbox is full (bounded): more actions in one batch than it holds.
-    OutboxFull,
-}
-
-impl DropReason {
-    /// Every reason except the per-wire-error detail, for counter tables.
-    pub const ALL: [DropReason; 12] = [
-        DropReason::Malformed(WireError::Truncated),
-        DropReason::UnknownInterface,
-        DropReason::RequestOnUpstream,
-        DropReason::HopLimit,
-        DropReason::GiaddrIsOurs,
-        DropReason::UntrustedOption82,
-        DropReason::Option82Policy,
-        DropReason::ReplyFromUnknownServer,
-        DropReason::ReplyNotForUs,
-        DropReason::ReplyTooLarge,
-        DropReason::NoServer,
-        DropReason::OutboxFull,
-    ];
-    /// Number of counter slots ([`DropReason::index`]).
-    pub const COUNT: usize = Self::ALL.len();
-
-    /// Dense index for counter arrays (all malformed messages share one slot).
-    pub const fn index(self) -> usize {
-        match self {
-            DropReason::Malformed(_) => 0,
-            DropReason::UnknownInterface => 1,
-            DropReason::RequestOnUpstream => 2,
-            DropReason::HopLimit => 3,
-            DropReason::GiaddrIsOurs => 4,
-            DropReason::UntrustedOption82 => 5,
-            DropReason::Option82Policy => 6,
-            DropReason::ReplyFromUnknownServer => 7,
-            DropReason::ReplyNotForUs => 8,
-            DropReason::ReplyTooLarge => 9,
-            DropReason::NoServer => 10,
-            DropReason::OutboxFull => 11,
-        }
-    }
-
-    /// Stable label.
-    pub const fn label(self) -> &'static str {
-        match self {
-            DropReason::Malformed(_) => "malformed",
-            DropReason::UnknownInterface => "unknown_interface",
-            DropReason::RequestOnUpstream => "request_on_upstream",
-            DropReason::HopLimit => "hop_limit",
-            DropReason::GiaddrIsOurs => "giaddr_is_ours",
-            DropReason::UntrustedOption82 => "untrusted_option82",
-            DropReason::Option82Policy => "option82_policy",
-            DropReason::ReplyFromUnknownServer => "reply_from_unknown_server",
-            DropReason::ReplyNotForUs => "reply_not_for_us",
-            DropReason::ReplyTooLarge => "reply_too_large",
-            DropReason::NoServer => "no_server",
-            DropReason::OutboxFull => "outbox_full",
-        }
+crate::counters::labelled_enum! {
+    /// Why a datagram was dropped: each reason with its metric label and help, one counter
+    /// each (per interface). A malformed datagram's wire error is counted apart
+    /// ([`crate::Counters::malformed`]).
+    pub enum DropReason {
+        /// Not a DHCP/BOOTP message we can read (see the wire error).
+        Malformed => "malformed", "Not a DHCP/BOOTP message that can be read (counted by wire error in cdra_malformed_total).";
+        /// Arrived on an interface that is neither downstream nor upstream.
+        UnknownInterface => "unknown_interface", "Arrived on an interface that is neither downstream nor upstream.";
+        /// A BOOTREQUEST arrived on an upstream-only interface.
+        RequestOnUpstream => "request_on_upstream", "A BOOTREQUEST arrived on an upstream-only interface.";
+        /// RFC 1542 4.1.1: hops would exceed the configured maximum.
+        HopLimit => "hop_limit", "Hops would exceed max_hops (RFC 1542 4.1.1).";
+        /// giaddr is one of our own addresses: the request has looped back to us.
+        GiaddrIsOurs => "giaddr_is_ours", "giaddr is one of our addresses: the request looped back.";
+        /// RFC 3046 2.1: giaddr 0 with option 82 already present, from an untrusted circuit.
+        UntrustedOption82 => "untrusted_option82", "giaddr 0 with option 82 already present, from an untrusted circuit (RFC 3046 2.1).";
+        /// The request already carried option 82 and the policy is `drop`.
+        Option82Policy => "option82_policy", "The request already carried option 82 and option82.policy is drop.";
+        /// A BOOTREPLY from an address that is not a configured server.
+        ReplyFromUnknownServer => "reply_from_unknown_server", "A BOOTREPLY from an address that is not a configured server.";
+        /// A BOOTREPLY whose giaddr is not one of our downstream addresses.
+        ReplyNotForUs => "reply_not_for_us", "A BOOTREPLY whose giaddr is not one of our downstream addresses.";
+        /// The reply could not be rewritten into the output buffer.
+        ReplyTooLarge => "reply_too_large", "The answer could not be written into the output buffer.";
+        /// No server could be chosen (none configured), or a record lost its reply.
+        NoServer => "no_server", "No server could be chosen, or the record to answer from is gone.";
+        /// The outbox is full (bounded): more actions in one batch than it holds.
+        OutboxFull => "outbox_full", "More to send in one batch than the output batch holds.";
     }
 }
 

@@ -144,7 +144,7 @@ fn a_week_of_1000_clients_proxy_vs_relay() {
     // renews the lease upstream (paper 5.3), at most once per T1 period per client.
     assert!(ps.requests_of(InitReboot) * 3 < rs.requests_of(InitReboot), "reboots mostly answered by the proxy");
     for sim in [&proxy, &relay] {
-        for r in cdra_core::DropReason::ALL {
+        for &r in cdra_core::DropReason::ALL {
             let n = sim.engine().counters().total_dropped(r);
             assert_eq!(n, 0, "{:?}: engine dropped {n} datagrams: {}", sim.config().mode, r.label());
         }

@@ -96,7 +96,7 @@ fn a_day_of_200_clients_through_the_relay() {
     assert_eq!(st.engine_from_clients, st.engine_to_servers);
     assert_eq!(st.local_answers.total(), 0);
     assert_eq!(st.lost, 0, "nothing lost in relay mode");
-    for r in cdra_core::DropReason::ALL {
+    for &r in cdra_core::DropReason::ALL {
         assert_eq!(sim.engine().counters().total_dropped(r), 0, "engine dropped {}", r.label());
     }
 }

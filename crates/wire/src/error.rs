@@ -24,6 +24,18 @@ pub enum WireError {
 }
 
 impl WireError {
+    /// Every error, in declaration order (`e as usize` is its index here).
+    pub const ALL: [WireError; 8] = [
+        WireError::Truncated,
+        WireError::BadMagicCookie,
+        WireError::BadHardwareLength,
+        WireError::OptionOverrun,
+        WireError::BadOverload,
+        WireError::BadOp,
+        WireError::BadRelayAgentInfo,
+        WireError::NoSpace,
+    ];
+
     /// A stable, lowercase label (used for metrics and logs).
     pub const fn label(self) -> &'static str {
         match self {
