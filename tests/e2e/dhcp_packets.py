@@ -16,6 +16,7 @@ from typing import Iterable, Iterator
 
 MAGIC_COOKIE = b"\x63\x82\x53\x63"
 BOOTP_FIXED = 236  # op..file, before the cookie
+BOOTP_MIN = 300    # RFC 951: the fixed fields and the 64-byte vend field (RFC 1542 2.1)
 
 # Message types (option 53)
 DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE, INFORM = range(1, 9)
@@ -120,6 +121,12 @@ def client_message(msg_type: int, *, xid: int, mac: str, hops: int = 0, flags: i
                       chaddr=mac, options=opts)
 
 
+def plain_bootp_request(*, xid: int, mac: str, flags: int = 0, secs: int = 0) -> bytes:
+    """A classic RFC 951 BOOTREQUEST: no magic cookie, the 64-byte vend field all zero."""
+    return build_dhcp(xid=xid, chaddr=mac, flags=flags, secs=secs, cookie=b"\0" * 4,
+                      raw_options=b"", pad_to=BOOTP_MIN)
+
+
 @dataclasses.dataclass
 class Dhcp:
     op: int
@@ -136,6 +143,7 @@ class Dhcp:
     chaddr: str
     options: dict[int, bytes]
     option_order: list[int]
+    cookie: bool = True  # False: plain RFC 951 BOOTP, vend field opaque, no options
 
     @property
     def msg_type(self) -> int | None:
@@ -145,6 +153,8 @@ class Dhcp:
     @property
     def msg_name(self) -> str:
         t = self.msg_type
+        if not self.cookie:
+            return "BOOTP(no cookie)"
         return MSG_NAMES.get(t, f"BOOTP" if t is None else f"type{t}")
 
     @property
@@ -204,10 +214,16 @@ def parse_dhcp(data: bytes) -> Dhcp:
         raise ValueError(f"too short: {len(data)}")
     (op, htype, hlen, hops, xid, secs, flags, ci, yi, si, gi, ch) = struct.unpack(
         "!BBBBIHH4s4s4s4s16s", data[:44])
-    if data[BOOTP_FIXED:BOOTP_FIXED + 4] != MAGIC_COOKIE:
-        raise ValueError("no magic cookie")
     options: dict[int, bytes] = {}
     order: list[int] = []
+    chaddr = b2mac(ch[:min(hlen, 16)] if 0 < hlen <= 16 else ch[:6])
+    if data[BOOTP_FIXED:BOOTP_FIXED + 4] != MAGIC_COOKIE:
+        # A plain RFC 951 BOOTP message has no cookie and no options (as cdra-wire reads it),
+        # but all 300 bytes; shorter, it is neither BOOTP nor DHCP.
+        if len(data) < BOOTP_MIN:
+            raise ValueError("no magic cookie")
+        return Dhcp(op, htype, hlen, hops, xid, secs, flags, b2ip(ci), b2ip(yi), b2ip(si),
+                    b2ip(gi), chaddr, options, order, cookie=False)
     _parse_option_area(data[BOOTP_FIXED + 4:], options, order)
     ov = options.get(OPT_OVERLOAD)
     if ov:
@@ -216,7 +232,7 @@ def parse_dhcp(data: bytes) -> Dhcp:
         if ov[0] & 2:
             _parse_option_area(data[44:108], options, order)
     return Dhcp(op, htype, hlen, hops, xid, secs, flags, b2ip(ci), b2ip(yi), b2ip(si), b2ip(gi),
-                b2mac(ch[:min(hlen, 16)] if 0 < hlen <= 16 else ch[:6]), options, order)
+                chaddr, options, order)
 
 
 # --------------------------------------------------------------------------- frames

@@ -713,6 +713,12 @@ class Kea(Server):
 class Dhcpd(Server):
     kind = "dhcpd"
 
+    def __init__(self, lab: Lab, *, dynamic_bootp: bool = False, **kw):
+        """dynamic_bootp: the pool also serves plain BOOTP clients (`range dynamic-bootp`);
+        without it dhcpd logs "BOOTP from dynamic client and no dynamic leases"."""
+        super().__init__(lab, **kw)
+        self.dynamic_bootp = dynamic_bootp
+
     def start(self) -> None:
         self.leasefile = self.dir / "dhcpd.leases"
         self.leasefile.touch()
@@ -733,7 +739,7 @@ class Dhcpd(Server):
             """) + t + textwrap.dedent(f"""\
             subnet 10.77.0.0 netmask 255.255.255.0 {{ }}
             subnet 10.77.1.0 netmask 255.255.255.0 {{
-              range {POOL_START} {POOL_END};
+              range {"dynamic-bootp " if self.dynamic_bootp else ""}{POOL_START} {POOL_END};
               option routers {ROUTER};
               option subnet-mask 255.255.255.0;
             }}

@@ -29,6 +29,17 @@ def test_overload_is_parsed():
     assert dp.parse_dhcp(msg).server_id == "10.77.0.1"
 
 
+def test_plain_bootp_without_cookie_is_parsed_without_options():
+    msg = dp.plain_bootp_request(xid=0x0B007001, mac="02:77:00:00:00:02")
+    assert len(msg) == 300 and msg[236:300] == b"\0" * 64
+    d = dp.parse_dhcp(msg)
+    assert (d.op, d.xid, d.chaddr, d.cookie) == (1, 0x0B007001, "02:77:00:00:00:02", False)
+    assert d.options == {} and d.msg_type is None and d.msg_name == "BOOTP(no cookie)"
+    with pytest.raises(ValueError):
+        dp.parse_dhcp(msg[:299])  # neither BOOTP (RFC 951: 300 bytes) nor DHCP
+    assert dp.parse_dhcp(dp.client_message(dp.DISCOVER, xid=1, mac="02:00:00:00:00:01")).cookie
+
+
 def test_hostile_payloads_are_hostile():
     rng = random.Random(1)
     bad = 0

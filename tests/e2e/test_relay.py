@@ -313,3 +313,50 @@ def test_hostile_storm(lab):
             "\n".join(f.describe() for f in bad[:10])
     cl, ccap, ip = bound_client(lab, "udhcpc")
     lab.relay.check_alive()
+
+
+def test_bootp_without_cookie(lab):
+    """Issue 9, defect 10: a classic RFC 951 BOOTREQUEST (no magic cookie, vend field all
+    zero, broadcast flag clear) from a client namespace is relayed (RFC 1542 4.1.1) to ISC
+    dhcpd (`range dynamic-bootp`) with giaddr set and hops 1, and otherwise unchanged: no
+    option 82 although insertion is on (there is no DHCP options field to put it in), the
+    300-byte message and its vend field as sent. dhcpd's BOOTREPLY reaches the client,
+    from the relay's downstream address, unicast to its MAC."""
+    srv, scap = start(lab, "dhcpd", server_kw={"dynamic_bootp": True},
+                      relay_kw={"option82_insert": True, "remote_id": "cdra-lab"})
+    cns = lab.add_client()
+    ccap = lab.capture(cns.ns, cns.iface, f"client{cns.index}")
+    xid = L.new_xid()
+    req = dp.plain_bootp_request(xid=xid, mac=cns.mac)
+    got = L.raw_exchange(cns, req, xid, lambda d: d.op == 2, timeout=8)
+
+    at_server = scap.dhcp(lambda f: f.dhcp.op == 1 and f.dhcp.xid == xid)
+    assert at_server, ("the BOOTREQUEST without cookie never reached dhcpd (cdra counted "
+                       "it malformed?):\n" + scap.summary())
+    fwd = at_server[0]
+    assert fwd.src_ip == L.RELAY_UP_IP and fwd.dhcp.giaddr == L.RELAY_DOWN_IP, fwd.describe()
+    assert fwd.dhcp.hops == 1 and fwd.dhcp.chaddr == cns.mac, fwd.describe()
+    assert not fwd.dhcp.cookie, f"the relay added a cookie/options: {fwd.describe()}"
+    assert len(fwd.payload) == len(req) and fwd.payload[236:] == req[236:], (
+        f"vend field or length changed: {len(fwd.payload)} bytes, vend "
+        f"{fwd.payload[236:].hex()}")
+    assert fwd.payload[:3] == req[:3] and fwd.payload[4:24] == req[4:24] \
+        and fwd.payload[28:236] == req[28:236], "fields other than hops/giaddr changed"
+    if len(at_server) > 1:
+        note(f"dhcpd saw {len(at_server)} copies (client retransmissions)")
+
+    replies = scap.dhcp(lambda f: f.dhcp.op == 2 and f.dhcp.xid == xid)
+    assert replies, "dhcpd sent no BOOTREPLY:\n" + srv.proc.text()[-2000:]
+    assert got, ("dhcpd's BOOTREPLY did not reach the client. At the server:\n"
+                 + L.describe_frames(replies) + "\nclient capture:\n"
+                 + L.describe_frames(ccap.dhcp(lambda f: f.dhcp.xid == xid)))
+    r = got[0]
+    note(f"BOOTREPLY at the client: {r.describe()} (server sent it "
+         f"{'with' if replies[0].dhcp.cookie else 'without'} the cookie, options "
+         f"{replies[0].dhcp.option_order})")
+    assert r.dhcp.msg_type is None, f"a DHCP reply to a BOOTP request: {r.describe()}"
+    assert dp.ip_in(r.dhcp.yiaddr, L.POOL_START, L.POOL_END), r.describe()
+    assert r.src_ip == L.RELAY_DOWN_IP and r.sport == 67, r.describe()
+    assert r.dst_mac == cns.mac and r.dst_ip == r.dhcp.yiaddr, r.describe()
+    assert dp.OPT_RELAY_AGENT not in r.dhcp.options, r.describe()
+    lab.relay.check_alive()

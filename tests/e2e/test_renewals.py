@@ -4,7 +4,8 @@ Kea gives one long lease (valid-lifetime 3600 s); cdra gives its clients short l
 (`client_lease = "20s"`, so T1 = 10 s) and answers their renewals itself: Kea receives no
 renewal. When a client goes away without a release and its address falls silent, cdra
 releases the long lease at Kea shortly after the short lease lapses; a client whose address
-still answers ARP is not released.
+still answers ARP is not released. A client that renews only after its short lease lapsed
+(udhcpc with `client_lease = "10s"`) is still answered locally (issue 9, defect 1).
 
 These tests need cdra (they are skipped for CDRA_E2E_RELAY=dhcrelay).
 """
@@ -20,7 +21,9 @@ import pytest
 import dhcp_packets as dp
 import lab as L
 
+ALL_SERVERS = ["kea", "dhcpd", "dnsmasq"]
 ALL_CLIENTS = ["dhclient", "udhcpc", "dhcpcd"]
+SERVERS = [s for s in os.environ.get("CDRA_E2E_SERVERS", ",".join(ALL_SERVERS)).split(",") if s]
 CLIENTS = [c for c in os.environ.get("CDRA_E2E_CLIENTS", ",".join(ALL_CLIENTS)).split(",") if c]
 
 pytestmark = pytest.mark.skipif(L.relay_kind() != "cdra",
@@ -32,6 +35,8 @@ PROXY = {"client_lease": f"{CLIENT_LEASE}s"}
 RENEWALS = 3            # at T1 = 10 s (udhcpc: 15 s)
 LAPSE_GRACE = 2         # cdra waits this long after a short lease ends before probing
 RELEASE_WITHIN = 35     # after the lapse
+LAPSING_LEASE = 10      # issue 9 defect 1: shorter than udhcpc's 30 s floor
+LAPSING_WATCH = 65      # s after the first ACK: four udhcpc renewals (every 15 s)
 
 
 def note(msg: str) -> None:
@@ -157,4 +162,55 @@ def test_lapse_releases_silent_client(lab):
     assert m.get('cdra_proxy_events_total{event="lapsed_client_still_there"}', 0) >= 1, m
     assert m.get('cdra_proxy_events_total{event="lapsed_still_in_use"}', 0) == 0, m
     assert m.get('cdra_clients') == 1, m
+    lab.relay.check_alive()
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_lapsed_lease_client_still_answered_locally(lab, server):
+    """Issue 9, defect 1: with `client_lease = "10s"`, busybox udhcpc raises the lease to
+    its 30 s floor and renews every 15 s, each time after cdra's 10 s lease has lapsed and
+    cdra's lapse probe has found the address answering ARP from the client's own MAC. The
+    client is still there: cdra keeps its record and answers every renewal itself. Over
+    65 s after the first exchange the server receives nothing more from the client
+    (capture), cdra forwards nothing more and counts no probe_found_in_use, and udhcpc
+    keeps its address. (Seen before the fix: Kea received 4 renewals in 65 s and cdra
+    counted probes_found_in_use=4.)"""
+    srv, scap, rcap = L.start_proxy(lab, server, server_kw={"lease_time": KEA_LEASE},
+                                    proxy={"client_lease": f"{LAPSING_LEASE}s"})
+    cl, ccap, ip = L.proxy_bound_client(lab, "udhcpc")
+    assert cl.lease.get("lease") == str(LAPSING_LEASE), f"first lease not shortened: {cl.lease}"
+    L.wait_until(lambda: srv.is_active(ip), 5, what=f"{server} lease for {ip}")
+    first_ack, _ = requests_after_ack(scap, cl.cns.mac)
+    forwarded = lab.relay.proxy_event("forwarded")
+    n = len(cl.events())
+
+    deadline = first_ack.ts + LAPSING_WATCH
+    while time.time() < deadline:
+        lab.fail_fast()
+        assert cl.proc and cl.proc.alive(), "udhcpc exited"
+        time.sleep(min(1.0, max(0.0, deadline - time.time())))
+
+    later = L.from_client(scap, cl.cns.mac, since=first_ack.ts + 0.0005)
+    m = lab.relay.metrics()
+    ev = lambda name: m.get(f'cdra_proxy_events_total{{event="{name}"}}', 0.0)  # noqa: E731
+    events = cl.events()[n:]
+    kinds = [e["kind"] for e in events]
+    counts = {k: ev(k) for k in ("forwarded", "probe_started", "probe_found_in_use",
+                                 "probe_client_answered", "lapsed", "local_renewal",
+                                 "lapsed_client_still_there", "release_sent")}
+    note(f"{server}: {LAPSING_WATCH}s after the first ACK: {len(later)} requests from udhcpc "
+         f"at the server; udhcpc events {kinds}; cdra {counts}")
+    assert not later, (
+        f"{server} received {len(later)} requests from udhcpc after the first ACK "
+        f"(cdra: probe_found_in_use={counts['probe_found_in_use']:g}, "
+        f"forwarded={counts['forwarded'] - forwarded:g} more):\n" + L.describe_frames(later))
+    assert counts["probe_found_in_use"] == 0, f"cdra counted {counts}"
+    assert counts["forwarded"] == forwarded, f"cdra forwarded requests after the first ACK: {counts}"
+    assert kinds.count("renew") >= 3, f"udhcpc renewed {kinds.count('renew')} times: {kinds}"
+    assert not set(kinds) & {"deconfig", "expire", "fail", "nak"}, f"udhcpc events {kinds}"
+    for e in events:
+        if e["kind"] == "renew":
+            assert e.get("ip") == ip and e.get("server_id") == L.RELAY_DOWN_IP, e
+    assert ip in cl.cns.ipv4_addrs(), f"udhcpc no longer holds {ip}"
+    assert srv.is_active(ip), f"{server} no longer has the lease for {ip}"
     lab.relay.check_alive()

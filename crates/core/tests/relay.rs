@@ -362,3 +362,68 @@ fn a_full_outbox_drops_with_a_reason_instead_of_growing() {
     assert_eq!(e.handle_datagram(now, ingress, &mut outbox), Verdict::Dropped(DropReason::OutboxFull));
     assert_eq!(outbox.len(), 2);
 }
+
+/// A classic RFC 951 BOOTP message: no magic cookie, the 64-byte vend field all zero
+/// (300 bytes, RFC 1542 2.1).
+fn plain_bootp(op: u8, giaddr: Ipv4Addr, yiaddr: Ipv4Addr) -> Vec<u8> {
+    let mut b = vec![0u8; 300];
+    b[..4].copy_from_slice(&[op, 1, 6, 0]);
+    b[4..8].copy_from_slice(&0x0b00_7001u32.to_be_bytes());
+    b[16..20].copy_from_slice(&yiaddr.octets());
+    b[24..28].copy_from_slice(&giaddr.octets());
+    b[28..34].copy_from_slice(&MAC);
+    b[108..124].copy_from_slice(b"/tftpboot/vmunix");
+    b
+}
+
+fn send_raw(h: &mut Harness, ifindex: u32, src: SocketAddrV4, dst: Ipv4Addr, data: &[u8]) -> Verdict {
+    h.outbox.clear();
+    let ingress = Ingress { ifindex, src, dst, data };
+    h.engine.handle_datagram(h.now, ingress, &mut h.outbox)
+}
+
+#[test]
+fn bootrequest_without_the_magic_cookie_is_relayed_and_its_bootreply_delivered() {
+    // Defect 10: RFC 1542 relays forward any BOOTREQUEST; a plain BOOTP message has no
+    // options field, so it goes out without option 82 (RFC 3046 adds it to the DHCP
+    // options field), whatever option82.insert says.
+    for insert in [false, true] {
+        let mut c = config();
+        c.option82.insert = insert;
+        let mut h = Harness::new(c);
+        let req = plain_bootp(1, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED);
+        assert!(!Message::new_checked(&req[..]).expect("accepted by the wire layer").has_magic_cookie());
+        let client = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68);
+        assert_eq!(send_raw(&mut h, DS_IF, client, Ipv4Addr::BROADCAST, &req), Verdict::RelayedToServers { copies: 1 });
+        let (dest, bytes) = h.only_sent();
+        assert_eq!(dest, Destination::Server { addr: SERVER });
+        let out = Message::new_checked(&bytes[..]).expect("valid");
+        assert_eq!((out.giaddr(), out.hops()), (DS_ADDR, 1), "insert {insert}");
+        assert!(!out.has_magic_cookie());
+        // Only giaddr and hops changed: same length, vend field untouched.
+        assert_eq!(bytes.len(), req.len());
+        let differing: Vec<usize> = (0..bytes.len()).filter(|&i| bytes[i] != req[i]).collect();
+        assert!(differing.iter().all(|&i| i == 3 || (24..28).contains(&i)), "changed bytes {differing:?}");
+
+        // The server's BOOTREPLY (no cookie either) to our giaddr reaches the client.
+        let yiaddr = Ipv4Addr::new(10, 77, 1, 150);
+        let reply = plain_bootp(2, DS_ADDR, yiaddr);
+        let server = SocketAddrV4::new(SERVER, 67);
+        assert_eq!(send_raw(&mut h, US_IF, server, DS_ADDR, &reply), Verdict::DeliveredToClient);
+        let (dest, bytes) = h.only_sent();
+        assert_eq!(dest, Destination::ClientLink { ifindex: DS_IF, mac: MAC, src: DS_ADDR, dst: yiaddr });
+        assert_eq!(bytes, reply, "delivered byte for byte");
+    }
+}
+
+#[test]
+#[ignore = "needs core change: forward_request counts a cookie-less BOOTREQUEST as option82_not_added_too_large (rewrite refuses it with BadMagicCookie)"]
+fn bootrequest_without_the_magic_cookie_is_not_counted_as_too_large_for_option82() {
+    let mut c = config();
+    c.option82.insert = true;
+    let mut h = Harness::new(c);
+    let req = plain_bootp(1, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED);
+    let client = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68);
+    assert_eq!(send_raw(&mut h, DS_IF, client, Ipv4Addr::BROADCAST, &req), Verdict::RelayedToServers { copies: 1 });
+    assert_eq!(h.engine.counters().option82_not_added_too_large, 0);
+}

@@ -7,7 +7,10 @@ use core::fmt;
 pub enum WireError {
     /// Shorter than the 236-byte BOOTP header plus the 4-byte magic cookie.
     Truncated,
-    /// The four bytes after the header are not 99.130.83.99 (RFC 2131 section 3).
+    /// The four bytes after the header are not 99.130.83.99 (RFC 2131 section 3) and the
+    /// message is shorter than the 300 bytes of a plain RFC 951 BOOTP message (RFC 1542
+    /// section 2.1), so it is neither. Also [`crate::rewrite::rewrite`]'s answer for a
+    /// BOOTP message without the cookie: it has no options field to edit.
     BadMagicCookie,
     /// `hlen` is larger than the 16-byte `chaddr` field.
     BadHardwareLength,

@@ -84,7 +84,15 @@ pub fn exercise(data: &[u8]) {
 fn check_view<T: AsRef<[u8]>>(msg: &Message<T>, opts: &[OwnedOption]) {
     let b = msg.as_bytes();
     assert!(b.len() >= HEADER_LEN);
-    assert_eq!(&b[236..240], &MAGIC_COOKIE);
+    if msg.has_magic_cookie() {
+        assert_eq!(&b[236..240], &MAGIC_COOKIE);
+    } else {
+        // A plain BOOTP message (RFC 951): the whole 64-byte vend field, and no options.
+        assert_ne!(&b[236..240], &MAGIC_COOKIE);
+        assert!(b.len() >= MIN_BOOTP_LEN);
+        assert!(opts.is_empty());
+        assert_eq!((msg.overload(), msg.options_end(), msg.message_type()), (0, None, None));
+    }
     assert_eq!(msg.op(), if b[0] == 2 { Op::BootReply } else { Op::BootRequest });
     assert!(b[0] == 1 || b[0] == 2);
     assert_eq!(msg.htype(), b[1]);
@@ -305,6 +313,7 @@ fn check_patch_and_blank<T: AsRef<[u8]>>(data: &[u8], msg: &Message<T>, opts: &[
     if let Some(code) = absent {
         let mut m = Message::new_checked(data.to_vec()).unwrap();
         assert_eq!(m.patch_option(code, &[1, 2, 3, 4]), 0);
+        assert_eq!(m.patch_options(&[(code, &[1, 2, 3, 4]), (code, &[])]), 0);
         assert_eq!(m.blank_option(code), 0);
         assert_eq!(m.as_bytes(), data);
     }
@@ -345,6 +354,18 @@ fn appended_len(appended: &[(u8, Vec<u8>)]) -> usize {
 }
 
 fn check_rewrites<T: AsRef<[u8]>>(msg: &Message<T>, opts: &[OwnedOption]) {
+    if !msg.has_magic_cookie() {
+        // No options field to edit: refused whatever the room, and nothing written.
+        for size in [0, HEADER_LEN, MIN_BOOTP_LEN, msg.as_bytes().len() + 100] {
+            let mut dst = vec![0xeeu8; size];
+            let res = rewrite(msg, &mut dst, &[OptionCode::RELAY_AGENT_INFO], |w| {
+                w.option(OptionCode::RELAY_AGENT_INFO, &[1, 1, b'x'])
+            });
+            assert_eq!(res, Err(WireError::BadMagicCookie));
+            assert!(dst.iter().all(|&b| b == 0xee));
+        }
+        return;
+    }
     let circuit = b"eth0:vlan42".to_vec();
     let remote = [0x02, 0x00, 0x5e, 0x10, 0x00, 0x01];
     let mut agent = vec![SubOptionCode::CIRCUIT_ID, circuit.len() as u8];

@@ -3,7 +3,9 @@
 //! Checked, zero-copy views over DHCPv4/BOOTP messages (RFC 951, RFC 1542, RFC 2131,
 //! RFC 2132), modelled on smoltcp's `wire` contract: [`Message::new_checked`] validates a
 //! buffer once (length, magic cookie, `hlen`, every option TLV in bounds in every area the
-//! overload option 52 names), after which no accessor or setter can panic.
+//! overload option 52 names), after which no accessor or setter can panic. A plain BOOTP
+//! message without the magic cookie is accepted too, as a message with no options
+//! ([`Message::has_magic_cookie`]): RFC 1542 relay agents forward any BOOTREQUEST.
 //!
 //! What this crate guarantees:
 //! - no `unsafe`, no I/O, no allocation;

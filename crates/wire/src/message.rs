@@ -4,9 +4,21 @@
 //! Layout (RFC 2131 section 2, figure 1): op(1) htype(1) hlen(1) hops(1) xid(4) secs(2)
 //! flags(2) ciaddr(4) yiaddr(4) siaddr(4) giaddr(4) chaddr(16) sname(64) file(128)
 //! cookie(4) options(variable).
+//!
+//! Without the magic cookie at offset 236 the message is a plain BOOTP one (RFC 951): the
+//! same header, then the 64-byte `vend` field, "optional vendor-specific area, e.g. could
+//! be hardware type/serial on request, or 'capability' / remote file system handle on
+//! reply" (RFC 951 section 3). Only a vendor area that starts with the cookie holds
+//! options (RFC 1497, RFC 2132 section 2); any other is opaque and has no options here.
+//! A relay agent handles a BOOTREQUEST by its fixed header alone (RFC 1542 section 4.1),
+//! so such a message is accepted ([`Message::has_magic_cookie`] tells it apart) as long as
+//! it holds the whole RFC 951 message: RFC 1542 section 2.1, "The IP Total Length and UDP Length must be
+//! large enough to contain the minimal BOOTP header of 300 octets (in the UDP data field)
+//! specified in [1]."
 
 use core::net::Ipv4Addr;
 
+use crate::builder::MIN_BOOTP_LEN;
 use crate::error::WireError;
 use crate::options::{
     check_area, index_slot, Area, Cursor, OptionCode, OptionIndex, OptionIter, RawOption, FILE, INDEXED, OPTIONS_START,
@@ -113,6 +125,8 @@ impl MessageType {
 #[derive(Debug, Clone)]
 pub struct Message<T: AsRef<[u8]>> {
     buffer: T,
+    /// The vendor area starts with the magic cookie: the message has an options field.
+    cookie: bool,
     /// Option 52's value (0 when absent): which of file/sname carry options.
     overload: u8,
     /// Offset of the END option in the options field, if there is one.
@@ -144,16 +158,22 @@ fn write_bytes(buf: &mut [u8], at: usize, bytes: &[u8]) {
 impl<T: AsRef<[u8]>> Message<T> {
     /// Validate `buffer` as a DHCPv4/BOOTP message.
     ///
-    /// Checks: at least 240 bytes (header and magic cookie), the cookie itself, `op` 1 or 2,
-    /// `hlen` <= 16, every option TLV in bounds in the options field and, where option 52
-    /// says so, in `file` and `sname` (RFC 2132 9.3). Option 52 found in an overloaded area
-    /// is ignored, as RFC 2132 requires it in the options field.
+    /// Checks: at least 240 bytes (header and the four bytes where the magic cookie goes),
+    /// `op` 1 or 2, `hlen` <= 16 and then:
+    /// - with the cookie: every option TLV in bounds in the options field and, where
+    ///   option 52 says so, in `file` and `sname` (RFC 2132 9.3). Option 52 found in an
+    ///   overloaded area is ignored, as RFC 2132 requires it in the options field.
+    /// - without it: a plain BOOTP message (RFC 951), accepted with no options when it is
+    ///   at least 300 bytes long (the header and the whole 64-byte `vend` field, RFC 1542
+    ///   section 2.1); shorter, it is neither a DHCP message nor a complete BOOTP one
+    ///   ([`WireError::BadMagicCookie`]). Its vendor area is not looked at.
     pub fn new_checked(buffer: T) -> Result<Self, WireError> {
         let buf = buffer.as_ref();
         if buf.len() < HEADER_LEN {
             return Err(WireError::Truncated);
         }
-        if buf.get(field::COOKIE..HEADER_LEN) != Some(&MAGIC_COOKIE[..]) {
+        let cookie = buf.get(field::COOKIE..HEADER_LEN) == Some(&MAGIC_COOKIE[..]);
+        if !cookie && buf.len() < MIN_BOOTP_LEN {
             return Err(WireError::BadMagicCookie);
         }
         match buf.get(field::OP) {
@@ -162,6 +182,10 @@ impl<T: AsRef<[u8]>> Message<T> {
         }
         if buf.get(field::HLEN).copied().unwrap_or(u8::MAX) > 16 {
             return Err(WireError::BadHardwareLength);
+        }
+        if !cookie {
+            // RFC 951: the vendor area is the client's or the server's, not options.
+            return Ok(Message { buffer, cookie, overload: 0, options_end: None, index: [0; INDEXED.len()] });
         }
         // Options are read in RFC 2131 4.1 order (options, file, sname); the index keeps the
         // first instance in that order, as a walk would find it. A message larger than
@@ -178,7 +202,25 @@ impl<T: AsRef<[u8]>> Message<T> {
         if buf.len() > usize::from(u16::MAX) {
             index = [u16::MAX; INDEXED.len()];
         }
-        Ok(Message { buffer, overload, options_end: main.end, index })
+        Ok(Message { buffer, cookie, overload, options_end: main.end, index })
+    }
+
+    /// True when the vendor area starts with the magic cookie 99.130.83.99 (RFC 2131
+    /// section 3, RFC 1497): a DHCP message, or a BOOTP one with RFC 1497 vendor
+    /// extensions. False for a plain RFC 951 BOOTP message, which has no options: the
+    /// option accessors find nothing, setters of options change nothing and
+    /// [`crate::rewrite::rewrite`] refuses it (there is no options field to edit).
+    pub fn has_magic_cookie(&self) -> bool {
+        self.cookie
+    }
+
+    /// The walk over this message's options (none without the cookie).
+    fn cursor(&self) -> Cursor {
+        if self.cookie {
+            Cursor::new(self.as_bytes().len(), self.overload)
+        } else {
+            Cursor::empty()
+        }
     }
 
     /// The underlying buffer.
@@ -211,9 +253,14 @@ impl<T: AsRef<[u8]>> Message<T> {
     /// datagram) without validating it again: smoltcp's wire contract, checking is for
     /// input. Nothing is assumed: every accessor stays bounds-checked, so a buffer that is
     /// not a message gives meaningless values, never a panic. The option index is rebuilt
-    /// by one walk of the options field.
+    /// by one walk of the options field. Without the magic cookie the message is a plain
+    /// BOOTP one, with no options, as for [`Message::new_checked`].
     pub fn new_unchecked(buffer: T) -> Self {
         let buf = buffer.as_ref();
+        let cookie = buf.get(field::COOKIE..HEADER_LEN) == Some(&MAGIC_COOKIE[..]);
+        if !cookie {
+            return Message { buffer, cookie, overload: 0, options_end: None, index: [0; INDEXED.len()] };
+        }
         let mut index: OptionIndex = [0; INDEXED.len()];
         let area = OPTIONS_START..buf.len().max(OPTIONS_START);
         let (end, overload) = match check_area(buf, area, true, &mut index) {
@@ -229,7 +276,7 @@ impl<T: AsRef<[u8]>> Message<T> {
         if buf.len() > usize::from(u16::MAX) {
             index = [u16::MAX; INDEXED.len()];
         }
-        Message { buffer, overload, options_end: end, index }
+        Message { buffer, cookie, overload, options_end: end, index }
     }
 
     fn byte(&self, at: usize) -> u8 {
@@ -324,9 +371,9 @@ impl<T: AsRef<[u8]>> Message<T> {
         self.options_end
     }
 
-    /// Every option instance, in RFC 2131 4.1 order.
+    /// Every option instance, in RFC 2131 4.1 order (none without the magic cookie).
     pub fn options(&self) -> OptionIter<'_> {
-        OptionIter::new(self.as_bytes(), self.overload)
+        OptionIter::new(self.as_bytes(), self.cursor())
     }
 
     /// The first instance of option `code`.
@@ -505,7 +552,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Message<T> {
         if code == OptionCode::OVERLOAD {
             return 0;
         }
-        let mut cursor = Cursor::new(self.as_bytes().len(), self.overload);
+        let mut cursor = self.cursor();
         let mut n = 0;
         while let Some(f) = cursor.next(self.buffer.as_ref()) {
             if f.code == code && f.len == value.len() {
@@ -521,7 +568,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Message<T> {
     /// many instances were patched in all. (A local answer patches five options; one walk
     /// instead of five keeps it well under 100 ns.)
     pub fn patch_options(&mut self, patches: &[(u8, &[u8])]) -> usize {
-        let mut cursor = Cursor::new(self.as_bytes().len(), self.overload);
+        let mut cursor = self.cursor();
         let mut n = 0;
         while let Some(f) = cursor.next(self.buffer.as_ref()) {
             if f.code == OptionCode::OVERLOAD {
@@ -551,7 +598,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Message<T> {
     /// Blanking option 52 (overload) also stops the view from reading options in `file` and
     /// `sname`, as a fresh [`Message::new_checked`] of the bytes would.
     pub fn blank_option(&mut self, code: u8) -> usize {
-        let mut cursor = Cursor::new(self.as_bytes().len(), self.overload);
+        let mut cursor = self.cursor();
         let mut n = 0;
         while let Some(f) = cursor.next(self.buffer.as_ref()) {
             if f.code == code {

@@ -180,6 +180,12 @@ impl Cursor {
         Cursor { pos: OPTIONS_START, end: buf_len, area: Area::Options, overload }
     }
 
+    /// A walk that finds nothing: a BOOTP message without the magic cookie has no
+    /// options (its vendor area is not ours to read).
+    pub(crate) fn empty() -> Self {
+        Cursor { pos: 0, end: 0, area: Area::Sname, overload: 0 }
+    }
+
     /// Move to the next overloaded area; false when there is none.
     fn next_area(&mut self) -> bool {
         let next = match self.area {
@@ -233,7 +239,8 @@ impl Cursor {
 }
 
 /// Iterator over every option instance in a checked message, in RFC 2131 4.1 order
-/// (options, then file, then sname), skipping PAD and stopping each area at END.
+/// (options, then file, then sname), skipping PAD and stopping each area at END. Empty for
+/// a BOOTP message without the magic cookie.
 #[derive(Debug, Clone)]
 pub struct OptionIter<'a> {
     buf: &'a [u8],
@@ -241,8 +248,8 @@ pub struct OptionIter<'a> {
 }
 
 impl<'a> OptionIter<'a> {
-    pub(crate) fn new(buf: &'a [u8], overload: u8) -> Self {
-        OptionIter { buf, cursor: Cursor::new(buf.len(), overload) }
+    pub(crate) fn new(buf: &'a [u8], cursor: Cursor) -> Self {
+        OptionIter { buf, cursor }
     }
 }
 

@@ -14,11 +14,20 @@ use crate::options::{Area, OptionCode};
 ///
 /// Option 52 is copied like any other option; removing it leaves `file` and `sname` in
 /// place, where they then read as plain header fields rather than options.
+///
+/// A plain BOOTP message without the magic cookie ([`Message::has_magic_cookie`]) has no
+/// options field to edit and its vendor area is not ours to overwrite (RFC 951 section 3:
+/// an "optional vendor-specific area"): `Err(WireError::BadMagicCookie)`, nothing
+/// written. A relay forwards such a message as it is, without option 82 (RFC 3046 adds
+/// option 82 to the DHCP options field, which the message does not have).
 pub fn rewrite<T, F>(src: &Message<T>, dst: &mut [u8], remove: &[u8], append: F) -> Result<usize, WireError>
 where
     T: AsRef<[u8]>,
     F: FnOnce(&mut OptionsWriter<'_>) -> Result<(), WireError>,
 {
+    if !src.has_magic_cookie() {
+        return Err(WireError::BadMagicCookie);
+    }
     let bytes = src.as_bytes();
     let header = bytes.get(..HEADER_LEN).ok_or(WireError::Truncated)?;
     dst.get_mut(..HEADER_LEN).ok_or(WireError::NoSpace)?.copy_from_slice(header);

@@ -243,6 +243,29 @@ proptest! {
         exercise(&v);
     }
 
+    /// No magic cookie, anything in the vendor area: a plain BOOTP message (RFC 951) with
+    /// no options when it is at least 300 bytes long, `BadMagicCookie` when shorter.
+    #[test]
+    fn plain_bootp_with_any_vendor_area(
+        h in header(),
+        cookie in any::<[u8; 4]>().prop_filter("not the cookie", |c| *c != COOKIE),
+        vend in vec(any::<u8>(), 0..400),
+    ) {
+        let bytes = Hdr { cookie, ..h }.with(&vend);
+        match Message::new_checked(&bytes[..]) {
+            Ok(m) => {
+                prop_assert!(bytes.len() >= 300);
+                prop_assert!(!m.has_magic_cookie());
+                prop_assert_eq!(m.options().count(), 0);
+            }
+            Err(e) => {
+                prop_assert!(bytes.len() < 300);
+                prop_assert_eq!(e, WireError::BadMagicCookie);
+            }
+        }
+        exercise(&bytes);
+    }
+
     /// Generated messages are accepted, iterate exactly as built, and pass `exercise`.
     #[test]
     fn structured_messages(s in spec()) {

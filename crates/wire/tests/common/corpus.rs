@@ -58,6 +58,9 @@ pub fn seeds() -> Vec<(&'static str, Expect, Vec<u8>)> {
         // BOOTP and odd but valid shapes.
         ("bootp-request", Valid, bootp_request()),
         ("bootp-reply-no-end", Valid, bootp_reply_no_end()),
+        ("bootp-no-cookie-request", Valid, bootp_no_cookie_request()),
+        ("bootp-no-cookie-reply", Valid, bootp_no_cookie_reply()),
+        ("bootp-no-cookie-vendor-area", Valid, bootp_no_cookie_vendor_area()),
         ("header-only-240", Valid, Hdr::request(DHCLIENT_MAC, 1).bytes()),
         ("no-end", Valid, no_end()),
         ("trailing-garbage-after-end", Valid, trailing_garbage()),
@@ -71,6 +74,7 @@ pub fn seeds() -> Vec<(&'static str, Expect, Vec<u8>)> {
         ("bad-truncated-239", Invalid, dhclient_discover()[..239].to_vec()),
         ("bad-truncated-0", Invalid, Vec::new()),
         ("bad-cookie", Invalid, bad_cookie()),
+        ("bad-no-cookie-299", Invalid, bootp_no_cookie_request()[..299].to_vec()),
         ("bad-op-0", Invalid, Hdr { op: 0, ..Hdr::default() }.padded(&[53, 1, 1, END], 300)),
         ("bad-op-3", Invalid, Hdr { op: 3, ..Hdr::default() }.padded(&[53, 1, 1, END], 300)),
         ("bad-hlen-17", Invalid, Hdr { hlen: 17, ..Hdr::default() }.padded(&[53, 1, 1, END], 300)),
@@ -219,8 +223,30 @@ pub fn large_message() -> Vec<u8> {
     Hdr::reply(DHCPCD_MAC, 9).padded(&o, 1400)
 }
 
+/// A cookie one bit off, in a message too short (260 bytes) to be a plain RFC 951 BOOTP
+/// message: neither DHCP nor BOOTP.
 pub fn bad_cookie() -> Vec<u8> {
-    Hdr { cookie: [99, 130, 83, 98], ..Hdr::default() }.padded(&[53, 1, 1, END], 300)
+    Hdr { cookie: [99, 130, 83, 98], ..Hdr::default() }.padded(&[53, 1, 1, END], 260)
+}
+
+/// A classic RFC 951 BOOTREQUEST: no magic cookie, the 64-byte vend field all zero.
+pub fn bootp_no_cookie_request() -> Vec<u8> {
+    Hdr { cookie: [0; 4], secs: 4, ..Hdr::request(DHCLIENT_MAC, 0x0b00_7001) }.padded(&[], 300)
+}
+
+/// The RFC 951 BOOTREPLY to it, through a relay (giaddr set): addresses, a server name
+/// and a boot file, no cookie.
+pub fn bootp_no_cookie_reply() -> Vec<u8> {
+    let h =
+        Hdr { cookie: [0; 4], yiaddr: OFFERED, siaddr: SERVER, giaddr: RELAY, ..Hdr::reply(DHCLIENT_MAC, 0x0b00_7001) };
+    h.sname_bytes(b"bootserver").file_bytes(b"/tftpboot/vmunix").padded(&[], 300)
+}
+
+/// A vendor area in some other format (a vendor's own magic, then bytes that would read
+/// as an overrunning option 52 and option 82 if taken for options): opaque, no options.
+pub fn bootp_no_cookie_vendor_area() -> Vec<u8> {
+    let h = Hdr { cookie: *b"CMU\0", ..Hdr::request(UDHCPC_MAC, 0x0b00_7002) };
+    h.padded(&cat(&[&[52, 1, 9], &[82, 200, 1], &[53, 1, 1, END]]), 300)
 }
 
 pub fn bad_overrun_file() -> Vec<u8> {

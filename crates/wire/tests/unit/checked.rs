@@ -30,18 +30,71 @@ fn exactly_240_bytes_is_a_message_without_options() {
 }
 
 #[test]
-fn bad_magic_cookie() {
+fn bad_magic_cookie_when_too_short_for_plain_bootp() {
+    // 240..299 bytes without the cookie: not DHCP, and not the 300 bytes RFC 1542 2.1
+    // requires of a BOOTP message ("the minimal BOOTP header of 300 octets").
     for i in 0..4 {
         let mut cookie = COOKIE;
         cookie[i] ^= 0x01;
-        let m = Hdr { cookie, ..Hdr::default() }.padded(&[53, 1, 1, END], 300);
+        let m = Hdr { cookie, ..Hdr::default() }.padded(&[53, 1, 1, END], 299);
         assert_eq!(check(&m), Err(WireError::BadMagicCookie), "byte {i}");
     }
-    // RFC 1048 vendor area without the cookie: not ours.
-    assert_eq!(check(&Hdr { cookie: [0; 4], ..Hdr::default() }.padded(&[], 300)), Err(WireError::BadMagicCookie));
-    // The cookie is checked before op and hlen.
-    let m = Hdr { cookie: [0; 4], op: 7, hlen: 99, ..Hdr::default() }.padded(&[], 300);
+    for len in [240, 241, 260, 299] {
+        let m = Hdr { cookie: [0; 4], ..Hdr::default() }.padded(&[], len);
+        assert_eq!(check(&m), Err(WireError::BadMagicCookie), "len {len}");
+    }
+    // The cookie (and that length) is checked before op and hlen.
+    let m = Hdr { cookie: [0; 4], op: 7, hlen: 99, ..Hdr::default() }.padded(&[], 299);
     assert_eq!(check(&m), Err(WireError::BadMagicCookie));
+}
+
+#[test]
+fn plain_bootp_without_the_cookie_is_a_message_without_options() {
+    // RFC 951: a BOOTREQUEST whose 64-byte vend field is all zero. RFC 1542 relays
+    // forward it; it has no options.
+    for cookie in [[0u8; 4], [99, 130, 83, 98], *b"CMU\0", [0xff; 4]] {
+        for len in [300, 301, 576] {
+            let bytes =
+                Hdr { cookie, ..Hdr::request(DHCLIENT_MAC, 7) }.padded(&[53, 1, 1, 82, 3, 1, 1, b'x', END], len);
+            let m = Message::new_checked(&bytes[..]).unwrap_or_else(|e| panic!("{cookie:?} {len}: {e}"));
+            assert!(!m.has_magic_cookie());
+            assert_eq!(m.options().count(), 0);
+            assert_eq!(m.message_type(), None);
+            assert_eq!(m.relay_agent_info(), None);
+            assert!((0..=255).all(|c| m.option(c).is_none()));
+            assert_eq!((m.overload(), m.options_end()), (0, None));
+            assert_eq!((m.xid(), m.chaddr()), (7, &DHCLIENT_MAC[..]));
+        }
+    }
+    // With the cookie, the same bytes are a DHCP message.
+    let m = Message::new_checked(Hdr::request(DHCLIENT_MAC, 7).padded(&[53, 1, 1, END], 300)).unwrap();
+    assert!(m.has_magic_cookie());
+    assert_eq!(m.message_type(), Some(cdra_wire::MessageType::Discover));
+    // op and hlen are still checked.
+    assert_eq!(check(&Hdr { cookie: [0; 4], op: 3, ..Hdr::default() }.padded(&[], 300)), Err(WireError::BadOp));
+    assert_eq!(
+        check(&Hdr { cookie: [0; 4], hlen: 17, ..Hdr::default() }.padded(&[], 300)),
+        Err(WireError::BadHardwareLength)
+    );
+}
+
+#[test]
+fn option_edits_leave_a_plain_bootp_vendor_area_alone() {
+    // Bytes after offset 240 that would be options (52 and 82) if there were a cookie.
+    let vend = [52, 1, 9, 82, 3, 1, 1, b'x', 54, 4, 10, 0, 0, 1, END];
+    let bytes = Hdr { cookie: *b"CMU\0", ..Hdr::request(DHCLIENT_MAC, 9) }.padded(&vend, 300);
+    let mut m = Message::new_checked(bytes.clone()).unwrap();
+    assert_eq!(m.patch_option(54, &[192, 0, 2, 1]), 0);
+    assert_eq!(m.patch_options(&[(82, &[1, 1, b'y'])]), 0);
+    assert_eq!(m.blank_option(82), 0);
+    assert_eq!(m.blank_option(52), 0);
+    assert_eq!(m.as_bytes(), &bytes[..]);
+    // Header setters still work.
+    m.set_giaddr([10, 77, 1, 1].into());
+    m.set_hops(1);
+    let m = Message::new_checked(m.into_inner()).unwrap();
+    assert_eq!((m.giaddr(), m.hops()), ([10, 77, 1, 1].into(), 1));
+    assert!(!m.has_magic_cookie());
 }
 
 #[test]

@@ -204,3 +204,16 @@ fn relay_flow_then_in_place_header_edits() {
     assert_eq!((m.giaddr(), m.hops()), (Ipv4Addr::from(RELAY), 1));
     assert_eq!(m.options().last().map(|o| o.code), Some(82));
 }
+
+#[test]
+fn a_plain_bootp_message_without_the_cookie_is_not_rewritten() {
+    // No options field to add option 82 to, and the vendor area is not ours: refused,
+    // nothing written (the relay forwards such a message unchanged, without option 82).
+    for src in [bootp_no_cookie_request(), bootp_no_cookie_vendor_area()] {
+        let mut dst = vec![0xeeu8; 1500];
+        assert_eq!(relay(&src, &mut dst), Err(WireError::BadMagicCookie));
+        let m = Message::new_checked(&src[..]).unwrap();
+        assert_eq!(rewrite(&m, &mut dst, &[], |_| Ok(())), Err(WireError::BadMagicCookie));
+        assert!(dst.iter().all(|&b| b == 0xee));
+    }
+}

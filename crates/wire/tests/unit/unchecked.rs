@@ -14,6 +14,7 @@ fn unchecked_view_of_a_valid_message_reads_what_the_checked_one_does() {
         let unchecked = Message::new_unchecked(&bytes[..]);
         assert_eq!(checked.options_end(), unchecked.options_end(), "{name}");
         assert_eq!(checked.overload(), unchecked.overload(), "{name}");
+        assert_eq!(checked.has_magic_cookie(), unchecked.has_magic_cookie(), "{name}");
         let a: Vec<_> = checked.options().map(|o| (o.code, o.data.to_vec())).collect();
         let b: Vec<_> = unchecked.options().map(|o| (o.code, o.data.to_vec())).collect();
         assert_eq!(a, b, "{name}");
