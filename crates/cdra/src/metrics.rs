@@ -170,6 +170,13 @@ pub fn render(engine: &Engine, now: Timestamp, io: IoCounters) -> String {
         "Option 82 not added because the message would be too large.",
     );
     let _ = writeln!(out, "cdra_option82_not_added_total {}", c.option82_not_added_too_large);
+    family(
+        &mut out,
+        "cdra_option82_not_added_bootp_total",
+        "counter",
+        "Option 82 not added: a plain BOOTP request without the magic cookie has no options field.",
+    );
+    let _ = writeln!(out, "cdra_option82_not_added_bootp_total {}", c.option82_not_added_no_options);
     family(&mut out, "cdra_send_errors_total", "counter", "Datagrams the kernel refused to send.");
     let _ = writeln!(out, "cdra_send_errors_total {}", io.send_errors);
     family(&mut out, "cdra_oversized_datagrams_total", "counter", "Datagrams larger than the receive buffer.");

@@ -72,6 +72,9 @@ pub struct Counters {
     pub malformed: [u64; cdra_wire::WireError::ALL.len()],
     /// RFC 3046 2.1: option 82 not added because the message would have been too large.
     pub option82_not_added_too_large: u64,
+    /// Option 82 not added: a plain BOOTP request without the magic cookie has no options
+    /// field (RFC 951, RFC 3046 2.0).
+    pub option82_not_added_no_options: u64,
     /// Proxy mode.
     pub proxy: ProxyCounters,
 }

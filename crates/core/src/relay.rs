@@ -220,6 +220,15 @@ impl Engine {
         let insert82 = self.config.option82.insert
             && first_hop
             && (!has_option82 || self.config.option82.policy == Option82Policy::Replace);
+        // RFC 3046 2.0: option 82 is a DHCP option; a plain RFC 951 BOOTP request (no magic
+        // cookie) has no options field to hold it, and is relayed without it (counted).
+        let insert82 = insert82 && {
+            let has_options_field = msg.has_magic_cookie();
+            if !has_options_field && self.config.option82.insert && first_hop {
+                self.counters.option82_not_added_no_options += 1;
+            }
+            has_options_field
+        };
 
         let chosen = match targets {
             Targets::Chosen => self.servers.choose(now),
