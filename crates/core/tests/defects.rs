@@ -95,6 +95,16 @@ fn record(h: &Harness, c: &Client) -> Option<cdra_core::table::ClientRecord> {
     t.find(&c.key()).and_then(|s| t.get(s)).cloned()
 }
 
+/// A harness whose clients get `secs`-second leases, and client 1 bound through it.
+fn bound_with_client_lease(secs: u64) -> (Harness, Client) {
+    let mut c = proxy_config();
+    c.proxy.client_lease = Some(Duration::from_secs(secs));
+    let mut h = Harness::new(c);
+    let a = Client::new(1);
+    a.bind(&mut h);
+    (h, a)
+}
+
 fn lease_of(bytes: &[u8]) -> Option<u32> {
     Message::new_checked(bytes).ok()?.lease_time()
 }
@@ -107,11 +117,7 @@ fn event(h: &Harness, e: ProxyEvent) -> u64 {
 
 #[test]
 fn defect_1_a_lapsed_client_that_answers_the_probe_itself_keeps_its_record_and_renews_locally() {
-    let mut c = proxy_config();
-    c.proxy.client_lease = Some(Duration::from_secs(10));
-    let mut h = Harness::new(c);
-    let a = Client::new(1);
-    a.bind(&mut h);
+    let (mut h, a) = bound_with_client_lease(10);
     // udhcpc raised the 10 s lease to 30 s and renews at 15 s: the short lease lapses first.
     for round in 0..4 {
         h.run_timers(20);
@@ -131,11 +137,7 @@ fn defect_1_a_lapsed_client_that_answers_the_probe_itself_keeps_its_record_and_r
 /// A guard for the fix: another host on the address is still Appendix A.2.
 #[test]
 fn defect_1_another_mac_on_a_lapsed_address_drops_the_record_and_releases_nothing() {
-    let mut c = proxy_config();
-    c.proxy.client_lease = Some(Duration::from_secs(10));
-    let mut h = Harness::new(c);
-    let a = Client::new(1);
-    a.bind(&mut h);
+    let (mut h, a) = bound_with_client_lease(10);
     h.run_timers(20);
     assert_eq!(h.outbox.probes().len(), 1);
     h.probe_answer(a.addr, Some([0x02, 0xee, 0xee, 0xee, 0xee, 0xee]));
@@ -149,11 +151,7 @@ fn defect_1_another_mac_on_a_lapsed_address_drops_the_record_and_releases_nothin
 /// A guard for the fix: an answer without a MAC is not taken for the client.
 #[test]
 fn defect_1_an_icmp_only_answer_to_a_lapse_probe_counts_as_in_use() {
-    let mut c = proxy_config();
-    c.proxy.client_lease = Some(Duration::from_secs(10));
-    let mut h = Harness::new(c);
-    let a = Client::new(1);
-    a.bind(&mut h);
+    let (mut h, a) = bound_with_client_lease(10);
     h.run_timers(20);
     h.probe_answer(a.addr, None);
     h.run_timers(5);
@@ -200,11 +198,7 @@ fn defect_2_an_ack_that_could_not_be_delivered_records_no_short_lease_and_patche
 /// A guard for the fix (the delivered ACK is still the one patched).
 #[test]
 fn defect_2_the_short_lease_goes_into_the_ack_delivered() {
-    let mut c = proxy_config();
-    c.proxy.client_lease = Some(Duration::from_secs(60));
-    let mut h = Harness::new(c);
-    let a = Client::new(1);
-    a.bind(&mut h);
+    let (h, a) = bound_with_client_lease(60);
     let (_, bytes) = h.only_sent();
     assert_eq!(lease_of(&bytes), Some(60));
     assert!(record(&h, &a).and_then(|r| r.client_lease_end).is_some());
@@ -380,11 +374,7 @@ fn defect_7_a_restored_record_dated_in_the_future_is_clamped_and_never_gives_mor
 
 #[test]
 fn defect_7_a_clock_stepped_back_clamps_the_record_it_meets() {
-    let mut c = proxy_config();
-    c.proxy.client_lease = Some(Duration::from_secs(60));
-    let mut h = Harness::new(c);
-    let a = Client::new(1);
-    a.bind(&mut h);
+    let (mut h, a) = bound_with_client_lease(60);
     h.now = Timestamp::from_millis(h.now.as_millis() - 86_400_000);
     assert_eq!(h.client_sends_to(DS_ADDR, &a.renew()), Verdict::AnsweredLocally);
     let (_, bytes) = h.only_sent();
