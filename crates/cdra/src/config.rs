@@ -22,7 +22,9 @@ use std::time::Duration;
 
 use cdra_core::config::HARD_MAX_HOPS;
 use cdra_core::servers::MAX_SERVERS;
-use cdra_core::{EngineConfig, Mode, OfferChoice, Option82Config, Option82Policy, ProxyConfig, ServerSelection};
+use cdra_core::{
+    EngineConfig, Limits, Mode, OfferChoice, Option82Config, Option82Policy, ProxyConfig, Rate, ServerSelection,
+};
 use serde::Deserialize;
 
 /// A configuration error: the key it concerns and what is wrong, printed as one line.
@@ -63,6 +65,23 @@ pub const DEFAULT_STORE_RETRY_MAX_INTERVAL: Duration = Duration::from_secs(300);
 pub const MIN_PACKET_SIZE: usize = 576;
 /// Largest `relay.max_packet_size`.
 pub const MAX_PACKET_SIZE: usize = 4096;
+
+// What a configuration may ask the process to hold, knob by knob (issue 10: a configuration
+// asking for a million held replies preallocated 4 GiB). Each cap is far above what a
+// branch router needs and keeps the worst case of its structure under about 1 GiB.
+
+/// Most `proxy.max_clients` (~0.5 KiB each, grown as clients come).
+pub const MAX_CLIENTS: usize = 2_000_000;
+/// Most `proxy.max_pending_probes`.
+pub const MAX_PENDING_PROBES: usize = 65_536;
+/// Most `proxy.max_held_replies` (4 KiB each, allocated at start-up: 64 MiB).
+pub const MAX_HELD_REPLIES: usize = 16_384;
+/// Most `proxy.max_offer_windows`.
+pub const MAX_OFFER_WINDOWS: usize = 65_536;
+/// Most `limits.pending_clients`.
+pub const MAX_PENDING_CLIENTS: usize = 1_000_000;
+/// Most `limits.transactions` (and `proxy.max_tracked_requests`).
+pub const MAX_TRANSACTIONS: usize = 1_048_576;
 
 // ---------------------------------------------------------------- the spellings of the enums
 
@@ -218,6 +237,13 @@ pub(crate) mod de {
         }
     }
 
+    /// An optional integer in `MIN..=MAX`.
+    pub fn some_int_in<'de, D: Deserializer<'de>, const MIN: usize, const MAX: usize>(
+        d: D,
+    ) -> Result<Option<usize>, D::Error> {
+        int_in::<D, MIN, MAX>(d).map(Some)
+    }
+
     /// An integer in `MIN..=MAX`.
     pub fn int_in<'de, D: Deserializer<'de>, const MIN: usize, const MAX: usize>(d: D) -> Result<usize, D::Error> {
         let n = i64::deserialize(d)?;
@@ -287,6 +313,7 @@ pub(crate) struct FileConfig {
     pub upstream: Vec<FileUpstream>,
     pub relay: FileRelay,
     pub proxy: FileProxy,
+    pub limits: FileLimits,
     pub control: FileControl,
     pub metrics: FileMetrics,
     pub store: FileStore,
@@ -301,6 +328,7 @@ impl Default for FileConfig {
             upstream: Vec::new(),
             relay: FileRelay::default(),
             proxy: FileProxy::default(),
+            limits: FileLimits::default(),
             control: FileControl::default(),
             metrics: FileMetrics::default(),
             store: FileStore::default(),
@@ -409,15 +437,20 @@ pub(crate) struct FileProxy {
     pub offer_window: Duration,
     #[serde(deserialize_with = "de::duration::<_, 10, { 10 * SEC }>")]
     pub probe_timeout: Duration,
-    #[serde(deserialize_with = "de::int_in::<_, 1, 100_000_000>")]
+    /// Each bound record takes ~0.5 KiB, grown as clients come.
+    #[serde(deserialize_with = "de::int_in::<_, 1, MAX_CLIENTS>")]
     pub max_clients: usize,
-    #[serde(deserialize_with = "de::int_in::<_, 1, 1_000_000>")]
+    /// Each probe in flight keeps the request it answers (up to 4 KiB).
+    #[serde(deserialize_with = "de::int_in::<_, 1, MAX_PENDING_PROBES>")]
     pub max_pending_probes: usize,
-    #[serde(deserialize_with = "de::int_in::<_, 1, 10_000_000>")]
-    pub max_tracked_requests: usize,
-    #[serde(deserialize_with = "de::int_in::<_, 1, 1_000_000>")]
+    /// The earlier name of `[limits] transactions`, kept with its meaning.
+    #[serde(deserialize_with = "de::some_int_in::<_, 1, MAX_TRANSACTIONS>")]
+    pub max_tracked_requests: Option<usize>,
+    /// Each held reply has a 4 KiB buffer, allocated at start-up.
+    #[serde(deserialize_with = "de::int_in::<_, 1, MAX_HELD_REPLIES>")]
     pub max_held_replies: usize,
-    #[serde(deserialize_with = "de::int_in::<_, 1, 1_000_000>")]
+    /// Each offer window keeps the best OFFER so far (up to 4 KiB).
+    #[serde(deserialize_with = "de::int_in::<_, 1, MAX_OFFER_WINDOWS>")]
     pub max_offer_windows: usize,
     #[serde(deserialize_with = "de::some_duration::<_, { 10 * SEC }, { 365 * DAY }>")]
     pub client_lease: Option<Duration>,
@@ -436,7 +469,7 @@ impl Default for FileProxy {
             probe_timeout: d.probe_timeout,
             max_clients: d.max_clients,
             max_pending_probes: d.max_pending_probes,
-            max_tracked_requests: d.max_tracked_requests,
+            max_tracked_requests: None,
             max_held_replies: d.max_held_replies,
             max_offer_windows: d.max_offer_windows,
             client_lease: d.client_lease,
@@ -455,7 +488,6 @@ impl From<FileProxy> for ProxyConfig {
             probe_timeout: p.probe_timeout,
             max_clients: p.max_clients,
             max_pending_probes: p.max_pending_probes,
-            max_tracked_requests: p.max_tracked_requests,
             max_held_replies: p.max_held_replies,
             max_offer_windows: p.max_offer_windows,
             client_lease: p.client_lease,
@@ -464,6 +496,66 @@ impl From<FileProxy> for ProxyConfig {
             ..ProxyConfig::default()
         }
     }
+}
+
+/// `[limits]`: rate limits and the bounds that apply in every mode (`cdra_core::limits`,
+/// `cdra_core::transactions`). A rate of 0 turns that limit off.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct FileLimits {
+    #[serde(deserialize_with = "de::int_in::<_, 0, 1_000_000>")]
+    pub client_rate: usize,
+    #[serde(deserialize_with = "de::int_in::<_, 1, 1_000_000>")]
+    pub client_burst: usize,
+    #[serde(deserialize_with = "de::int_in::<_, 0, 10_000_000>")]
+    pub interface_rate: usize,
+    #[serde(deserialize_with = "de::int_in::<_, 1, 10_000_000>")]
+    pub interface_burst: usize,
+    /// Each pending record takes ~0.2 KiB.
+    #[serde(deserialize_with = "de::int_in::<_, 1, MAX_PENDING_CLIENTS>")]
+    pub pending_clients: usize,
+    /// Each outstanding request takes ~0.1 KiB.
+    #[serde(deserialize_with = "de::some_int_in::<_, 1, MAX_TRANSACTIONS>")]
+    pub transactions: Option<usize>,
+    #[serde(deserialize_with = "de::duration::<_, SEC, { 10 * 60 * SEC }>")]
+    pub reply_timeout: Duration,
+}
+
+impl Default for FileLimits {
+    fn default() -> Self {
+        let d = Limits::default();
+        FileLimits {
+            client_rate: d.client_rate.per_second as usize,
+            client_burst: d.client_rate.burst as usize,
+            interface_rate: d.interface_rate.per_second as usize,
+            interface_burst: d.interface_rate.burst as usize,
+            pending_clients: d.pending_clients,
+            transactions: None,
+            reply_timeout: d.reply_timeout,
+        }
+    }
+}
+
+/// `[limits]` with `[proxy] max_tracked_requests`, the earlier name of `transactions`.
+fn limits(l: FileLimits, max_tracked_requests: Option<usize>) -> Result<Limits, ConfigError> {
+    let transactions = match (l.transactions, max_tracked_requests) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(err(
+                "proxy.max_tracked_requests",
+                format!("{b} contradicts limits.transactions = {a} (the same setting; keep one)"),
+            ))
+        }
+        (Some(n), _) | (None, Some(n)) => n,
+        (None, None) => Limits::default().transactions,
+    };
+    let rate = |per_second: usize, burst: usize| Rate { per_second: per_second as u32, burst: burst as u32 };
+    Ok(Limits {
+        client_rate: rate(l.client_rate, l.client_burst),
+        interface_rate: rate(l.interface_rate, l.interface_burst),
+        pending_clients: l.pending_clients,
+        transactions,
+        reply_timeout: l.reply_timeout,
+    })
 }
 
 /// `[control]`.
@@ -557,6 +649,8 @@ pub struct Settings {
     pub option82: Option82Config,
     /// Proxy mode.
     pub proxy: ProxyConfig,
+    /// Rate limits and bounds (every mode).
+    pub limits: Limits,
     /// Control socket path (`cdra cache ...`), if any.
     pub control_socket: Option<PathBuf>,
     /// Prometheus endpoint, if any.
@@ -622,7 +716,9 @@ fn no_repeats<T: PartialEq + std::fmt::Display>(
 /// The rules that involve more than one value; every single value was checked as it was
 /// read.
 pub(crate) fn validate(file: FileConfig) -> Result<Settings, ConfigError> {
-    let FileConfig { mode, servers, downstream, upstream, relay, proxy, control, metrics, store } = file;
+    let FileConfig { mode, servers, downstream, upstream, relay, proxy, limits: file_limits, control, metrics, store } =
+        file;
+    let limits = limits(file_limits, proxy.max_tracked_requests)?;
     if servers.is_empty() {
         return Err(err("servers", "at least one server address is required"));
     }
@@ -656,6 +752,7 @@ pub(crate) fn validate(file: FileConfig) -> Result<Settings, ConfigError> {
         receive_batches: relay.receive_batches,
         option82: relay.option82.into(),
         proxy: proxy.into(),
+        limits,
         control_socket: control.socket,
         metrics_listen: metrics.listen,
         store: store_settings(store, mode)?,
@@ -701,6 +798,23 @@ mod tests {
         assert_eq!(s.server_selection, ServerSelection::All);
         assert!(!s.option82.insert);
         assert_eq!(s.option82.policy, Option82Policy::Forward);
+        assert_eq!(s.limits, Limits::default());
+    }
+
+    #[test]
+    fn limits_are_read_and_the_old_name_of_transactions_still_works() {
+        let text = format!(
+            "{MINIMAL}[limits]\nclient_rate = 0\ninterface_rate = 50\ninterface_burst = 100\npending_clients = 512\nreply_timeout = \"10s\"\n"
+        );
+        let s = parse(&text).expect("valid");
+        assert_eq!(s.limits.client_rate, Rate::UNLIMITED.with_burst(Limits::default().client_rate.burst));
+        assert_eq!(s.limits.interface_rate, Rate { per_second: 50, burst: 100 });
+        assert_eq!(s.limits.pending_clients, 512);
+        assert_eq!(s.limits.reply_timeout, Duration::from_secs(10));
+        let old = parse(&format!("{MINIMAL}[proxy]\nmax_tracked_requests = 1000\n")).expect("valid");
+        assert_eq!(old.limits.transactions, 1000);
+        let both = parse(&format!("{MINIMAL}[proxy]\nmax_tracked_requests = 1000\n[limits]\ntransactions = 1000\n"));
+        assert_eq!(both.expect("the same value twice is fine").limits.transactions, 1000);
     }
 
     #[test]
@@ -828,7 +942,25 @@ server_id_override = true
                 format!("{proxy}[proxy]\nrenew_reply_delay = \"1s\"\n"),
                 "proxy.renew_reply_delay: \"1s\" is out of range 1ms..=500ms",
             ),
-            (format!("{proxy}[proxy]\nmax_clients = -1\n"), "proxy.max_clients: -1 is out of range 1..=100000000"),
+            (format!("{proxy}[proxy]\nmax_clients = -1\n"), "proxy.max_clients: -1 is out of range 1..=2000000"),
+            // Issue 10: a configuration cannot make the process preallocate gigabytes.
+            (
+                format!("{proxy}[proxy]\nmax_held_replies = 1000000\n"),
+                "proxy.max_held_replies: 1000000 is out of range 1..=16384",
+            ),
+            (
+                format!("{MINIMAL}[limits]\ntransactions = 100000000\n"),
+                "limits.transactions: 100000000 is out of range",
+            ),
+            (format!("{MINIMAL}[limits]\nclient_rate = -5\n"), "limits.client_rate: -5 is out of range 0..="),
+            (
+                format!("{MINIMAL}[limits]\nreply_timeout = \"1h\"\n"),
+                "limits.reply_timeout: \"1h\" is out of range 1s..=10m",
+            ),
+            (
+                format!("{proxy}[proxy]\nmax_tracked_requests = 10\n[limits]\ntransactions = 20\n"),
+                "proxy.max_tracked_requests: 10 contradicts limits.transactions = 20",
+            ),
             (format!("{proxy}[proxy]\nmax_age = \"30s\"\n"), "proxy.max_age: \"30s\" is out of range 1m..=365d"),
             (
                 format!("{proxy}[store]\ndump_interval = \"2d\"\n"),

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
 use cdra_core::{
-    Destination, Downstream, Engine, EngineConfig, Ingress, Ipv4Net, Outbox, Timestamp, Verdict, CLIENT_PORT,
-    SERVER_PORT,
+    Destination, Downstream, EchoId, Engine, EngineConfig, Ingress, Ipv4Net, Outbox, ProbeAnswer, Timestamp, Verdict,
+    CLIENT_PORT, SERVER_PORT,
 };
 use cdra_sys::icmp::IcmpSocket;
 use cdra_sys::iface::{interface_by_name, Interface};
@@ -40,8 +40,6 @@ const RECV_BATCH: usize = 32;
 const RECV_BUFFER: usize = 4096;
 /// Outbox slots: a full batch can produce one datagram per server per request.
 const OUTBOX_SLOTS: usize = RECV_BATCH * 4;
-/// ICMP echo identifier of our probes.
-const PROBE_IDENT: u16 = 0xcd7a;
 
 /// What the loop does after one `recvmmsg`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +134,10 @@ fn engine_config(settings: &Settings) -> Result<EngineConfig> {
     config.max_packet_size = settings.max_packet_size;
     config.server_timeout = settings.server_timeout;
     config.proxy = settings.proxy.clone();
+    config.limits = settings.limits.clone();
+    // The engine's choices an outsider must not predict (probe identifiers, the xids of its
+    // own messages, eviction samples) start from the operating system's randomness.
+    config.proxy.seed = getrandom::u64().map_err(|e| anyhow!("drawing a random seed: {e}"))?;
     if config.mode == cdra_core::Mode::Proxy {
         for d in &config.downstream {
             if d.mac.is_none() {
@@ -152,7 +154,6 @@ struct Io {
     packet: PacketSender,
     /// ARP and ICMP sockets for probes (proxy mode only).
     probes: Option<(ArpSocket, IcmpSocket)>,
-    probe_seq: u16,
     frame: Vec<u8>,
     send_errors: u64,
     last_send_error_log: Option<Instant>,
@@ -169,8 +170,7 @@ impl Io {
                     tracing::debug!(target = %p.target, error = %e, "ARP probe failed");
                 }
             }
-            self.probe_seq = self.probe_seq.wrapping_add(1);
-            if let Err(e) = icmp.send_echo(p.target, PROBE_IDENT, self.probe_seq) {
+            if let Err(e) = icmp.send_echo(p.target, p.echo.ident, p.echo.seq) {
                 tracing::debug!(target = %p.target, error = %e, "ICMP probe failed");
             }
         }
@@ -225,7 +225,8 @@ fn read_probe_answers(io: &mut Io, engine: &mut Engine, now: Timestamp, outbox: 
     for _ in 0..256 {
         match arp.recv(buf) {
             Ok(Some(seen)) if !seen.sender_ip.is_unspecified() => {
-                engine.handle_probe_answer(now, seen.ifindex, seen.sender_ip, Some(seen.sender_mac), outbox);
+                let answer = ProbeAnswer::Arp { ifindex: seen.ifindex, address: seen.sender_ip, mac: seen.sender_mac };
+                engine.handle_probe_answer(now, answer, outbox);
             }
             Ok(Some(_)) => {}
             _ => break,
@@ -233,14 +234,11 @@ fn read_probe_answers(io: &mut Io, engine: &mut Engine, now: Timestamp, outbox: 
     }
     for _ in 0..256 {
         match icmp.recv_reply(buf) {
-            Ok(Some(reply)) if reply.ident == PROBE_IDENT => {
-                let ifindex =
-                    engine.config().downstream.iter().find(|d| d.address.contains(reply.src)).map(|d| d.ifindex);
-                if let Some(ifindex) = ifindex {
-                    engine.handle_probe_answer(now, ifindex, reply.src, None, outbox);
-                }
+            Ok(Some(reply)) => {
+                // The engine matches the identifier and sequence number it drew for the probe.
+                let echo = EchoId { ident: reply.ident, seq: reply.seq };
+                engine.handle_probe_answer(now, ProbeAnswer::Echo { address: reply.src, echo }, outbox);
             }
-            Ok(Some(_)) => {}
             _ => break,
         }
     }
@@ -270,7 +268,6 @@ pub fn run(settings: Settings) -> Result<()> {
         udp,
         packet,
         probes,
-        probe_seq: 0,
         frame: vec![0u8; IPV4_UDP_HEADER_LEN + cdra_core::outbox::OUT_BUFFER_SIZE],
         send_errors: 0,
         last_send_error_log: None,
@@ -390,7 +387,8 @@ pub fn run(settings: Settings) -> Result<()> {
                     truncated += 1;
                     continue;
                 }
-                let ingress = Ingress { ifindex: rx.ifindex, src: rx.src, dst: rx.dst, data: rx.data };
+                let ingress =
+                    Ingress { link_source: None, ifindex: rx.ifindex, src: rx.src, dst: rx.dst, data: rx.data };
                 let verdict = engine.handle_datagram(now, ingress, &mut outbox);
                 if let Verdict::Dropped(reason) = verdict {
                     tracing::debug!(ifindex = rx.ifindex, src = %rx.src, reason = reason.label(), "dropped");

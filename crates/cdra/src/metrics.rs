@@ -188,6 +188,15 @@ pub fn render(engine: &Engine, now: Timestamp, io: IoCounters) -> String {
         "Wake-ups that stopped reading with datagrams possibly pending, to serve timers, probes, control, store and signals.",
     );
     let _ = writeln!(out, "cdra_receive_yields_total {}", io.receive_yields);
+    family(&mut out, "cdra_transactions", "gauge", "Forwarded requests waiting for their reply (limits.transactions).");
+    let _ = writeln!(out, "cdra_transactions {}", engine.outstanding_requests().len());
+    family(
+        &mut out,
+        "cdra_transactions_evicted_total",
+        "counter",
+        "Forwarded requests forgotten to make room (limits.transactions): their replies are not believed.",
+    );
+    let _ = writeln!(out, "cdra_transactions_evicted_total {}", c.transactions_evicted);
     if let Some(p) = io.persistence {
         family(
             &mut out,
@@ -207,6 +216,13 @@ pub fn render(engine: &Engine, now: Timestamp, io: IoCounters) -> String {
     if engine.config().mode.caches() {
         family(&mut out, "cdra_clients", "gauge", "Records in the client table.");
         let _ = writeln!(out, "cdra_clients {}", engine.table().len());
+        family(
+            &mut out,
+            "cdra_pending_clients",
+            "gauge",
+            "Records still waiting for a server answer (a pool apart, limits.pending_clients).",
+        );
+        let _ = writeln!(out, "cdra_pending_clients {}", engine.table().pending_len());
         family(&mut out, "cdra_pending_probes", "gauge", "Address probes in flight.");
         let _ = writeln!(out, "cdra_pending_probes {}", engine.pending_probes());
         let p = &c.proxy;

@@ -75,6 +75,9 @@ pub struct Counters {
     /// Option 82 not added: a plain BOOTP request without the magic cookie has no options
     /// field (RFC 951, RFC 3046 2.0).
     pub option82_not_added_no_options: u64,
+    /// Outstanding forwarded requests forgotten to make room for newer ones
+    /// (`[limits] transactions`): a reply to them is no longer believed.
+    pub transactions_evicted: u64,
     /// Proxy mode.
     pub proxy: ProxyCounters,
 }
@@ -194,8 +197,17 @@ labelled_enum! {
         RenewalAnswerHeld => "renewal_answer_held", "Local ACKs to unicast renewals held back for renew_reply_delay.";
         /// ...and those sent at once because `max_held_replies` were already held.
         RenewalAnswerNotHeld => "renewal_answer_not_held", "Local ACKs to unicast renewals sent at once because max_held_replies were held.";
-        /// Forwarded requests not tracked by xid (`max_tracked_requests` reached).
-        RequestUntracked => "request_untracked", "Forwarded requests not tracked (max_tracked_requests reached).";
+        /// Requests whose Ethernet source is not their chaddr: relayed as a plain relay would,
+        /// without consulting or changing the table.
+        UnverifiedSource => "unverified_source", "Requests whose Ethernet source is not their chaddr: relayed without the cache.";
+        /// Probes for a requester answered by the MAC of the record's own client: NAK to the
+        /// requester, record kept.
+        ProbeOwnerAnswered => "probe_owner_answered", "Probes for a requester answered by the record's own client: requester NAKed, record kept.";
+        /// Server replies matched to a request whose record has gone meanwhile: passed on,
+        /// not cached (a reply never creates a record).
+        ReplyForGoneRecord => "reply_for_gone_record", "Server replies whose client record went while the request was out: passed on, not cached.";
+        /// Requests forwarded because the address was being probed for another request.
+        ProbeRefusedBusy => "probe_refused_busy", "Requests forwarded because their address was already being probed.";
         /// DISCOVERs whose first OFFER was passed on because `max_offer_windows` were open.
         OfferWindowFull => "offer_window_full", "DISCOVERs whose first OFFER was passed on because max_offer_windows were open.";
         /// Records restored or kept with times in the future (clock behind the store), clamped to now.

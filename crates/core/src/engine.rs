@@ -4,7 +4,7 @@
 //! | entry | what comes in | what it does |
 //! |---|---|---|
 //! | [`Engine::handle_datagram`] | one received UDP payload ([`Ingress`]) | relays it, or (caching modes) answers or forwards it as Table 1 says |
-//! | [`Engine::handle_probe_answer`] | an ARP or ICMP answer to a [`crate::ProbeRequest`] | marks the probes it decides ([`crate::proxy::probes`]) |
+//! | [`Engine::handle_probe_answer`] | an ARP or ICMP answer ([`crate::ProbeAnswer`]) to a [`crate::ProbeRequest`] | marks the probes it decides ([`crate::proxy::probes`]) |
 //! | [`Engine::poll_timeout`] | — | the earliest timer deadline ([`crate::timers`]) |
 //! | [`Engine::handle_timeout`] | the time | fires what is due, while the outbox has room |
 //! | [`Engine::flush_client`], [`Engine::flush_address`], [`Engine::flush_all`] | an operator's command | removes records |
@@ -21,20 +21,25 @@ use cdra_wire::{Message, Op};
 
 use crate::config::EngineConfig;
 use crate::counters::{Counters, MessageKind, ProxyEvent};
-use crate::outbox::{HeldReplies, Outbox};
+use crate::limits::TokenBucket;
+use crate::outbox::{HeldReplies, Outbox, ProbeAnswer};
 use crate::persist::{Change, ChangeLog, RestoreReport};
 use crate::proxy::ProxyState;
 use crate::servers::ServerPool;
 use crate::table::{ClientKey, ClientRecord, ClientTable};
 use crate::time::Timestamp;
 use crate::timers::{Timer, Timers};
+use crate::transactions::Transactions;
 use crate::verdict::{DropReason, Verdict};
 
 /// One received UDP datagram, as the I/O layer saw it.
 #[derive(Debug, Clone, Copy)]
 pub struct Ingress<'a> {
-    /// Interface it arrived on (IP_PKTINFO `ipi_ifindex`).
+    /// Interface it arrived on (IP_PKTINFO `ipi_ifindex`, or the packet socket's).
     pub ifindex: u32,
+    /// The Ethernet source address of the frame, when the I/O layer read the frame (client
+    /// requests on downstream interfaces); `None` when it does not know it.
+    pub link_source: Option<[u8; 6]>,
     /// Sender address and port.
     pub src: SocketAddrV4,
     /// Destination address in the IP header (IP_PKTINFO `ipi_addr`).
@@ -60,6 +65,10 @@ pub struct Engine {
     pub(crate) scratch: Box<[u8]>,
     /// Local answers to unicast renewals, held for `renew_reply_delay`.
     pub(crate) held: HeldReplies,
+    /// Requests forwarded and waiting for their reply ([`crate::transactions`]).
+    pub(crate) transactions: Transactions,
+    /// Each downstream interface's budget for new clients ([`crate::limits`]).
+    pub(crate) interface_budgets: Vec<TokenBucket>,
 }
 
 impl Engine {
@@ -73,7 +82,9 @@ impl Engine {
             config.server_retry_interval,
         );
         let counters = Counters::new(config.downstream.len() + 1, config.servers.len());
-        let table = ClientTable::new(config.proxy.max_clients, config.proxy.max_tracked_requests, config.proxy.seed);
+        let table = ClientTable::new(config.proxy.max_clients, config.limits.pending_clients, config.proxy.seed);
+        let transactions = Transactions::new(config.limits.transactions, config.limits.reply_timeout);
+        let interface_budgets = vec![TokenBucket::full(); config.downstream.len()];
         let holds = config.mode.caches() && !config.proxy.renew_reply_delay.is_zero();
         let held = if holds { config.proxy.max_held_replies } else { 0 };
         let mut timers = Timers::default();
@@ -90,6 +101,8 @@ impl Engine {
             changes: Default::default(),
             scratch: vec![0u8; crate::outbox::OUT_BUFFER_SIZE].into_boxed_slice(),
             held: HeldReplies::new(held),
+            transactions,
+            interface_budgets,
         }
     }
 
@@ -116,8 +129,17 @@ impl Engine {
                 None => self.drop(slot, DropReason::UnknownInterface),
             },
             Op::BootReply => {
-                if downstream.is_none() && !upstream && !self.config.upstream.is_empty() {
-                    return self.drop(slot, DropReason::UnknownInterface);
+                // A server reply arrives on an upstream interface; with none configured, on
+                // any interface that is not downstream. One that arrives on a downstream
+                // interface is a forgery from the client segment (whatever its IPv4 source
+                // says: a loose rp_filter lets a spoofed source through), unless that
+                // interface is also upstream (a one-armed relay): then only the match with
+                // an outstanding request protects it (`crate::transactions`).
+                let from_upstream = if self.config.upstream.is_empty() { downstream.is_none() } else { upstream };
+                if !from_upstream {
+                    let reason =
+                        if downstream.is_some() { DropReason::ReplyOnDownstream } else { DropReason::UnknownInterface };
+                    return self.drop(slot, reason);
                 }
                 if caches {
                     self.cache_reply_from_server(now, slot, *ingress.src.ip(), &msg, outbox)
@@ -128,19 +150,12 @@ impl Engine {
         }
     }
 
-    /// Some host answered a probe: an ARP reply or request naming `address` as its sender
-    /// (`mac` is then its hardware address), or an ICMP echo reply from it (`mac` None).
-    /// What it means is [`crate::proxy::probes`]; what follows is sent as timers fire.
-    pub fn handle_probe_answer(
-        &mut self,
-        now: Timestamp,
-        ifindex: u32,
-        address: Ipv4Addr,
-        mac: Option<[u8; 6]>,
-        outbox: &mut Outbox,
-    ) {
+    /// Some host answered a probe: an ARP packet naming an address as its sender, or an ICMP
+    /// echo reply. What it means is [`crate::proxy::probes`]; what follows is sent as
+    /// timers fire.
+    pub fn handle_probe_answer(&mut self, now: Timestamp, answer: ProbeAnswer, outbox: &mut Outbox) {
         if self.config.mode.caches() {
-            self.probe_answered(now, ifindex, address, mac);
+            self.probe_answered(now, answer);
             self.handle_timeout(now, outbox);
         }
     }
@@ -270,6 +285,11 @@ impl Engine {
     /// Probes in flight.
     pub fn pending_probes(&self) -> usize {
         self.proxy.probes.len()
+    }
+
+    /// Forwarded requests waiting for their reply.
+    pub fn outstanding_requests(&self) -> &Transactions {
+        &self.transactions
     }
 
     /// Timers filed (live and stale).

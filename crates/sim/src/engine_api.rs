@@ -7,7 +7,7 @@ use core::net::Ipv4Addr;
 
 use cdra_core::persist::decode_record;
 use cdra_core::table::{ClientKey, ClientRecord};
-use cdra_core::{Engine, Outbox, Timestamp};
+use cdra_core::{Engine, Outbox, ProbeAnswer, Timestamp};
 
 use crate::sched::Millis;
 
@@ -48,16 +48,16 @@ fn view(r: &ClientRecord) -> RecordView {
     }
 }
 
-/// Some host answered a probe (ARP reply or ICMP echo reply) for `address`.
+/// Some host answered a probe: an ARP answer from `mac` for `address` on `ifindex`.
 pub fn probe_answer(
     engine: &mut Engine,
     now: Millis,
     ifindex: u32,
     address: Ipv4Addr,
-    mac: Option<[u8; 6]>,
+    mac: [u8; 6],
     outbox: &mut Outbox,
 ) {
-    engine.handle_probe_answer(Timestamp::from_millis(now), ifindex, address, mac, outbox);
+    engine.handle_probe_answer(Timestamp::from_millis(now), ProbeAnswer::Arp { ifindex, address, mac }, outbox);
 }
 
 /// When the engine next needs `handle_timeout`.

@@ -901,7 +901,7 @@ impl Sim {
                     self.stats.probes_answered += 1;
                     self.tr(TraceEvent::ProbeAnswer { target, mac });
                     let now = self.now();
-                    engine_api::probe_answer(&mut self.engine, now, ifindex, target, Some(mac), &mut self.outbox);
+                    engine_api::probe_answer(&mut self.engine, now, ifindex, target, mac, &mut self.outbox);
                     self.flush_outbox(false);
                     self.reschedule_engine_timer();
                 }
@@ -1163,9 +1163,11 @@ impl Sim {
         }
         let now = self.now();
         let from_server = ifindex == self.cfg.upstream_ifindex;
+        // Model clients send from their own MAC, which the I/O layer reads off the frame.
+        let link_source = if from_server { None } else { Summary::parse(data).map(|s| s.mac) };
         let verdict = self.engine.handle_datagram(
             Timestamp::from_millis(now),
-            Ingress { ifindex, src, dst, data },
+            Ingress { link_source, ifindex, src, dst, data },
             &mut self.outbox,
         );
         if let Some(s) = Summary::parse(data) {

@@ -4,14 +4,21 @@
 //! ([`crate::ProbeRequest`]) and reports answers to [`crate::Engine::handle_probe_answer`];
 //! waiting is a [`Timer::Probe`].
 //!
-//! Who answered decides:
+//! Who answered decides. "The client" is the hardware address that sent the request we
+//! are to answer; "the record's client" is the one the server answered (the cached reply's
+//! chaddr), which differs when someone else uses the client's identifier (option 61):
 //!
 //! | answer | local ACK (3.2) | lapsed lease (2.3, 3.3) |
 //! |---|---|---|
-//! | ARP from another MAC | NAK, record removed | A.2: record removed, nothing released |
-//! | ARP from the client's own MAC | the client itself: ACK at the timeout | the client is still there: record kept, nothing released |
-//! | ICMP only (no MAC) | in use, unless the client's MAC answered ARP | the same |
+//! | ARP from the requesting client's MAC | the client itself: ACK at the timeout | the client is still there: record kept, nothing released |
+//! | ARP from the record's client, not the requester | the address is the record's client's: NAK the requester, record kept | — |
+//! | ARP from any other MAC | NAK, record removed (A.1) | A.2: record removed, nothing released |
+//! | ICMP echo reply carrying the probe's identifier and sequence | in use, unless the client's MAC answered ARP | the same |
 //! | nothing by the timeout | ACK | RELEASE sent, record removed |
+//!
+//! An ICMP echo reply counts only if it comes from the probed address and carries back the
+//! identifier and sequence number drawn at random for that probe, so a host that did not
+//! see the echo cannot forge one. One probe per address at a time (indexed by address).
 //!
 //! An answer only marks the probe and files its timer at `now`; the outcome is sent when the
 //! timer fires, so a burst of answers can never produce more than one batch holds
@@ -26,12 +33,13 @@ use cdra_wire::Message;
 use super::{ClientRequest, LocalAnswer};
 use crate::counters::ProxyEvent;
 use crate::engine::Engine;
-use crate::outbox::{Outbox, ProbeRequest};
+use crate::outbox::{EchoId, Outbox, ProbeAnswer, ProbeRequest};
 use crate::proxy::requests::Awaiting;
 use crate::relay::{Admitted, Targets, Upstream};
 use crate::table::{ClientKey, ClientKind, ClientState, Removal, Slot};
 use crate::time::Timestamp;
 use crate::timers::Timer;
+use crate::transactions::Expect;
 use crate::verdict::{DiscardReason, DropReason, Verdict};
 
 /// Why an address is being probed.
@@ -50,8 +58,10 @@ enum Heard {
     Nothing,
     /// Only an ICMP echo reply (no MAC): someone, maybe the client.
     IcmpOnly,
-    /// The client's own MAC answered ARP (an ICMP reply may have come too).
+    /// The requesting client's own MAC answered ARP (an ICMP reply may have come too).
     Client,
+    /// The record's client, not the requester, answered ARP (decided).
+    RecordClient,
     /// Another MAC answered ARP: the address is in use (decided).
     OtherHost,
 }
@@ -63,17 +73,22 @@ pub(crate) struct PendingProbe {
     ds: usize,
     ifindex: u32,
     target: Ipv4Addr,
+    echo: EchoId,
     key: ClientKey,
-    /// The client's MAC (from its request, or from the cached reply for a lapse).
+    /// The MAC of the client the answer is for (from its request, or from the cached reply
+    /// for a lapse).
     client_mac: Option<[u8; 6]>,
+    /// The MAC the server answered for this record (the cached reply's chaddr).
+    record_mac: Option<[u8; 6]>,
     heard: Heard,
 }
 
-/// The probes in flight, by id, at most `max_pending_probes`.
+/// The probes in flight, by id, at most `max_pending_probes`, one per address.
 #[derive(Debug, Default)]
 pub(crate) struct Probes {
     pending: HashMap<u64, PendingProbe>,
     by_key: HashMap<ClientKey, u64>,
+    by_target: HashMap<Ipv4Addr, u64>,
     next_id: u64,
 }
 
@@ -88,10 +103,16 @@ impl Probes {
         self.by_key.contains_key(key)
     }
 
+    /// Is `address` being probed?
+    fn is_probing_address(&self, address: Ipv4Addr) -> bool {
+        self.by_target.contains_key(&address)
+    }
+
     fn start(&mut self, probe: PendingProbe) -> u64 {
         self.next_id = self.next_id.wrapping_add(1);
         let id = self.next_id;
         self.by_key.insert(probe.key.clone(), id);
+        self.by_target.insert(probe.target, id);
         self.pending.insert(id, probe);
         id
     }
@@ -101,36 +122,45 @@ impl Probes {
         if self.by_key.get(&p.key) == Some(&id) {
             self.by_key.remove(&p.key);
         }
+        if self.by_target.get(&p.target) == Some(&id) {
+            self.by_target.remove(&p.target);
+        }
         Some(p)
     }
 
     /// Forget the probe of `key` (its record is gone); its timer finds nothing.
     pub(crate) fn forget(&mut self, key: &ClientKey) {
-        if let Some(id) = self.by_key.remove(key) {
-            self.pending.remove(&id);
+        if let Some(id) = self.by_key.get(key).copied() {
+            self.take(id);
         }
     }
 
-    /// Note an answer from `address` on `ifindex` (`mac`: an ARP answer's sender). Returns
-    /// the ids of the probes this answer decided (to fire now).
-    fn answered(&mut self, ifindex: u32, address: Ipv4Addr, mac: Option<[u8; 6]>, decided: &mut Vec<u64>) {
-        for (id, p) in self.pending.iter_mut().filter(|(_, p)| p.ifindex == ifindex && p.target == address) {
-            let before = p.heard;
-            p.heard = match (p.heard, mac) {
-                (Heard::OtherHost, _) => Heard::OtherHost,
-                (_, Some(m)) if Some(m) == p.client_mac => Heard::Client,
-                (_, Some(_)) => Heard::OtherHost,
-                (Heard::Nothing, None) => Heard::IcmpOnly,
-                (h, None) => h,
-            };
-            // Decided at once: another host (either purpose), or the client itself for a
-            // lapse (nothing is to be sent to the client, and a REQUEST may follow).
-            let now_decided =
-                matches!((&p.purpose, p.heard), (_, Heard::OtherHost) | (ProbePurpose::Lapse, Heard::Client));
-            if now_decided && before != p.heard {
-                decided.push(*id);
-            }
-        }
+    /// Note `answer`. Returns the id of the probe this answer decided (to fire now).
+    fn answered(&mut self, answer: ProbeAnswer) -> Option<u64> {
+        let address = match answer {
+            ProbeAnswer::Arp { address, .. } | ProbeAnswer::Echo { address, .. } => address,
+        };
+        let id = *self.by_target.get(&address)?;
+        let p = self.pending.get_mut(&id)?;
+        let before = p.heard;
+        p.heard = match answer {
+            ProbeAnswer::Arp { ifindex, .. } if ifindex != p.ifindex => return None,
+            ProbeAnswer::Echo { echo, .. } if echo != p.echo => return None,
+            _ if matches!(p.heard, Heard::OtherHost | Heard::RecordClient) => p.heard,
+            ProbeAnswer::Arp { mac, .. } if Some(mac) == p.client_mac => Heard::Client,
+            ProbeAnswer::Arp { mac, .. } if Some(mac) == p.record_mac => Heard::RecordClient,
+            ProbeAnswer::Arp { .. } => Heard::OtherHost,
+            ProbeAnswer::Echo { .. } if p.heard == Heard::Nothing => Heard::IcmpOnly,
+            ProbeAnswer::Echo { .. } => p.heard,
+        };
+        // Decided at once: another host or the record's client (either purpose), or the
+        // client itself for a lapse (nothing is to be sent to the client, and a REQUEST may
+        // follow).
+        let decided = matches!(
+            (&p.purpose, p.heard),
+            (_, Heard::OtherHost | Heard::RecordClient) | (ProbePurpose::Lapse, Heard::Client)
+        );
+        (decided && before != p.heard).then_some(id)
     }
 }
 
@@ -151,6 +181,7 @@ impl Engine {
             return self.drop(ds, DropReason::NoServer);
         };
         let (key, target, server) = (r.key.clone(), r.address, r.server);
+        let record_mac = r.reply.as_ref().and_then(|c| <[u8; 6]>::try_from(c.chaddr()).ok());
         if self.proxy.probes.is_probing(&key) {
             // A retransmission while the probe runs: the answer is on its way.
             self.counters.proxy.discarded.add(DiscardReason::RetransmissionDuringProbe);
@@ -159,9 +190,11 @@ impl Engine {
         let Some(iface) = self.config.downstream.get(ds) else {
             return self.drop(ds, DropReason::UnknownInterface);
         };
-        if self.proxy.probes.len() >= self.config.proxy.max_pending_probes {
-            // Bounded: rather than ACK unprobed, let the server answer.
-            self.counters.proxy.add(ProxyEvent::ProbeRefusedFull);
+        let busy = self.proxy.probes.is_probing_address(target);
+        if busy || self.proxy.probes.len() >= self.config.proxy.max_pending_probes {
+            // Bounded (and one probe per address): rather than ACK unprobed, let the server
+            // answer.
+            self.counters.proxy.add(if busy { ProxyEvent::ProbeRefusedBusy } else { ProxyEvent::ProbeRefusedFull });
             let state =
                 if msg.server_identifier().is_some() { ClientState::Requesting } else { ClientState::Rebooting };
             let to = match (msg.server_identifier(), self.server_of(server)) {
@@ -169,22 +202,24 @@ impl Engine {
                 (Some(_), Some((i, b))) => Upstream { targets: Targets::One(i), server_id: Some(b.id) },
                 _ => Upstream::CHOSEN,
             };
-            return self.forward_for(req, Awaiting::Reply(slot, state), to, outbox);
+            return self.forward_for(req, Awaiting::Reply(Some(slot), Expect::Ack(state)), to, outbox);
         }
-        let probe =
-            ProbeRequest { ifindex: iface.ifindex, sender_mac: iface.mac, sender_ip: iface.address.addr, target };
+        let (ifindex, sender_mac, sender_ip) = (iface.ifindex, iface.mac, iface.address.addr);
+        let echo = self.random_echo_id();
+        let probe = ProbeRequest { ifindex, sender_mac, sender_ip, target, echo };
         if !outbox.push_probe(probe) {
             return self.drop(ds, DropReason::OutboxFull);
         }
-        let ifindex = iface.ifindex;
         let purpose = ProbePurpose::LocalAck { request: msg.as_bytes().to_vec(), admitted: req.admitted };
         let pending = PendingProbe {
             purpose,
             ds,
             ifindex,
             target,
+            echo,
             key,
             client_mac: msg.ethernet_chaddr(),
+            record_mac,
             heard: Heard::Nothing,
         };
         self.arm_probe(now, pending);
@@ -197,22 +232,38 @@ impl Engine {
         let Some(r) = self.table.get(slot) else { return true };
         let ds = usize::from(r.downstream);
         let Some(iface) = self.config.downstream.get(ds) else { return true };
-        if self.proxy.probes.len() >= self.config.proxy.max_pending_probes {
+        if self.proxy.probes.len() >= self.config.proxy.max_pending_probes
+            || self.proxy.probes.is_probing_address(r.address)
+        {
             return false;
         }
         // The client's MAC is the one its server answered (the cached reply's chaddr).
         let client_mac = r.reply.as_ref().and_then(|c| <[u8; 6]>::try_from(c.chaddr()).ok());
         let (key, target) = (r.key.clone(), r.address);
-        let probe =
-            ProbeRequest { ifindex: iface.ifindex, sender_mac: iface.mac, sender_ip: iface.address.addr, target };
-        if !outbox.push_probe(probe) {
+        let (ifindex, sender_mac, sender_ip) = (iface.ifindex, iface.mac, iface.address.addr);
+        let echo = self.random_echo_id();
+        if !outbox.push_probe(ProbeRequest { ifindex, sender_mac, sender_ip, target, echo }) {
             return false;
         }
-        let ifindex = iface.ifindex;
-        let pending =
-            PendingProbe { purpose: ProbePurpose::Lapse, ds, ifindex, target, key, client_mac, heard: Heard::Nothing };
+        let pending = PendingProbe {
+            purpose: ProbePurpose::Lapse,
+            ds,
+            ifindex,
+            target,
+            echo,
+            key,
+            client_mac,
+            record_mac: client_mac,
+            heard: Heard::Nothing,
+        };
         self.arm_probe(now, pending);
         true
+    }
+
+    /// A fresh, unpredictable ICMP echo identifier and sequence number.
+    fn random_echo_id(&mut self) -> EchoId {
+        let r = self.table.next_random();
+        EchoId { ident: (r >> 16) as u16, seq: (r >> 48) as u16 }
     }
 
     fn arm_probe(&mut self, now: Timestamp, pending: PendingProbe) {
@@ -222,11 +273,9 @@ impl Engine {
     }
 
     /// Some host answered a probe (see [`crate::Engine::handle_probe_answer`]): mark the
-    /// probes it decides and fire their timers now.
-    pub(crate) fn probe_answered(&mut self, now: Timestamp, ifindex: u32, address: Ipv4Addr, mac: Option<[u8; 6]>) {
-        let mut decided = Vec::new();
-        self.proxy.probes.answered(ifindex, address, mac, &mut decided);
-        for id in decided {
+    /// probe it concerns, and fire its timer now if the answer decides it.
+    pub(crate) fn probe_answered(&mut self, now: Timestamp, answer: ProbeAnswer) {
+        if let Some(id) = self.proxy.probes.answered(answer) {
             self.timers.arm(now, Timer::Probe(id));
         }
     }
@@ -236,7 +285,15 @@ impl Engine {
         let Some(p) = self.proxy.probes.take(id) else { return }; // decided and done already
         let slot = self.table.find(&p.key);
         match (p.heard, &p.purpose) {
-            (Heard::OtherHost | Heard::IcmpOnly, _) => self.probe_found_in_use(p, slot, outbox),
+            (Heard::RecordClient, ProbePurpose::LocalAck { request, .. }) => {
+                // The address is the record's client's, alive, and the requester is someone
+                // else using its identifier: the requester gets a NAK, the client keeps its
+                // record.
+                self.counters.proxy.add(ProxyEvent::ProbeOwnerAnswered);
+                let request = Message::new_unchecked(&request[..]);
+                self.send_nak(p.ds, &request, outbox);
+            }
+            (Heard::OtherHost | Heard::IcmpOnly | Heard::RecordClient, _) => self.probe_found_in_use(p, slot, outbox),
             (Heard::Client, ProbePurpose::Lapse) => {
                 // The client's own MAC answers: it still has the address configured (it will
                 // renew late, or it slept). Keep its record and the server lease; release

@@ -18,8 +18,6 @@ pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 const SWEEP_SLOTS_PER_TICK: usize = 4096;
 /// A record that never got a server reply is forgotten after this long without contact.
 const UNANSWERED_RECORD_TTL: Duration = Duration::from_secs(300);
-/// A forwarded request is remembered this long for matching its reply.
-const REQUEST_TTL: Duration = Duration::from_secs(60);
 
 impl Engine {
     /// The record for `key`, created (state INIT) when absent.
@@ -29,7 +27,7 @@ impl Engine {
         }
         let (slot, evicted) = self.table.insert(ClientRecord::new(key, kind, ds as u16, now));
         if let Some(gone) = evicted {
-            self.forgotten(&gone, Removal::Evicted);
+            self.forgotten(&gone, gone.eviction());
         }
         slot
     }
@@ -42,7 +40,7 @@ impl Engine {
     }
 
     /// A record has left the table: count it, tell the store, stop what ran for it.
-    fn forgotten(&mut self, removed: &ClientRecord, why: Removal) {
+    pub(crate) fn forgotten(&mut self, removed: &ClientRecord, why: Removal) {
         self.counters.proxy.removed.add(why);
         if removed.reply.is_some() {
             self.note_change(&removed.key);
@@ -103,9 +101,7 @@ impl Engine {
             }
             self.proxy.sweep_cursor = if end >= n { 0 } else { end };
         }
-        if let Some(older) = now.as_millis().checked_sub(REQUEST_TTL.as_millis() as u64) {
-            self.table.expire_requests(Timestamp::from_millis(older));
-        }
+        self.transactions.expire(now);
     }
 
     /// Remove the records in `slots`, as flushed by an operator; how many there were.
@@ -148,8 +144,8 @@ impl Engine {
             self.table.remove(other);
         }
         let (slot, evicted) = self.table.insert(rec);
-        if evicted.is_some() {
-            self.counters.proxy.removed.add(Removal::Evicted);
+        if let Some(gone) = evicted {
+            self.counters.proxy.removed.add(gone.eviction());
         }
         let before = self.counters.proxy[ProxyEvent::FutureDatedClamped];
         self.clamp_future_dated(now, slot);

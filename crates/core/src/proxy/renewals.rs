@@ -22,10 +22,11 @@ use crate::counters::{MessageKind, ProxyEvent};
 use crate::engine::Engine;
 use crate::lease::{default_t1, default_t2, finite_secs, INFINITE};
 use crate::outbox::{Destination, Emitted, Outbox};
-use crate::relay::{Targets, Upstream};
-use crate::table::{ParamList, Removal, RequestId, Slot};
+use crate::relay::{Targets, Track, Upstream};
+use crate::table::{ParamList, Removal, Slot};
 use crate::time::Timestamp;
 use crate::timers::Timer;
+use crate::transactions::Expect;
 
 /// An upstream renewal without an answer is sent again after this long.
 pub(crate) const UPSTREAM_RENEWAL_RETRY: Duration = Duration::from_secs(30);
@@ -196,7 +197,8 @@ impl Engine {
     ) {
         let (now, request) = (req.now, req.msg);
         let Some(r) = self.table.get(slot) else { return };
-        if !r.past_t1(now) || (r.upstream_renewal && now.since(r.pending_since) < UPSTREAM_RENEWAL_RETRY) {
+        let recently = r.upstream_renewal_sent.is_some_and(|sent| now.since(sent) < UPSTREAM_RENEWAL_RETRY);
+        if !r.past_t1(now) || recently {
             return;
         }
         let past_t2 = r.past_t2(now);
@@ -211,13 +213,11 @@ impl Engine {
             _ => None,
         };
         let params = request.parameter_request_list().map(ParamList::new).unwrap_or(ParamList::EMPTY);
-        if !self.table.track_request(slot, RequestId::of(request, req.ds), now, params) {
-            self.counters.proxy.add(ProxyEvent::RequestUntracked);
-        }
         if let Some(r) = self.table.get_mut(slot) {
-            r.upstream_renewal = true;
+            r.upstream_renewal_sent = Some(now);
         }
         self.counters.proxy.add(ProxyEvent::UpstreamRenewal);
-        self.forward_request(now, req.ds, request, req.admitted, Upstream { targets, server_id }, outbox);
+        let track = Track::Reply { expect: Expect::UpstreamRenewal, client: self.table.reference(slot), params };
+        self.forward_request(now, req.ds, request, req.admitted, Upstream { targets, server_id }, track, outbox);
     }
 }

@@ -13,8 +13,9 @@ use crate::config::Ipv4Net;
 use crate::counters::ProxyEvent;
 use crate::engine::Engine;
 use crate::outbox::Outbox;
-use crate::relay::{Targets, Upstream};
-use crate::table::{ClientKind, ClientState, ParamList, Removal, RequestId, ServerBinding, Slot};
+use crate::relay::{Targets, Track, Upstream};
+use crate::table::{ClientKind, ClientState, ParamList, Removal, ServerBinding, Slot};
+use crate::transactions::{Expect, RequestId};
 use crate::verdict::{DropReason, Verdict};
 
 /// Is `dst` a broadcast address on the link of `net` (a REBINDING client broadcasts)?
@@ -23,13 +24,25 @@ fn is_broadcast(dst: Ipv4Addr, net: &Ipv4Net) -> bool {
     dst.is_broadcast() || dst == bcast
 }
 
-/// The state a forwarded request puts the client in, when its reply is to be matched.
+/// What a forwarded request waits for.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Awaiting {
-    /// Nothing to match (INFORM, DECLINE, RELEASE, a malformed REQUEST): relayed only.
+    /// No reply (DECLINE, RELEASE: RFC 2131 4.3.3 and 4.3.4, the server sends none).
     Nothing,
-    /// The client is now in this state and its request is tracked for the reply.
-    Reply(Slot, ClientState),
+    /// A reply of this kind, for the client in `slot` (`None`: relayed for nobody we
+    /// keep, such as an INFORM).
+    Reply(Option<Slot>, Expect),
+}
+
+impl Expect {
+    /// The state a client waiting for this is in (paper 5.2), if it changes it.
+    fn client_state(self) -> Option<ClientState> {
+        match self {
+            Expect::Offer | Expect::BootReply => Some(ClientState::Init),
+            Expect::Ack(state) => Some(state),
+            Expect::Inform | Expect::UpstreamRenewal => None,
+        }
+    }
 }
 
 impl Engine {
@@ -45,14 +58,20 @@ impl Engine {
             Some(MessageType::Request) => self.dhcp_request(req, outbox),
             Some(MessageType::Decline) | Some(MessageType::Release) => self.gave_up(req, outbox),
             // Table 1: "DHCPINFORM: Forward to Server". Anything else is relayed too.
-            Some(_) => self.forward_for(req, Awaiting::Nothing, Upstream::CHOSEN, outbox),
+            Some(MessageType::Inform) => {
+                self.forward_for(req, Awaiting::Reply(None, Expect::Inform), Upstream::CHOSEN, outbox)
+            }
+            Some(_) => {
+                let awaiting = Awaiting::Reply(None, Expect::Ack(ClientState::Requesting));
+                self.forward_for(req, awaiting, Upstream::CHOSEN, outbox)
+            }
         }
     }
 
     /// Forward a client's request and note the state the client is now in (paper 5.2: "If
     /// the relay must forward the request to the client's server, it places the client in
-    /// the RENEWING state", and so on). A tracked request is remembered by what its reply
-    /// will carry ([`RequestId`]), with its option 55.
+    /// the RENEWING state", and so on). The request is filed ([`crate::transactions`]) with
+    /// what it waits for and its option 55, so its reply can be matched.
     pub(crate) fn forward_for<T: AsRef<[u8]>>(
         &mut self,
         req: &ClientRequest<'_, T>,
@@ -61,18 +80,18 @@ impl Engine {
         outbox: &mut Outbox,
     ) -> Verdict {
         let msg = req.msg;
-        if let Awaiting::Reply(slot, state) = awaiting {
-            let params = msg.parameter_request_list().map(ParamList::new).unwrap_or(ParamList::EMPTY);
-            if !self.table.track_request(slot, RequestId::of(msg, req.ds), req.now, params) {
-                self.counters.proxy.add(ProxyEvent::RequestUntracked);
+        let track = match awaiting {
+            Awaiting::Nothing => Track::Nothing,
+            Awaiting::Reply(slot, expect) => {
+                if let (Some(r), Some(state)) = (slot.and_then(|s| self.table.get_mut(s)), expect.client_state()) {
+                    r.state = state;
+                }
+                let params = msg.parameter_request_list().map(ParamList::new).unwrap_or(ParamList::EMPTY);
+                Track::Reply { expect, client: slot.and_then(|s| self.table.reference(s)), params }
             }
-            if let Some(r) = self.table.get_mut(slot) {
-                r.state = state;
-                r.upstream_renewal = false;
-            }
-        }
+        };
         self.counters.proxy.add(ProxyEvent::Forwarded);
-        self.forward_request(req.now, req.ds, msg, req.admitted, to, outbox)
+        self.forward_request(req.now, req.ds, msg, req.admitted, to, track, outbox)
     }
 
     /// The server a record's lease is with, as a pool index.
@@ -98,6 +117,13 @@ impl Engine {
         if r.reply.is_none() || r.kind != kind {
             return false;
         }
+        // A request from another link than the client's is not answered from the table
+        // (Appendix B, "Validity of client data": the client may have moved) and does not
+        // change the record: it is forwarded, and only the server's answer to it moves the
+        // record (a stranger elsewhere using the client's identity cannot).
+        if usize::from(r.downstream) != req.ds {
+            return false;
+        }
         // Paper 5.6: "The data is only considered valid for a certain term (default is 9
         // days). After expiration of the data, the client record is deleted."
         if now.since(r.last_update) > proxy.max_age {
@@ -108,7 +134,7 @@ impl Engine {
             return false;
         }
         // Appendix B, "Validity of client data": never offer an address that is not on the
-        // subnet of the link the request came in on (the client has moved).
+        // subnet of the link the request came in on (the link was renumbered).
         if !iface.address.contains(r.address) {
             self.drop_record(slot, Removal::WrongSubnet);
             return false;
@@ -140,7 +166,7 @@ impl Engine {
             }
         }
         let slot = self.record_of(req, ClientKind::Bootp);
-        self.forward_for(req, Awaiting::Reply(slot, ClientState::Init), Upstream::CHOSEN, outbox)
+        self.forward_for(req, Awaiting::Reply(Some(slot), Expect::BootReply), Upstream::CHOSEN, outbox)
     }
 
     /// Table 1: "DHCPDISCOVER: Proxy if able, otherwise forward to server." A DISCOVER
@@ -153,10 +179,7 @@ impl Engine {
         }
         self.proxy.offers.close_for(&req.key);
         let slot = self.record_of(req, ClientKind::Dhcp);
-        if let Some(r) = self.table.get_mut(slot) {
-            r.offered_by = None;
-        }
-        self.forward_for(req, Awaiting::Reply(slot, ClientState::Init), Upstream::CHOSEN, outbox)
+        self.forward_for(req, Awaiting::Reply(Some(slot), Expect::Offer), Upstream::CHOSEN, outbox)
     }
 
     /// Answer an ACK from the table, after a probe of the address unless `safe_network`
@@ -187,7 +210,8 @@ impl Engine {
         if ciaddr.is_unspecified() {
             let Some(wanted) = msg.requested_ip() else {
                 // Neither SELECTING nor INIT-REBOOT: malformed, but the server may know.
-                return self.forward_for(req, Awaiting::Nothing, Upstream::CHOSEN, outbox);
+                let awaiting = Awaiting::Reply(None, Expect::Ack(ClientState::Requesting));
+                return self.forward_for(req, awaiting, Upstream::CHOSEN, outbox);
             };
             // INIT-REBOOT: option 50 filled in, ciaddr zero, no server identifier.
             if let Some(s) = req.slot {
@@ -196,7 +220,8 @@ impl Engine {
                 }
             }
             let slot = self.record_of(req, ClientKind::Dhcp);
-            return self.forward_for(req, Awaiting::Reply(slot, ClientState::Rebooting), Upstream::CHOSEN, outbox);
+            let awaiting = Awaiting::Reply(Some(slot), Expect::Ack(ClientState::Rebooting));
+            return self.forward_for(req, awaiting, Upstream::CHOSEN, outbox);
         }
         self.renewing_or_rebinding(req, ciaddr, outbox)
     }
@@ -205,29 +230,33 @@ impl Engine {
     /// contains a 'server identifier' option, the message is in response to a DHCPOFFER
     /// message."
     fn selecting<T: AsRef<[u8]>>(&mut self, req: &ClientRequest<'_, T>, sid: Ipv4Addr, outbox: &mut Outbox) -> Verdict {
+        let requesting = Expect::Ack(ClientState::Requesting);
         if !self.is_our_address(sid) {
             // It chose a server that is not us (reachable some other way): relay.
             let slot = self.record_of(req, ClientKind::Dhcp);
-            return self.forward_for(req, Awaiting::Reply(slot, ClientState::Requesting), Upstream::CHOSEN, outbox);
+            return self.forward_for(req, Awaiting::Reply(Some(slot), requesting), Upstream::CHOSEN, outbox);
         }
-        // Appendix B, "The server-identifier option": when we no longer know which server
-        // made the offer, "it sends a NAK to the client, forcing it to restart its
-        // initialization and send out a DISCOVER".
-        let Some((s, state, offered_by, server)) =
-            req.slot.and_then(|s| self.table.get(s).map(|r| (s, r.state, r.offered_by, r.server)))
-        else {
-            return self.send_nak(req.ds, req.msg, outbox);
-        };
-        if state == ClientState::OfferedLocally && self.cache_hit(req, s, ClientKind::Dhcp, req.msg.requested_ip()) {
-            return self.ack_after_probe(req, s, outbox);
+        if let Some(s) = req.slot {
+            let offered_locally = self.table.get(s).is_some_and(|r| r.state == ClientState::OfferedLocally);
+            if offered_locally && self.cache_hit(req, s, ClientKind::Dhcp, req.msg.requested_ip()) {
+                return self.ack_after_probe(req, s, outbox);
+            }
         }
         // The offer came from a server (or ours can no longer be honoured): paper 5.1, put
-        // the real server's identifier back before forwarding.
+        // the real server's identifier back before forwarding. The REQUEST carries the
+        // DISCOVER's xid (RFC 2131 4.4.1), so the DISCOVER's transaction names the server
+        // whose OFFER was passed on.
+        let offered_by = self.transactions.get(&RequestId::of(req.msg, req.ds), req.now).and_then(|t| t.offered_by);
+        let server = req.slot.and_then(|s| self.table.get(s)).and_then(|r| r.server);
         match self.server_of(offered_by.or(server)) {
             Some((index, binding)) => {
+                let slot = self.record_of(req, ClientKind::Dhcp);
                 let to = Upstream { targets: Targets::One(index), server_id: Some(binding.id) };
-                self.forward_for(req, Awaiting::Reply(s, ClientState::Requesting), to, outbox)
+                self.forward_for(req, Awaiting::Reply(Some(slot), requesting), to, outbox)
             }
+            // Appendix B, "The server-identifier option": when we no longer know which
+            // server made the offer, "it sends a NAK to the client, forcing it to restart
+            // its initialization and send out a DISCOVER".
             None => self.send_nak(req.ds, req.msg, outbox),
         }
     }
@@ -255,7 +284,8 @@ impl Engine {
             if hit {
                 self.counters.proxy.add(ProxyEvent::RebindForwarded);
             }
-            return self.forward_for(req, Awaiting::Reply(slot, ClientState::Rebinding), Upstream::CHOSEN, outbox);
+            let awaiting = Awaiting::Reply(Some(slot), Expect::Ack(ClientState::Rebinding));
+            return self.forward_for(req, awaiting, Upstream::CHOSEN, outbox);
         }
         if hit {
             // Paper 3.2: "DHCPREQUEST used to RENEW a lease (unicast request) ... No
@@ -268,17 +298,36 @@ impl Engine {
             Some((i, _)) => Upstream { targets: Targets::One(i), server_id: None },
             None => Upstream::CHOSEN,
         };
-        self.forward_for(req, Awaiting::Reply(slot, ClientState::Renewing), to, outbox)
+        self.forward_for(req, Awaiting::Reply(Some(slot), Expect::Ack(ClientState::Renewing)), to, outbox)
     }
 
     /// Table 1: "DHCPDECLINE / DHCPRELEASE: Forward to Server, Remove client from DB." The
     /// client names us in option 54; the server gets its own identifier back.
+    ///
+    /// No authentication protects these (RFC 3118 is not used in practice), so a cached
+    /// client's record is removed only by a message that is consistent with it, checked
+    /// as far as a relay can: it arrived on the client's link (from the client's own
+    /// hardware address: `cache_request`), and names the client's address — RFC 2131
+    /// 4.4.6, a RELEASE carries the released address in ciaddr; 4.4.4 / table 5, a DECLINE
+    /// carries the declined address in option 50. Anything else is dropped and counted,
+    /// and the record stays: a stranger's message costs the stranger, not the client.
     fn gave_up<T: AsRef<[u8]>>(&mut self, req: &ClientRequest<'_, T>, outbox: &mut Outbox) -> Verdict {
-        let binding = req.slot.and_then(|s| self.table.get(s)).and_then(|r| r.server.or(r.offered_by));
+        let msg = req.msg;
+        let cached = req.slot.and_then(|s| self.table.get(s)).filter(|r| r.reply.is_some());
+        if let Some(r) = cached {
+            let named = match msg.message_type() {
+                Some(MessageType::Decline) => msg.requested_ip(),
+                _ => Some(msg.ciaddr()),
+            };
+            if named != Some(r.address) || usize::from(r.downstream) != req.ds {
+                return self.drop(req.ds, DropReason::ReleaseMismatch);
+            }
+        }
+        let binding = cached.and_then(|r| r.server);
         if let Some(s) = req.slot {
             self.drop_record(s, Removal::ClientGaveUp);
         }
-        let names_us = req.msg.server_identifier().is_some_and(|sid| self.is_our_address(sid));
+        let names_us = msg.server_identifier().is_some_and(|sid| self.is_our_address(sid));
         match self.server_of(binding) {
             Some((i, b)) => {
                 let to = Upstream { targets: Targets::One(i), server_id: names_us.then_some(b.id) };
