@@ -9,6 +9,8 @@
 //!   selection on send).
 //! * [`packet`]: AF_PACKET sockets: sending complete IPv4 datagrams to a link-layer address,
 //!   and ARP probes / ARP observation.
+//! * [`tap`]: reading UDP datagrams off one link with the frame's source hardware address
+//!   (client requests), and classic BPF filters.
 //! * [`icmp`]: raw ICMP echo requests and replies.
 //! * [`poll`]: waiting for readability on several descriptors.
 //! * [`privileges`]: what the process may do (effective capabilities), and dropping them.
@@ -33,6 +35,7 @@ pub mod netns;
 pub mod packet;
 pub mod poll;
 pub mod privileges;
+pub mod tap;
 pub mod udp;
 
 pub use error::SysError;
