@@ -1,13 +1,23 @@
 //! The data plane: one loop, one thread, owning the engine and every socket.
 //!
 //! Start-up resolves interface names to indexes and addresses (one clear error line per
-//! problem), opens the UDP :67 socket (IP_PKTINFO tells each datagram's ingress interface
-//! and destination) and an AF_PACKET socket for replies to clients without an address.
+//! problem) and opens:
+//!
+//! - per downstream interface, a tap ([`cdra_sys::tap::UdpTap`]) that reads client
+//!   requests (BOOTREQUESTs to port 67) off the link with the frame's Ethernet source, which
+//!   the engine checks against chaddr (issue 10: a message that does not come from the
+//!   client it names must not act for it); the IPv4 and UDP headers are checked here
+//!   ([`cdra_wire::ipv4::Ipv4Udp`]) as the kernel would for a UDP socket;
+//! - the UDP :67 socket (IP_PKTINFO tells each datagram's ingress interface and
+//!   destination) for everything else: server replies, and relayed requests on upstream
+//!   links. A BPF filter keeps the requests the taps read out of it;
+//! - an AF_PACKET socket for replies to clients without an address.
+//!
 //! Then, on every wake-up: signals, due timers, probe answers, the metrics and control
-//! sockets, at most `relay.receive_batches` batches from UDP :67 (`recvmmsg`, each
-//! datagram fed to the engine and what it produced sent), then the store. Every source
-//! gets a bounded turn per wake-up ([`after_batch`] decides when reading stops; probe
-//! sockets are read at most 256 answers each), so sustained load on :67 cannot keep
+//! sockets, at most `relay.receive_batches` batches from each tap and from UDP :67
+//! (`recvmmsg`, each datagram fed to the engine and what it produced sent), then the store.
+//! Every source gets a bounded turn per wake-up ([`after_batch`] decides when reading
+//! stops; probe sockets are read at most 256 answers each), so sustained load cannot keep
 //! timers, probe answers, the store or SIGTERM waiting: the next `poll` returns at once
 //! while datagrams are pending, and they are read on the next turn.
 
@@ -25,8 +35,9 @@ use cdra_core::{
 use cdra_sys::icmp::IcmpSocket;
 use cdra_sys::iface::{interface_by_name, Interface};
 use cdra_sys::packet::{ArpSocket, PacketSender};
+use cdra_sys::tap::{LinkDelivery, TapBatch, TransportChecksum, UdpTap};
 use cdra_sys::udp::{RecvBatch, UdpSocket};
-use cdra_wire::ipv4::{write_ipv4_udp, Ipv4UdpHeader, IPV4_UDP_HEADER_LEN};
+use cdra_wire::ipv4::{write_ipv4_udp, FrameError, Ipv4Udp, Ipv4UdpHeader, UdpChecksum, IPV4_UDP_HEADER_LEN};
 
 use crate::config::Settings;
 use crate::control::ControlServer;
@@ -36,6 +47,9 @@ use crate::report;
 
 /// Datagrams received per `recvmmsg`.
 const RECV_BATCH: usize = 32;
+/// The first byte of a BOOTREQUEST (RFC 951 `op`): what the taps read, and what the UDP
+/// socket is spared on the links they read.
+const BOOTREQUEST: u8 = 1;
 /// Largest datagram accepted (bigger ones are truncated and dropped).
 const RECV_BUFFER: usize = 4096;
 /// Outbox slots: a full batch can produce one datagram per server per request.
@@ -151,12 +165,18 @@ fn engine_config(settings: &Settings) -> Result<EngineConfig> {
 /// Sockets of the data plane.
 struct Io {
     udp: UdpSocket,
+    /// One per downstream interface: client requests with their Ethernet source.
+    taps: Vec<UdpTap>,
     packet: PacketSender,
     /// ARP and ICMP sockets for probes (proxy mode only).
     probes: Option<(ArpSocket, IcmpSocket)>,
     frame: Vec<u8>,
     send_errors: u64,
     last_send_error_log: Option<Instant>,
+    /// Tapped packets that were not a UDP datagram we read, by what was wrong.
+    bad_frames: [u64; FrameError::ALL.len()],
+    /// Tapped frames addressed to another host's MAC (seen only in promiscuous mode).
+    other_host_frames: u64,
 }
 
 impl Io {
@@ -244,10 +264,102 @@ fn read_probe_answers(io: &mut Io, engine: &mut Engine, now: Timestamp, outbox: 
     }
 }
 
+/// What the loop does with one tapped packet: the client request in it, as the engine takes
+/// it, or nothing (counted).
+fn tapped_ingress<'a>(
+    t: &cdra_sys::tap::Tapped<'a>,
+    bad_frames: &mut [u64; FrameError::ALL.len()],
+    other_host_frames: &mut u64,
+) -> Option<Ingress<'a>> {
+    if t.delivery == LinkDelivery::OtherHost {
+        *other_host_frames += 1;
+        return None;
+    }
+    let udp_checksum = match t.checksum {
+        TransportChecksum::Unverified => UdpChecksum::Verify,
+        TransportChecksum::Valid | TransportChecksum::NotReady => UdpChecksum::Skip,
+    };
+    match Ipv4Udp::new_checked_with(t.packet, udp_checksum) {
+        Ok(d) => Some(Ingress {
+            ifindex: t.ifindex,
+            link_source: t.source_mac,
+            src: SocketAddrV4::new(d.src, d.src_port),
+            dst: d.dst,
+            data: d.payload,
+        }),
+        Err(e) => {
+            if let Some(c) = bad_frames.get_mut(e as usize) {
+                *c += 1;
+            }
+            None
+        }
+    }
+}
+
+/// Read each tap for at most `budget` batches, feeding the engine; true if some tap yielded
+/// with its last batch full.
+fn read_taps(
+    io: &mut Io,
+    engine: &mut Engine,
+    clock: &Clock,
+    outbox: &mut Outbox,
+    batch: &mut TapBatch,
+    budget: usize,
+) -> bool {
+    let mut yielded = false;
+    for t in 0..io.taps.len() {
+        for batches_read in 1.. {
+            let n = match io.taps.get(t).map(|tap| tap.recv_batch(batch)) {
+                Some(Ok(n)) => n,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "reading client requests failed");
+                    0
+                }
+                None => 0,
+            };
+            let now = clock.now();
+            for i in 0..n {
+                let Some(tapped) = batch.try_get(i).filter(|p| !p.truncated) else { continue };
+                let Some(ingress) = tapped_ingress(&tapped, &mut io.bad_frames, &mut io.other_host_frames) else {
+                    continue;
+                };
+                let verdict = engine.handle_datagram(now, ingress, outbox);
+                if let Verdict::Dropped(reason) = verdict {
+                    tracing::debug!(ifindex = ingress.ifindex, src = %ingress.src, reason = reason.label(), "dropped");
+                }
+                if outbox.remaining() < 8 {
+                    io.send_all(outbox);
+                    outbox.clear();
+                }
+            }
+            io.send_all(outbox);
+            outbox.clear();
+            match after_batch(batches_read, n, batch.capacity(), budget) {
+                AfterBatch::ReadMore => {}
+                AfterBatch::Drained => break,
+                AfterBatch::Yield => {
+                    yielded = true;
+                    break;
+                }
+            }
+        }
+    }
+    yielded
+}
+
 /// Run until SIGTERM or SIGINT.
 pub fn run(settings: Settings) -> Result<()> {
     let config = engine_config(&settings)?;
     let udp = UdpSocket::bind_any(SERVER_PORT, None).map_err(|e| anyhow!("{e}"))?;
+    let mut taps = Vec::new();
+    for d in &config.downstream {
+        taps.push(UdpTap::open(d.ifindex, SERVER_PORT, Some(BOOTREQUEST)).map_err(|e| anyhow!("{e}"))?);
+    }
+    let tapped: Vec<u32> = config.downstream.iter().map(|d| d.ifindex).collect();
+    if let Err(e) = udp.ignore_from(&tapped, BOOTREQUEST) {
+        // Without the filter those requests are queued twice; the loop skips the UDP copy.
+        tracing::warn!(error = %e, "cannot filter client requests out of the UDP socket");
+    }
     let packet = PacketSender::new().map_err(|e| anyhow!("{e}"))?;
     let probes = if config.mode == cdra_core::Mode::Proxy && !config.proxy.safe_network {
         let arp = ArpSocket::new().map_err(|e| anyhow!("{e}"))?;
@@ -266,11 +378,14 @@ pub fn run(settings: Settings) -> Result<()> {
     };
     let mut io = Io {
         udp,
+        taps,
         packet,
         probes,
         frame: vec![0u8; IPV4_UDP_HEADER_LEN + cdra_core::outbox::OUT_BUFFER_SIZE],
         send_errors: 0,
         last_send_error_log: None,
+        bad_frames: [0; FrameError::ALL.len()],
+        other_host_frames: 0,
     };
 
     let terminate = Arc::new(AtomicBool::new(false));
@@ -307,8 +422,12 @@ pub fn run(settings: Settings) -> Result<()> {
     // systemd Type=notify: ready once every socket is open (a no-op outside systemd).
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
-    // Descriptors polled: UDP, signals, then the optional ARP, ICMP and control sockets.
+    // Descriptors polled: UDP, signals, the taps, then the optional ARP, ICMP and control
+    // sockets.
     let mut fds = vec![io.udp.as_raw_fd(), signal_read.as_raw_fd()];
+    let taps_at = fds.len();
+    fds.extend(io.taps.iter().map(|t| t.as_raw_fd()));
+    let mut tap_batch = TapBatch::new(RECV_BATCH, RECV_BUFFER);
     let arp_at = io.probes.as_ref().map(|(arp, icmp)| {
         fds.push(arp.as_raw_fd());
         fds.push(icmp.as_raw_fd());
@@ -357,7 +476,14 @@ pub fn run(settings: Settings) -> Result<()> {
         if let (Some(i), Some(m)) = (metrics_at, &metrics) {
             if ready.get(i) == Some(&true) {
                 let persistence = persistence.as_ref().map(Persistence::status);
-                let io = IoCounters { send_errors: io.send_errors, oversized: truncated, receive_yields, persistence };
+                let io = IoCounters {
+                    send_errors: io.send_errors,
+                    oversized: truncated,
+                    receive_yields,
+                    bad_frames: io.bad_frames,
+                    other_host_frames: io.other_host_frames,
+                    persistence,
+                };
                 m.serve(&engine, now, io);
             }
         }
@@ -374,6 +500,11 @@ pub fn run(settings: Settings) -> Result<()> {
                 c.serve(&mut engine, now, &extra);
             }
         }
+        if ready.get(taps_at..taps_at + io.taps.len()).is_some_and(|r| r.iter().any(|x| *x))
+            && read_taps(&mut io, &mut engine, &clock, &mut outbox, &mut tap_batch, settings.receive_batches)
+        {
+            receive_yields += 1;
+        }
         for batches_read in 1.. {
             let n = match io.udp.recv_batch(&mut batch) {
                 Ok(n) => n,
@@ -385,6 +516,10 @@ pub fn run(settings: Settings) -> Result<()> {
                 let Some(rx) = batch.try_get(i) else { continue };
                 if rx.truncated {
                     truncated += 1;
+                    continue;
+                }
+                // A tapped link's requests are the tap's (should the filter have let one in).
+                if rx.data.first() == Some(&BOOTREQUEST) && tapped.contains(&rx.ifindex) {
                     continue;
                 }
                 let ingress =

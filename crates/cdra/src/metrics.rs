@@ -30,6 +30,10 @@ pub struct IoCounters {
     pub oversized: u64,
     /// Wake-ups that stopped reading UDP :67 with its last batch full, to serve the rest.
     pub receive_yields: u64,
+    /// Packets read off a client link that were not a UDP datagram we read, by reason.
+    pub bad_frames: [u64; cdra_wire::ipv4::FrameError::ALL.len()],
+    /// Frames read off a client link that were addressed to another host's MAC.
+    pub other_host_frames: u64,
     /// The client table store, when one is configured.
     pub persistence: Option<crate::persistence::PersistenceStatus>,
 }
@@ -188,6 +192,21 @@ pub fn render(engine: &Engine, now: Timestamp, io: IoCounters) -> String {
         "Wake-ups that stopped reading with datagrams possibly pending, to serve timers, probes, control, store and signals.",
     );
     let _ = writeln!(out, "cdra_receive_yields_total {}", io.receive_yields);
+    let bad = cdra_wire::ipv4::FrameError::ALL.iter().zip(&io.bad_frames);
+    labelled_family(
+        &mut out,
+        "cdra_bad_frames_total",
+        "Packets read off a client link that were not a UDP datagram to read (IPv4/UDP checks, as the kernel makes for a UDP socket).",
+        "error",
+        bad.map(|(e, v)| (e.label(), "", *v)),
+    );
+    family(
+        &mut out,
+        "cdra_other_host_frames_total",
+        "counter",
+        "Frames read off a client link that were addressed to another host's MAC (promiscuous mode): ignored.",
+    );
+    let _ = writeln!(out, "cdra_other_host_frames_total {}", io.other_host_frames);
     family(&mut out, "cdra_transactions", "gauge", "Forwarded requests waiting for their reply (limits.transactions).");
     let _ = writeln!(out, "cdra_transactions {}", engine.outstanding_requests().len());
     family(

@@ -31,6 +31,10 @@ impl Ipv4Net {
         let bits = if self.prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(self.prefix_len.min(32))) };
         Ipv4Addr::from(bits)
     }
+    /// The network's directed broadcast address.
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) | !u32::from(self.netmask()))
+    }
     /// True if `a` is in this network.
     pub fn contains(&self, a: Ipv4Addr) -> bool {
         let m = u32::from(self.netmask());

@@ -123,6 +123,10 @@ impl Engine {
         let caches = self.config.mode.caches();
         match msg.op() {
             Op::BootRequest => match downstream {
+                // A client's unicast to another host (its renewal to its server) is routed
+                // past us by the kernel: ours to see on the link, not to handle (a relay
+                // that handled it too would send the server a second copy).
+                Some(ds) if !self.addressed_to_us(ds, ingress.dst) => self.drop(slot, DropReason::NotAddressedToUs),
                 Some(ds) if caches => self.cache_request(now, ds, &ingress, &msg, outbox),
                 Some(ds) => self.relay_request(now, ds, &msg, outbox),
                 None if upstream => self.drop(slot, DropReason::RequestOnUpstream),
@@ -311,6 +315,14 @@ impl Engine {
     /// Counter slot of an interface.
     pub(crate) fn slot_of(&self, ifindex: u32) -> usize {
         self.downstream_index(ifindex).unwrap_or(self.config.downstream.len())
+    }
+
+    /// Is a request to `dst` on downstream link `ds` for us: a broadcast on that link, or
+    /// one of our addresses?
+    fn addressed_to_us(&self, ds: usize, dst: Ipv4Addr) -> bool {
+        let on_link_broadcast =
+            self.config.downstream.get(ds).is_some_and(|d| crate::proxy::requests::is_broadcast(dst, &d.address));
+        on_link_broadcast || self.is_our_address(dst)
     }
 
     /// Is `addr` one of our own addresses (any downstream or upstream address)?

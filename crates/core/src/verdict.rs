@@ -9,6 +9,8 @@ crate::counters::labelled_enum! {
         Malformed => "malformed", "Not a DHCP/BOOTP message that can be read (counted by wire error in cdra_malformed_total).";
         /// Arrived on an interface that is neither downstream nor upstream.
         UnknownInterface => "unknown_interface", "Arrived on an interface that is neither downstream nor upstream.";
+        /// A client request to another host, routed past us (seen on the link, not ours).
+        NotAddressedToUs => "not_addressed_to_us", "A client request to another host's address (a unicast renewal to its server) seen on the link: routed on by the kernel, not handled.";
         /// A BOOTREQUEST arrived on an upstream-only interface.
         RequestOnUpstream => "request_on_upstream", "A BOOTREQUEST arrived on an upstream-only interface.";
         /// RFC 1542 4.1.1: hops would exceed the configured maximum.

@@ -238,6 +238,22 @@ fn requests_on_upstream_or_unknown_interfaces_are_dropped() {
 }
 
 #[test]
+fn a_client_unicast_to_another_host_is_not_relayed_again() {
+    // A packet socket on the client link also sees a client's renewal unicast to its
+    // server, routed through this host; relaying it too would give the server two copies
+    // (ISC dhcrelay does).
+    let mut h = Harness::new(config());
+    let mut renew = Msg::request(MessageType::Request);
+    renew.ciaddr = Ipv4Addr::new(10, 77, 1, 100);
+    assert_eq!(h.client_sends_to(SERVER, &renew), Verdict::Dropped(DropReason::NotAddressedToUs));
+    assert!(h.sent().is_empty());
+    // To us, to the limited broadcast and to the link's directed broadcast: ours.
+    for dst in [DS_ADDR, Ipv4Addr::BROADCAST, Ipv4Addr::new(10, 77, 1, 255)] {
+        assert!(matches!(h.client_sends_to(dst, &renew), Verdict::RelayedToServers { .. }), "{dst}");
+    }
+}
+
+#[test]
 fn replies_are_accepted_only_from_servers_and_only_for_our_giaddr() {
     let mut h = Harness::new(config());
     h.client_sends(&Msg::request(MessageType::Discover));

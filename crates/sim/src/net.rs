@@ -296,15 +296,53 @@ pub enum Action {
 
 #[derive(Debug)]
 enum Ev {
-    EngineRx { ifindex: u32, src: SocketAddrV4, dst: Ipv4Addr, data: Vec<u8> },
-    ServerRx { server: usize, src: Ipv4Addr, data: Vec<u8> },
-    LinkFrame { link: usize, mac: [u8; 6], data: Vec<u8> },
-    IpToClient { link: Option<usize>, dst: Ipv4Addr, data: Vec<u8> },
-    BypassRx { link: usize, data: Vec<u8> },
-    BypassReply { link: usize, data: Vec<u8> },
-    ProbeAnswer { ifindex: u32, target: Ipv4Addr, mac: [u8; 6] },
+    EngineRx {
+        ifindex: u32,
+        src: SocketAddrV4,
+        dst: Ipv4Addr,
+        data: Vec<u8>,
+    },
+    /// A frame from a hostile host: on `ifindex`, with that Ethernet source.
+    HostileRx {
+        ifindex: u32,
+        link_source: Option<[u8; 6]>,
+        src: SocketAddrV4,
+        dst: Ipv4Addr,
+        data: Vec<u8>,
+    },
+    ServerRx {
+        server: usize,
+        src: Ipv4Addr,
+        data: Vec<u8>,
+    },
+    LinkFrame {
+        link: usize,
+        mac: [u8; 6],
+        data: Vec<u8>,
+    },
+    IpToClient {
+        link: Option<usize>,
+        dst: Ipv4Addr,
+        data: Vec<u8>,
+    },
+    BypassRx {
+        link: usize,
+        data: Vec<u8>,
+    },
+    BypassReply {
+        link: usize,
+        data: Vec<u8>,
+    },
+    ProbeAnswer {
+        ifindex: u32,
+        target: Ipv4Addr,
+        mac: [u8; 6],
+    },
     EngineTimer,
-    ClientTimer { client: usize, gen: u64 },
+    ClientTimer {
+        client: usize,
+        gen: u64,
+    },
     Act(Action),
 }
 
@@ -891,6 +929,9 @@ impl Sim {
     fn dispatch(&mut self, ev: Ev) {
         match ev {
             Ev::EngineRx { ifindex, src, dst, data } => self.engine_rx(ifindex, src, dst, &data),
+            Ev::HostileRx { ifindex, link_source, src, dst, data } => {
+                self.engine_rx_from(ifindex, link_source, src, dst, &data)
+            }
             Ev::ServerRx { server, src, data } => self.server_rx(server, src, &data),
             Ev::LinkFrame { link, mac, data } => self.link_frame(link, mac, &data),
             Ev::IpToClient { link, dst, data } => self.ip_to_client(link, dst, &data),
@@ -1157,14 +1198,26 @@ impl Sim {
     // ------------------------------------------------------------------ engine
 
     fn engine_rx(&mut self, ifindex: u32, src: SocketAddrV4, dst: Ipv4Addr, data: &[u8]) {
+        // Model clients send from their own MAC, which the I/O layer reads off the frame.
+        let from_server = ifindex == self.cfg.upstream_ifindex;
+        let link_source = if from_server { None } else { Summary::parse(data).map(|s| s.mac) };
+        self.engine_rx_from(ifindex, link_source, src, dst, data);
+    }
+
+    fn engine_rx_from(
+        &mut self,
+        ifindex: u32,
+        link_source: Option<[u8; 6]>,
+        src: SocketAddrV4,
+        dst: Ipv4Addr,
+        data: &[u8],
+    ) {
         if !self.engine_up {
             self.lost("engine unreachable", Summary::parse(data));
             return;
         }
         let now = self.now();
         let from_server = ifindex == self.cfg.upstream_ifindex;
-        // Model clients send from their own MAC, which the I/O layer reads off the frame.
-        let link_source = if from_server { None } else { Summary::parse(data).map(|s| s.mac) };
         let verdict = self.engine.handle_datagram(
             Timestamp::from_millis(now),
             Ingress { link_source, ifindex, src, dst, data },
@@ -1371,6 +1424,22 @@ impl Sim {
             self.cfg.latency.server_ms,
             Ev::EngineRx { ifindex: self.cfg.upstream_ifindex, src, dst: giaddr, data },
         );
+    }
+
+    /// Deliver raw bytes to the engine as a hostile host on client link `link` sends them:
+    /// a frame from Ethernet address `link_source`, IPv4 `src` to `dst` (a forged server
+    /// reply, or a message in another client's name).
+    pub fn inject_on_link(
+        &mut self,
+        link: usize,
+        link_source: [u8; 6],
+        src: SocketAddrV4,
+        dst: Ipv4Addr,
+        data: Vec<u8>,
+    ) {
+        let ifindex = self.cfg.links.get(link).map(|l| l.ifindex).unwrap_or(0);
+        self.sched
+            .after(self.cfg.latency.link_ms, Ev::HostileRx { ifindex, link_source: Some(link_source), src, dst, data });
     }
 
     // ------------------------------------------------------------------ bypass relays

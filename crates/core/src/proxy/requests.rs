@@ -19,9 +19,8 @@ use crate::transactions::{Expect, RequestId};
 use crate::verdict::{DropReason, Verdict};
 
 /// Is `dst` a broadcast address on the link of `net` (a REBINDING client broadcasts)?
-fn is_broadcast(dst: Ipv4Addr, net: &Ipv4Net) -> bool {
-    let bcast = Ipv4Addr::from(u32::from(net.addr) | !u32::from(net.netmask()));
-    dst.is_broadcast() || dst == bcast
+pub(crate) fn is_broadcast(dst: Ipv4Addr, net: &Ipv4Net) -> bool {
+    dst.is_broadcast() || dst == net.broadcast()
 }
 
 /// What a forwarded request waits for.
