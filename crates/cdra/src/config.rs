@@ -782,6 +782,28 @@ mod tests {
     }
 
     #[test]
+    fn user_and_management_bounds() {
+        let s = parse(MINIMAL).expect("valid");
+        assert_eq!(s.user, None);
+        let ch = crate::management::ChannelLimits {
+            max_connections: DEFAULT_MANAGEMENT_CONNECTIONS,
+            timeout: DEFAULT_MANAGEMENT_TIMEOUT,
+        };
+        assert_eq!(
+            s.management,
+            crate::management::Limits { metrics: ch, control: ch, list_chunk: DEFAULT_LIST_CHUNK }
+        );
+        let text = format!("user = \"cdra\"\n{MINIMAL}[control]\nmax_connections = 2\ntimeout = \"1s\"\nlist_chunk = 100\n[metrics]\nmax_connections = 3\ntimeout = \"2s\"\n");
+        let s = parse(&text).expect("valid");
+        assert_eq!(s.user.as_deref(), Some("cdra"));
+        assert_eq!(s.management.control.max_connections, 2);
+        assert_eq!(s.management.control.timeout, Duration::from_secs(1));
+        assert_eq!(s.management.list_chunk, 100);
+        assert_eq!(s.management.metrics.max_connections, 3);
+        assert_eq!(s.management.metrics.timeout, Duration::from_secs(2));
+    }
+
+    #[test]
     fn proxy_config() {
         let text = format!("{}\n[proxy]\nsafe_network = true\nmax_age = \"2d\"\noffer_choice = \"spread\"\nprobe_timeout = \"300ms\"\n[control]\nsocket = \"/run/cdra.sock\"\n", MINIMAL.replace("\"relay\"", "\"proxy\""));
         let s = parse(&text).expect("valid");
@@ -1019,6 +1041,11 @@ server_id_override = true
             (format!("{MINIMAL}[store]\npath = \"clients.redb\"\n"), "store.path"),
             (format!("{MINIMAL}[store]\nmode = \"often\"\n"), "store.mode"),
             (format!("{MINIMAL}[store]\ncommit_interval = \"1ms\"\n"), "store.commit_interval"),
+            (format!("user = \"-rf\"\n{MINIMAL}"), "user: \"-rf\" is not a user name"),
+            (format!("user = \"\"\n{MINIMAL}"), "user"),
+            (format!("{MINIMAL}[control]\nmax_connections = 0\n"), "control.max_connections"),
+            (format!("{MINIMAL}[control]\nlist_chunk = 0\n"), "control.list_chunk"),
+            (format!("{MINIMAL}[metrics]\ntimeout = \"1ms\"\n"), "metrics.timeout"),
         ];
         for (text, expected) in cases {
             let e = error_of(&text);
