@@ -843,13 +843,15 @@ def cdra_config(*, servers: Iterable[str] = (SERVER_IP,), downstream: str = DOWN
                 mode: str = "relay", proxy: dict[str, Any] | None = None,
                 store_path: str | Path | None = None, store_enabled: bool | None = None,
                 control_socket: str | Path | None = None,
-                metrics_listen: str | None = None) -> str:
+                metrics_listen: str | None = None, user: str | None = None,
+                exec_prefix: list[str] | None = None) -> str:
     """The TOML config of `cdra run` for the lab topology.
 
     Proxy mode: `proxy` holds `[proxy]` keys (safe_network, max_age, offer_choice,
     probe_timeout, client_lease, ...); `store_path` (absolute) or `store_enabled=False` is
     mandatory there, so that a lab never touches the host's /var/lib/cdra (cdra's default
-    store); `control_socket` and `metrics_listen` add `[control]` and `[metrics]`."""
+    store); `control_socket` and `metrics_listen` add `[control]` and `[metrics]`; `user`
+    the top-level key. (`exec_prefix` is not configuration: CdraRelay runs cdra behind it.)"""
     if mode == "proxy" and store_path is None and store_enabled is not False:
         raise LabError("cdra_config(mode='proxy') needs store_path (under the lab's temp dir) "
                        "or store_enabled=False: the default store is the host's "
@@ -883,6 +885,7 @@ def cdra_config(*, servers: Iterable[str] = (SERVER_IP,), downstream: str = DOWN
         extra += ["[metrics]", f"listen = {_toml_str(metrics_listen)}", ""]
     return "\n".join([
         f"mode = {_toml_str(mode)}",
+        *([f"user = {_toml_str(user)}"] if user is not None else []),
         "servers = [" + ", ".join(_toml_str(s) for s in servers) + "]",
         "",
         "[[downstream]]", *down,
@@ -1031,7 +1034,9 @@ class CdraRelay(Relay):
         self.conf = self.lab.dir / "cdra.toml"
         self.conf.write_text(cdra_config(**self.cfg))
         env = {"RUST_BACKTRACE": "1"}
-        self.proc = self.lab.spawn("relay-cdra", nsexec(self.lab.rly) + [
+        # `exec_prefix`: a command that runs cdra (setpriv, to start it the way systemd does).
+        prefix = list(self.cfg.get("exec_prefix") or [])
+        self.proc = self.lab.spawn("relay-cdra", nsexec(self.lab.rly) + prefix + [
             str(b), "run", "--config", str(self.conf)], env=env)
         self._wait_ready()
 

@@ -61,6 +61,34 @@ pub const DEFAULT_RECEIVE_BATCHES: usize = 4;
 pub const DEFAULT_STORE_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest wait between two attempts to open the store (`store.retry_max_interval`).
 pub const DEFAULT_STORE_RETRY_MAX_INTERVAL: Duration = Duration::from_secs(300);
+/// Connections open at once to the metrics endpoint and to the control socket, each
+/// (`metrics.max_connections`, `control.max_connections`).
+pub const DEFAULT_MANAGEMENT_CONNECTIONS: usize = 8;
+/// Longest wait for a management request, and for progress while answering it
+/// (`metrics.timeout`, `control.timeout`).
+pub const DEFAULT_MANAGEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Table slots the loop walks per `cdra cache list` query (`control.list_chunk`).
+pub const DEFAULT_LIST_CHUNK: usize = 1024;
+
+/// A user name (`user`): what `getpwnam` accepts, checked only for shape here.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub(crate) struct UserName(pub String);
+
+impl TryFrom<String> for UserName {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        let ok = !name.is_empty()
+            && name.len() <= 32
+            && !name.starts_with('-')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '$'));
+        if !ok {
+            return Err(format!("{name:?} is not a user name"));
+        }
+        Ok(UserName(name))
+    }
+}
+
 /// Smallest `relay.max_packet_size` (RFC 2131 2: a client must accept 576-byte messages).
 pub const MIN_PACKET_SIZE: usize = 576;
 /// Largest `relay.max_packet_size`.
@@ -308,6 +336,8 @@ use de::{DAY, HOUR, SEC};
 pub(crate) struct FileConfig {
     #[serde(with = "ModeName")]
     pub mode: Mode,
+    /// Run as this user once the sockets are open.
+    pub user: Option<UserName>,
     pub servers: Vec<ServerAddr>,
     pub downstream: Vec<FileDownstream>,
     pub upstream: Vec<FileUpstream>,
@@ -323,6 +353,7 @@ impl Default for FileConfig {
     fn default() -> Self {
         FileConfig {
             mode: Mode::Relay,
+            user: None,
             servers: Vec::new(),
             downstream: Vec::new(),
             upstream: Vec::new(),
@@ -559,19 +590,50 @@ fn limits(l: FileLimits, max_tracked_requests: Option<usize>) -> Result<Limits, 
 }
 
 /// `[control]`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct FileControl {
     #[serde(deserialize_with = "de::opt_absolute_path")]
     pub socket: Option<PathBuf>,
+    #[serde(deserialize_with = "de::int_in::<_, 1, 1024>")]
+    pub max_connections: usize,
+    #[serde(deserialize_with = "de::duration::<_, 100, HOUR>")]
+    pub timeout: Duration,
+    #[serde(deserialize_with = "de::int_in::<_, 1, 1_000_000>")]
+    pub list_chunk: usize,
+}
+
+impl Default for FileControl {
+    fn default() -> Self {
+        FileControl {
+            socket: None,
+            max_connections: DEFAULT_MANAGEMENT_CONNECTIONS,
+            timeout: DEFAULT_MANAGEMENT_TIMEOUT,
+            list_chunk: DEFAULT_LIST_CHUNK,
+        }
+    }
 }
 
 /// `[metrics]`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct FileMetrics {
     #[serde(deserialize_with = "de::opt_socket_addr")]
     pub listen: Option<SocketAddr>,
+    #[serde(deserialize_with = "de::int_in::<_, 1, 1024>")]
+    pub max_connections: usize,
+    #[serde(deserialize_with = "de::duration::<_, 100, HOUR>")]
+    pub timeout: Duration,
+}
+
+impl Default for FileMetrics {
+    fn default() -> Self {
+        FileMetrics {
+            listen: None,
+            max_connections: DEFAULT_MANAGEMENT_CONNECTIONS,
+            timeout: DEFAULT_MANAGEMENT_TIMEOUT,
+        }
+    }
 }
 
 /// `[store]`.
@@ -655,6 +717,10 @@ pub struct Settings {
     pub control_socket: Option<PathBuf>,
     /// Prometheus endpoint, if any.
     pub metrics_listen: Option<SocketAddr>,
+    /// Bounds of the metrics endpoint and the control socket.
+    pub management: crate::management::Limits,
+    /// Run as this user once the sockets are open.
+    pub user: Option<String>,
     /// Persistent client table (proxy mode), if enabled.
     pub store: Option<StoreSettings>,
 }
@@ -716,8 +782,19 @@ fn no_repeats<T: PartialEq + std::fmt::Display>(
 /// The rules that involve more than one value; every single value was checked as it was
 /// read.
 pub(crate) fn validate(file: FileConfig) -> Result<Settings, ConfigError> {
-    let FileConfig { mode, servers, downstream, upstream, relay, proxy, limits: file_limits, control, metrics, store } =
-        file;
+    let FileConfig {
+        mode,
+        user,
+        servers,
+        downstream,
+        upstream,
+        relay,
+        proxy,
+        limits: file_limits,
+        control,
+        metrics,
+        store,
+    } = file;
     let limits = limits(file_limits, proxy.max_tracked_requests)?;
     if servers.is_empty() {
         return Err(err("servers", "at least one server address is required"));
@@ -755,6 +832,18 @@ pub(crate) fn validate(file: FileConfig) -> Result<Settings, ConfigError> {
         limits,
         control_socket: control.socket,
         metrics_listen: metrics.listen,
+        management: crate::management::Limits {
+            metrics: crate::management::ChannelLimits {
+                max_connections: metrics.max_connections,
+                timeout: metrics.timeout,
+            },
+            control: crate::management::ChannelLimits {
+                max_connections: control.max_connections,
+                timeout: control.timeout,
+            },
+            list_chunk: control.list_chunk,
+        },
+        user: user.map(|u| u.0),
         store: store_settings(store, mode)?,
     })
 }
@@ -815,6 +904,28 @@ mod tests {
         assert_eq!(old.limits.transactions, 1000);
         let both = parse(&format!("{MINIMAL}[proxy]\nmax_tracked_requests = 1000\n[limits]\ntransactions = 1000\n"));
         assert_eq!(both.expect("the same value twice is fine").limits.transactions, 1000);
+    }
+
+    #[test]
+    fn user_and_management_bounds() {
+        let s = parse(MINIMAL).expect("valid");
+        assert_eq!(s.user, None);
+        let ch = crate::management::ChannelLimits {
+            max_connections: DEFAULT_MANAGEMENT_CONNECTIONS,
+            timeout: DEFAULT_MANAGEMENT_TIMEOUT,
+        };
+        assert_eq!(
+            s.management,
+            crate::management::Limits { metrics: ch, control: ch, list_chunk: DEFAULT_LIST_CHUNK }
+        );
+        let text = format!("user = \"cdra\"\n{MINIMAL}[control]\nmax_connections = 2\ntimeout = \"1s\"\nlist_chunk = 100\n[metrics]\nmax_connections = 3\ntimeout = \"2s\"\n");
+        let s = parse(&text).expect("valid");
+        assert_eq!(s.user.as_deref(), Some("cdra"));
+        assert_eq!(s.management.control.max_connections, 2);
+        assert_eq!(s.management.control.timeout, Duration::from_secs(1));
+        assert_eq!(s.management.list_chunk, 100);
+        assert_eq!(s.management.metrics.max_connections, 3);
+        assert_eq!(s.management.metrics.timeout, Duration::from_secs(2));
     }
 
     #[test]
@@ -1073,6 +1184,11 @@ server_id_override = true
             (format!("{MINIMAL}[store]\npath = \"clients.redb\"\n"), "store.path"),
             (format!("{MINIMAL}[store]\nmode = \"often\"\n"), "store.mode"),
             (format!("{MINIMAL}[store]\ncommit_interval = \"1ms\"\n"), "store.commit_interval"),
+            (format!("user = \"-rf\"\n{MINIMAL}"), "user: \"-rf\" is not a user name"),
+            (format!("user = \"\"\n{MINIMAL}"), "user"),
+            (format!("{MINIMAL}[control]\nmax_connections = 0\n"), "control.max_connections"),
+            (format!("{MINIMAL}[control]\nlist_chunk = 0\n"), "control.list_chunk"),
+            (format!("{MINIMAL}[metrics]\ntimeout = \"1ms\"\n"), "metrics.timeout"),
         ];
         for (text, expected) in cases {
             let e = error_of(&text);

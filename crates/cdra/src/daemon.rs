@@ -1,4 +1,4 @@
-//! The data plane: one loop, one thread, owning the engine and every socket.
+//! The data plane: one loop, one thread, owning the engine and every DHCP socket.
 //!
 //! Start-up resolves interface names to indexes and addresses (one clear error line per
 //! problem) and opens:
@@ -40,8 +40,8 @@ use cdra_sys::udp::{RecvBatch, UdpSocket};
 use cdra_wire::ipv4::{write_ipv4_udp, FrameError, Ipv4Udp, Ipv4UdpHeader, UdpChecksum, IPV4_UDP_HEADER_LEN};
 
 use crate::config::Settings;
-use crate::control::ControlServer;
-use crate::metrics::{IoCounters, MetricsServer};
+use crate::management;
+use crate::metrics::IoCounters;
 use crate::persistence::Persistence;
 use crate::report;
 
@@ -368,14 +368,7 @@ pub fn run(settings: Settings) -> Result<()> {
     } else {
         None
     };
-    let control = match &settings.control_socket {
-        Some(path) => Some(ControlServer::bind(path)?),
-        None => None,
-    };
-    let metrics = match settings.metrics_listen {
-        Some(addr) => Some(MetricsServer::bind(addr)?),
-        None => None,
-    };
+    let listeners = management::Listeners::bind(settings.metrics_listen, settings.control_socket.as_deref())?;
     let mut io = Io {
         udp,
         taps,
@@ -402,6 +395,10 @@ pub fn run(settings: Settings) -> Result<()> {
             .context("installing signal handlers")?;
     }
 
+    // Every privileged socket is open and no other thread runs yet (the store writer and
+    // the management thread inherit what is kept).
+    crate::privileges::drop_privileges(config.mode, settings.user.as_deref())?;
+
     let mut engine = Engine::new(config);
     let mut outbox = Outbox::new(OUTBOX_SLOTS);
     let mut batch = RecvBatch::new(RECV_BATCH, RECV_BUFFER);
@@ -419,6 +416,7 @@ pub fn run(settings: Settings) -> Result<()> {
         let servers: Vec<String> = c.servers.iter().map(|s| s.to_string()).collect();
         tracing::info!(mode = ?c.mode, downstream = %ds.join(","), upstream = %settings.upstream.join(","), servers = %servers.join(","), "cdra started");
     }
+    let mut mgmt = listeners.map(|l| management::start(l, &engine, settings.management)).transpose()?;
     // systemd Type=notify: ready once every socket is open (a no-op outside systemd).
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
@@ -433,11 +431,7 @@ pub fn run(settings: Settings) -> Result<()> {
         fds.push(icmp.as_raw_fd());
         fds.len() - 2
     });
-    let control_at = control.as_ref().map(|c| {
-        fds.push(c.fd());
-        fds.len() - 1
-    });
-    let metrics_at = metrics.as_ref().map(|m| {
+    let mgmt_at = mgmt.as_ref().map(|m| {
         fds.push(m.fd());
         fds.len() - 1
     });
@@ -450,6 +444,7 @@ pub fn run(settings: Settings) -> Result<()> {
             Some(t) => Duration::from_millis(t.as_millis().saturating_sub(now.as_millis())).min(Duration::from_secs(1)),
             None => Duration::from_secs(1),
         };
+        let wait = if mgmt.as_ref().is_some_and(|m| m.wants_turn()) { Duration::ZERO } else { wait };
         cdra_sys::poll::wait_readable(&fds, Some(wait), &mut ready).context("waiting for packets")?;
         if ready.get(1) == Some(&true) {
             while matches!(std::io::Read::read(&mut &signal_read, &mut drain), Ok(n) if n > 0) {}
@@ -473,8 +468,9 @@ pub fn run(settings: Settings) -> Result<()> {
                 outbox.clear();
             }
         }
-        if let (Some(i), Some(m)) = (metrics_at, &metrics) {
-            if ready.get(i) == Some(&true) {
+        // Management queries (metrics, control): a bounded share per turn, see management.rs.
+        if let (Some(i), Some(m)) = (mgmt_at, mgmt.as_mut()) {
+            if ready.get(i) == Some(&true) || m.wants_turn() {
                 let persistence = persistence.as_ref().map(Persistence::status);
                 let io = IoCounters {
                     send_errors: io.send_errors,
@@ -484,20 +480,7 @@ pub fn run(settings: Settings) -> Result<()> {
                     other_host_frames: io.other_host_frames,
                     persistence,
                 };
-                m.serve(&engine, now, io);
-            }
-        }
-        if let (Some(i), Some(c)) = (control_at, &control) {
-            if ready.get(i) == Some(&true) {
-                let mut extra = format!(
-                    "send_errors={} oversized_datagrams={} receive_yields={receive_yields}",
-                    io.send_errors, truncated
-                );
-                if let Some(p) = persistence.as_ref().map(Persistence::status) {
-                    extra +=
-                        &format!(" persistence_up={} persistence_open_failures={}", u8::from(p.up), p.open_failures);
-                }
-                c.serve(&mut engine, now, &extra);
+                m.serve(&mut engine, now, io);
             }
         }
         if ready.get(taps_at..taps_at + io.taps.len()).is_some_and(|r| r.iter().any(|x| *x))
@@ -550,6 +533,9 @@ pub fn run(settings: Settings) -> Result<()> {
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     tracing::info!("cdra stopping");
+    if let Some(m) = mgmt.take() {
+        m.shutdown();
+    }
     if let Some(p) = persistence.take() {
         p.shutdown(&mut engine);
     }

@@ -10,8 +10,10 @@ mod config;
 mod control;
 mod daemon;
 mod dhcrelay_cli;
+mod management;
 mod metrics;
 mod persistence;
+mod privileges;
 mod report;
 
 use std::path::PathBuf;
