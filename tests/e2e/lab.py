@@ -46,6 +46,9 @@ POOL_END = "10.77.1.200"
 ROUTER = RELAY_DOWN_IP
 
 DOWN_IF = "rd0"
+# A second client link (Lab.add_second_link): the relay's rd1 straight to one host.
+DOWN2_IF = "rd1"
+RELAY_DOWN2_IP = "10.77.2.1"
 UP_IF = "ru0"
 SERVER_IF = "sv0"
 CLIENT_IF = "eth0"
@@ -148,7 +151,9 @@ class Proc:
     """A process this lab started; logs to a file; stopped by PID only."""
 
     def __init__(self, name: str, argv: list[str], log: Path, env: dict | None = None,
-                 cwd: str | None = None):
+                 cwd: str | None = None, stdin_pipe: bool = False):
+        """stdin_pipe: stdin is a pipe this lab holds open (close_stdin() ends it), for a
+        tool that runs until it reads a key; otherwise /dev/null."""
         self.name = name
         self.argv = argv
         self.log = log
@@ -158,7 +163,8 @@ class Proc:
         full_env = dict(os.environ)
         if env:
             full_env.update(env)
-        self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._logf,
+        self.popen = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin_pipe else
+                                      subprocess.DEVNULL, stdout=self._logf,
                                       stderr=subprocess.STDOUT, env=full_env, cwd=cwd,
                                       start_new_session=True)
         self.pid = self.popen.pid
@@ -166,6 +172,24 @@ class Proc:
 
     def alive(self) -> bool:
         return self.popen.poll() is None
+
+    def signal_children(self, sig: int) -> list[int]:
+        """Signal the direct children of this process (by PID): the tool that a wrapper
+        such as `timeout` runs, when the wrapper would not pass the signal on (SIGKILL)."""
+        try:
+            kids = [int(x) for x in Path(f"/proc/{self.pid}/task/{self.pid}/children")
+                    .read_text().split()]
+        except (OSError, ValueError):
+            return []
+        for k in kids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(k, sig)
+        return kids
+
+    def close_stdin(self) -> None:
+        if self.popen.stdin:
+            with contextlib.suppress(OSError):
+                self.popen.stdin.close()
 
     def send_signal(self, sig: int) -> None:
         if self.alive():
@@ -188,6 +212,7 @@ class Proc:
                 self.wait(5)
                 self._logf.write(f"### {self.name}: killed after {timeout}s\n".encode())
         self.returncode = self.popen.returncode
+        self.close_stdin()
         with contextlib.suppress(Exception):
             self._logf.close()
         return self.returncode
@@ -371,6 +396,25 @@ class Lab:
         self.clients.append(c)
         return c
 
+    def add_second_link(self, mac: str | None = None) -> ClientNs:
+        """A second downstream link: the relay's rd1 (10.77.2.1/24) wired straight to the
+        eth0 of one new host namespace (no bridge). cdra serves it only when configured
+        with `extra_downstream=(DOWN2_IF,)`; no server has a subnet for it."""
+        i = len(self.clients) + 1
+        ns = f"{self.prefix}-c{i}"
+        mac = mac or f"02:78:{secrets.token_hex(1)}:{secrets.token_hex(1)}:{secrets.token_hex(1)}:{i:02x}"
+        self._add_ns(ns)
+        run(["ip", "link", "add", DOWN2_IF, "netns", self.rly, "type", "veth", "peer", "name",
+             CLIENT_IF, "netns", ns, "address", mac])
+        run(["ip", "-n", self.rly, "-batch", "-"],
+            input=f"addr add {RELAY_DOWN2_IP}/24 dev {DOWN2_IF}\nlink set {DOWN2_IF} up\n")
+        run(["ip", "-n", ns, "link", "set", CLIENT_IF, "up"])
+        wait_link_up(self.rly, DOWN2_IF)
+        wait_link_up(ns, CLIENT_IF)
+        c = ClientNs(self, ns, mac, i)
+        self.clients.append(c)
+        return c
+
     def _state_file(self) -> Path:
         return STATE_DIR / f"{self.prefix}.json"
 
@@ -380,13 +424,15 @@ class Lab:
             "owner_pid": os.getpid(), "owner_start": _proc_starttime(os.getpid()),
             "namespaces": self.namespaces, "dir": str(self.dir)}))
 
-    def spawn(self, name: str, argv: list[str], env: dict | None = None) -> Proc:
+    def spawn(self, name: str, argv: list[str], env: dict | None = None,
+              stdin_pipe: bool = False, cwd: str | Path | None = None) -> Proc:
         base = name
         n = 1
         while any(p.name == name for p in self.procs):
             n += 1
             name = f"{base}.{n}"
-        p = Proc(name, argv, self.dir / f"{name}.log", env=env)
+        p = Proc(name, argv, self.dir / f"{name}.log", env=env, stdin_pipe=stdin_pipe,
+                 cwd=str(cwd) if cwd else None)
         self.procs.append(p)
         return p
 
@@ -490,6 +536,73 @@ def pin_neighbor(ns: str, dev: str, ip: str, mac: str) -> None:
     entry can be resolved in any namespace, so routed packets silently vanish. Permanent
     entries are exempt from that limit, so the lab pins every next hop it routes through."""
     run(["ip", "-n", ns, "neigh", "replace", ip, "lladdr", mac, "dev", dev, "nud", "permanent"])
+
+
+def ns_packet_socket(ns: str, iface: str, timeout: float = 0.2) -> socket.socket:
+    """An AF_PACKET socket (IPv4 frames) bound to `iface` inside namespace `ns`."""
+    with in_netns(ns):
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+        s.bind((iface, 0))
+    s.settimeout(timeout)
+    return s
+
+
+def send_frames_from(ns: str, iface: str, frames: Iterable[bytes]) -> int:
+    """Send raw Ethernet frames from `iface` in namespace `ns` (any lab namespace: a host
+    on a client segment, the server's side). Returns how many the kernel took."""
+    s = ns_packet_socket(ns, iface)
+    n = 0
+    try:
+        for fr in frames:
+            with contextlib.suppress(OSError):
+                s.send(fr)
+                n += 1
+    finally:
+        s.close()
+    return n
+
+
+def link_stats(ns: str, dev: str) -> dict[str, int]:
+    """The interface's kernel counters (`ip -s -j link`): rx/tx packets, bytes, dropped."""
+    out = run(["ip", "-n", ns, "-s", "-j", "link", "show", "dev", dev]).stdout
+    st = json.loads(out)[0].get("stats64", {})
+    return {f"{d}_{k}": int(v) for d in ("rx", "tx") for k, v in st.get(d, {}).items()
+            if isinstance(v, int)}
+
+
+def set_rp_filter(ns: str, dev: str, value: int) -> None:
+    """net.ipv4.conf.DEV.rp_filter inside lab namespace `ns` (0 off, 1 strict, 2 loose; the
+    kernel uses the larger of `all` and the interface's value)."""
+    run(nsexec(ns) + ["sh", "-c", f"echo {int(value)} >/proc/sys/net/ipv4/conf/{dev}/rp_filter"])
+
+
+def rp_filter(ns: str, dev: str) -> int:
+    """The effective reverse-path filter mode of `dev` in `ns`: max(all, dev)."""
+    r = run(nsexec(ns) + ["sh", "-c", f"cat /proc/sys/net/ipv4/conf/all/rp_filter "
+                                      f"/proc/sys/net/ipv4/conf/{dev}/rp_filter"]).stdout.split()
+    return max(int(x) for x in r)
+
+
+def proc_status_kib(pid: int, field: str) -> int | None:
+    """A `kB` field of /proc/PID/status (VmHWM: peak resident set size; VmRSS: current)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def scapy_python() -> str:
+    """An interpreter that can import scapy (Debian's python3-scapy is for /usr/bin/python3,
+    which may not be the one running pytest)."""
+    import sys
+    for cand in (sys.executable, "/usr/bin/python3"):
+        if cand and subprocess.run([cand, "-c", "import scapy.all"], capture_output=True,
+                                   timeout=60).returncode == 0:
+            return cand
+    raise LabError("no python3 with scapy: run scripts/e2e-deps (python3-scapy)")
 
 
 def arp_table_fulls() -> int | None:
@@ -844,14 +957,17 @@ def cdra_config(*, servers: Iterable[str] = (SERVER_IP,), downstream: str = DOWN
                 store_path: str | Path | None = None, store_enabled: bool | None = None,
                 control_socket: str | Path | None = None,
                 metrics_listen: str | None = None, user: str | None = None,
-                exec_prefix: list[str] | None = None) -> str:
+                exec_prefix: list[str] | None = None, extra_downstream: Iterable[str] = (),
+                sections: dict[str, dict[str, Any]] | None = None) -> str:
     """The TOML config of `cdra run` for the lab topology.
 
     Proxy mode: `proxy` holds `[proxy]` keys (safe_network, max_age, offer_choice,
     probe_timeout, client_lease, ...); `store_path` (absolute) or `store_enabled=False` is
     mandatory there, so that a lab never touches the host's /var/lib/cdra (cdra's default
     store); `control_socket` and `metrics_listen` add `[control]` and `[metrics]`; `user`
-    the top-level key. (`exec_prefix` is not configuration: CdraRelay runs cdra behind it.)"""
+    the top-level key. (`exec_prefix` is not configuration: CdraRelay runs cdra behind it.)
+    `extra_downstream` adds more `[[downstream]]` interfaces (by name only); `sections`
+    adds tables of their own, e.g. `{"limits": {"interface_rate": 20}}`."""
     if mode == "proxy" and store_path is None and store_enabled is not False:
         raise LabError("cdra_config(mode='proxy') needs store_path (under the lab's temp dir) "
                        "or store_enabled=False: the default store is the host's "
@@ -883,6 +999,11 @@ def cdra_config(*, servers: Iterable[str] = (SERVER_IP,), downstream: str = DOWN
         extra += ["[control]", f"socket = {_toml_str(str(control_socket))}", ""]
     if metrics_listen is not None:
         extra += ["[metrics]", f"listen = {_toml_str(metrics_listen)}", ""]
+    for name, table in (sections or {}).items():
+        extra += [f"[{name}]", *(f"{k} = {_toml_value(v)}" for k, v in table.items()), ""]
+    more_down: list[str] = []
+    for d in extra_downstream:
+        more_down += ["[[downstream]]", f"interface = {_toml_str(d)}", ""]
     return "\n".join([
         f"mode = {_toml_str(mode)}",
         *([f"user = {_toml_str(user)}"] if user is not None else []),
@@ -890,6 +1011,7 @@ def cdra_config(*, servers: Iterable[str] = (SERVER_IP,), downstream: str = DOWN
         "",
         "[[downstream]]", *down,
         "",
+        *more_down,
         "[[upstream]]", f"interface = {_toml_str(upstream)}",
         "",
         "[relay]", f"max_hops = {max_hops}", f"server_selection = {_toml_str(server_selection)}",
