@@ -113,12 +113,13 @@ pub const MAX_TRANSACTIONS: usize = 1_048_576;
 
 // ---------------------------------------------------------------- the spellings of the enums
 
-/// `mode`: `"relay"` or `"proxy"`.
+/// `mode`: `"relay"`, `"proxy"` or `"spoof"`.
 #[derive(Deserialize)]
 #[serde(remote = "Mode", rename_all = "snake_case")]
 enum ModeName {
     Relay,
     Proxy,
+    Spoof,
 }
 
 /// `relay.server_selection`: `"all"` or `"failover"`.
@@ -536,12 +537,14 @@ impl From<FileProxy> for ProxyConfig {
 pub(crate) struct FileLimits {
     #[serde(deserialize_with = "de::int_in::<_, 0, 1_000_000>")]
     pub client_rate: usize,
-    #[serde(deserialize_with = "de::int_in::<_, 1, 1_000_000>")]
-    pub client_burst: usize,
+    /// Default: `CLIENT_BURST_SECONDS` of `client_rate`.
+    #[serde(deserialize_with = "de::some_int_in::<_, 1, 1_000_000>")]
+    pub client_burst: Option<usize>,
     #[serde(deserialize_with = "de::int_in::<_, 0, 10_000_000>")]
     pub interface_rate: usize,
-    #[serde(deserialize_with = "de::int_in::<_, 1, 10_000_000>")]
-    pub interface_burst: usize,
+    /// Default: `INTERFACE_BURST_SECONDS` of `interface_rate`.
+    #[serde(deserialize_with = "de::some_int_in::<_, 1, 10_000_000>")]
+    pub interface_burst: Option<usize>,
     /// Each pending record takes ~0.2 KiB.
     #[serde(deserialize_with = "de::int_in::<_, 1, MAX_PENDING_CLIENTS>")]
     pub pending_clients: usize,
@@ -557,15 +560,20 @@ impl Default for FileLimits {
         let d = Limits::default();
         FileLimits {
             client_rate: d.client_rate.per_second as usize,
-            client_burst: d.client_rate.burst as usize,
+            client_burst: None,
             interface_rate: d.interface_rate.per_second as usize,
-            interface_burst: d.interface_rate.burst as usize,
+            interface_burst: None,
             pending_clients: d.pending_clients,
             transactions: None,
             reply_timeout: d.reply_timeout,
         }
     }
 }
+
+/// `limits.client_burst` when not given: this many seconds of `client_rate`.
+pub const CLIENT_BURST_SECONDS: usize = 3;
+/// `limits.interface_burst` when not given: this many seconds of `interface_rate`.
+pub const INTERFACE_BURST_SECONDS: usize = 5;
 
 /// `[limits]` with `[proxy] max_tracked_requests`, the earlier name of `transactions`.
 fn limits(l: FileLimits, max_tracked_requests: Option<usize>) -> Result<Limits, ConfigError> {
@@ -579,10 +587,15 @@ fn limits(l: FileLimits, max_tracked_requests: Option<usize>) -> Result<Limits, 
         (Some(n), _) | (None, Some(n)) => n,
         (None, None) => Limits::default().transactions,
     };
-    let rate = |per_second: usize, burst: usize| Rate { per_second: per_second as u32, burst: burst as u32 };
+    // A burst not given is a few seconds of the rate, so that setting a rate alone scales
+    // both (the defaults: 10/s with 30, 1000/s with 5000).
+    let rate = |per_second: usize, burst: Option<usize>, seconds: usize| Rate {
+        per_second: per_second as u32,
+        burst: burst.unwrap_or((per_second * seconds).max(1)).min(u32::MAX as usize) as u32,
+    };
     Ok(Limits {
-        client_rate: rate(l.client_rate, l.client_burst),
-        interface_rate: rate(l.interface_rate, l.interface_burst),
+        client_rate: rate(l.client_rate, l.client_burst, CLIENT_BURST_SECONDS),
+        interface_rate: rate(l.interface_rate, l.interface_burst, INTERFACE_BURST_SECONDS),
         pending_clients: l.pending_clients,
         transactions,
         reply_timeout: l.reply_timeout,
@@ -861,7 +874,7 @@ fn store_settings(f: FileStore, mode: Mode) -> Result<Option<StoreSettings>, Con
         ));
     }
     let Some(path) = f.path else { return Ok(None) };
-    if !f.enabled.unwrap_or(mode == Mode::Proxy) {
+    if !f.enabled.unwrap_or(mode.caches()) {
         return Ok(None);
     }
     let mut config = cdra_store::StoreConfig::new(path);
@@ -896,10 +909,17 @@ mod tests {
             "{MINIMAL}[limits]\nclient_rate = 0\ninterface_rate = 50\ninterface_burst = 100\npending_clients = 512\nreply_timeout = \"10s\"\n"
         );
         let s = parse(&text).expect("valid");
-        assert_eq!(s.limits.client_rate, Rate::UNLIMITED.with_burst(Limits::default().client_rate.burst));
+        assert_eq!(s.limits.client_rate, Rate::UNLIMITED.with_burst(1));
         assert_eq!(s.limits.interface_rate, Rate { per_second: 50, burst: 100 });
         assert_eq!(s.limits.pending_clients, 512);
         assert_eq!(s.limits.reply_timeout, Duration::from_secs(10));
+        // A rate alone brings its burst along; the defaults are consistent with that.
+        let scaled = parse(&format!("{MINIMAL}[limits]\ninterface_rate = 20\nclient_rate = 4\n")).expect("valid");
+        assert_eq!(scaled.limits.interface_rate, Rate { per_second: 20, burst: 100 });
+        assert_eq!(scaled.limits.client_rate, Rate { per_second: 4, burst: 12 });
+        let d = Limits::default();
+        assert_eq!(d.interface_rate.burst as usize, d.interface_rate.per_second as usize * INTERFACE_BURST_SECONDS);
+        assert_eq!(d.client_rate.burst as usize, d.client_rate.per_second as usize * CLIENT_BURST_SECONDS);
         let old = parse(&format!("{MINIMAL}[proxy]\nmax_tracked_requests = 1000\n")).expect("valid");
         assert_eq!(old.limits.transactions, 1000);
         let both = parse(&format!("{MINIMAL}[proxy]\nmax_tracked_requests = 1000\n[limits]\ntransactions = 1000\n"));
@@ -1164,7 +1184,7 @@ server_id_override = true
             ("servers = [\"10.0.0.1\"]\n".into(), "downstream: at least one"),
             (
                 "mode = \"cache\"\nservers = [\"10.0.0.1\"]\n[[downstream]]\ninterface = \"eth1\"\n".into(),
-                "mode: unknown variant `cache`, expected `relay` or `proxy`",
+                "mode: unknown variant `cache`, expected one of `relay`, `proxy`, `spoof`",
             ),
             (
                 format!("{MINIMAL}[[downstream]]\ninterface = \"eth1\"\n"),

@@ -152,7 +152,7 @@ fn engine_config(settings: &Settings) -> Result<EngineConfig> {
     // The engine's choices an outsider must not predict (probe identifiers, the xids of its
     // own messages, eviction samples) start from the operating system's randomness.
     config.proxy.seed = getrandom::u64().map_err(|e| anyhow!("drawing a random seed: {e}"))?;
-    if config.mode == cdra_core::Mode::Proxy {
+    if config.mode.caches() {
         for d in &config.downstream {
             if d.mac.is_none() {
                 tracing::warn!(interface = %d.name, "downstream interface has no MAC address: ARP probes are not possible on it, ICMP only");
@@ -361,7 +361,7 @@ pub fn run(settings: Settings) -> Result<()> {
         tracing::warn!(error = %e, "cannot filter client requests out of the UDP socket");
     }
     let packet = PacketSender::new().map_err(|e| anyhow!("{e}"))?;
-    let probes = if config.mode == cdra_core::Mode::Proxy && !config.proxy.safe_network {
+    let probes = if config.mode.caches() && !config.proxy.safe_network {
         let arp = ArpSocket::new().map_err(|e| anyhow!("{e}"))?;
         let icmp = IcmpSocket::new().map_err(|e| anyhow!("{e}"))?;
         Some((arp, icmp))
@@ -404,7 +404,7 @@ pub fn run(settings: Settings) -> Result<()> {
     let mut batch = RecvBatch::new(RECV_BATCH, RECV_BUFFER);
     let clock = Clock::new();
     let mut persistence = match (&settings.store, engine.config().mode) {
-        (Some(store), cdra_core::Mode::Proxy) => Some(Persistence::start(store, &mut engine, clock.now())),
+        (Some(store), mode) if mode.caches() => Some(Persistence::start(store, &mut engine, clock.now())),
         _ => None,
     };
     let mut truncated = 0u64;

@@ -148,10 +148,7 @@ fn main() -> ExitCode {
                 println!(
                     "{}: ok ({} mode, {} server(s), {} downstream interface(s))",
                     config.display(),
-                    match settings.mode {
-                        cdra_core::Mode::Relay => "relay",
-                        cdra_core::Mode::Proxy => "proxy",
-                    },
+                    settings.mode.label(),
                     settings.servers.len(),
                     settings.downstream.len()
                 );

@@ -29,6 +29,8 @@ use cdra_sys::privileges as sys;
 pub enum Capability {
     /// Create AF_PACKET and raw sockets.
     NetRaw,
+    /// Change the packet filter (spoofing mode's interception table).
+    NetAdmin,
 }
 
 impl Capability {
@@ -36,6 +38,7 @@ impl Capability {
     pub const fn number(self) -> u32 {
         match self {
             Capability::NetRaw => sys::CAP_NET_RAW,
+            Capability::NetAdmin => sys::CAP_NET_ADMIN,
         }
     }
 
@@ -43,6 +46,7 @@ impl Capability {
     pub const fn name(self) -> &'static str {
         match self {
             Capability::NetRaw => "CAP_NET_RAW",
+            Capability::NetAdmin => "CAP_NET_ADMIN",
         }
     }
 }
@@ -57,11 +61,13 @@ impl Capability {
 ///   socket), which is the one thing cdra may still have to do with privileges.
 /// - CAP_NET_BIND_SERVICE is dropped: UDP :67 is bound once at start-up and never again.
 ///   (systemd grants it for that bind only.)
-/// - CAP_NET_ADMIN is never kept in relay or proxy mode; a mode that spoofs the server's
-///   address (paper 4.2) will need it for nftables and adds it here.
+/// - CAP_NET_ADMIN is never kept in relay or proxy mode. Spoofing mode (paper 4.2) keeps
+///   it: the interception table it owns (`cdra_sys::intercept`) grows a server identifier
+///   at run time, and the kernel checks the capability on every nftables message.
 pub fn needed(mode: Mode) -> &'static [Capability] {
     match mode {
         Mode::Relay | Mode::Proxy => &[Capability::NetRaw],
+        Mode::Spoof => &[Capability::NetRaw, Capability::NetAdmin],
     }
 }
 
@@ -77,7 +83,11 @@ pub struct Dropped {
 }
 
 fn names(mask: u64) -> Vec<&'static str> {
-    [Capability::NetRaw].into_iter().filter(|c| mask & (1u64 << c.number()) != 0).map(Capability::name).collect()
+    [Capability::NetRaw, Capability::NetAdmin]
+        .into_iter()
+        .filter(|c| mask & (1u64 << c.number()) != 0)
+        .map(Capability::name)
+        .collect()
 }
 
 /// Give up every privilege `mode` does not need, and become `user` if given. Call once,
@@ -123,11 +133,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn relay_and_proxy_keep_only_net_raw() {
+    fn relay_and_proxy_keep_only_net_raw_spoof_also_net_admin() {
         for mode in [Mode::Relay, Mode::Proxy] {
             let caps: Vec<&str> = needed(mode).iter().map(|c| c.name()).collect();
             assert_eq!(caps, ["CAP_NET_RAW"], "{mode:?}");
         }
-        assert_eq!(names(1 << sys::CAP_NET_RAW | 1 << sys::CAP_NET_ADMIN), ["CAP_NET_RAW"]);
+        let caps: Vec<&str> = needed(Mode::Spoof).iter().map(|c| c.name()).collect();
+        assert_eq!(caps, ["CAP_NET_RAW", "CAP_NET_ADMIN"]);
+        assert_eq!(names(1 << sys::CAP_NET_RAW | 1 << sys::CAP_NET_BIND_SERVICE), ["CAP_NET_RAW"]);
     }
 }

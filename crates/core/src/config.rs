@@ -47,8 +47,11 @@ impl Ipv4Net {
 pub enum Mode {
     /// A standard relay agent (RFC 1542, RFC 2131 4.1, RFC 3046).
     Relay,
-    /// The paper's proxying caching relay.
+    /// The paper's proxying caching relay (4.1): cdra is the clients' server.
     Proxy,
+    /// The paper's spoofing caching relay (4.2): on the router, answering as the real
+    /// server and intercepting client unicasts to it.
+    Spoof,
 }
 
 /// How requests are spread over servers.

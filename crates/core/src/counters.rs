@@ -197,6 +197,11 @@ labelled_enum! {
         RenewalAnswerHeld => "renewal_answer_held", "Local ACKs to unicast renewals held back for renew_reply_delay.";
         /// ...and those sent at once because `max_held_replies` were already held.
         RenewalAnswerNotHeld => "renewal_answer_not_held", "Local ACKs to unicast renewals sent at once because max_held_replies were held.";
+        /// Spoofing mode: intercepted RENEWs of records not confirmed since a restart, sent to
+        /// the server first.
+        SuspectRenewalForwarded => "suspect_renewal_forwarded", "Spoofing mode: intercepted RENEWs of records restored and not confirmed since, sent to the server first.";
+        /// Spoofing mode: client unicasts to a server taken and handled (paper 4.2).
+        Intercepted => "intercepted", "Client unicasts to a server taken by the spoofing relay and handled (paper 4.2).";
         /// Requests whose Ethernet source is not their chaddr: relayed as a plain relay would,
         /// without consulting or changing the table.
         UnverifiedSource => "unverified_source", "Requests whose Ethernet source is not their chaddr: relayed without the cache.";

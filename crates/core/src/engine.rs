@@ -22,6 +22,7 @@ use cdra_wire::{Message, Op};
 use crate::config::EngineConfig;
 use crate::counters::{Counters, MessageKind, ProxyEvent};
 use crate::limits::TokenBucket;
+use crate::mode::Unicasts;
 use crate::outbox::{HeldReplies, Outbox, ProbeAnswer};
 use crate::persist::{Change, ChangeLog, RestoreReport};
 use crate::proxy::ProxyState;
@@ -69,6 +70,52 @@ pub struct Engine {
     pub(crate) transactions: Transactions,
     /// Each downstream interface's budget for new clients ([`crate::limits`]).
     pub(crate) interface_budgets: Vec<TokenBucket>,
+    /// Spoofing mode: the server addresses whose client unicasts we take (the configured
+    /// servers and the identifiers their ACKs carry).
+    pub(crate) intercepted: InterceptSet,
+}
+
+/// The addresses whose client unicasts a spoofing relay takes (paper 4.2), and those not yet
+/// handed to the I/O layer, which makes the router stop forwarding them. Bounded: the
+/// configured servers and one identifier each seen in their ACKs, at most
+/// [`MAX_INTERCEPTED`] (more: not taken, counted).
+#[derive(Debug, Default)]
+pub struct InterceptSet {
+    addresses: Vec<Ipv4Addr>,
+    unannounced: Vec<Ipv4Addr>,
+    refused: u64,
+}
+
+/// Most addresses intercepted: two for each server a configuration may name.
+pub const MAX_INTERCEPTED: usize = 2 * crate::servers::MAX_SERVERS;
+
+impl InterceptSet {
+    /// Is `addr` intercepted?
+    pub fn contains(&self, addr: Ipv4Addr) -> bool {
+        self.addresses.contains(&addr)
+    }
+
+    /// The addresses.
+    pub fn addresses(&self) -> &[Ipv4Addr] {
+        &self.addresses
+    }
+
+    /// Addresses that could not be added (the bound).
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    fn learn(&mut self, addr: Ipv4Addr) {
+        if addr.is_unspecified() || addr.is_broadcast() || self.contains(addr) {
+            return;
+        }
+        if self.addresses.len() >= MAX_INTERCEPTED {
+            self.refused += 1;
+            return;
+        }
+        self.addresses.push(addr);
+        self.unannounced.push(addr);
+    }
 }
 
 impl Engine {
@@ -85,6 +132,12 @@ impl Engine {
         let table = ClientTable::new(config.proxy.max_clients, config.limits.pending_clients, config.proxy.seed);
         let transactions = Transactions::new(config.limits.transactions, config.limits.reply_timeout);
         let interface_budgets = vec![TokenBucket::full(); config.downstream.len()];
+        let mut intercepted = InterceptSet::default();
+        if config.mode.unicasts() == Unicasts::Intercepted {
+            for s in &config.servers {
+                intercepted.learn(*s);
+            }
+        }
         let holds = config.mode.caches() && !config.proxy.renew_reply_delay.is_zero();
         let held = if holds { config.proxy.max_held_replies } else { 0 };
         let mut timers = Timers::default();
@@ -103,6 +156,7 @@ impl Engine {
             held: HeldReplies::new(held),
             transactions,
             interface_budgets,
+            intercepted,
         }
     }
 
@@ -126,7 +180,15 @@ impl Engine {
                 // A client's unicast to another host (its renewal to its server) is routed
                 // past us by the kernel: ours to see on the link, not to handle (a relay
                 // that handled it too would send the server a second copy).
-                Some(ds) if !self.addressed_to_us(ds, ingress.dst) => self.drop(slot, DropReason::NotAddressedToUs),
+                Some(ds) if !self.addressed_to_us(ds, ingress.dst) => {
+                    if self.intercepted.contains(ingress.dst) {
+                        // Paper 4.2: a spoofing relay takes a client's unicast to its
+                        // server (the router does not forward it) and handles it.
+                        self.counters.proxy.add(ProxyEvent::Intercepted);
+                        return self.cache_request(now, ds, &ingress, &msg, outbox);
+                    }
+                    self.drop(slot, DropReason::NotAddressedToUs)
+                }
                 Some(ds) if caches => self.cache_request(now, ds, &ingress, &msg, outbox),
                 Some(ds) => self.relay_request(now, ds, &msg, outbox),
                 None if upstream => self.drop(slot, DropReason::RequestOnUpstream),
@@ -294,6 +356,29 @@ impl Engine {
     /// Forwarded requests waiting for their reply.
     pub fn outstanding_requests(&self) -> &Transactions {
         &self.transactions
+    }
+
+    /// Spoofing mode: the server addresses whose client unicasts are ours to take (paper
+    /// 4.2). Empty in the other modes.
+    pub fn intercepted_addresses(&self) -> &InterceptSet {
+        &self.intercepted
+    }
+
+    /// Spoofing mode: hand `f` every intercepted address the I/O layer has not been told
+    /// of yet (a server identifier first seen in an ACK), so that the router stops
+    /// forwarding client unicasts to it.
+    pub fn drain_new_intercepts(&mut self, mut f: impl FnMut(Ipv4Addr)) {
+        for a in self.intercepted.unannounced.drain(..) {
+            f(a);
+        }
+    }
+
+    /// A server identifier seen in a believed reply or a restored record: intercepted from
+    /// now on in spoofing mode.
+    pub(crate) fn learn_server_id(&mut self, id: Ipv4Addr) {
+        if self.config.mode.unicasts() == Unicasts::Intercepted {
+            self.intercepted.learn(id);
+        }
     }
 
     /// Timers filed (live and stale).

@@ -50,7 +50,9 @@ fn expects_reply<T: AsRef<[u8]>>(msg: &Message<T>, sid: Ipv4Addr, server: Ipv4Ad
 ///   address."
 ///
 /// A client whose chaddr is not an Ethernet address cannot be reached by a link-layer
-/// unicast, so it gets a broadcast.
+/// unicast, so it gets a broadcast; so does one with ciaddr set when the source `src` is
+/// not ours (a spoofing relay answers as the server: the kernel would refuse to route a
+/// datagram from a foreign source, so every answer goes out at the link layer).
 pub fn reply_destination<T: AsRef<[u8]>>(msg: &Message<T>, ds: &Downstream, src: Ipv4Addr) -> Destination {
     let broadcast = Destination::ClientLink { ifindex: ds.ifindex, mac: BROADCAST_MAC, src, dst: Ipv4Addr::BROADCAST };
     if msg.message_type() == Some(MessageType::Nak) {
@@ -61,9 +63,11 @@ pub fn reply_destination<T: AsRef<[u8]>>(msg: &Message<T>, ds: &Downstream, src:
         // it directly): its chaddr is the MAC that owns ciaddr, so the unicast goes out at
         // the link layer, with no neighbour lookup (the kernel's neighbour table is shared
         // and bounded; a relay serving thousands of renewing clients must not depend on it).
+        let src_is_ours = ds.all_addresses.contains(&src);
         return match msg.ethernet_chaddr() {
             Some(mac) => Destination::ClientLink { ifindex: ds.ifindex, mac, src, dst: msg.ciaddr() },
-            None => Destination::ClientUnicast { ifindex: ds.ifindex, src, dst: msg.ciaddr() },
+            None if src_is_ours => Destination::ClientUnicast { ifindex: ds.ifindex, src, dst: msg.ciaddr() },
+            None => broadcast,
         };
     }
     if msg.broadcast() || msg.yiaddr().is_unspecified() {
@@ -438,7 +442,9 @@ impl Engine {
     /// RFC 2131 4.1. `server` is the server that sent it; the mode decides which identity the
     /// client sees ([`crate::mode::ServerIdentity`]): with `Ours` (paper 4.1, 5.1) option 54
     /// becomes our downstream address, and so does siaddr when the server had put itself
-    /// there (a different siaddr is a boot server for PXE clients and is left alone).
+    /// there (a different siaddr is a boot server for PXE clients and is left alone); with
+    /// `Server` (paper 4.2) nothing is changed and the datagram comes from the server's
+    /// identifier.
     /// Returns the datagram written, so the caller can patch it further.
     pub(crate) fn deliver_to_client<T: AsRef<[u8]>>(
         &mut self,
@@ -450,7 +456,15 @@ impl Engine {
         let Some(iface) = self.config.downstream.get(ds) else {
             return Err(DropReason::UnknownInterface);
         };
-        let src = if iface.all_addresses.contains(&msg.giaddr()) { msg.giaddr() } else { iface.address.addr };
+        let identity = self.config.mode.server_identity();
+        let src = match identity {
+            // Paper 4.2: the spoofing relay's messages come from the server.
+            ServerIdentity::Server => server.id,
+            ServerIdentity::AsSent | ServerIdentity::Ours if iface.all_addresses.contains(&msg.giaddr()) => {
+                msg.giaddr()
+            }
+            ServerIdentity::AsSent | ServerIdentity::Ours => iface.address.addr,
+        };
         let destination = reply_destination(msg, iface, src);
         let Some((emitted, out)) = outbox.emit() else {
             return Err(DropReason::OutboxFull);
@@ -475,15 +489,13 @@ impl Engine {
                 return Err(DropReason::ReplyTooLarge);
             }
         }
-        if self.config.mode.server_identity() == ServerIdentity::Ours {
+        if identity == ServerIdentity::Ours {
             let ours = iface.address.addr;
             // Our own output: not checked again.
-            {
-                let mut m = Message::new_unchecked(out.payload_mut());
-                m.patch_option_addr(OptionCode::SERVER_ID, ours);
-                if m.siaddr() == server.id || m.siaddr() == server.addr {
-                    m.set_siaddr(ours);
-                }
+            let mut m = Message::new_unchecked(out.payload_mut());
+            m.patch_option_addr(OptionCode::SERVER_ID, ours);
+            if m.siaddr() == server.id || m.siaddr() == server.addr {
+                m.set_siaddr(ours);
             }
         }
         self.counters.sent(ds, MessageKind::of(msg));

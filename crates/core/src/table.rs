@@ -414,6 +414,11 @@ pub struct ClientRecord {
     pub upstream_renewal_sent: Option<Timestamp>,
     /// This client's request budget (`[limits] client_rate`, `client_burst`); not persisted.
     pub budget: TokenBucket,
+    /// Since this engine started, a server reply for this client was believed, or a probe
+    /// found the client itself on its address. A record restored from the store is not
+    /// (paper 3.4: "information in the client database is suspect") until then; not
+    /// persisted.
+    pub confirmed: bool,
 }
 
 impl ClientRecord {
@@ -438,6 +443,7 @@ impl ClientRecord {
             client_lease_end: None,
             upstream_renewal_sent: None,
             budget: TokenBucket::full(),
+            confirmed: false,
         }
     }
 }

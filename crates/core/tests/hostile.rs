@@ -212,7 +212,7 @@ fn a_discover_with_the_clients_identity_from_another_link_neither_moves_nor_remo
     };
     assert!(matches!(h.engine.handle_datagram(h.now, ingress, &mut h.outbox), Verdict::RelayedToServers { .. }));
     let r = record(&h, &a).expect("still there");
-    assert_eq!((r.downstream, r.address), (0, a.addr));
+    assert_eq!((r.downstream, r.address, r.state), (0, a.addr, ClientState::Bound));
     assert_eq!(h.engine.counters().proxy.removed[Removal::WrongSubnet], 0);
     // And the client on its own link is still answered from the table.
     assert_eq!(h.client_sends(&a.msg(MessageType::Discover)), Verdict::AnsweredLocally);

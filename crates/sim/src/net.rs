@@ -36,8 +36,9 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use cdra_core::config::{Downstream, EngineConfig, Ipv4Net, Mode, ProxyConfig, ServerSelection};
+use cdra_core::mode::Unicasts;
 use cdra_core::outbox::BROADCAST_MAC;
-use cdra_core::{Destination, Engine, Ingress, Outbox, Timestamp};
+use cdra_core::{Destination, DropReason, Engine, Ingress, Outbox, Timestamp, Verdict};
 use cdra_wire::{Message, Op};
 
 use crate::client::{AddrChange, ClientConfig, ClientState, ClientTx, IdStyle, ModelClient, TxClass, TxTo};
@@ -1078,6 +1079,17 @@ impl Sim {
                         self.lost("engine unreachable", s);
                     }
                 } else if let Some(server) = self.servers.iter().position(|sv| sv.addr() == dst) {
+                    if self.cfg.mode.unicasts() == Unicasts::Intercepted && self.engine_up {
+                        // The engine runs on the router the unicast crosses (paper 4.2): it
+                        // sees it first, and what it does not take the router forwards.
+                        if let Some(s) = s {
+                            self.tr(TraceEvent::ClientTx { client: c, s, to: "server (via the spoofing router)" });
+                        }
+                        self.note_expectation(c, &tx);
+                        let src = SocketAddrV4::new(src, 68);
+                        self.sched.after(lat.link_ms, Ev::EngineRx { ifindex, src, dst, data: tx.data });
+                        return;
+                    }
                     if let Some(s) = s {
                         self.tr(TraceEvent::ClientTx { client: c, s, to: "server (direct)" });
                     }
@@ -1223,6 +1235,13 @@ impl Sim {
             Ingress { link_source, ifindex, src, dst, data },
             &mut self.outbox,
         );
+        if verdict == Verdict::Dropped(DropReason::NotAddressedToUs) {
+            // Not ours: the router forwards it to its destination.
+            if let Some(server) = self.servers.iter().position(|sv| sv.addr() == dst) {
+                let routed = Ev::ServerRx { server, src: *src.ip(), data: data.to_vec() };
+                self.sched.after(self.cfg.latency.server_ms, routed);
+            }
+        }
         if let Some(s) = Summary::parse(data) {
             if from_server {
                 self.stats.engine_from_servers.bump(s.kind);
@@ -1487,7 +1506,7 @@ impl Sim {
     // ------------------------------------------------------------------ expectations
 
     fn note_expectation(&mut self, c: usize, tx: &ClientTx) {
-        if !self.cfg.track_expectations || !tx.first || self.cfg.mode != Mode::Proxy {
+        if !self.cfg.track_expectations || !tx.first || !self.cfg.mode.caches() {
             return;
         }
         if !matches!(tx.class, TxClass::InitReboot | TxClass::Discover | TxClass::Renew) {

@@ -334,6 +334,10 @@ impl Engine {
         let Some(key) = self.table.get(slot).map(|r| r.key.clone()) else { return };
         let req = ClientRequest { now, ds, dst: Ipv4Addr::UNSPECIFIED, msg: &msg, admitted, key, slot: Some(slot) };
         if self.cache_hit(&req, slot, ClientKind::Dhcp, msg.requested_ip()) {
+            if let Some(r) = self.table.get_mut(slot) {
+                // Nobody else answered for the address: the record is the client's again.
+                r.confirmed = true;
+            }
             self.answer_from_cache(&req, slot, LocalAnswer::Ack { hold: false }, outbox);
         }
     }

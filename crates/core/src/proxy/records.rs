@@ -135,6 +135,9 @@ impl Engine {
         }
         rec.downstream = ds as u16;
         rec.lapse_armed = None;
+        if let Some(server) = rec.server {
+            self.learn_server_id(server.id);
+        }
         if let Some(other) = self.table.find(&rec.key).or_else(|| self.table.find_address(rec.address)) {
             let newer = self.table.get(other).is_some_and(|o| o.last_update >= rec.last_update);
             report.superseded += 1;

@@ -244,12 +244,16 @@ impl Engine {
         r.last_update = now;
         r.server = Some(server);
         r.state = ClientState::Bound;
+        r.confirmed = true;
+        let server_id = server.id;
         // What the client asked for in the request this answers.
         r.param_list = reply.tx.params;
         let key = r.key.clone();
         if let Some(evicted) = self.table.store_reply(slot, kept) {
             self.forgotten(&evicted, Removal::Evicted);
         }
+        // Paper 4.2: its clients will unicast to the identifier the server gave them.
+        self.learn_server_id(server_id);
         self.note_change(&key);
         if let Some(other) = self.table.set_address(slot, address) {
             // The server has given this address to this client: any other record holding

@@ -12,6 +12,7 @@ use super::{ClientRequest, LocalAnswer};
 use crate::config::Ipv4Net;
 use crate::counters::ProxyEvent;
 use crate::engine::Engine;
+use crate::mode::ServerIdentity;
 use crate::outbox::Outbox;
 use crate::relay::{Targets, Track, Upstream};
 use crate::table::{ClientKind, ClientState, ParamList, Removal, ServerBinding, Slot};
@@ -82,7 +83,10 @@ impl Engine {
         let track = match awaiting {
             Awaiting::Nothing => Track::Nothing,
             Awaiting::Reply(slot, expect) => {
-                if let (Some(r), Some(state)) = (slot.and_then(|s| self.table.get_mut(s)), expect.client_state()) {
+                // The record shows the state of its client on its own link; a request in its
+                // name from elsewhere leaves it as it is (only the server's answer moves it).
+                let own = slot.and_then(|s| self.table.get_mut(s)).filter(|r| usize::from(r.downstream) == req.ds);
+                if let (Some(r), Some(state)) = (own, expect.client_state()) {
                     r.state = state;
                 }
                 let params = msg.parameter_request_list().map(ParamList::new).unwrap_or(ParamList::EMPTY);
@@ -230,14 +234,28 @@ impl Engine {
     /// message."
     fn selecting<T: AsRef<[u8]>>(&mut self, req: &ClientRequest<'_, T>, sid: Ipv4Addr, outbox: &mut Outbox) -> Verdict {
         let requesting = Expect::Ack(ClientState::Requesting);
-        if !self.is_our_address(sid) {
-            // It chose a server that is not us (reachable some other way): relay.
+        // Is this the answer to an OFFER we made? We made it as the identity the client sees
+        // (`shown_identity`): our address (proxy), or the server's (spoof).
+        let record = req.slot.and_then(|s| self.table.get(s).map(|r| (s, r.state, r.server)));
+        let our_offer = match self.config.mode.server_identity() {
+            ServerIdentity::Server => record.is_some_and(|(_, state, server)| {
+                state == ClientState::OfferedLocally && server.is_some_and(|b| b.id == sid)
+            }),
+            ServerIdentity::Ours | ServerIdentity::AsSent => self.is_our_address(sid),
+        };
+        if !our_offer {
+            // It chose another server's OFFER (a spoofing relay passes every one on, or the
+            // server is reachable some other way): to that server.
             let slot = self.record_of(req, ClientKind::Dhcp);
-            return self.forward_for(req, Awaiting::Reply(Some(slot), requesting), Upstream::CHOSEN, outbox);
+            let to = match self.servers.index_of(sid) {
+                Some(i) => Upstream { targets: Targets::One(i), server_id: None },
+                None => Upstream::CHOSEN,
+            };
+            return self.forward_for(req, Awaiting::Reply(Some(slot), requesting), to, outbox);
         }
-        if let Some(s) = req.slot {
-            let offered_locally = self.table.get(s).is_some_and(|r| r.state == ClientState::OfferedLocally);
-            if offered_locally && self.cache_hit(req, s, ClientKind::Dhcp, req.msg.requested_ip()) {
+        if let Some((s, state, _)) = record {
+            if state == ClientState::OfferedLocally && self.cache_hit(req, s, ClientKind::Dhcp, req.msg.requested_ip())
+            {
                 return self.ack_after_probe(req, s, outbox);
             }
         }
@@ -286,7 +304,9 @@ impl Engine {
             let awaiting = Awaiting::Reply(Some(slot), Expect::Ack(ClientState::Rebinding));
             return self.forward_for(req, awaiting, Upstream::CHOSEN, outbox);
         }
-        if hit {
+        if hit && self.renew_needs_the_server(slot) {
+            self.counters.proxy.add(ProxyEvent::SuspectRenewalForwarded);
+        } else if hit {
             // Paper 3.2: "DHCPREQUEST used to RENEW a lease (unicast request) ... No
             // precautions are required." Past the server lease's T1 the answer also renews
             // upstream (see `renew_upstream_if_due`).
@@ -298,6 +318,19 @@ impl Engine {
             None => Upstream::CHOSEN,
         };
         self.forward_for(req, Awaiting::Reply(Some(slot), Expect::Ack(ClientState::Renewing)), to, outbox)
+    }
+
+    /// Spoofing mode, with precautions: an intercepted RENEW for a record that is suspect
+    /// (restored from the store and not confirmed since) goes to the server first. Paper
+    /// 3.2 needs no precaution for a RENEW because a client renewing with a proxy got its
+    /// lease through it; a RENEW to the real server proves nothing of the kind, and paper
+    /// 4.2 expects clients to renew "directly" by another path while the spoofing relay is
+    /// down — a lease we would then extend from a stale record could outlive the server's
+    /// (the REBIND case of Appendix A.1).
+    fn renew_needs_the_server(&self, slot: Slot) -> bool {
+        self.config.mode.unicasts() == crate::mode::Unicasts::Intercepted
+            && !self.config.proxy.safe_network
+            && self.table.get(slot).is_some_and(|r| !r.confirmed)
     }
 
     /// Table 1: "DHCPDECLINE / DHCPRELEASE: Forward to Server, Remove client from DB." The
