@@ -197,6 +197,9 @@ labelled_enum! {
         RenewalAnswerHeld => "renewal_answer_held", "Local ACKs to unicast renewals held back for renew_reply_delay.";
         /// ...and those sent at once because `max_held_replies` were already held.
         RenewalAnswerNotHeld => "renewal_answer_not_held", "Local ACKs to unicast renewals sent at once because max_held_replies were held.";
+        /// Paper 5.7: REQUESTs for the offered address of an expired record, forwarded as
+        /// INIT-REBOOT.
+        ExpiredRequestForwarded => "expired_request_forwarded", "REQUESTs for the offered address of an expired record, forwarded to the server as INIT-REBOOT (paper 5.7).";
         /// Spoofing mode: intercepted RENEWs of records not confirmed since a restart, sent to
         /// the server first.
         SuspectRenewalForwarded => "suspect_renewal_forwarded", "Spoofing mode: intercepted RENEWs of records restored and not confirmed since, sent to the server first.";

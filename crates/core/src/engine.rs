@@ -298,9 +298,9 @@ impl Engine {
         self.persist_dump(scratch, f)
     }
 
-    /// Load records read back from the store. Records past `max_age` (paper 5.6) or past
-    /// their server lease are dropped, as are records for interfaces no longer configured;
-    /// records dated in the future are clamped to `now`.
+    /// Load records read back from the store. Records past `max_age` (paper 5.6) are
+    /// dropped, as are records for interfaces no longer configured (records past their
+    /// server lease are kept: paper 5.7); records dated in the future are clamped to `now`.
     pub fn restore(
         &mut self,
         now: Timestamp,

@@ -197,6 +197,9 @@ pub enum ClientState {
     Init,
     /// We answered a DISCOVER from the cache; the client's REQUEST for it is ours to ACK.
     OfferedLocally,
+    /// We offered the address of the client's expired record (paper 5.7); its REQUEST goes
+    /// to the server as an INIT-REBOOT.
+    OfferedExpired,
     /// An OFFER was passed on, or a SELECTING REQUEST forwarded: further OFFERs are
     /// discarded, the ACK or NAK is awaited.
     Requesting,
@@ -225,6 +228,7 @@ impl ClientState {
         match self {
             ClientState::Init => "init",
             ClientState::OfferedLocally => "offered_locally",
+            ClientState::OfferedExpired => "offered_expired",
             ClientState::Requesting => "requesting",
             ClientState::Rebooting => "rebooting",
             ClientState::Renewing => "renewing",
@@ -459,8 +463,8 @@ crate::counters::labelled_enum! {
         Evicted => "evicted", "Bound records evicted: the table was full (max_clients).";
         /// The pending pool was full.
         EvictedPending => "evicted_pending", "Records still waiting for a server answer, evicted: that pool was full (limits.pending_clients).";
-        /// Older than `max_age` (paper 5.6) or the server's lease ran out.
-        Expired => "expired", "Older than max_age (paper 5.6), or the server lease ran out.";
+        /// Older than `max_age` (paper 5.6).
+        Expired => "expired", "Older than max_age (paper 5.6): no server has refreshed it for that long.";
         /// The address is not on the client's subnet (Appendix B, "Validity of client data").
         WrongSubnet => "wrong_subnet", "The address is not on the subnet the client is on (paper App. B).";
         /// A probe found another host on the address (paper 3.2).

@@ -404,12 +404,18 @@ fn records_survive_an_encode_decode_restore_round_trip_and_changes_are_reported(
     assert_eq!(h2.client_sends_to(DS_ADDR, &renew()), Verdict::AnsweredLocally);
     // ...and probes before an INIT-REBOOT ACK, as for any record (paper 3.4).
     assert_eq!(h2.client_sends(&init_reboot()), Verdict::AwaitingProbe);
-    // Expired and foreign-interface records are not restored.
+    // Records past max_age and foreign-interface records are not restored; one past its
+    // server lease only is (paper 5.7).
     let mut h3 = Harness::new(proxy_config());
     h3.now = h.now;
     h3.advance(4000);
-    let report = h3.engine.restore(h3.now, vec![(rec.clone(), iface), (rec, "eth9".into())]);
-    assert_eq!((report.loaded, report.expired, report.unknown_interface), (0, 1, 1));
+    let report = h3.engine.restore(h3.now, vec![(rec.clone(), iface.clone()), (rec.clone(), "eth9".into())]);
+    assert_eq!((report.loaded, report.expired, report.unknown_interface), (1, 0, 1));
+    let mut h4 = Harness::new(proxy_config());
+    h4.now = h.now;
+    h4.advance(10 * 86_400);
+    let report = h4.engine.restore(h4.now, vec![(rec, iface)]);
+    assert_eq!((report.loaded, report.expired), (0, 1));
     // A release is a delete.
     let mut m = client_msg(MessageType::Release);
     m.ciaddr = ADDR;

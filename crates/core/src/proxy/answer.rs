@@ -22,7 +22,7 @@ use cdra_wire::{Message, MessageBuilder, MessageType, Op};
 use super::{ClientRequest, LocalAnswer};
 use crate::counters::{MessageKind, ProxyEvent};
 use crate::engine::Engine;
-use crate::lease::{default_t1, default_t2, local_lease_secs, INFINITE};
+use crate::lease::{default_t1, default_t2, finite_secs, local_lease_secs, INFINITE};
 use crate::mode::ServerIdentity;
 use crate::outbox::{Destination, Outbox, BROADCAST_MAC};
 use crate::relay::reply_destination;
@@ -47,7 +47,13 @@ impl Engine {
         let Some(r) = self.table.get(slot) else {
             return self.drop(ds, DropReason::NoServer);
         };
-        let (address, server, lease) = (r.address, r.server, local_lease_secs(r, now, client_lease));
+        let lease = match answer {
+            // Paper 5.7: an offer, not a grant (the server decides at the REQUEST): the lease
+            // the server last gave, no more than a client gets from us.
+            LocalAnswer::OfferOfExpired => client_lease.map_or(r.lease_secs, |c| r.lease_secs.min(finite_secs(c))),
+            _ => local_lease_secs(r, now, client_lease),
+        };
+        let (address, server) = (r.address, r.server);
         let identity = self.shown_identity(ds, server, request);
         let Some((emitted, out)) = outbox.emit() else {
             return self.drop(ds, DropReason::OutboxFull);
@@ -89,14 +95,18 @@ impl Engine {
         out.destination = destination;
         self.counters.sent(ds, kind);
         self.counters.proxy.add(match answer {
-            LocalAnswer::Offer => ProxyEvent::LocalOffer,
+            LocalAnswer::Offer | LocalAnswer::OfferOfExpired => ProxyEvent::LocalOffer,
             LocalAnswer::Ack { .. } => ProxyEvent::LocalAck,
             LocalAnswer::BootReply => ProxyEvent::BootpSpoofed,
         });
         if let Some(r) = self.table.get_mut(slot) {
             // Paper 5.2: "If the relay is able to reply to the client, it will place the
             // client in the BOUND state (the relay assumes the client receives the reply)."
-            r.state = if answer == LocalAnswer::Offer { ClientState::OfferedLocally } else { ClientState::Bound };
+            r.state = match answer {
+                LocalAnswer::Offer => ClientState::OfferedLocally,
+                LocalAnswer::OfferOfExpired => ClientState::OfferedExpired,
+                LocalAnswer::Ack { .. } | LocalAnswer::BootReply => ClientState::Bound,
+            };
         }
         if answer == (LocalAnswer::Ack { hold: true }) && !self.config.proxy.renew_reply_delay.is_zero() {
             // Some clients (busybox udhcpc) send a RENEW from a short-lived socket bound to

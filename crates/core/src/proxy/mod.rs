@@ -87,6 +87,9 @@ pub(crate) struct ClientRequest<'a, T: AsRef<[u8]>> {
 pub(crate) enum LocalAnswer {
     /// A DHCPOFFER to a DISCOVER.
     Offer,
+    /// A DHCPOFFER of the address of an expired record (paper 5.7): the REQUEST that
+    /// follows is forwarded as an INIT-REBOOT.
+    OfferOfExpired,
     /// A DHCPACK to a REQUEST; `hold` for a unicast RENEW (sent after `renew_reply_delay`).
     Ack { hold: bool },
     /// A BOOTREPLY to a BOOTREQUEST (Table 1: "spoof").
@@ -97,7 +100,7 @@ impl LocalAnswer {
     /// The DHCP message type it carries (`None`: plain BOOTP).
     pub(crate) fn message_type(self) -> Option<MessageType> {
         match self {
-            LocalAnswer::Offer => Some(MessageType::Offer),
+            LocalAnswer::Offer | LocalAnswer::OfferOfExpired => Some(MessageType::Offer),
             LocalAnswer::Ack { .. } => Some(MessageType::Ack),
             LocalAnswer::BootReply => None,
         }

@@ -8,13 +8,13 @@
 //! are to answer; "the record's client" is the one the server answered (the cached reply's
 //! chaddr), which differs when someone else uses the client's identifier (option 61):
 //!
-//! | answer | local ACK (3.2) | lapsed lease (2.3, 3.3) |
-//! |---|---|---|
-//! | ARP from the requesting client's MAC | the client itself: ACK at the timeout | the client is still there: record kept, nothing released |
-//! | ARP from the record's client, not the requester | the address is the record's client's: NAK the requester, record kept | — |
-//! | ARP from any other MAC | NAK, record removed (A.1) | A.2: record removed, nothing released |
-//! | ICMP echo reply carrying the probe's identifier and sequence | in use, unless the client's MAC answered ARP | the same |
-//! | nothing by the timeout | ACK | RELEASE sent, record removed |
+//! | answer | local ACK (3.2) | OFFER of an expired record's address (5.7) | lapsed lease (2.3, 3.3) |
+//! |---|---|---|---|
+//! | ARP from the requesting client's MAC | the client itself: ACK at the timeout | OFFER at the timeout | the client is still there: record kept, nothing released |
+//! | ARP from the record's client, not the requester | the address is the record's client's: NAK the requester, record kept | no OFFER, DISCOVER forwarded, record kept | — |
+//! | ARP from any other MAC | NAK, record removed (A.1) | record removed, DISCOVER forwarded | A.2: record removed, nothing released |
+//! | ICMP echo reply carrying the probe's identifier and sequence | in use, unless the client's MAC answered ARP | the same | the same |
+//! | nothing by the timeout | ACK | OFFER | RELEASE sent, record removed |
 //!
 //! An ICMP echo reply counts only if it comes from the probed address and carries back the
 //! identifier and sequence number drawn at random for that probe, so a host that did not
@@ -34,7 +34,7 @@ use super::{ClientRequest, LocalAnswer};
 use crate::counters::ProxyEvent;
 use crate::engine::Engine;
 use crate::outbox::{EchoId, Outbox, ProbeAnswer, ProbeRequest};
-use crate::proxy::requests::Awaiting;
+use crate::proxy::requests::{Answerable, Awaiting};
 use crate::relay::{Admitted, Targets, Upstream};
 use crate::table::{ClientKey, ClientKind, ClientState, Removal, Slot};
 use crate::time::Timestamp;
@@ -42,11 +42,20 @@ use crate::timers::Timer;
 use crate::transactions::Expect;
 use crate::verdict::{DiscardReason, DropReason, Verdict};
 
+/// What a local answer that waits for a probe will be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProbeFor {
+    /// An ACK to a SELECTING or INIT-REBOOT REQUEST (paper 3.2).
+    Ack,
+    /// An OFFER of an expired record's address (paper 5.7).
+    OfferOfExpired,
+}
+
 /// Why an address is being probed.
 #[derive(Debug, Clone)]
 pub(crate) enum ProbePurpose {
-    /// A local ACK waits for it (paper 3.2): the client's REQUEST, answered when it ends.
-    LocalAck { request: Vec<u8>, admitted: Admitted },
+    /// A local answer waits for it: the client's request, answered when it ends.
+    LocalAnswer { answer: ProbeFor, request: Vec<u8>, admitted: Admitted },
     /// A client's short lease lapsed; a DHCPRELEASE to the server waits for it (paper 3.3).
     Lapse,
 }
@@ -168,12 +177,13 @@ impl Engine {
     /// Paper 3.2: "If the CDRA's response would be an ACK, the CDRA should first issue an
     /// ICMP echo request ... on the requested IP address. If a host replies, the CDRA should
     /// respond with a NAK and remove the address from its database." We also send an ARP
-    /// probe (RFC 5227), more reliable on the client's own link. The ACK waits; others are
-    /// served meanwhile.
-    pub(crate) fn start_ack_probe<T: AsRef<[u8]>>(
+    /// probe (RFC 5227), more reliable on the client's own link. The answer (`answer`: that
+    /// ACK, or paper 5.7's OFFER of an expired address) waits; others are served meanwhile.
+    pub(crate) fn start_probe<T: AsRef<[u8]>>(
         &mut self,
         req: &ClientRequest<'_, T>,
         slot: Slot,
+        answer: ProbeFor,
         outbox: &mut Outbox,
     ) -> Verdict {
         let (now, ds, msg) = (req.now, req.ds, req.msg);
@@ -192,9 +202,12 @@ impl Engine {
         };
         let busy = self.proxy.probes.is_probing_address(target);
         if busy || self.proxy.probes.len() >= self.config.proxy.max_pending_probes {
-            // Bounded (and one probe per address): rather than ACK unprobed, let the server
-            // answer.
+            // Bounded (and one probe per address): rather than answer unprobed, let the
+            // server answer.
             self.counters.proxy.add(if busy { ProxyEvent::ProbeRefusedBusy } else { ProxyEvent::ProbeRefusedFull });
+            if answer == ProbeFor::OfferOfExpired {
+                return self.forward_for(req, Awaiting::Reply(Some(slot), Expect::Offer), Upstream::CHOSEN, outbox);
+            }
             let state =
                 if msg.server_identifier().is_some() { ClientState::Requesting } else { ClientState::Rebooting };
             let to = match (msg.server_identifier(), self.server_of(server)) {
@@ -210,7 +223,7 @@ impl Engine {
         if !outbox.push_probe(probe) {
             return self.drop(ds, DropReason::OutboxFull);
         }
-        let purpose = ProbePurpose::LocalAck { request: msg.as_bytes().to_vec(), admitted: req.admitted };
+        let purpose = ProbePurpose::LocalAnswer { answer, request: msg.as_bytes().to_vec(), admitted: req.admitted };
         let pending = PendingProbe {
             purpose,
             ds,
@@ -285,15 +298,22 @@ impl Engine {
         let Some(p) = self.proxy.probes.take(id) else { return }; // decided and done already
         let slot = self.table.find(&p.key);
         match (p.heard, &p.purpose) {
-            (Heard::RecordClient, ProbePurpose::LocalAck { request, .. }) => {
+            (Heard::RecordClient, ProbePurpose::LocalAnswer { answer, request, admitted }) => {
                 // The address is the record's client's, alive, and the requester is someone
-                // else using its identifier: the requester gets a NAK, the client keeps its
-                // record.
+                // else using its identifier: the requester gets a NAK (or, for a DISCOVER,
+                // no OFFER: its DISCOVER goes to the server), the client keeps its record.
                 self.counters.proxy.add(ProxyEvent::ProbeOwnerAnswered);
                 let request = Message::new_unchecked(&request[..]);
-                self.send_nak(p.ds, &request, outbox);
+                match answer {
+                    ProbeFor::Ack => {
+                        self.send_nak(p.ds, &request, outbox);
+                    }
+                    ProbeFor::OfferOfExpired => self.forward_probed_discover(now, p.ds, &request, *admitted, outbox),
+                }
             }
-            (Heard::OtherHost | Heard::IcmpOnly | Heard::RecordClient, _) => self.probe_found_in_use(p, slot, outbox),
+            (Heard::OtherHost | Heard::IcmpOnly | Heard::RecordClient, _) => {
+                self.probe_found_in_use(now, p, slot, outbox)
+            }
             (Heard::Client, ProbePurpose::Lapse) => {
                 // The client's own MAC answers: it still has the address configured (it will
                 // renew late, or it slept). Keep its record and the server lease; release
@@ -304,7 +324,7 @@ impl Engine {
                     self.client_still_there(now, s);
                 }
             }
-            (Heard::Client, ProbePurpose::LocalAck { .. }) | (Heard::Nothing, _) => {
+            (Heard::Client, ProbePurpose::LocalAnswer { .. }) | (Heard::Nothing, _) => {
                 if p.heard == Heard::Client {
                     self.counters.proxy.add(ProxyEvent::ProbeClientAnswered);
                 }
@@ -312,20 +332,39 @@ impl Engine {
                 let Some(s) = slot else { return };
                 match p.purpose {
                     ProbePurpose::Lapse => self.send_release(s, outbox),
-                    ProbePurpose::LocalAck { request, admitted } => {
-                        self.ack_probed(now, p.ds, s, &request, admitted, outbox);
+                    ProbePurpose::LocalAnswer { answer, request, admitted } => {
+                        self.answer_probed(now, p.ds, s, answer, &request, admitted, outbox);
                     }
                 }
             }
         }
     }
 
-    /// The probe found nobody else: ACK if the record still allows it.
-    fn ack_probed(
+    /// The DISCOVER whose expired address could not be offered goes to the server (as it
+    /// would have without paper 5.7).
+    fn forward_probed_discover(
+        &mut self,
+        now: Timestamp,
+        ds: usize,
+        discover: &Message<&[u8]>,
+        admitted: Admitted,
+        outbox: &mut Outbox,
+    ) {
+        let key = ClientKey::of(discover);
+        let slot = self.table.find(&key);
+        let req = ClientRequest { now, ds, dst: Ipv4Addr::BROADCAST, msg: discover, admitted, key, slot };
+        let slot = slot.unwrap_or_else(|| self.record_for(req.key.clone(), ClientKind::Dhcp, ds, now));
+        self.forward_for(&req, Awaiting::Reply(Some(slot), Expect::Offer), Upstream::CHOSEN, outbox);
+    }
+
+    /// The probe found nobody else: answer if the record still allows it.
+    #[allow(clippy::too_many_arguments)] // the probe's outcome and the request it answers
+    fn answer_probed(
         &mut self,
         now: Timestamp,
         ds: usize,
         slot: Slot,
+        answer: ProbeFor,
         request: &[u8],
         admitted: Admitted,
         outbox: &mut Outbox,
@@ -333,17 +372,24 @@ impl Engine {
         let msg = Message::new_unchecked(request);
         let Some(key) = self.table.get(slot).map(|r| r.key.clone()) else { return };
         let req = ClientRequest { now, ds, dst: Ipv4Addr::UNSPECIFIED, msg: &msg, admitted, key, slot: Some(slot) };
-        if self.cache_hit(&req, slot, ClientKind::Dhcp, msg.requested_ip()) {
-            if let Some(r) = self.table.get_mut(slot) {
-                // Nobody else answered for the address: the record is the client's again.
-                r.confirmed = true;
+        let wanted = msg.requested_ip();
+        match (answer, self.answerable(&req, slot, ClientKind::Dhcp, wanted)) {
+            (ProbeFor::Ack, Answerable::Yes) => {
+                if let Some(r) = self.table.get_mut(slot) {
+                    // Nobody else answered for the address: the record is the client's again.
+                    r.confirmed = true;
+                }
+                self.answer_from_cache(&req, slot, LocalAnswer::Ack { hold: false }, outbox);
             }
-            self.answer_from_cache(&req, slot, LocalAnswer::Ack { hold: false }, outbox);
+            (ProbeFor::OfferOfExpired, Answerable::Expired) => {
+                self.answer_from_cache(&req, slot, LocalAnswer::OfferOfExpired, outbox);
+            }
+            _ => {}
         }
     }
 
     /// The probed address is in use by someone else.
-    fn probe_found_in_use(&mut self, p: PendingProbe, slot: Option<Slot>, outbox: &mut Outbox) {
+    fn probe_found_in_use(&mut self, now: Timestamp, p: PendingProbe, slot: Option<Slot>, outbox: &mut Outbox) {
         self.counters.proxy.add(ProxyEvent::ProbeFoundInUse);
         if let Some(s) = slot {
             self.drop_record(s, Removal::AddressInUse);
@@ -353,8 +399,12 @@ impl Engine {
             ProbePurpose::Lapse => self.counters.proxy.add(ProxyEvent::LapsedStillInUse),
             // Paper 3.2: "If a host replies, the CDRA should respond with a NAK and remove
             // the address from its database."
-            ProbePurpose::LocalAck { request, .. } => {
+            ProbePurpose::LocalAnswer { answer: ProbeFor::Ack, request, .. } => {
                 self.send_nak(p.ds, &Message::new_unchecked(&request[..]), outbox);
+            }
+            // Paper 5.7: the old address is taken; the client's DISCOVER goes to the server.
+            ProbePurpose::LocalAnswer { answer: ProbeFor::OfferOfExpired, request, admitted } => {
+                self.forward_probed_discover(now, p.ds, &Message::new_unchecked(&request[..]), admitted, outbox);
             }
         }
     }

@@ -79,8 +79,8 @@ impl Engine {
     }
 
     /// Remove records past `max_age` (paper 5.6: "After expiration of the data, the client
-    /// record is deleted"), past their server lease, or never answered, and clamp records
-    /// dated in the future; a slice of the table at a time.
+    /// record is deleted") or never answered, and clamp records dated in the future; a slice
+    /// of the table at a time.
     fn sweep(&mut self, now: Timestamp) {
         let max_age = self.config.proxy.max_age;
         let n = self.table.slot_count();
@@ -91,8 +91,10 @@ impl Engine {
                 let slot = slot as Slot;
                 self.clamp_future_dated(now, slot);
                 let Some(r) = self.table.get(slot) else { continue };
+                // A record whose server lease has run out stays until max_age (paper 5.7: its
+                // client will most likely be given the same configuration again).
                 let expired = match &r.reply {
-                    Some(_) => now.since(r.last_update) > max_age || r.lease_end().is_some_and(|e| e <= now),
+                    Some(_) => now.since(r.last_update) > max_age,
                     None => now.since(r.last_contact) > UNANSWERED_RECORD_TTL,
                 };
                 if expired {
@@ -129,7 +131,8 @@ impl Engine {
             report.unknown_interface += 1;
             return;
         };
-        if now.since(rec.last_update) > self.config.proxy.max_age || rec.lease_end().is_some_and(|e| e <= now) {
+        // Past max_age: gone (paper 5.6). Past its server lease only: kept (paper 5.7).
+        if now.since(rec.last_update) > self.config.proxy.max_age {
             report.expired += 1;
             return;
         }

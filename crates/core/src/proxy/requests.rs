@@ -8,6 +8,7 @@ use core::net::Ipv4Addr;
 
 use cdra_wire::MessageType;
 
+use super::probes::ProbeFor;
 use super::{ClientRequest, LocalAnswer};
 use crate::config::Ipv4Net;
 use crate::counters::ProxyEvent;
@@ -22,6 +23,18 @@ use crate::verdict::{DropReason, Verdict};
 /// Is `dst` a broadcast address on the link of `net` (a REBINDING client broadcasts)?
 pub(crate) fn is_broadcast(dst: Ipv4Addr, net: &Ipv4Net) -> bool {
     dst.is_broadcast() || dst == net.broadcast()
+}
+
+/// What a record can do for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answerable {
+    /// Answer it from the table.
+    Yes,
+    /// Its server lease has run out (paper 5.7): its address may be offered again, after a
+    /// probe, but only the server may grant it.
+    Expired,
+    /// Forward the request.
+    No,
 }
 
 /// What a forwarded request waits for.
@@ -112,35 +125,44 @@ impl Engine {
         kind: ClientKind,
         wanted: Option<Ipv4Addr>,
     ) -> bool {
+        self.answerable(req, slot, kind, wanted) == Answerable::Yes
+    }
+
+    /// What the record in `slot` can do for this request ("if able", and paper 5.7's
+    /// expired records). Removes records that turn out to be stale (too old, wrong subnet).
+    pub(crate) fn answerable<T: AsRef<[u8]>>(
+        &mut self,
+        req: &ClientRequest<'_, T>,
+        slot: Slot,
+        kind: ClientKind,
+        wanted: Option<Ipv4Addr>,
+    ) -> Answerable {
         let (now, msg) = (req.now, req.msg);
         self.clamp_future_dated(now, slot);
         let proxy = &self.config.proxy;
-        let Some(iface) = self.config.downstream.get(req.ds) else { return false };
-        let Some(r) = self.table.get(slot) else { return false };
+        let Some(iface) = self.config.downstream.get(req.ds) else { return Answerable::No };
+        let Some(r) = self.table.get(slot) else { return Answerable::No };
         if r.reply.is_none() || r.kind != kind {
-            return false;
+            return Answerable::No;
         }
         // A request from another link than the client's is not answered from the table
         // (Appendix B, "Validity of client data": the client may have moved) and does not
         // change the record: it is forwarded, and only the server's answer to it moves the
         // record (a stranger elsewhere using the client's identity cannot).
         if usize::from(r.downstream) != req.ds {
-            return false;
+            return Answerable::No;
         }
         // Paper 5.6: "The data is only considered valid for a certain term (default is 9
         // days). After expiration of the data, the client record is deleted."
         if now.since(r.last_update) > proxy.max_age {
             self.drop_record(slot, Removal::Expired);
-            return false;
-        }
-        if kind == ClientKind::Dhcp && u64::from(r.lease_left_secs(now)) < proxy.min_lease_left.as_secs() {
-            return false;
+            return Answerable::No;
         }
         // Appendix B, "Validity of client data": never offer an address that is not on the
         // subnet of the link the request came in on (the link was renumbered).
         if !iface.address.contains(r.address) {
             self.drop_record(slot, Removal::WrongSubnet);
-            return false;
+            return Answerable::No;
         }
         // Appendix B, "What happens if the client request changes?": a request for another
         // address, or for parameters the server was not asked for, goes to the server.
@@ -148,9 +170,17 @@ impl Engine {
             || msg.parameter_request_list().is_some_and(|p| !r.param_list.covers(p));
         if changed {
             self.counters.proxy.add(ProxyEvent::ChangedRequest);
-            return false;
+            return Answerable::No;
         }
-        true
+        // Paper 5.7: a record whose server lease has run out is kept (until max_age): its
+        // client will most likely be given the same configuration again.
+        if kind == ClientKind::Dhcp && r.lease_end().is_some_and(|end| end <= now) {
+            return Answerable::Expired;
+        }
+        if kind == ClientKind::Dhcp && u64::from(r.lease_left_secs(now)) < proxy.min_lease_left.as_secs() {
+            return Answerable::No;
+        }
+        Answerable::Yes
     }
 
     /// The client's record, created (state INIT) when absent.
@@ -176,8 +206,16 @@ impl Engine {
     /// answered from the table needs no precaution: the REQUEST that follows does.
     fn discover<T: AsRef<[u8]>>(&mut self, req: &ClientRequest<'_, T>, outbox: &mut Outbox) -> Verdict {
         if let Some(s) = req.slot {
-            if self.cache_hit(req, s, ClientKind::Dhcp, req.msg.requested_ip()) {
-                return self.answer_from_cache(req, s, LocalAnswer::Offer, outbox);
+            match self.answerable(req, s, ClientKind::Dhcp, req.msg.requested_ip()) {
+                Answerable::Yes => return self.answer_from_cache(req, s, LocalAnswer::Offer, outbox),
+                // Paper 5.7: "The relay could respond to this message with a DHCPOFFER even
+                // though the lease has expired" — after a probe of the address, unless
+                // safe_network: the address is no longer the client's anywhere.
+                Answerable::Expired if self.config.proxy.safe_network => {
+                    return self.answer_from_cache(req, s, LocalAnswer::OfferOfExpired, outbox)
+                }
+                Answerable::Expired => return self.start_probe(req, s, ProbeFor::OfferOfExpired, outbox),
+                Answerable::No => {}
             }
         }
         self.proxy.offers.close_for(&req.key);
@@ -196,7 +234,7 @@ impl Engine {
         if self.config.proxy.safe_network {
             self.answer_from_cache(req, slot, LocalAnswer::Ack { hold: false }, outbox)
         } else {
-            self.start_ack_probe(req, slot, outbox)
+            self.start_probe(req, slot, ProbeFor::Ack, outbox)
         }
     }
 
@@ -237,10 +275,11 @@ impl Engine {
         // Is this the answer to an OFFER we made? We made it as the identity the client sees
         // (`shown_identity`): our address (proxy), or the server's (spoof).
         let record = req.slot.and_then(|s| self.table.get(s).map(|r| (s, r.state, r.server)));
+        let offered = |state| matches!(state, ClientState::OfferedLocally | ClientState::OfferedExpired);
         let our_offer = match self.config.mode.server_identity() {
-            ServerIdentity::Server => record.is_some_and(|(_, state, server)| {
-                state == ClientState::OfferedLocally && server.is_some_and(|b| b.id == sid)
-            }),
+            ServerIdentity::Server => {
+                record.is_some_and(|(_, state, server)| offered(state) && server.is_some_and(|b| b.id == sid))
+            }
             ServerIdentity::Ours | ServerIdentity::AsSent => self.is_our_address(sid),
         };
         if !our_offer {
@@ -254,6 +293,9 @@ impl Engine {
             return self.forward_for(req, Awaiting::Reply(Some(slot), requesting), to, outbox);
         }
         if let Some((s, state, _)) = record {
+            if state == ClientState::OfferedExpired {
+                return self.request_expired_as_init_reboot(req, s, outbox);
+            }
             if state == ClientState::OfferedLocally && self.cache_hit(req, s, ClientKind::Dhcp, req.msg.requested_ip())
             {
                 return self.ack_after_probe(req, s, outbox);
@@ -276,6 +318,45 @@ impl Engine {
             // its initialization and send out a DISCOVER".
             None => self.send_nak(req.ds, req.msg, outbox),
         }
+    }
+
+    /// Paper 5.7: "The client would respond with a DHCPREQUEST of the REQUESTING type. The
+    /// relay could convert this REQUESTING DHCPREQUEST to a REBOOTING DHCPREQUEST and
+    /// forward it to the server. This saves the server from having to process the
+    /// DHCPDISCOVER." The server identifier goes (RFC 2131 4.3.2: an INIT-REBOOT request
+    /// names no server); the requested address stays. Only the server's answer reaches the
+    /// client: "serving an expired address while the servers are unreachable" stays off.
+    fn request_expired_as_init_reboot<T: AsRef<[u8]>>(
+        &mut self,
+        req: &ClientRequest<'_, T>,
+        slot: Slot,
+        outbox: &mut Outbox,
+    ) -> Verdict {
+        let mut buf = vec![0u8; crate::outbox::OUT_BUFFER_SIZE];
+        let len =
+            match cdra_wire::rewrite::rewrite(req.msg, &mut buf, &[cdra_wire::options::OptionCode::SERVER_ID], |_| {
+                Ok(())
+            }) {
+                Ok(n) => n,
+                Err(_) => return self.drop(req.ds, DropReason::ReplyTooLarge),
+            };
+        buf.truncate(len);
+        let msg = cdra_wire::Message::new_unchecked(&buf[..]);
+        self.counters.proxy.add(ProxyEvent::ExpiredRequestForwarded);
+        let converted = ClientRequest {
+            now: req.now,
+            ds: req.ds,
+            dst: req.dst,
+            msg: &msg,
+            admitted: req.admitted,
+            key: req.key.clone(),
+            slot: req.slot,
+        };
+        let to = match self.table.get(slot).and_then(|r| self.server_of(r.server)) {
+            Some((i, _)) => Upstream { targets: Targets::One(i), server_id: None },
+            None => Upstream::CHOSEN,
+        };
+        self.forward_for(&converted, Awaiting::Reply(Some(slot), Expect::Ack(ClientState::Rebooting)), to, outbox)
     }
 
     /// RENEWING (unicast to us) or REBINDING (broadcast): ciaddr filled in.
