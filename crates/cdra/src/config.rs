@@ -23,7 +23,8 @@ use std::time::Duration;
 use cdra_core::config::HARD_MAX_HOPS;
 use cdra_core::servers::MAX_SERVERS;
 use cdra_core::{
-    EngineConfig, Limits, Mode, OfferChoice, Option82Config, Option82Policy, ProxyConfig, Rate, ServerSelection,
+    EngineConfig, Limits, Mode, OfferChoice, Option82Config, Option82Policy, PoolAssign, PoolConfig, ProxyConfig, Rate,
+    ServerSelection,
 };
 use serde::Deserialize;
 
@@ -113,13 +114,22 @@ pub const MAX_TRANSACTIONS: usize = 1_048_576;
 
 // ---------------------------------------------------------------- the spellings of the enums
 
-/// `mode`: `"relay"`, `"proxy"` or `"spoof"`.
+/// `mode`: `"relay"`, `"proxy"`, `"spoof"` or `"pool"`.
 #[derive(Deserialize)]
 #[serde(remote = "Mode", rename_all = "snake_case")]
 enum ModeName {
     Relay,
     Proxy,
     Spoof,
+    Pool,
+}
+
+/// `pool.assign`: `"outage"` or `"always"`.
+#[derive(Deserialize)]
+#[serde(remote = "PoolAssign", rename_all = "snake_case")]
+enum PoolAssignName {
+    Outage,
+    Always,
 }
 
 /// `relay.server_selection`: `"all"` or `"failover"`.
@@ -345,6 +355,7 @@ pub(crate) struct FileConfig {
     pub relay: FileRelay,
     pub proxy: FileProxy,
     pub limits: FileLimits,
+    pub pool: FilePool,
     pub control: FileControl,
     pub metrics: FileMetrics,
     pub store: FileStore,
@@ -361,6 +372,7 @@ impl Default for FileConfig {
             relay: FileRelay::default(),
             proxy: FileProxy::default(),
             limits: FileLimits::default(),
+            pool: FilePool::default(),
             control: FileControl::default(),
             metrics: FileMetrics::default(),
             store: FileStore::default(),
@@ -570,6 +582,35 @@ impl Default for FileLimits {
     }
 }
 
+/// `[pool]` (pool mode, paper 4.3).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct FilePool {
+    /// Free addresses kept leased per downstream interface.
+    #[serde(deserialize_with = "de::int_in::<_, 0, 1024>")]
+    pub size: usize,
+    #[serde(with = "PoolAssignName")]
+    pub assign: PoolAssign,
+    #[serde(deserialize_with = "de::duration::<_, 100, { 60 * SEC }>")]
+    pub fallback_after: Duration,
+    #[serde(deserialize_with = "de::duration::<_, { 10 * SEC }, DAY>")]
+    pub client_lease: Duration,
+}
+
+impl Default for FilePool {
+    fn default() -> Self {
+        let PoolConfig { size, assign, fallback_after, client_lease } = PoolConfig::default();
+        FilePool { size, assign, fallback_after, client_lease }
+    }
+}
+
+impl From<FilePool> for PoolConfig {
+    fn from(p: FilePool) -> Self {
+        let FilePool { size, assign, fallback_after, client_lease } = p;
+        PoolConfig { size, assign, fallback_after, client_lease }
+    }
+}
+
 /// `limits.client_burst` when not given: this many seconds of `client_rate`.
 pub const CLIENT_BURST_SECONDS: usize = 3;
 /// `limits.interface_burst` when not given: this many seconds of `interface_rate`.
@@ -726,6 +767,8 @@ pub struct Settings {
     pub proxy: ProxyConfig,
     /// Rate limits and bounds (every mode).
     pub limits: Limits,
+    /// The address pool (pool mode).
+    pub pool: PoolConfig,
     /// Control socket path (`cdra cache ...`), if any.
     pub control_socket: Option<PathBuf>,
     /// Prometheus endpoint, if any.
@@ -804,6 +847,7 @@ pub(crate) fn validate(file: FileConfig) -> Result<Settings, ConfigError> {
         relay,
         proxy,
         limits: file_limits,
+        pool,
         control,
         metrics,
         store,
@@ -843,6 +887,7 @@ pub(crate) fn validate(file: FileConfig) -> Result<Settings, ConfigError> {
         option82: relay.option82.into(),
         proxy: proxy.into(),
         limits,
+        pool: pool.into(),
         control_socket: control.socket,
         metrics_listen: metrics.listen,
         management: crate::management::Limits {

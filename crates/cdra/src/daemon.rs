@@ -149,6 +149,7 @@ fn engine_config(settings: &Settings) -> Result<EngineConfig> {
     config.server_timeout = settings.server_timeout;
     config.proxy = settings.proxy.clone();
     config.limits = settings.limits.clone();
+    config.pool = settings.pool.clone();
     // The engine's choices an outsider must not predict (probe identifiers, the xids of its
     // own messages, eviction samples) start from the operating system's randomness.
     config.proxy.seed = getrandom::u64().map_err(|e| anyhow!("drawing a random seed: {e}"))?;

@@ -66,7 +66,7 @@ impl Capability {
 ///   at run time, and the kernel checks the capability on every nftables message.
 pub fn needed(mode: Mode) -> &'static [Capability] {
     match mode {
-        Mode::Relay | Mode::Proxy => &[Capability::NetRaw],
+        Mode::Relay | Mode::Proxy | Mode::Pool => &[Capability::NetRaw],
         Mode::Spoof => &[Capability::NetRaw, Capability::NetAdmin],
     }
 }
@@ -134,7 +134,7 @@ mod tests {
 
     #[test]
     fn relay_and_proxy_keep_only_net_raw_spoof_also_net_admin() {
-        for mode in [Mode::Relay, Mode::Proxy] {
+        for mode in [Mode::Relay, Mode::Proxy, Mode::Pool] {
             let caps: Vec<&str> = needed(mode).iter().map(|c| c.name()).collect();
             assert_eq!(caps, ["CAP_NET_RAW"], "{mode:?}");
         }

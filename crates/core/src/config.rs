@@ -52,6 +52,47 @@ pub enum Mode {
     /// The paper's spoofing caching relay (4.2): on the router, answering as the real
     /// server and intercepting client unicasts to it.
     Spoof,
+    /// The paper's address-pooling caching relay (4.3), with an unmodified server: proxy
+    /// mode plus a pool of addresses leased ahead under cdra's own identities, for the
+    /// clients the servers cannot serve (`[pool]`).
+    Pool,
+}
+
+/// When pool addresses are given to new clients (`[pool] assign`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolAssign {
+    /// When the servers cannot serve: no OFFER within `fallback_after`, or every server
+    /// known to be down. Pool clients move onto leases of their own when the servers
+    /// answer again.
+    Outage,
+    /// At once, to every new client (the paper's pure pooling CDRA): the servers see only
+    /// the pool's upkeep.
+    Always,
+}
+
+/// Address-pooling settings (`[pool]`, paper 4.3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolConfig {
+    /// Free addresses kept leased per downstream interface.
+    pub size: usize,
+    /// When they are given out.
+    pub assign: PoolAssign,
+    /// How long a new client's DISCOVER waits for a server's OFFER before the pool answers
+    /// (`assign = outage`).
+    pub fallback_after: Duration,
+    /// Lease a pool client gets from us.
+    pub client_lease: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            size: 8,
+            assign: PoolAssign::Outage,
+            fallback_after: Duration::from_secs(2),
+            client_lease: Duration::from_secs(600),
+        }
+    }
 }
 
 /// How requests are spread over servers.
@@ -258,6 +299,8 @@ pub struct EngineConfig {
     pub proxy: ProxyConfig,
     /// Rate limits and bounds that apply in every mode.
     pub limits: Limits,
+    /// Address-pooling settings (pool mode).
+    pub pool: PoolConfig,
 }
 
 impl EngineConfig {
@@ -279,6 +322,7 @@ impl EngineConfig {
             server_retry_interval: Duration::from_secs(30),
             proxy: ProxyConfig::default(),
             limits: Limits::default(),
+            pool: PoolConfig::default(),
         }
     }
 }

@@ -222,6 +222,46 @@ labelled_enum! {
         FutureDatedClamped => "future_dated_clamped", "Records dated in the future (clock behind the store) whose times were clamped to now.";
         /// Timers left due because the outbox was full; fired on the next call.
         TimersDeferred => "timers_deferred", "Timer work left for the next call because the output batch was full.";
+        /// Pool mode: DISCOVERs and REQUESTs sent to acquire pool leases.
+        PoolRequestSent => "pool_request_sent", "Pool mode: DISCOVERs and REQUESTs sent to acquire pool leases (paper 4.3).";
+        /// Pool mode: pool leases granted by a server.
+        PoolLeased => "pool_leased", "Pool mode: pool leases granted by a server.";
+        /// Pool mode: RENEWs and REBINDs sent for pool leases.
+        PoolRenewalSent => "pool_renewal_sent", "Pool mode: RENEWs and REBINDs sent for pool leases (at their T1 and T2).";
+        /// Pool mode: pool leases renewed.
+        PoolRenewed => "pool_renewed", "Pool mode: pool leases renewed by a server.";
+        /// Pool mode: NAKs received for pool requests.
+        PoolNak => "pool_nak", "Pool mode: NAKs received for pool requests.";
+        /// Pool mode: pool leases lost (NAK, or renewed as another address).
+        PoolLeaseLost => "pool_lease_lost", "Pool mode: pool leases lost (NAK, or no answer when asked back).";
+        /// Pool mode: pool leases that ran out unrenewed.
+        PoolLeaseExpired => "pool_lease_expired", "Pool mode: pool leases that ran out unrenewed (servers unreachable).";
+        /// Pool mode: a link's pool could take no more entries.
+        PoolFull => "pool_full", "Pool mode: a link had as many entries as it may (4096) and could not refill.";
+        /// Pool mode: pool addresses given to clients.
+        PoolAssigned => "pool_assigned", "Pool mode: pool addresses given to new clients.";
+        /// Pool mode: new clients the pool could not serve (no free entry on their link).
+        PoolEmpty => "pool_empty", "Pool mode: new clients the pool could not serve: no free entry on their link.";
+        /// Pool mode: DISCOVERs answered from the pool because no server OFFER came in time.
+        PoolFallback => "pool_fallback", "Pool mode: DISCOVERs answered from the pool because no server OFFER came within fallback_after.";
+        /// Pool mode: DISCOVERs not watched for a fallback (limits.pending_clients were).
+        PoolFallbackRefused => "pool_fallback_refused", "Pool mode: DISCOVERs not watched for a fallback because limits.pending_clients were.";
+        /// Pool mode: pool addresses back in the pool (client gone).
+        PoolReturned => "pool_returned", "Pool mode: pool addresses free again (the client released it, or left).";
+        /// Pool mode: pool addresses declined at the server (in use by another host).
+        PoolDeclined => "pool_declined", "Pool mode: pool addresses declined at the server: another host uses them.";
+        /// Pool mode: DHCPRELEASEs and DHCPDECLINEs sent for pool leases.
+        PoolReleaseSent => "pool_release_sent", "Pool mode: DHCPRELEASEs sent for pool leases (when a client takes the address over).";
+        /// Pool mode: DHCPDECLINEs sent for pool leases.
+        PoolDeclineSent => "pool_decline_sent", "Pool mode: DHCPDECLINEs sent for pool leases.";
+        /// Pool mode: pool clients being moved onto leases of their own.
+        PoolMigrationStarted => "pool_migration_started", "Pool mode: pool clients being moved onto leases of their own once the servers answer.";
+        /// Pool mode: pool clients now on leases of their own.
+        PoolMigrated => "pool_migrated", "Pool mode: pool clients now holding their address under their own identity at the server.";
+        /// Pool mode: moves that failed (the client starts over).
+        PoolMigrationFailed => "pool_migration_failed", "Pool mode: moves that got a NAK or no answer: the address is asked back, the client starts over.";
+        /// Pool mode: pool clients NAKed so that they start over with the server.
+        PoolClientRestarted => "pool_client_restarted", "Pool mode: pool clients sent back to the server (NAK) after a failed move or a lost pool lease.";
     }
 }
 

@@ -22,9 +22,11 @@ use cdra_wire::{Message, Op};
 use crate::config::EngineConfig;
 use crate::counters::{Counters, MessageKind, ProxyEvent};
 use crate::limits::TokenBucket;
-use crate::mode::Unicasts;
+use crate::mode::{AddressSource, Unicasts};
 use crate::outbox::{HeldReplies, Outbox, ProbeAnswer};
 use crate::persist::{Change, ChangeLog, RestoreReport};
+use crate::pool::assign::Fallbacks;
+use crate::pool::PoolState;
 use crate::proxy::ProxyState;
 use crate::servers::ServerPool;
 use crate::table::{ClientKey, ClientRecord, ClientTable};
@@ -73,6 +75,10 @@ pub struct Engine {
     /// Spoofing mode: the server addresses whose client unicasts we take (the configured
     /// servers and the identifiers their ACKs carry).
     pub(crate) intercepted: InterceptSet,
+    /// Pool mode: the addresses leased ahead ([`crate::pool`]).
+    pub(crate) pool: PoolState,
+    /// Pool mode: DISCOVERs waiting to see whether a server answers.
+    pub(crate) pool_fallbacks: Fallbacks,
 }
 
 /// The addresses whose client unicasts a spoofing relay takes (paper 4.2), and those not yet
@@ -144,6 +150,15 @@ impl Engine {
         if config.mode.caches() {
             timers.arm(Timestamp::default(), Timer::Sweep);
         }
+        let mut pool = PoolState::new(if config.mode.address_source() == AddressSource::ServersAndPool {
+            config.downstream.len()
+        } else {
+            0
+        });
+        if pool.links() > 0 {
+            pool.refill_armed = true;
+            timers.arm(Timestamp::default(), Timer::PoolRefill);
+        }
         Engine {
             config,
             servers,
@@ -157,6 +172,8 @@ impl Engine {
             transactions,
             interface_budgets,
             intercepted,
+            pool,
+            pool_fallbacks: Fallbacks::default(),
         }
     }
 
@@ -239,8 +256,8 @@ impl Engine {
     /// on entry fire, so a timer re-armed at `now` cannot loop.
     pub fn handle_timeout(&mut self, now: Timestamp, outbox: &mut Outbox) {
         // The most one timer sends: a local ACK plus a renewal to every server (paper 5.3,
-        // past T2), or one probe.
-        let room_needed = 1 + self.servers.servers().len();
+        // past T2), a pool entry's RELEASE and REQUEST, or one probe.
+        let room_needed = 2 + self.servers.servers().len();
         for _ in 0..self.timers.len() {
             if self.timers.next_deadline().is_none_or(|t| t > now) {
                 return;
@@ -264,6 +281,17 @@ impl Engine {
                 }
                 Timer::Lapse(key) => self.lapse_due(now, at, key, outbox),
                 Timer::Sweep => self.sweep_due(now),
+                Timer::Pool(r) => self.pool_entry_due(now, at, r, outbox),
+                Timer::PoolRefill => {
+                    if !self.pool.reconciled {
+                        // The store has been loaded by now (restore comes before the first
+                        // call): entries meet their clients again.
+                        self.pool.reconciled = true;
+                        self.pool_reconcile();
+                    }
+                    self.pool_refill(now);
+                }
+                Timer::PoolFallback(id) => self.pool_fallback_due(now, id, outbox),
             }
         }
     }
@@ -356,6 +384,16 @@ impl Engine {
     /// Forwarded requests waiting for their reply.
     pub fn outstanding_requests(&self) -> &Transactions {
         &self.transactions
+    }
+
+    /// Pool mode: the addresses leased ahead (paper 4.3). Empty in the other modes.
+    pub fn pool(&self) -> &PoolState {
+        &self.pool
+    }
+
+    /// Pool mode: DISCOVERs waiting to see whether a server answers them.
+    pub fn pool_fallbacks_waiting(&self) -> usize {
+        self.pool_fallbacks_waiting_len()
     }
 
     /// Spoofing mode: the server addresses whose client unicasts are ours to take (paper

@@ -15,6 +15,8 @@
 //! - [`relay`]: RFC 1542 / RFC 2131 4.1 / RFC 3046 relay-agent behaviour.
 //! - [`proxy`]: the caching relay, Table 1 row by row, precautions, automated leases.
 //! - [`mode`]: where the paper's three caching relays differ; where a new mode plugs in.
+//! - [`pool`]: the address-pooling relay's pool (paper 4.3): leases taken ahead under our
+//!   own identities, given to clients the servers cannot serve, handed back to them.
 //! - [`transactions`]: the requests we forwarded, which a server reply must match to be
 //!   believed (the security boundary of a caching relay).
 //! - [`limits`]: rate limits (token buckets) per client and per interface.
@@ -36,6 +38,7 @@ pub mod limits;
 pub mod mode;
 pub mod outbox;
 pub mod persist;
+pub mod pool;
 pub mod proxy;
 pub mod relay;
 pub mod servers;
@@ -46,8 +49,8 @@ pub mod transactions;
 pub mod verdict;
 
 pub use config::{
-    Downstream, EngineConfig, Ipv4Net, Limits, Mode, OfferChoice, Option82Config, Option82Policy, ProxyConfig,
-    ServerSelection,
+    Downstream, EngineConfig, Ipv4Net, Limits, Mode, OfferChoice, Option82Config, Option82Policy, PoolAssign,
+    PoolConfig, ProxyConfig, ServerSelection,
 };
 pub use counters::Counters;
 pub use engine::{Engine, Ingress};

@@ -10,7 +10,7 @@
 //! | which server identity does the client see? | ours ([`ServerIdentity::Ours`]) | the server's own ([`ServerIdentity::Server`]) | ours |
 //! | how many OFFERs reach the client per DISCOVER? | one (paper 5.2, [`OffersPerDiscover::One`]) | every one ([`OffersPerDiscover::All`]) | one |
 //! | how do client unicasts reach us? | addressed to us (we are its server) | intercepted on the router ([`Unicasts::Intercepted`]) | addressed to us |
-//! | where do addresses come from? | the server's ACKs | the server's ACKs | ACKs, and a pool leased ahead |
+//! | where do addresses come from? | the server's ACKs | the server's ACKs | ACKs, and a pool leased ahead ([`AddressSource::ServersAndPool`]) |
 //!
 //! A new mode adds its variant to [`crate::Mode`] and its answers to the `match`es here.
 
@@ -56,12 +56,23 @@ pub enum OffersPerDiscover {
     One,
 }
 
+/// Where the addresses clients get come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressSource {
+    /// The servers' ACKs, relayed or cached.
+    Servers,
+    /// Paper 4.3: "On startup, a pool of IP addresses are requested from the real DHCP
+    /// server. Once the addresses have been acquired, the Address Pooling CDRA is a DHCP
+    /// server": the servers' ACKs, and a pool of addresses leased ahead ([`crate::pool`]).
+    ServersAndPool,
+}
+
 impl Mode {
     /// Does this mode keep a client table and answer from it?
     pub const fn caches(self) -> bool {
         match self {
             Mode::Relay => false,
-            Mode::Proxy | Mode::Spoof => true,
+            Mode::Proxy | Mode::Spoof | Mode::Pool => true,
         }
     }
 
@@ -69,7 +80,7 @@ impl Mode {
     pub const fn server_identity(self) -> ServerIdentity {
         match self {
             Mode::Relay => ServerIdentity::AsSent,
-            Mode::Proxy => ServerIdentity::Ours,
+            Mode::Proxy | Mode::Pool => ServerIdentity::Ours,
             Mode::Spoof => ServerIdentity::Server,
         }
     }
@@ -79,15 +90,23 @@ impl Mode {
     pub const fn offers_per_discover(self) -> OffersPerDiscover {
         match self {
             Mode::Relay | Mode::Spoof => OffersPerDiscover::All,
-            Mode::Proxy => OffersPerDiscover::One,
+            Mode::Proxy | Mode::Pool => OffersPerDiscover::One,
         }
     }
 
     /// How client unicasts to a server reach us.
     pub const fn unicasts(self) -> Unicasts {
         match self {
-            Mode::Relay | Mode::Proxy => Unicasts::NotIntercepted,
+            Mode::Relay | Mode::Proxy | Mode::Pool => Unicasts::NotIntercepted,
             Mode::Spoof => Unicasts::Intercepted,
+        }
+    }
+
+    /// Where addresses come from.
+    pub const fn address_source(self) -> AddressSource {
+        match self {
+            Mode::Relay | Mode::Proxy | Mode::Spoof => AddressSource::Servers,
+            Mode::Pool => AddressSource::ServersAndPool,
         }
     }
 
@@ -97,6 +116,7 @@ impl Mode {
             Mode::Relay => "relay",
             Mode::Proxy => "proxy",
             Mode::Spoof => "spoof",
+            Mode::Pool => "pool",
         }
     }
 }

@@ -17,9 +17,9 @@ use crate::engine::Engine;
 use crate::mode::ServerIdentity;
 use crate::outbox::{Destination, Emitted, Outbox, BROADCAST_MAC};
 use crate::servers::ServerSet;
-use crate::table::{ClientState, ParamList, RecordRef};
+use crate::table::{ClientState, ParamList};
 use crate::time::Timestamp;
-use crate::transactions::{Expect, Filed, Mismatch, RequestId, Transaction};
+use crate::transactions::{Expect, Filed, Mismatch, Party, RequestId, Transaction};
 use crate::verdict::{DropReason, Verdict};
 
 /// Does this request normally get an answer from the server at `server`, whose identifier
@@ -116,8 +116,8 @@ pub(crate) enum Track {
     Reply {
         /// What kind of reply it calls for.
         expect: Expect,
-        /// The client record it is for (caching modes).
-        client: Option<RecordRef>,
+        /// Whom it is for.
+        party: Party,
         /// Its option 55.
         params: ParamList,
     },
@@ -134,7 +134,7 @@ impl Track {
             Some(MessageType::Decline) | Some(MessageType::Release) => return Track::Nothing,
             Some(_) => Expect::Ack(ClientState::Requesting),
         };
-        Track::Reply { expect, client: None, params: ParamList::EMPTY }
+        Track::Reply { expect, party: Party::Nobody, params: ParamList::EMPTY }
     }
 }
 
@@ -318,8 +318,8 @@ impl Engine {
             }
             self.counters.sent(upstream_slot, kind);
         }
-        if let Track::Reply { expect, client, params } = track {
-            let mut tx = Transaction::new(now, sent_to, expect, client);
+        if let Track::Reply { expect, party, params } = track {
+            let mut tx = Transaction::new(now, sent_to, expect, party);
             tx.params = params;
             self.transactions.expire(now);
             if self.transactions.file(now, RequestId::of(msg, ds), tx) == Filed::EvictedOldest {

@@ -238,6 +238,25 @@ impl ClientState {
     }
 }
 
+/// Where a record's address comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A server's ACK (or BOOTREPLY) to the client.
+    Server,
+    /// Pool entry `n` of the record's link (pool mode, [`crate::pool`]): the address is
+    /// leased under cdra's own identity and the client was given it by cdra.
+    Pool {
+        /// The entry's number on its link.
+        n: u16,
+    },
+    /// Not a client at all: pool entry `n`'s own lease, as the store keeps it (never in
+    /// the table).
+    PoolLease {
+        /// The entry's number on its link.
+        n: u16,
+    },
+}
+
 /// Which server a client's lease is with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerBinding {
@@ -423,6 +442,11 @@ pub struct ClientRecord {
     /// (paper 3.4: "information in the client database is suspect") until then; not
     /// persisted.
     pub confirmed: bool,
+    /// Where its address comes from.
+    pub origin: Origin,
+    /// Pool mode: moving the client onto a lease of its own failed; its next request gets a
+    /// NAK, so that it starts over with the server.
+    pub must_restart: bool,
 }
 
 impl ClientRecord {
@@ -448,6 +472,8 @@ impl ClientRecord {
             upstream_renewal_sent: None,
             budget: TokenBucket::full(),
             confirmed: false,
+            origin: Origin::Server,
+            must_restart: false,
         }
     }
 }
@@ -475,6 +501,8 @@ crate::counters::labelled_enum! {
         Released => "released", "The client's short lease lapsed and its lease was released at the server (paper 2.3).";
         /// An operator flushed it.
         Flushed => "flushed", "An operator flushed it.";
+        /// A pool client left: its address is free in the pool again.
+        ReturnedToPool => "returned_to_pool", "Pool mode: a pool client released its address or left (lapse, nobody on the address): free in the pool again.";
     }
 }
 

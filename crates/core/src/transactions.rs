@@ -39,7 +39,7 @@ use crate::time::Timestamp;
 /// `xid`, `htype`, `hlen` and `chaddr` from the request, and `giaddr` (which names the
 /// downstream link). Clients choose xids at random, so two clients may share one; these
 /// together tell them apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId {
     /// Transaction id.
     pub xid: u32,
@@ -84,6 +84,30 @@ pub enum Expect {
     /// A renewal cdra sent on a client's behalf (paper 5.3): its ACK or NAK updates the
     /// record and is not passed on.
     UpstreamRenewal,
+    /// Pool mode: the REQUEST that moves a pool client onto a lease of its own
+    /// ([`crate::pool::assign`]): its ACK becomes the record, and is not passed on.
+    Migration,
+}
+
+/// Whom a forwarded request was sent for: whose state its reply may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Party {
+    /// Nobody we keep: the reply is passed on and forgotten.
+    Nobody,
+    /// A client's record.
+    Client(RecordRef),
+    /// One of our own pool leases (pool mode, [`crate::pool`]).
+    Pool(crate::pool::EntryRef),
+}
+
+impl Party {
+    /// The client record, if it is one.
+    pub fn client(self) -> Option<RecordRef> {
+        match self {
+            Party::Client(r) => Some(r),
+            Party::Nobody | Party::Pool(_) => None,
+        }
+    }
 }
 
 /// One outstanding request.
@@ -95,8 +119,9 @@ pub struct Transaction {
     pub sent_at: Timestamp,
     /// What it was.
     pub expect: Expect,
-    /// Caching modes: the client record it was filed for (`None`: relayed only).
-    pub client: Option<RecordRef>,
+    /// Whom it was sent for: a client record (caching modes), a pool entry (pool mode),
+    /// or nobody we keep (relayed only).
+    pub party: Party,
     /// Its option 55 (what the client asked the server for), which becomes the record's
     /// parameter list when the server answers.
     pub params: ParamList,
@@ -113,12 +138,12 @@ pub struct Transaction {
 
 impl Transaction {
     /// A request just sent to `servers`.
-    pub fn new(now: Timestamp, servers: ServerSet, expect: Expect, client: Option<RecordRef>) -> Self {
+    pub fn new(now: Timestamp, servers: ServerSet, expect: Expect, party: Party) -> Self {
         Transaction {
             servers,
             sent_at: now,
             expect,
-            client,
+            party,
             params: ParamList::EMPTY,
             offer_passed: false,
             offered_by: None,
@@ -292,7 +317,7 @@ mod tests {
     #[test]
     fn a_reply_matches_only_its_request_sent_to_its_server_in_time() {
         let mut txs = Transactions::new(8, Duration::from_secs(30));
-        txs.file(t(0), id(7, 1, 0), Transaction::new(t(0), one(0), Expect::Offer, None));
+        txs.file(t(0), id(7, 1, 0), Transaction::new(t(0), one(0), Expect::Offer, Party::Nobody));
         assert!(txs.matching(&id(7, 1, 0), 0, t(1000)).is_ok());
         assert_eq!(txs.matching(&id(7, 1, 0), 1, t(1000)).unwrap_err(), Mismatch::WrongServer);
         assert_eq!(txs.matching(&id(8, 1, 0), 0, t(1000)).unwrap_err(), Mismatch::Unknown, "xid");
@@ -309,12 +334,12 @@ mod tests {
         let mut txs = Transactions::new(4, Duration::from_secs(30));
         for x in 0..4 {
             assert_eq!(
-                txs.file(t(x), id(x as u32, 1, 0), Transaction::new(t(0), one(0), Expect::Offer, None)),
+                txs.file(t(x), id(x as u32, 1, 0), Transaction::new(t(0), one(0), Expect::Offer, Party::Nobody)),
                 Filed::New
             );
         }
         assert_eq!(
-            txs.file(t(10), id(99, 1, 0), Transaction::new(t(0), one(0), Expect::Offer, None)),
+            txs.file(t(10), id(99, 1, 0), Transaction::new(t(0), one(0), Expect::Offer, Party::Nobody)),
             Filed::EvictedOldest
         );
         assert_eq!(txs.len(), 4);
@@ -322,7 +347,7 @@ mod tests {
         assert!(txs.get(&id(1, 1, 0), t(10)).is_some());
         // A client retransmitting for ever does not grow anything.
         for n in 0..10_000u64 {
-            txs.file(t(20 + n), id(1, 1, 0), Transaction::new(t(0), one(0), Expect::Offer, None));
+            txs.file(t(20 + n), id(1, 1, 0), Transaction::new(t(0), one(0), Expect::Offer, Party::Nobody));
         }
         assert_eq!(txs.len(), 4);
         assert!(txs.order_len() <= 2 * 4 + 16 + 1);
@@ -332,9 +357,12 @@ mod tests {
     fn a_retransmission_keeps_what_was_learned_and_adds_servers() {
         let mut txs = Transactions::new(4, Duration::from_secs(30));
         let a = id(5, 1, 0);
-        txs.file(t(0), a, Transaction::new(t(0), one(0), Expect::Offer, None));
+        txs.file(t(0), a, Transaction::new(t(0), one(0), Expect::Offer, Party::Nobody));
         txs.get_mut(&a).unwrap().offer_passed = true;
-        assert_eq!(txs.file(t(4000), a, Transaction::new(t(0), one(1), Expect::Offer, None)), Filed::Refreshed);
+        assert_eq!(
+            txs.file(t(4000), a, Transaction::new(t(0), one(1), Expect::Offer, Party::Nobody)),
+            Filed::Refreshed
+        );
         let tx = txs.get(&a, t(4000)).unwrap();
         assert!(tx.offer_passed);
         assert!(tx.servers.contains(0) && tx.servers.contains(1));

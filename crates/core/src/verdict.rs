@@ -83,6 +83,8 @@ crate::counters::labelled_enum! {
         /// A reply of a kind the request it answers does not call for (Table 1), such as a
         /// BOOTREPLY without a DHCP message type to a DHCP request.
         UnexpectedReply => "unexpected_reply", "Replies of a kind the request they answer does not call for (Table 1).";
+        /// Pool mode: server answers to cdra's own pool requests (never passed to a client).
+        PoolUpkeepAnswer => "pool_upkeep_answer", "Pool mode: server answers to cdra's own requests for pool leases (never passed to a client).";
         /// A retransmitted request while the probe for its answer is in flight.
         RetransmissionDuringProbe => "retransmission_during_probe", "Retransmitted requests while the probe for their answer runs.";
     }

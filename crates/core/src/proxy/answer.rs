@@ -26,7 +26,7 @@ use crate::lease::{default_t1, default_t2, finite_secs, local_lease_secs, INFINI
 use crate::mode::ServerIdentity;
 use crate::outbox::{Destination, Outbox, BROADCAST_MAC};
 use crate::relay::reply_destination;
-use crate::table::{ClientKey, ClientState, ServerBinding, Slot};
+use crate::table::{ClientKey, ClientState, Origin, ServerBinding, Slot};
 use crate::timers::Timer;
 use crate::verdict::{DropReason, Verdict};
 
@@ -47,6 +47,9 @@ impl Engine {
         let Some(r) = self.table.get(slot) else {
             return self.drop(ds, DropReason::NoServer);
         };
+        let pool_client = matches!(r.origin, Origin::Pool { .. });
+        // Pool clients get `[pool] client_lease` (never more than is left of the pool lease).
+        let client_lease = if pool_client { Some(self.config.pool.client_lease) } else { client_lease };
         let lease = match answer {
             // Paper 5.7: an offer, not a grant (the server decides at the REQUEST): the lease
             // the server last gave, no more than a client gets from us.
@@ -126,7 +129,13 @@ impl Engine {
         }
         if matches!(answer, LocalAnswer::Ack { .. }) {
             self.note_client_lease(now, slot, lease);
-            self.renew_upstream_if_due(req, slot, outbox);
+            if pool_client {
+                // Its lease at the server is the pool's (kept renewed by the pool); once the
+                // servers answer, the client moves onto one of its own.
+                self.pool_migrate_if_due(req, slot, outbox);
+            } else {
+                self.renew_upstream_if_due(req, slot, outbox);
+            }
         }
         Verdict::AnsweredLocally
     }

@@ -49,6 +49,8 @@ pub(crate) enum ProbeFor {
     Ack,
     /// An OFFER of an expired record's address (paper 5.7).
     OfferOfExpired,
+    /// An OFFER of a pool address to a new client (paper 4.3).
+    PoolOffer,
 }
 
 /// Why an address is being probed.
@@ -205,8 +207,16 @@ impl Engine {
             // Bounded (and one probe per address): rather than answer unprobed, let the
             // server answer.
             self.counters.proxy.add(if busy { ProxyEvent::ProbeRefusedBusy } else { ProxyEvent::ProbeRefusedFull });
-            if answer == ProbeFor::OfferOfExpired {
-                return self.forward_for(req, Awaiting::Reply(Some(slot), Expect::Offer), Upstream::CHOSEN, outbox);
+            match answer {
+                ProbeFor::OfferOfExpired => {
+                    return self.forward_for(req, Awaiting::Reply(Some(slot), Expect::Offer), Upstream::CHOSEN, outbox)
+                }
+                // Never give a pool address unprobed: the client asks again.
+                ProbeFor::PoolOffer => {
+                    self.pool_client_gone(slot, Removal::ReturnedToPool);
+                    return self.drop(ds, DropReason::NoServer);
+                }
+                ProbeFor::Ack => {}
             }
             let state =
                 if msg.server_identifier().is_some() { ClientState::Requesting } else { ClientState::Rebooting };
@@ -309,6 +319,11 @@ impl Engine {
                         self.send_nak(p.ds, &request, outbox);
                     }
                     ProbeFor::OfferOfExpired => self.forward_probed_discover(now, p.ds, &request, *admitted, outbox),
+                    // A pool address another host answers for: not to be given out.
+                    ProbeFor::PoolOffer => {
+                        let request = request.as_bytes().to_vec();
+                        self.pool_offer_refused(now, slot, &request, *admitted, p.ds, outbox);
+                    }
                 }
             }
             (Heard::OtherHost | Heard::IcmpOnly | Heard::RecordClient, _) => {
@@ -384,6 +399,16 @@ impl Engine {
             (ProbeFor::OfferOfExpired, Answerable::Expired) => {
                 self.answer_from_cache(&req, slot, LocalAnswer::OfferOfExpired, outbox);
             }
+            (ProbeFor::PoolOffer, Answerable::Yes) => {
+                // Nobody on the pool address: the client's, confirmed for its REQUEST.
+                if let Some(r) = self.table.get_mut(slot) {
+                    r.confirmed = true;
+                }
+                if let Some(e) = self.pool_entry_of(slot).and_then(|e| self.pool.get_mut(e)) {
+                    e.confirmed = true;
+                }
+                self.answer_from_cache(&req, slot, LocalAnswer::Offer, outbox);
+            }
             _ => {}
         }
     }
@@ -391,7 +416,8 @@ impl Engine {
     /// The probed address is in use by someone else.
     fn probe_found_in_use(&mut self, now: Timestamp, p: PendingProbe, slot: Option<Slot>, outbox: &mut Outbox) {
         self.counters.proxy.add(ProxyEvent::ProbeFoundInUse);
-        if let Some(s) = slot {
+        let pool_offer = matches!(p.purpose, ProbePurpose::LocalAnswer { answer: ProbeFor::PoolOffer, .. });
+        if let (Some(s), false) = (slot, pool_offer) {
             self.drop_record(s, Removal::AddressInUse);
         }
         match p.purpose {
@@ -405,6 +431,11 @@ impl Engine {
             // Paper 5.7: the old address is taken; the client's DISCOVER goes to the server.
             ProbePurpose::LocalAnswer { answer: ProbeFor::OfferOfExpired, request, admitted } => {
                 self.forward_probed_discover(now, p.ds, &Message::new_unchecked(&request[..]), admitted, outbox);
+            }
+            // Paper 3.2 applied to a pool address: another host has it. The entry is
+            // declined at the server, and the client offered another one.
+            ProbePurpose::LocalAnswer { answer: ProbeFor::PoolOffer, request, admitted } => {
+                self.pool_offer_refused(now, slot, &request, admitted, p.ds, outbox);
             }
         }
     }

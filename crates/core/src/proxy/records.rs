@@ -118,6 +118,29 @@ impl Engine {
         n
     }
 
+    /// Put back a pool entry the store kept (pool mode; in another mode it is dropped: the
+    /// lease runs out at the server). Suspect until probed (paper 3.4).
+    fn restore_pool_entry(
+        &mut self,
+        now: Timestamp,
+        ds: usize,
+        n: u16,
+        rec: &ClientRecord,
+        report: &mut RestoreReport,
+    ) {
+        let pool = self.config.mode.address_source() == crate::mode::AddressSource::ServersAndPool;
+        if !pool || rec.lease_end().is_some_and(|e| e <= now) {
+            report.expired += 1;
+            return;
+        }
+        let entry = crate::pool::PoolEntry::from_record(n, rec);
+        let t1 = rec.lease_start.saturating_add(Duration::from_secs(u64::from(rec.t1_secs)));
+        if let Some(r) = self.pool.restore(ds, entry) {
+            self.arm_pool_entry(r, t1.max(now));
+            report.pool_entries += 1;
+        }
+    }
+
     /// Restore one record from the store (paper 3.4: "information in the client database
     /// is suspect"; the precautions apply to it as to any record).
     pub(crate) fn restore_record(
@@ -131,6 +154,10 @@ impl Engine {
             report.unknown_interface += 1;
             return;
         };
+        if let crate::table::Origin::PoolLease { n } = rec.origin {
+            self.restore_pool_entry(now, ds, n, &rec, report);
+            return;
+        }
         // Past max_age: gone (paper 5.6). Past its server lease only: kept (paper 5.7).
         if now.since(rec.last_update) > self.config.proxy.max_age {
             report.expired += 1;

@@ -21,7 +21,7 @@ use crate::outbox::Outbox;
 use crate::relay::AcceptedReply;
 use crate::table::{CachedReply, ClientKind, ClientState, Removal, ServerBinding, Slot};
 use crate::time::Timestamp;
-use crate::transactions::{Expect, RequestId, Transaction};
+use crate::transactions::{Expect, Party, RequestId, Transaction};
 use crate::verdict::{DiscardReason, Verdict};
 
 /// A server reply with what the checks found: the context every row handler needs.
@@ -56,8 +56,12 @@ impl Engine {
             Err(reason) => return self.drop(counter_slot, reason),
         };
         let server = ServerBinding { addr: src, id: msg.server_identifier().unwrap_or(src) };
-        let slot = tx.client.and_then(|r| self.table.resolve(r));
+        let slot = tx.party.client().and_then(|r| self.table.resolve(r));
         let reply = ServerReply { now, ds, server_index, server, msg, id, tx, slot };
+        if let Party::Pool(entry) = tx.party {
+            // Pool mode: an answer to cdra's own request for a pool lease.
+            return self.pool_reply(&reply, entry, outbox);
+        }
         // RFC 4039 rapid commit: an ACK may answer a DISCOVER directly.
         let rapid = msg.option(OptionCode::RAPID_COMMIT).is_some();
         match (msg.message_type(), tx.expect) {
@@ -65,6 +69,11 @@ impl Engine {
             // the lease information in the client DB and silently discards the packet."
             (_, Expect::UpstreamRenewal) if !tx.answered => self.upstream_renewal_answered(&reply),
             (_, Expect::UpstreamRenewal) => self.discard(DiscardReason::UpstreamRenewalAnswer),
+            (_, Expect::Migration) if !tx.answered => {
+                self.answered(&id);
+                self.pool_migration_answered(&reply, outbox)
+            }
+            (_, Expect::Migration) => self.discard(DiscardReason::UpstreamRenewalAnswer),
             (None, Expect::BootReply) => self.bootreply(&reply, outbox),
             (Some(MessageType::Offer), Expect::Offer) => self.offer(&reply, outbox),
             (Some(MessageType::Offer), _) => self.discard(DiscardReason::OfferNotInInit),

@@ -11,13 +11,14 @@ use cdra_wire::MessageType;
 use super::probes::ProbeFor;
 use super::{ClientRequest, LocalAnswer};
 use crate::config::Ipv4Net;
+use crate::config::PoolAssign;
 use crate::counters::ProxyEvent;
 use crate::engine::Engine;
-use crate::mode::ServerIdentity;
+use crate::mode::{AddressSource, ServerIdentity};
 use crate::outbox::Outbox;
 use crate::relay::{Targets, Track, Upstream};
-use crate::table::{ClientKind, ClientState, ParamList, Removal, ServerBinding, Slot};
-use crate::transactions::{Expect, RequestId};
+use crate::table::{ClientKind, ClientState, Origin, ParamList, Removal, ServerBinding, Slot};
+use crate::transactions::{Expect, Party, RequestId};
 use crate::verdict::{DropReason, Verdict};
 
 /// Is `dst` a broadcast address on the link of `net` (a REBINDING client broadcasts)?
@@ -53,7 +54,7 @@ impl Expect {
         match self {
             Expect::Offer | Expect::BootReply => Some(ClientState::Init),
             Expect::Ack(state) => Some(state),
-            Expect::Inform | Expect::UpstreamRenewal => None,
+            Expect::Inform | Expect::UpstreamRenewal | Expect::Migration => None,
         }
     }
 }
@@ -65,6 +66,15 @@ impl Engine {
         req: &ClientRequest<'_, T>,
         outbox: &mut Outbox,
     ) -> Verdict {
+        if let Some(s) = req.slot.filter(|s| self.table.get(*s).is_some_and(|r| r.must_restart)) {
+            // Pool mode: its move to the server failed, or its pool lease is gone: a NAK
+            // (to a REQUEST), and it starts over like a new client.
+            if let Some(verdict) = self.pool_restart_client(req, s, outbox) {
+                return verdict;
+            }
+            let fresh = ClientRequest { slot: None, key: req.key.clone(), ..*req };
+            return self.client_request(&fresh, outbox);
+        }
         match req.msg.message_type() {
             None => self.bootrequest(req, outbox),
             Some(MessageType::Discover) => self.discover(req, outbox),
@@ -103,11 +113,16 @@ impl Engine {
                     r.state = state;
                 }
                 let params = msg.parameter_request_list().map(ParamList::new).unwrap_or(ParamList::EMPTY);
-                Track::Reply { expect, client: slot.and_then(|s| self.table.reference(s)), params }
+                Track::Reply { expect, party: slot.map_or(Party::Nobody, |s| self.party_of(s)), params }
             }
         };
         self.counters.proxy.add(ProxyEvent::Forwarded);
         self.forward_request(req.now, req.ds, msg, req.admitted, to, track, outbox)
+    }
+
+    /// The party a request for the record in `slot` is filed for.
+    pub(crate) fn party_of(&self, slot: Slot) -> Party {
+        self.table.reference(slot).map_or(Party::Nobody, Party::Client)
     }
 
     /// The server a record's lease is with, as a pool index.
@@ -166,8 +181,10 @@ impl Engine {
         }
         // Appendix B, "What happens if the client request changes?": a request for another
         // address, or for parameters the server was not asked for, goes to the server.
+        // (A pool client has what the pool lease was given: there is no server to ask.)
+        let pool_client = matches!(r.origin, Origin::Pool { .. });
         let changed = wanted.is_some_and(|w| w != r.address)
-            || msg.parameter_request_list().is_some_and(|p| !r.param_list.covers(p));
+            || (!pool_client && msg.parameter_request_list().is_some_and(|p| !r.param_list.covers(p)));
         if changed {
             self.counters.proxy.add(ProxyEvent::ChangedRequest);
             return Answerable::No;
@@ -184,7 +201,7 @@ impl Engine {
     }
 
     /// The client's record, created (state INIT) when absent.
-    fn record_of<T: AsRef<[u8]>>(&mut self, req: &ClientRequest<'_, T>, kind: ClientKind) -> Slot {
+    pub(crate) fn record_of<T: AsRef<[u8]>>(&mut self, req: &ClientRequest<'_, T>, kind: ClientKind) -> Slot {
         match req.slot.filter(|s| self.table.get(*s).is_some()) {
             Some(s) => s,
             None => self.record_for(req.key.clone(), kind, req.ds, req.now),
@@ -219,8 +236,21 @@ impl Engine {
             }
         }
         self.proxy.offers.close_for(&req.key);
+        // Paper 4.3: a client the servers may not serve gets a pool address.
+        let new_client = req.slot.and_then(|s| self.table.get(s)).is_none_or(|r| r.reply.is_none());
+        let pool = new_client && self.config.mode.address_source() == AddressSource::ServersAndPool;
+        if pool && self.pool_answers_at_once(req.now) {
+            let verdict = self.pool_offer(req, outbox);
+            if verdict != Verdict::Dropped(DropReason::NoServer) {
+                return verdict;
+            }
+        }
         let slot = self.record_of(req, ClientKind::Dhcp);
-        self.forward_for(req, Awaiting::Reply(Some(slot), Expect::Offer), Upstream::CHOSEN, outbox)
+        let verdict = self.forward_for(req, Awaiting::Reply(Some(slot), Expect::Offer), Upstream::CHOSEN, outbox);
+        if pool && self.config.pool.assign == PoolAssign::Outage {
+            self.pool_arm_fallback(req);
+        }
+        verdict
     }
 
     /// Answer an ACK from the table, after a probe of the address unless `safe_network`
@@ -231,7 +261,7 @@ impl Engine {
         slot: Slot,
         outbox: &mut Outbox,
     ) -> Verdict {
-        if self.config.proxy.safe_network {
+        if self.config.proxy.safe_network || self.pool_offer_was_probed(slot) {
             self.answer_from_cache(req, slot, LocalAnswer::Ack { hold: false }, outbox)
         } else {
             self.start_probe(req, slot, ProbeFor::Ack, outbox)
@@ -372,8 +402,11 @@ impl Engine {
         let rebinding = is_broadcast(req.dst, &iface.address);
         let hit = req.slot.is_some_and(|s| self.cache_hit(req, s, ClientKind::Dhcp, Some(ciaddr)));
         let slot = self.record_of(req, ClientKind::Dhcp);
+        // A pool client's lease is ours at the server (cdra keeps it renewed): the REBIND
+        // precaution of paper 3.2 concerns leases a server holds for the client itself.
+        let pool_client = self.table.get(slot).is_some_and(|r| matches!(r.origin, Origin::Pool { .. }));
         if rebinding {
-            if hit && self.config.proxy.safe_network {
+            if hit && (self.config.proxy.safe_network || pool_client) {
                 return self.answer_from_cache(req, slot, LocalAnswer::Ack { hold: false }, outbox);
             }
             // Paper 3.2: "before the CDRA ACKs the request, it must first renew the lease
@@ -437,6 +470,15 @@ impl Engine {
             }
         }
         let binding = cached.and_then(|r| r.server);
+        if let Some(s) = req.slot.filter(|s| self.pool_entry_of(*s).is_some()) {
+            // Pool mode: the lease is ours, not the client's, at the server; the server
+            // hears of it only if the address is in use (DECLINE).
+            match msg.message_type() {
+                Some(MessageType::Decline) => self.pool_client_declined(req.now, s, outbox),
+                _ => self.pool_client_gone(s, Removal::ReturnedToPool),
+            }
+            return Verdict::AnsweredLocally;
+        }
         if let Some(s) = req.slot {
             self.drop_record(s, Removal::ClientGaveUp);
         }
