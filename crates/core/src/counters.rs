@@ -250,6 +250,14 @@ labelled_enum! {
         PoolReturned => "pool_returned", "Pool mode: pool addresses free again (the client released it, or left).";
         /// Pool mode: pool addresses declined at the server (in use by another host).
         PoolDeclined => "pool_declined", "Pool mode: pool addresses declined at the server: another host uses them.";
+        /// Pool mode: free entries beyond `size` given back to the server.
+        PoolSurplusReleased => "pool_surplus_released", "Pool mode: free pool leases beyond [pool] size released at their T1 instead of renewed.";
+        /// Pool mode: entries held back (someone may be on the address).
+        PoolHeldBack => "pool_held_back", "Pool mode: pool addresses set aside for a while, their leases kept: a probe found another host on them, or the client they were given to may still hold them.";
+        /// Pool mode: held-back entries free again (a probe found nobody).
+        PoolHoldLifted => "pool_hold_lifted", "Pool mode: held-back pool addresses free again: a probe found nobody on them.";
+        /// Pool mode: entries dropped because too many were held back.
+        PoolInUseDropped => "pool_in_use_dropped", "Pool mode: pool addresses found in use and dropped (their lease left to run out) because [pool] size were already held back on the link.";
         /// Pool mode: DHCPRELEASEs and DHCPDECLINEs sent for pool leases.
         PoolReleaseSent => "pool_release_sent", "Pool mode: DHCPRELEASEs sent for pool leases (when a client takes the address over).";
         /// Pool mode: DHCPDECLINEs sent for pool leases.

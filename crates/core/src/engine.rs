@@ -79,6 +79,9 @@ pub struct Engine {
     pub(crate) pool: PoolState,
     /// Pool mode: DISCOVERs waiting to see whether a server answers.
     pub(crate) pool_fallbacks: Fallbacks,
+    /// The time of the event being handled (for work done where no `now` is passed, such
+    /// as a record's removal).
+    pub(crate) event_time: Timestamp,
 }
 
 /// The addresses whose client unicasts a spoofing relay takes (paper 4.2), and those not yet
@@ -174,12 +177,14 @@ impl Engine {
             intercepted,
             pool,
             pool_fallbacks: Fallbacks::default(),
+            event_time: Timestamp::default(),
         }
     }
 
     /// Handle one received datagram at time `now`; what must be sent is appended to
     /// `outbox`. Never panics, whatever the bytes.
     pub fn handle_datagram(&mut self, now: Timestamp, ingress: Ingress<'_>, outbox: &mut Outbox) -> Verdict {
+        self.event_time = now;
         let slot = self.slot_of(ingress.ifindex);
         let msg = match Message::new_checked(ingress.data) {
             Ok(m) => m,
@@ -237,6 +242,7 @@ impl Engine {
     /// echo reply. What it means is [`crate::proxy::probes`]; what follows is sent as
     /// timers fire.
     pub fn handle_probe_answer(&mut self, now: Timestamp, answer: ProbeAnswer, outbox: &mut Outbox) {
+        self.event_time = now;
         if self.config.mode.caches() {
             self.probe_answered(now, answer);
             self.handle_timeout(now, outbox);
@@ -255,6 +261,7 @@ impl Engine {
     /// send, so no accepted work is lost to the size of one batch; at most the timers filed
     /// on entry fire, so a timer re-armed at `now` cannot loop.
     pub fn handle_timeout(&mut self, now: Timestamp, outbox: &mut Outbox) {
+        self.event_time = now;
         // The most one timer sends: a local ACK plus a renewal to every server (paper 5.3,
         // past T2), a pool entry's RELEASE and REQUEST, or one probe.
         let room_needed = 2 + self.servers.servers().len();
@@ -334,6 +341,7 @@ impl Engine {
         now: Timestamp,
         records: impl IntoIterator<Item = (ClientRecord, String)>,
     ) -> RestoreReport {
+        self.event_time = now;
         let mut report = RestoreReport::default();
         let records = records.into_iter();
         self.table.reserve(records.size_hint().0);
@@ -348,6 +356,7 @@ impl Engine {
     /// start-up straight from the store's iterator, without collecting the records first
     /// (call [`Engine::reserve`] with the count beforehand).
     pub fn restore_one(&mut self, now: Timestamp, rec: ClientRecord, iface: &str, report: &mut RestoreReport) {
+        self.event_time = now;
         self.restore_record(now, rec, iface, report);
     }
 

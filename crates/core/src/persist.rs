@@ -306,7 +306,10 @@ impl Engine {
     /// See [`Engine::dump`].
     pub(crate) fn persist_dump(&self, scratch: &mut Vec<u8>, mut f: impl FnMut(&ClientKey, &[u8])) {
         for (link, d) in self.config.downstream.iter().enumerate() {
-            for e in self.pool.entries(link).filter(|e| e.is_leased()) {
+            // In number order, so that a restore gives the same engine whatever the map's order.
+            let mut entries: Vec<_> = self.pool.entries(link).filter(|e| e.is_leased()).collect();
+            entries.sort_by_key(|e| e.n);
+            for e in entries {
                 let key = crate::pool::PoolIdentity::new(d.address.addr, e.n).key();
                 encode_record(&e.as_record(key.clone(), link as u16), &d.name, scratch);
                 f(&key, scratch);

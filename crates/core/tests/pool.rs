@@ -100,7 +100,8 @@ fn filled(assign: PoolAssign) -> Harness {
         h.server_sends(SERVER, &answer(&req[0], MessageType::Ack, pool_addr(i as u8)));
         assert!(h.sent().is_empty(), "the pool's ACK reaches no client");
     }
-    assert_eq!(h.engine.pool().totals(), (2, 2, 0));
+    let t = h.engine.pool().totals();
+    assert_eq!((t.entries, t.free, t.assigned), (2, 2, 0));
     h
 }
 
@@ -173,7 +174,7 @@ fn with_assign_always_a_new_client_is_served_from_the_pool_and_the_server_sees_n
     assert!(to_server(&h).is_empty());
     let r = record(&h, &a).expect("record");
     assert_eq!((r.address, r.origin), (probed, Origin::Pool { n: r.origin_n() }));
-    assert_eq!(h.engine.pool().totals().2, 1, "one entry assigned");
+    assert_eq!(h.engine.pool().totals().assigned, 1, "one entry assigned");
     // The pool refills (one more entry), and the client's renewals are answered locally.
     assert_eq!(h.client_sends_to(DS_ADDR, &Msg { ciaddr: probed, ..a.renew() }), Verdict::AnsweredLocally);
 }
@@ -243,19 +244,34 @@ fn with_assign_outage_the_pool_answers_when_no_server_offer_comes_in_time() {
     assert!(matches!(h.server_sends(SERVER, &late), Verdict::Discarded(_)));
 }
 
+/// The pool client `a` on `addr` renews once the server answers again: it is answered,
+/// its entry's lease is renewed with the server, and the server's ACK to that starts the
+/// move. Returns what went to the server after that ACK.
+fn move_started(h: &mut Harness, a: &Client, addr: Ipv4Addr) -> Vec<ToServer> {
+    assert_eq!(h.client_sends_to(DS_ADDR, &Msg { ciaddr: addr, ..a.renew() }), Verdict::AnsweredLocally);
+    let renew = to_server(h);
+    assert_eq!(renew.len(), 1, "{renew:?}");
+    assert_eq!((renew[0].kind, renew[0].ciaddr), (Some(MessageType::Request), addr));
+    assert!(renew[0].client_id.as_deref().is_some_and(|id| id.starts_with(b"\0cdra-pool/")));
+    h.server_sends(SERVER, &answer(&renew[0], MessageType::Ack, addr));
+    to_server(h)
+}
+
 #[test]
 fn a_pool_client_moves_onto_a_lease_of_its_own_when_the_server_answers() {
     let (mut h, a, addr) = pool_client_by_fallback();
-    // While the server has not answered since, a renewal is only answered.
+    // With the ACK that gave the client its address, the entry's lease was renewed with the
+    // server, to hear from it (lost: the server is down). A renewal within a minute is
+    // answered, and sends nothing more.
+    assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolRenewalSent], 1);
     assert_eq!(h.client_sends_to(DS_ADDR, &Msg { ciaddr: addr, ..a.renew() }), Verdict::AnsweredLocally);
     assert!(to_server(&h).is_empty());
+    assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolMigrationStarted], 0);
     server_answers_again(&mut h);
-    // The client renews; the server has answered the pool's requests (it is up): the
-    // client is answered, and in the same batch the pool lease is released and the address
-    // requested under the client's own identity.
-    let v = h.client_sends_to(DS_ADDR, &Msg { ciaddr: addr, ..a.renew() });
-    assert_eq!(v, Verdict::AnsweredLocally);
-    let sent = to_server(&h);
+    // The server is back: at the client's next renewal the entry's RENEW is ACKed, and at
+    // once the pool lease is released and the address requested under the client's own
+    // identity.
+    let sent = move_started(&mut h, &a, addr);
     let release = sent.iter().find(|s| s.kind == Some(MessageType::Release)).expect("the pool lease released");
     assert_eq!(release.ciaddr, addr);
     assert!(release.client_id.as_deref().is_some_and(|id| id.starts_with(b"\0cdra-pool/")));
@@ -282,8 +298,10 @@ fn a_pool_client_moves_onto_a_lease_of_its_own_when_the_server_answers() {
 fn a_refused_move_takes_the_address_back_and_the_client_starts_over() {
     let (mut h, a, addr) = pool_client_by_fallback();
     server_answers_again(&mut h);
-    h.client_sends_to(DS_ADDR, &Msg { ciaddr: addr, ..a.renew() });
-    let take = to_server(&h).into_iter().find(|s| s.kind == Some(MessageType::Request)).expect("asked as the client");
+    let take = move_started(&mut h, &a, addr)
+        .into_iter()
+        .find(|s| s.kind == Some(MessageType::Request))
+        .expect("asked as the client");
     h.server_sends(SERVER, &answer(&take, MessageType::Nak, addr));
     // The address is asked back under the pool identity at once...
     let back = to_server(&h);
@@ -312,18 +330,53 @@ fn a_pool_clients_release_frees_its_address_and_tells_the_server_nothing() {
 }
 
 #[test]
-fn a_pool_address_another_host_uses_is_declined_and_another_offered() {
+fn a_pool_address_another_host_uses_is_held_back_and_another_offered() {
     let mut h = filled(PoolAssign::Always);
     let a = Client::new(1);
     assert_eq!(h.client_sends(&a.msg(MessageType::Discover)), Verdict::AwaitingProbe);
     let first = h.probes.last().expect("probe").target;
     h.probe_answer(first, Some([0x02, 0xee, 0, 0, 0, 1]));
+    // Not declined: a DECLINE would free the address at the server after its probation
+    // period, for the next client to collide with. The pool keeps the lease instead.
     let sent = to_server(&h);
-    assert!(sent.iter().any(|s| s.kind == Some(MessageType::Decline) && s.requested == Some(first)), "{sent:?}");
+    assert!(!sent.iter().any(|s| s.kind == Some(MessageType::Decline)), "{sent:?}");
+    let held = h.engine.pool().entries(0).find(|e| e.address == first).expect("kept");
+    assert!(held.is_held_back() && !held.confirmed);
+    assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolHeldBack], 1);
     let second = h.probes.last().expect("another probe").target;
     assert_ne!(second, first);
     let offer = run_all(&mut h, 1).into_iter().find(|(_, b)| kind(b) == Some(MessageType::Offer)).expect("an OFFER");
     assert_eq!(Message::new_checked(&offer.1[..]).map(|m| m.yiaddr()).ok(), Some(second));
+    // Held back, it is still renewed at its T1 (the server gives it to nobody else), and
+    // not offered to the next client.
+    let b = Client::new(2);
+    h.client_sends(&b.msg(MessageType::Discover));
+    assert_ne!(h.probes.last().map(|p| p.target), Some(first));
+}
+
+#[test]
+fn at_most_size_entries_are_held_back_a_host_answering_everything_cannot_grow_the_pool() {
+    let mut h = filled(PoolAssign::Always);
+    let squatter = Some([0x02, 0xee, 0, 0, 0, 1]);
+    let a = Client::new(1);
+    h.client_sends(&a.msg(MessageType::Discover));
+    // Every probe is answered: the two entries are held back, then (the refill's entries
+    // leased) further ones are dropped rather than held.
+    for round in 0..6 {
+        let Some(p) = h.probes.last().copied() else { break };
+        h.probe_answer(p.target, squatter);
+        // Lease whatever the refill asked for, so there is something to offer.
+        for req in to_server(&h).into_iter().filter(|s| s.kind == Some(MessageType::Discover)) {
+            let addr = pool_addr(10 + round * 2 + (req.xid % 2) as u8);
+            h.server_sends(SERVER, &answer(&req, MessageType::Offer, addr));
+            let ask = to_server(&h).into_iter().find(|s| s.kind == Some(MessageType::Request)).expect("REQUEST");
+            h.server_sends(SERVER, &answer(&ask, MessageType::Ack, addr));
+        }
+        h.client_sends(&a.msg(MessageType::Discover));
+    }
+    assert_eq!(h.engine.pool().held_back(0), 2, "[pool] size entries held back at most");
+    assert!(h.engine.counters().proxy[ProxyEvent::PoolInUseDropped] >= 1);
+    assert!(h.engine.pool().entries(0).count() <= 2 + 2 + 1);
 }
 
 #[test]
@@ -342,8 +395,15 @@ fn pool_entries_and_pool_clients_survive_a_restart_suspect() {
     let e = h2.engine.pool().entries(0).find(|e| e.address == addr).expect("entry back");
     assert!(matches!(&e.state, EntryState::Assigned(k) if *k == a.key()), "{:?}", e.state);
     assert!(!e.confirmed, "suspect after a restart (paper 3.4)");
-    // Two entries back (one assigned) and one acquired to have two free again.
-    assert_eq!(h2.engine.pool().totals(), (3, 1, 1));
+    // Two entries back: the assigned one, and a free one held back until a probe finds
+    // nobody on its address; two more being acquired to have two free.
+    let t = h2.engine.pool().totals();
+    assert_eq!((t.entries, t.held_back, t.acquiring, t.assigned), (4, 1, 2, 1));
+    let other = h2.engine.pool().entries(0).find(|e| e.is_held_back()).map(|e| e.address).expect("held back");
+    assert!(h2.probes.iter().any(|p| p.target == other), "the suspect entry is probed");
+    run_all(&mut h2, 2);
+    let e = h2.engine.pool().entries(0).find(|e| e.address == other).expect("still there");
+    assert!(e.is_available() && e.confirmed, "nobody answered: free again");
 }
 
 #[test]

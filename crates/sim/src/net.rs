@@ -35,7 +35,7 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
-use cdra_core::config::{Downstream, EngineConfig, Ipv4Net, Mode, ProxyConfig, ServerSelection};
+use cdra_core::config::{Downstream, EngineConfig, Ipv4Net, Mode, PoolConfig, ProxyConfig, ServerSelection};
 use cdra_core::mode::Unicasts;
 use cdra_core::outbox::BROADCAST_MAC;
 use cdra_core::{Destination, DropReason, Engine, Ingress, Outbox, Timestamp, Verdict};
@@ -107,6 +107,8 @@ pub struct SimConfig {
     pub mode: Mode,
     /// Proxy settings (proxy mode).
     pub proxy: ProxyConfig,
+    /// Pool settings (pool mode).
+    pub pool: PoolConfig,
     /// How the engine spreads requests over servers.
     pub server_selection: ServerSelection,
     /// Client links.
@@ -179,6 +181,7 @@ impl SimConfig {
             // Model clients listen on one socket: no need to hold answers to renewals (the
             // real-client reason for `renew_reply_delay`, tested in the core and end to end).
             proxy: ProxyConfig { seed, renew_reply_delay: std::time::Duration::ZERO, ..ProxyConfig::default() },
+            pool: PoolConfig::default(),
             server_selection: ServerSelection::All,
             links,
             servers: vec![ServerConfig::new(SERVER1, pools)],
@@ -260,6 +263,7 @@ impl SimConfig {
         c.upstream_addresses = vec![self.upstream_addr];
         c.mode = self.mode;
         c.proxy = self.proxy.clone();
+        c.pool = self.pool.clone();
         c.server_selection = self.server_selection;
         c
     }
@@ -589,7 +593,7 @@ impl Sim {
         let trace = Trace::new(cfg.trace_len, cfg.start);
         let bypass_on = vec![false; cfg.links.len()];
         let _ = rng.next_u64();
-        Sim {
+        let mut sim = Sim {
             sched,
             rng,
             engine_cfg,
@@ -619,7 +623,10 @@ impl Sim {
             last_engine_wake: 0,
             watch_log: Trace::new(if cfg.watch.is_some() { usize::MAX } else { 0 }, cfg.start),
             cfg,
-        }
+        };
+        // The engine may have work before any packet arrives (pool mode fills its pool).
+        sim.reschedule_engine_timer();
+        sim
     }
 
     // ------------------------------------------------------------------ set-up
@@ -718,6 +725,10 @@ impl Sim {
     pub fn engine_record(&self, c: usize) -> Option<RecordView> {
         let cl = &self.clients[c];
         engine_api::record_for(&self.engine, cl.client_id().as_deref(), cl.mac())
+    }
+    /// The engine's pool entries (pool mode).
+    pub fn pool_entries(&self) -> Vec<engine_api::PoolEntryView> {
+        engine_api::pool_entries(&self.engine)
     }
     /// Network counters.
     pub fn stats(&self) -> &SimStats {
@@ -1621,7 +1632,15 @@ impl Sim {
                 .find(|s| s.owns(a))
                 .and_then(|s| s.binding(a))
                 .map(|(k, e)| (k == key.as_slice(), e));
-            let ok = matches!(binding, Some((true, e)) if e.saturating_add(self.cfg.lease_tolerance_ms) >= end);
+            let covers = |e: Millis| e.saturating_add(self.cfg.lease_tolerance_ms) >= end;
+            let ok = match binding {
+                Some((true, e)) => covers(e),
+                // Pool mode: the server leases the address to one of cdra's pool identities,
+                // which gave it to this client; or the lease is being handed over to the
+                // client (released by the pool identity, requested in the client's name).
+                Some((false, e)) => self.pool_backs(c, a, covers(e)),
+                None => false,
+            };
             if !ok {
                 self.report_violation(ViolationKind::LeaseBeyondServer {
                     client: c,
@@ -1631,6 +1650,27 @@ impl Sim {
                 });
             }
         }
+    }
+
+    /// Pool mode, invariant (b): client `c` holds `a`, which the server binds to another
+    /// identity: fine if that is a pool identity whose lease covers the client's
+    /// (`covered`), or if the engine is handing the address over from the pool identity to
+    /// the client (entry migrating or reacquiring for it).
+    fn pool_backs(&self, c: usize, a: Ipv4Addr, covered: bool) -> bool {
+        let Some(srv) = self.servers.iter().find(|s| s.owns(a)) else { return false };
+        let Some((key, _)) = srv.binding(a) else { return false };
+        if !engine_api::is_pool_identity(key) {
+            return false;
+        }
+        if covered {
+            return true;
+        }
+        let Some(record) = self.engine_record(c) else { return false };
+        engine_api::pool_entries(&self.engine).iter().any(|e| {
+            e.address == a
+                && matches!(e.state, "migrating" | "reacquiring")
+                && e.client.as_deref() == Some(record.key.as_str())
+        })
     }
 
     fn check_dirty(&mut self) {

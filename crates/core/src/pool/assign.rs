@@ -32,7 +32,7 @@
 use cdra_wire::options::OptionCode;
 use cdra_wire::{Message, MessageBuilder, MessageType, Op};
 
-use super::upkeep::{PoolMessage, REQUEST_TIMEOUT};
+use super::upkeep::{PoolMessage, RENEW_RETRY, REQUEST_TIMEOUT};
 use super::{EntryRef, EntryState};
 use crate::config::PoolAssign;
 use crate::counters::ProxyEvent;
@@ -47,6 +47,10 @@ use crate::time::Timestamp;
 use crate::timers::Timer;
 use crate::transactions::{Expect, RequestId};
 use crate::verdict::{DiscardReason, DropReason, Verdict};
+
+/// How long an entry whose address another host answered for is held back before it is
+/// probed again.
+pub const IN_USE_HOLD: core::time::Duration = core::time::Duration::from_secs(3600);
 
 /// A DISCOVER waiting to see whether a server answers it (`assign = "outage"`).
 #[derive(Debug, Clone)]
@@ -174,8 +178,9 @@ impl Engine {
         true
     }
 
-    /// The probe before a pool OFFER found another host on the address: decline the entry
-    /// at the server, and offer the client another one.
+    /// The probe before a pool OFFER found another host on the address: the entry is held
+    /// back (its lease kept, so that the server gives the address to nobody else; see
+    /// [`Engine::pool_client_record_gone`]), and the client is offered another one.
     pub(crate) fn pool_offer_refused(
         &mut self,
         now: Timestamp,
@@ -185,9 +190,8 @@ impl Engine {
         ds: usize,
         outbox: &mut Outbox,
     ) {
-        if let Some(r) = slot.and_then(|s| self.pool_entry_of(s)) {
-            self.pool_send(now, r, PoolMessage::Decline, outbox);
-            self.pool_entry_lost(now, r, ProxyEvent::PoolDeclined);
+        if let Some(s) = slot.filter(|s| self.pool_entry_of(*s).is_some()) {
+            self.drop_record(s, Removal::AddressInUse);
         }
         let msg = Message::new_unchecked(request);
         let key = ClientKey::of(&msg);
@@ -202,7 +206,8 @@ impl Engine {
         let Origin::Pool { n } = c.origin else { return None };
         let r = self.pool.reference(usize::from(c.downstream), n)?;
         let e = self.pool.get(r)?;
-        matches!(&e.state, EntryState::Assigned(k) | EntryState::Migrating(k) if *k == c.key).then_some(r)
+        let given = matches!(&e.state, EntryState::Assigned(k) | EntryState::Migrating(k) if *k == c.key);
+        (given && e.address == c.address).then_some(r)
     }
 
     /// A pool client is gone (RELEASE, or its lease lapsed with nobody on the address):
@@ -219,6 +224,109 @@ impl Engine {
         self.drop_record(slot, why);
     }
 
+    /// A pool client's record left the table (`why`): its entry, if still given to it, is
+    /// free again, or held back when someone may be on its address.
+    ///
+    /// - The client released it (or left; its lapse probe found nobody): free now.
+    /// - A probe found another host on the address: held back for [`IN_USE_HOLD`] (then
+    ///   probed again before use), its pool lease kept renewed so that the server gives the
+    ///   address to nobody else (a DECLINE would free it at the server after the server's
+    ///   own probation period, for the next client to collide with). At most `[pool] size`
+    ///   entries a link are held back for that: beyond, the entry is dropped and its lease
+    ///   left to run out (a host answering for every address cannot make the pool grow).
+    /// - Anything else (evicted, flushed, NAKed, expired ...): the client may still hold
+    ///   the address until its lease from us ends; held back until then.
+    pub(crate) fn pool_client_record_gone(&mut self, removed: &crate::table::ClientRecord, n: u16, why: Removal) {
+        let now = self.event_time;
+        let link = usize::from(removed.downstream);
+        let Some(r) = self.pool.reference(link, n) else { return };
+        let held_back = self.pool.held_back(link);
+        let size = self.config.pool.size;
+        let client_lease = self.config.pool.client_lease;
+        let Some(e) = self.pool.get_mut(r) else { return };
+        if e.state != EntryState::Assigned(removed.key.clone()) || e.address != removed.address {
+            return;
+        }
+        e.state = EntryState::Free;
+        match why {
+            Removal::ReturnedToPool | Removal::ClientGaveUp => {
+                e.held_back_until = None;
+                self.counters.proxy.add(ProxyEvent::PoolReturned);
+            }
+            Removal::AddressInUse if held_back >= size => {
+                self.pool_entry_lost(now, r, ProxyEvent::PoolInUseDropped);
+            }
+            Removal::AddressInUse => {
+                e.held_back_until = Some(now.saturating_add(IN_USE_HOLD));
+                e.confirmed = false;
+                self.counters.proxy.add(ProxyEvent::PoolHeldBack);
+                self.arm_pool_refill(now);
+            }
+            _ => {
+                let until = removed.client_lease_end.unwrap_or(now.saturating_add(client_lease)).max(now);
+                e.held_back_until = Some(until);
+                self.counters.proxy.add(ProxyEvent::PoolHeldBack);
+                self.arm_pool_refill(now);
+            }
+        }
+    }
+
+    /// A pool client (its record on `link`, given entry `n` for `address`) has been given
+    /// a lease of its own by a server: the entry is free again, unless it is the very
+    /// lease being handed over ([`Engine::pool_migration_answered`] removes that one).
+    pub(crate) fn pool_client_left_for_server(
+        &mut self,
+        link: usize,
+        n: u16,
+        client: &ClientKey,
+        address: core::net::Ipv4Addr,
+    ) {
+        let Some(r) = self.pool.reference(link, n) else { return };
+        let Some(e) = self.pool.get_mut(r) else { return };
+        if e.state == EntryState::Assigned(client.clone()) && e.address == address {
+            e.state = EntryState::Free;
+            // The client may still use the pool address until it takes the server's.
+            e.held_back_until = Some(self.event_time.saturating_add(REQUEST_TIMEOUT));
+            self.counters.proxy.add(ProxyEvent::PoolReturned);
+        }
+    }
+
+    /// A held-back entry's time is up: probe its address (ARP + ICMP, as before a local
+    /// ACK). It stays held back until the probe finds nobody
+    /// ([`Engine::pool_held_back_probed`]); with `safe_network` there is nobody to ask and
+    /// it is free at once.
+    pub(crate) fn pool_probe_held_back(&mut self, now: Timestamp, r: EntryRef, outbox: &mut Outbox) {
+        if self.config.proxy.safe_network {
+            if let Some(e) = self.pool.get_mut(r) {
+                e.held_back_until = None;
+            }
+            return;
+        }
+        let started = self.start_pool_entry_probe(now, r, outbox);
+        if let Some(e) = self.pool.get_mut(r) {
+            // Till the probe's answer (or, if none could be started, a minute from now).
+            e.held_back_until = Some(now.saturating_add(if started { IN_USE_HOLD } else { RENEW_RETRY }));
+        }
+    }
+
+    /// The probe of held-back entry `r`'s address ended: `in_use` if some host answered.
+    pub(crate) fn pool_held_back_probed(&mut self, now: Timestamp, r: EntryRef, in_use: bool) {
+        let Some(e) = self.pool.get_mut(r) else { return };
+        if e.state != EntryState::Free {
+            return;
+        }
+        if in_use {
+            e.held_back_until = Some(now.saturating_add(IN_USE_HOLD));
+            e.confirmed = false;
+            self.counters.proxy.add(ProxyEvent::PoolHeldBack);
+        } else {
+            e.held_back_until = None;
+            e.confirmed = true;
+            self.counters.proxy.add(ProxyEvent::PoolHoldLifted);
+        }
+        self.arm_pool_entry(r, now);
+    }
+
     /// A pool client declined its address (it found it in use): so does the entry, at the
     /// server.
     pub(crate) fn pool_client_declined(&mut self, now: Timestamp, slot: Slot, outbox: &mut Outbox) {
@@ -229,53 +337,73 @@ impl Engine {
         self.drop_record(slot, Removal::ClientGaveUp);
     }
 
-    /// After a local ACK to a pool client: move it onto a lease of its own if the servers
-    /// answer again (`assign = "outage"`; see the module docs).
-    pub(crate) fn pool_migrate_if_due<T: AsRef<[u8]>>(
-        &mut self,
-        req: &ClientRequest<'_, T>,
-        slot: Slot,
-        outbox: &mut Outbox,
-    ) {
+    /// After a local ACK to a pool client (`assign = "outage"`): renew its entry's lease
+    /// now, at most once a [`RENEW_RETRY`], marked so that the server's ACK starts the
+    /// client's move onto a lease of its own ([`Engine::pool_start_migration`]). The ACK is
+    /// the proof, milliseconds old, that the server answers again; during an outage the
+    /// RENEW is lost and nothing else changes.
+    pub(crate) fn pool_migrate_if_due(&mut self, now: Timestamp, slot: Slot, outbox: &mut Outbox) {
         if self.config.pool.assign != PoolAssign::Outage {
             return;
         }
         let Some(r) = self.pool_entry_of(slot) else { return };
-        let Some(e) = self.pool.get(r) else { return };
-        let (EntryState::Assigned(key), Some(server)) = (e.state.clone(), e.server) else { return };
-        let Some(index) = self.servers.index_of(server.addr) else { return };
-        // "When servers answer again": the entry's server has answered since the client was
-        // given the address, and is up.
-        let answered_since =
-            self.servers.servers().get(index).and_then(|s| s.last_reply_at).is_some_and(|t| t > e.assigned_at);
-        if !answered_since || !self.servers.is_up(index, req.now) {
+        let Some(e) = self.pool.get_mut(r) else { return };
+        if !matches!(e.state, EntryState::Assigned(_)) || e.server.is_none() {
             return;
         }
-        let (now, ds, address) = (req.now, req.ds, e.address);
-        // Release the pool lease, then ask for the address as the client, in one batch.
-        self.pool_send(now, r, PoolMessage::Release, outbox);
+        if e.migrate_on_ack && now.since(e.sent_at) < RENEW_RETRY {
+            return; // asked already
+        }
+        e.migrate_on_ack = true;
+        e.xid = self.table.next_random() as u32;
+        self.pool_send(now, r, PoolMessage::Renew, outbox);
+    }
+
+    /// The server has just ACKed entry `r`'s renewal: move the client it is given to onto a
+    /// lease of its own. The pool lease is released and, in the same batch, the address is
+    /// requested under the client's identity (SELECTING: the server's identifier and the
+    /// address), as the client would, through our relay path.
+    pub(crate) fn pool_start_migration(&mut self, now: Timestamp, r: EntryRef, outbox: &mut Outbox) {
+        let Some(e) = self.pool.get(r) else { return };
+        let (EntryState::Assigned(key), Some(server)) = (e.state.clone(), e.server) else { return };
+        let (address, ds) = (e.address, usize::from(r.link));
+        let Some(index) = self.servers.index_of(server.addr) else { return };
+        let Some(slot) = self.table.find(&key) else { return };
+        let Some(len) =
+            self.table.get(slot).and_then(|c| c.reply.as_ref()).and_then(|c| c.expand_into(&mut self.scratch))
+        else {
+            return;
+        };
+        let Some(reply) = self.scratch.get(..len) else { return };
+        let reply = Message::new_unchecked(reply);
+        let (htype, chaddr) = (reply.htype(), reply.chaddr().to_vec());
+        let params = self.table.get(slot).map(|c| c.param_list).unwrap_or(ParamList::EMPTY);
         let mut buf = vec![0u8; crate::outbox::OUT_BUFFER_SIZE];
         let xid = self.table.next_random() as u32;
         let built = (|| {
             let mut b = MessageBuilder::new(&mut buf, Op::BootRequest, Some(MessageType::Request))?;
-            b.xid(xid).chaddr(req.msg.htype(), req.msg.chaddr());
-            if let Some(id) = req.msg.client_identifier() {
+            b.xid(xid).chaddr(htype, &chaddr);
+            if let Some(id) = key.client_id_bytes() {
                 b.option(OptionCode::CLIENT_ID, id)?;
             }
             b.option(OptionCode::REQUESTED_IP, &address.octets())?;
             b.option(OptionCode::SERVER_ID, &server.id.octets())?;
-            let params = req.msg.parameter_request_list().unwrap_or(super::upkeep::POOL_PARAMETERS);
-            b.option(OptionCode::PARAMETER_REQUEST_LIST, params)?;
+            let asked: Vec<u8> = params.codes().collect();
+            let asked = if asked.is_empty() { super::upkeep::POOL_PARAMETERS } else { &asked[..] };
+            b.option(OptionCode::PARAMETER_REQUEST_LIST, asked)?;
             b.finish()
         })();
         let Ok(len) = built else { return };
         buf.truncate(len);
-        let msg = Message::new_unchecked(&buf[..]);
+        // Release the pool lease first: the server grants the address to the client only
+        // once it is free.
+        self.pool_send(now, r, PoolMessage::Release, outbox);
         if let Some(e) = self.pool.get_mut(r) {
             e.state = EntryState::Migrating(key);
             e.sent_at = now;
         }
         self.counters.proxy.add(ProxyEvent::PoolMigrationStarted);
+        let msg = Message::new_unchecked(&buf[..]);
         let params = msg.parameter_request_list().map(ParamList::new).unwrap_or(ParamList::EMPTY);
         let track = Track::Reply { expect: Expect::Migration, party: self.party_of(slot), params };
         let to = Upstream { targets: Targets::One(index), server_id: None };
@@ -350,21 +478,26 @@ impl Engine {
     /// Start-up in pool mode, once the store is loaded: entries given to clients before the
     /// restart are theirs again; a pool client whose entry is gone starts over.
     pub(crate) fn pool_reconcile(&mut self) {
-        let clients: Vec<(Slot, usize, u16, ClientKey)> = self
+        let clients: Vec<(Slot, usize, u16, ClientKey, core::net::Ipv4Addr)> = self
             .table
             .iter()
             .filter_map(|(s, c)| match c.origin {
-                Origin::Pool { n } => Some((s, usize::from(c.downstream), n, c.key.clone())),
+                Origin::Pool { n } => Some((s, usize::from(c.downstream), n, c.key.clone(), c.address)),
                 _ => None,
             })
             .collect();
-        for (slot, link, n, key) in clients {
+        for (slot, link, n, key, address) in clients {
+            // The entry of that number, still leased for the client's address (the number may
+            // have been reused for another address after the client's entry was lost).
             let entry = self.pool.reference(link, n);
-            let free = entry.and_then(|r| self.pool.get(r)).is_some_and(|e| e.state == EntryState::Free);
+            let free = entry
+                .and_then(|r| self.pool.get(r))
+                .is_some_and(|e| e.state == EntryState::Free && e.address == address);
             match (entry, free) {
                 (Some(r), true) => {
                     if let Some(e) = self.pool.get_mut(r) {
                         e.state = EntryState::Assigned(key);
+                        e.held_back_until = None;
                     }
                 }
                 _ => {

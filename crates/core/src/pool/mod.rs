@@ -111,6 +111,28 @@ pub enum EntryState {
     Reacquiring(ClientKey),
 }
 
+impl EntryState {
+    /// Its name in listings and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            EntryState::Acquiring => "acquiring",
+            EntryState::Requesting => "requesting",
+            EntryState::Free => "free",
+            EntryState::Assigned(_) => "assigned",
+            EntryState::Migrating(_) => "migrating",
+            EntryState::Reacquiring(_) => "reacquiring",
+        }
+    }
+
+    /// The client it is given to, if any.
+    pub fn client(&self) -> Option<&ClientKey> {
+        match self {
+            EntryState::Assigned(k) | EntryState::Migrating(k) | EntryState::Reacquiring(k) => Some(k),
+            EntryState::Acquiring | EntryState::Requesting | EntryState::Free => None,
+        }
+    }
+}
+
 /// One pool address.
 #[derive(Debug, Clone)]
 pub struct PoolEntry {
@@ -136,6 +158,15 @@ pub struct PoolEntry {
     /// When it was last given to a client: a server that answers after that answers
     /// "again" (the client may move onto a lease of its own).
     pub assigned_at: Timestamp,
+    /// A free entry held back: a probe found another host on its address, or the client
+    /// it was given to may still hold it (its record went while its lease from us ran). At
+    /// this time its address is probed again (unless `safe_network`); it is given out only
+    /// once a probe finds nobody. Its pool lease is kept renewed meanwhile, so that the
+    /// server gives the address to nobody else, and it is never released as surplus.
+    pub held_back_until: Option<Timestamp>,
+    /// Its renewal out was sent because its client asked (`assign = "outage"`): the
+    /// server's ACK moves the client onto a lease of its own.
+    pub(crate) migrate_on_ack: bool,
     /// The xid of the request out for it, and when it was sent.
     pub(crate) xid: u32,
     pub(crate) sent_at: Timestamp,
@@ -158,6 +189,8 @@ impl PoolEntry {
             reply: None,
             confirmed: false,
             assigned_at: now,
+            held_back_until: None,
+            migrate_on_ack: false,
             xid: 0,
             sent_at: now,
             attempts: 0,
@@ -202,10 +235,35 @@ impl PoolEntry {
         self.lease_start.saturating_add(core::time::Duration::from_secs(u64::from(secs)))
     }
 
+    /// Is it free and not held back?
+    pub fn is_available(&self) -> bool {
+        self.state == EntryState::Free && self.held_back_until.is_none()
+    }
+
+    /// Is it free but held back (until a probe finds nobody on its address)?
+    pub fn is_held_back(&self) -> bool {
+        self.state == EntryState::Free && self.held_back_until.is_some()
+    }
+
     /// Is it leased (free, assigned or being migrated)?
     pub fn is_leased(&self) -> bool {
         matches!(self.state, EntryState::Free | EntryState::Assigned(_) | EntryState::Migrating(_))
     }
+}
+
+/// How many entries are in which state (over every link).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolTotals {
+    /// Every entry.
+    pub entries: usize,
+    /// Leased and free to give out.
+    pub free: usize,
+    /// Leased, free, held back for a while (see [`PoolEntry::held_back_until`]).
+    pub held_back: usize,
+    /// Not leased yet.
+    pub acquiring: usize,
+    /// Given to a client (or being handed over to it).
+    pub assigned: usize,
 }
 
 /// Every link's pool (see the module docs).
@@ -260,11 +318,17 @@ impl PoolState {
         self.links.len()
     }
 
-    /// Entries of `link` that are free, or on their way to be (acquiring, requesting).
+    /// Entries of `link` that are free (and not held back), or on their way to be
+    /// (acquiring, requesting).
     pub fn free_or_coming(&self, link: usize) -> usize {
         self.entries(link)
-            .filter(|e| matches!(e.state, EntryState::Free | EntryState::Acquiring | EntryState::Requesting))
+            .filter(|e| e.is_available() || matches!(e.state, EntryState::Acquiring | EntryState::Requesting))
             .count()
+    }
+
+    /// Entries of `link` held back.
+    pub fn held_back(&self, link: usize) -> usize {
+        self.entries(link).filter(|e| e.is_held_back()).count()
     }
 
     /// The entry of `link` holding `address`, if any.
@@ -307,24 +371,26 @@ impl PoolState {
         }
     }
 
-    /// (entries, free, assigned) over every link.
-    pub fn totals(&self) -> (usize, usize, usize) {
-        let all = self.links.iter().flat_map(|m| m.values());
-        all.fold((0, 0, 0), |(n, f, a), e| {
-            let free = usize::from(e.state == EntryState::Free);
-            let assigned = usize::from(matches!(
-                e.state,
-                EntryState::Assigned(_) | EntryState::Migrating(_) | EntryState::Reacquiring(_)
-            ));
-            (n + 1, f + free, a + assigned)
-        })
+    /// Counts over every link.
+    pub fn totals(&self) -> PoolTotals {
+        let mut t = PoolTotals::default();
+        for e in self.links.iter().flat_map(|m| m.values()) {
+            t.entries += 1;
+            match e.state {
+                EntryState::Free if e.is_held_back() => t.held_back += 1,
+                EntryState::Free => t.free += 1,
+                EntryState::Acquiring | EntryState::Requesting => t.acquiring += 1,
+                EntryState::Assigned(_) | EntryState::Migrating(_) | EntryState::Reacquiring(_) => t.assigned += 1,
+            }
+        }
+        t
     }
 
     /// A free entry of `link` to give out, confirmed ones first, then the longest lease.
     pub(crate) fn pick_free(&self, link: usize) -> Option<EntryRef> {
         let e = self
             .entries(link)
-            .filter(|e| e.state == EntryState::Free)
+            .filter(|e| e.is_available())
             .max_by_key(|e| (e.confirmed, e.lease_end(), core::cmp::Reverse(e.n)))?;
         self.reference(link, e.n)
     }

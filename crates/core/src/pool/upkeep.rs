@@ -127,8 +127,25 @@ impl Engine {
             EntryState::Reacquiring(_) => self.pool_entry_lost(now, r, ProxyEvent::PoolLeaseLost),
             EntryState::Free | EntryState::Assigned(_) => {
                 let (t1, t2, end) = (e.at(e.times.t1), e.at(e.times.t2), e.lease_end());
+                if e.held_back_until.is_some_and(|until| until <= now) {
+                    self.pool_probe_held_back(now, r, outbox);
+                }
+                let link = usize::from(r.link);
+                let Some(e) = self.pool.get_mut(r) else { return };
+                if e.is_available() && now >= t1 && self.pool.free_or_coming(link) > self.config.pool.size {
+                    // More free than `size` (entries held back came free again): give this
+                    // one back to the server rather than renew it.
+                    self.pool_send(now, r, PoolMessage::Release, outbox);
+                    self.pool.remove(r);
+                    self.note_pool_change(r);
+                    self.counters.proxy.add(ProxyEvent::PoolSurplusReleased);
+                    return;
+                }
+                let Some(e) = self.pool.get_mut(r) else { return };
+                let hold = e.held_back_until;
                 if end.is_some_and(|end| end <= now) {
                     self.pool_entry_lost(now, r, ProxyEvent::PoolLeaseExpired);
+                    return;
                 } else if now >= t2 && e.times.lease != crate::lease::INFINITE {
                     e.xid = self.table.next_random() as u32;
                     self.pool_send(now, r, PoolMessage::Rebind, outbox);
@@ -141,6 +158,9 @@ impl Engine {
                     self.arm_pool_entry(r, t2.min(now.saturating_add(RENEW_RETRY)));
                 } else if e.times.lease != crate::lease::INFINITE {
                     self.arm_pool_entry(r, t1);
+                }
+                if let Some(until) = hold {
+                    self.arm_pool_entry(r, until);
                 }
             }
         }
@@ -249,6 +269,14 @@ impl Engine {
                 EntryState::Requesting | EntryState::Reacquiring(_) | EntryState::Free | EntryState::Assigned(_),
             ) if current && !msg.yiaddr().is_unspecified() => {
                 self.pool_leased(reply, r);
+                let migrate = self.pool.get_mut(r).is_some_and(|e| {
+                    let due = e.migrate_on_ack && matches!(e.state, EntryState::Assigned(_));
+                    e.migrate_on_ack = false;
+                    due
+                });
+                if migrate {
+                    self.pool_start_migration(now, r, outbox);
+                }
             }
             (Some(MessageType::Nak), EntryState::Reacquiring(_)) if current => {
                 self.counters.proxy.add(ProxyEvent::PoolNak);
@@ -324,7 +352,10 @@ impl Engine {
         }
         // An assigned client's record follows the pool lease it is answered from.
         if let Some(slot) = assigned.and_then(|k| self.table.find(&k)) {
-            if let Some(c) = self.table.get_mut(slot) {
+            let n = r.n;
+            let ours =
+                |c: &crate::table::ClientRecord| c.origin == crate::table::Origin::Pool { n } && c.address == address;
+            if let Some(c) = self.table.get_mut(slot).filter(|c| ours(c)) {
                 c.lease_start = lease_start;
                 c.lease_secs = lease_secs;
                 c.t1_secs = t1;

@@ -132,7 +132,7 @@ impl Engine {
             if pool_client {
                 // Its lease at the server is the pool's (kept renewed by the pool); once the
                 // servers answer, the client moves onto one of its own.
-                self.pool_migrate_if_due(req, slot, outbox);
+                self.pool_migrate_if_due(req.now, slot, outbox);
             } else {
                 self.renew_upstream_if_due(req, slot, outbox);
             }

@@ -34,6 +34,7 @@ use super::{ClientRequest, LocalAnswer};
 use crate::counters::ProxyEvent;
 use crate::engine::Engine;
 use crate::outbox::{EchoId, Outbox, ProbeAnswer, ProbeRequest};
+use crate::pool::{EntryRef, PoolIdentity};
 use crate::proxy::requests::{Answerable, Awaiting};
 use crate::relay::{Admitted, Targets, Upstream};
 use crate::table::{ClientKey, ClientKind, ClientState, Removal, Slot};
@@ -60,6 +61,8 @@ pub(crate) enum ProbePurpose {
     LocalAnswer { answer: ProbeFor, request: Vec<u8>, admitted: Admitted },
     /// A client's short lease lapsed; a DHCPRELEASE to the server waits for it (paper 3.3).
     Lapse,
+    /// Pool mode: a held-back pool entry, given out again only if nobody answers.
+    PoolEntry(EntryRef),
 }
 
 /// What the answers so far say.
@@ -283,6 +286,40 @@ impl Engine {
         true
     }
 
+    /// Pool mode: probe the address of held-back entry `r`. Returns false when no probe
+    /// could be started now (`max_pending_probes` in flight, the address being probed, or
+    /// no room in the outbox).
+    pub(crate) fn start_pool_entry_probe(&mut self, now: Timestamp, r: EntryRef, outbox: &mut Outbox) -> bool {
+        let ds = usize::from(r.link);
+        let (Some(iface), Some(e)) = (self.config.downstream.get(ds), self.pool.get(r)) else { return false };
+        let target = e.address;
+        if self.proxy.probes.len() >= self.config.proxy.max_pending_probes
+            || self.proxy.probes.is_probing_address(target)
+        {
+            return false;
+        }
+        let key = PoolIdentity::new(iface.address.addr, r.n).key();
+        let (ifindex, sender_mac, sender_ip) = (iface.ifindex, iface.mac, iface.address.addr);
+        let echo = self.random_echo_id();
+        if !outbox.push_probe(ProbeRequest { ifindex, sender_mac, sender_ip, target, echo }) {
+            return false;
+        }
+        // No client of ours is meant to be there: any answer means in use.
+        let pending = PendingProbe {
+            purpose: ProbePurpose::PoolEntry(r),
+            ds,
+            ifindex,
+            target,
+            echo,
+            key,
+            client_mac: None,
+            record_mac: None,
+            heard: Heard::Nothing,
+        };
+        self.arm_probe(now, pending);
+        true
+    }
+
     /// A fresh, unpredictable ICMP echo identifier and sequence number.
     fn random_echo_id(&mut self) -> EchoId {
         let r = self.table.next_random();
@@ -308,6 +345,11 @@ impl Engine {
         let Some(p) = self.proxy.probes.take(id) else { return }; // decided and done already
         let slot = self.table.find(&p.key);
         match (p.heard, &p.purpose) {
+            (heard, ProbePurpose::PoolEntry(r)) => {
+                let in_use = heard != Heard::Nothing;
+                self.counters.proxy.add(if in_use { ProxyEvent::ProbeFoundInUse } else { ProxyEvent::ProbeTimedOut });
+                self.pool_held_back_probed(now, *r, in_use);
+            }
             (Heard::RecordClient, ProbePurpose::LocalAnswer { answer, request, admitted }) => {
                 // The address is the record's client's, alive, and the requester is someone
                 // else using its identifier: the requester gets a NAK (or, for a DISCOVER,
@@ -347,6 +389,7 @@ impl Engine {
                 let Some(s) = slot else { return };
                 match p.purpose {
                     ProbePurpose::Lapse => self.send_release(s, outbox),
+                    ProbePurpose::PoolEntry(_) => {} // decided above
                     ProbePurpose::LocalAnswer { answer, request, admitted } => {
                         self.answer_probed(now, p.ds, s, answer, &request, admitted, outbox);
                     }
@@ -387,7 +430,9 @@ impl Engine {
         let msg = Message::new_unchecked(request);
         let Some(key) = self.table.get(slot).map(|r| r.key.clone()) else { return };
         let req = ClientRequest { now, ds, dst: Ipv4Addr::UNSPECIFIED, msg: &msg, admitted, key, slot: Some(slot) };
-        let wanted = msg.requested_ip();
+        // A pool OFFER is of the address the pool has, whatever the DISCOVER asked for (a
+        // server offers another address when the requested one is not available).
+        let wanted = if answer == ProbeFor::PoolOffer { None } else { msg.requested_ip() };
         match (answer, self.answerable(&req, slot, ClientKind::Dhcp, wanted)) {
             (ProbeFor::Ack, Answerable::Yes) => {
                 if let Some(r) = self.table.get_mut(slot) {
@@ -423,6 +468,7 @@ impl Engine {
         match p.purpose {
             // Appendix A.2: the address is in use; release nothing.
             ProbePurpose::Lapse => self.counters.proxy.add(ProxyEvent::LapsedStillInUse),
+            ProbePurpose::PoolEntry(_) => {} // decided in probe_due
             // Paper 3.2: "If a host replies, the CDRA should respond with a NAK and remove
             // the address from its database."
             ProbePurpose::LocalAnswer { answer: ProbeFor::Ack, request, .. } => {

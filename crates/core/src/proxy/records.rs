@@ -47,6 +47,9 @@ impl Engine {
         }
         self.proxy.probes.forget(&removed.key);
         self.proxy.offers.close_for(&removed.key);
+        if let crate::table::Origin::Pool { n } = removed.origin {
+            self.pool_client_record_gone(removed, n, why);
+        }
     }
 
     /// A clock behind the store (a router without a battery-backed clock, restored before
@@ -133,10 +136,16 @@ impl Engine {
             report.expired += 1;
             return;
         }
-        let entry = crate::pool::PoolEntry::from_record(n, rec);
+        let mut entry = crate::pool::PoolEntry::from_record(n, rec);
+        // Paper 3.4: suspect after a restart. Held back until a probe finds nobody on the
+        // address (a host found there before the restart may still be), so it is neither
+        // given out nor released as surplus unprobed. An entry given to a client before the
+        // restart is the client's again (see `pool_reconcile`).
+        entry.held_back_until = Some(now);
         let t1 = rec.lease_start.saturating_add(Duration::from_secs(u64::from(rec.t1_secs)));
         if let Some(r) = self.pool.restore(ds, entry) {
             self.arm_pool_entry(r, t1.max(now));
+            self.arm_pool_entry(r, now);
             report.pool_entries += 1;
         }
     }

@@ -19,7 +19,7 @@ use crate::lease::ServerLeaseTimes;
 use crate::mode::OffersPerDiscover;
 use crate::outbox::Outbox;
 use crate::relay::AcceptedReply;
-use crate::table::{CachedReply, ClientKind, ClientState, Removal, ServerBinding, Slot};
+use crate::table::{CachedReply, ClientKind, ClientState, Origin, Removal, ServerBinding, Slot};
 use crate::time::Timestamp;
 use crate::transactions::{Expect, Party, RequestId, Transaction};
 use crate::verdict::{DiscardReason, Verdict};
@@ -241,6 +241,13 @@ impl Engine {
         let Some(kept) = kept else { return };
         let address = msg.yiaddr();
         let Some(r) = self.table.get_mut(slot) else { return };
+        // A pool client the server has now given a lease of its own: its pool entry is free
+        // again (the client has left the pool address for the server's).
+        let left_pool = match r.origin {
+            Origin::Pool { n } => Some((usize::from(r.downstream), n, r.key.clone(), r.address)),
+            _ => None,
+        };
+        r.origin = Origin::Server;
         // The lease runs from when the request was sent (RFC 2131 4.4.1 has the client
         // count from its request too), so we never believe in more lease than there is.
         let start = reply.tx.sent_at.min(now);
@@ -258,6 +265,9 @@ impl Engine {
         // What the client asked for in the request this answers.
         r.param_list = reply.tx.params;
         let key = r.key.clone();
+        if let Some((link, n, client, old_address)) = left_pool {
+            self.pool_client_left_for_server(link, n, &client, old_address);
+        }
         if let Some(evicted) = self.table.store_reply(slot, kept) {
             self.forgotten(&evicted, Removal::Evicted);
         }

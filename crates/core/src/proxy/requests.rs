@@ -222,9 +222,24 @@ impl Engine {
     /// Table 1: "DHCPDISCOVER: Proxy if able, otherwise forward to server." A DISCOVER
     /// answered from the table needs no precaution: the REQUEST that follows does.
     fn discover<T: AsRef<[u8]>>(&mut self, req: &ClientRequest<'_, T>, outbox: &mut Outbox) -> Verdict {
+        let pool_mode = self.config.mode.address_source() == AddressSource::ServersAndPool;
         if let Some(s) = req.slot {
-            match self.answerable(req, s, ClientKind::Dhcp, req.msg.requested_ip()) {
+            // A pool client is offered its pool address, whatever its DISCOVER asks for (it
+            // may name the address it had before it released it).
+            let pool_client = self.table.get(s).is_some_and(|r| matches!(r.origin, Origin::Pool { .. }));
+            let wanted = if pool_client { None } else { req.msg.requested_ip() };
+            match self.answerable(req, s, ClientKind::Dhcp, wanted) {
                 Answerable::Yes => return self.answer_from_cache(req, s, LocalAnswer::Offer, outbox),
+                // Issue 12 (paper 5.7): "serving an expired address while the servers are
+                // unreachable stays off; the pool replaces it". With every server down, a
+                // client whose record ran out gets a pool address instead of an OFFER of
+                // its old one that no server would confirm.
+                Answerable::Expired if pool_mode && self.pool_answers_at_once(req.now) => {
+                    let verdict = self.pool_offer(req, outbox);
+                    if verdict != Verdict::Dropped(DropReason::NoServer) {
+                        return verdict;
+                    }
+                }
                 // Paper 5.7: "The relay could respond to this message with a DHCPOFFER even
                 // though the lease has expired" — after a probe of the address, unless
                 // safe_network: the address is no longer the client's anywhere.
@@ -238,7 +253,7 @@ impl Engine {
         self.proxy.offers.close_for(&req.key);
         // Paper 4.3: a client the servers may not serve gets a pool address.
         let new_client = req.slot.and_then(|s| self.table.get(s)).is_none_or(|r| r.reply.is_none());
-        let pool = new_client && self.config.mode.address_source() == AddressSource::ServersAndPool;
+        let pool = new_client && pool_mode;
         if pool && self.pool_answers_at_once(req.now) {
             let verdict = self.pool_offer(req, outbox);
             if verdict != Verdict::Dropped(DropReason::NoServer) {
