@@ -742,7 +742,7 @@ pub struct DownstreamSettings {
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
-    /// Relay or proxy.
+    /// Relay, proxy or spoof.
     pub mode: Mode,
     /// Servers in order of preference.
     pub servers: Vec<Ipv4Addr>,
@@ -1027,9 +1027,16 @@ mod tests {
 
     #[test]
     fn shipped_example_configs_are_valid() {
-        for text in [include_str!("../../../contrib/relay.toml"), include_str!("../../../contrib/proxy.toml")] {
+        for text in [
+            include_str!("../../../contrib/relay.toml"),
+            include_str!("../../../contrib/proxy.toml"),
+            include_str!("../../../contrib/spoof.toml"),
+        ] {
             parse(text).expect("example configuration must stay valid");
         }
+        let spoof = parse(include_str!("../../../contrib/spoof.toml")).expect("spoof.toml");
+        assert_eq!(spoof.mode, Mode::Spoof);
+        assert!(spoof.store.is_some(), "spoofing mode keeps its table on disk");
     }
 
     #[test]

@@ -11,11 +11,15 @@
 //! - the UDP :67 socket (IP_PKTINFO tells each datagram's ingress interface and
 //!   destination) for everything else: server replies, and relayed requests on upstream
 //!   links. A BPF filter keeps the requests the taps read out of it;
-//! - an AF_PACKET socket for replies to clients without an address.
+//! - an AF_PACKET socket for replies to clients without an address;
+//! - in spoofing mode, the interception ([`crate::interception`]): an nftables table owned
+//!   by this process that keeps the router from forwarding client unicasts to the servers
+//!   (the taps read them, and the engine answers them).
 //!
 //! Then, on every wake-up: signals, due timers, probe answers, the metrics and control
 //! sockets, at most `relay.receive_batches` batches from each tap and from UDP :67
-//! (`recvmmsg`, each datagram fed to the engine and what it produced sent), then the store.
+//! (`recvmmsg`, each datagram fed to the engine and what it produced sent), then the server
+//! identifiers the engine learned go to the interception (spoofing mode), then the store.
 //! Every source gets a bounded turn per wake-up ([`after_batch`] decides when reading
 //! stops; probe sockets are read at most 256 answers each), so sustained load cannot keep
 //! timers, probe answers, the store or SIGTERM waiting: the next `poll` returns at once
@@ -40,6 +44,7 @@ use cdra_sys::udp::{RecvBatch, UdpSocket};
 use cdra_wire::ipv4::{write_ipv4_udp, FrameError, Ipv4Udp, Ipv4UdpHeader, UdpChecksum, IPV4_UDP_HEADER_LEN};
 
 use crate::config::Settings;
+use crate::interception::Intercepts;
 use crate::management;
 use crate::metrics::IoCounters;
 use crate::persistence::Persistence;
@@ -370,6 +375,14 @@ pub fn run(settings: Settings) -> Result<()> {
         None
     };
     let listeners = management::Listeners::bind(settings.metrics_listen, settings.control_socket.as_deref())?;
+    // Spoofing mode: needs CAP_NET_ADMIN now and (to add server identifiers) later.
+    let mut intercepts = Intercepts::install(&config)?;
+    if intercepts.is_some() {
+        if let Err(e) = crate::placement::check_host(&settings) {
+            // Not fatal: routes may come up later (a PPP or DHCP uplink).
+            tracing::warn!("{e}; client unicasts to that server do not pass through this host");
+        }
+    }
     let mut io = Io {
         udp,
         taps,
@@ -416,6 +429,10 @@ pub fn run(settings: Settings) -> Result<()> {
             c.downstream.iter().map(|d| format!("{}={}/{}", d.name, d.address.addr, d.address.prefix_len)).collect();
         let servers: Vec<String> = c.servers.iter().map(|s| s.to_string()).collect();
         tracing::info!(mode = ?c.mode, downstream = %ds.join(","), upstream = %settings.upstream.join(","), servers = %servers.join(","), "cdra started");
+    }
+    if let Some(i) = intercepts.as_mut() {
+        // What the engine knows already: the servers, and identifiers in restored records.
+        i.announce(&mut engine, Instant::now());
     }
     let mut mgmt = listeners.map(|l| management::start(l, &engine, settings.management)).transpose()?;
     // systemd Type=notify: ready once every socket is open (a no-op outside systemd).
@@ -480,6 +497,7 @@ pub fn run(settings: Settings) -> Result<()> {
                     bad_frames: io.bad_frames,
                     other_host_frames: io.other_host_frames,
                     persistence,
+                    intercept: intercepts.as_ref().map(|i| i.status()),
                 };
                 m.serve(&mut engine, now, io);
             }
@@ -527,6 +545,9 @@ pub fn run(settings: Settings) -> Result<()> {
                     break;
                 }
             }
+        }
+        if let Some(i) = intercepts.as_mut() {
+            i.announce(&mut engine, Instant::now());
         }
         if let Some(p) = persistence.as_mut() {
             p.flush_changes(&mut engine, clock.now());

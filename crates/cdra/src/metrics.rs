@@ -32,6 +32,8 @@ pub struct IoCounters {
     pub other_host_frames: u64,
     /// The client table store, when one is configured.
     pub persistence: Option<crate::persistence::PersistenceStatus>,
+    /// Spoofing mode's interception.
+    pub intercept: Option<crate::interception::InterceptStatus>,
 }
 
 /// Listen on `addr` (non-blocking; the management thread accepts).
@@ -84,6 +86,8 @@ pub struct Snapshot {
     pub pending_probes: usize,
     /// Counters of the I/O layer.
     pub io: IoCounters,
+    /// Spoofing mode: server identifiers the engine did not intercept (its bound).
+    pub intercept_refused: u64,
 }
 
 impl Snapshot {
@@ -98,6 +102,7 @@ impl Snapshot {
             transactions: engine.outstanding_requests().len(),
             pending_probes: engine.pending_probes(),
             io,
+            intercept_refused: engine.intercepted_addresses().refused(),
         }
     }
 }
@@ -257,6 +262,29 @@ pub fn render(st: &Static, snap: &Snapshot, mgmt: &ManagementCounters) -> String
         );
         let _ = writeln!(out, "cdra_persistence_open_failures_total {}", p.open_failures);
     }
+    if let Some(i) = io.intercept {
+        family(
+            &mut out,
+            "cdra_intercepted_addresses",
+            "gauge",
+            "Spoofing mode: server addresses whose client unicasts (UDP port 67, from a downstream interface) the router does not forward.",
+        );
+        let _ = writeln!(out, "cdra_intercepted_addresses {}", i.addresses);
+        family(
+            &mut out,
+            "cdra_intercept_errors_total",
+            "counter",
+            "Spoofing mode: attempts to intercept a server identifier that the kernel refused (retried every 10 s).",
+        );
+        let _ = writeln!(out, "cdra_intercept_errors_total {}", i.errors);
+        family(
+            &mut out,
+            "cdra_intercept_refused_total",
+            "counter",
+            "Spoofing mode: server identifiers not intercepted because the set was full (two per configured server at most).",
+        );
+        let _ = writeln!(out, "cdra_intercept_refused_total {}", snap.intercept_refused);
+    }
     labelled_family(
         &mut out,
         "cdra_management_refused_total",
@@ -362,5 +390,32 @@ mod tests {
             let name = line.split(['{', ' ']).next().unwrap_or("");
             assert!(docs.contains(&format!("`{name}`")), "{name} not in docs/metrics.md");
         }
+    }
+
+    #[test]
+    fn spoofing_mode_renders_its_interception() {
+        let engine = Engine::new(SimConfig::small(1, Mode::Spoof).engine_config());
+        let status = crate::interception::InterceptStatus { addresses: 2, errors: 3 };
+        let io = IoCounters { intercept: Some(status), ..IoCounters::default() };
+        let text =
+            render(&Static::of(&engine), &Snapshot::take(&engine, Timestamp::default(), io), &Default::default());
+        for series in
+            ["cdra_intercepted_addresses 2", "cdra_intercept_errors_total 3", "cdra_intercept_refused_total 0"]
+        {
+            assert!(text.lines().any(|l| l == series), "{series} not rendered:\n{text}");
+        }
+        let docs = include_str!("../../../docs/metrics.md");
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap_or("");
+            assert!(docs.contains(&format!("`{name}`")), "{name} not in docs/metrics.md");
+        }
+        // Other modes have no interception and show none of it.
+        let engine = Engine::new(SimConfig::small(1, Mode::Proxy).engine_config());
+        let text = render(
+            &Static::of(&engine),
+            &Snapshot::take(&engine, Timestamp::default(), IoCounters::default()),
+            &Default::default(),
+        );
+        assert!(!text.contains("cdra_intercept"), "{text}");
     }
 }

@@ -12,6 +12,9 @@
 //! * [`tap`]: reading UDP datagrams off one link with the frame's source hardware address
 //!   (client requests), and classic BPF filters.
 //! * [`icmp`]: raw ICMP echo requests and replies.
+//! * [`intercept`]: spoofing mode's interception (an nftables table owned by the process:
+//!   the router stops forwarding client unicasts to the servers).
+//! * [`route`]: where the kernel routes an address (`ip route get`).
 //! * [`poll`]: waiting for readability on several descriptors.
 //! * [`privileges`]: what the process may do (effective capabilities), and dropping them.
 //! * [`netns`]: moving a thread into a named network namespace (used by tests and simulators).
@@ -27,14 +30,17 @@
 #![warn(missing_docs)]
 
 mod error;
+mod nl;
 mod sock;
 
 pub mod icmp;
 pub mod iface;
+pub mod intercept;
 pub mod netns;
 pub mod packet;
 pub mod poll;
 pub mod privileges;
+pub mod route;
 pub mod tap;
 pub mod udp;
 
