@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cdra_core::table::{ClientKey, ClientRecord, Slot};
+use cdra_core::table::{ClientKey, ClientRecord, Origin, Slot};
 use cdra_core::{Engine, Timestamp};
 
 use crate::management::ManagementCounters;
@@ -215,6 +215,8 @@ pub fn scan_chaddr(engine: &Engine, mac: [u8; 6], cursor: Slot, chunk: usize) ->
 #[derive(Debug, Clone)]
 pub struct Row {
     key: ClientKey,
+    /// Pool mode: the number of the pool entry it was given (its address is the pool's).
+    pool_entry: Option<u16>,
     downstream: u16,
     address: Ipv4Addr,
     state: &'static str,
@@ -236,6 +238,10 @@ impl Row {
     fn of(r: &ClientRecord, now: Timestamp) -> Self {
         Row {
             key: r.key.clone(),
+            pool_entry: match r.origin {
+                Origin::Pool { n } => Some(n),
+                Origin::Server | Origin::PoolLease { .. } => None,
+            },
             downstream: r.downstream,
             address: r.address,
             state: r.state.label(),
@@ -286,6 +292,71 @@ pub fn write_row<S: AsRef<str>>(out: &mut String, names: &[S], row: &Row) {
         None => write!(out, " server=-"),
     };
     let _ = write!(out, " last_contact={}s last_update={}s", row.last_contact_secs, row.last_update_secs);
+    if let Some(n) = row.pool_entry {
+        let _ = write!(out, " pool_entry={iface}/{n}");
+    }
+}
+
+/// What a `list` line shows of a pool entry (pool mode), copied by the loop.
+#[derive(Debug, Clone)]
+pub struct PoolRow {
+    link: u16,
+    n: u16,
+    state: &'static str,
+    address: Ipv4Addr,
+    client: Option<ClientKey>,
+    left: LeaseLeft,
+    server: Option<Ipv4Addr>,
+    held_back: bool,
+}
+
+/// Loop side of `list` in pool mode: every pool entry, by interface and number (at most
+/// `[pool] size` free ones a link plus those given to clients, bounded by
+/// `cdra_core::pool::MAX_ENTRIES_PER_LINK`).
+pub fn pool_rows(engine: &Engine, now: Timestamp) -> Vec<PoolRow> {
+    let pool = engine.pool();
+    let mut rows: Vec<PoolRow> = (0..pool.links())
+        .flat_map(|link| {
+            pool.entries(link).map(move |e| PoolRow {
+                link: link as u16,
+                n: e.n,
+                state: e.state.label(),
+                address: e.address,
+                client: e.state.client().cloned(),
+                left: match e.lease_end() {
+                    _ if e.reply.is_none() => LeaseLeft::Unknown,
+                    None => LeaseLeft::Infinite,
+                    Some(end) => LeaseLeft::Secs(end.since(now).as_secs().min(u64::from(u32::MAX)) as u32),
+                },
+                server: e.server.map(|s| s.id),
+                held_back: e.is_held_back(),
+            })
+        })
+        .collect();
+    rows.sort_by_key(|r| (r.link, r.n));
+    rows
+}
+
+/// Append one pool `list` line (without the line feed): `pool:IFACE/N IFACE ADDRESS STATE
+/// lease_left=... server=... [client=KEY] [held_back]`.
+pub fn write_pool_row<S: AsRef<str>>(out: &mut String, names: &[S], row: &PoolRow) {
+    let iface = names.get(usize::from(row.link)).map(AsRef::as_ref).unwrap_or("?");
+    let _ = write!(out, "pool:{iface}/{} {iface} {} {} lease_left=", row.n, row.address, row.state);
+    let _ = match row.left {
+        LeaseLeft::Unknown => write!(out, "-"),
+        LeaseLeft::Infinite => write!(out, "infinite"),
+        LeaseLeft::Secs(n) => write!(out, "{n}s"),
+    };
+    let _ = match row.server {
+        Some(id) => write!(out, " server={id}"),
+        None => write!(out, " server=-"),
+    };
+    if let Some(k) = &row.client {
+        let _ = write!(out, " client={k}");
+    }
+    if row.held_back {
+        let _ = write!(out, " held_back");
+    }
 }
 
 /// The answer to `counters`, from a snapshot (formatted on the management thread).
@@ -341,4 +412,29 @@ pub fn request(socket: &Path, command: &str) -> Result<(bool, String)> {
     let mut answer = String::new();
     stream.read_to_string(&mut answer)?;
     Ok((!answer.starts_with("error:"), answer))
+}
+
+#[cfg(test)]
+mod tests {
+    use cdra_core::config::Mode;
+    use cdra_core::{Engine, Outbox, Timestamp};
+    use cdra_sim::SimConfig;
+
+    use super::*;
+
+    #[test]
+    fn pool_mode_lists_every_pool_entry_by_interface_and_number() {
+        let mut engine = Engine::new(SimConfig::small(1, Mode::Pool).engine_config());
+        let mut outbox = Outbox::new(64);
+        engine.handle_timeout(Timestamp::from_millis(1), &mut outbox);
+        let rows = pool_rows(&engine, Timestamp::from_millis(1));
+        assert_eq!(rows.len(), 16, "8 entries on each of the two links");
+        let names = ["ds0", "ds1"];
+        let mut text = String::new();
+        write_pool_row(&mut text, &names, &rows[0]);
+        assert_eq!(text, "pool:ds0/0 ds0 0.0.0.0 acquiring lease_left=- server=-");
+        let mut last = String::new();
+        write_pool_row(&mut last, &names, &rows[15]);
+        assert!(last.starts_with("pool:ds1/7 ds1 "), "{last}");
+    }
 }

@@ -144,6 +144,10 @@ fn engine_config(settings: &Settings) -> Result<EngineConfig> {
         upstream.push(i.index);
         upstream_addresses.extend(i.ipv4.iter().map(|n| n.addr));
     }
+    if settings.mode == cdra_core::Mode::Pool {
+        let links: Vec<_> = downstream.iter().map(|d: &Downstream| (d.name.clone(), Some(d.address))).collect();
+        crate::pool_fit::check(settings.pool.size, &links).map_err(|e| anyhow!("{e}"))?;
+    }
     let mut config = EngineConfig::relay(settings.servers.clone(), downstream, upstream);
     config.mode = settings.mode;
     config.upstream_addresses = upstream_addresses;

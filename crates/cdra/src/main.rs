@@ -17,6 +17,7 @@ mod management;
 mod metrics;
 mod persistence;
 mod placement;
+mod pool_fit;
 mod privileges;
 mod report;
 
@@ -152,6 +153,10 @@ fn main() -> ExitCode {
             // one check that looks at this host (its routing table).
             if s.mode == cdra_core::Mode::Spoof {
                 placement::check_host(&s)?;
+            }
+            // Pool mode: the pool must fit in each downstream subnet.
+            if s.mode == cdra_core::Mode::Pool {
+                pool_fit::check_host(&s)?;
             }
             Ok(s)
         }) {

@@ -50,7 +50,7 @@ use cdra_core::table::{ClientKey, Slot};
 use cdra_core::{Engine, Timestamp};
 use cdra_sys::poll::{wait_ready, Interest};
 
-use crate::control::{self, Command, ControlServer, Lookup, Row, Target};
+use crate::control::{self, Command, ControlServer, Lookup, PoolRow, Row, Target};
 use crate::metrics::{self, IoCounters, Snapshot, Static};
 
 /// Longest HTTP request head read from a metrics client; a longer one is answered from
@@ -143,6 +143,8 @@ pub enum Query {
         /// First slot.
         cursor: Slot,
     },
+    /// Pool mode: every pool entry (after the records, for `list`).
+    PoolRows,
     /// One record in detail.
     Show(Lookup),
     /// Remove one record.
@@ -168,6 +170,8 @@ pub enum Reply {
     Snapshot(Box<Snapshot>),
     /// To [`Query::Rows`]: the rows and the next cursor (`None`: done).
     Rows(Vec<Row>, Option<Slot>),
+    /// To [`Query::PoolRows`].
+    PoolRows(Vec<PoolRow>),
     /// To [`Query::Show`].
     Shown(Option<String>),
     /// To [`Query::Flush`]: the key of the record removed.
@@ -350,6 +354,11 @@ fn answer(engine: &mut Engine, now: Timestamp, io: IoCounters, query: Query, chu
             let (rows, next) = control::rows(engine, now, cursor, chunk);
             (Reply::Rows(rows, next), walked(cursor, next))
         }
+        Query::PoolRows => {
+            let rows = control::pool_rows(engine, now);
+            let n = rows.len();
+            (Reply::PoolRows(rows), n)
+        }
         Query::Show(lookup) => (Reply::Shown(control::show(engine, now, &lookup)), 0),
         Query::Flush(lookup) => (Reply::Flushed(control::flush(engine, &lookup)), 0),
         Query::FlushAll { cursor } => {
@@ -408,6 +417,8 @@ enum Job {
     Counters,
     /// `list`: `listed` rows so far, `next` cursor (`None`: all asked for).
     List { listed: usize, next: Option<Slot> },
+    /// `list` in pool mode, the records written: waiting for the pool entries.
+    ListPool { listed: usize },
     /// `show` / `flush` of `target` (`what` as written): looked up by index first, then,
     /// for a bare MAC address, by a chaddr search from `scan`.
     Find { flush: bool, what: String, mac: Option<[u8; 6]>, scan: Option<Slot> },
@@ -521,14 +532,27 @@ impl Conn {
                     text.push('\n');
                 }
                 let listed = listed + rows.len();
-                if next.is_none() {
+                if next.is_none() && !st.pool {
                     text.push_str(&format!("# {listed} client(s)\n"));
                 }
                 self.out.extend_from_slice(text.as_bytes());
                 self.job = match next {
                     Some(_) => Job::List { listed, next },
+                    None if st.pool => {
+                        self.to_send = Some(Query::PoolRows);
+                        Job::ListPool { listed }
+                    }
                     None => Job::Finish,
                 };
+            }
+            (Job::ListPool { listed }, Reply::PoolRows(rows)) => {
+                let mut text = String::with_capacity(rows.len() * 128 + 64);
+                for row in &rows {
+                    control::write_pool_row(&mut text, &st.downstream_names, row);
+                    text.push('\n');
+                }
+                text.push_str(&format!("# {listed} client(s), {} pool entries\n", rows.len()));
+                self.finish(&text);
             }
             (Job::FlushAll { flushed, .. }, Reply::FlushedSome(n, next)) => {
                 let flushed = flushed + n;

@@ -54,6 +54,10 @@ pub struct Static {
     pub servers: Vec<Ipv4Addr>,
     /// The mode keeps a client table.
     pub caches: bool,
+    /// Pool mode (the listing shows the pool entries; metrics show the pool).
+    pub pool: bool,
+    /// `[pool] size`.
+    pub pool_size: usize,
 }
 
 impl Static {
@@ -64,6 +68,8 @@ impl Static {
             downstream_names: engine.config().downstream.iter().map(|d| d.name.clone()).collect(),
             servers: engine.servers().servers().iter().map(|s| s.addr).collect(),
             caches: engine.config().mode.caches(),
+            pool: engine.config().mode == cdra_core::Mode::Pool,
+            pool_size: engine.config().pool.size,
         }
     }
 }
@@ -88,6 +94,8 @@ pub struct Snapshot {
     pub io: IoCounters,
     /// Spoofing mode: server identifiers the engine did not intercept (its bound).
     pub intercept_refused: u64,
+    /// Pool mode: the entries of each downstream interface, by state.
+    pub pool: Vec<cdra_core::pool::PoolTotals>,
 }
 
 impl Snapshot {
@@ -103,6 +111,7 @@ impl Snapshot {
             pending_probes: engine.pending_probes(),
             io,
             intercept_refused: engine.intercepted_addresses().refused(),
+            pool: (0..engine.pool().links()).map(|l| engine.pool().totals_of(l)).collect(),
         }
     }
 }
@@ -311,6 +320,30 @@ pub fn render(st: &Static, snap: &Snapshot, mgmt: &ManagementCounters) -> String
         let _ = writeln!(out, "cdra_pending_clients {}", snap.pending_clients);
         family(&mut out, "cdra_pending_probes", "gauge", "Address probes in flight.");
         let _ = writeln!(out, "cdra_pending_probes {}", snap.pending_probes);
+        if st.pool {
+            family(
+                &mut out,
+                "cdra_pool_entries",
+                "gauge",
+                "Pool mode: addresses cdra leases under its own identities, by downstream interface and state \
+                 (free, held_back, acquiring, assigned).",
+            );
+            for (name, t) in st.downstream_names.iter().zip(&snap.pool) {
+                let name = escape_label(name);
+                for (state, n) in
+                    [("free", t.free), ("held_back", t.held_back), ("acquiring", t.acquiring), ("assigned", t.assigned)]
+                {
+                    let _ = writeln!(out, "cdra_pool_entries{{interface=\"{name}\",state=\"{state}\"}} {n}");
+                }
+            }
+            family(
+                &mut out,
+                "cdra_pool_size",
+                "gauge",
+                "Pool mode: free entries kept per downstream interface ([pool] size).",
+            );
+            let _ = writeln!(out, "cdra_pool_size {}", st.pool_size);
+        }
         let p = &c.proxy;
         // Every label comes from the enum's own table (label and help next to each variant),
         // and every value is written, zeros included, so a series never appears late.
@@ -390,6 +423,26 @@ mod tests {
             let name = line.split(['{', ' ']).next().unwrap_or("");
             assert!(docs.contains(&format!("`{name}`")), "{name} not in docs/metrics.md");
         }
+    }
+
+    #[test]
+    fn pool_mode_renders_its_pool_per_interface_and_state() {
+        let mut engine = Engine::new(SimConfig::small(1, Mode::Pool).engine_config());
+        let mut outbox = cdra_core::Outbox::new(64);
+        // Start-up: the pool asks for its entries (acquiring until the server answers).
+        engine.handle_timeout(Timestamp::from_millis(1), &mut outbox);
+        let snap = Snapshot::take(&engine, Timestamp::from_millis(1), IoCounters::default());
+        let text = render(&Static::of(&engine), &snap, &ManagementCounters::default());
+        assert!(text.contains("cdra_pool_entries{interface=\"ds0\",state=\"acquiring\"} 8"), "{text}");
+        assert!(text.contains("cdra_pool_entries{interface=\"ds1\",state=\"free\"} 0"));
+        assert!(text.contains("cdra_pool_size 8"));
+        let docs = include_str!("../../../docs/metrics.md");
+        for name in ["cdra_pool_entries", "cdra_pool_size"] {
+            assert!(docs.contains(&format!("`{name}`")), "{name} not in docs/metrics.md");
+        }
+        let proxy = Engine::new(SimConfig::small(1, Mode::Proxy).engine_config());
+        let snap = Snapshot::take(&proxy, Timestamp::default(), IoCounters::default());
+        assert!(!render(&Static::of(&proxy), &snap, &ManagementCounters::default()).contains("cdra_pool"));
     }
 
     #[test]
