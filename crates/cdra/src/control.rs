@@ -65,7 +65,8 @@ impl Drop for ControlServer {
 }
 
 /// The answer to a line that is not a command.
-pub const USAGE: &str = "error: commands are: list | show CLIENT|ADDRESS | flush CLIENT|ADDRESS|all | counters\n";
+pub const USAGE: &str =
+    "error: commands are: list | show CLIENT|ADDRESS | flush CLIENT|ADDRESS|all | counters | reload | config\n";
 
 /// How a command names a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +109,10 @@ pub enum Command {
     FlushAll,
     /// The proxy counters.
     Counters,
+    /// Re-read the configuration file and apply it (as SIGHUP does).
+    Reload,
+    /// The running configuration file's text (for `cdra check --running`).
+    RunningConfig,
     /// Not a command: answered with [`USAGE`].
     Invalid,
 }
@@ -120,6 +125,8 @@ pub fn parse(line: &str) -> Command {
     match (verb, arg) {
         ("list", None) => Command::List,
         ("counters", None) => Command::Counters,
+        ("reload", None) => Command::Reload,
+        ("config", None) => Command::RunningConfig,
         ("flush", Some("all")) => Command::FlushAll,
         ("show", Some(what)) => Command::Show { target: target(what), what: what.to_string() },
         ("flush", Some(what)) => Command::Flush { target: target(what), what: what.to_string() },

@@ -33,6 +33,7 @@ fn bench(c: &mut Criterion) {
         mac: Some([2, 0, 0, 0, 0, 1]),
         circuit_id: b"eth1".to_vec(),
         trusted: false,
+        state: cdra_core::LinkState::Up,
     };
     let mut config = EngineConfig::relay(vec![SERVER], vec![ds], vec![3]);
     config.mode = Mode::Proxy;

@@ -161,6 +161,36 @@ pub struct Downstream {
     /// RFC 3046 2.1: requests with giaddr 0 and option 82 are accepted only from trusted
     /// circuits.
     pub trusted: bool,
+    /// Whether the link is usable now ([`crate::Engine::set_link`]).
+    pub state: LinkState,
+}
+
+/// Where a configured downstream interface is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LinkState {
+    /// It exists, is up and has its IPv4 address: clients on it are served.
+    #[default]
+    Up,
+    /// Configured, but it does not exist (yet), is down or has no IPv4 address. Nothing
+    /// arrives from it; its records and pool entries are kept (a flap loses nothing), no
+    /// short lease lapses on it, and its pool is not refilled. `ifindex`, `address` and
+    /// `mac` are the last known (0 and 0.0.0.0/32 if it never was up).
+    Waiting,
+    /// No longer configured (after a reload). Its slot stays, so that every other link
+    /// keeps its index; its records and pool entries are gone. A reload that configures
+    /// it again reuses the slot.
+    Removed,
+}
+
+impl LinkState {
+    /// Its name in logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            LinkState::Up => "up",
+            LinkState::Waiting => "waiting",
+            LinkState::Removed => "removed",
+        }
+    }
 }
 
 /// How one OFFER is chosen when several servers answer a DISCOVER (paper Appendix B,

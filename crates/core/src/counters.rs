@@ -78,6 +78,11 @@ pub struct Counters {
     /// Outstanding forwarded requests forgotten to make room for newer ones
     /// (`[limits] transactions`): a reply to them is no longer believed.
     pub transactions_evicted: u64,
+    /// Downstream interfaces that came up (or got their address), and that went away
+    /// (deleted, down, or without their address): [`crate::Engine::set_link`].
+    pub links_up: u64,
+    /// See `links_up`.
+    pub links_waiting: u64,
     /// Proxy mode.
     pub proxy: ProxyCounters,
 }
@@ -314,6 +319,27 @@ impl Counters {
             servers: vec![ServerCounters::default(); servers],
             ..Default::default()
         }
+    }
+
+    /// A downstream interface was added (a reload): a new slot just before the upstream
+    /// one, which keeps its counts.
+    pub fn add_downstream_slot(&mut self) {
+        let at = self.interfaces.len().saturating_sub(1);
+        self.interfaces.insert(at, InterfaceCounters::default());
+    }
+
+    /// The server list changed (a reload): `map[old index]` = new index (`None`: gone, its
+    /// counts dropped); `servers` servers now.
+    pub fn remap_servers(&mut self, map: &[Option<usize>], servers: usize) {
+        let mut next = vec![ServerCounters::default(); servers];
+        for (old, new) in map.iter().enumerate() {
+            if let (Some(new), Some(c)) = (new, self.servers.get(old)) {
+                if let Some(slot) = next.get_mut(*new) {
+                    *slot = c.clone();
+                }
+            }
+        }
+        self.servers = next;
     }
 
     fn slot(&mut self, i: usize) -> Option<&mut InterfaceCounters> {

@@ -114,7 +114,7 @@ impl InterceptSet {
         self.refused
     }
 
-    fn learn(&mut self, addr: Ipv4Addr) {
+    pub(crate) fn learn(&mut self, addr: Ipv4Addr) {
         if addr.is_unspecified() || addr.is_broadcast() || self.contains(addr) {
             return;
         }
@@ -440,8 +440,9 @@ impl Engine {
     }
 
     /// Index of the downstream interface `ifindex`.
+    /// (Only an interface that is up: nothing is believed to come from one that is not.)
     pub(crate) fn downstream_index(&self, ifindex: u32) -> Option<usize> {
-        self.config.downstream.iter().position(|d| d.ifindex == ifindex)
+        self.config.downstream.iter().position(|d| d.ifindex == ifindex && d.state == crate::config::LinkState::Up)
     }
 
     /// Counter slot of an interface.

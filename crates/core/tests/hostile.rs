@@ -191,6 +191,7 @@ fn two_links() -> EngineConfig {
         mac: Some([0x02, 0, 0, 0, 0, 2]),
         circuit_id: b"rd1".to_vec(),
         trusted: false,
+        state: cdra_core::LinkState::Up,
     });
     c
 }

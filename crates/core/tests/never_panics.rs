@@ -15,6 +15,7 @@ fn engine() -> Engine {
         mac: None,
         circuit_id: b"rd0".to_vec(),
         trusted: true,
+        state: cdra_core::LinkState::Up,
     };
     let mut c = EngineConfig::relay(vec![Ipv4Addr::new(10, 77, 0, 1)], vec![ds], vec![3]);
     c.option82.insert = true;

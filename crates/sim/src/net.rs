@@ -256,6 +256,7 @@ impl SimConfig {
                 mac: Some(l.mac),
                 circuit_id: l.name.as_bytes().to_vec(),
                 trusted: false,
+                state: cdra_core::LinkState::Up,
             })
             .collect();
         let mut c =

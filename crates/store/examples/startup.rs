@@ -96,6 +96,7 @@ fn main() {
         mac: Some([2, 0, 0, 0, 0, 1]),
         circuit_id: b"rd0".to_vec(),
         trusted: false,
+        state: cdra_core::LinkState::Up,
     };
     let mut config = EngineConfig::relay(vec![common::SERVER], vec![ds], vec![3]);
     config.mode = Mode::Proxy;

@@ -27,6 +27,7 @@ pub fn config() -> EngineConfig {
         mac: Some([0x02, 0, 0, 0, 0, 1]),
         circuit_id: b"rd0".to_vec(),
         trusted: false,
+        state: cdra_core::LinkState::Up,
     };
     let mut c = EngineConfig::relay(vec![SERVER], vec![ds], vec![US_IF]);
     c.upstream_addresses = vec![US_ADDR];
