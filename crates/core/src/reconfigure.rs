@@ -196,104 +196,15 @@ impl Engine {
         if new.mode != self.config.mode {
             return Err(ReconfigureError::ModeChange { running: self.config.mode, wanted: new.mode });
         }
-        let mut report = Reconfigured::default();
-        // Downstream: by name, into stable slots.
-        let mut slots: Vec<Downstream> = self.config.downstream.clone();
-        let fresh = new.downstream.iter().filter(|d| !slots.iter().any(|s| s.name == d.name)).count();
-        if slots.len() + fresh > MAX_DOWNSTREAM_SLOTS {
+        let fresh = new.downstream.iter().filter(|d| !self.config.downstream.iter().any(|s| s.name == d.name)).count();
+        if self.config.downstream.len() + fresh > MAX_DOWNSTREAM_SLOTS {
             return Err(ReconfigureError::TooManyInterfaces);
         }
-        let wanted: Vec<Downstream> = core::mem::take(&mut new.downstream);
-        let mut configured = vec![false; slots.len() + fresh];
-        let mut links: Vec<(usize, LinkUpdate)> = Vec::new();
-        for d in wanted {
-            let name = d.name.clone();
-            match slots.iter().position(|s| s.name == d.name) {
-                Some(i) => {
-                    let Some(s) = slots.get_mut(i) else { continue };
-                    if s.state == LinkState::Removed {
-                        report.added.push(name);
-                        // Back from the dead: as new, then brought up below.
-                        s.state = LinkState::Waiting;
-                    }
-                    // What the file says changes now; where the link is (up, its address)
-                    // goes through `apply_link`, as an interface event would.
-                    s.circuit_id = d.circuit_id.clone();
-                    s.trusted = d.trusted;
-                    links.push((i, link_update(&d)));
-                    if let Some(c) = configured.get_mut(i) {
-                        *c = true;
-                    }
-                }
-                None => {
-                    slots.push(d);
-                    let i = slots.len() - 1;
-                    if let Some(c) = configured.get_mut(i) {
-                        *c = true;
-                    }
-                    self.counters.add_downstream_slot();
-                    self.interface_budgets.push(TokenBucket::full());
-                    if self.config.mode.address_source() == crate::mode::AddressSource::ServersAndPool {
-                        self.pool.add_link();
-                    }
-                    report.added.push(name);
-                }
-            }
-        }
-        for (i, on) in configured.iter().enumerate() {
-            let Some(s) = slots.get(i) else { continue };
-            if *on || s.state == LinkState::Removed {
-                continue;
-            }
-            report.removed.push(s.name.clone());
-            // Its pool leases are given back (while the old configuration still names the
-            // link's address: the identities derive from it), its records dropped.
-            report.pool_entries_released += self.release_link_pool(now, i, outbox);
-            let gone: Vec<_> =
-                self.table.iter().filter(|(_, r)| usize::from(r.downstream) == i).map(|(slot, _)| slot).collect();
-            report.records_dropped += gone.len();
-            for slot in gone {
-                self.drop_record(slot, Removal::InterfaceRemoved);
-            }
-            if let Some(s) = slots.get_mut(i) {
-                s.state = LinkState::Removed;
-                s.ifindex = 0;
-                s.all_addresses.clear();
-            }
-        }
+        let mut report = Reconfigured::default();
+        let wanted = core::mem::take(&mut new.downstream);
+        let (slots, links) = self.reslot_links(now, wanted, outbox, &mut report);
         new.downstream = slots;
-
-        // Servers: by address.
-        if new.servers != self.config.servers
-            || new.server_selection != self.config.server_selection
-            || new.server_timeout != self.config.server_timeout
-            || new.server_unanswered_limit != self.config.server_unanswered_limit
-            || new.server_retry_interval != self.config.server_retry_interval
-        {
-            let mut servers = ServerPool::new(
-                &new.servers,
-                new.server_selection,
-                new.server_timeout,
-                new.server_unanswered_limit,
-                new.server_retry_interval,
-            );
-            let map = servers.carry_over(&self.servers);
-            report.servers_added = new.servers.iter().filter(|a| !self.config.servers.contains(a)).copied().collect();
-            report.servers_removed = self.config.servers.iter().filter(|a| !new.servers.contains(a)).copied().collect();
-            self.transactions.remap_servers(&map);
-            self.counters.remap_servers(&map, new.servers.len());
-            // Offer windows name servers by index and last a fraction of a second: the
-            // OFFERs they wait for are passed first-come.
-            self.proxy.offers.clear();
-            self.servers = servers;
-            if self.config.mode.unicasts() == crate::mode::Unicasts::Intercepted {
-                for s in &new.servers {
-                    self.intercepted.learn(*s);
-                }
-            }
-        }
-
-        // Bounds.
+        self.reconfigure_servers(&new, &mut report);
         self.table.set_bounds(new.proxy.max_clients, new.limits.pending_clients);
         self.transactions.set_bounds(new.limits.transactions, new.limits.reply_timeout);
         if new.proxy.max_held_replies != self.config.proxy.max_held_replies {
@@ -310,6 +221,106 @@ impl Engine {
             self.arm_pool_refill(now);
         }
         Ok(report)
+    }
+
+    /// The downstream slots for the interfaces `wanted` (by name: kept slots stay where
+    /// they are, new ones are added at the end, the ones not wanted become `Removed` with
+    /// their records and pool leases gone), and the link updates to apply once the new
+    /// configuration is in place.
+    fn reslot_links(
+        &mut self,
+        now: Timestamp,
+        wanted: Vec<Downstream>,
+        outbox: &mut Outbox,
+        report: &mut Reconfigured,
+    ) -> (Vec<Downstream>, Vec<(usize, LinkUpdate)>) {
+        let mut slots: Vec<Downstream> = self.config.downstream.clone();
+        let mut configured = vec![false; slots.len() + wanted.len()];
+        let mut links: Vec<(usize, LinkUpdate)> = Vec::new();
+        for d in wanted {
+            let i = match slots.iter().position(|s| s.name == d.name) {
+                Some(i) => {
+                    let Some(s) = slots.get_mut(i) else { continue };
+                    if s.state == LinkState::Removed {
+                        report.added.push(d.name.clone());
+                        // Back from the dead: as new, then brought up below.
+                        s.state = LinkState::Waiting;
+                    }
+                    // What the file says changes now; where the link is (up, its address)
+                    // goes through `apply_link`, as an interface event would.
+                    s.circuit_id = d.circuit_id.clone();
+                    s.trusted = d.trusted;
+                    links.push((i, link_update(&d)));
+                    i
+                }
+                None => {
+                    report.added.push(d.name.clone());
+                    slots.push(d);
+                    self.counters.add_downstream_slot();
+                    self.interface_budgets.push(TokenBucket::full());
+                    if self.config.mode.address_source() == crate::mode::AddressSource::ServersAndPool {
+                        self.pool.add_link();
+                    }
+                    slots.len() - 1
+                }
+            };
+            if let Some(c) = configured.get_mut(i) {
+                *c = true;
+            }
+        }
+        for (i, s) in slots.iter_mut().enumerate() {
+            if configured.get(i) == Some(&true) || s.state == LinkState::Removed {
+                continue;
+            }
+            report.removed.push(s.name.clone());
+            // Its pool leases are given back (while the old configuration still names the
+            // link's address: the identities derive from it), its records dropped.
+            report.pool_entries_released += self.release_link_pool(now, i, outbox);
+            let gone: Vec<_> =
+                self.table.iter().filter(|(_, r)| usize::from(r.downstream) == i).map(|(slot, _)| slot).collect();
+            report.records_dropped += gone.len();
+            for slot in gone {
+                self.drop_record(slot, Removal::InterfaceRemoved);
+            }
+            s.state = LinkState::Removed;
+            s.ifindex = 0;
+            s.all_addresses.clear();
+        }
+        (slots, links)
+    }
+
+    /// The servers of `new`, matched by address with what was learned of each.
+    fn reconfigure_servers(&mut self, new: &EngineConfig, report: &mut Reconfigured) {
+        let old = &self.config;
+        if new.servers == old.servers
+            && new.server_selection == old.server_selection
+            && new.server_timeout == old.server_timeout
+            && new.server_unanswered_limit == old.server_unanswered_limit
+            && new.server_retry_interval == old.server_retry_interval
+        {
+            return;
+        }
+        let mut servers = ServerPool::new(
+            &new.servers,
+            new.server_selection,
+            new.server_timeout,
+            new.server_unanswered_limit,
+            new.server_retry_interval,
+        );
+        let map = servers.carry_over(&self.servers);
+        report.servers_added = new.servers.iter().filter(|a| !old.servers.contains(a)).copied().collect();
+        report.servers_removed = old.servers.iter().filter(|a| !new.servers.contains(a)).copied().collect();
+        self.transactions.remap_servers(&map);
+        self.counters.remap_servers(&map, new.servers.len());
+        // Offer windows name servers by index and last a fraction of a second: the OFFERs
+        // they wait for are passed first-come.
+        self.proxy.offers.clear();
+        self.servers = servers;
+        if self.config.mode.unicasts() == crate::mode::Unicasts::Intercepted {
+            for s in &new.servers {
+                self.intercepted.learn(*s);
+            }
+        }
     }
 
     /// Release every pool lease of link `ds` at its server and remove the entries; how
