@@ -61,7 +61,7 @@ pub const MAX_LEN: usize = 255;
 
 fn hex_bytes(text: &str) -> Result<Vec<u8>, String> {
     let digits: String = text.chars().filter(|c| !matches!(c, ':' | '-')).collect();
-    if digits.is_empty() || digits.len() % 2 != 0 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+    if digits.is_empty() || !digits.len().is_multiple_of(2) || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(format!("{text:?} is not hex bytes like \"0a0b0c\""));
     }
     (0..digits.len())
