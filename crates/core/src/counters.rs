@@ -75,6 +75,10 @@ pub struct Counters {
     /// Option 82 not added: a plain BOOTP request without the magic cookie has no options
     /// field (RFC 951, RFC 3046 2.0).
     pub option82_not_added_no_options: u64,
+    /// RFC 6607 3.2: replies that still carry the VSS Control sub-option we sent: their
+    /// server did not act on the VSS sub-option (passed on all the same, as SONiC does;
+    /// such a server allocates from its global address space).
+    pub vss_not_understood: u64,
     /// Outstanding forwarded requests forgotten to make room for newer ones
     /// (`[limits] transactions`): a reply to them is no longer believed.
     pub transactions_evicted: u64,
