@@ -11,7 +11,7 @@ use cdra_core::config::{Mode, PoolAssign};
 use cdra_core::counters::ProxyEvent;
 use cdra_core::pool::{EntryState, PoolIdentity};
 use cdra_core::table::Origin;
-use cdra_core::{Destination, EngineConfig, Verdict};
+use cdra_core::{Destination, DiscardReason, EngineConfig, Verdict};
 use cdra_wire::{Message, MessageType};
 
 use common::*;
@@ -416,4 +416,33 @@ fn the_pool_clients_lapse_returns_its_address() {
     assert!(h.engine.pool().entries(0).any(|e| e.address == addr && e.state == EntryState::Free));
     assert_eq!(h.engine.counters().proxy[ProxyEvent::ReleaseSent], 0, "nothing released at the server");
     let _ = Duration::ZERO;
+}
+
+/// Seen with dhclient against the real binary (tests/e2e/test_pool.py, squatter): the
+/// client's DISCOVER retransmission arrived while the probe before its fallback pool OFFER
+/// ran, and was answered at once from its record (which already held the entry's address)
+/// with an OFFER of the unprobed address, that a squatter used. A retransmission during
+/// that probe waits for it, as any other does.
+#[test]
+fn a_discover_retransmitted_while_the_pool_offer_is_probed_gets_no_unprobed_offer() {
+    let mut h = filled(PoolAssign::Outage);
+    let a = Client::new(1);
+    let discover = a.msg(MessageType::Discover);
+    assert!(matches!(h.client_sends(&discover), Verdict::RelayedToServers { .. }));
+    run_all(&mut h, 2);
+    assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolFallback], 1);
+    let probed = h.probes.last().expect("probe before the OFFER").target;
+    // The client's retransmission, during the probe: nothing offered yet.
+    assert_eq!(h.client_sends(&discover), Verdict::Discarded(DiscardReason::RetransmissionDuringProbe));
+    assert!(!h.sent().iter().any(|(_, b)| kind(b) == Some(MessageType::Offer)), "an unprobed OFFER");
+    // Another host answers for the address: the client is offered another one, only.
+    h.probe_answer(probed, Some([0x02, 0xee, 0, 0, 0, 1]));
+    let second = h.probes.last().expect("another probe").target;
+    assert_ne!(second, probed);
+    let offered: Vec<Ipv4Addr> = run_all(&mut h, 1)
+        .iter()
+        .filter(|(_, b)| kind(b) == Some(MessageType::Offer))
+        .filter_map(|(_, b)| Message::new_checked(&b[..]).ok().map(|m| m.yiaddr()))
+        .collect();
+    assert_eq!(offered, vec![second]);
 }
