@@ -446,3 +446,29 @@ fn a_discover_retransmitted_while_the_pool_offer_is_probed_gets_no_unprobed_offe
         .collect();
     assert_eq!(offered, vec![second]);
 }
+
+/// Seen with real servers told to ignore a client (Kea's DROP class, dhcpd's `deny
+/// booting`, dnsmasq's `ignore`; tests/e2e/test_pool.py): the pool lease is released, the
+/// client's own REQUEST gets no answer, and for the whole wait for it the address is free at
+/// the server while the client uses it (10 s: REQUEST_TIMEOUT), each time the client asks
+/// again. The server answered the entry's RENEW an instant before: its answer to the
+/// client's REQUEST comes as fast, and the address is asked back within MIGRATION_TIMEOUT.
+#[test]
+fn an_unanswered_move_asks_the_address_back_within_migration_timeout() {
+    let (mut h, a, addr) = pool_client_by_fallback();
+    server_answers_again(&mut h);
+    let sent = move_started(&mut h, &a, addr);
+    assert!(sent.iter().any(|s| s.kind == Some(MessageType::Release)), "{sent:?}");
+    // No answer to the client's REQUEST: within 2 s the address is asked back.
+    let back: Vec<(Option<Vec<u8>>, Option<Ipv4Addr>)> = run_all(&mut h, 2)
+        .iter()
+        .filter(|(d, _)| matches!(d, Destination::Server { .. }))
+        .filter_map(|(_, b)| Message::new_checked(&b[..]).ok())
+        .filter(|m| m.message_type() == Some(MessageType::Request))
+        .map(|m| (m.client_identifier().map(<[u8]>::to_vec), m.requested_ip()))
+        .collect();
+    assert_eq!(back.len(), 1, "{back:?}");
+    assert!(back[0].0.as_deref().is_some_and(|id| id.starts_with(b"\0cdra-pool/")), "{back:?}");
+    assert_eq!(back[0].1, Some(addr));
+    assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolMigrationFailed], 1);
+}
