@@ -1128,12 +1128,17 @@ mod tests {
             include_str!("../../../contrib/relay.toml"),
             include_str!("../../../contrib/proxy.toml"),
             include_str!("../../../contrib/spoof.toml"),
+            include_str!("../../../contrib/pool.toml"),
         ] {
             parse(text).expect("example configuration must stay valid");
         }
         let spoof = parse(include_str!("../../../contrib/spoof.toml")).expect("spoof.toml");
         assert_eq!(spoof.mode, Mode::Spoof);
         assert!(spoof.store.is_some(), "spoofing mode keeps its table on disk");
+        let pool = parse(include_str!("../../../contrib/pool.toml")).expect("pool.toml");
+        assert_eq!(pool.mode, Mode::Pool);
+        assert!(pool.store.is_some(), "the pool is kept on disk with the client table");
+        assert_eq!(pool.pool, PoolConfig::default(), "the example shows the defaults");
     }
 
     #[test]

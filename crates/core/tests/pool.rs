@@ -11,7 +11,7 @@ use cdra_core::config::{Mode, PoolAssign};
 use cdra_core::counters::ProxyEvent;
 use cdra_core::pool::{EntryState, PoolIdentity};
 use cdra_core::table::Origin;
-use cdra_core::{Destination, EngineConfig, Verdict};
+use cdra_core::{Destination, DiscardReason, EngineConfig, Verdict};
 use cdra_wire::{Message, MessageType};
 
 use common::*;
@@ -416,4 +416,59 @@ fn the_pool_clients_lapse_returns_its_address() {
     assert!(h.engine.pool().entries(0).any(|e| e.address == addr && e.state == EntryState::Free));
     assert_eq!(h.engine.counters().proxy[ProxyEvent::ReleaseSent], 0, "nothing released at the server");
     let _ = Duration::ZERO;
+}
+
+/// Seen with dhclient against the real binary (tests/e2e/test_pool.py, squatter): the
+/// client's DISCOVER retransmission arrived while the probe before its fallback pool OFFER
+/// ran, and was answered at once from its record (which already held the entry's address)
+/// with an OFFER of the unprobed address, that a squatter used. A retransmission during
+/// that probe waits for it, as any other does.
+#[test]
+fn a_discover_retransmitted_while_the_pool_offer_is_probed_gets_no_unprobed_offer() {
+    let mut h = filled(PoolAssign::Outage);
+    let a = Client::new(1);
+    let discover = a.msg(MessageType::Discover);
+    assert!(matches!(h.client_sends(&discover), Verdict::RelayedToServers { .. }));
+    run_all(&mut h, 2);
+    assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolFallback], 1);
+    let probed = h.probes.last().expect("probe before the OFFER").target;
+    // The client's retransmission, during the probe: nothing offered yet.
+    assert_eq!(h.client_sends(&discover), Verdict::Discarded(DiscardReason::RetransmissionDuringProbe));
+    assert!(!h.sent().iter().any(|(_, b)| kind(b) == Some(MessageType::Offer)), "an unprobed OFFER");
+    // Another host answers for the address: the client is offered another one, only.
+    h.probe_answer(probed, Some([0x02, 0xee, 0, 0, 0, 1]));
+    let second = h.probes.last().expect("another probe").target;
+    assert_ne!(second, probed);
+    let offered: Vec<Ipv4Addr> = run_all(&mut h, 1)
+        .iter()
+        .filter(|(_, b)| kind(b) == Some(MessageType::Offer))
+        .filter_map(|(_, b)| Message::new_checked(&b[..]).ok().map(|m| m.yiaddr()))
+        .collect();
+    assert_eq!(offered, vec![second]);
+}
+
+/// Seen with real servers told to ignore a client (Kea's DROP class, dhcpd's `deny
+/// booting`, dnsmasq's `ignore`; tests/e2e/test_pool.py): the pool lease is released, the
+/// client's own REQUEST gets no answer, and for the whole wait for it the address is free at
+/// the server while the client uses it (10 s: REQUEST_TIMEOUT), each time the client asks
+/// again. The server answered the entry's RENEW an instant before: its answer to the
+/// client's REQUEST comes as fast, and the address is asked back within MIGRATION_TIMEOUT.
+#[test]
+fn an_unanswered_move_asks_the_address_back_within_migration_timeout() {
+    let (mut h, a, addr) = pool_client_by_fallback();
+    server_answers_again(&mut h);
+    let sent = move_started(&mut h, &a, addr);
+    assert!(sent.iter().any(|s| s.kind == Some(MessageType::Release)), "{sent:?}");
+    // No answer to the client's REQUEST: within 2 s the address is asked back.
+    let back: Vec<(Option<Vec<u8>>, Option<Ipv4Addr>)> = run_all(&mut h, 2)
+        .iter()
+        .filter(|(d, _)| matches!(d, Destination::Server { .. }))
+        .filter_map(|(_, b)| Message::new_checked(&b[..]).ok())
+        .filter(|m| m.message_type() == Some(MessageType::Request))
+        .map(|m| (m.client_identifier().map(<[u8]>::to_vec), m.requested_ip()))
+        .collect();
+    assert_eq!(back.len(), 1, "{back:?}");
+    assert!(back[0].0.as_deref().is_some_and(|id| id.starts_with(b"\0cdra-pool/")), "{back:?}");
+    assert_eq!(back[0].1, Some(addr));
+    assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolMigrationFailed], 1);
 }

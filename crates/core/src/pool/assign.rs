@@ -52,6 +52,14 @@ use crate::verdict::{DiscardReason, DropReason, Verdict};
 /// probed again.
 pub const IN_USE_HOLD: core::time::Duration = core::time::Duration::from_secs(3600);
 
+/// How long a move waits for the server's answer to the client's REQUEST before it asks the
+/// address back under the pool identity. Meanwhile the address is free at the server (the
+/// pool lease was released) while the client uses it, so it is short: the server answered
+/// the entry's RENEW an instant before, and answers this as fast. (A server that ignores
+/// the client, by policy, never answers; one that answers later than this finds the address
+/// asked back: the client starts over and the server's lease decides.)
+pub const MIGRATION_TIMEOUT: core::time::Duration = core::time::Duration::from_secs(2);
+
 /// A DISCOVER waiting to see whether a server answers it (`assign = "outage"`).
 #[derive(Debug, Clone)]
 pub(crate) struct Fallback {
@@ -409,7 +417,7 @@ impl Engine {
         let to = Upstream { targets: Targets::One(index), server_id: None };
         let admitted = Admitted::OURS;
         self.forward_request(now, ds, &msg, admitted, to, track, outbox);
-        self.arm_pool_entry(r, now.saturating_add(REQUEST_TIMEOUT));
+        self.arm_pool_entry(r, now.saturating_add(MIGRATION_TIMEOUT));
     }
 
     /// The server answered a migration request.
