@@ -472,3 +472,52 @@ fn an_unanswered_move_asks_the_address_back_within_migration_timeout() {
     assert_eq!(back[0].1, Some(addr));
     assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolMigrationFailed], 1);
 }
+
+#[test]
+fn a_client_the_server_refused_is_left_to_the_server_while_it_answers() {
+    let (mut h, a, addr) = pool_client_by_fallback();
+    server_answers_again(&mut h);
+    let take = move_started(&mut h, &a, addr)
+        .into_iter()
+        .find(|s| s.kind == Some(MessageType::Request))
+        .expect("asked as the client");
+    h.server_sends(SERVER, &answer(&take, MessageType::Nak, addr));
+    h.client_sends_to(DS_ADDR, &Msg { ciaddr: addr, ..a.renew() });
+    assert_eq!(kind(&h.only_sent().1), Some(MessageType::Nak), "starts over");
+    // Its DISCOVER goes to the server; the server stays silent (it declines the client):
+    // the pool does not answer instead.
+    let fallbacks = h.engine.counters().proxy[ProxyEvent::PoolFallback];
+    assert!(matches!(h.client_sends(&a.msg(MessageType::Discover)), Verdict::RelayedToServers { .. }));
+    run_all(&mut h, 3);
+    assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolFallback], fallbacks, "no pool answer");
+    assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolFallbackSkippedRefused], 1);
+    assert!(record(&h, &a).is_none_or(|r| r.reply.is_none()));
+}
+
+#[test]
+fn a_returning_pool_clients_request_is_probed_again() {
+    let (mut h, a, addr) = pool_client_by_fallback();
+    // Bound from the pool. It comes back with a DISCOVER (its lease file lost): OFFERed
+    // from its record; the REQUEST for that OFFER is not covered by the first probe.
+    h.advance(30);
+    let offer = h.client_sends(&a.msg(MessageType::Discover));
+    assert_eq!(offer, Verdict::AnsweredLocally);
+    let probes = h.probes.len();
+    let mut sel = a.selecting(DS_ADDR);
+    sel.options.retain(|(c, _)| *c != 50);
+    sel.options.push((50, addr.octets().to_vec()));
+    assert_eq!(h.client_sends(&sel), Verdict::AwaitingProbe, "probed before the ACK");
+    assert_eq!(h.probes.len(), probes + 1);
+}
+
+#[test]
+fn a_pool_client_moves_asking_the_server_for_its_own_parameters() {
+    let (mut h, a, addr) = pool_client_by_fallback();
+    // The client's DISCOVER asked for 1, 3, 6 (common::Msg::request): so will the move's
+    // REQUEST, and the record answers the client's renewals with the server's lease for it
+    // (no "changed request" forwarded after the move).
+    let r = record(&h, &a).expect("record");
+    assert_eq!(r.param_list.codes().collect::<Vec<u8>>(), vec![1, 3, 6]);
+    server_answers_again(&mut h);
+    assert!(move_started(&mut h, &a, addr).iter().any(|s| s.kind == Some(MessageType::Request)));
+}
