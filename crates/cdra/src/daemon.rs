@@ -425,6 +425,9 @@ pub fn run(settings: Settings) -> Result<()> {
         (Some(store), mode) if mode.caches() => Some(Persistence::start(store, &mut engine, clock.now())),
         _ => None,
     };
+    // The per-client event log (`[log] events`), after the restore: restored records are
+    // not events.
+    let mut events = crate::event_log::EventLog::start(settings.events, &mut engine);
     let mut truncated = 0u64;
     let mut receive_yields = 0u64;
     {
@@ -439,8 +442,10 @@ pub fn run(settings: Settings) -> Result<()> {
         i.announce(&mut engine, Instant::now());
     }
     let mut mgmt = listeners.map(|l| management::start(l, &engine, settings.management)).transpose()?;
-    // systemd Type=notify: ready once every socket is open (a no-op outside systemd).
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    // systemd Type=notify: ready once every socket is open, then WATCHDOG=1 from this
+    // loop (crate::service; no-ops outside systemd).
+    let mut watchdog = crate::service::Watchdog::from_env(Instant::now());
+    crate::service::ready(&watchdog);
 
     // Descriptors polled: UDP, signals, the taps, then the optional ARP, ICMP and control
     // sockets.
@@ -502,6 +507,7 @@ pub fn run(settings: Settings) -> Result<()> {
                     other_host_frames: io.other_host_frames,
                     persistence,
                     intercept: intercepts.as_ref().map(|i| i.status()),
+                    event_write_errors: events.as_ref().map_or(0, |l| l.write_errors),
                 };
                 m.serve(&mut engine, now, io);
             }
@@ -556,6 +562,10 @@ pub fn run(settings: Settings) -> Result<()> {
         if let Some(p) = persistence.as_mut() {
             p.flush_changes(&mut engine, clock.now());
         }
+        if let Some(log) = events.as_mut() {
+            log.write_pending(&mut engine);
+        }
+        watchdog.tick(Instant::now());
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     tracing::info!("cdra stopping");
@@ -564,6 +574,9 @@ pub fn run(settings: Settings) -> Result<()> {
     }
     if let Some(p) = persistence.take() {
         p.shutdown(&mut engine);
+    }
+    if let Some(log) = events.as_mut() {
+        log.write_pending(&mut engine);
     }
     report::log_counters(&engine, io.send_errors, truncated);
     Ok(())

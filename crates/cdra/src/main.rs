@@ -12,6 +12,7 @@ mod config;
 mod control;
 mod daemon;
 mod dhcrelay_cli;
+mod event_log;
 mod interception;
 mod management;
 mod metrics;
@@ -20,6 +21,7 @@ mod placement;
 mod pool_fit;
 mod privileges;
 mod report;
+mod service;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
