@@ -67,6 +67,9 @@ enum Command {
         /// Configuration file to read the control socket path from.
         #[arg(long, short = 'c', global = true)]
         config: Option<PathBuf>,
+        /// Answer in JSON (list: one object a line; show, counters: one object).
+        #[arg(long, global = true)]
+        json: bool,
     },
     /// Run as a relay with ISC dhcrelay's command line (-id IF, -iu IF, -a, -c, -m, SERVER...).
     #[command(disable_help_flag = true)]
@@ -89,7 +92,7 @@ enum CacheAction {
     Counters,
 }
 
-fn cache_command(action: CacheAction, socket: Option<PathBuf>, config: Option<PathBuf>) -> ExitCode {
+fn cache_command(action: CacheAction, socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCode {
     let socket = match (socket, config) {
         (Some(s), _) => s,
         (None, Some(c)) => match config::load(&c) {
@@ -115,6 +118,15 @@ fn cache_command(action: CacheAction, socket: Option<PathBuf>, config: Option<Pa
         CacheAction::Show { client } => format!("show {client}"),
         CacheAction::Flush { client } => format!("flush {client}"),
         CacheAction::Counters => "counters".to_string(),
+    };
+    // The control protocol's JSON variant: the word `json` after the command (control.rs).
+    let command = match (json, command.starts_with("flush")) {
+        (true, true) => {
+            eprintln!("cdra cache: --json applies to list, show and counters");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        (true, false) => format!("{command} json"),
+        (false, _) => command,
     };
     match control::request(&socket, &command) {
         Ok((ok, answer)) => {
@@ -188,7 +200,7 @@ fn main() -> ExitCode {
             init_logging(log_level.as_deref(), false);
             run(settings, None)
         }
-        Command::Cache { action, socket, config } => cache_command(action, socket, config),
+        Command::Cache { action, socket, config, json } => cache_command(action, socket, config, json),
         Command::Relay { args } => {
             if args.iter().any(|a| a == "-h" || a == "--help") {
                 println!("usage: cdra relay [-4] [-d] [-q] [-a] [-D] [-c COUNT] [-A LENGTH] [-m append|replace|forward|discard] [-pf FILE] [--no-pid] [-i IF]... [-id IF]... [-iu IF]... SERVER...");
