@@ -15,6 +15,7 @@ mod dhcrelay_cli;
 mod event_log;
 mod interception;
 mod management;
+mod manpages;
 mod metrics;
 mod persistence;
 mod placement;
@@ -77,6 +78,12 @@ enum Command {
         /// dhcrelay options and servers.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<String>,
+    },
+    /// Write the manual pages (cdra.8 and one per subcommand) into DIR (packaging).
+    #[command(hide = true)]
+    Manpages {
+        /// Directory to write them to (created if missing).
+        dir: PathBuf,
     },
 }
 
@@ -201,6 +208,18 @@ fn main() -> ExitCode {
             run(settings, None)
         }
         Command::Cache { action, socket, config, json } => cache_command(action, socket, config, json),
+        Command::Manpages { dir } => match manpages::write_all(<Cli as clap::CommandFactory>::command(), &dir) {
+            Ok(files) => {
+                for f in files {
+                    println!("{}", f.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cdra manpages: {}: {e}", dir.display());
+                ExitCode::from(EXIT_STARTUP)
+            }
+        },
         Command::Relay { args } => {
             if args.iter().any(|a| a == "-h" || a == "--help") {
                 println!("usage: cdra relay [-4] [-d] [-q] [-a] [-D] [-c COUNT] [-A LENGTH] [-m append|replace|forward|discard] [-pf FILE] [--no-pid] [-i IF]... [-id IF]... [-iu IF]... SERVER...");
