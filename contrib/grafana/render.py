@@ -107,6 +107,7 @@ def main() -> None:
         unit = p.get("fieldConfig", {}).get("defaults", {}).get("unit", "short")
         ax.set_ylabel({"s": "seconds", "reqps": "per second", "ops": "per second",
                        "pps": "per second"}.get(unit, ""), color="#888", fontsize=7)
+        ax.set_xlim(datetime.fromtimestamp(a.start, timezone.utc), datetime.fromtimestamp(a.end, timezone.utc))
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=timezone.utc))
         if n:
             ax.legend(fontsize=6.5, loc="upper left", facecolor="#181b1f", edgecolor="#333",

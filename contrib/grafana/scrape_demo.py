@@ -43,6 +43,14 @@ import lab as L  # noqa: E402
 PROM_LISTEN = "127.0.0.1:9090"
 
 
+def python_with_matplotlib() -> str:
+    """The interpreter render.py runs with: this one, or Debian's (python3-matplotlib)."""
+    for py in (sys.executable, "/usr/bin/python3"):
+        if subprocess.run([py, "-c", "import matplotlib"], capture_output=True).returncode == 0:
+            return py
+    raise SystemExit("scrape_demo: no python3 with matplotlib (apt-get install python3-matplotlib)")
+
+
 def say(msg: str) -> None:
     print(f"[scrape-demo +{time.monotonic() - T0:5.0f}s] {msg}", flush=True)
 
@@ -56,6 +64,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "docs" / "grafana-cdra.png"))
     a = ap.parse_args()
     total = a.minutes * 60
+    py = python_with_matplotlib()
     lab = L.Lab("scrape")
     try:
         lab.setup()
@@ -100,7 +109,7 @@ def main() -> int:
         ev = newcomer.wait_bound(timeout=60)
         say(f"the newcomer got {ev.get('ip')}")
         time.sleep(lab_until(total * 0.7))
-        cl, ip = L.proxy_bound_client(lab, kinds[5])
+        _cl, _cap, ip = L.proxy_bound_client(lab, kinds[5])
         say(f"{kinds[5]} bound {ip}")
         flushed_ip = clients[0][1]
         say(f"cdra cache flush {flushed_ip}: {relay.cache('flush', flushed_ip).strip()}")
@@ -109,7 +118,7 @@ def main() -> int:
         say("rendering the dashboard's queries")
         out = Path(a.out).resolve()
         subprocess.run(L.nsexec(lab.rly) + [
-            sys.executable, str(ROOT / "contrib" / "grafana" / "render.py"),
+            py, str(ROOT / "contrib" / "grafana" / "render.py"),
             "--prometheus", f"http://{PROM_LISTEN}", "--start", str(start), "--end", str(end),
             "--step", "5", "--rate-interval", "30s", "--out", str(out),
             "--note", f"Lab: Kea + cdra (proxy mode) + {len(kinds)} real clients, "

@@ -1,6 +1,7 @@
 //! `cdra`: a caching DHCPv4 relay agent.
 //!
-//! - `cdra run --config FILE`: run in the foreground, log to stderr, exit 0 on SIGTERM/SIGINT.
+//! - `cdra run --config FILE`: run in the foreground, log to stderr (the per-client event
+//!   log, `[log] events`, to stdout), exit 0 on SIGTERM/SIGINT.
 //! - `cdra check --config FILE`: validate; on error print one line naming the key, exit 2.
 //!   In spoofing mode it also checks that each server is routed through an upstream
 //!   interface of this host ([`placement`]).
@@ -35,7 +36,20 @@ const EXIT_CONFIG: u8 = 2;
 const EXIT_STARTUP: u8 = 1;
 
 #[derive(Debug, Parser)]
-#[command(name = "cdra", version, about = "cdra: a caching DHCPv4 relay agent", propagate_version = true)]
+#[command(
+    name = "cdra",
+    version,
+    about = "cdra: a caching DHCPv4 relay agent",
+    long_about = "cdra relays DHCPv4 between client segments and central DHCP servers (relay mode, a \
+                  drop-in for ISC dhcrelay) and, in proxy, spoofing and pool mode, caches each client's \
+                  lease and answers known clients itself, also while the servers are unreachable.",
+    after_long_help = "Files: /etc/cdra/cdra.toml (configuration, every key in \
+                       /usr/share/doc/cdra/configuration.md), /var/lib/cdra/clients.redb (the client \
+                       table), /run/cdra/control.sock (cdra cache). Signals: SIGTERM and SIGINT stop \
+                       cdra cleanly, SIGUSR1 logs every counter. Under systemd (cdra.service) it \
+                       notifies READY=1 and WATCHDOG=1. Metrics: /usr/share/doc/cdra/metrics.md.",
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -43,7 +57,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run in the foreground (logs to stderr; SIGTERM/SIGINT stop it, SIGUSR1 logs counters).
+    /// Run in the foreground (logs to stderr, [log] events to stdout; SIGTERM/SIGINT stop it, SIGUSR1 logs counters).
     Run {
         /// Configuration file (TOML).
         #[arg(long, short = 'c')]
