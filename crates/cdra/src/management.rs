@@ -1200,6 +1200,24 @@ mod tests {
     }
 
     #[test]
+    fn pool_mode_lists_its_pool_entries_in_json_after_the_clients() {
+        let mut engine = Engine::new(SimConfig::small(1, Mode::Pool).engine_config());
+        let mut outbox = cdra_core::Outbox::new(64);
+        engine.handle_timeout(Timestamp::from_millis(1), &mut outbox);
+        let fake = FakeLoop::start(engine, limits(4, Duration::from_secs(5), 64));
+        let rows: Vec<serde_json::Value> = fake
+            .control("list json")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+            .collect();
+        assert_eq!(rows.len(), 16, "no client yet, 8 pool entries on each of the two links");
+        assert!(rows.iter().all(|r| r["type"] == "pool_entry"), "{rows:?}");
+        assert_eq!((rows[0]["entry"].as_str(), rows[15]["entry"].as_str()), (Some("ds0/0"), Some("ds1/7")));
+        let text = fake.control("list");
+        assert!(text.ends_with("# 0 client(s), 16 pool entries\n"), "text unchanged: {text}");
+    }
+
+    #[test]
     fn a_bare_mac_finds_a_client_keyed_by_its_client_identifier() {
         let fake = FakeLoop::start(engine(300, true), limits(4, Duration::from_secs(5), 50));
         let shown = fake.control("show 02:cd:00:00:01:0b");
