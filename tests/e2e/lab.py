@@ -1022,7 +1022,11 @@ def cdra_config(*, servers: Iterable[str] = (SERVER_IP,), downstream: str = DOWN
                 metrics_listen: str | None = None, user: str | None = None,
                 exec_prefix: list[str] | None = None, extra_downstream: Iterable[str] = (),
                 extra_upstream: Iterable[str] = (),
-                sections: dict[str, dict[str, Any]] | None = None) -> str:
+                sections: dict[str, dict[str, Any]] | None = None,
+                downstream_keys: dict[str, Any] | None = None,
+                upstream_keys: dict[str, Any] | None = None,
+                relay_keys: dict[str, Any] | None = None,
+                option82_keys: dict[str, Any] | None = None) -> str:
     """The TOML config of `cdra run` for the lab topology.
 
     Proxy mode: `proxy` holds `[proxy]` keys (safe_network, max_age, offer_choice,
@@ -1032,7 +1036,11 @@ def cdra_config(*, servers: Iterable[str] = (SERVER_IP,), downstream: str = DOWN
     the top-level key. (`exec_prefix` is not configuration: CdraRelay runs cdra behind it.)
     `extra_downstream` adds more `[[downstream]]` interfaces (by name only), `extra_upstream`
     more `[[upstream]]` ones; `sections`
-    adds tables of their own, e.g. `{"limits": {"interface_rate": 20}}`."""
+    adds tables of their own, e.g. `{"limits": {"interface_rate": 20}}`;
+    `downstream_keys`, `upstream_keys`, `relay_keys` and `option82_keys` add keys to the
+    first `[[downstream]]`, the first `[[upstream]]`, `[relay]` and `[relay.option82]`
+    (e.g. `{"source_interface": "ru0"}`, `{"vrf": "vrf-srv"}`, `{"source_port": 1067}`,
+    `{"vss": True}`)."""
     if mode in ("proxy", "spoof") and store_path is None and store_enabled is not False:
         raise LabError(f"cdra_config(mode={mode!r}) needs store_path (under the lab's temp dir) "
                        "or store_enabled=False: the default store is the host's "
@@ -1044,12 +1052,14 @@ def cdra_config(*, servers: Iterable[str] = (SERVER_IP,), downstream: str = DOWN
         down.append(f"circuit_id = {_toml_str(circuit_id)}")
     if trusted is not None:
         down.append(f"trusted = {str(trusted).lower()}")
+    down += [f"{k} = {_toml_value(v)}" for k, v in (downstream_keys or {}).items()]
     o82 = [f"insert = {str(option82_insert).lower()}"]
     if remote_id is not None:
         o82.append(f"remote_id = {_toml_str(remote_id)}")
     o82 += [f"policy = {_toml_str(policy)}",
             f"link_selection = {str(link_selection).lower()}",
             f"server_id_override = {str(server_id_override).lower()}"]
+    o82 += [f"{k} = {_toml_value(v)}" for k, v in (option82_keys or {}).items()]
     extra: list[str] = []
     if proxy:
         extra += ["[proxy]", *(f"{k} = {_toml_value(v)}" for k, v in proxy.items()), ""]
@@ -1081,9 +1091,11 @@ def cdra_config(*, servers: Iterable[str] = (SERVER_IP,), downstream: str = DOWN
         "",
         *more_down,
         "[[upstream]]", f"interface = {_toml_str(upstream)}",
+        *(f"{k} = {_toml_value(v)}" for k, v in (upstream_keys or {}).items()),
         "",
         *more_up,
         "[relay]", f"max_hops = {max_hops}", f"server_selection = {_toml_str(server_selection)}",
+        *(f"{k} = {_toml_value(v)}" for k, v in (relay_keys or {}).items()),
         "",
         "[relay.option82]", *o82, "",
         *extra,

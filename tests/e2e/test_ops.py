@@ -104,6 +104,25 @@ def test_json_answers_and_the_event_log_of_a_dora_and_a_local_answer(lab):
     assert m['cdra_proxy_events_total{event="local_ack"}'] >= 1
 
 
+def test_a_reload_turns_the_event_log_on(lab):
+    """Started with `[log] events` off, cdra writes no event line; `cdra reload` of a file
+    that sets `events = "json"` turns it on in place: the next client's DORA is logged."""
+    L.start_proxy(lab, "kea", server_kw={"lease_time": 600})
+    relay = lab.relay
+    _cl, _cap, ip1 = L.proxy_bound_client(lab, "dhcpcd")
+    time.sleep(1.2)  # a turn of the loop at least: nothing may be queued unseen
+    assert event_lines(relay) == [], "the event log is off by default"
+    cfg = {k: v for k, v in relay.cfg.items() if k != "exec_prefix"}
+    cfg["sections"] = {**(cfg.get("sections") or {}), "log": {"events": "json"}}
+    relay.conf.write_text(L.cdra_config(**cfg))
+    r = L.run([str(L.cdra_bin()), "reload", "--socket", str(relay.cfg["control_socket"])], check=False)
+    assert r.returncode == 0 and r.stdout.startswith("ok: reloaded"), r.stdout + r.stderr
+    _cl2, _cap2, ip2 = L.proxy_bound_client(lab, "udhcpc")
+    L.wait_until(lambda: ("server_reply", "ack") in events_of(relay, ip2), 5,
+                 what="the second client's ACK in the event log")
+    assert events_of(relay, ip1) == [], "nothing of the first client, bound before the reload"
+
+
 def test_watchdog_ready_then_pings_from_the_loop(lab):
     """cdra under a stand-in for systemd (NOTIFY_SOCKET, WATCHDOG_USEC = 2 s): READY=1 once
     it serves, then WATCHDOG=1 about every second while it runs, STOPPING=1 on SIGTERM."""

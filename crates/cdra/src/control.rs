@@ -72,7 +72,7 @@ impl Drop for ControlServer {
 
 /// The answer to a line that is not a command.
 pub const USAGE: &str =
-    "error: commands are: list [json] | show CLIENT|ADDRESS [json] | flush CLIENT|ADDRESS|all | counters [json]\n";
+    "error: commands are: list [json] | show CLIENT|ADDRESS [json] | flush CLIENT|ADDRESS|all | counters [json] | reload | config\n";
 
 /// How a command names a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +123,10 @@ pub enum Command {
         /// Answer with one JSON object.
         json: bool,
     },
+    /// Re-read the configuration file and apply it (as SIGHUP does).
+    Reload,
+    /// The running configuration file's text (for `cdra check --running`).
+    RunningConfig,
     /// Not a command: answered with [`USAGE`].
     Invalid,
 }
@@ -130,7 +134,7 @@ pub enum Command {
 /// Parse one command line (no engine needed).
 pub fn parse(line: &str) -> Command {
     let mut words: Vec<&str> = line.split_whitespace().collect();
-    // A last word `json` asks for the JSON answer (not for `flush`).
+    // A last word `json` asks for the JSON answer (not for `flush`, `reload`, `config`).
     let json = words.len() > 1 && words.last() == Some(&"json");
     if json {
         words.pop();
@@ -138,6 +142,8 @@ pub fn parse(line: &str) -> Command {
     match (words.first().copied().unwrap_or(""), words.get(1).copied(), words.len()) {
         ("list", None, _) => Command::List { json },
         ("counters", None, _) => Command::Counters { json },
+        ("reload", None, _) if !json => Command::Reload,
+        ("config", None, _) if !json => Command::RunningConfig,
         ("flush", Some("all"), 2) if !json => Command::FlushAll,
         ("show", Some(what), 2) => Command::Show { target: target(what), what: what.to_string(), json },
         ("flush", Some(what), 2) if !json => Command::Flush { target: target(what), what: what.to_string() },

@@ -6,7 +6,9 @@
 //!
 //! The engine's queue is bounded (`[log] events_queue`): events beyond it within one
 //! turn are dropped and counted (`cdra_events_dropped_total`). A write that fails is
-//! counted too (`cdra_events_write_errors_total`) and never stops the relay.
+//! counted too (`cdra_events_write_errors_total`) and never stops the relay. A reload that
+//! changes `[log]` takes effect at the end of the turn it happens in ([`turn`]); interface
+//! names are looked up when the lines are written, so a reload's new interfaces are named.
 
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -84,10 +86,31 @@ pub fn format_event<S: AsRef<str>>(format: EventFormat, e: &LeaseEvent, names: &
     out
 }
 
+/// What the loop calls at the end of every turn: follow `settings` (a reload may have
+/// turned the log on, off, or changed it), then write what the engine queued.
+pub fn turn(log: &mut Option<EventLog<std::io::Stdout>>, settings: EventLogSettings, engine: &mut Engine) {
+    let running = log.as_ref().map(|l| l.settings);
+    let wanted = (settings.format != EventFormat::Off).then_some(settings);
+    if running != wanted {
+        if let Some(l) = log.as_mut() {
+            l.write_pending(engine);
+        }
+        let write_errors = log.as_ref().map_or(0, |l| l.write_errors);
+        engine.set_event_log(0);
+        *log = EventLog::start(settings, engine);
+        if let Some(l) = log.as_mut() {
+            l.write_errors = write_errors;
+        }
+    }
+    if let Some(l) = log.as_mut() {
+        l.write_pending(engine);
+    }
+}
+
 /// Where the loop sends the engine's events.
 pub struct EventLog<W: Write> {
+    settings: EventLogSettings,
     format: EventFormat,
-    names: Vec<String>,
     out: W,
     buf: String,
     /// Writes that failed (the events in them are lost).
@@ -108,18 +131,19 @@ impl<W: Write> EventLog<W> {
             return None;
         }
         engine.set_event_log(settings.queue);
-        let names = engine.config().downstream.iter().map(|d| d.name.clone()).collect();
-        Some(EventLog { format: settings.format, names, out, buf: String::new(), write_errors: 0 })
+        Some(EventLog { settings, format: settings.format, out, buf: String::new(), write_errors: 0 })
     }
 
     /// Write every event the engine queued since the last call, in one write.
     pub fn write_pending(&mut self, engine: &mut Engine) {
-        self.buf.clear();
-        for e in engine.drain_events() {
-            self.buf.push_str(&format_event(self.format, &e, &self.names));
-        }
-        if self.buf.is_empty() {
+        let events: Vec<LeaseEvent> = engine.drain_events().collect();
+        if events.is_empty() {
             return;
+        }
+        let names: Vec<&str> = engine.config().downstream.iter().map(|d| d.name.as_str()).collect();
+        self.buf.clear();
+        for e in &events {
+            self.buf.push_str(&format_event(self.format, e, &names));
         }
         if self.out.write_all(self.buf.as_bytes()).and_then(|()| self.out.flush()).is_err() {
             self.write_errors += 1;

@@ -42,6 +42,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -145,6 +146,9 @@ pub enum Query {
     },
     /// Pool mode: every pool entry (after the records, for `list`).
     PoolRows,
+    /// Something only the loop can do (a reload, the running configuration's text): the
+    /// loop answers it with [`LoopSide::answer_request`].
+    Loop(LoopRequest),
     /// One record in detail.
     Show(Lookup),
     /// Remove one record.
@@ -163,6 +167,15 @@ pub enum Query {
     },
 }
 
+/// What a connection asks of the loop itself ([`Query::Loop`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoopRequest {
+    /// `reload`.
+    Reload,
+    /// `config`.
+    RunningConfig,
+}
+
 /// The loop's answer to a [`Query`].
 #[derive(Debug)]
 pub enum Reply {
@@ -172,6 +185,8 @@ pub enum Reply {
     Rows(Vec<Row>, Option<Slot>),
     /// To [`Query::PoolRows`].
     PoolRows(Vec<PoolRow>),
+    /// To [`Query::Loop`]: the whole answer.
+    Text(String),
     /// To [`Query::Show`].
     Shown(Option<Box<control::Shown>>),
     /// To [`Query::Flush`]: the key of the record removed.
@@ -250,15 +265,21 @@ pub struct LoopSide {
     more: bool,
     list_chunk: usize,
     thread: Option<JoinHandle<()>>,
+    /// Requests only the loop can answer (`reload`, `config`), waiting for it.
+    loop_requests: Vec<(u64, LoopRequest)>,
+    /// What the answers name (interfaces, servers), shared with the thread; replaced when
+    /// the interfaces change.
+    statics: Arc<Mutex<Static>>,
 }
 
 /// Start the management thread with `listeners`. `engine` gives the names and addresses
-/// the answers show (they do not change while cdra runs).
+/// the answers show ([`LoopSide::update_statics`] when they change).
 pub fn start(listeners: Listeners, engine: &Engine, limits: Limits) -> Result<LoopSide> {
     let capacity = limits.metrics.max_connections + limits.control.max_connections;
     let (query_tx, query_rx) = sync_channel(capacity);
     let (reply_tx, reply_rx) = sync_channel(capacity);
     let (loop_wake, thread_wake) = Wake::pair()?;
+    let statics = Arc::new(Mutex::new(Static::of(engine)));
     let thread = Thread {
         listeners,
         limits,
@@ -270,7 +291,7 @@ pub fn start(listeners: Listeners, engine: &Engine, limits: Limits) -> Result<Lo
         conns: Vec::new(),
         next_id: 0,
         counters: ManagementCounters::default(),
-        statics: Static::of(engine),
+        statics: Arc::clone(&statics),
         paused: [None; Channel::COUNT],
     };
     let handle = std::thread::Builder::new()
@@ -284,6 +305,8 @@ pub fn start(listeners: Listeners, engine: &Engine, limits: Limits) -> Result<Lo
         more: false,
         list_chunk: limits.list_chunk.max(1),
         thread: Some(handle),
+        loop_requests: Vec::new(),
+        statics,
     })
 }
 
@@ -306,6 +329,11 @@ impl LoopSide {
         let mut answered = false;
         while budget > 0 {
             let Ok(q) = self.queries.try_recv() else { break };
+            if let Query::Loop(request) = q.body {
+                self.loop_requests.push((q.conn, request));
+                budget = budget.saturating_sub(1);
+                continue;
+            }
             let (body, cost) = answer(engine, now, io, q.body, budget);
             budget = budget.saturating_sub(cost.max(1));
             // Never full (see the module docs); if the thread is gone the reply is moot.
@@ -315,6 +343,30 @@ impl LoopSide {
         self.more = budget == 0;
         if answered {
             self.wake.wake();
+        }
+    }
+
+    /// The requests only the loop can answer, taken since the last call; answer each with
+    /// [`LoopSide::answer_request`].
+    pub fn take_loop_requests(&mut self) -> Vec<(u64, LoopRequest)> {
+        std::mem::take(&mut self.loop_requests)
+    }
+
+    /// Answer connection `conn`'s loop request with `text` (one or more lines).
+    pub fn answer_request(&mut self, conn: u64, mut text: String) {
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        // Never full: each connection has at most one query in flight (see the module docs).
+        let _ = self.replies.try_send(Envelope { conn, body: Reply::Text(text) });
+        self.wake.wake();
+    }
+
+    /// The interfaces changed (a reload, one came or went): listings and metrics name them
+    /// from now on.
+    pub fn update_statics(&self, engine: &Engine) {
+        if let Ok(mut st) = self.statics.lock() {
+            *st = Static::of(engine);
         }
     }
 
@@ -359,6 +411,8 @@ fn answer(engine: &mut Engine, now: Timestamp, io: IoCounters, query: Query, chu
             let n = rows.len();
             (Reply::PoolRows(rows), n)
         }
+        // Taken out before `answer` (see `LoopSide::serve`).
+        Query::Loop(_) => (Reply::Text("error: internal: not answered by the loop\n".into()), 0),
         Query::Show(lookup) => (Reply::Shown(control::show(engine, now, &lookup)), 0),
         Query::Flush(lookup) => (Reply::Flushed(control::flush(engine, &lookup)), 0),
         Query::FlushAll { cursor } => {
@@ -419,6 +473,8 @@ enum Job {
     List { listed: usize, next: Option<Slot>, json: bool },
     /// `list` in pool mode, the records written: waiting for the pool entries.
     ListPool { listed: usize, json: bool },
+    /// `reload` or `config`: waiting for the loop's text.
+    Loop,
     /// `show` / `flush` of `target` (`what` as written): looked up by index first, then,
     /// for a bare MAC address, by a chaddr search from `scan`.
     Find { flush: bool, what: String, mac: Option<[u8; 6]>, scan: Option<Slot>, json: bool },
@@ -502,6 +558,14 @@ impl Conn {
                     }
                     Command::Show { target, what, json } => self.find(false, target, what, json),
                     Command::Flush { target, what } => self.find(true, target, what, false),
+                    Command::Reload => {
+                        self.job = Job::Loop;
+                        self.to_send = Some(Query::Loop(LoopRequest::Reload));
+                    }
+                    Command::RunningConfig => {
+                        self.job = Job::Loop;
+                        self.to_send = Some(Query::Loop(LoopRequest::RunningConfig));
+                    }
                     Command::Invalid => self.finish(control::USAGE),
                 }
             }
@@ -555,6 +619,7 @@ impl Conn {
                     None => Job::Finish,
                 };
             }
+            (Job::Loop, Reply::Text(text)) => self.finish(&text),
             (Job::ListPool { listed, json }, Reply::PoolRows(rows)) => {
                 let mut text = String::with_capacity(rows.len() * 128 + 64);
                 for row in &rows {
@@ -679,7 +744,7 @@ struct Thread {
     conns: Vec<Conn>,
     next_id: u64,
     counters: ManagementCounters,
-    statics: Static,
+    statics: Arc<Mutex<Static>>,
     /// A listener whose `accept` failed (EMFILE and the like) is not polled until then,
     /// so a pending connection it cannot take does not spin the thread.
     paused: [Option<Instant>; Channel::COUNT],
@@ -783,7 +848,8 @@ impl Thread {
                     self.in_flight = self.in_flight.saturating_sub(1);
                     if let Some(c) = self.conns.iter_mut().find(|c| c.id == conn) {
                         c.awaiting = false;
-                        c.on_reply(body, &self.statics, &self.counters);
+                        let st = self.statics.lock().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone());
+                        c.on_reply(body, &st, &self.counters);
                         c.progress();
                         c.want_more();
                     }

@@ -98,6 +98,8 @@ pub struct Snapshot {
     pub intercept_refused: u64,
     /// Pool mode: the entries of each downstream interface, by state.
     pub pool: Vec<cdra_core::pool::PoolTotals>,
+    /// Each downstream slot's name and state (up, waiting, removed).
+    pub links: Vec<(String, cdra_core::LinkState)>,
 }
 
 impl Snapshot {
@@ -114,6 +116,7 @@ impl Snapshot {
             io,
             intercept_refused: engine.intercepted_addresses().refused(),
             pool: (0..engine.pool().links()).map(|l| engine.pool().totals_of(l)).collect(),
+            links: engine.config().downstream.iter().map(|d| (d.name.clone(), d.state)).collect(),
         }
     }
 }
@@ -248,6 +251,13 @@ pub fn render(st: &Static, snap: &Snapshot, mgmt: &ManagementCounters) -> String
         "Option 82 not added: a plain BOOTP request without the magic cookie has no options field.",
     );
     let _ = writeln!(out, "cdra_option82_not_added_bootp_total {}", c.option82_not_added_no_options);
+    family(
+        &mut out,
+        "cdra_vss_not_understood_total",
+        "counter",
+        "Replies still carrying the VSS Control sub-option cdra sent (RFC 6607): their server did not use the VSS.",
+    );
+    let _ = writeln!(out, "cdra_vss_not_understood_total {}", c.vss_not_understood);
     family(&mut out, "cdra_send_errors_total", "counter", "Datagrams the kernel refused to send.");
     let io = &snap.io;
     let _ = writeln!(out, "cdra_send_errors_total {}", io.send_errors);
@@ -337,6 +347,24 @@ pub fn render(st: &Static, snap: &Snapshot, mgmt: &ManagementCounters) -> String
         "channel",
         Channel::ALL.iter().map(|ch| (ch.label(), "", mgmt.timed_out[ch.index()])),
     );
+    family(
+        &mut out,
+        "cdra_interface_up",
+        "gauge",
+        "Configured downstream interfaces: 1 when up and served, 0 while waiting for it (it does not exist, is down, or lacks its IPv4 address).",
+    );
+    for (name, state) in snap.links.iter().filter(|(_, s)| *s != cdra_core::LinkState::Removed) {
+        let up = u8::from(*state == cdra_core::LinkState::Up);
+        let _ = writeln!(out, "cdra_interface_up{{interface=\"{}\"}} {up}", escape_label(name));
+    }
+    family(
+        &mut out,
+        "cdra_interface_changes_total",
+        "counter",
+        "Downstream interfaces that came up (or got their address back), and that went waiting.",
+    );
+    let _ = writeln!(out, "cdra_interface_changes_total{{change=\"up\"}} {}", c.links_up);
+    let _ = writeln!(out, "cdra_interface_changes_total{{change=\"waiting\"}} {}", c.links_waiting);
     if st.caches {
         family(&mut out, "cdra_clients", "gauge", "Records in the client table.");
         let _ = writeln!(out, "cdra_clients {}", snap.clients);

@@ -125,11 +125,20 @@ pub struct Counters {
     /// Option 82 not added: a plain BOOTP request without the magic cookie has no options
     /// field (RFC 951, RFC 3046 2.0).
     pub option82_not_added_no_options: u64,
+    /// RFC 6607 3.2: replies that still carry the VSS Control sub-option we sent: their
+    /// server did not act on the VSS sub-option (passed on all the same, as SONiC does;
+    /// such a server allocates from its global address space).
+    pub vss_not_understood: u64,
     /// Outstanding forwarded requests forgotten to make room for newer ones
     /// (`[limits] transactions`): a reply to them is no longer believed.
     pub transactions_evicted: u64,
     /// Lease events not queued because the event queue was full ([`crate::events`]).
     pub events_dropped: u64,
+    /// Downstream interfaces that came up (or got their address), and that went away
+    /// (deleted, down, or without their address): [`crate::Engine::set_link`].
+    pub links_up: u64,
+    /// See `links_up`.
+    pub links_waiting: u64,
     /// Proxy mode.
     pub proxy: ProxyCounters,
 }
@@ -366,6 +375,27 @@ impl Counters {
             servers: vec![ServerCounters::default(); servers],
             ..Default::default()
         }
+    }
+
+    /// A downstream interface was added (a reload): a new slot just before the upstream
+    /// one, which keeps its counts.
+    pub fn add_downstream_slot(&mut self) {
+        let at = self.interfaces.len().saturating_sub(1);
+        self.interfaces.insert(at, InterfaceCounters::default());
+    }
+
+    /// The server list changed (a reload): `map[old index]` = new index (`None`: gone, its
+    /// counts dropped); `servers` servers now.
+    pub fn remap_servers(&mut self, map: &[Option<usize>], servers: usize) {
+        let mut next = vec![ServerCounters::default(); servers];
+        for (old, new) in map.iter().enumerate() {
+            if let (Some(new), Some(c)) = (new, self.servers.get(old)) {
+                if let Some(slot) = next.get_mut(*new) {
+                    *slot = c.clone();
+                }
+            }
+        }
+        self.servers = next;
     }
 
     fn slot(&mut self, i: usize) -> Option<&mut InterfaceCounters> {

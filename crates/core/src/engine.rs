@@ -117,7 +117,7 @@ impl InterceptSet {
         self.refused
     }
 
-    fn learn(&mut self, addr: Ipv4Addr) {
+    pub(crate) fn learn(&mut self, addr: Ipv4Addr) {
         if addr.is_unspecified() || addr.is_broadcast() || self.contains(addr) {
             return;
         }
@@ -216,7 +216,7 @@ impl Engine {
                     self.drop(slot, DropReason::NotAddressedToUs)
                 }
                 Some(ds) if caches => self.cache_request(now, ds, &ingress, &msg, outbox),
-                Some(ds) => self.relay_request(now, ds, &msg, outbox),
+                Some(ds) => self.relay_request(now, ds, ingress.dst, &msg, outbox),
                 None if upstream => self.drop(slot, DropReason::RequestOnUpstream),
                 None => self.drop(slot, DropReason::UnknownInterface),
             },
@@ -444,8 +444,9 @@ impl Engine {
     }
 
     /// Index of the downstream interface `ifindex`.
+    /// (Only an interface that is up: nothing is believed to come from one that is not.)
     pub(crate) fn downstream_index(&self, ifindex: u32) -> Option<usize> {
-        self.config.downstream.iter().position(|d| d.ifindex == ifindex)
+        self.config.downstream.iter().position(|d| d.ifindex == ifindex && d.state == crate::config::LinkState::Up)
     }
 
     /// Counter slot of an interface.
@@ -461,10 +462,9 @@ impl Engine {
         on_link_broadcast || self.is_our_address(dst)
     }
 
-    /// Is `addr` one of our own addresses (any downstream or upstream address)?
+    /// Is `addr` one of our own addresses (any downstream, source or upstream address)?
     pub(crate) fn is_our_address(&self, addr: Ipv4Addr) -> bool {
-        self.config.downstream.iter().any(|d| d.all_addresses.contains(&addr))
-            || self.config.upstream_addresses.contains(&addr)
+        self.config.downstream.iter().any(|d| d.owns_giaddr(addr)) || self.config.upstream_addresses.contains(&addr)
     }
 
     /// Count a drop and say so.

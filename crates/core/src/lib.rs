@@ -42,6 +42,7 @@ pub mod outbox;
 pub mod persist;
 pub mod pool;
 pub mod proxy;
+pub mod reconfigure;
 pub mod relay;
 pub mod servers;
 pub mod table;
@@ -51,8 +52,8 @@ pub mod transactions;
 pub mod verdict;
 
 pub use config::{
-    Downstream, EngineConfig, Ipv4Net, Limits, Mode, OfferChoice, Option82Config, Option82Policy, PoolAssign,
-    PoolConfig, ProxyConfig, ServerSelection,
+    Downstream, EngineConfig, Ipv4Net, Limits, LinkState, Mode, OfferChoice, Option82Config, Option82Policy,
+    PoolAssign, PoolConfig, ProxyConfig, ServerSelection,
 };
 pub use counters::Counters;
 pub use engine::{Engine, Ingress};

@@ -501,6 +501,8 @@ crate::counters::labelled_enum! {
         Released => "released", "The client's short lease lapsed and its lease was released at the server (paper 2.3).";
         /// An operator flushed it.
         Flushed => "flushed", "An operator flushed it.";
+        /// Its downstream interface is no longer configured.
+        InterfaceRemoved => "interface_removed", "Its downstream interface was removed from the configuration (a reload).";
         /// A pool client left: its address is free in the pool again.
         ReturnedToPool => "returned_to_pool", "Pool mode: a pool client released its address or left (lapse, nobody on the address): free in the pool again.";
     }
@@ -581,6 +583,13 @@ impl ClientTable {
             pending_order: VecDeque::new(),
             rng: seed | 1,
         }
+    }
+
+    /// New bounds (a reload). A smaller bound evicts nothing at once: the table shrinks
+    /// to it as records are added (each insert beyond it evicts, as always).
+    pub fn set_bounds(&mut self, max_clients: usize, max_pending: usize) {
+        self.max_clients = max_clients.max(1);
+        self.max_pending = max_pending.max(1);
     }
 
     /// Make room for `additional` more records (restoring a large table at start-up

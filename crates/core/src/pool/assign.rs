@@ -411,7 +411,7 @@ impl Engine {
         let params = msg.parameter_request_list().map(ParamList::new).unwrap_or(ParamList::EMPTY);
         let track = Track::Reply { expect: Expect::Migration, party: self.party_of(slot), params };
         let to = Upstream { targets: Targets::One(index), server_id: None };
-        let admitted = Admitted { first_hop: true, has_option82: false };
+        let admitted = Admitted::OURS;
         self.forward_request(now, ds, &msg, admitted, to, track, outbox);
         self.arm_pool_entry(r, now.saturating_add(REQUEST_TIMEOUT));
     }

@@ -288,6 +288,11 @@ impl PoolState {
         }
     }
 
+    /// A link was added (a reload).
+    pub(crate) fn add_link(&mut self) {
+        self.links.push(HashMap::new());
+    }
+
     /// The entry `r` names, if it still lives.
     pub fn get(&self, r: EntryRef) -> Option<&PoolEntry> {
         self.links.get(usize::from(r.link))?.get(&r.n).filter(|e| e.generation == r.generation)
