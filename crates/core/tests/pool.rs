@@ -474,27 +474,6 @@ fn an_unanswered_move_asks_the_address_back_within_migration_timeout() {
 }
 
 #[test]
-fn a_client_the_server_refused_is_left_to_the_server_while_it_answers() {
-    let (mut h, a, addr) = pool_client_by_fallback();
-    server_answers_again(&mut h);
-    let take = move_started(&mut h, &a, addr)
-        .into_iter()
-        .find(|s| s.kind == Some(MessageType::Request))
-        .expect("asked as the client");
-    h.server_sends(SERVER, &answer(&take, MessageType::Nak, addr));
-    h.client_sends_to(DS_ADDR, &Msg { ciaddr: addr, ..a.renew() });
-    assert_eq!(kind(&h.only_sent().1), Some(MessageType::Nak), "starts over");
-    // Its DISCOVER goes to the server; the server stays silent (it declines the client):
-    // the pool does not answer instead.
-    let fallbacks = h.engine.counters().proxy[ProxyEvent::PoolFallback];
-    assert!(matches!(h.client_sends(&a.msg(MessageType::Discover)), Verdict::RelayedToServers { .. }));
-    run_all(&mut h, 3);
-    assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolFallback], fallbacks, "no pool answer");
-    assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolFallbackSkippedRefused], 1);
-    assert!(record(&h, &a).is_none_or(|r| r.reply.is_none()));
-}
-
-#[test]
 fn a_returning_pool_clients_request_is_probed_again() {
     let (mut h, a, addr) = pool_client_by_fallback();
     // Bound from the pool. It comes back with a DISCOVER (its lease file lost): OFFERed
