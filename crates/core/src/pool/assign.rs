@@ -352,7 +352,8 @@ impl Engine {
     }
 
     /// After a local ACK to a pool client (`assign = "outage"`): renew its entry's lease
-    /// now, at most once a [`RENEW_RETRY`], marked so that the server's ACK starts the
+    /// now, at most once per a quarter of `[pool] client_lease` (half the client's renewal
+    /// interval) or [`RENEW_RETRY`], whichever is shorter, marked so that the server's ACK starts the
     /// client's move onto a lease of its own ([`Engine::pool_start_migration`]). The ACK is
     /// the proof, milliseconds old, that the server answers again; during an outage the
     /// RENEW is lost and nothing else changes.
@@ -365,8 +366,12 @@ impl Engine {
         if !matches!(e.state, EntryState::Assigned(_)) || e.server.is_none() {
             return;
         }
-        if e.migrate_on_ack && now.since(e.sent_at) < RENEW_RETRY {
-            return; // asked already
+        // Asked lately: at most once per half of a pool client's renewal interval (so that
+        // each of its renewals asks once, whatever `client_lease`, and its retransmissions
+        // do not), and at least once per RENEW_RETRY.
+        let interval = RENEW_RETRY.min(self.config.pool.client_lease / 4);
+        if e.migrate_on_ack && now.since(e.sent_at) < interval {
+            return;
         }
         e.migrate_on_ack = true;
         e.xid = self.table.next_random() as u32;
