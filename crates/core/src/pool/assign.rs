@@ -309,6 +309,18 @@ impl Engine {
         }
     }
 
+    /// The probe of held-back entry `r`'s address could not be made: it stays held back and
+    /// is probed again a minute from now.
+    pub(crate) fn pool_held_back_unprobed(&mut self, now: Timestamp, r: EntryRef) {
+        let Some(e) = self.pool.get_mut(r) else { return };
+        if e.state != EntryState::Free {
+            return;
+        }
+        let until = now.saturating_add(RENEW_RETRY);
+        e.held_back_until = Some(until);
+        self.arm_pool_entry(r, until);
+    }
+
     /// The probe of held-back entry `r`'s address ended: `in_use` if some host answered.
     pub(crate) fn pool_held_back_probed(&mut self, now: Timestamp, r: EntryRef, in_use: bool) {
         let Some(e) = self.pool.get_mut(r) else { return };
