@@ -156,6 +156,16 @@ impl Storm {
         self.now = self.now.saturating_add(d);
     }
 
+    /// Let `d` pass, firing timers as they fall due (every 10 ms, as the daemon's loop does
+    /// at least).
+    fn pass(&mut self, d: Duration) {
+        let end = self.now.saturating_add(d);
+        while self.now < end {
+            self.now = self.now.saturating_add(Duration::from_millis(10)).min(end);
+            self.run_timers();
+        }
+    }
+
     /// Fire everything due by now.
     fn run_timers(&mut self) {
         while self.engine.poll_timeout().is_some_and(|t| t <= self.now) {
@@ -202,11 +212,11 @@ fn twenty_thousand_init_reboots_at_once_with_the_server_down_are_all_acked_once_
     assert!(s.sent.is_empty(), "nothing is answered unprobed");
     assert_eq!(s.probes.len(), n as usize);
     assert!(s.probes.iter().all(|p| p.arp() && !p.icmp), "ARP on an Ethernet link, no ICMP echo");
-    s.advance(Duration::from_millis(499));
-    s.run_timers();
+    s.pass(Duration::from_millis(499));
     assert!(s.sent.is_empty(), "no ACK before the probe timeout");
-    s.advance(Duration::from_millis(1));
-    s.run_timers();
+    assert_eq!(s.probes.len(), 2 * n as usize, "each probe's second transmission at half its timeout");
+    assert!(s.probes[..n as usize].iter().zip(&s.probes[n as usize..]).all(|(a, b)| a == b), "the same probe again");
+    s.pass(Duration::from_millis(1));
     assert_eq!(s.count(MessageType::Ack), n as usize);
     assert_eq!(s.to_server(), 0, "nothing went to the dead server");
     assert_eq!(s.engine.pending_probes(), 0);
@@ -227,14 +237,12 @@ fn with_no_probe_slot_free_a_request_is_dropped_while_the_server_is_down_and_for
     assert_eq!(s.to_server(), 0, "never forwarded to a server known to be down");
     assert_eq!((s.event(ProxyEvent::ProbeRefusedFull), s.dropped(DropReason::UnprobedNoServer)), (50, 50));
     // Their retransmissions, after the first probes ended, are probed and answered.
-    s.advance(Duration::from_millis(500));
-    s.run_timers();
+    s.pass(Duration::from_millis(500));
     assert_eq!(s.count(MessageType::Ack), 100);
     for i in 100..150 {
         assert_eq!(s.client(mac_of(i), &init_reboot(i)), Verdict::AwaitingProbe, "client {i} again");
     }
-    s.advance(Duration::from_millis(500));
-    s.run_timers();
+    s.pass(Duration::from_millis(500));
     assert_eq!(s.count(MessageType::Ack), 150);
     // While a server answers (any reply makes it up again), no slot means the server answers.
     let ack = msg(Op::BootReply, MessageType::Ack, mac_of(299), |b| {
@@ -267,8 +275,7 @@ fn in_a_storm_a_squatter_answering_arp_still_gets_its_client_a_nak() {
         s.answer(ProbeAnswer::Arp { ifindex: DS_IF, address: addr_of(i + 1), mac: mac_of(i + 1) });
     }
     assert_eq!(s.count(MessageType::Nak), (n / 10) as usize, "decided at once");
-    s.advance(Duration::from_millis(500));
-    s.run_timers();
+    s.pass(Duration::from_millis(500));
     assert_eq!(s.count(MessageType::Ack), (n - n / 10) as usize);
     for i in (0..n).step_by(10) {
         let acked_squatted = s.sent.iter().any(|(d, b)| {
@@ -315,8 +322,12 @@ fn a_probe_whose_packets_were_not_sent_never_leads_to_an_ack() {
     assert_eq!(s.client(mac_of(1), &init_reboot(1)), Verdict::AwaitingProbe);
     let stale = ProbeRequest { echo: cdra_core::EchoId { ident: 1, seq: 2 }, ..s.probes[1] };
     s.engine.handle_probe_unsent(s.now, &stale);
-    s.advance(Duration::from_millis(500));
-    s.run_timers();
+    // Nor does a refusal of its second transmission (the first went out).
+    s.pass(Duration::from_millis(260));
+    assert_eq!(s.probes.len(), 3, "the second transmission");
+    let second = s.probes[2];
+    s.engine.handle_probe_unsent(s.now, &second);
+    s.pass(Duration::from_millis(240));
     assert_eq!(s.count(MessageType::Ack), 1, "its own probe ran and timed out");
     // The server is down: nothing is sent at all; the client asks again.
     s.server_dies();
@@ -338,20 +349,16 @@ fn answers_that_may_have_been_lost_make_probes_go_again_before_any_ack() {
     let first: Vec<ProbeRequest> = s.probes.drain(..).collect();
     // The probe sockets' queues overflowed while they ran.
     s.engine.handle_probe_answers_lost(s.now);
-    s.advance(Duration::from_millis(500));
-    s.run_timers();
+    s.pass(Duration::from_millis(500));
     assert_eq!(s.count(MessageType::Ack), 0, "no ACK on what may not have been heard");
-    assert_eq!(s.probes.len(), 2, "both probed again");
-    assert!(s
-        .probes
-        .iter()
-        .zip(&first)
-        .all(|(again, before)| again.target == before.target && again.echo != before.echo));
+    let again: Vec<ProbeRequest> =
+        s.probes.iter().filter(|p| !first.iter().any(|f| f.echo == p.echo)).copied().collect();
+    assert_eq!(again.len(), 2, "both probed again, as new probes: {:?}", s.probes);
+    assert!(again.iter().zip(&first).all(|(a, b)| a.target == b.target));
     assert_eq!(s.event(ProxyEvent::ProbeRepeated), 2);
     // This time a squatter is heard for one of them; the other finds nobody.
     s.answer(ProbeAnswer::Arp { ifindex: DS_IF, address: addr_of(0), mac: SQUATTER });
-    s.advance(Duration::from_millis(500));
-    s.run_timers();
+    s.pass(Duration::from_millis(500));
     assert_eq!((s.count(MessageType::Nak), s.count(MessageType::Ack)), (1, 1));
     // Lost again and again: after MAX_REPEATS it counts as not made (no ACK; the client
     // retransmits).
@@ -360,8 +367,7 @@ fn answers_that_may_have_been_lost_make_probes_go_again_before_any_ack() {
     s.client(mac_of(1), &init_reboot(1));
     for _ in 0..=cdra_core::proxy::probes::MAX_REPEATS {
         s.engine.handle_probe_answers_lost(s.now);
-        s.advance(Duration::from_millis(500));
-        s.run_timers();
+        s.pass(Duration::from_millis(500));
     }
     assert_eq!(s.count(MessageType::Ack), 0);
     assert_eq!(s.dropped(DropReason::UnprobedNoServer), 1);

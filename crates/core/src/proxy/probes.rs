@@ -62,6 +62,14 @@ use crate::verdict::{DiscardReason, DropReason, Verdict};
 /// made.
 pub const MAX_REPEATS: u8 = 2;
 
+/// Each probe's packets go out twice: at its start and, if nothing has decided it yet, at
+/// half its timeout. One broadcast can be lost (a busy or wireless link: 802.11 does not
+/// acknowledge broadcast frames), and one answer with it; RFC 5227 sends three probes 1-2 s
+/// apart for that reason. (Before issue 14 the ICMP echo's own ARP resolution was, where the
+/// kernel had room for it, a second ARP request.) The second carries the same echo
+/// identifier: it is the same probe.
+pub const SECOND_TRANSMISSION: bool = true;
+
 /// What a local answer that waits for a probe will be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ProbeFor {
@@ -121,9 +129,30 @@ pub(crate) struct PendingProbe {
     doubt: bool,
     /// Times it was sent again.
     repeats: u8,
+    /// Sent a second time (at half its timeout) already; until then, when it times out.
+    second: Second,
+}
+
+/// A probe's second transmission (see [`SECOND_TRANSMISSION`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Second {
+    /// Due when the armed timer fires; the probe times out at this deadline.
+    Due(Timestamp),
+    /// Sent: the armed timer is the probe's timeout.
+    Sent,
 }
 
 impl PendingProbe {
+    /// Has what it heard decided it (so it ends at once)? Another host or the record's
+    /// client, for any purpose; the client itself, for a lapse (nothing is to be sent to the
+    /// client, and a REQUEST may follow); nothing sent at all.
+    fn decided(&self) -> bool {
+        matches!(
+            (&self.purpose, self.heard),
+            (_, Heard::OtherHost | Heard::RecordClient | Heard::Unsent) | (ProbePurpose::Lapse, Heard::Client)
+        )
+    }
+
     /// Would it conclude, as things stand, that nobody else uses the address?
     fn finds_nobody(&self) -> bool {
         matches!(
@@ -180,7 +209,12 @@ impl Probes {
     fn unsent(&mut self, target: Ipv4Addr, echo: EchoId) -> Option<u64> {
         let id = *self.by_target.get(&target)?;
         let p = self.pending.get_mut(&id)?;
-        if p.echo != echo || matches!(p.heard, Heard::OtherHost | Heard::RecordClient | Heard::Unsent) {
+        // After its second transmission, a refusal concerns that one: the first went out
+        // (a refusal of it would have been reported at once).
+        if p.echo != echo
+            || p.second == Second::Sent
+            || matches!(p.heard, Heard::OtherHost | Heard::RecordClient | Heard::Unsent)
+        {
             return None;
         }
         p.heard = Heard::Unsent;
@@ -231,14 +265,7 @@ impl Probes {
             ProbeAnswer::Echo { .. } if p.heard == Heard::Nothing => Heard::IcmpOnly,
             ProbeAnswer::Echo { .. } => p.heard,
         };
-        // Decided at once: another host or the record's client (either purpose), or the
-        // client itself for a lapse (nothing is to be sent to the client, and a REQUEST may
-        // follow).
-        let decided = matches!(
-            (&p.purpose, p.heard),
-            (_, Heard::OtherHost | Heard::RecordClient) | (ProbePurpose::Lapse, Heard::Client)
-        );
-        (decided && before != p.heard).then_some(id)
+        (p.decided() && before != p.heard).then_some(id)
     }
 }
 
@@ -296,6 +323,7 @@ impl Engine {
             heard: Heard::Nothing,
             doubt: false,
             repeats: 0,
+            second: Second::Sent,
         };
         self.arm_probe(now, pending);
         Verdict::AwaitingProbe
@@ -386,6 +414,7 @@ impl Engine {
             heard: Heard::Nothing,
             doubt: false,
             repeats: 0,
+            second: Second::Sent,
         };
         self.arm_probe(now, pending);
         true
@@ -421,6 +450,7 @@ impl Engine {
             heard: Heard::Nothing,
             doubt: false,
             repeats: 0,
+            second: Second::Sent,
         };
         self.arm_probe(now, pending);
         true
@@ -434,8 +464,28 @@ impl Engine {
 
     fn arm_probe(&mut self, now: Timestamp, pending: PendingProbe) {
         self.counters.proxy.add(ProxyEvent::ProbeStarted);
+        self.arm_probe_timer(now, pending);
+    }
+
+    /// File a probe that has just been sent (or sent again): its timer fires at half the
+    /// timeout for the second transmission ([`SECOND_TRANSMISSION`]), then at the timeout.
+    fn arm_probe_timer(&mut self, now: Timestamp, mut pending: PendingProbe) {
+        let timeout = self.config.proxy.probe_timeout;
+        let deadline = now.saturating_add(timeout);
+        let at = if SECOND_TRANSMISSION {
+            pending.second = Second::Due(deadline);
+            now.saturating_add(timeout / 2)
+        } else {
+            pending.second = Second::Sent;
+            deadline
+        };
         let id = self.proxy.probes.start(pending);
-        self.timers.arm(now.saturating_add(self.config.proxy.probe_timeout), Timer::Probe(id));
+        self.timers.arm(at, Timer::Probe(id));
+    }
+
+    /// The probe of `target` on link `ds` as sent before: the same echo identifier.
+    fn probe_request_again(&mut self, ds: usize, target: Ipv4Addr, echo: EchoId) -> Option<ProbeRequest> {
+        self.probe_request(ds, target).map(|p| ProbeRequest { echo, ..p })
     }
 
     /// Some host answered a probe (see [`crate::Engine::handle_probe_answer`]): mark the
@@ -462,6 +512,19 @@ impl Engine {
     pub(crate) fn probe_due(&mut self, now: Timestamp, id: u64, outbox: &mut Outbox) {
         let Some(mut p) = self.proxy.probes.take(id) else { return }; // decided and done already
         let slot = self.table.find(&p.key);
+        if let Second::Due(deadline) = p.second {
+            if !p.decided() && now < deadline {
+                // Half its time: the same probe once more; answers to either count. (A loss
+                // of answers noted meanwhile still calls for a whole new probe: `doubt`.)
+                if let Some(probe) = self.probe_request_again(p.ds, p.target, p.echo) {
+                    let _sent = outbox.push_probe(probe);
+                }
+                p.second = Second::Sent;
+                let id = self.proxy.probes.start(p);
+                self.timers.arm(deadline, Timer::Probe(id));
+                return;
+            }
+        }
         if p.doubt && p.finds_nobody() {
             // It cannot conclude "nobody" from what it may not have heard: again, with a
             // new echo identifier, or, after MAX_REPEATS, as a probe not made.
@@ -469,8 +532,7 @@ impl Engine {
                 Some(probe) if outbox.push_probe(probe) => {
                     self.counters.proxy.add(ProxyEvent::ProbeRepeated);
                     (p.ifindex, p.echo, p.doubt, p.repeats) = (probe.ifindex, probe.echo, false, p.repeats + 1);
-                    let id = self.proxy.probes.start(p);
-                    self.timers.arm(now.saturating_add(self.config.proxy.probe_timeout), Timer::Probe(id));
+                    self.arm_probe_timer(now, p);
                     return;
                 }
                 _ => p.heard = Heard::Unsent,
