@@ -6,7 +6,7 @@
 //! known to be down, or when no server's OFFER reached it within `fallback_after`
 //! ([`crate::timers::Timer::PoolFallback`]). Its record takes the entry's address and the
 //! server's ACK for the entry (the options it gets: subnet mask, routers, DNS ...), with
-//! the client's own hardware address; the address is probed (ARP + ICMP, unless
+//! the client's own hardware address; the address is probed (as for a local ACK, unless
 //! `safe_network`) before the OFFER, and the client's REQUEST for it is ACKed as proxy mode
 //! would (our address as server identifier). Pool clients get `[pool] client_lease`.
 //!
@@ -291,7 +291,7 @@ impl Engine {
         }
     }
 
-    /// A held-back entry's time is up: probe its address (ARP + ICMP, as before a local
+    /// A held-back entry's time is up: probe its address (as before a local
     /// ACK). It stays held back until the probe finds nobody
     /// ([`Engine::pool_held_back_probed`]); with `safe_network` there is nobody to ask and
     /// it is free at once.
