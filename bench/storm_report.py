@@ -83,6 +83,8 @@ def summarize(d: Path) -> dict:
         "load_after": run.get("load_after"),
         "bin": run.get("bin"),
         "config": (d / "storm.toml").read_text() if (d / "storm.toml").exists() else "",
+        "sets": [line for line in (d / "sets.txt").read_text().splitlines() if line]
+        if (d / "sets.txt").exists() else [],
     }
 
 
@@ -122,39 +124,49 @@ def render(machine: dict, runs: dict, commands: str, commentary: str | None) -> 
         f"{machine.get('kernel', '?')}, {machine.get('date', '?')}, commit {machine.get('cdra', '?')}."
     )
     md.append("")
-    head = ["cdra", "answered ≤4 s", "≤12 s", "≤30 s", "bound ≤4 s", "≤12 s", "≤30 s",
-            "p50 to lease", "p99", "max", "NAKed squatted", "duplicates", "false NAKs",
-            "unanswered", "ACKs with no probe seen", "probes in flight (peak)",
-            "refused a probe slot", "forwarded to the dead server", "probe sends failed",
-            "kernel ARP requests (ICMP)", "load avg before / after"]
-    md.append("| " + " | ".join(head) + " |")
-    md.append("|" + "---|" * len(head))
+    head1 = ["cdra", "answered ≤4 s", "≤12 s", "≤30 s", "bound ≤4 s", "≤12 s", "≤30 s",
+             "time to lease p50", "p99", "max", "squatted clients NAKed", "duplicates", "false NAKs",
+             "unanswered"]
+    md.append("| " + " | ".join(head1) + " |")
+    md.append("|" + "---|" * len(head1))
     for label, r in runs.items():
         s = r["storm"]
         a, b = s["answered_within_s"], s["bound_within_s"]
         p = s.get("time_to_lease")
-        peak = r["probes_in_flight_peak"]
-        peak_s = f"{peak:,}" if peak is not None else f"~{r['probes_in_flight_peak_sampled']:,} (sampled)"
-        failed = r["probe_send_failures"]
-        failed_s = "not counted" if failed is None else ", ".join(
-            f"{label_value(k)} {int(v):,}" for k, v in failed.items()) or "0"
         nak_sq = s["squatted_naked_within_s"].get("60")
         row = [label, pct(a.get("4")), pct(a.get("12")), pct(a.get("30")),
                pct(b.get("4")), pct(b.get("12")), pct(b.get("30")),
                ms(p, "p50_ms"), ms(p, "p99_ms"), ms(p, "max_ms"),
-               f"{s['naks'] - s['false_naks']:,} / {s['squatted']:,}" + (f" ({pct(nak_sq)})" if nak_sq is not None else ""),
-               str(s["duplicates"]), str(s["false_naks"]), str(s["unanswered"]), str(s["acks_without_probe"]),
-               peak_s, f"{r['refused_probe_slot']:,}", f"{r['forwarded_to_server']:,}", failed_s,
-               f"{s['counters']['arp_kernel_requests_seen']:,} ({s['kernel_resolved_clients']:,} clients)",
+               f"{s['naks'] - s['false_naks']:,} of {s['squatted']:,}" + (f" ({pct(nak_sq)})" if nak_sq is not None else ""),
+               str(s["duplicates"]), str(s["false_naks"]), str(s["unanswered"])]
+        md.append("| " + " | ".join(row) + " |")
+    md.append("")
+    head2 = ["cdra", "probes in flight (peak)", "refused a probe slot", "requests to the dead server",
+             "probe packets refused by the kernel", "ARP probes seen on the wire", "kernel ARP requests seen (echo resolution)",
+             "ACKs with no probe seen before", "cdra CPU during the storm", "load average before / after"]
+    md.append("| " + " | ".join(head2) + " |")
+    md.append("|" + "---|" * len(head2))
+    for label, r in runs.items():
+        s = r["storm"]
+        c = s["counters"]
+        peak = r["probes_in_flight_peak"]
+        peak_s = f"{peak:,}" if peak is not None else f"~{r['probes_in_flight_peak_sampled']:,} (sampled every 100 ms)"
+        failed = r["probe_send_failures"]
+        failed_s = "not counted" if failed is None else ", ".join(
+            f"{label_value(k)} {int(v):,}" for k, v in failed.items()) or "0"
+        cpu = s.get("cpu", {}).get("relay")
+        row = [label, peak_s, f"{r['refused_probe_slot']:,}", f"{r['forwarded_to_server']:,}", failed_s,
+               f"{c['arp_probes_seen']:,} ({s['probed_clients']:,} clients)",
+               f"{c['arp_kernel_requests_seen']:,} ({s['kernel_resolved_clients']:,} clients)",
+               str(s["acks_without_probe"]), f"{cpu['cpu_s']:.2f} s" if cpu else "–",
                f"{r['load_before']} / {r['load_after']}"]
         md.append("| " + " | ".join(row) + " |")
     md.append("")
     for label, r in runs.items():
         ev = ", ".join(f"`{k}` {v:,}" for k, v in sorted(r["probe_events"].items()) if v)
-        cpu = r["storm"].get("cpu", {}).get("relay")
-        cpu_s = f"; cdra used {cpu['cpu_s']:.2f} s of CPU during the storm" if cpu else ""
-        md.append(f"{label}: probe events {ev or '–'}; answered on transmission 1, 2, 3, ...: "
-                  f"{r['storm']['answered_on_transmission']}{cpu_s}.")
+        extra = "; [proxy] " + ", ".join(r["sets"]) if r.get("sets") else ""
+        md.append(f"{label} (`{r['bin']}`{extra}): probe events {ev or '–'}; answered on transmission "
+                  f"1, 2, 3, ...: {r['storm']['answered_on_transmission']}.")
         md.append("")
     if commentary:
         md.append(commentary.rstrip())
