@@ -108,8 +108,10 @@ impl Clock {
 /// logged when it differs from what `log` last said.
 fn engine_config(settings: &Settings, log: &mut LinkLog) -> Result<EngineConfig> {
     let mut downstream = Vec::new();
+    let hostname = crate::agent_id::hostname();
+    let ctx = links::AgentContext { hostname: &hostname, remote_id: settings.remote_id.as_ref() };
     for d in &settings.downstream {
-        let (link, waiting) = links::resolve_downstream(d);
+        let (link, waiting) = links::resolve_downstream(d, &ctx);
         let up_as = format!("{}/{}", link.address.addr, link.address.prefix_len);
         log.note("downstream", &link.name, waiting.as_deref(), &up_as);
         downstream.push(link);
@@ -123,6 +125,15 @@ fn engine_config(settings: &Settings, log: &mut LinkLog) -> Result<EngineConfig>
         // only from the configured upstream interfaces, never from any interface instead.
         upstream.push(index);
         upstream_addresses.extend(addresses);
+    }
+    // Replies arrive in the servers' VRF: should the kernel name the VRF device as their
+    // interface (IP_PKTINFO names the enslaved one as far as we know), it is upstream too.
+    if let Some(vrf) = &settings.server_vrf {
+        if let Ok(index) = cdra_sys::iface::name_to_index(vrf) {
+            if !upstream.contains(&index) {
+                upstream.push(index);
+            }
+        }
     }
     if settings.mode == cdra_core::Mode::Pool {
         let links: Vec<_> = downstream
@@ -142,6 +153,7 @@ fn engine_config(settings: &Settings, log: &mut LinkLog) -> Result<EngineConfig>
     config.proxy = settings.proxy.clone();
     config.limits = settings.limits.clone();
     config.pool = settings.pool.clone();
+    config.source_port = settings.source_port;
     // The engine's choices an outsider must not predict (probe identifiers, the xids of its
     // own messages, eviction samples) start from the operating system's randomness.
     config.proxy.seed = getrandom::u64().map_err(|e| anyhow!("drawing a random seed: {e}"))?;
@@ -155,9 +167,88 @@ fn engine_config(settings: &Settings, log: &mut LinkLog) -> Result<EngineConfig>
     Ok(config)
 }
 
+/// Where a UDP socket is bound now ([`UdpSocket::set_device`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Device {
+    /// No device: the default VRF.
+    Any,
+    /// A VRF (or any) device, by name.
+    Named(String),
+    /// Parked on the loopback device while its VRF does not exist: it receives nothing of
+    /// the links and cannot reach the servers, and waits to be moved into the VRF.
+    Parked,
+}
+
+impl Device {
+    fn name(&self) -> &str {
+        match self {
+            Device::Any => "",
+            Device::Named(n) => n,
+            Device::Parked => "lo",
+        }
+    }
+}
+
+/// A socket that follows a VRF device: opened at start-up (the port needs the privilege
+/// to bind it), moved with SO_BINDTODEVICE (CAP_NET_RAW) as the device comes and goes.
+struct Following {
+    socket: UdpSocket,
+    device: Device,
+}
+
+/// The UDP sockets, one per place DHCP traffic is routed (docs/design.md, "VRFs"):
+///
+/// - `main`: 0.0.0.0:67 in the default VRF, what cdra had before VRFs;
+/// - `server`: 0.0.0.0:67 bound to the servers' VRF (`[[upstream]] vrf`): requests to the
+///   servers leave through it, so the VRF's routing table routes them, and the servers'
+///   replies, which arrive on the VRF's interfaces, are received by it (a socket in the
+///   default VRF does not see them unless `udp_l3mdev_accept` is set);
+/// - `relay_port`: 0.0.0.0:`[relay] source_port` (RFC 8357), in the servers' VRF if any:
+///   first-hop requests leave from it and the servers answer to it;
+/// - `vrfs`: 0.0.0.0:67 bound to each other VRF a downstream interface is enslaved to
+///   (requests relayed to us by relays behind it, unicasts to our address there).
+///
+/// Client requests on downstream links are read by the taps whatever the VRF (AF_PACKET
+/// sees the frames), and answers to clients without an address go out at the link layer.
+struct UdpSockets {
+    main: UdpSocket,
+    server: Option<Following>,
+    relay_port: Option<Following>,
+    vrfs: Vec<(String, UdpSocket)>,
+    /// VRFs for which no socket could be opened after start-up (logged once each).
+    missing_vrfs: Vec<String>,
+}
+
+impl UdpSockets {
+    /// Every socket, for polling and reading.
+    fn all(&self) -> impl Iterator<Item = &UdpSocket> {
+        std::iter::once(&self.main)
+            .chain(self.server.iter().map(|f| &f.socket))
+            .chain(self.relay_port.iter().map(|f| &f.socket))
+            .chain(self.vrfs.iter().map(|(_, s)| s))
+    }
+
+    /// The socket for a datagram to a server.
+    fn to_server(&self, relay_port: bool) -> &UdpSocket {
+        let via = if relay_port { self.relay_port.as_ref().or(self.server.as_ref()) } else { self.server.as_ref() };
+        via.map_or(&self.main, |f| &f.socket)
+    }
+
+    /// The socket for a routed unicast to a client on a link of `vrf`.
+    fn in_vrf(&self, vrf: Option<&str>) -> &UdpSocket {
+        let Some(v) = vrf else { return &self.main };
+        if let Some(f) = self.server.as_ref().filter(|f| f.device.name() == v) {
+            return &f.socket;
+        }
+        self.vrfs.iter().find(|(n, _)| n == v).map_or(&self.main, |(_, s)| s)
+    }
+}
+
 /// Sockets of the data plane.
 struct Io {
-    udp: UdpSocket,
+    udp: UdpSockets,
+    /// The VRF of each downstream interface in one (its ifindex, the VRF's name).
+    link_vrfs: Vec<(u32, String)>,
     /// Per downstream slot, while its link is up: client requests with their Ethernet
     /// source.
     taps: Vec<Option<UdpTap>>,
@@ -293,11 +384,12 @@ impl Io {
         for out in outbox.iter() {
             let payload = out.payload();
             let result = match out.destination {
-                Destination::Server { addr } => {
-                    self.udp.send_to(payload, SocketAddrV4::new(addr, SERVER_PORT), None, None)
+                Destination::Server { addr, relay_port } => {
+                    self.udp.to_server(relay_port).send_to(payload, SocketAddrV4::new(addr, SERVER_PORT), None, None)
                 }
                 Destination::ClientUnicast { ifindex, src, dst } => {
-                    self.udp.send_to(payload, SocketAddrV4::new(dst, CLIENT_PORT), Some(src), Some(ifindex))
+                    let vrf = self.link_vrfs.iter().find(|(i, _)| *i == ifindex).map(|(_, v)| v.as_str());
+                    self.udp.in_vrf(vrf).send_to(payload, SocketAddrV4::new(dst, CLIENT_PORT), Some(src), Some(ifindex))
                 }
                 Destination::ClientLink { ifindex, mac, src, dst } => self.send_link(ifindex, mac, src, dst, payload),
             };
@@ -473,11 +565,102 @@ fn sync_taps(io: &mut Io, engine: &Engine) {
         }
     }
     let tapped: Vec<u32> = io.taps.iter().flatten().map(UdpTap::ifindex).collect();
-    if let Err(e) = io.udp.ignore_from(&tapped, BOOTREQUEST) {
-        // Without the filter those requests are queued twice; the loop skips the UDP copy.
-        tracing::warn!(error = %e, "cannot filter client requests out of the UDP socket");
+    for udp in io.udp.all() {
+        if let Err(e) = udp.ignore_from(&tapped, BOOTREQUEST) {
+            // Without the filter those requests are queued twice; the loop skips the UDP copy.
+            tracing::warn!(error = %e, "cannot filter client requests out of the UDP socket");
+        }
     }
     io.tapped = tapped;
+}
+
+/// Where a socket following the servers' VRF belongs now: in the VRF when its device
+/// exists, parked while it does not, nowhere in particular (`None`: the default VRF) when
+/// no VRF is configured.
+fn server_device(settings: &Settings) -> Device {
+    match &settings.server_vrf {
+        None => Device::Any,
+        Some(v) if cdra_sys::iface::name_to_index(v).is_ok() => Device::Named(v.clone()),
+        Some(_) => Device::Parked,
+    }
+}
+
+/// Open a UDP socket on `port` bound to `device`.
+fn open_udp(port: u16, device: &Device) -> Result<UdpSocket> {
+    let dev = match device {
+        Device::Any => None,
+        d => Some(d.name()),
+    };
+    UdpSocket::bind_any(port, dev).map_err(|e| anyhow!("{e}"))
+}
+
+/// The UDP sockets at start-up, while cdra may still bind ports below 1024: the default
+/// VRF's :67, the servers' VRF's (parked if the VRF does not exist yet) and the relay
+/// source port's.
+fn open_sockets(settings: &Settings) -> Result<UdpSockets> {
+    let main = UdpSocket::bind_any(SERVER_PORT, None).map_err(|e| anyhow!("{e}"))?;
+    let device = server_device(settings);
+    let server = match settings.server_vrf {
+        Some(_) => Some(Following { socket: open_udp(SERVER_PORT, &device)?, device: device.clone() }),
+        None => None,
+    };
+    let relay_port = match settings.source_port {
+        Some(port) => Some(Following {
+            socket: open_udp(port, &device).context(format!("relay.source_port {port}"))?,
+            device: device.clone(),
+        }),
+        None => None,
+    };
+    if device == Device::Parked {
+        tracing::warn!(vrf = %settings.server_vrf.as_deref().unwrap_or(""), "the servers' VRF device does not exist (yet): requests to the servers wait for it");
+    }
+    Ok(UdpSockets { main, server, relay_port, vrfs: Vec::new(), missing_vrfs: Vec::new() })
+}
+
+/// Keep the sockets in step with the VRFs (docs/design.md, "VRFs"): the sockets that
+/// follow the servers' VRF move into it when its device appears (or a reload names
+/// another), and each VRF a downstream interface is enslaved to gets a :67 socket, which
+/// can be opened only while cdra may bind port 67 (at start-up): a VRF that appears later
+/// is logged (restart cdra to give it one; its clients are served all the same).
+fn sync_sockets(io: &mut Io, settings: &Settings, engine: &Engine) {
+    let device = server_device(settings);
+    for f in [io.udp.server.as_mut(), io.udp.relay_port.as_mut()].into_iter().flatten() {
+        if f.device == device {
+            continue;
+        }
+        let name = if device == Device::Any { Device::Parked.name() } else { device.name() };
+        match f.socket.set_device(name) {
+            Ok(()) => {
+                tracing::info!(device = %name, "server-facing socket moved");
+                f.device = device.clone();
+            }
+            Err(e) => tracing::warn!(device = %name, error = %e, "cannot move the server-facing socket"),
+        }
+    }
+    let links = &engine.config().downstream;
+    io.link_vrfs = links
+        .iter()
+        .filter(|d| d.state == LinkState::Up)
+        .filter_map(|d| d.vrf.clone().map(|v| (d.ifindex, v)))
+        .collect();
+    let server_vrf = io.udp.server.as_ref().map(|f| f.device.name().to_string());
+    let wanted: Vec<String> = io.link_vrfs.iter().map(|(_, v)| v.clone()).collect();
+    for v in wanted {
+        if server_vrf.as_deref() == Some(v.as_str()) || io.udp.vrfs.iter().any(|(n, _)| *n == v) {
+            continue;
+        }
+        match open_udp(SERVER_PORT, &Device::Named(v.clone())) {
+            Ok(sock) => {
+                tracing::info!(vrf = %v, "UDP port 67 opened in the VRF of a downstream interface");
+                io.udp.vrfs.push((v, sock));
+            }
+            Err(e) if !io.udp.missing_vrfs.contains(&v) => {
+                tracing::warn!(vrf = %v, error = %e, "no UDP port 67 in this VRF (a downstream interface is in it); restart cdra to open one: its clients are served, requests relayed to cdra by relays in it are not");
+                io.udp.missing_vrfs.push(v);
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// What the loop needs to reload: the file, and what it said last time.
@@ -504,6 +687,7 @@ fn reconfigure(
     let report = engine.reconfigure(now, config, outbox).map_err(|e| anyhow!("{e}"))?;
     io.send_all(outbox);
     outbox.clear();
+    sync_sockets(io, settings, engine);
     sync_taps(io, engine);
     if intercepts.is_some() && (live_names(engine) != names_before || engine.config().servers != servers_before) {
         // Spoofing mode: the rules name the downstream interfaces and the servers.
@@ -527,7 +711,7 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
         Source { text: config_path.as_ref().and_then(|p| std::fs::read_to_string(p).ok()), path: config_path };
     let mut link_log = LinkLog::default();
     let config = engine_config(&settings, &mut link_log)?;
-    let udp = UdpSocket::bind_any(SERVER_PORT, None).map_err(|e| anyhow!("{e}"))?;
+    let udp = open_sockets(&settings)?;
     let packet = PacketSender::new().map_err(|e| anyhow!("{e}"))?;
     let probes = if config.mode.caches() && !config.proxy.safe_network {
         let arp = ArpSocket::new().map_err(|e| anyhow!("{e}"))?;
@@ -548,6 +732,7 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
     }
     let mut io = Io {
         udp,
+        link_vrfs: Vec::new(),
         taps: Vec::new(),
         tapped: Vec::new(),
         tap_errors: 0,
@@ -591,9 +776,13 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
     // Every privileged socket is open and no other thread runs yet (the store writer and
     // the management thread inherit what is kept). CAP_NET_RAW stays: a tap is opened
     // whenever a downstream interface comes up.
-    crate::privileges::drop_privileges(config.mode, settings.user.as_deref())?;
+    let engine = Engine::new(config);
+    // The VRFs of the downstream interfaces found now get their sockets while port 67 may
+    // still be bound.
+    sync_sockets(&mut io, &settings, &engine);
+    crate::privileges::drop_privileges(engine.config().mode, settings.user.as_deref())?;
 
-    let mut engine = Engine::new(config);
+    let mut engine = engine;
     sync_taps(&mut io, &engine);
     let mut outbox = Outbox::new(OUTBOX_SLOTS);
     let mut batch = RecvBatch::new(RECV_BATCH, RECV_BUFFER);
@@ -631,7 +820,10 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
     let mut probe_buf = [0u8; 1500];
     while !terminate.load(Ordering::Relaxed) {
         fds.clear();
-        fds.extend([io.udp.as_raw_fd(), signal_read.as_raw_fd(), watch.as_raw_fd()]);
+        fds.extend([io.udp.main.as_raw_fd(), signal_read.as_raw_fd(), watch.as_raw_fd()]);
+        // The other UDP sockets (VRFs, the relay source port): read every turn, as the
+        // main one is; polled so that they wake the loop.
+        fds.extend(io.udp.all().skip(1).map(|u| u.as_raw_fd()));
         let taps_at = fds.len();
         fds.extend(io.taps.iter().flatten().map(|t| t.as_raw_fd()));
         let taps_end = fds.len();
@@ -751,42 +943,50 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
         {
             receive_yields += 1;
         }
-        for batches_read in 1.. {
-            let n = match io.udp.recv_batch(&mut batch) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
-                Err(e) => return Err(anyhow!("receiving on UDP port 67: {e}")),
-            };
-            let now = clock.now();
-            for i in 0..n {
-                let Some(rx) = batch.try_get(i) else { continue };
-                if rx.truncated {
-                    truncated += 1;
-                    continue;
+        let sockets = io.udp.all().count();
+        for k in 0..sockets {
+            for batches_read in 1.. {
+                let n = match io.udp.all().nth(k).map(|u| u.recv_batch(&mut batch)) {
+                    Some(Ok(n)) => n,
+                    Some(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => 0,
+                    Some(Err(e)) if k == 0 => return Err(anyhow!("receiving on UDP port 67: {e}")),
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "receiving on a UDP socket of a VRF");
+                        0
+                    }
+                    None => 0,
+                };
+                let now = clock.now();
+                for i in 0..n {
+                    let Some(rx) = batch.try_get(i) else { continue };
+                    if rx.truncated {
+                        truncated += 1;
+                        continue;
+                    }
+                    // A tapped link's requests are the tap's (should the filter have let one in).
+                    if rx.data.first() == Some(&BOOTREQUEST) && io.tapped.contains(&rx.ifindex) {
+                        continue;
+                    }
+                    let ingress =
+                        Ingress { link_source: None, ifindex: rx.ifindex, src: rx.src, dst: rx.dst, data: rx.data };
+                    let verdict = engine.handle_datagram(now, ingress, &mut outbox);
+                    if let Verdict::Dropped(reason) = verdict {
+                        tracing::debug!(ifindex = rx.ifindex, src = %rx.src, reason = reason.label(), "dropped");
+                    }
+                    if outbox.remaining() < 8 {
+                        io.send_all(&outbox);
+                        outbox.clear();
+                    }
                 }
-                // A tapped link's requests are the tap's (should the filter have let one in).
-                if rx.data.first() == Some(&BOOTREQUEST) && io.tapped.contains(&rx.ifindex) {
-                    continue;
-                }
-                let ingress =
-                    Ingress { link_source: None, ifindex: rx.ifindex, src: rx.src, dst: rx.dst, data: rx.data };
-                let verdict = engine.handle_datagram(now, ingress, &mut outbox);
-                if let Verdict::Dropped(reason) = verdict {
-                    tracing::debug!(ifindex = rx.ifindex, src = %rx.src, reason = reason.label(), "dropped");
-                }
-                if outbox.remaining() < 8 {
-                    io.send_all(&outbox);
-                    outbox.clear();
-                }
-            }
-            io.send_all(&outbox);
-            outbox.clear();
-            match after_batch(batches_read, n, batch.capacity(), settings.receive_batches) {
-                AfterBatch::ReadMore => {}
-                AfterBatch::Drained => break,
-                AfterBatch::Yield => {
-                    receive_yields += 1;
-                    break;
+                io.send_all(&outbox);
+                outbox.clear();
+                match after_batch(batches_read, n, batch.capacity(), settings.receive_batches) {
+                    AfterBatch::ReadMore => {}
+                    AfterBatch::Drained => break,
+                    AfterBatch::Yield => {
+                        receive_yields += 1;
+                        break;
+                    }
                 }
             }
         }

@@ -8,6 +8,7 @@
 //!
 //! This file only dispatches; [`config`] reads the file, [`daemon`] runs the data plane.
 
+mod agent_id;
 mod config;
 mod control;
 mod daemon;

@@ -232,6 +232,13 @@ pub fn render(st: &Static, snap: &Snapshot, mgmt: &ManagementCounters) -> String
         "Option 82 not added: a plain BOOTP request without the magic cookie has no options field.",
     );
     let _ = writeln!(out, "cdra_option82_not_added_bootp_total {}", c.option82_not_added_no_options);
+    family(
+        &mut out,
+        "cdra_vss_not_understood_total",
+        "counter",
+        "Replies still carrying the VSS Control sub-option cdra sent (RFC 6607): their server did not use the VSS.",
+    );
+    let _ = writeln!(out, "cdra_vss_not_understood_total {}", c.vss_not_understood);
     family(&mut out, "cdra_send_errors_total", "counter", "Datagrams the kernel refused to send.");
     let io = &snap.io;
     let _ = writeln!(out, "cdra_send_errors_total {}", io.send_errors);

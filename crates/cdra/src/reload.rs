@@ -35,6 +35,14 @@ pub fn restart_only(running: &Settings, new: &Settings) -> Vec<&'static str> {
     if running.user != new.user {
         keys.push("user");
     }
+    // The port is bound at start-up (below 1024 it needs the privilege given up then).
+    if running.source_port != new.source_port {
+        keys.push("relay.source_port");
+    }
+    // The servers' VRF socket is opened at start-up; a running one moves to another VRF.
+    if running.server_vrf.is_none() && new.server_vrf.is_some() {
+        keys.push("upstream.vrf");
+    }
     keys
 }
 
@@ -166,5 +174,13 @@ interface = "eth2"
         b.user = Some("nobody".into());
         b.metrics_listen = Some("127.0.0.1:9167".parse().expect("addr"));
         assert_eq!(restart_only(&a, &b), vec!["metrics.listen", "user"]);
+        let mut c = a.clone();
+        c.source_port = Some(1067);
+        c.server_vrf = Some("vrf-srv".into());
+        assert_eq!(restart_only(&a, &c), vec!["relay.source_port", "upstream.vrf"]);
+        // A VRF the servers' socket already follows can be changed in place.
+        let mut d = c.clone();
+        d.server_vrf = Some("vrf-other".into());
+        assert!(restart_only(&c, &d).is_empty());
     }
 }

@@ -75,6 +75,10 @@ pub struct Counters {
     /// Option 82 not added: a plain BOOTP request without the magic cookie has no options
     /// field (RFC 951, RFC 3046 2.0).
     pub option82_not_added_no_options: u64,
+    /// RFC 6607 3.2: replies that still carry the VSS Control sub-option we sent: their
+    /// server did not act on the VSS sub-option (passed on all the same, as SONiC does;
+    /// such a server allocates from its global address space).
+    pub vss_not_understood: u64,
     /// Outstanding forwarded requests forgotten to make room for newer ones
     /// (`[limits] transactions`): a reply to them is no longer believed.
     pub transactions_evicted: u64,
@@ -256,6 +260,8 @@ labelled_enum! {
         PoolEmpty => "pool_empty", "Pool mode: new clients the pool could not serve: no free entry on their link.";
         /// Pool mode: DISCOVERs answered from the pool because no server OFFER came in time.
         PoolFallback => "pool_fallback", "Pool mode: DISCOVERs answered from the pool because no server OFFER came within fallback_after.";
+        /// Pool mode: DISCOVERs of a client a server declined lately, not answered from the pool.
+        PoolFallbackSkippedRefused => "pool_fallback_skipped_refused", "Pool mode: DISCOVERs of a client whose move to the server was refused within the last hour, left to the server (which declined it) rather than answered from the pool.";
         /// Pool mode: DISCOVERs not watched for a fallback (limits.pending_clients were).
         PoolFallbackRefused => "pool_fallback_refused", "Pool mode: DISCOVERs not watched for a fallback because limits.pending_clients were.";
         /// Pool mode: pool addresses back in the pool (client gone).

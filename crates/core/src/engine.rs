@@ -213,7 +213,7 @@ impl Engine {
                     self.drop(slot, DropReason::NotAddressedToUs)
                 }
                 Some(ds) if caches => self.cache_request(now, ds, &ingress, &msg, outbox),
-                Some(ds) => self.relay_request(now, ds, &msg, outbox),
+                Some(ds) => self.relay_request(now, ds, ingress.dst, &msg, outbox),
                 None if upstream => self.drop(slot, DropReason::RequestOnUpstream),
                 None => self.drop(slot, DropReason::UnknownInterface),
             },
@@ -486,10 +486,9 @@ impl Engine {
         on_link_broadcast || self.is_our_address(dst)
     }
 
-    /// Is `addr` one of our own addresses (any downstream or upstream address)?
+    /// Is `addr` one of our own addresses (any downstream, source or upstream address)?
     pub(crate) fn is_our_address(&self, addr: Ipv4Addr) -> bool {
-        self.config.downstream.iter().any(|d| d.all_addresses.contains(&addr))
-            || self.config.upstream_addresses.contains(&addr)
+        self.config.downstream.iter().any(|d| d.owns_giaddr(addr)) || self.config.upstream_addresses.contains(&addr)
     }
 
     /// Count a drop and say so.

@@ -249,6 +249,9 @@ impl Engine {
                     // What the file says changes now; where the link is (up, its address)
                     // goes through `apply_link`, as an interface event would.
                     s.circuit_id = d.circuit_id.clone();
+                    s.remote_id = d.remote_id.clone();
+                    s.source_address = d.source_address;
+                    s.vrf = d.vrf.clone();
                     s.trusted = d.trusted;
                     links.push((i, link_update(&d)));
                     i

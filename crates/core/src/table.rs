@@ -447,6 +447,10 @@ pub struct ClientRecord {
     /// Pool mode: moving the client onto a lease of its own failed; its next request gets a
     /// NAK, so that it starts over with the server.
     pub must_restart: bool,
+    /// Pool mode: the OFFER out to the client was made after a probe of its address found
+    /// nobody (its REQUEST for that OFFER needs no second probe). Cleared by any other
+    /// answer.
+    pub offer_probed: bool,
 }
 
 impl ClientRecord {
@@ -474,6 +478,7 @@ impl ClientRecord {
             confirmed: false,
             origin: Origin::Server,
             must_restart: false,
+            offer_probed: false,
         }
     }
 }

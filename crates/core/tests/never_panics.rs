@@ -14,6 +14,9 @@ fn engine() -> Engine {
         all_addresses: vec![Ipv4Addr::new(10, 77, 1, 1)],
         mac: None,
         circuit_id: b"rd0".to_vec(),
+        remote_id: None,
+        source_address: None,
+        vrf: None,
         trusted: true,
         state: cdra_core::LinkState::Up,
     };

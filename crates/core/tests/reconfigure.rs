@@ -31,6 +31,9 @@ fn second_link() -> Downstream {
         all_addresses: vec![Ipv4Addr::new(10, 77, 2, 1)],
         mac: None,
         circuit_id: b"rd1".to_vec(),
+        remote_id: None,
+        source_address: None,
+        vrf: None,
         trusted: false,
         state: LinkState::Up,
     }

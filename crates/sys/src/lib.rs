@@ -38,6 +38,7 @@ mod sock;
 pub mod icmp;
 pub mod iface;
 pub mod intercept;
+pub mod link;
 pub mod linkwatch;
 pub mod netns;
 pub mod packet;

@@ -240,7 +240,7 @@ impl Engine {
             PoolMessage::Release => ProxyEvent::PoolReleaseSent,
             PoolMessage::Decline => ProxyEvent::PoolDeclineSent,
         });
-        let admitted = Admitted { first_hop: true, has_option82: false };
+        let admitted = Admitted::OURS;
         self.forward_request(now, ds, &msg, admitted, to, track, outbox);
     }
 

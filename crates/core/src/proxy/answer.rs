@@ -146,6 +146,9 @@ impl Engine {
         let now = req.now;
         let pool_client = self.table.get(slot).is_some_and(|r| matches!(r.origin, Origin::Pool { .. }));
         if let Some(r) = self.table.get_mut(slot) {
+            // An OFFER made after a pool probe marks itself (proxy/probes.rs); any answer
+            // ends what that probe vouched for.
+            r.offer_probed = false;
             // Paper 5.2: "If the relay is able to reply to the client, it will place the
             // client in the BOUND state (the relay assumes the client receives the reply)."
             r.state = match answer {

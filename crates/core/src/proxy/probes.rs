@@ -675,7 +675,11 @@ impl Engine {
                 if let Some(e) = self.pool_entry_of(slot).and_then(|e| self.pool.get_mut(e)) {
                     e.confirmed = true;
                 }
-                self.answer_from_cache(&req, slot, LocalAnswer::Offer, outbox);
+                if self.answer_from_cache(&req, slot, LocalAnswer::Offer, outbox) == Verdict::AnsweredLocally {
+                    if let Some(r) = self.table.get_mut(slot) {
+                        r.offer_probed = true;
+                    }
+                }
             }
             _ => {}
         }

@@ -185,7 +185,7 @@ impl Engine {
             match built {
                 Ok(len) => {
                     out.set_len(len);
-                    out.destination = Destination::Server { addr: server.addr };
+                    out.destination = Destination::Server { addr: server.addr, relay_port: false };
                     Some(emitted)
                 }
                 Err(_) => {
