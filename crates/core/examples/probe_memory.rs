@@ -47,6 +47,9 @@ fn main() {
         all_addresses: vec![DS],
         mac: Some([2, 0, 0, 0, 0, 1]),
         circuit_id: b"eth1".to_vec(),
+        remote_id: None,
+        source_address: None,
+        vrf: None,
         trusted: false,
         state: cdra_core::LinkState::Up,
     };

@@ -27,6 +27,9 @@ fn config(mac: Option<[u8; 6]>) -> EngineConfig {
         all_addresses: vec![DS],
         mac,
         circuit_id: b"rd0".to_vec(),
+        remote_id: None,
+        source_address: None,
+        vrf: None,
         trusted: false,
         state: cdra_core::LinkState::Up,
     };
