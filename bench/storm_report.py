@@ -3,6 +3,8 @@
 bench/report.py includes in BENCHMARKS.md).
 
 Usage: storm_report.py RUN_DIR LABEL... --json OUT.json [--md OUT.md]
+       storm_report.py --from-json storm.json --md OUT.md   (render again, e.g. after the
+                                                           commentary changed)
 
 RUN_DIR holds machine.txt, commands.txt and per LABEL: storm.json (cdra-loadgen storm),
 metrics.txt (cdra's metrics after the storm), samples.jsonl (bench/storm_sample.py),
@@ -182,19 +184,29 @@ def render(machine: dict, runs: dict, commands: str, commentary: str | None) -> 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("run_dir")
-    ap.add_argument("labels", nargs="+")
-    ap.add_argument("--json", required=True)
+    ap.add_argument("run_dir", nargs="?")
+    ap.add_argument("labels", nargs="*")
+    ap.add_argument("--json")
     ap.add_argument("--md")
+    ap.add_argument("--from-json")
     a = ap.parse_args()
+    c = Path(__file__).with_name("storm-commentary.md")
+    commentary = c.read_text() if c.exists() else None
+    if a.from_json:
+        if not a.md:
+            ap.error("--from-json needs --md")
+        j = json.loads(Path(a.from_json).read_text())
+        Path(a.md).write_text(render(j["machine"], j["runs"], j["commands"], commentary))
+        return 0
+    if not a.run_dir or not a.labels or not a.json:
+        ap.error("RUN_DIR, LABEL... and --json are required")
     d = Path(a.run_dir)
     machine = kv(d / "machine.txt")
     runs = {label: summarize(d / label) for label in a.labels}
     commands = (d / "commands.txt").read_text() if (d / "commands.txt").exists() else ""
     Path(a.json).write_text(json.dumps({"machine": machine, "runs": runs, "commands": commands}, indent=1) + "\n")
     if a.md:
-        c = Path(__file__).with_name("storm-commentary.md")
-        Path(a.md).write_text(render(machine, runs, commands, c.read_text() if c.exists() else None))
+        Path(a.md).write_text(render(machine, runs, commands, commentary))
     return 0
 
 
