@@ -532,7 +532,7 @@ pub(crate) struct FileProxy {
     /// Each bound record takes ~0.5 KiB, grown as clients come.
     #[serde(deserialize_with = "de::int_in::<_, 1, MAX_CLIENTS>")]
     pub max_clients: usize,
-    /// Each probe in flight keeps the request it answers (about 620 bytes in all with a
+    /// Each probe in flight keeps the request it answers (about 640 bytes in all with a
     /// 300-byte request, crates/core/examples/probe_memory.rs; up to 4.6 KiB).
     #[serde(deserialize_with = "de::int_in::<_, 1, MAX_PENDING_PROBES>")]
     pub max_pending_probes: usize,

@@ -313,7 +313,7 @@ impl Default for ProxyConfig {
             probe_timeout: Duration::from_millis(500),
             icmp_probe: IcmpProbe::Auto,
             max_clients: 1_000_000,
-            // About 620 bytes each in flight (crates/core/examples/probe_memory.rs), 20 MiB
+            // About 640 bytes each in flight (crates/core/examples/probe_memory.rs), 20 MiB
             // at most: a storm of 65,000 INIT-REBOOTs a second at the default probe_timeout.
             max_pending_probes: 32_768,
             max_held_replies: 1024,
