@@ -380,6 +380,7 @@ pub(crate) struct FileConfig {
     pub control: FileControl,
     pub metrics: FileMetrics,
     pub store: FileStore,
+    pub log: FileLog,
 }
 
 impl Default for FileConfig {
@@ -397,6 +398,7 @@ impl Default for FileConfig {
             control: FileControl::default(),
             metrics: FileMetrics::default(),
             store: FileStore::default(),
+            log: FileLog::default(),
         }
     }
 }
@@ -741,6 +743,47 @@ impl Default for FileMetrics {
     }
 }
 
+/// `[log] events`: the per-client event log's format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventFormat {
+    /// `"off"` (the default): no event log.
+    #[default]
+    Off,
+    /// `"json"`: one JSON object a line (JSON lines).
+    Json,
+    /// `"text"`: one `key=value` line each.
+    Text,
+}
+
+/// Default `[log] events_queue`: events kept between two turns of the loop.
+pub const DEFAULT_EVENTS_QUEUE: usize = 4096;
+
+/// `[log]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct FileLog {
+    pub events: EventFormat,
+    #[serde(deserialize_with = "de::int_in::<_, 16, 1_000_000>")]
+    pub events_queue: usize,
+}
+
+impl Default for FileLog {
+    fn default() -> Self {
+        FileLog { events: EventFormat::Off, events_queue: DEFAULT_EVENTS_QUEUE }
+    }
+}
+
+/// The per-client event log (`[log]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventLogSettings {
+    /// Its format, or off.
+    pub format: EventFormat,
+    /// Events queued in the engine between two turns of the loop (more are dropped and
+    /// counted).
+    pub queue: usize,
+}
+
 /// `[store]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -840,6 +883,8 @@ pub struct Settings {
     pub user: Option<String>,
     /// Persistent client table (proxy mode), if enabled.
     pub store: Option<StoreSettings>,
+    /// The per-client event log.
+    pub events: EventLogSettings,
 }
 
 /// The persistent client table.
@@ -912,6 +957,7 @@ pub(crate) fn validate(file: FileConfig) -> Result<Settings, ConfigError> {
         control,
         metrics,
         store,
+        log,
     } = file;
     let limits = limits(file_limits, proxy.max_tracked_requests)?;
     if servers.is_empty() {
@@ -1013,6 +1059,7 @@ pub(crate) fn validate(file: FileConfig) -> Result<Settings, ConfigError> {
         },
         user: user.map(|u| u.0),
         store: store_settings(store, mode)?,
+        events: EventLogSettings { format: log.events, queue: log.events_queue },
     })
 }
 
@@ -1056,6 +1103,20 @@ mod tests {
         assert!(!s.option82.insert);
         assert_eq!(s.option82.policy, Option82Policy::Forward);
         assert_eq!(s.limits, Limits::default());
+    }
+
+    #[test]
+    fn the_event_log_is_off_by_default_and_named_by_its_format() {
+        let s = parse(MINIMAL).expect("valid");
+        assert_eq!(s.events, EventLogSettings { format: EventFormat::Off, queue: DEFAULT_EVENTS_QUEUE });
+        let s = parse(&format!("{MINIMAL}[log]\nevents = \"json\"\nevents_queue = 100\n")).expect("valid");
+        assert_eq!(s.events, EventLogSettings { format: EventFormat::Json, queue: 100 });
+        let s = parse(&format!("{MINIMAL}[log]\nevents = \"text\"\n")).expect("valid");
+        assert_eq!(s.events.format, EventFormat::Text);
+        let e = parse(&format!("{MINIMAL}[log]\nevents = \"yaml\"\n")).expect_err("invalid");
+        assert_eq!(e.key, "log.events", "{e}");
+        let e = parse(&format!("{MINIMAL}[log]\nevents_queue = 1\n")).expect_err("invalid");
+        assert_eq!(e.key, "log.events_queue", "{e}");
     }
 
     #[test]

@@ -791,6 +791,9 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
         (Some(store), mode) if mode.caches() => Some(Persistence::start(store, &mut engine, clock.now())),
         _ => None,
     };
+    // The per-client event log (`[log] events`), after the restore: restored records are
+    // not events.
+    let mut events = crate::event_log::EventLog::start(settings.events, &mut engine);
     let mut truncated = 0u64;
     let mut receive_yields = 0u64;
     {
@@ -808,8 +811,10 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
         i.announce(&mut engine, Instant::now());
     }
     let mut mgmt = listeners.map(|l| management::start(l, &engine, settings.management)).transpose()?;
-    // systemd Type=notify: ready once every socket is open (a no-op outside systemd).
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    // systemd Type=notify: ready once every socket is open, then WATCHDOG=1 from this
+    // loop (crate::service; no-ops outside systemd).
+    let mut watchdog = crate::service::Watchdog::from_env(Instant::now());
+    crate::service::ready(&watchdog);
 
     // Descriptors polled, rebuilt each turn (taps come and go): UDP, signals, interface
     // changes, the taps, then the optional ARP, ICMP and management sockets.
@@ -909,6 +914,7 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
                     probe_answers_lost: io.probe_answers_lost,
                     persistence,
                     intercept: intercepts.as_ref().map(|i| i.status()),
+                    event_write_errors: events.as_ref().map_or(0, |l| l.write_errors),
                 };
                 m.serve(&mut engine, now, counters);
                 // `cdra reload` and `config` over the control socket: done here, where the
@@ -1004,6 +1010,9 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
         if let Some(p) = persistence.as_mut() {
             p.flush_changes(&mut engine, clock.now());
         }
+        // The event log follows a reload's `[log]`, then writes this turn's events.
+        crate::event_log::turn(&mut events, settings.events, &mut engine);
+        watchdog.tick(Instant::now());
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     tracing::info!("cdra stopping");
@@ -1012,6 +1021,9 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
     }
     if let Some(p) = persistence.take() {
         p.shutdown(&mut engine);
+    }
+    if let Some(log) = events.as_mut() {
+        log.write_pending(&mut engine);
     }
     report::log_counters(&engine, io.send_errors, truncated);
     Ok(())

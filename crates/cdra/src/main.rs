@@ -1,6 +1,7 @@
 //! `cdra`: a caching DHCPv4 relay agent.
 //!
-//! - `cdra run --config FILE`: run in the foreground, log to stderr, exit 0 on SIGTERM/SIGINT.
+//! - `cdra run --config FILE`: run in the foreground, log to stderr (the per-client event
+//!   log, `[log] events`, to stdout), exit 0 on SIGTERM/SIGINT.
 //! - `cdra check --config FILE`: validate; on error print one line naming the key, exit 2.
 //!   In spoofing mode it also checks that each server is routed through an upstream
 //!   interface of this host ([`placement`]).
@@ -13,9 +14,11 @@ mod config;
 mod control;
 mod daemon;
 mod dhcrelay_cli;
+mod event_log;
 mod interception;
 mod links;
 mod management;
+mod manpages;
 mod metrics;
 mod persistence;
 mod placement;
@@ -23,6 +26,7 @@ mod pool_fit;
 mod privileges;
 mod reload;
 mod report;
+mod service;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,7 +39,20 @@ const EXIT_CONFIG: u8 = 2;
 const EXIT_STARTUP: u8 = 1;
 
 #[derive(Debug, Parser)]
-#[command(name = "cdra", version, about = "cdra: a caching DHCPv4 relay agent", propagate_version = true)]
+#[command(
+    name = "cdra",
+    version,
+    about = "cdra: a caching DHCPv4 relay agent",
+    long_about = "cdra relays DHCPv4 between client segments and central DHCP servers (relay mode, a \
+                  drop-in for ISC dhcrelay) and, in proxy, spoofing and pool mode, caches each client's \
+                  lease and answers known clients itself, also while the servers are unreachable.",
+    after_long_help = "Files: /etc/cdra/cdra.toml (configuration, every key in \
+                       /usr/share/doc/cdra/configuration.md), /var/lib/cdra/clients.redb (the client \
+                       table), /run/cdra/control.sock (cdra cache). Signals: SIGTERM and SIGINT stop \
+                       cdra cleanly, SIGUSR1 logs every counter. Under systemd (cdra.service) it \
+                       notifies READY=1 and WATCHDOG=1. Metrics: /usr/share/doc/cdra/metrics.md.",
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -43,7 +60,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run in the foreground (logs to stderr; SIGTERM/SIGINT stop it, SIGUSR1 logs counters).
+    /// Run in the foreground (logs to stderr, [log] events to stdout; SIGTERM/SIGINT stop it, SIGUSR1 logs counters).
     Run {
         /// Configuration file (TOML).
         #[arg(long, short = 'c')]
@@ -87,6 +104,9 @@ enum Command {
         /// Configuration file to read the control socket path from.
         #[arg(long, short = 'c', global = true)]
         config: Option<PathBuf>,
+        /// Answer in JSON (list: one object a line; show, counters: one object).
+        #[arg(long, global = true)]
+        json: bool,
     },
     /// Run as a relay with ISC dhcrelay's command line (-id IF, -iu IF, -a, -c, -m, SERVER...).
     #[command(disable_help_flag = true)]
@@ -94,6 +114,12 @@ enum Command {
         /// dhcrelay options and servers.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<String>,
+    },
+    /// Write the manual pages (cdra.8 and one per subcommand) into DIR (packaging).
+    #[command(hide = true)]
+    Manpages {
+        /// Directory to write them to (created if missing).
+        dir: PathBuf,
     },
 }
 
@@ -135,7 +161,7 @@ fn control_socket_of(
     }
 }
 
-fn cache_command(action: CacheAction, socket: Option<PathBuf>, config: Option<PathBuf>) -> ExitCode {
+fn cache_command(action: CacheAction, socket: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCode {
     let socket = match control_socket_of("cdra cache", socket, config.as_deref()) {
         Ok(s) => s,
         Err(code) => return code,
@@ -145,6 +171,15 @@ fn cache_command(action: CacheAction, socket: Option<PathBuf>, config: Option<Pa
         CacheAction::Show { client } => format!("show {client}"),
         CacheAction::Flush { client } => format!("flush {client}"),
         CacheAction::Counters => "counters".to_string(),
+    };
+    // The control protocol's JSON variant: the word `json` after the command (control.rs).
+    let command = match (json, command.starts_with("flush")) {
+        (true, true) => {
+            eprintln!("cdra cache: --json applies to list, show and counters");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        (true, false) => format!("{command} json"),
+        (false, _) => command,
     };
     match control::request(&socket, &command) {
         Ok((ok, answer)) => {
@@ -287,7 +322,19 @@ fn main() -> ExitCode {
             init_logging(log_level.as_deref(), false);
             run(settings, None, Some(config))
         }
-        Command::Cache { action, socket, config } => cache_command(action, socket, config),
+        Command::Cache { action, socket, config, json } => cache_command(action, socket, config, json),
+        Command::Manpages { dir } => match manpages::write_all(<Cli as clap::CommandFactory>::command(), &dir) {
+            Ok(files) => {
+                for f in files {
+                    println!("{}", f.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cdra manpages: {}: {e}", dir.display());
+                ExitCode::from(EXIT_STARTUP)
+            }
+        },
         Command::Relay { args } => {
             if args.iter().any(|a| a == "-h" || a == "--help") {
                 println!("usage: cdra relay [-4] [-d] [-q] [-a] [-D] [-c COUNT] [-A LENGTH] [-m append|replace|forward|discard] [-pf FILE] [--no-pid] [-i IF]... [-id IF]... [-iu IF]... SERVER...");

@@ -38,6 +38,8 @@ pub struct IoCounters {
     pub persistence: Option<crate::persistence::PersistenceStatus>,
     /// Spoofing mode's interception.
     pub intercept: Option<crate::interception::InterceptStatus>,
+    /// Event log lines that could not be written (`[log] events`).
+    pub event_write_errors: u64,
 }
 
 /// The probe methods, as the `method` label of the probe metrics says them.
@@ -218,6 +220,33 @@ pub fn render(st: &Static, snap: &Snapshot, mgmt: &ManagementCounters) -> String
     for (s, up) in st.servers.iter().zip(&snap.server_up) {
         let _ = writeln!(out, "cdra_server_up{{server=\"{s}\"}} {}", u8::from(*up));
     }
+    family(
+        &mut out,
+        "cdra_server_round_trip_seconds",
+        "histogram",
+        "Time from forwarding a request to each server to its matching reply (millisecond resolution).",
+    );
+    for (s, sc) in st.servers.iter().zip(&c.servers) {
+        let h = &sc.round_trip;
+        for (bound, n) in h.cumulative() {
+            let le = match bound {
+                Some(ms) => format!("{}", ms as f64 / 1000.0),
+                None => "+Inf".to_string(),
+            };
+            let _ = writeln!(out, "cdra_server_round_trip_seconds_bucket{{server=\"{s}\",le=\"{le}\"}} {n}");
+        }
+        let _ = writeln!(out, "cdra_server_round_trip_seconds_sum{{server=\"{s}\"}} {}", h.sum_ms as f64 / 1000.0);
+        let _ = writeln!(out, "cdra_server_round_trip_seconds_count{{server=\"{s}\"}} {}", h.count());
+    }
+    family(
+        &mut out,
+        "cdra_events_dropped_total",
+        "counter",
+        "Per-client event log lines lost because more than [log] events_queue events came in one turn.",
+    );
+    let _ = writeln!(out, "cdra_events_dropped_total {}", c.events_dropped);
+    family(&mut out, "cdra_events_write_errors_total", "counter", "Writes of event log lines that failed.");
+    let _ = writeln!(out, "cdra_events_write_errors_total {}", snap.io.event_write_errors);
     family(
         &mut out,
         "cdra_option82_not_added_total",
@@ -483,6 +512,31 @@ mod tests {
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let name = line.split(['{', ' ']).next().unwrap_or("");
             assert!(docs.contains(&format!("`{name}`")), "{name} not in docs/metrics.md");
+        }
+    }
+
+    #[test]
+    fn round_trips_render_as_a_prometheus_histogram_per_server() {
+        let engine = Engine::new(SimConfig::small(1, Mode::Relay).engine_config());
+        let mut snap = Snapshot::take(&engine, Timestamp::default(), IoCounters::default());
+        let server = Static::of(&engine).servers[0];
+        for ms in [0, 3, 40, 7000] {
+            snap.counters.servers[0].round_trip.observe(std::time::Duration::from_millis(ms));
+        }
+        let text = render(&Static::of(&engine), &snap, &ManagementCounters::default());
+        let s = format!("server=\"{server}\"");
+        for series in [
+            "# TYPE cdra_server_round_trip_seconds histogram".to_string(),
+            format!("cdra_server_round_trip_seconds_bucket{{{s},le=\"0.001\"}} 1"),
+            format!("cdra_server_round_trip_seconds_bucket{{{s},le=\"0.005\"}} 2"),
+            format!("cdra_server_round_trip_seconds_bucket{{{s},le=\"0.05\"}} 3"),
+            format!("cdra_server_round_trip_seconds_bucket{{{s},le=\"5\"}} 3"),
+            format!("cdra_server_round_trip_seconds_bucket{{{s},le=\"+Inf\"}} 4"),
+            format!("cdra_server_round_trip_seconds_sum{{{s}}} 7.043"),
+            format!("cdra_server_round_trip_seconds_count{{{s}}} 4"),
+            "cdra_events_dropped_total 0".to_string(),
+        ] {
+            assert!(text.lines().any(|l| l == series), "{series} not rendered:\n{text}");
         }
     }
 

@@ -22,6 +22,7 @@ use cdra_wire::{Message, Op};
 
 use crate::config::EngineConfig;
 use crate::counters::{Counters, MessageKind, ProxyEvent};
+use crate::events::EventQueue;
 use crate::limits::TokenBucket;
 use crate::mode::{AddressSource, Unicasts};
 use crate::outbox::{HeldReplies, Outbox, ProbeAnswer};
@@ -83,6 +84,8 @@ pub struct Engine {
     /// The time of the event being handled (for work done where no `now` is passed, such
     /// as a record's removal).
     pub(crate) event_time: Timestamp,
+    /// The per-client event log ([`crate::events`]; off unless [`Engine::set_event_log`]).
+    pub(crate) events: EventQueue,
 }
 
 /// The addresses whose client unicasts a spoofing relay takes (paper 4.2), and those not yet
@@ -179,6 +182,7 @@ impl Engine {
             pool,
             pool_fallbacks: Fallbacks::default(),
             event_time: Timestamp::default(),
+            events: EventQueue::default(),
         }
     }
 

@@ -419,6 +419,11 @@ impl Engine {
             }
             self.counters.sent(upstream_slot, kind);
         }
+        if !matches!(track, Track::Reply { party: Party::Pool(_), .. }) {
+            // A client's request (not one of the pool's own): the client's event log.
+            let forwarded = crate::events::EventKind::Proxy(crate::counters::ProxyEvent::Forwarded);
+            self.message_event(forwarded, ds, msg, Some(first_addr));
+        }
         if let Track::Reply { expect, party, params } = track {
             let mut tx = Transaction::new(now, sent_to, expect, party);
             tx.params = params;
@@ -572,6 +577,7 @@ impl Engine {
         self.servers.on_reply(server, now);
         if let Some(c) = self.counters.servers.get_mut(server) {
             c.replies_received += 1;
+            c.round_trip.observe(now.since(tx.sent_at));
         }
         Ok(AcceptedReply { server, ds, id, tx })
     }
@@ -638,6 +644,7 @@ impl Engine {
             }
         }
         self.counters.sent(ds, MessageKind::of(msg));
+        self.message_event(crate::events::EventKind::ServerReply, ds, msg, Some(server.id));
         Ok(emitted)
     }
 

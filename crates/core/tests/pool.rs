@@ -521,3 +521,39 @@ fn a_pool_client_moves_asking_the_server_for_its_own_parameters() {
     server_answers_again(&mut h);
     assert!(move_started(&mut h, &a, addr).iter().any(|s| s.kind == Some(MessageType::Request)));
 }
+
+#[test]
+fn the_event_log_tells_a_pool_clients_life_and_nothing_of_the_pools_own_upkeep() {
+    let mut h = filled(PoolAssign::Always);
+    h.engine.set_event_log(64);
+    let a = Client::new(1);
+    assert_eq!(h.client_sends(&a.msg(MessageType::Discover)), Verdict::AwaitingProbe);
+    let probed = h.probes.last().expect("a probe").target;
+    run_all(&mut h, 1);
+    let mut sel = a.selecting(DS_ADDR);
+    sel.options.retain(|(c, _)| *c != 50);
+    sel.options.push((50, probed.octets().to_vec()));
+    assert_eq!(h.client_sends(&sel), Verdict::AnsweredLocally);
+    let mut release = a.msg(MessageType::Release);
+    release.ciaddr = probed;
+    release.options.push((54, DS_ADDR.octets().to_vec()));
+    assert_eq!(h.client_sends_to(DS_ADDR, &release), Verdict::AnsweredLocally);
+    let events: Vec<_> = h.engine.drain_events().collect();
+    let seen: Vec<(&str, Option<&str>)> = events.iter().map(|e| (e.kind.label(), e.kind.cause())).collect();
+    assert_eq!(
+        seen,
+        [
+            ("pool_assigned", None),
+            ("probe_started", None),
+            ("probe_timed_out", None),
+            ("local_offer", None),
+            ("local_ack", None),
+            ("pool_returned", None),
+            ("removed", Some("returned_to_pool")),
+        ],
+        "{events:?}"
+    );
+    let key = events[0].client.clone();
+    assert!(events.iter().all(|e| e.client == key && e.address == Some(probed)), "{events:?}");
+    assert_eq!(h.engine.counters().events_dropped, 0);
+}

@@ -558,3 +558,48 @@ fn an_ack_shorter_than_the_bootp_minimum_with_option82_is_still_cached() {
     assert_eq!(h.engine.handle_datagram(h.now, ingress, &mut h.outbox), Verdict::DeliveredToClient);
     assert_eq!(h.client_sends_to(DS_ADDR, &renew()), Verdict::AnsweredLocally);
 }
+
+#[test]
+fn the_event_log_tells_a_dora_and_a_local_answer_per_client_and_is_bounded() {
+    use cdra_core::counters::ProxyEvent;
+    use cdra_core::events::EventKind;
+    let mut h = Harness::new(proxy_config());
+    assert_eq!(h.engine.drain_events().count(), 0, "off by default");
+    h.engine.set_event_log(64);
+    bound_client(&mut h);
+    h.advance(600);
+    assert_eq!(h.client_sends_to(DS_ADDR, &renew()), Verdict::AnsweredLocally);
+    let events: Vec<_> = h.engine.drain_events().collect();
+    let seen: Vec<(&str, Option<&str>)> =
+        events.iter().map(|e| (e.kind.label(), e.message.map(|m| m.label()))).collect();
+    assert_eq!(
+        seen,
+        [
+            ("forwarded", Some("discover")),
+            ("server_reply", Some("offer")),
+            ("forwarded", Some("request")),
+            ("server_reply", Some("ack")),
+            ("local_ack", Some("ack")),
+        ]
+    );
+    let key = ClientKey::client_id(&CID);
+    assert!(events.iter().all(|e| e.client == key && e.interface == Some(0)), "{events:?}");
+    assert_eq!(events[1].address, Some(ADDR), "the offered address");
+    assert_eq!(events[1].server, Some(SERVER));
+    assert_eq!(events[2].server, Some(SERVER), "forwarded to");
+    assert_eq!((events[4].address, events[4].server), (Some(ADDR), Some(SERVER)));
+    assert_eq!(events[4].kind, EventKind::Proxy(ProxyEvent::LocalAck));
+    assert_eq!(h.engine.drain_events().count(), 0, "drained");
+    // Round trips: both replies came back in the same millisecond as their requests.
+    let rtt = &h.engine.counters().servers[0].round_trip;
+    assert_eq!((rtt.count(), rtt.sum_ms), (2, 0));
+    // Bounded: two slots, the rest counted.
+    h.engine.set_event_log(2);
+    assert!(h.engine.flush_client(&key));
+    for _ in 0..3 {
+        h.client_sends(&client_msg(MessageType::Discover));
+    }
+    let kept: Vec<_> = h.engine.drain_events().map(|e| (e.kind.label(), e.kind.cause())).collect();
+    assert_eq!(kept, [("removed", Some("flushed")), ("forwarded", None)]);
+    assert_eq!(h.engine.counters().events_dropped, 2);
+}

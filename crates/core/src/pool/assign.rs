@@ -172,6 +172,7 @@ impl Engine {
             return self.drop(req.ds, DropReason::NoServer);
         }
         self.counters.proxy.add(ProxyEvent::PoolAssigned);
+        self.record_event(crate::events::EventKind::Proxy(ProxyEvent::PoolAssigned), slot, None);
         self.arm_pool_refill(req.now);
         if self.config.proxy.safe_network {
             return self.answer_from_cache(req, slot, LocalAnswer::Offer, outbox);
@@ -259,6 +260,7 @@ impl Engine {
                 if matches!(e.state, EntryState::Assigned(_)) {
                     e.state = EntryState::Free;
                     self.counters.proxy.add(ProxyEvent::PoolReturned);
+                    self.record_event(crate::events::EventKind::Proxy(ProxyEvent::PoolReturned), slot, None);
                 }
             }
         }
@@ -293,6 +295,8 @@ impl Engine {
             Removal::ReturnedToPool | Removal::ClientGaveUp => {
                 e.held_back_until = None;
                 self.counters.proxy.add(ProxyEvent::PoolReturned);
+                let kind = crate::events::EventKind::Proxy(ProxyEvent::PoolReturned);
+                self.push_event(crate::events::LeaseEvent::of_record(now, kind, removed, None));
             }
             Removal::AddressInUse if held_back >= size => {
                 self.pool_entry_lost(now, r, ProxyEvent::PoolInUseDropped);
@@ -489,6 +493,7 @@ impl Engine {
                 }
                 self.cache_reply(reply, slot, ClientKind::Dhcp);
                 self.counters.proxy.add(ProxyEvent::PoolMigrated);
+                self.record_event(crate::events::EventKind::Proxy(ProxyEvent::PoolMigrated), slot, None);
                 self.arm_pool_refill(reply.now);
             }
             _ => self.pool_migration_failed(reply.now, r, outbox),

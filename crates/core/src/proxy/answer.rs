@@ -102,11 +102,13 @@ impl Engine {
         let (destination, kind) = (reply_destination(&m, iface, identity), MessageKind::of(&m));
         out.destination = destination;
         self.counters.sent(ds, kind);
-        self.counters.proxy.add(match answer {
+        let event = match answer {
             LocalAnswer::Offer | LocalAnswer::OfferOfExpired => ProxyEvent::LocalOffer,
             LocalAnswer::Ack { .. } => ProxyEvent::LocalAck,
             LocalAnswer::BootReply => ProxyEvent::BootpSpoofed,
-        });
+        };
+        self.counters.proxy.add(event);
+        self.record_event(crate::events::EventKind::Proxy(event), slot, Some(kind));
         self.after_local_answer(req, slot, answer, lease, emitted, outbox);
         Verdict::AnsweredLocally
     }
@@ -241,6 +243,7 @@ impl Engine {
             Destination::ClientLink { ifindex, mac: BROADCAST_MAC, src: identity, dst: Ipv4Addr::BROADCAST };
         self.counters.sent(ds, MessageKind::Dhcp(MessageType::Nak));
         self.counters.proxy.add(ProxyEvent::LocalNak);
+        self.message_event(crate::events::EventKind::Proxy(ProxyEvent::LocalNak), ds, request, Some(identity));
         Verdict::AnsweredLocally
     }
 }

@@ -464,6 +464,7 @@ impl Engine {
 
     fn arm_probe(&mut self, now: Timestamp, pending: PendingProbe) {
         self.counters.proxy.add(ProxyEvent::ProbeStarted);
+        self.probe_event(ProxyEvent::ProbeStarted, &pending);
         self.arm_probe_timer(now, pending);
     }
 
@@ -538,6 +539,7 @@ impl Engine {
                 _ => p.heard = Heard::Unsent,
             }
         }
+        self.probe_event(probe_outcome(p.heard, &p.purpose), &p);
         match (p.heard, &p.purpose) {
             (Heard::Unsent, _) => self.probe_not_made(now, p, slot, outbox),
             (heard, ProbePurpose::PoolEntry(r)) => {
@@ -619,6 +621,24 @@ impl Engine {
                 self.answer_unprobed(&req, s, answer, outbox);
             }
         }
+    }
+
+    /// The event log's line for a probe of a client's address (a pool entry's own probes
+    /// are not a client's).
+    fn probe_event(&mut self, what: ProxyEvent, p: &PendingProbe) {
+        if !self.logging_events() || matches!(p.purpose, ProbePurpose::PoolEntry(_)) {
+            return;
+        }
+        let server = self.table.find(&p.key).and_then(|s| self.table.get(s)).and_then(|r| r.server).map(|s| s.id);
+        self.push_event(crate::events::LeaseEvent {
+            at: self.event_time,
+            kind: crate::events::EventKind::Proxy(what),
+            client: p.key.clone(),
+            interface: u16::try_from(p.ds).ok(),
+            address: Some(p.target),
+            server,
+            message: None,
+        });
     }
 
     /// The DISCOVER whose expired address could not be offered goes to the server (as it
@@ -711,5 +731,18 @@ impl Engine {
                 self.pool_offer_refused(now, slot, &request, admitted, p.ds, outbox);
             }
         }
+    }
+}
+
+/// How a decided probe is counted, as [`Engine::probe_due`] counts it (the event log's
+/// `probe_*` line).
+fn probe_outcome(heard: Heard, purpose: &ProbePurpose) -> ProxyEvent {
+    match (heard, purpose) {
+        (Heard::Unsent, _) => ProxyEvent::ProbeUnsent,
+        (Heard::Nothing, _) => ProxyEvent::ProbeTimedOut,
+        (_, ProbePurpose::PoolEntry(_)) => ProxyEvent::ProbeFoundInUse,
+        (Heard::RecordClient, ProbePurpose::LocalAnswer { .. }) => ProxyEvent::ProbeOwnerAnswered,
+        (Heard::OtherHost | Heard::IcmpOnly | Heard::RecordClient, _) => ProxyEvent::ProbeFoundInUse,
+        (Heard::Client, _) => ProxyEvent::ProbeClientAnswered,
     }
 }

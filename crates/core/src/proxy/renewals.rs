@@ -100,11 +100,13 @@ impl Engine {
         }
         if self.config.proxy.safe_network {
             self.counters.proxy.add(ProxyEvent::Lapsed);
+            self.record_event(crate::events::EventKind::Proxy(ProxyEvent::Lapsed), slot, None);
             self.send_release(slot, outbox);
             return;
         }
         if self.start_lapse_probe(now, slot, outbox) {
             self.counters.proxy.add(ProxyEvent::Lapsed);
+            self.record_event(crate::events::EventKind::Proxy(ProxyEvent::Lapsed), slot, None);
         } else {
             // Rather than release unprobed, try again shortly.
             self.rearm_lapse(now, slot);
