@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A narrated demonstration of cdra in proxy mode (run by `sudo ./scripts/demo`).
+"""A narrated demonstration of cdra in proxy and pool mode (run by `sudo ./scripts/demo`).
 
 Builds the end-to-end lab's network in namespaces (see README.md here), starts Kea and
 cdra (proxy mode, control socket, metrics), and runs real DHCP clients (dhclient, udhcpc,
@@ -11,7 +11,13 @@ dhcpcd) through it, saying what happens and showing the evidence:
   4. a squatter takes a cached address: its owner gets a DHCPNAK from cdra;
   5. Kea is back: the new client gets a lease;
 
-then a table of what Kea received against what cdra answered itself. Everything it
+then a table of what Kea received against what cdra answered itself, and
+
+  6. the same outage in address-pooling mode: cdra leases a pool from Kea ahead of time,
+     a brand-new client gets a pool address while Kea is down, and is moved onto a Kea
+     lease of its own (same address) once Kea is back.
+
+ Everything it
 creates is removed on exit (also on Ctrl-C). Exit status 0 only if every step behaved as
 narrated.
 
@@ -36,6 +42,8 @@ import lab as L  # noqa: E402
 DEADLINE = 300          # seconds: the whole demo, then it gives up (and cleans up)
 KEA_LEASE = 600
 NEW_CLIENT_WAIT = 10
+POOL_SIZE = 3          # step 6: free addresses cdra keeps leased from Kea
+POOL_CLIENT_LEASE = "20s"  # step 6: the pool client's lease (renews every 10 s)
 
 T0 = time.monotonic()
 RESULTS: list[tuple[str, bool, str]] = []
@@ -89,6 +97,68 @@ def diff(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
 def addr_of(cl: L.Client) -> str:
     a = cl.cns.ipv4_addrs()
     return a[0] if a else "(none)"
+
+
+def pool_step(lab: L.Lab, kea: L.Kea) -> None:
+    """Step 6: the outage of step 3 again, with cdra in address-pooling mode: a brand-new
+    client gets an address while Kea is down, and moves onto a Kea lease of its own when
+    Kea is back."""
+    step = "6 pool mode: a new client served through the outage"
+    header(6, "The same outage in POOL mode: a brand-new client gets an address")
+    lab.relay.stop()
+    lab.start_relay(**L.proxy_relay_kw(lab, mode="pool", sections={"pool": {
+        "size": POOL_SIZE, "assign": "outage", "fallback_after": "2s",
+        "client_lease": POOL_CLIENT_LEASE}}))
+    relay: L.CdraRelay = lab.relay
+    say(f"   cdra restarted (same table) with mode = \"pool\": it leases {POOL_SIZE} addresses")
+    say("   from Kea ahead of time, under client identities of its own, and keeps them renewed.")
+
+    def pool() -> dict[str, L.Lease]:
+        return {ip: l for ip, l in kea.active_leases().items() if l.is_pool()}
+    try:
+        held = L.wait_until(lambda: pool() if len(pool()) == POOL_SIZE else None, 20,
+                            interval=0.2, what=f"{POOL_SIZE} pool leases in Kea's lease table")
+    except L.LabError as e:
+        check(step, False, f"the pool did not fill: {e}")
+        return
+    check(step, True, f"Kea's lease table shows the pool: {', '.join(sorted(held))}")
+    evidence("\n".join(str(l) for _, l in sorted(held.items())))
+    kea.stop()
+    say("   Kea stopped again.")
+    cns = lab.add_client()
+    ccap = lab.capture(cns.ns, cns.iface, f"client{cns.index}")
+    say(f"   A brand-new client (dhclient, MAC {cns.mac}) starts: its DISCOVER is relayed; no")
+    say("   OFFER comes within fallback_after (2 s), so cdra OFFERs a pool address (after a")
+    say("   probe) and ACKs it, with a short lease.")
+    cl = lab.start_client("dhclient", cns)
+    try:
+        ev = cl.wait_bound(timeout=20)
+    except L.LabError as e:
+        check(step, False, f"the new client got nothing: {e}")
+        return
+    ip = ev.get("ip", "")
+    check(step, ip in held and ev.get("server_id") == L.RELAY_DOWN_IP,
+          f"the new client got {ip} from the pool (server {ev.get('server_id')}, lease "
+          f"{ev.get('lease')} s) while Kea is down")
+    evidence(relay.cache("list"))
+    kea.restart()
+    say("   Kea is back. At the client's next renewal cdra gives the pool lease back and asks")
+    say("   Kea for the same address under the client's own identity...")
+
+    def own() -> L.Lease | None:
+        l = kea.active_leases().get(ip)
+        return l if l is not None and l.mac == cns.mac else None
+    try:
+        lease = L.wait_until(own, 45, interval=0.5, what=f"Kea's lease on {ip} in the client's name")
+        check(step, True, f"Kea now leases {ip} to the client itself ({lease.mac}); the client kept "
+              "its address")
+        check(step, ip in cns.ipv4_addrs(), f"dhclient still has {ip}")
+    except L.LabError as e:
+        check(step, False, f"the client was not moved onto a Kea lease of its own: {e}")
+    m = relay.metrics()
+    say("   cdra's pool counters (GET /metrics, excerpt):")
+    evidence("\n".join(f"{k} {v:.0f}" for k, v in m.items()
+                       if "pool" in k and v and "bucket" not in k))
 
 
 def main() -> int:
@@ -314,6 +384,9 @@ def main() -> int:
             f"{ev['probe_started']} probes, {ev['probe_found_in_use']} found the address in use.")
         say("   (Kea's numbers are its statistic-get counters, summed over both runs of Kea;")
         say("    cdra's are from GET /metrics.)")
+
+        # ------------------------------------------------------------------ 6
+        pool_step(lab, kea)
         return 0
     except StepFailed as e:
         check("aborted", False, str(e))

@@ -797,18 +797,6 @@ impl Thread {
             if !self.take_replies() {
                 return;
             }
-            let mut at = 1;
-            if metrics_on {
-                if ready.get(at) == Some(&true) {
-                    self.accept(Channel::Metrics);
-                }
-                at += 1;
-            }
-            if control_on && ready.get(at) == Some(&true) {
-                self.accept(Channel::Control);
-            }
-            // Connections accepted just now are not in `polled`; they are read next turn
-            // (their data is waiting, so that turn comes at once).
             let mut close = Vec::new();
             for (k, i) in polled.iter().enumerate() {
                 let Some(i) = *i else { continue };
@@ -836,6 +824,21 @@ impl Thread {
                 }
             }
             self.conns.retain(|c| !close.contains(&c.id));
+            // Accept after the connections that ended this turn are gone: a client that
+            // closed a hundred connections and opens one more is not refused for the ones it
+            // closed (their end and the new connection are often seen in the same turn).
+            // Connections accepted now are not in `polled`; they are read next turn (their
+            // data is waiting, so that turn comes at once).
+            let mut at = 1;
+            if metrics_on {
+                if ready.get(at) == Some(&true) {
+                    self.accept(Channel::Metrics);
+                }
+                at += 1;
+            }
+            if control_on && ready.get(at) == Some(&true) {
+                self.accept(Channel::Control);
+            }
             self.send_queries();
         }
     }
@@ -1181,6 +1184,30 @@ mod tests {
         assert_eq!(metric(&text, "cdra_clients"), Some(3));
         let (_, turns) = fake.finish();
         assert!(turns >= 1);
+    }
+
+    /// Seen end to end (test_hostile.py, idle management connections): a client closed
+    /// its 100 idle connections and scraped at once; the thread saw the new connection and
+    /// the ends of the old ones in one turn, accepted first, found 100 open, and refused
+    /// the scrape (reset). Connections that ended are gone before a new one is counted.
+    #[test]
+    fn a_connection_after_closing_all_the_idle_ones_is_served() {
+        let fake = FakeLoop::start(engine(3, false), limits(40, Duration::from_secs(30), 100));
+        for round in 0..20 {
+            let held: Vec<TcpStream> = (0..40).map(|_| TcpStream::connect(fake.metrics).expect("connect")).collect();
+            // Let the thread accept them all, then end them all and connect again at once.
+            std::thread::sleep(Duration::from_millis(100));
+            drop(held);
+            let mut s = TcpStream::connect(fake.metrics).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+            let mut text = String::new();
+            let got = s
+                .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                .and_then(|()| s.read_to_string(&mut text).map(|_| ()));
+            assert!(got.is_ok() && text.starts_with("HTTP/1.1 200 OK"), "round {round}: {got:?} {text:?}");
+        }
+        let text = fake.scrape();
+        assert_eq!(metric(&text, "cdra_management_refused_total{channel=\"metrics\"}"), Some(0), "{text}");
     }
 
     #[test]

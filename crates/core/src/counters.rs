@@ -312,8 +312,6 @@ labelled_enum! {
         PoolEmpty => "pool_empty", "Pool mode: new clients the pool could not serve: no free entry on their link.";
         /// Pool mode: DISCOVERs answered from the pool because no server OFFER came in time.
         PoolFallback => "pool_fallback", "Pool mode: DISCOVERs answered from the pool because no server OFFER came within fallback_after.";
-        /// Pool mode: DISCOVERs of a client a server declined lately, not answered from the pool.
-        PoolFallbackSkippedRefused => "pool_fallback_skipped_refused", "Pool mode: DISCOVERs of a client whose move to the server was refused within the last hour, left to the server (which declined it) rather than answered from the pool.";
         /// Pool mode: DISCOVERs not watched for a fallback (limits.pending_clients were).
         PoolFallbackRefused => "pool_fallback_refused", "Pool mode: DISCOVERs not watched for a fallback because limits.pending_clients were.";
         /// Pool mode: pool addresses back in the pool (client gone).

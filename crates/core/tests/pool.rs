@@ -80,7 +80,12 @@ fn pool_addr(i: u8) -> Ipv4Addr {
 /// A pool-mode harness whose pool is filled by a model of the server: the engine's
 /// DISCOVERs get OFFERs of .200, .201 ..., its REQUESTs ACKs.
 fn filled(assign: PoolAssign) -> Harness {
-    let mut h = Harness::new(pool_config(assign));
+    filled_with(pool_config(assign))
+}
+
+/// [`filled`] with a configuration of the test's own.
+fn filled_with(config: EngineConfig) -> Harness {
+    let mut h = Harness::new(config);
     h.run_timers(0);
     let discovers = to_server(&h);
     assert_eq!(discovers.len(), 2, "one DISCOVER per entry: {discovers:?}");
@@ -294,6 +299,37 @@ fn a_pool_client_moves_onto_a_lease_of_its_own_when_the_server_answers() {
     assert!(h.engine.pool().entries(0).all(|e| e.address != addr), "the entry left the pool");
 }
 
+/// Seen in the demo (scripts/demo, step 6) with `client_lease = "20s"`: a pool client bound
+/// during the outage renewed every 10 s after the server came back, and for a minute each
+/// renewal was answered without asking the server (the entry's RENEW was sent at most once
+/// a minute), so the move came only at its fourth or fifth renewal. The issue asks for it
+/// within two. Each renewal asks the server once, whatever the pool client's lease.
+#[test]
+fn with_short_pool_leases_the_first_renewal_after_the_servers_return_starts_the_move() {
+    let mut c = pool_config(PoolAssign::Outage);
+    c.pool.client_lease = Duration::from_secs(20);
+    let mut h = filled_with(c);
+    let a = Client::new(1);
+    assert!(matches!(h.client_sends(&a.msg(MessageType::Discover)), Verdict::RelayedToServers { .. }));
+    run_all(&mut h, 2);
+    let probed = h.probes.last().expect("probe before the OFFER").target;
+    run_all(&mut h, 1);
+    let mut sel = a.selecting(DS_ADDR);
+    sel.options.retain(|(c, _)| *c != 50);
+    sel.options.push((50, probed.octets().to_vec()));
+    assert_eq!(h.client_sends(&sel), Verdict::AnsweredLocally);
+    // Its RENEW (with the ACK) was lost. The server answers again 10 s later, at the
+    // client's first renewal: that renewal asks the server, whose ACK starts the move.
+    h.advance(10);
+    let sent = move_started(&mut h, &a, probed);
+    assert!(sent.iter().any(|s| s.kind == Some(MessageType::Release)), "{sent:?}");
+    assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolMigrationStarted], 1);
+    // A retransmission of a renewal a second later asks nothing more.
+    h.advance(1);
+    let _ = h.client_sends_to(DS_ADDR, &Msg { ciaddr: probed, ..a.renew() });
+    assert!(to_server(&h).iter().all(|s| s.client_id.as_deref().is_none_or(|id| !id.starts_with(b"\0cdra-pool/"))));
+}
+
 #[test]
 fn a_refused_move_takes_the_address_back_and_the_client_starts_over() {
     let (mut h, a, addr) = pool_client_by_fallback();
@@ -471,27 +507,6 @@ fn an_unanswered_move_asks_the_address_back_within_migration_timeout() {
     assert!(back[0].0.as_deref().is_some_and(|id| id.starts_with(b"\0cdra-pool/")), "{back:?}");
     assert_eq!(back[0].1, Some(addr));
     assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolMigrationFailed], 1);
-}
-
-#[test]
-fn a_client_the_server_refused_is_left_to_the_server_while_it_answers() {
-    let (mut h, a, addr) = pool_client_by_fallback();
-    server_answers_again(&mut h);
-    let take = move_started(&mut h, &a, addr)
-        .into_iter()
-        .find(|s| s.kind == Some(MessageType::Request))
-        .expect("asked as the client");
-    h.server_sends(SERVER, &answer(&take, MessageType::Nak, addr));
-    h.client_sends_to(DS_ADDR, &Msg { ciaddr: addr, ..a.renew() });
-    assert_eq!(kind(&h.only_sent().1), Some(MessageType::Nak), "starts over");
-    // Its DISCOVER goes to the server; the server stays silent (it declines the client):
-    // the pool does not answer instead.
-    let fallbacks = h.engine.counters().proxy[ProxyEvent::PoolFallback];
-    assert!(matches!(h.client_sends(&a.msg(MessageType::Discover)), Verdict::RelayedToServers { .. }));
-    run_all(&mut h, 3);
-    assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolFallback], fallbacks, "no pool answer");
-    assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolFallbackSkippedRefused], 1);
-    assert!(record(&h, &a).is_none_or(|r| r.reply.is_none()));
 }
 
 #[test]

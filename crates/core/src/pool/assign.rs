@@ -68,36 +68,10 @@ pub(crate) struct Fallback {
     ds: usize,
 }
 
-/// The DISCOVERs waiting for a fallback, bounded by `[limits] pending_clients`; and the
-/// clients a server declined lately (their move onto a lease of their own got a NAK or no
-/// answer), as many at most, each for [`REFUSED_MEMORY`].
+/// The DISCOVERs waiting for a fallback, bounded by `[limits] pending_clients`.
 #[derive(Debug, Default)]
 pub(crate) struct Fallbacks {
     waiting: hashbrown::HashMap<RequestId, Fallback>,
-    refused: hashbrown::HashMap<ClientKey, Timestamp>,
-}
-
-/// How long a client a server declined is not served from the pool again while the server
-/// answers (`assign = "outage"`): a server that refuses a client (a reservation elsewhere,
-/// a class that ignores it) is obeyed, not bypassed by the pool at each of its requests.
-pub const REFUSED_MEMORY: core::time::Duration = core::time::Duration::from_secs(3600);
-
-impl Fallbacks {
-    /// Remember that a server declined `key` at `now` (the oldest is forgotten beyond `max`).
-    fn note_refused(&mut self, key: ClientKey, now: Timestamp, max: usize) {
-        self.refused.retain(|_, at| now.since(*at) < REFUSED_MEMORY);
-        if self.refused.len() >= max.max(1) && !self.refused.contains_key(&key) {
-            if let Some(oldest) = self.refused.iter().min_by_key(|(_, at)| **at).map(|(k, _)| k.clone()) {
-                self.refused.remove(&oldest);
-            }
-        }
-        self.refused.insert(key, now);
-    }
-
-    /// Did a server decline `key` within [`REFUSED_MEMORY`]?
-    fn refused_lately(&self, key: &ClientKey, now: Timestamp) -> bool {
-        self.refused.get(key).is_some_and(|at| now.since(*at) < REFUSED_MEMORY)
-    }
 }
 
 impl Engine {
@@ -116,11 +90,6 @@ impl Engine {
     /// Pool mode, `assign = "outage"`: a new client's DISCOVER was forwarded; if no server's
     /// OFFER reaches it within `fallback_after`, the pool answers.
     pub(crate) fn pool_arm_fallback<T: AsRef<[u8]>>(&mut self, req: &ClientRequest<'_, T>) {
-        if self.pool_fallbacks.refused_lately(&req.key, req.now) {
-            // The server declined this client lately: its silence is its answer.
-            self.counters.proxy.add(ProxyEvent::PoolFallbackSkippedRefused);
-            return;
-        }
         if self.pool_fallbacks.waiting.len() >= self.config.limits.pending_clients {
             self.counters.proxy.add(ProxyEvent::PoolFallbackRefused);
             return;
@@ -395,7 +364,8 @@ impl Engine {
     }
 
     /// After a local ACK to a pool client (`assign = "outage"`): renew its entry's lease
-    /// now, at most once a [`RENEW_RETRY`], marked so that the server's ACK starts the
+    /// now, at most once per a quarter of `[pool] client_lease` (half the client's renewal
+    /// interval) or [`RENEW_RETRY`], whichever is shorter, marked so that the server's ACK starts the
     /// client's move onto a lease of its own ([`Engine::pool_start_migration`]). The ACK is
     /// the proof, milliseconds old, that the server answers again; during an outage the
     /// RENEW is lost and nothing else changes.
@@ -408,8 +378,12 @@ impl Engine {
         if !matches!(e.state, EntryState::Assigned(_)) || e.server.is_none() {
             return;
         }
-        if e.migrate_on_ack && now.since(e.sent_at) < RENEW_RETRY {
-            return; // asked already
+        // Asked lately: at most once per half of a pool client's renewal interval (so that
+        // each of its renewals asks once, whatever `client_lease`, and its retransmissions
+        // do not), and at least once per RENEW_RETRY.
+        let interval = RENEW_RETRY.min(self.config.pool.client_lease / 4);
+        if e.migrate_on_ack && now.since(e.sent_at) < interval {
+            return;
         }
         e.migrate_on_ack = true;
         e.xid = self.table.next_random() as u32;
@@ -510,7 +484,6 @@ impl Engine {
         e.state = EntryState::Reacquiring(key.clone());
         e.xid = self.table.next_random() as u32;
         self.counters.proxy.add(ProxyEvent::PoolMigrationFailed);
-        self.pool_fallbacks.note_refused(key.clone(), now, self.config.limits.pending_clients);
         if let Some(c) = self.table.find(&key).and_then(|s| self.table.get_mut(s)) {
             c.must_restart = true;
         }
