@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Turns bench/run's results (cdra-loadgen JSON reports) into BENCHMARKS.md and a plot.
 
-Usage: report.py RESULTS_DIR BENCHMARKS.md PLOT.png
+Usage: report.py RESULTS_DIR BENCHMARKS.md PLOT.png [--no-plot]
+  --no-plot  link PLOT.png but leave the file as it is (bench/storm refreshes its section)
 
 Reads RESULTS_DIR/{selftest,dhcrelay,dhcrelay-quiet,dnsmasq,dnsmasq-bcast,cdra-relay,cdra-proxy}.json, machine.txt and
-*.commands.txt; includes bench/commentary.md (hand-written analysis) and bench/mgmt.md (written
-by bench/mgmt) when present.
+*.commands.txt; includes bench/commentary.md (hand-written analysis), bench/mgmt.md (written
+by bench/mgmt) and bench/storm.md (written by bench/storm) when present.
 Standard library + matplotlib (Debian: python3-matplotlib).
 """
 
@@ -196,6 +197,7 @@ def plot(runs: dict, path: Path) -> None:
 
 def main() -> int:
     results, md_path, png_path = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+    no_plot = "--no-plot" in sys.argv[4:]
     runs, machine, cmds = load(results)
     md: list[str] = []
     md.append("# cdra benchmarks\n")
@@ -326,13 +328,19 @@ def main() -> int:
     mgmt = Path(__file__).with_name("mgmt.md")
     if mgmt.exists():
         md.append(mgmt.read_text().rstrip() + "\n")
+    # Written by bench/storm (the storm after a power failure), kept across bench/run.
+    storm = Path(__file__).with_name("storm.md")
+    if storm.exists():
+        md.append(storm.read_text().rstrip() + "\n")
     md.append("## Plot\n")
     md.append(f"![latency and drops]({png_path.relative_to(md_path.parent) if png_path.is_relative_to(md_path.parent) else png_path})\n")
     md.append("## How to run\n")
     md.append(
         "```\nsudo bench/run            # ~8 minutes: installs missing Debian packages, builds, runs, "
         "rewrites this file\nsudo bench/run --quick    # 2 s steps, a smoke test\n"
-        "sudo bench/run --only selftest,cdra-proxy\n```\n"
+        "sudo bench/run --only selftest,cdra-proxy\n"
+        "sudo bench/mgmt           # management channels vs the packet path (its own section)\n"
+        "sudo bench/storm          # the storm after a power failure (its own section)\n```\n"
     )
     md.append(
         "`cdra-loadgen` alone (inside a namespace whose interface faces the relay):\n\n```\n"
@@ -352,7 +360,8 @@ def main() -> int:
                 kea_shown = kea_shown or "--- kea-dhcp4.json" in text
                 md.append(f"### {LABELS.get(name, name)}\n\n```\n{text}\n```\n")
     md_path.write_text("\n".join(md))
-    plot(runs, png_path)
+    if not no_plot:
+        plot(runs, png_path)
 
     # Short summary on stdout.
     print("== summary (DORA: offered/s -> achieved/s, drop %, p99 ms, relay CPU ms per 1000)")

@@ -308,7 +308,7 @@ def main() -> int:
         say(f"   dhclient ({cl.cns.mac}) is off; another host ({squat.mac}) configures {ip} "
             "by hand.")
         say("   dhclient starts again and asks for its old address (INIT-REBOOT); before a")
-        say("   local ACK cdra probes the address (ARP + ICMP) and finds the squatter...")
+        say("   local ACK cdra probes the address (ARP) and finds the squatter...")
         mark = time.time()
         n4 = len(cl.events())
         cl.start()

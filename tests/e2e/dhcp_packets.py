@@ -356,6 +356,36 @@ def read_pcap(path: str) -> list[Frame]:
     return frames
 
 
+def read_pcap_probes(path: str) -> list[tuple[float, str, str, str, str]]:
+    """ARP requests and ICMP echo requests in a classic pcap file (Ethernet link type), as
+    (time, kind, source MAC, sender IP, target IP): kind "arp" (sender IP 0.0.0.0 for an
+    RFC 5227 probe) or "echo". Tolerates a cut-off tail."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 24:
+        return []
+    e = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    nano = data[:4] in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
+    out = []
+    i = 24
+    while i + 16 <= len(data):
+        sec, frac, incl, _orig = struct.unpack(e + "IIII", data[i:i + 16])
+        i += 16
+        fr = data[i:i + incl]
+        i += incl
+        if len(fr) < 14:
+            continue
+        ts = sec + frac / (1e9 if nano else 1e6)
+        et = struct.unpack("!H", fr[12:14])[0]
+        if et == 0x0806 and len(fr) >= 42 and struct.unpack("!H", fr[20:22])[0] == 1:
+            out.append((ts, "arp", b2mac(fr[6:12]), b2ip(fr[28:32]), b2ip(fr[38:42])))
+        elif et == 0x0800 and len(fr) >= 34 and fr[23] == 1:
+            ihl = (fr[14] & 0xF) * 4
+            if len(fr) > 14 + ihl and fr[14 + ihl] == 8:
+                out.append((ts, "echo", b2mac(fr[6:12]), b2ip(fr[26:30]), b2ip(fr[30:34])))
+    return out
+
+
 # --------------------------------------------------------------------------- hostile input
 
 def hostile_payloads(rng: random.Random, *, relay_ip: str = "10.77.1.1",

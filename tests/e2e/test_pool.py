@@ -4,7 +4,7 @@ cdra leases `[pool] size` free addresses per downstream link from an unmodified 
 ordinary relayed leases (giaddr 10.77.1.1) under identities of its own: client identifier
 `\\0cdra-pool/10.77.1.1/<n>`, chaddr 0e:cd:xx:xx:xx:xx, hostname `cdra-pool-<n>`. With
 `assign = "outage"` a new client whose DISCOVER no server answers within `fallback_after`
-gets a pool address (after an ARP + ICMP probe), in cdra's name; once the server answers
+gets a pool address (after an ARP probe), in cdra's name; once the server answers
 again, the pool client's next renewal moves it onto a lease of its own (cdra RELEASEs the
 pool lease and sends a SELECTING REQUEST under the client's identity). With `"always"`
 every new client is served from the pool and the server sees only the pool's upkeep.

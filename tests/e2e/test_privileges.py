@@ -2,8 +2,8 @@
 
 Once its sockets are open, cdra keeps only CAP_NET_RAW (effective, permitted and bounding
 sets; nothing inheritable or ambient), whatever started it, and with `user = "NAME"` runs
-as that user. DHCP keeps flowing: relay mode, and proxy mode with address probes (ARP and
-ICMP) and a store the user can write. Started the way contrib/cdra.service starts it (an
+as that user. DHCP keeps flowing: relay mode, and proxy mode with address probes (ARP; the
+raw ICMP socket is opened too) and a store the user can write. Started the way contrib/cdra.service starts it (an
 unprivileged user holding only CAP_NET_BIND_SERVICE and CAP_NET_RAW) it starts and serves.
 """
 
@@ -93,7 +93,7 @@ def test_proxy_as_nobody_with_probes(lab):
     """cdra proxy with `user = "nobody"` and address probes on: uid/gid 65534, CAP_NET_RAW
     only (the management thread and the store writer too); the store, in a directory the
     user owns, is open; a client's first lease is relayed, and after a restart (udhcpc:
-    DISCOVER, then REQUEST) it is answered by cdra after an ARP + ICMP probe."""
+    DISCOVER, then REQUEST) it is answered by cdra after an ARP probe."""
     nobody = pwd.getpwnam("nobody")
     with dir_for(nobody) as store_dir:
         srv, scap, rcap = L.start_proxy(lab, "kea", server_kw={"lease_time": 600},

@@ -274,6 +274,47 @@ def test_squatter_server_up(lab):
     lab.relay.check_alive()
 
 
+# --------------------------------------------------------------------------- probe: what it is
+
+@pytest.mark.parametrize("icmp_probe", ["auto", "always"])
+def test_the_probe_is_arp_on_the_clients_link(lab, icmp_probe):
+    """Issue 14: on a link with a MAC address the probe before a local ACK is an RFC 5227 ARP
+    probe (sender IP 0.0.0.0), sent twice (at once and at half probe_timeout); an ICMP echo
+    goes too only with icmp_probe = "always" (the old behaviour). No probe packet is
+    refused by the kernel, and the client is ACKed by cdra after the probe."""
+    srv, scap, rcap = L.start_proxy(lab, "kea", server_kw={"lease_time": SERVER_LEASE},
+                                    proxy={"icmp_probe": icmp_probe, "probe_timeout": "500ms"})
+    a, acap, ip = L.proxy_bound_client(lab, "dhclient")
+    a.proc.stop()
+    a.cns.flush_addrs()
+    srv.stop()  # the ACK can only be cdra's
+    pcap = lab.capture(lab.rly, L.DOWN_IF, "relay-probes", bpf="arp or icmp")
+    mark = time.time()
+    a.start()
+    acks = acap.wait_for(lambda f: f.dhcp.msg_type == dp.ACK and f.ts >= mark and f.dport == 68
+                         and f.dhcp.yiaddr == ip, 10, "cdra's ACK to client A")
+    time.sleep(0.5)
+    pcap.stop()
+    seen = [p for p in dp.read_pcap_probes(str(pcap.pcap)) if p[4] == ip and p[0] >= mark]
+    # Before the ACK: afterwards the client may probe its address itself (RFC 5227).
+    probes = [p for p in seen if p[1] == "arp" and p[3] == "0.0.0.0" and p[0] < acks[0].ts]
+    echoes = [p for p in seen if p[1] == "echo" and p[0] < acks[0].ts]
+    what = "\n".join(f"{t:.3f} {k} {mac} {sip} -> {tip}" for t, k, mac, sip, tip in seen)
+    assert len(probes) == 2, f"two ARP probes for {ip} expected:\n{what}"
+    assert probes[1][0] - probes[0][0] >= 0.2, f"the second at half the timeout:\n{what}"
+    if icmp_probe == "auto":
+        assert not echoes, f"no ICMP echo on a link with ARP:\n{what}"
+    else:
+        assert echoes, f"icmp_probe = always sends an echo:\n{what}"
+    m = lab.relay.metrics()
+    for method in ("arp", "icmp"):
+        assert m.get(f'cdra_probe_send_failures_total{{method="{method}"}}', -1) == 0, m
+    assert m.get("cdra_pending_probes_peak", 0) >= 1, m
+    note(f"icmp_probe={icmp_probe}: {len(probes)} ARP probes, {len(echoes)} echoes, ACK at "
+         f"{acks[0].ts - mark:.3f} s")
+    lab.relay.check_alive()
+
+
 # --------------------------------------------------------------------------- control socket
 
 def test_cache_cli(lab):

@@ -160,6 +160,14 @@ enum OfferChoiceName {
     Spread,
 }
 
+/// `proxy.icmp_probe`: `"auto"` or `"always"`.
+#[derive(Deserialize)]
+#[serde(remote = "cdra_core::IcmpProbe", rename_all = "snake_case")]
+enum IcmpProbeName {
+    Auto,
+    Always,
+}
+
 /// `store.mode`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -521,10 +529,13 @@ pub(crate) struct FileProxy {
     pub offer_window: Duration,
     #[serde(deserialize_with = "de::duration::<_, 10, { 10 * SEC }>")]
     pub probe_timeout: Duration,
+    #[serde(with = "IcmpProbeName")]
+    pub icmp_probe: cdra_core::IcmpProbe,
     /// Each bound record takes ~0.5 KiB, grown as clients come.
     #[serde(deserialize_with = "de::int_in::<_, 1, MAX_CLIENTS>")]
     pub max_clients: usize,
-    /// Each probe in flight keeps the request it answers (up to 4 KiB).
+    /// Each probe in flight keeps the request it answers (about 640 bytes in all with a
+    /// 300-byte request, crates/core/examples/probe_memory.rs; up to 4.6 KiB).
     #[serde(deserialize_with = "de::int_in::<_, 1, MAX_PENDING_PROBES>")]
     pub max_pending_probes: usize,
     /// The earlier name of `[limits] transactions`, kept with its meaning.
@@ -551,6 +562,7 @@ impl Default for FileProxy {
             offer_choice: d.offer_choice,
             offer_window: d.offer_window,
             probe_timeout: d.probe_timeout,
+            icmp_probe: d.icmp_probe,
             max_clients: d.max_clients,
             max_pending_probes: d.max_pending_probes,
             max_tracked_requests: None,
@@ -570,6 +582,7 @@ impl From<FileProxy> for ProxyConfig {
             offer_choice: p.offer_choice,
             offer_window: p.offer_window,
             probe_timeout: p.probe_timeout,
+            icmp_probe: p.icmp_probe,
             max_clients: p.max_clients,
             max_pending_probes: p.max_pending_probes,
             max_held_replies: p.max_held_replies,
@@ -1434,6 +1447,11 @@ flags = true
             let s = parse(&format!("{proxy}[proxy]\noffer_choice = \"{name}\"\n")).expect(name);
             assert_eq!(s.proxy.offer_choice, want);
         }
+        for (name, want) in [("auto", cdra_core::IcmpProbe::Auto), ("always", cdra_core::IcmpProbe::Always)] {
+            let s = parse(&format!("{proxy}[proxy]\nicmp_probe = \"{name}\"\n")).expect(name);
+            assert_eq!(s.proxy.icmp_probe, want);
+        }
+        assert_eq!(parse(&proxy).expect("defaults").proxy.icmp_probe, cdra_core::IcmpProbe::Auto);
         for (name, periodic) in [("group_commit", false), ("dump", true)] {
             let s = parse(&format!("{proxy}[store]\nmode = \"{name}\"\n")).expect(name);
             let mode = s.store.expect("on in proxy mode").config.mode;
@@ -1496,6 +1514,7 @@ flags = true
             ("servers = [\"10.0.0.1\"\n".into(), ""),
             (format!("{MINIMAL}[proxy]\nmax_age = \"9 parsecs\"\n"), "proxy.max_age"),
             (format!("{MINIMAL}[proxy]\noffer_choice = \"best\"\n"), "proxy.offer_choice"),
+            (format!("{MINIMAL}[proxy]\nicmp_probe = \"never\"\n"), "proxy.icmp_probe"),
             (format!("{MINIMAL}[proxy]\nprobe_timeout = \"1h\"\n"), "proxy.probe_timeout: \"1h\" is out of range"),
             (format!("{MINIMAL}[proxy]\nsafe = true\n"), "proxy.safe: unknown field"),
             (format!("{MINIMAL}[control]\nsocket = \"relative.sock\"\n"), "control.socket"),

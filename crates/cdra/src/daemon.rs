@@ -32,13 +32,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context, Result};
+use cdra_core::ProbeRequest;
 use cdra_core::{
     Destination, Downstream, EchoId, Engine, EngineConfig, Ingress, LinkState, Outbox, ProbeAnswer, Timestamp, Verdict,
     CLIENT_PORT, SERVER_PORT,
 };
-use cdra_sys::icmp::IcmpSocket;
+use cdra_sys::icmp::{Echo, IcmpSocket};
 use cdra_sys::linkwatch::LinkWatch;
-use cdra_sys::packet::{ArpSocket, PacketSender};
+use cdra_sys::packet::{ArpProbe, ArpSocket, PacketSender};
 use cdra_sys::tap::{LinkDelivery, TapBatch, TransportChecksum, UdpTap};
 use cdra_sys::udp::{RecvBatch, UdpSocket};
 use cdra_wire::ipv4::{write_ipv4_udp, FrameError, Ipv4Udp, Ipv4UdpHeader, UdpChecksum, IPV4_UDP_HEADER_LEN};
@@ -258,6 +259,18 @@ struct Io {
     packet: PacketSender,
     /// ARP and ICMP sockets for probes (proxy mode only).
     probes: Option<(ArpSocket, IcmpSocket)>,
+    /// The probes of one outbox, as the sockets take them, and which request each is.
+    probe_batch: ProbeBatch,
+    /// Probes none of whose packets the kernel took, for the engine
+    /// ([`Engine::handle_probe_unsent`]).
+    unsent: Vec<ProbeRequest>,
+    /// Probe packets the kernel refused, ARP and ICMP.
+    probe_send_failures: [u64; 2],
+    /// Probe answers the kernel dropped before we read them (the sockets' `sk_drops`), ARP
+    /// and ICMP, and what those counters said last.
+    probe_answers_lost: [u64; 2],
+    probe_drops_seen: [u32; 2],
+    last_probe_error_log: Option<Instant>,
     frame: Vec<u8>,
     send_errors: u64,
     last_send_error_log: Option<Instant>,
@@ -267,21 +280,103 @@ struct Io {
     other_host_frames: u64,
 }
 
+/// Reused buffers for sending one outbox's probes in batches (no allocation once warm).
+#[derive(Default)]
+struct ProbeBatch {
+    arp: Vec<ArpProbe>,
+    arp_of: Vec<usize>,
+    echo: Vec<Echo>,
+    echo_of: Vec<usize>,
+    /// Per probe of the outbox: bit 0 its ARP probe was refused, bit 1 its echo.
+    refused: Vec<u8>,
+}
+
 impl Io {
-    /// Start the probes the engine asked for: an ARP probe on the client's link and an ICMP
-    /// echo (paper 3.2).
+    /// Start the probes the engine asked for (paper 3.2): ARP probes on the clients' links,
+    /// ICMP echoes where asked for, each kind with one `sendmmsg` per 64. Every packet the
+    /// kernel refuses is counted (`cdra_probe_send_failures_total`); a probe none of whose
+    /// packets went out is noted for the engine, which then does not take its silence for
+    /// "nobody uses the address".
     fn start_probes(&mut self, outbox: &Outbox) {
-        let Some((arp, icmp)) = &self.probes else { return };
-        for p in outbox.probes() {
-            if let Some(mac) = p.sender_mac {
-                if let Err(e) = arp.send_probe(p.ifindex, mac, p.target) {
-                    tracing::debug!(target = %p.target, error = %e, "ARP probe failed");
-                }
+        let Io { probes, probe_batch: b, unsent, probe_send_failures: failures, .. } = self;
+        let Some((arp, icmp)) = probes else { return };
+        let requests = outbox.probes();
+        if requests.is_empty() {
+            return;
+        }
+        b.arp.clear();
+        b.arp_of.clear();
+        b.echo.clear();
+        b.echo_of.clear();
+        b.refused.clear();
+        b.refused.resize(requests.len(), 0);
+        for (i, p) in requests.iter().enumerate() {
+            if let Some(our_mac) = p.sender_mac {
+                b.arp.push(ArpProbe { ifindex: p.ifindex, our_mac, target: p.target });
+                b.arp_of.push(i);
             }
-            if let Err(e) = icmp.send_echo(p.target, p.echo.ident, p.echo.seq) {
-                tracing::debug!(target = %p.target, error = %e, "ICMP probe failed");
+            if p.icmp {
+                b.echo.push(Echo { dst: p.target, ident: p.echo.ident, seq: p.echo.seq });
+                b.echo_of.push(i);
             }
         }
+        let mut last_error: Option<(&str, std::io::Error)> = None;
+        let refused = &mut b.refused;
+        let arp_of = &b.arp_of;
+        arp.send_probes(&b.arp, &mut |k, e| {
+            failures[0] += 1;
+            if let Some(r) = arp_of.get(k).and_then(|&i| refused.get_mut(i)) {
+                *r |= 1;
+            }
+            last_error = Some(("ARP", e));
+        });
+        let echo_of = &b.echo_of;
+        icmp.send_echoes(&b.echo, &mut |k, e| {
+            failures[1] += 1;
+            if let Some(r) = echo_of.get(k).and_then(|&i| refused.get_mut(i)) {
+                *r |= 2;
+            }
+            last_error = Some(("ICMP", e));
+        });
+        for (p, r) in requests.iter().zip(b.refused.iter()) {
+            let wanted = u8::from(p.arp()) | (u8::from(p.icmp) << 1);
+            if *r != 0 && *r == wanted {
+                unsent.push(*p);
+            }
+        }
+        if let Some((kind, e)) = last_error {
+            let now = Instant::now();
+            if self.last_probe_error_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
+                self.last_probe_error_log = Some(now);
+                tracing::warn!(
+                    error = %e,
+                    arp_refused = self.probe_send_failures[0],
+                    icmp_refused = self.probe_send_failures[1],
+                    "the kernel refused {kind} probe packets (counted in cdra_probe_send_failures_total; a probe none of whose packets went out does not lead to a local answer)"
+                );
+            }
+        }
+    }
+
+    /// Did the kernel drop probe answers since we last looked (the sockets' receive queues
+    /// overflowed)? Counts them; true if any.
+    fn probe_answers_were_lost(&mut self) -> bool {
+        let Some((arp, icmp)) = &self.probes else { return false };
+        let mut lost = false;
+        for (k, drops) in [arp.receive_drops(), icmp.receive_drops()].into_iter().enumerate() {
+            let Ok(drops) = drops else { continue };
+            let (Some(seen), Some(total)) = (self.probe_drops_seen.get_mut(k), self.probe_answers_lost.get_mut(k))
+            else {
+                continue;
+            };
+            let new = drops.wrapping_sub(*seen);
+            if new > 0 {
+                *seen = drops;
+                *total += u64::from(new);
+                lost = true;
+            }
+        }
+        lost
     }
 
     fn send_all(&mut self, outbox: &Outbox) {
@@ -350,6 +445,14 @@ fn read_probe_answers(io: &mut Io, engine: &mut Engine, now: Timestamp, outbox: 
             }
             _ => break,
         }
+    }
+    if io.probe_answers_were_lost() {
+        tracing::warn!(
+            arp = io.probe_answers_lost[0],
+            icmp = io.probe_answers_lost[1],
+            "probe answers were dropped by the kernel before cdra read them: the probes in flight are sent again before any concludes that nobody uses its address"
+        );
+        engine.handle_probe_answers_lost(now);
     }
 }
 
@@ -635,6 +738,12 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
         tap_errors: 0,
         packet,
         probes,
+        probe_batch: ProbeBatch::default(),
+        unsent: Vec::new(),
+        probe_send_failures: [0; 2],
+        probe_answers_lost: [0; 2],
+        probe_drops_seen: [0; 2],
+        last_probe_error_log: None,
         frame: vec![0u8; IPV4_UDP_HEADER_LEN + cdra_core::outbox::OUT_BUFFER_SIZE],
         send_errors: 0,
         last_send_error_log: None,
@@ -777,17 +886,19 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
             }
             drop(text); // logged by `reload`
         }
-        if engine.poll_timeout().is_some_and(|t| t <= now) {
-            engine.handle_timeout(now, &mut outbox);
-            io.send_all(&outbox);
-            outbox.clear();
-        }
+        // Probe answers first: one that came before its probe's deadline must be heard
+        // before that deadline is acted on.
         if let Some(i) = arp_at {
             if ready.get(i) == Some(&true) || ready.get(i + 1) == Some(&true) {
                 read_probe_answers(&mut io, &mut engine, now, &mut outbox, &mut probe_buf);
                 io.send_all(&outbox);
                 outbox.clear();
             }
+        }
+        if engine.poll_timeout().is_some_and(|t| t <= now) {
+            engine.handle_timeout(now, &mut outbox);
+            io.send_all(&outbox);
+            outbox.clear();
         }
         // Management queries (metrics, control): a bounded share per turn, see management.rs.
         if let (Some(i), Some(m)) = (mgmt_at, mgmt.as_mut()) {
@@ -799,6 +910,8 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
                     receive_yields,
                     bad_frames: io.bad_frames,
                     other_host_frames: io.other_host_frames,
+                    probe_send_failures: io.probe_send_failures,
+                    probe_answers_lost: io.probe_answers_lost,
                     persistence,
                     intercept: intercepts.as_ref().map(|i| i.status()),
                     event_write_errors: events.as_ref().map_or(0, |l| l.write_errors),
@@ -885,6 +998,14 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
         }
         if let Some(i) = intercepts.as_mut() {
             i.announce(&mut engine, Instant::now());
+        }
+        // Probes the kernel took none of the packets of: decided on the next turn (their
+        // timers are filed for now).
+        if !io.unsent.is_empty() {
+            let now = clock.now();
+            for p in io.unsent.drain(..) {
+                engine.handle_probe_unsent(now, &p);
+            }
         }
         if let Some(p) = persistence.as_mut() {
             p.flush_changes(&mut engine, clock.now());

@@ -30,6 +30,10 @@ pub struct IoCounters {
     pub bad_frames: [u64; cdra_wire::ipv4::FrameError::ALL.len()],
     /// Frames read off a client link that were addressed to another host's MAC.
     pub other_host_frames: u64,
+    /// Probe packets the kernel refused to send, by [`PROBE_METHODS`].
+    pub probe_send_failures: [u64; 2],
+    /// Probe answers the kernel dropped before cdra read them, by [`PROBE_METHODS`].
+    pub probe_answers_lost: [u64; 2],
     /// The client table store, when one is configured.
     pub persistence: Option<crate::persistence::PersistenceStatus>,
     /// Spoofing mode's interception.
@@ -37,6 +41,9 @@ pub struct IoCounters {
     /// Event log lines that could not be written (`[log] events`).
     pub event_write_errors: u64,
 }
+
+/// The probe methods, as the `method` label of the probe metrics says them.
+pub const PROBE_METHODS: [&str; 2] = ["arp", "icmp"];
 
 /// Listen on `addr` (non-blocking; the management thread accepts).
 pub fn bind(addr: SocketAddr) -> Result<TcpListener> {
@@ -92,6 +99,8 @@ pub struct Snapshot {
     pub transactions: usize,
     /// Address probes in flight.
     pub pending_probes: usize,
+    /// The most in flight at once since start.
+    pub pending_probes_peak: usize,
     /// Counters of the I/O layer.
     pub io: IoCounters,
     /// Spoofing mode: server identifiers the engine did not intercept (its bound).
@@ -113,6 +122,7 @@ impl Snapshot {
             pending_clients: engine.table().pending_len(),
             transactions: engine.outstanding_requests().len(),
             pending_probes: engine.pending_probes(),
+            pending_probes_peak: engine.pending_probes_peak(),
             io,
             intercept_refused: engine.intercepted_addresses().refused(),
             pool: (0..engine.pool().links()).map(|l| engine.pool().totals_of(l)).collect(),
@@ -377,6 +387,27 @@ pub fn render(st: &Static, snap: &Snapshot, mgmt: &ManagementCounters) -> String
         let _ = writeln!(out, "cdra_pending_clients {}", snap.pending_clients);
         family(&mut out, "cdra_pending_probes", "gauge", "Address probes in flight.");
         let _ = writeln!(out, "cdra_pending_probes {}", snap.pending_probes);
+        family(
+            &mut out,
+            "cdra_pending_probes_peak",
+            "gauge",
+            "The most address probes in flight at once since cdra started (proxy.max_pending_probes is the bound).",
+        );
+        let _ = writeln!(out, "cdra_pending_probes_peak {}", snap.pending_probes_peak);
+        labelled_family(
+            &mut out,
+            "cdra_probe_send_failures_total",
+            "Probe packets the kernel refused to send, by method (a probe none of whose packets went out leads to no local answer: cdra_proxy_events_total{event=\"probe_unsent\"}).",
+            "method",
+            PROBE_METHODS.iter().zip(io.probe_send_failures).map(|(m, v)| (*m, "", v)),
+        );
+        labelled_family(
+            &mut out,
+            "cdra_probe_answers_lost_total",
+            "Packets on the probe sockets the kernel dropped before cdra read them (a full receive queue), by method: the probes then in flight were sent again.",
+            "method",
+            PROBE_METHODS.iter().zip(io.probe_answers_lost).map(|(m, v)| (*m, "", v)),
+        );
         if st.pool {
             family(
                 &mut out,
@@ -467,6 +498,8 @@ mod tests {
         expected.extend(cdra_wire::WireError::ALL.iter().map(|e| ("cdra_malformed_total", "error", e.label())));
         expected.extend(Channel::ALL.iter().map(|c| ("cdra_management_refused_total", "channel", c.label())));
         expected.extend(Channel::ALL.iter().map(|c| ("cdra_management_timeouts_total", "channel", c.label())));
+        expected.extend(super::PROBE_METHODS.iter().map(|m| ("cdra_probe_send_failures_total", "method", *m)));
+        expected.extend(super::PROBE_METHODS.iter().map(|m| ("cdra_probe_answers_lost_total", "method", *m)));
         for (family, label, value) in expected {
             let series = format!("{family}{{{label}=\"{value}\"}} 0");
             assert!(text.contains(&series), "{series} not rendered");

@@ -244,6 +244,22 @@ pub enum OfferChoice {
     Spread,
 }
 
+/// Which probes are sent before a local ACK (paper 3.2), a paper 5.7 OFFER, a pool OFFER and
+/// the release of a lapsed lease (paper 3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IcmpProbe {
+    /// An ARP probe on a link with a MAC address, an ICMP echo only on a link without one.
+    /// On the client's link ARP finds every host an echo could (the echo itself waits for
+    /// the kernel's ARP resolution of the address, so a host that does not answer ARP never
+    /// receives it), and more (hosts that drop echo requests); the echo adds a neighbour
+    /// table entry and the kernel's own ARP requests per probe, and under a storm the
+    /// kernel refuses most of them.
+    #[default]
+    Auto,
+    /// An ICMP echo with every probe, besides the ARP probe (cdra before issue 14).
+    Always,
+}
+
 /// Proxy-mode settings (paper sections 3 and 5).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProxyConfig {
@@ -257,11 +273,14 @@ pub struct ProxyConfig {
     pub offer_choice: OfferChoice,
     /// How long OFFERs are collected for `LongestLease` and `Spread`.
     pub offer_window: Duration,
-    /// How long a probe (ARP + ICMP) waits for an answer before the address counts as free.
+    /// How long a probe waits for an answer before the address counts as free.
     pub probe_timeout: Duration,
+    /// Whether probes include an ICMP echo everywhere or only where ARP is impossible.
+    pub icmp_probe: IcmpProbe,
     /// Most client records held; beyond it the least recently seen are evicted (counted).
     pub max_clients: usize,
-    /// Most probes in flight; beyond it requests needing a probe are forwarded instead.
+    /// Most probes in flight; beyond it a request needing a probe is forwarded instead, or
+    /// dropped when no server answers (the client retransmits).
     pub max_pending_probes: usize,
     /// Most answers to renewals held back at once (`renew_reply_delay`); beyond it an
     /// answer is sent at once (counted).
@@ -292,8 +311,11 @@ impl Default for ProxyConfig {
             offer_choice: OfferChoice::First,
             offer_window: Duration::from_millis(300),
             probe_timeout: Duration::from_millis(500),
+            icmp_probe: IcmpProbe::Auto,
             max_clients: 1_000_000,
-            max_pending_probes: 1024,
+            // About 640 bytes each in flight (crates/core/examples/probe_memory.rs), 20 MiB
+            // at most: a storm of 65,000 INIT-REBOOTs a second at the default probe_timeout.
+            max_pending_probes: 32_768,
             max_held_replies: 1024,
             max_offer_windows: 1024,
             min_lease_left: Duration::from_secs(10),

@@ -229,15 +229,16 @@ labelled_enum! {
         /// Broadcast REBINDs forwarded so the server renews first (paper 3.2).
         RebindForwarded => "rebind_forwarded", "Broadcast REBINDs of cached clients forwarded so the server renews first (paper 3.2).";
         /// Probes started.
-        ProbeStarted => "probe_started", "Address probes (ARP + ICMP) started.";
+        ProbeStarted => "probe_started", "Address probes started (ARP, and an ICMP echo where icmp_probe asks for one).";
         /// Probes answered by another host: the address is in use.
         ProbeFoundInUse => "probe_found_in_use", "Probes answered by another host: the address is in use.";
         /// Probes answered by the client's own MAC address (the client itself).
         ProbeClientAnswered => "probe_client_answered", "Probes answered by the client's own MAC address (the client is still there).";
         /// Probes that timed out: the address is free.
         ProbeTimedOut => "probe_timed_out", "Probes nobody answered: the address is free.";
-        /// Requests forwarded because `max_pending_probes` probes were in flight.
-        ProbeRefusedFull => "probe_refused_full", "Requests forwarded because max_pending_probes probes were in flight.";
+        /// Requests that needed a probe while `max_pending_probes` probes were in flight:
+        /// forwarded, or dropped when no server answers.
+        ProbeRefusedFull => "probe_refused_full", "Requests that needed a probe while max_pending_probes probes were in flight: forwarded to the servers, or dropped (unprobed_no_server) when none answers.";
         /// Automated lease renewals: RENEWs answered locally.
         LocalRenewal => "local_renewal", "Unicast RENEWs answered from the table.";
         /// Renewals sent to a server on a client's behalf (server lease past T1).
@@ -275,8 +276,14 @@ labelled_enum! {
         /// Server replies matched to a request whose record has gone meanwhile: passed on,
         /// not cached (a reply never creates a record).
         ReplyForGoneRecord => "reply_for_gone_record", "Server replies whose client record went while the request was out: passed on, not cached.";
-        /// Requests forwarded because the address was being probed for another request.
-        ProbeRefusedBusy => "probe_refused_busy", "Requests forwarded because their address was already being probed.";
+        /// Requests whose address was being probed for another request: forwarded, or
+        /// dropped when no server answers.
+        ProbeRefusedBusy => "probe_refused_busy", "Requests whose address was already being probed for another request: forwarded to the servers, or dropped (unprobed_no_server) when none answers.";
+        /// Probes none of whose packets the kernel took: what waited for them is not
+        /// answered unprobed.
+        ProbeUnsent => "probe_unsent", "Probes none of whose packets could be sent (by method: cdra_probe_send_failures_total): the request waiting for one went to the servers, or was dropped when none answers; a lapse or pool address is probed again later.";
+        /// Probes sent again because answers to them may have been lost.
+        ProbeRepeated => "probe_repeated", "Probes sent again because answers may have been lost while they ran (a probe socket's receive queue overflowed, cdra_probe_answers_lost_total).";
         /// DISCOVERs whose first OFFER was passed on because `max_offer_windows` were open.
         OfferWindowFull => "offer_window_full", "DISCOVERs whose first OFFER was passed on because max_offer_windows were open.";
         /// Records restored or kept with times in the future (clock behind the store), clamped to now.

@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | [`Engine::handle_datagram`] | one received UDP payload ([`Ingress`]) | relays it, or (caching modes) answers or forwards it as Table 1 says |
 //! | [`Engine::handle_probe_answer`] | an ARP or ICMP answer ([`crate::ProbeAnswer`]) to a [`crate::ProbeRequest`] | marks the probes it decides ([`crate::proxy::probes`]) |
+//! | [`Engine::handle_probe_unsent`], [`Engine::handle_probe_answers_lost`] | a probe the I/O layer could not send; answers it may have lost | such probes conclude nothing ([`crate::proxy::probes`]) |
 //! | [`Engine::poll_timeout`] | — | the earliest timer deadline ([`crate::timers`]) |
 //! | [`Engine::handle_timeout`] | the time | fires what is due, while the outbox has room |
 //! | [`Engine::flush_client`], [`Engine::flush_address`], [`Engine::flush_all`] | an operator's command | removes records |
@@ -253,6 +254,27 @@ impl Engine {
         }
     }
 
+    /// The I/O layer could send none of `probe`'s packets (the kernel refused them): the
+    /// probe proves nothing, and what waited for it is not answered unprobed
+    /// ([`crate::proxy::probes`]); it is decided when [`Engine::handle_timeout`] next runs
+    /// (at once: its timer is filed for `now`).
+    pub fn handle_probe_unsent(&mut self, now: Timestamp, probe: &crate::ProbeRequest) {
+        self.event_time = now;
+        if self.config.mode.caches() {
+            self.probe_unsent(now, probe);
+        }
+    }
+
+    /// Answers to probes may have been lost (a probe socket's receive queue overflowed):
+    /// every probe in flight is sent again before it may conclude that nobody uses its
+    /// address ([`crate::proxy::probes`]).
+    pub fn handle_probe_answers_lost(&mut self, now: Timestamp) {
+        self.event_time = now;
+        if self.config.mode.caches() {
+            self.probe_answers_lost();
+        }
+    }
+
     /// When [`Engine::handle_timeout`] must next be called (`None`: never). A deadline at
     /// or before the current time means work was left for lack of outbox room: call again
     /// once the outbox has been sent.
@@ -392,6 +414,12 @@ impl Engine {
     /// Probes in flight.
     pub fn pending_probes(&self) -> usize {
         self.proxy.probes.len()
+    }
+
+    /// The most probes in flight at once since the engine started (to size
+    /// `max_pending_probes`).
+    pub fn pending_probes_peak(&self) -> usize {
+        self.proxy.probes.peak()
     }
 
     /// Forwarded requests waiting for their reply.

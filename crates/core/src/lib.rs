@@ -52,7 +52,7 @@ pub mod transactions;
 pub mod verdict;
 
 pub use config::{
-    Downstream, EngineConfig, Ipv4Net, Limits, LinkState, Mode, OfferChoice, Option82Config, Option82Policy,
+    Downstream, EngineConfig, IcmpProbe, Ipv4Net, Limits, LinkState, Mode, OfferChoice, Option82Config, Option82Policy,
     PoolAssign, PoolConfig, ProxyConfig, ServerSelection,
 };
 pub use counters::Counters;

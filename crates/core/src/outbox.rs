@@ -86,24 +86,36 @@ impl Outgoing {
 }
 
 /// A request to find out whether some host already uses an address (paper 3.2, 3.3):
-/// the I/O layer sends an ARP probe (RFC 5227: sender IP 0.0.0.0) on the link and an ICMP
-/// echo carrying `echo`, and reports any answer with [`crate::Engine::handle_probe_answer`].
-/// Waiting and the timeout are the engine's business.
+/// the I/O layer sends an ARP probe (RFC 5227: sender IP 0.0.0.0) on the link when
+/// `sender_mac` is known, an ICMP echo carrying `echo` when `icmp` says so, and reports any
+/// answer with [`crate::Engine::handle_probe_answer`]; a probe none of whose packets it
+/// could send, with [`crate::Engine::handle_probe_unsent`]. Waiting and the timeout are the
+/// engine's business.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProbeRequest {
     /// The link to probe on.
     pub ifindex: u32,
-    /// Our MAC on that link (ARP sender hardware address), when known.
+    /// Our MAC on that link (ARP sender hardware address), when it has one: then an ARP
+    /// probe is sent.
     pub sender_mac: Option<[u8; 6]>,
     /// Our address on that link (source of the ICMP echo).
     pub sender_ip: Ipv4Addr,
     /// The address in question.
     pub target: Ipv4Addr,
+    /// Send an ICMP echo too (`[proxy] icmp_probe`, or a link without a MAC address).
+    pub icmp: bool,
     /// The ICMP echo's identifier and sequence number, drawn at random for this probe: an
     /// echo reply counts only if it carries them back (RFC 792: "the identifier and sequence
     /// number ... are returned in the echo reply"), so a host that did not see the echo
-    /// cannot answer it.
+    /// cannot answer it. It also tells this probe from an earlier one of the same address.
     pub echo: EchoId,
+}
+
+impl ProbeRequest {
+    /// Sends an ARP probe.
+    pub fn arp(&self) -> bool {
+        self.sender_mac.is_some()
+    }
 }
 
 /// An ICMP echo's identifier and sequence number.

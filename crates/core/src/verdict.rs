@@ -44,6 +44,11 @@ crate::counters::labelled_enum! {
         NoServer => "no_server", "No server could be chosen, or the record to answer from is gone.";
         /// The outbox is full (bounded): more actions in one batch than it holds.
         OutboxFull => "outbox_full", "More to send in one batch than the output batch holds.";
+        /// Paper 3.2's probe could not be made (`max_pending_probes` in flight, the address
+        /// being probed for another request, or its packets not sent) and no server
+        /// answers: rather than forward to a server known to be down, drop; the client
+        /// retransmits.
+        UnprobedNoServer => "unprobed_no_server", "A request whose answer needs a probe that could not be made (max_pending_probes in flight, the address already being probed, or the probe's packets not sent) while no server answers: dropped rather than forwarded to a server known to be down; the client retransmits.";
     }
 }
 

@@ -233,7 +233,7 @@ impl Default for GenOptions {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Lease {
+pub(crate) struct Lease {
     addr: Ipv4Addr,
     server_id: Ipv4Addr,
     /// Ethernet source of the ACK: where unicasts to the server go first.
@@ -286,7 +286,7 @@ pub struct FrameQueue {
 }
 
 impl FrameQueue {
-    fn slot(&mut self) -> &mut [u8] {
+    pub(crate) fn slot(&mut self) -> &mut [u8] {
         let i = self.lens.len();
         if self.buf.len() < (i + 1) * FRAME_CAP {
             self.buf.resize((i + 1) * FRAME_CAP, 0);
@@ -294,7 +294,7 @@ impl FrameQueue {
         &mut self.buf[i * FRAME_CAP..(i + 1) * FRAME_CAP]
     }
 
-    fn commit(&mut self, len: usize) {
+    pub(crate) fn commit(&mut self, len: usize) {
         if len > 0 {
             self.lens.push(len);
         }
@@ -339,7 +339,7 @@ pub struct Outbox {
 
 /// The message a client sends.
 #[derive(Debug, Clone, Copy)]
-enum Msg {
+pub(crate) enum Msg {
     Discover,
     Selecting { addr: Ipv4Addr, server_id: Ipv4Addr },
     InitReboot { addr: Ipv4Addr },
@@ -433,6 +433,16 @@ impl Generator {
     /// Clients that hold a lease now.
     pub fn leased(&self) -> usize {
         self.clients.iter().filter(|c| c.lease.is_some()).count()
+    }
+
+    /// Every client holding a lease now, in the order they first got one: its MAC, its
+    /// address and the server identifier it knows (what `run --save-leases` writes).
+    pub fn leases(&self) -> Vec<([u8; 6], Ipv4Addr, Ipv4Addr)> {
+        self.leased_order
+            .iter()
+            .filter_map(|&i| self.clients.get(i as usize))
+            .filter_map(|c| c.lease.map(|l| (c.mac, l.addr, l.server_id)))
+            .collect()
     }
 
     /// Starts a phase at `now`: counters reset, exchanges begin from now on.
@@ -844,7 +854,7 @@ impl Generator {
 }
 
 /// Writes the frame of `msg` from the client with `mac` into `slot`; returns its length.
-fn build_frame(slot: &mut [u8], opts: &GenOptions, mac: [u8; 6], xid: u32, msg: Msg) -> Option<usize> {
+pub(crate) fn build_frame(slot: &mut [u8], opts: &GenOptions, mac: [u8; 6], xid: u32, msg: Msg) -> Option<usize> {
     let dhcp = slot.get_mut(DHCP_OFFSET..)?;
     let mt = match msg {
         Msg::Discover => MessageType::Discover,

@@ -3,9 +3,11 @@
 //! chaddr and as Ethernet source, unicast renewals to the server-id), and reports rates,
 //! drops, latency percentiles and the CPU time of watched processes, per phase.
 //!
-//! `cdra-loadgen run` drives the clients; `cdra-loadgen reflect` is a cheap stateless
-//! responder used to measure the generator's own ceiling. Both need CAP_NET_RAW and are
-//! meant to run inside network namespaces made for the purpose (see bench/run).
+//! `cdra-loadgen run` drives the clients; `cdra-loadgen storm` reboots clients that got
+//! leases in an earlier `run --save-leases` all at once, as after a power failure (paper
+//! 3.4; bench/storm); `cdra-loadgen reflect` is a cheap stateless responder used to measure
+//! the generator's own ceiling. All need CAP_NET_RAW and are meant to run inside network
+//! namespaces made for the purpose (see bench/run, bench/storm).
 
 #![forbid(unsafe_code)]
 
@@ -16,6 +18,7 @@ mod link;
 mod procfs;
 mod reflect;
 mod report;
+mod storm;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -46,6 +49,10 @@ enum Command {
     Run(RunArgs),
     /// Answer client DISCOVER/REQUEST frames statelessly (to measure the generator's ceiling).
     Reflect(ReflectArgs),
+    /// Reboot clients that hold leases (from `run --save-leases`) all at once, as after a
+    /// power failure: INIT-REBOOT spread over a few seconds, RFC 2131 retransmissions until
+    /// answered, planted squatters answering ARP for some of their addresses.
+    Storm(StormArgs),
 }
 
 #[derive(Debug, Args)]
@@ -126,6 +133,58 @@ struct RunArgs {
     /// Socket buffer size in bytes (receive and send).
     #[arg(long, default_value_t = 8 << 20)]
     socket_buffer: usize,
+    /// After the run, write every client holding a lease here (`MAC ADDRESS SERVER-ID` per
+    /// line), for `cdra-loadgen storm --leases`.
+    #[arg(long)]
+    save_leases: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct StormArgs {
+    /// Interface the clients sit on (inside the client network namespace).
+    #[arg(short, long)]
+    interface: String,
+    /// The leases the clients hold (written by `run --save-leases`).
+    #[arg(long)]
+    leases: PathBuf,
+    /// Reboot only the first N of them.
+    #[arg(long)]
+    clients: Option<usize>,
+    /// First INIT-REBOOT REQUESTs are spread uniformly over this.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    spread: Duration,
+    /// Squatters: this many clients (chosen at random) find another MAC answering ARP for
+    /// their address; they must get NAKs.
+    #[arg(long, default_value_t = 300)]
+    squatters: usize,
+    /// Second byte of the squatters' MACs (02:PP:...), in hex.
+    #[arg(long, default_value = "5a", value_parser = parse_hex_byte)]
+    squatter_prefix: u8,
+    /// Seed of the random choices (send times, jitter, who is squatted).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Send option 61 (01 + MAC) as udhcpc does.
+    #[arg(long)]
+    client_id: bool,
+    /// Set the BROADCAST flag.
+    #[arg(long)]
+    broadcast_flag: bool,
+    /// The run ends after this long, whoever is still unanswered (the RFC 2131 schedule
+    /// retransmits at about 4, 12, 28 and 60 s after the first REQUEST).
+    #[arg(long, default_value = "70s", value_parser = humantime::parse_duration)]
+    max_run: Duration,
+    /// Watch a process's CPU time during the storm: LABEL=PID (repeatable).
+    #[arg(long = "cpu", value_parser = parse_watch)]
+    watch: Vec<(String, u32)>,
+    /// Write the JSON report here ("-": standard output, and the text goes to stderr).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Do not put the interface in promiscuous mode.
+    #[arg(long)]
+    no_promisc: bool,
+    /// Socket buffer size in bytes (receive and send).
+    #[arg(long, default_value_t = 8 << 20)]
+    socket_buffer: usize,
 }
 
 #[derive(Debug, Args)]
@@ -174,6 +233,7 @@ fn main() {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Reflect(args) => reflect(args),
+        Command::Storm(args) => storm(args),
     };
     match result {
         Ok(true) => {}
@@ -404,6 +464,14 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         reports.push(report);
     }
 
+    if let Some(path) = &args.save_leases {
+        let mut text = String::from("# MAC ADDRESS SERVER-ID, written by cdra-loadgen run --save-leases\n");
+        for (mac, addr, server_id) in g.leases() {
+            let m = mac.map(|b| format!("{b:02x}")).join(":");
+            text.push_str(&format!("{m} {addr} {server_id}\n"));
+        }
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
     let run = RunReport {
         interface: args.interface.clone(),
         clients: args.clients,
@@ -415,6 +483,109 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
     };
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&run)?;
+        if path.as_os_str() == "-" {
+            println!("{text}");
+        } else {
+            std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    Ok(!stop.load(Ordering::Relaxed))
+}
+
+/// The storm; `Ok(false)` when a signal cut it short.
+fn storm(args: StormArgs) -> anyhow::Result<bool> {
+    let text = std::fs::read_to_string(&args.leases).with_context(|| format!("reading {}", args.leases.display()))?;
+    let mut leases = storm::parse_leases(&text).map_err(|e| anyhow!("{}: {e}", args.leases.display()))?;
+    if let Some(n) = args.clients {
+        if n > leases.len() {
+            bail!("--clients {n}: {} holds only {} leases", args.leases.display(), leases.len());
+        }
+        leases.truncate(n);
+    }
+    if leases.is_empty() {
+        bail!("{} holds no lease", args.leases.display());
+    }
+    let text_to_stderr = args.json.as_deref() == Some(std::path::Path::new("-"));
+    let ip = LinkSocket::open(
+        &args.interface,
+        ETHERTYPE_IPV4,
+        &link::filter_udp_dst_port(frame::CLIENT_PORT),
+        !args.no_promisc,
+        args.socket_buffer,
+    )?;
+    let arp = LinkSocket::open(&args.interface, ETHERTYPE_ARP, &link::filter_arp_request(), false, args.socket_buffer)?;
+    let stop = stop_flag()?;
+    let opts = storm::StormOptions {
+        spread: args.spread,
+        squatters: args.squatters,
+        squatter_prefix: args.squatter_prefix,
+        seed: args.seed,
+        client_id: args.client_id,
+        broadcast_flag: args.broadcast_flag,
+        max_run: args.max_run,
+    };
+    let cpu_before: Vec<Option<Duration>> = args.watch.iter().map(|(_, pid)| procfs::cpu_time(*pid)).collect();
+    let me = std::process::id();
+    let self_before = procfs::cpu_time(me);
+    let start = Instant::now();
+    let mut s = storm::Storm::new(&leases, opts, start);
+    let mut out = Outbox::default();
+    let mut buf = vec![0u8; 2048];
+    let mut send_errors = 0u64;
+    loop {
+        let now = Instant::now();
+        if stop.load(Ordering::Relaxed) || s.done(now) {
+            break;
+        }
+        // ARP first: a squatter's answer must not wait behind a batch of REQUESTs.
+        for _ in 0..512 {
+            match arp.recv(&mut buf)? {
+                Some(len) => s.on_arp(&buf[..len.min(buf.len())], &mut out),
+                None => break,
+            }
+        }
+        flush(&mut out, &ip, Some(&arp), &mut send_errors);
+        s.due(now, &mut out, link::SEND_BATCH * 4);
+        flush(&mut out, &ip, Some(&arp), &mut send_errors);
+        let ready = link::wait_readable([&ip, &arp], s.next_wakeup(Instant::now()))?;
+        if ready[0] {
+            for _ in 0..512 {
+                match ip.recv(&mut buf)? {
+                    Some(len) => s.on_frame(Instant::now(), &buf[..len.min(buf.len())]),
+                    None => break,
+                }
+            }
+        }
+    }
+    s.add_send_errors(send_errors);
+    let end = Instant::now();
+    let report = s.report(end);
+    let elapsed = end.saturating_duration_since(start).as_secs_f64().max(1e-9);
+    let mut cpu = BTreeMap::new();
+    for ((label, pid), before) in args.watch.iter().zip(cpu_before) {
+        if let (Some(b), Some(a)) = (before, procfs::cpu_time(*pid)) {
+            let s = a.saturating_sub(b).as_secs_f64();
+            cpu.insert(label.clone(), serde_json::json!({ "pid": pid, "cpu_s": s, "cores": s / elapsed }));
+        }
+    }
+    if let (Some(b), Some(a)) = (self_before, procfs::cpu_time(me)) {
+        let s = a.saturating_sub(b).as_secs_f64();
+        cpu.insert("generator".into(), serde_json::json!({ "pid": me, "cpu_s": s, "cores": s / elapsed }));
+    }
+    let summary = report.to_text();
+    if text_to_stderr {
+        eprint!("{summary}");
+    } else {
+        print!("{summary}");
+    }
+    if let Some(path) = &args.json {
+        let mut value = serde_json::to_value(&report)?;
+        if let Some(o) = value.as_object_mut() {
+            o.insert("interface".into(), serde_json::json!(args.interface));
+            o.insert("seed".into(), serde_json::json!(args.seed));
+            o.insert("cpu".into(), serde_json::json!(cpu));
+        }
+        let text = serde_json::to_string_pretty(&value)?;
         if path.as_os_str() == "-" {
             println!("{text}");
         } else {

@@ -571,6 +571,9 @@ pub struct Sim {
     reported: HashSet<String>,
     stats: SimStats,
     probes_by_target: HashMap<Ipv4Addr, u64>,
+    /// The echo identifier of the latest probe of each address: a probe's second
+    /// transmission carries the same one and is not a new probe.
+    probe_echo_by_target: HashMap<Ipv4Addr, cdra_core::EchoId>,
     held_replies: HashMap<(u32, Kind, [u8; 6]), Millis>,
     last_reply: HashMap<(usize, [u8; 6]), Vec<u8>>,
     expectations: Expectations,
@@ -619,6 +622,7 @@ impl Sim {
             reported: HashSet::new(),
             stats: SimStats::default(),
             probes_by_target: HashMap::new(),
+            probe_echo_by_target: HashMap::new(),
             held_replies: HashMap::new(),
             last_reply: HashMap::new(),
             expectations: Expectations::default(),
@@ -1367,10 +1371,12 @@ impl Sim {
             }
         }
         for p in probes {
-            self.probe_deadlines.push(now + self.cfg.proxy.probe_timeout.as_millis() as Millis);
-            self.stats.probes += 1;
-            *self.probes_by_target.entry(p.target).or_insert(0) += 1;
-            let holder = self.probe_holder(p.ifindex, p.target);
+            if self.probe_echo_by_target.insert(p.target, p.echo) != Some(p.echo) {
+                self.probe_deadlines.push(now + self.cfg.proxy.probe_timeout.as_millis() as Millis);
+                self.stats.probes += 1;
+                *self.probes_by_target.entry(p.target).or_insert(0) += 1;
+            }
+            let holder = self.probe_holder(&p);
             self.tr(TraceEvent::Probe { ifindex: p.ifindex, target: p.target, holder });
             if let Some(mac) = holder {
                 self.sched.after(lat.probe_answer_ms, Ev::ProbeAnswer { ifindex: p.ifindex, target: p.target, mac });
@@ -1378,12 +1384,13 @@ impl Sim {
         }
     }
 
-    /// Who answers a probe for `target` on `ifindex`: a host with it configured on that
-    /// link (ARP) or on the link of its subnet (ICMP, routed there).
-    fn probe_holder(&self, ifindex: u32, target: Ipv4Addr) -> Option<[u8; 6]> {
-        let link = self.cfg.links.iter().position(|l| l.ifindex == ifindex);
+    /// Who answers a probe: a host with its target configured on the probed link (an ARP
+    /// probe) or on the link of the target's subnet (an ICMP echo, routed there).
+    fn probe_holder(&self, p: &cdra_core::ProbeRequest) -> Option<[u8; 6]> {
+        let target = p.target;
+        let link = self.cfg.links.iter().position(|l| l.ifindex == p.ifindex);
         let home = self.link_of_subnet(target);
-        let reach = |l: usize| Some(l) == link || Some(l) == home;
+        let reach = |l: usize| (p.arp() && Some(l) == link) || (p.icmp && Some(l) == home);
         self.holders.get(&target)?.iter().find_map(|h| match *h {
             Holder::Client(c) => {
                 let cl = &self.clients[c];

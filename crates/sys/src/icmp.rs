@@ -2,7 +2,11 @@
 //!
 //! Guarantees:
 //! * [`IcmpSocket::send_echo`] sends one echo request with the given identifier and sequence
-//!   number, a correct checksum and a 16-byte payload.
+//!   number, a correct checksum and a 16-byte payload; [`IcmpSocket::send_echoes`] many of
+//!   them with one `sendmmsg` per 64, reporting each one the kernel refused (an echo to an
+//!   address on a link is refused while the kernel cannot add a neighbour entry to resolve
+//!   it: its neighbour table, shared by every network namespace, is full);
+//!   [`IcmpSocket::receive_drops`] counts replies dropped before they could be read.
 //! * [`IcmpSocket::recv_reply`] reports only well-formed echo replies with a valid ICMP
 //!   checksum; everything else is skipped. Replies to other programs' pings are reported too
 //!   (a raw socket sees all of them): match `ident` and `seq`.
@@ -39,6 +43,17 @@ pub struct EchoReply {
     pub seq: u16,
 }
 
+/// One echo request to send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Echo {
+    /// Where to.
+    pub dst: Ipv4Addr,
+    /// Identifier.
+    pub ident: u16,
+    /// Sequence number.
+    pub seq: u16,
+}
+
 /// A raw ICMP socket (SOCK_RAW, IPPROTO_ICMP), non-blocking.
 #[derive(Debug)]
 pub struct IcmpSocket {
@@ -54,7 +69,33 @@ impl IcmpSocket {
         // struct icmp_filter { __u32 data; }: a set bit drops that ICMP type.
         let filter: u32 = !(1u32 << ICMP_ECHOREPLY);
         let _ = sock::setsockopt(&fd, libc::SOL_RAW, ICMP_FILTER, &filter);
+        sock::set_large_buffers(&fd, crate::packet::PROBE_SOCKET_BUFFER);
         Ok(IcmpSocket { fd })
+    }
+
+    /// Sends each of `echoes` (as [`IcmpSocket::send_echo`] does), up to 64 with one
+    /// `sendmmsg`. Returns how many the kernel took; each one it refused is reported to
+    /// `failed(index into echoes, error)`. Allocates nothing.
+    pub fn send_echoes(&self, echoes: &[Echo], failed: &mut dyn FnMut(usize, io::Error)) -> usize {
+        let mut sent = 0;
+        for (c, chunk) in echoes.chunks(sock::SEND_BATCH).enumerate() {
+            let mut pkts = [[0u8; 8 + PAYLOAD.len()]; sock::SEND_BATCH];
+            let mut addrs = [libc::sockaddr_in::zeroed(); sock::SEND_BATCH];
+            for ((e, pkt), sa) in chunk.iter().zip(pkts.iter_mut()).zip(addrs.iter_mut()) {
+                *pkt = build_echo(ICMP_ECHO, e.ident, e.seq);
+                *sa = sock::sockaddr_in(SocketAddrV4::new(e.dst, 0));
+            }
+            let n = chunk.len();
+            let base = c * sock::SEND_BATCH;
+            sent += sock::send_many(&self.fd, &pkts[..n], &addrs[..n], &mut |i, e| failed(base + i, e));
+        }
+        sent
+    }
+
+    /// Replies the kernel dropped before they could be read (a full receive queue) since
+    /// the socket was opened; wraps at 2^32.
+    pub fn receive_drops(&self) -> io::Result<u32> {
+        sock::receive_drops(&self.fd)
     }
 
     /// Sends an echo request to `dst`.

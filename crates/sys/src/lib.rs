@@ -23,8 +23,9 @@
 //! Guarantees common to all modules:
 //! * No function panics on bad input or OS errors; failures are returned as
 //!   [`SysError`] (set-up paths) or [`std::io::Error`] (per-packet paths).
-//! * The per-packet paths (`recv_batch`, `send_to`, `send`, `send_probe`, `recv`,
-//!   `send_echo`, `recv_reply`, `wait_readable` with at most 64 descriptors) do not allocate.
+//! * The per-packet paths (`recv_batch`, `send_to`, `send`, `send_probe`, `send_probes`,
+//!   `recv`, `send_echo`, `send_echoes`, `recv_reply`, `receive_drops`, `wait_readable` with
+//!   at most 64 descriptors) do not allocate.
 //! * Every socket is created non-blocking and close-on-exec and is closed on drop.
 
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -6,9 +6,11 @@
 //!   type IPv4 (the kernel adds the Ethernet header from the given MAC and the interface's
 //!   own MAC). It never consults or changes the neighbour (ARP) table, and it receives
 //!   nothing (its socket is opened with protocol 0, so no incoming frame is queued to it).
-//! * [`ArpSocket::send_probe`] sends an RFC 5227 ARP probe; [`ArpSocket::recv`] reports only
-//!   ARP packets received from the wire (never the host's own outgoing ARP) whose sender IP
-//!   is not 0.0.0.0.
+//! * [`ArpSocket::send_probe`] sends an RFC 5227 ARP probe, [`ArpSocket::send_probes`] many
+//!   of them with one `sendmmsg` per 64, reporting each one the kernel refused;
+//!   [`ArpSocket::recv`] reports only ARP packets received from the wire (never the host's
+//!   own outgoing ARP) whose sender IP is not 0.0.0.0; [`ArpSocket::receive_drops`] counts
+//!   those the kernel dropped before we could read them (a full receive queue).
 //! * Both sockets need CAP_NET_RAW; without it, `new()` fails with a
 //!   [`SysError::PermissionDenied`] that says so.
 //! * Nothing on the send/receive paths allocates.
@@ -95,6 +97,22 @@ pub struct ArpSeen {
     pub is_reply: bool,
 }
 
+/// One ARP probe to send: for `target`, out of `ifindex`, from `our_mac`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArpProbe {
+    /// Interface to send it out of.
+    pub ifindex: u32,
+    /// Our MAC on that interface (sender hardware address).
+    pub our_mac: [u8; 6],
+    /// The address asked for.
+    pub target: Ipv4Addr,
+}
+
+/// Receive (and send) buffer asked for the probe sockets: answers to a storm's worth of
+/// probes wait here between two turns of the caller's loop (SO_RCVBUFFORCE when permitted,
+/// else SO_RCVBUF up to net.core.rmem_max).
+pub const PROBE_SOCKET_BUFFER: i32 = 4 << 20;
+
 /// An AF_PACKET socket for ARP on all interfaces: sends probes, observes ARP traffic.
 #[derive(Debug)]
 pub struct ArpSocket {
@@ -102,10 +120,37 @@ pub struct ArpSocket {
 }
 
 impl ArpSocket {
-    /// Opens the socket (ARP frames of every interface are queued to it). Needs CAP_NET_RAW.
+    /// Opens the socket (ARP frames of every interface are queued to it), with a receive
+    /// buffer of [`PROBE_SOCKET_BUFFER`] where permitted. Needs CAP_NET_RAW.
     pub fn new() -> Result<Self, SysError> {
         let fd = open_packet_socket(libc::ETH_P_ARP as u16)?;
+        sock::set_large_buffers(&fd, PROBE_SOCKET_BUFFER);
         Ok(ArpSocket { fd })
+    }
+
+    /// Sends an ARP probe for each of `probes` (as [`ArpSocket::send_probe`] does), up to 64
+    /// with one `sendmmsg`. Returns how many the kernel took; each one it refused is
+    /// reported to `failed(index into probes, error)`. Allocates nothing.
+    pub fn send_probes(&self, probes: &[ArpProbe], failed: &mut dyn FnMut(usize, io::Error)) -> usize {
+        let mut sent = 0;
+        for (c, chunk) in probes.chunks(sock::SEND_BATCH).enumerate() {
+            let mut pkts = [[0u8; ARP_LEN]; sock::SEND_BATCH];
+            let mut addrs = [libc::sockaddr_ll::zeroed(); sock::SEND_BATCH];
+            for ((p, pkt), sa) in chunk.iter().zip(pkts.iter_mut()).zip(addrs.iter_mut()) {
+                *pkt = build_arp(1, p.our_mac, Ipv4Addr::UNSPECIFIED, [0; 6], p.target);
+                *sa = sockaddr_ll(p.ifindex, libc::ETH_P_ARP as u16, BROADCAST_MAC);
+            }
+            let n = chunk.len();
+            let base = c * sock::SEND_BATCH;
+            sent += sock::send_many(&self.fd, &pkts[..n], &addrs[..n], &mut |i, e| failed(base + i, e));
+        }
+        sent
+    }
+
+    /// Frames the kernel dropped before they could be read (a full receive queue) since the
+    /// socket was opened; wraps at 2^32. An answer to a probe may have been among them.
+    pub fn receive_drops(&self) -> io::Result<u32> {
+        sock::receive_drops(&self.fd)
     }
 
     /// Sends an ARP probe for `target` out of `ifindex`, broadcast: ARP request with sender

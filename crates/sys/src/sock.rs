@@ -186,6 +186,93 @@ pub(crate) fn recvfrom_trunc<A: Copy>(fd: &OwnedFd, buf: &mut [u8], addr: &mut A
     }
 }
 
+/// Most datagrams handed to one `sendmmsg(2)` call by [`send_many`].
+pub(crate) const SEND_BATCH: usize = 64;
+
+/// `sendmmsg(2)`: `payloads[i]` as one datagram to `addrs[i]` (a socket address struct of
+/// type `A`), up to [`SEND_BATCH`] per system call, non-blocking, retrying on EINTR. Returns
+/// how many were sent; each one the kernel refuses is reported to `failed(index, error)`
+/// and skipped (sendmmsg stops at the first failure; the rest go in the next call). Extra
+/// elements of the longer slice are ignored. Allocates nothing.
+pub(crate) fn send_many<P: AsRef<[u8]>, A: Copy>(
+    fd: &OwnedFd,
+    payloads: &[P],
+    addrs: &[A],
+    failed: &mut dyn FnMut(usize, io::Error),
+) -> usize {
+    let n = payloads.len().min(addrs.len());
+    let mut at = 0;
+    let mut sent = 0;
+    while at < n {
+        let count = (n - at).min(SEND_BATCH);
+        let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; SEND_BATCH];
+        let mut hdrs = [libc::mmsghdr::zeroed(); SEND_BATCH];
+        for i in 0..count {
+            let (Some(payload), Some(addr), Some(v)) = (payloads.get(at + i), addrs.get(at + i), iov.get_mut(i)) else {
+                break;
+            };
+            let payload = payload.as_ref();
+            *v = libc::iovec { iov_base: payload.as_ptr() as *mut c_void, iov_len: payload.len() };
+            if let Some(h) = hdrs.get_mut(i) {
+                h.msg_hdr.msg_name = (addr as *const A) as *mut c_void;
+                h.msg_hdr.msg_namelen = socklen_of::<A>();
+                h.msg_hdr.msg_iovlen = 1;
+            }
+        }
+        // The iovec pointers are taken once the array no longer moves.
+        for (h, v) in hdrs.iter_mut().zip(iov.iter_mut()).take(count) {
+            h.msg_hdr.msg_iov = v;
+        }
+        // SAFETY: `hdrs[..count]` are initialised mmsghdr whose msg_name points to a live
+        // `A` of exactly msg_namelen bytes (borrowed from `addrs`) and whose msg_iov points
+        // to one iovec in `iov` (alive for this call) describing a live payload slice. The
+        // kernel reads those and writes only each header's msg_len.
+        let rc = unsafe {
+            libc::sendmmsg(
+                fd.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                count as libc::c_uint,
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if rc > 0 {
+            let done = (rc as usize).min(count);
+            at += done;
+            sent += done;
+            continue;
+        }
+        let err = if rc == 0 { io::Error::from(io::ErrorKind::WouldBlock) } else { io::Error::last_os_error() };
+        if err.raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        failed(at, err);
+        at += 1;
+    }
+    sent
+}
+
+/// `SO_MEMINFO` (asm-generic/socket.h; x86 and ARM, the architectures cdra is built for)
+/// and the index of the drop counter in what it returns (linux/sock_diag.h).
+const SO_MEMINFO: libc::c_int = 55;
+const SK_MEMINFO_DROPS: usize = 8;
+const SK_MEMINFO_VARS: usize = 9;
+
+/// Packets the kernel dropped on their way into this socket since it was opened (its
+/// receive queue was full, or a filter said so: `sk_drops`, read with SO_MEMINFO). Wraps at
+/// 2^32.
+pub(crate) fn receive_drops(fd: &OwnedFd) -> io::Result<u32> {
+    let mut mem = [0u32; SK_MEMINFO_VARS];
+    let mut len = libc::socklen_t::try_from(mem::size_of_val(&mem)).unwrap_or(0);
+    // SAFETY: `mem` is writable for `len` bytes and `len` says so; the kernel writes at most
+    // that many and updates `len`.
+    let rc =
+        unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, SO_MEMINFO, mem.as_mut_ptr().cast(), &mut len) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(mem.get(SK_MEMINFO_DROPS).copied().unwrap_or(0))
+}
+
 /// Tries to set a large send and receive buffer; failures are ignored (the kernel caps the
 /// size silently for SO_RCVBUF; SO_RCVBUFFORCE needs CAP_NET_ADMIN).
 pub(crate) fn set_large_buffers(fd: &OwnedFd, bytes: libc::c_int) {

@@ -11,10 +11,10 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cdra_sys::icmp::{EchoReply, IcmpSocket};
+use cdra_sys::icmp::{Echo, EchoReply, IcmpSocket};
 use cdra_sys::iface::{self, Interface, Ipv4Net};
 use cdra_sys::netns;
-use cdra_sys::packet::{ArpSeen, ArpSocket, PacketSender, BROADCAST_MAC};
+use cdra_sys::packet::{ArpProbe, ArpSeen, ArpSocket, PacketSender, BROADCAST_MAC};
 use cdra_sys::poll::wait_readable;
 use cdra_sys::privileges;
 use cdra_sys::udp::{Received, RecvBatch, UdpSocket};
@@ -374,6 +374,69 @@ fn arp_socket_reports_wire_traffic_but_not_our_own() {
     while let Some(s) = arp_a.recv(&mut buf).expect("arp recv") {
         assert_ne!(s.sender_ip, p.ip_a(), "own outgoing ARP reported: {s:?}");
     }
+}
+
+#[test]
+fn probes_go_out_in_batches_and_each_refusal_is_reported() {
+    let Some(p) = Pair::new("ab", 9) else { return };
+    // b holds 100 more addresses, 10.99.9.10 ..= .109; the last probes go nowhere.
+    let targets: Vec<Ipv4Addr> = (10..140).map(|i| Ipv4Addr::new(10, 99, p.net, i)).collect();
+    for t in &targets[..100] {
+        ip(&["-n", &p.b, "addr", "add", &format!("{t}/32"), "dev", "vb"]).expect("address on vb");
+    }
+    let (arp, icmp, va) =
+        p.in_a(|| (ArpSocket::new().expect("ArpSocket"), IcmpSocket::new().expect("IcmpSocket"), lookup("va")));
+    assert_eq!(arp.receive_drops().expect("SO_MEMINFO"), 0);
+    assert_eq!(icmp.receive_drops().expect("SO_MEMINFO"), 0);
+    let our_mac = va.mac.expect("va has a MAC");
+    let mut probes: Vec<ArpProbe> =
+        targets.iter().map(|&target| ArpProbe { ifindex: va.index, our_mac, target }).collect();
+    // One probe out of an interface that does not exist: refused, reported, the rest sent.
+    probes[70].ifindex = 999_999;
+    let mut refused = Vec::new();
+    let sent = arp.send_probes(&probes, &mut |i, e| refused.push((i, e.raw_os_error())));
+    assert_eq!(sent, probes.len() - 1);
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].0, 70);
+    let mut answered = std::collections::HashSet::new();
+    let mut buf = [0u8; 256];
+    let _ = wait_for(
+        arp.as_raw_fd(),
+        Duration::from_secs(3),
+        || {
+            while let Some(s) = arp.recv(&mut buf).expect("arp recv") {
+                answered.insert(s.sender_ip);
+            }
+            (answered.len() >= 99).then_some(())
+        },
+        || {},
+    );
+    let want: std::collections::HashSet<Ipv4Addr> =
+        targets[..100].iter().copied().filter(|t| *t != probes[70].target).collect();
+    assert!(want.is_subset(&answered), "every owned address answered: missing {:?}", want.difference(&answered));
+    assert!(!targets[100..].iter().any(|t| answered.contains(t)), "nobody answers for the others");
+
+    // Echoes the same way.
+    let echoes: Vec<Echo> =
+        targets[..80].iter().enumerate().map(|(i, &dst)| Echo { dst, ident: 0x5151, seq: i as u16 }).collect();
+    let mut refused = 0;
+    assert_eq!(icmp.send_echoes(&echoes, &mut |_, _| refused += 1), 80);
+    assert_eq!(refused, 0);
+    let mut replies = std::collections::HashSet::new();
+    let _ = wait_for(
+        icmp.as_raw_fd(),
+        Duration::from_secs(3),
+        || {
+            while let Some(r) = icmp.recv_reply(&mut buf).expect("recv reply") {
+                if r.ident == 0x5151 {
+                    replies.insert((r.src, r.seq));
+                }
+            }
+            (replies.len() >= 80).then_some(())
+        },
+        || {},
+    );
+    assert_eq!(replies.len(), 80, "every echo answered");
 }
 
 #[test]

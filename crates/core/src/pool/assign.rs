@@ -6,7 +6,7 @@
 //! known to be down, or when no server's OFFER reached it within `fallback_after`
 //! ([`crate::timers::Timer::PoolFallback`]). Its record takes the entry's address and the
 //! server's ACK for the entry (the options it gets: subnet mask, routers, DNS ...), with
-//! the client's own hardware address; the address is probed (ARP + ICMP, unless
+//! the client's own hardware address; the address is probed (as for a local ACK, unless
 //! `safe_network`) before the OFFER, and the client's REQUEST for it is ACKed as proxy mode
 //! would (our address as server identifier). Pool clients get `[pool] client_lease`.
 //!
@@ -305,7 +305,7 @@ impl Engine {
         }
     }
 
-    /// A held-back entry's time is up: probe its address (ARP + ICMP, as before a local
+    /// A held-back entry's time is up: probe its address (as before a local
     /// ACK). It stays held back until the probe finds nobody
     /// ([`Engine::pool_held_back_probed`]); with `safe_network` there is nobody to ask and
     /// it is free at once.
@@ -321,6 +321,18 @@ impl Engine {
             // Till the probe's answer (or, if none could be started, a minute from now).
             e.held_back_until = Some(now.saturating_add(if started { IN_USE_HOLD } else { RENEW_RETRY }));
         }
+    }
+
+    /// The probe of held-back entry `r`'s address could not be made: it stays held back and
+    /// is probed again a minute from now.
+    pub(crate) fn pool_held_back_unprobed(&mut self, now: Timestamp, r: EntryRef) {
+        let Some(e) = self.pool.get_mut(r) else { return };
+        if e.state != EntryState::Free {
+            return;
+        }
+        let until = now.saturating_add(RENEW_RETRY);
+        e.held_back_until = Some(until);
+        self.arm_pool_entry(r, until);
     }
 
     /// The probe of held-back entry `r`'s address ended: `in_use` if some host answered.

@@ -1,8 +1,22 @@
 //! The precautions (paper 3.2, 3.3): before we ACK a SELECTING or INIT-REBOOT request from
 //! the table, and before we release a lapsed short lease at the server, we find out whether
-//! some host uses the address. The I/O layer sends an ARP probe (RFC 5227) and an ICMP echo
-//! ([`crate::ProbeRequest`]) and reports answers to [`crate::Engine::handle_probe_answer`];
-//! waiting is a [`Timer::Probe`].
+//! some host uses the address. The I/O layer sends an ARP probe (RFC 5227) on the client's
+//! link, and an ICMP echo where ARP is impossible (a link without a MAC address) or
+//! `[proxy] icmp_probe = "always"` asks for one ([`crate::ProbeRequest`],
+//! [`crate::config::IcmpProbe`] says why ARP is the probe); it reports answers to
+//! [`crate::Engine::handle_probe_answer`]; waiting is a [`Timer::Probe`].
+//!
+//! A probe concludes "nobody" only if it was made and every answer could be heard:
+//!
+//! - When none can be made (`max_pending_probes` in flight, the address already being
+//!   probed for another request) or none of its packets could be sent
+//!   ([`crate::Engine::handle_probe_unsent`]), nothing is answered unprobed: the request goes
+//!   to the servers, or, when none answers ([`crate::servers`]: known down), is dropped,
+//!   counted `unprobed_no_server` (the client retransmits, RFC 2131 4.1, and its next
+//!   REQUEST is probed); a lapse or a held-back pool address is probed again later.
+//! - When answers may have been lost ([`crate::Engine::handle_probe_answers_lost`]: a probe
+//!   socket's receive queue overflowed), every probe in flight is sent again before it may
+//!   conclude "nobody", at most [`MAX_REPEATS`] times, then counts as not made.
 //!
 //! Who answered decides. "The client" is the hardware address that sent the request we
 //! are to answer; "the record's client" is the one the server answered (the cached reply's
@@ -31,6 +45,7 @@ use hashbrown::HashMap;
 use cdra_wire::Message;
 
 use super::{ClientRequest, LocalAnswer};
+use crate::config::IcmpProbe;
 use crate::counters::ProxyEvent;
 use crate::engine::Engine;
 use crate::outbox::{EchoId, Outbox, ProbeAnswer, ProbeRequest};
@@ -42,6 +57,18 @@ use crate::time::Timestamp;
 use crate::timers::Timer;
 use crate::transactions::Expect;
 use crate::verdict::{DiscardReason, DropReason, Verdict};
+
+/// How often a probe whose answers may have been lost is sent again before it counts as not
+/// made.
+pub const MAX_REPEATS: u8 = 2;
+
+/// Each probe's packets go out twice: at its start and, if nothing has decided it yet, at
+/// half its timeout. One broadcast can be lost (a busy or wireless link: 802.11 does not
+/// acknowledge broadcast frames), and one answer with it; RFC 5227 sends three probes 1-2 s
+/// apart for that reason. (Before issue 14 the ICMP echo's own ARP resolution was, where the
+/// kernel had room for it, a second ARP request.) The second carries the same echo
+/// identifier: it is the same probe.
+pub const SECOND_TRANSMISSION: bool = true;
 
 /// What a local answer that waits for a probe will be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +105,8 @@ enum Heard {
     RecordClient,
     /// Another MAC answered ARP: the address is in use (decided).
     OtherHost,
+    /// None of its packets could be sent: it proves nothing (decided: not made).
+    Unsent,
 }
 
 /// A probe in flight.
@@ -95,6 +124,42 @@ pub(crate) struct PendingProbe {
     /// The MAC the server answered for this record (the cached reply's chaddr).
     record_mac: Option<[u8; 6]>,
     heard: Heard,
+    /// Answers may have been lost since it was sent: it is sent again before concluding
+    /// "nobody".
+    doubt: bool,
+    /// Times it was sent again.
+    repeats: u8,
+    /// Sent a second time (at half its timeout) already; until then, when it times out.
+    second: Second,
+}
+
+/// A probe's second transmission (see [`SECOND_TRANSMISSION`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Second {
+    /// Due when the armed timer fires; the probe times out at this deadline.
+    Due(Timestamp),
+    /// Sent: the armed timer is the probe's timeout.
+    Sent,
+}
+
+impl PendingProbe {
+    /// Has what it heard decided it (so it ends at once)? Another host or the record's
+    /// client, for any purpose; the client itself, for a lapse (nothing is to be sent to the
+    /// client, and a REQUEST may follow); nothing sent at all.
+    fn decided(&self) -> bool {
+        matches!(
+            (&self.purpose, self.heard),
+            (_, Heard::OtherHost | Heard::RecordClient | Heard::Unsent) | (ProbePurpose::Lapse, Heard::Client)
+        )
+    }
+
+    /// Would it conclude, as things stand, that nobody else uses the address?
+    fn finds_nobody(&self) -> bool {
+        matches!(
+            (self.heard, &self.purpose),
+            (Heard::Nothing, _) | (Heard::Client, ProbePurpose::LocalAnswer { .. } | ProbePurpose::PoolEntry(_))
+        )
+    }
 }
 
 /// The probes in flight, by id, at most `max_pending_probes`, one per address.
@@ -104,12 +169,19 @@ pub(crate) struct Probes {
     by_key: HashMap<ClientKey, u64>,
     by_target: HashMap<Ipv4Addr, u64>,
     next_id: u64,
+    /// The most in flight at once since start.
+    peak: usize,
 }
 
 impl Probes {
     /// Probes in flight.
     pub(crate) fn len(&self) -> usize {
         self.pending.len()
+    }
+
+    /// The most probes in flight at once since start.
+    pub(crate) fn peak(&self) -> usize {
+        self.peak
     }
 
     /// Is the client `key`'s address being probed?
@@ -128,7 +200,33 @@ impl Probes {
         self.by_key.insert(probe.key.clone(), id);
         self.by_target.insert(probe.target, id);
         self.pending.insert(id, probe);
+        self.peak = self.peak.max(self.pending.len());
         id
+    }
+
+    /// None of the packets of the probe of `target` that carried `echo` went out. Returns
+    /// its id (to fire now) unless it is another probe, or decided already.
+    fn unsent(&mut self, target: Ipv4Addr, echo: EchoId) -> Option<u64> {
+        let id = *self.by_target.get(&target)?;
+        let p = self.pending.get_mut(&id)?;
+        // After its second transmission, a refusal concerns that one: the first went out
+        // (a refusal of it would have been reported at once).
+        if p.echo != echo
+            || p.second == Second::Sent
+            || matches!(p.heard, Heard::OtherHost | Heard::RecordClient | Heard::Unsent)
+        {
+            return None;
+        }
+        p.heard = Heard::Unsent;
+        Some(id)
+    }
+
+    /// Answers may have been lost: no probe in flight concludes "nobody" before it has been
+    /// sent again.
+    fn doubt_all(&mut self) {
+        for p in self.pending.values_mut() {
+            p.doubt = true;
+        }
     }
 
     fn take(&mut self, id: u64) -> Option<PendingProbe> {
@@ -160,30 +258,25 @@ impl Probes {
         p.heard = match answer {
             ProbeAnswer::Arp { ifindex, .. } if ifindex != p.ifindex => return None,
             ProbeAnswer::Echo { echo, .. } if echo != p.echo => return None,
-            _ if matches!(p.heard, Heard::OtherHost | Heard::RecordClient) => p.heard,
+            _ if matches!(p.heard, Heard::OtherHost | Heard::RecordClient | Heard::Unsent) => p.heard,
             ProbeAnswer::Arp { mac, .. } if Some(mac) == p.client_mac => Heard::Client,
             ProbeAnswer::Arp { mac, .. } if Some(mac) == p.record_mac => Heard::RecordClient,
             ProbeAnswer::Arp { .. } => Heard::OtherHost,
             ProbeAnswer::Echo { .. } if p.heard == Heard::Nothing => Heard::IcmpOnly,
             ProbeAnswer::Echo { .. } => p.heard,
         };
-        // Decided at once: another host or the record's client (either purpose), or the
-        // client itself for a lapse (nothing is to be sent to the client, and a REQUEST may
-        // follow).
-        let decided = matches!(
-            (&p.purpose, p.heard),
-            (_, Heard::OtherHost | Heard::RecordClient) | (ProbePurpose::Lapse, Heard::Client)
-        );
-        (decided && before != p.heard).then_some(id)
+        (p.decided() && before != p.heard).then_some(id)
     }
 }
 
 impl Engine {
     /// Paper 3.2: "If the CDRA's response would be an ACK, the CDRA should first issue an
     /// ICMP echo request ... on the requested IP address. If a host replies, the CDRA should
-    /// respond with a NAK and remove the address from its database." We also send an ARP
-    /// probe (RFC 5227), more reliable on the client's own link. The answer (`answer`: that
-    /// ACK, or paper 5.7's OFFER of an expired address) waits; others are served meanwhile.
+    /// respond with a NAK and remove the address from its database." On the client's own
+    /// link the probe is ARP (RFC 5227), which finds every host the echo could and more
+    /// ([`IcmpProbe`]); the echo goes where ARP is impossible, or where the operator asks
+    /// for it. The answer (`answer`: that ACK, or paper 5.7's OFFER of an expired address)
+    /// waits; others are served meanwhile.
     pub(crate) fn start_probe<T: AsRef<[u8]>>(
         &mut self,
         req: &ClientRequest<'_, T>,
@@ -195,44 +288,25 @@ impl Engine {
         let Some(r) = self.table.get(slot) else {
             return self.drop(ds, DropReason::NoServer);
         };
-        let (key, target, server) = (r.key.clone(), r.address, r.server);
+        let (key, target) = (r.key.clone(), r.address);
         let record_mac = r.reply.as_ref().and_then(|c| <[u8; 6]>::try_from(c.chaddr()).ok());
         if self.proxy.probes.is_probing(&key) {
             // A retransmission while the probe runs: the answer is on its way.
             self.counters.proxy.discarded.add(DiscardReason::RetransmissionDuringProbe);
             return Verdict::Discarded(DiscardReason::RetransmissionDuringProbe);
         }
-        let Some(iface) = self.config.downstream.get(ds) else {
+        if self.config.downstream.get(ds).is_none() {
             return self.drop(ds, DropReason::UnknownInterface);
-        };
+        }
         let busy = self.proxy.probes.is_probing_address(target);
         if busy || self.proxy.probes.len() >= self.config.proxy.max_pending_probes {
-            // Bounded (and one probe per address): rather than answer unprobed, let the
-            // server answer.
+            // Bounded (and one probe per address): never answer unprobed.
             self.counters.proxy.add(if busy { ProxyEvent::ProbeRefusedBusy } else { ProxyEvent::ProbeRefusedFull });
-            match answer {
-                ProbeFor::OfferOfExpired => {
-                    return self.forward_for(req, Awaiting::Reply(Some(slot), Expect::Offer), Upstream::CHOSEN, outbox)
-                }
-                // Never give a pool address unprobed: the client asks again.
-                ProbeFor::PoolOffer => {
-                    self.pool_client_gone(slot, Removal::ReturnedToPool);
-                    return self.drop(ds, DropReason::NoServer);
-                }
-                ProbeFor::Ack => {}
-            }
-            let state =
-                if msg.server_identifier().is_some() { ClientState::Requesting } else { ClientState::Rebooting };
-            let to = match (msg.server_identifier(), self.server_of(server)) {
-                // A SELECTING request for our own offer: its server gets its identifier back.
-                (Some(_), Some((i, b))) => Upstream { targets: Targets::One(i), server_id: Some(b.id) },
-                _ => Upstream::CHOSEN,
-            };
-            return self.forward_for(req, Awaiting::Reply(Some(slot), Expect::Ack(state)), to, outbox);
+            return self.answer_unprobed(req, slot, answer, outbox);
         }
-        let (ifindex, sender_mac, sender_ip) = (iface.ifindex, iface.mac, iface.address.addr);
-        let echo = self.random_echo_id();
-        let probe = ProbeRequest { ifindex, sender_mac, sender_ip, target, echo };
+        let Some(probe) = self.probe_request(ds, target) else {
+            return self.drop(ds, DropReason::UnknownInterface);
+        };
         if !outbox.push_probe(probe) {
             return self.drop(ds, DropReason::OutboxFull);
         }
@@ -240,16 +314,72 @@ impl Engine {
         let pending = PendingProbe {
             purpose,
             ds,
-            ifindex,
+            ifindex: probe.ifindex,
             target,
-            echo,
+            echo: probe.echo,
             key,
             client_mac: msg.ethernet_chaddr(),
             record_mac,
             heard: Heard::Nothing,
+            doubt: false,
+            repeats: 0,
+            second: Second::Sent,
         };
         self.arm_probe(now, pending);
         Verdict::AwaitingProbe
+    }
+
+    /// The probe a request's answer needs cannot be made (no slot free, its address being
+    /// probed for another request, or its packets not sent). Paper 3.2 asks for the probe,
+    /// so the answer is not given unprobed: the servers answer instead, as a plain relay's
+    /// would. When no server answers (known down, [`crate::servers`]), forwarding would
+    /// only file a transaction nobody completes: the request is dropped and counted, and
+    /// the client's own retransmission (RFC 2131 4.1: 4 s, then 8 s, ...) comes back when
+    /// the storm has moved on.
+    pub(crate) fn answer_unprobed<T: AsRef<[u8]>>(
+        &mut self,
+        req: &ClientRequest<'_, T>,
+        slot: Slot,
+        answer: ProbeFor,
+        outbox: &mut Outbox,
+    ) -> Verdict {
+        if answer == ProbeFor::PoolOffer {
+            // Never give a pool address unprobed: the client asks again.
+            self.pool_client_gone(slot, Removal::ReturnedToPool);
+            return self.drop(req.ds, DropReason::NoServer);
+        }
+        if !self.servers.any_up(req.now) {
+            return self.drop(req.ds, DropReason::UnprobedNoServer);
+        }
+        if answer == ProbeFor::OfferOfExpired {
+            return self.forward_for(req, Awaiting::Reply(Some(slot), Expect::Offer), Upstream::CHOSEN, outbox);
+        }
+        let msg = req.msg;
+        let server = self.table.get(slot).and_then(|r| r.server);
+        let state = if msg.server_identifier().is_some() { ClientState::Requesting } else { ClientState::Rebooting };
+        let to = match (msg.server_identifier(), self.server_of(server)) {
+            // A SELECTING request for our own offer: its server gets its identifier back.
+            (Some(_), Some((i, b))) => Upstream { targets: Targets::One(i), server_id: Some(b.id) },
+            _ => Upstream::CHOSEN,
+        };
+        self.forward_for(req, Awaiting::Reply(Some(slot), Expect::Ack(state)), to, outbox)
+    }
+
+    /// The probe to send for `target` on downstream link `ds` (`None`: no such link): ARP
+    /// where the link has a MAC address, an ICMP echo where it has none or `[proxy]
+    /// icmp_probe = "always"` (why: [`IcmpProbe`]).
+    fn probe_request(&mut self, ds: usize, target: Ipv4Addr) -> Option<ProbeRequest> {
+        let echo = self.random_echo_id();
+        let always = self.config.proxy.icmp_probe == IcmpProbe::Always;
+        let iface = self.config.downstream.get(ds)?;
+        Some(ProbeRequest {
+            ifindex: iface.ifindex,
+            sender_mac: iface.mac,
+            sender_ip: iface.address.addr,
+            target,
+            icmp: always || iface.mac.is_none(),
+            echo,
+        })
     }
 
     /// Paper 3.3: before a lapsed lease is released, probe its address. Returns false when
@@ -257,7 +387,9 @@ impl Engine {
     pub(crate) fn start_lapse_probe(&mut self, now: Timestamp, slot: Slot, outbox: &mut Outbox) -> bool {
         let Some(r) = self.table.get(slot) else { return true };
         let ds = usize::from(r.downstream);
-        let Some(iface) = self.config.downstream.get(ds) else { return true };
+        if self.config.downstream.get(ds).is_none() {
+            return true;
+        }
         if self.proxy.probes.len() >= self.config.proxy.max_pending_probes
             || self.proxy.probes.is_probing_address(r.address)
         {
@@ -266,21 +398,23 @@ impl Engine {
         // The client's MAC is the one its server answered (the cached reply's chaddr).
         let client_mac = r.reply.as_ref().and_then(|c| <[u8; 6]>::try_from(c.chaddr()).ok());
         let (key, target) = (r.key.clone(), r.address);
-        let (ifindex, sender_mac, sender_ip) = (iface.ifindex, iface.mac, iface.address.addr);
-        let echo = self.random_echo_id();
-        if !outbox.push_probe(ProbeRequest { ifindex, sender_mac, sender_ip, target, echo }) {
+        let Some(probe) = self.probe_request(ds, target) else { return true };
+        if !outbox.push_probe(probe) {
             return false;
         }
         let pending = PendingProbe {
             purpose: ProbePurpose::Lapse,
             ds,
-            ifindex,
+            ifindex: probe.ifindex,
             target,
-            echo,
+            echo: probe.echo,
             key,
             client_mac,
             record_mac: client_mac,
             heard: Heard::Nothing,
+            doubt: false,
+            repeats: 0,
+            second: Second::Sent,
         };
         self.arm_probe(now, pending);
         true
@@ -299,22 +433,24 @@ impl Engine {
             return false;
         }
         let key = PoolIdentity::new(iface.address.addr, r.n).key();
-        let (ifindex, sender_mac, sender_ip) = (iface.ifindex, iface.mac, iface.address.addr);
-        let echo = self.random_echo_id();
-        if !outbox.push_probe(ProbeRequest { ifindex, sender_mac, sender_ip, target, echo }) {
+        let Some(probe) = self.probe_request(ds, target) else { return false };
+        if !outbox.push_probe(probe) {
             return false;
         }
         // No client of ours is meant to be there: any answer means in use.
         let pending = PendingProbe {
             purpose: ProbePurpose::PoolEntry(r),
             ds,
-            ifindex,
+            ifindex: probe.ifindex,
             target,
-            echo,
+            echo: probe.echo,
             key,
             client_mac: None,
             record_mac: None,
             heard: Heard::Nothing,
+            doubt: false,
+            repeats: 0,
+            second: Second::Sent,
         };
         self.arm_probe(now, pending);
         true
@@ -329,8 +465,28 @@ impl Engine {
     fn arm_probe(&mut self, now: Timestamp, pending: PendingProbe) {
         self.counters.proxy.add(ProxyEvent::ProbeStarted);
         self.probe_event(ProxyEvent::ProbeStarted, &pending);
+        self.arm_probe_timer(now, pending);
+    }
+
+    /// File a probe that has just been sent (or sent again): its timer fires at half the
+    /// timeout for the second transmission ([`SECOND_TRANSMISSION`]), then at the timeout.
+    fn arm_probe_timer(&mut self, now: Timestamp, mut pending: PendingProbe) {
+        let timeout = self.config.proxy.probe_timeout;
+        let deadline = now.saturating_add(timeout);
+        let at = if SECOND_TRANSMISSION {
+            pending.second = Second::Due(deadline);
+            now.saturating_add(timeout / 2)
+        } else {
+            pending.second = Second::Sent;
+            deadline
+        };
         let id = self.proxy.probes.start(pending);
-        self.timers.arm(now.saturating_add(self.config.proxy.probe_timeout), Timer::Probe(id));
+        self.timers.arm(at, Timer::Probe(id));
+    }
+
+    /// The probe of `target` on link `ds` as sent before: the same echo identifier.
+    fn probe_request_again(&mut self, ds: usize, target: Ipv4Addr, echo: EchoId) -> Option<ProbeRequest> {
+        self.probe_request(ds, target).map(|p| ProbeRequest { echo, ..p })
     }
 
     /// Some host answered a probe (see [`crate::Engine::handle_probe_answer`]): mark the
@@ -341,12 +497,51 @@ impl Engine {
         }
     }
 
+    /// None of `probe`'s packets went out (see [`crate::Engine::handle_probe_unsent`]).
+    pub(crate) fn probe_unsent(&mut self, now: Timestamp, probe: &ProbeRequest) {
+        if let Some(id) = self.proxy.probes.unsent(probe.target, probe.echo) {
+            self.timers.arm(now, Timer::Probe(id));
+        }
+    }
+
+    /// Answers may have been lost (see [`crate::Engine::handle_probe_answers_lost`]).
+    pub(crate) fn probe_answers_lost(&mut self) {
+        self.proxy.probes.doubt_all();
+    }
+
     /// A probe's timer fired: it was decided by an answer, or it timed out.
     pub(crate) fn probe_due(&mut self, now: Timestamp, id: u64, outbox: &mut Outbox) {
-        let Some(p) = self.proxy.probes.take(id) else { return }; // decided and done already
-        self.probe_event(probe_outcome(p.heard, &p.purpose), &p);
+        let Some(mut p) = self.proxy.probes.take(id) else { return }; // decided and done already
         let slot = self.table.find(&p.key);
+        if let Second::Due(deadline) = p.second {
+            if !p.decided() && now < deadline {
+                // Half its time: the same probe once more; answers to either count. (A loss
+                // of answers noted meanwhile still calls for a whole new probe: `doubt`.)
+                if let Some(probe) = self.probe_request_again(p.ds, p.target, p.echo) {
+                    let _sent = outbox.push_probe(probe);
+                }
+                p.second = Second::Sent;
+                let id = self.proxy.probes.start(p);
+                self.timers.arm(deadline, Timer::Probe(id));
+                return;
+            }
+        }
+        if p.doubt && p.finds_nobody() {
+            // It cannot conclude "nobody" from what it may not have heard: again, with a
+            // new echo identifier, or, after MAX_REPEATS, as a probe not made.
+            match self.probe_request(p.ds, p.target).filter(|_| p.repeats < MAX_REPEATS) {
+                Some(probe) if outbox.push_probe(probe) => {
+                    self.counters.proxy.add(ProxyEvent::ProbeRepeated);
+                    (p.ifindex, p.echo, p.doubt, p.repeats) = (probe.ifindex, probe.echo, false, p.repeats + 1);
+                    self.arm_probe_timer(now, p);
+                    return;
+                }
+                _ => p.heard = Heard::Unsent,
+            }
+        }
+        self.probe_event(probe_outcome(p.heard, &p.purpose), &p);
         match (p.heard, &p.purpose) {
+            (Heard::Unsent, _) => self.probe_not_made(now, p, slot, outbox),
             (heard, ProbePurpose::PoolEntry(r)) => {
                 let in_use = heard != Heard::Nothing;
                 self.counters.proxy.add(if in_use { ProxyEvent::ProbeFoundInUse } else { ProxyEvent::ProbeTimedOut });
@@ -396,6 +591,34 @@ impl Engine {
                         self.answer_probed(now, p.ds, s, answer, &request, admitted, outbox);
                     }
                 }
+            }
+        }
+    }
+
+    /// A probe that could not be made (its packets were not sent, or its answers may have
+    /// been lost again and again): what waited for it is done as if no probe could start.
+    fn probe_not_made(&mut self, now: Timestamp, p: PendingProbe, slot: Option<Slot>, outbox: &mut Outbox) {
+        self.counters.proxy.add(ProxyEvent::ProbeUnsent);
+        match p.purpose {
+            ProbePurpose::Lapse => {
+                if let Some(s) = slot {
+                    self.rearm_lapse(now, s);
+                }
+            }
+            ProbePurpose::PoolEntry(r) => self.pool_held_back_unprobed(now, r),
+            ProbePurpose::LocalAnswer { answer, request, admitted } => {
+                let Some(s) = slot else { return };
+                let msg = Message::new_unchecked(&request[..]);
+                let req = ClientRequest {
+                    now,
+                    ds: p.ds,
+                    dst: Ipv4Addr::BROADCAST,
+                    msg: &msg,
+                    admitted,
+                    key: p.key,
+                    slot: Some(s),
+                };
+                self.answer_unprobed(&req, s, answer, outbox);
             }
         }
     }
@@ -515,6 +738,7 @@ impl Engine {
 /// `probe_*` line).
 fn probe_outcome(heard: Heard, purpose: &ProbePurpose) -> ProxyEvent {
     match (heard, purpose) {
+        (Heard::Unsent, _) => ProxyEvent::ProbeUnsent,
         (Heard::Nothing, _) => ProxyEvent::ProbeTimedOut,
         (_, ProbePurpose::PoolEntry(_)) => ProxyEvent::ProbeFoundInUse,
         (Heard::RecordClient, ProbePurpose::LocalAnswer { .. }) => ProxyEvent::ProbeOwnerAnswered,

@@ -113,7 +113,7 @@ impl Engine {
         }
     }
 
-    fn rearm_lapse(&mut self, now: Timestamp, slot: Slot) {
+    pub(crate) fn rearm_lapse(&mut self, now: Timestamp, slot: Slot) {
         let Some(r) = self.table.get_mut(slot) else { return };
         let due = now.saturating_add(LAPSE_RETRY);
         r.lapse_armed = Some(due);

@@ -99,7 +99,8 @@ pub struct Harness {
     pub engine: Engine,
     pub outbox: Outbox,
     pub now: Timestamp,
-    /// Every probe the engine asked for, in order.
+    /// Every probe the engine asked for, in order (a probe's second transmission, the same
+    /// target and echo identifier, is the same probe and is not listed again).
     pub probes: Vec<ProbeRequest>,
 }
 
@@ -149,8 +150,16 @@ impl Harness {
         self.note_probes();
         v
     }
-    fn note_probes(&mut self) {
-        self.probes.extend_from_slice(self.outbox.probes());
+    /// Notes new probes; true if there were any.
+    fn note_probes(&mut self) -> bool {
+        let mut new = false;
+        for p in self.outbox.probes() {
+            if !self.probes.iter().any(|q| q.target == p.target && q.echo == p.echo) {
+                self.probes.push(*p);
+                new = true;
+            }
+        }
+        new
     }
     pub fn server_sends(&mut self, server: Ipv4Addr, m: &Msg) -> Verdict {
         self.outbox.clear();
@@ -221,8 +230,8 @@ impl Harness {
             }
             self.now = self.now.max(t);
             self.engine.handle_timeout(self.now, &mut self.outbox);
-            self.note_probes();
-            if !self.outbox.is_empty() || !self.outbox.probes().is_empty() {
+            // A probe's second transmission (half its timeout) is not a stop.
+            if self.note_probes() || !self.outbox.is_empty() {
                 break;
             }
         }
