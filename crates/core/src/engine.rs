@@ -277,6 +277,16 @@ impl Engine {
         self.timers.len()
     }
 
+    /// Offer windows open (`max_offer_windows`).
+    pub fn offer_windows(&self) -> usize {
+        self.proxy.offers.len()
+    }
+
+    /// Local answers held back (`max_held_replies`).
+    pub fn held_replies(&self) -> usize {
+        self.held.len()
+    }
+
     /// Names of the counter interface slots: each downstream interface, then "upstream"
     /// (everything else).
     pub fn interface_slot_names(&self) -> impl Iterator<Item = &str> {
