@@ -1,0 +1,157 @@
+//! The fuzzer's whole coupling to `cdra_core`: what it reads of the engine to judge it, and
+//! the few facts about the engine's output it relies on. The simulation makes the engine
+//! calls themselves (`cdra_sim::engine_api`); when the engine's API changes, this file and
+//! that one are the two to edit.
+//!
+//! What is relied on, and why it holds:
+//! - a local answer (built from the table, or our own NAK) has giaddr 0, a relayed server
+//!   reply keeps the giaddr it arrived with (one of ours: RFC 1542 4.1.2), so
+//!   [`is_local_answer`] tells them apart;
+//! - client keys and the model server's keys share one encoding (kind byte, then option 61,
+//!   or htype + chaddr), so an engine record and a server binding can be compared.
+
+use core::net::Ipv4Addr;
+
+use cdra_core::persist::decode_record;
+use cdra_core::table::{ClientKey, ClientRecord};
+use cdra_core::{Engine, Mode, Timestamp};
+use cdra_sim::Millis;
+use cdra_wire::Message;
+
+/// A client record as the checks see it (a copy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordView {
+    /// Slot in the table.
+    pub slot: u32,
+    /// Key bytes (the store's key; same encoding as the model server's).
+    pub key: Vec<u8>,
+    /// The key as the engine prints it.
+    pub key_text: String,
+    /// State label.
+    pub state: &'static str,
+    /// The leased address (0.0.0.0: none).
+    pub address: Ipv4Addr,
+    /// The cached server reply, whole.
+    pub reply: Option<Vec<u8>>,
+    /// The server the lease is with.
+    pub server: Option<Ipv4Addr>,
+    /// The server whose OFFER was passed on.
+    pub offered_by: Option<Ipv4Addr>,
+    /// Server lease in seconds, and when it started (engine clock).
+    pub lease: (u32, Millis),
+}
+
+fn view(slot: u32, r: &ClientRecord) -> RecordView {
+    RecordView {
+        slot,
+        key: r.key.as_bytes().to_vec(),
+        key_text: r.key.to_string(),
+        state: r.state.label(),
+        address: r.address,
+        reply: r.reply.as_ref().map(|c| c.to_vec()),
+        server: r.server.map(|s| s.addr),
+        offered_by: r.offered_by.map(|s| s.addr),
+        lease: (r.lease_secs, r.lease_start.as_millis()),
+    }
+}
+
+/// Every record of the table.
+pub fn records(engine: &Engine) -> Vec<RecordView> {
+    engine.table().iter().map(|(s, r)| view(s, r)).collect()
+}
+
+/// The slot the table's key index gives for `key`.
+pub fn slot_of_key(engine: &Engine, key: &[u8]) -> Option<u32> {
+    ClientKey::from_bytes(key).and_then(|k| engine.table().find(&k))
+}
+
+/// The slot the table's address index gives for `address`.
+pub fn slot_of_address(engine: &Engine, address: Ipv4Addr) -> Option<u32> {
+    engine.table().find_address(address)
+}
+
+/// Seconds of server lease the record of `key` has left at `now` (engine clock), as the
+/// engine computes it (`u32::MAX`: infinite).
+pub fn lease_left_secs(engine: &Engine, key: &[u8], now: Millis) -> Option<u32> {
+    let slot = slot_of_key(engine, key)?;
+    engine.table().get(slot).map(|r| r.lease_left_secs(Timestamp::from_millis(now)))
+}
+
+/// A bounded structure of the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// Client records (`max_clients`).
+    Records,
+    /// Forwarded requests remembered for matching replies (`max_tracked_requests`).
+    TrackedRequests,
+    /// Probes in flight (`max_pending_probes`).
+    Probes,
+    /// Offer windows open (`max_offer_windows`).
+    OfferWindows,
+    /// Local answers held back (`max_held_replies`).
+    HeldReplies,
+    /// Timers filed, live or stale: twice what `timers.rs` says can be live (two per
+    /// probe: its deadline and, once an answer decides it, its outcome; one per offer
+    /// window; one lapse per record; one held-reply timer; one sweep), as the engine drops
+    /// stale ones beyond that.
+    Timers,
+}
+
+impl Bound {
+    /// The configuration key it is bounded by.
+    pub fn label(self) -> &'static str {
+        match self {
+            Bound::Records => "max_clients",
+            Bound::TrackedRequests => "max_tracked_requests",
+            Bound::Probes => "max_pending_probes",
+            Bound::OfferWindows => "max_offer_windows",
+            Bound::HeldReplies => "max_held_replies",
+            Bound::Timers => "timers (2 x (2 x max_pending_probes + max_offer_windows + max_clients + 2))",
+        }
+    }
+}
+
+/// How full each bounded structure is: (what, used, limit).
+pub fn usage(engine: &Engine) -> [(Bound, usize, usize); 6] {
+    let p = &engine.config().proxy;
+    let timers_limit = 2 * (2 * p.max_pending_probes + p.max_offer_windows + p.max_clients.max(1) + 2);
+    [
+        (Bound::Records, engine.table().len(), p.max_clients.max(1)),
+        (Bound::TrackedRequests, engine.table().tracked_requests(), p.max_tracked_requests.max(1)),
+        (Bound::Probes, engine.pending_probes(), p.max_pending_probes),
+        (Bound::OfferWindows, engine.offer_windows(), p.max_offer_windows),
+        (Bound::HeldReplies, engine.held_replies(), p.max_held_replies),
+        (Bound::Timers, engine.timers_filed(), timers_limit),
+    ]
+}
+
+/// Does the engine cache (proxy mode)?
+pub fn caches(engine: &Engine) -> bool {
+    engine.config().mode != Mode::Relay
+}
+
+/// Is this datagram to a client one the engine made itself (a local answer or our NAK)
+/// rather than a server reply it relayed? See the module docs.
+pub fn is_local_answer<T: AsRef<[u8]>>(msg: &Message<T>) -> bool {
+    msg.giaddr().is_unspecified()
+}
+
+/// The key the engine files the client that sent (or is named by) `msg` under.
+pub fn key_of<T: AsRef<[u8]>>(msg: &Message<T>) -> Vec<u8> {
+    ClientKey::of(msg).as_bytes().to_vec()
+}
+
+/// The key of a client known by its hardware address.
+pub fn hardware_key(htype: u8, chaddr: &[u8]) -> Vec<u8> {
+    ClientKey::hardware(htype, chaddr).as_bytes().to_vec()
+}
+
+/// The key of a persisted record, if the bytes decode.
+pub fn persisted_key(bytes: &[u8]) -> Option<Vec<u8>> {
+    decode_record(bytes).ok().map(|(r, _)| r.key.as_bytes().to_vec())
+}
+
+/// Printable form of key bytes.
+pub fn key_text(key: &[u8]) -> String {
+    ClientKey::from_bytes(key).map(|k| k.to_string()).unwrap_or_else(|| format!("{key:02x?}"))
+}

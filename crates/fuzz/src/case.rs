@@ -1,0 +1,371 @@
+//! A fuzz case (what to run) and its parameters (the network it runs in, derived from the
+//! seed), and a failure report that replays.
+
+use core::fmt;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use cdra_core::{Mode, OfferChoice, ServerSelection};
+use cdra_sim::{SimConfig, SimRng};
+
+use crate::check::Invariant;
+
+/// Which events a case may draw, and which invariants it checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Profile {
+    /// Every event, forged server replies included; every invariant.
+    Full,
+    /// Every event but forged server replies (corrupted or replayed copies of genuine
+    /// replies still come); every invariant. On `main` genuine traffic alone breaks the
+    /// reply-acceptance invariants: a reply to a request the table no longer tracks creates
+    /// a record, or is matched to a client by chaddr alone.
+    Genuine,
+    /// As [`Profile::Genuine`], without the reply-acceptance invariants (issue 10 item 1,
+    /// [`crate::Invariant::known_defect`]): what the engine on `main` keeps until that rule
+    /// lands, and what CI runs meanwhile.
+    NoReplyAcceptance,
+}
+
+impl Profile {
+    /// Every profile.
+    pub const ALL: [Profile; 3] = [Profile::Full, Profile::Genuine, Profile::NoReplyAcceptance];
+
+    /// Stable label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Profile::Full => "full",
+            Profile::Genuine => "genuine",
+            Profile::NoReplyAcceptance => "no-reply-acceptance",
+        }
+    }
+
+    /// Does it draw forged server replies?
+    pub fn forges_replies(self) -> bool {
+        self == Profile::Full
+    }
+
+    /// Does it check the reply-acceptance invariants?
+    pub fn checks_reply_acceptance(self) -> bool {
+        self != Profile::NoReplyAcceptance
+    }
+}
+
+impl std::str::FromStr for Profile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Profile::ALL
+            .into_iter()
+            .find(|p| p.label() == s)
+            .ok_or_else(|| format!("no profile {s:?} (full, genuine, no-reply-acceptance)"))
+    }
+}
+
+/// One deterministic run: the seed fixes the network ([`Params`]) and every event; `steps`
+/// events are drawn; `keep`, when given, lists the only steps whose event is applied (the
+/// others still let their time pass), as a minimized failure names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Case {
+    /// The seed.
+    pub seed: u64,
+    /// Events drawn.
+    pub steps: usize,
+    /// Which events may be drawn.
+    pub profile: Profile,
+    /// Steps applied (`None`: all).
+    pub keep: Option<BTreeSet<usize>>,
+}
+
+impl Case {
+    /// All `steps` steps of `seed` under `profile`.
+    pub fn new(seed: u64, steps: usize, profile: Profile) -> Self {
+        Case { seed, steps, profile, keep: None }
+    }
+
+    /// Is step `k` applied?
+    pub fn applies(&self, k: usize) -> bool {
+        self.keep.as_ref().is_none_or(|s| s.contains(&k))
+    }
+}
+
+fn ranges(set: &BTreeSet<usize>) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut it = set.iter().copied().peekable();
+    while let Some(a) = it.next() {
+        let mut b = a;
+        while it.peek() == Some(&(b + 1)) {
+            b += 1;
+            it.next();
+        }
+        out.push(if a == b { a.to_string() } else { format!("{a}-{b}") });
+    }
+    if out.is_empty() {
+        "none".into()
+    } else {
+        out.join(",")
+    }
+}
+
+impl fmt::Display for Case {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "seed={:#x} steps={} profile={}", self.seed, self.steps, self.profile.label())?;
+        if let Some(k) = &self.keep {
+            write!(f, " keep={}", ranges(k))?;
+        }
+        Ok(())
+    }
+}
+
+fn parse_u64(s: &str) -> Result<u64, String> {
+    let r = match s.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    r.map_err(|e| format!("{s:?}: {e}"))
+}
+
+impl std::str::FromStr for Case {
+    type Err = String;
+    /// `seed=S steps=N [profile=P] [keep=a-b,c]` (what `Display` writes); other `key=value`
+    /// words (a regression file's `expect=`) are ignored, and so is everything after `#`.
+    fn from_str(line: &str) -> Result<Self, String> {
+        let line = line.split('#').next().unwrap_or("");
+        let mut case = Case::new(0, 0, Profile::Full);
+        let (mut seed, mut steps) = (false, false);
+        for word in line.split_whitespace() {
+            let (k, v) = word.split_once('=').ok_or_else(|| format!("{word:?} is not key=value"))?;
+            match k {
+                "seed" => {
+                    case.seed = parse_u64(v)?;
+                    seed = true;
+                }
+                "steps" => {
+                    case.steps = parse_u64(v)? as usize;
+                    steps = true;
+                }
+                "profile" => case.profile = v.parse()?,
+                "keep" => {
+                    let mut set = BTreeSet::new();
+                    for part in v.split(',').filter(|p| *p != "none") {
+                        match part.split_once('-') {
+                            Some((a, b)) => set.extend(parse_u64(a)? as usize..=parse_u64(b)? as usize),
+                            None => {
+                                set.insert(parse_u64(part)? as usize);
+                            }
+                        }
+                    }
+                    case.keep = Some(set);
+                }
+                _ => {}
+            }
+        }
+        if !(seed && steps) {
+            return Err(format!("{line:?}: needs seed= and steps="));
+        }
+        Ok(case)
+    }
+}
+
+/// The network a seed runs in. Every bound is small in most cases, so that the engine runs
+/// at its limits; each choice is printed with a failure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Params {
+    /// Model clients.
+    pub clients: usize,
+    /// Model servers (1 or 2).
+    pub servers: usize,
+    /// Server selection.
+    pub selection: ServerSelection,
+    /// Precautions off.
+    pub safe_network: bool,
+    /// Automated short leases, seconds.
+    pub client_lease: Option<u64>,
+    /// Which OFFER passes.
+    pub offer_choice: OfferChoice,
+    /// Hold of answers to unicast renewals, ms.
+    pub renew_reply_delay_ms: u64,
+    /// `max_clients`.
+    pub max_clients: usize,
+    /// `max_pending_probes`.
+    pub max_pending_probes: usize,
+    /// `max_tracked_requests`.
+    pub max_tracked_requests: usize,
+    /// `max_held_replies`.
+    pub max_held_replies: usize,
+    /// `max_offer_windows`.
+    pub max_offer_windows: usize,
+    /// Lease the model servers grant, seconds.
+    pub server_lease_secs: u32,
+    /// `max_age`, seconds.
+    pub max_age_secs: u64,
+    /// Does the engine's clock step (forward and back, running and across restarts)?
+    pub clock_steps: bool,
+}
+
+impl Params {
+    /// The parameters of `seed`.
+    pub fn of(seed: u64) -> Self {
+        let mut r = SimRng::new(seed ^ 0x9a4a_a3e7_0c1f_5eed);
+        let small = r.chance(0.7);
+        let mut bound = |lo: u64, hi: u64, default: usize| if small { r.range(lo, hi) as usize } else { default };
+        let max_clients = bound(3, 12, 1_000_000);
+        let max_pending_probes = bound(1, 3, 1024);
+        let max_tracked_requests = bound(2, 12, 65_536);
+        let max_held_replies = bound(1, 3, 64);
+        let max_offer_windows = bound(1, 3, 1024);
+        Params {
+            clients: r.range(2, 5) as usize,
+            servers: 1 + usize::from(r.chance(0.4)),
+            selection: if r.chance(0.7) { ServerSelection::All } else { ServerSelection::Failover },
+            safe_network: r.chance(0.25),
+            client_lease: r.chance(0.45).then(|| r.range(10, 300)),
+            offer_choice: match r.below(4) {
+                0 => OfferChoice::LongestLease,
+                1 => OfferChoice::Spread,
+                _ => OfferChoice::First,
+            },
+            renew_reply_delay_ms: if r.chance(0.5) { 2 } else { 0 },
+            max_clients,
+            max_pending_probes,
+            max_tracked_requests,
+            max_held_replies,
+            max_offer_windows,
+            server_lease_secs: [60, 300, 3600, 3600, 86_400][r.below(5) as usize],
+            max_age_secs: if r.chance(0.2) { 1800 } else { 9 * 86_400 },
+            clock_steps: r.chance(0.3),
+        }
+    }
+
+    /// The simulation they describe (violations recorded, not panicked on).
+    pub fn sim_config(&self, seed: u64) -> SimConfig {
+        let mut c = SimConfig::small(seed, Mode::Proxy);
+        if self.servers > 1 {
+            c = c.with_second_server();
+        }
+        for s in &mut c.servers {
+            s.lease_secs = self.server_lease_secs;
+        }
+        let p = &mut c.proxy;
+        p.safe_network = self.safe_network;
+        p.client_lease = self.client_lease.map(Duration::from_secs);
+        p.offer_choice = self.offer_choice;
+        p.renew_reply_delay = Duration::from_millis(self.renew_reply_delay_ms);
+        p.max_clients = self.max_clients;
+        p.max_pending_probes = self.max_pending_probes;
+        p.max_tracked_requests = self.max_tracked_requests;
+        p.max_held_replies = self.max_held_replies;
+        p.max_offer_windows = self.max_offer_windows;
+        p.max_age = Duration::from_secs(self.max_age_secs);
+        c.server_selection = self.selection;
+        c.panic_on_violation = false;
+        c.trace_len = 60;
+        c
+    }
+}
+
+impl fmt::Display for Params {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "clients={} servers={} selection={:?} safe_network={} client_lease={} offer_choice={:?} \
+             renew_reply_delay={}ms server_lease={}s max_age={}s max_clients={} max_pending_probes={} \
+             max_tracked_requests={} max_held_replies={} max_offer_windows={} clock_steps={}",
+            self.clients,
+            self.servers,
+            self.selection,
+            self.safe_network,
+            self.client_lease.map(|s| format!("{s}s")).unwrap_or_else(|| "off".into()),
+            self.offer_choice,
+            self.renew_reply_delay_ms,
+            self.server_lease_secs,
+            self.max_age_secs,
+            self.max_clients,
+            self.max_pending_probes,
+            self.max_tracked_requests,
+            self.max_held_replies,
+            self.max_offer_windows,
+            self.clock_steps
+        )
+    }
+}
+
+/// A failed case, with what is needed to replay and read it.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The case (replay it with `engine-fuzz --replay '<case>'`).
+    pub case: Case,
+    /// Its parameters.
+    pub params: Params,
+    /// The step during which it was found.
+    pub step: usize,
+    /// Simulated time since the start, ms.
+    pub at: u64,
+    /// The engine's clock minus the network's, ms.
+    pub engine_clock_offset: i64,
+    /// What broke.
+    pub invariant: Invariant,
+    /// How.
+    pub detail: String,
+    /// The last fuzz events, oldest first.
+    pub recent: Vec<String>,
+    /// The simulation's trace of the last events.
+    pub trace: String,
+}
+
+impl Failure {
+    /// The case cut at the failing step: the same failure replays with it.
+    pub fn shortest_prefix(&self) -> Case {
+        let mut c = self.case.clone();
+        c.steps = self.step + 1;
+        if let Some(k) = &mut c.keep {
+            k.retain(|s| *s <= self.step);
+        }
+        c
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let known = self.invariant.known_defect().map(|d| format!(" — known defect: {d}")).unwrap_or_default();
+        writeln!(f, "engine fuzz FAILURE: {}{known}", self.invariant)?;
+        writeln!(
+            f,
+            "  replay: cargo run --release -p cdra-fuzz --bin engine-fuzz -- --replay '{}'",
+            self.shortest_prefix()
+        )?;
+        writeln!(f, "  params: {}", self.params)?;
+        writeln!(
+            f,
+            "  at step {} ({}, engine clock {:+} ms)",
+            self.step,
+            cdra_sim::trace::fmt_time(self.at),
+            self.engine_clock_offset
+        )?;
+        writeln!(f, "  {}", self.detail)?;
+        writeln!(f, "  last fuzz events:")?;
+        for e in &self.recent {
+            writeln!(f, "    {e}")?;
+        }
+        writeln!(f, "  simulation trace:")?;
+        for l in self.trace.lines() {
+            writeln!(f, "    {l}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cases_print_and_parse() {
+        let mut c = Case::new(0x2a, 57, Profile::NoReplyAcceptance);
+        assert_eq!(c.to_string().parse::<Case>().unwrap(), c);
+        c.keep = Some([1, 2, 3, 7, 9, 10].into_iter().collect());
+        assert_eq!(c.to_string(), "seed=0x2a steps=57 profile=no-reply-acceptance keep=1-3,7,9-10");
+        assert_eq!(c.to_string().parse::<Case>().unwrap(), c);
+        let line = "seed=42 steps=5 expect=pass   # found by ...";
+        assert_eq!(line.parse::<Case>().unwrap(), Case::new(42, 5, Profile::Full));
+        assert!("steps=5".parse::<Case>().is_err());
+    }
+}

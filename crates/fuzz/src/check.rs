@@ -1,0 +1,285 @@
+//! The invariants, as pure functions over what [`crate::adapter`] read from the engine, so
+//! that each can be shown to fail on a state that breaks it (the tests below).
+//!
+//! After every event of the simulation the fuzzer checks:
+//!
+//! | invariant | what |
+//! |---|---|
+//! | [`Invariant::Panic`] | nothing panics (engine, simulation, checker) |
+//! | [`Invariant::DuplicateAddress`] | no two live records hold one address |
+//! | [`Invariant::IndexMismatch`] | the table's key and address indexes point at the records that hold them |
+//! | [`Invariant::AckForAddressOfAnother`] | no local ACK for an address another record holds |
+//! | [`Invariant::LeaseBeyondRecord`] | no local lease longer than what the record says is left of the server's |
+//! | [`Invariant::LeaseBeyondServer`] | no local lease longer than what is left of the model server's binding for that client |
+//! | [`Invariant::BoundExceeded`] | the table and every queue within its configured bound ([`crate::adapter::Bound`]) |
+//! | [`Invariant::ForgedReplyCached`] | every cached reply is one a server sent in answer to that client's forwarded request ([`crate::oracle`]) |
+//! | [`Invariant::ForgedReplyRelayed`] | every server reply relayed to a client is genuine |
+//! | [`Invariant::RecordCreatedByReply`] | a server reply never creates a record |
+//! | [`Invariant::TableChangedByForgedReply`] | a forged reply changes no record (state, address, reply, server) |
+//! | [`Invariant::Host`] | the simulation's own: no two hosts on one address, no host beyond its server lease |
+
+use core::fmt;
+use core::net::Ipv4Addr;
+use std::collections::{BTreeMap, HashMap};
+
+use crate::adapter::{Bound, RecordView};
+
+/// What was violated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Invariant {
+    /// Something panicked.
+    Panic,
+    /// Two live records hold one address.
+    DuplicateAddress,
+    /// The table's indexes disagree with its records.
+    IndexMismatch,
+    /// A local ACK for an address another record holds.
+    AckForAddressOfAnother,
+    /// A local lease longer than what the record says is left of the server's.
+    LeaseBeyondRecord,
+    /// A local lease longer than what is left of the model server's binding.
+    LeaseBeyondServer,
+    /// A structure beyond its configured bound.
+    BoundExceeded,
+    /// A cached reply no server sent for that client.
+    ForgedReplyCached,
+    /// A forged reply relayed to a client.
+    ForgedReplyRelayed,
+    /// A server reply created a record.
+    RecordCreatedByReply,
+    /// A forged reply changed, created or removed a record.
+    TableChangedByForgedReply,
+    /// The simulation's host invariants (a) or (b).
+    Host,
+}
+
+impl Invariant {
+    /// Every invariant.
+    pub const ALL: [Invariant; 12] = [
+        Invariant::Panic,
+        Invariant::DuplicateAddress,
+        Invariant::IndexMismatch,
+        Invariant::AckForAddressOfAnother,
+        Invariant::LeaseBeyondRecord,
+        Invariant::LeaseBeyondServer,
+        Invariant::BoundExceeded,
+        Invariant::ForgedReplyCached,
+        Invariant::ForgedReplyRelayed,
+        Invariant::RecordCreatedByReply,
+        Invariant::TableChangedByForgedReply,
+        Invariant::Host,
+    ];
+
+    /// Stable label (used in the regression file).
+    pub fn label(self) -> &'static str {
+        match self {
+            Invariant::Panic => "panic",
+            Invariant::DuplicateAddress => "duplicate_address",
+            Invariant::IndexMismatch => "index_mismatch",
+            Invariant::AckForAddressOfAnother => "ack_for_address_of_another",
+            Invariant::LeaseBeyondRecord => "lease_beyond_record",
+            Invariant::LeaseBeyondServer => "lease_beyond_server",
+            Invariant::BoundExceeded => "bound_exceeded",
+            Invariant::ForgedReplyCached => "forged_reply_cached",
+            Invariant::ForgedReplyRelayed => "forged_reply_relayed",
+            Invariant::RecordCreatedByReply => "record_created_by_reply",
+            Invariant::TableChangedByForgedReply => "table_changed_by_forged_reply",
+            Invariant::Host => "host",
+        }
+    }
+
+    /// The known defect this invariant fails on, when the engine does not yet keep it
+    /// (issue 10 item 1: the reply-acceptance rule).
+    pub fn known_defect(self) -> Option<&'static str> {
+        match self {
+            Invariant::ForgedReplyCached
+            | Invariant::ForgedReplyRelayed
+            | Invariant::RecordCreatedByReply
+            | Invariant::TableChangedByForgedReply => Some("issue 10 item 1 (reply acceptance)"),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Invariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+impl std::str::FromStr for Invariant {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Invariant::ALL.into_iter().find(|i| i.label() == s).ok_or_else(|| format!("no invariant {s:?}"))
+    }
+}
+
+/// A violation: which invariant, and what exactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broken {
+    /// The invariant.
+    pub invariant: Invariant,
+    /// What was found.
+    pub detail: String,
+}
+
+impl Broken {
+    pub(crate) fn new(invariant: Invariant, detail: impl Into<String>) -> Self {
+        Broken { invariant, detail: detail.into() }
+    }
+}
+
+/// Duplicate addresses and index agreement. `by_key` and `by_address` are what the
+/// table's indexes answer for each record's key and address.
+pub fn table_consistent(
+    records: &[RecordView],
+    by_key: impl Fn(&[u8]) -> Option<u32>,
+    by_address: impl Fn(Ipv4Addr) -> Option<u32>,
+) -> Result<(), Broken> {
+    let mut holders: BTreeMap<Ipv4Addr, Vec<&RecordView>> = BTreeMap::new();
+    for r in records.iter().filter(|r| !r.address.is_unspecified()) {
+        holders.entry(r.address).or_default().push(r);
+    }
+    if let Some((a, rs)) = holders.iter().find(|(_, rs)| rs.len() > 1) {
+        let who: Vec<&str> = rs.iter().map(|r| r.key_text.as_str()).collect();
+        return Err(Broken::new(Invariant::DuplicateAddress, format!("{a} is held by {}", who.join(" and "))));
+    }
+    for r in records {
+        if by_key(&r.key) != Some(r.slot) {
+            return Err(Broken::new(
+                Invariant::IndexMismatch,
+                format!("record {} in slot {} but the key index says {:?}", r.key_text, r.slot, by_key(&r.key)),
+            ));
+        }
+        if !r.address.is_unspecified() && by_address(r.address) != Some(r.slot) {
+            return Err(Broken::new(
+                Invariant::IndexMismatch,
+                format!(
+                    "record {} holds {} in slot {} but the address index says {:?}",
+                    r.key_text,
+                    r.address,
+                    r.slot,
+                    by_address(r.address)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Every bounded structure within its bound.
+pub fn within_bounds(usage: &[(Bound, usize, usize)]) -> Result<(), Broken> {
+    match usage.iter().find(|(_, used, limit)| used > limit) {
+        Some((b, used, limit)) => {
+            Err(Broken::new(Invariant::BoundExceeded, format!("{used} > {limit} ({})", b.label())))
+        }
+        None => Ok(()),
+    }
+}
+
+/// A record as compared before and after a reply: what a forged reply must not change.
+pub type Digest = HashMap<Vec<u8>, RecordView>;
+
+/// The digest of a table.
+pub fn digest(records: &[RecordView]) -> Digest {
+    records.iter().map(|r| (r.key.clone(), r.clone())).collect()
+}
+
+/// What a reply did to the table: a record created (by any reply), or anything changed (by
+/// a forged one).
+pub fn reply_effect(before: &Digest, after: &Digest, forged: Option<&str>) -> Result<(), Broken> {
+    if let Some((_, r)) = after.iter().find(|(k, _)| !before.contains_key(*k)) {
+        let why = forged.map(|w| format!(" (forged: {w})")).unwrap_or_default();
+        let inv = if forged.is_some() { Invariant::TableChangedByForgedReply } else { Invariant::RecordCreatedByReply };
+        return Err(Broken::new(inv, format!("a reply created the record of {}{why}", r.key_text)));
+    }
+    let Some(why) = forged else { return Ok(()) };
+    if let Some((_, r)) = before.iter().find(|(k, _)| !after.contains_key(*k)) {
+        return Err(Broken::new(
+            Invariant::TableChangedByForgedReply,
+            format!("a forged reply ({why}) removed the record of {}", r.key_text),
+        ));
+    }
+    for (k, b) in before {
+        let Some(a) = after.get(k) else { continue };
+        let changed = a.state != b.state
+            || a.address != b.address
+            || a.reply != b.reply
+            || a.server != b.server
+            || a.offered_by != b.offered_by
+            || a.lease != b.lease;
+        if changed {
+            return Err(Broken::new(
+                Invariant::TableChangedByForgedReply,
+                format!(
+                    "a forged reply ({why}) changed the record of {}: state {} -> {}, address {} -> {}, server {:?} -> {:?}",
+                    b.key_text, b.state, a.state, b.address, a.address, b.server, a.server
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(slot: u32, key: u8, addr: [u8; 4]) -> RecordView {
+        RecordView {
+            slot,
+            key: vec![0, 1, key],
+            key_text: format!("k{key}"),
+            state: "bound",
+            address: Ipv4Addr::from(addr),
+            reply: None,
+            server: None,
+            offered_by: None,
+            lease: (60, 0),
+        }
+    }
+
+    #[test]
+    fn duplicates_and_index_mismatches_are_found() {
+        let a = rec(0, 1, [10, 0, 0, 1]);
+        let b = rec(1, 2, [10, 0, 0, 2]);
+        let by_key = |k: &[u8]| k.last().map(|x| u32::from(*x) - 1);
+        let by_addr = |a: Ipv4Addr| Some(u32::from(a.octets()[3]) - 1);
+        assert!(table_consistent(&[a.clone(), b.clone()], by_key, by_addr).is_ok());
+        let dup = rec(1, 2, [10, 0, 0, 1]);
+        let e = table_consistent(&[a.clone(), dup], by_key, by_addr).unwrap_err();
+        assert_eq!(e.invariant, Invariant::DuplicateAddress);
+        let e = table_consistent(&[a, b], by_key, |_| Some(0)).unwrap_err();
+        assert_eq!(e.invariant, Invariant::IndexMismatch);
+    }
+
+    #[test]
+    fn bounds_are_checked() {
+        assert!(within_bounds(&[(Bound::Probes, 2, 2)]).is_ok());
+        assert_eq!(within_bounds(&[(Bound::Probes, 3, 2)]).unwrap_err().invariant, Invariant::BoundExceeded);
+    }
+
+    #[test]
+    fn what_a_reply_may_do() {
+        let a = rec(0, 1, [10, 0, 0, 1]);
+        let before = digest(std::slice::from_ref(&a));
+        let created = digest(&[a.clone(), rec(1, 2, [10, 0, 0, 2])]);
+        assert_eq!(reply_effect(&before, &created, None).unwrap_err().invariant, Invariant::RecordCreatedByReply);
+        let mut moved = a.clone();
+        moved.address = Ipv4Addr::new(10, 0, 0, 9);
+        let moved = digest(&[moved]);
+        assert!(reply_effect(&before, &moved, None).is_ok(), "a genuine reply may change a record");
+        let e = reply_effect(&before, &moved, Some("test")).unwrap_err();
+        assert_eq!(e.invariant, Invariant::TableChangedByForgedReply);
+        let e = reply_effect(&before, &digest(&[]), Some("test")).unwrap_err();
+        assert_eq!(e.invariant, Invariant::TableChangedByForgedReply);
+        assert!(reply_effect(&before, &before, Some("test")).is_ok());
+    }
+
+    #[test]
+    fn labels_round_trip() {
+        for i in Invariant::ALL {
+            assert_eq!(i.label().parse::<Invariant>().unwrap(), i);
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! Which server replies are genuine, judged from outside the engine by watching its edge.
+//!
+//! The rule (issue 10 item 1) is what any relay can observe: a reply is genuine when it
+//! arrives on an upstream interface (with none configured: on an interface that is not
+//! downstream), from the configured server a request was forwarded to, and names that
+//! request as a server copies it (xid, htype, hlen, chaddr, giaddr: RFC 2131 4.1), within
+//! [`WINDOW`] on the engine's own clock. Everything else is forged: a reply on a downstream
+//! interface, from another address, naming nothing we forwarded, or too late.
+//!
+//! A corrupted or replayed copy of a genuine reply that still names the request cannot be
+//! told apart on the wire; it counts as genuine (the fuzzer never aims such copies at the
+//! model clients, whose leases the simulation's own invariants watch). Which replies a model
+//! server really sent is kept apart ([`Oracle::really_sent`]): only those may be compared
+//! with the servers' bindings.
+//!
+//! What it remembers: forwarded requests within the window (at most [`MAX_FORWARDED`]), and
+//! every genuine reply in the form a cache keeps it ([`canonical`]) with the keys of the
+//! clients whose requests it answered, so a cached reply can be checked at any later time;
+//! records restored from the store are genuine by definition ([`Oracle::trust_stored`]).
+
+use core::net::Ipv4Addr;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+
+use cdra_sim::Millis;
+use cdra_wire::options::OptionCode;
+use cdra_wire::{Message, Op};
+
+use crate::adapter;
+
+/// How long after it was forwarded a request may be answered (engine clock). The engine
+/// forgets tracked requests after 60 s; this is more lenient, never stricter.
+pub const WINDOW: Millis = 120_000;
+/// Most forwarded requests remembered (oldest forgotten first).
+pub const MAX_FORWARDED: usize = 8192;
+
+/// A reply in the form a cache keeps it: header fields up to chaddr, then every option in
+/// order but PAD, END and option 82 (the relay strips 82; padding is not kept).
+pub fn canonical<T: AsRef<[u8]>>(m: &Message<T>) -> Vec<u8> {
+    let mut v = m.as_bytes().get(..44).unwrap_or(&[]).to_vec();
+    for o in m.options() {
+        if matches!(o.code, OptionCode::PAD | OptionCode::END | OptionCode::RELAY_AGENT_INFO) {
+            continue;
+        }
+        v.push(o.code);
+        v.push(o.data.len() as u8);
+        v.extend_from_slice(o.data);
+    }
+    v
+}
+
+/// What a reply and its request have in common (RFC 2131 4.1: the server copies them).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RequestName {
+    /// Transaction id.
+    pub xid: u32,
+    /// Hardware type.
+    pub htype: u8,
+    /// chaddr, `hlen` bytes.
+    pub chaddr: Vec<u8>,
+    /// giaddr.
+    pub giaddr: Ipv4Addr,
+}
+
+impl RequestName {
+    /// The name `m` carries.
+    pub fn of<T: AsRef<[u8]>>(m: &Message<T>) -> Self {
+        RequestName { xid: m.xid(), htype: m.htype(), chaddr: m.chaddr().to_vec(), giaddr: m.giaddr() }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Forwarded {
+    at: Millis,
+    server: Ipv4Addr,
+    name: RequestName,
+    key: Vec<u8>,
+}
+
+/// How a reply arriving at the engine is judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Judgement {
+    /// Genuine: it answers requests of these clients (keys).
+    Genuine(BTreeSet<Vec<u8>>),
+    /// Forged, and why.
+    Forged(&'static str),
+}
+
+/// A relayed reply as the client receives it: what the relay does not change.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RelayedName {
+    xid: u32,
+    htype: u8,
+    chaddr: Vec<u8>,
+    message_type: Option<u8>,
+    yiaddr: Ipv4Addr,
+}
+
+impl RelayedName {
+    fn of<T: AsRef<[u8]>>(m: &Message<T>) -> Self {
+        RelayedName {
+            xid: m.xid(),
+            htype: m.htype(),
+            chaddr: m.chaddr().to_vec(),
+            message_type: m.message_type().map(|t| t.to_u8()),
+            yiaddr: m.yiaddr(),
+        }
+    }
+}
+
+/// The oracle (see the module docs).
+#[derive(Debug)]
+pub struct Oracle {
+    servers: Vec<Ipv4Addr>,
+    downstream: Vec<u32>,
+    upstream: Vec<u32>,
+    forwarded: VecDeque<Forwarded>,
+    genuine: HashMap<Vec<u8>, BTreeSet<Vec<u8>>>,
+    /// Canonical forms of the genuine replies a model server really sent.
+    sent: HashSet<Vec<u8>>,
+    relayed: HashSet<RelayedName>,
+}
+
+impl Oracle {
+    /// An oracle for an engine with these servers and interfaces.
+    pub fn new(servers: Vec<Ipv4Addr>, downstream: Vec<u32>, upstream: Vec<u32>) -> Self {
+        Oracle {
+            servers,
+            downstream,
+            upstream,
+            forwarded: VecDeque::new(),
+            genuine: HashMap::new(),
+            sent: HashSet::new(),
+            relayed: HashSet::new(),
+        }
+    }
+
+    /// The engine sent `data` to server `server` at `now` (engine clock).
+    pub fn forwarded(&mut self, now: Millis, server: Ipv4Addr, data: &[u8]) {
+        let Ok(m) = Message::new_checked(data) else { return };
+        if m.op() != Op::BootRequest {
+            return;
+        }
+        while self.forwarded.len() >= MAX_FORWARDED {
+            self.forwarded.pop_front();
+        }
+        self.forwarded.push_back(Forwarded { at: now, server, name: RequestName::of(&m), key: adapter::key_of(&m) });
+    }
+
+    fn on_server_path(&self, ifindex: u32) -> bool {
+        if self.upstream.is_empty() {
+            !self.downstream.contains(&ifindex)
+        } else {
+            self.upstream.contains(&ifindex)
+        }
+    }
+
+    /// Judge a reply `m` arriving at `now` (engine clock) on `ifindex` from `src`.
+    pub fn judge<T: AsRef<[u8]>>(&self, now: Millis, ifindex: u32, src: Ipv4Addr, m: &Message<T>) -> Judgement {
+        if !self.on_server_path(ifindex) {
+            return Judgement::Forged("arrived on a downstream interface");
+        }
+        if !self.servers.contains(&src) {
+            return Judgement::Forged("not from a configured server");
+        }
+        let name = RequestName::of(m);
+        let keys: BTreeSet<Vec<u8>> = self
+            .forwarded
+            .iter()
+            .filter(|f| f.server == src && f.name == name && now.saturating_sub(f.at) <= WINDOW)
+            .map(|f| f.key.clone())
+            .collect();
+        if keys.is_empty() {
+            Judgement::Forged("answers no request forwarded to that server (xid, htype, chaddr, giaddr)")
+        } else {
+            Judgement::Genuine(keys)
+        }
+    }
+
+    /// Remember a genuine reply (after [`Oracle::judge`] said so); `by_server`: a model
+    /// server sent it (not a copy the fuzzer made).
+    pub fn accept<T: AsRef<[u8]>>(&mut self, m: &Message<T>, keys: BTreeSet<Vec<u8>>, by_server: bool) {
+        let c = canonical(m);
+        if by_server {
+            self.sent.insert(c.clone());
+        }
+        self.genuine.entry(c).or_default().extend(keys);
+        self.relayed.insert(RelayedName::of(m));
+    }
+
+    /// Is `reply` one a model server really sent, in answer to the client `key` and to no
+    /// other? (Two clients' requests with one xid, htype, chaddr and giaddr, told apart by
+    /// option 61 alone, get replies that name either: who the server answered is known to
+    /// the server only.)
+    pub fn really_sent(&self, key: &[u8], reply: &[u8]) -> bool {
+        let Ok(m) = Message::new_checked(reply) else { return false };
+        let c = canonical(&m);
+        self.sent.contains(&c) && self.genuine.get(&c).is_some_and(|keys| keys.len() == 1 && keys.contains(key))
+    }
+
+    /// A record restored from the store holds this reply: what the store kept is trusted.
+    pub fn trust_stored(&mut self, key: &[u8], reply: &[u8]) {
+        if let Ok(m) = Message::new_checked(reply) {
+            self.genuine.entry(canonical(&m)).or_default().insert(key.to_vec());
+        }
+    }
+
+    /// May the record of `key` hold `reply`? `Err` says why not.
+    pub fn check_cached(&self, key: &[u8], reply: &[u8]) -> Result<(), &'static str> {
+        let Ok(m) = Message::new_checked(reply) else { return Err("the cached reply does not parse") };
+        match self.genuine.get(&canonical(&m)) {
+            None => Err("no server sent this reply in answer to a request the engine forwarded"),
+            Some(keys) if !keys.contains(key) => Err("a genuine reply, but to another client's request"),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// May the engine relay `m` to a client (is it a genuine reply it received)?
+    pub fn check_relayed<T: AsRef<[u8]>>(&self, m: &Message<T>) -> bool {
+        self.relayed.contains(&RelayedName::of(m))
+    }
+
+    /// Forwarded requests to `server` naming `chaddr`, newest first (for forging replies).
+    pub fn recent_requests(&self) -> impl Iterator<Item = (&RequestName, Ipv4Addr, Millis)> + '_ {
+        self.forwarded.iter().rev().map(|f| (&f.name, f.server, f.at))
+    }
+
+    /// Is any request from `chaddr` outstanding at `now` (engine clock)?
+    pub fn asked(&self, now: Millis, chaddr: &[u8]) -> bool {
+        self.forwarded.iter().any(|f| f.name.chaddr == chaddr && now.saturating_sub(f.at) <= WINDOW)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cdra_sim::msg::build;
+    use cdra_wire::MessageType;
+
+    fn request(xid: u32, mac: [u8; 6], giaddr: Ipv4Addr) -> Vec<u8> {
+        build(Op::BootRequest, Some(MessageType::Request), |b| {
+            b.xid(xid).giaddr(giaddr).chaddr(1, &mac);
+            Ok(())
+        })
+    }
+
+    fn reply(xid: u32, mac: [u8; 6], giaddr: Ipv4Addr) -> Vec<u8> {
+        build(Op::BootReply, Some(MessageType::Ack), |b| {
+            b.xid(xid).giaddr(giaddr).chaddr(1, &mac).yiaddr(Ipv4Addr::new(10, 0, 0, 5));
+            b.options().option_u32(OptionCode::LEASE_TIME, 60)
+        })
+    }
+
+    #[test]
+    fn genuine_only_on_the_server_path_from_the_server_asked_naming_the_request() {
+        let (s1, s2) = (Ipv4Addr::new(10, 77, 0, 1), Ipv4Addr::new(10, 77, 0, 9));
+        let gi = Ipv4Addr::new(10, 77, 1, 1);
+        let mut o = Oracle::new(vec![s1, s2], vec![2, 3], vec![10]);
+        let mac = [2, 0, 0, 0, 0, 1];
+        o.forwarded(1000, s1, &request(7, mac, gi));
+        let r = reply(7, mac, gi);
+        let m = Message::new_checked(&r[..]).unwrap();
+        assert!(matches!(o.judge(1500, 10, s1, &m), Judgement::Genuine(_)));
+        assert!(matches!(o.judge(1500, 2, s1, &m), Judgement::Forged(_)), "downstream");
+        assert!(matches!(o.judge(1500, 10, s2, &m), Judgement::Forged(_)), "not the server asked");
+        assert!(matches!(o.judge(1000 + WINDOW + 1, 10, s1, &m), Judgement::Forged(_)), "too late");
+        let other = reply(8, mac, gi);
+        let m8 = Message::new_checked(&other[..]).unwrap();
+        assert!(matches!(o.judge(1500, 10, s1, &m8), Judgement::Forged(_)), "another xid");
+        let Judgement::Genuine(keys) = o.judge(1500, 10, s1, &m) else { unreachable!() };
+        let key = keys.iter().next().unwrap().clone();
+        assert!(o.check_cached(&key, &r).is_err(), "not accepted yet");
+        o.accept(&m, keys, false);
+        assert!(o.check_cached(&key, &r).is_ok());
+        assert!(!o.really_sent(&key, &r), "a copy the fuzzer made");
+        let Judgement::Genuine(keys) = o.judge(1500, 10, s1, &m) else { unreachable!() };
+        o.accept(&m, keys, true);
+        assert!(o.really_sent(&key, &r));
+        assert!(o.check_cached(&adapter::hardware_key(1, &[2, 0, 0, 0, 0, 2]), &r).is_err(), "another client");
+        assert!(o.check_cached(&key, &other).is_err());
+        assert!(o.check_relayed(&m) && !o.check_relayed(&m8));
+    }
+}
