@@ -96,6 +96,12 @@ impl Engine {
     /// Handle one received datagram at time `now`; what must be sent is appended to
     /// `outbox`. Never panics, whatever the bytes.
     pub fn handle_datagram(&mut self, now: Timestamp, ingress: Ingress<'_>, outbox: &mut Outbox) -> Verdict {
+        let verdict = self.datagram(now, ingress, outbox);
+        self.compact_timers();
+        verdict
+    }
+
+    fn datagram(&mut self, now: Timestamp, ingress: Ingress<'_>, outbox: &mut Outbox) -> Verdict {
         let slot = self.slot_of(ingress.ifindex);
         let msg = match Message::new_checked(ingress.data) {
             Ok(m) => m,
@@ -157,6 +163,11 @@ impl Engine {
     /// send, so no accepted work is lost to the size of one batch; at most the timers filed
     /// on entry fire, so a timer re-armed at `now` cannot loop.
     pub fn handle_timeout(&mut self, now: Timestamp, outbox: &mut Outbox) {
+        self.fire_timers(now, outbox);
+        self.compact_timers();
+    }
+
+    fn fire_timers(&mut self, now: Timestamp, outbox: &mut Outbox) {
         // The most one timer sends: a local ACK plus a renewal to every server (paper 5.3,
         // past T2), or one probe.
         let room_needed = 1 + self.servers.servers().len();
@@ -232,6 +243,7 @@ impl Engine {
             self.restore_record(now, rec, &iface, &mut report);
         }
         report.loaded = self.table.len();
+        self.compact_timers();
         report
     }
 
@@ -240,6 +252,7 @@ impl Engine {
     /// (call [`Engine::reserve`] with the count beforehand).
     pub fn restore_one(&mut self, now: Timestamp, rec: ClientRecord, iface: &str, report: &mut RestoreReport) {
         self.restore_record(now, rec, iface, report);
+        self.compact_timers();
     }
 
     /// Make room for `records` more client records (before a large restore).
@@ -291,6 +304,30 @@ impl Engine {
     /// (everything else).
     pub fn interface_slot_names(&self) -> impl Iterator<Item = &str> {
         self.config.downstream.iter().map(|d| d.name.as_str()).chain(core::iter::once("upstream"))
+    }
+
+    /// Most timers live at once (`timers.rs`): two per probe (its deadline, and its outcome
+    /// once an answer decides it), one per offer window, one lapse per record, the
+    /// held-reply timer and the sweep.
+    fn live_timer_bound(&self) -> usize {
+        let p = &self.config.proxy;
+        2 * p.max_pending_probes + p.max_offer_windows + p.max_clients.max(1) + 2
+    }
+
+    /// Drop the stale timers once the heap holds twice what can be live (`timers.rs`), so
+    /// churn (records evicted, probes and windows forgotten before their deadline) cannot
+    /// grow it beyond a bound set by configuration.
+    fn compact_timers(&mut self) {
+        if self.timers.len() <= 2 * self.live_timer_bound() {
+            return;
+        }
+        let (probes, offers, table) = (&self.proxy.probes, &self.proxy.offers, &self.table);
+        self.timers.retain(|at, timer| match timer {
+            Timer::Probe(id) => probes.contains(*id),
+            Timer::OfferWindow(id) => offers.contains(*id),
+            Timer::Lapse(key) => table.find(key).and_then(|s| table.get(s)).is_some_and(|r| r.lapse_armed == Some(at)),
+            Timer::HeldReply | Timer::Sweep => true,
+        });
     }
 
     /// Index of the downstream interface `ifindex`.

@@ -4,8 +4,8 @@
 //! [`crate::Engine::handle_timeout`] pops what is due, in deadline order, and hands each to
 //! its owner (`fire` in `engine.rs`). Entries are never searched for or cancelled: the owner
 //! checks, when one fires, whether it still means something (a probe already answered, a
-//! lease renewed meanwhile) and ignores it otherwise. So that stale entries cannot pile up,
-//! every kind is bounded by what it refers to:
+//! lease renewed meanwhile) and ignores it otherwise. The live timers of each kind are
+//! bounded by what they refer to:
 //!
 //! | timer | armed by | bounded by |
 //! |---|---|---|
@@ -14,6 +14,12 @@
 //! | [`Timer::HeldReply`] | a local ACK to a unicast RENEW held (`renew_reply_delay`) | `max_held_replies` |
 //! | [`Timer::Lapse`] | a short client lease given (paper 2.3) | one per record (`ClientRecord::lapse_armed`) |
 //! | [`Timer::Sweep`] | start-up, then itself (paper 5.6 `max_age`, tracked requests) | one |
+//!
+//! Stale entries (a record evicted with its lapse timer filed, a probe forgotten before its
+//! deadline) would pile up with the churn, so once the heap holds twice what can be live the
+//! engine drops them ([`Timers::retain`], `Engine::compact_timers`): the heap never holds
+//! more than twice the live bound (2 x max_pending_probes + max_offer_windows + max_clients +
+//! 2), at an amortized constant cost per timer.
 
 use core::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -61,6 +67,11 @@ impl Timers {
             return None;
         }
         self.heap.pop().map(|Reverse((t, _, timer))| (t, timer))
+    }
+
+    /// Keep only the timers for which `live(deadline, timer)` holds.
+    pub fn retain(&mut self, mut live: impl FnMut(Timestamp, &Timer) -> bool) {
+        self.heap.retain(|Reverse((at, _, timer))| live(*at, timer));
     }
 
     /// Timers filed (live or stale).

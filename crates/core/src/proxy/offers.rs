@@ -55,6 +55,11 @@ impl OfferWindows {
         self.open.len()
     }
 
+    /// Is the window `id` still open?
+    pub(crate) fn contains(&self, id: u64) -> bool {
+        self.open.contains_key(&id)
+    }
+
     fn find(&self, key: &ClientKey, xid: u32) -> Option<u64> {
         self.open.iter().find(|(_, w)| w.xid == xid && w.key == *key).map(|(id, _)| *id)
     }
