@@ -139,12 +139,20 @@ impl Engine {
         }
         rec.downstream = ds as u16;
         rec.lapse_armed = None;
-        if let Some(other) = self.table.find(&rec.key).or_else(|| self.table.find_address(rec.address)) {
-            let newer = self.table.get(other).is_some_and(|o| o.last_update >= rec.last_update);
+        // A record may conflict with one record by its key and with another by its address
+        // (a store written by an older table, or damaged): the newest wins both, so no two
+        // records ever hold one address.
+        let by_key = self.table.find(&rec.key);
+        let by_address = self.table.find_address(rec.address).filter(|s| Some(*s) != by_key);
+        let conflicts = [by_key, by_address];
+        let kept =
+            conflicts.iter().flatten().any(|s| self.table.get(*s).is_some_and(|o| o.last_update >= rec.last_update));
+        if kept {
             report.superseded += 1;
-            if newer {
-                return;
-            }
+            return;
+        }
+        for other in conflicts.into_iter().flatten() {
+            report.superseded += 1;
             self.table.remove(other);
         }
         let (slot, evicted) = self.table.insert(rec);
