@@ -4,7 +4,8 @@
 Usage: report.py RESULTS_DIR BENCHMARKS.md PLOT.png
 
 Reads RESULTS_DIR/{selftest,dhcrelay,dhcrelay-quiet,dnsmasq,dnsmasq-bcast,cdra-relay,cdra-proxy}.json, machine.txt and
-*.commands.txt; includes bench/commentary.md (hand-written analysis) when present.
+*.commands.txt; includes bench/commentary.md (hand-written analysis) and bench/fuzz.md
+(engine fuzzer long runs) when present.
 Standard library + matplotlib (Debian: python3-matplotlib).
 """
 
@@ -321,6 +322,9 @@ def main() -> int:
     commentary = Path(__file__).with_name("commentary.md")
     if commentary.exists():
         md.append(commentary.read_text().rstrip() + "\n")
+    fuzz = Path(__file__).with_name("fuzz.md")
+    if fuzz.exists():
+        md.append(fuzz.read_text().rstrip() + "\n")
     md.append("## Plot\n")
     md.append(f"![latency and drops]({png_path.relative_to(md_path.parent) if png_path.is_relative_to(md_path.parent) else png_path})\n")
     md.append("## How to run\n")

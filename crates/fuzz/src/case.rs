@@ -16,9 +16,10 @@ pub enum Profile {
     /// Every event, forged server replies included; every invariant.
     Full,
     /// Every event but forged server replies (corrupted or replayed copies of genuine
-    /// replies still come); every invariant. On `main` genuine traffic alone breaks the
-    /// reply-acceptance invariants: a reply to a request the table no longer tracks creates
-    /// a record, or is matched to a client by chaddr alone.
+    /// replies still come, and a mutated client datagram may turn into a reply); every
+    /// invariant. On `main` genuine traffic alone breaks the reply-acceptance invariants: a
+    /// reply to a request the table no longer tracks creates a record, or is matched to a
+    /// client by chaddr alone.
     Genuine,
     /// As [`Profile::Genuine`], without the reply-acceptance invariants (issue 10 item 1,
     /// [`crate::Invariant::known_defect`]): what the engine on `main` keeps until that rule
