@@ -4,8 +4,8 @@
 Usage: report.py RESULTS_DIR BENCHMARKS.md PLOT.png
 
 Reads RESULTS_DIR/{selftest,dhcrelay,dhcrelay-quiet,dnsmasq,dnsmasq-bcast,cdra-relay,cdra-proxy}.json, machine.txt and
-*.commands.txt; includes bench/commentary.md (hand-written analysis) and bench/fuzz.md
-(engine fuzzer long runs) when present.
+*.commands.txt; includes bench/commentary.md (hand-written analysis), bench/mgmt.md (written
+by bench/mgmt) and bench/fuzz.md (engine fuzzer long runs) when present.
 Standard library + matplotlib (Debian: python3-matplotlib).
 """
 
@@ -322,6 +322,10 @@ def main() -> int:
     commentary = Path(__file__).with_name("commentary.md")
     if commentary.exists():
         md.append(commentary.read_text().rstrip() + "\n")
+    # Written by bench/mgmt (management channels vs the packet path), kept across bench/run.
+    mgmt = Path(__file__).with_name("mgmt.md")
+    if mgmt.exists():
+        md.append(mgmt.read_text().rstrip() + "\n")
     fuzz = Path(__file__).with_name("fuzz.md")
     if fuzz.exists():
         md.append(fuzz.read_text().rstrip() + "\n")

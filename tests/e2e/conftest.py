@@ -19,7 +19,7 @@ import lab as L  # noqa: E402
 TEST_TIMEOUT = int(os.environ.get("CDRA_E2E_TEST_TIMEOUT", "90"))
 ARTIFACTS = os.environ.get("CDRA_E2E_ARTIFACTS", str(L.REPO_ROOT / "target" / "e2e-artifacts"))
 NEEDED = ["ip", "unshare", "tcpdump", "kea-dhcp4", "dhcpd", "dnsmasq", "dhclient", "udhcpc",
-          "dhcpcd"]
+          "dhcpcd", "tc", "yersinia", "dhcpstarv", "nft"]
 
 
 def _raise_interrupt(signum, frame):

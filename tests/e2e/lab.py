@@ -8,6 +8,8 @@ Topology (one set of namespaces per Lab, every name carries a unique per-run pre
 
 The relay namespace forwards IP (client unicasts to the server are routed by its kernel);
 the server namespace routes 10.77.1.0/24 via 10.77.0.2. IPv6 is off everywhere.
+`Lab.add_second_server()` adds a second server namespace (sv1 10.77.3.1/24 -- ru1
+10.77.3.2/24 on the relay), for a second DHCP server (pool 10.77.1.201-250).
 
 Everything here is Python 3 standard library. Only processes this module started are
 stopped, by PID; namespaces are deleted on cleanup (also on interrupt, via atexit and
@@ -46,8 +48,18 @@ POOL_END = "10.77.1.200"
 ROUTER = RELAY_DOWN_IP
 
 DOWN_IF = "rd0"
+# A second client link (Lab.add_second_link): the relay's rd1 straight to one host.
+DOWN2_IF = "rd1"
+RELAY_DOWN2_IP = "10.77.2.1"
 UP_IF = "ru0"
 SERVER_IF = "sv0"
+# A second server (Lab.add_second_server): its own namespace, wired to the relay's ru1.
+SERVER2_IP = "10.77.3.1"
+RELAY_UP2_IP = "10.77.3.2"
+UP2_IF = "ru1"
+SERVER2_IF = "sv1"
+POOL2_START = "10.77.1.201"
+POOL2_END = "10.77.1.250"
 CLIENT_IF = "eth0"
 
 STATE_DIR = Path("/run/cdra-e2e") if Path("/run").is_dir() else Path("/tmp/cdra-e2e")
@@ -148,7 +160,9 @@ class Proc:
     """A process this lab started; logs to a file; stopped by PID only."""
 
     def __init__(self, name: str, argv: list[str], log: Path, env: dict | None = None,
-                 cwd: str | None = None):
+                 cwd: str | None = None, stdin_pipe: bool = False):
+        """stdin_pipe: stdin is a pipe this lab holds open (close_stdin() ends it), for a
+        tool that runs until it reads a key; otherwise /dev/null."""
         self.name = name
         self.argv = argv
         self.log = log
@@ -158,7 +172,8 @@ class Proc:
         full_env = dict(os.environ)
         if env:
             full_env.update(env)
-        self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._logf,
+        self.popen = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin_pipe else
+                                      subprocess.DEVNULL, stdout=self._logf,
                                       stderr=subprocess.STDOUT, env=full_env, cwd=cwd,
                                       start_new_session=True)
         self.pid = self.popen.pid
@@ -166,6 +181,24 @@ class Proc:
 
     def alive(self) -> bool:
         return self.popen.poll() is None
+
+    def signal_children(self, sig: int) -> list[int]:
+        """Signal the direct children of this process (by PID): the tool that a wrapper
+        such as `timeout` runs, when the wrapper would not pass the signal on (SIGKILL)."""
+        try:
+            kids = [int(x) for x in Path(f"/proc/{self.pid}/task/{self.pid}/children")
+                    .read_text().split()]
+        except (OSError, ValueError):
+            return []
+        for k in kids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(k, sig)
+        return kids
+
+    def close_stdin(self) -> None:
+        if self.popen.stdin:
+            with contextlib.suppress(OSError):
+                self.popen.stdin.close()
 
     def send_signal(self, sig: int) -> None:
         if self.alive():
@@ -188,6 +221,7 @@ class Proc:
                 self.wait(5)
                 self._logf.write(f"### {self.name}: killed after {timeout}s\n".encode())
         self.returncode = self.popen.returncode
+        self.close_stdin()
         with contextlib.suppress(Exception):
             self._logf.close()
         return self.returncode
@@ -302,6 +336,7 @@ class Lab:
         self.srv = f"{self.prefix}-srv"
         self.rly = f"{self.prefix}-rly"
         self.seg = f"{self.prefix}-seg"
+        self.srv2 = f"{self.prefix}-srv2"
         self.namespaces: list[str] = []
         self.clients: list[ClientNs] = []
         self.procs: list[Proc] = []
@@ -371,6 +406,44 @@ class Lab:
         self.clients.append(c)
         return c
 
+    def add_second_link(self, mac: str | None = None) -> ClientNs:
+        """A second downstream link: the relay's rd1 (10.77.2.1/24) wired straight to the
+        eth0 of one new host namespace (no bridge). cdra serves it only when configured
+        with `extra_downstream=(DOWN2_IF,)`; no server has a subnet for it."""
+        i = len(self.clients) + 1
+        ns = f"{self.prefix}-c{i}"
+        mac = mac or f"02:78:{secrets.token_hex(1)}:{secrets.token_hex(1)}:{secrets.token_hex(1)}:{i:02x}"
+        self._add_ns(ns)
+        run(["ip", "link", "add", DOWN2_IF, "netns", self.rly, "type", "veth", "peer", "name",
+             CLIENT_IF, "netns", ns, "address", mac])
+        run(["ip", "-n", self.rly, "-batch", "-"],
+            input=f"addr add {RELAY_DOWN2_IP}/24 dev {DOWN2_IF}\nlink set {DOWN2_IF} up\n")
+        run(["ip", "-n", ns, "link", "set", CLIENT_IF, "up"])
+        wait_link_up(self.rly, DOWN2_IF)
+        wait_link_up(ns, CLIENT_IF)
+        c = ClientNs(self, ns, mac, i)
+        self.clients.append(c)
+        return c
+
+    def add_second_server(self) -> str:
+        """A second server namespace: its sv1 (10.77.3.1/24) wired to the relay's ru1
+        (10.77.3.2/24), routing the client net via the relay (next hops pinned). Start a
+        server there with `lab.start_second_server(kind)`; cdra reaches it through ru1
+        (`cdra_config(extra_upstream=(UP2_IF,))`). Returns the namespace."""
+        self._add_ns(self.srv2)
+        run(["ip", "link", "add", UP2_IF, "netns", self.rly, "type", "veth", "peer", "name",
+             SERVER2_IF, "netns", self.srv2])
+        run(["ip", "-n", self.rly, "-batch", "-"],
+            input=f"addr add {RELAY_UP2_IP}/24 dev {UP2_IF}\nlink set {UP2_IF} up\n")
+        run(["ip", "-n", self.srv2, "-batch", "-"],
+            input=f"addr add {SERVER2_IP}/24 dev {SERVER2_IF}\nlink set {SERVER2_IF} up\n"
+                  f"route add {CLIENT_NET} via {RELAY_UP2_IP}\n")
+        wait_link_up(self.rly, UP2_IF)
+        wait_link_up(self.srv2, SERVER2_IF)
+        pin_neighbor(self.rly, UP2_IF, SERVER2_IP, self.mac_of(self.srv2, SERVER2_IF))
+        pin_neighbor(self.srv2, SERVER2_IF, RELAY_UP2_IP, self.mac_of(self.rly, UP2_IF))
+        return self.srv2
+
     def _state_file(self) -> Path:
         return STATE_DIR / f"{self.prefix}.json"
 
@@ -380,13 +453,15 @@ class Lab:
             "owner_pid": os.getpid(), "owner_start": _proc_starttime(os.getpid()),
             "namespaces": self.namespaces, "dir": str(self.dir)}))
 
-    def spawn(self, name: str, argv: list[str], env: dict | None = None) -> Proc:
+    def spawn(self, name: str, argv: list[str], env: dict | None = None,
+              stdin_pipe: bool = False, cwd: str | Path | None = None) -> Proc:
         base = name
         n = 1
         while any(p.name == name for p in self.procs):
             n += 1
             name = f"{base}.{n}"
-        p = Proc(name, argv, self.dir / f"{name}.log", env=env)
+        p = Proc(name, argv, self.dir / f"{name}.log", env=env, stdin_pipe=stdin_pipe,
+                 cwd=str(cwd) if cwd else None)
         self.procs.append(p)
         return p
 
@@ -468,6 +543,15 @@ class Lab:
         s.start()
         return s
 
+    def start_second_server(self, kind: str, **kw) -> "Server":
+        """A server of `kind` in the second server namespace (add_second_server() first),
+        with its own pool (10.77.1.201-250). `lab.server` stays the first one."""
+        s = SERVERS[kind](self, ns=self.srv2, iface=SERVER2_IF, address=SERVER2_IP,
+                          pool=(POOL2_START, POOL2_END), tag="2", **kw)
+        self.components.append(s)
+        s.start()
+        return s
+
     def start_relay(self, **kw) -> "Relay":
         r = make_relay(self, **kw)
         self.components.append(r)
@@ -490,6 +574,84 @@ def pin_neighbor(ns: str, dev: str, ip: str, mac: str) -> None:
     entry can be resolved in any namespace, so routed packets silently vanish. Permanent
     entries are exempt from that limit, so the lab pins every next hop it routes through."""
     run(["ip", "-n", ns, "neigh", "replace", ip, "lladdr", mac, "dev", dev, "nud", "permanent"])
+
+
+def ns_packet_socket(ns: str, iface: str, timeout: float = 0.2) -> socket.socket:
+    """An AF_PACKET socket (IPv4 frames) bound to `iface` inside namespace `ns`."""
+    with in_netns(ns):
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+        s.bind((iface, 0))
+    s.settimeout(timeout)
+    return s
+
+
+def send_frames_from(ns: str, iface: str, frames: Iterable[bytes]) -> int:
+    """Send raw Ethernet frames from `iface` in namespace `ns` (any lab namespace: a host
+    on a client segment, the server's side). Returns how many the kernel took."""
+    s = ns_packet_socket(ns, iface)
+    n = 0
+    try:
+        for fr in frames:
+            with contextlib.suppress(OSError):
+                s.send(fr)
+                n += 1
+    finally:
+        s.close()
+    return n
+
+
+def link_stats(ns: str, dev: str) -> dict[str, int]:
+    """The interface's kernel counters (`ip -s -j link`): rx/tx packets, bytes, dropped."""
+    out = run(["ip", "-n", ns, "-s", "-j", "link", "show", "dev", dev]).stdout
+    st = json.loads(out)[0].get("stats64", {})
+    return {f"{d}_{k}": int(v) for d in ("rx", "tx") for k, v in st.get(d, {}).items()
+            if isinstance(v, int)}
+
+
+def set_rp_filter(ns: str, dev: str, value: int) -> None:
+    """net.ipv4.conf.DEV.rp_filter inside lab namespace `ns` (0 off, 1 strict, 2 loose; the
+    kernel uses the larger of `all` and the interface's value)."""
+    run(nsexec(ns) + ["sh", "-c", f"echo {int(value)} >/proc/sys/net/ipv4/conf/{dev}/rp_filter"])
+
+
+def rp_filter(ns: str, dev: str) -> int:
+    """The effective reverse-path filter mode of `dev` in `ns`: max(all, dev)."""
+    r = run(nsexec(ns) + ["sh", "-c", f"cat /proc/sys/net/ipv4/conf/all/rp_filter "
+                                      f"/proc/sys/net/ipv4/conf/{dev}/rp_filter"]).stdout.split()
+    return max(int(x) for x in r)
+
+
+def proc_status_field(pid: int, field: str) -> str:
+    """The value of a field of /proc/PID/status (e.g. CapEff: hex), '' if absent."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def proc_status_kib(pid: int, field: str) -> int | None:
+    """A `kB` field of /proc/PID/status (VmHWM: peak resident set size; VmRSS: current)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def scapy_python() -> str:
+    """An interpreter that can import scapy (Debian's python3-scapy is for /usr/bin/python3,
+    which may not be the one running pytest)."""
+    import sys
+    for cand in (sys.executable, "/usr/bin/python3"):
+        if cand and subprocess.run([cand, "-c", "import scapy.all"], capture_output=True,
+                                   timeout=60).returncode == 0:
+            return cand
+    raise LabError("no python3 with scapy: run scripts/e2e-deps (python3-scapy)")
 
 
 def arp_table_fulls() -> int | None:
@@ -565,12 +727,22 @@ class Server:
     kind = "?"
 
     def __init__(self, lab: Lab, *, lease_time: int = 120, renew_time: int | None = None,
-                 rebind_time: int | None = None):
+                 rebind_time: int | None = None, ns: str | None = None,
+                 iface: str = SERVER_IF, address: str = SERVER_IP,
+                 pool: tuple[str, str] = (POOL_START, POOL_END), tag: str = ""):
+        """ns/iface/address/pool/tag: where it runs and what it hands out (default: the
+        lab's server namespace, sv0, 10.77.0.1, 10.77.1.100-200); `tag` tells the files
+        and processes of a second server apart."""
         self.lab = lab
         self.lease_time = lease_time
         self.renew_time = renew_time
         self.rebind_time = rebind_time
-        self.dir = lab.dir / f"server-{self.kind}"
+        self.ns = ns or lab.srv
+        self.iface = iface
+        self.address = address
+        self.pool = pool
+        self.tag = tag
+        self.dir = lab.dir / f"server-{self.kind}{tag}"
         self.dir.mkdir()
         self.proc: Proc | None = None
 
@@ -625,11 +797,11 @@ class Kea(Server):
             raise LabError("libdhcp_lease_cmds.so not found (kea-dhcp4-server)")
         subnet: dict[str, Any] = {
             "id": 1, "subnet": CLIENT_NET,
-            "pools": [{"pool": f"{POOL_START} - {POOL_END}"}],
+            "pools": [{"pool": f"{self.pool[0]} - {self.pool[1]}"}],
             "option-data": [{"name": "routers", "data": ROUTER}],
         }
         cfg: dict[str, Any] = {"Dhcp4": {
-            "interfaces-config": {"interfaces": [SERVER_IF], "dhcp-socket-type": "udp"},
+            "interfaces-config": {"interfaces": [self.iface], "dhcp-socket-type": "udp"},
             "lease-database": {"type": "memfile", "persist": True,
                                "name": str(self.leasefile), "lfc-interval": 0},
             "authoritative": True,
@@ -647,8 +819,8 @@ class Kea(Server):
         conf = self.dir / "kea-dhcp4.conf"
         conf.write_text(json.dumps(cfg, indent=2))
         env = {"KEA_PIDFILE_DIR": str(self.dir), "KEA_LOCKFILE_DIR": str(self.dir)}
-        self.proc = self.lab.spawn("kea", nsexec(self.lab.srv) + [sbin("kea-dhcp4"), "-c",
-                                                                  str(conf)], env=env)
+        self.proc = self.lab.spawn(f"kea{self.tag}", nsexec(self.ns) + [sbin("kea-dhcp4"), "-c",
+                                                                        str(conf)], env=env)
         self._wait_ready()
         wait_until(self.sock.exists, 10, what="kea control socket")
 
@@ -713,11 +885,15 @@ class Kea(Server):
 class Dhcpd(Server):
     kind = "dhcpd"
 
-    def __init__(self, lab: Lab, *, dynamic_bootp: bool = False, **kw):
+    def __init__(self, lab: Lab, *, dynamic_bootp: bool = False,
+                 server_identifier: str | None = None, **kw):
         """dynamic_bootp: the pool also serves plain BOOTP clients (`range dynamic-bootp`);
-        without it dhcpd logs "BOOTP from dynamic client and no dynamic leases"."""
+        without it dhcpd logs "BOOTP from dynamic client and no dynamic leases".
+        server_identifier: what dhcpd puts in option 54 (`server-identifier`), when it is
+        not the address it answers from."""
         super().__init__(lab, **kw)
         self.dynamic_bootp = dynamic_bootp
+        self.server_identifier = server_identifier
 
     def start(self) -> None:
         self.leasefile = self.dir / "dhcpd.leases"
@@ -737,16 +913,16 @@ class Dhcpd(Server):
             max-lease-time {self.lease_time};
             min-lease-time {self.lease_time};
             """) + t + textwrap.dedent(f"""\
-            subnet 10.77.0.0 netmask 255.255.255.0 {{ }}
+            subnet {self.address.rsplit(".", 1)[0]}.0 netmask 255.255.255.0 {{ }}
             subnet 10.77.1.0 netmask 255.255.255.0 {{
-              range {"dynamic-bootp " if self.dynamic_bootp else ""}{POOL_START} {POOL_END};
+              range {"dynamic-bootp " if self.dynamic_bootp else ""}{self.pool[0]} {self.pool[1]};
               option routers {ROUTER};
               option subnet-mask 255.255.255.0;
             }}
-            """))
-        self.proc = self.lab.spawn("dhcpd", nsexec(self.lab.srv) + [
+            """) + (f"server-identifier {self.server_identifier};\n" if self.server_identifier else ""))
+        self.proc = self.lab.spawn(f"dhcpd{self.tag}", nsexec(self.ns) + [
             sbin("dhcpd"), "-4", "-f", "-d", "-cf", str(conf), "-lf", str(self.leasefile),
-            "-pf", str(self.dir / "dhcpd.pid"), SERVER_IF])
+            "-pf", str(self.dir / "dhcpd.pid"), self.iface])
         self._wait_ready()
 
     def states(self) -> dict[str, str]:
@@ -780,8 +956,8 @@ class Dnsmasq(Server):
         self.leasefile = self.dir / "dnsmasq.leases"
         lease = max(self.lease_time, 120)  # dnsmasq's minimum is 2 min
         lines = [
-            "# cdra e2e lab", "port=0", f"interface={SERVER_IF}", "no-resolv", "no-hosts",
-            f"dhcp-range={POOL_START},{POOL_END},255.255.255.0,{lease}s",
+            "# cdra e2e lab", "port=0", f"interface={self.iface}", "no-resolv", "no-hosts",
+            f"dhcp-range={self.pool[0]},{self.pool[1]},255.255.255.0,{lease}s",
             f"dhcp-option=option:router,{ROUTER}", "dhcp-authoritative", "no-ping",
             f"dhcp-leasefile={self.leasefile}", f"pid-file={self.dir / 'dnsmasq.pid'}",
             "log-dhcp", "log-facility=-", "user=root", "group=root",
@@ -793,7 +969,7 @@ class Dnsmasq(Server):
                          f"{self.rebind_time or max(self.renew_time + 1, lease * 7 // 8)}")
         conf = self.dir / "dnsmasq.conf"
         conf.write_text("\n".join(lines) + "\n")
-        self.proc = self.lab.spawn("dnsmasq", nsexec(self.lab.srv) + [
+        self.proc = self.lab.spawn(f"dnsmasq{self.tag}", nsexec(self.ns) + [
             sbin("dnsmasq"), f"--conf-file={conf}", "--keep-in-foreground"])
         self._wait_ready()
 
@@ -843,15 +1019,22 @@ def cdra_config(*, servers: Iterable[str] = (SERVER_IP,), downstream: str = DOWN
                 mode: str = "relay", proxy: dict[str, Any] | None = None,
                 store_path: str | Path | None = None, store_enabled: bool | None = None,
                 control_socket: str | Path | None = None,
-                metrics_listen: str | None = None) -> str:
+                metrics_listen: str | None = None, user: str | None = None,
+                exec_prefix: list[str] | None = None, extra_downstream: Iterable[str] = (),
+                extra_upstream: Iterable[str] = (),
+                sections: dict[str, dict[str, Any]] | None = None) -> str:
     """The TOML config of `cdra run` for the lab topology.
 
     Proxy mode: `proxy` holds `[proxy]` keys (safe_network, max_age, offer_choice,
     probe_timeout, client_lease, ...); `store_path` (absolute) or `store_enabled=False` is
     mandatory there, so that a lab never touches the host's /var/lib/cdra (cdra's default
-    store); `control_socket` and `metrics_listen` add `[control]` and `[metrics]`."""
-    if mode == "proxy" and store_path is None and store_enabled is not False:
-        raise LabError("cdra_config(mode='proxy') needs store_path (under the lab's temp dir) "
+    store); `control_socket` and `metrics_listen` add `[control]` and `[metrics]`; `user`
+    the top-level key. (`exec_prefix` is not configuration: CdraRelay runs cdra behind it.)
+    `extra_downstream` adds more `[[downstream]]` interfaces (by name only), `extra_upstream`
+    more `[[upstream]]` ones; `sections`
+    adds tables of their own, e.g. `{"limits": {"interface_rate": 20}}`."""
+    if mode in ("proxy", "spoof") and store_path is None and store_enabled is not False:
+        raise LabError(f"cdra_config(mode={mode!r}) needs store_path (under the lab's temp dir) "
                        "or store_enabled=False: the default store is the host's "
                        "/var/lib/cdra/clients.redb")
     down = [f"interface = {_toml_str(downstream)}"]
@@ -881,14 +1064,25 @@ def cdra_config(*, servers: Iterable[str] = (SERVER_IP,), downstream: str = DOWN
         extra += ["[control]", f"socket = {_toml_str(str(control_socket))}", ""]
     if metrics_listen is not None:
         extra += ["[metrics]", f"listen = {_toml_str(metrics_listen)}", ""]
+    for name, table in (sections or {}).items():
+        extra += [f"[{name}]", *(f"{k} = {_toml_value(v)}" for k, v in table.items()), ""]
+    more_down: list[str] = []
+    for d in extra_downstream:
+        more_down += ["[[downstream]]", f"interface = {_toml_str(d)}", ""]
+    more_up: list[str] = []
+    for u in extra_upstream:
+        more_up += ["[[upstream]]", f"interface = {_toml_str(u)}", ""]
     return "\n".join([
         f"mode = {_toml_str(mode)}",
+        *([f"user = {_toml_str(user)}"] if user is not None else []),
         "servers = [" + ", ".join(_toml_str(s) for s in servers) + "]",
         "",
         "[[downstream]]", *down,
         "",
+        *more_down,
         "[[upstream]]", f"interface = {_toml_str(upstream)}",
         "",
+        *more_up,
         "[relay]", f"max_hops = {max_hops}", f"server_selection = {_toml_str(server_selection)}",
         "",
         "[relay.option82]", *o82, "",
@@ -1031,7 +1225,9 @@ class CdraRelay(Relay):
         self.conf = self.lab.dir / "cdra.toml"
         self.conf.write_text(cdra_config(**self.cfg))
         env = {"RUST_BACKTRACE": "1"}
-        self.proc = self.lab.spawn("relay-cdra", nsexec(self.lab.rly) + [
+        # `exec_prefix`: a command that runs cdra (setpriv, to start it the way systemd does).
+        prefix = list(self.cfg.get("exec_prefix") or [])
+        self.proc = self.lab.spawn("relay-cdra", nsexec(self.lab.rly) + prefix + [
             str(b), "run", "--config", str(self.conf)], env=env)
         self._wait_ready()
 

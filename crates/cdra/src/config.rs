@@ -22,7 +22,10 @@ use std::time::Duration;
 
 use cdra_core::config::HARD_MAX_HOPS;
 use cdra_core::servers::MAX_SERVERS;
-use cdra_core::{EngineConfig, Mode, OfferChoice, Option82Config, Option82Policy, ProxyConfig, ServerSelection};
+use cdra_core::{
+    EngineConfig, Limits, Mode, OfferChoice, Option82Config, Option82Policy, PoolAssign, PoolConfig, ProxyConfig, Rate,
+    ServerSelection,
+};
 use serde::Deserialize;
 
 /// A configuration error: the key it concerns and what is wrong, printed as one line.
@@ -59,19 +62,74 @@ pub const DEFAULT_RECEIVE_BATCHES: usize = 4;
 pub const DEFAULT_STORE_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest wait between two attempts to open the store (`store.retry_max_interval`).
 pub const DEFAULT_STORE_RETRY_MAX_INTERVAL: Duration = Duration::from_secs(300);
+/// Connections open at once to the metrics endpoint and to the control socket, each
+/// (`metrics.max_connections`, `control.max_connections`).
+pub const DEFAULT_MANAGEMENT_CONNECTIONS: usize = 8;
+/// Longest wait for a management request, and for progress while answering it
+/// (`metrics.timeout`, `control.timeout`).
+pub const DEFAULT_MANAGEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Table slots the loop walks per `cdra cache list` query (`control.list_chunk`).
+pub const DEFAULT_LIST_CHUNK: usize = 1024;
+
+/// A user name (`user`): what `getpwnam` accepts, checked only for shape here.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub(crate) struct UserName(pub String);
+
+impl TryFrom<String> for UserName {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        let ok = !name.is_empty()
+            && name.len() <= 32
+            && !name.starts_with('-')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '$'));
+        if !ok {
+            return Err(format!("{name:?} is not a user name"));
+        }
+        Ok(UserName(name))
+    }
+}
+
 /// Smallest `relay.max_packet_size` (RFC 2131 2: a client must accept 576-byte messages).
 pub const MIN_PACKET_SIZE: usize = 576;
 /// Largest `relay.max_packet_size`.
 pub const MAX_PACKET_SIZE: usize = 4096;
 
+// What a configuration may ask the process to hold, knob by knob (issue 10: a configuration
+// asking for a million held replies preallocated 4 GiB). Each cap is far above what a
+// branch router needs and keeps the worst case of its structure under about 1 GiB.
+
+/// Most `proxy.max_clients` (~0.5 KiB each, grown as clients come).
+pub const MAX_CLIENTS: usize = 2_000_000;
+/// Most `proxy.max_pending_probes`.
+pub const MAX_PENDING_PROBES: usize = 65_536;
+/// Most `proxy.max_held_replies` (4 KiB each, allocated at start-up: 64 MiB).
+pub const MAX_HELD_REPLIES: usize = 16_384;
+/// Most `proxy.max_offer_windows`.
+pub const MAX_OFFER_WINDOWS: usize = 65_536;
+/// Most `limits.pending_clients`.
+pub const MAX_PENDING_CLIENTS: usize = 1_000_000;
+/// Most `limits.transactions` (and `proxy.max_tracked_requests`).
+pub const MAX_TRANSACTIONS: usize = 1_048_576;
+
 // ---------------------------------------------------------------- the spellings of the enums
 
-/// `mode`: `"relay"` or `"proxy"`.
+/// `mode`: `"relay"`, `"proxy"`, `"spoof"` or `"pool"`.
 #[derive(Deserialize)]
 #[serde(remote = "Mode", rename_all = "snake_case")]
 enum ModeName {
     Relay,
     Proxy,
+    Spoof,
+    Pool,
+}
+
+/// `pool.assign`: `"outage"` or `"always"`.
+#[derive(Deserialize)]
+#[serde(remote = "PoolAssign", rename_all = "snake_case")]
+enum PoolAssignName {
+    Outage,
+    Always,
 }
 
 /// `relay.server_selection`: `"all"` or `"failover"`.
@@ -218,6 +276,13 @@ pub(crate) mod de {
         }
     }
 
+    /// An optional integer in `MIN..=MAX`.
+    pub fn some_int_in<'de, D: Deserializer<'de>, const MIN: usize, const MAX: usize>(
+        d: D,
+    ) -> Result<Option<usize>, D::Error> {
+        int_in::<D, MIN, MAX>(d).map(Some)
+    }
+
     /// An integer in `MIN..=MAX`.
     pub fn int_in<'de, D: Deserializer<'de>, const MIN: usize, const MAX: usize>(d: D) -> Result<usize, D::Error> {
         let n = i64::deserialize(d)?;
@@ -282,11 +347,15 @@ use de::{DAY, HOUR, SEC};
 pub(crate) struct FileConfig {
     #[serde(with = "ModeName")]
     pub mode: Mode,
+    /// Run as this user once the sockets are open.
+    pub user: Option<UserName>,
     pub servers: Vec<ServerAddr>,
     pub downstream: Vec<FileDownstream>,
     pub upstream: Vec<FileUpstream>,
     pub relay: FileRelay,
     pub proxy: FileProxy,
+    pub limits: FileLimits,
+    pub pool: FilePool,
     pub control: FileControl,
     pub metrics: FileMetrics,
     pub store: FileStore,
@@ -296,11 +365,14 @@ impl Default for FileConfig {
     fn default() -> Self {
         FileConfig {
             mode: Mode::Relay,
+            user: None,
             servers: Vec::new(),
             downstream: Vec::new(),
             upstream: Vec::new(),
             relay: FileRelay::default(),
             proxy: FileProxy::default(),
+            limits: FileLimits::default(),
+            pool: FilePool::default(),
             control: FileControl::default(),
             metrics: FileMetrics::default(),
             store: FileStore::default(),
@@ -409,15 +481,20 @@ pub(crate) struct FileProxy {
     pub offer_window: Duration,
     #[serde(deserialize_with = "de::duration::<_, 10, { 10 * SEC }>")]
     pub probe_timeout: Duration,
-    #[serde(deserialize_with = "de::int_in::<_, 1, 100_000_000>")]
+    /// Each bound record takes ~0.5 KiB, grown as clients come.
+    #[serde(deserialize_with = "de::int_in::<_, 1, MAX_CLIENTS>")]
     pub max_clients: usize,
-    #[serde(deserialize_with = "de::int_in::<_, 1, 1_000_000>")]
+    /// Each probe in flight keeps the request it answers (up to 4 KiB).
+    #[serde(deserialize_with = "de::int_in::<_, 1, MAX_PENDING_PROBES>")]
     pub max_pending_probes: usize,
-    #[serde(deserialize_with = "de::int_in::<_, 1, 10_000_000>")]
-    pub max_tracked_requests: usize,
-    #[serde(deserialize_with = "de::int_in::<_, 1, 1_000_000>")]
+    /// The earlier name of `[limits] transactions`, kept with its meaning.
+    #[serde(deserialize_with = "de::some_int_in::<_, 1, MAX_TRANSACTIONS>")]
+    pub max_tracked_requests: Option<usize>,
+    /// Each held reply has a 4 KiB buffer, allocated at start-up.
+    #[serde(deserialize_with = "de::int_in::<_, 1, MAX_HELD_REPLIES>")]
     pub max_held_replies: usize,
-    #[serde(deserialize_with = "de::int_in::<_, 1, 1_000_000>")]
+    /// Each offer window keeps the best OFFER so far (up to 4 KiB).
+    #[serde(deserialize_with = "de::int_in::<_, 1, MAX_OFFER_WINDOWS>")]
     pub max_offer_windows: usize,
     #[serde(deserialize_with = "de::some_duration::<_, { 10 * SEC }, { 365 * DAY }>")]
     pub client_lease: Option<Duration>,
@@ -436,7 +513,7 @@ impl Default for FileProxy {
             probe_timeout: d.probe_timeout,
             max_clients: d.max_clients,
             max_pending_probes: d.max_pending_probes,
-            max_tracked_requests: d.max_tracked_requests,
+            max_tracked_requests: None,
             max_held_replies: d.max_held_replies,
             max_offer_windows: d.max_offer_windows,
             client_lease: d.client_lease,
@@ -455,7 +532,6 @@ impl From<FileProxy> for ProxyConfig {
             probe_timeout: p.probe_timeout,
             max_clients: p.max_clients,
             max_pending_probes: p.max_pending_probes,
-            max_tracked_requests: p.max_tracked_requests,
             max_held_replies: p.max_held_replies,
             max_offer_windows: p.max_offer_windows,
             client_lease: p.client_lease,
@@ -466,20 +542,152 @@ impl From<FileProxy> for ProxyConfig {
     }
 }
 
+/// `[limits]`: rate limits and the bounds that apply in every mode (`cdra_core::limits`,
+/// `cdra_core::transactions`). A rate of 0 turns that limit off.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct FileLimits {
+    #[serde(deserialize_with = "de::int_in::<_, 0, 1_000_000>")]
+    pub client_rate: usize,
+    /// Default: `CLIENT_BURST_SECONDS` of `client_rate`.
+    #[serde(deserialize_with = "de::some_int_in::<_, 1, 1_000_000>")]
+    pub client_burst: Option<usize>,
+    #[serde(deserialize_with = "de::int_in::<_, 0, 10_000_000>")]
+    pub interface_rate: usize,
+    /// Default: `INTERFACE_BURST_SECONDS` of `interface_rate`.
+    #[serde(deserialize_with = "de::some_int_in::<_, 1, 10_000_000>")]
+    pub interface_burst: Option<usize>,
+    /// Each pending record takes ~0.2 KiB.
+    #[serde(deserialize_with = "de::int_in::<_, 1, MAX_PENDING_CLIENTS>")]
+    pub pending_clients: usize,
+    /// Each outstanding request takes ~0.1 KiB.
+    #[serde(deserialize_with = "de::some_int_in::<_, 1, MAX_TRANSACTIONS>")]
+    pub transactions: Option<usize>,
+    #[serde(deserialize_with = "de::duration::<_, SEC, { 10 * 60 * SEC }>")]
+    pub reply_timeout: Duration,
+}
+
+impl Default for FileLimits {
+    fn default() -> Self {
+        let d = Limits::default();
+        FileLimits {
+            client_rate: d.client_rate.per_second as usize,
+            client_burst: None,
+            interface_rate: d.interface_rate.per_second as usize,
+            interface_burst: None,
+            pending_clients: d.pending_clients,
+            transactions: None,
+            reply_timeout: d.reply_timeout,
+        }
+    }
+}
+
+/// `[pool]` (pool mode, paper 4.3).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct FilePool {
+    /// Free addresses kept leased per downstream interface.
+    #[serde(deserialize_with = "de::int_in::<_, 0, 1024>")]
+    pub size: usize,
+    #[serde(with = "PoolAssignName")]
+    pub assign: PoolAssign,
+    #[serde(deserialize_with = "de::duration::<_, 100, { 60 * SEC }>")]
+    pub fallback_after: Duration,
+    #[serde(deserialize_with = "de::duration::<_, { 10 * SEC }, DAY>")]
+    pub client_lease: Duration,
+}
+
+impl Default for FilePool {
+    fn default() -> Self {
+        let PoolConfig { size, assign, fallback_after, client_lease } = PoolConfig::default();
+        FilePool { size, assign, fallback_after, client_lease }
+    }
+}
+
+impl From<FilePool> for PoolConfig {
+    fn from(p: FilePool) -> Self {
+        let FilePool { size, assign, fallback_after, client_lease } = p;
+        PoolConfig { size, assign, fallback_after, client_lease }
+    }
+}
+
+/// `limits.client_burst` when not given: this many seconds of `client_rate`.
+pub const CLIENT_BURST_SECONDS: usize = 3;
+/// `limits.interface_burst` when not given: this many seconds of `interface_rate`.
+pub const INTERFACE_BURST_SECONDS: usize = 5;
+
+/// `[limits]` with `[proxy] max_tracked_requests`, the earlier name of `transactions`.
+fn limits(l: FileLimits, max_tracked_requests: Option<usize>) -> Result<Limits, ConfigError> {
+    let transactions = match (l.transactions, max_tracked_requests) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(err(
+                "proxy.max_tracked_requests",
+                format!("{b} contradicts limits.transactions = {a} (the same setting; keep one)"),
+            ))
+        }
+        (Some(n), _) | (None, Some(n)) => n,
+        (None, None) => Limits::default().transactions,
+    };
+    // A burst not given is a few seconds of the rate, so that setting a rate alone scales
+    // both (the defaults: 10/s with 30, 1000/s with 5000).
+    let rate = |per_second: usize, burst: Option<usize>, seconds: usize| Rate {
+        per_second: per_second as u32,
+        burst: burst.unwrap_or((per_second * seconds).max(1)).min(u32::MAX as usize) as u32,
+    };
+    Ok(Limits {
+        client_rate: rate(l.client_rate, l.client_burst, CLIENT_BURST_SECONDS),
+        interface_rate: rate(l.interface_rate, l.interface_burst, INTERFACE_BURST_SECONDS),
+        pending_clients: l.pending_clients,
+        transactions,
+        reply_timeout: l.reply_timeout,
+    })
+}
+
 /// `[control]`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct FileControl {
     #[serde(deserialize_with = "de::opt_absolute_path")]
     pub socket: Option<PathBuf>,
+    #[serde(deserialize_with = "de::int_in::<_, 1, 1024>")]
+    pub max_connections: usize,
+    #[serde(deserialize_with = "de::duration::<_, 100, HOUR>")]
+    pub timeout: Duration,
+    #[serde(deserialize_with = "de::int_in::<_, 1, 1_000_000>")]
+    pub list_chunk: usize,
+}
+
+impl Default for FileControl {
+    fn default() -> Self {
+        FileControl {
+            socket: None,
+            max_connections: DEFAULT_MANAGEMENT_CONNECTIONS,
+            timeout: DEFAULT_MANAGEMENT_TIMEOUT,
+            list_chunk: DEFAULT_LIST_CHUNK,
+        }
+    }
 }
 
 /// `[metrics]`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct FileMetrics {
     #[serde(deserialize_with = "de::opt_socket_addr")]
     pub listen: Option<SocketAddr>,
+    #[serde(deserialize_with = "de::int_in::<_, 1, 1024>")]
+    pub max_connections: usize,
+    #[serde(deserialize_with = "de::duration::<_, 100, HOUR>")]
+    pub timeout: Duration,
+}
+
+impl Default for FileMetrics {
+    fn default() -> Self {
+        FileMetrics {
+            listen: None,
+            max_connections: DEFAULT_MANAGEMENT_CONNECTIONS,
+            timeout: DEFAULT_MANAGEMENT_TIMEOUT,
+        }
+    }
 }
 
 /// `[store]`.
@@ -534,7 +742,7 @@ pub struct DownstreamSettings {
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
-    /// Relay or proxy.
+    /// Relay, proxy or spoof.
     pub mode: Mode,
     /// Servers in order of preference.
     pub servers: Vec<Ipv4Addr>,
@@ -557,10 +765,18 @@ pub struct Settings {
     pub option82: Option82Config,
     /// Proxy mode.
     pub proxy: ProxyConfig,
+    /// Rate limits and bounds (every mode).
+    pub limits: Limits,
+    /// The address pool (pool mode).
+    pub pool: PoolConfig,
     /// Control socket path (`cdra cache ...`), if any.
     pub control_socket: Option<PathBuf>,
     /// Prometheus endpoint, if any.
     pub metrics_listen: Option<SocketAddr>,
+    /// Bounds of the metrics endpoint and the control socket.
+    pub management: crate::management::Limits,
+    /// Run as this user once the sockets are open.
+    pub user: Option<String>,
     /// Persistent client table (proxy mode), if enabled.
     pub store: Option<StoreSettings>,
 }
@@ -622,7 +838,21 @@ fn no_repeats<T: PartialEq + std::fmt::Display>(
 /// The rules that involve more than one value; every single value was checked as it was
 /// read.
 pub(crate) fn validate(file: FileConfig) -> Result<Settings, ConfigError> {
-    let FileConfig { mode, servers, downstream, upstream, relay, proxy, control, metrics, store } = file;
+    let FileConfig {
+        mode,
+        user,
+        servers,
+        downstream,
+        upstream,
+        relay,
+        proxy,
+        limits: file_limits,
+        pool,
+        control,
+        metrics,
+        store,
+    } = file;
+    let limits = limits(file_limits, proxy.max_tracked_requests)?;
     if servers.is_empty() {
         return Err(err("servers", "at least one server address is required"));
     }
@@ -656,8 +886,22 @@ pub(crate) fn validate(file: FileConfig) -> Result<Settings, ConfigError> {
         receive_batches: relay.receive_batches,
         option82: relay.option82.into(),
         proxy: proxy.into(),
+        limits,
+        pool: pool.into(),
         control_socket: control.socket,
         metrics_listen: metrics.listen,
+        management: crate::management::Limits {
+            metrics: crate::management::ChannelLimits {
+                max_connections: metrics.max_connections,
+                timeout: metrics.timeout,
+            },
+            control: crate::management::ChannelLimits {
+                max_connections: control.max_connections,
+                timeout: control.timeout,
+            },
+            list_chunk: control.list_chunk,
+        },
+        user: user.map(|u| u.0),
         store: store_settings(store, mode)?,
     })
 }
@@ -675,7 +919,7 @@ fn store_settings(f: FileStore, mode: Mode) -> Result<Option<StoreSettings>, Con
         ));
     }
     let Some(path) = f.path else { return Ok(None) };
-    if !f.enabled.unwrap_or(mode == Mode::Proxy) {
+    if !f.enabled.unwrap_or(mode.caches()) {
         return Ok(None);
     }
     let mut config = cdra_store::StoreConfig::new(path);
@@ -701,6 +945,52 @@ mod tests {
         assert_eq!(s.server_selection, ServerSelection::All);
         assert!(!s.option82.insert);
         assert_eq!(s.option82.policy, Option82Policy::Forward);
+        assert_eq!(s.limits, Limits::default());
+    }
+
+    #[test]
+    fn limits_are_read_and_the_old_name_of_transactions_still_works() {
+        let text = format!(
+            "{MINIMAL}[limits]\nclient_rate = 0\ninterface_rate = 50\ninterface_burst = 100\npending_clients = 512\nreply_timeout = \"10s\"\n"
+        );
+        let s = parse(&text).expect("valid");
+        assert_eq!(s.limits.client_rate, Rate::UNLIMITED.with_burst(1));
+        assert_eq!(s.limits.interface_rate, Rate { per_second: 50, burst: 100 });
+        assert_eq!(s.limits.pending_clients, 512);
+        assert_eq!(s.limits.reply_timeout, Duration::from_secs(10));
+        // A rate alone brings its burst along; the defaults are consistent with that.
+        let scaled = parse(&format!("{MINIMAL}[limits]\ninterface_rate = 20\nclient_rate = 4\n")).expect("valid");
+        assert_eq!(scaled.limits.interface_rate, Rate { per_second: 20, burst: 100 });
+        assert_eq!(scaled.limits.client_rate, Rate { per_second: 4, burst: 12 });
+        let d = Limits::default();
+        assert_eq!(d.interface_rate.burst as usize, d.interface_rate.per_second as usize * INTERFACE_BURST_SECONDS);
+        assert_eq!(d.client_rate.burst as usize, d.client_rate.per_second as usize * CLIENT_BURST_SECONDS);
+        let old = parse(&format!("{MINIMAL}[proxy]\nmax_tracked_requests = 1000\n")).expect("valid");
+        assert_eq!(old.limits.transactions, 1000);
+        let both = parse(&format!("{MINIMAL}[proxy]\nmax_tracked_requests = 1000\n[limits]\ntransactions = 1000\n"));
+        assert_eq!(both.expect("the same value twice is fine").limits.transactions, 1000);
+    }
+
+    #[test]
+    fn user_and_management_bounds() {
+        let s = parse(MINIMAL).expect("valid");
+        assert_eq!(s.user, None);
+        let ch = crate::management::ChannelLimits {
+            max_connections: DEFAULT_MANAGEMENT_CONNECTIONS,
+            timeout: DEFAULT_MANAGEMENT_TIMEOUT,
+        };
+        assert_eq!(
+            s.management,
+            crate::management::Limits { metrics: ch, control: ch, list_chunk: DEFAULT_LIST_CHUNK }
+        );
+        let text = format!("user = \"cdra\"\n{MINIMAL}[control]\nmax_connections = 2\ntimeout = \"1s\"\nlist_chunk = 100\n[metrics]\nmax_connections = 3\ntimeout = \"2s\"\n");
+        let s = parse(&text).expect("valid");
+        assert_eq!(s.user.as_deref(), Some("cdra"));
+        assert_eq!(s.management.control.max_connections, 2);
+        assert_eq!(s.management.control.timeout, Duration::from_secs(1));
+        assert_eq!(s.management.list_chunk, 100);
+        assert_eq!(s.management.metrics.max_connections, 3);
+        assert_eq!(s.management.metrics.timeout, Duration::from_secs(2));
     }
 
     #[test]
@@ -737,9 +1027,16 @@ mod tests {
 
     #[test]
     fn shipped_example_configs_are_valid() {
-        for text in [include_str!("../../../contrib/relay.toml"), include_str!("../../../contrib/proxy.toml")] {
+        for text in [
+            include_str!("../../../contrib/relay.toml"),
+            include_str!("../../../contrib/proxy.toml"),
+            include_str!("../../../contrib/spoof.toml"),
+        ] {
             parse(text).expect("example configuration must stay valid");
         }
+        let spoof = parse(include_str!("../../../contrib/spoof.toml")).expect("spoof.toml");
+        assert_eq!(spoof.mode, Mode::Spoof);
+        assert!(spoof.store.is_some(), "spoofing mode keeps its table on disk");
     }
 
     #[test]
@@ -828,7 +1125,25 @@ server_id_override = true
                 format!("{proxy}[proxy]\nrenew_reply_delay = \"1s\"\n"),
                 "proxy.renew_reply_delay: \"1s\" is out of range 1ms..=500ms",
             ),
-            (format!("{proxy}[proxy]\nmax_clients = -1\n"), "proxy.max_clients: -1 is out of range 1..=100000000"),
+            (format!("{proxy}[proxy]\nmax_clients = -1\n"), "proxy.max_clients: -1 is out of range 1..=2000000"),
+            // Issue 10: a configuration cannot make the process preallocate gigabytes.
+            (
+                format!("{proxy}[proxy]\nmax_held_replies = 1000000\n"),
+                "proxy.max_held_replies: 1000000 is out of range 1..=16384",
+            ),
+            (
+                format!("{MINIMAL}[limits]\ntransactions = 100000000\n"),
+                "limits.transactions: 100000000 is out of range",
+            ),
+            (format!("{MINIMAL}[limits]\nclient_rate = -5\n"), "limits.client_rate: -5 is out of range 0..="),
+            (
+                format!("{MINIMAL}[limits]\nreply_timeout = \"1h\"\n"),
+                "limits.reply_timeout: \"1h\" is out of range 1s..=10m",
+            ),
+            (
+                format!("{proxy}[proxy]\nmax_tracked_requests = 10\n[limits]\ntransactions = 20\n"),
+                "proxy.max_tracked_requests: 10 contradicts limits.transactions = 20",
+            ),
             (format!("{proxy}[proxy]\nmax_age = \"30s\"\n"), "proxy.max_age: \"30s\" is out of range 1m..=365d"),
             (
                 format!("{proxy}[store]\ndump_interval = \"2d\"\n"),
@@ -921,7 +1236,7 @@ server_id_override = true
             ("servers = [\"10.0.0.1\"]\n".into(), "downstream: at least one"),
             (
                 "mode = \"cache\"\nservers = [\"10.0.0.1\"]\n[[downstream]]\ninterface = \"eth1\"\n".into(),
-                "mode: unknown variant `cache`, expected `relay` or `proxy`",
+                "mode: unknown variant `cache`, expected one of `relay`, `proxy`, `spoof`",
             ),
             (
                 format!("{MINIMAL}[[downstream]]\ninterface = \"eth1\"\n"),
@@ -941,6 +1256,11 @@ server_id_override = true
             (format!("{MINIMAL}[store]\npath = \"clients.redb\"\n"), "store.path"),
             (format!("{MINIMAL}[store]\nmode = \"often\"\n"), "store.mode"),
             (format!("{MINIMAL}[store]\ncommit_interval = \"1ms\"\n"), "store.commit_interval"),
+            (format!("user = \"-rf\"\n{MINIMAL}"), "user: \"-rf\" is not a user name"),
+            (format!("user = \"\"\n{MINIMAL}"), "user"),
+            (format!("{MINIMAL}[control]\nmax_connections = 0\n"), "control.max_connections"),
+            (format!("{MINIMAL}[control]\nlist_chunk = 0\n"), "control.list_chunk"),
+            (format!("{MINIMAL}[metrics]\ntimeout = \"1ms\"\n"), "metrics.timeout"),
         ];
         for (text, expected) in cases {
             let e = error_of(&text);

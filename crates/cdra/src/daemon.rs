@@ -1,13 +1,27 @@
-//! The data plane: one loop, one thread, owning the engine and every socket.
+//! The data plane: one loop, one thread, owning the engine and every DHCP socket.
 //!
 //! Start-up resolves interface names to indexes and addresses (one clear error line per
-//! problem), opens the UDP :67 socket (IP_PKTINFO tells each datagram's ingress interface
-//! and destination) and an AF_PACKET socket for replies to clients without an address.
+//! problem) and opens:
+//!
+//! - per downstream interface, a tap ([`cdra_sys::tap::UdpTap`]) that reads client
+//!   requests (BOOTREQUESTs to port 67) off the link with the frame's Ethernet source, which
+//!   the engine checks against chaddr (issue 10: a message that does not come from the
+//!   client it names must not act for it); the IPv4 and UDP headers are checked here
+//!   ([`cdra_wire::ipv4::Ipv4Udp`]) as the kernel would for a UDP socket;
+//! - the UDP :67 socket (IP_PKTINFO tells each datagram's ingress interface and
+//!   destination) for everything else: server replies, and relayed requests on upstream
+//!   links. A BPF filter keeps the requests the taps read out of it;
+//! - an AF_PACKET socket for replies to clients without an address;
+//! - in spoofing mode, the interception ([`crate::interception`]): an nftables table owned
+//!   by this process that keeps the router from forwarding client unicasts to the servers
+//!   (the taps read them, and the engine answers them).
+//!
 //! Then, on every wake-up: signals, due timers, probe answers, the metrics and control
-//! sockets, at most `relay.receive_batches` batches from UDP :67 (`recvmmsg`, each
-//! datagram fed to the engine and what it produced sent), then the store. Every source
-//! gets a bounded turn per wake-up ([`after_batch`] decides when reading stops; probe
-//! sockets are read at most 256 answers each), so sustained load on :67 cannot keep
+//! sockets, at most `relay.receive_batches` batches from each tap and from UDP :67
+//! (`recvmmsg`, each datagram fed to the engine and what it produced sent), then the server
+//! identifiers the engine learned go to the interception (spoofing mode), then the store.
+//! Every source gets a bounded turn per wake-up ([`after_batch`] decides when reading
+//! stops; probe sockets are read at most 256 answers each), so sustained load cannot keep
 //! timers, probe answers, the store or SIGTERM waiting: the next `poll` returns at once
 //! while datagrams are pending, and they are read on the next turn.
 
@@ -19,29 +33,32 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
 use cdra_core::{
-    Destination, Downstream, Engine, EngineConfig, Ingress, Ipv4Net, Outbox, Timestamp, Verdict, CLIENT_PORT,
-    SERVER_PORT,
+    Destination, Downstream, EchoId, Engine, EngineConfig, Ingress, Ipv4Net, Outbox, ProbeAnswer, Timestamp, Verdict,
+    CLIENT_PORT, SERVER_PORT,
 };
 use cdra_sys::icmp::IcmpSocket;
 use cdra_sys::iface::{interface_by_name, Interface};
 use cdra_sys::packet::{ArpSocket, PacketSender};
+use cdra_sys::tap::{LinkDelivery, TapBatch, TransportChecksum, UdpTap};
 use cdra_sys::udp::{RecvBatch, UdpSocket};
-use cdra_wire::ipv4::{write_ipv4_udp, Ipv4UdpHeader, IPV4_UDP_HEADER_LEN};
+use cdra_wire::ipv4::{write_ipv4_udp, FrameError, Ipv4Udp, Ipv4UdpHeader, UdpChecksum, IPV4_UDP_HEADER_LEN};
 
 use crate::config::Settings;
-use crate::control::ControlServer;
-use crate::metrics::{IoCounters, MetricsServer};
+use crate::interception::Intercepts;
+use crate::management;
+use crate::metrics::IoCounters;
 use crate::persistence::Persistence;
 use crate::report;
 
 /// Datagrams received per `recvmmsg`.
 const RECV_BATCH: usize = 32;
+/// The first byte of a BOOTREQUEST (RFC 951 `op`): what the taps read, and what the UDP
+/// socket is spared on the links they read.
+const BOOTREQUEST: u8 = 1;
 /// Largest datagram accepted (bigger ones are truncated and dropped).
 const RECV_BUFFER: usize = 4096;
 /// Outbox slots: a full batch can produce one datagram per server per request.
 const OUTBOX_SLOTS: usize = RECV_BATCH * 4;
-/// ICMP echo identifier of our probes.
-const PROBE_IDENT: u16 = 0xcd7a;
 
 /// What the loop does after one `recvmmsg`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +153,12 @@ fn engine_config(settings: &Settings) -> Result<EngineConfig> {
     config.max_packet_size = settings.max_packet_size;
     config.server_timeout = settings.server_timeout;
     config.proxy = settings.proxy.clone();
-    if config.mode == cdra_core::Mode::Proxy {
+    config.limits = settings.limits.clone();
+    config.pool = settings.pool.clone();
+    // The engine's choices an outsider must not predict (probe identifiers, the xids of its
+    // own messages, eviction samples) start from the operating system's randomness.
+    config.proxy.seed = getrandom::u64().map_err(|e| anyhow!("drawing a random seed: {e}"))?;
+    if config.mode.caches() {
         for d in &config.downstream {
             if d.mac.is_none() {
                 tracing::warn!(interface = %d.name, "downstream interface has no MAC address: ARP probes are not possible on it, ICMP only");
@@ -149,13 +171,18 @@ fn engine_config(settings: &Settings) -> Result<EngineConfig> {
 /// Sockets of the data plane.
 struct Io {
     udp: UdpSocket,
+    /// One per downstream interface: client requests with their Ethernet source.
+    taps: Vec<UdpTap>,
     packet: PacketSender,
     /// ARP and ICMP sockets for probes (proxy mode only).
     probes: Option<(ArpSocket, IcmpSocket)>,
-    probe_seq: u16,
     frame: Vec<u8>,
     send_errors: u64,
     last_send_error_log: Option<Instant>,
+    /// Tapped packets that were not a UDP datagram we read, by what was wrong.
+    bad_frames: [u64; FrameError::ALL.len()],
+    /// Tapped frames addressed to another host's MAC (seen only in promiscuous mode).
+    other_host_frames: u64,
 }
 
 impl Io {
@@ -169,8 +196,7 @@ impl Io {
                     tracing::debug!(target = %p.target, error = %e, "ARP probe failed");
                 }
             }
-            self.probe_seq = self.probe_seq.wrapping_add(1);
-            if let Err(e) = icmp.send_echo(p.target, PROBE_IDENT, self.probe_seq) {
+            if let Err(e) = icmp.send_echo(p.target, p.echo.ident, p.echo.seq) {
                 tracing::debug!(target = %p.target, error = %e, "ICMP probe failed");
             }
         }
@@ -225,7 +251,8 @@ fn read_probe_answers(io: &mut Io, engine: &mut Engine, now: Timestamp, outbox: 
     for _ in 0..256 {
         match arp.recv(buf) {
             Ok(Some(seen)) if !seen.sender_ip.is_unspecified() => {
-                engine.handle_probe_answer(now, seen.ifindex, seen.sender_ip, Some(seen.sender_mac), outbox);
+                let answer = ProbeAnswer::Arp { ifindex: seen.ifindex, address: seen.sender_ip, mac: seen.sender_mac };
+                engine.handle_probe_answer(now, answer, outbox);
             }
             Ok(Some(_)) => {}
             _ => break,
@@ -233,47 +260,139 @@ fn read_probe_answers(io: &mut Io, engine: &mut Engine, now: Timestamp, outbox: 
     }
     for _ in 0..256 {
         match icmp.recv_reply(buf) {
-            Ok(Some(reply)) if reply.ident == PROBE_IDENT => {
-                let ifindex =
-                    engine.config().downstream.iter().find(|d| d.address.contains(reply.src)).map(|d| d.ifindex);
-                if let Some(ifindex) = ifindex {
-                    engine.handle_probe_answer(now, ifindex, reply.src, None, outbox);
-                }
+            Ok(Some(reply)) => {
+                // The engine matches the identifier and sequence number it drew for the probe.
+                let echo = EchoId { ident: reply.ident, seq: reply.seq };
+                engine.handle_probe_answer(now, ProbeAnswer::Echo { address: reply.src, echo }, outbox);
             }
-            Ok(Some(_)) => {}
             _ => break,
         }
     }
+}
+
+/// What the loop does with one tapped packet: the client request in it, as the engine takes
+/// it, or nothing (counted).
+fn tapped_ingress<'a>(
+    t: &cdra_sys::tap::Tapped<'a>,
+    bad_frames: &mut [u64; FrameError::ALL.len()],
+    other_host_frames: &mut u64,
+) -> Option<Ingress<'a>> {
+    if t.delivery == LinkDelivery::OtherHost {
+        *other_host_frames += 1;
+        return None;
+    }
+    let udp_checksum = match t.checksum {
+        TransportChecksum::Unverified => UdpChecksum::Verify,
+        TransportChecksum::Valid | TransportChecksum::NotReady => UdpChecksum::Skip,
+    };
+    match Ipv4Udp::new_checked_with(t.packet, udp_checksum) {
+        Ok(d) => Some(Ingress {
+            ifindex: t.ifindex,
+            link_source: t.source_mac,
+            src: SocketAddrV4::new(d.src, d.src_port),
+            dst: d.dst,
+            data: d.payload,
+        }),
+        Err(e) => {
+            if let Some(c) = bad_frames.get_mut(e as usize) {
+                *c += 1;
+            }
+            None
+        }
+    }
+}
+
+/// Read each tap for at most `budget` batches, feeding the engine; true if some tap yielded
+/// with its last batch full.
+fn read_taps(
+    io: &mut Io,
+    engine: &mut Engine,
+    clock: &Clock,
+    outbox: &mut Outbox,
+    batch: &mut TapBatch,
+    budget: usize,
+) -> bool {
+    let mut yielded = false;
+    for t in 0..io.taps.len() {
+        for batches_read in 1.. {
+            let n = match io.taps.get(t).map(|tap| tap.recv_batch(batch)) {
+                Some(Ok(n)) => n,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "reading client requests failed");
+                    0
+                }
+                None => 0,
+            };
+            let now = clock.now();
+            for i in 0..n {
+                let Some(tapped) = batch.try_get(i).filter(|p| !p.truncated) else { continue };
+                let Some(ingress) = tapped_ingress(&tapped, &mut io.bad_frames, &mut io.other_host_frames) else {
+                    continue;
+                };
+                let verdict = engine.handle_datagram(now, ingress, outbox);
+                if let Verdict::Dropped(reason) = verdict {
+                    tracing::debug!(ifindex = ingress.ifindex, src = %ingress.src, reason = reason.label(), "dropped");
+                }
+                if outbox.remaining() < 8 {
+                    io.send_all(outbox);
+                    outbox.clear();
+                }
+            }
+            io.send_all(outbox);
+            outbox.clear();
+            match after_batch(batches_read, n, batch.capacity(), budget) {
+                AfterBatch::ReadMore => {}
+                AfterBatch::Drained => break,
+                AfterBatch::Yield => {
+                    yielded = true;
+                    break;
+                }
+            }
+        }
+    }
+    yielded
 }
 
 /// Run until SIGTERM or SIGINT.
 pub fn run(settings: Settings) -> Result<()> {
     let config = engine_config(&settings)?;
     let udp = UdpSocket::bind_any(SERVER_PORT, None).map_err(|e| anyhow!("{e}"))?;
+    let mut taps = Vec::new();
+    for d in &config.downstream {
+        taps.push(UdpTap::open(d.ifindex, SERVER_PORT, Some(BOOTREQUEST)).map_err(|e| anyhow!("{e}"))?);
+    }
+    let tapped: Vec<u32> = config.downstream.iter().map(|d| d.ifindex).collect();
+    if let Err(e) = udp.ignore_from(&tapped, BOOTREQUEST) {
+        // Without the filter those requests are queued twice; the loop skips the UDP copy.
+        tracing::warn!(error = %e, "cannot filter client requests out of the UDP socket");
+    }
     let packet = PacketSender::new().map_err(|e| anyhow!("{e}"))?;
-    let probes = if config.mode == cdra_core::Mode::Proxy && !config.proxy.safe_network {
+    let probes = if config.mode.caches() && !config.proxy.safe_network {
         let arp = ArpSocket::new().map_err(|e| anyhow!("{e}"))?;
         let icmp = IcmpSocket::new().map_err(|e| anyhow!("{e}"))?;
         Some((arp, icmp))
     } else {
         None
     };
-    let control = match &settings.control_socket {
-        Some(path) => Some(ControlServer::bind(path)?),
-        None => None,
-    };
-    let metrics = match settings.metrics_listen {
-        Some(addr) => Some(MetricsServer::bind(addr)?),
-        None => None,
-    };
+    let listeners = management::Listeners::bind(settings.metrics_listen, settings.control_socket.as_deref())?;
+    // Spoofing mode: needs CAP_NET_ADMIN now and (to add server identifiers) later.
+    let mut intercepts = Intercepts::install(&config)?;
+    if intercepts.is_some() {
+        if let Err(e) = crate::placement::check_host(&settings) {
+            // Not fatal: routes may come up later (a PPP or DHCP uplink).
+            tracing::warn!("{e}; client unicasts to that server do not pass through this host");
+        }
+    }
     let mut io = Io {
         udp,
+        taps,
         packet,
         probes,
-        probe_seq: 0,
         frame: vec![0u8; IPV4_UDP_HEADER_LEN + cdra_core::outbox::OUT_BUFFER_SIZE],
         send_errors: 0,
         last_send_error_log: None,
+        bad_frames: [0; FrameError::ALL.len()],
+        other_host_frames: 0,
     };
 
     let terminate = Arc::new(AtomicBool::new(false));
@@ -290,12 +409,16 @@ pub fn run(settings: Settings) -> Result<()> {
             .context("installing signal handlers")?;
     }
 
+    // Every privileged socket is open and no other thread runs yet (the store writer and
+    // the management thread inherit what is kept).
+    crate::privileges::drop_privileges(config.mode, settings.user.as_deref())?;
+
     let mut engine = Engine::new(config);
     let mut outbox = Outbox::new(OUTBOX_SLOTS);
     let mut batch = RecvBatch::new(RECV_BATCH, RECV_BUFFER);
     let clock = Clock::new();
     let mut persistence = match (&settings.store, engine.config().mode) {
-        (Some(store), cdra_core::Mode::Proxy) => Some(Persistence::start(store, &mut engine, clock.now())),
+        (Some(store), mode) if mode.caches() => Some(Persistence::start(store, &mut engine, clock.now())),
         _ => None,
     };
     let mut truncated = 0u64;
@@ -307,21 +430,26 @@ pub fn run(settings: Settings) -> Result<()> {
         let servers: Vec<String> = c.servers.iter().map(|s| s.to_string()).collect();
         tracing::info!(mode = ?c.mode, downstream = %ds.join(","), upstream = %settings.upstream.join(","), servers = %servers.join(","), "cdra started");
     }
+    if let Some(i) = intercepts.as_mut() {
+        // What the engine knows already: the servers, and identifiers in restored records.
+        i.announce(&mut engine, Instant::now());
+    }
+    let mut mgmt = listeners.map(|l| management::start(l, &engine, settings.management)).transpose()?;
     // systemd Type=notify: ready once every socket is open (a no-op outside systemd).
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
-    // Descriptors polled: UDP, signals, then the optional ARP, ICMP and control sockets.
+    // Descriptors polled: UDP, signals, the taps, then the optional ARP, ICMP and control
+    // sockets.
     let mut fds = vec![io.udp.as_raw_fd(), signal_read.as_raw_fd()];
+    let taps_at = fds.len();
+    fds.extend(io.taps.iter().map(|t| t.as_raw_fd()));
+    let mut tap_batch = TapBatch::new(RECV_BATCH, RECV_BUFFER);
     let arp_at = io.probes.as_ref().map(|(arp, icmp)| {
         fds.push(arp.as_raw_fd());
         fds.push(icmp.as_raw_fd());
         fds.len() - 2
     });
-    let control_at = control.as_ref().map(|c| {
-        fds.push(c.fd());
-        fds.len() - 1
-    });
-    let metrics_at = metrics.as_ref().map(|m| {
+    let mgmt_at = mgmt.as_ref().map(|m| {
         fds.push(m.fd());
         fds.len() - 1
     });
@@ -334,6 +462,7 @@ pub fn run(settings: Settings) -> Result<()> {
             Some(t) => Duration::from_millis(t.as_millis().saturating_sub(now.as_millis())).min(Duration::from_secs(1)),
             None => Duration::from_secs(1),
         };
+        let wait = if mgmt.as_ref().is_some_and(|m| m.wants_turn()) { Duration::ZERO } else { wait };
         cdra_sys::poll::wait_readable(&fds, Some(wait), &mut ready).context("waiting for packets")?;
         if ready.get(1) == Some(&true) {
             while matches!(std::io::Read::read(&mut &signal_read, &mut drain), Ok(n) if n > 0) {}
@@ -357,25 +486,26 @@ pub fn run(settings: Settings) -> Result<()> {
                 outbox.clear();
             }
         }
-        if let (Some(i), Some(m)) = (metrics_at, &metrics) {
-            if ready.get(i) == Some(&true) {
+        // Management queries (metrics, control): a bounded share per turn, see management.rs.
+        if let (Some(i), Some(m)) = (mgmt_at, mgmt.as_mut()) {
+            if ready.get(i) == Some(&true) || m.wants_turn() {
                 let persistence = persistence.as_ref().map(Persistence::status);
-                let io = IoCounters { send_errors: io.send_errors, oversized: truncated, receive_yields, persistence };
-                m.serve(&engine, now, io);
+                let io = IoCounters {
+                    send_errors: io.send_errors,
+                    oversized: truncated,
+                    receive_yields,
+                    bad_frames: io.bad_frames,
+                    other_host_frames: io.other_host_frames,
+                    persistence,
+                    intercept: intercepts.as_ref().map(|i| i.status()),
+                };
+                m.serve(&mut engine, now, io);
             }
         }
-        if let (Some(i), Some(c)) = (control_at, &control) {
-            if ready.get(i) == Some(&true) {
-                let mut extra = format!(
-                    "send_errors={} oversized_datagrams={} receive_yields={receive_yields}",
-                    io.send_errors, truncated
-                );
-                if let Some(p) = persistence.as_ref().map(Persistence::status) {
-                    extra +=
-                        &format!(" persistence_up={} persistence_open_failures={}", u8::from(p.up), p.open_failures);
-                }
-                c.serve(&mut engine, now, &extra);
-            }
+        if ready.get(taps_at..taps_at + io.taps.len()).is_some_and(|r| r.iter().any(|x| *x))
+            && read_taps(&mut io, &mut engine, &clock, &mut outbox, &mut tap_batch, settings.receive_batches)
+        {
+            receive_yields += 1;
         }
         for batches_read in 1.. {
             let n = match io.udp.recv_batch(&mut batch) {
@@ -390,7 +520,12 @@ pub fn run(settings: Settings) -> Result<()> {
                     truncated += 1;
                     continue;
                 }
-                let ingress = Ingress { ifindex: rx.ifindex, src: rx.src, dst: rx.dst, data: rx.data };
+                // A tapped link's requests are the tap's (should the filter have let one in).
+                if rx.data.first() == Some(&BOOTREQUEST) && tapped.contains(&rx.ifindex) {
+                    continue;
+                }
+                let ingress =
+                    Ingress { link_source: None, ifindex: rx.ifindex, src: rx.src, dst: rx.dst, data: rx.data };
                 let verdict = engine.handle_datagram(now, ingress, &mut outbox);
                 if let Verdict::Dropped(reason) = verdict {
                     tracing::debug!(ifindex = rx.ifindex, src = %rx.src, reason = reason.label(), "dropped");
@@ -411,12 +546,18 @@ pub fn run(settings: Settings) -> Result<()> {
                 }
             }
         }
+        if let Some(i) = intercepts.as_mut() {
+            i.announce(&mut engine, Instant::now());
+        }
         if let Some(p) = persistence.as_mut() {
             p.flush_changes(&mut engine, clock.now());
         }
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     tracing::info!("cdra stopping");
+    if let Some(m) = mgmt.take() {
+        m.shutdown();
+    }
     if let Some(p) = persistence.take() {
         p.shutdown(&mut engine);
     }

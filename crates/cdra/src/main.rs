@@ -2,6 +2,8 @@
 //!
 //! - `cdra run --config FILE`: run in the foreground, log to stderr, exit 0 on SIGTERM/SIGINT.
 //! - `cdra check --config FILE`: validate; on error print one line naming the key, exit 2.
+//!   In spoofing mode it also checks that each server is routed through an upstream
+//!   interface of this host ([`placement`]).
 //! - `cdra relay [dhcrelay options] SERVER...`: ISC dhcrelay's command line.
 //!
 //! This file only dispatches; [`config`] reads the file, [`daemon`] runs the data plane.
@@ -10,8 +12,12 @@ mod config;
 mod control;
 mod daemon;
 mod dhcrelay_cli;
+mod interception;
+mod management;
 mod metrics;
 mod persistence;
+mod placement;
+mod privileges;
 mod report;
 
 use std::path::PathBuf;
@@ -141,15 +147,19 @@ fn init_logging(level: Option<&str>, quiet: bool) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match config::load(&config) {
+        Command::Check { config } => match config::load(&config).and_then(|s| {
+            // Spoofing mode must run on the router between the clients and the servers: the
+            // one check that looks at this host (its routing table).
+            if s.mode == cdra_core::Mode::Spoof {
+                placement::check_host(&s)?;
+            }
+            Ok(s)
+        }) {
             Ok(settings) => {
                 println!(
                     "{}: ok ({} mode, {} server(s), {} downstream interface(s))",
                     config.display(),
-                    match settings.mode {
-                        cdra_core::Mode::Relay => "relay",
-                        cdra_core::Mode::Proxy => "proxy",
-                    },
+                    settings.mode.label(),
                     settings.servers.len(),
                     settings.downstream.len()
                 );

@@ -1,25 +1,21 @@
-//! Prometheus metrics over HTTP (`[metrics] listen = "ADDR:PORT"`, GET /metrics).
+//! Prometheus metrics over HTTP (`[metrics] listen = "ADDR:PORT"`, GET /metrics): what a
+//! scrape answers, rendered from a [`Snapshot`].
 //!
-//! The counters live in the engine, which has one owner: the data-plane loop. Rather than
-//! mirror every counter into shared atomics on the per-packet path, the loop answers a
-//! scrape itself, rendering the text exposition format from the engine's counters. A
-//! scrape costs the loop a few microseconds; connections get short deadlines so a slow
-//! client cannot stall it.
+//! The counters live in the engine, which has one owner: the data-plane loop. A scrape
+//! costs the loop one [`Snapshot::take`]: a copy of the counter arrays and a few gauges,
+//! nothing rendered, nothing written. The management thread (`management.rs`) accepts the
+//! connection, reads the request, renders the text exposition format from the snapshot
+//! ([`render`]) and writes it; no client of this endpoint can hold the loop.
 
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 
 use anyhow::{Context, Result};
-use cdra_core::counters::{MessageKind, ProxyEvent};
+use cdra_core::counters::{Counters, MessageKind, ProxyEvent};
 use cdra_core::table::Removal;
 use cdra_core::{DiscardReason, DropReason, Engine, Timestamp};
 
-/// The listening socket.
-pub struct MetricsServer {
-    listener: TcpListener,
-}
+use crate::management::{Channel, ManagementCounters};
 
 /// Counters kept by the I/O layer rather than the engine.
 #[derive(Debug, Default, Clone, Copy)]
@@ -30,48 +26,85 @@ pub struct IoCounters {
     pub oversized: u64,
     /// Wake-ups that stopped reading UDP :67 with its last batch full, to serve the rest.
     pub receive_yields: u64,
+    /// Packets read off a client link that were not a UDP datagram we read, by reason.
+    pub bad_frames: [u64; cdra_wire::ipv4::FrameError::ALL.len()],
+    /// Frames read off a client link that were addressed to another host's MAC.
+    pub other_host_frames: u64,
     /// The client table store, when one is configured.
     pub persistence: Option<crate::persistence::PersistenceStatus>,
+    /// Spoofing mode's interception.
+    pub intercept: Option<crate::interception::InterceptStatus>,
 }
 
-impl MetricsServer {
-    /// Listen on `addr`.
-    pub fn bind(addr: SocketAddr) -> Result<Self> {
-        let listener = TcpListener::bind(addr).with_context(|| format!("metrics.listen: cannot listen on {addr}"))?;
-        listener.set_nonblocking(true).context("metrics.listen")?;
-        Ok(MetricsServer { listener })
-    }
+/// Listen on `addr` (non-blocking; the management thread accepts).
+pub fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    let listener = TcpListener::bind(addr).with_context(|| format!("metrics.listen: cannot listen on {addr}"))?;
+    listener.set_nonblocking(true).context("metrics.listen")?;
+    Ok(listener)
+}
 
-    /// The descriptor to poll.
-    pub fn fd(&self) -> std::os::fd::RawFd {
-        std::os::fd::AsRawFd::as_raw_fd(&self.listener)
-    }
+/// What does not change while cdra runs: names and addresses from the configuration.
+#[derive(Debug, Clone)]
+pub struct Static {
+    /// Names of the counter interface slots (each downstream interface, then "upstream").
+    pub slot_names: Vec<String>,
+    /// Downstream interface names, by index (for the client table listing).
+    pub downstream_names: Vec<String>,
+    /// Configured servers, in configuration order.
+    pub servers: Vec<Ipv4Addr>,
+    /// The mode keeps a client table.
+    pub caches: bool,
+}
 
-    /// Answer every pending scrape.
-    pub fn serve(&self, engine: &Engine, now: Timestamp, io: IoCounters) {
-        while let Ok((stream, _)) = self.listener.accept() {
-            let _ = answer(stream, engine, now, io);
+impl Static {
+    /// Read from the engine's configuration once, at start-up.
+    pub fn of(engine: &Engine) -> Self {
+        Static {
+            slot_names: engine.interface_slot_names().map(str::to_string).collect(),
+            downstream_names: engine.config().downstream.iter().map(|d| d.name.clone()).collect(),
+            servers: engine.servers().servers().iter().map(|s| s.addr).collect(),
+            caches: engine.config().mode.caches(),
         }
     }
 }
 
-fn answer(mut stream: TcpStream, engine: &Engine, now: Timestamp, io: IoCounters) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_millis(200)))?;
-    stream.set_write_timeout(Some(Duration::from_millis(500)))?;
-    let mut request = [0u8; 1024];
-    let n = stream.read(&mut request)?;
-    let head = std::str::from_utf8(request.get(..n).unwrap_or(&[])).unwrap_or("");
-    let (status, body) = if head.starts_with("GET /metrics ") || head.starts_with("GET / ") {
-        ("200 OK", render(engine, now, io))
-    } else {
-        ("404 Not Found", "try GET /metrics\n".to_string())
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes())
+/// Every value a scrape or `cdra cache counters` shows that changes, copied out of the
+/// engine by the loop in one go (no rendering on the loop).
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The engine's counters.
+    pub counters: Counters,
+    /// Liveness of each configured server, in configuration order.
+    pub server_up: Vec<bool>,
+    /// Records in the client table.
+    pub clients: usize,
+    /// Of those, records still waiting for a server answer.
+    pub pending_clients: usize,
+    /// Forwarded requests waiting for their reply.
+    pub transactions: usize,
+    /// Address probes in flight.
+    pub pending_probes: usize,
+    /// Counters of the I/O layer.
+    pub io: IoCounters,
+    /// Spoofing mode: server identifiers the engine did not intercept (its bound).
+    pub intercept_refused: u64,
+}
+
+impl Snapshot {
+    /// Copy what a scrape needs (the loop's whole share of a scrape).
+    pub fn take(engine: &Engine, now: Timestamp, io: IoCounters) -> Self {
+        let servers = engine.servers();
+        Snapshot {
+            counters: engine.counters().clone(),
+            server_up: (0..servers.servers().len()).map(|i| servers.is_up(i, now)).collect(),
+            clients: engine.table().len(),
+            pending_clients: engine.table().pending_len(),
+            transactions: engine.outstanding_requests().len(),
+            pending_probes: engine.pending_probes(),
+            io,
+            intercept_refused: engine.intercepted_addresses().refused(),
+        }
+    }
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -115,10 +148,10 @@ fn labelled_family<'a>(
 }
 
 /// The exposition text.
-pub fn render(engine: &Engine, now: Timestamp, io: IoCounters) -> String {
+pub fn render(st: &Static, snap: &Snapshot, mgmt: &ManagementCounters) -> String {
     let mut out = String::with_capacity(8192);
-    let c = engine.counters();
-    let names: Vec<&str> = engine.interface_slot_names().collect();
+    let c = &snap.counters;
+    let names = &st.slot_names;
     for (metric, help, pick) in [
         ("cdra_received_total", "DHCP messages received, by interface and message type.", 0),
         ("cdra_sent_total", "DHCP messages sent, by interface and message type.", 1),
@@ -152,16 +185,16 @@ pub fn render(engine: &Engine, now: Timestamp, io: IoCounters) -> String {
         malformed.map(|(e, v)| (e.label(), "", *v)),
     );
     family(&mut out, "cdra_server_requests_total", "counter", "Requests relayed to each server.");
-    for (s, sc) in engine.servers().servers().iter().zip(&c.servers) {
-        let _ = writeln!(out, "cdra_server_requests_total{{server=\"{}\"}} {}", s.addr, sc.requests_sent);
+    for (s, sc) in st.servers.iter().zip(&c.servers) {
+        let _ = writeln!(out, "cdra_server_requests_total{{server=\"{s}\"}} {}", sc.requests_sent);
     }
     family(&mut out, "cdra_server_replies_total", "counter", "Replies accepted from each server.");
-    for (s, sc) in engine.servers().servers().iter().zip(&c.servers) {
-        let _ = writeln!(out, "cdra_server_replies_total{{server=\"{}\"}} {}", s.addr, sc.replies_received);
+    for (s, sc) in st.servers.iter().zip(&c.servers) {
+        let _ = writeln!(out, "cdra_server_replies_total{{server=\"{s}\"}} {}", sc.replies_received);
     }
     family(&mut out, "cdra_server_up", "gauge", "1 while the server answers requests, 0 when it is considered down.");
-    for (i, s) in engine.servers().servers().iter().enumerate() {
-        let _ = writeln!(out, "cdra_server_up{{server=\"{}\"}} {}", s.addr, u8::from(engine.servers().is_up(i, now)));
+    for (s, up) in st.servers.iter().zip(&snap.server_up) {
+        let _ = writeln!(out, "cdra_server_up{{server=\"{s}\"}} {}", u8::from(*up));
     }
     family(
         &mut out,
@@ -178,6 +211,7 @@ pub fn render(engine: &Engine, now: Timestamp, io: IoCounters) -> String {
     );
     let _ = writeln!(out, "cdra_option82_not_added_bootp_total {}", c.option82_not_added_no_options);
     family(&mut out, "cdra_send_errors_total", "counter", "Datagrams the kernel refused to send.");
+    let io = &snap.io;
     let _ = writeln!(out, "cdra_send_errors_total {}", io.send_errors);
     family(&mut out, "cdra_oversized_datagrams_total", "counter", "Datagrams larger than the receive buffer.");
     let _ = writeln!(out, "cdra_oversized_datagrams_total {}", io.oversized);
@@ -188,6 +222,30 @@ pub fn render(engine: &Engine, now: Timestamp, io: IoCounters) -> String {
         "Wake-ups that stopped reading with datagrams possibly pending, to serve timers, probes, control, store and signals.",
     );
     let _ = writeln!(out, "cdra_receive_yields_total {}", io.receive_yields);
+    let bad = cdra_wire::ipv4::FrameError::ALL.iter().zip(&io.bad_frames);
+    labelled_family(
+        &mut out,
+        "cdra_bad_frames_total",
+        "Packets read off a client link that were not a UDP datagram to read (IPv4/UDP checks, as the kernel makes for a UDP socket).",
+        "error",
+        bad.map(|(e, v)| (e.label(), "", *v)),
+    );
+    family(
+        &mut out,
+        "cdra_other_host_frames_total",
+        "counter",
+        "Frames read off a client link that were addressed to another host's MAC (promiscuous mode): ignored.",
+    );
+    let _ = writeln!(out, "cdra_other_host_frames_total {}", io.other_host_frames);
+    family(&mut out, "cdra_transactions", "gauge", "Forwarded requests waiting for their reply (limits.transactions).");
+    let _ = writeln!(out, "cdra_transactions {}", snap.transactions);
+    family(
+        &mut out,
+        "cdra_transactions_evicted_total",
+        "counter",
+        "Forwarded requests forgotten to make room (limits.transactions): their replies are not believed.",
+    );
+    let _ = writeln!(out, "cdra_transactions_evicted_total {}", c.transactions_evicted);
     if let Some(p) = io.persistence {
         family(
             &mut out,
@@ -204,11 +262,55 @@ pub fn render(engine: &Engine, now: Timestamp, io: IoCounters) -> String {
         );
         let _ = writeln!(out, "cdra_persistence_open_failures_total {}", p.open_failures);
     }
-    if engine.config().mode.caches() {
+    if let Some(i) = io.intercept {
+        family(
+            &mut out,
+            "cdra_intercepted_addresses",
+            "gauge",
+            "Spoofing mode: server addresses whose client unicasts (UDP port 67, from a downstream interface) the router does not forward.",
+        );
+        let _ = writeln!(out, "cdra_intercepted_addresses {}", i.addresses);
+        family(
+            &mut out,
+            "cdra_intercept_errors_total",
+            "counter",
+            "Spoofing mode: attempts to intercept a server identifier that the kernel refused (retried every 10 s).",
+        );
+        let _ = writeln!(out, "cdra_intercept_errors_total {}", i.errors);
+        family(
+            &mut out,
+            "cdra_intercept_refused_total",
+            "counter",
+            "Spoofing mode: server identifiers not intercepted because the set was full (two per configured server at most).",
+        );
+        let _ = writeln!(out, "cdra_intercept_refused_total {}", snap.intercept_refused);
+    }
+    labelled_family(
+        &mut out,
+        "cdra_management_refused_total",
+        "Connections to the metrics endpoint or the control socket closed at once because max_connections were open.",
+        "channel",
+        Channel::ALL.iter().map(|ch| (ch.label(), "", mgmt.refused[ch.index()])),
+    );
+    labelled_family(
+        &mut out,
+        "cdra_management_timeouts_total",
+        "Connections to the metrics endpoint or the control socket closed because they made no progress within their timeout.",
+        "channel",
+        Channel::ALL.iter().map(|ch| (ch.label(), "", mgmt.timed_out[ch.index()])),
+    );
+    if st.caches {
         family(&mut out, "cdra_clients", "gauge", "Records in the client table.");
-        let _ = writeln!(out, "cdra_clients {}", engine.table().len());
+        let _ = writeln!(out, "cdra_clients {}", snap.clients);
+        family(
+            &mut out,
+            "cdra_pending_clients",
+            "gauge",
+            "Records still waiting for a server answer (a pool apart, limits.pending_clients).",
+        );
+        let _ = writeln!(out, "cdra_pending_clients {}", snap.pending_clients);
         family(&mut out, "cdra_pending_probes", "gauge", "Address probes in flight.");
-        let _ = writeln!(out, "cdra_pending_probes {}", engine.pending_probes());
+        let _ = writeln!(out, "cdra_pending_probes {}", snap.pending_probes);
         let p = &c.proxy;
         // Every label comes from the enum's own table (label and help next to each variant),
         // and every value is written, zeros included, so a series never appears late.
@@ -252,7 +354,8 @@ mod tests {
     use cdra_core::{DiscardReason, DropReason, Engine, Mode, Timestamp};
     use cdra_sim::SimConfig;
 
-    use super::{escape_label, render, IoCounters};
+    use super::{escape_label, render, IoCounters, Snapshot, Static};
+    use crate::management::{Channel, ManagementCounters};
 
     #[test]
     fn label_values_are_escaped() {
@@ -264,13 +367,16 @@ mod tests {
     #[test]
     fn every_labelled_counter_is_rendered_and_documented() {
         let engine = Engine::new(SimConfig::small(1, Mode::Proxy).engine_config());
-        let text = render(&engine, Timestamp::default(), IoCounters::default());
+        let snap = Snapshot::take(&engine, Timestamp::default(), IoCounters::default());
+        let text = render(&Static::of(&engine), &snap, &ManagementCounters::default());
         let docs = include_str!("../../../docs/metrics.md");
         let mut expected: Vec<(&str, &str, &str)> = Vec::new();
         expected.extend(ProxyEvent::ALL.iter().map(|e| ("cdra_proxy_events_total", "event", e.label())));
         expected.extend(Removal::ALL.iter().map(|r| ("cdra_records_removed_total", "cause", r.label())));
         expected.extend(DiscardReason::ALL.iter().map(|d| ("cdra_discarded_total", "reason", d.label())));
         expected.extend(cdra_wire::WireError::ALL.iter().map(|e| ("cdra_malformed_total", "error", e.label())));
+        expected.extend(Channel::ALL.iter().map(|c| ("cdra_management_refused_total", "channel", c.label())));
+        expected.extend(Channel::ALL.iter().map(|c| ("cdra_management_timeouts_total", "channel", c.label())));
         for (family, label, value) in expected {
             let series = format!("{family}{{{label}=\"{value}\"}} 0");
             assert!(text.contains(&series), "{series} not rendered");
@@ -284,5 +390,32 @@ mod tests {
             let name = line.split(['{', ' ']).next().unwrap_or("");
             assert!(docs.contains(&format!("`{name}`")), "{name} not in docs/metrics.md");
         }
+    }
+
+    #[test]
+    fn spoofing_mode_renders_its_interception() {
+        let engine = Engine::new(SimConfig::small(1, Mode::Spoof).engine_config());
+        let status = crate::interception::InterceptStatus { addresses: 2, errors: 3 };
+        let io = IoCounters { intercept: Some(status), ..IoCounters::default() };
+        let text =
+            render(&Static::of(&engine), &Snapshot::take(&engine, Timestamp::default(), io), &Default::default());
+        for series in
+            ["cdra_intercepted_addresses 2", "cdra_intercept_errors_total 3", "cdra_intercept_refused_total 0"]
+        {
+            assert!(text.lines().any(|l| l == series), "{series} not rendered:\n{text}");
+        }
+        let docs = include_str!("../../../docs/metrics.md");
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap_or("");
+            assert!(docs.contains(&format!("`{name}`")), "{name} not in docs/metrics.md");
+        }
+        // Other modes have no interception and show none of it.
+        let engine = Engine::new(SimConfig::small(1, Mode::Proxy).engine_config());
+        let text = render(
+            &Static::of(&engine),
+            &Snapshot::take(&engine, Timestamp::default(), IoCounters::default()),
+            &Default::default(),
+        );
+        assert!(!text.contains("cdra_intercept"), "{text}");
     }
 }

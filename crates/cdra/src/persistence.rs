@@ -209,7 +209,7 @@ fn open_and_restore(config: &StoreConfig, engine: &mut Engine, now: Timestamp) -
             Err(_) => undecodable += 1,
         })
         .map_err(|e| anyhow!("{e}"))?;
-    let RestoreReport { loaded, expired, unknown_interface, superseded, future_dated } = restored;
+    let RestoreReport { loaded, expired, unknown_interface, superseded, future_dated, pool_entries } = restored;
     tracing::info!(
         path = %config.path.display(),
         stored,
@@ -218,11 +218,12 @@ fn open_and_restore(config: &StoreConfig, engine: &mut Engine, now: Timestamp) -
         unknown_interface,
         superseded,
         future_dated,
+        pool_entries,
         undecodable,
         millis = started.elapsed().as_millis() as u64,
         "client table restored (every record is suspect: probes and REBIND precautions apply, paper 3.4)"
     );
-    Ok((store.start_writer(), loaded != stored))
+    Ok((store.start_writer(), loaded + pool_entries != stored))
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 use core::net::Ipv4Addr;
 use core::time::Duration;
 
+use crate::limits::Rate;
+
 /// RFC 1542 4.1.1: "The relay agent MUST silently discard BOOTREQUEST messages whose
 /// 'hops' field exceeds the value 16."
 pub const HARD_MAX_HOPS: u8 = 16;
@@ -29,6 +31,10 @@ impl Ipv4Net {
         let bits = if self.prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(self.prefix_len.min(32))) };
         Ipv4Addr::from(bits)
     }
+    /// The network's directed broadcast address.
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) | !u32::from(self.netmask()))
+    }
     /// True if `a` is in this network.
     pub fn contains(&self, a: Ipv4Addr) -> bool {
         let m = u32::from(self.netmask());
@@ -41,8 +47,52 @@ impl Ipv4Net {
 pub enum Mode {
     /// A standard relay agent (RFC 1542, RFC 2131 4.1, RFC 3046).
     Relay,
-    /// The paper's proxying caching relay.
+    /// The paper's proxying caching relay (4.1): cdra is the clients' server.
     Proxy,
+    /// The paper's spoofing caching relay (4.2): on the router, answering as the real
+    /// server and intercepting client unicasts to it.
+    Spoof,
+    /// The paper's address-pooling caching relay (4.3), with an unmodified server: proxy
+    /// mode plus a pool of addresses leased ahead under cdra's own identities, for the
+    /// clients the servers cannot serve (`[pool]`).
+    Pool,
+}
+
+/// When pool addresses are given to new clients (`[pool] assign`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolAssign {
+    /// When the servers cannot serve: no OFFER within `fallback_after`, or every server
+    /// known to be down. Pool clients move onto leases of their own when the servers
+    /// answer again.
+    Outage,
+    /// At once, to every new client (the paper's pure pooling CDRA): the servers see only
+    /// the pool's upkeep.
+    Always,
+}
+
+/// Address-pooling settings (`[pool]`, paper 4.3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolConfig {
+    /// Free addresses kept leased per downstream interface.
+    pub size: usize,
+    /// When they are given out.
+    pub assign: PoolAssign,
+    /// How long a new client's DISCOVER waits for a server's OFFER before the pool answers
+    /// (`assign = outage`).
+    pub fallback_after: Duration,
+    /// Lease a pool client gets from us.
+    pub client_lease: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            size: 8,
+            assign: PoolAssign::Outage,
+            fallback_after: Duration::from_secs(2),
+            client_lease: Duration::from_secs(600),
+        }
+    }
 }
 
 /// How requests are spread over servers.
@@ -146,9 +196,6 @@ pub struct ProxyConfig {
     pub max_clients: usize,
     /// Most probes in flight; beyond it requests needing a probe are forwarded instead.
     pub max_pending_probes: usize,
-    /// Most forwarded requests whose xid is remembered to match the server's reply;
-    /// beyond it a reply is matched by option 61 or chaddr only (counted).
-    pub max_tracked_requests: usize,
     /// Most answers to renewals held back at once (`renew_reply_delay`); beyond it an
     /// answer is sent at once (counted).
     pub max_held_replies: usize,
@@ -163,7 +210,9 @@ pub struct ProxyConfig {
     /// udhcpc sends its renewal from a socket it closes ~0.2 ms later; a faster answer is
     /// lost with that socket.
     pub renew_reply_delay: Duration,
-    /// Seed for the engine's own pseudo-random choices (eviction sampling), so runs are
+    /// Seed for the engine's own pseudo-random choices (eviction sampling, probe
+    /// identifiers, the xids of its own messages): the binary draws it from the operating
+    /// system at start-up so an outsider cannot predict them; tests fix it so runs are
     /// reproducible.
     pub seed: u64,
 }
@@ -178,13 +227,41 @@ impl Default for ProxyConfig {
             probe_timeout: Duration::from_millis(500),
             max_clients: 1_000_000,
             max_pending_probes: 1024,
-            max_tracked_requests: 65_536,
             max_held_replies: 1024,
             max_offer_windows: 1024,
             min_lease_left: Duration::from_secs(10),
             client_lease: None,
             renew_reply_delay: Duration::from_millis(2),
             seed: 0x5eed_cd7a,
+        }
+    }
+}
+
+/// Bounds on what clients and servers can make the engine do or hold (`[limits]`; see
+/// [`crate::limits`] and [`crate::transactions`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Requests per second of one client cdra has a record for, and its burst.
+    pub client_rate: Rate,
+    /// Requests per second per downstream interface from clients without a server-answered
+    /// record (all requests in relay mode), and its burst.
+    pub interface_rate: Rate,
+    /// Most records still waiting for a server answer (a pool apart from the bound ones).
+    pub pending_clients: usize,
+    /// Most forwarded requests waiting for their reply; beyond it the oldest is forgotten.
+    pub transactions: usize,
+    /// How long a forwarded request waits for its reply: a later reply is not believed.
+    pub reply_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            client_rate: Rate { per_second: 10, burst: 30 },
+            interface_rate: Rate { per_second: 1000, burst: 5000 },
+            pending_clients: 4096,
+            transactions: 65_536,
+            reply_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -220,6 +297,10 @@ pub struct EngineConfig {
     pub server_retry_interval: Duration,
     /// Proxy-mode settings (ignored in relay mode).
     pub proxy: ProxyConfig,
+    /// Rate limits and bounds that apply in every mode.
+    pub limits: Limits,
+    /// Address-pooling settings (pool mode).
+    pub pool: PoolConfig,
 }
 
 impl EngineConfig {
@@ -240,6 +321,8 @@ impl EngineConfig {
             server_unanswered_limit: 3,
             server_retry_interval: Duration::from_secs(30),
             proxy: ProxyConfig::default(),
+            limits: Limits::default(),
+            pool: PoolConfig::default(),
         }
     }
 }

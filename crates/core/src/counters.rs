@@ -75,6 +75,9 @@ pub struct Counters {
     /// Option 82 not added: a plain BOOTP request without the magic cookie has no options
     /// field (RFC 951, RFC 3046 2.0).
     pub option82_not_added_no_options: u64,
+    /// Outstanding forwarded requests forgotten to make room for newer ones
+    /// (`[limits] transactions`): a reply to them is no longer believed.
+    pub transactions_evicted: u64,
     /// Proxy mode.
     pub proxy: ProxyCounters,
 }
@@ -194,14 +197,79 @@ labelled_enum! {
         RenewalAnswerHeld => "renewal_answer_held", "Local ACKs to unicast renewals held back for renew_reply_delay.";
         /// ...and those sent at once because `max_held_replies` were already held.
         RenewalAnswerNotHeld => "renewal_answer_not_held", "Local ACKs to unicast renewals sent at once because max_held_replies were held.";
-        /// Forwarded requests not tracked by xid (`max_tracked_requests` reached).
-        RequestUntracked => "request_untracked", "Forwarded requests not tracked (max_tracked_requests reached).";
+        /// Paper 5.7: REQUESTs for the offered address of an expired record, forwarded as
+        /// INIT-REBOOT.
+        ExpiredRequestForwarded => "expired_request_forwarded", "REQUESTs for the offered address of an expired record, forwarded to the server as INIT-REBOOT (paper 5.7).";
+        /// Spoofing mode: intercepted RENEWs of records not confirmed since a restart, sent to
+        /// the server first.
+        SuspectRenewalForwarded => "suspect_renewal_forwarded", "Spoofing mode: intercepted RENEWs of records restored and not confirmed since, sent to the server first.";
+        /// Spoofing mode: client unicasts to a server taken and handled (paper 4.2).
+        Intercepted => "intercepted", "Client unicasts to a server taken by the spoofing relay and handled (paper 4.2).";
+        /// Requests whose Ethernet source is not their chaddr: relayed as a plain relay would,
+        /// without consulting or changing the table.
+        UnverifiedSource => "unverified_source", "Requests whose Ethernet source is not their chaddr: relayed without the cache.";
+        /// Probes for a requester answered by the MAC of the record's own client: NAK to the
+        /// requester, record kept.
+        ProbeOwnerAnswered => "probe_owner_answered", "Probes for a requester answered by the record's own client: requester NAKed, record kept.";
+        /// Server replies matched to a request whose record has gone meanwhile: passed on,
+        /// not cached (a reply never creates a record).
+        ReplyForGoneRecord => "reply_for_gone_record", "Server replies whose client record went while the request was out: passed on, not cached.";
+        /// Requests forwarded because the address was being probed for another request.
+        ProbeRefusedBusy => "probe_refused_busy", "Requests forwarded because their address was already being probed.";
         /// DISCOVERs whose first OFFER was passed on because `max_offer_windows` were open.
         OfferWindowFull => "offer_window_full", "DISCOVERs whose first OFFER was passed on because max_offer_windows were open.";
         /// Records restored or kept with times in the future (clock behind the store), clamped to now.
         FutureDatedClamped => "future_dated_clamped", "Records dated in the future (clock behind the store) whose times were clamped to now.";
         /// Timers left due because the outbox was full; fired on the next call.
         TimersDeferred => "timers_deferred", "Timer work left for the next call because the output batch was full.";
+        /// Pool mode: DISCOVERs and REQUESTs sent to acquire pool leases.
+        PoolRequestSent => "pool_request_sent", "Pool mode: DISCOVERs and REQUESTs sent to acquire pool leases (paper 4.3).";
+        /// Pool mode: pool leases granted by a server.
+        PoolLeased => "pool_leased", "Pool mode: pool leases granted by a server.";
+        /// Pool mode: RENEWs and REBINDs sent for pool leases.
+        PoolRenewalSent => "pool_renewal_sent", "Pool mode: RENEWs and REBINDs sent for pool leases (at their T1 and T2).";
+        /// Pool mode: pool leases renewed.
+        PoolRenewed => "pool_renewed", "Pool mode: pool leases renewed by a server.";
+        /// Pool mode: NAKs received for pool requests.
+        PoolNak => "pool_nak", "Pool mode: NAKs received for pool requests.";
+        /// Pool mode: pool leases lost (NAK, or renewed as another address).
+        PoolLeaseLost => "pool_lease_lost", "Pool mode: pool leases lost (NAK, or no answer when asked back).";
+        /// Pool mode: pool leases that ran out unrenewed.
+        PoolLeaseExpired => "pool_lease_expired", "Pool mode: pool leases that ran out unrenewed (servers unreachable).";
+        /// Pool mode: a link's pool could take no more entries.
+        PoolFull => "pool_full", "Pool mode: a link had as many entries as it may (4096) and could not refill.";
+        /// Pool mode: pool addresses given to clients.
+        PoolAssigned => "pool_assigned", "Pool mode: pool addresses given to new clients.";
+        /// Pool mode: new clients the pool could not serve (no free entry on their link).
+        PoolEmpty => "pool_empty", "Pool mode: new clients the pool could not serve: no free entry on their link.";
+        /// Pool mode: DISCOVERs answered from the pool because no server OFFER came in time.
+        PoolFallback => "pool_fallback", "Pool mode: DISCOVERs answered from the pool because no server OFFER came within fallback_after.";
+        /// Pool mode: DISCOVERs not watched for a fallback (limits.pending_clients were).
+        PoolFallbackRefused => "pool_fallback_refused", "Pool mode: DISCOVERs not watched for a fallback because limits.pending_clients were.";
+        /// Pool mode: pool addresses back in the pool (client gone).
+        PoolReturned => "pool_returned", "Pool mode: pool addresses free again (the client released it, or left).";
+        /// Pool mode: pool addresses declined at the server (in use by another host).
+        PoolDeclined => "pool_declined", "Pool mode: pool addresses declined at the server: another host uses them.";
+        /// Pool mode: free entries beyond `size` given back to the server.
+        PoolSurplusReleased => "pool_surplus_released", "Pool mode: free pool leases beyond [pool] size released at their T1 instead of renewed.";
+        /// Pool mode: entries held back (someone may be on the address).
+        PoolHeldBack => "pool_held_back", "Pool mode: pool addresses set aside for a while, their leases kept: a probe found another host on them, or the client they were given to may still hold them.";
+        /// Pool mode: held-back entries free again (a probe found nobody).
+        PoolHoldLifted => "pool_hold_lifted", "Pool mode: held-back pool addresses free again: a probe found nobody on them.";
+        /// Pool mode: entries dropped because too many were held back.
+        PoolInUseDropped => "pool_in_use_dropped", "Pool mode: pool addresses found in use and dropped (their lease left to run out) because [pool] size were already held back on the link.";
+        /// Pool mode: DHCPRELEASEs and DHCPDECLINEs sent for pool leases.
+        PoolReleaseSent => "pool_release_sent", "Pool mode: DHCPRELEASEs sent for pool leases (when a client takes the address over).";
+        /// Pool mode: DHCPDECLINEs sent for pool leases.
+        PoolDeclineSent => "pool_decline_sent", "Pool mode: DHCPDECLINEs sent for pool leases.";
+        /// Pool mode: pool clients being moved onto leases of their own.
+        PoolMigrationStarted => "pool_migration_started", "Pool mode: pool clients being moved onto leases of their own once the servers answer.";
+        /// Pool mode: pool clients now on leases of their own.
+        PoolMigrated => "pool_migrated", "Pool mode: pool clients now holding their address under their own identity at the server.";
+        /// Pool mode: moves that failed (the client starts over).
+        PoolMigrationFailed => "pool_migration_failed", "Pool mode: moves that got a NAK or no answer: the address is asked back, the client starts over.";
+        /// Pool mode: pool clients NAKed so that they start over with the server.
+        PoolClientRestarted => "pool_client_restarted", "Pool mode: pool clients sent back to the server (NAK) after a failed move or a lost pool lease.";
     }
 }
 

@@ -4,7 +4,7 @@
 //! | entry | what comes in | what it does |
 //! |---|---|---|
 //! | [`Engine::handle_datagram`] | one received UDP payload ([`Ingress`]) | relays it, or (caching modes) answers or forwards it as Table 1 says |
-//! | [`Engine::handle_probe_answer`] | an ARP or ICMP answer to a [`crate::ProbeRequest`] | marks the probes it decides ([`crate::proxy::probes`]) |
+//! | [`Engine::handle_probe_answer`] | an ARP or ICMP answer ([`crate::ProbeAnswer`]) to a [`crate::ProbeRequest`] | marks the probes it decides ([`crate::proxy::probes`]) |
 //! | [`Engine::poll_timeout`] | — | the earliest timer deadline ([`crate::timers`]) |
 //! | [`Engine::handle_timeout`] | the time | fires what is due, while the outbox has room |
 //! | [`Engine::flush_client`], [`Engine::flush_address`], [`Engine::flush_all`] | an operator's command | removes records |
@@ -21,20 +21,28 @@ use cdra_wire::{Message, Op};
 
 use crate::config::EngineConfig;
 use crate::counters::{Counters, MessageKind, ProxyEvent};
-use crate::outbox::{HeldReplies, Outbox};
+use crate::limits::TokenBucket;
+use crate::mode::{AddressSource, Unicasts};
+use crate::outbox::{HeldReplies, Outbox, ProbeAnswer};
 use crate::persist::{Change, ChangeLog, RestoreReport};
+use crate::pool::assign::Fallbacks;
+use crate::pool::PoolState;
 use crate::proxy::ProxyState;
 use crate::servers::ServerPool;
 use crate::table::{ClientKey, ClientRecord, ClientTable};
 use crate::time::Timestamp;
 use crate::timers::{Timer, Timers};
+use crate::transactions::Transactions;
 use crate::verdict::{DropReason, Verdict};
 
 /// One received UDP datagram, as the I/O layer saw it.
 #[derive(Debug, Clone, Copy)]
 pub struct Ingress<'a> {
-    /// Interface it arrived on (IP_PKTINFO `ipi_ifindex`).
+    /// Interface it arrived on (IP_PKTINFO `ipi_ifindex`, or the packet socket's).
     pub ifindex: u32,
+    /// The Ethernet source address of the frame, when the I/O layer read the frame (client
+    /// requests on downstream interfaces); `None` when it does not know it.
+    pub link_source: Option<[u8; 6]>,
     /// Sender address and port.
     pub src: SocketAddrV4,
     /// Destination address in the IP header (IP_PKTINFO `ipi_addr`).
@@ -60,6 +68,63 @@ pub struct Engine {
     pub(crate) scratch: Box<[u8]>,
     /// Local answers to unicast renewals, held for `renew_reply_delay`.
     pub(crate) held: HeldReplies,
+    /// Requests forwarded and waiting for their reply ([`crate::transactions`]).
+    pub(crate) transactions: Transactions,
+    /// Each downstream interface's budget for new clients ([`crate::limits`]).
+    pub(crate) interface_budgets: Vec<TokenBucket>,
+    /// Spoofing mode: the server addresses whose client unicasts we take (the configured
+    /// servers and the identifiers their ACKs carry).
+    pub(crate) intercepted: InterceptSet,
+    /// Pool mode: the addresses leased ahead ([`crate::pool`]).
+    pub(crate) pool: PoolState,
+    /// Pool mode: DISCOVERs waiting to see whether a server answers.
+    pub(crate) pool_fallbacks: Fallbacks,
+    /// The time of the event being handled (for work done where no `now` is passed, such
+    /// as a record's removal).
+    pub(crate) event_time: Timestamp,
+}
+
+/// The addresses whose client unicasts a spoofing relay takes (paper 4.2), and those not yet
+/// handed to the I/O layer, which makes the router stop forwarding them. Bounded: the
+/// configured servers and one identifier each seen in their ACKs, at most
+/// [`MAX_INTERCEPTED`] (more: not taken, counted).
+#[derive(Debug, Default)]
+pub struct InterceptSet {
+    addresses: Vec<Ipv4Addr>,
+    unannounced: Vec<Ipv4Addr>,
+    refused: u64,
+}
+
+/// Most addresses intercepted: two for each server a configuration may name.
+pub const MAX_INTERCEPTED: usize = 2 * crate::servers::MAX_SERVERS;
+
+impl InterceptSet {
+    /// Is `addr` intercepted?
+    pub fn contains(&self, addr: Ipv4Addr) -> bool {
+        self.addresses.contains(&addr)
+    }
+
+    /// The addresses.
+    pub fn addresses(&self) -> &[Ipv4Addr] {
+        &self.addresses
+    }
+
+    /// Addresses that could not be added (the bound).
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    fn learn(&mut self, addr: Ipv4Addr) {
+        if addr.is_unspecified() || addr.is_broadcast() || self.contains(addr) {
+            return;
+        }
+        if self.addresses.len() >= MAX_INTERCEPTED {
+            self.refused += 1;
+            return;
+        }
+        self.addresses.push(addr);
+        self.unannounced.push(addr);
+    }
 }
 
 impl Engine {
@@ -73,12 +138,29 @@ impl Engine {
             config.server_retry_interval,
         );
         let counters = Counters::new(config.downstream.len() + 1, config.servers.len());
-        let table = ClientTable::new(config.proxy.max_clients, config.proxy.max_tracked_requests, config.proxy.seed);
+        let table = ClientTable::new(config.proxy.max_clients, config.limits.pending_clients, config.proxy.seed);
+        let transactions = Transactions::new(config.limits.transactions, config.limits.reply_timeout);
+        let interface_budgets = vec![TokenBucket::full(); config.downstream.len()];
+        let mut intercepted = InterceptSet::default();
+        if config.mode.unicasts() == Unicasts::Intercepted {
+            for s in &config.servers {
+                intercepted.learn(*s);
+            }
+        }
         let holds = config.mode.caches() && !config.proxy.renew_reply_delay.is_zero();
         let held = if holds { config.proxy.max_held_replies } else { 0 };
         let mut timers = Timers::default();
         if config.mode.caches() {
             timers.arm(Timestamp::default(), Timer::Sweep);
+        }
+        let mut pool = PoolState::new(if config.mode.address_source() == AddressSource::ServersAndPool {
+            config.downstream.len()
+        } else {
+            0
+        });
+        if pool.links() > 0 {
+            pool.refill_armed = true;
+            timers.arm(Timestamp::default(), Timer::PoolRefill);
         }
         Engine {
             config,
@@ -90,6 +172,12 @@ impl Engine {
             changes: Default::default(),
             scratch: vec![0u8; crate::outbox::OUT_BUFFER_SIZE].into_boxed_slice(),
             held: HeldReplies::new(held),
+            transactions,
+            interface_budgets,
+            intercepted,
+            pool,
+            pool_fallbacks: Fallbacks::default(),
+            event_time: Timestamp::default(),
         }
     }
 
@@ -102,6 +190,7 @@ impl Engine {
     }
 
     fn datagram(&mut self, now: Timestamp, ingress: Ingress<'_>, outbox: &mut Outbox) -> Verdict {
+        self.event_time = now;
         let slot = self.slot_of(ingress.ifindex);
         let msg = match Message::new_checked(ingress.data) {
             Ok(m) => m,
@@ -116,14 +205,35 @@ impl Engine {
         let caches = self.config.mode.caches();
         match msg.op() {
             Op::BootRequest => match downstream {
+                // A client's unicast to another host (its renewal to its server) is routed
+                // past us by the kernel: ours to see on the link, not to handle (a relay
+                // that handled it too would send the server a second copy).
+                Some(ds) if !self.addressed_to_us(ds, ingress.dst) => {
+                    if self.intercepted.contains(ingress.dst) {
+                        // Paper 4.2: a spoofing relay takes a client's unicast to its
+                        // server (the router does not forward it) and handles it.
+                        self.counters.proxy.add(ProxyEvent::Intercepted);
+                        return self.cache_request(now, ds, &ingress, &msg, outbox);
+                    }
+                    self.drop(slot, DropReason::NotAddressedToUs)
+                }
                 Some(ds) if caches => self.cache_request(now, ds, &ingress, &msg, outbox),
                 Some(ds) => self.relay_request(now, ds, &msg, outbox),
                 None if upstream => self.drop(slot, DropReason::RequestOnUpstream),
                 None => self.drop(slot, DropReason::UnknownInterface),
             },
             Op::BootReply => {
-                if downstream.is_none() && !upstream && !self.config.upstream.is_empty() {
-                    return self.drop(slot, DropReason::UnknownInterface);
+                // A server reply arrives on an upstream interface; with none configured, on
+                // any interface that is not downstream. One that arrives on a downstream
+                // interface is a forgery from the client segment (whatever its IPv4 source
+                // says: a loose rp_filter lets a spoofed source through), unless that
+                // interface is also upstream (a one-armed relay): then only the match with
+                // an outstanding request protects it (`crate::transactions`).
+                let from_upstream = if self.config.upstream.is_empty() { downstream.is_none() } else { upstream };
+                if !from_upstream {
+                    let reason =
+                        if downstream.is_some() { DropReason::ReplyOnDownstream } else { DropReason::UnknownInterface };
+                    return self.drop(slot, reason);
                 }
                 if caches {
                     self.cache_reply_from_server(now, slot, *ingress.src.ip(), &msg, outbox)
@@ -134,19 +244,13 @@ impl Engine {
         }
     }
 
-    /// Some host answered a probe: an ARP reply or request naming `address` as its sender
-    /// (`mac` is then its hardware address), or an ICMP echo reply from it (`mac` None).
-    /// What it means is [`crate::proxy::probes`]; what follows is sent as timers fire.
-    pub fn handle_probe_answer(
-        &mut self,
-        now: Timestamp,
-        ifindex: u32,
-        address: Ipv4Addr,
-        mac: Option<[u8; 6]>,
-        outbox: &mut Outbox,
-    ) {
+    /// Some host answered a probe: an ARP packet naming an address as its sender, or an ICMP
+    /// echo reply. What it means is [`crate::proxy::probes`]; what follows is sent as
+    /// timers fire.
+    pub fn handle_probe_answer(&mut self, now: Timestamp, answer: ProbeAnswer, outbox: &mut Outbox) {
+        self.event_time = now;
         if self.config.mode.caches() {
-            self.probe_answered(now, ifindex, address, mac);
+            self.probe_answered(now, answer);
             self.handle_timeout(now, outbox);
         }
     }
@@ -168,9 +272,10 @@ impl Engine {
     }
 
     fn fire_timers(&mut self, now: Timestamp, outbox: &mut Outbox) {
+        self.event_time = now;
         // The most one timer sends: a local ACK plus a renewal to every server (paper 5.3,
-        // past T2), or one probe.
-        let room_needed = 1 + self.servers.servers().len();
+        // past T2), a pool entry's RELEASE and REQUEST, or one probe.
+        let room_needed = 2 + self.servers.servers().len();
         for _ in 0..self.timers.len() {
             if self.timers.next_deadline().is_none_or(|t| t > now) {
                 return;
@@ -194,6 +299,17 @@ impl Engine {
                 }
                 Timer::Lapse(key) => self.lapse_due(now, at, key, outbox),
                 Timer::Sweep => self.sweep_due(now),
+                Timer::Pool(r) => self.pool_entry_due(now, at, r, outbox),
+                Timer::PoolRefill => {
+                    if !self.pool.reconciled {
+                        // The store has been loaded by now (restore comes before the first
+                        // call): entries meet their clients again.
+                        self.pool.reconciled = true;
+                        self.pool_reconcile();
+                    }
+                    self.pool_refill(now);
+                }
+                Timer::PoolFallback(id) => self.pool_fallback_due(now, id, outbox),
             }
         }
     }
@@ -228,14 +344,15 @@ impl Engine {
         self.persist_dump(scratch, f)
     }
 
-    /// Load records read back from the store. Records past `max_age` (paper 5.6) or past
-    /// their server lease are dropped, as are records for interfaces no longer configured;
-    /// records dated in the future are clamped to `now`.
+    /// Load records read back from the store. Records past `max_age` (paper 5.6) are
+    /// dropped, as are records for interfaces no longer configured (records past their
+    /// server lease are kept: paper 5.7); records dated in the future are clamped to `now`.
     pub fn restore(
         &mut self,
         now: Timestamp,
         records: impl IntoIterator<Item = (ClientRecord, String)>,
     ) -> RestoreReport {
+        self.event_time = now;
         let mut report = RestoreReport::default();
         let records = records.into_iter();
         self.table.reserve(records.size_hint().0);
@@ -251,6 +368,7 @@ impl Engine {
     /// start-up straight from the store's iterator, without collecting the records first
     /// (call [`Engine::reserve`] with the count beforehand).
     pub fn restore_one(&mut self, now: Timestamp, rec: ClientRecord, iface: &str, report: &mut RestoreReport) {
+        self.event_time = now;
         self.restore_record(now, rec, iface, report);
         self.compact_timers();
     }
@@ -285,6 +403,44 @@ impl Engine {
         self.proxy.probes.len()
     }
 
+    /// Forwarded requests waiting for their reply.
+    pub fn outstanding_requests(&self) -> &Transactions {
+        &self.transactions
+    }
+
+    /// Pool mode: the addresses leased ahead (paper 4.3). Empty in the other modes.
+    pub fn pool(&self) -> &PoolState {
+        &self.pool
+    }
+
+    /// Pool mode: DISCOVERs waiting to see whether a server answers them.
+    pub fn pool_fallbacks_waiting(&self) -> usize {
+        self.pool_fallbacks_waiting_len()
+    }
+
+    /// Spoofing mode: the server addresses whose client unicasts are ours to take (paper
+    /// 4.2). Empty in the other modes.
+    pub fn intercepted_addresses(&self) -> &InterceptSet {
+        &self.intercepted
+    }
+
+    /// Spoofing mode: hand `f` every intercepted address the I/O layer has not been told
+    /// of yet (a server identifier first seen in an ACK), so that the router stops
+    /// forwarding client unicasts to it.
+    pub fn drain_new_intercepts(&mut self, mut f: impl FnMut(Ipv4Addr)) {
+        for a in self.intercepted.unannounced.drain(..) {
+            f(a);
+        }
+    }
+
+    /// A server identifier seen in a believed reply or a restored record: intercepted from
+    /// now on in spoofing mode.
+    pub(crate) fn learn_server_id(&mut self, id: Ipv4Addr) {
+        if self.config.mode.unicasts() == Unicasts::Intercepted {
+            self.intercepted.learn(id);
+        }
+    }
+
     /// Timers filed (live and stale).
     pub fn timers_filed(&self) -> usize {
         self.timers.len()
@@ -307,26 +463,36 @@ impl Engine {
     }
 
     /// Most timers live at once (`timers.rs`): two per probe (its deadline, and its outcome
-    /// once an answer decides it), one per offer window, one lapse per record, the
-    /// held-reply timer and the sweep.
+    /// once an answer decides it), one per offer window, one lapse per record (bound and
+    /// pending), the held-reply timer and the sweep; in pool mode also one per pool entry
+    /// (at most [`crate::pool::MAX_ENTRIES_PER_LINK`] a link), the refill, and one per
+    /// DISCOVER waiting for its fallback (`[limits] pending_clients`).
     fn live_timer_bound(&self) -> usize {
         let p = &self.config.proxy;
-        2 * p.max_pending_probes + p.max_offer_windows + p.max_clients.max(1) + 2
+        let records = p.max_clients.max(1) + self.config.limits.pending_clients.max(1);
+        let mut bound = 2 * p.max_pending_probes + p.max_offer_windows + records + 2;
+        if self.pool.links() > 0 {
+            bound += self.pool.len() + 1 + self.config.limits.pending_clients;
+        }
+        bound
     }
 
     /// Drop the stale timers once the heap holds twice what can be live (`timers.rs`), so
-    /// churn (records evicted, probes and windows forgotten before their deadline) cannot
-    /// grow it beyond a bound set by configuration.
+    /// churn (records evicted, probes and windows forgotten before their deadline, pool
+    /// entries re-armed or dropped) cannot grow it beyond a bound set by configuration.
     fn compact_timers(&mut self) {
         if self.timers.len() <= 2 * self.live_timer_bound() {
             return;
         }
         let (probes, offers, table) = (&self.proxy.probes, &self.proxy.offers, &self.table);
+        let (pool, fallbacks) = (&self.pool, &self.pool_fallbacks);
         self.timers.retain(|at, timer| match timer {
             Timer::Probe(id) => probes.contains(*id),
             Timer::OfferWindow(id) => offers.contains(*id),
             Timer::Lapse(key) => table.find(key).and_then(|s| table.get(s)).is_some_and(|r| r.lapse_armed == Some(at)),
-            Timer::HeldReply | Timer::Sweep => true,
+            Timer::Pool(r) => pool.get(*r).is_some_and(|e| e.timer == Some(at)),
+            Timer::PoolFallback(id) => fallbacks.is_waiting(id),
+            Timer::HeldReply | Timer::Sweep | Timer::PoolRefill => true,
         });
     }
 
@@ -338,6 +504,14 @@ impl Engine {
     /// Counter slot of an interface.
     pub(crate) fn slot_of(&self, ifindex: u32) -> usize {
         self.downstream_index(ifindex).unwrap_or(self.config.downstream.len())
+    }
+
+    /// Is a request to `dst` on downstream link `ds` for us: a broadcast on that link, or
+    /// one of our addresses?
+    fn addressed_to_us(&self, ds: usize, dst: Ipv4Addr) -> bool {
+        let on_link_broadcast =
+            self.config.downstream.get(ds).is_some_and(|d| crate::proxy::requests::is_broadcast(dst, &d.address));
+        on_link_broadcast || self.is_our_address(dst)
     }
 
     /// Is `addr` one of our own addresses (any downstream or upstream address)?

@@ -122,7 +122,7 @@ impl ClientRecord {
     /// True if anything was moved.
     pub fn clamp_to(&mut self, now: Timestamp) -> bool {
         let mut moved = false;
-        for t in [&mut self.lease_start, &mut self.last_contact, &mut self.last_update, &mut self.pending_since] {
+        for t in [&mut self.lease_start, &mut self.last_contact, &mut self.last_update] {
             if *t > now {
                 *t = now;
                 moved = true;

@@ -15,6 +15,11 @@
 //! - [`relay`]: RFC 1542 / RFC 2131 4.1 / RFC 3046 relay-agent behaviour.
 //! - [`proxy`]: the caching relay, Table 1 row by row, precautions, automated leases.
 //! - [`mode`]: where the paper's three caching relays differ; where a new mode plugs in.
+//! - [`pool`]: the address-pooling relay's pool (paper 4.3): leases taken ahead under our
+//!   own identities, given to clients the servers cannot serve, handed back to them.
+//! - [`transactions`]: the requests we forwarded, which a server reply must match to be
+//!   believed (the security boundary of a caching relay).
+//! - [`limits`]: rate limits (token buckets) per client and per interface.
 //! - [`lease`]: lease arithmetic (T1/T2, RFC 2131 4.4.5). [`timers`]: every timer.
 //! - [`table`]: the client table. [`persist`]: its encoding and restore.
 //! - [`servers`]: which servers to send to and whether each one is answering.
@@ -29,22 +34,27 @@ pub mod config;
 pub mod counters;
 pub mod engine;
 pub mod lease;
+pub mod limits;
 pub mod mode;
 pub mod outbox;
 pub mod persist;
+pub mod pool;
 pub mod proxy;
 pub mod relay;
 pub mod servers;
 pub mod table;
 pub mod time;
 pub mod timers;
+pub mod transactions;
 pub mod verdict;
 
 pub use config::{
-    Downstream, EngineConfig, Ipv4Net, Mode, OfferChoice, Option82Config, Option82Policy, ProxyConfig, ServerSelection,
+    Downstream, EngineConfig, Ipv4Net, Limits, Mode, OfferChoice, Option82Config, Option82Policy, PoolAssign,
+    PoolConfig, ProxyConfig, ServerSelection,
 };
 pub use counters::Counters;
 pub use engine::{Engine, Ingress};
-pub use outbox::{Destination, Outbox, Outgoing, ProbeRequest, CLIENT_PORT, SERVER_PORT};
+pub use limits::Rate;
+pub use outbox::{Destination, EchoId, Outbox, Outgoing, ProbeAnswer, ProbeRequest, CLIENT_PORT, SERVER_PORT};
 pub use time::Timestamp;
 pub use verdict::{DiscardReason, DropReason, Verdict};

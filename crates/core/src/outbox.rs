@@ -83,8 +83,8 @@ impl Outgoing {
 
 /// A request to find out whether some host already uses an address (paper 3.2, 3.3):
 /// the I/O layer sends an ARP probe (RFC 5227: sender IP 0.0.0.0) on the link and an ICMP
-/// echo, and reports any answer with [`crate::Engine::handle_probe_answer`]. Waiting and
-/// the timeout are the engine's business.
+/// echo carrying `echo`, and reports any answer with [`crate::Engine::handle_probe_answer`].
+/// Waiting and the timeout are the engine's business.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProbeRequest {
     /// The link to probe on.
@@ -95,6 +95,42 @@ pub struct ProbeRequest {
     pub sender_ip: Ipv4Addr,
     /// The address in question.
     pub target: Ipv4Addr,
+    /// The ICMP echo's identifier and sequence number, drawn at random for this probe: an
+    /// echo reply counts only if it carries them back (RFC 792: "the identifier and sequence
+    /// number ... are returned in the echo reply"), so a host that did not see the echo
+    /// cannot answer it.
+    pub echo: EchoId,
+}
+
+/// An ICMP echo's identifier and sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EchoId {
+    /// Identifier.
+    pub ident: u16,
+    /// Sequence number.
+    pub seq: u16,
+}
+
+/// An answer to a probe, as the I/O layer heard it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeAnswer {
+    /// An ARP packet (a reply, or a request or announcement) received on `ifindex` whose
+    /// sender claims `address`, from hardware address `mac`.
+    Arp {
+        /// Interface it arrived on.
+        ifindex: u32,
+        /// The sender protocol address.
+        address: Ipv4Addr,
+        /// The sender hardware address.
+        mac: [u8; 6],
+    },
+    /// An ICMP echo reply from `address` carrying `echo`.
+    Echo {
+        /// Its source address.
+        address: Ipv4Addr,
+        /// Its identifier and sequence number.
+        echo: EchoId,
+    },
 }
 
 /// A datagram the engine wrote into the outbox (an index valid until [`Outbox::clear`]).

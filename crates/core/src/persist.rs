@@ -13,11 +13,13 @@ use core::net::Ipv4Addr;
 use cdra_wire::Message;
 
 use crate::engine::Engine;
-use crate::table::{CachedReply, ClientKey, ClientKind, ClientRecord, ClientState, ParamList, ServerBinding};
+use crate::table::{CachedReply, ClientKey, ClientKind, ClientRecord, ClientState, Origin, ParamList, ServerBinding};
 use crate::time::Timestamp;
 
-/// Version of the record encoding. A store holding a newer version is refused.
-pub const RECORD_FORMAT: u8 = 1;
+/// Version of the record encoding. A store holding a newer version is refused. Version 2
+/// adds where the address comes from ([`Origin`]); version 1 records are read as from a
+/// server.
+pub const RECORD_FORMAT: u8 = 2;
 
 /// Most changes remembered between two drains; beyond it a full dump is asked for.
 const MAX_PENDING_CHANGES: usize = 1 << 20;
@@ -125,6 +127,13 @@ pub fn encode_record(r: &ClientRecord, interface: &str, out: &mut Vec<u8>) {
     put_bytes16(out, codes.get(..n).unwrap_or(&[]));
     // The reply is stored whole (wire format: robust to changes of the in-memory form).
     put_bytes16(out, &r.reply.as_ref().map(CachedReply::to_vec).unwrap_or_default());
+    let (tag, n) = match r.origin {
+        Origin::Server => (0u8, 0u16),
+        Origin::Pool { n } => (1, n),
+        Origin::PoolLease { n } => (2, n),
+    };
+    out.push(tag);
+    put_u16(out, n);
 }
 
 struct Reader<'a> {
@@ -173,7 +182,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<(ClientRecord, String), DecodeError
 pub fn decode_record_borrowed(bytes: &[u8]) -> Result<(ClientRecord, &str), DecodeError> {
     let mut r = Reader { b: bytes };
     let version = r.u8()?;
-    if version != RECORD_FORMAT {
+    if version == 0 || version > RECORD_FORMAT {
         return Err(DecodeError::UnknownVersion(version));
     }
     let kind = match r.u8()? {
@@ -198,6 +207,15 @@ pub fn decode_record_borrowed(bytes: &[u8]) -> Result<(ClientRecord, &str), Deco
     };
     let params = r.bytes16()?;
     let reply = r.bytes16()?;
+    let origin = match version {
+        1 => Origin::Server,
+        _ => match (r.u8()?, r.u16()?) {
+            (0, _) => Origin::Server,
+            (1, n) => Origin::Pool { n },
+            (2, n) => Origin::PoolLease { n },
+            _ => return Err(DecodeError::Invalid),
+        },
+    };
     if !r.b.is_empty() || reply.is_empty() || Message::new_checked(reply).is_err() || address.is_unspecified() {
         return Err(DecodeError::Invalid);
     }
@@ -213,7 +231,20 @@ pub fn decode_record_borrowed(bytes: &[u8]) -> Result<(ClientRecord, &str), Deco
     rec.client_lease_end = client_lease_end;
     rec.param_list = ParamList::new(params);
     rec.reply = Some(CachedReply::new(reply).ok_or(DecodeError::Invalid)?);
+    rec.origin = origin;
     Ok((rec, interface))
+}
+
+impl Engine {
+    /// The store's form of the pool entry `key` names, with its link's name, if it is a
+    /// leased pool entry.
+    fn pool_entry_record(&self, key: &ClientKey) -> Option<(ClientRecord, &str)> {
+        let (giaddr, n) = crate::pool::PoolIdentity::parse_key(key)?;
+        let link = self.config.downstream.iter().position(|d| d.address.addr == giaddr)?;
+        let e = self.pool.by_number(link, n).filter(|e| e.is_leased())?;
+        let iface = self.config.downstream.get(link).map(|d| d.name.as_str())?;
+        Some((e.as_record(key.clone(), link as u16), iface))
+    }
 }
 
 /// What [`Engine::restore`] did.
@@ -229,6 +260,8 @@ pub struct RestoreReport {
     pub superseded: usize,
     /// Kept, with times in the future (the clock is behind the store's) clamped to now.
     pub future_dated: usize,
+    /// Pool mode: pool entries (our own leases) put back in the pool.
+    pub pool_entries: usize,
 }
 
 impl Engine {
@@ -248,6 +281,12 @@ impl Engine {
         }
         let keys = core::mem::take(&mut self.changes.changed);
         for key in &keys {
+            if let Some((record, iface)) = self.pool_entry_record(key) {
+                // Pool mode: one of our own leases (kept with the client table).
+                encode_record(&record, iface, scratch);
+                f(Change::Upsert { key, bytes: scratch });
+                continue;
+            }
             match self.table.find(key).and_then(|s| self.table.get(s)) {
                 Some(r) if r.reply.is_some() => {
                     let iface =
@@ -266,6 +305,16 @@ impl Engine {
 
     /// See [`Engine::dump`].
     pub(crate) fn persist_dump(&self, scratch: &mut Vec<u8>, mut f: impl FnMut(&ClientKey, &[u8])) {
+        for (link, d) in self.config.downstream.iter().enumerate() {
+            // In number order, so that a restore gives the same engine whatever the map's order.
+            let mut entries: Vec<_> = self.pool.entries(link).filter(|e| e.is_leased()).collect();
+            entries.sort_by_key(|e| e.n);
+            for e in entries {
+                let key = crate::pool::PoolIdentity::new(d.address.addr, e.n).key();
+                encode_record(&e.as_record(key.clone(), link as u16), &d.name, scratch);
+                f(&key, scratch);
+            }
+        }
         for (_, r) in self.table.iter() {
             if r.reply.is_none() {
                 continue;

@@ -16,7 +16,10 @@ use crate::counters::MessageKind;
 use crate::engine::Engine;
 use crate::mode::ServerIdentity;
 use crate::outbox::{Destination, Emitted, Outbox, BROADCAST_MAC};
+use crate::servers::ServerSet;
+use crate::table::{ClientState, ParamList};
 use crate::time::Timestamp;
+use crate::transactions::{Expect, Filed, Mismatch, Party, RequestId, Transaction};
 use crate::verdict::{DropReason, Verdict};
 
 /// Does this request normally get an answer from the server at `server`, whose identifier
@@ -47,7 +50,9 @@ fn expects_reply<T: AsRef<[u8]>>(msg: &Message<T>, sid: Ipv4Addr, server: Ipv4Ad
 ///   address."
 ///
 /// A client whose chaddr is not an Ethernet address cannot be reached by a link-layer
-/// unicast, so it gets a broadcast.
+/// unicast, so it gets a broadcast; so does one with ciaddr set when the source `src` is
+/// not ours (a spoofing relay answers as the server: the kernel would refuse to route a
+/// datagram from a foreign source, so every answer goes out at the link layer).
 pub fn reply_destination<T: AsRef<[u8]>>(msg: &Message<T>, ds: &Downstream, src: Ipv4Addr) -> Destination {
     let broadcast = Destination::ClientLink { ifindex: ds.ifindex, mac: BROADCAST_MAC, src, dst: Ipv4Addr::BROADCAST };
     if msg.message_type() == Some(MessageType::Nak) {
@@ -58,9 +63,11 @@ pub fn reply_destination<T: AsRef<[u8]>>(msg: &Message<T>, ds: &Downstream, src:
         // it directly): its chaddr is the MAC that owns ciaddr, so the unicast goes out at
         // the link layer, with no neighbour lookup (the kernel's neighbour table is shared
         // and bounded; a relay serving thousands of renewing clients must not depend on it).
+        let src_is_ours = ds.all_addresses.contains(&src);
         return match msg.ethernet_chaddr() {
             Some(mac) => Destination::ClientLink { ifindex: ds.ifindex, mac, src, dst: msg.ciaddr() },
-            None => Destination::ClientUnicast { ifindex: ds.ifindex, src, dst: msg.ciaddr() },
+            None if src_is_ours => Destination::ClientUnicast { ifindex: ds.ifindex, src, dst: msg.ciaddr() },
+            None => broadcast,
         };
     }
     if msg.broadcast() || msg.yiaddr().is_unspecified() {
@@ -96,6 +103,53 @@ pub(crate) struct Upstream {
 impl Upstream {
     /// As the selection policy says, unchanged.
     pub(crate) const CHOSEN: Upstream = Upstream { targets: Targets::Chosen, server_id: None };
+}
+
+/// Whether a forwarded request is filed to match its reply ([`crate::transactions`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Track {
+    /// No reply will come to us: a DECLINE or RELEASE (RFC 2131 4.3.3, 4.3.4: the server
+    /// sends none), or a request another relay sent us (its reply goes to that relay's
+    /// giaddr, RFC 1542 4.1.1).
+    Nothing,
+    /// File it: its reply is believed only if it matches.
+    Reply {
+        /// What kind of reply it calls for.
+        expect: Expect,
+        /// Whom it is for.
+        party: Party,
+        /// Its option 55.
+        params: ParamList,
+    },
+}
+
+impl Track {
+    /// How a plain relay files `msg` (no record; a reply of any kind is passed on).
+    pub(crate) fn relayed<T: AsRef<[u8]>>(msg: &Message<T>, admitted: Admitted) -> Track {
+        let expect = match msg.message_type() {
+            _ if !admitted.first_hop => return Track::Nothing,
+            None => Expect::BootReply,
+            Some(MessageType::Discover) => Expect::Offer,
+            Some(MessageType::Inform) => Expect::Inform,
+            Some(MessageType::Decline) | Some(MessageType::Release) => return Track::Nothing,
+            Some(_) => Expect::Ack(ClientState::Requesting),
+        };
+        Track::Reply { expect, party: Party::Nobody, params: ParamList::EMPTY }
+    }
+}
+
+/// A server reply that passed every check: who sent it, for which link, and the request
+/// it answers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AcceptedReply {
+    /// Index of the server in the pool.
+    pub(crate) server: usize,
+    /// The downstream link its giaddr names.
+    pub(crate) ds: usize,
+    /// The request it answers, as it names it.
+    pub(crate) id: RequestId,
+    /// That request.
+    pub(crate) tx: Transaction,
 }
 
 /// What the admission checks found out about a request.
@@ -153,10 +207,23 @@ impl Engine {
         msg: &Message<T>,
         outbox: &mut Outbox,
     ) -> Verdict {
-        match self.admit_request(ds, msg) {
-            Ok(admitted) => self.forward_request(now, ds, msg, admitted, Upstream::CHOSEN, outbox),
-            Err(reason) => self.drop(ds, reason),
+        let admitted = match self.admit_request(ds, msg) {
+            Ok(a) => a,
+            Err(reason) => return self.drop(ds, reason),
+        };
+        // A plain relay knows no clients: every request spends the interface's budget.
+        if !self.spend_interface_budget(now, ds) {
+            return self.drop(ds, DropReason::InterfaceRateLimited);
         }
+        let track = Track::relayed(msg, admitted);
+        self.forward_request(now, ds, msg, admitted, Upstream::CHOSEN, track, outbox)
+    }
+
+    /// Take one request from downstream interface `ds`'s budget for new clients
+    /// ([`crate::limits`]); false when it is spent.
+    pub(crate) fn spend_interface_budget(&mut self, now: Timestamp, ds: usize) -> bool {
+        let rate = self.config.limits.interface_rate;
+        self.interface_budgets.get_mut(ds).is_none_or(|b| b.take(now, rate))
     }
 
     /// The checks every request from downstream passes before anything else is done with
@@ -193,10 +260,9 @@ impl Engine {
         Ok(Admitted { first_hop, has_option82 })
     }
 
-    /// Send an admitted request to `targets`, with giaddr, hops and option 82 set, and
-    /// option 54 replaced by `server_id` when given (a proxy puts the real server's
-    /// identifier back: paper 5.1, "it must first change the contents of that option to
-    /// hold the address of the server which made the offer").
+    /// Send an admitted request to `to`'s servers, written as [`Engine::write_forwarded`]
+    /// says, and file it to match its reply (`track`).
+    #[allow(clippy::too_many_arguments)] // the request, its context, and where it goes
     pub(crate) fn forward_request<T: AsRef<[u8]>>(
         &mut self,
         now: Timestamp,
@@ -204,44 +270,19 @@ impl Engine {
         msg: &Message<T>,
         admitted: Admitted,
         to: Upstream,
+        track: Track,
         outbox: &mut Outbox,
     ) -> Verdict {
-        let Upstream { targets, server_id } = to;
-        let Some(iface) = self.config.downstream.get(ds) else {
-            return self.drop(ds, DropReason::UnknownInterface);
-        };
-        let Admitted { first_hop, has_option82 } = admitted;
-        let giaddr = msg.giaddr();
-        // RFC 1542 4.1.1: "If this field is zero, the relay agent MUST fill this field with
-        // the IP address of the interface on which the request was received ... If the
-        // 'giaddr' field contains some non-zero value, the 'giaddr' field MUST NOT be
-        // modified." Option 82 is ours to add only as the first hop.
-        let new_giaddr = if first_hop { iface.address.addr } else { giaddr };
-        let insert82 = self.config.option82.insert
-            && first_hop
-            && (!has_option82 || self.config.option82.policy == Option82Policy::Replace);
-        // RFC 3046 2.0: option 82 is a DHCP option; a plain RFC 951 BOOTP request (no magic
-        // cookie) has no options field to hold it, and is relayed without it (counted).
-        let insert82 = insert82 && {
-            let has_options_field = msg.has_magic_cookie();
-            if !has_options_field && self.config.option82.insert && first_hop {
-                self.counters.option82_not_added_no_options += 1;
-            }
-            has_options_field
-        };
-
-        let chosen = match targets {
+        let chosen = match to.targets {
             Targets::Chosen => self.servers.choose(now),
             Targets::One(i) => {
-                let mut set = crate::servers::ServerSet::default();
+                let mut set = ServerSet::default();
                 set.insert(i);
                 set
             }
         };
-        let Some(first_server) = chosen.iter().next() else {
-            return self.drop(ds, DropReason::NoServer);
-        };
-        let Some(server_addr) = self.servers.servers().get(first_server).map(|s| s.addr) else {
+        let address_of = |pool: &crate::servers::ServerPool, i: usize| pool.servers().get(i).map(|s| s.addr);
+        let Some((first, first_addr)) = chosen.iter().find_map(|i| Some((i, address_of(&self.servers, i)?))) else {
             return self.drop(ds, DropReason::NoServer);
         };
         if outbox.remaining() < chosen.len() {
@@ -250,11 +291,75 @@ impl Engine {
         let Some((_, out)) = outbox.emit() else {
             return self.drop(ds, DropReason::OutboxFull);
         };
-        out.destination = Destination::Server { addr: server_addr };
-        // RFC 3046 2.1: if adding the option would make the message too large, "the relay
-        // agent MUST forward the packet without adding the option" (and count it).
-        let len = match insert82 {
-            true => match with_option82(&self.config.option82, iface, msg, has_option82, out.buffer_mut()) {
+        out.destination = Destination::Server { addr: first_addr };
+        match self.write_forwarded(ds, msg, admitted, to.server_id, out.buffer_mut()) {
+            Ok(len) => out.set_len(len),
+            Err(reason) => {
+                outbox.unwind();
+                return self.drop(ds, reason);
+            }
+        }
+        let mut sent_to = ServerSet::default();
+        sent_to.insert(first);
+        for i in chosen.iter().filter(|i| *i != first) {
+            let Some(addr) = address_of(&self.servers, i) else { continue };
+            if outbox.duplicate_last(Destination::Server { addr }) {
+                sent_to.insert(i);
+            }
+        }
+        let kind = MessageKind::of(msg);
+        let upstream_slot = self.config.downstream.len();
+        for i in sent_to.iter() {
+            let Some(addr) = self.servers.servers().get(i).map(|s| s.addr) else { continue };
+            let sid = to.server_id.unwrap_or(addr);
+            self.servers.on_sent(i, now, expects_reply(msg, sid, addr));
+            if let Some(c) = self.counters.servers.get_mut(i) {
+                c.requests_sent += 1;
+            }
+            self.counters.sent(upstream_slot, kind);
+        }
+        if let Track::Reply { expect, party, params } = track {
+            let mut tx = Transaction::new(now, sent_to, expect, party);
+            tx.params = params;
+            self.transactions.expire(now);
+            if self.transactions.file(now, RequestId::of(msg, ds), tx) == Filed::EvictedOldest {
+                self.counters.transactions_evicted += 1;
+            }
+        }
+        Verdict::RelayedToServers { copies: sent_to.len() as u8 }
+    }
+
+    /// Write the request `msg` from downstream link `ds` into `buf` as it goes to a
+    /// server: giaddr and hops set, option 82 added when ours to add, option 54 replaced by
+    /// `server_id` when given (a proxy puts the real server's identifier back: paper 5.1,
+    /// "it must first change the contents of that option to hold the address of the server
+    /// which made the offer"). Returns its length.
+    fn write_forwarded<T: AsRef<[u8]>>(
+        &mut self,
+        ds: usize,
+        msg: &Message<T>,
+        admitted: Admitted,
+        server_id: Option<Ipv4Addr>,
+        buf: &mut [u8],
+    ) -> Result<usize, DropReason> {
+        let iface = self.config.downstream.get(ds).ok_or(DropReason::UnknownInterface)?;
+        let Admitted { first_hop, has_option82 } = admitted;
+        // RFC 1542 4.1.1: "If this field is zero, the relay agent MUST fill this field with
+        // the IP address of the interface on which the request was received ... If the
+        // 'giaddr' field contains some non-zero value, the 'giaddr' field MUST NOT be
+        // modified." Option 82 is ours to add only as the first hop.
+        let new_giaddr = if first_hop { iface.address.addr } else { msg.giaddr() };
+        let o82 = &self.config.option82;
+        let wants82 = o82.insert && first_hop && (!has_option82 || o82.policy == Option82Policy::Replace);
+        // RFC 3046 2.0: option 82 is a DHCP option; a plain RFC 951 BOOTP request (no magic
+        // cookie) has no options field to hold it, and is relayed without it (counted).
+        if wants82 && !msg.has_magic_cookie() {
+            self.counters.option82_not_added_no_options += 1;
+        }
+        let with82 = match wants82 && msg.has_magic_cookie() {
+            // RFC 3046 2.1: if adding the option would make the message too large, "the
+            // relay agent MUST forward the packet without adding the option" (counted).
+            true => match with_option82(o82, iface, msg, has_option82, buf) {
                 Some(l) if l <= self.config.max_packet_size => Some(l),
                 _ => {
                     self.counters.option82_not_added_too_large += 1;
@@ -263,53 +368,27 @@ impl Engine {
             },
             false => None,
         };
-        let len = match len {
+        let len = match with82 {
             Some(l) => l,
             None => {
                 let bytes = msg.as_bytes();
-                match out.buffer_mut().get_mut(..bytes.len()) {
-                    Some(dst) => dst.copy_from_slice(bytes),
-                    None => {
-                        outbox.unwind();
-                        return self.drop(ds, DropReason::ReplyTooLarge);
-                    }
-                }
+                buf.get_mut(..bytes.len()).ok_or(DropReason::ReplyTooLarge)?.copy_from_slice(bytes);
                 bytes.len()
             }
         };
-        out.set_len(len);
         // Our own output (a checked request copied or rewritten): not checked again.
-        let mut m = Message::new_unchecked(out.payload_mut());
+        let mut m = Message::new_unchecked(buf.get_mut(..len).ok_or(DropReason::ReplyTooLarge)?);
         m.set_giaddr(new_giaddr);
         m.set_hops(msg.hops().saturating_add(1));
         if let Some(id) = server_id {
             m.patch_option_addr(OptionCode::SERVER_ID, id);
         }
-        let kind = MessageKind::of(msg);
-        let sid_for = |addr: Ipv4Addr| server_id.unwrap_or(addr);
-        self.servers.on_sent(first_server, now, expects_reply(msg, sid_for(server_addr), server_addr));
-        let mut copies = 1u8;
-        for i in chosen.iter().skip(1) {
-            let Some(addr) = self.servers.servers().get(i).map(|s| s.addr) else { continue };
-            if outbox.duplicate_last(Destination::Server { addr }) {
-                self.servers.on_sent(i, now, expects_reply(msg, sid_for(addr), addr));
-                copies = copies.saturating_add(1);
-            }
-        }
-        for i in chosen.iter().take(usize::from(copies)) {
-            if let Some(c) = self.counters.servers.get_mut(i) {
-                c.requests_sent += 1;
-            }
-        }
-        let upstream_slot = self.config.downstream.len();
-        for _ in 0..copies {
-            self.counters.sent(upstream_slot, kind);
-        }
-        Verdict::RelayedToServers { copies }
+        Ok(len)
     }
 
-    /// A BOOTREPLY: accept it only from a configured server and only when addressed to one
-    /// of our giaddrs, remove option 82 and deliver it on the link that owns giaddr.
+    /// A BOOTREPLY: accept it only as the answer to a request we forwarded
+    /// ([`Engine::accept_reply`]), remove option 82 and deliver it on the link that owns
+    /// giaddr.
     pub(crate) fn relay_reply<T: AsRef<[u8]>>(
         &mut self,
         now: Timestamp,
@@ -319,7 +398,7 @@ impl Engine {
         outbox: &mut Outbox,
     ) -> Verdict {
         match self.accept_reply(now, src, msg) {
-            Ok((_, ds)) => {
+            Ok(AcceptedReply { ds, .. }) => {
                 let server = crate::table::ServerBinding { addr: src, id: msg.server_identifier().unwrap_or(src) };
                 let result = self.deliver_to_client(ds, msg, server, outbox);
                 self.delivered(ds, result)
@@ -328,27 +407,34 @@ impl Engine {
         }
     }
 
-    /// The checks on a BOOTREPLY: it comes from a configured server (whose liveness it
-    /// refreshes) and is addressed to one of our giaddrs. Returns (server index,
-    /// downstream index).
+    /// The checks on a BOOTREPLY that arrived from upstream (the engine has checked the
+    /// interface): it comes from a configured server, is addressed to one of our giaddrs,
+    /// and answers a request we sent that server less than `reply_timeout` ago
+    /// ([`crate::transactions`]). Only then does it count as a sign of the server's life.
     pub(crate) fn accept_reply<T: AsRef<[u8]>>(
         &mut self,
         now: Timestamp,
         src: Ipv4Addr,
         msg: &Message<T>,
-    ) -> Result<(usize, usize), DropReason> {
+    ) -> Result<AcceptedReply, DropReason> {
         let Some(server) = self.servers.index_of(src) else {
             return Err(DropReason::ReplyFromUnknownServer);
+        };
+        let giaddr = msg.giaddr();
+        let Some(ds) = self.config.downstream.iter().position(|d| d.all_addresses.contains(&giaddr)) else {
+            return Err(DropReason::ReplyNotForUs);
+        };
+        let id = RequestId::of(msg, ds);
+        let tx = match self.transactions.matching(&id, server, now) {
+            Ok(tx) => *tx,
+            Err(Mismatch::Unknown) => return Err(DropReason::ReplyUnmatched),
+            Err(Mismatch::WrongServer) => return Err(DropReason::ReplyFromWrongServer),
         };
         self.servers.on_reply(server, now);
         if let Some(c) = self.counters.servers.get_mut(server) {
             c.replies_received += 1;
         }
-        let giaddr = msg.giaddr();
-        let Some(ds) = self.config.downstream.iter().position(|d| d.all_addresses.contains(&giaddr)) else {
-            return Err(DropReason::ReplyNotForUs);
-        };
-        Ok((server, ds))
+        Ok(AcceptedReply { server, ds, id, tx })
     }
 
     /// Copy a reply into the outbox without option 82 (RFC 3046 2.2: "the relay agent
@@ -356,7 +442,9 @@ impl Engine {
     /// RFC 2131 4.1. `server` is the server that sent it; the mode decides which identity the
     /// client sees ([`crate::mode::ServerIdentity`]): with `Ours` (paper 4.1, 5.1) option 54
     /// becomes our downstream address, and so does siaddr when the server had put itself
-    /// there (a different siaddr is a boot server for PXE clients and is left alone).
+    /// there (a different siaddr is a boot server for PXE clients and is left alone); with
+    /// `Server` (paper 4.2) nothing is changed and the datagram comes from the server's
+    /// identifier.
     /// Returns the datagram written, so the caller can patch it further.
     pub(crate) fn deliver_to_client<T: AsRef<[u8]>>(
         &mut self,
@@ -368,7 +456,15 @@ impl Engine {
         let Some(iface) = self.config.downstream.get(ds) else {
             return Err(DropReason::UnknownInterface);
         };
-        let src = if iface.all_addresses.contains(&msg.giaddr()) { msg.giaddr() } else { iface.address.addr };
+        let identity = self.config.mode.server_identity();
+        let src = match identity {
+            // Paper 4.2: the spoofing relay's messages come from the server.
+            ServerIdentity::Server => server.id,
+            ServerIdentity::AsSent | ServerIdentity::Ours if iface.all_addresses.contains(&msg.giaddr()) => {
+                msg.giaddr()
+            }
+            ServerIdentity::AsSent | ServerIdentity::Ours => iface.address.addr,
+        };
         let destination = reply_destination(msg, iface, src);
         let Some((emitted, out)) = outbox.emit() else {
             return Err(DropReason::OutboxFull);
@@ -393,15 +489,13 @@ impl Engine {
                 return Err(DropReason::ReplyTooLarge);
             }
         }
-        if self.config.mode.server_identity() == ServerIdentity::Ours {
+        if identity == ServerIdentity::Ours {
             let ours = iface.address.addr;
             // Our own output: not checked again.
-            {
-                let mut m = Message::new_unchecked(out.payload_mut());
-                m.patch_option_addr(OptionCode::SERVER_ID, ours);
-                if m.siaddr() == server.id || m.siaddr() == server.addr {
-                    m.set_siaddr(ours);
-                }
+            let mut m = Message::new_unchecked(out.payload_mut());
+            m.patch_option_addr(OptionCode::SERVER_ID, ours);
+            if m.siaddr() == server.id || m.siaddr() == server.addr {
+                m.set_siaddr(ours);
             }
         }
         self.counters.sent(ds, MessageKind::of(msg));

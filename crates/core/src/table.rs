@@ -5,19 +5,31 @@
 //! clients like dhcpcd build from a DUID. The paper's relay keyed by hardware address only
 //! (Appendix B, "Client-identifier option"); that is the bug fixed here.
 //!
-//! Storage is a slab (records in a `Vec`, reused through a free list) with three indexes:
-//! key -> slot, address -> slot (the server is the truth about who holds an address: a new
-//! server ACK for an address removes any other record that held it), and xid -> slot for
-//! requests in flight (matching a server reply to its client even when the server does
-//! not echo option 61). Bounded: at `max_clients` the least recently seen of a random
-//! sample is evicted, and counted.
+//! Storage is a slab (records in a `Vec`, reused through a free list) with two indexes:
+//! key -> slot and address -> slot (the server is the truth about who holds an address: a
+//! new server ACK for an address removes any other record that held it). A slot is named
+//! from outside by a [`RecordRef`] (slot and generation), so a reference kept while a
+//! request is out can never reach the record that reuses the slot later.
+//!
+//! Two pools, each bounded, so that a flood of new clients can never push out the clients
+//! the cache is there to serve:
+//!
+//! - *bound* records hold a server reply: at most `max_clients`; beyond it the least
+//!   recently seen of a random sample of bound records is evicted (counted);
+//! - *pending* records (a client heard, no server answer yet): at most `pending_clients`
+//!   (`[limits]`); beyond it the oldest pending record is evicted (counted apart). A record
+//!   moves from pending to bound only through [`ClientTable::store_reply`], that is when a
+//!   server reply that matched one of our requests is cached.
 
 use core::fmt;
 use core::net::Ipv4Addr;
+use std::collections::VecDeque;
+
 use hashbrown::HashMap;
 
 use cdra_wire::Message;
 
+use crate::limits::TokenBucket;
 use crate::time::Timestamp;
 
 /// Longest key stored inline (kind byte + data); longer client identifiers go on the heap.
@@ -185,6 +197,9 @@ pub enum ClientState {
     Init,
     /// We answered a DISCOVER from the cache; the client's REQUEST for it is ours to ACK.
     OfferedLocally,
+    /// We offered the address of the client's expired record (paper 5.7); its REQUEST goes
+    /// to the server as an INIT-REBOOT.
+    OfferedExpired,
     /// An OFFER was passed on, or a SELECTING REQUEST forwarded: further OFFERs are
     /// discarded, the ACK or NAK is awaited.
     Requesting,
@@ -213,6 +228,7 @@ impl ClientState {
         match self {
             ClientState::Init => "init",
             ClientState::OfferedLocally => "offered_locally",
+            ClientState::OfferedExpired => "offered_expired",
             ClientState::Requesting => "requesting",
             ClientState::Rebooting => "rebooting",
             ClientState::Renewing => "renewing",
@@ -220,6 +236,25 @@ impl ClientState {
             ClientState::Bound => "bound",
         }
     }
+}
+
+/// Where a record's address comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A server's ACK (or BOOTREPLY) to the client.
+    Server,
+    /// Pool entry `n` of the record's link (pool mode, [`crate::pool`]): the address is
+    /// leased under cdra's own identity and the client was given it by cdra.
+    Pool {
+        /// The entry's number on its link.
+        n: u16,
+    },
+    /// Not a client at all: pool entry `n`'s own lease, as the store keeps it (never in
+    /// the table).
+    PoolLease {
+        /// The entry's number on its link.
+        n: u16,
+    },
 }
 
 /// Which server a client's lease is with.
@@ -371,8 +406,6 @@ pub struct ClientRecord {
     pub downstream: u16,
     /// The server holding the lease (ServAddr).
     pub server: Option<ServerBinding>,
-    /// The server whose OFFER was passed on (for the SELECTING REQUEST's option 54).
-    pub offered_by: Option<ServerBinding>,
     /// The leased address (CliAddr).
     pub address: Ipv4Addr,
     /// Lease granted by the server, seconds (LeaseTime); `u32::MAX` is infinite.
@@ -393,19 +426,27 @@ pub struct ClientRecord {
     pub reply: Option<CachedReply>,
     /// Option 55 of the request the cached reply answers.
     pub param_list: ParamList,
-    /// The request last forwarded for this client, as its reply will name it.
-    pub pending: Option<RequestId>,
-    /// When `pending` was forwarded.
-    pub pending_since: Timestamp,
     /// The deadline of this record's one armed lapse timer (see `timers.rs`): a lapse
     /// timer that fires at another moment is stale and ignored.
     pub lapse_armed: Option<Timestamp>,
     /// Automated lease renewals (paper 2.3, 5.3): when the short lease we gave the client
     /// ends. `None` when clients get the server's lease.
     pub client_lease_end: Option<Timestamp>,
-    /// `pending` is a renewal we sent upstream on the client's behalf: its ACK updates
-    /// the record and is not forwarded (paper 5.3).
-    pub upstream_renewal: bool,
+    /// When a renewal was last sent upstream on the client's behalf (paper 5.3), while it
+    /// is unanswered (at most one per `UPSTREAM_RENEWAL_RETRY`).
+    pub upstream_renewal_sent: Option<Timestamp>,
+    /// This client's request budget (`[limits] client_rate`, `client_burst`); not persisted.
+    pub budget: TokenBucket,
+    /// Since this engine started, a server reply for this client was believed, or a probe
+    /// found the client itself on its address. A record restored from the store is not
+    /// (paper 3.4: "information in the client database is suspect") until then; not
+    /// persisted.
+    pub confirmed: bool,
+    /// Where its address comes from.
+    pub origin: Origin,
+    /// Pool mode: moving the client onto a lease of its own failed; its next request gets a
+    /// NAK, so that it starts over with the server.
+    pub must_restart: bool,
 }
 
 impl ClientRecord {
@@ -417,7 +458,6 @@ impl ClientRecord {
             state: ClientState::Init,
             downstream,
             server: None,
-            offered_by: None,
             address: Ipv4Addr::UNSPECIFIED,
             lease_secs: 0,
             t1_secs: 0,
@@ -427,11 +467,13 @@ impl ClientRecord {
             last_update: now,
             reply: None,
             param_list: ParamList::EMPTY,
-            pending: None,
-            pending_since: now,
             lapse_armed: None,
             client_lease_end: None,
-            upstream_renewal: false,
+            upstream_renewal_sent: None,
+            budget: TokenBucket::full(),
+            confirmed: false,
+            origin: Origin::Server,
+            must_restart: false,
         }
     }
 }
@@ -443,10 +485,12 @@ crate::counters::labelled_enum! {
         ClientGaveUp => "client_gave_up", "The client sent DHCPRELEASE or DHCPDECLINE (Table 1).";
         /// NAK from a server.
         ServerNak => "server_nak", "A server NAKed the client.";
-        /// The table was full.
-        Evicted => "evicted", "The table was full (max_clients).";
-        /// Older than `max_age` (paper 5.6) or the server's lease ran out.
-        Expired => "expired", "Older than max_age (paper 5.6), or the server lease ran out.";
+        /// The bound pool was full.
+        Evicted => "evicted", "Bound records evicted: the table was full (max_clients).";
+        /// The pending pool was full.
+        EvictedPending => "evicted_pending", "Records still waiting for a server answer, evicted: that pool was full (limits.pending_clients).";
+        /// Older than `max_age` (paper 5.6).
+        Expired => "expired", "Older than max_age (paper 5.6): no server has refreshed it for that long.";
         /// The address is not on the client's subnet (Appendix B, "Validity of client data").
         WrongSubnet => "wrong_subnet", "The address is not on the subnet the client is on (paper App. B).";
         /// A probe found another host on the address (paper 3.2).
@@ -457,76 +501,84 @@ crate::counters::labelled_enum! {
         Released => "released", "The client's short lease lapsed and its lease was released at the server (paper 2.3).";
         /// An operator flushed it.
         Flushed => "flushed", "An operator flushed it.";
+        /// A pool client left: its address is free in the pool again.
+        ReturnedToPool => "returned_to_pool", "Pool mode: a pool client released its address or left (lapse, nobody on the address): free in the pool again.";
     }
-}
-
-/// A forwarded request as the server's reply names it: RFC 2131 4.1, the server copies
-/// `xid`, `htype`, `hlen` and `chaddr` from the request, and `giaddr` (which names the
-/// downstream link). Clients choose xids at random, so two clients may share one; these
-/// together tell them apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RequestId {
-    /// Transaction id.
-    pub xid: u32,
-    /// Hardware type.
-    pub htype: u8,
-    /// Hardware address length (0..=16).
-    pub hlen: u8,
-    /// Hardware address, zero-padded.
-    pub chaddr: [u8; 16],
-    /// Downstream interface the request came in on (giaddr of the reply names it).
-    pub downstream: u16,
-}
-
-impl RequestId {
-    /// The id of `msg` (a request we forward, or a reply to one) on downstream link `ds`.
-    pub fn of<T: AsRef<[u8]>>(msg: &Message<T>, ds: usize) -> Self {
-        let mut chaddr = [0u8; 16];
-        let hw = msg.chaddr();
-        if let Some(d) = chaddr.get_mut(..hw.len()) {
-            d.copy_from_slice(hw);
-        }
-        RequestId { xid: msg.xid(), htype: msg.htype(), hlen: hw.len() as u8, chaddr, downstream: ds as u16 }
-    }
-}
-
-/// What is remembered of a tracked request.
-#[derive(Debug, Clone, Copy)]
-struct PendingRequest {
-    slot: Slot,
-    since: Timestamp,
-    /// Its option 55, which becomes the record's `param_list` when the server answers.
-    params: ParamList,
 }
 
 /// Slot index in the slab.
 pub type Slot = u32;
 
+/// A reference to one record that stays valid only as long as that record lives: a slot
+/// and the generation the slot had when the reference was taken (a removed record's slot
+/// gets a new generation, so its old references resolve to nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RecordRef {
+    /// The slot.
+    pub slot: Slot,
+    generation: u32,
+}
+
+/// Which pool a record is in (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    /// It holds a server reply.
+    Bound,
+    /// No server has answered for it yet.
+    Pending,
+}
+
+impl ClientRecord {
+    /// Why this record would be evicted: its pool was full.
+    pub fn eviction(&self) -> Removal {
+        match self.pool() {
+            Pool::Bound => Removal::Evicted,
+            Pool::Pending => Removal::EvictedPending,
+        }
+    }
+
+    /// The pool this record belongs to.
+    pub fn pool(&self) -> Pool {
+        if self.reply.is_some() {
+            Pool::Bound
+        } else {
+            Pool::Pending
+        }
+    }
+}
+
 /// The table.
 #[derive(Debug)]
 pub struct ClientTable {
     slots: Vec<Option<ClientRecord>>,
+    /// Each slot's generation (see [`RecordRef`]).
+    generations: Vec<u32>,
     free: Vec<Slot>,
     by_key: HashMap<ClientKey, Slot>,
     by_address: HashMap<Ipv4Addr, Slot>,
-    /// Requests in flight, by what their replies will carry (see [`RequestId`]).
-    by_request: HashMap<RequestId, PendingRequest>,
     max_clients: usize,
+    /// Records in the pending pool, and the most it may hold.
+    pending: usize,
     max_pending: usize,
+    /// Pending records in the order they were created (eviction of the oldest); entries
+    /// whose record has left the pool are stale and skipped.
+    pending_order: VecDeque<RecordRef>,
     rng: u64,
 }
 
 impl ClientTable {
-    /// An empty table for at most `max_clients` records.
-    pub fn new(max_clients: usize, max_tracked_requests: usize, seed: u64) -> Self {
+    /// An empty table for at most `max_clients` bound and `max_pending` pending records.
+    pub fn new(max_clients: usize, max_pending: usize, seed: u64) -> Self {
         ClientTable {
             slots: Vec::new(),
+            generations: Vec::new(),
             free: Vec::new(),
             by_key: HashMap::new(),
             by_address: HashMap::new(),
-            by_request: HashMap::new(),
             max_clients: max_clients.max(1),
-            max_pending: max_tracked_requests.max(1),
+            pending: 0,
+            max_pending: max_pending.max(1),
+            pending_order: VecDeque::new(),
             rng: seed | 1,
         }
     }
@@ -536,6 +588,7 @@ impl ClientTable {
     pub fn reserve(&mut self, additional: usize) {
         let additional = additional.min(self.max_clients.saturating_sub(self.by_key.len()));
         self.slots.reserve(additional);
+        self.generations.reserve(additional);
         self.by_key.reserve(additional);
         self.by_address.reserve(additional);
     }
@@ -548,6 +601,16 @@ impl ClientTable {
     /// True when empty.
     pub fn is_empty(&self) -> bool {
         self.by_key.is_empty()
+    }
+
+    /// Records in the pending pool (no server answer yet).
+    pub fn pending_len(&self) -> usize {
+        self.pending
+    }
+
+    /// Records in the bound pool (holding a server reply).
+    pub fn bound_len(&self) -> usize {
+        self.len() - self.pending
     }
 
     /// The slot of `key`.
@@ -565,10 +628,23 @@ impl ClientTable {
         self.slots.get(slot as usize).and_then(Option::as_ref)
     }
 
-    /// The record in `slot`, mutable. Do not change `key` or `address` through it: use
-    /// [`ClientTable::set_address`].
+    /// The record in `slot`, mutable. Do not change `key`, `address` or `reply` through it:
+    /// use [`ClientTable::set_address`] and [`ClientTable::store_reply`].
     pub fn get_mut(&mut self, slot: Slot) -> Option<&mut ClientRecord> {
         self.slots.get_mut(slot as usize).and_then(Option::as_mut)
+    }
+
+    /// A reference to the record in `slot` that dies with it.
+    pub fn reference(&self, slot: Slot) -> Option<RecordRef> {
+        self.get(slot)?;
+        let generation = self.generations.get(slot as usize).copied()?;
+        Some(RecordRef { slot, generation })
+    }
+
+    /// The slot `r` refers to, if that record is still there.
+    pub fn resolve(&self, r: RecordRef) -> Option<Slot> {
+        let live = self.generations.get(r.slot as usize) == Some(&r.generation) && self.get(r.slot).is_some();
+        live.then_some(r.slot)
     }
 
     /// Every record.
@@ -591,35 +667,51 @@ impl ClientTable {
         x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
-    /// The least recently seen of a few randomly sampled records.
-    fn eviction_victim(&mut self) -> Option<Slot> {
+    /// The least recently seen of a few randomly sampled bound records, other than `keep`.
+    fn bound_victim(&mut self, keep: Slot) -> Option<Slot> {
         let n = self.slots.len();
         if n == 0 {
             return None;
         }
-        // Records still waiting for a server (no cached reply) go first, so a flood of new
-        // DISCOVERs cannot push out the clients the cache is there to serve.
-        let rank = |r: &ClientRecord| (r.reply.is_some(), r.last_contact);
-        let mut best: Option<(Slot, (bool, Timestamp))> = None;
+        let eligible = |s: Slot, r: &ClientRecord| s != keep && r.pool() == Pool::Bound;
+        let mut best: Option<(Slot, Timestamp)> = None;
         for _ in 0..16 {
             let i = (self.next_random() % n as u64) as usize;
             if let Some(Some(r)) = self.slots.get(i) {
-                if best.is_none_or(|(_, b)| rank(r) < b) {
-                    best = Some((i as Slot, rank(r)));
+                if eligible(i as Slot, r) && best.is_none_or(|(_, b)| r.last_contact < b) {
+                    best = Some((i as Slot, r.last_contact));
                 }
             }
         }
-        best.map(|(s, _)| s).or_else(|| self.iter().min_by_key(|(_, r)| rank(r)).map(|(s, _)| s))
+        best.map(|(s, _)| s).or_else(|| {
+            // The sample held no bound record (a table mostly pending): look at all.
+            self.iter().filter(|(s, r)| eligible(*s, r)).min_by_key(|(_, r)| r.last_contact).map(|(s, _)| s)
+        })
     }
 
-    /// Insert a new record (its key must not be present). When the table is full the least
-    /// recently seen of a sample is evicted first and returned.
+    /// The oldest record of the pending pool.
+    fn pending_victim(&mut self) -> Option<Slot> {
+        while let Some(r) = self.pending_order.pop_front() {
+            if let Some(s) = self.resolve(r).filter(|s| self.get(*s).is_some_and(|r| r.pool() == Pool::Pending)) {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// Insert a new record (its key must not be present). When its pool is full, a record
+    /// of the same pool is evicted first (the oldest pending one, or the least recently
+    /// seen of a sample of bound ones) and returned.
     pub fn insert(&mut self, record: ClientRecord) -> (Slot, Option<ClientRecord>) {
         let mut evicted = None;
-        if self.by_key.len() >= self.max_clients {
-            if let Some(victim) = self.eviction_victim() {
-                evicted = self.remove(victim);
-            }
+        let pool = record.pool();
+        let victim = match pool {
+            Pool::Pending if self.pending >= self.max_pending => self.pending_victim(),
+            Pool::Bound if self.bound_len() >= self.max_clients => self.bound_victim(Slot::MAX),
+            _ => None,
+        };
+        if let Some(v) = victim {
+            evicted = self.remove(v);
         }
         if let Some(old) = self.by_key.get(&record.key).copied() {
             // Defensive: replace an existing record of the same key.
@@ -636,6 +728,7 @@ impl ClientTable {
             }
             None => {
                 self.slots.push(Some(record));
+                self.generations.push(0);
                 (self.slots.len() - 1) as Slot
             }
         };
@@ -643,23 +736,63 @@ impl ClientTable {
         if !address.is_unspecified() {
             self.by_address.insert(address, slot);
         }
+        if pool == Pool::Pending {
+            self.pending += 1;
+            if let Some(r) = self.reference(slot) {
+                self.pending_order.push_back(r);
+            }
+            self.compact_pending_order();
+        }
         (slot, evicted)
+    }
+
+    /// Keep the pending pool's order queue proportional to the pool (records that became
+    /// bound or left leave stale entries behind).
+    fn compact_pending_order(&mut self) {
+        if self.pending_order.len() > 2 * self.pending + 64 {
+            let (slots, generations) = (&self.slots, &self.generations);
+            self.pending_order.retain(|r| {
+                generations.get(r.slot as usize) == Some(&r.generation)
+                    && slots.get(r.slot as usize).and_then(Option::as_ref).is_some_and(|x| x.pool() == Pool::Pending)
+            });
+        }
     }
 
     /// Remove the record in `slot`.
     pub fn remove(&mut self, slot: Slot) -> Option<ClientRecord> {
         let record = self.slots.get_mut(slot as usize)?.take()?;
+        if let Some(g) = self.generations.get_mut(slot as usize) {
+            *g = g.wrapping_add(1);
+        }
         self.by_key.remove(&record.key);
         if self.by_address.get(&record.address) == Some(&slot) {
             self.by_address.remove(&record.address);
         }
-        if let Some(id) = record.pending {
-            if self.by_request.get(&id).is_some_and(|p| p.slot == slot) {
-                self.by_request.remove(&id);
-            }
+        if record.pool() == Pool::Pending {
+            self.pending = self.pending.saturating_sub(1);
         }
         self.free.push(slot);
         Some(record)
+    }
+
+    /// Give the record in `slot` the server reply `reply` (it moves to the bound pool if it
+    /// was pending). Returns a bound record evicted to make room (`max_clients`).
+    pub fn store_reply(&mut self, slot: Slot, reply: CachedReply) -> Option<ClientRecord> {
+        let was_pending = {
+            let r = self.get_mut(slot)?;
+            let was = r.reply.is_none();
+            r.reply = Some(reply);
+            was
+        };
+        if !was_pending {
+            return None;
+        }
+        self.pending = self.pending.saturating_sub(1);
+        if self.bound_len() > self.max_clients {
+            let victim = self.bound_victim(slot)?;
+            return self.remove(victim);
+        }
+        None
     }
 
     /// Give the record in `slot` a new address; returns the slot of another record that held
@@ -683,60 +816,67 @@ impl ClientTable {
             _ => None,
         }
     }
+}
 
-    /// Remember that the request `id` (asking for `params`) was forwarded for the client in
-    /// `slot`. False when `max_tracked_requests` are tracked already (the request is not
-    /// tracked, and its reply will be matched by the client's identity instead).
-    pub fn track_request(&mut self, slot: Slot, id: RequestId, now: Timestamp, params: ParamList) -> bool {
-        let previous = match self.get_mut(slot) {
-            Some(r) => {
-                r.pending_since = now;
-                r.pending.replace(id)
-            }
-            None => return false,
-        };
-        if let Some(old) = previous.filter(|old| *old != id) {
-            if self.by_request.get(&old).is_some_and(|p| p.slot == slot) {
-                self.by_request.remove(&old);
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(mac: u8, now: u64) -> ClientRecord {
+        ClientRecord::new(
+            ClientKey::hardware(1, &[2, 0, 0, 0, 0, mac]),
+            ClientKind::Dhcp,
+            0,
+            Timestamp::from_millis(now),
+        )
+    }
+
+    fn reply() -> CachedReply {
+        CachedReply::new(&[0u8; 300]).unwrap()
+    }
+
+    #[test]
+    fn a_flood_of_pending_records_never_evicts_a_bound_one() {
+        let mut t = ClientTable::new(4, 8, 1);
+        for mac in 0..4u8 {
+            let (s, _) = t.insert(record(mac, 0));
+            assert!(t.store_reply(s, reply()).is_none());
         }
-        if self.by_request.len() >= self.max_pending && !self.by_request.contains_key(&id) {
-            return false;
+        for mac in 10..200u8 {
+            let (_, evicted) = t.insert(record(mac, u64::from(mac)));
+            assert!(evicted.is_none_or(|e| e.pool() == Pool::Pending), "a bound record was evicted");
         }
-        if let Some(other) = self.by_request.insert(id, PendingRequest { slot, since: now, params }) {
-            if other.slot != slot {
-                // Two clients cannot send the same (xid, htype, chaddr) on one link; a
-                // client that moved its identity (new option 61, same MAC) is the newer one.
-                if let Some(r) = self.get_mut(other.slot) {
-                    r.pending = None;
-                }
-            }
+        assert_eq!(t.bound_len(), 4);
+        assert_eq!(t.pending_len(), 8);
+        // The oldest pending records went first.
+        assert!(t.find(&record(191, 0).key).is_none());
+        assert!(t.find(&record(199, 0).key).is_some());
+        assert!(t.pending_order.len() <= 2 * 8 + 64);
+    }
+
+    #[test]
+    fn a_reference_dies_with_its_record() {
+        let mut t = ClientTable::new(4, 4, 1);
+        let (s, _) = t.insert(record(1, 0));
+        let r = t.reference(s).unwrap();
+        assert_eq!(t.resolve(r), Some(s));
+        t.remove(s);
+        let (s2, _) = t.insert(record(2, 0));
+        assert_eq!(s2, s, "the slot is reused");
+        assert_eq!(t.resolve(r), None);
+    }
+
+    #[test]
+    fn a_full_bound_pool_evicts_a_bound_record_when_a_pending_one_is_answered() {
+        let mut t = ClientTable::new(2, 4, 1);
+        for mac in 0..2u8 {
+            let (s, _) = t.insert(record(mac, u64::from(mac)));
+            t.store_reply(s, reply());
         }
-        true
-    }
-
-    /// The slot of the client the reply naming `id` is for, if we forwarded that request.
-    /// RFC 2131 4.1 and table 3: a server copies xid, htype, hlen, chaddr and giaddr from the
-    /// request into its reply, so all of them (and the link giaddr names) must match: a
-    /// reply is never matched on xid alone.
-    pub fn find_request(&self, id: &RequestId) -> Option<Slot> {
-        let p = self.by_request.get(id)?;
-        let r = self.get(p.slot)?;
-        (r.pending == Some(*id)).then_some(p.slot)
-    }
-
-    /// Forget tracked requests older than `older_than`.
-    pub fn expire_requests(&mut self, older_than: Timestamp) {
-        self.by_request.retain(|_, p| p.since >= older_than);
-    }
-
-    /// Requests tracked.
-    pub fn tracked_requests(&self) -> usize {
-        self.by_request.len()
-    }
-
-    /// Option 55 of the tracked request `id` of the client in `slot`.
-    pub fn params_for(&self, id: &RequestId, slot: Slot) -> Option<ParamList> {
-        self.by_request.get(id).filter(|p| p.slot == slot).map(|p| p.params)
+        let (s, _) = t.insert(record(9, 100));
+        let evicted = t.store_reply(s, reply()).expect("room made");
+        assert_eq!(evicted.pool(), Pool::Bound);
+        assert_eq!((t.bound_len(), t.pending_len()), (2, 0));
+        assert!(t.get(s).is_some());
     }
 }

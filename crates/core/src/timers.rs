@@ -14,12 +14,15 @@
 //! | [`Timer::HeldReply`] | a local ACK to a unicast RENEW held (`renew_reply_delay`) | `max_held_replies` |
 //! | [`Timer::Lapse`] | a short client lease given (paper 2.3) | one per record (`ClientRecord::lapse_armed`) |
 //! | [`Timer::Sweep`] | start-up, then itself (paper 5.6 `max_age`, tracked requests) | one |
+//! | [`Timer::Pool`] | a pool entry's next step (acquire, T1, T2, lease end) | one per entry (`PoolEntry::timer`) |
+//! | [`Timer::PoolRefill`] | start-up, an entry given out or lost | one (`PoolState::refill_armed`) |
+//! | [`Timer::PoolFallback`] | a new client's DISCOVER forwarded (`assign = "outage"`) | `[limits] pending_clients` |
 //!
 //! Stale entries (a record evicted with its lapse timer filed, a probe forgotten before its
-//! deadline) would pile up with the churn, so once the heap holds twice what can be live the
-//! engine drops them ([`Timers::retain`], `Engine::compact_timers`): the heap never holds
-//! more than twice the live bound (2 x max_pending_probes + max_offer_windows + max_clients +
-//! 2), at an amortized constant cost per timer.
+//! deadline, a pool entry re-armed earlier or dropped) would pile up with the churn, so once
+//! the heap holds twice what can be live the engine drops them ([`Timers::retain`],
+//! `Engine::compact_timers`): the heap never holds more than twice the live bound, at an
+//! amortized constant cost per timer.
 
 use core::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -40,6 +43,12 @@ pub enum Timer {
     Lapse(ClientKey),
     /// A slice of the table is swept.
     Sweep,
+    /// Pool mode: an entry's next step is due (acquire, renew, rebind, expire; [`crate::pool::upkeep`]).
+    Pool(crate::pool::EntryRef),
+    /// Pool mode: the pools are filled up to `[pool] size` free entries.
+    PoolRefill,
+    /// Pool mode: a forwarded DISCOVER's `fallback_after` is up ([`crate::pool::assign`]).
+    PoolFallback(crate::transactions::RequestId),
 }
 
 /// The timer heap: earliest deadline first, ties in the order armed.

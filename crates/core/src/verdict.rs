@@ -9,6 +9,8 @@ crate::counters::labelled_enum! {
         Malformed => "malformed", "Not a DHCP/BOOTP message that can be read (counted by wire error in cdra_malformed_total).";
         /// Arrived on an interface that is neither downstream nor upstream.
         UnknownInterface => "unknown_interface", "Arrived on an interface that is neither downstream nor upstream.";
+        /// A client request to another host, routed past us (seen on the link, not ours).
+        NotAddressedToUs => "not_addressed_to_us", "A client request to another host's address (a unicast renewal to its server) seen on the link: routed on by the kernel, not handled.";
         /// A BOOTREQUEST arrived on an upstream-only interface.
         RequestOnUpstream => "request_on_upstream", "A BOOTREQUEST arrived on an upstream-only interface.";
         /// RFC 1542 4.1.1: hops would exceed the configured maximum.
@@ -23,6 +25,19 @@ crate::counters::labelled_enum! {
         ReplyFromUnknownServer => "reply_from_unknown_server", "A BOOTREPLY from an address that is not a configured server.";
         /// A BOOTREPLY whose giaddr is not one of our downstream addresses.
         ReplyNotForUs => "reply_not_for_us", "A BOOTREPLY whose giaddr is not one of our downstream addresses.";
+        /// A BOOTREPLY that arrived on a downstream interface: never a server reply.
+        ReplyOnDownstream => "reply_on_downstream", "A BOOTREPLY that arrived on a downstream (client-side) interface: never a server reply.";
+        /// A BOOTREPLY that answers no request of ours (xid, htype/chaddr, giaddr), or came
+        /// after `reply_timeout`.
+        ReplyUnmatched => "reply_unmatched", "A BOOTREPLY that answers no request cdra forwarded (xid, htype/chaddr, giaddr) within reply_timeout.";
+        /// A BOOTREPLY from a server the request it names was not sent to.
+        ReplyFromWrongServer => "reply_from_wrong_server", "A BOOTREPLY from a configured server that the request it names was not sent to.";
+        /// The client's own request budget is spent (`[limits] client_rate`).
+        ClientRateLimited => "client_rate_limited", "Requests over the client's own budget (limits.client_rate, client_burst).";
+        /// The interface's budget for new clients is spent (`[limits] interface_rate`).
+        InterfaceRateLimited => "interface_rate_limited", "Requests of clients without a server-answered record (all, in relay mode) over the interface's budget (limits.interface_rate, interface_burst).";
+        /// A RELEASE or DECLINE naming a cached client that did not come from it.
+        ReleaseMismatch => "release_mismatch", "DHCPRELEASE/DHCPDECLINE naming a cached client but not from it (other address, other link, other Ethernet source): dropped, record kept.";
         /// The reply could not be rewritten into the output buffer.
         ReplyTooLarge => "reply_too_large", "The answer could not be written into the output buffer.";
         /// No server could be chosen (none configured), or a record lost its reply.
@@ -65,6 +80,11 @@ crate::counters::labelled_enum! {
         NakNotAwaited => "nak_not_awaited", "NAKs for a client not in REQUESTING, REBOOTING, RENEWING or REBINDING (Table 1).";
         /// Paper 5.3: the server's answer to a renewal we sent for the client, absorbed.
         UpstreamRenewalAnswer => "upstream_renewal_answer", "Server answers to renewals cdra sent on a client's behalf, absorbed (paper 5.3).";
+        /// A reply of a kind the request it answers does not call for (Table 1), such as a
+        /// BOOTREPLY without a DHCP message type to a DHCP request.
+        UnexpectedReply => "unexpected_reply", "Replies of a kind the request they answer does not call for (Table 1).";
+        /// Pool mode: server answers to cdra's own pool requests (never passed to a client).
+        PoolUpkeepAnswer => "pool_upkeep_answer", "Pool mode: server answers to cdra's own requests for pool leases (never passed to a client).";
         /// A retransmitted request while the probe for its answer is in flight.
         RetransmissionDuringProbe => "retransmission_during_probe", "Retransmitted requests while the probe for their answer runs.";
     }

@@ -6,94 +6,12 @@ mod common;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use cdra_core::config::Mode;
 use cdra_core::counters::ProxyEvent;
-use cdra_core::table::{ClientKey, ClientState};
-use cdra_core::{DiscardReason, DropReason, EngineConfig, Ingress, Outbox, Timestamp, Verdict};
+use cdra_core::table::ClientState;
+use cdra_core::{DiscardReason, DropReason, Ingress, Outbox, Timestamp, Verdict};
 use cdra_wire::{Message, MessageType};
 
 use common::*;
-
-fn proxy_config() -> EngineConfig {
-    let mut c = config();
-    c.mode = Mode::Proxy;
-    c.proxy.renew_reply_delay = Duration::ZERO;
-    c
-}
-
-/// A client of the test link: option 61, MAC and the address its server gives it.
-#[derive(Clone)]
-struct Client {
-    cid: Vec<u8>,
-    mac: [u8; 6],
-    addr: Ipv4Addr,
-}
-
-impl Client {
-    fn new(i: u16) -> Self {
-        let [a, b] = i.to_be_bytes();
-        Client {
-            cid: vec![1, 0x02, 0, 0, 9, a, b],
-            mac: [0x02, 0, 0, 9, a, b],
-            addr: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 77, 1, 10)) + u32::from(i)),
-        }
-    }
-    fn key(&self) -> ClientKey {
-        ClientKey::client_id(&self.cid)
-    }
-    fn msg(&self, kind: MessageType) -> Msg {
-        let mut m = Msg::request(kind);
-        m.chaddr = self.mac.to_vec();
-        m.options.push((61, self.cid.clone()));
-        m
-    }
-    fn selecting(&self, server_id: Ipv4Addr) -> Msg {
-        let mut m = self.msg(MessageType::Request);
-        m.options.push((54, server_id.octets().to_vec()));
-        m.options.push((50, self.addr.octets().to_vec()));
-        m
-    }
-    fn init_reboot(&self) -> Msg {
-        let mut m = self.msg(MessageType::Request);
-        m.options.push((50, self.addr.octets().to_vec()));
-        m
-    }
-    fn renew(&self) -> Msg {
-        let mut m = self.msg(MessageType::Request);
-        m.ciaddr = self.addr;
-        m
-    }
-    /// The server's reply to this client; `echo_cid` false for a server that does not
-    /// return option 61.
-    fn reply(&self, kind: MessageType, echo_cid: bool) -> Msg {
-        let mut m = Msg::reply(kind);
-        m.chaddr = self.mac.to_vec();
-        m.yiaddr = self.addr;
-        m.options = vec![
-            (54, SERVER.octets().to_vec()),
-            (51, 3600u32.to_be_bytes().to_vec()),
-            (1, vec![255, 255, 255, 0]),
-            (3, DS_ADDR.octets().to_vec()),
-        ];
-        if echo_cid {
-            m.options.push((61, self.cid.clone()));
-        }
-        m
-    }
-    /// DORA through the proxy.
-    fn bind(&self, h: &mut Harness) {
-        assert!(matches!(h.client_sends(&self.msg(MessageType::Discover)), Verdict::RelayedToServers { .. }));
-        assert_eq!(h.server_sends(SERVER, &self.reply(MessageType::Offer, true)), Verdict::DeliveredToClient);
-        assert!(matches!(h.client_sends(&self.selecting(DS_ADDR)), Verdict::RelayedToServers { .. }));
-        assert_eq!(h.server_sends(SERVER, &self.reply(MessageType::Ack, true)), Verdict::DeliveredToClient);
-        assert_eq!(record(h, self).map(|r| r.address), Some(self.addr));
-    }
-}
-
-fn record(h: &Harness, c: &Client) -> Option<cdra_core::table::ClientRecord> {
-    let t = h.engine.table();
-    t.find(&c.key()).and_then(|s| t.get(s)).cloned()
-}
 
 /// A harness whose clients get `secs`-second leases, and client 1 bound through it.
 fn bound_with_client_lease(secs: u64) -> (Harness, Client) {
@@ -180,6 +98,7 @@ fn defect_2_an_ack_that_could_not_be_delivered_records_no_short_lease_and_patche
     discover[4..8].copy_from_slice(&0x0bad_cafeu32.to_be_bytes());
     h.outbox.clear();
     let ingress = Ingress {
+        link_source: None,
         ifindex: DS_IF,
         src: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68),
         dst: Ipv4Addr::BROADCAST,
@@ -188,7 +107,8 @@ fn defect_2_an_ack_that_could_not_be_delivered_records_no_short_lease_and_patche
     assert!(matches!(h.engine.handle_datagram(h.now, ingress, &mut h.outbox), Verdict::RelayedToServers { .. }));
     let queued = h.sent();
     let ack = a.reply(MessageType::Ack, true).bytes();
-    let ingress = Ingress { ifindex: US_IF, src: SocketAddrV4::new(SERVER, 67), dst: DS_ADDR, data: &ack };
+    let ingress =
+        Ingress { link_source: None, ifindex: US_IF, src: SocketAddrV4::new(SERVER, 67), dst: DS_ADDR, data: &ack };
     let verdict = h.engine.handle_datagram(h.now, ingress, &mut h.outbox);
     assert_eq!(verdict, Verdict::Dropped(DropReason::OutboxFull));
     assert_eq!(h.sent(), queued, "the datagram queued before is untouched");
@@ -283,13 +203,16 @@ fn defect_4_a_reply_naming_another_link_is_not_matched_to_the_request() {
     let mut h = Harness::new(proxy_config());
     let a = Client::new(1);
     h.client_sends(&a.msg(MessageType::Discover));
-    let id =
-        cdra_core::table::RequestId::of(&Message::new_checked(&a.msg(MessageType::Discover).bytes()[..]).unwrap(), 0);
-    assert!(h.engine.table().find_request(&id).is_some());
-    let other_link = cdra_core::table::RequestId { downstream: 1, ..id };
-    assert!(h.engine.table().find_request(&other_link).is_none());
-    let other_mac = cdra_core::table::RequestId { chaddr: [9; 16], ..id };
-    assert!(h.engine.table().find_request(&other_mac).is_none());
+    let id = cdra_core::transactions::RequestId::of(
+        &Message::new_checked(&a.msg(MessageType::Discover).bytes()[..]).unwrap(),
+        0,
+    );
+    let outstanding = h.engine.outstanding_requests();
+    assert!(outstanding.get(&id, h.now).is_some());
+    let other_link = cdra_core::transactions::RequestId { downstream: 1, ..id };
+    assert!(outstanding.get(&other_link, h.now).is_none());
+    let other_mac = cdra_core::transactions::RequestId { chaddr: [9; 16], ..id };
+    assert!(outstanding.get(&other_mac, h.now).is_none());
 }
 
 // Defect 5: probe outcomes that fall due together are never lost to the outbox's size.

@@ -47,7 +47,7 @@ proptest! {
         let mut e = engine();
         let mut outbox = Outbox::new(8);
         let src = if from_server { Ipv4Addr::new(10, 77, 0, 1) } else { Ipv4Addr::UNSPECIFIED };
-        let ingress = Ingress { ifindex, src: SocketAddrV4::new(src, 67), dst: Ipv4Addr::new(10, 77, 1, 1), data: &data };
+        let ingress = Ingress { link_source: None, ifindex, src: SocketAddrV4::new(src, 67), dst: Ipv4Addr::new(10, 77, 1, 1), data: &data };
         let _ = e.handle_datagram(Timestamp::from_secs(5), ingress, &mut outbox);
         for o in outbox.iter() {
             // Whatever was produced is itself a valid message.

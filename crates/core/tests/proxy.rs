@@ -351,7 +351,7 @@ fn a_lapsed_address_that_still_answers_is_not_released() {
 #[test]
 fn the_table_is_bounded_and_evictions_are_counted() {
     let mut c = proxy_config();
-    c.proxy.max_clients = 10;
+    c.limits.pending_clients = 10;
     let mut h = Harness::new(c);
     for i in 0..25u8 {
         let mut m = Msg::request(MessageType::Discover);
@@ -359,7 +359,7 @@ fn the_table_is_bounded_and_evictions_are_counted() {
         h.client_sends(&m);
     }
     assert_eq!(h.engine.table().len(), 10);
-    assert_eq!(h.engine.counters().proxy.removed[cdra_core::table::Removal::Evicted], 15);
+    assert_eq!(h.engine.counters().proxy.removed[cdra_core::table::Removal::EvictedPending], 15);
 }
 
 #[test]
@@ -404,12 +404,18 @@ fn records_survive_an_encode_decode_restore_round_trip_and_changes_are_reported(
     assert_eq!(h2.client_sends_to(DS_ADDR, &renew()), Verdict::AnsweredLocally);
     // ...and probes before an INIT-REBOOT ACK, as for any record (paper 3.4).
     assert_eq!(h2.client_sends(&init_reboot()), Verdict::AwaitingProbe);
-    // Expired and foreign-interface records are not restored.
+    // Records past max_age and foreign-interface records are not restored; one past its
+    // server lease only is (paper 5.7).
     let mut h3 = Harness::new(proxy_config());
     h3.now = h.now;
     h3.advance(4000);
-    let report = h3.engine.restore(h3.now, vec![(rec.clone(), iface), (rec, "eth9".into())]);
-    assert_eq!((report.loaded, report.expired, report.unknown_interface), (0, 1, 1));
+    let report = h3.engine.restore(h3.now, vec![(rec.clone(), iface.clone()), (rec.clone(), "eth9".into())]);
+    assert_eq!((report.loaded, report.expired, report.unknown_interface), (1, 0, 1));
+    let mut h4 = Harness::new(proxy_config());
+    h4.now = h.now;
+    h4.advance(10 * 86_400);
+    let report = h4.engine.restore(h4.now, vec![(rec, iface)]);
+    assert_eq!((report.loaded, report.expired), (0, 1));
     // A release is a delete.
     let mut m = client_msg(MessageType::Release);
     m.ciaddr = ADDR;
@@ -485,8 +491,13 @@ fn a_cached_reply_with_boot_file_and_server_name_is_served_intact() {
     let mut ack = server_reply(MessageType::Ack).bytes();
     ack[108..118].copy_from_slice(b"pxelinux.0");
     h.outbox.clear();
-    let ingress =
-        cdra_core::Ingress { ifindex: US_IF, src: std::net::SocketAddrV4::new(SERVER, 67), dst: DS_ADDR, data: &ack };
+    let ingress = cdra_core::Ingress {
+        link_source: None,
+        ifindex: US_IF,
+        src: std::net::SocketAddrV4::new(SERVER, 67),
+        dst: DS_ADDR,
+        data: &ack,
+    };
     h.engine.handle_datagram(h.now, ingress, &mut h.outbox);
     assert_eq!(h.client_sends_to(DS_ADDR, &renew()), Verdict::AnsweredLocally);
     let (_, bytes) = h.only_sent();
@@ -537,8 +548,13 @@ fn an_ack_shorter_than_the_bootp_minimum_with_option82_is_still_cached() {
     bytes.truncate(end + 1);
     assert!(bytes.len() < 292, "{} bytes", bytes.len());
     h.outbox.clear();
-    let ingress =
-        cdra_core::Ingress { ifindex: US_IF, src: std::net::SocketAddrV4::new(SERVER, 67), dst: DS_ADDR, data: &bytes };
+    let ingress = cdra_core::Ingress {
+        link_source: None,
+        ifindex: US_IF,
+        src: std::net::SocketAddrV4::new(SERVER, 67),
+        dst: DS_ADDR,
+        data: &bytes,
+    };
     assert_eq!(h.engine.handle_datagram(h.now, ingress, &mut h.outbox), Verdict::DeliveredToClient);
     assert_eq!(h.client_sends_to(DS_ADDR, &renew()), Verdict::AnsweredLocally);
 }

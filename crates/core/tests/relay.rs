@@ -227,6 +227,7 @@ fn requests_on_upstream_or_unknown_interfaces_are_dropped() {
     let bytes = Msg::request(MessageType::Discover).bytes();
     for (ifindex, reason) in [(US_IF, DropReason::RequestOnUpstream), (99, DropReason::UnknownInterface)] {
         let ingress = Ingress {
+            link_source: None,
             ifindex,
             src: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68),
             dst: Ipv4Addr::BROADCAST,
@@ -237,14 +238,82 @@ fn requests_on_upstream_or_unknown_interfaces_are_dropped() {
 }
 
 #[test]
+fn a_client_unicast_to_another_host_is_not_relayed_again() {
+    // A packet socket on the client link also sees a client's renewal unicast to its
+    // server, routed through this host; relaying it too would give the server two copies
+    // (ISC dhcrelay does).
+    let mut h = Harness::new(config());
+    let mut renew = Msg::request(MessageType::Request);
+    renew.ciaddr = Ipv4Addr::new(10, 77, 1, 100);
+    assert_eq!(h.client_sends_to(SERVER, &renew), Verdict::Dropped(DropReason::NotAddressedToUs));
+    assert!(h.sent().is_empty());
+    // To us, to the limited broadcast and to the link's directed broadcast: ours.
+    for dst in [DS_ADDR, Ipv4Addr::BROADCAST, Ipv4Addr::new(10, 77, 1, 255)] {
+        assert!(matches!(h.client_sends_to(dst, &renew), Verdict::RelayedToServers { .. }), "{dst}");
+    }
+}
+
+#[test]
 fn replies_are_accepted_only_from_servers_and_only_for_our_giaddr() {
     let mut h = Harness::new(config());
+    h.client_sends(&Msg::request(MessageType::Discover));
     let m = Msg::reply(MessageType::Offer);
     assert_eq!(h.server_sends(Ipv4Addr::new(10, 77, 0, 66), &m), Verdict::Dropped(DropReason::ReplyFromUnknownServer));
     let mut other = Msg::reply(MessageType::Offer);
     other.giaddr = Ipv4Addr::new(10, 99, 0, 1);
     assert_eq!(h.server_sends(SERVER, &other), Verdict::Dropped(DropReason::ReplyNotForUs));
     assert_eq!(h.server_sends(SERVER, &m), Verdict::DeliveredToClient);
+}
+
+#[test]
+fn a_relayed_reply_must_answer_a_request_we_sent_that_server_in_time() {
+    // Issue 10, item 1: a relay passes on only what answers a request it forwarded.
+    let mut c = config();
+    c.servers.push(SERVER2);
+    c.server_selection = cdra_core::ServerSelection::Failover;
+    let mut h = Harness::new(c);
+    let offer = Msg::reply(MessageType::Offer);
+    assert_eq!(h.server_sends(SERVER, &offer), Verdict::Dropped(DropReason::ReplyUnmatched), "nobody asked");
+    assert_eq!(h.client_sends(&Msg::request(MessageType::Discover)), Verdict::RelayedToServers { copies: 1 });
+    assert_eq!(h.only_sent().0, Destination::Server { addr: SERVER });
+    let mut forged = Msg::reply(MessageType::Offer);
+    forged.chaddr = vec![2, 0, 0, 0, 0, 0x66];
+    assert_eq!(h.server_sends(SERVER, &forged), Verdict::Dropped(DropReason::ReplyUnmatched), "another chaddr");
+    assert_eq!(h.server_sends(SERVER2, &offer), Verdict::Dropped(DropReason::ReplyFromWrongServer));
+    // On the client side, whatever its source address says, a reply is never a server's.
+    let bytes = offer.bytes();
+    let on_downstream =
+        Ingress { link_source: None, ifindex: DS_IF, src: SocketAddrV4::new(SERVER, 67), dst: DS_ADDR, data: &bytes };
+    assert_eq!(
+        h.engine.handle_datagram(h.now, on_downstream, &mut h.outbox),
+        Verdict::Dropped(DropReason::ReplyOnDownstream)
+    );
+    assert_eq!(h.server_sends(SERVER, &offer), Verdict::DeliveredToClient);
+    // A second OFFER for the same DISCOVER (a relay passes each on) is fine...
+    assert_eq!(h.server_sends(SERVER, &offer), Verdict::DeliveredToClient);
+    // ...but not once the request is older than reply_timeout.
+    h.now = h.now.saturating_add(Duration::from_secs(31));
+    assert_eq!(h.server_sends(SERVER, &offer), Verdict::Dropped(DropReason::ReplyUnmatched));
+    assert_eq!(h.engine.counters().total_dropped(DropReason::ReplyUnmatched), 3);
+    assert_eq!(h.engine.counters().servers[0].replies_received, 2, "forged replies are no sign of life");
+}
+
+#[test]
+fn a_one_armed_relay_accepts_replies_on_its_one_interface_by_matching_alone() {
+    let mut c = config();
+    c.upstream = vec![DS_IF];
+    let mut h = Harness::new(c);
+    h.client_sends(&Msg::request(MessageType::Discover));
+    let bytes = Msg::reply(MessageType::Offer).bytes();
+    let ingress =
+        Ingress { link_source: None, ifindex: DS_IF, src: SocketAddrV4::new(SERVER, 67), dst: DS_ADDR, data: &bytes };
+    assert_eq!(h.engine.handle_datagram(h.now, ingress, &mut h.outbox), Verdict::DeliveredToClient);
+    let mut forged = Msg::reply(MessageType::Offer);
+    forged.chaddr = vec![2, 0, 0, 0, 0, 0x66];
+    let bytes = forged.bytes();
+    let ingress =
+        Ingress { link_source: None, ifindex: DS_IF, src: SocketAddrV4::new(SERVER, 67), dst: DS_ADDR, data: &bytes };
+    assert_eq!(h.engine.handle_datagram(h.now, ingress, &mut h.outbox), Verdict::Dropped(DropReason::ReplyUnmatched));
 }
 
 #[test]
@@ -290,7 +359,7 @@ fn reply_delivery_follows_rfc2131_section_4_1() {
     cases.push((m, Destination::ClientLink { ifindex: DS_IF, mac: MAC, src: DS_ADDR, dst: yiaddr }));
     for (m, want) in cases {
         let mut h = Harness::new(config());
-        assert_eq!(h.server_sends(SERVER, &m), Verdict::DeliveredToClient);
+        assert_eq!(h.request_then_reply(SERVER, &m), Verdict::DeliveredToClient);
         assert_eq!(h.only_sent().0, want, "kind {:?} flags {:#x} ciaddr {}", m.kind, m.flags, m.ciaddr);
     }
 }
@@ -300,7 +369,7 @@ fn option82_is_stripped_from_replies_and_nothing_else_changes() {
     let mut h = Harness::new(config());
     let mut m = Msg::reply(MessageType::Ack);
     m.options.push((82, vec![1, 3, b'r', b'd', b'0']));
-    h.server_sends(SERVER, &m);
+    h.request_then_reply(SERVER, &m);
     let (_, bytes) = h.only_sent();
     let out = Message::new_checked(&bytes[..]).expect("valid");
     assert!(out.relay_agent_info().is_none());
@@ -309,7 +378,7 @@ fn option82_is_stripped_from_replies_and_nothing_else_changes() {
     assert_eq!(out.yiaddr(), Ipv4Addr::new(10, 77, 1, 100));
     // Without option 82 the reply is forwarded byte for byte.
     let m = Msg::reply(MessageType::Ack);
-    h.server_sends(SERVER, &m);
+    h.request_then_reply(SERVER, &m);
     assert_eq!(h.only_sent().1, m.bytes());
 }
 
@@ -319,6 +388,7 @@ fn malformed_datagrams_are_dropped_with_the_wire_reason() {
     let mut bytes = Msg::request(MessageType::Discover).bytes();
     bytes[2] = 255; // hlen
     let ingress = Ingress {
+        link_source: None,
         ifindex: DS_IF,
         src: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68),
         dst: Ipv4Addr::BROADCAST,
@@ -351,6 +421,7 @@ fn a_full_outbox_drops_with_a_reason_instead_of_growing() {
     let mut outbox = Outbox::new(2);
     let bytes = Msg::request(MessageType::Discover).bytes();
     let ingress = Ingress {
+        link_source: None,
         ifindex: DS_IF,
         src: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68),
         dst: Ipv4Addr::BROADCAST,
@@ -378,7 +449,7 @@ fn plain_bootp(op: u8, giaddr: Ipv4Addr, yiaddr: Ipv4Addr) -> Vec<u8> {
 
 fn send_raw(h: &mut Harness, ifindex: u32, src: SocketAddrV4, dst: Ipv4Addr, data: &[u8]) -> Verdict {
     h.outbox.clear();
-    let ingress = Ingress { ifindex, src, dst, data };
+    let ingress = Ingress { link_source: None, ifindex, src, dst, data };
     h.engine.handle_datagram(h.now, ingress, &mut h.outbox)
 }
 

@@ -13,7 +13,8 @@
 use core::net::Ipv4Addr;
 
 use cdra_core::persist::decode_record;
-use cdra_core::table::{ClientKey, ClientRecord};
+use cdra_core::pool::MAX_ENTRIES_PER_LINK;
+use cdra_core::table::{ClientKey, ClientRecord, Origin};
 use cdra_core::{Engine, Mode, Timestamp};
 use cdra_sim::Millis;
 use cdra_wire::Message;
@@ -35,10 +36,10 @@ pub struct RecordView {
     pub reply: Option<Vec<u8>>,
     /// The server the lease is with.
     pub server: Option<Ipv4Addr>,
-    /// The server whose OFFER was passed on.
-    pub offered_by: Option<Ipv4Addr>,
     /// Server lease in seconds, and when it started (engine clock).
     pub lease: (u32, Millis),
+    /// Where its address comes from: `server`, or `pool:<n>` (pool entry `n` of its link).
+    pub origin: String,
 }
 
 fn view(slot: u32, r: &ClientRecord) -> RecordView {
@@ -50,8 +51,12 @@ fn view(slot: u32, r: &ClientRecord) -> RecordView {
         address: r.address,
         reply: r.reply.as_ref().map(|c| c.to_vec()),
         server: r.server.map(|s| s.addr),
-        offered_by: r.offered_by.map(|s| s.addr),
         lease: (r.lease_secs, r.lease_start.as_millis()),
+        origin: match r.origin {
+            Origin::Server => "server".into(),
+            Origin::Pool { n } => format!("pool:{n}"),
+            Origin::PoolLease { n } => format!("pool-lease:{n}"),
+        },
     }
 }
 
@@ -80,48 +85,104 @@ pub fn lease_left_secs(engine: &Engine, key: &[u8], now: Millis) -> Option<u32> 
 /// A bounded structure of the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bound {
-    /// Client records (`max_clients`).
+    /// Client records holding a server reply (`max_clients`).
     Records,
-    /// Forwarded requests remembered for matching replies (`max_tracked_requests`).
-    TrackedRequests,
+    /// Client records still waiting for a server answer (`[limits] pending_clients`).
+    PendingRecords,
+    /// Forwarded requests remembered for matching replies (`[limits] transactions`).
+    Transactions,
+    /// Their filing-order queue, stale entries included (compacted beyond twice the bound
+    /// and 16: `transactions.rs`).
+    TransactionOrder,
     /// Probes in flight (`max_pending_probes`).
     Probes,
     /// Offer windows open (`max_offer_windows`).
     OfferWindows,
     /// Local answers held back (`max_held_replies`).
     HeldReplies,
+    /// Pool entries, free and given out (at most `MAX_ENTRIES_PER_LINK` a link).
+    PoolEntries,
+    /// DISCOVERs waiting for the pool's fallback (`[limits] pending_clients`).
+    PoolFallbacks,
     /// Timers filed, live or stale: twice what `timers.rs` says can be live (two per
     /// probe: its deadline and, once an answer decides it, its outcome; one per offer
-    /// window; one lapse per record; one held-reply timer; one sweep), as the engine drops
-    /// stale ones beyond that.
+    /// window; one lapse per record, bound or pending; one held-reply timer; one sweep; in
+    /// pool mode one per pool entry, the refill, one per DISCOVER waiting for its
+    /// fallback), as the engine drops stale ones beyond that.
     Timers,
 }
 
 impl Bound {
+    /// Every bound, in the order of [`usage`].
+    pub const ALL: [Bound; 10] = [
+        Bound::Records,
+        Bound::PendingRecords,
+        Bound::Transactions,
+        Bound::TransactionOrder,
+        Bound::Probes,
+        Bound::OfferWindows,
+        Bound::HeldReplies,
+        Bound::PoolEntries,
+        Bound::PoolFallbacks,
+        Bound::Timers,
+    ];
+
     /// The configuration key it is bounded by.
     pub fn label(self) -> &'static str {
         match self {
             Bound::Records => "max_clients",
-            Bound::TrackedRequests => "max_tracked_requests",
+            Bound::PendingRecords => "pending_clients",
+            Bound::Transactions => "transactions",
+            Bound::TransactionOrder => "transaction order (2 x transactions + 16)",
             Bound::Probes => "max_pending_probes",
             Bound::OfferWindows => "max_offer_windows",
             Bound::HeldReplies => "max_held_replies",
-            Bound::Timers => "timers (2 x (2 x max_pending_probes + max_offer_windows + max_clients + 2))",
+            Bound::PoolEntries => "pool entries (MAX_ENTRIES_PER_LINK a link)",
+            Bound::PoolFallbacks => "pool fallbacks (pending_clients)",
+            Bound::Timers => "timers (2 x the live bound of timers.rs)",
+        }
+    }
+
+    /// A short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bound::Records => "records",
+            Bound::PendingRecords => "pending records",
+            Bound::Transactions => "transactions",
+            Bound::TransactionOrder => "transaction order",
+            Bound::Probes => "probes",
+            Bound::OfferWindows => "offer windows",
+            Bound::HeldReplies => "held replies",
+            Bound::PoolEntries => "pool entries",
+            Bound::PoolFallbacks => "pool fallbacks",
+            Bound::Timers => "timers",
         }
     }
 }
 
-/// How full each bounded structure is: (what, used, limit).
-pub fn usage(engine: &Engine) -> [(Bound, usize, usize); 6] {
-    let p = &engine.config().proxy;
-    let timers_limit = 2 * (2 * p.max_pending_probes + p.max_offer_windows + p.max_clients.max(1) + 2);
+/// How full each bounded structure is: (what, used, limit), in the order of [`Bound::ALL`].
+/// The timer bound counts the pool entries there are (themselves bounded: [`Bound::PoolEntries`]).
+pub fn usage(engine: &Engine) -> [(Bound, usize, usize); 10] {
+    let c = engine.config();
+    let (p, l) = (&c.proxy, &c.limits);
+    let pool = engine.pool();
+    let entries: usize = (0..pool.links()).map(|link| pool.entries(link).count()).sum();
+    let mut live = 2 * p.max_pending_probes + p.max_offer_windows + p.max_clients.max(1) + l.pending_clients.max(1) + 2;
+    if pool.links() > 0 {
+        live += entries + 1 + l.pending_clients;
+    }
+    let tx = engine.outstanding_requests();
     [
-        (Bound::Records, engine.table().len(), p.max_clients.max(1)),
-        (Bound::TrackedRequests, engine.table().tracked_requests(), p.max_tracked_requests.max(1)),
+        (Bound::Records, engine.table().bound_len(), p.max_clients.max(1)),
+        (Bound::PendingRecords, engine.table().pending_len(), l.pending_clients.max(1)),
+        (Bound::Transactions, tx.len(), l.transactions.max(1)),
+        (Bound::TransactionOrder, tx.order_len(), 2 * l.transactions.max(1) + 16),
         (Bound::Probes, engine.pending_probes(), p.max_pending_probes),
         (Bound::OfferWindows, engine.offer_windows(), p.max_offer_windows),
         (Bound::HeldReplies, engine.held_replies(), p.max_held_replies),
-        (Bound::Timers, engine.timers_filed(), timers_limit),
+        (Bound::PoolEntries, entries, pool.links() * MAX_ENTRIES_PER_LINK),
+        (Bound::PoolFallbacks, engine.pool_fallbacks_waiting(), l.pending_clients),
+        (Bound::Timers, engine.timers_filed(), 2 * live),
     ]
 }
 

@@ -188,8 +188,8 @@ pub struct Params {
     pub max_clients: usize,
     /// `max_pending_probes`.
     pub max_pending_probes: usize,
-    /// `max_tracked_requests`.
-    pub max_tracked_requests: usize,
+    /// `[limits] transactions` (forwarded requests remembered for their replies).
+    pub transactions: usize,
     /// `max_held_replies`.
     pub max_held_replies: usize,
     /// `max_offer_windows`.
@@ -210,7 +210,7 @@ impl Params {
         let mut bound = |lo: u64, hi: u64, default: usize| if small { r.range(lo, hi) as usize } else { default };
         let max_clients = bound(3, 12, 1_000_000);
         let max_pending_probes = bound(1, 3, 1024);
-        let max_tracked_requests = bound(2, 12, 65_536);
+        let transactions = bound(2, 12, 65_536);
         let max_held_replies = bound(1, 3, 64);
         let max_offer_windows = bound(1, 3, 1024);
         Params {
@@ -227,7 +227,7 @@ impl Params {
             renew_reply_delay_ms: if r.chance(0.5) { 2 } else { 0 },
             max_clients,
             max_pending_probes,
-            max_tracked_requests,
+            transactions,
             max_held_replies,
             max_offer_windows,
             server_lease_secs: [60, 300, 3600, 3600, 86_400][r.below(5) as usize],
@@ -252,10 +252,10 @@ impl Params {
         p.renew_reply_delay = Duration::from_millis(self.renew_reply_delay_ms);
         p.max_clients = self.max_clients;
         p.max_pending_probes = self.max_pending_probes;
-        p.max_tracked_requests = self.max_tracked_requests;
         p.max_held_replies = self.max_held_replies;
         p.max_offer_windows = self.max_offer_windows;
         p.max_age = Duration::from_secs(self.max_age_secs);
+        c.limits.transactions = self.transactions;
         c.server_selection = self.selection;
         c.panic_on_violation = false;
         c.trace_len = 60;
@@ -269,7 +269,7 @@ impl fmt::Display for Params {
             f,
             "clients={} servers={} selection={:?} safe_network={} client_lease={} offer_choice={:?} \
              renew_reply_delay={}ms server_lease={}s max_age={}s max_clients={} max_pending_probes={} \
-             max_tracked_requests={} max_held_replies={} max_offer_windows={} clock_steps={}",
+             transactions={} max_held_replies={} max_offer_windows={} clock_steps={}",
             self.clients,
             self.servers,
             self.selection,
@@ -281,7 +281,7 @@ impl fmt::Display for Params {
             self.max_age_secs,
             self.max_clients,
             self.max_pending_probes,
-            self.max_tracked_requests,
+            self.transactions,
             self.max_held_replies,
             self.max_offer_windows,
             self.clock_steps

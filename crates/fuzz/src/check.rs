@@ -206,7 +206,7 @@ pub fn reply_effect(before: &Digest, after: &Digest, forged: Option<&str>) -> Re
             || a.address != b.address
             || a.reply != b.reply
             || a.server != b.server
-            || a.offered_by != b.offered_by
+            || a.origin != b.origin
             || a.lease != b.lease;
         if changed {
             return Err(Broken::new(
@@ -234,7 +234,7 @@ mod tests {
             address: Ipv4Addr::from(addr),
             reply: None,
             server: None,
-            offered_by: None,
+            origin: "server".into(),
             lease: (60, 0),
         }
     }

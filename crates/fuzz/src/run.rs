@@ -14,9 +14,9 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use cdra_core::Destination;
+use cdra_core::{Destination, EchoId};
 use cdra_sim::engine_api::Snapshot;
-use cdra_sim::{IdStyle, Millis, Sim, SimRng, WireEvent};
+use cdra_sim::{IdStyle, Millis, ProbeReply, Sim, SimRng, WireEvent};
 use cdra_wire::{Message, MessageType, Op};
 
 use crate::adapter;
@@ -58,7 +58,7 @@ pub struct Stats {
     pub max_records: usize,
     /// The fullest each bounded structure got, in thousandths of its bound, in the order of
     /// [`adapter::usage`].
-    pub fullest: [u64; 6],
+    pub fullest: [u64; 10],
     /// A digest of everything that crossed the engine's edge (same case, same digest).
     pub digest: u64,
 }
@@ -279,20 +279,25 @@ impl Fuzzer {
                     self.stats.client_datagrams += 1;
                 }
                 self.injected.push(data.clone());
-                self.sim.inject_to_engine(ifindex, src, dst, data);
+                self.sim.inject_to_engine(ifindex, None, src, dst, data);
                 Ok(())
             }
             FuzzEvent::Flood { datagrams, .. } => {
                 for (ifindex, dst, data) in datagrams {
                     self.stats.client_datagrams += 1;
                     self.injected.push(data.clone());
-                    self.sim.inject_to_engine(ifindex, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68), dst, data);
+                    self.sim.inject_to_engine(ifindex, None, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68), dst, data);
                 }
                 Ok(())
             }
             FuzzEvent::Probe { ifindex, target, mac, .. } => {
                 self.stats.probe_answers += 1;
-                self.sim.inject_probe_answer(ifindex, target, mac);
+                let reply = match mac {
+                    Some(mac) => ProbeReply::Arp(mac),
+                    // Not wired yet: the echo identifier of the probe it answers.
+                    None => ProbeReply::Echo(EchoId { ident: 0, seq: 0 }),
+                };
+                self.sim.inject_probe_answer(ifindex, target, reply);
                 Ok(())
             }
             FuzzEvent::ClockStep(ms) => {

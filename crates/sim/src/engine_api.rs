@@ -7,8 +7,9 @@ use core::net::Ipv4Addr;
 
 use cdra_core::persist::decode_record;
 use cdra_core::table::{ClientKey, ClientRecord};
-use cdra_core::{Engine, Outbox, Timestamp};
+use cdra_core::{Engine, Outbox, ProbeAnswer, Timestamp};
 
+use crate::net::ProbeReply;
 use crate::sched::Millis;
 
 /// A client record as the simulation looks at it (a copy, detached from the engine).
@@ -48,16 +49,21 @@ fn view(r: &ClientRecord) -> RecordView {
     }
 }
 
-/// Some host answered a probe (ARP reply or ICMP echo reply) for `address`.
+/// Some host answered a probe: an ARP packet from `mac` claiming `address` on `ifindex`,
+/// or an ICMP echo reply from `address` carrying an identifier.
 pub fn probe_answer(
     engine: &mut Engine,
     now: Millis,
     ifindex: u32,
     address: Ipv4Addr,
-    mac: Option<[u8; 6]>,
+    reply: ProbeReply,
     outbox: &mut Outbox,
 ) {
-    engine.handle_probe_answer(Timestamp::from_millis(now), ifindex, address, mac, outbox);
+    let answer = match reply {
+        ProbeReply::Arp(mac) => ProbeAnswer::Arp { ifindex, address, mac },
+        ProbeReply::Echo(echo) => ProbeAnswer::Echo { address, echo },
+    };
+    engine.handle_probe_answer(Timestamp::from_millis(now), answer, outbox);
 }
 
 /// When the engine next needs `handle_timeout`.
@@ -105,4 +111,47 @@ pub fn export_records(engine: &Engine) -> Snapshot {
 pub fn import_records(engine: &mut Engine, now: Millis, snapshot: &Snapshot) -> usize {
     let decoded = snapshot.records.iter().filter_map(|b| decode_record(b).ok());
     engine.restore(Timestamp::from_millis(now), decoded).loaded
+}
+
+/// A pool entry as the simulation looks at it (pool mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolEntryView {
+    /// Downstream link index.
+    pub link: usize,
+    /// Entry number on the link.
+    pub n: u16,
+    /// `EntryState::label`: "acquiring", "requesting", "free", "assigned", "migrating",
+    /// "reacquiring".
+    pub state: &'static str,
+    /// The key of the client it is given to, as the engine prints keys.
+    pub client: Option<String>,
+    /// The leased address (0.0.0.0 when none).
+    pub address: Ipv4Addr,
+    /// End of the pool lease (`None`: not leased or infinite).
+    pub lease_end: Option<Millis>,
+}
+
+/// Every pool entry of every link.
+pub fn pool_entries(engine: &Engine) -> Vec<PoolEntryView> {
+    let pool = engine.pool();
+    let mut entries = (0..pool.links())
+        .flat_map(|link| {
+            pool.entries(link).map(move |e| PoolEntryView {
+                link,
+                n: e.n,
+                state: e.state.label(),
+                client: e.state.client().map(|k| k.to_string()),
+                address: e.address,
+                lease_end: e.lease_end().map(|t| t.as_millis()),
+            })
+        })
+        .collect::<Vec<_>>();
+    entries.sort_by_key(|e| (e.link, e.n));
+    entries
+}
+
+/// Is `key` (a server's lease key: 1 + option 61, or 0 + htype + chaddr) one of cdra's
+/// pool identities?
+pub fn is_pool_identity(key: &[u8]) -> bool {
+    key.first() == Some(&1) && key.get(1..).is_some_and(|id| id.starts_with(cdra_core::pool::POOL_ID_PREFIX))
 }

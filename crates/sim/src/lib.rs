@@ -49,8 +49,8 @@ pub mod workload;
 pub use client::{ClientConfig, ClientState, IdStyle, Lease, ModelClient, TxClass};
 pub use msg::{Kind, KindCounts, Summary};
 pub use net::{
-    days, hours, mins, secs, Action, Holder, LinkConfig, Sim, SimConfig, Violation, ViolationKind, WireEvent, SERVER1,
-    SERVER2,
+    days, hours, mins, secs, Action, Holder, LinkConfig, ProbeReply, Sim, SimConfig, Violation, ViolationKind,
+    WireEvent, SERVER1, SERVER2,
 };
 pub use rng::SimRng;
 pub use sched::{Millis, Scheduler};

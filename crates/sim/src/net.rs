@@ -39,9 +39,10 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
-use cdra_core::config::{Downstream, EngineConfig, Ipv4Net, Mode, ProxyConfig, ServerSelection};
+use cdra_core::config::{Downstream, EngineConfig, Ipv4Net, Limits, Mode, PoolConfig, ProxyConfig, ServerSelection};
+use cdra_core::mode::Unicasts;
 use cdra_core::outbox::BROADCAST_MAC;
-use cdra_core::{Destination, Engine, Ingress, Outbox, Timestamp};
+use cdra_core::{Destination, DropReason, EchoId, Engine, Ingress, Outbox, Timestamp, Verdict};
 use cdra_wire::{Message, Op};
 
 use crate::client::{AddrChange, ClientConfig, ClientState, ClientTx, IdStyle, ModelClient, TxClass, TxTo};
@@ -110,6 +111,10 @@ pub struct SimConfig {
     pub mode: Mode,
     /// Proxy settings (proxy mode).
     pub proxy: ProxyConfig,
+    /// Pool settings (pool mode).
+    pub pool: PoolConfig,
+    /// Rate limits and bounds (`[limits]`, every mode).
+    pub limits: Limits,
     /// How the engine spreads requests over servers.
     pub server_selection: ServerSelection,
     /// Client links.
@@ -182,6 +187,8 @@ impl SimConfig {
             // Model clients listen on one socket: no need to hold answers to renewals (the
             // real-client reason for `renew_reply_delay`, tested in the core and end to end).
             proxy: ProxyConfig { seed, renew_reply_delay: std::time::Duration::ZERO, ..ProxyConfig::default() },
+            pool: PoolConfig::default(),
+            limits: Limits::default(),
             server_selection: ServerSelection::All,
             links,
             servers: vec![ServerConfig::new(SERVER1, pools)],
@@ -263,6 +270,8 @@ impl SimConfig {
         c.upstream_addresses = vec![self.upstream_addr];
         c.mode = self.mode;
         c.proxy = self.proxy.clone();
+        c.pool = self.pool.clone();
+        c.limits = self.limits.clone();
         c.server_selection = self.server_selection;
         c
     }
@@ -300,15 +309,53 @@ pub enum Action {
 
 #[derive(Debug)]
 enum Ev {
-    EngineRx { ifindex: u32, src: SocketAddrV4, dst: Ipv4Addr, data: Vec<u8> },
-    ServerRx { server: usize, src: Ipv4Addr, data: Vec<u8> },
-    LinkFrame { link: usize, mac: [u8; 6], data: Vec<u8> },
-    IpToClient { link: Option<usize>, dst: Ipv4Addr, data: Vec<u8> },
-    BypassRx { link: usize, data: Vec<u8> },
-    BypassReply { link: usize, data: Vec<u8> },
-    ProbeAnswer { ifindex: u32, target: Ipv4Addr, mac: Option<[u8; 6]> },
+    EngineRx {
+        ifindex: u32,
+        src: SocketAddrV4,
+        dst: Ipv4Addr,
+        data: Vec<u8>,
+    },
+    /// A frame from a hostile host: on `ifindex`, with that Ethernet source.
+    HostileRx {
+        ifindex: u32,
+        link_source: Option<[u8; 6]>,
+        src: SocketAddrV4,
+        dst: Ipv4Addr,
+        data: Vec<u8>,
+    },
+    ServerRx {
+        server: usize,
+        src: Ipv4Addr,
+        data: Vec<u8>,
+    },
+    LinkFrame {
+        link: usize,
+        mac: [u8; 6],
+        data: Vec<u8>,
+    },
+    IpToClient {
+        link: Option<usize>,
+        dst: Ipv4Addr,
+        data: Vec<u8>,
+    },
+    BypassRx {
+        link: usize,
+        data: Vec<u8>,
+    },
+    BypassReply {
+        link: usize,
+        data: Vec<u8>,
+    },
+    ProbeAnswer {
+        ifindex: u32,
+        target: Ipv4Addr,
+        reply: ProbeReply,
+    },
     EngineTimer,
-    ClientTimer { client: usize, gen: u64 },
+    ClientTimer {
+        client: usize,
+        gen: u64,
+    },
     Act(Action),
 }
 
@@ -345,6 +392,8 @@ pub enum WireEvent {
         at: Millis,
         /// Ingress interface.
         ifindex: u32,
+        /// The frame's Ethernet source, as the I/O layer handed it to the engine.
+        link_source: Option<[u8; 6]>,
         /// IP source and port.
         src: SocketAddrV4,
         /// IP destination.
@@ -369,7 +418,19 @@ pub enum WireEvent {
         ifindex: u32,
         /// The address probed.
         target: Ipv4Addr,
+        /// The identifier and sequence number of its ICMP echo (an echo reply counts only
+        /// if it carries them back).
+        echo: EchoId,
     },
+}
+
+/// A probe answer a driver hands the engine ([`Sim::inject_probe_answer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeReply {
+    /// An ARP packet from this hardware address claiming the address.
+    Arp([u8; 6]),
+    /// An ICMP echo reply from the address carrying this identifier and sequence number.
+    Echo(EchoId),
 }
 
 /// What went wrong.
@@ -598,7 +659,7 @@ impl Sim {
         let trace = Trace::new(cfg.trace_len, cfg.start);
         let bypass_on = vec![false; cfg.links.len()];
         let _ = rng.next_u64();
-        Sim {
+        let mut sim = Sim {
             sched,
             rng,
             engine_cfg,
@@ -631,7 +692,10 @@ impl Sim {
             wire_log: None,
             engine_calls: 0,
             cfg,
-        }
+        };
+        // The engine may have work before any packet arrives (pool mode fills its pool).
+        sim.reschedule_engine_timer();
+        sim
     }
 
     // ------------------------------------------------------------------ set-up
@@ -730,6 +794,10 @@ impl Sim {
     pub fn engine_record(&self, c: usize) -> Option<RecordView> {
         let cl = &self.clients[c];
         engine_api::record_for(&self.engine, cl.client_id().as_deref(), cl.mac())
+    }
+    /// The engine's pool entries (pool mode).
+    pub fn pool_entries(&self) -> Vec<engine_api::PoolEntryView> {
+        engine_api::pool_entries(&self.engine)
     }
     /// Network counters.
     pub fn stats(&self) -> &SimStats {
@@ -998,16 +1066,26 @@ impl Sim {
         }
     }
 
-    /// Hand `data` to the engine as received on `ifindex` from `src` for `dst`, as the next
-    /// event (whatever the network would have done with it: spoofed, replayed, mangled).
-    pub fn inject_to_engine(&mut self, ifindex: u32, src: SocketAddrV4, dst: Ipv4Addr, data: Vec<u8>) {
-        self.sched.after(0, Ev::EngineRx { ifindex, src, dst, data });
+    /// Hand `data` to the engine as received on `ifindex` from `src` for `dst`, in a frame
+    /// from Ethernet address `link_source` (`None`: the I/O layer did not read the frame, as
+    /// for replies on the upstream socket), as the next event (whatever the network would
+    /// have done with it: spoofed, replayed, mangled).
+    pub fn inject_to_engine(
+        &mut self,
+        ifindex: u32,
+        link_source: Option<[u8; 6]>,
+        src: SocketAddrV4,
+        dst: Ipv4Addr,
+        data: Vec<u8>,
+    ) {
+        self.sched.after(0, Ev::HostileRx { ifindex, link_source, src, dst, data });
     }
 
-    /// Hand the engine a probe answer, as the next event: an ARP answer from `mac`, or an
-    /// ICMP echo reply (`None`), from `target` on `ifindex`, whoever really holds it.
-    pub fn inject_probe_answer(&mut self, ifindex: u32, target: Ipv4Addr, mac: Option<[u8; 6]>) {
-        self.sched.after(0, Ev::ProbeAnswer { ifindex, target, mac });
+    /// Hand the engine a probe answer, as the next event: an ARP packet claiming `target`
+    /// on `ifindex`, or an ICMP echo reply from `target` (whatever identifier it carries),
+    /// whoever really holds it.
+    pub fn inject_probe_answer(&mut self, ifindex: u32, target: Ipv4Addr, reply: ProbeReply) {
+        self.sched.after(0, Ev::ProbeAnswer { ifindex, target, reply });
     }
 
     /// Run for `d` milliseconds.
@@ -1019,18 +1097,25 @@ impl Sim {
     fn dispatch(&mut self, ev: Ev) {
         match ev {
             Ev::EngineRx { ifindex, src, dst, data } => self.engine_rx(ifindex, src, dst, &data),
+            Ev::HostileRx { ifindex, link_source, src, dst, data } => {
+                self.engine_rx_from(ifindex, link_source, src, dst, &data)
+            }
             Ev::ServerRx { server, src, data } => self.server_rx(server, src, &data),
             Ev::LinkFrame { link, mac, data } => self.link_frame(link, mac, &data),
             Ev::IpToClient { link, dst, data } => self.ip_to_client(link, dst, &data),
             Ev::BypassRx { link, data } => self.bypass_rx(link, data),
             Ev::BypassReply { link, data } => self.bypass_reply(link, &data),
-            Ev::ProbeAnswer { ifindex, target, mac } => {
+            Ev::ProbeAnswer { ifindex, target, reply } => {
                 if self.engine_up {
                     self.stats.probes_answered += 1;
+                    let mac = match reply {
+                        ProbeReply::Arp(mac) => Some(mac),
+                        ProbeReply::Echo(_) => None,
+                    };
                     self.tr(TraceEvent::ProbeAnswer { target, mac });
                     let now = self.engine_now();
                     self.engine_calls += 1;
-                    engine_api::probe_answer(&mut self.engine, now, ifindex, target, mac, &mut self.outbox);
+                    engine_api::probe_answer(&mut self.engine, now, ifindex, target, reply, &mut self.outbox);
                     self.flush_outbox(false);
                     self.reschedule_engine_timer();
                 }
@@ -1166,6 +1251,17 @@ impl Sim {
                         self.lost("engine unreachable", s);
                     }
                 } else if let Some(server) = self.servers.iter().position(|sv| sv.addr() == dst) {
+                    if self.cfg.mode.unicasts() == Unicasts::Intercepted && self.engine_up {
+                        // The engine runs on the router the unicast crosses (paper 4.2): it
+                        // sees it first, and what it does not take the router forwards.
+                        if let Some(s) = s {
+                            self.tr(TraceEvent::ClientTx { client: c, s, to: "server (via the spoofing router)" });
+                        }
+                        self.note_expectation(c, &tx);
+                        let src = SocketAddrV4::new(src, 68);
+                        self.sched.after(lat.link_ms, Ev::EngineRx { ifindex, src, dst, data: tx.data });
+                        return;
+                    }
                     if let Some(s) = s {
                         self.tr(TraceEvent::ClientTx { client: c, s, to: "server (direct)" });
                     }
@@ -1286,19 +1382,40 @@ impl Sim {
     // ------------------------------------------------------------------ engine
 
     fn engine_rx(&mut self, ifindex: u32, src: SocketAddrV4, dst: Ipv4Addr, data: &[u8]) {
+        // Model clients send from their own MAC, which the I/O layer reads off the frame.
+        let from_server = ifindex == self.cfg.upstream_ifindex;
+        let link_source = if from_server { None } else { Summary::parse(data).map(|s| s.mac) };
+        self.engine_rx_from(ifindex, link_source, src, dst, data);
+    }
+
+    fn engine_rx_from(
+        &mut self,
+        ifindex: u32,
+        link_source: Option<[u8; 6]>,
+        src: SocketAddrV4,
+        dst: Ipv4Addr,
+        data: &[u8],
+    ) {
         if !self.engine_up {
             self.lost("engine unreachable", Summary::parse(data));
             return;
         }
         let now = self.now();
         self.engine_calls += 1;
-        self.log_wire(|| WireEvent::EngineIn { at: now, ifindex, src, dst, data: data.to_vec() });
+        self.log_wire(|| WireEvent::EngineIn { at: now, ifindex, link_source, src, dst, data: data.to_vec() });
         let from_server = ifindex == self.cfg.upstream_ifindex;
         let verdict = self.engine.handle_datagram(
             Timestamp::from_millis(self.to_engine_time(now)),
-            Ingress { ifindex, src, dst, data },
+            Ingress { link_source, ifindex, src, dst, data },
             &mut self.outbox,
         );
+        if verdict == Verdict::Dropped(DropReason::NotAddressedToUs) {
+            // Not ours: the router forwards it to its destination.
+            if let Some(server) = self.servers.iter().position(|sv| sv.addr() == dst) {
+                let routed = Ev::ServerRx { server, src: *src.ip(), data: data.to_vec() };
+                self.sched.after(self.cfg.latency.server_ms, routed);
+            }
+        }
         if let Some(s) = Summary::parse(data) {
             if from_server {
                 self.stats.engine_from_servers.bump(s.kind);
@@ -1414,7 +1531,7 @@ impl Sim {
             }
         }
         for p in probes {
-            self.log_wire(|| WireEvent::Probe { at: now, ifindex: p.ifindex, target: p.target });
+            self.log_wire(|| WireEvent::Probe { at: now, ifindex: p.ifindex, target: p.target, echo: p.echo });
             self.probe_deadlines.push(now + self.cfg.proxy.probe_timeout.as_millis() as Millis);
             self.stats.probes += 1;
             *self.probes_by_target.entry(p.target).or_insert(0) += 1;
@@ -1423,7 +1540,7 @@ impl Sim {
             if let Some(mac) = holder {
                 self.sched.after(
                     lat.probe_answer_ms,
-                    Ev::ProbeAnswer { ifindex: p.ifindex, target: p.target, mac: Some(mac) },
+                    Ev::ProbeAnswer { ifindex: p.ifindex, target: p.target, reply: ProbeReply::Arp(mac) },
                 );
             }
         }
@@ -1511,6 +1628,22 @@ impl Sim {
         );
     }
 
+    /// Deliver raw bytes to the engine as a hostile host on client link `link` sends them:
+    /// a frame from Ethernet address `link_source`, IPv4 `src` to `dst` (a forged server
+    /// reply, or a message in another client's name).
+    pub fn inject_on_link(
+        &mut self,
+        link: usize,
+        link_source: [u8; 6],
+        src: SocketAddrV4,
+        dst: Ipv4Addr,
+        data: Vec<u8>,
+    ) {
+        let ifindex = self.cfg.links.get(link).map(|l| l.ifindex).unwrap_or(0);
+        self.sched
+            .after(self.cfg.latency.link_ms, Ev::HostileRx { ifindex, link_source: Some(link_source), src, dst, data });
+    }
+
     // ------------------------------------------------------------------ bypass relays
 
     fn bypass_rx(&mut self, link: usize, mut data: Vec<u8>) {
@@ -1556,7 +1689,7 @@ impl Sim {
     // ------------------------------------------------------------------ expectations
 
     fn note_expectation(&mut self, c: usize, tx: &ClientTx) {
-        if !self.cfg.track_expectations || !tx.first || self.cfg.mode != Mode::Proxy {
+        if !self.cfg.track_expectations || !tx.first || !self.cfg.mode.caches() {
             return;
         }
         if !matches!(tx.class, TxClass::InitReboot | TxClass::Discover | TxClass::Renew) {
@@ -1671,7 +1804,15 @@ impl Sim {
                 .find(|s| s.owns(a))
                 .and_then(|s| s.binding(a))
                 .map(|(k, e)| (k == key.as_slice(), e));
-            let ok = matches!(binding, Some((true, e)) if e.saturating_add(self.cfg.lease_tolerance_ms) >= end);
+            let covers = |e: Millis| e.saturating_add(self.cfg.lease_tolerance_ms) >= end;
+            let ok = match binding {
+                Some((true, e)) => covers(e),
+                // Pool mode: the server leases the address to one of cdra's pool identities,
+                // which gave it to this client; or the lease is being handed over to the
+                // client (released by the pool identity, requested in the client's name).
+                Some((false, e)) => self.pool_backs(c, a, covers(e)),
+                None => false,
+            };
             if !ok {
                 self.report_violation(ViolationKind::LeaseBeyondServer {
                     client: c,
@@ -1681,6 +1822,27 @@ impl Sim {
                 });
             }
         }
+    }
+
+    /// Pool mode, invariant (b): client `c` holds `a`, which the server binds to another
+    /// identity: fine if that is a pool identity whose lease covers the client's
+    /// (`covered`), or if the engine is handing the address over from the pool identity to
+    /// the client (entry migrating or reacquiring for it).
+    fn pool_backs(&self, c: usize, a: Ipv4Addr, covered: bool) -> bool {
+        let Some(srv) = self.servers.iter().find(|s| s.owns(a)) else { return false };
+        let Some((key, _)) = srv.binding(a) else { return false };
+        if !engine_api::is_pool_identity(key) {
+            return false;
+        }
+        if covered {
+            return true;
+        }
+        let Some(record) = self.engine_record(c) else { return false };
+        engine_api::pool_entries(&self.engine).iter().any(|e| {
+            e.address == a
+                && matches!(e.state, "migrating" | "reacquiring")
+                && e.client.as_deref() == Some(record.key.as_str())
+        })
     }
 
     fn check_dirty(&mut self) {

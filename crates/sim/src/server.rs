@@ -3,7 +3,8 @@
 //!
 //! - one address pool per subnet, the subnet chosen by `giaddr` (or `ciaddr` for a renewal
 //!   unicast straight to the server); several servers get disjoint ranges;
-//! - a lease database keyed by client identifier (option 61), else `htype`+`chaddr`;
+//! - a lease database keyed by client identifier (option 61), else `htype`+`chaddr`, one
+//!   lease per client per subnet (a new address ends the previous lease, as in Kea);
 //! - allocation (RFC 2131 4.3.1): the client's current or previous address, else the
 //!   requested one, else the *lowest* free address of the range, so a released or expired
 //!   address is handed out again at once (this is what makes the paper's Appendix A
@@ -499,6 +500,19 @@ impl ModelServer {
 
     fn bind(&mut self, now: Millis, m: &Message<&[u8]>, key: &[u8], a: Ipv4Addr, pool: usize) -> Option<ServerReply> {
         let secs = self.cfg.lease_secs;
+        // One lease per client per subnet, as Kea keeps it (ALLOC_ENGINE_V4_REQUEST_REMOVE_LEASE):
+        // granting another address ends the client's lease on the previous one.
+        if let Some(&old) = self.by_key.get(&(key.to_vec(), pool)) {
+            if old != a {
+                if let Some(r) = self.leases.get_mut(&old) {
+                    if r.key.as_slice() == key && r.state == LeaseState::Bound && r.end > now {
+                        r.state = LeaseState::Released;
+                        r.end = now;
+                        self.touched.push(old);
+                    }
+                }
+            }
+        }
         self.leases.insert(
             a,
             LeaseRecord { key: key.to_vec(), state: LeaseState::Bound, start: now, end: now + Self::lease_ms(secs) },

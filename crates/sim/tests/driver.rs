@@ -30,7 +30,7 @@ fn the_wire_log_shows_what_crossed_the_engine() {
     assert_eq!((ins, to_server), (4, 2), "DISCOVER, OFFER, REQUEST, ACK in; DISCOVER, REQUEST out");
     assert!(sim.take_wire_log().is_empty(), "drained");
     let calls = sim.engine_calls();
-    sim.inject_to_engine(2, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68), Ipv4Addr::BROADCAST, vec![1, 2, 3]);
+    sim.inject_to_engine(2, None, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68), Ipv4Addr::BROADCAST, vec![1, 2, 3]);
     sim.run_for(1);
     assert!(sim.engine_calls() > calls);
     assert!(matches!(&sim.take_wire_log()[..], [WireEvent::EngineIn { data, .. }] if data == &[1, 2, 3]));

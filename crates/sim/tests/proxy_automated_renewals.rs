@@ -1,7 +1,8 @@
 //! Automated lease renewals (paper 2.3, 3.3, 5.3; Appendix A.2): the server grants a long
-//! lease, the proxy gives clients a short one and renews it locally; past the server
-//! lease's T1 it renews upstream; when a short lease lapses it probes, then releases the
-//! server lease — unless the address still answers.
+//! lease, the caching relay gives clients a short one and renews it locally; past the
+//! server lease's T1 it renews upstream; when a short lease lapses it probes, then
+//! releases the server lease — unless the address still answers. The first tests run in
+//! both proxying (4.1) and spoofing (4.2) mode.
 
 mod common;
 
@@ -12,8 +13,11 @@ use cdra_sim::server::{LeaseState, RequestClass};
 use cdra_sim::{hours, mins, Sim, SimConfig, TxClass, ViolationKind, SERVER1};
 use common::{addr, boot, client, fail};
 
-fn short_leases(seed: u64, safe: bool) -> Sim {
-    let mut c = SimConfig::small(seed, Mode::Proxy);
+/// Caching modes that give automated short leases.
+const MODES: [Mode; 2] = [Mode::Proxy, Mode::Spoof];
+
+fn short_leases_in(seed: u64, mode: Mode, safe: bool) -> Sim {
+    let mut c = SimConfig::small(seed, mode);
     c.proxy.safe_network = safe;
     c.proxy.client_lease = Some(Duration::from_secs(3600));
     c.servers[0].lease_secs = 86_400;
@@ -23,48 +27,52 @@ fn short_leases(seed: u64, safe: bool) -> Sim {
 
 #[test]
 fn short_leases_renewed_locally_server_sees_one_renewal_per_t1() {
-    let mut sim = short_leases(401, false);
-    let a = client(&mut sim, 0);
-    assert_eq!(boot(&mut sim, a), Some(addr(0, 100)));
-    assert_eq!(
-        sim.client(a).lease().map(|l| l.lease_secs),
-        Some(3600),
-        "paper 5.1: the forwarded ACK carries the short lease"
-    );
-    sim.run_for(hours(48));
-    if let Some(v) = sim.violations().first() {
-        fail(&sim, &v.to_string());
+    for mode in MODES {
+        let mut sim = short_leases_in(401, mode, false);
+        let a = client(&mut sim, 0);
+        assert_eq!(boot(&mut sim, a), Some(addr(0, 100)));
+        assert_eq!(
+            sim.client(a).lease().map(|l| l.lease_secs),
+            Some(3600),
+            "paper 5.1: the forwarded ACK carries the short lease"
+        );
+        sim.run_for(hours(48));
+        if let Some(v) = sim.violations().first() {
+            fail(&sim, &v.to_string());
+        }
+        assert_eq!(sim.held(a), Some(addr(0, 100)));
+        let renewals = sim.client(a).stats.sent_of(TxClass::Renew);
+        let upstream = sim.server(0).stats.requests_of(RequestClass::CiaddrRelayed);
+        eprintln!("client renewals {renewals}, server saw {upstream}");
+        assert!(renewals >= 90, "a 1-hour lease renews every 30 min: {renewals}");
+        // The server lease (1 day, T1 12 h) needs renewing about 4 times in 48 h.
+        assert!((3..=6).contains(&upstream), "server saw {upstream} renewals");
     }
-    assert_eq!(sim.held(a), Some(addr(0, 100)));
-    let renewals = sim.client(a).stats.sent_of(TxClass::Renew);
-    let upstream = sim.server(0).stats.requests_of(RequestClass::CiaddrRelayed);
-    eprintln!("client renewals {renewals}, server saw {upstream}");
-    assert!(renewals >= 90, "a 1-hour lease renews every 30 min: {renewals}");
-    // The server lease (1 day, T1 12 h) needs renewing about 4 times in 48 h.
-    assert!((3..=6).contains(&upstream), "server saw {upstream} renewals");
 }
 
 #[test]
 fn lapsed_short_lease_is_released_after_a_probe() {
-    let mut sim = short_leases(402, false);
-    let a = client(&mut sim, 0);
-    assert_eq!(boot(&mut sim, a), Some(addr(0, 100)));
-    sim.power_off(a, false);
-    sim.run_for(hours(1) + mins(1));
-    // Paper 2.3: "When a short term lease expires, the CDRA sends a RELEASE message to the
-    // server"; 3.3: after an ICMP echo request finds nobody.
-    assert!(sim.probes_for(addr(0, 100)) >= 1);
-    assert_eq!(sim.server(0).stats.releases_applied, 1);
-    assert_eq!(sim.server(0).lease(addr(0, 100)).map(|l| l.state), Some(LeaseState::Released));
-    assert!(sim.engine_record(a).is_none());
-    assert!(sim.violations().is_empty());
+    for mode in MODES {
+        let mut sim = short_leases_in(402, mode, false);
+        let a = client(&mut sim, 0);
+        assert_eq!(boot(&mut sim, a), Some(addr(0, 100)));
+        sim.power_off(a, false);
+        sim.run_for(hours(1) + mins(1));
+        // Paper 2.3: "When a short term lease expires, the CDRA sends a RELEASE message to the
+        // server"; 3.3: after an ICMP echo request finds nobody.
+        assert!(sim.probes_for(addr(0, 100)) >= 1);
+        assert_eq!(sim.server(0).stats.releases_applied, 1);
+        assert_eq!(sim.server(0).lease(addr(0, 100)).map(|l| l.state), Some(LeaseState::Released));
+        assert!(sim.engine_record(a).is_none());
+        assert!(sim.violations().is_empty());
+    }
 }
 
 /// Appendix A.2: the client loses the CDRA, rebinds with the server (case i: same
 /// address), the CDRA comes back; when its short lease lapses it must probe before
 /// releasing, or the client is left holding an address the server believes free.
-fn a2(safe: bool) -> (Sim, usize) {
-    let mut sim = short_leases(403, safe);
+fn a2(mode: Mode, safe: bool) -> (Sim, usize) {
+    let mut sim = short_leases_in(403, mode, safe);
     let a = client(&mut sim, 0);
     assert_eq!(boot(&mut sim, a), Some(addr(0, 100)));
     // CDRA Down (from the client's point of view); another relay reaches the server.
@@ -83,26 +91,30 @@ fn a2(safe: bool) -> (Sim, usize) {
 
 #[test]
 fn a2_lapse_with_precautions_keeps_the_server_lease() {
-    let (sim, a) = a2(false);
-    if let Some(v) = sim.violations().first() {
-        fail(&sim, &v.to_string());
+    for mode in MODES {
+        let (sim, a) = a2(mode, false);
+        if let Some(v) = sim.violations().first() {
+            fail(&sim, &v.to_string());
+        }
+        assert!(sim.probes_for(addr(0, 100)) >= 1, "probe before releasing");
+        assert_eq!(sim.server(0).stats.releases_applied, 0, "the address answered: nothing released");
+        // The host answering is the client itself (its own MAC): it is still there, so its
+        // record is kept as well (issue 9, defect 1); another host would drop the record.
+        let proxy = &sim.engine().counters().proxy;
+        assert_eq!(proxy[cdra_core::counters::ProxyEvent::LapsedClientStillThere], 1);
+        assert_eq!(proxy[cdra_core::counters::ProxyEvent::LapsedStillInUse], 0);
+        assert_eq!(sim.held(a), Some(addr(0, 100)));
     }
-    assert!(sim.probes_for(addr(0, 100)) >= 1, "probe before releasing");
-    assert_eq!(sim.server(0).stats.releases_applied, 0, "the address answered: nothing released");
-    // The host answering is the client itself (its own MAC): it is still there, so its
-    // record is kept as well (issue 9, defect 1); another host would drop the record.
-    let proxy = &sim.engine().counters().proxy;
-    assert_eq!(proxy[cdra_core::counters::ProxyEvent::LapsedClientStillThere], 1);
-    assert_eq!(proxy[cdra_core::counters::ProxyEvent::LapsedStillInUse], 0);
-    assert_eq!(sim.held(a), Some(addr(0, 100)));
 }
 
 #[test]
 fn a2_lapse_in_safe_network_mode_releases_a_lease_in_use() {
-    let (sim, a) = a2(true);
-    assert_eq!(sim.server(0).stats.releases_applied, 1);
-    let v = sim.violations().first().expect("the checker reports the client holding a released address");
-    assert!(matches!(v.kind, ViolationKind::LeaseBeyondServer { client, .. } if client == a), "{v}");
+    for mode in MODES {
+        let (sim, a) = a2(mode, true);
+        assert_eq!(sim.server(0).stats.releases_applied, 1);
+        let v = sim.violations().first().expect("the checker reports the client holding a released address");
+        assert!(matches!(v.kind, ViolationKind::LeaseBeyondServer { client, .. } if client == a), "{v}");
+    }
 }
 
 #[test]

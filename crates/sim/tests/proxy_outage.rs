@@ -4,67 +4,70 @@
 
 mod common;
 
+use cdra_core::Mode;
 use cdra_sim::server::RequestClass;
 use cdra_sim::{hours, mins, secs, Action, Kind};
-use common::{addr, boot, client, fail, proxy_sim};
+use common::{addr, boot, caching_sim, client, fail, proxy_sim};
 
 #[test]
 fn known_clients_keep_their_address_new_client_gets_nothing() {
-    let mut sim = proxy_sim(301, false);
-    sim.server_mut(0).set_lease_secs(8 * 3600); // T1 at 4 h, falls inside the outage
-    let a = client(&mut sim, 0);
-    let b = client(&mut sim, 0);
-    let c = client(&mut sim, 1);
-    let n = client(&mut sim, 0);
-    assert_eq!(boot(&mut sim, a), Some(addr(0, 100)));
-    assert_eq!(boot(&mut sim, b), Some(addr(0, 101)));
-    assert_eq!(boot(&mut sim, c), Some(addr(1, 100)));
+    for mode in [Mode::Proxy, Mode::Spoof] {
+        let mut sim = caching_sim(301, mode, false);
+        sim.server_mut(0).set_lease_secs(8 * 3600); // T1 at 4 h, falls inside the outage
+        let a = client(&mut sim, 0);
+        let b = client(&mut sim, 0);
+        let c = client(&mut sim, 1);
+        let n = client(&mut sim, 0);
+        assert_eq!(boot(&mut sim, a), Some(addr(0, 100)));
+        assert_eq!(boot(&mut sim, b), Some(addr(0, 101)));
+        assert_eq!(boot(&mut sim, c), Some(addr(1, 100)));
 
-    sim.stop_server(0);
-    sim.run_for(mins(10));
-    // Reboot: INIT-REBOOT answered by the proxy.
-    sim.power_off(a, false);
-    assert_eq!(boot(&mut sim, a), Some(addr(0, 100)), "reboot during the outage");
-    // Renewal: answered by the proxy.
-    let acks = sim.client(b).stats.acks;
-    sim.act(Action::RenewNow(b));
-    sim.run_for(secs(10));
-    assert_eq!(sim.client(b).stats.acks, acks + 1, "renewal during the outage");
-    // DISCOVER (lease file lost): OFFER and ACK from the proxy.
-    sim.power_off(c, false);
-    sim.forget_lease(c);
-    assert_eq!(boot(&mut sim, c), Some(addr(1, 100)), "DISCOVER during the outage");
-    // A client the proxy never saw: nothing.
-    sim.power_on(n);
-    sim.run_for(mins(5));
-    assert_eq!(sim.held(n), None);
-    assert_eq!(sim.client(n).stats.received.total(), 0, "a new client gets nothing during an outage");
+        sim.stop_server(0);
+        sim.run_for(mins(10));
+        // Reboot: INIT-REBOOT answered by the proxy.
+        sim.power_off(a, false);
+        assert_eq!(boot(&mut sim, a), Some(addr(0, 100)), "reboot during the outage");
+        // Renewal: answered by the proxy.
+        let acks = sim.client(b).stats.acks;
+        sim.act(Action::RenewNow(b));
+        sim.run_for(secs(10));
+        assert_eq!(sim.client(b).stats.acks, acks + 1, "renewal during the outage");
+        // DISCOVER (lease file lost): OFFER and ACK from the proxy.
+        sim.power_off(c, false);
+        sim.forget_lease(c);
+        assert_eq!(boot(&mut sim, c), Some(addr(1, 100)), "DISCOVER during the outage");
+        // A client the proxy never saw: nothing.
+        sim.power_on(n);
+        sim.run_for(mins(5));
+        assert_eq!(sim.held(n), None);
+        assert_eq!(sim.client(n).stats.received.total(), 0, "a new client gets nothing during an outage");
 
-    // Several hours on (past the server lease's T1 at 4 h: renewals answered locally
-    // since the server is down), the known clients still hold their addresses.
-    sim.run_for(hours(5));
-    for (x, want) in [(a, addr(0, 100)), (b, addr(0, 101)), (c, addr(1, 100))] {
-        if sim.held(x) != Some(want) {
-            fail(&sim, &format!("client#{x} lost {want} during the outage"));
+        // Several hours on (past the server lease's T1 at 4 h: renewals answered locally
+        // since the server is down), the known clients still hold their addresses.
+        sim.run_for(hours(5));
+        for (x, want) in [(a, addr(0, 100)), (b, addr(0, 101)), (c, addr(1, 100))] {
+            if sim.held(x) != Some(want) {
+                fail(&sim, &format!("{mode:?}: client#{x} lost {want} during the outage"));
+            }
         }
-    }
-    assert!(sim.engine().counters().proxy[cdra_core::counters::ProxyEvent::LocalRenewal] >= 3);
-    assert_eq!(sim.held(n), None);
+        assert!(sim.engine().counters().proxy[cdra_core::counters::ProxyEvent::LocalRenewal] >= 3);
+        assert_eq!(sim.held(n), None);
 
-    // The server comes back: the new client is served, the known ones are renewed with the
-    // server (upstream renewals) and outlive the original 8 h server lease.
-    sim.start_server(0);
-    sim.run_for(mins(3));
-    assert!(sim.held(n).is_some(), "the new client is served once the server is back");
-    sim.run_for(hours(4));
-    for x in [a, b, c] {
-        if sim.held(x).is_none() {
-            fail(&sim, &format!("client#{x} lost its address after the outage"));
+        // The server comes back: the new client is served, the known ones are renewed with the
+        // server (upstream renewals) and outlive the original 8 h server lease.
+        sim.start_server(0);
+        sim.run_for(mins(3));
+        assert!(sim.held(n).is_some(), "the new client is served once the server is back");
+        sim.run_for(hours(4));
+        for x in [a, b, c] {
+            if sim.held(x).is_none() {
+                fail(&sim, &format!("client#{x} lost its address after the outage"));
+            }
         }
+        assert!(sim.server(0).stats.requests_of(RequestClass::CiaddrRelayed) >= 3, "renewed upstream after the outage");
+        assert!(sim.server_received().get(Kind::Discover) >= 2);
+        sim.assert_ok();
     }
-    assert!(sim.server(0).stats.requests_of(RequestClass::CiaddrRelayed) >= 3, "renewed upstream after the outage");
-    assert!(sim.server_received().get(Kind::Discover) >= 2);
-    sim.assert_ok();
 }
 
 #[test]
@@ -94,7 +97,7 @@ fn leases_end_with_the_server_lease_when_the_outage_outlasts_it() {
 /// DISCOVER past T1 could do the same.
 #[test]
 fn frequent_rebooter_keeps_its_address_through_an_outage() {
-    for mode in [cdra_core::Mode::Relay, cdra_core::Mode::Proxy] {
+    for mode in [cdra_core::Mode::Relay, cdra_core::Mode::Proxy, cdra_core::Mode::Spoof] {
         let mut cfg = cdra_sim::SimConfig::small(303, mode);
         cfg.servers[0].lease_secs = 86_400;
         let mut sim = cdra_sim::Sim::new(cfg);

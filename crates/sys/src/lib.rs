@@ -9,7 +9,12 @@
 //!   selection on send).
 //! * [`packet`]: AF_PACKET sockets: sending complete IPv4 datagrams to a link-layer address,
 //!   and ARP probes / ARP observation.
+//! * [`tap`]: reading UDP datagrams off one link with the frame's source hardware address
+//!   (client requests), and classic BPF filters.
 //! * [`icmp`]: raw ICMP echo requests and replies.
+//! * [`intercept`]: spoofing mode's interception (an nftables table owned by the process:
+//!   the router stops forwarding client unicasts to the servers).
+//! * [`route`]: where the kernel routes an address (`ip route get`).
 //! * [`poll`]: waiting for readability on several descriptors.
 //! * [`privileges`]: what the process may do (effective capabilities), and dropping them.
 //! * [`netns`]: moving a thread into a named network namespace (used by tests and simulators).
@@ -25,14 +30,18 @@
 #![warn(missing_docs)]
 
 mod error;
+mod nl;
 mod sock;
 
 pub mod icmp;
 pub mod iface;
+pub mod intercept;
 pub mod netns;
 pub mod packet;
 pub mod poll;
 pub mod privileges;
+pub mod route;
+pub mod tap;
 pub mod udp;
 
 pub use error::SysError;

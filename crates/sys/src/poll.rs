@@ -1,9 +1,9 @@
-//! Waiting until one of several descriptors is readable.
+//! Waiting until one of several descriptors is readable (or, with [`wait_ready`], writable).
 //!
-//! Guarantees: [`wait_readable`] never blocks longer than the timeout (rounded up to whole
-//! milliseconds), returns early with nothing ready when a signal interrupts it (so the
-//! caller can check flags set by signal handlers), and allocates nothing for up to
-//! [`STACK_FDS`] descriptors.
+//! Guarantees: [`wait_readable`] and [`wait_ready`] never block longer than the timeout
+//! (rounded up to whole milliseconds), return early with nothing ready when a signal
+//! interrupts them (so the caller can check flags set by signal handlers), and allocate
+//! nothing for up to [`STACK_FDS`] descriptors.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -23,16 +23,53 @@ pub fn wait_readable(fds: &[RawFd], timeout: Option<Duration>, ready: &mut [bool
     if ready.len() < fds.len() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "wait_readable: `ready` is shorter than `fds`"));
     }
+    poll_events(fds.iter().map(|&fd| (fd, libc::POLLIN)), fds.len(), timeout, ready)
+}
+
+/// What [`wait_ready`] waits for on one descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interest {
+    /// Data to read (or a connection to accept).
+    Read,
+    /// Room to write.
+    Write,
+}
+
+/// Like [`wait_readable`], with an [`Interest`] per descriptor: `ready[i]` tells whether
+/// `fds[i]` can be read or written as asked (or has an error or hang-up pending, which the
+/// next read or write reports).
+pub fn wait_ready(fds: &[(RawFd, Interest)], timeout: Option<Duration>, ready: &mut [bool]) -> io::Result<usize> {
+    if ready.len() < fds.len() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "wait_ready: `ready` is shorter than `fds`"));
+    }
+    let events = fds.iter().map(|&(fd, interest)| {
+        (
+            fd,
+            match interest {
+                Interest::Read => libc::POLLIN,
+                Interest::Write => libc::POLLOUT,
+            },
+        )
+    });
+    poll_events(events, fds.len(), timeout, ready)
+}
+
+fn poll_events(
+    fds: impl Iterator<Item = (RawFd, libc::c_short)>,
+    count: usize,
+    timeout: Option<Duration>,
+    ready: &mut [bool],
+) -> io::Result<usize> {
     for r in ready.iter_mut() {
         *r = false;
     }
     let timeout_ms = timeout_to_ms(timeout);
     let empty = libc::pollfd { fd: -1, events: 0, revents: 0 };
-    if fds.len() <= STACK_FDS {
+    if count <= STACK_FDS {
         let mut pfds = [empty; STACK_FDS];
-        poll_into(fds, &mut pfds[..fds.len()], timeout_ms, ready)
+        poll_into(fds, &mut pfds[..count], timeout_ms, ready)
     } else {
-        let mut pfds = vec![empty; fds.len()];
+        let mut pfds = vec![empty; count];
         poll_into(fds, &mut pfds, timeout_ms, ready)
     }
 }
@@ -49,14 +86,14 @@ fn timeout_to_ms(timeout: Option<Duration>) -> libc::c_int {
 }
 
 fn poll_into(
-    fds: &[RawFd],
+    fds: impl Iterator<Item = (RawFd, libc::c_short)>,
     pfds: &mut [libc::pollfd],
     timeout_ms: libc::c_int,
     ready: &mut [bool],
 ) -> io::Result<usize> {
-    for (p, &fd) in pfds.iter_mut().zip(fds) {
+    for (p, (fd, events)) in pfds.iter_mut().zip(fds) {
         p.fd = fd;
-        p.events = libc::POLLIN;
+        p.events = events;
         p.revents = 0;
     }
     // SAFETY: `pfds` is a valid, writable array of exactly `pfds.len()` pollfd structs.
@@ -73,7 +110,7 @@ fn poll_into(
         if p.revents & libc::POLLNVAL != 0 {
             return Err(io::Error::from_raw_os_error(libc::EBADF));
         }
-        if p.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0 {
+        if p.revents & (p.events | libc::POLLERR | libc::POLLHUP) != 0 {
             *r = true;
             count += 1;
         }
@@ -92,6 +129,19 @@ mod tests {
         assert_eq!(timeout_to_ms(Some(Duration::from_micros(1))), 1);
         assert_eq!(timeout_to_ms(Some(Duration::from_millis(1500))), 1500);
         assert_eq!(timeout_to_ms(Some(Duration::from_secs(u64::MAX))), libc::c_int::MAX);
+    }
+
+    #[test]
+    fn write_interest_reports_room_to_write() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().expect("pair");
+        use std::os::fd::AsRawFd;
+        let fds = [(a.as_raw_fd(), Interest::Read), (b.as_raw_fd(), Interest::Write)];
+        let mut ready = [false; 2];
+        let n = wait_ready(&fds, Some(Duration::from_millis(100)), &mut ready).expect("poll");
+        assert_eq!((n, ready), (1, [false, true]), "nothing to read on a, room to write on b");
+        std::io::Write::write_all(&mut &b, b"x").expect("write");
+        let n = wait_ready(&fds, Some(Duration::from_millis(100)), &mut ready).expect("poll");
+        assert_eq!((n, ready), (2, [true, true]));
     }
 
     #[test]

@@ -77,6 +77,31 @@ impl UdpSocket {
         Ok(UdpSocket { fd, local })
     }
 
+    /// Keep datagrams that arrived on one of `interfaces` with a payload starting with
+    /// `first_payload_byte` out of this socket (a classic BPF filter: the kernel drops them
+    /// before they are queued). For links whose requests a [`crate::tap::UdpTap`] reads, so
+    /// they are not received twice. An empty list removes nothing and lets everything in.
+    pub fn ignore_from(&self, interfaces: &[u32], first_payload_byte: u8) -> io::Result<()> {
+        use crate::tap::bpf::*;
+        if interfaces.len() > 200 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many interfaces for one filter"));
+        }
+        // A UDP socket's filter sees the datagram from its UDP header on.
+        let n = interfaces.len();
+        let mut p = vec![insn(LD_W_ABS, 0, 0, ANCILLARY_IFINDEX)];
+        for (i, ifindex) in interfaces.iter().enumerate() {
+            // Equal: on to the payload check (after the remaining compares and the accept).
+            let to_check = (n - i) as u8;
+            p.push(insn(JEQ, to_check, 0, *ifindex));
+        }
+        p.push(insn(RET, 0, 0, ACCEPT));
+        p.push(insn(LD_B_ABS, 0, 0, 8));
+        p.push(insn(JEQ, 1, 0, u32::from(first_payload_byte)));
+        p.push(insn(RET, 0, 0, ACCEPT));
+        p.push(insn(RET, 0, 0, DROP));
+        attach(&self.fd, &p)
+    }
+
     /// The bound address (with the real port when bound to port 0).
     pub fn local_addr(&self) -> SocketAddrV4 {
         self.local

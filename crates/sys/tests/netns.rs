@@ -438,3 +438,93 @@ fn interface_facts_inside_a_namespace() {
     assert_eq!(vb.mtu, 1500);
     assert!(vb.mac.is_some());
 }
+
+#[test]
+fn a_tap_reads_requests_with_their_source_mac_and_the_udp_socket_is_spared_them() {
+    use cdra_sys::tap::{LinkDelivery, TapBatch, UdpTap};
+    let Some(p) = Pair::new("tp", 7) else { return };
+    let va = p.in_a(|| lookup("va"));
+    let (tap, relay) = p.in_a(|| {
+        let tap = UdpTap::open(va.index, 67, Some(1)).expect("tap");
+        let relay = UdpSocket::bind_any(67, None).expect("bind :67");
+        relay.ignore_from(&[va.index], 1).expect("filter");
+        (tap, relay)
+    });
+    let (tx, vb) = p.in_b(|| (PacketSender::new().expect("PacketSender"), lookup("vb")));
+    let vb_mac = vb.mac.expect("vb has a MAC");
+    let from = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68);
+    let to = SocketAddrV4::new(Ipv4Addr::BROADCAST, 67);
+    let request = ipv4_udp(from, to, b"\x01request");
+    let reply = ipv4_udp(SocketAddrV4::new(p.ip_b(), 67), SocketAddrV4::new(p.ip_a(), 67), b"\x02reply");
+    let other_port = ipv4_udp(from, SocketAddrV4::new(Ipv4Addr::BROADCAST, 68), b"\x01other port");
+    let mut fragment = ipv4_udp(from, to, b"\x01fragment");
+    fragment[6] = 0x20; // more fragments (the checksum no longer matters: dropped before)
+    let send_all = || {
+        for frame in [&other_port, &fragment, &reply, &request] {
+            let dst = if frame == &reply { va.mac.expect("va has a MAC") } else { BROADCAST_MAC };
+            tx.send(vb.index, dst, frame).expect("send");
+        }
+    };
+    send_all();
+    let mut batch = TapBatch::new(8, 2048);
+    let got = wait_for(
+        tap.as_raw_fd(),
+        Duration::from_secs(2),
+        || {
+            tap.recv_batch(&mut batch).expect("recv");
+            (0..batch.len())
+                .filter_map(|i| batch.try_get(i))
+                .map(|t| {
+                    assert!(t.packet.ends_with(b"\x01request"), "only the request passes the filter: {:?}", t.packet);
+                    (t.source_mac, t.delivery, t.ifindex)
+                })
+                .next()
+        },
+        send_all,
+    )
+    .expect("the request is tapped");
+    assert_eq!(got, (Some(vb_mac), LinkDelivery::Broadcast, va.index));
+    // The UDP socket gets the reply from that link, and never the request.
+    let mut udp_batch = RecvBatch::new(8, 2048);
+    let reply_seen = wait_for(
+        relay.as_raw_fd(),
+        Duration::from_secs(2),
+        || {
+            relay.recv_batch(&mut udp_batch).expect("recv");
+            let mut seen = None;
+            for r in udp_batch.iter() {
+                assert_ne!(r.data, b"\x01request", "the UDP socket must not queue tapped requests");
+                if r.data == b"\x02reply" {
+                    seen = Some(());
+                }
+            }
+            seen
+        },
+        send_all,
+    );
+    assert!(reply_seen.is_some(), "the reply reaches the UDP socket");
+
+    // A unicast the peer's kernel sends over the veth (a client's renewal from a UDP
+    // socket) may carry only a partial checksum (checksum offload): the tap says so, so
+    // that the caller does not reject it.
+    let sender = p.in_b(|| UdpSocket::bind(SocketAddrV4::new(p.ip_b(), 68), None).expect("bind client :68"));
+    let send_unicast = || {
+        sender.send_to(b"\x01unicast", SocketAddrV4::new(p.ip_a(), 67), None, None).expect("send");
+    };
+    send_unicast();
+    let status = wait_for(
+        tap.as_raw_fd(),
+        Duration::from_secs(2),
+        || {
+            tap.recv_batch(&mut batch).expect("recv");
+            (0..batch.len())
+                .filter_map(|i| batch.try_get(i))
+                .find(|t| t.packet.ends_with(b"\x01unicast"))
+                .map(|t| t.checksum)
+        },
+        send_unicast,
+    )
+    .expect("the unicast is tapped");
+    eprintln!("checksum status of a kernel-sent unicast over veth: {status:?}");
+    assert_ne!(status, cdra_sys::tap::TransportChecksum::Unverified, "veth offloads UDP checksums");
+}

@@ -10,7 +10,7 @@
 //! | htype, hlen, chaddr | the request | the client may have a new MAC under the same option 61 |
 //! | ciaddr | the request (ACK), 0 (OFFER) | RFC 2131 table 3 |
 //! | option 61 | the request | RFC 6842: returned unaltered, never added |
-//! | option 54, siaddr | our downstream address | paper 4.1, 5.1 ([`crate::mode::ServerIdentity::Ours`]) |
+//! | option 54, siaddr, IPv4 source | our downstream address (proxy), the server's identifier (spoof) | paper 4.1, 5.1; 4.2 ([`Engine::shown_identity`]) |
 //! | options 51, 58, 59 | [`crate::lease`] | paper 5.1, 5.3: what we really give |
 
 use core::net::Ipv4Addr;
@@ -22,10 +22,11 @@ use cdra_wire::{Message, MessageBuilder, MessageType, Op};
 use super::{ClientRequest, LocalAnswer};
 use crate::counters::{MessageKind, ProxyEvent};
 use crate::engine::Engine;
-use crate::lease::{default_t1, default_t2, local_lease_secs, INFINITE};
+use crate::lease::{default_t1, default_t2, finite_secs, local_lease_secs, INFINITE};
+use crate::mode::ServerIdentity;
 use crate::outbox::{Destination, Outbox, BROADCAST_MAC};
 use crate::relay::reply_destination;
-use crate::table::{ClientState, ServerBinding, Slot};
+use crate::table::{ClientKey, ClientState, Origin, ServerBinding, Slot};
 use crate::timers::Timer;
 use crate::verdict::{DropReason, Verdict};
 
@@ -43,11 +44,20 @@ impl Engine {
         let Some(iface) = self.config.downstream.get(ds) else {
             return self.drop(ds, DropReason::UnknownInterface);
         };
-        let ours = iface.address.addr;
         let Some(r) = self.table.get(slot) else {
             return self.drop(ds, DropReason::NoServer);
         };
-        let (address, server, lease) = (r.address, r.server, local_lease_secs(r, now, client_lease));
+        let pool_client = matches!(r.origin, Origin::Pool { .. });
+        // Pool clients get `[pool] client_lease` (never more than is left of the pool lease).
+        let client_lease = if pool_client { Some(self.config.pool.client_lease) } else { client_lease };
+        let lease = match answer {
+            // Paper 5.7: an offer, not a grant (the server decides at the REQUEST): the lease
+            // the server last gave, no more than a client gets from us.
+            LocalAnswer::OfferOfExpired => client_lease.map_or(r.lease_secs, |c| r.lease_secs.min(finite_secs(c))),
+            _ => local_lease_secs(r, now, client_lease),
+        };
+        let (address, server) = (r.address, r.server);
+        let identity = self.shown_identity(ds, server, request);
         let Some((emitted, out)) = outbox.emit() else {
             return self.drop(ds, DropReason::OutboxFull);
         };
@@ -82,19 +92,24 @@ impl Engine {
             }
         }
         let mut m = Message::new_unchecked(out.payload_mut());
-        patch_answer(&mut m, request, answer, Patch { address, lease, ours, server });
-        let (destination, kind) = (reply_destination(&m, iface, ours), MessageKind::of(&m));
+        let rewrite_siaddr = self.config.mode.server_identity() == ServerIdentity::Ours;
+        patch_answer(&mut m, request, answer, Patch { address, lease, identity, rewrite_siaddr, server });
+        let (destination, kind) = (reply_destination(&m, iface, identity), MessageKind::of(&m));
         out.destination = destination;
         self.counters.sent(ds, kind);
         self.counters.proxy.add(match answer {
-            LocalAnswer::Offer => ProxyEvent::LocalOffer,
+            LocalAnswer::Offer | LocalAnswer::OfferOfExpired => ProxyEvent::LocalOffer,
             LocalAnswer::Ack { .. } => ProxyEvent::LocalAck,
             LocalAnswer::BootReply => ProxyEvent::BootpSpoofed,
         });
         if let Some(r) = self.table.get_mut(slot) {
             // Paper 5.2: "If the relay is able to reply to the client, it will place the
             // client in the BOUND state (the relay assumes the client receives the reply)."
-            r.state = if answer == LocalAnswer::Offer { ClientState::OfferedLocally } else { ClientState::Bound };
+            r.state = match answer {
+                LocalAnswer::Offer => ClientState::OfferedLocally,
+                LocalAnswer::OfferOfExpired => ClientState::OfferedExpired,
+                LocalAnswer::Ack { .. } | LocalAnswer::BootReply => ClientState::Bound,
+            };
         }
         if answer == (LocalAnswer::Ack { hold: true }) && !self.config.proxy.renew_reply_delay.is_zero() {
             // Some clients (busybox udhcpc) send a RENEW from a short-lived socket bound to
@@ -114,17 +129,46 @@ impl Engine {
         }
         if matches!(answer, LocalAnswer::Ack { .. }) {
             self.note_client_lease(now, slot, lease);
-            self.renew_upstream_if_due(req, slot, outbox);
+            if pool_client {
+                // Its lease at the server is the pool's (kept renewed by the pool); once the
+                // servers answer, the client moves onto one of its own.
+                self.pool_migrate_if_due(req.now, slot, outbox);
+            } else {
+                self.renew_upstream_if_due(req, slot, outbox);
+            }
         }
         Verdict::AnsweredLocally
     }
 
-    /// A DHCPNAK from us, broadcast on the client's link (RFC 2131 4.3.2).
+    /// The server identity a client sees in our answer on link `ds` for a record bound to
+    /// `server` ([`crate::mode::ServerIdentity`]): our address on the link (proxy), or the
+    /// server's identifier (spoof: the record's server, else the one the request names,
+    /// else the first configured server).
+    pub(crate) fn shown_identity<T: AsRef<[u8]>>(
+        &self,
+        ds: usize,
+        server: Option<ServerBinding>,
+        request: &Message<T>,
+    ) -> Ipv4Addr {
+        let ours = self.config.downstream.get(ds).map(|d| d.address.addr).unwrap_or(Ipv4Addr::UNSPECIFIED);
+        match self.config.mode.server_identity() {
+            ServerIdentity::Server => server
+                .map(|b| b.id)
+                .or_else(|| request.server_identifier())
+                .or_else(|| self.config.servers.first().copied())
+                .unwrap_or(ours),
+            ServerIdentity::Ours | ServerIdentity::AsSent => ours,
+        }
+    }
+
+    /// A DHCPNAK from us, broadcast on the client's link (RFC 2131 4.3.2), from the identity
+    /// the client knows as its server.
     pub(crate) fn send_nak<T: AsRef<[u8]>>(&mut self, ds: usize, request: &Message<T>, outbox: &mut Outbox) -> Verdict {
+        let server = self.table.find(&ClientKey::of(request)).and_then(|s| self.table.get(s)).and_then(|r| r.server);
+        let identity = self.shown_identity(ds, server, request);
         let Some(iface) = self.config.downstream.get(ds) else {
             return self.drop(ds, DropReason::UnknownInterface);
         };
-        let ours = iface.address.addr;
         let ifindex = iface.ifindex;
         let Some((_, out)) = outbox.emit() else {
             return self.drop(ds, DropReason::OutboxFull);
@@ -134,7 +178,7 @@ impl Engine {
             b.xid(request.xid())
                 .flags(request.flags() | cdra_wire::message::BROADCAST_FLAG)
                 .chaddr(request.htype(), request.chaddr());
-            b.option(OptionCode::SERVER_ID, &ours.octets())?;
+            b.option(OptionCode::SERVER_ID, &identity.octets())?;
             if let Some(id) = request.client_identifier() {
                 b.option(OptionCode::CLIENT_ID, id)?;
             }
@@ -148,7 +192,8 @@ impl Engine {
                 return self.drop(ds, DropReason::ReplyTooLarge);
             }
         }
-        out.destination = Destination::ClientLink { ifindex, mac: BROADCAST_MAC, src: ours, dst: Ipv4Addr::BROADCAST };
+        out.destination =
+            Destination::ClientLink { ifindex, mac: BROADCAST_MAC, src: identity, dst: Ipv4Addr::BROADCAST };
         self.counters.sent(ds, MessageKind::Dhcp(MessageType::Nak));
         self.counters.proxy.add(ProxyEvent::LocalNak);
         Verdict::AnsweredLocally
@@ -159,7 +204,10 @@ impl Engine {
 struct Patch {
     address: Ipv4Addr,
     lease: u32,
-    ours: Ipv4Addr,
+    /// The server identity the client sees (option 54).
+    identity: Ipv4Addr,
+    /// Put it in siaddr too where the server had put itself (proxy mode).
+    rewrite_siaddr: bool,
     server: Option<ServerBinding>,
 }
 
@@ -168,7 +216,7 @@ fn patch_answer<T: AsRef<[u8]> + AsMut<[u8]>, R: AsRef<[u8]>>(
     m: &mut Message<T>,
     request: &Message<R>,
     answer: LocalAnswer,
-    Patch { address, lease, ours, server }: Patch,
+    Patch { address, lease, identity, rewrite_siaddr, server }: Patch,
 ) {
     // RFC 2131 table 3: xid and flags from the client's message; ciaddr 0 in an OFFER,
     // the client's ciaddr in an ACK; giaddr as in the request (0: we are on its link).
@@ -184,16 +232,17 @@ fn patch_answer<T: AsRef<[u8]> + AsMut<[u8]>, R: AsRef<[u8]>>(
     m.set_yiaddr(address);
     m.set_ciaddr(if matches!(answer, LocalAnswer::Ack { .. }) { request.ciaddr() } else { Ipv4Addr::UNSPECIFIED });
     if let Some(t) = answer.message_type() {
-        // Paper 4.1, 5.1: to the client we are the server; lease time, T1 and T2 reflect
-        // what we really give. One walk over the options patches them all.
+        // Paper 4.1, 5.1: to the client we are the server (4.2: the spoofing relay speaks as
+        // the server); lease time, T1 and T2 reflect what we really give. One walk over the
+        // options patches them all.
         let lease_bytes = lease.to_be_bytes();
         let t1 = default_t1(lease).to_be_bytes();
         let t2 = default_t2(lease).to_be_bytes();
-        let ours_bytes = ours.octets();
+        let identity_bytes = identity.octets();
         let type_byte = [t.to_u8()];
         let patches: [(u8, &[u8]); 5] = [
             (OptionCode::MESSAGE_TYPE, &type_byte),
-            (OptionCode::SERVER_ID, &ours_bytes),
+            (OptionCode::SERVER_ID, &identity_bytes),
             (OptionCode::LEASE_TIME, &lease_bytes),
             (OptionCode::RENEWAL_T1, &t1),
             (OptionCode::REBINDING_T2, &t2),
@@ -201,8 +250,8 @@ fn patch_answer<T: AsRef<[u8]> + AsMut<[u8]>, R: AsRef<[u8]>>(
         // An infinite lease stays infinite: patch only type and server identifier.
         let n = if lease == INFINITE { 2 } else { patches.len() };
         m.patch_options(patches.get(..n).unwrap_or(&[]));
-        if server.is_some_and(|b| m.siaddr() == b.id || m.siaddr() == b.addr) {
-            m.set_siaddr(ours);
+        if rewrite_siaddr && server.is_some_and(|b| m.siaddr() == b.id || m.siaddr() == b.addr) {
+            m.set_siaddr(identity);
         }
     }
 }

@@ -38,12 +38,13 @@ use core::net::Ipv4Addr;
 
 use cdra_wire::{Message, MessageType};
 
+use crate::counters::ProxyEvent;
 use crate::engine::{Engine, Ingress};
 use crate::outbox::Outbox;
-use crate::relay::{Admitted, Upstream};
-use crate::table::{ClientKey, Slot};
+use crate::relay::{Admitted, Track, Upstream};
+use crate::table::{ClientKey, Pool, Slot};
 use crate::time::Timestamp;
-use crate::verdict::Verdict;
+use crate::verdict::{DropReason, Verdict};
 
 pub mod answer;
 pub mod offers;
@@ -86,6 +87,9 @@ pub(crate) struct ClientRequest<'a, T: AsRef<[u8]>> {
 pub(crate) enum LocalAnswer {
     /// A DHCPOFFER to a DISCOVER.
     Offer,
+    /// A DHCPOFFER of the address of an expired record (paper 5.7): the REQUEST that
+    /// follows is forwarded as an INIT-REBOOT.
+    OfferOfExpired,
     /// A DHCPACK to a REQUEST; `hold` for a unicast RENEW (sent after `renew_reply_delay`).
     Ack { hold: bool },
     /// A BOOTREPLY to a BOOTREQUEST (Table 1: "spoof").
@@ -96,7 +100,7 @@ impl LocalAnswer {
     /// The DHCP message type it carries (`None`: plain BOOTP).
     pub(crate) fn message_type(self) -> Option<MessageType> {
         match self {
-            LocalAnswer::Offer => Some(MessageType::Offer),
+            LocalAnswer::Offer | LocalAnswer::OfferOfExpired => Some(MessageType::Offer),
             LocalAnswer::Ack { .. } => Some(MessageType::Ack),
             LocalAnswer::BootReply => None,
         }
@@ -128,15 +132,66 @@ impl Engine {
             // Paper 3.5: with another relay in front, the server answers that relay, not
             // us: "This makes it impossible for the CDRA to perform any caching for this
             // type of client." Relay it.
-            return self.forward_request(now, ds, msg, admitted, Upstream::CHOSEN, outbox);
+            if !self.spend_interface_budget(now, ds) {
+                return self.drop(ds, DropReason::InterfaceRateLimited);
+            }
+            return self.forward_request(now, ds, msg, admitted, Upstream::CHOSEN, Track::Nothing, outbox);
         }
         let key = ClientKey::of(msg);
         let slot = self.table.find(&key);
+        if let Err(reason) = self.spend_budget(now, ds, msg, slot) {
+            return self.drop(ds, reason);
+        }
+        if let (Some(source), Some(chaddr)) = (ingress.link_source, msg.ethernet_chaddr()) {
+            if source != chaddr {
+                // Not verifiably the client it names (RFC 2131 2: chaddr is the client's
+                // hardware address, the one it sends from on its own link). Such a request
+                // must not act for that client: it is relayed as a plain relay would, the
+                // table neither consulted nor changed, and a RELEASE or DECLINE for a cached
+                // client is dropped ([`requests`] `gave_up`).
+                self.counters.proxy.add(ProxyEvent::UnverifiedSource);
+                let ends_lease = matches!(msg.message_type(), Some(MessageType::Release | MessageType::Decline));
+                if slot.is_some() && ends_lease {
+                    return self.drop(ds, DropReason::ReleaseMismatch);
+                }
+                let track = Track::relayed(msg, admitted);
+                return self.forward_request(now, ds, msg, admitted, Upstream::CHOSEN, track, outbox);
+            }
+        }
         if let Some(r) = slot.and_then(|s| self.table.get_mut(s)) {
             r.last_contact = now;
-            r.downstream = ds as u16;
         }
         let req = ClientRequest { now, ds, dst: ingress.dst, msg, admitted, key, slot };
         self.client_request(&req, outbox)
+    }
+
+    /// Spend the budget a request from downstream link `ds` is charged to ([`crate::limits`]):
+    /// the client's own when it is the record's client (a bound record, heard on its link,
+    /// from the hardware address its server answered); the interface's for everything else
+    /// (a new client, one still waiting for a server, or someone else using the client's
+    /// identifier), so a stranger's messages never spend the client's budget. A record
+    /// still waiting spends both.
+    fn spend_budget<T: AsRef<[u8]>>(
+        &mut self,
+        now: Timestamp,
+        ds: usize,
+        msg: &Message<T>,
+        slot: Option<Slot>,
+    ) -> Result<(), DropReason> {
+        let rate = self.config.limits.client_rate;
+        let own = slot
+            .and_then(|s| self.table.get_mut(s))
+            .filter(|r| usize::from(r.downstream) == ds && r.reply.as_ref().is_none_or(|c| c.chaddr() == msg.chaddr()));
+        let (client_ok, pool) = match own {
+            Some(r) => (r.budget.take(now, rate), Some(r.pool())),
+            None => (true, None),
+        };
+        if !client_ok {
+            return Err(DropReason::ClientRateLimited);
+        }
+        if pool != Some(Pool::Bound) && !self.spend_interface_budget(now, ds) {
+            return Err(DropReason::InterfaceRateLimited);
+        }
+        Ok(())
     }
 }

@@ -19,9 +19,10 @@ use crate::config::OfferChoice;
 use crate::counters::ProxyEvent;
 use crate::engine::Engine;
 use crate::outbox::Outbox;
-use crate::table::{ClientKey, ServerBinding, Slot};
+use crate::table::{ClientKey, ServerBinding};
 use crate::time::Timestamp;
 use crate::timers::Timer;
+use crate::transactions::RequestId;
 use crate::verdict::{DiscardReason, Verdict};
 
 /// The best OFFER so far.
@@ -36,7 +37,8 @@ struct BestOffer {
 #[derive(Debug, Clone)]
 struct OfferWindow {
     key: ClientKey,
-    xid: u32,
+    /// The DISCOVER, as its OFFERs name it.
+    id: RequestId,
     ds: usize,
     preferred_server: Option<usize>,
     best: Option<BestOffer>,
@@ -60,8 +62,8 @@ impl OfferWindows {
         self.open.contains_key(&id)
     }
 
-    fn find(&self, key: &ClientKey, xid: u32) -> Option<u64> {
-        self.open.iter().find(|(_, w)| w.xid == xid && w.key == *key).map(|(id, _)| *id)
+    fn find(&self, id: &RequestId) -> Option<u64> {
+        self.open.iter().find(|(_, w)| w.id == *id).map(|(n, _)| *n)
     }
 
     fn open(&mut self, window: OfferWindow) -> u64 {
@@ -92,40 +94,34 @@ pub fn fnv1a_64(bytes: &[u8]) -> u64 {
 
 impl Engine {
     /// An OFFER for a client in INIT: pass it on, or collect it.
-    pub(crate) fn choose_offer<T: AsRef<[u8]>>(
-        &mut self,
-        reply: &ServerReply<'_, T>,
-        slot: Slot,
-        outbox: &mut Outbox,
-    ) -> Verdict {
+    pub(crate) fn choose_offer<T: AsRef<[u8]>>(&mut self, reply: &ServerReply<'_, T>, outbox: &mut Outbox) -> Verdict {
         let (now, ds, msg) = (reply.now, reply.ds, reply.msg);
         let choice = self.config.proxy.offer_choice;
         let n_servers = self.servers.servers().len();
-        let key = match self.table.get(slot) {
+        let key = match reply.slot.and_then(|s| self.table.get(s)) {
             Some(r) if choice != OfferChoice::First && n_servers >= 2 => r.key.clone(),
-            _ => return self.pass_offer(now, slot, ds, msg, reply.server, outbox),
+            _ => return self.pass_offer(ds, &reply.id, reply.slot, msg, reply.server, outbox),
         };
-        let xid = msg.xid();
-        let id = match self.proxy.offers.find(&key, xid) {
-            Some(id) => id,
+        let window = match self.proxy.offers.find(&reply.id) {
+            Some(w) => w,
             None => {
                 if self.proxy.offers.len() >= self.config.proxy.max_offer_windows {
                     self.counters.proxy.add(ProxyEvent::OfferWindowFull);
-                    return self.pass_offer(now, slot, ds, msg, reply.server, outbox);
+                    return self.pass_offer(ds, &reply.id, reply.slot, msg, reply.server, outbox);
                 }
                 let preferred_server =
                     (choice == OfferChoice::Spread).then(|| (spread_hash(&key) % n_servers as u64) as usize);
-                let id = self.proxy.offers.open(OfferWindow { key, xid, ds, preferred_server, best: None });
-                self.timers.arm(now.saturating_add(self.config.proxy.offer_window), Timer::OfferWindow(id));
-                id
+                let w = self.proxy.offers.open(OfferWindow { key, id: reply.id, ds, preferred_server, best: None });
+                self.timers.arm(now.saturating_add(self.config.proxy.offer_window), Timer::OfferWindow(w));
+                w
             }
         };
-        let Some(w) = self.proxy.offers.open.get_mut(&id) else {
-            return self.pass_offer(now, slot, ds, msg, reply.server, outbox);
+        let Some(w) = self.proxy.offers.open.get_mut(&window) else {
+            return self.pass_offer(ds, &reply.id, reply.slot, msg, reply.server, outbox);
         };
         if w.preferred_server == Some(reply.server_index) {
-            self.proxy.offers.open.remove(&id);
-            return self.pass_offer(now, slot, ds, msg, reply.server, outbox);
+            self.proxy.offers.open.remove(&window);
+            return self.pass_offer(ds, &reply.id, reply.slot, msg, reply.server, outbox);
         }
         let lease = msg.lease_time().unwrap_or(0);
         let better = match (&w.best, choice) {
@@ -139,12 +135,14 @@ impl Engine {
         self.discard(DiscardReason::OfferHeldForChoice)
     }
 
-    /// An offer window closed: pass on the best OFFER it holds.
-    pub(crate) fn offer_window_due(&mut self, now: Timestamp, id: u64, outbox: &mut Outbox) {
-        let Some(w) = self.proxy.offers.open.remove(&id) else { return }; // passed on already
-        if let (Some(best), Some(slot)) = (w.best, self.table.find(&w.key)) {
+    /// An offer window closed: pass on the best OFFER it holds (to a client whose record is
+    /// still there, for a DISCOVER still outstanding).
+    pub(crate) fn offer_window_due(&mut self, now: Timestamp, window: u64, outbox: &mut Outbox) {
+        let Some(w) = self.proxy.offers.open.remove(&window) else { return }; // passed on already
+        let outstanding = self.transactions.get(&w.id, now).is_some_and(|tx| !tx.offer_passed);
+        if let (Some(best), Some(slot), true) = (w.best, self.table.find(&w.key), outstanding) {
             let msg = Message::new_unchecked(&best.bytes[..]);
-            self.pass_offer(now, slot, w.ds, &msg, best.server, outbox);
+            self.pass_offer(w.ds, &w.id, Some(slot), &msg, best.server, outbox);
         }
     }
 }

@@ -18,8 +18,6 @@ pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 const SWEEP_SLOTS_PER_TICK: usize = 4096;
 /// A record that never got a server reply is forgotten after this long without contact.
 const UNANSWERED_RECORD_TTL: Duration = Duration::from_secs(300);
-/// A forwarded request is remembered this long for matching its reply.
-const REQUEST_TTL: Duration = Duration::from_secs(60);
 
 impl Engine {
     /// The record for `key`, created (state INIT) when absent.
@@ -29,7 +27,7 @@ impl Engine {
         }
         let (slot, evicted) = self.table.insert(ClientRecord::new(key, kind, ds as u16, now));
         if let Some(gone) = evicted {
-            self.forgotten(&gone, Removal::Evicted);
+            self.forgotten(&gone, gone.eviction());
         }
         slot
     }
@@ -42,13 +40,16 @@ impl Engine {
     }
 
     /// A record has left the table: count it, tell the store, stop what ran for it.
-    fn forgotten(&mut self, removed: &ClientRecord, why: Removal) {
+    pub(crate) fn forgotten(&mut self, removed: &ClientRecord, why: Removal) {
         self.counters.proxy.removed.add(why);
         if removed.reply.is_some() {
             self.note_change(&removed.key);
         }
         self.proxy.probes.forget(&removed.key);
         self.proxy.offers.close_for(&removed.key);
+        if let crate::table::Origin::Pool { n } = removed.origin {
+            self.pool_client_record_gone(removed, n, why);
+        }
     }
 
     /// A clock behind the store (a router without a battery-backed clock, restored before
@@ -81,8 +82,8 @@ impl Engine {
     }
 
     /// Remove records past `max_age` (paper 5.6: "After expiration of the data, the client
-    /// record is deleted"), past their server lease, or never answered, and clamp records
-    /// dated in the future; a slice of the table at a time.
+    /// record is deleted") or never answered, and clamp records dated in the future; a slice
+    /// of the table at a time.
     fn sweep(&mut self, now: Timestamp) {
         let max_age = self.config.proxy.max_age;
         let n = self.table.slot_count();
@@ -93,8 +94,10 @@ impl Engine {
                 let slot = slot as Slot;
                 self.clamp_future_dated(now, slot);
                 let Some(r) = self.table.get(slot) else { continue };
+                // A record whose server lease has run out stays until max_age (paper 5.7: its
+                // client will most likely be given the same configuration again).
                 let expired = match &r.reply {
-                    Some(_) => now.since(r.last_update) > max_age || r.lease_end().is_some_and(|e| e <= now),
+                    Some(_) => now.since(r.last_update) > max_age,
                     None => now.since(r.last_contact) > UNANSWERED_RECORD_TTL,
                 };
                 if expired {
@@ -103,9 +106,7 @@ impl Engine {
             }
             self.proxy.sweep_cursor = if end >= n { 0 } else { end };
         }
-        if let Some(older) = now.as_millis().checked_sub(REQUEST_TTL.as_millis() as u64) {
-            self.table.expire_requests(Timestamp::from_millis(older));
-        }
+        self.transactions.expire(now);
     }
 
     /// Remove the records in `slots`, as flushed by an operator; how many there were.
@@ -118,6 +119,35 @@ impl Engine {
             }
         }
         n
+    }
+
+    /// Put back a pool entry the store kept (pool mode; in another mode it is dropped: the
+    /// lease runs out at the server). Suspect until probed (paper 3.4).
+    fn restore_pool_entry(
+        &mut self,
+        now: Timestamp,
+        ds: usize,
+        n: u16,
+        rec: &ClientRecord,
+        report: &mut RestoreReport,
+    ) {
+        let pool = self.config.mode.address_source() == crate::mode::AddressSource::ServersAndPool;
+        if !pool || rec.lease_end().is_some_and(|e| e <= now) {
+            report.expired += 1;
+            return;
+        }
+        let mut entry = crate::pool::PoolEntry::from_record(n, rec);
+        // Paper 3.4: suspect after a restart. Held back until a probe finds nobody on the
+        // address (a host found there before the restart may still be), so it is neither
+        // given out nor released as surplus unprobed. An entry given to a client before the
+        // restart is the client's again (see `pool_reconcile`).
+        entry.held_back_until = Some(now);
+        let t1 = rec.lease_start.saturating_add(Duration::from_secs(u64::from(rec.t1_secs)));
+        if let Some(r) = self.pool.restore(ds, entry) {
+            self.arm_pool_entry(r, t1.max(now));
+            self.arm_pool_entry(r, now);
+            report.pool_entries += 1;
+        }
     }
 
     /// Restore one record from the store (paper 3.4: "information in the client database
@@ -133,12 +163,20 @@ impl Engine {
             report.unknown_interface += 1;
             return;
         };
-        if now.since(rec.last_update) > self.config.proxy.max_age || rec.lease_end().is_some_and(|e| e <= now) {
+        if let crate::table::Origin::PoolLease { n } = rec.origin {
+            self.restore_pool_entry(now, ds, n, &rec, report);
+            return;
+        }
+        // Past max_age: gone (paper 5.6). Past its server lease only: kept (paper 5.7).
+        if now.since(rec.last_update) > self.config.proxy.max_age {
             report.expired += 1;
             return;
         }
         rec.downstream = ds as u16;
         rec.lapse_armed = None;
+        if let Some(server) = rec.server {
+            self.learn_server_id(server.id);
+        }
         // A record may conflict with one record by its key and with another by its address
         // (a store written by an older table, or damaged): the newest wins both, so no two
         // records ever hold one address.
@@ -156,8 +194,8 @@ impl Engine {
             self.table.remove(other);
         }
         let (slot, evicted) = self.table.insert(rec);
-        if evicted.is_some() {
-            self.counters.proxy.removed.add(Removal::Evicted);
+        if let Some(gone) = evicted {
+            self.counters.proxy.removed.add(gone.eviction());
         }
         let before = self.counters.proxy[ProxyEvent::FutureDatedClamped];
         self.clamp_future_dated(now, slot);

@@ -22,10 +22,11 @@ use crate::counters::{MessageKind, ProxyEvent};
 use crate::engine::Engine;
 use crate::lease::{default_t1, default_t2, finite_secs, INFINITE};
 use crate::outbox::{Destination, Emitted, Outbox};
-use crate::relay::{Targets, Upstream};
-use crate::table::{ParamList, Removal, RequestId, Slot};
+use crate::relay::{Targets, Track, Upstream};
+use crate::table::{ParamList, Removal, Slot};
 use crate::time::Timestamp;
 use crate::timers::Timer;
+use crate::transactions::Expect;
 
 /// An upstream renewal without an answer is sent again after this long.
 pub(crate) const UPSTREAM_RENEWAL_RETRY: Duration = Duration::from_secs(30);
@@ -39,7 +40,7 @@ impl Engine {
     /// With automated lease renewals, remember when the client's short lease ends so a lapse
     /// is noticed.
     pub(crate) fn note_client_lease(&mut self, now: Timestamp, slot: Slot, lease_secs: u32) {
-        if self.config.proxy.client_lease.is_none() || lease_secs == INFINITE {
+        if self.client_lease_of(slot).is_none() || lease_secs == INFINITE {
             return;
         }
         let end = now.saturating_add(Duration::from_secs(u64::from(lease_secs)));
@@ -113,12 +114,21 @@ impl Engine {
     /// A lapsed client's own MAC answered the probe: it is still there. Its record and
     /// server lease stay; it is watched for another `client_lease`.
     pub(crate) fn client_still_there(&mut self, now: Timestamp, slot: Slot) {
-        let Some(short) = self.config.proxy.client_lease else { return };
+        let Some(short) = self.client_lease_of(slot) else { return };
         let Some(r) = self.table.get_mut(slot) else { return };
         r.client_lease_end = Some(now.saturating_add(short));
         let key = r.key.clone();
         self.note_change(&key);
         self.arm_lapse(slot);
+    }
+
+    /// The short lease the client in `slot` gets from us, if any: `[pool] client_lease` for
+    /// a pool client, `[proxy] client_lease` for the others.
+    pub(crate) fn client_lease_of(&self, slot: Slot) -> Option<Duration> {
+        match self.table.get(slot).map(|r| r.origin) {
+            Some(crate::table::Origin::Pool { .. }) => Some(self.config.pool.client_lease),
+            _ => self.config.proxy.client_lease,
+        }
     }
 
     /// Give the client the short lease in a server reply we pass on (paper 5.1: "the
@@ -140,6 +150,12 @@ impl Engine {
     /// its address in ciaddr, its hardware address, its client identifier, and the server's
     /// identifier (RFC 2131 4.4.6). Then forget the client.
     pub(crate) fn send_release(&mut self, slot: Slot, outbox: &mut Outbox) {
+        if self.pool_entry_of(slot).is_some() {
+            // A pool client's lease at the server is the pool's: its address goes back to
+            // the pool, nothing to the server.
+            self.pool_client_gone(slot, Removal::ReturnedToPool);
+            return;
+        }
         let xid = self.table.next_random() as u32;
         let built = self.table.get(slot).and_then(|r| {
             let server = r.server?;
@@ -196,7 +212,8 @@ impl Engine {
     ) {
         let (now, request) = (req.now, req.msg);
         let Some(r) = self.table.get(slot) else { return };
-        if !r.past_t1(now) || (r.upstream_renewal && now.since(r.pending_since) < UPSTREAM_RENEWAL_RETRY) {
+        let recently = r.upstream_renewal_sent.is_some_and(|sent| now.since(sent) < UPSTREAM_RENEWAL_RETRY);
+        if !r.past_t1(now) || recently {
             return;
         }
         let past_t2 = r.past_t2(now);
@@ -211,13 +228,11 @@ impl Engine {
             _ => None,
         };
         let params = request.parameter_request_list().map(ParamList::new).unwrap_or(ParamList::EMPTY);
-        if !self.table.track_request(slot, RequestId::of(request, req.ds), now, params) {
-            self.counters.proxy.add(ProxyEvent::RequestUntracked);
-        }
         if let Some(r) = self.table.get_mut(slot) {
-            r.upstream_renewal = true;
+            r.upstream_renewal_sent = Some(now);
         }
         self.counters.proxy.add(ProxyEvent::UpstreamRenewal);
-        self.forward_request(now, req.ds, request, req.admitted, Upstream { targets, server_id }, outbox);
+        let track = Track::Reply { expect: Expect::UpstreamRenewal, party: self.party_of(slot), params };
+        self.forward_request(now, req.ds, request, req.admitted, Upstream { targets, server_id }, track, outbox);
     }
 }

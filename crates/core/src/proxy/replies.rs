@@ -1,11 +1,12 @@
 //! Table 1, server-to-client rows: what the caching relay does with each server reply,
 //! and how a reply becomes the client's record (paper 5: "Msg", the last DHCPACK).
 //!
-//! A reply is matched to the client whose request it answers by everything a server copies
-//! from the request ([`RequestId`]: xid, htype, hlen, chaddr, and the link its giaddr
-//! names), never by xid alone; a reply to a request we did not track (the bound
-//! `max_tracked_requests`, or a request that was only relayed) is matched by the client's
-//! identity.
+//! A reply gets here only when it answers a request we forwarded
+//! ([`crate::transactions`]: xid, htype, hlen, chaddr, the link its giaddr names, and the
+//! server it went to, within `reply_timeout`); it is then handled as Table 1 says for the
+//! state that request put the client in ([`Expect`]), and it only ever updates the record
+//! that request was filed for. A reply never creates a record: when the record went away
+//! while the request was out, the reply is passed on and not kept.
 
 use cdra_wire::options::OptionCode;
 use cdra_wire::rewrite::rewrite;
@@ -15,9 +16,12 @@ use super::trimmed;
 use crate::counters::ProxyEvent;
 use crate::engine::Engine;
 use crate::lease::ServerLeaseTimes;
+use crate::mode::OffersPerDiscover;
 use crate::outbox::Outbox;
-use crate::table::{CachedReply, ClientKey, ClientKind, ClientState, Removal, RequestId, ServerBinding, Slot};
+use crate::relay::AcceptedReply;
+use crate::table::{CachedReply, ClientKind, ClientState, Origin, Removal, ServerBinding, Slot};
 use crate::time::Timestamp;
+use crate::transactions::{Expect, Party, RequestId, Transaction};
 use crate::verdict::{DiscardReason, Verdict};
 
 /// A server reply with what the checks found: the context every row handler needs.
@@ -30,11 +34,11 @@ pub(crate) struct ServerReply<'a, T: AsRef<[u8]>> {
     /// The server, as the client's record will name it.
     pub(crate) server: ServerBinding,
     pub(crate) msg: &'a Message<T>,
-    /// The request it answers, as it names it.
+    /// The request it answers, as it names it, and that request.
     pub(crate) id: RequestId,
-    /// The client's record, and the state it is in.
+    pub(crate) tx: Transaction,
+    /// The record that request was filed for, if it is still there.
     pub(crate) slot: Option<Slot>,
-    pub(crate) state: Option<ClientState>,
 }
 
 impl Engine {
@@ -47,31 +51,43 @@ impl Engine {
         msg: &Message<T>,
         outbox: &mut Outbox,
     ) -> Verdict {
-        let (server_index, ds) = match self.accept_reply(now, src, msg) {
-            Ok(x) => x,
+        let AcceptedReply { server: server_index, ds, id, tx } = match self.accept_reply(now, src, msg) {
+            Ok(a) => a,
             Err(reason) => return self.drop(counter_slot, reason),
         };
         let server = ServerBinding { addr: src, id: msg.server_identifier().unwrap_or(src) };
-        let id = RequestId::of(msg, ds);
-        let slot = self.record_for_reply(msg, &id);
-        let record = slot.and_then(|s| self.table.get(s));
-        let state = record.map(|r| r.state);
-        // Paper 5.3: "When the server sends the ACK back to the relay, the relay updates the
-        // lease information in the client DB and silently discards the packet."
-        let absorbed = record.is_some_and(|r| r.upstream_renewal && r.pending == Some(id));
-        let reply = ServerReply { now, ds, server_index, server, msg, id, slot, state };
-        if let (Some(s), true) = (slot, absorbed) {
-            return self.upstream_renewal_answered(&reply, s);
+        let slot = tx.party.client().and_then(|r| self.table.resolve(r));
+        let reply = ServerReply { now, ds, server_index, server, msg, id, tx, slot };
+        if let Party::Pool(entry) = tx.party {
+            // Pool mode: an answer to cdra's own request for a pool lease.
+            return self.pool_reply(&reply, entry, outbox);
         }
-        match msg.message_type() {
-            None => self.bootreply(&reply, outbox),
-            Some(MessageType::Offer) => self.offer(&reply, outbox),
-            Some(MessageType::Ack) => self.ack(&reply, outbox),
-            Some(MessageType::Nak) => self.nak(&reply, outbox),
-            Some(_) => {
+        // RFC 4039 rapid commit: an ACK may answer a DISCOVER directly.
+        let rapid = msg.option(OptionCode::RAPID_COMMIT).is_some();
+        match (msg.message_type(), tx.expect) {
+            // Paper 5.3: "When the server sends the ACK back to the relay, the relay updates
+            // the lease information in the client DB and silently discards the packet."
+            (_, Expect::UpstreamRenewal) if !tx.answered => self.upstream_renewal_answered(&reply),
+            (_, Expect::UpstreamRenewal) => self.discard(DiscardReason::UpstreamRenewalAnswer),
+            (_, Expect::Migration) if !tx.answered => {
+                self.answered(&id);
+                self.pool_migration_answered(&reply, outbox)
+            }
+            (_, Expect::Migration) => self.discard(DiscardReason::UpstreamRenewalAnswer),
+            (None, Expect::BootReply) => self.bootreply(&reply, outbox),
+            (Some(MessageType::Offer), Expect::Offer) => self.offer(&reply, outbox),
+            (Some(MessageType::Offer), _) => self.discard(DiscardReason::OfferNotInInit),
+            (Some(MessageType::Ack), Expect::Inform) => {
+                // The answer to an INFORM: configuration without a lease, nothing to keep.
                 let result = self.deliver_to_client(ds, msg, server, outbox);
                 self.delivered(ds, result)
             }
+            (Some(MessageType::Ack), Expect::Ack(_)) if !tx.answered => self.ack(&reply, outbox),
+            (Some(MessageType::Ack), Expect::Offer) if rapid && !tx.answered => self.ack(&reply, outbox),
+            (Some(MessageType::Ack), _) => self.discard(DiscardReason::AckNotAwaited),
+            (Some(MessageType::Nak), Expect::Ack(_)) if !tx.answered => self.nak(&reply, outbox),
+            (Some(MessageType::Nak), _) => self.discard(DiscardReason::NakNotAwaited),
+            _ => self.discard(DiscardReason::UnexpectedReply),
         }
     }
 
@@ -81,20 +97,21 @@ impl Engine {
         Verdict::Discarded(reason)
     }
 
-    /// The record a server reply is for: the client whose tracked request it answers, else
-    /// (request not tracked) the client it names — by option 61 echoed (RFC 6842), else by
-    /// hardware address — unless that client has another request outstanding.
-    fn record_for_reply<T: AsRef<[u8]>>(&self, msg: &Message<T>, id: &RequestId) -> Option<Slot> {
-        if let Some(slot) = self.table.find_request(id) {
-            return Some(slot);
+    /// The client's request has its final answer (ACK or NAK): later ones for it find the
+    /// client BOUND, or restarting, and are discarded (Table 1).
+    fn answered(&mut self, id: &RequestId) {
+        if let Some(tx) = self.transactions.get_mut(id) {
+            tx.answered = true;
         }
-        self.table
-            .find(&ClientKey::of(msg))
-            .or_else(|| self.table.find(&ClientKey::hardware(msg.htype(), msg.chaddr())))
     }
 
-    fn upstream_renewal_answered<T: AsRef<[u8]>>(&mut self, reply: &ServerReply<'_, T>, slot: Slot) -> Verdict {
+    fn upstream_renewal_answered<T: AsRef<[u8]>>(&mut self, reply: &ServerReply<'_, T>) -> Verdict {
         let msg = reply.msg;
+        self.answered(&reply.id);
+        let Some(slot) = reply.slot else {
+            self.counters.proxy.add(ProxyEvent::ReplyForGoneRecord);
+            return self.discard(DiscardReason::UpstreamRenewalAnswer);
+        };
         match msg.message_type() {
             Some(MessageType::Ack) if !msg.yiaddr().is_unspecified() => {
                 self.cache_reply(reply, slot, ClientKind::Dhcp);
@@ -104,7 +121,7 @@ impl Engine {
             _ => {}
         }
         if let Some(r) = self.table.get_mut(slot) {
-            r.upstream_renewal = false;
+            r.upstream_renewal_sent = None;
         }
         self.discard(DiscardReason::UpstreamRenewalAnswer)
     }
@@ -115,51 +132,50 @@ impl Engine {
     fn bootreply<T: AsRef<[u8]>>(&mut self, reply: &ServerReply<'_, T>, outbox: &mut Outbox) -> Verdict {
         let msg = reply.msg;
         if !msg.yiaddr().is_unspecified() {
-            let slot = match reply.slot {
-                Some(s) => s,
-                None => self.record_for(ClientKey::of(msg), ClientKind::Bootp, reply.ds, reply.now),
-            };
-            self.cache_reply(reply, slot, ClientKind::Bootp);
+            match reply.slot {
+                Some(s) => self.cache_reply(reply, s, ClientKind::Bootp),
+                None => self.counters.proxy.add(ProxyEvent::ReplyForGoneRecord),
+            }
         }
         let result = self.deliver_to_client(reply.ds, msg, reply.server, outbox);
         self.delivered(reply.ds, result)
     }
 
     /// "DHCPOFFER: Forward to client if client is in INIT state, otherwise silent discard"
-    /// (paper 5.2: one OFFER per DISCOVER; which one is [`super::offers`]).
+    /// (paper 5.2: in the proxy, one OFFER per DISCOVER; which one is [`super::offers`]).
     fn offer<T: AsRef<[u8]>>(&mut self, reply: &ServerReply<'_, T>, outbox: &mut Outbox) -> Verdict {
-        match (reply.slot, reply.state) {
-            (Some(s), Some(ClientState::Init)) => self.choose_offer(reply, s, outbox),
-            (Some(_), Some(_)) if self.config.mode.offers_per_discover() == crate::mode::OffersPerDiscover::One => {
-                self.discard(DiscardReason::OfferNotInInit)
-            }
-            (Some(s), Some(_)) => self.pass_offer(reply.now, s, reply.ds, reply.msg, reply.server, outbox),
-            _ => {
-                // No record (evicted while the DISCOVER was out): pass it on and remember
-                // who offered, so the REQUEST can be routed.
-                let s = self.record_for(ClientKey::of(reply.msg), ClientKind::Dhcp, reply.ds, reply.now);
-                self.pass_offer(reply.now, s, reply.ds, reply.msg, reply.server, outbox)
-            }
+        let one = self.config.mode.offers_per_discover() == OffersPerDiscover::One;
+        if one && reply.tx.offer_passed {
+            return self.discard(DiscardReason::OfferNotInInit);
+        }
+        if one {
+            self.choose_offer(reply, outbox)
+        } else {
+            self.pass_offer(reply.ds, &reply.id, reply.slot, reply.msg, reply.server, outbox)
         }
     }
 
-    /// Pass an OFFER to the client: the client is now REQUESTING (paper 5.2) and its
-    /// REQUEST will be routed to the offering server.
+    /// Pass an OFFER to the client: the client is now REQUESTING (paper 5.2), and its
+    /// REQUEST, which carries the same xid, will be routed to the offering server.
     pub(crate) fn pass_offer<T: AsRef<[u8]>>(
         &mut self,
-        _now: Timestamp,
-        slot: Slot,
         ds: usize,
+        id: &RequestId,
+        slot: Option<Slot>,
         msg: &Message<T>,
         server: ServerBinding,
         outbox: &mut Outbox,
     ) -> Verdict {
-        if let Some(r) = self.table.get_mut(slot) {
-            r.state = ClientState::Requesting;
-            r.offered_by = Some(server);
+        if let Some(tx) = self.transactions.get_mut(id) {
+            tx.offer_passed = true;
+            tx.offered_by = Some(server);
+        }
+        match slot.and_then(|s| self.table.get_mut(s)) {
+            Some(r) => r.state = ClientState::Requesting,
+            None => self.counters.proxy.add(ProxyEvent::ReplyForGoneRecord),
         }
         let result = self.deliver_to_client(ds, msg, server, outbox);
-        if let Ok(sent) = result {
+        if let (Ok(sent), Some(_)) = (result, slot) {
             self.shorten_reply(outbox, sent);
         }
         self.delivered(ds, result)
@@ -169,34 +185,33 @@ impl Engine {
     /// REBINDING state, otherwise silent discard"; the ACK becomes the client's record.
     fn ack<T: AsRef<[u8]>>(&mut self, reply: &ServerReply<'_, T>, outbox: &mut Outbox) -> Verdict {
         let msg = reply.msg;
-        if msg.yiaddr().is_unspecified() {
-            // The answer to an INFORM: no lease to remember.
-            let result = self.deliver_to_client(reply.ds, msg, reply.server, outbox);
-            return self.delivered(reply.ds, result);
+        self.answered(&reply.id);
+        let slot = reply.slot.filter(|_| !msg.yiaddr().is_unspecified());
+        match slot {
+            Some(s) => self.cache_reply(reply, s, ClientKind::Dhcp),
+            None => self.counters.proxy.add(ProxyEvent::ReplyForGoneRecord),
         }
-        // RFC 4039 rapid commit: an ACK may answer a DISCOVER directly.
-        let rapid = reply.state == Some(ClientState::Init) && msg.option(OptionCode::RAPID_COMMIT).is_some();
-        let slot = match (reply.slot, reply.state) {
-            (Some(s), Some(st)) if st.awaits_ack() || rapid => s,
-            (Some(_), Some(_)) => return self.discard(DiscardReason::AckNotAwaited),
-            _ => self.record_for(ClientKey::of(msg), ClientKind::Dhcp, reply.ds, reply.now),
-        };
-        self.cache_reply(reply, slot, ClientKind::Dhcp);
         let result = self.deliver_to_client(reply.ds, msg, reply.server, outbox);
-        if let Ok(sent) = result {
+        if let (Ok(sent), Some(s)) = (result, slot) {
             if let Some(lease) = self.shorten_reply(outbox, sent) {
-                self.note_client_lease(reply.now, slot, lease);
+                self.note_client_lease(reply.now, s, lease);
             }
         }
         self.delivered(reply.ds, result)
     }
 
-    /// "DHCPNAK: (same as DHCPACK)"; a NAK also removes the record.
+    /// "DHCPNAK: (same as DHCPACK)"; a NAK also removes the record — when the NAKed
+    /// request came from the record's own client (its server-answered hardware address):
+    /// a NAK for someone using the client's identifier from another machine is passed on
+    /// to that machine and leaves the client's record alone.
     fn nak<T: AsRef<[u8]>>(&mut self, reply: &ServerReply<'_, T>, outbox: &mut Outbox) -> Verdict {
-        match (reply.slot, reply.state) {
-            (Some(s), Some(st)) if st.awaits_ack() => self.drop_record(s, Removal::ServerNak),
-            (Some(_), Some(_)) => return self.discard(DiscardReason::NakNotAwaited),
-            _ => {}
+        self.answered(&reply.id);
+        if let Some(s) = reply.slot {
+            let own =
+                self.table.get(s).is_some_and(|r| r.reply.as_ref().is_none_or(|c| c.chaddr() == reply.msg.chaddr()));
+            if own {
+                self.drop_record(s, Removal::ServerNak);
+            }
         }
         let result = self.deliver_to_client(reply.ds, reply.msg, reply.server, outbox);
         self.delivered(reply.ds, result)
@@ -225,15 +240,19 @@ impl Engine {
         };
         let Some(kept) = kept else { return };
         let address = msg.yiaddr();
-        // What the client asked for in the request this answers (if it was tracked; else
-        // what it asked before).
-        let params = self.table.params_for(&reply.id, slot);
         let Some(r) = self.table.get_mut(slot) else { return };
+        // A pool client the server has now given a lease of its own: its pool entry is free
+        // again (the client has left the pool address for the server's).
+        let left_pool = match r.origin {
+            Origin::Pool { n } => Some((usize::from(r.downstream), n, r.key.clone(), r.address)),
+            _ => None,
+        };
+        r.origin = Origin::Server;
         // The lease runs from when the request was sent (RFC 2131 4.4.1 has the client
         // count from its request too), so we never believe in more lease than there is.
-        let start = if r.pending == Some(reply.id) { r.pending_since } else { now };
+        let start = reply.tx.sent_at.min(now);
         r.kind = kind;
-        r.reply = Some(kept);
+        r.downstream = reply.ds as u16;
         r.lease_secs = times.lease;
         r.t1_secs = times.t1;
         r.t2_secs = times.t2;
@@ -241,8 +260,19 @@ impl Engine {
         r.last_update = now;
         r.server = Some(server);
         r.state = ClientState::Bound;
-        r.param_list = params.unwrap_or(r.param_list);
+        r.confirmed = true;
+        let server_id = server.id;
+        // What the client asked for in the request this answers.
+        r.param_list = reply.tx.params;
         let key = r.key.clone();
+        if let Some((link, n, client, old_address)) = left_pool {
+            self.pool_client_left_for_server(link, n, &client, old_address);
+        }
+        if let Some(evicted) = self.table.store_reply(slot, kept) {
+            self.forgotten(&evicted, Removal::Evicted);
+        }
+        // Paper 4.2: its clients will unicast to the identifier the server gave them.
+        self.learn_server_id(server_id);
         self.note_change(&key);
         if let Some(other) = self.table.set_address(slot, address) {
             // The server has given this address to this client: any other record holding

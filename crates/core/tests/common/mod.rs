@@ -3,8 +3,11 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use cdra_core::config::{Downstream, EngineConfig, Ipv4Net};
-use cdra_core::{Destination, Engine, Ingress, Outbox, Timestamp, Verdict};
+use std::time::Duration;
+
+use cdra_core::config::{Downstream, EngineConfig, Ipv4Net, Mode};
+use cdra_core::table::ClientKey;
+use cdra_core::{Destination, Engine, Ingress, Outbox, ProbeAnswer, ProbeRequest, Timestamp, Verdict};
 use cdra_wire::{MessageBuilder, MessageType, Op};
 
 pub const DS_IF: u32 = 2;
@@ -31,6 +34,7 @@ pub fn config() -> EngineConfig {
 }
 
 pub struct Msg {
+    pub xid: u32,
     pub op: Op,
     pub kind: Option<MessageType>,
     pub hops: u8,
@@ -46,6 +50,7 @@ pub struct Msg {
 impl Msg {
     pub fn request(kind: MessageType) -> Self {
         Msg {
+            xid: 0x1234_5678,
             op: Op::BootRequest,
             kind: Some(kind),
             hops: 0,
@@ -70,7 +75,7 @@ impl Msg {
     pub fn bytes(&self) -> Vec<u8> {
         let mut buf = vec![0u8; 1500];
         let mut b = MessageBuilder::new(&mut buf, self.op, self.kind).expect("builder");
-        b.xid(0x1234_5678)
+        b.xid(self.xid)
             .flags(self.flags)
             .giaddr(self.giaddr)
             .ciaddr(self.ciaddr)
@@ -90,28 +95,86 @@ pub struct Harness {
     pub engine: Engine,
     pub outbox: Outbox,
     pub now: Timestamp,
+    /// Every probe the engine asked for, in order.
+    pub probes: Vec<ProbeRequest>,
+}
+
+/// The Ethernet source a client's frame carries: its chaddr (when that is an Ethernet
+/// address), as the I/O layer reads it from the frame.
+pub fn link_source_of(m: &Msg) -> Option<[u8; 6]> {
+    if m.htype == 1 {
+        m.chaddr.as_slice().try_into().ok()
+    } else {
+        None
+    }
 }
 
 impl Harness {
     pub fn new(config: EngineConfig) -> Self {
-        Harness { engine: Engine::new(config), outbox: Outbox::new(16), now: Timestamp::from_secs(1_000_000) }
+        Harness {
+            engine: Engine::new(config),
+            outbox: Outbox::new(16),
+            now: Timestamp::from_secs(1_000_000),
+            probes: Vec::new(),
+        }
     }
     pub fn client_sends(&mut self, m: &Msg) -> Verdict {
         self.outbox.clear();
         let bytes = m.bytes();
         let ingress = Ingress {
             ifindex: DS_IF,
+            link_source: link_source_of(m),
             src: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68),
             dst: Ipv4Addr::BROADCAST,
             data: &bytes,
         };
-        self.engine.handle_datagram(self.now, ingress, &mut self.outbox)
+        let v = self.engine.handle_datagram(self.now, ingress, &mut self.outbox);
+        self.note_probes();
+        v
+    }
+    /// A client datagram whose frame came from `source` (another host using the client's
+    /// identity, or a MAC-rewriting bridge).
+    pub fn client_sends_from(&mut self, source: [u8; 6], m: &Msg) -> Verdict {
+        self.outbox.clear();
+        let bytes = m.bytes();
+        let src = if m.ciaddr.is_unspecified() { Ipv4Addr::UNSPECIFIED } else { m.ciaddr };
+        let dst = if m.ciaddr.is_unspecified() { Ipv4Addr::BROADCAST } else { DS_ADDR };
+        let ingress =
+            Ingress { ifindex: DS_IF, link_source: Some(source), src: SocketAddrV4::new(src, 68), dst, data: &bytes };
+        let v = self.engine.handle_datagram(self.now, ingress, &mut self.outbox);
+        self.note_probes();
+        v
+    }
+    fn note_probes(&mut self) {
+        self.probes.extend_from_slice(self.outbox.probes());
     }
     pub fn server_sends(&mut self, server: Ipv4Addr, m: &Msg) -> Verdict {
         self.outbox.clear();
         let bytes = m.bytes();
-        let ingress = Ingress { ifindex: US_IF, src: SocketAddrV4::new(server, 67), dst: m.giaddr, data: &bytes };
-        self.engine.handle_datagram(self.now, ingress, &mut self.outbox)
+        let ingress = Ingress {
+            ifindex: US_IF,
+            link_source: None,
+            src: SocketAddrV4::new(server, 67),
+            dst: m.giaddr,
+            data: &bytes,
+        };
+        let v = self.engine.handle_datagram(self.now, ingress, &mut self.outbox);
+        self.note_probes();
+        v
+    }
+    /// The client whose request `reply` answers sends that request (a DISCOVER for an
+    /// OFFER, a REQUEST for an ACK or NAK, a BOOTREQUEST for a BOOTREPLY), then `server`
+    /// sends `reply`: what a server reply is believed only after.
+    pub fn request_then_reply(&mut self, server: Ipv4Addr, reply: &Msg) -> Verdict {
+        let kind = match reply.kind {
+            Some(MessageType::Offer) => Some(MessageType::Discover),
+            Some(_) => Some(MessageType::Request),
+            None => None,
+        };
+        let request =
+            Msg { kind, htype: reply.htype, chaddr: reply.chaddr.clone(), ..Msg::request(MessageType::Discover) };
+        self.client_sends(&request);
+        self.server_sends(server, reply)
     }
     pub fn sent(&self) -> Vec<(Destination, Vec<u8>)> {
         self.outbox.iter().map(|o| (o.destination, o.payload().to_vec())).collect()
@@ -129,8 +192,16 @@ impl Harness {
         self.outbox.clear();
         let bytes = m.bytes();
         let src = if m.ciaddr.is_unspecified() { Ipv4Addr::UNSPECIFIED } else { m.ciaddr };
-        let ingress = Ingress { ifindex: DS_IF, src: SocketAddrV4::new(src, 68), dst, data: &bytes };
-        self.engine.handle_datagram(self.now, ingress, &mut self.outbox)
+        let ingress = Ingress {
+            ifindex: DS_IF,
+            link_source: link_source_of(m),
+            src: SocketAddrV4::new(src, 68),
+            dst,
+            data: &bytes,
+        };
+        let v = self.engine.handle_datagram(self.now, ingress, &mut self.outbox);
+        self.note_probes();
+        v
     }
     /// Move the clock.
     pub fn advance(&mut self, secs: u64) {
@@ -146,14 +217,110 @@ impl Harness {
             }
             self.now = self.now.max(t);
             self.engine.handle_timeout(self.now, &mut self.outbox);
+            self.note_probes();
             if !self.outbox.is_empty() || !self.outbox.probes().is_empty() {
                 break;
             }
         }
     }
-    /// A host answered a probe.
+    /// A host answered a probe: an ARP answer from `mac`, or (`None`) an ICMP echo reply
+    /// carrying the identifier of the latest probe of `address`.
     pub fn probe_answer(&mut self, address: Ipv4Addr, mac: Option<[u8; 6]>) {
-        self.outbox.clear();
-        self.engine.handle_probe_answer(self.now, DS_IF, address, mac, &mut self.outbox);
+        let answer = match mac {
+            Some(mac) => ProbeAnswer::Arp { ifindex: DS_IF, address, mac },
+            None => {
+                let echo =
+                    self.probes.iter().rev().find(|p| p.target == address).expect("a probe of that address").echo;
+                ProbeAnswer::Echo { address, echo }
+            }
+        };
+        self.probe_answer_raw(answer);
     }
+    /// Hand the engine any probe answer, forged or not.
+    pub fn probe_answer_raw(&mut self, answer: ProbeAnswer) {
+        self.outbox.clear();
+        self.engine.handle_probe_answer(self.now, answer, &mut self.outbox);
+        self.note_probes();
+    }
+}
+
+pub fn proxy_config() -> EngineConfig {
+    let mut c = config();
+    c.mode = Mode::Proxy;
+    c.proxy.renew_reply_delay = Duration::ZERO;
+    c
+}
+
+/// A client of the test link: option 61, MAC and the address its server gives it.
+#[derive(Clone)]
+pub struct Client {
+    pub cid: Vec<u8>,
+    pub mac: [u8; 6],
+    pub addr: Ipv4Addr,
+}
+
+impl Client {
+    pub fn new(i: u16) -> Self {
+        let [a, b] = i.to_be_bytes();
+        Client {
+            cid: vec![1, 0x02, 0, 0, 9, a, b],
+            mac: [0x02, 0, 0, 9, a, b],
+            addr: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 77, 1, 10)) + u32::from(i)),
+        }
+    }
+    pub fn key(&self) -> ClientKey {
+        ClientKey::client_id(&self.cid)
+    }
+    pub fn msg(&self, kind: MessageType) -> Msg {
+        let mut m = Msg::request(kind);
+        m.chaddr = self.mac.to_vec();
+        m.options.push((61, self.cid.clone()));
+        m
+    }
+    pub fn selecting(&self, server_id: Ipv4Addr) -> Msg {
+        let mut m = self.msg(MessageType::Request);
+        m.options.push((54, server_id.octets().to_vec()));
+        m.options.push((50, self.addr.octets().to_vec()));
+        m
+    }
+    pub fn init_reboot(&self) -> Msg {
+        let mut m = self.msg(MessageType::Request);
+        m.options.push((50, self.addr.octets().to_vec()));
+        m
+    }
+    pub fn renew(&self) -> Msg {
+        let mut m = self.msg(MessageType::Request);
+        m.ciaddr = self.addr;
+        m
+    }
+    /// The server's reply to this client; `echo_cid` false for a server that does not
+    /// return option 61.
+    pub fn reply(&self, kind: MessageType, echo_cid: bool) -> Msg {
+        let mut m = Msg::reply(kind);
+        m.chaddr = self.mac.to_vec();
+        m.yiaddr = self.addr;
+        m.options = vec![
+            (54, SERVER.octets().to_vec()),
+            (51, 3600u32.to_be_bytes().to_vec()),
+            (1, vec![255, 255, 255, 0]),
+            (3, DS_ADDR.octets().to_vec()),
+        ];
+        if echo_cid {
+            m.options.push((61, self.cid.clone()));
+        }
+        m
+    }
+    /// DORA through the proxy.
+    pub fn bind(&self, h: &mut Harness) {
+        assert!(matches!(h.client_sends(&self.msg(MessageType::Discover)), Verdict::RelayedToServers { .. }));
+        assert_eq!(h.server_sends(SERVER, &self.reply(MessageType::Offer, true)), Verdict::DeliveredToClient);
+        assert!(matches!(h.client_sends(&self.selecting(DS_ADDR)), Verdict::RelayedToServers { .. }));
+        assert_eq!(h.server_sends(SERVER, &self.reply(MessageType::Ack, true)), Verdict::DeliveredToClient);
+        assert_eq!(record(h, self).map(|r| r.address), Some(self.addr));
+    }
+}
+
+pub fn record(h: &Harness, c: &Client) -> Option<cdra_core::table::ClientRecord> {
+    let t = h.engine.table();
+    t.find(&c.key()).and_then(|s| t.get(s)).cloned()
 }

@@ -19,6 +19,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use cdra_fuzz::adapter::Bound;
 use cdra_fuzz::{minimize, run, Case, Failure, Invariant, Profile, Stats};
 
 static CURRENT: Mutex<String> = Mutex::new(String::new());
@@ -167,9 +168,8 @@ fn main() -> ExitCode {
         total.skipped,
         total.max_records
     );
-    let names = ["records", "tracked requests", "probes", "offer windows", "held replies", "timers"];
     let fullest: Vec<String> =
-        names.iter().zip(total.fullest).map(|(n, f)| format!("{n} {}.{}%", f / 10, f % 10)).collect();
+        Bound::ALL.iter().zip(total.fullest).map(|(b, f)| format!("{} {}.{}%", b.name(), f / 10, f % 10)).collect();
     println!("  fullest each bound got: {}", fullest.join(", "));
     for inv in Invariant::ALL {
         if let Some(v) = failing.get(inv.label()) {

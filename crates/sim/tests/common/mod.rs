@@ -21,11 +21,35 @@ pub fn proxy_sim(seed: u64, safe: bool) -> Sim {
 
 /// Same as [`proxy_sim`] but violations are recorded, not panicked on.
 pub fn proxy_sim_recording(seed: u64, safe: bool) -> Sim {
-    let mut c = SimConfig::small(seed, Mode::Proxy);
+    caching_sim_recording(seed, Mode::Proxy, safe)
+}
+
+/// A network in caching mode `mode` (one server, 1-day leases), precautions on unless
+/// `safe`, violations recorded, not panicked on.
+pub fn caching_sim_recording(seed: u64, mode: Mode, safe: bool) -> Sim {
+    let mut c = SimConfig::small(seed, mode);
     c.proxy.safe_network = safe;
     c.servers[0].lease_secs = 86_400;
     c.panic_on_violation = false;
     Sim::new(c)
+}
+
+/// A network in caching mode `mode` (one server, 1-day leases), precautions on unless
+/// `safe`.
+pub fn caching_sim(seed: u64, mode: Mode, safe: bool) -> Sim {
+    let mut c = SimConfig::small(seed, mode);
+    c.proxy.safe_network = safe;
+    c.servers[0].lease_secs = 86_400;
+    Sim::new(c)
+}
+
+/// The server identifier a client on `link` sees in what the engine sends it: the engine's
+/// address on the link (proxy, paper 4.1) or the server's own (spoof, paper 4.2).
+pub fn identity_seen(sim: &Sim, link: usize) -> Ipv4Addr {
+    match sim.config().mode {
+        Mode::Spoof => sim.server(0).addr(),
+        _ => sim.link_addr(link),
+    }
 }
 
 /// Power `c` on and let it finish (10 s); returns the address it holds.

@@ -134,3 +134,88 @@ fn no_space() {
     assert_eq!(rfc1071(&big[..20]), 0);
     assert_eq!(rfc1071(&pseudo_and_udp(&big[..65_535])), 0);
 }
+
+// ------------------------------------------------------------------ reading (Ipv4Udp)
+
+mod reading {
+    use cdra_wire::ipv4::{write_ipv4_udp, FrameError, Ipv4Udp, Ipv4UdpHeader, IPV4_UDP_HEADER_LEN};
+    use std::net::Ipv4Addr;
+
+    fn datagram(payload: &[u8]) -> Vec<u8> {
+        let mut buf = vec![0u8; IPV4_UDP_HEADER_LEN + payload.len()];
+        buf[IPV4_UDP_HEADER_LEN..].copy_from_slice(payload);
+        let h = Ipv4UdpHeader {
+            src: Ipv4Addr::new(10, 0, 0, 2),
+            dst: Ipv4Addr::BROADCAST,
+            src_port: 68,
+            dst_port: 67,
+            ttl: 64,
+        };
+        let n = write_ipv4_udp(&mut buf, h, payload.len()).expect("fits");
+        buf.truncate(n);
+        buf
+    }
+
+    /// Recompute the IPv4 header checksum after an edit.
+    fn fix_ip_checksum(d: &mut [u8]) {
+        d[10] = 0;
+        d[11] = 0;
+        let mut sum: u32 = d[..20].chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        d[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    }
+
+    #[test]
+    fn what_we_write_reads_back_padding_ignored() {
+        let mut d = datagram(b"hello dhcp");
+        d.extend_from_slice(&[0; 12]); // Ethernet padding after the total length
+        let v = Ipv4Udp::new_checked(&d).expect("valid");
+        assert_eq!((v.src, v.dst, v.src_port, v.dst_port), (Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::BROADCAST, 68, 67));
+        assert_eq!(v.payload, b"hello dhcp");
+    }
+
+    #[test]
+    fn every_rejection_rule() {
+        type Edit = fn(&mut Vec<u8>);
+        let cases: [(Edit, FrameError); 8] = [
+            (|d| d[0] = 0x65, FrameError::NotIpv4),
+            (|d| d.truncate(10), FrameError::BadLength),
+            (|d| d[0] = 0x44, FrameError::BadLength),
+            (|d| d[8] ^= 1, FrameError::BadIpChecksum),
+            (|d| d.truncate(30), FrameError::BadLength),
+            (|d| d[30] ^= 1, FrameError::BadUdpChecksum),
+            (
+                |d| {
+                    d[6] = 0x20; // more fragments
+                    fix_ip_checksum(d);
+                },
+                FrameError::Fragment,
+            ),
+            (
+                |d| {
+                    d[9] = 6; // TCP
+                    fix_ip_checksum(d);
+                },
+                FrameError::NotUdp,
+            ),
+        ];
+        let good = datagram(b"0123456789");
+        for (edit, want) in cases {
+            let mut d = good.clone();
+            edit(&mut d);
+            assert_eq!(Ipv4Udp::new_checked(&d), Err(want));
+        }
+        // No UDP checksum (zero) is accepted as it is.
+        let mut d = good.clone();
+        d[26] = 0;
+        d[27] = 0;
+        d[30] ^= 1;
+        assert!(Ipv4Udp::new_checked(&d).is_ok());
+        // Never panics on any prefix.
+        for n in 0..good.len() {
+            let _ = Ipv4Udp::new_checked(&good[..n]);
+        }
+    }
+}

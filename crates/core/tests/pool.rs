@@ -1,0 +1,419 @@
+//! Pool mode (paper 4.3) in the core: the pool is leased from an unmodified server under
+//! cdra's own identities, kept, given to new clients the server cannot serve, taken back,
+//! and its clients moved onto leases of their own when the server answers again.
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use cdra_core::config::{Mode, PoolAssign};
+use cdra_core::counters::ProxyEvent;
+use cdra_core::pool::{EntryState, PoolIdentity};
+use cdra_core::table::Origin;
+use cdra_core::{Destination, EngineConfig, Verdict};
+use cdra_wire::{Message, MessageType};
+
+use common::*;
+
+fn pool_config(assign: PoolAssign) -> EngineConfig {
+    let mut c = proxy_config();
+    c.mode = Mode::Pool;
+    c.pool.size = 2;
+    c.pool.assign = assign;
+    c.proxy.safe_network = false;
+    c
+}
+
+/// What the engine sent to the server, parsed: (type, xid, chaddr, option 61, option 50,
+/// option 54, ciaddr).
+#[derive(Debug, Clone)]
+struct ToServer {
+    kind: Option<MessageType>,
+    xid: u32,
+    chaddr: Vec<u8>,
+    client_id: Option<Vec<u8>>,
+    requested: Option<Ipv4Addr>,
+    server_id: Option<Ipv4Addr>,
+    ciaddr: Ipv4Addr,
+}
+
+fn to_server(h: &Harness) -> Vec<ToServer> {
+    h.sent()
+        .into_iter()
+        .filter(|(d, _)| matches!(d, Destination::Server { .. }))
+        .filter_map(|(_, b)| {
+            let m = Message::new_checked(&b[..]).ok()?;
+            Some(ToServer {
+                kind: m.message_type(),
+                xid: m.xid(),
+                chaddr: m.chaddr().to_vec(),
+                client_id: m.client_identifier().map(<[u8]>::to_vec),
+                requested: m.requested_ip(),
+                server_id: m.server_identifier(),
+                ciaddr: m.ciaddr(),
+            })
+        })
+        .collect()
+}
+
+/// The server's answer `kind` to `req`, giving `addr`.
+fn answer(req: &ToServer, kind: MessageType, addr: Ipv4Addr) -> Msg {
+    let mut m = Msg::reply(kind);
+    m.xid = req.xid;
+    m.chaddr = req.chaddr.clone();
+    m.yiaddr = addr;
+    m.options = vec![
+        (54, SERVER.octets().to_vec()),
+        (51, 3600u32.to_be_bytes().to_vec()),
+        (1, vec![255, 255, 255, 0]),
+        (3, DS_ADDR.octets().to_vec()),
+        (6, vec![10, 77, 0, 53]),
+    ];
+    m
+}
+
+fn pool_addr(i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 77, 1, 200 + i)
+}
+
+/// A pool-mode harness whose pool is filled by a model of the server: the engine's
+/// DISCOVERs get OFFERs of .200, .201 ..., its REQUESTs ACKs.
+fn filled(assign: PoolAssign) -> Harness {
+    let mut h = Harness::new(pool_config(assign));
+    h.run_timers(0);
+    let discovers = to_server(&h);
+    assert_eq!(discovers.len(), 2, "one DISCOVER per entry: {discovers:?}");
+    for (i, d) in discovers.iter().enumerate() {
+        assert_eq!(d.kind, Some(MessageType::Discover));
+        let id = PoolIdentity::new(DS_ADDR, i as u16);
+        assert_eq!((d.chaddr.as_slice(), d.client_id.as_deref()), (&id.mac[..], Some(&id.client_id[..])));
+        assert_eq!(d.chaddr[0], 0x0e, "a locally administered hardware address");
+        h.server_sends(SERVER, &answer(d, MessageType::Offer, pool_addr(i as u8)));
+        let req = to_server(&h);
+        assert_eq!(req.len(), 1);
+        assert_eq!(
+            (req[0].kind, req[0].xid, req[0].requested, req[0].server_id),
+            (Some(MessageType::Request), d.xid, Some(pool_addr(i as u8)), Some(SERVER)),
+            "SELECTING, same xid (RFC 2131 4.4.1)"
+        );
+        h.server_sends(SERVER, &answer(&req[0], MessageType::Ack, pool_addr(i as u8)));
+        assert!(h.sent().is_empty(), "the pool's ACK reaches no client");
+    }
+    let t = h.engine.pool().totals();
+    assert_eq!((t.entries, t.free, t.assigned), (2, 2, 0));
+    h
+}
+
+/// Run every timer due within `secs` from now, collecting all that was sent.
+fn run_all(h: &mut Harness, secs: u64) -> Vec<(Destination, Vec<u8>)> {
+    let limit = cdra_core::Timestamp::from_millis(h.now.as_millis() + secs * 1000);
+    let mut all = Vec::new();
+    while let Some(t) = h.engine.poll_timeout() {
+        if t > limit {
+            break;
+        }
+        h.now = h.now.max(t);
+        h.outbox.clear();
+        h.engine.handle_timeout(h.now, &mut h.outbox);
+        h.probes.extend_from_slice(h.outbox.probes());
+        all.extend(h.sent());
+    }
+    h.now = h.now.max(limit);
+    all
+}
+
+fn kind(b: &[u8]) -> Option<MessageType> {
+    Message::new_checked(b).ok().and_then(|m| m.message_type())
+}
+
+#[test]
+fn the_pool_is_leased_under_cdras_own_identities_and_kept_renewed() {
+    let mut h = filled(PoolAssign::Outage);
+    // At T1 (1800 s) each entry renews with its server, as a client would.
+    h.advance(1801);
+    h.run_timers(0);
+    let renewals = to_server(&h);
+    assert!(!renewals.is_empty());
+    for r in &renewals {
+        assert_eq!((r.kind, r.server_id), (Some(MessageType::Request), None), "RENEWING: no server id");
+        assert!(r.ciaddr == pool_addr(0) || r.ciaddr == pool_addr(1));
+        h.server_sends(SERVER, &answer(r, MessageType::Ack, r.ciaddr));
+    }
+    assert!(h.engine.counters().proxy[ProxyEvent::PoolRenewed] >= 1);
+    // A NAK loses an entry; the pool refills to its size.
+    h.advance(1801);
+    h.run_timers(0);
+    let renewals = to_server(&h);
+    let first = renewals.first().expect("a renewal").clone();
+    h.server_sends(SERVER, &answer(&first, MessageType::Nak, first.ciaddr));
+    assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolLeaseLost], 1);
+    h.run_timers(0);
+    assert!(to_server(&h).iter().any(|d| d.kind == Some(MessageType::Discover)), "refilling");
+}
+
+#[test]
+fn with_assign_always_a_new_client_is_served_from_the_pool_and_the_server_sees_nothing_of_it() {
+    let mut h = filled(PoolAssign::Always);
+    let a = Client::new(1);
+    assert_eq!(h.client_sends(&a.msg(MessageType::Discover)), Verdict::AwaitingProbe, "probe before the OFFER");
+    assert!(to_server(&h).is_empty());
+    let probed = h.probes.last().expect("a probe").target;
+    let offers: Vec<_> = run_all(&mut h, 1).into_iter().filter(|(_, b)| kind(b) == Some(MessageType::Offer)).collect();
+    assert_eq!(offers.len(), 1);
+    let m = Message::new_checked(&offers[0].1[..]).expect("offer");
+    assert_eq!((m.yiaddr(), m.server_identifier()), (probed, Some(DS_ADDR)), "proxy identity");
+    assert_eq!(m.chaddr(), &a.mac[..], "the client's own hardware address");
+    assert_eq!(m.lease_time(), Some(600), "[pool] client_lease");
+    assert_eq!(m.option(6).map(|o| o.data.to_vec()), Some(vec![10, 77, 0, 53]), "the pool lease options");
+    // Its REQUEST: ACKed without a second probe; nothing to the server.
+    let mut sel = a.selecting(DS_ADDR);
+    sel.options.retain(|(c, _)| *c != 50);
+    sel.options.push((50, probed.octets().to_vec()));
+    assert_eq!(h.client_sends(&sel), Verdict::AnsweredLocally);
+    assert!(to_server(&h).is_empty());
+    let r = record(&h, &a).expect("record");
+    assert_eq!((r.address, r.origin), (probed, Origin::Pool { n: r.origin_n() }));
+    assert_eq!(h.engine.pool().totals().assigned, 1, "one entry assigned");
+    // The pool refills (one more entry), and the client's renewals are answered locally.
+    assert_eq!(h.client_sends_to(DS_ADDR, &Msg { ciaddr: probed, ..a.renew() }), Verdict::AnsweredLocally);
+}
+
+/// `origin` of a pool client, for the assertion above.
+trait OriginN {
+    fn origin_n(&self) -> u16;
+}
+impl OriginN for cdra_core::table::ClientRecord {
+    fn origin_n(&self) -> u16 {
+        match self.origin {
+            Origin::Pool { n } => n,
+            _ => u16::MAX,
+        }
+    }
+}
+
+/// The server answers again (after a client was given a pool address): it answers the
+/// pool's pending refill DISCOVER.
+fn server_answers_again(h: &mut Harness) {
+    h.advance(1);
+    let sent = run_all(h, 70);
+    let discover = sent
+        .iter()
+        .rev()
+        .filter(|(d, _)| matches!(d, Destination::Server { .. }))
+        .filter_map(|(_, b)| Message::new_checked(&b[..]).ok())
+        .find(|m| m.message_type() == Some(MessageType::Discover))
+        .map(|m| ToServer {
+            kind: m.message_type(),
+            xid: m.xid(),
+            chaddr: m.chaddr().to_vec(),
+            client_id: m.client_identifier().map(<[u8]>::to_vec),
+            requested: None,
+            server_id: None,
+            ciaddr: Ipv4Addr::UNSPECIFIED,
+        })
+        .expect("the pool refills");
+    h.server_sends(SERVER, &answer(&discover, MessageType::Offer, pool_addr(9)));
+}
+
+/// A client served from the pool after `fallback_after` without a server OFFER.
+fn pool_client_by_fallback() -> (Harness, Client, Ipv4Addr) {
+    let mut h = filled(PoolAssign::Outage);
+    let a = Client::new(1);
+    assert!(matches!(h.client_sends(&a.msg(MessageType::Discover)), Verdict::RelayedToServers { .. }));
+    // The server does not answer; 2 s later the pool does.
+    run_all(&mut h, 2);
+    assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolFallback], 1);
+    let probed = h.probes.last().expect("probe before the OFFER").target;
+    assert!(run_all(&mut h, 1).iter().any(|(_, b)| kind(b) == Some(MessageType::Offer)));
+    let mut sel = a.selecting(DS_ADDR);
+    sel.options.retain(|(c, _)| *c != 50);
+    sel.options.push((50, probed.octets().to_vec()));
+    assert_eq!(h.client_sends(&sel), Verdict::AnsweredLocally);
+    (h, a, probed)
+}
+
+#[test]
+fn with_assign_outage_the_pool_answers_when_no_server_offer_comes_in_time() {
+    let (h, a, addr) = pool_client_by_fallback();
+    assert_eq!(record(&h, &a).map(|r| r.address), Some(addr));
+    // A server's OFFER arriving now is too late: one OFFER per DISCOVER (paper 5.2).
+    let mut late = a.reply(MessageType::Offer, true);
+    late.yiaddr = Ipv4Addr::new(10, 77, 1, 150);
+    let mut h = h;
+    assert!(matches!(h.server_sends(SERVER, &late), Verdict::Discarded(_)));
+}
+
+/// The pool client `a` on `addr` renews once the server answers again: it is answered,
+/// its entry's lease is renewed with the server, and the server's ACK to that starts the
+/// move. Returns what went to the server after that ACK.
+fn move_started(h: &mut Harness, a: &Client, addr: Ipv4Addr) -> Vec<ToServer> {
+    assert_eq!(h.client_sends_to(DS_ADDR, &Msg { ciaddr: addr, ..a.renew() }), Verdict::AnsweredLocally);
+    let renew = to_server(h);
+    assert_eq!(renew.len(), 1, "{renew:?}");
+    assert_eq!((renew[0].kind, renew[0].ciaddr), (Some(MessageType::Request), addr));
+    assert!(renew[0].client_id.as_deref().is_some_and(|id| id.starts_with(b"\0cdra-pool/")));
+    h.server_sends(SERVER, &answer(&renew[0], MessageType::Ack, addr));
+    to_server(h)
+}
+
+#[test]
+fn a_pool_client_moves_onto_a_lease_of_its_own_when_the_server_answers() {
+    let (mut h, a, addr) = pool_client_by_fallback();
+    // With the ACK that gave the client its address, the entry's lease was renewed with the
+    // server, to hear from it (lost: the server is down). A renewal within a minute is
+    // answered, and sends nothing more.
+    assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolRenewalSent], 1);
+    assert_eq!(h.client_sends_to(DS_ADDR, &Msg { ciaddr: addr, ..a.renew() }), Verdict::AnsweredLocally);
+    assert!(to_server(&h).is_empty());
+    assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolMigrationStarted], 0);
+    server_answers_again(&mut h);
+    // The server is back: at the client's next renewal the entry's RENEW is ACKed, and at
+    // once the pool lease is released and the address requested under the client's own
+    // identity.
+    let sent = move_started(&mut h, &a, addr);
+    let release = sent.iter().find(|s| s.kind == Some(MessageType::Release)).expect("the pool lease released");
+    assert_eq!(release.ciaddr, addr);
+    assert!(release.client_id.as_deref().is_some_and(|id| id.starts_with(b"\0cdra-pool/")));
+    let take = sent.iter().find(|s| s.kind == Some(MessageType::Request)).expect("asked as the client");
+    assert_eq!(
+        (take.chaddr.as_slice(), take.client_id.as_deref(), take.requested, take.server_id),
+        (&a.mac[..], Some(&a.cid[..]), Some(addr), Some(SERVER))
+    );
+    let pos = |k| sent.iter().position(|s| s.kind == Some(k));
+    assert!(pos(MessageType::Release) < pos(MessageType::Request), "released first");
+    // The server grants it: the record is the client's own lease now; nothing reaches the
+    // client (it holds a lease from us already).
+    let mut ack = answer(take, MessageType::Ack, addr);
+    ack.options.push((61, a.cid.clone()));
+    assert!(matches!(h.server_sends(SERVER, &ack), Verdict::Discarded(_)));
+    assert!(h.sent().is_empty());
+    let r = record(&h, &a).expect("record");
+    assert_eq!((r.origin, r.address), (Origin::Server, addr));
+    assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolMigrated], 1);
+    assert!(h.engine.pool().entries(0).all(|e| e.address != addr), "the entry left the pool");
+}
+
+#[test]
+fn a_refused_move_takes_the_address_back_and_the_client_starts_over() {
+    let (mut h, a, addr) = pool_client_by_fallback();
+    server_answers_again(&mut h);
+    let take = move_started(&mut h, &a, addr)
+        .into_iter()
+        .find(|s| s.kind == Some(MessageType::Request))
+        .expect("asked as the client");
+    h.server_sends(SERVER, &answer(&take, MessageType::Nak, addr));
+    // The address is asked back under the pool identity at once...
+    let back = to_server(&h);
+    assert_eq!(back.len(), 1);
+    assert!(back[0].client_id.as_deref().is_some_and(|id| id.starts_with(b"\0cdra-pool/")));
+    assert_eq!(back[0].requested, Some(addr));
+    h.server_sends(SERVER, &answer(&back[0], MessageType::Ack, addr));
+    assert!(h.engine.pool().entries(0).any(|e| e.address == addr && matches!(e.state, EntryState::Assigned(_))));
+    // ...and the client's next request gets a NAK: it starts over with the server.
+    h.client_sends_to(DS_ADDR, &Msg { ciaddr: addr, ..a.renew() });
+    assert_eq!(kind(&h.only_sent().1), Some(MessageType::Nak));
+    assert!(record(&h, &a).is_none());
+    assert!(h.engine.pool().entries(0).any(|e| e.address == addr && e.state == EntryState::Free));
+}
+
+#[test]
+fn a_pool_clients_release_frees_its_address_and_tells_the_server_nothing() {
+    let (mut h, a, addr) = pool_client_by_fallback();
+    let mut release = a.msg(MessageType::Release);
+    release.ciaddr = addr;
+    release.options.push((54, DS_ADDR.octets().to_vec()));
+    assert_eq!(h.client_sends_to(DS_ADDR, &release), Verdict::AnsweredLocally);
+    assert!(to_server(&h).is_empty());
+    assert!(record(&h, &a).is_none());
+    assert!(h.engine.pool().entries(0).any(|e| e.address == addr && e.state == EntryState::Free));
+}
+
+#[test]
+fn a_pool_address_another_host_uses_is_held_back_and_another_offered() {
+    let mut h = filled(PoolAssign::Always);
+    let a = Client::new(1);
+    assert_eq!(h.client_sends(&a.msg(MessageType::Discover)), Verdict::AwaitingProbe);
+    let first = h.probes.last().expect("probe").target;
+    h.probe_answer(first, Some([0x02, 0xee, 0, 0, 0, 1]));
+    // Not declined: a DECLINE would free the address at the server after its probation
+    // period, for the next client to collide with. The pool keeps the lease instead.
+    let sent = to_server(&h);
+    assert!(!sent.iter().any(|s| s.kind == Some(MessageType::Decline)), "{sent:?}");
+    let held = h.engine.pool().entries(0).find(|e| e.address == first).expect("kept");
+    assert!(held.is_held_back() && !held.confirmed);
+    assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolHeldBack], 1);
+    let second = h.probes.last().expect("another probe").target;
+    assert_ne!(second, first);
+    let offer = run_all(&mut h, 1).into_iter().find(|(_, b)| kind(b) == Some(MessageType::Offer)).expect("an OFFER");
+    assert_eq!(Message::new_checked(&offer.1[..]).map(|m| m.yiaddr()).ok(), Some(second));
+    // Held back, it is still renewed at its T1 (the server gives it to nobody else), and
+    // not offered to the next client.
+    let b = Client::new(2);
+    h.client_sends(&b.msg(MessageType::Discover));
+    assert_ne!(h.probes.last().map(|p| p.target), Some(first));
+}
+
+#[test]
+fn at_most_size_entries_are_held_back_a_host_answering_everything_cannot_grow_the_pool() {
+    let mut h = filled(PoolAssign::Always);
+    let squatter = Some([0x02, 0xee, 0, 0, 0, 1]);
+    let a = Client::new(1);
+    h.client_sends(&a.msg(MessageType::Discover));
+    // Every probe is answered: the two entries are held back, then (the refill's entries
+    // leased) further ones are dropped rather than held.
+    for round in 0..6 {
+        let Some(p) = h.probes.last().copied() else { break };
+        h.probe_answer(p.target, squatter);
+        // Lease whatever the refill asked for, so there is something to offer.
+        for req in to_server(&h).into_iter().filter(|s| s.kind == Some(MessageType::Discover)) {
+            let addr = pool_addr(10 + round * 2 + (req.xid % 2) as u8);
+            h.server_sends(SERVER, &answer(&req, MessageType::Offer, addr));
+            let ask = to_server(&h).into_iter().find(|s| s.kind == Some(MessageType::Request)).expect("REQUEST");
+            h.server_sends(SERVER, &answer(&ask, MessageType::Ack, addr));
+        }
+        h.client_sends(&a.msg(MessageType::Discover));
+    }
+    assert_eq!(h.engine.pool().held_back(0), 2, "[pool] size entries held back at most");
+    assert!(h.engine.counters().proxy[ProxyEvent::PoolInUseDropped] >= 1);
+    assert!(h.engine.pool().entries(0).count() <= 2 + 2 + 1);
+}
+
+#[test]
+fn pool_entries_and_pool_clients_survive_a_restart_suspect() {
+    let (h, a, addr) = pool_client_by_fallback();
+    let mut scratch = Vec::new();
+    let mut stored = Vec::new();
+    h.engine.dump(&mut scratch, |_, b| stored.push(b.to_vec()));
+    let decoded: Vec<_> = stored.iter().map(|b| cdra_core::persist::decode_record(b).expect("decodes")).collect();
+    assert_eq!(decoded.len(), 3, "two entries and the pool client");
+    let mut h2 = Harness::new(pool_config(PoolAssign::Outage));
+    h2.now = h.now;
+    let report = h2.engine.restore(h2.now, decoded);
+    assert_eq!((report.loaded, report.pool_entries), (1, 2));
+    run_all(&mut h2, 0);
+    let e = h2.engine.pool().entries(0).find(|e| e.address == addr).expect("entry back");
+    assert!(matches!(&e.state, EntryState::Assigned(k) if *k == a.key()), "{:?}", e.state);
+    assert!(!e.confirmed, "suspect after a restart (paper 3.4)");
+    // Two entries back: the assigned one, and a free one held back until a probe finds
+    // nobody on its address; two more being acquired to have two free.
+    let t = h2.engine.pool().totals();
+    assert_eq!((t.entries, t.held_back, t.acquiring, t.assigned), (4, 1, 2, 1));
+    let other = h2.engine.pool().entries(0).find(|e| e.is_held_back()).map(|e| e.address).expect("held back");
+    assert!(h2.probes.iter().any(|p| p.target == other), "the suspect entry is probed");
+    run_all(&mut h2, 2);
+    let e = h2.engine.pool().entries(0).find(|e| e.address == other).expect("still there");
+    assert!(e.is_available() && e.confirmed, "nobody answered: free again");
+}
+
+#[test]
+fn the_pool_clients_lapse_returns_its_address() {
+    let (mut h, a, addr) = pool_client_by_fallback();
+    // No renewal: its 600 s lease lapses; the probe finds nobody; the address is free again.
+    run_all(&mut h, 610);
+    assert_eq!(h.probes.last().map(|p| p.target), Some(addr));
+    assert!(record(&h, &a).is_none());
+    assert!(h.engine.pool().entries(0).any(|e| e.address == addr && e.state == EntryState::Free));
+    assert_eq!(h.engine.counters().proxy[ProxyEvent::ReleaseSent], 0, "nothing released at the server");
+    let _ = Duration::ZERO;
+}
