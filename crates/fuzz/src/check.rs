@@ -16,6 +16,7 @@
 //! | [`Invariant::ForgedReplyRelayed`] | every server reply relayed to a client is genuine |
 //! | [`Invariant::RecordCreatedByReply`] | a server reply never creates a record |
 //! | [`Invariant::TableChangedByForgedReply`] | a forged reply changes no record (state, address, reply, server) |
+//! | [`Invariant::UnverifiedSourceActed`] | a request in a frame from another host than the Ethernet chaddr it names changes no record and gets no local answer; the reply to it reaches no record |
 //! | [`Invariant::Host`] | the simulation's own: no two hosts on one address, no host beyond its server lease |
 
 use core::fmt;
@@ -49,13 +50,15 @@ pub enum Invariant {
     RecordCreatedByReply,
     /// A forged reply changed, created or removed a record.
     TableChangedByForgedReply,
+    /// A request from another host's frame acted for the client it names.
+    UnverifiedSourceActed,
     /// The simulation's host invariants (a) or (b).
     Host,
 }
 
 impl Invariant {
     /// Every invariant.
-    pub const ALL: [Invariant; 12] = [
+    pub const ALL: [Invariant; 13] = [
         Invariant::Panic,
         Invariant::DuplicateAddress,
         Invariant::IndexMismatch,
@@ -67,6 +70,7 @@ impl Invariant {
         Invariant::ForgedReplyRelayed,
         Invariant::RecordCreatedByReply,
         Invariant::TableChangedByForgedReply,
+        Invariant::UnverifiedSourceActed,
         Invariant::Host,
     ];
 
@@ -84,6 +88,7 @@ impl Invariant {
             Invariant::ForgedReplyRelayed => "forged_reply_relayed",
             Invariant::RecordCreatedByReply => "record_created_by_reply",
             Invariant::TableChangedByForgedReply => "table_changed_by_forged_reply",
+            Invariant::UnverifiedSourceActed => "unverified_source_acted",
             Invariant::Host => "host",
         }
     }
@@ -193,12 +198,20 @@ pub fn reply_effect(before: &Digest, after: &Digest, forged: Option<&str>) -> Re
         let inv = if forged.is_some() { Invariant::TableChangedByForgedReply } else { Invariant::RecordCreatedByReply };
         return Err(Broken::new(inv, format!("a reply created the record of {}{why}", r.key_text)));
     }
-    let Some(why) = forged else { return Ok(()) };
+    match forged {
+        Some(why) => unchanged(before, after, Invariant::TableChangedByForgedReply, &format!("a forged reply ({why})")),
+        None => Ok(()),
+    }
+}
+
+/// Nothing of the table changed (`what` did it, breaking `invariant`): no record created,
+/// removed, or changed in state, address, reply, server, lease or origin.
+pub fn unchanged(before: &Digest, after: &Digest, invariant: Invariant, what: &str) -> Result<(), Broken> {
+    if let Some((_, r)) = after.iter().find(|(k, _)| !before.contains_key(*k)) {
+        return Err(Broken::new(invariant, format!("{what} created the record of {}", r.key_text)));
+    }
     if let Some((_, r)) = before.iter().find(|(k, _)| !after.contains_key(*k)) {
-        return Err(Broken::new(
-            Invariant::TableChangedByForgedReply,
-            format!("a forged reply ({why}) removed the record of {}", r.key_text),
-        ));
+        return Err(Broken::new(invariant, format!("{what} removed the record of {}", r.key_text)));
     }
     for (k, b) in before {
         let Some(a) = after.get(k) else { continue };
@@ -210,9 +223,9 @@ pub fn reply_effect(before: &Digest, after: &Digest, forged: Option<&str>) -> Re
             || a.lease != b.lease;
         if changed {
             return Err(Broken::new(
-                Invariant::TableChangedByForgedReply,
+                invariant,
                 format!(
-                    "a forged reply ({why}) changed the record of {}: state {} -> {}, address {} -> {}, server {:?} -> {:?}",
+                    "{what} changed the record of {}: state {} -> {}, address {} -> {}, server {:?} -> {:?}",
                     b.key_text, b.state, a.state, b.address, a.address, b.server, a.server
                 ),
             ));
@@ -274,6 +287,20 @@ mod tests {
         let e = reply_effect(&before, &digest(&[]), Some("test")).unwrap_err();
         assert_eq!(e.invariant, Invariant::TableChangedByForgedReply);
         assert!(reply_effect(&before, &before, Some("test")).is_ok());
+    }
+
+    #[test]
+    fn a_request_from_another_hosts_frame_may_change_nothing() {
+        let a = rec(0, 1, [10, 0, 0, 1]);
+        let before = digest(std::slice::from_ref(&a));
+        let inv = Invariant::UnverifiedSourceActed;
+        assert!(unchanged(&before, &before, inv, "test").is_ok());
+        let created = digest(&[a.clone(), rec(1, 2, [10, 0, 0, 2])]);
+        assert_eq!(unchanged(&before, &created, inv, "test").unwrap_err().invariant, inv);
+        assert_eq!(unchanged(&before, &digest(&[]), inv, "test").unwrap_err().invariant, inv);
+        let mut pooled = a;
+        pooled.origin = "pool:3".into();
+        assert_eq!(unchanged(&before, &digest(&[pooled]), inv, "test").unwrap_err().invariant, inv);
     }
 
     #[test]

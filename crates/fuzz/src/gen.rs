@@ -10,8 +10,9 @@
 use core::fmt;
 use core::net::{Ipv4Addr, SocketAddrV4};
 
+use cdra_core::EchoId;
 use cdra_sim::msg::build;
-use cdra_sim::{Action, Millis, SimRng};
+use cdra_sim::{Action, Millis, ProbeReply, SimRng};
 use cdra_wire::options::OptionCode;
 use cdra_wire::{Message, MessageType, Op};
 
@@ -33,18 +34,31 @@ pub(crate) struct FuzzId {
     pub(crate) acked: Option<Ipv4Addr>,
 }
 
+/// A client datagram of a flood: (ifindex, Ethernet source, destination, bytes).
+pub(crate) type Frame = (u32, Option<[u8; 6]>, Ipv4Addr, Vec<u8>);
+
 /// One fuzz event.
 #[derive(Debug, Clone)]
 pub(crate) enum FuzzEvent {
     /// A model client or server does something.
     Model(Action),
-    /// A datagram reaches the engine.
-    Inject { ifindex: u32, src: SocketAddrV4, dst: Ipv4Addr, data: Vec<u8>, server_side: bool, what: String },
+    /// A datagram reaches the engine, in a frame from Ethernet address `link_source` (`None`:
+    /// the I/O layer did not read the frame, as on the upstream socket).
+    Inject {
+        ifindex: u32,
+        link_source: Option<[u8; 6]>,
+        src: SocketAddrV4,
+        dst: Ipv4Addr,
+        data: Vec<u8>,
+        server_side: bool,
+        what: String,
+    },
     /// Many datagrams at once from random MACs (a starvation tool): DISCOVERs, and REQUESTs
-    /// for what was offered to the last flood. (ifindex, destination, bytes.)
-    Flood { datagrams: Vec<(u32, Ipv4Addr, Vec<u8>)>, what: String },
-    /// A probe answer reaches the engine (`mac` None: ICMP).
-    Probe { ifindex: u32, target: Ipv4Addr, mac: Option<[u8; 6]>, what: String },
+    /// for what was offered to the last flood.
+    Flood { datagrams: Vec<Frame>, what: String },
+    /// A probe answer reaches the engine: an ARP packet claiming `target` on `ifindex`, or
+    /// an ICMP echo reply from `target` with some identifier.
+    Probe { ifindex: u32, target: Ipv4Addr, reply: ProbeReply, what: String },
     /// The engine's clock steps by this many ms.
     ClockStep(i64),
     /// A long wait.
@@ -59,16 +73,19 @@ impl fmt::Display for FuzzEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FuzzEvent::Model(a) => write!(f, "model {a:?}"),
-            FuzzEvent::Inject { ifindex, src, dst, data, what, .. } => {
+            FuzzEvent::Inject { ifindex, link_source, src, dst, data, what, .. } => {
                 let s = cdra_sim::Summary::parse(data).map(|s| s.to_string()).unwrap_or_else(|| "unparseable".into());
-                write!(f, "{what} on if{ifindex} {src}->{dst} ({} bytes: {s})", data.len())
+                let frame = link_source.map(|m| format!(" from {}", cdra_sim::msg::mac_str(m))).unwrap_or_default();
+                write!(f, "{what} on if{ifindex}{frame} {src}->{dst} ({} bytes: {s})", data.len())
             }
             FuzzEvent::Flood { datagrams, what } => write!(f, "flood: {} datagrams ({what})", datagrams.len()),
-            FuzzEvent::Probe { ifindex, target, mac, what } => match mac {
-                Some(m) => {
+            FuzzEvent::Probe { ifindex, target, reply, what } => match reply {
+                ProbeReply::Arp(m) => {
                     write!(f, "ARP answer for {target} on if{ifindex} from {} ({what})", cdra_sim::msg::mac_str(*m))
                 }
-                None => write!(f, "ICMP echo reply from {target} on if{ifindex} ({what})"),
+                ProbeReply::Echo(e) => {
+                    write!(f, "ICMP echo reply from {target} id={:04x} seq={:04x} ({what})", e.ident, e.seq)
+                }
             },
             FuzzEvent::ClockStep(ms) => write!(f, "engine clock steps {ms:+} ms"),
             FuzzEvent::Wait(ms) => write!(f, "wait {}", cdra_sim::trace::fmt_time(*ms)),
@@ -97,6 +114,8 @@ struct Target {
 }
 
 const ATTACKER: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 66);
+/// The forger's MAC on a client link.
+const ATTACKER_MAC: [u8; 6] = [0x02, 0xbb, 0, 0, 0x66, 0x66];
 
 impl Fuzzer {
     /// Draw the event of a step.
@@ -233,7 +252,31 @@ impl Fuzzer {
         let ciaddr = Message::new_checked(&data[..]).map(|m| m.ciaddr()).unwrap_or(Ipv4Addr::UNSPECIFIED);
         let src = SocketAddrV4::new(ciaddr, 68);
         let dst = if unicast { self.link_addr(link) } else { Ipv4Addr::BROADCAST };
-        FuzzEvent::Inject { ifindex, src, dst, data, server_side: false, what }
+        let link_source = self.link_source(r, &data, &mut what);
+        FuzzEvent::Inject { ifindex, link_source, src, dst, data, server_side: false, what }
+    }
+
+    /// The Ethernet source of a stranger's frame: mostly its chaddr (the sender is the
+    /// client it names), sometimes another host's MAC (the engine must then not act for the
+    /// client it names: issue 10 item 2), now and then none (a frame the I/O layer did not
+    /// read).
+    fn link_source(&self, r: &mut SimRng, data: &[u8], what: &mut String) -> Option<[u8; 6]> {
+        let chaddr = Message::new_checked(data).ok().and_then(|m| m.ethernet_chaddr());
+        let (mac, label) = match r.below(20) {
+            0..=14 => match chaddr {
+                Some(c) => return Some(c),
+                None => (Some(self.fuzz[r.below(self.fuzz.len() as u64) as usize].mac), "a stranger's MAC"),
+            },
+            15 | 16 => (Some(self.fuzz[r.below(self.fuzz.len() as u64) as usize].mac), "a stranger's MAC"),
+            17 => (Some([0x02, 0xbb, 0, 0, r.below(4) as u8, r.below(256) as u8]), "a random MAC"),
+            18 if !self.model_macs.is_empty() => (Some(pick(r, &self.model_macs)), "a model client's MAC"),
+            _ => (None, "no frame"),
+        };
+        if mac.is_some() && mac == chaddr {
+            return mac;
+        }
+        what.push_str(&format!(" (Ethernet source: {label})"));
+        mac
     }
 
     /// A well-formed request from a stranger: (bytes, link, unicast, what).
@@ -307,6 +350,7 @@ impl Fuzzer {
     /// A burst from random MACs: DISCOVERs, then REQUESTs for what the servers offered.
     fn flood(&mut self, r: &mut SimRng) -> FuzzEvent {
         let n = r.range(10, 80) as usize;
+        let one_source = r.chance(0.3).then(|| [0x02, 0xbb, 0, 0, 0xf1, r.below(4) as u8]);
         let mut datagrams = Vec::with_capacity(n);
         let (mut discovers, mut requests) = (0, 0);
         for _ in 0..n {
@@ -338,9 +382,15 @@ impl Fuzzer {
                     (r.below(2) as usize, d)
                 }
             };
-            datagrams.push((self.link_ifindex(link), Ipv4Addr::BROADCAST, data));
+            // A starvation tool sends from each made-up chaddr, or from its own MAC.
+            let source = match one_source {
+                Some(m) => Some(m),
+                None => Message::new_checked(&data[..]).ok().and_then(|m| m.ethernet_chaddr()),
+            };
+            datagrams.push((self.link_ifindex(link), source, Ipv4Addr::BROADCAST, data));
         }
-        FuzzEvent::Flood { datagrams, what: format!("{discovers} DISCOVERs, {requests} REQUESTs") }
+        let from = if one_source.is_some() { "one MAC" } else { "their chaddrs" };
+        FuzzEvent::Flood { datagrams, what: format!("{discovers} DISCOVERs, {requests} REQUESTs from {from}") }
     }
 
     /// A model client (mostly) or a stranger, as a forged reply's target.
@@ -593,15 +643,19 @@ impl Fuzzer {
             _ => {}
         }
         let dst = Message::new_checked(&data[..]).map(|m| m.giaddr()).unwrap_or(Ipv4Addr::BROADCAST);
-        FuzzEvent::Inject { ifindex, src: SocketAddrV4::new(src, 67), dst, data, server_side: true, what }
+        // The upstream socket does not read frames; on a client link the forger's own MAC.
+        let link_source = (ifindex != upstream).then_some(ATTACKER_MAC);
+        FuzzEvent::Inject { ifindex, link_source, src: SocketAddrV4::new(src, 67), dst, data, server_side: true, what }
     }
 
     fn probe_answer(&mut self, r: &mut SimRng) -> FuzzEvent {
         let known = self.known_addresses();
-        let (mut ifindex, target) = if !self.probe_targets.is_empty() && r.chance(0.6) {
+        let probed = !self.probe_targets.is_empty() && r.chance(0.6);
+        let (mut ifindex, target, mut echo) = if probed {
             pick(r, &self.probe_targets.iter().copied().collect::<Vec<_>>())
         } else {
-            (self.link_ifindex(r.below(2) as usize), self.some_address(r, &known))
+            let echo = EchoId { ident: r.below(0x1_0000) as u16, seq: r.below(0x1_0000) as u16 };
+            (self.link_ifindex(r.below(2) as usize), self.some_address(r, &known), echo)
         };
         if r.chance(0.1) {
             ifindex = pick(r, &[self.link_ifindex(0), self.link_ifindex(1), self.sim.config().upstream_ifindex]);
@@ -617,15 +671,33 @@ impl Fuzzer {
                     .find(|c| c.lease().is_some_and(|l| l.address == target))
                     .map(|c| c.mac())
             });
-        let (mac, what) = match r.below(10) {
-            0..=2 => (Some([0x02, 0xaa, 0, 0, r.below(4) as u8, r.below(256) as u8]), "a random MAC"),
-            3 | 4 if !self.model_macs.is_empty() => (Some(pick(r, &self.model_macs)), "a model client's MAC"),
-            5 if holder.is_some() => (holder, "the holder's MAC"),
-            6 => (Some(self.fuzz[r.below(self.fuzz.len() as u64) as usize].mac), "a stranger's MAC"),
-            7 => (Some(self.sim.config().links[0].mac), "the engine's own MAC"),
-            _ => (None, "ICMP"),
+        let (reply, what) = match r.below(10) {
+            0..=2 => (ProbeReply::Arp([0x02, 0xaa, 0, 0, r.below(4) as u8, r.below(256) as u8]), "a random MAC"),
+            3 | 4 if !self.model_macs.is_empty() => {
+                (ProbeReply::Arp(pick(r, &self.model_macs)), "a model client's MAC")
+            }
+            5 if holder.is_some() => (ProbeReply::Arp(holder.unwrap_or_default()), "the holder's MAC"),
+            6 => (ProbeReply::Arp(self.fuzz[r.below(self.fuzz.len() as u64) as usize].mac), "a stranger's MAC"),
+            7 => (ProbeReply::Arp(self.sim.config().links[0].mac), "the engine's own MAC"),
+            _ => {
+                // An echo reply carries the probe's identifier back; a host that did not
+                // see the echo guesses (or replays another probe's).
+                let what = match r.below(4) {
+                    _ if !probed => "ICMP, made-up identifier",
+                    0 => {
+                        echo.seq ^= 1 << r.below(16);
+                        "ICMP, wrong sequence number"
+                    }
+                    1 => {
+                        echo = pick(r, &self.probe_targets.iter().map(|p| p.2).collect::<Vec<_>>());
+                        "ICMP, some probe's identifier"
+                    }
+                    _ => "ICMP, the probe's identifier",
+                };
+                (ProbeReply::Echo(echo), what)
+            }
         };
-        FuzzEvent::Probe { ifindex, target, mac, what: what.into() }
+        FuzzEvent::Probe { ifindex, target, reply, what: what.into() }
     }
 }
 

@@ -6,7 +6,8 @@
 //! records hold one address, and the table's indexes agree; no local ACK for an address
 //! another record holds; no local lease beyond what the record, and the server's binding,
 //! have left; every bounded structure within its configured bound; no forged reply cached,
-//! relayed, or allowed to create or change a record ([`oracle`]); and the simulation's own
+//! relayed, or allowed to create or change a record ([`oracle`]); no request in a frame from
+//! another host than the client it names acting for that client; and the simulation's own
 //! host invariants.
 //!
 //! What it guarantees:

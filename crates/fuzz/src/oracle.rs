@@ -74,12 +74,17 @@ struct Forwarded {
     server: Ipv4Addr,
     name: RequestName,
     key: Vec<u8>,
+    /// Forwarded for the client it names: not a request from another host's frame (whose
+    /// reply must not reach the named client's record: issue 10 item 2).
+    verified: bool,
 }
 
 /// How a reply arriving at the engine is judged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Judgement {
-    /// Genuine: it answers requests of these clients (keys).
+    /// Genuine: it answers requests of these clients (keys). Empty: it answers only
+    /// requests that came in frames from another host than the client they name (relayed
+    /// as a plain relay would: the reply may reach that client, never its record).
     Genuine(BTreeSet<Vec<u8>>),
     /// Forged, and why.
     Forged(&'static str),
@@ -134,8 +139,9 @@ impl Oracle {
         }
     }
 
-    /// The engine sent `data` to server `server` at `now` (engine clock).
-    pub fn forwarded(&mut self, now: Millis, server: Ipv4Addr, data: &[u8]) {
+    /// The engine sent `data` to server `server` at `now` (engine clock); `verified`: for
+    /// the client it names (not a request from another host's frame).
+    pub fn forwarded(&mut self, now: Millis, server: Ipv4Addr, data: &[u8], verified: bool) {
         let Ok(m) = Message::new_checked(data) else { return };
         if m.op() != Op::BootRequest {
             return;
@@ -143,7 +149,8 @@ impl Oracle {
         while self.forwarded.len() >= MAX_FORWARDED {
             self.forwarded.pop_front();
         }
-        self.forwarded.push_back(Forwarded { at: now, server, name: RequestName::of(&m), key: adapter::key_of(&m) });
+        let (name, key) = (RequestName::of(&m), adapter::key_of(&m));
+        self.forwarded.push_back(Forwarded { at: now, server, name, key, verified });
     }
 
     fn on_server_path(&self, ifindex: u32) -> bool {
@@ -163,17 +170,15 @@ impl Oracle {
             return Judgement::Forged("not from a configured server");
         }
         let name = RequestName::of(m);
-        let keys: BTreeSet<Vec<u8>> = self
+        let answered: Vec<&Forwarded> = self
             .forwarded
             .iter()
             .filter(|f| f.server == src && f.name == name && now.saturating_sub(f.at) <= WINDOW)
-            .map(|f| f.key.clone())
             .collect();
-        if keys.is_empty() {
-            Judgement::Forged("answers no request forwarded to that server (xid, htype, chaddr, giaddr)")
-        } else {
-            Judgement::Genuine(keys)
+        if answered.is_empty() {
+            return Judgement::Forged("answers no request forwarded to that server (xid, htype, chaddr, giaddr)");
         }
+        Judgement::Genuine(answered.iter().filter(|f| f.verified).map(|f| f.key.clone()).collect())
     }
 
     /// Remember a genuine reply (after [`Oracle::judge`] said so); `by_server`: a model
@@ -256,7 +261,7 @@ mod tests {
         let gi = Ipv4Addr::new(10, 77, 1, 1);
         let mut o = Oracle::new(vec![s1, s2], vec![2, 3], vec![10]);
         let mac = [2, 0, 0, 0, 0, 1];
-        o.forwarded(1000, s1, &request(7, mac, gi));
+        o.forwarded(1000, s1, &request(7, mac, gi), true);
         let r = reply(7, mac, gi);
         let m = Message::new_checked(&r[..]).unwrap();
         assert!(matches!(o.judge(1500, 10, s1, &m), Judgement::Genuine(_)));
@@ -278,5 +283,11 @@ mod tests {
         assert!(o.check_cached(&adapter::hardware_key(1, &[2, 0, 0, 0, 0, 2]), &r).is_err(), "another client");
         assert!(o.check_cached(&key, &other).is_err());
         assert!(o.check_relayed(&m) && !o.check_relayed(&m8));
+        // A request from another host's frame: its reply is genuine, for nobody's record.
+        let mac9 = [2, 0, 0, 0, 0, 9];
+        o.forwarded(1000, s1, &request(9, mac9, gi), false);
+        let r9 = reply(9, mac9, gi);
+        let m9 = Message::new_checked(&r9[..]).unwrap();
+        assert_eq!(o.judge(1500, 10, s1, &m9), Judgement::Genuine(BTreeSet::new()));
     }
 }

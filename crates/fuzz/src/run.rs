@@ -5,10 +5,13 @@
 //! A step draws one event from its own generator (seeded by the case's seed and the step
 //! number, so dropping a step leaves the others' draws alone), applies it, and lets some
 //! simulated time pass. Events ([`crate::gen`]): model-client and server actions, client
-//! datagrams (well-formed, mutated captures, the wire corpus), server replies (spoofed on a
-//! downstream link, from unconfigured addresses, with a forged xid/chaddr/giaddr, NAKs for
-//! clients that asked nothing, mutated captures), probe answers, steps of the engine's
-//! clock forward and back, long waits, and restarts from mutated persisted records.
+//! datagrams (well-formed, mutated captures, the wire corpus; in frames from the client
+//! they name, from another host, or not read), server replies (spoofed on a downstream
+//! link, from unconfigured addresses, with a forged xid/chaddr/giaddr, NAKs for clients
+//! that asked nothing, mutated captures), probe answers (ARP from any MAC; ICMP echo
+//! replies carrying the probe's random identifier, another probe's, or a guess), steps of
+//! the engine's clock forward and back, long waits, and restarts from mutated persisted
+//! records.
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
@@ -16,7 +19,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use cdra_core::{Destination, EchoId};
 use cdra_sim::engine_api::Snapshot;
-use cdra_sim::{IdStyle, Millis, ProbeReply, Sim, SimRng, WireEvent};
+use cdra_sim::{IdStyle, Millis, Sim, SimRng, WireEvent};
 use cdra_wire::{Message, MessageType, Op};
 
 use crate::adapter;
@@ -40,6 +43,9 @@ pub struct Stats {
     pub server_datagrams: u64,
     /// Probe answers injected.
     pub probe_answers: u64,
+    /// Requests that reached the engine in a frame from another host than the client they
+    /// name.
+    pub unverified: u64,
     /// Clock steps.
     pub clock_steps: u64,
     /// Restarts (and records mutated in them).
@@ -71,6 +77,7 @@ impl Stats {
         self.client_datagrams += o.client_datagrams;
         self.server_datagrams += o.server_datagrams;
         self.probe_answers += o.probe_answers;
+        self.unverified += o.unverified;
         self.clock_steps += o.clock_steps;
         self.restarts += o.restarts;
         self.records_mutated += o.records_mutated;
@@ -116,6 +123,8 @@ pub(crate) struct FloodOffer {
 
 /// Captures kept.
 const CAPTURES: usize = 64;
+/// Why a genuine reply may change no record.
+const UNVERIFIED_REPLY: &str = "answers only requests from other hosts' frames";
 /// Recent fuzz events kept for a failure report.
 const RECENT: usize = 24;
 
@@ -127,7 +136,7 @@ pub(crate) struct Fuzzer {
     pub(crate) oracle: Oracle,
     pub(crate) fuzz: Vec<FuzzId>,
     pub(crate) captures: VecDeque<Capture>,
-    pub(crate) probe_targets: VecDeque<(u32, Ipv4Addr)>,
+    pub(crate) probe_targets: VecDeque<(u32, Ipv4Addr, EchoId)>,
     /// OFFERs made to flooding MACs, for the REQUESTs of the next flood.
     pub(crate) flood_offers: VecDeque<FloodOffer>,
     /// Records whose lease cannot be compared with the servers' bindings until a server
@@ -272,31 +281,27 @@ impl Fuzzer {
                 self.sim.act(a);
                 self.after_event()
             }
-            FuzzEvent::Inject { ifindex, src, dst, data, server_side, .. } => {
+            FuzzEvent::Inject { ifindex, link_source, src, dst, data, server_side, .. } => {
                 if server_side {
                     self.stats.server_datagrams += 1;
                 } else {
                     self.stats.client_datagrams += 1;
                 }
                 self.injected.push(data.clone());
-                self.sim.inject_to_engine(ifindex, None, src, dst, data);
+                self.sim.inject_to_engine(ifindex, link_source, src, dst, data);
                 Ok(())
             }
             FuzzEvent::Flood { datagrams, .. } => {
-                for (ifindex, dst, data) in datagrams {
+                for (ifindex, link_source, dst, data) in datagrams {
                     self.stats.client_datagrams += 1;
                     self.injected.push(data.clone());
-                    self.sim.inject_to_engine(ifindex, None, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68), dst, data);
+                    let src = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68);
+                    self.sim.inject_to_engine(ifindex, link_source, src, dst, data);
                 }
                 Ok(())
             }
-            FuzzEvent::Probe { ifindex, target, mac, .. } => {
+            FuzzEvent::Probe { ifindex, target, reply, .. } => {
                 self.stats.probe_answers += 1;
-                let reply = match mac {
-                    Some(mac) => ProbeReply::Arp(mac),
-                    // Not wired yet: the echo identifier of the probe it answers.
-                    None => ProbeReply::Echo(EchoId { ident: 0, seq: 0 }),
-                };
                 self.sim.inject_probe_answer(ifindex, target, reply);
                 Ok(())
             }
@@ -430,9 +435,11 @@ impl Fuzzer {
         // Clients a copy of a genuine reply the fuzzer injected may have touched.
         let mut copied_for = Vec::new();
         let mut to_clients = Vec::new();
+        // The key named by a request in a frame from another host (issue 10 item 2).
+        let mut unverified: Option<Vec<u8>> = None;
         for ev in &log {
             match ev {
-                WireEvent::EngineIn { ifindex, src, data, .. } => {
+                WireEvent::EngineIn { ifindex, link_source, src, data, .. } => {
                     self.stats.digest = fnv(self.stats.digest, data);
                     let injected = match self.injected.iter().position(|d| d == data) {
                         Some(i) => {
@@ -446,14 +453,30 @@ impl Fuzzer {
                         continue;
                     };
                     if m.op() != Op::BootReply {
+                        // The frame is another host's than the client the request names:
+                        // its Ethernet chaddr is not the frame's source. (A chaddr that is
+                        // not an Ethernet address, such as hlen 0 with option 61, can name
+                        // a client only by its option 61, which any host can also claim
+                        // with its own MAC as chaddr: docs/design.md, "what it cannot
+                        // check". The engine does not compare those, nor does this.)
+                        let downstream = self.sim.config().links.iter().any(|l| l.ifindex == *ifindex);
+                        let chaddr = m.ethernet_chaddr();
+                        if downstream && chaddr.is_some() && link_source.is_some_and(|s| chaddr != Some(s)) {
+                            self.stats.unverified += 1;
+                            unverified = Some(adapter::key_of(&m));
+                        }
                         self.capture(None, data);
                         continue;
                     }
                     self.capture(Some(*src.ip()), data);
-                    if !caches {
-                        continue;
-                    }
                     match self.oracle.judge(engine_now, *ifindex, *src.ip(), &m) {
+                        Judgement::Genuine(keys) if keys.is_empty() => {
+                            // Answers only requests from other hosts' frames: relayed as a
+                            // plain relay would, into no record.
+                            self.stats.genuine_replies += 1;
+                            self.oracle.accept(&m, keys, !injected);
+                            reply_in = Some(Some(UNVERIFIED_REPLY));
+                        }
                         Judgement::Genuine(keys) => {
                             self.stats.genuine_replies += 1;
                             if injected {
@@ -472,17 +495,19 @@ impl Fuzzer {
                     self.stats.digest = fnv(self.stats.digest, data);
                     self.capture(None, data);
                     match dest {
-                        Destination::Server { addr } => self.oracle.forwarded(engine_now, *addr, data),
+                        Destination::Server { addr } => {
+                            self.oracle.forwarded(engine_now, *addr, data, unverified.is_none())
+                        }
                         Destination::ClientUnicast { ifindex, .. } | Destination::ClientLink { ifindex, .. } => {
                             to_clients.push((*ifindex, data.clone()))
                         }
                     }
                 }
-                WireEvent::Probe { ifindex, target, .. } => {
+                WireEvent::Probe { ifindex, target, echo, .. } => {
                     if self.probe_targets.len() >= 16 {
                         self.probe_targets.pop_front();
                     }
-                    self.probe_targets.push_back((*ifindex, *target));
+                    self.probe_targets.push_back((*ifindex, *target, *echo));
                 }
             }
         }
@@ -499,8 +524,35 @@ impl Fuzzer {
             // to it: what the record now believes of its lease is not the server's.
             self.tainted.insert(v.key.clone(), reply_hash(v));
         }
-        if let (Some(forged), true) = (reply_in, self.strict) {
-            check::reply_effect(&check::digest(&self.before), &check::digest(&records), forged)?;
+        match (reply_in, self.strict) {
+            (Some(Some(UNVERIFIED_REPLY)), _) => check::unchanged(
+                &check::digest(&self.before),
+                &check::digest(&records),
+                Invariant::UnverifiedSourceActed,
+                &format!("a reply ({UNVERIFIED_REPLY})"),
+            )?,
+            (Some(forged), true) => {
+                check::reply_effect(&check::digest(&self.before), &check::digest(&records), forged)?
+            }
+            _ => {}
+        }
+        if let Some(key) = &unverified {
+            let what = format!("a request naming {} from another host's frame", adapter::key_text(key));
+            check::unchanged(
+                &check::digest(&self.before),
+                &check::digest(&records),
+                Invariant::UnverifiedSourceActed,
+                &what,
+            )?;
+            if let Some((_, d)) = to_clients.iter().find(|(_, d)| {
+                Message::new_checked(&d[..]).is_ok_and(|m| m.op() == Op::BootReply && adapter::is_local_answer(&m))
+            }) {
+                let m = Message::new_checked(&d[..]).map(|m| format!("{:?} yiaddr={}", m.message_type(), m.yiaddr()));
+                return Err(Broken::new(
+                    Invariant::UnverifiedSourceActed,
+                    format!("{what} got a local answer: {}", m.unwrap_or_default()),
+                ));
+            }
         }
         if caches {
             for v in &records {

@@ -151,13 +151,15 @@ fn main() -> ExitCode {
     );
     println!(
         "  passing seeds: {} simulation events ({:.0}/s), {} steps applied, {} client and {} server datagrams \
-         injected ({} genuine and {} forged replies reached the engine), {} probe answers, {} clock steps, \
-         {} restarts ({} records mutated), {} local ACKs checked, {} draws skipped, at most {} records",
+         injected ({} requests from another host's frame; {} genuine and {} forged replies reached the engine), \
+         {} probe answers, {} clock steps, {} restarts ({} records mutated), {} local ACKs checked, {} draws \
+         skipped, at most {} records",
         total.events,
         total.events as f64 / secs.max(1e-9),
         total.applied,
         total.client_datagrams,
         total.server_datagrams,
+        total.unverified,
         total.genuine_replies,
         total.forged_replies,
         total.probe_answers,
