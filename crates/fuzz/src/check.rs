@@ -92,18 +92,6 @@ impl Invariant {
             Invariant::Host => "host",
         }
     }
-
-    /// The known defect this invariant fails on, when the engine does not yet keep it
-    /// (issue 10 item 1: the reply-acceptance rule).
-    pub fn known_defect(self) -> Option<&'static str> {
-        match self {
-            Invariant::ForgedReplyCached
-            | Invariant::ForgedReplyRelayed
-            | Invariant::RecordCreatedByReply
-            | Invariant::TableChangedByForgedReply => Some("issue 10 item 1 (reply acceptance)"),
-            _ => None,
-        }
-    }
 }
 
 impl fmt::Display for Invariant {

@@ -37,4 +37,4 @@ pub mod run;
 
 pub use case::{Case, Failure, Params, Profile};
 pub use check::Invariant;
-pub use run::{minimize, run, Stats};
+pub use run::{applied_events, minimize, run, Stats};

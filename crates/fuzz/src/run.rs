@@ -166,6 +166,8 @@ pub(crate) struct Fuzzer {
     /// Datagrams the fuzzer injected that have not reached the engine yet.
     injected: Vec<Vec<u8>>,
     recent: VecDeque<String>,
+    /// Every applied event, when asked for ([`applied_events`]).
+    log_all: Option<Vec<String>>,
     step: usize,
     last_forward_step: Option<Millis>,
     pub(crate) stats: Stats,
@@ -238,6 +240,7 @@ impl Fuzzer {
             strict: case.profile.checks_reply_acceptance(),
             injected: Vec::new(),
             recent: VecDeque::new(),
+            log_all: None,
             step: 0,
             last_forward_step: None,
             stats: Stats { digest: 0xcbf2_9ce4_8422_2325, ..Stats::default() },
@@ -272,7 +275,11 @@ impl Fuzzer {
             self.recent.pop_front();
         }
         let t = cdra_sim::trace::fmt_time(self.sim.elapsed());
-        self.recent.push_back(format!("#{k} {t} {what}"));
+        let line = format!("#{k} {t} {what}");
+        if let Some(all) = &mut self.log_all {
+            all.push(line.clone());
+        }
+        self.recent.push_back(line);
     }
 
     fn apply(&mut self, event: FuzzEvent, r: &mut SimRng) -> Result<(), Broken> {
@@ -399,6 +406,9 @@ impl Fuzzer {
             }
         }
         if let Some(last) = self.recent.back_mut() {
+            last.push_str(&format!(" [{}]", what.join(" ")));
+        }
+        if let Some(last) = self.log_all.as_mut().and_then(|a| a.last_mut()) {
             last.push_str(&format!(" [{}]", what.join(" ")));
         }
         self.before = records;
@@ -776,8 +786,33 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 
 /// Run `case`: `Ok` with what it did, or the first invariant it broke.
 pub fn run(case: &Case) -> Result<Stats, Box<Failure>> {
+    run_logged(case, false).0
+}
+
+/// Run `case` and list every event it applied (`#step time what`), up to a failure: what a
+/// case (a regression line) still exercises after the generator or the engine changed.
+pub fn applied_events(case: &Case) -> (Result<Stats, Box<Failure>>, Vec<String>) {
+    run_logged(case, true)
+}
+
+fn run_logged(case: &Case, log: bool) -> (Result<Stats, Box<Failure>>, Vec<String>) {
     let mut fuzzer: Option<Fuzzer> = None;
-    let outcome = catch_unwind(AssertUnwindSafe(|| fuzzer.insert(Fuzzer::new(case)).run()));
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let f = fuzzer.insert(Fuzzer::new(case));
+        if log {
+            f.log_all = Some(Vec::new());
+        }
+        f.run()
+    }));
+    let events = fuzzer.as_mut().and_then(|f| f.log_all.take()).unwrap_or_default();
+    (outcome_of(case, outcome, fuzzer), events)
+}
+
+fn outcome_of(
+    case: &Case,
+    outcome: std::thread::Result<Result<(), Broken>>,
+    fuzzer: Option<Fuzzer>,
+) -> Result<Stats, Box<Failure>> {
     let broken = match outcome {
         Ok(Ok(())) => None,
         Ok(Err(b)) => Some(b),

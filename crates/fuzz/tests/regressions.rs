@@ -1,6 +1,6 @@
-//! Every fuzz case that ever failed (`regressions.txt`), replayed. Cases marked
-//! `expect=pass` must pass; `expect=item1` cases fail until the reply-acceptance rule of
-//! issue 10 item 1 lands (then mark them `expect=pass`).
+//! Every fuzz case that ever failed (`regressions.txt`), replayed; every one must pass.
+//! `expect=item1` marks the cases found before the reply-acceptance rule of issue 10 item 1
+//! landed (they failed on old main), `expect=pass` the others.
 
 use cdra_fuzz::{run, Case};
 
@@ -39,7 +39,6 @@ fn regressions_that_pass() {
 }
 
 #[test]
-#[ignore = "issue 10 item 1: the engine caches, relays and acts on server replies that answer no request it forwarded"]
 fn regressions_of_issue_10_item_1() {
     replay("item1");
 }

@@ -3,12 +3,13 @@
 //! ```text
 //! engine-fuzz [--seconds N | --seeds A..B] [--steps N] [--profile full|genuine|no-reply-acceptance]
 //!             [--no-minimize] [--quiet]
-//! engine-fuzz --replay 'seed=0x2a steps=57 profile=full keep=3,17-20' [--shrink]
+//! engine-fuzz --replay 'seed=0x2a steps=57 profile=full keep=3,17-20' [--shrink | --events]
 //! ```
 //!
 //! Seeds run in order from A (default 0); each failing seed is printed as one replayable
 //! line, the first failure of each invariant in full (minimized unless `--no-minimize`).
-//! `--replay` runs one case and prints its failure in full (`--shrink`: minimized first).
+//! `--replay` runs one case and prints its failure in full (`--shrink`: minimized first;
+//! `--events`: every event it applied, failing or not).
 //! Exit status: 0 when nothing failed, 1 when something did, 2 on a usage error.
 //!
 //! The release profile aborts on panic: a panic hook prints the case being run first, so
@@ -20,7 +21,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use cdra_fuzz::adapter::Bound;
-use cdra_fuzz::{minimize, run, Case, Failure, Invariant, Profile, Stats};
+use cdra_fuzz::{applied_events, minimize, run, Case, Failure, Invariant, Profile, Stats};
 
 static CURRENT: Mutex<String> = Mutex::new(String::new());
 
@@ -33,13 +34,14 @@ struct Args {
     quiet: bool,
     replay: Option<Case>,
     shrink: bool,
+    events: bool,
 }
 
 fn usage(msg: &str) -> ExitCode {
     eprintln!("engine-fuzz: {msg}");
     eprintln!(
         "usage: engine-fuzz [--seconds N | --seeds A..B] [--steps N] [--profile full|genuine|no-reply-acceptance] \
-         [--no-minimize] [--quiet]\n       engine-fuzz --replay '<case>' [--shrink]"
+         [--no-minimize] [--quiet]\n       engine-fuzz --replay '<case>' [--shrink | --events]"
     );
     ExitCode::from(2)
 }
@@ -54,6 +56,7 @@ fn parse_args() -> Result<Args, String> {
         quiet: false,
         replay: None,
         shrink: false,
+        events: false,
     };
     let mut it = std::env::args().skip(1);
     let mut seeds_given = false;
@@ -74,6 +77,7 @@ fn parse_args() -> Result<Args, String> {
             "--no-minimize" => a.minimize = false,
             "--quiet" => a.quiet = true,
             "--shrink" => a.shrink = true,
+            "--events" => a.events = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -83,9 +87,18 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-fn replay(case: &Case, shrink: bool) -> ExitCode {
+fn replay(case: &Case, shrink: bool, events: bool) -> ExitCode {
     *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = case.to_string();
-    match run(case) {
+    let outcome = if events {
+        let (outcome, events) = applied_events(case);
+        for e in events {
+            println!("{e}");
+        }
+        outcome
+    } else {
+        run(case)
+    };
+    match outcome {
         Ok(s) => {
             println!("ok: {case} ({} events, {} steps applied)", s.events, s.applied);
             ExitCode::SUCCESS
@@ -110,7 +123,7 @@ fn main() -> ExitCode {
         default_hook(info);
     }));
     if let Some(case) = &args.replay {
-        return replay(case, args.shrink);
+        return replay(case, args.shrink, args.events);
     }
     let started = Instant::now();
     let deadline = args.seconds.map(|s| started + Duration::from_secs(s));
@@ -125,8 +138,7 @@ fn main() -> ExitCode {
         match run(&case) {
             Ok(s) => total.add(&s),
             Err(f) => {
-                let known = f.invariant.known_defect().map(|d| format!("  [known: {d}]")).unwrap_or_default();
-                println!("FAIL {}  invariant={}{known}", f.shortest_prefix(), f.invariant);
+                println!("FAIL {}  invariant={}", f.shortest_prefix(), f.invariant);
                 let list = failing.entry(f.invariant.label()).or_default();
                 if list.is_empty() && !args.quiet {
                     let shown = if args.minimize { minimize(&f, 300) } else { (*f).clone() };
