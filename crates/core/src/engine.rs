@@ -486,13 +486,22 @@ impl Engine {
         }
         let (probes, offers, table) = (&self.proxy.probes, &self.proxy.offers, &self.table);
         let (pool, fallbacks) = (&self.pool, &self.pool_fallbacks);
-        self.timers.retain(|at, timer| match timer {
-            Timer::Probe(id) => probes.contains(*id),
-            Timer::OfferWindow(id) => offers.contains(*id),
-            Timer::Lapse(key) => table.find(key).and_then(|s| table.get(s)).is_some_and(|r| r.lapse_armed == Some(at)),
-            Timer::Pool(r) => pool.get(*r).is_some_and(|e| e.timer == Some(at)),
-            Timer::PoolFallback(id) => fallbacks.is_waiting(id),
-            Timer::HeldReply | Timer::Sweep | Timer::PoolRefill => true,
+        // A timer filed again for a deadline it already had (an entry's or a record's timer
+        // interrupted by an earlier one, then re-armed for the same deadline) is redundant:
+        // the first to fire clears the deadline and the others are ignored. One is kept.
+        let mut seen = std::collections::BTreeSet::new();
+        self.timers.retain(|at, timer| {
+            let live = match timer {
+                Timer::Probe(id) => probes.contains(*id),
+                Timer::OfferWindow(id) => offers.contains(*id),
+                Timer::Lapse(key) => {
+                    table.find(key).and_then(|s| table.get(s)).is_some_and(|r| r.lapse_armed == Some(at))
+                }
+                Timer::Pool(r) => pool.get(*r).is_some_and(|e| e.timer == Some(at)),
+                Timer::PoolFallback(id) => fallbacks.is_waiting(id),
+                Timer::HeldReply | Timer::Sweep | Timer::PoolRefill => true,
+            };
+            live && seen.insert((at, timer.clone()))
         });
     }
 
@@ -536,5 +545,47 @@ mod tests {
         let e = Engine::new(EngineConfig::relay(vec![], vec![], vec![]));
         assert_eq!(e.poll_timeout(), None);
         assert_eq!(e.config().mode, crate::config::Mode::Relay);
+    }
+
+    /// Found by the engine fuzzer (`crates/fuzz/regressions.txt`, `bound_exceeded`,
+    /// mode=pool): an interrupted pool entry timer is filed again for the deadline it had, so
+    /// an entry can hold several timers for its one deadline, each of which looks live (its
+    /// deadline is the entry's). Identical timers are redundant (the first to fire clears
+    /// the deadline, the others are then ignored): compaction keeps one of each.
+    #[test]
+    fn compaction_keeps_one_of_identical_timers() {
+        use crate::config::{Downstream, Ipv4Net, Mode};
+        let ds = Downstream {
+            name: "rd0".into(),
+            ifindex: 2,
+            address: Ipv4Net { addr: Ipv4Addr::new(10, 77, 1, 1), prefix_len: 24 },
+            all_addresses: vec![Ipv4Addr::new(10, 77, 1, 1)],
+            mac: None,
+            circuit_id: b"rd0".to_vec(),
+            trusted: false,
+        };
+        let mut c = EngineConfig::relay(vec![Ipv4Addr::new(10, 77, 0, 1)], vec![ds], vec![3]);
+        c.mode = Mode::Pool;
+        c.proxy.max_clients = 1;
+        c.proxy.max_pending_probes = 1;
+        c.proxy.max_offer_windows = 1;
+        c.limits.pending_clients = 1;
+        let mut e = Engine::new(c);
+        let now = Timestamp::from_secs(100);
+        let t1 = Timestamp::from_secs(1900);
+        let entries: Vec<_> = (0..4).filter_map(|_| e.pool.create(0, now)).collect();
+        for r in &entries {
+            if let Some(entry) = e.pool.get_mut(*r) {
+                entry.timer = Some(t1);
+            }
+            for _ in 0..8 {
+                e.timers.arm(t1, Timer::Pool(*r));
+            }
+        }
+        assert!(e.timers.len() > 2 * e.live_timer_bound());
+        e.compact_timers();
+        let pool_timers = e.timers.len() - 2; // the sweep and the refill
+        assert_eq!(pool_timers, entries.len(), "one timer an entry");
+        assert!(e.timers.len() <= e.live_timer_bound());
     }
 }
