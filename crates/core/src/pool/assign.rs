@@ -147,8 +147,8 @@ impl Engine {
         self.start_probe(req, slot, ProbeFor::PoolOffer, outbox)
     }
 
-    /// The record in `slot` takes entry `r`: its address, the server's ACK for it (with the
-    /// client's hardware address), its server and lease.
+    /// The record in `slot` takes entry `r`: its link, its address, the server's ACK for it
+    /// (with the client's hardware address), its server and lease.
     fn pool_give<T: AsRef<[u8]>>(&mut self, now: Timestamp, r: EntryRef, slot: Slot, request: &Message<T>) -> bool {
         let Some(e) = self.pool.get(r) else { return false };
         let (address, server, times, lease_start) = (e.address, e.server, e.times, e.lease_start);
@@ -171,6 +171,10 @@ impl Engine {
             self.drop_record(other, Removal::AddressReassigned);
         }
         let Some(c) = self.table.get_mut(slot) else { return false };
+        // The record is on the entry's link from now on, as a server's answer on a link
+        // moves it there (`cache_reply`): a client heard first on another link (its record
+        // still waiting there) holds this link's address.
+        c.downstream = r.link;
         c.origin = Origin::Pool { n: r.n };
         c.server = server;
         c.lease_secs = times.lease;
