@@ -417,3 +417,32 @@ fn the_pool_clients_lapse_returns_its_address() {
     assert_eq!(h.engine.counters().proxy[ProxyEvent::ReleaseSent], 0, "nothing released at the server");
     let _ = Duration::ZERO;
 }
+
+/// Found by the engine fuzzer (`crates/fuzz/regressions.txt`, `pool_inconsistent`): a pool
+/// client whose record has run out (its DISCOVER came before the timer that ends its
+/// entry's lease, or after a clock step) is given another entry; the one it had was left
+/// given to it, for ever (never renewed for a record, never returned to the pool).
+#[test]
+fn a_pool_client_given_another_entry_leaves_the_one_it_had() {
+    let mut h = filled(PoolAssign::Always);
+    let a = Client::new(1);
+    assert_eq!(h.client_sends(&a.msg(MessageType::Discover)), Verdict::AwaitingProbe);
+    let first = h.probes.last().expect("a probe").target;
+    run_all(&mut h, 1);
+    let mut sel = a.selecting(DS_ADDR);
+    sel.options.retain(|(c, _)| *c != 50);
+    sel.options.push((50, first.octets().to_vec()));
+    assert_eq!(h.client_sends(&sel), Verdict::AnsweredLocally);
+    let n = record(&h, &a).expect("record").origin_n();
+    // The entry's lease (an hour) runs out before its timer has run.
+    h.advance(3601);
+    assert_eq!(h.client_sends(&a.msg(MessageType::Discover)), Verdict::AwaitingProbe);
+    let r = record(&h, &a).expect("record");
+    assert_ne!(r.origin_n(), n, "another entry");
+    let old = h.engine.pool().by_number(0, n).expect("the first entry");
+    assert!(
+        !matches!(&old.state, EntryState::Assigned(k) if *k == a.key()),
+        "the first entry is no longer given to the client: {:?}",
+        old.state
+    );
+}

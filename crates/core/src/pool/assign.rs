@@ -150,6 +150,14 @@ impl Engine {
     /// The record in `slot` takes entry `r`: its link, its address, the server's ACK for it
     /// (with the client's hardware address), its server and lease.
     fn pool_give<T: AsRef<[u8]>>(&mut self, now: Timestamp, r: EntryRef, slot: Slot, request: &Message<T>) -> bool {
+        // A pool client given another entry (its record ran out before its entry's timer
+        // did, say) leaves the one it had: free again, held back until the lease it had from
+        // us ends, as when a pool client's record goes (`pool_client_record_gone`).
+        if let Some(old) = self.pool_entry_of(slot).filter(|old| *old != r) {
+            if let Some(had) = self.table.get(slot).cloned() {
+                self.pool_client_record_gone(&had, old.n, Removal::Expired);
+            }
+        }
         let Some(e) = self.pool.get(r) else { return false };
         let (address, server, times, lease_start) = (e.address, e.server, e.times, e.lease_start);
         let Some(len) = e.reply.as_ref().and_then(|c| c.expand_into(&mut self.scratch)) else { return false };
