@@ -446,3 +446,38 @@ fn a_pool_client_given_another_entry_leaves_the_one_it_had() {
         old.state
     );
 }
+
+/// Found by the engine fuzzer (`crates/fuzz/regressions.txt`, `host`, mode=pool): with
+/// `[proxy] client_lease` shorter than `[pool] client_lease`, the sweep cut a pool client's
+/// lease end down to the proxy's length: the client "lapsed" while it still held the pool's
+/// longer lease, its address went back to the pool and was given to the next client.
+#[test]
+fn a_pool_clients_lease_end_is_bounded_by_the_pools_client_lease_not_the_proxys() {
+    let h = filled(PoolAssign::Always);
+    let mut c = h.engine.config().clone();
+    c.proxy.safe_network = true;
+    c.proxy.client_lease = Some(Duration::from_secs(55));
+    c.pool.client_lease = Duration::from_secs(600);
+    // The same pool, under the new settings.
+    let mut scratch = Vec::new();
+    let mut stored = Vec::new();
+    h.engine.dump(&mut scratch, |_, b| stored.push(cdra_core::persist::decode_record(b).expect("a record")));
+    let mut h = Harness { engine: cdra_core::Engine::new(c), ..h };
+    h.engine.restore(h.now, stored);
+    run_all(&mut h, 1);
+    let a = Client::new(1);
+    h.client_sends(&a.msg(MessageType::Discover));
+    let offer = h.sent().into_iter().find(|(_, b)| kind(b) == Some(MessageType::Offer)).expect("an OFFER");
+    let addr = Message::new_checked(&offer.1[..]).map(|m| m.yiaddr()).expect("offer");
+    let mut sel = a.selecting(DS_ADDR);
+    sel.options.retain(|(c, _)| *c != 50);
+    sel.options.push((50, addr.octets().to_vec()));
+    assert_eq!(h.client_sends(&sel), Verdict::AnsweredLocally);
+    let ack = h.sent().into_iter().find(|(_, b)| kind(b) == Some(MessageType::Ack)).expect("an ACK");
+    assert_eq!(Message::new_checked(&ack.1[..]).ok().and_then(|m| m.lease_time()), Some(600));
+    // A few minutes of sweeps and timers, the client quiet (its lease runs ten).
+    run_all(&mut h, 300);
+    let r = record(&h, &a).expect("the pool client keeps its record");
+    assert_eq!(r.address, addr);
+    assert!(h.engine.pool().entries(0).any(|e| e.address == addr && e.state == EntryState::Assigned(a.key())));
+}
