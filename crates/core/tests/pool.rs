@@ -481,3 +481,37 @@ fn a_pool_clients_lease_end_is_bounded_by_the_pools_client_lease_not_the_proxys(
     assert_eq!(r.address, addr);
     assert!(h.engine.pool().entries(0).any(|e| e.address == addr && e.state == EntryState::Assigned(a.key())));
 }
+
+/// Found by the engine fuzzer (`crates/fuzz/regressions.txt`, `host`, mode=pool): a pool
+/// client moved onto a lease of its own kept the end of the pool's short lease it had had;
+/// the server's ACK to its next renewal, passed on whole (no `[proxy] client_lease`), gave it
+/// the server's lease, yet at the old end the record "lapsed" and a RELEASE freed at the
+/// server the address the client still held.
+#[test]
+fn a_moved_pool_client_renewed_by_the_server_does_not_lapse_at_its_old_pool_lease_end() {
+    let (mut h, a, addr) = pool_client_by_fallback();
+    server_answers_again(&mut h);
+    let sent = move_started(&mut h, &a, addr);
+    let take = sent.iter().find(|s| s.kind == Some(MessageType::Request)).expect("asked as the client");
+    let mut ack = answer(take, MessageType::Ack, addr);
+    ack.options.push((61, a.cid.clone()));
+    h.server_sends(SERVER, &ack);
+    assert_eq!(record(&h, &a).map(|r| r.origin), Some(Origin::Server));
+    // The client rebinds; the server's ACK (an hour) reaches it whole.
+    h.advance(60);
+    assert!(matches!(h.client_sends(&Msg { ciaddr: addr, ..a.renew() }), Verdict::RelayedToServers { .. }));
+    let mut renewed = a.reply(MessageType::Ack, true);
+    renewed.yiaddr = addr;
+    assert_eq!(h.server_sends(SERVER, &renewed), Verdict::DeliveredToClient);
+    let got = h.sent().into_iter().find(|(_, b)| kind(b) == Some(MessageType::Ack)).expect("the ACK");
+    assert_eq!(Message::new_checked(&got.1[..]).ok().and_then(|m| m.lease_time()), Some(3600));
+    // Past the end of the pool's client lease (600 s): nothing is released.
+    let later = run_all(&mut h, 900);
+    let releases: Vec<_> = later
+        .iter()
+        .filter(|(d, b)| matches!(d, Destination::Server { .. }) && kind(b) == Some(MessageType::Release))
+        .filter_map(|(_, b)| Message::new_checked(&b[..]).ok().map(|m| m.ciaddr()))
+        .collect();
+    assert!(!releases.contains(&addr), "released {addr} the client holds for an hour");
+    assert!(record(&h, &a).is_some());
+}

@@ -51,6 +51,16 @@ impl Engine {
         self.arm_lapse(slot);
     }
 
+    /// The client in `slot` holds no short lease from us any more (the server's own was
+    /// passed on to it): nothing lapses.
+    pub(crate) fn forget_client_lease(&mut self, slot: Slot) {
+        let Some(r) = self.table.get_mut(slot) else { return };
+        if r.client_lease_end.take().is_some() {
+            let key = r.key.clone();
+            self.note_change(&key);
+        }
+    }
+
     /// File the record's lapse timer for `client_lease_end` + grace, unless one armed
     /// earlier will see it (it re-arms itself when it fires early).
     pub(crate) fn arm_lapse(&mut self, slot: Slot) {

@@ -193,8 +193,11 @@ impl Engine {
         }
         let result = self.deliver_to_client(reply.ds, msg, reply.server, outbox);
         if let (Ok(sent), Some(s)) = (result, slot) {
-            if let Some(lease) = self.shorten_reply(outbox, sent) {
-                self.note_client_lease(reply.now, s, lease);
+            match self.shorten_reply(outbox, sent) {
+                Some(lease) => self.note_client_lease(reply.now, s, lease),
+                // The client holds the server's lease itself now: no short lease of ours is
+                // left to watch (a pool client moved onto a lease of its own had the pool's).
+                None => self.forget_client_lease(s),
             }
         }
         self.delivered(reply.ds, result)
