@@ -13,9 +13,10 @@
 use core::net::Ipv4Addr;
 
 use cdra_core::persist::decode_record;
-use cdra_core::pool::MAX_ENTRIES_PER_LINK;
+use cdra_core::pool::{PoolIdentity, MAX_ENTRIES_PER_LINK};
 use cdra_core::table::{ClientKey, ClientRecord, Origin};
 use cdra_core::{Engine, Mode, Timestamp};
+pub use cdra_sim::engine_api::PoolEntryView;
 use cdra_sim::Millis;
 use cdra_wire::Message;
 
@@ -40,6 +41,24 @@ pub struct RecordView {
     pub lease: (u32, Millis),
     /// Where its address comes from: `server`, or `pool:<n>` (pool entry `n` of its link).
     pub origin: String,
+    /// Its downstream link (position in the configuration).
+    pub downstream: u16,
+    /// Pool mode: its client is to start over at its next request (NAK), never answered
+    /// from the record again (its pool entry is gone, or is not the one it names).
+    pub must_restart: bool,
+}
+
+impl RecordView {
+    /// Was its address given from the pool (pool mode)?
+    pub fn is_pool_client(&self) -> bool {
+        self.origin.starts_with("pool:")
+    }
+
+    /// The pool entry it was given, as (link, number).
+    pub fn pool_entry(&self) -> Option<(usize, u16)> {
+        let n = self.origin.strip_prefix("pool:")?.parse().ok()?;
+        Some((usize::from(self.downstream), n))
+    }
 }
 
 fn view(slot: u32, r: &ClientRecord) -> RecordView {
@@ -57,6 +76,8 @@ fn view(slot: u32, r: &ClientRecord) -> RecordView {
             Origin::Pool { n } => format!("pool:{n}"),
             Origin::PoolLease { n } => format!("pool-lease:{n}"),
         },
+        must_restart: r.must_restart,
+        downstream: r.downstream,
     }
 }
 
@@ -210,6 +231,29 @@ pub fn hardware_key(htype: u8, chaddr: &[u8]) -> Vec<u8> {
 /// The key of a persisted record, if the bytes decode.
 pub fn persisted_key(bytes: &[u8]) -> Option<Vec<u8>> {
     decode_record(bytes).ok().map(|(r, _)| r.key.as_bytes().to_vec())
+}
+
+/// Is `key` one of cdra's own pool identities (pool mode: the identity it leases pool
+/// addresses under)?
+pub fn is_pool_key(key: &[u8]) -> bool {
+    cdra_sim::engine_api::is_pool_identity(key)
+}
+
+/// The key of pool entry `n` of downstream link `link`.
+pub fn pool_entry_key(engine: &Engine, link: usize, n: u16) -> Option<Vec<u8>> {
+    let giaddr = engine.config().downstream.get(link)?.address.addr;
+    Some(PoolIdentity::new(giaddr, n).key().as_bytes().to_vec())
+}
+
+/// Every pool entry (pool mode), as the simulation sees them.
+pub fn pool_entries(engine: &Engine) -> Vec<PoolEntryView> {
+    cdra_sim::engine_api::pool_entries(engine)
+}
+
+/// The server ACK each pool entry is answered from (its lease), whole.
+pub fn pool_entry_replies(engine: &Engine) -> Vec<Vec<u8>> {
+    let pool = engine.pool();
+    (0..pool.links()).flat_map(|l| pool.entries(l).filter_map(|e| e.reply.as_ref().map(|c| c.to_vec()))).collect()
 }
 
 /// Printable form of key bytes.

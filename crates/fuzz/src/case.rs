@@ -5,7 +5,7 @@ use core::fmt;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use cdra_core::{Mode, OfferChoice, ServerSelection};
+use cdra_core::{Mode, OfferChoice, PoolAssign, Rate, ServerSelection};
 use cdra_sim::{SimConfig, SimRng};
 
 use crate::check::Invariant;
@@ -61,6 +61,14 @@ impl std::str::FromStr for Profile {
     }
 }
 
+/// The engine's modes, in the order `--mode all` runs them.
+pub const MODES: [Mode; 4] = [Mode::Proxy, Mode::Spoof, Mode::Pool, Mode::Relay];
+
+/// A mode by its label (`relay`, `proxy`, `spoof`, `pool`).
+pub fn parse_mode(s: &str) -> Result<Mode, String> {
+    MODES.into_iter().find(|m| m.label() == s).ok_or_else(|| format!("no mode {s:?} (proxy, spoof, pool, relay)"))
+}
+
 /// One deterministic run: the seed fixes the network ([`Params`]) and every event; `steps`
 /// events are drawn; `keep`, when given, lists the only steps whose event is applied (the
 /// others still let their time pass), as a minimized failure names them.
@@ -72,14 +80,22 @@ pub struct Case {
     pub steps: usize,
     /// Which events may be drawn.
     pub profile: Profile,
+    /// The engine's mode (a line without `mode=` is proxy mode).
+    pub mode: Mode,
     /// Steps applied (`None`: all).
     pub keep: Option<BTreeSet<usize>>,
 }
 
 impl Case {
-    /// All `steps` steps of `seed` under `profile`.
+    /// All `steps` steps of `seed` under `profile`, in proxy mode.
     pub fn new(seed: u64, steps: usize, profile: Profile) -> Self {
-        Case { seed, steps, profile, keep: None }
+        Case { seed, steps, profile, mode: Mode::Proxy, keep: None }
+    }
+
+    /// The same case in `mode`.
+    pub fn in_mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
     }
 
     /// Is step `k` applied?
@@ -109,6 +125,9 @@ fn ranges(set: &BTreeSet<usize>) -> String {
 impl fmt::Display for Case {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "seed={:#x} steps={} profile={}", self.seed, self.steps, self.profile.label())?;
+        if self.mode != Mode::Proxy {
+            write!(f, " mode={}", self.mode.label())?;
+        }
         if let Some(k) = &self.keep {
             write!(f, " keep={}", ranges(k))?;
         }
@@ -126,7 +145,7 @@ fn parse_u64(s: &str) -> Result<u64, String> {
 
 impl std::str::FromStr for Case {
     type Err = String;
-    /// `seed=S steps=N [profile=P] [keep=a-b,c]` (what `Display` writes); other `key=value`
+    /// `seed=S steps=N [profile=P] [mode=M] [keep=a-b,c]` (what `Display` writes); other `key=value`
     /// words (a regression file's `expect=`) are ignored, and so is everything after `#`.
     fn from_str(line: &str) -> Result<Self, String> {
         let line = line.split('#').next().unwrap_or("");
@@ -144,6 +163,7 @@ impl std::str::FromStr for Case {
                     steps = true;
                 }
                 "profile" => case.profile = v.parse()?,
+                "mode" => case.mode = parse_mode(v)?,
                 "keep" => {
                     let mut set = BTreeSet::new();
                     for part in v.split(',').filter(|p| *p != "none") {
@@ -200,11 +220,41 @@ pub struct Params {
     pub max_age_secs: u64,
     /// Does the engine's clock step (forward and back, running and across restarts)?
     pub clock_steps: bool,
+    /// The engine's mode.
+    pub mode: Mode,
+    /// `[limits] pending_clients`.
+    pub pending_clients: usize,
+    /// `[limits] client_rate` (per second, burst).
+    pub client_rate: (u32, u32),
+    /// `[limits] interface_rate` (per second, burst).
+    pub interface_rate: (u32, u32),
+    /// `[limits] reply_timeout`, seconds.
+    pub reply_timeout_secs: u64,
+    /// Pool mode: `[pool] size`.
+    pub pool_size: usize,
+    /// Pool mode: `[pool] assign`.
+    pub pool_assign: PoolAssign,
+    /// Pool mode: `[pool] fallback_after`, ms.
+    pub fallback_after_ms: u64,
+    /// Pool mode: `[pool] client_lease`, seconds.
+    pub pool_client_lease_secs: u64,
 }
 
 impl Params {
-    /// The parameters of `seed`.
-    pub fn of(seed: u64) -> Self {
+    /// The parameters of `seed` in `mode`. (The limits and the pool's settings come from
+    /// generators of their own, so that adding them left what a seed drew before alone.)
+    pub fn of(seed: u64, mode: Mode) -> Self {
+        let mut l = SimRng::new(seed ^ 0x11a1_75ee_d0c4_3b27);
+        let small = l.chance(0.6);
+        let pending_clients = if small { l.range(2, 16) as usize } else { 4096 };
+        let client_rate = if l.chance(0.3) { (1, 3) } else { (10, 30) };
+        let interface_rate = if l.chance(0.2) { (20, 40) } else { (1000, 5000) };
+        let reply_timeout_secs = if l.chance(0.3) { 5 } else { 30 };
+        let mut q = SimRng::new(seed ^ 0x9001_5eed_ab1e_c0de);
+        let pool_size = if q.chance(0.7) { q.range(1, 5) as usize } else { 8 };
+        let pool_assign = if q.chance(0.25) { PoolAssign::Always } else { PoolAssign::Outage };
+        let fallback_after_ms = q.range(300, 3000);
+        let pool_client_lease_secs = q.range(20, 600);
         let mut r = SimRng::new(seed ^ 0x9a4a_a3e7_0c1f_5eed);
         let small = r.chance(0.7);
         let mut bound = |lo: u64, hi: u64, default: usize| if small { r.range(lo, hi) as usize } else { default };
@@ -233,12 +283,21 @@ impl Params {
             server_lease_secs: [60, 300, 3600, 3600, 86_400][r.below(5) as usize],
             max_age_secs: if r.chance(0.2) { 1800 } else { 9 * 86_400 },
             clock_steps: r.chance(0.3),
+            mode,
+            pending_clients,
+            client_rate,
+            interface_rate,
+            reply_timeout_secs,
+            pool_size,
+            pool_assign,
+            fallback_after_ms,
+            pool_client_lease_secs,
         }
     }
 
     /// The simulation they describe (violations recorded, not panicked on).
     pub fn sim_config(&self, seed: u64) -> SimConfig {
-        let mut c = SimConfig::small(seed, Mode::Proxy);
+        let mut c = SimConfig::small(seed, self.mode);
         if self.servers > 1 {
             c = c.with_second_server();
         }
@@ -256,9 +315,19 @@ impl Params {
         p.max_offer_windows = self.max_offer_windows;
         p.max_age = Duration::from_secs(self.max_age_secs);
         c.limits.transactions = self.transactions;
+        c.limits.pending_clients = self.pending_clients;
+        c.limits.client_rate = Rate { per_second: self.client_rate.0, burst: self.client_rate.1 };
+        c.limits.interface_rate = Rate { per_second: self.interface_rate.0, burst: self.interface_rate.1 };
+        c.limits.reply_timeout = Duration::from_secs(self.reply_timeout_secs);
+        c.pool.size = self.pool_size;
+        c.pool.assign = self.pool_assign;
+        c.pool.fallback_after = Duration::from_millis(self.fallback_after_ms);
+        c.pool.client_lease = Duration::from_secs(self.pool_client_lease_secs);
         c.server_selection = self.selection;
         c.panic_on_violation = false;
-        c.trace_len = 60;
+        // The trace printed with a failure (CDRA_FUZZ_TRACE: more of it; it changes nothing
+        // else).
+        c.trace_len = std::env::var("CDRA_FUZZ_TRACE").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
         c
     }
 }
@@ -267,9 +336,11 @@ impl fmt::Display for Params {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "clients={} servers={} selection={:?} safe_network={} client_lease={} offer_choice={:?} \
+            "mode={} clients={} servers={} selection={:?} safe_network={} client_lease={} offer_choice={:?} \
              renew_reply_delay={}ms server_lease={}s max_age={}s max_clients={} max_pending_probes={} \
-             transactions={} max_held_replies={} max_offer_windows={} clock_steps={}",
+             transactions={} max_held_replies={} max_offer_windows={} clock_steps={} pending_clients={} \
+             client_rate={}/s burst {} interface_rate={}/s burst {} reply_timeout={}s",
+            self.mode.label(),
             self.clients,
             self.servers,
             self.selection,
@@ -284,8 +355,22 @@ impl fmt::Display for Params {
             self.transactions,
             self.max_held_replies,
             self.max_offer_windows,
-            self.clock_steps
-        )
+            self.clock_steps,
+            self.pending_clients,
+            self.client_rate.0,
+            self.client_rate.1,
+            self.interface_rate.0,
+            self.interface_rate.1,
+            self.reply_timeout_secs,
+        )?;
+        if self.mode == Mode::Pool {
+            write!(
+                f,
+                " pool: size={} assign={:?} fallback_after={}ms client_lease={}s",
+                self.pool_size, self.pool_assign, self.fallback_after_ms, self.pool_client_lease_secs
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -366,6 +451,10 @@ mod tests {
         assert_eq!(c.to_string().parse::<Case>().unwrap(), c);
         let line = "seed=42 steps=5 expect=pass   # found by ...";
         assert_eq!(line.parse::<Case>().unwrap(), Case::new(42, 5, Profile::Full));
+        let pool = Case::new(3, 9, Profile::Genuine).in_mode(Mode::Pool);
+        assert_eq!(pool.to_string(), "seed=0x3 steps=9 profile=genuine mode=pool");
+        assert_eq!(pool.to_string().parse::<Case>().unwrap(), pool);
+        assert!("seed=1 steps=2 mode=bridge".parse::<Case>().is_err());
         assert!("steps=5".parse::<Case>().is_err());
     }
 }

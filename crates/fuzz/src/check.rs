@@ -17,13 +17,14 @@
 //! | [`Invariant::RecordCreatedByReply`] | a server reply never creates a record |
 //! | [`Invariant::TableChangedByForgedReply`] | a forged reply changes no record (state, address, reply, server) |
 //! | [`Invariant::UnverifiedSourceActed`] | a request in a frame from another host than the Ethernet chaddr it names changes no record and gets no local answer; the reply to it reaches no record |
+//! | [`Invariant::PoolInconsistent`] | pool mode: no two leased pool entries on one address; an entry given to a client is held by that client's record (its address, origin `pool:<n>`); no other record holds a leased entry's address |
 //! | [`Invariant::Host`] | the simulation's own: no two hosts on one address, no host beyond its server lease |
 
 use core::fmt;
 use core::net::Ipv4Addr;
 use std::collections::{BTreeMap, HashMap};
 
-use crate::adapter::{Bound, RecordView};
+use crate::adapter::{Bound, PoolEntryView, RecordView};
 
 /// What was violated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,13 +53,15 @@ pub enum Invariant {
     TableChangedByForgedReply,
     /// A request from another host's frame acted for the client it names.
     UnverifiedSourceActed,
+    /// The pool's entries and the table disagree.
+    PoolInconsistent,
     /// The simulation's host invariants (a) or (b).
     Host,
 }
 
 impl Invariant {
     /// Every invariant.
-    pub const ALL: [Invariant; 13] = [
+    pub const ALL: [Invariant; 14] = [
         Invariant::Panic,
         Invariant::DuplicateAddress,
         Invariant::IndexMismatch,
@@ -71,6 +74,7 @@ impl Invariant {
         Invariant::RecordCreatedByReply,
         Invariant::TableChangedByForgedReply,
         Invariant::UnverifiedSourceActed,
+        Invariant::PoolInconsistent,
         Invariant::Host,
     ];
 
@@ -89,6 +93,7 @@ impl Invariant {
             Invariant::RecordCreatedByReply => "record_created_by_reply",
             Invariant::TableChangedByForgedReply => "table_changed_by_forged_reply",
             Invariant::UnverifiedSourceActed => "unverified_source_acted",
+            Invariant::PoolInconsistent => "pool_inconsistent",
             Invariant::Host => "host",
         }
     }
@@ -170,6 +175,74 @@ pub fn within_bounds(usage: &[(Bound, usize, usize)]) -> Result<(), Broken> {
     }
 }
 
+/// Pool mode: the entries agree with each other and with the table. Leased entries (free,
+/// assigned, migrating, or being requested back for their client) hold distinct addresses;
+/// an assigned entry's address is held by its client's record, given by that entry (origin
+/// `pool:<n>`); no other record holds a leased entry's address (`pool_leased` drops a
+/// record that did, the server having given the address to the pool identity), but for one
+/// whose client must start over (a record restored from a damaged store that names another
+/// entry, or an entry that is gone: `pool_reconcile` marks it, and it is never answered from
+/// again; the pool giving the address out removes it).
+///
+/// `stale(e)`: the entry's lease was learnt before a step of the engine's clock, so the
+/// engine may believe in more of it than the server granted (docs/design.md, "Clocks behind
+/// the store"): the server may have given its address to another entry or client meanwhile.
+/// `doubtful(r)`: the record holds what no server said (restored from mutated bytes, or
+/// touched by a copy of a reply the fuzzer made that no relay can tell from the server's,
+/// or given a stale entry);
+/// a server that gives an address its pool identity holds to a client is not modelled.
+pub fn pool_consistent(
+    entries: &[PoolEntryView],
+    records: &[RecordView],
+    stale: impl Fn(&PoolEntryView) -> bool,
+    doubtful: impl Fn(&RecordView) -> bool,
+) -> Result<(), Broken> {
+    let leased = |e: &&PoolEntryView| {
+        matches!(e.state, "free" | "assigned" | "migrating" | "reacquiring") && !e.address.is_unspecified()
+    };
+    let mut seen: BTreeMap<Ipv4Addr, &PoolEntryView> = BTreeMap::new();
+    for e in entries.iter().filter(leased) {
+        if let Some(other) = seen.insert(e.address, e).filter(|o| !stale(o) && !stale(e)) {
+            return Err(Broken::new(
+                Invariant::PoolInconsistent,
+                format!(
+                    "{} is leased by pool entries {}/{} ({}) and {}/{} ({})",
+                    e.address, other.link, other.n, other.state, e.link, e.n, e.state
+                ),
+            ));
+        }
+    }
+    for e in entries.iter().filter(leased).filter(|e| !stale(e)) {
+        let holder = records.iter().find(|r| r.address == e.address);
+        let entry = format!("pool entry {}/{} ({}, {})", e.link, e.n, e.state, e.address);
+        match (e.state, holder, &e.client) {
+            ("assigned", Some(r), Some(c)) if r.key_text == *c && r.origin == format!("pool:{}", e.n) => {}
+            ("assigned", _, Some(c)) => {
+                let has =
+                    holder.map(|r| format!("{} ({})", r.key_text, r.origin)).unwrap_or_else(|| "no record".into());
+                let own = match records.iter().find(|r| r.key_text == *c) {
+                    Some(r) => format!("its record: {} {} ({})", r.state, r.address, r.origin),
+                    None => "it has no record".into(),
+                };
+                return Err(Broken::new(
+                    Invariant::PoolInconsistent,
+                    format!("{entry} is given to {c}, but its address is held by {has}; {own}"),
+                ));
+            }
+            (_, Some(r), client)
+                if client.as_deref() != Some(r.key_text.as_str()) && !r.must_restart && !doubtful(r) =>
+            {
+                return Err(Broken::new(
+                    Invariant::PoolInconsistent,
+                    format!("{entry} holds an address the record of {} ({}) holds too", r.key_text, r.origin),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// A record as compared before and after a reply: what a forged reply must not change.
 pub type Digest = HashMap<Vec<u8>, RecordView>;
 
@@ -237,6 +310,8 @@ mod tests {
             server: None,
             origin: "server".into(),
             lease: (60, 0),
+            must_restart: false,
+            downstream: 0,
         }
     }
 
@@ -289,6 +364,38 @@ mod tests {
         let mut pooled = a;
         pooled.origin = "pool:3".into();
         assert_eq!(unchanged(&before, &digest(&[pooled]), inv, "test").unwrap_err().invariant, inv);
+    }
+
+    fn entry(n: u16, state: &'static str, client: Option<&str>, addr: [u8; 4]) -> PoolEntryView {
+        PoolEntryView {
+            link: 0,
+            n,
+            state,
+            client: client.map(String::from),
+            address: Ipv4Addr::from(addr),
+            lease_end: None,
+        }
+    }
+
+    #[test]
+    fn pool_entries_and_records_must_agree() {
+        let mut given = rec(0, 1, [10, 0, 0, 1]);
+        given.origin = "pool:0".into();
+        let records = [given.clone(), rec(1, 2, [10, 0, 0, 2])];
+        let ok = [entry(0, "assigned", Some("k1"), [10, 0, 0, 1]), entry(1, "free", None, [10, 0, 0, 3])];
+        assert!(pool_consistent(&ok, &records, |_| false, |_| false).is_ok());
+        let twice = [entry(0, "assigned", Some("k1"), [10, 0, 0, 1]), entry(1, "free", None, [10, 0, 0, 1])];
+        assert!(pool_consistent(&twice, &records, |_| false, |_| false).is_err());
+        assert!(
+            pool_consistent(&twice, &records, |e| e.n == 1, |_| false).is_ok(),
+            "a lease learnt before a clock step"
+        );
+        let orphan = [entry(0, "assigned", Some("k9"), [10, 0, 0, 1])];
+        assert!(pool_consistent(&orphan, &records, |_| false, |_| false).is_err());
+        let taken = [entry(1, "free", None, [10, 0, 0, 2])];
+        assert!(pool_consistent(&taken, &records, |_| false, |_| false).is_err());
+        let acquiring = [entry(1, "acquiring", None, [0, 0, 0, 0]), entry(2, "requesting", None, [10, 0, 0, 2])];
+        assert!(pool_consistent(&acquiring, &records, |_| false, |_| false).is_ok());
     }
 
     #[test]

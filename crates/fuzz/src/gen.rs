@@ -185,16 +185,20 @@ impl Fuzzer {
         }
     }
 
-    /// Make sure a datagram from a stranger carries no model client's identity: its chaddr
-    /// becomes a fuzz MAC and its option 61 is blanked. False when that is not enough.
+    /// Does `m` name a model client, or one of cdra's pool identities (whose leases the
+    /// model clients given them live on)?
+    pub(crate) fn names_model(&self, m: &Message<&[u8]>) -> bool {
+        let key = adapter::key_of(m);
+        self.model_keys.contains(&key)
+            || self.model_keys.contains(&adapter::hardware_key(m.htype(), m.chaddr()))
+            || adapter::is_pool_key(&key)
+    }
+
+    /// Make sure a datagram from a stranger carries no model client's identity (nor a pool
+    /// identity's): its chaddr becomes a fuzz MAC and its option 61 is blanked. False when
+    /// that is not enough.
     fn as_stranger(&self, r: &mut SimRng, data: &mut [u8]) -> bool {
-        let is_model = |d: &[u8]| match Message::new_checked(d) {
-            Ok(m) => {
-                self.model_keys.contains(&adapter::key_of(&m))
-                    || self.model_keys.contains(&adapter::hardware_key(m.htype(), m.chaddr()))
-            }
-            Err(_) => false,
-        };
+        let is_model = |d: &[u8]| Message::new_checked(d).is_ok_and(|m| self.names_model(&m));
         if !is_model(data) {
             return true;
         }
@@ -629,13 +633,15 @@ impl Fuzzer {
         };
         let verdict = Message::new_checked(&data[..]).ok().map(|m| {
             let judged = self.oracle.judge(self.sim.engine_now(), ifindex, src, &m);
-            let model = self.model_keys.contains(&adapter::key_of(&m))
-                || self.model_keys.contains(&adapter::hardware_key(m.htype(), m.chaddr()));
+            let model = self.names_model(&m)
+                || matches!(&judged, Judgement::Genuine(keys) if keys.iter().any(|k| adapter::is_pool_key(k)));
             (matches!(judged, Judgement::Genuine(_)), model)
         });
         match verdict {
             Some((true, true)) => {
-                return FuzzEvent::Skipped(format!("{what}: indistinguishable from a genuine reply to a model client"))
+                return FuzzEvent::Skipped(format!(
+                    "{what}: indistinguishable from a genuine reply to a model client or a pool identity"
+                ))
             }
             Some((false, _)) | None if !full => {
                 return FuzzEvent::Skipped(format!("{what}: forged (profile {})", self.case.profile.label()))

@@ -35,6 +35,6 @@ pub mod mutate;
 pub mod oracle;
 pub mod run;
 
-pub use case::{Case, Failure, Params, Profile};
+pub use case::{parse_mode, Case, Failure, Params, Profile, MODES};
 pub use check::Invariant;
 pub use run::{applied_events, minimize, run, Stats};

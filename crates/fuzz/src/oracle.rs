@@ -48,6 +48,19 @@ pub fn canonical<T: AsRef<[u8]>>(m: &Message<T>) -> Vec<u8> {
     v
 }
 
+/// A reply as a pool client's record keeps it: the pool entry's ACK given to a client with
+/// the client's own hardware address (`pool/assign.rs` `pool_give`), so its canonical form
+/// with htype, hlen and chaddr blanked.
+pub fn pool_form<T: AsRef<[u8]>>(m: &Message<T>) -> Vec<u8> {
+    let mut v = canonical(m);
+    for i in [1, 2].into_iter().chain(28..44) {
+        if let Some(b) = v.get_mut(i) {
+            *b = 0;
+        }
+    }
+    v
+}
+
 /// What a reply and its request have in common (RFC 2131 4.1: the server copies them).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RequestName {
@@ -123,6 +136,10 @@ pub struct Oracle {
     /// Canonical forms of the genuine replies a model server really sent.
     sent: HashSet<Vec<u8>>,
     relayed: HashSet<RelayedName>,
+    /// Pool forms ([`pool_form`]) of the genuine replies to a pool identity's requests, and
+    /// of those a model server really sent.
+    pool_genuine: HashSet<Vec<u8>>,
+    pool_sent: HashSet<Vec<u8>>,
 }
 
 impl Oracle {
@@ -136,6 +153,8 @@ impl Oracle {
             genuine: HashMap::new(),
             sent: HashSet::new(),
             relayed: HashSet::new(),
+            pool_genuine: HashSet::new(),
+            pool_sent: HashSet::new(),
         }
     }
 
@@ -188,6 +207,13 @@ impl Oracle {
         if by_server {
             self.sent.insert(c.clone());
         }
+        if keys.iter().any(|k| adapter::is_pool_key(k)) {
+            let p = pool_form(m);
+            if by_server {
+                self.pool_sent.insert(p.clone());
+            }
+            self.pool_genuine.insert(p);
+        }
         self.genuine.entry(c).or_default().extend(keys);
         self.relayed.insert(RelayedName::of(m));
     }
@@ -202,16 +228,38 @@ impl Oracle {
         self.sent.contains(&c) && self.genuine.get(&c).is_some_and(|keys| keys.len() == 1 && keys.contains(key))
     }
 
+    /// Is `reply`, held by a pool client's record, one a model server really sent to a pool
+    /// identity (given to the client with its own hardware address)?
+    pub fn really_sent_to_pool(&self, reply: &[u8]) -> bool {
+        Message::new_checked(reply).is_ok_and(|m| self.pool_sent.contains(&pool_form(&m)))
+    }
+
     /// A record restored from the store holds this reply: what the store kept is trusted.
-    pub fn trust_stored(&mut self, key: &[u8], reply: &[u8]) {
+    pub fn trust_stored(&mut self, key: &[u8], reply: &[u8], pool: bool) {
         if let Ok(m) = Message::new_checked(reply) {
             self.genuine.entry(canonical(&m)).or_default().insert(key.to_vec());
+            if pool {
+                self.pool_genuine.insert(pool_form(&m));
+            }
         }
     }
 
-    /// May the record of `key` hold `reply`? `Err` says why not.
-    pub fn check_cached(&self, key: &[u8], reply: &[u8]) -> Result<(), &'static str> {
+    /// A pool entry restored from the store holds this ACK: trusted as a server's, for the
+    /// pool clients it will be given to (the fuzzer never damages a pool entry's record).
+    pub fn trust_stored_pool_entry(&mut self, reply: &[u8]) {
+        if let Ok(m) = Message::new_checked(reply) {
+            self.pool_genuine.insert(pool_form(&m));
+            self.pool_sent.insert(pool_form(&m));
+        }
+    }
+
+    /// May the record of `key` hold `reply`? `pool`: the record is a pool client's (its
+    /// reply is then a pool identity's, given to it: [`pool_form`]). `Err` says why not.
+    pub fn check_cached(&self, key: &[u8], reply: &[u8], pool: bool) -> Result<(), &'static str> {
         let Ok(m) = Message::new_checked(reply) else { return Err("the cached reply does not parse") };
+        if pool && self.pool_genuine.contains(&pool_form(&m)) {
+            return Ok(());
+        }
         match self.genuine.get(&canonical(&m)) {
             None => Err("no server sent this reply in answer to a request the engine forwarded"),
             Some(keys) if !keys.contains(key) => Err("a genuine reply, but to another client's request"),
@@ -273,15 +321,16 @@ mod tests {
         assert!(matches!(o.judge(1500, 10, s1, &m8), Judgement::Forged(_)), "another xid");
         let Judgement::Genuine(keys) = o.judge(1500, 10, s1, &m) else { unreachable!() };
         let key = keys.iter().next().unwrap().clone();
-        assert!(o.check_cached(&key, &r).is_err(), "not accepted yet");
+        assert!(o.check_cached(&key, &r, false).is_err(), "not accepted yet");
         o.accept(&m, keys, false);
-        assert!(o.check_cached(&key, &r).is_ok());
+        assert!(o.check_cached(&key, &r, false).is_ok());
         assert!(!o.really_sent(&key, &r), "a copy the fuzzer made");
         let Judgement::Genuine(keys) = o.judge(1500, 10, s1, &m) else { unreachable!() };
         o.accept(&m, keys, true);
         assert!(o.really_sent(&key, &r));
-        assert!(o.check_cached(&adapter::hardware_key(1, &[2, 0, 0, 0, 0, 2]), &r).is_err(), "another client");
-        assert!(o.check_cached(&key, &other).is_err());
+        assert!(o.check_cached(&adapter::hardware_key(1, &[2, 0, 0, 0, 0, 2]), &r, false).is_err(), "another client");
+        assert!(o.check_cached(&key, &other, false).is_err());
+        assert!(o.check_cached(&key, &other, true).is_err(), "not a pool identity's reply");
         assert!(o.check_relayed(&m) && !o.check_relayed(&m8));
         // A request from another host's frame: its reply is genuine, for nobody's record.
         let mac9 = [2, 0, 0, 0, 0, 9];
@@ -289,5 +338,29 @@ mod tests {
         let r9 = reply(9, mac9, gi);
         let m9 = Message::new_checked(&r9[..]).unwrap();
         assert_eq!(o.judge(1500, 10, s1, &m9), Judgement::Genuine(BTreeSet::new()));
+    }
+
+    #[test]
+    fn a_pool_client_may_hold_its_pool_identitys_reply_with_its_own_hardware_address() {
+        let s1 = Ipv4Addr::new(10, 77, 0, 1);
+        let gi = Ipv4Addr::new(10, 77, 1, 1);
+        let mut o = Oracle::new(vec![s1], vec![2, 3], vec![10]);
+        let id = cdra_core::pool::PoolIdentity::new(gi, 0);
+        let req = build(Op::BootRequest, Some(MessageType::Request), |b| {
+            b.xid(5).giaddr(gi).chaddr(1, &id.mac);
+            b.options().option(OptionCode::CLIENT_ID, &id.client_id)
+        });
+        o.forwarded(1000, s1, &req, true);
+        let ack = reply(5, id.mac, gi);
+        let m = Message::new_checked(&ack[..]).unwrap();
+        let Judgement::Genuine(keys) = o.judge(1500, 10, s1, &m) else { panic!("genuine") };
+        assert!(keys.iter().all(|k| adapter::is_pool_key(k)));
+        o.accept(&m, keys, true);
+        let mut given = ack.clone();
+        Message::new_checked(&mut given[..]).unwrap().set_hardware(1, &[2, 0, 0, 0, 0, 7]);
+        let client = adapter::hardware_key(1, &[2, 0, 0, 0, 0, 7]);
+        assert!(o.check_cached(&client, &given, true).is_ok());
+        assert!(o.really_sent_to_pool(&given));
+        assert!(o.check_cached(&client, &given, false).is_err(), "not a pool client's record");
     }
 }

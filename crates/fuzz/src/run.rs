@@ -17,13 +17,13 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use cdra_core::{Destination, EchoId};
+use cdra_core::{Destination, EchoId, Mode};
 use cdra_sim::engine_api::Snapshot;
 use cdra_sim::{IdStyle, Millis, Sim, SimRng, WireEvent};
 use cdra_wire::{Message, MessageType, Op};
 
 use crate::adapter;
-use crate::adapter::RecordView;
+use crate::adapter::{PoolEntryView, RecordView};
 use crate::case::{Case, Failure, Params};
 use crate::check::{self, Broken, Invariant};
 use crate::gen::{FuzzEvent, FuzzId};
@@ -146,6 +146,9 @@ pub(crate) struct Fuzzer {
     /// more or less of it, by design: docs/design.md, "Clocks behind the store"). Key ->
     /// hash of the cached reply.
     tainted: HashMap<Vec<u8>, u64>,
+    /// Pool entries whose lease was learnt before a step of the engine's clock, as (link,
+    /// number, lease end): the same for the pool clients given them, until renewed.
+    pool_tainted: HashSet<(usize, u16, Option<Millis>)>,
     /// The engine's clock was stepped: from then on the simulation's host invariants, which
     /// compare what clients hold with the servers' bindings, are not reported (the engine's
     /// own invariants, and [`Invariant::LeaseBeyondServer`] for untainted records, are).
@@ -157,6 +160,8 @@ pub(crate) struct Fuzzer {
     pub(crate) model_macs: Vec<[u8; 6]>,
     /// The table after the last event that reached the engine.
     before: Vec<RecordView>,
+    /// The pool's entries then (pool mode).
+    before_pool: Vec<PoolEntryView>,
     /// `engine_calls` when the engine was last checked.
     checked_calls: u64,
     /// Hashes of (key, cached reply) pairs the oracle accepted (it never takes one back).
@@ -175,7 +180,7 @@ pub(crate) struct Fuzzer {
 
 impl Fuzzer {
     fn new(case: &Case) -> Self {
-        let params = Params::of(case.seed);
+        let params = Params::of(case.seed, case.mode);
         let cfg = params.sim_config(case.seed);
         let mut sim = Sim::new(cfg);
         sim.set_wire_log(true);
@@ -230,11 +235,13 @@ impl Fuzzer {
             probe_targets: VecDeque::new(),
             flood_offers: VecDeque::new(),
             tainted: HashMap::new(),
+            pool_tainted: HashSet::new(),
             clock_stepped: false,
             lease_tolerance,
             model_keys,
             model_macs,
             before: Vec::new(),
+            before_pool: Vec::new(),
             checked_calls: u64::MAX,
             verified: HashSet::new(),
             strict: case.profile.checks_reply_acceptance(),
@@ -334,6 +341,9 @@ impl Fuzzer {
         for v in adapter::records(self.sim.engine()) {
             self.tainted.insert(v.key.clone(), reply_hash(&v));
         }
+        for e in adapter::pool_entries(self.sim.engine()) {
+            self.pool_tainted.insert((e.link, e.n, e.lease_end));
+        }
         self.sim.step_engine_clock(ms);
     }
 
@@ -365,9 +375,14 @@ impl Fuzzer {
         let mut what = Vec::new();
         for rec in snap.records {
             let key = adapter::persisted_key(&rec);
-            let model = key.as_ref().is_some_and(|k| self.model_keys.contains(k));
+            // A pool entry's own lease is a model client's as soon as one is given it.
+            let model = key.as_ref().is_some_and(|k| self.model_keys.contains(k) || adapter::is_pool_key(k));
             let roll = r.below(100);
-            if roll < 10 {
+            // Pool mode with safe_network: the store is all that says a pool address is in
+            // use by a client (no probe asks the network), so a lost model client's or pool
+            // entry's record lets the address be given twice, by design: kept.
+            let keep = model && self.params.mode == Mode::Pool && self.params.safe_network;
+            if roll < 10 && !keep {
                 what.push("drop".to_string());
                 continue;
             }
@@ -380,8 +395,8 @@ impl Fuzzer {
                 if copy {
                     out.push(rec);
                 }
-                if mkey.as_ref().is_some_and(|k| self.model_keys.contains(k)) {
-                    what.push(format!("{how} (a model client's key: left out)"));
+                if mkey.as_ref().is_some_and(|k| self.model_keys.contains(k) || adapter::is_pool_key(k)) {
+                    what.push(format!("{how} (a model client's or pool key: left out)"));
                 } else {
                     what.push(if copy { format!("copy+{how}") } else { how });
                     mutated_keys.extend(mkey);
@@ -399,7 +414,7 @@ impl Fuzzer {
         let records = adapter::records(self.sim.engine());
         for v in &records {
             if let Some(reply) = &v.reply {
-                self.oracle.trust_stored(&v.key, reply);
+                self.oracle.trust_stored(&v.key, reply, v.is_pool_client());
             }
             if mutated_keys.contains(&v.key) {
                 self.tainted.insert(v.key.clone(), reply_hash(v));
@@ -411,7 +426,11 @@ impl Fuzzer {
         if let Some(last) = self.log_all.as_mut().and_then(|a| a.last_mut()) {
             last.push_str(&format!(" [{}]", what.join(" ")));
         }
+        for reply in adapter::pool_entry_replies(self.sim.engine()) {
+            self.oracle.trust_stored_pool_entry(&reply);
+        }
         self.before = records;
+        self.before_pool = adapter::pool_entries(self.sim.engine());
         self.after_event()
     }
 
@@ -528,32 +547,43 @@ impl Fuzzer {
         }
         self.checked_calls = calls;
         let records = adapter::records(self.sim.engine());
+        let pool = adapter::pool_entries(self.sim.engine());
         self.stats.max_records = self.stats.max_records.max(records.len());
         for v in records.iter().filter(|v| copied_for.contains(&v.key)) {
             // A replayed or corrupted copy names the request but is not the server's answer
             // to it: what the record now believes of its lease is not the server's.
             self.tainted.insert(v.key.clone(), reply_hash(v));
         }
-        match (reply_in, self.strict) {
-            (Some(Some(UNVERIFIED_REPLY)), _) => check::unchanged(
-                &check::digest(&self.before),
-                &check::digest(&records),
-                Invariant::UnverifiedSourceActed,
-                &format!("a reply ({UNVERIFIED_REPLY})"),
-            )?,
-            (Some(forged), true) => {
-                check::reply_effect(&check::digest(&self.before), &check::digest(&records), forged)?
+        let (before, after) = (check::digest(&self.before), check::digest(&records));
+        // What must have left the table and the pool as they were.
+        let untouched = match (reply_in, &unverified) {
+            (Some(Some(UNVERIFIED_REPLY)), _) => {
+                Some((Invariant::UnverifiedSourceActed, format!("a reply ({UNVERIFIED_REPLY})")))
             }
-            _ => {}
+            (Some(Some(why)), _) if self.strict => {
+                check::reply_effect(&before, &after, Some(why))?;
+                Some((Invariant::TableChangedByForgedReply, format!("a forged reply ({why})")))
+            }
+            (Some(None), _) if self.strict => {
+                check::reply_effect(&before, &after, None)?;
+                None
+            }
+            (_, Some(key)) => Some((
+                Invariant::UnverifiedSourceActed,
+                format!("a request naming {} from another host's frame", adapter::key_text(key)),
+            )),
+            _ => None,
+        };
+        if let Some((invariant, what)) = &untouched {
+            check::unchanged(&before, &after, *invariant, what)?;
+            if self.before_pool != pool {
+                let changed = pool.iter().find(|e| !self.before_pool.contains(e));
+                let gone = self.before_pool.iter().find(|e| !pool.contains(e));
+                return Err(Broken::new(*invariant, format!("{what} changed the pool: {gone:?} -> {changed:?}")));
+            }
         }
         if let Some(key) = &unverified {
             let what = format!("a request naming {} from another host's frame", adapter::key_text(key));
-            check::unchanged(
-                &check::digest(&self.before),
-                &check::digest(&records),
-                Invariant::UnverifiedSourceActed,
-                &what,
-            )?;
             if let Some((_, d)) = to_clients.iter().find(|(_, d)| {
                 Message::new_checked(&d[..]).is_ok_and(|m| m.op() == Op::BootReply && adapter::is_local_answer(&m))
             }) {
@@ -571,7 +601,7 @@ impl Fuzzer {
                     if self.verified.contains(&h) {
                         continue;
                     }
-                    match self.oracle.check_cached(&v.key, reply) {
+                    match self.oracle.check_cached(&v.key, reply, v.is_pool_client()) {
                         Ok(()) => {
                             self.verified.insert(h);
                         }
@@ -601,8 +631,22 @@ impl Fuzzer {
             *fullest = (*fullest).max((used as u64 * 1000).checked_div(limit as u64).unwrap_or(0));
         }
         check::within_bounds(&usage)?;
+        if self.sim.engine().pool().is_reconciled() {
+            // Before its first timer a restarted engine has not matched restored entries
+            // with their clients' records yet (`pool_reconcile`): an entry given out before
+            // the restart is free and held back (never given out) until then.
+            let stale = |e: &PoolEntryView| self.pool_tainted.contains(&(e.link, e.n, e.lease_end));
+            let doubtful = |r: &RecordView| {
+                self.tainted.contains_key(&r.key)
+                    || r.pool_entry()
+                        .is_some_and(|(link, n)| pool.iter().any(|e| e.link == link && e.n == n && stale(e)))
+            };
+            check::pool_consistent(&pool, &records, stale, doubtful)?;
+        }
         self.tainted.retain(|k, h| records.iter().any(|v| v.key == *k && reply_hash(v) == *h));
+        self.pool_tainted.retain(|t| pool.iter().any(|e| (e.link, e.n, e.lease_end) == *t));
         self.before = records;
+        self.before_pool = pool;
         self.host_ok()
     }
 
@@ -697,19 +741,30 @@ impl Fuzzer {
         // Judged against the server only when the record is what a server said: not restored
         // from mutated bytes, and holding a reply a model server really sent to this client
         // (not a corrupted copy, nor, when the reply-acceptance checks are off, a forged one).
-        let genuine = records
-            .iter()
-            .find(|v| v.key == key)
-            .and_then(|v| v.reply.as_ref())
-            .is_some_and(|reply| self.oracle.really_sent(&key, reply));
-        if self.tainted.contains_key(&key) || !genuine {
+        // A pool client's record holds its pool identity's reply, and the server binds the
+        // address to that identity (paper 4.3; `Sim::pool_backs` judges model clients so).
+        let record = records.iter().find(|v| v.key == key);
+        let pooled = record.is_some_and(|v| v.is_pool_client());
+        let genuine = record.and_then(|v| v.reply.as_ref()).is_some_and(|reply| {
+            if pooled {
+                self.oracle.really_sent_to_pool(reply)
+            } else {
+                self.oracle.really_sent(&key, reply)
+            }
+        });
+        let stale_entry = record.and_then(|v| v.pool_entry()).is_some_and(|(link, n)| {
+            adapter::pool_entries(self.sim.engine())
+                .iter()
+                .any(|e| e.link == link && e.n == n && self.pool_tainted.contains(&(link, n, e.lease_end)))
+        });
+        if self.tainted.contains_key(&key) || !genuine || stale_entry {
             return Ok(());
         }
         let tolerance = self.lease_tolerance;
         let binding = self.sim.servers().iter().find(|s| s.owns(address)).and_then(|s| s.binding(address));
         let client_end = lease.map(|l| if l == u32::MAX { Millis::MAX } else { now + u64::from(l) * 1000 });
         let ok = match (binding, client_end) {
-            (Some((k, _)), _) if k != key.as_slice() => false,
+            (Some((k, _)), _) if k != key.as_slice() && !(pooled && adapter::is_pool_key(k)) => false,
             (Some((_, end)), Some(c)) => end.saturating_add(tolerance) >= c,
             (Some(_), None) => true,
             (None, _) => false,
@@ -823,7 +878,7 @@ fn outcome_of(
         (Some(b), Some(f)) => Err(Box::new(f.failure(b))),
         (b, None) => Err(Box::new(Failure {
             case: case.clone(),
-            params: Params::of(case.seed),
+            params: Params::of(case.seed, case.mode),
             step: 0,
             at: 0,
             engine_clock_offset: 0,

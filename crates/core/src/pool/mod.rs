@@ -318,6 +318,13 @@ impl PoolState {
         self.links.len()
     }
 
+    /// Have the entries restored from the store met their clients again (the first timer
+    /// after start-up: until then an entry given out before the restart is free, held back,
+    /// and its client's record does not point to it yet)?
+    pub fn is_reconciled(&self) -> bool {
+        self.reconciled
+    }
+
     /// Entries over every link (at most [`MAX_ENTRIES_PER_LINK`] a link).
     pub fn len(&self) -> usize {
         self.links.iter().map(HashMap::len).sum()

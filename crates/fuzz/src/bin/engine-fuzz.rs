@@ -1,15 +1,19 @@
 //! engine-fuzz: run the engine fuzzer for long (see `cdra_fuzz`).
 //!
 //! ```text
-//! engine-fuzz [--seconds N | --seeds A..B] [--steps N] [--profile full|genuine|no-reply-acceptance]
+//! engine-fuzz [--seconds N | --seeds A..B] [--steps N]
+//!             [--profile full|genuine|no-reply-acceptance|all] [--mode proxy|spoof|pool|relay|all]
 //!             [--no-minimize] [--quiet]
-//! engine-fuzz --replay 'seed=0x2a steps=57 profile=full keep=3,17-20' [--shrink | --events]
+//! engine-fuzz --replay 'seed=0x2a steps=57 profile=full mode=pool keep=3,17-20' [--shrink | --events]
 //! ```
 //!
-//! Seeds run in order from A (default 0); each failing seed is printed as one replayable
-//! line, the first failure of each invariant in full (minimized unless `--no-minimize`).
-//! `--replay` runs one case and prints its failure in full (`--shrink`: minimized first;
-//! `--events`: every event it applied, failing or not).
+//! Seeds run in order from A (default 0). With several modes or profiles (`all`: every mode;
+//! the profiles `full` and `genuine`, which between them check everything
+//! `no-reply-acceptance` does), seed A + i runs combination i modulo their number (mode
+//! first, then profile), so a time-bounded run spreads evenly over them. Each failing seed is
+//! printed as one replayable line, the first failure of each invariant in full (minimized
+//! unless `--no-minimize`). `--replay` runs one case and prints its failure in full
+//! (`--shrink`: minimized first; `--events`: every event it applied, failing or not).
 //! Exit status: 0 when nothing failed, 1 when something did, 2 on a usage error.
 //!
 //! The release profile aborts on panic: a panic hook prints the case being run first, so
@@ -20,8 +24,9 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use cdra_core::Mode;
 use cdra_fuzz::adapter::Bound;
-use cdra_fuzz::{applied_events, minimize, run, Case, Failure, Invariant, Profile, Stats};
+use cdra_fuzz::{applied_events, minimize, parse_mode, run, Case, Failure, Invariant, Profile, Stats, MODES};
 
 static CURRENT: Mutex<String> = Mutex::new(String::new());
 
@@ -29,7 +34,8 @@ struct Args {
     seconds: Option<u64>,
     seeds: (u64, u64),
     steps: usize,
-    profile: Profile,
+    profiles: Vec<Profile>,
+    modes: Vec<Mode>,
     minimize: bool,
     quiet: bool,
     replay: Option<Case>,
@@ -40,7 +46,8 @@ struct Args {
 fn usage(msg: &str) -> ExitCode {
     eprintln!("engine-fuzz: {msg}");
     eprintln!(
-        "usage: engine-fuzz [--seconds N | --seeds A..B] [--steps N] [--profile full|genuine|no-reply-acceptance] \
+        "usage: engine-fuzz [--seconds N | --seeds A..B] [--steps N] \
+         [--profile full|genuine|no-reply-acceptance|all] [--mode proxy|spoof|pool|relay|all] \
          [--no-minimize] [--quiet]\n       engine-fuzz --replay '<case>' [--shrink | --events]"
     );
     ExitCode::from(2)
@@ -51,7 +58,8 @@ fn parse_args() -> Result<Args, String> {
         seconds: None,
         seeds: (0, u64::MAX),
         steps: 400,
-        profile: Profile::Full,
+        profiles: vec![Profile::Full],
+        modes: vec![Mode::Proxy],
         minimize: true,
         quiet: false,
         replay: None,
@@ -72,7 +80,18 @@ fn parse_args() -> Result<Args, String> {
                 seeds_given = true;
             }
             "--steps" => a.steps = value()?.parse().map_err(|e| format!("--steps: {e}"))?,
-            "--profile" => a.profile = value()?.parse()?,
+            "--profile" => {
+                a.profiles = match value()?.as_str() {
+                    "all" => vec![Profile::Full, Profile::Genuine],
+                    p => vec![p.parse()?],
+                }
+            }
+            "--mode" => {
+                a.modes = match value()?.as_str() {
+                    "all" => MODES.to_vec(),
+                    m => vec![parse_mode(m)?],
+                }
+            }
             "--replay" => a.replay = Some(value()?.parse()?),
             "--no-minimize" => a.minimize = false,
             "--quiet" => a.quiet = true,
@@ -111,6 +130,14 @@ fn replay(case: &Case, shrink: bool, events: bool) -> ExitCode {
     }
 }
 
+/// What one mode x profile combination did.
+#[derive(Default)]
+struct Tally {
+    seeds: u64,
+    failed: u64,
+    stats: Stats,
+}
+
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(a) => a,
@@ -125,19 +152,29 @@ fn main() -> ExitCode {
     if let Some(case) = &args.replay {
         return replay(case, args.shrink, args.events);
     }
+    let combos: Vec<(Mode, Profile)> =
+        args.modes.iter().flat_map(|m| args.profiles.iter().map(move |p| (*m, *p))).collect();
     let started = Instant::now();
     let deadline = args.seconds.map(|s| started + Duration::from_secs(s));
     let mut total = Stats::default();
+    let mut tallies: Vec<Tally> = combos.iter().map(|_| Tally::default()).collect();
     let mut seeds = 0u64;
     let mut failing: BTreeMap<&'static str, Vec<Failure>> = BTreeMap::new();
     let mut seed = args.seeds.0;
     while seed < args.seeds.1 && deadline.is_none_or(|d| Instant::now() < d) {
-        let case = Case::new(seed, args.steps, args.profile);
+        let i = (seed.wrapping_sub(args.seeds.0) % combos.len() as u64) as usize;
+        let (mode, profile) = combos[i];
+        let case = Case::new(seed, args.steps, profile).in_mode(mode);
         *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = case.to_string();
         seeds += 1;
+        tallies[i].seeds += 1;
         match run(&case) {
-            Ok(s) => total.add(&s),
+            Ok(s) => {
+                total.add(&s);
+                tallies[i].stats.add(&s);
+            }
             Err(f) => {
+                tallies[i].failed += 1;
                 println!("FAIL {}  invariant={}", f.shortest_prefix(), f.invariant);
                 let list = failing.entry(f.invariant.label()).or_default();
                 if list.is_empty() && !args.quiet {
@@ -150,17 +187,31 @@ fn main() -> ExitCode {
         seed += 1;
     }
     let secs = started.elapsed().as_secs_f64();
+    let failed: usize = failing.values().map(Vec::len).sum();
+    let label = |v: &[&str]| v.join(",");
     println!(
-        "engine-fuzz: {seeds} seeds x {} steps ({}), profile {}, in {secs:.1} s: {} passed, {} failed",
+        "engine-fuzz: {seeds} seeds x {} steps ({}), modes {}, profiles {}, in {secs:.1} s: {} passed, {failed} failed",
         args.steps,
         match args.seconds {
             Some(s) => format!("--seconds {s}"),
             None => format!("--seeds {}..{}", args.seeds.0, args.seeds.1),
         },
-        args.profile.label(),
-        seeds - failing.values().map(|v| v.len() as u64).sum::<u64>(),
-        failing.values().map(Vec::len).sum::<usize>()
+        label(&args.modes.iter().map(|m| m.label()).collect::<Vec<_>>()),
+        label(&args.profiles.iter().map(|p| p.label()).collect::<Vec<_>>()),
+        seeds - failed as u64,
     );
+    if combos.len() > 1 {
+        for ((mode, profile), t) in combos.iter().zip(&tallies) {
+            println!(
+                "  {:5} {:19} {} seeds, {} failed, {} events (passing seeds)",
+                mode.label(),
+                profile.label(),
+                t.seeds,
+                t.failed,
+                t.stats.events
+            );
+        }
+    }
     println!(
         "  passing seeds: {} simulation events ({:.0}/s), {} steps applied, {} client and {} server datagrams \
          injected ({} requests from another host's frame; {} genuine and {} forged replies reached the engine), \
