@@ -80,7 +80,12 @@ fn pool_addr(i: u8) -> Ipv4Addr {
 /// A pool-mode harness whose pool is filled by a model of the server: the engine's
 /// DISCOVERs get OFFERs of .200, .201 ..., its REQUESTs ACKs.
 fn filled(assign: PoolAssign) -> Harness {
-    let mut h = Harness::new(pool_config(assign));
+    filled_with(pool_config(assign))
+}
+
+/// [`filled`] with any configuration (pool size 2).
+fn filled_with(c: EngineConfig) -> Harness {
+    let mut h = Harness::new(c);
     h.run_timers(0);
     let discovers = to_server(&h);
     assert_eq!(discovers.len(), 2, "one DISCOVER per entry: {discovers:?}");
@@ -218,7 +223,11 @@ fn server_answers_again(h: &mut Harness) {
 
 /// A client served from the pool after `fallback_after` without a server OFFER.
 fn pool_client_by_fallback() -> (Harness, Client, Ipv4Addr) {
-    let mut h = filled(PoolAssign::Outage);
+    pool_client_by_fallback_in(filled(PoolAssign::Outage))
+}
+
+/// [`pool_client_by_fallback`] in `h` (filled, `assign = "outage"`).
+fn pool_client_by_fallback_in(mut h: Harness) -> (Harness, Client, Ipv4Addr) {
     let a = Client::new(1);
     assert!(matches!(h.client_sends(&a.msg(MessageType::Discover)), Verdict::RelayedToServers { .. }));
     // The server does not answer; 2 s later the pool does.
@@ -514,4 +523,33 @@ fn a_moved_pool_client_renewed_by_the_server_does_not_lapse_at_its_old_pool_leas
         .collect();
     assert!(!releases.contains(&addr), "released {addr} the client holds for an hour");
     assert!(record(&h, &a).is_some());
+}
+
+/// Found by the engine fuzzer (`crates/fuzz/regressions.txt`, `host`, mode=pool): a pool
+/// client moved onto a lease of its own still holds the pool's client lease from us, longer
+/// than `[proxy] client_lease`; the sweep cut its end down to the proxy's length (it is no
+/// pool client any more) and a RELEASE freed the address at the server while it held it.
+#[test]
+fn a_moved_pool_client_keeps_the_pool_lease_it_holds_when_the_proxys_is_shorter() {
+    let mut c = pool_config(PoolAssign::Outage);
+    c.proxy.client_lease = Some(Duration::from_secs(28));
+    c.pool.client_lease = Duration::from_secs(228);
+    let (mut h, a, addr) = pool_client_by_fallback_in(filled_with(c));
+    let ack = h.sent().into_iter().find(|(_, b)| kind(b) == Some(MessageType::Ack)).expect("the ACK");
+    assert_eq!(Message::new_checked(&ack.1[..]).ok().and_then(|m| m.lease_time()), Some(228));
+    server_answers_again(&mut h);
+    let sent = move_started(&mut h, &a, addr);
+    let take = sent.iter().find(|s| s.kind == Some(MessageType::Request)).expect("asked as the client");
+    let mut granted = answer(take, MessageType::Ack, addr);
+    granted.options.push((61, a.cid.clone()));
+    h.server_sends(SERVER, &granted);
+    assert_eq!(record(&h, &a).map(|r| r.origin), Some(Origin::Server));
+    // The client holds 228 s from us; within them nothing is released.
+    let later = run_all(&mut h, 150);
+    let released = later.iter().any(|(d, b)| {
+        matches!(d, Destination::Server { .. })
+            && kind(b) == Some(MessageType::Release)
+            && Message::new_checked(&b[..]).is_ok_and(|m| m.ciaddr() == addr)
+    });
+    assert!(!released, "released {addr} within the lease the client holds");
 }

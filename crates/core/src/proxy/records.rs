@@ -55,11 +55,11 @@ impl Engine {
     /// A clock behind the store (a router without a battery-backed clock, restored before
     /// NTP), or a clock stepped back: a record whose times lie after `now` has them moved
     /// back to `now`, so no lease is believed longer than granted, `max_age` still applies,
-    /// and a short client lease ends at most one `client_lease` from now (its own: `[pool]
-    /// client_lease` for a pool client, whose lease from us may be longer than the proxy's).
-    /// Counted.
+    /// and a short client lease ends at most one `client_lease` from now (the longest we
+    /// give: a pool client's, or one moved onto a lease of its own, may hold `[pool]
+    /// client_lease`, longer than the proxy's). Counted.
     pub(crate) fn clamp_future_dated(&mut self, now: Timestamp, slot: Slot) {
-        let short = self.client_lease_of(slot);
+        let short = self.longest_client_lease();
         let Some(r) = self.table.get_mut(slot) else { return };
         let mut moved = r.clamp_to(now);
         if let (Some(end), Some(short)) = (r.client_lease_end, short) {

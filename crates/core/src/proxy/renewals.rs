@@ -141,6 +141,18 @@ impl Engine {
         }
     }
 
+    /// The longest short lease any client holds from us: `[proxy] client_lease`, and in pool
+    /// mode `[pool] client_lease` (a pool client moved onto a lease of its own still holds
+    /// the pool's until it renews).
+    pub(crate) fn longest_client_lease(&self) -> Option<Duration> {
+        let pool = (self.config.mode.address_source() == crate::mode::AddressSource::ServersAndPool)
+            .then_some(self.config.pool.client_lease);
+        match (self.config.proxy.client_lease, pool) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Give the client the short lease in a server reply we pass on (paper 5.1: "the
     /// configuration information relative to the leases ... must also be modified before
     /// forwarding to the client"): the datagram `sent`, as [`Engine::deliver_to_client`]
