@@ -553,3 +553,31 @@ fn a_moved_pool_client_keeps_the_pool_lease_it_holds_when_the_proxys_is_shorter(
     });
     assert!(!released, "released {addr} within the lease the client holds");
 }
+
+/// Found by the engine fuzzer (`crates/fuzz/regressions.txt`, `lease_beyond_record`,
+/// mode=pool): a machine that sent a BOOTREQUEST (its record waiting as a BOOTP client's)
+/// then DISCOVERs is given a pool address, a DHCP lease; its record stayed a BOOTP one, so
+/// its next BOOTREQUEST was answered with the pool's ACK as it was cached (the pool lease's
+/// whole length, type ACK) — more lease than was left, to a client that keeps a BOOTP
+/// address for ever.
+#[test]
+fn a_pool_address_is_a_dhcp_lease_even_for_a_record_that_began_as_bootp() {
+    let mut h = filled(PoolAssign::Always);
+    // A client known by its hardware address (no option 61), as BOOTP clients are.
+    let a = Client::new(1);
+    let mut discover = a.msg(MessageType::Discover);
+    discover.options.retain(|(code, _)| *code != 61);
+    let mut boot = a.msg(MessageType::Discover);
+    boot.kind = None;
+    boot.options.clear();
+    let key = cdra_core::table::ClientKey::hardware(1, &a.mac);
+    let rec = |h: &Harness| h.engine.table().find(&key).and_then(|s| h.engine.table().get(s)).cloned();
+    assert!(matches!(h.client_sends(&boot), Verdict::RelayedToServers { .. }));
+    assert_eq!(h.client_sends(&discover), Verdict::AwaitingProbe);
+    let addr = h.probes.last().expect("a probe").target;
+    run_all(&mut h, 1);
+    let r = rec(&h).expect("record");
+    assert_eq!((r.address, r.kind), (addr, cdra_core::table::ClientKind::Dhcp));
+    h.advance(60);
+    assert!(matches!(h.client_sends(&boot), Verdict::RelayedToServers { .. }), "not answered from the pool lease");
+}

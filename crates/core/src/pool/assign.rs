@@ -183,6 +183,9 @@ impl Engine {
         // moves it there (`cache_reply`): a client heard first on another link (its record
         // still waiting there) holds this link's address.
         c.downstream = r.link;
+        // A pool address is a DHCP lease, whatever the record began as (a machine that sent
+        // a BOOTREQUEST, then DISCOVERs).
+        c.kind = ClientKind::Dhcp;
         c.origin = Origin::Pool { n: r.n };
         c.server = server;
         c.lease_secs = times.lease;
