@@ -581,3 +581,30 @@ fn a_pool_address_is_a_dhcp_lease_even_for_a_record_that_began_as_bootp() {
     h.advance(60);
     assert!(matches!(h.client_sends(&boot), Verdict::RelayedToServers { .. }), "not answered from the pool lease");
 }
+
+/// Found by the engine fuzzer (`crates/fuzz/regressions.txt`, `lease_beyond_server`,
+/// mode=pool): a pool entry restored from a store dated ahead of the clock (a clock behind
+/// the store, as after a restart before NTP) kept its lease start in the future, as no
+/// client record would (they are clamped to now): it was not renewed at its real T1, its
+/// lease ran out at the server, and it was given to a client as if leased for longer.
+#[test]
+fn a_pool_entry_restored_from_a_store_dated_ahead_is_clamped_to_now() {
+    let h = filled(PoolAssign::Always);
+    let mut scratch = Vec::new();
+    let mut stored = Vec::new();
+    h.engine.dump(&mut scratch, |_, b| stored.push(cdra_core::persist::decode_record(b).expect("a record")));
+    // The store was written an hour ahead of the clock that reads it back.
+    for (r, _) in &mut stored {
+        r.lease_start = r.lease_start.saturating_add(Duration::from_secs(3600));
+        r.last_update = r.lease_start;
+    }
+    let mut b = Harness::new(h.engine.config().clone());
+    b.now = h.now;
+    let report = b.engine.restore(b.now, stored);
+    assert_eq!(report.pool_entries, 2);
+    let latest = b.now.saturating_add(Duration::from_secs(3600));
+    for e in b.engine.pool().entries(0) {
+        assert!(e.lease_end().is_some_and(|end| end <= latest), "lease believed until {:?}", e.lease_end());
+    }
+    assert_eq!(report.future_dated, 2);
+}

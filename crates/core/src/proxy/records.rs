@@ -139,12 +139,20 @@ impl Engine {
             return;
         }
         let mut entry = crate::pool::PoolEntry::from_record(n, rec);
+        // A store dated ahead of this clock (a clock behind the store): the lease is taken
+        // to start now, as a client record's is (`clamp_future_dated`), never later.
+        if entry.lease_start > now {
+            entry.lease_start = now;
+            entry.assigned_at = entry.assigned_at.min(now);
+            entry.sent_at = entry.sent_at.min(now);
+            report.future_dated += 1;
+        }
         // Paper 3.4: suspect after a restart. Held back until a probe finds nobody on the
         // address (a host found there before the restart may still be), so it is neither
         // given out nor released as surplus unprobed. An entry given to a client before the
         // restart is the client's again (see `pool_reconcile`).
         entry.held_back_until = Some(now);
-        let t1 = rec.lease_start.saturating_add(Duration::from_secs(u64::from(rec.t1_secs)));
+        let t1 = entry.lease_start.saturating_add(Duration::from_secs(u64::from(rec.t1_secs)));
         if let Some(r) = self.pool.restore(ds, entry) {
             self.arm_pool_entry(r, t1.max(now));
             self.arm_pool_entry(r, now);
