@@ -608,3 +608,51 @@ fn a_pool_entry_restored_from_a_store_dated_ahead_is_clamped_to_now() {
     }
     assert_eq!(report.future_dated, 2);
 }
+
+/// Found reviewing the engine fuzzer's pool-mode exceptions (a clock step let an entry
+/// believe in a lease the server had ended): when the server leases an address to one of
+/// the pool's identities, any other entry that believed it held that address has lost it.
+/// Before, both entries stayed leased on one address, and each could be given to a client:
+/// two hosts on one address.
+#[test]
+fn an_address_the_server_leases_to_one_entry_is_lost_by_any_other_entry_that_held_it() {
+    let mut h = filled(PoolAssign::Always);
+    let a = Client::new(1);
+    assert_eq!(h.client_sends(&a.msg(MessageType::Discover)), Verdict::AwaitingProbe);
+    let first = h.probes.last().expect("a probe").target;
+    run_all(&mut h, 1);
+    let mut sel = a.selecting(DS_ADDR);
+    sel.options.retain(|(c, _)| *c != 50);
+    sel.options.push((50, first.octets().to_vec()));
+    assert_eq!(h.client_sends(&sel), Verdict::AnsweredLocally);
+    let n = record(&h, &a).expect("record").origin_n();
+    // The pool refills; the server (whose lease of `first` ran out, by its clock) gives
+    // `first` to the new entry.
+    let sent = run_all(&mut h, 10);
+    let discover = sent
+        .iter()
+        .filter(|(d, _)| matches!(d, Destination::Server { .. }))
+        .filter_map(|(_, b)| Message::new_checked(&b[..]).ok())
+        .find(|m| m.message_type() == Some(MessageType::Discover))
+        .map(|m| ToServer {
+            kind: m.message_type(),
+            xid: m.xid(),
+            chaddr: m.chaddr().to_vec(),
+            client_id: m.client_identifier().map(<[u8]>::to_vec),
+            requested: None,
+            server_id: None,
+            ciaddr: Ipv4Addr::UNSPECIFIED,
+        })
+        .expect("the pool refills");
+    h.server_sends(SERVER, &answer(&discover, MessageType::Offer, first));
+    let req = to_server(&h);
+    assert_eq!(req.len(), 1);
+    h.server_sends(SERVER, &answer(&req[0], MessageType::Ack, first));
+    let leased: Vec<u16> =
+        h.engine.pool().entries(0).filter(|e| e.is_leased() && e.address == first).map(|e| e.n).collect();
+    assert_eq!(leased.len(), 1, "one entry on {first}: {leased:?}");
+    assert_ne!(leased[0], n, "the entry the server leased it to");
+    assert!(h.engine.counters().proxy[ProxyEvent::PoolLeaseLost] >= 1);
+    // The client that had it from the old entry is not answered with it again.
+    assert!(record(&h, &a).is_none_or(|r| r.address != first || r.must_restart));
+}

@@ -354,6 +354,16 @@ impl PoolState {
         self.reference(link, e.n)
     }
 
+    /// An entry other than `r`, on any link, that believes it holds a lease of `address`.
+    pub(crate) fn other_holding(&self, r: EntryRef, address: Ipv4Addr) -> Option<EntryRef> {
+        (0..self.links()).find_map(|link| {
+            let e = self
+                .entries(link)
+                .find(|e| e.is_leased() && e.address == address && (link, e.n) != (usize::from(r.link), r.n))?;
+            self.reference(link, e.n)
+        })
+    }
+
     /// A new entry on `link` with the lowest unused number, to be acquired; `None` at
     /// [`MAX_ENTRIES_PER_LINK`].
     pub(crate) fn create(&mut self, link: usize, now: Timestamp) -> Option<EntryRef> {
