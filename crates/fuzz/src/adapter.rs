@@ -12,6 +12,7 @@
 
 use core::net::Ipv4Addr;
 
+use cdra_core::engine::MAX_INTERCEPTED;
 use cdra_core::persist::decode_record;
 use cdra_core::pool::{PoolIdentity, MAX_ENTRIES_PER_LINK};
 use cdra_core::table::{ClientKey, ClientRecord, Origin};
@@ -37,6 +38,8 @@ pub struct RecordView {
     pub reply: Option<Vec<u8>>,
     /// The server the lease is with.
     pub server: Option<Ipv4Addr>,
+    /// Its identifier (option 54 of its reply; spoofing mode intercepts it).
+    pub server_id: Option<Ipv4Addr>,
     /// Server lease in seconds, and when it started (engine clock).
     pub lease: (u32, Millis),
     /// Where its address comes from: `server`, or `pool:<n>` (pool entry `n` of its link).
@@ -70,6 +73,7 @@ fn view(slot: u32, r: &ClientRecord) -> RecordView {
         address: r.address,
         reply: r.reply.as_ref().map(|c| c.to_vec()),
         server: r.server.map(|s| s.addr),
+        server_id: r.server.map(|s| s.id),
         lease: (r.lease_secs, r.lease_start.as_millis()),
         origin: match r.origin {
             Origin::Server => "server".into(),
@@ -123,6 +127,8 @@ pub enum Bound {
     HeldReplies,
     /// Pool entries, free and given out (at most `MAX_ENTRIES_PER_LINK` a link).
     PoolEntries,
+    /// Spoofing mode: server addresses whose client unicasts are taken (`MAX_INTERCEPTED`).
+    Intercepted,
     /// DISCOVERs waiting for the pool's fallback (`[limits] pending_clients`).
     PoolFallbacks,
     /// Timers filed, live or stale: twice what `timers.rs` says can be live (two per
@@ -135,7 +141,7 @@ pub enum Bound {
 
 impl Bound {
     /// Every bound, in the order of [`usage`].
-    pub const ALL: [Bound; 10] = [
+    pub const ALL: [Bound; 11] = [
         Bound::Records,
         Bound::PendingRecords,
         Bound::Transactions,
@@ -144,6 +150,7 @@ impl Bound {
         Bound::OfferWindows,
         Bound::HeldReplies,
         Bound::PoolEntries,
+        Bound::Intercepted,
         Bound::PoolFallbacks,
         Bound::Timers,
     ];
@@ -159,6 +166,7 @@ impl Bound {
             Bound::OfferWindows => "max_offer_windows",
             Bound::HeldReplies => "max_held_replies",
             Bound::PoolEntries => "pool entries (MAX_ENTRIES_PER_LINK a link)",
+            Bound::Intercepted => "intercepted addresses (MAX_INTERCEPTED)",
             Bound::PoolFallbacks => "pool fallbacks (pending_clients)",
             Bound::Timers => "timers (2 x the live bound of timers.rs)",
         }
@@ -175,6 +183,7 @@ impl Bound {
             Bound::OfferWindows => "offer windows",
             Bound::HeldReplies => "held replies",
             Bound::PoolEntries => "pool entries",
+            Bound::Intercepted => "intercepted addresses",
             Bound::PoolFallbacks => "pool fallbacks",
             Bound::Timers => "timers",
         }
@@ -183,7 +192,7 @@ impl Bound {
 
 /// How full each bounded structure is: (what, used, limit), in the order of [`Bound::ALL`].
 /// The timer bound counts the pool entries there are (themselves bounded: [`Bound::PoolEntries`]).
-pub fn usage(engine: &Engine) -> [(Bound, usize, usize); 10] {
+pub fn usage(engine: &Engine) -> [(Bound, usize, usize); 11] {
     let c = engine.config();
     let (p, l) = (&c.proxy, &c.limits);
     let pool = engine.pool();
@@ -202,6 +211,7 @@ pub fn usage(engine: &Engine) -> [(Bound, usize, usize); 10] {
         (Bound::OfferWindows, engine.offer_windows(), p.max_offer_windows),
         (Bound::HeldReplies, engine.held_replies(), p.max_held_replies),
         (Bound::PoolEntries, entries, pool.links() * MAX_ENTRIES_PER_LINK),
+        (Bound::Intercepted, engine.intercepted_addresses().addresses().len(), MAX_INTERCEPTED),
         (Bound::PoolFallbacks, engine.pool_fallbacks_waiting(), l.pending_clients),
         (Bound::Timers, engine.timers_filed(), 2 * live),
     ]
@@ -254,6 +264,22 @@ pub fn pool_entries(engine: &Engine) -> Vec<PoolEntryView> {
 pub fn pool_entry_replies(engine: &Engine) -> Vec<Vec<u8>> {
     let pool = engine.pool();
     (0..pool.links()).flat_map(|l| pool.entries(l).filter_map(|e| e.reply.as_ref().map(|c| c.to_vec()))).collect()
+}
+
+/// Is a persisted record a pool entry's own lease (whatever its key says: the entry it
+/// restores is the one its origin names)?
+pub fn persisted_is_pool_lease(bytes: &[u8]) -> bool {
+    decode_record(bytes).is_ok_and(|(r, _)| matches!(r.origin, Origin::PoolLease { .. }))
+}
+
+/// The server identifier a persisted record names, if the bytes decode and it has one.
+pub fn persisted_server_id(bytes: &[u8]) -> Option<Ipv4Addr> {
+    decode_record(bytes).ok().and_then(|(r, _)| r.server.map(|s| s.id))
+}
+
+/// Spoofing mode: the server addresses whose client unicasts the engine takes.
+pub fn intercepted(engine: &Engine) -> Vec<Ipv4Addr> {
+    engine.intercepted_addresses().addresses().to_vec()
 }
 
 /// Printable form of key bytes.

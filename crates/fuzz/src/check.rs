@@ -17,6 +17,7 @@
 //! | [`Invariant::RecordCreatedByReply`] | a server reply never creates a record |
 //! | [`Invariant::TableChangedByForgedReply`] | a forged reply changes no record (state, address, reply, server) |
 //! | [`Invariant::UnverifiedSourceActed`] | a request in a frame from another host than the Ethernet chaddr it names changes no record and gets no local answer; the reply to it reaches no record |
+//! | [`Invariant::InterceptUnbelieved`] | spoofing mode: every address whose client unicasts are taken is a configured server, or the identifier of a server in a reply it believed or a record it restored |
 //! | [`Invariant::PoolInconsistent`] | pool mode: no two leased pool entries on one address; an entry given to a client is held by that client's record (its address, origin `pool:<n>`); no other record holds a leased entry's address |
 //! | [`Invariant::Host`] | the simulation's own: no two hosts on one address, no host beyond its server lease |
 
@@ -55,13 +56,15 @@ pub enum Invariant {
     UnverifiedSourceActed,
     /// The pool's entries and the table disagree.
     PoolInconsistent,
+    /// Client unicasts to an address no believed server named are taken.
+    InterceptUnbelieved,
     /// The simulation's host invariants (a) or (b).
     Host,
 }
 
 impl Invariant {
     /// Every invariant.
-    pub const ALL: [Invariant; 14] = [
+    pub const ALL: [Invariant; 15] = [
         Invariant::Panic,
         Invariant::DuplicateAddress,
         Invariant::IndexMismatch,
@@ -75,6 +78,7 @@ impl Invariant {
         Invariant::TableChangedByForgedReply,
         Invariant::UnverifiedSourceActed,
         Invariant::PoolInconsistent,
+        Invariant::InterceptUnbelieved,
         Invariant::Host,
     ];
 
@@ -94,6 +98,7 @@ impl Invariant {
             Invariant::TableChangedByForgedReply => "table_changed_by_forged_reply",
             Invariant::UnverifiedSourceActed => "unverified_source_acted",
             Invariant::PoolInconsistent => "pool_inconsistent",
+            Invariant::InterceptUnbelieved => "intercept_unbelieved",
             Invariant::Host => "host",
         }
     }
@@ -308,6 +313,7 @@ mod tests {
             address: Ipv4Addr::from(addr),
             reply: None,
             server: None,
+            server_id: None,
             origin: "server".into(),
             lease: (60, 0),
             must_restart: false,

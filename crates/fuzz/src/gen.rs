@@ -255,8 +255,20 @@ impl Fuzzer {
         }
         let ciaddr = Message::new_checked(&data[..]).map(|m| m.ciaddr()).unwrap_or(Ipv4Addr::UNSPECIFIED);
         let src = SocketAddrV4::new(ciaddr, 68);
-        let dst = if unicast { self.link_addr(link) } else { Ipv4Addr::BROADCAST };
+        let mut dst = if unicast { self.link_addr(link) } else { Ipv4Addr::BROADCAST };
         let link_source = self.link_source(r, &data, &mut what);
+        if unicast && r.chance(0.3) {
+            // A unicast to a server (a renewal that goes straight to it: routed past a relay,
+            // intercepted by a spoofing one, paper 4.2), or to some other host.
+            let intercepted = self.sim.engine().intercepted_addresses().addresses().to_vec();
+            dst = match r.below(4) {
+                0 if !intercepted.is_empty() => pick(r, &intercepted),
+                0 | 1 => self.server_addr(r),
+                2 => Ipv4Addr::new(10, 77, 9, 9),
+                _ => self.some_address(r, &[]),
+            };
+            what.push_str(&format!(" (unicast to {dst})"));
+        }
         FuzzEvent::Inject { ifindex, link_source, src, dst, data, server_side: false, what }
     }
 

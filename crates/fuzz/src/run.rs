@@ -64,7 +64,7 @@ pub struct Stats {
     pub max_records: usize,
     /// The fullest each bounded structure got, in thousandths of its bound, in the order of
     /// [`adapter::usage`].
-    pub fullest: [u64; 10],
+    pub fullest: [u64; 11],
     /// A digest of everything that crossed the engine's edge (same case, same digest).
     pub digest: u64,
 }
@@ -168,6 +168,9 @@ pub(crate) struct Fuzzer {
     verified: HashSet<u64>,
     /// Check the reply-acceptance invariants (issue 10 item 1)?
     strict: bool,
+    /// Server identifiers the engine may intercept (spoofing mode): the configured servers,
+    /// and those named by replies the oracle judged genuine or by records restored.
+    server_ids: HashSet<Ipv4Addr>,
     /// Datagrams the fuzzer injected that have not reached the engine yet.
     injected: Vec<Vec<u8>>,
     recent: VecDeque<String>,
@@ -220,6 +223,7 @@ impl Fuzzer {
             .collect();
         let c = sim.config();
         let lease_tolerance = c.lease_tolerance_ms;
+        let server_ids = c.servers.iter().map(|s| s.addr).collect();
         let oracle = Oracle::new(
             c.servers.iter().map(|s| s.addr).collect(),
             c.links.iter().map(|l| l.ifindex).collect(),
@@ -245,6 +249,7 @@ impl Fuzzer {
             checked_calls: u64::MAX,
             verified: HashSet::new(),
             strict: case.profile.checks_reply_acceptance(),
+            server_ids,
             injected: Vec::new(),
             recent: VecDeque::new(),
             log_all: None,
@@ -410,6 +415,8 @@ impl Fuzzer {
         if r.chance(0.3) {
             out.reverse();
         }
+        // Restore learns the server identifier of every record it reads (superseded or not).
+        self.server_ids.extend(out.iter().filter_map(|b| adapter::persisted_server_id(b)));
         self.sim.restart_engine(Some(&Snapshot { records: out }));
         let records = adapter::records(self.sim.engine());
         for v in &records {
@@ -498,7 +505,11 @@ impl Fuzzer {
                         continue;
                     }
                     self.capture(Some(*src.ip()), data);
-                    match self.oracle.judge(engine_now, *ifindex, *src.ip(), &m) {
+                    let judged = self.oracle.judge(engine_now, *ifindex, *src.ip(), &m);
+                    if matches!(judged, Judgement::Genuine(_)) {
+                        self.server_ids.insert(m.server_identifier().unwrap_or(*src.ip()));
+                    }
+                    match judged {
                         Judgement::Genuine(keys) if keys.is_empty() => {
                             // Answers only requests from other hosts' frames: relayed as a
                             // plain relay would, into no record.
@@ -631,6 +642,12 @@ impl Fuzzer {
             *fullest = (*fullest).max((used as u64 * 1000).checked_div(limit as u64).unwrap_or(0));
         }
         check::within_bounds(&usage)?;
+        if let Some(a) = adapter::intercepted(engine).into_iter().find(|a| !self.server_ids.contains(a)) {
+            return Err(Broken::new(
+                Invariant::InterceptUnbelieved,
+                format!("client unicasts to {a} are taken, yet no server the engine believed named it"),
+            ));
+        }
         if self.sim.engine().pool().is_reconciled() {
             // Before its first timer a restarted engine has not matched restored entries
             // with their clients' records yet (`pool_reconcile`): an entry given out before
