@@ -294,6 +294,32 @@ impl Fuzzer {
         self.recent.push_back(line);
     }
 
+    /// `--events`: after an event that changed them, the pool's entries and the records
+    /// (what each holds), so a pool-mode failure can be followed from the event list.
+    fn log_state_change(&mut self, records: &[RecordView], pool: &[PoolEntryView]) {
+        let summary = |rs: &[RecordView]| -> Vec<String> {
+            rs.iter()
+                .map(|r| {
+                    let restart = if r.must_restart { " must_restart" } else { "" };
+                    format!("{} if{} {} {} {}{restart}", r.key_text, r.downstream, r.address, r.state, r.origin)
+                })
+                .collect()
+        };
+        let entries = |es: &[PoolEntryView]| -> Vec<String> {
+            es.iter().map(|e| format!("{}:{} {} {} {:?}", e.link, e.n, e.state, e.address, e.client)).collect()
+        };
+        let (now, was) = (summary(records), summary(&self.before));
+        let (pool_now, pool_was) = (entries(pool), entries(&self.before_pool));
+        if now == was && pool_now == pool_was {
+            return;
+        }
+        let t = cdra_sim::trace::fmt_time(self.sim.elapsed());
+        if let Some(all) = &mut self.log_all {
+            all.push(format!("    {t} pool [{}]", pool_now.join(", ")));
+            all.push(format!("    {t} records [{}]", now.join(", ")));
+        }
+    }
+
     fn apply(&mut self, event: FuzzEvent, r: &mut SimRng) -> Result<(), Broken> {
         match event {
             FuzzEvent::Model(a) => {
@@ -385,7 +411,8 @@ impl Fuzzer {
             let roll = r.below(100);
             // Pool mode with safe_network: the store is all that says a pool address is in
             // use by a client (no probe asks the network), so a lost model client's or pool
-            // entry's record lets the address be given twice, by design: kept.
+            // entry's record lets the address be given twice, by design: kept, and without a
+            // damaged copy beside it (one with the same address, newer, would supersede it).
             let keep = model && self.params.mode == Mode::Pool && self.params.safe_network;
             if roll < 10 && !keep {
                 what.push("drop".to_string());
@@ -400,7 +427,10 @@ impl Fuzzer {
                 if copy {
                     out.push(rec);
                 }
-                if mkey.as_ref().is_some_and(|k| self.model_keys.contains(k) || adapter::is_pool_key(k)) {
+                let protected = mkey.as_ref().is_some_and(|k| self.model_keys.contains(k) || adapter::is_pool_key(k))
+                    || adapter::persisted_is_pool_lease(&m)
+                    || keep;
+                if protected {
                     what.push(format!("{how} (a model client's or pool key: left out)"));
                 } else {
                     what.push(if copy { format!("copy+{how}") } else { how });
@@ -559,6 +589,9 @@ impl Fuzzer {
         self.checked_calls = calls;
         let records = adapter::records(self.sim.engine());
         let pool = adapter::pool_entries(self.sim.engine());
+        if self.log_all.is_some() {
+            self.log_state_change(&records, &pool);
+        }
         self.stats.max_records = self.stats.max_records.max(records.len());
         for v in records.iter().filter(|v| copied_for.contains(&v.key)) {
             // A replayed or corrupted copy names the request but is not the server's answer

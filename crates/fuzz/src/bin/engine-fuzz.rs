@@ -13,7 +13,8 @@
 //! first, then profile), so a time-bounded run spreads evenly over them. Each failing seed is
 //! printed as one replayable line, the first failure of each invariant in full (minimized
 //! unless `--no-minimize`). `--replay` runs one case and prints its failure in full
-//! (`--shrink`: minimized first; `--events`: every event it applied, failing or not).
+//! (`--shrink`: minimized first; `--events`: every event it applied, failing or not, and
+//! the pool's entries and the records after each simulation event that changed them).
 //! Exit status: 0 when nothing failed, 1 when something did, 2 on a usage error.
 //!
 //! The release profile aborts on panic: a panic hook prints the case being run first, so
