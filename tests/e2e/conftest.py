@@ -28,6 +28,8 @@ def _raise_interrupt(signum, frame):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "relay_only(kind): runs only against that relay")
+    config.addinivalue_line("markers", "e2e_timeout(seconds): this test's own time limit "
+                            "(at least CDRA_E2E_TEST_TIMEOUT)")
     # SIGTERM/SIGHUP behave like Ctrl-C: pytest unwinds and every fixture cleans up.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGHUP, _raise_interrupt)
@@ -95,11 +97,15 @@ def lab(request):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
+    marker = item.get_closest_marker("e2e_timeout")
+    limit = max(TEST_TIMEOUT, int(marker.args[0])) if marker else TEST_TIMEOUT
+
     def on_alarm(signum, frame):
-        raise TimeoutError(f"test exceeded CDRA_E2E_TEST_TIMEOUT={TEST_TIMEOUT}s")
+        raise TimeoutError(f"test exceeded its time limit ({limit}s; CDRA_E2E_TEST_TIMEOUT="
+                           f"{TEST_TIMEOUT}s)")
 
     old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(TEST_TIMEOUT)
+    signal.alarm(limit)
     try:
         yield
     finally:

@@ -19,7 +19,9 @@ the pytest fixtures), and a later run removes namespaces of a run whose owner di
 from __future__ import annotations
 
 import contextlib
+import csv
 import ctypes
+import dataclasses
 import glob
 import json
 import os
@@ -455,6 +457,10 @@ class Lab:
 
     def spawn(self, name: str, argv: list[str], env: dict | None = None,
               stdin_pipe: bool = False, cwd: str | Path | None = None) -> Proc:
+        if self.cleaned:
+            # A scenario running in a thread of its own must not start anything once its
+            # lab was cleaned up (interrupt): nobody would stop it.
+            raise LabError(f"lab {self.prefix} was cleaned up: not starting {name}")
         base = name
         n = 1
         while any(p.name == name for p in self.procs):
@@ -723,17 +729,93 @@ atexit.register(cleanup_all)
 
 # --------------------------------------------------------------------------- servers
 
+# What the client identifier of a cdra pool identity starts with (pool mode: type 0, then
+# "cdra-pool/<giaddr>/<n>"); its chaddr is 0e:cd:xx:xx:xx:xx, its hostname cdra-pool-<n>.
+POOL_ID_PREFIX = b"\0cdra-pool/"
+
+
+@dataclasses.dataclass
+class Lease:
+    """One address in a server's lease table, as the server's own file records it (the last
+    record of the address)."""
+    ip: str
+    mac: str
+    client_id: bytes | None
+    hostname: str
+    active: bool
+    record: str  # the record as the file has it, for messages
+
+    def is_pool(self) -> bool:
+        """Leased to one of cdra's pool identities (client id, chaddr or hostname)."""
+        return bool((self.client_id or b"").startswith(POOL_ID_PREFIX)
+                    or self.mac.lower().startswith("0e:cd:")
+                    or self.hostname.startswith("cdra-pool-"))
+
+    def pool_number(self) -> int | None:
+        """n of the pool identity `\\0cdra-pool/<giaddr>/<n>`, if the client id is one."""
+        cid = self.client_id or b""
+        if not cid.startswith(POOL_ID_PREFIX):
+            return None
+        try:
+            return int(cid.rsplit(b"/", 1)[1])
+        except (IndexError, ValueError):
+            return None
+
+    def __str__(self) -> str:
+        return self.record
+
+
+def _hex_bytes(text: str) -> bytes | None:
+    """'00:63:64' (or '006364') -> bytes; None for '' or '*'."""
+    text = text.strip()
+    if not text or text == "*":
+        return None
+    try:
+        return bytes.fromhex(text.replace(":", "").replace("-", ""))
+    except ValueError:
+        return None
+
+
+def _dhcpd_string(text: str) -> bytes:
+    """A dhcpd.leases value: a quoted string with C/octal escapes, or colon hex."""
+    text = text.strip().rstrip(";").strip()
+    if not text.startswith('"'):
+        return _hex_bytes(text) or b""
+    body, out, i = text[1:-1], bytearray(), 0
+    while i < len(body):
+        c = body[i]
+        if c == "\\" and i + 1 < len(body):
+            nxt = body[i + 1]
+            if nxt in "01234567":
+                j = i + 1
+                while j < len(body) and j < i + 4 and body[j] in "01234567":
+                    j += 1
+                out.append(int(body[i + 1:j], 8) & 0xFF)
+                i = j
+                continue
+            out += {"n": b"\n", "t": b"\t", "r": b"\r"}.get(nxt, nxt.encode())
+            i += 2
+            continue
+        out += c.encode()
+        i += 1
+    return bytes(out)
+
+
 class Server:
     kind = "?"
 
     def __init__(self, lab: Lab, *, lease_time: int = 120, renew_time: int | None = None,
                  rebind_time: int | None = None, ns: str | None = None,
                  iface: str = SERVER_IF, address: str = SERVER_IP,
-                 pool: tuple[str, str] = (POOL_START, POOL_END), tag: str = ""):
+                 pool: tuple[str, str] = (POOL_START, POOL_END), tag: str = "",
+                 hosts: dict[str, str | None] | None = None):
         """ns/iface/address/pool/tag: where it runs and what it hands out (default: the
         lab's server namespace, sv0, 10.77.0.1, 10.77.1.100-200); `tag` tells the files
-        and processes of a second server apart."""
+        and processes of a second server apart. `hosts`: MAC -> a reserved address for that
+        client (in the client subnet, outside the range), or None: the server ignores that
+        client (Kea: the DROP class; dhcpd: `deny booting`; dnsmasq: `ignore`)."""
         self.lab = lab
+        self.hosts = dict(hosts or {})
         self.lease_time = lease_time
         self.renew_time = renew_time
         self.rebind_time = rebind_time
@@ -778,8 +860,25 @@ class Server:
     def is_released(self, ip: str) -> bool:
         raise NotImplementedError
 
+    def lease_table(self) -> dict[str, Lease]:
+        """Address -> its last record in the server's lease file (readable while the
+        server is stopped): Kea's memfile CSV, dhcpd.leases, dnsmasq's lease file."""
+        raise NotImplementedError
+
+    def active_leases(self) -> dict[str, Lease]:
+        """The addresses the server's file says are leased now."""
+        return {ip: l for ip, l in self.lease_table().items() if l.active}
+
+    def lease_file_text(self) -> str:
+        """Every active lease, one line each (for messages)."""
+        try:
+            return "\n".join(str(l) for l in self.active_leases().values()) or "(none)"
+        except Exception as e:  # noqa: BLE001
+            return f"(unreadable: {e})"
+
     def diagnostics(self) -> str:
-        return f"---- {self.kind} leases ----\n{self.leases_text()}"
+        return (f"---- {self.kind} leases ----\n{self.leases_text()}\n"
+                f"---- {self.kind} lease file, active leases ----\n{self.lease_file_text()}")
 
     def leases_text(self) -> str:
         return ""
@@ -800,6 +899,10 @@ class Kea(Server):
             "pools": [{"pool": f"{self.pool[0]} - {self.pool[1]}"}],
             "option-data": [{"name": "routers", "data": ROUTER}],
         }
+        reserved = [{"hw-address": mac, "ip-address": ip} for mac, ip in self.hosts.items() if ip]
+        if reserved:
+            subnet["reservations"] = reserved
+        ignored = [mac for mac, ip in self.hosts.items() if not ip]
         cfg: dict[str, Any] = {"Dhcp4": {
             "interfaces-config": {"interfaces": [self.iface], "dhcp-socket-type": "udp"},
             "lease-database": {"type": "memfile", "persist": True,
@@ -812,6 +915,10 @@ class Kea(Server):
             "loggers": [{"name": "kea-dhcp4", "output_options": [{"output": "stdout"}],
                          "severity": "INFO"}],
         }}
+        if ignored:
+            # Kea drops every packet classified into the built-in class DROP.
+            test = " or ".join(f"pkt4.mac == 0x{m.replace(':', '')}" for m in ignored)
+            cfg["Dhcp4"]["client-classes"] = [{"name": "DROP", "test": test}]
         if self.renew_time:
             cfg["Dhcp4"]["renew-timer"] = self.renew_time
             cfg["Dhcp4"]["rebind-timer"] = self.rebind_time or max(self.renew_time + 1,
@@ -872,6 +979,29 @@ class Kea(Server):
         l = self.lease(ip)
         return l is None or l.get("state", 0) != 0 or l.get("valid-lft", 1) == 0
 
+    def lease_table(self) -> dict[str, Lease]:
+        """The memfile CSV (address,hwaddr,client_id,valid_lifetime,expire,subnet_id,
+        fqdn_fwd,fqdn_rev,hostname,state,...), appended to on every change: the last row of
+        an address wins; a deleted lease is a row with valid_lifetime 0."""
+        out: dict[str, Lease] = {}
+        if not self.leasefile.exists():
+            return out
+        now_wall = time.time()
+        with open(self.leasefile, newline="", errors="replace") as f:
+            for row in csv.DictReader(f):
+                try:
+                    ip = row["address"]
+                    valid, expire = int(row["valid_lifetime"]), int(row["expire"])
+                    state = int(row.get("state") or 0)
+                except (KeyError, ValueError, TypeError):
+                    continue
+                out[ip] = Lease(ip=ip, mac=(row.get("hwaddr") or "").lower(),
+                                client_id=_hex_bytes(row.get("client_id") or ""),
+                                hostname=row.get("hostname") or "",
+                                active=state == 0 and valid > 0 and expire > now_wall,
+                                record="kea: " + ",".join(str(v) for v in row.values()))
+        return out
+
     def leases_text(self) -> str:
         try:
             r = self.command("lease4-get-all")
@@ -919,7 +1049,10 @@ class Dhcpd(Server):
               option routers {ROUTER};
               option subnet-mask 255.255.255.0;
             }}
-            """) + (f"server-identifier {self.server_identifier};\n" if self.server_identifier else ""))
+            """) + (f"server-identifier {self.server_identifier};\n" if self.server_identifier else "")
+            + "".join(f"host h{i} {{ hardware ethernet {mac}; "
+                      + (f"fixed-address {ip}; }}\n" if ip else "deny booting; }\n")
+                      for i, (mac, ip) in enumerate(self.hosts.items())))
         self.proc = self.lab.spawn(f"dhcpd{self.tag}", nsexec(self.ns) + [
             sbin("dhcpd"), "-4", "-f", "-d", "-cf", str(conf), "-lf", str(self.leasefile),
             "-pf", str(self.dir / "dhcpd.pid"), self.iface])
@@ -938,6 +1071,37 @@ class Dhcpd(Server):
             elif line == "}":
                 cur = None
         return st
+
+    def lease_table(self) -> dict[str, Lease]:
+        """dhcpd.leases: `lease IP { ... }` blocks appended on every change; the last block
+        of an address wins (binding state, hardware ethernet, uid, client-hostname)."""
+        out: dict[str, Lease] = {}
+        cur: dict[str, Any] | None = None
+        for raw in self.leasefile.read_text(errors="replace").splitlines():
+            line = raw.strip()
+            if line.startswith("lease ") and line.endswith("{"):
+                cur = {"ip": line.split()[1], "lines": [line]}
+                continue
+            if cur is None:
+                continue
+            cur["lines"].append(line)
+            if line.startswith("binding state "):
+                cur["state"] = line.split()[2].rstrip(";")
+            elif line.startswith("hardware ethernet "):
+                cur["mac"] = line.split()[2].rstrip(";").lower()
+            elif line.startswith("uid "):
+                cur["uid"] = _dhcpd_string(line[4:])
+            elif line.startswith("client-hostname "):
+                cur["hostname"] = _dhcpd_string(line[len("client-hostname "):]).decode(
+                    errors="replace")
+            elif line == "}":
+                out[cur["ip"]] = Lease(ip=cur["ip"], mac=cur.get("mac", ""),
+                                       client_id=cur.get("uid"),
+                                       hostname=cur.get("hostname", ""),
+                                       active=cur.get("state") == "active",
+                                       record="dhcpd: " + " ".join(cur["lines"]))
+                cur = None
+        return out
 
     def is_active(self, ip: str) -> bool:
         return self.states().get(ip) == "active"
@@ -962,6 +1126,7 @@ class Dnsmasq(Server):
             f"dhcp-leasefile={self.leasefile}", f"pid-file={self.dir / 'dnsmasq.pid'}",
             "log-dhcp", "log-facility=-", "user=root", "group=root",
         ]
+        lines += [f"dhcp-host={mac},{ip or 'ignore'}" for mac, ip in self.hosts.items()]
         if self.renew_time:
             # dnsmasq 2.90 ignores T1 = 2 (sends lease/2 instead); 3 and up work.
             lines.append(f"dhcp-option=option:T1,{max(self.renew_time, 3)}")
@@ -987,6 +1152,24 @@ class Dnsmasq(Server):
 
     def is_released(self, ip: str) -> bool:
         return ip not in self.leases()
+
+    def lease_table(self) -> dict[str, Lease]:
+        """dnsmasq's lease file, rewritten on every change: `expiry mac ip hostname
+        client-id` per lease (`*` for none); a released lease is gone from it."""
+        out: dict[str, Lease] = {}
+        now_wall = time.time()
+        for ip, line in self.leases().items():
+            parts = line.split()
+            try:
+                expiry = int(parts[0])
+            except ValueError:
+                continue
+            out[ip] = Lease(ip=ip, mac=parts[1].lower(),
+                            client_id=_hex_bytes(parts[4]) if len(parts) > 4 else None,
+                            hostname="" if len(parts) < 4 or parts[3] == "*" else parts[3],
+                            active=expiry == 0 or expiry > now_wall,
+                            record="dnsmasq: " + line)
+        return out
 
     def leases_text(self) -> str:
         return "\n".join(self.leases().values())
@@ -1022,7 +1205,11 @@ def cdra_config(*, servers: Iterable[str] = (SERVER_IP,), downstream: str = DOWN
                 metrics_listen: str | None = None, user: str | None = None,
                 exec_prefix: list[str] | None = None, extra_downstream: Iterable[str] = (),
                 extra_upstream: Iterable[str] = (),
-                sections: dict[str, dict[str, Any]] | None = None) -> str:
+                sections: dict[str, dict[str, Any]] | None = None,
+                downstream_keys: dict[str, Any] | None = None,
+                upstream_keys: dict[str, Any] | None = None,
+                relay_keys: dict[str, Any] | None = None,
+                option82_keys: dict[str, Any] | None = None) -> str:
     """The TOML config of `cdra run` for the lab topology.
 
     Proxy mode: `proxy` holds `[proxy]` keys (safe_network, max_age, offer_choice,
@@ -1032,8 +1219,12 @@ def cdra_config(*, servers: Iterable[str] = (SERVER_IP,), downstream: str = DOWN
     the top-level key. (`exec_prefix` is not configuration: CdraRelay runs cdra behind it.)
     `extra_downstream` adds more `[[downstream]]` interfaces (by name only), `extra_upstream`
     more `[[upstream]]` ones; `sections`
-    adds tables of their own, e.g. `{"limits": {"interface_rate": 20}}`."""
-    if mode in ("proxy", "spoof") and store_path is None and store_enabled is not False:
+    adds tables of their own, e.g. `{"limits": {"interface_rate": 20}}`;
+    `downstream_keys`, `upstream_keys`, `relay_keys` and `option82_keys` add keys to the
+    first `[[downstream]]`, the first `[[upstream]]`, `[relay]` and `[relay.option82]`
+    (e.g. `{"source_interface": "ru0"}`, `{"vrf": "vrf-srv"}`, `{"source_port": 1067}`,
+    `{"vss": True}`)."""
+    if mode in ("proxy", "spoof", "pool") and store_path is None and store_enabled is not False:
         raise LabError(f"cdra_config(mode={mode!r}) needs store_path (under the lab's temp dir) "
                        "or store_enabled=False: the default store is the host's "
                        "/var/lib/cdra/clients.redb")
@@ -1044,12 +1235,14 @@ def cdra_config(*, servers: Iterable[str] = (SERVER_IP,), downstream: str = DOWN
         down.append(f"circuit_id = {_toml_str(circuit_id)}")
     if trusted is not None:
         down.append(f"trusted = {str(trusted).lower()}")
+    down += [f"{k} = {_toml_value(v)}" for k, v in (downstream_keys or {}).items()]
     o82 = [f"insert = {str(option82_insert).lower()}"]
     if remote_id is not None:
         o82.append(f"remote_id = {_toml_str(remote_id)}")
     o82 += [f"policy = {_toml_str(policy)}",
             f"link_selection = {str(link_selection).lower()}",
             f"server_id_override = {str(server_id_override).lower()}"]
+    o82 += [f"{k} = {_toml_value(v)}" for k, v in (option82_keys or {}).items()]
     extra: list[str] = []
     if proxy:
         extra += ["[proxy]", *(f"{k} = {_toml_value(v)}" for k, v in proxy.items()), ""]
@@ -1081,9 +1274,11 @@ def cdra_config(*, servers: Iterable[str] = (SERVER_IP,), downstream: str = DOWN
         "",
         *more_down,
         "[[upstream]]", f"interface = {_toml_str(upstream)}",
+        *(f"{k} = {_toml_value(v)}" for k, v in (upstream_keys or {}).items()),
         "",
         *more_up,
         "[relay]", f"max_hops = {max_hops}", f"server_selection = {_toml_str(server_selection)}",
+        *(f"{k} = {_toml_value(v)}" for k, v in (relay_keys or {}).items()),
         "",
         "[relay.option82]", *o82, "",
         *extra,

@@ -81,3 +81,43 @@ def test_cdra_config_toml():
     plain = tomllib.loads(L.cdra_config())
     assert "remote_id" not in plain["relay"]["option82"]
     assert set(plain["downstream"][0]) == {"interface"}
+
+
+def test_lease_tables_are_read(tmp_path):
+    """The three servers' lease files as test_pool.py reads them (formats as written by Kea
+    2.2, ISC dhcpd 4.4 and dnsmasq 2.90): the last record of an address wins; pool
+    identities are recognised."""
+    class Fake:
+        pass
+    far = 4102444800  # 2100-01-01
+    kea = Fake()
+    kea.leasefile = tmp_path / "leases4.csv"
+    kea.leasefile.write_text(
+        "address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,"
+        "state,user_context\n"
+        f"10.77.1.100,0e:cd:e9:d9:43:6e,00:63:64:72:61:2d:70:6f:6f:6c:2f:31:30:2e:37:37:2e:31:"
+        f"2e:31:2f:30,600,{far},1,0,0,cdra-pool-0,0,\n"
+        f"10.77.1.101,02:77:00:00:00:02,01:02:77:00:00:00:02,600,{far},1,0,0,,0,\n"
+        f"10.77.1.101,02:77:00:00:00:02,01:02:77:00:00:00:02,0,{far},1,0,0,,0,\n")
+    t = L.Kea.lease_table(kea)
+    assert t["10.77.1.100"].is_pool() and t["10.77.1.100"].pool_number() == 0
+    assert t["10.77.1.100"].active and not t["10.77.1.101"].active
+    dhcpd = Fake()
+    dhcpd.leasefile = tmp_path / "dhcpd.leases"
+    dhcpd.leasefile.write_text(
+        'lease 10.77.1.100 {\n  binding state active;\n  hardware ethernet 0e:cd:e9:d9:43:6e;\n'
+        '  uid "\\000cdra-pool/10.77.1.1/3";\n  client-hostname "cdra-pool-3";\n}\n'
+        'lease 10.77.1.100 {\n  binding state free;\n  hardware ethernet 0e:cd:e9:d9:43:6e;\n}\n'
+        'lease 10.77.1.102 {\n  binding state active;\n  hardware ethernet 02:77:00:00:00:03;\n'
+        '  uid "\\377\\012\\273s";\n}\n')
+    t = L.Dhcpd.lease_table(dhcpd)
+    assert not t["10.77.1.100"].active and t["10.77.1.100"].is_pool()
+    assert t["10.77.1.102"].active and t["10.77.1.102"].client_id == b"\xff\n\xbbs"
+    dnsmasq = L.Dnsmasq.__new__(L.Dnsmasq)
+    dnsmasq.leasefile = tmp_path / "dnsmasq.leases"
+    dnsmasq.leasefile.write_text(
+        f"{far} 0e:cd:e9:d9:41:6e 10.77.1.145 cdra-pool-2 00:63:64:72:61:2d:70:6f:6f:6c:2f:31:"
+        f"30:2e:37:37:2e:31:2e:31:2f:32\n{far} 02:77:00:00:00:01 10.77.1.144 * *\n")
+    t = L.Dnsmasq.lease_table(dnsmasq)
+    assert t["10.77.1.145"].pool_number() == 2 and t["10.77.1.145"].hostname == "cdra-pool-2"
+    assert not t["10.77.1.144"].is_pool() and t["10.77.1.144"].client_id is None

@@ -28,6 +28,8 @@ use cdra_core::{
 };
 use serde::Deserialize;
 
+use crate::agent_id::AgentIdFormat;
+
 /// A configuration error: the key it concerns and what is wrong, printed as one line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -307,13 +309,24 @@ pub(crate) mod de {
         ipv4(&String::deserialize(d)?).map(Some).map_err(D::Error::custom)
     }
 
-    /// Text that goes into an option as bytes: 1 to 255 of them.
-    pub fn opt_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+    /// A circuit-id or remote-id in the format language ([`crate::agent_id`]).
+    pub fn opt_agent_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<crate::agent_id::AgentIdFormat>, D::Error> {
         let text = String::deserialize(d)?;
-        if text.is_empty() || text.len() > 255 {
-            return Err(D::Error::custom(format!("must be 1 to 255 bytes long, not {}", text.len())));
+        if text.is_empty() {
+            return Err(D::Error::custom("must be 1 to 255 bytes long, not 0"));
         }
-        Ok(Some(text.into_bytes()))
+        crate::agent_id::AgentIdFormat::parse(&text).map(Some).map_err(D::Error::custom)
+    }
+
+    /// `relay.source_port`: a UDP port other than the DHCP ports 67 and 68.
+    pub fn some_source_port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+        let n = i64::deserialize(d)?;
+        match u16::try_from(n) {
+            Ok(67) => Err(D::Error::custom("67 is the port cdra sends from anyway: leave source_port out")),
+            Ok(68) => Err(D::Error::custom("68 is the DHCP client port")),
+            Ok(p) if p > 0 => Ok(Some(p)),
+            _ => Err(D::Error::custom(format!("{n} is out of range 1..=65535"))),
+        }
     }
 
     /// An absolute path; `""` means none.
@@ -359,6 +372,7 @@ pub(crate) struct FileConfig {
     pub control: FileControl,
     pub metrics: FileMetrics,
     pub store: FileStore,
+    pub log: FileLog,
 }
 
 impl Default for FileConfig {
@@ -376,6 +390,7 @@ impl Default for FileConfig {
             control: FileControl::default(),
             metrics: FileMetrics::default(),
             store: FileStore::default(),
+            log: FileLog::default(),
         }
     }
 }
@@ -388,9 +403,15 @@ pub(crate) struct FileDownstream {
     /// Default: the interface's first address.
     #[serde(default, deserialize_with = "de::opt_ipv4")]
     pub address: Option<Ipv4Addr>,
-    /// Default: the interface name.
-    #[serde(default, deserialize_with = "de::opt_bytes")]
-    pub circuit_id: Option<Vec<u8>>,
+    /// Default: the interface name. The format language of [`crate::agent_id`].
+    #[serde(default, deserialize_with = "de::opt_agent_id")]
+    pub circuit_id: Option<AgentIdFormat>,
+    /// Default: `relay.option82.remote_id`.
+    #[serde(default, deserialize_with = "de::opt_agent_id")]
+    pub remote_id: Option<AgentIdFormat>,
+    /// giaddr from this interface's address, the link selection sub-option naming ours.
+    #[serde(default)]
+    pub source_interface: Option<InterfaceName>,
     #[serde(default)]
     pub trusted: bool,
 }
@@ -398,7 +419,14 @@ pub(crate) struct FileDownstream {
 impl FileDownstream {
     /// An interface with every other key at its default.
     pub fn named(interface: InterfaceName) -> Self {
-        FileDownstream { interface, address: None, circuit_id: None, trusted: false }
+        FileDownstream {
+            interface,
+            address: None,
+            circuit_id: None,
+            remote_id: None,
+            source_interface: None,
+            trusted: false,
+        }
     }
 }
 
@@ -407,6 +435,9 @@ impl FileDownstream {
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileUpstream {
     pub interface: InterfaceName,
+    /// The VRF device the servers are reached through.
+    #[serde(default)]
+    pub vrf: Option<InterfaceName>,
 }
 
 /// `[relay]`.
@@ -423,6 +454,9 @@ pub(crate) struct FileRelay {
     pub server_timeout: Duration,
     #[serde(deserialize_with = "de::int_in::<_, 1, 1024>")]
     pub receive_batches: usize,
+    /// RFC 8357: first-hop requests leave from this port.
+    #[serde(deserialize_with = "de::some_source_port")]
+    pub source_port: Option<u16>,
     pub option82: FileOption82,
 }
 
@@ -435,6 +469,7 @@ impl Default for FileRelay {
             max_packet_size: engine.max_packet_size,
             server_timeout: engine.server_timeout,
             receive_batches: DEFAULT_RECEIVE_BATCHES,
+            source_port: None,
             option82: FileOption82::default(),
         }
     }
@@ -445,26 +480,31 @@ impl Default for FileRelay {
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct FileOption82 {
     pub insert: bool,
-    #[serde(deserialize_with = "de::opt_bytes")]
-    pub remote_id: Option<Vec<u8>>,
+    /// The format language of [`crate::agent_id`], expanded per downstream interface.
+    #[serde(deserialize_with = "de::opt_agent_id")]
+    pub remote_id: Option<AgentIdFormat>,
     #[serde(with = "Option82PolicyName")]
     pub policy: Option82Policy,
     pub link_selection: bool,
     pub server_id_override: bool,
+    pub vss: bool,
+    pub flags: bool,
 }
 
 impl Default for FileOption82 {
     fn default() -> Self {
-        let Option82Config { insert, remote_id, policy, link_selection, server_id_override } =
+        let Option82Config { insert, remote_id: _, policy, link_selection, server_id_override, vss, flags } =
             Option82Config::default();
-        FileOption82 { insert, remote_id, policy, link_selection, server_id_override }
+        FileOption82 { insert, remote_id: None, policy, link_selection, server_id_override, vss, flags }
     }
 }
 
-impl From<FileOption82> for Option82Config {
-    fn from(o: FileOption82) -> Self {
-        let FileOption82 { insert, remote_id, policy, link_selection, server_id_override } = o;
-        Option82Config { insert, remote_id, policy, link_selection, server_id_override }
+impl FileOption82 {
+    /// The engine's settings; the remote-id is expanded per interface instead
+    /// ([`cdra_core::Downstream::remote_id`]), so the engine's global one stays empty.
+    fn engine(&self) -> Option82Config {
+        let FileOption82 { insert, remote_id: _, policy, link_selection, server_id_override, vss, flags } = *self;
+        Option82Config { insert, remote_id: None, policy, link_selection, server_id_override, vss, flags }
     }
 }
 
@@ -690,6 +730,47 @@ impl Default for FileMetrics {
     }
 }
 
+/// `[log] events`: the per-client event log's format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventFormat {
+    /// `"off"` (the default): no event log.
+    #[default]
+    Off,
+    /// `"json"`: one JSON object a line (JSON lines).
+    Json,
+    /// `"text"`: one `key=value` line each.
+    Text,
+}
+
+/// Default `[log] events_queue`: events kept between two turns of the loop.
+pub const DEFAULT_EVENTS_QUEUE: usize = 4096;
+
+/// `[log]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct FileLog {
+    pub events: EventFormat,
+    #[serde(deserialize_with = "de::int_in::<_, 16, 1_000_000>")]
+    pub events_queue: usize,
+}
+
+impl Default for FileLog {
+    fn default() -> Self {
+        FileLog { events: EventFormat::Off, events_queue: DEFAULT_EVENTS_QUEUE }
+    }
+}
+
+/// The per-client event log (`[log]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventLogSettings {
+    /// Its format, or off.
+    pub format: EventFormat,
+    /// Events queued in the engine between two turns of the loop (more are dropped and
+    /// counted).
+    pub queue: usize,
+}
+
 /// `[store]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -734,7 +815,11 @@ pub struct DownstreamSettings {
     /// Address to use as giaddr (must be on the interface); default its first address.
     pub address: Option<Ipv4Addr>,
     /// Circuit-id; default the interface name.
-    pub circuit_id: Option<Vec<u8>>,
+    pub circuit_id: Option<AgentIdFormat>,
+    /// Remote-id; default `relay.option82.remote_id`.
+    pub remote_id: Option<AgentIdFormat>,
+    /// The interface whose address goes into giaddr (its link named by link selection).
+    pub source_interface: Option<String>,
     /// RFC 3046 2.1 trusted circuit.
     pub trusted: bool,
 }
@@ -750,6 +835,12 @@ pub struct Settings {
     pub downstream: Vec<DownstreamSettings>,
     /// Server-facing interfaces.
     pub upstream: Vec<String>,
+    /// The VRF device the servers are reached through (`[[upstream]] vrf`), if any.
+    pub server_vrf: Option<String>,
+    /// RFC 8357 relay source port (`relay.source_port`), if any.
+    pub source_port: Option<u16>,
+    /// The remote-id for interfaces without their own (`relay.option82.remote_id`).
+    pub remote_id: Option<AgentIdFormat>,
     /// Hop limit.
     pub max_hops: u8,
     /// Server selection.
@@ -779,6 +870,8 @@ pub struct Settings {
     pub user: Option<String>,
     /// Persistent client table (proxy mode), if enabled.
     pub store: Option<StoreSettings>,
+    /// The per-client event log.
+    pub events: EventLogSettings,
 }
 
 /// The persistent client table.
@@ -851,6 +944,7 @@ pub(crate) fn validate(file: FileConfig) -> Result<Settings, ConfigError> {
         control,
         metrics,
         store,
+        log,
     } = file;
     let limits = limits(file_limits, proxy.max_tracked_requests)?;
     if servers.is_empty() {
@@ -864,13 +958,59 @@ pub(crate) fn validate(file: FileConfig) -> Result<Settings, ConfigError> {
         return Err(err("downstream", "at least one [[downstream]] interface is required"));
     }
     no_repeats(downstream.iter().map(|d| d.interface.0.as_str()), |i| format!("downstream[{i}].interface"))?;
+    // The servers are one list, reached through one VRF: every upstream naming a VRF names
+    // the same one.
+    let mut server_vrf: Option<(usize, String)> = None;
+    for (i, u) in upstream.iter().enumerate() {
+        let Some(v) = &u.vrf else { continue };
+        match &server_vrf {
+            Some((first, name)) if *name != v.0 => {
+                return Err(err(
+                    format!("upstream[{i}].vrf"),
+                    format!(
+                        "{} differs from upstream[{first}].vrf = {name}: the servers are reached through one VRF",
+                        v.0
+                    ),
+                ))
+            }
+            Some(_) => {}
+            None => server_vrf = Some((i, v.0.clone())),
+        }
+    }
     let upstream = no_repeats(upstream.into_iter().map(|u| u.interface.0), |i| format!("upstream[{i}].interface"))?;
+    // The link selection sub-option carries the client's link when giaddr names another
+    // (RFC 3527), and the relay source port sub-option asks for the answer (RFC 8357): both
+    // live in option 82.
+    for (i, d) in downstream.iter().enumerate() {
+        if let Some(si) = &d.source_interface {
+            if !relay.option82.insert {
+                return Err(err(
+                    format!("downstream[{i}].source_interface"),
+                    "needs relay.option82.insert = true (the link selection sub-option names the client's link)",
+                ));
+            }
+            if si.0 == d.interface.0 {
+                return Err(err(
+                    format!("downstream[{i}].source_interface"),
+                    format!("{} is the interface itself: leave source_interface out", si.0),
+                ));
+            }
+        }
+    }
+    if relay.source_port.is_some() && !relay.option82.insert {
+        return Err(err(
+            "relay.source_port",
+            "needs relay.option82.insert = true (the relay source port sub-option of RFC 8357 asks the server to answer there)",
+        ));
+    }
     let downstream = downstream
         .into_iter()
         .map(|d| DownstreamSettings {
             interface: d.interface.0,
             address: d.address,
             circuit_id: d.circuit_id,
+            remote_id: d.remote_id,
+            source_interface: d.source_interface.map(|s| s.0),
             trusted: d.trusted,
         })
         .collect();
@@ -879,12 +1019,15 @@ pub(crate) fn validate(file: FileConfig) -> Result<Settings, ConfigError> {
         servers,
         downstream,
         upstream,
+        server_vrf: server_vrf.map(|(_, v)| v),
+        source_port: relay.source_port,
+        remote_id: relay.option82.remote_id.clone(),
         max_hops: relay.max_hops,
         server_selection: relay.server_selection,
         max_packet_size: relay.max_packet_size,
         server_timeout: relay.server_timeout,
         receive_batches: relay.receive_batches,
-        option82: relay.option82.into(),
+        option82: relay.option82.engine(),
         proxy: proxy.into(),
         limits,
         pool: pool.into(),
@@ -903,6 +1046,7 @@ pub(crate) fn validate(file: FileConfig) -> Result<Settings, ConfigError> {
         },
         user: user.map(|u| u.0),
         store: store_settings(store, mode)?,
+        events: EventLogSettings { format: log.events, queue: log.events_queue },
     })
 }
 
@@ -946,6 +1090,20 @@ mod tests {
         assert!(!s.option82.insert);
         assert_eq!(s.option82.policy, Option82Policy::Forward);
         assert_eq!(s.limits, Limits::default());
+    }
+
+    #[test]
+    fn the_event_log_is_off_by_default_and_named_by_its_format() {
+        let s = parse(MINIMAL).expect("valid");
+        assert_eq!(s.events, EventLogSettings { format: EventFormat::Off, queue: DEFAULT_EVENTS_QUEUE });
+        let s = parse(&format!("{MINIMAL}[log]\nevents = \"json\"\nevents_queue = 100\n")).expect("valid");
+        assert_eq!(s.events, EventLogSettings { format: EventFormat::Json, queue: 100 });
+        let s = parse(&format!("{MINIMAL}[log]\nevents = \"text\"\n")).expect("valid");
+        assert_eq!(s.events.format, EventFormat::Text);
+        let e = parse(&format!("{MINIMAL}[log]\nevents = \"yaml\"\n")).expect_err("invalid");
+        assert_eq!(e.key, "log.events", "{e}");
+        let e = parse(&format!("{MINIMAL}[log]\nevents_queue = 1\n")).expect_err("invalid");
+        assert_eq!(e.key, "log.events_queue", "{e}");
     }
 
     #[test]
@@ -1031,12 +1189,17 @@ mod tests {
             include_str!("../../../contrib/relay.toml"),
             include_str!("../../../contrib/proxy.toml"),
             include_str!("../../../contrib/spoof.toml"),
+            include_str!("../../../contrib/pool.toml"),
         ] {
             parse(text).expect("example configuration must stay valid");
         }
         let spoof = parse(include_str!("../../../contrib/spoof.toml")).expect("spoof.toml");
         assert_eq!(spoof.mode, Mode::Spoof);
         assert!(spoof.store.is_some(), "spoofing mode keeps its table on disk");
+        let pool = parse(include_str!("../../../contrib/pool.toml")).expect("pool.toml");
+        assert_eq!(pool.mode, Mode::Pool);
+        assert!(pool.store.is_some(), "the pool is kept on disk with the client table");
+        assert_eq!(pool.pool, PoolConfig::default(), "the example shows the defaults");
     }
 
     #[test]
@@ -1064,13 +1227,54 @@ server_id_override = true
         let s = parse(text).expect("valid");
         assert_eq!(s.servers.len(), 2);
         assert_eq!(s.downstream[0].address, Some(Ipv4Addr::new(10, 77, 1, 1)));
-        assert_eq!(s.downstream[0].circuit_id.as_deref(), Some(&b"port-7"[..]));
+        assert_eq!(s.downstream[0].circuit_id, Some(AgentIdFormat::parse("port-7").expect("literal")));
         assert_eq!(s.upstream, vec!["ru0".to_string()]);
         assert_eq!(s.max_hops, 8);
         assert_eq!(s.server_selection, ServerSelection::Failover);
         assert_eq!(s.server_timeout, Duration::from_secs(5));
         assert!(s.option82.insert && s.option82.link_selection && s.option82.server_id_override);
         assert_eq!(s.option82.policy, Option82Policy::Replace);
+    }
+
+    #[test]
+    fn option82_and_vrf_keys() {
+        let text = r#"
+servers = ["10.77.0.1"]
+[[downstream]]
+interface = "rd0"
+circuit_id = "{hostname}:{ifname}:{vlan}"
+remote_id = "hex:0a0b"
+source_interface = "lo0"
+[[downstream]]
+interface = "rd1"
+[[upstream]]
+interface = "ru0"
+vrf = "vrf-srv"
+[[upstream]]
+interface = "ru1"
+[relay]
+source_port = 1067
+[relay.option82]
+insert = true
+remote_id = "{ifmac}"
+vss = true
+flags = true
+"#;
+        let s = parse(text).expect("valid");
+        let d = &s.downstream[0];
+        assert_eq!(d.circuit_id, Some(AgentIdFormat::parse("{hostname}:{ifname}:{vlan}").expect("ok")));
+        assert_eq!(d.remote_id, Some(AgentIdFormat::parse("hex:0a0b").expect("ok")));
+        assert_eq!(d.source_interface.as_deref(), Some("lo0"));
+        assert_eq!(s.downstream[1].source_interface, None);
+        assert_eq!(s.server_vrf.as_deref(), Some("vrf-srv"));
+        assert_eq!(s.source_port, Some(1067));
+        assert_eq!(s.remote_id, Some(AgentIdFormat::parse("{ifmac}").expect("ok")));
+        assert!(s.option82.vss && s.option82.flags && s.option82.insert);
+        // The remote-id is expanded per interface; the engine's global one stays empty.
+        assert_eq!(s.option82.remote_id, None);
+        let plain = parse(MINIMAL).expect("valid");
+        assert_eq!((plain.server_vrf, plain.source_port, plain.remote_id), (None, None, None));
+        assert!(!plain.option82.vss && !plain.option82.flags);
     }
 
     fn error_of(text: &str) -> String {
@@ -1116,6 +1320,49 @@ server_id_override = true
             (
                 format!("{MINIMAL}[relay.option82]\nremote_id = \"\"\n"),
                 "relay.option82.remote_id: must be 1 to 255 bytes",
+            ),
+            (
+                format!("{MINIMAL}[relay.option82]\nremote_id = \"{{mac}}\"\n"),
+                "relay.option82.remote_id: unknown placeholder {mac}",
+            ),
+            (
+                "servers = [\"10.0.0.1\"]\n[[downstream]]\ninterface = \"eth1\"\ncircuit_id = \"{ifname\"\n".into(),
+                "downstream[0].circuit_id: the '{' at byte 0 is not closed (line 4)",
+            ),
+            (
+                "servers = [\"10.0.0.1\"]\n[[downstream]]\ninterface = \"eth1\"\nremote_id = \"hex:0g\"\n".into(),
+                "downstream[0].remote_id: \"0g\" is not hex bytes",
+            ),
+            (
+                format!("servers = [\"10.0.0.1\"]\n[[downstream]]\ninterface = \"eth1\"\ncircuit_id = \"{}\"\n", "x".repeat(256)),
+                "downstream[0].circuit_id: is 256 bytes long",
+            ),
+            (
+                "servers = [\"10.0.0.1\"]\n[[downstream]]\ninterface = \"eth1\"\nsource_interface = \"lo0\"\n".into(),
+                "downstream[0].source_interface: needs relay.option82.insert = true",
+            ),
+            (
+                "servers = [\"10.0.0.1\"]\n[[downstream]]\ninterface = \"eth1\"\nsource_interface = \"eth1\"\n[relay.option82]\ninsert = true\n".into(),
+                "downstream[0].source_interface: eth1 is the interface itself",
+            ),
+            (
+                "servers = [\"10.0.0.1\"]\n[[downstream]]\ninterface = \"eth1\"\nsource_interface = \"a-very-long-name0\"\n".into(),
+                "downstream[0].source_interface: \"a-very-long-name0\" is not an interface name",
+            ),
+            (format!("{MINIMAL}[relay]\nsource_port = 1067\n"), "relay.source_port: needs relay.option82.insert = true"),
+            (format!("{MINIMAL}[relay]\nsource_port = 67\n"), "relay.source_port: 67 is the port cdra sends from"),
+            (format!("{MINIMAL}[relay]\nsource_port = 68\n"), "relay.source_port: 68 is the DHCP client port"),
+            (format!("{MINIMAL}[relay]\nsource_port = 70000\n"), "relay.source_port: 70000 is out of range 1..=65535"),
+            (format!("{MINIMAL}[relay]\nsource_port = 0\n"), "relay.source_port: 0 is out of range"),
+            (format!("{MINIMAL}[relay.option82]\nvss = \"on\"\n"), "relay.option82.vss: invalid type: string"),
+            (format!("{MINIMAL}[relay.option82]\nflags = 1\n"), "relay.option82.flags: invalid type: integer"),
+            (
+                format!("{MINIMAL}[[upstream]]\ninterface = \"eth0\"\nvrf = \"vrf-a\"\n[[upstream]]\ninterface = \"eth2\"\nvrf = \"vrf-b\"\n"),
+                "upstream[1].vrf: vrf-b differs from upstream[0].vrf = vrf-a: the servers are reached through one VRF",
+            ),
+            (
+                format!("{MINIMAL}[[upstream]]\ninterface = \"eth0\"\nvrf = \"\"\n"),
+                "upstream[0].vrf: \"\" is not an interface name",
             ),
             (
                 format!("{proxy}[proxy]\nclient_lease = \"5s\"\n"),

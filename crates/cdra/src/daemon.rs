@@ -31,13 +31,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use cdra_core::{
-    Destination, Downstream, EchoId, Engine, EngineConfig, Ingress, Ipv4Net, Outbox, ProbeAnswer, Timestamp, Verdict,
+    Destination, Downstream, EchoId, Engine, EngineConfig, Ingress, LinkState, Outbox, ProbeAnswer, Timestamp, Verdict,
     CLIENT_PORT, SERVER_PORT,
 };
 use cdra_sys::icmp::IcmpSocket;
-use cdra_sys::iface::{interface_by_name, Interface};
+use cdra_sys::linkwatch::LinkWatch;
 use cdra_sys::packet::{ArpSocket, PacketSender};
 use cdra_sys::tap::{LinkDelivery, TapBatch, TransportChecksum, UdpTap};
 use cdra_sys::udp::{RecvBatch, UdpSocket};
@@ -45,6 +45,7 @@ use cdra_wire::ipv4::{write_ipv4_udp, FrameError, Ipv4Udp, Ipv4UdpHeader, UdpChe
 
 use crate::config::Settings;
 use crate::interception::Intercepts;
+use crate::links::{self, LinkLog};
 use crate::management;
 use crate::metrics::IoCounters;
 use crate::persistence::Persistence;
@@ -101,48 +102,44 @@ impl Clock {
     }
 }
 
-fn net_of(i: &Interface, want: Option<Ipv4Addr>) -> Option<Ipv4Net> {
-    let nets = i.ipv4.iter();
-    let chosen = match want {
-        Some(a) => nets.clone().find(|n| n.addr == a),
-        None => nets.clone().next(),
-    }?;
-    Some(Ipv4Net { addr: chosen.addr, prefix_len: chosen.prefix_len })
-}
-
-/// Resolve the configured interfaces into the engine's model.
-fn engine_config(settings: &Settings) -> Result<EngineConfig> {
+/// The engine's configuration from `settings` and the interfaces as they are now (see
+/// [`crate::links`]: a missing one is waiting, not an error). Each interface's state is
+/// logged when it differs from what `log` last said.
+fn engine_config(settings: &Settings, log: &mut LinkLog) -> Result<EngineConfig> {
     let mut downstream = Vec::new();
-    for (n, d) in settings.downstream.iter().enumerate() {
-        let i = interface_by_name(&d.interface).map_err(|e| anyhow!("downstream[{n}].interface: {e}"))?;
-        let address = match d.address {
-            Some(a) => net_of(&i, Some(a))
-                .ok_or_else(|| anyhow!("downstream[{n}].address: {a} is not an address of interface {}", i.name))?,
-            None => net_of(&i, None)
-                .ok_or_else(|| anyhow!("downstream[{n}].interface: interface {} has no IPv4 address", i.name))?,
-        };
-        if !i.up {
-            tracing::warn!(interface = %i.name, "downstream interface is down; clients on it will not be heard until it is up");
-        }
-        downstream.push(Downstream {
-            name: i.name.clone(),
-            ifindex: i.index,
-            address,
-            all_addresses: i.ipv4.iter().map(|n| n.addr).collect(),
-            mac: i.mac,
-            circuit_id: d.circuit_id.clone().unwrap_or_else(|| i.name.as_bytes().to_vec()),
-            trusted: d.trusted,
-        });
+    let hostname = crate::agent_id::hostname();
+    let ctx = links::AgentContext { hostname: &hostname, remote_id: settings.remote_id.as_ref() };
+    for d in &settings.downstream {
+        let (link, waiting) = links::resolve_downstream(d, &ctx);
+        let up_as = format!("{}/{}", link.address.addr, link.address.prefix_len);
+        log.note("downstream", &link.name, waiting.as_deref(), &up_as);
+        downstream.push(link);
     }
     let mut upstream = Vec::new();
     let mut upstream_addresses = Vec::new();
-    for (n, name) in settings.upstream.iter().enumerate() {
-        let i = interface_by_name(name).map_err(|e| anyhow!("upstream[{n}].interface: {e}"))?;
-        if i.ipv4.is_empty() {
-            bail!("upstream[{n}].interface: interface {} has no IPv4 address", i.name);
+    for name in &settings.upstream {
+        let (index, addresses, waiting) = links::resolve_upstream(name);
+        log.note("upstream", name, waiting.as_deref(), &format!("index {index}"));
+        // A waiting upstream keeps its place (index 0 matches nothing): replies are taken
+        // only from the configured upstream interfaces, never from any interface instead.
+        upstream.push(index);
+        upstream_addresses.extend(addresses);
+    }
+    // Replies arrive in the servers' VRF: should the kernel name the VRF device as their
+    // interface (IP_PKTINFO names the enslaved one as far as we know), it is upstream too.
+    if let Some(vrf) = &settings.server_vrf {
+        if let Ok(index) = cdra_sys::iface::name_to_index(vrf) {
+            if !upstream.contains(&index) {
+                upstream.push(index);
+            }
         }
-        upstream.push(i.index);
-        upstream_addresses.extend(i.ipv4.iter().map(|n| n.addr));
+    }
+    if settings.mode == cdra_core::Mode::Pool {
+        let links: Vec<_> = downstream
+            .iter()
+            .map(|d: &Downstream| (d.name.clone(), (d.state == LinkState::Up).then_some(d.address)))
+            .collect();
+        crate::pool_fit::check(settings.pool.size, &links).map_err(|e| anyhow!("{e}"))?;
     }
     let mut config = EngineConfig::relay(settings.servers.clone(), downstream, upstream);
     config.mode = settings.mode;
@@ -155,11 +152,12 @@ fn engine_config(settings: &Settings) -> Result<EngineConfig> {
     config.proxy = settings.proxy.clone();
     config.limits = settings.limits.clone();
     config.pool = settings.pool.clone();
+    config.source_port = settings.source_port;
     // The engine's choices an outsider must not predict (probe identifiers, the xids of its
     // own messages, eviction samples) start from the operating system's randomness.
     config.proxy.seed = getrandom::u64().map_err(|e| anyhow!("drawing a random seed: {e}"))?;
     if config.mode.caches() {
-        for d in &config.downstream {
+        for d in config.downstream.iter().filter(|d| d.state == LinkState::Up) {
             if d.mac.is_none() {
                 tracing::warn!(interface = %d.name, "downstream interface has no MAC address: ARP probes are not possible on it, ICMP only");
             }
@@ -168,11 +166,95 @@ fn engine_config(settings: &Settings) -> Result<EngineConfig> {
     Ok(config)
 }
 
+/// Where a UDP socket is bound now ([`UdpSocket::set_device`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Device {
+    /// No device: the default VRF.
+    Any,
+    /// A VRF (or any) device, by name.
+    Named(String),
+    /// Parked on the loopback device while its VRF does not exist: it receives nothing of
+    /// the links and cannot reach the servers, and waits to be moved into the VRF.
+    Parked,
+}
+
+impl Device {
+    fn name(&self) -> &str {
+        match self {
+            Device::Any => "",
+            Device::Named(n) => n,
+            Device::Parked => "lo",
+        }
+    }
+}
+
+/// A socket that follows a VRF device: opened at start-up (the port needs the privilege
+/// to bind it), moved with SO_BINDTODEVICE (CAP_NET_RAW) as the device comes and goes.
+struct Following {
+    socket: UdpSocket,
+    device: Device,
+}
+
+/// The UDP sockets, one per place DHCP traffic is routed (docs/design.md, "VRFs"):
+///
+/// - `main`: 0.0.0.0:67 in the default VRF, what cdra had before VRFs;
+/// - `server`: 0.0.0.0:67 bound to the servers' VRF (`[[upstream]] vrf`): requests to the
+///   servers leave through it, so the VRF's routing table routes them, and the servers'
+///   replies, which arrive on the VRF's interfaces, are received by it (a socket in the
+///   default VRF does not see them unless `udp_l3mdev_accept` is set);
+/// - `relay_port`: 0.0.0.0:`[relay] source_port` (RFC 8357), in the servers' VRF if any:
+///   first-hop requests leave from it and the servers answer to it;
+/// - `vrfs`: 0.0.0.0:67 bound to each other VRF a downstream interface is enslaved to
+///   (requests relayed to us by relays behind it, unicasts to our address there).
+///
+/// Client requests on downstream links are read by the taps whatever the VRF (AF_PACKET
+/// sees the frames), and answers to clients without an address go out at the link layer.
+struct UdpSockets {
+    main: UdpSocket,
+    server: Option<Following>,
+    relay_port: Option<Following>,
+    vrfs: Vec<(String, UdpSocket)>,
+    /// VRFs for which no socket could be opened after start-up (logged once each).
+    missing_vrfs: Vec<String>,
+}
+
+impl UdpSockets {
+    /// Every socket, for polling and reading.
+    fn all(&self) -> impl Iterator<Item = &UdpSocket> {
+        std::iter::once(&self.main)
+            .chain(self.server.iter().map(|f| &f.socket))
+            .chain(self.relay_port.iter().map(|f| &f.socket))
+            .chain(self.vrfs.iter().map(|(_, s)| s))
+    }
+
+    /// The socket for a datagram to a server.
+    fn to_server(&self, relay_port: bool) -> &UdpSocket {
+        let via = if relay_port { self.relay_port.as_ref().or(self.server.as_ref()) } else { self.server.as_ref() };
+        via.map_or(&self.main, |f| &f.socket)
+    }
+
+    /// The socket for a routed unicast to a client on a link of `vrf`.
+    fn in_vrf(&self, vrf: Option<&str>) -> &UdpSocket {
+        let Some(v) = vrf else { return &self.main };
+        if let Some(f) = self.server.as_ref().filter(|f| f.device.name() == v) {
+            return &f.socket;
+        }
+        self.vrfs.iter().find(|(n, _)| n == v).map_or(&self.main, |(_, s)| s)
+    }
+}
+
 /// Sockets of the data plane.
 struct Io {
-    udp: UdpSocket,
-    /// One per downstream interface: client requests with their Ethernet source.
-    taps: Vec<UdpTap>,
+    udp: UdpSockets,
+    /// The VRF of each downstream interface in one (its ifindex, the VRF's name).
+    link_vrfs: Vec<(u32, String)>,
+    /// Per downstream slot, while its link is up: client requests with their Ethernet
+    /// source.
+    taps: Vec<Option<UdpTap>>,
+    /// The interfaces the taps read (the UDP socket leaves their requests to them).
+    tapped: Vec<u32>,
+    /// Taps that could not be opened.
+    tap_errors: u64,
     packet: PacketSender,
     /// ARP and ICMP sockets for probes (proxy mode only).
     probes: Option<(ArpSocket, IcmpSocket)>,
@@ -207,11 +289,12 @@ impl Io {
         for out in outbox.iter() {
             let payload = out.payload();
             let result = match out.destination {
-                Destination::Server { addr } => {
-                    self.udp.send_to(payload, SocketAddrV4::new(addr, SERVER_PORT), None, None)
+                Destination::Server { addr, relay_port } => {
+                    self.udp.to_server(relay_port).send_to(payload, SocketAddrV4::new(addr, SERVER_PORT), None, None)
                 }
                 Destination::ClientUnicast { ifindex, src, dst } => {
-                    self.udp.send_to(payload, SocketAddrV4::new(dst, CLIENT_PORT), Some(src), Some(ifindex))
+                    let vrf = self.link_vrfs.iter().find(|(i, _)| *i == ifindex).map(|(_, v)| v.as_str());
+                    self.udp.in_vrf(vrf).send_to(payload, SocketAddrV4::new(dst, CLIENT_PORT), Some(src), Some(ifindex))
                 }
                 Destination::ClientLink { ifindex, mac, src, dst } => self.send_link(ifindex, mac, src, dst, payload),
             };
@@ -314,8 +397,11 @@ fn read_taps(
 ) -> bool {
     let mut yielded = false;
     for t in 0..io.taps.len() {
+        if io.taps.get(t).is_none_or(Option::is_none) {
+            continue;
+        }
         for batches_read in 1.. {
-            let n = match io.taps.get(t).map(|tap| tap.recv_batch(batch)) {
+            let n = match io.taps.get(t).and_then(Option::as_ref).map(|tap| tap.recv_batch(batch)) {
                 Some(Ok(n)) => n,
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "reading client requests failed");
@@ -354,18 +440,175 @@ fn read_taps(
 }
 
 /// Run until SIGTERM or SIGINT.
-pub fn run(settings: Settings) -> Result<()> {
-    let config = engine_config(&settings)?;
-    let udp = UdpSocket::bind_any(SERVER_PORT, None).map_err(|e| anyhow!("{e}"))?;
-    let mut taps = Vec::new();
-    for d in &config.downstream {
-        taps.push(UdpTap::open(d.ifindex, SERVER_PORT, Some(BOOTREQUEST)).map_err(|e| anyhow!("{e}"))?);
+/// Open (or close) the tap of each downstream slot as its link is (or is no longer) up, and
+/// keep the UDP socket's filter in step (it leaves the tapped links' requests to the taps).
+fn sync_taps(io: &mut Io, engine: &Engine) {
+    let links = &engine.config().downstream;
+    io.taps.resize_with(links.len(), || None);
+    for (slot, d) in io.taps.iter_mut().zip(links) {
+        let wanted = (d.state == LinkState::Up).then_some(d.ifindex);
+        if slot.as_ref().map(UdpTap::ifindex) == wanted {
+            continue;
+        }
+        *slot = None;
+        if let Some(ifindex) = wanted {
+            match UdpTap::open(ifindex, SERVER_PORT, Some(BOOTREQUEST)) {
+                Ok(tap) => *slot = Some(tap),
+                Err(e) => {
+                    io.tap_errors += 1;
+                    tracing::warn!(interface = %d.name, error = %e, "cannot read client requests on this interface; will try again at its next change");
+                }
+            }
+        }
     }
-    let tapped: Vec<u32> = config.downstream.iter().map(|d| d.ifindex).collect();
-    if let Err(e) = udp.ignore_from(&tapped, BOOTREQUEST) {
-        // Without the filter those requests are queued twice; the loop skips the UDP copy.
-        tracing::warn!(error = %e, "cannot filter client requests out of the UDP socket");
+    let tapped: Vec<u32> = io.taps.iter().flatten().map(UdpTap::ifindex).collect();
+    for udp in io.udp.all() {
+        if let Err(e) = udp.ignore_from(&tapped, BOOTREQUEST) {
+            // Without the filter those requests are queued twice; the loop skips the UDP copy.
+            tracing::warn!(error = %e, "cannot filter client requests out of the UDP socket");
+        }
     }
+    io.tapped = tapped;
+}
+
+/// Where a socket following the servers' VRF belongs now: in the VRF when its device
+/// exists, parked while it does not, nowhere in particular (`None`: the default VRF) when
+/// no VRF is configured.
+fn server_device(settings: &Settings) -> Device {
+    match &settings.server_vrf {
+        None => Device::Any,
+        Some(v) if cdra_sys::iface::name_to_index(v).is_ok() => Device::Named(v.clone()),
+        Some(_) => Device::Parked,
+    }
+}
+
+/// Open a UDP socket on `port` bound to `device`.
+fn open_udp(port: u16, device: &Device) -> Result<UdpSocket> {
+    let dev = match device {
+        Device::Any => None,
+        d => Some(d.name()),
+    };
+    UdpSocket::bind_any(port, dev).map_err(|e| anyhow!("{e}"))
+}
+
+/// The UDP sockets at start-up, while cdra may still bind ports below 1024: the default
+/// VRF's :67, the servers' VRF's (parked if the VRF does not exist yet) and the relay
+/// source port's.
+fn open_sockets(settings: &Settings) -> Result<UdpSockets> {
+    let main = UdpSocket::bind_any(SERVER_PORT, None).map_err(|e| anyhow!("{e}"))?;
+    let device = server_device(settings);
+    let server = match settings.server_vrf {
+        Some(_) => Some(Following { socket: open_udp(SERVER_PORT, &device)?, device: device.clone() }),
+        None => None,
+    };
+    let relay_port = match settings.source_port {
+        Some(port) => Some(Following {
+            socket: open_udp(port, &device).context(format!("relay.source_port {port}"))?,
+            device: device.clone(),
+        }),
+        None => None,
+    };
+    if device == Device::Parked {
+        tracing::warn!(vrf = %settings.server_vrf.as_deref().unwrap_or(""), "the servers' VRF device does not exist (yet): requests to the servers wait for it");
+    }
+    Ok(UdpSockets { main, server, relay_port, vrfs: Vec::new(), missing_vrfs: Vec::new() })
+}
+
+/// Keep the sockets in step with the VRFs (docs/design.md, "VRFs"): the sockets that
+/// follow the servers' VRF move into it when its device appears (or a reload names
+/// another), and each VRF a downstream interface is enslaved to gets a :67 socket, which
+/// can be opened only while cdra may bind port 67 (at start-up): a VRF that appears later
+/// is logged (restart cdra to give it one; its clients are served all the same).
+fn sync_sockets(io: &mut Io, settings: &Settings, engine: &Engine) {
+    let device = server_device(settings);
+    for f in [io.udp.server.as_mut(), io.udp.relay_port.as_mut()].into_iter().flatten() {
+        if f.device == device {
+            continue;
+        }
+        let name = if device == Device::Any { Device::Parked.name() } else { device.name() };
+        match f.socket.set_device(name) {
+            Ok(()) => {
+                tracing::info!(device = %name, "server-facing socket moved");
+                f.device = device.clone();
+            }
+            Err(e) => tracing::warn!(device = %name, error = %e, "cannot move the server-facing socket"),
+        }
+    }
+    let links = &engine.config().downstream;
+    io.link_vrfs = links
+        .iter()
+        .filter(|d| d.state == LinkState::Up)
+        .filter_map(|d| d.vrf.clone().map(|v| (d.ifindex, v)))
+        .collect();
+    let server_vrf = io.udp.server.as_ref().map(|f| f.device.name().to_string());
+    let wanted: Vec<String> = io.link_vrfs.iter().map(|(_, v)| v.clone()).collect();
+    for v in wanted {
+        if server_vrf.as_deref() == Some(v.as_str()) || io.udp.vrfs.iter().any(|(n, _)| *n == v) {
+            continue;
+        }
+        match open_udp(SERVER_PORT, &Device::Named(v.clone())) {
+            Ok(sock) => {
+                tracing::info!(vrf = %v, "UDP port 67 opened in the VRF of a downstream interface");
+                io.udp.vrfs.push((v, sock));
+            }
+            Err(e) if !io.udp.missing_vrfs.contains(&v) => {
+                tracing::warn!(vrf = %v, error = %e, "no UDP port 67 in this VRF (a downstream interface is in it); restart cdra to open one: its clients are served, requests relayed to cdra by relays in it are not");
+                io.udp.missing_vrfs.push(v);
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// What the loop needs to reload: the file, and what it said last time.
+struct Source {
+    path: Option<std::path::PathBuf>,
+    text: Option<String>,
+}
+
+/// Apply `settings` (a reload, or the interfaces as they are now): the engine's new
+/// configuration, the taps, the interception. Returns what the engine changed.
+#[allow(clippy::too_many_arguments)] // the loop's state a reconfiguration touches
+fn reconfigure(
+    settings: &Settings,
+    engine: &mut Engine,
+    io: &mut Io,
+    intercepts: &mut Option<Intercepts>,
+    log: &mut LinkLog,
+    now: Timestamp,
+    outbox: &mut Outbox,
+) -> Result<cdra_core::reconfigure::Reconfigured> {
+    let config = engine_config(settings, log)?;
+    let names_before: Vec<String> = live_names(engine);
+    let servers_before = engine.config().servers.clone();
+    let report = engine.reconfigure(now, config, outbox).map_err(|e| anyhow!("{e}"))?;
+    io.send_all(outbox);
+    outbox.clear();
+    sync_sockets(io, settings, engine);
+    sync_taps(io, engine);
+    if intercepts.is_some() && (live_names(engine) != names_before || engine.config().servers != servers_before) {
+        // Spoofing mode: the rules name the downstream interfaces and the servers.
+        *intercepts = None;
+        *intercepts = Intercepts::install(engine.config())?;
+        if let Some(i) = intercepts.as_mut() {
+            i.announce(engine, Instant::now());
+        }
+    }
+    Ok(report)
+}
+
+/// Names of the downstream interfaces configured now (not removed).
+fn live_names(engine: &Engine) -> Vec<String> {
+    engine.config().downstream.iter().filter(|d| d.state != LinkState::Removed).map(|d| d.name.clone()).collect()
+}
+
+pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Result<()> {
+    let mut settings = settings;
+    let mut source =
+        Source { text: config_path.as_ref().and_then(|p| std::fs::read_to_string(p).ok()), path: config_path };
+    let mut link_log = LinkLog::default();
+    let config = engine_config(&settings, &mut link_log)?;
+    let udp = open_sockets(&settings)?;
     let packet = PacketSender::new().map_err(|e| anyhow!("{e}"))?;
     let probes = if config.mode.caches() && !config.proxy.safe_network {
         let arp = ArpSocket::new().map_err(|e| anyhow!("{e}"))?;
@@ -374,6 +617,7 @@ pub fn run(settings: Settings) -> Result<()> {
     } else {
         None
     };
+    let mut watch = LinkWatch::open().map_err(|e| anyhow!("{e}"))?;
     let listeners = management::Listeners::bind(settings.metrics_listen, settings.control_socket.as_deref())?;
     // Spoofing mode: needs CAP_NET_ADMIN now and (to add server identifiers) later.
     let mut intercepts = Intercepts::install(&config)?;
@@ -385,7 +629,10 @@ pub fn run(settings: Settings) -> Result<()> {
     }
     let mut io = Io {
         udp,
-        taps,
+        link_vrfs: Vec::new(),
+        taps: Vec::new(),
+        tapped: Vec::new(),
+        tap_errors: 0,
         packet,
         probes,
         frame: vec![0u8; IPV4_UDP_HEADER_LEN + cdra_core::outbox::OUT_BUFFER_SIZE],
@@ -397,6 +644,7 @@ pub fn run(settings: Settings) -> Result<()> {
 
     let terminate = Arc::new(AtomicBool::new(false));
     let dump = Arc::new(AtomicBool::new(false));
+    let hangup = Arc::new(AtomicBool::new(false));
     let (signal_read, signal_write) = std::os::unix::net::UnixStream::pair().context("creating the signal pipe")?;
     signal_read.set_nonblocking(true).context("signal pipe")?;
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -404,16 +652,29 @@ pub fn run(settings: Settings) -> Result<()> {
     }
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&dump))
         .context("installing signal handlers")?;
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGUSR1] {
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hangup))
+        .context("installing signal handlers")?;
+    for sig in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGUSR1,
+        signal_hook::consts::SIGHUP,
+    ] {
         signal_hook::low_level::pipe::register(sig, signal_write.try_clone().context("signal pipe")?)
             .context("installing signal handlers")?;
     }
 
     // Every privileged socket is open and no other thread runs yet (the store writer and
-    // the management thread inherit what is kept).
-    crate::privileges::drop_privileges(config.mode, settings.user.as_deref())?;
+    // the management thread inherit what is kept). CAP_NET_RAW stays: a tap is opened
+    // whenever a downstream interface comes up.
+    let engine = Engine::new(config);
+    // The VRFs of the downstream interfaces found now get their sockets while port 67 may
+    // still be bound.
+    sync_sockets(&mut io, &settings, &engine);
+    crate::privileges::drop_privileges(engine.config().mode, settings.user.as_deref())?;
 
-    let mut engine = Engine::new(config);
+    let mut engine = engine;
+    sync_taps(&mut io, &engine);
     let mut outbox = Outbox::new(OUTBOX_SLOTS);
     let mut batch = RecvBatch::new(RECV_BATCH, RECV_BUFFER);
     let clock = Clock::new();
@@ -421,12 +682,18 @@ pub fn run(settings: Settings) -> Result<()> {
         (Some(store), mode) if mode.caches() => Some(Persistence::start(store, &mut engine, clock.now())),
         _ => None,
     };
+    // The per-client event log (`[log] events`), after the restore: restored records are
+    // not events.
+    let mut events = crate::event_log::EventLog::start(settings.events, &mut engine);
     let mut truncated = 0u64;
     let mut receive_yields = 0u64;
     {
         let c = engine.config();
-        let ds: Vec<String> =
-            c.downstream.iter().map(|d| format!("{}={}/{}", d.name, d.address.addr, d.address.prefix_len)).collect();
+        let ds: Vec<String> = c
+            .downstream
+            .iter()
+            .map(|d| format!("{}={}/{} ({})", d.name, d.address.addr, d.address.prefix_len, d.state.label()))
+            .collect();
         let servers: Vec<String> = c.servers.iter().map(|s| s.to_string()).collect();
         tracing::info!(mode = ?c.mode, downstream = %ds.join(","), upstream = %settings.upstream.join(","), servers = %servers.join(","), "cdra started");
     }
@@ -435,28 +702,37 @@ pub fn run(settings: Settings) -> Result<()> {
         i.announce(&mut engine, Instant::now());
     }
     let mut mgmt = listeners.map(|l| management::start(l, &engine, settings.management)).transpose()?;
-    // systemd Type=notify: ready once every socket is open (a no-op outside systemd).
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    // systemd Type=notify: ready once every socket is open, then WATCHDOG=1 from this
+    // loop (crate::service; no-ops outside systemd).
+    let mut watchdog = crate::service::Watchdog::from_env(Instant::now());
+    crate::service::ready(&watchdog);
 
-    // Descriptors polled: UDP, signals, the taps, then the optional ARP, ICMP and control
-    // sockets.
-    let mut fds = vec![io.udp.as_raw_fd(), signal_read.as_raw_fd()];
-    let taps_at = fds.len();
-    fds.extend(io.taps.iter().map(|t| t.as_raw_fd()));
+    // Descriptors polled, rebuilt each turn (taps come and go): UDP, signals, interface
+    // changes, the taps, then the optional ARP, ICMP and management sockets.
+    let mut fds: Vec<std::os::fd::RawFd> = Vec::new();
+    let mut ready: Vec<bool> = Vec::new();
     let mut tap_batch = TapBatch::new(RECV_BATCH, RECV_BUFFER);
-    let arp_at = io.probes.as_ref().map(|(arp, icmp)| {
-        fds.push(arp.as_raw_fd());
-        fds.push(icmp.as_raw_fd());
-        fds.len() - 2
-    });
-    let mgmt_at = mgmt.as_ref().map(|m| {
-        fds.push(m.fd());
-        fds.len() - 1
-    });
-    let mut ready = vec![false; fds.len()];
     let mut drain = [0u8; 64];
     let mut probe_buf = [0u8; 1500];
     while !terminate.load(Ordering::Relaxed) {
+        fds.clear();
+        fds.extend([io.udp.main.as_raw_fd(), signal_read.as_raw_fd(), watch.as_raw_fd()]);
+        // The other UDP sockets (VRFs, the relay source port): read every turn, as the
+        // main one is; polled so that they wake the loop.
+        fds.extend(io.udp.all().skip(1).map(|u| u.as_raw_fd()));
+        let taps_at = fds.len();
+        fds.extend(io.taps.iter().flatten().map(|t| t.as_raw_fd()));
+        let taps_end = fds.len();
+        let arp_at = io.probes.as_ref().map(|(arp, icmp)| {
+            fds.push(arp.as_raw_fd());
+            fds.push(icmp.as_raw_fd());
+            fds.len() - 2
+        });
+        let mgmt_at = mgmt.as_ref().map(|m| {
+            fds.push(m.fd());
+            fds.len() - 1
+        });
+        ready.resize(fds.len(), false);
         let now = clock.now();
         let wait = match engine.poll_timeout() {
             Some(t) => Duration::from_millis(t.as_millis().saturating_sub(now.as_millis())).min(Duration::from_secs(1)),
@@ -474,6 +750,33 @@ pub fn run(settings: Settings) -> Result<()> {
             break;
         }
         let now = clock.now();
+        // Interfaces that came, went or changed address: read the configured ones again.
+        if ready.get(2) == Some(&true) && watch.drain() {
+            match reconfigure(&settings, &mut engine, &mut io, &mut intercepts, &mut link_log, now, &mut outbox) {
+                Ok(_) => {
+                    if let Some(m) = mgmt.as_ref() {
+                        m.update_statics(&engine);
+                    }
+                }
+                Err(e) => tracing::warn!("following interface changes: {e:#}"),
+            }
+        }
+        if hangup.swap(false, Ordering::Relaxed) {
+            let text = reload(
+                &mut settings,
+                &mut source,
+                &mut engine,
+                &mut io,
+                &mut intercepts,
+                &mut link_log,
+                now,
+                &mut outbox,
+            );
+            if let Some(m) = mgmt.as_ref() {
+                m.update_statics(&engine);
+            }
+            drop(text); // logged by `reload`
+        }
         if engine.poll_timeout().is_some_and(|t| t <= now) {
             engine.handle_timeout(now, &mut outbox);
             io.send_all(&outbox);
@@ -490,7 +793,7 @@ pub fn run(settings: Settings) -> Result<()> {
         if let (Some(i), Some(m)) = (mgmt_at, mgmt.as_mut()) {
             if ready.get(i) == Some(&true) || m.wants_turn() {
                 let persistence = persistence.as_ref().map(Persistence::status);
-                let io = IoCounters {
+                let counters = IoCounters {
                     send_errors: io.send_errors,
                     oversized: truncated,
                     receive_yields,
@@ -498,51 +801,85 @@ pub fn run(settings: Settings) -> Result<()> {
                     other_host_frames: io.other_host_frames,
                     persistence,
                     intercept: intercepts.as_ref().map(|i| i.status()),
+                    event_write_errors: events.as_ref().map_or(0, |l| l.write_errors),
                 };
-                m.serve(&mut engine, now, io);
+                m.serve(&mut engine, now, counters);
+                // `cdra reload` and `config` over the control socket: done here, where the
+                // loop's state is.
+                for (conn, request) in m.take_loop_requests() {
+                    let text = match request {
+                        management::LoopRequest::Reload => {
+                            let text = reload(
+                                &mut settings,
+                                &mut source,
+                                &mut engine,
+                                &mut io,
+                                &mut intercepts,
+                                &mut link_log,
+                                now,
+                                &mut outbox,
+                            );
+                            m.update_statics(&engine);
+                            text
+                        }
+                        management::LoopRequest::RunningConfig => match &source.text {
+                            Some(t) => t.clone(),
+                            None => "error: cdra was not started from a configuration file".to_string(),
+                        },
+                    };
+                    m.answer_request(conn, text);
+                }
             }
         }
-        if ready.get(taps_at..taps_at + io.taps.len()).is_some_and(|r| r.iter().any(|x| *x))
+        if ready.get(taps_at..taps_end).is_some_and(|r| r.iter().any(|x| *x))
             && read_taps(&mut io, &mut engine, &clock, &mut outbox, &mut tap_batch, settings.receive_batches)
         {
             receive_yields += 1;
         }
-        for batches_read in 1.. {
-            let n = match io.udp.recv_batch(&mut batch) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
-                Err(e) => return Err(anyhow!("receiving on UDP port 67: {e}")),
-            };
-            let now = clock.now();
-            for i in 0..n {
-                let Some(rx) = batch.try_get(i) else { continue };
-                if rx.truncated {
-                    truncated += 1;
-                    continue;
+        let sockets = io.udp.all().count();
+        for k in 0..sockets {
+            for batches_read in 1.. {
+                let n = match io.udp.all().nth(k).map(|u| u.recv_batch(&mut batch)) {
+                    Some(Ok(n)) => n,
+                    Some(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => 0,
+                    Some(Err(e)) if k == 0 => return Err(anyhow!("receiving on UDP port 67: {e}")),
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "receiving on a UDP socket of a VRF");
+                        0
+                    }
+                    None => 0,
+                };
+                let now = clock.now();
+                for i in 0..n {
+                    let Some(rx) = batch.try_get(i) else { continue };
+                    if rx.truncated {
+                        truncated += 1;
+                        continue;
+                    }
+                    // A tapped link's requests are the tap's (should the filter have let one in).
+                    if rx.data.first() == Some(&BOOTREQUEST) && io.tapped.contains(&rx.ifindex) {
+                        continue;
+                    }
+                    let ingress =
+                        Ingress { link_source: None, ifindex: rx.ifindex, src: rx.src, dst: rx.dst, data: rx.data };
+                    let verdict = engine.handle_datagram(now, ingress, &mut outbox);
+                    if let Verdict::Dropped(reason) = verdict {
+                        tracing::debug!(ifindex = rx.ifindex, src = %rx.src, reason = reason.label(), "dropped");
+                    }
+                    if outbox.remaining() < 8 {
+                        io.send_all(&outbox);
+                        outbox.clear();
+                    }
                 }
-                // A tapped link's requests are the tap's (should the filter have let one in).
-                if rx.data.first() == Some(&BOOTREQUEST) && tapped.contains(&rx.ifindex) {
-                    continue;
-                }
-                let ingress =
-                    Ingress { link_source: None, ifindex: rx.ifindex, src: rx.src, dst: rx.dst, data: rx.data };
-                let verdict = engine.handle_datagram(now, ingress, &mut outbox);
-                if let Verdict::Dropped(reason) = verdict {
-                    tracing::debug!(ifindex = rx.ifindex, src = %rx.src, reason = reason.label(), "dropped");
-                }
-                if outbox.remaining() < 8 {
-                    io.send_all(&outbox);
-                    outbox.clear();
-                }
-            }
-            io.send_all(&outbox);
-            outbox.clear();
-            match after_batch(batches_read, n, batch.capacity(), settings.receive_batches) {
-                AfterBatch::ReadMore => {}
-                AfterBatch::Drained => break,
-                AfterBatch::Yield => {
-                    receive_yields += 1;
-                    break;
+                io.send_all(&outbox);
+                outbox.clear();
+                match after_batch(batches_read, n, batch.capacity(), settings.receive_batches) {
+                    AfterBatch::ReadMore => {}
+                    AfterBatch::Drained => break,
+                    AfterBatch::Yield => {
+                        receive_yields += 1;
+                        break;
+                    }
                 }
             }
         }
@@ -552,6 +889,9 @@ pub fn run(settings: Settings) -> Result<()> {
         if let Some(p) = persistence.as_mut() {
             p.flush_changes(&mut engine, clock.now());
         }
+        // The event log follows a reload's `[log]`, then writes this turn's events.
+        crate::event_log::turn(&mut events, settings.events, &mut engine);
+        watchdog.tick(Instant::now());
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     tracing::info!("cdra stopping");
@@ -561,8 +901,53 @@ pub fn run(settings: Settings) -> Result<()> {
     if let Some(p) = persistence.take() {
         p.shutdown(&mut engine);
     }
+    if let Some(log) = events.as_mut() {
+        log.write_pending(&mut engine);
+    }
     report::log_counters(&engine, io.send_errors, truncated);
     Ok(())
+}
+
+/// A reload (SIGHUP or `cdra reload`): the file read and checked as `cdra check` does, then
+/// applied; or refused, with the running configuration kept. Returns the answer for `cdra
+/// reload` (first word `ok` or `error`), also logged.
+#[allow(clippy::too_many_arguments)] // the loop's state a reload touches
+fn reload(
+    settings: &mut Settings,
+    source: &mut Source,
+    engine: &mut Engine,
+    io: &mut Io,
+    intercepts: &mut Option<Intercepts>,
+    log: &mut LinkLog,
+    now: Timestamp,
+    outbox: &mut Outbox,
+) -> String {
+    let Some(path) = source.path.clone() else {
+        let text = "error: no configuration file to reload (cdra was started with the dhcrelay command line)";
+        tracing::warn!("{text}");
+        return text.to_string();
+    };
+    let (new, text) = match crate::reload::read(&path) {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!("reload refused, the running configuration stays: {e}");
+            return format!("error: {e}");
+        }
+    };
+    let restart = crate::reload::restart_only(settings, &new);
+    match reconfigure(&new, engine, io, intercepts, log, now, outbox) {
+        Ok(report) => {
+            let said = crate::reload::describe(&report, &restart);
+            tracing::info!(config = %path.display(), "{said}");
+            *settings = new;
+            source.text = Some(text);
+            format!("ok: {said}")
+        }
+        Err(e) => {
+            tracing::error!(config = %path.display(), "reload refused, the running configuration stays: {e:#}");
+            format!("error: {}: {e:#}", path.display())
+        }
+    }
 }
 
 #[cfg(test)]

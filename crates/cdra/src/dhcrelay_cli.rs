@@ -1,6 +1,6 @@
 //! ISC dhcrelay's command line, so cdra can replace it in an existing unit file:
 //! `cdra relay [-4] [-d] [-q] [-a] [-D] [-c COUNT] [-A LENGTH] [-m append|replace|forward|discard]
-//! [-pf FILE] [--no-pid] [-i IF]... [-id IF]... [-iu IF]... SERVER...`
+//! [-U IF] [-rp PORT] [-pf FILE] [--no-pid] [-i IF]... [-id IF]... [-iu IF]... SERVER...`
 //!
 //! The words fill in the same sections the TOML file is read into, starting from the same
 //! defaults, and go through the same validation, so both produce the same [`Settings`].
@@ -47,6 +47,7 @@ pub fn parse(args: &[String]) -> Result<DhcrelayCommand, ConfigError> {
     let mut downstream: Vec<InterfaceName> = Vec::new();
     let mut upstream: Vec<InterfaceName> = Vec::new();
     let mut servers: Vec<ServerAddr> = Vec::new();
+    let mut uplink: Option<InterfaceName> = None;
     let mut quiet = false;
     let mut pid_file = None;
     let mut notes = Vec::new();
@@ -113,7 +114,32 @@ pub fn parse(args: &[String]) -> Result<DhcrelayCommand, ConfigError> {
             }
             "-id" => downstream.push(interface("-id", value("-id", &mut words)?)?),
             "-iu" => upstream.push(interface("-iu", value("-iu", &mut words)?)?),
-            "-p" | "-l" | "-u" | "-s" | "-I" | "-rp" | "-U" | "-g" => {
+            "-U" => {
+                // dhcrelay 4.4: "-U interface ... the giaddr is set to the address of the
+                // interface given, and the link selection sub-option (RFC 3527) carries the
+                // address of the interface the request arrived on"; it turns on -a.
+                if uplink.is_some() {
+                    return Err(err("-U", "more than one -U"));
+                }
+                uplink = Some(interface("-U", value("-U", &mut words)?)?);
+                file.relay.option82.insert = true;
+            }
+            "-rp" => {
+                let v = value("-rp", &mut words)?;
+                file.relay.source_port = match v.parse::<u16>() {
+                    Ok(p) if p != 0 && p != 67 && p != 68 => Some(p),
+                    _ => return Err(err("-rp", format!("{v:?} is not a port other than 0, 67 and 68"))),
+                };
+                // The relay source port sub-option lives in option 82.
+                if !file.relay.option82.insert {
+                    notes.push(
+                        "-rp: option 82 is inserted (as -a), since the relay source port sub-option is part of it"
+                            .into(),
+                    );
+                }
+                file.relay.option82.insert = true;
+            }
+            "-p" | "-l" | "-u" | "-s" | "-I" | "-g" => {
                 return Err(err(w, "is not supported by cdra; use a configuration file (cdra run --config FILE)"));
             }
             other if other.starts_with('-') => return Err(err(other, "unknown option")),
@@ -132,13 +158,16 @@ pub fn parse(args: &[String]) -> Result<DhcrelayCommand, ConfigError> {
     dedup_keep_first(&mut downstream);
     dedup_keep_first(&mut upstream);
     file.servers = servers;
-    file.downstream = downstream.into_iter().map(FileDownstream::named).collect();
-    file.upstream = upstream.into_iter().map(|interface| FileUpstream { interface }).collect();
+    file.downstream = downstream
+        .into_iter()
+        .map(|name| FileDownstream { source_interface: uplink.clone(), ..FileDownstream::named(name) })
+        .collect();
+    file.upstream = upstream.into_iter().map(|interface| FileUpstream { interface, vrf: None }).collect();
     let settings = config::validate(file).map_err(|e| {
         // Name the words of this command line, not the keys of the file.
-        let key = ["servers", "downstream", "upstream"]
+        let key = ["servers", "relay.source_port", "downstream", "upstream"]
             .iter()
-            .zip(["SERVER", "-id", "-iu"])
+            .zip(["SERVER", "-rp", "-id", "-iu"])
             .find(|(file_key, _)| e.key.starts_with(*file_key))
             .map_or(e.key.as_str(), |(_, word)| word);
         err(key, e.problem)
@@ -166,6 +195,30 @@ mod tests {
         assert!(s.option82.insert);
         assert_eq!(s.option82.policy, Option82Policy::Replace);
         assert_eq!(s.max_hops, 6);
+    }
+
+    #[test]
+    fn uplink_and_relay_port() {
+        // ISC dhcrelay -U: giaddr from that interface on every downstream, -a implied.
+        let s = parse(&words("-id rd0 -id rd1 -iu ru0 -U lo0 10.0.0.1")).expect("valid").settings;
+        assert!(s.option82.insert);
+        assert!(s.downstream.iter().all(|d| d.source_interface.as_deref() == Some("lo0")));
+        assert_eq!(s.source_port, None);
+        // -rp: RFC 8357 relay source port (in option 82, so -a too, with a note).
+        let c = parse(&words("-id rd0 -rp 1067 10.0.0.1")).expect("valid");
+        assert_eq!(c.settings.source_port, Some(1067));
+        assert!(c.settings.option82.insert);
+        assert!(c.notes.iter().any(|n| n.starts_with("-rp")));
+        for (line, want) in [
+            ("-id rd0 -U lo0 -U lo1 10.0.0.1", "-U: more than one -U"),
+            ("-id rd0 -U", "-U: needs a value"),
+            ("-id rd0 -rp 67 10.0.0.1", "-rp: \"67\" is not a port"),
+            ("-id rd0 -rp x 10.0.0.1", "-rp"),
+            ("-id rd0 -U rd0 10.0.0.1", "rd0 is the interface itself"),
+        ] {
+            let e = parse(&words(line)).expect_err(line).to_string();
+            assert!(e.contains(want), "{line}: {e:?} should contain {want:?}");
+        }
     }
 
     #[test]

@@ -42,6 +42,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -50,7 +51,7 @@ use cdra_core::table::{ClientKey, Slot};
 use cdra_core::{Engine, Timestamp};
 use cdra_sys::poll::{wait_ready, Interest};
 
-use crate::control::{self, Command, ControlServer, Lookup, Row, Target};
+use crate::control::{self, Command, ControlServer, Lookup, PoolRow, Row, Target};
 use crate::metrics::{self, IoCounters, Snapshot, Static};
 
 /// Longest HTTP request head read from a metrics client; a longer one is answered from
@@ -143,6 +144,11 @@ pub enum Query {
         /// First slot.
         cursor: Slot,
     },
+    /// Pool mode: every pool entry (after the records, for `list`).
+    PoolRows,
+    /// Something only the loop can do (a reload, the running configuration's text): the
+    /// loop answers it with [`LoopSide::answer_request`].
+    Loop(LoopRequest),
     /// One record in detail.
     Show(Lookup),
     /// Remove one record.
@@ -161,6 +167,15 @@ pub enum Query {
     },
 }
 
+/// What a connection asks of the loop itself ([`Query::Loop`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoopRequest {
+    /// `reload`.
+    Reload,
+    /// `config`.
+    RunningConfig,
+}
+
 /// The loop's answer to a [`Query`].
 #[derive(Debug)]
 pub enum Reply {
@@ -168,8 +183,12 @@ pub enum Reply {
     Snapshot(Box<Snapshot>),
     /// To [`Query::Rows`]: the rows and the next cursor (`None`: done).
     Rows(Vec<Row>, Option<Slot>),
+    /// To [`Query::PoolRows`].
+    PoolRows(Vec<PoolRow>),
+    /// To [`Query::Loop`]: the whole answer.
+    Text(String),
     /// To [`Query::Show`].
-    Shown(Option<String>),
+    Shown(Option<Box<control::Shown>>),
     /// To [`Query::Flush`]: the key of the record removed.
     Flushed(Option<ClientKey>),
     /// To [`Query::FlushAll`]: how many were removed, and the next cursor.
@@ -246,15 +265,21 @@ pub struct LoopSide {
     more: bool,
     list_chunk: usize,
     thread: Option<JoinHandle<()>>,
+    /// Requests only the loop can answer (`reload`, `config`), waiting for it.
+    loop_requests: Vec<(u64, LoopRequest)>,
+    /// What the answers name (interfaces, servers), shared with the thread; replaced when
+    /// the interfaces change.
+    statics: Arc<Mutex<Static>>,
 }
 
 /// Start the management thread with `listeners`. `engine` gives the names and addresses
-/// the answers show (they do not change while cdra runs).
+/// the answers show ([`LoopSide::update_statics`] when they change).
 pub fn start(listeners: Listeners, engine: &Engine, limits: Limits) -> Result<LoopSide> {
     let capacity = limits.metrics.max_connections + limits.control.max_connections;
     let (query_tx, query_rx) = sync_channel(capacity);
     let (reply_tx, reply_rx) = sync_channel(capacity);
     let (loop_wake, thread_wake) = Wake::pair()?;
+    let statics = Arc::new(Mutex::new(Static::of(engine)));
     let thread = Thread {
         listeners,
         limits,
@@ -266,7 +291,7 @@ pub fn start(listeners: Listeners, engine: &Engine, limits: Limits) -> Result<Lo
         conns: Vec::new(),
         next_id: 0,
         counters: ManagementCounters::default(),
-        statics: Static::of(engine),
+        statics: Arc::clone(&statics),
         paused: [None; Channel::COUNT],
     };
     let handle = std::thread::Builder::new()
@@ -280,6 +305,8 @@ pub fn start(listeners: Listeners, engine: &Engine, limits: Limits) -> Result<Lo
         more: false,
         list_chunk: limits.list_chunk.max(1),
         thread: Some(handle),
+        loop_requests: Vec::new(),
+        statics,
     })
 }
 
@@ -302,6 +329,11 @@ impl LoopSide {
         let mut answered = false;
         while budget > 0 {
             let Ok(q) = self.queries.try_recv() else { break };
+            if let Query::Loop(request) = q.body {
+                self.loop_requests.push((q.conn, request));
+                budget = budget.saturating_sub(1);
+                continue;
+            }
             let (body, cost) = answer(engine, now, io, q.body, budget);
             budget = budget.saturating_sub(cost.max(1));
             // Never full (see the module docs); if the thread is gone the reply is moot.
@@ -311,6 +343,30 @@ impl LoopSide {
         self.more = budget == 0;
         if answered {
             self.wake.wake();
+        }
+    }
+
+    /// The requests only the loop can answer, taken since the last call; answer each with
+    /// [`LoopSide::answer_request`].
+    pub fn take_loop_requests(&mut self) -> Vec<(u64, LoopRequest)> {
+        std::mem::take(&mut self.loop_requests)
+    }
+
+    /// Answer connection `conn`'s loop request with `text` (one or more lines).
+    pub fn answer_request(&mut self, conn: u64, mut text: String) {
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        // Never full: each connection has at most one query in flight (see the module docs).
+        let _ = self.replies.try_send(Envelope { conn, body: Reply::Text(text) });
+        self.wake.wake();
+    }
+
+    /// The interfaces changed (a reload, one came or went): listings and metrics name them
+    /// from now on.
+    pub fn update_statics(&self, engine: &Engine) {
+        if let Ok(mut st) = self.statics.lock() {
+            *st = Static::of(engine);
         }
     }
 
@@ -350,6 +406,13 @@ fn answer(engine: &mut Engine, now: Timestamp, io: IoCounters, query: Query, chu
             let (rows, next) = control::rows(engine, now, cursor, chunk);
             (Reply::Rows(rows, next), walked(cursor, next))
         }
+        Query::PoolRows => {
+            let rows = control::pool_rows(engine, now);
+            let n = rows.len();
+            (Reply::PoolRows(rows), n)
+        }
+        // Taken out before `answer` (see `LoopSide::serve`).
+        Query::Loop(_) => (Reply::Text("error: internal: not answered by the loop\n".into()), 0),
         Query::Show(lookup) => (Reply::Shown(control::show(engine, now, &lookup)), 0),
         Query::Flush(lookup) => (Reply::Flushed(control::flush(engine, &lookup)), 0),
         Query::FlushAll { cursor } => {
@@ -404,13 +467,17 @@ enum Job {
     Reading,
     /// A scrape: waiting for the snapshot.
     Scrape,
-    /// `counters`: waiting for the snapshot.
-    Counters,
+    /// `counters`: waiting for the snapshot (`json`: answer in JSON).
+    Counters { json: bool },
     /// `list`: `listed` rows so far, `next` cursor (`None`: all asked for).
-    List { listed: usize, next: Option<Slot> },
+    List { listed: usize, next: Option<Slot>, json: bool },
+    /// `list` in pool mode, the records written: waiting for the pool entries.
+    ListPool { listed: usize, json: bool },
+    /// `reload` or `config`: waiting for the loop's text.
+    Loop,
     /// `show` / `flush` of `target` (`what` as written): looked up by index first, then,
     /// for a bare MAC address, by a chaddr search from `scan`.
-    Find { flush: bool, what: String, mac: Option<[u8; 6]>, scan: Option<Slot> },
+    Find { flush: bool, what: String, mac: Option<[u8; 6]>, scan: Option<Slot>, json: bool },
     /// `flush all`: `flushed` so far, `next` cursor.
     FlushAll { flushed: usize, next: Option<Slot> },
     /// The answer is complete: write what is left, then close.
@@ -472,37 +539,47 @@ impl Conn {
                 let line = String::from_utf8_lossy(&self.input);
                 let line = line.lines().next().unwrap_or("").trim().to_string();
                 match control::parse(&line) {
-                    Command::List => {
-                        self.job = Job::List { listed: 0, next: None };
+                    Command::List { json } => {
+                        self.job = Job::List { listed: 0, next: None, json };
                         self.to_send = Some(Query::Rows { cursor: 0 });
                     }
-                    Command::Counters => {
-                        self.job = Job::Counters;
+                    Command::Counters { json } => {
+                        self.job = Job::Counters { json };
                         self.to_send = Some(Query::Snapshot);
                     }
                     Command::FlushAll => {
                         self.job = Job::FlushAll { flushed: 0, next: None };
                         self.to_send = Some(Query::FlushAll { cursor: 0 });
                     }
-                    Command::Show { target, what } | Command::Flush { target, what } if target == Target::Nothing => {
+                    Command::Show { target, what, .. } | Command::Flush { target, what }
+                        if target == Target::Nothing =>
+                    {
                         self.finish(&format!("error: no client {what}\n"));
                     }
-                    Command::Show { target, what } => self.find(false, target, what),
-                    Command::Flush { target, what } => self.find(true, target, what),
+                    Command::Show { target, what, json } => self.find(false, target, what, json),
+                    Command::Flush { target, what } => self.find(true, target, what, false),
+                    Command::Reload => {
+                        self.job = Job::Loop;
+                        self.to_send = Some(Query::Loop(LoopRequest::Reload));
+                    }
+                    Command::RunningConfig => {
+                        self.job = Job::Loop;
+                        self.to_send = Some(Query::Loop(LoopRequest::RunningConfig));
+                    }
                     Command::Invalid => self.finish(control::USAGE),
                 }
             }
         }
     }
 
-    fn find(&mut self, flush: bool, target: Target, what: String) {
+    fn find(&mut self, flush: bool, target: Target, what: String, json: bool) {
         let (lookup, mac) = match target {
             Target::Address(ip) => (Lookup::Address(ip), None),
             Target::Key { key, mac } => (Lookup::Key(key), mac),
             Target::Nothing => return self.finish(&format!("error: no client {what}\n")),
         };
         self.to_send = Some(if flush { Query::Flush(lookup) } else { Query::Show(lookup) });
-        self.job = Job::Find { flush, what, mac, scan: None };
+        self.job = Job::Find { flush, what, mac, scan: None, json };
     }
 
     /// The loop answered this connection's query.
@@ -513,22 +590,50 @@ impl Conn {
                 let body = metrics::render(st, &snap, mgmt);
                 self.out.extend_from_slice(http_response("200 OK", &body).as_bytes());
             }
-            (Job::Counters, Reply::Snapshot(snap)) => self.finish(&control::counters_text(&snap, mgmt)),
-            (Job::List { listed, .. }, Reply::Rows(rows, next)) => {
+            (Job::Counters { json: false }, Reply::Snapshot(snap)) => self.finish(&control::counters_text(&snap, mgmt)),
+            (Job::Counters { json: true }, Reply::Snapshot(snap)) => {
+                self.finish(&format!("{}\n", control::counters_json(st, &snap, mgmt)))
+            }
+            (Job::List { listed, json, .. }, Reply::Rows(rows, next)) => {
                 let mut text = String::with_capacity(rows.len() * 128 + 32);
                 for row in &rows {
-                    control::write_row(&mut text, &st.downstream_names, row);
+                    if json {
+                        text.push_str(&control::row_json(&st.downstream_names, row).to_string());
+                    } else {
+                        control::write_row(&mut text, &st.downstream_names, row);
+                    }
                     text.push('\n');
                 }
                 let listed = listed + rows.len();
-                if next.is_none() {
+                // JSON lines have no comment line: every line is an object.
+                if next.is_none() && !st.pool && !json {
                     text.push_str(&format!("# {listed} client(s)\n"));
                 }
                 self.out.extend_from_slice(text.as_bytes());
                 self.job = match next {
-                    Some(_) => Job::List { listed, next },
+                    Some(_) => Job::List { listed, next, json },
+                    None if st.pool => {
+                        self.to_send = Some(Query::PoolRows);
+                        Job::ListPool { listed, json }
+                    }
                     None => Job::Finish,
                 };
+            }
+            (Job::Loop, Reply::Text(text)) => self.finish(&text),
+            (Job::ListPool { listed, json }, Reply::PoolRows(rows)) => {
+                let mut text = String::with_capacity(rows.len() * 128 + 64);
+                for row in &rows {
+                    if json {
+                        text.push_str(&control::pool_row_json(&st.downstream_names, row).to_string());
+                    } else {
+                        control::write_pool_row(&mut text, &st.downstream_names, row);
+                    }
+                    text.push('\n');
+                }
+                if !json {
+                    text.push_str(&format!("# {listed} client(s), {} pool entries\n", rows.len()));
+                }
+                self.finish(&text);
             }
             (Job::FlushAll { flushed, .. }, Reply::FlushedSome(n, next)) => {
                 let flushed = flushed + n;
@@ -540,24 +645,32 @@ impl Conn {
                     None => self.finish(&format!("flushed {flushed} client(s)\n")),
                 }
             }
-            (Job::Find { flush: false, .. }, Reply::Shown(Some(text))) => self.finish(&text),
+            (Job::Find { flush: false, json: false, .. }, Reply::Shown(Some(shown))) => {
+                self.finish(&control::describe(&st.downstream_names, &shown))
+            }
+            (Job::Find { flush: false, json: true, .. }, Reply::Shown(Some(shown))) => {
+                self.finish(&format!("{}\n", control::shown_json(&st.downstream_names, &shown)))
+            }
             (Job::Find { flush: true, .. }, Reply::Flushed(Some(key))) => self.finish(&format!("flushed {key}\n")),
-            (Job::Find { flush, what, mac: Some(mac), scan: None }, Reply::Shown(None) | Reply::Flushed(None)) => {
+            (
+                Job::Find { flush, what, mac: Some(mac), scan: None, json },
+                Reply::Shown(None) | Reply::Flushed(None),
+            ) => {
                 // Not a key in the table: a bare MAC may be the chaddr of a client keyed by
                 // its client identifier.
                 self.to_send = Some(Query::ScanChaddr { mac, cursor: 0 });
-                self.job = Job::Find { flush, what, mac: Some(mac), scan: Some(0) };
+                self.job = Job::Find { flush, what, mac: Some(mac), scan: Some(0), json };
             }
-            (Job::Find { flush, what, mac, .. }, Reply::Scanned(found, next)) => match (found, next) {
+            (Job::Find { flush, what, mac, json, .. }, Reply::Scanned(found, next)) => match (found, next) {
                 (Some(key), _) => {
                     let lookup = Lookup::Key(key);
                     self.to_send = Some(if flush { Query::Flush(lookup) } else { Query::Show(lookup) });
                     // No second search: the key is in the table (or just left it).
-                    self.job = Job::Find { flush, what, mac: None, scan: None };
+                    self.job = Job::Find { flush, what, mac: None, scan: None, json };
                 }
                 (None, Some(cursor)) => {
                     self.to_send = Some(Query::ScanChaddr { mac: mac.unwrap_or_default(), cursor });
-                    self.job = Job::Find { flush, what, mac, scan: Some(cursor) };
+                    self.job = Job::Find { flush, what, mac, scan: Some(cursor), json };
                 }
                 (None, None) => self.finish(&format!("error: no client {what}\n")),
             },
@@ -631,7 +744,7 @@ struct Thread {
     conns: Vec<Conn>,
     next_id: u64,
     counters: ManagementCounters,
-    statics: Static,
+    statics: Arc<Mutex<Static>>,
     /// A listener whose `accept` failed (EMFILE and the like) is not polled until then,
     /// so a pending connection it cannot take does not spin the thread.
     paused: [Option<Instant>; Channel::COUNT],
@@ -735,7 +848,8 @@ impl Thread {
                     self.in_flight = self.in_flight.saturating_sub(1);
                     if let Some(c) = self.conns.iter_mut().find(|c| c.id == conn) {
                         c.awaiting = false;
-                        c.on_reply(body, &self.statics, &self.counters);
+                        let st = self.statics.lock().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone());
+                        c.on_reply(body, &st, &self.counters);
                         c.progress();
                         c.want_more();
                     }
@@ -1113,6 +1227,60 @@ mod tests {
         assert_eq!(engine.table().len(), 0);
         // 1000 slots in chunks of 64: at least 16 turns for the listing alone.
         assert!(turns >= 16 + 16, "{turns} turns");
+    }
+
+    #[test]
+    fn list_show_and_counters_answer_in_json() {
+        let fake = FakeLoop::start(engine(300, false), limits(4, Duration::from_secs(5), 64));
+        let list = fake.control("list json");
+        let rows: Vec<serde_json::Value> =
+            list.lines().map(|l| serde_json::from_str(l).expect("one JSON object a line")).collect();
+        assert_eq!(rows.len(), 300, "every client, no comment line");
+        let first = &rows[0];
+        assert_eq!(first["type"], "client");
+        assert_eq!(first["client"], "hw:1:02:cd:00:00:00:00");
+        assert_eq!(first["interface"], "ds0");
+        assert_eq!(first["address"], "10.64.0.10");
+        assert_eq!(first["state"], "bound");
+        assert_eq!(first["lease_left_secs"], 86_400);
+        assert_eq!(first["lease_infinite"], false);
+        assert_eq!(first["server"], "10.0.0.1");
+        assert!(first.get("pool_entry").is_none());
+        let shown: serde_json::Value = serde_json::from_str(&fake.control("show 10.64.0.11 json")).expect("JSON");
+        assert_eq!(shown["client"], "hw:1:02:cd:00:00:00:01");
+        assert_eq!((shown["kind"].as_str(), shown["lease_secs"].as_u64()), (Some("Dhcp"), Some(86_400)));
+        // A bare MAC of a client keyed otherwise still goes through the chaddr search.
+        assert_eq!(fake.control("show 02:cd:00:00:09:99 json"), "error: no client 02:cd:00:00:09:99\n");
+        let text = fake.control("show 10.64.0.11");
+        assert!(text.starts_with("hw:1:02:cd:00:00:00:01 ds0 10.64.0.11 bound"), "text unchanged: {text}");
+        let counters = fake.control("counters json");
+        assert_eq!(counters.lines().count(), 1);
+        let c: serde_json::Value = serde_json::from_str(&counters).expect("JSON");
+        assert_eq!(c["clients"], 300);
+        assert_eq!(c["event"]["local_ack"], 0);
+        assert_eq!(c["removed"]["evicted"], 0);
+        assert_eq!(c["dropped"]["malformed"], 0);
+        assert_eq!(c["management_timeouts"]["control"], 0);
+        assert!(c["servers"].as_array().is_some_and(|s| !s.is_empty()), "{c}");
+        assert_eq!(fake.control("flush all json"), control::USAGE, "flush has no JSON form");
+    }
+
+    #[test]
+    fn pool_mode_lists_its_pool_entries_in_json_after_the_clients() {
+        let mut engine = Engine::new(SimConfig::small(1, Mode::Pool).engine_config());
+        let mut outbox = cdra_core::Outbox::new(64);
+        engine.handle_timeout(Timestamp::from_millis(1), &mut outbox);
+        let fake = FakeLoop::start(engine, limits(4, Duration::from_secs(5), 64));
+        let rows: Vec<serde_json::Value> = fake
+            .control("list json")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+            .collect();
+        assert_eq!(rows.len(), 16, "no client yet, 8 pool entries on each of the two links");
+        assert!(rows.iter().all(|r| r["type"] == "pool_entry"), "{rows:?}");
+        assert_eq!((rows[0]["entry"].as_str(), rows[15]["entry"].as_str()), (Some("ds0/0"), Some("ds1/7")));
+        let text = fake.control("list");
+        assert!(text.ends_with("# 0 client(s), 16 pool entries\n"), "text unchanged: {text}");
     }
 
     #[test]

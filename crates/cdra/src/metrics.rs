@@ -34,6 +34,8 @@ pub struct IoCounters {
     pub persistence: Option<crate::persistence::PersistenceStatus>,
     /// Spoofing mode's interception.
     pub intercept: Option<crate::interception::InterceptStatus>,
+    /// Event log lines that could not be written (`[log] events`).
+    pub event_write_errors: u64,
 }
 
 /// Listen on `addr` (non-blocking; the management thread accepts).
@@ -54,6 +56,10 @@ pub struct Static {
     pub servers: Vec<Ipv4Addr>,
     /// The mode keeps a client table.
     pub caches: bool,
+    /// Pool mode (the listing shows the pool entries; metrics show the pool).
+    pub pool: bool,
+    /// `[pool] size`.
+    pub pool_size: usize,
 }
 
 impl Static {
@@ -64,6 +70,8 @@ impl Static {
             downstream_names: engine.config().downstream.iter().map(|d| d.name.clone()).collect(),
             servers: engine.servers().servers().iter().map(|s| s.addr).collect(),
             caches: engine.config().mode.caches(),
+            pool: engine.config().mode == cdra_core::Mode::Pool,
+            pool_size: engine.config().pool.size,
         }
     }
 }
@@ -88,6 +96,10 @@ pub struct Snapshot {
     pub io: IoCounters,
     /// Spoofing mode: server identifiers the engine did not intercept (its bound).
     pub intercept_refused: u64,
+    /// Pool mode: the entries of each downstream interface, by state.
+    pub pool: Vec<cdra_core::pool::PoolTotals>,
+    /// Each downstream slot's name and state (up, waiting, removed).
+    pub links: Vec<(String, cdra_core::LinkState)>,
 }
 
 impl Snapshot {
@@ -103,6 +115,8 @@ impl Snapshot {
             pending_probes: engine.pending_probes(),
             io,
             intercept_refused: engine.intercepted_addresses().refused(),
+            pool: (0..engine.pool().links()).map(|l| engine.pool().totals_of(l)).collect(),
+            links: engine.config().downstream.iter().map(|d| (d.name.clone(), d.state)).collect(),
         }
     }
 }
@@ -198,6 +212,33 @@ pub fn render(st: &Static, snap: &Snapshot, mgmt: &ManagementCounters) -> String
     }
     family(
         &mut out,
+        "cdra_server_round_trip_seconds",
+        "histogram",
+        "Time from forwarding a request to each server to its matching reply (millisecond resolution).",
+    );
+    for (s, sc) in st.servers.iter().zip(&c.servers) {
+        let h = &sc.round_trip;
+        for (bound, n) in h.cumulative() {
+            let le = match bound {
+                Some(ms) => format!("{}", ms as f64 / 1000.0),
+                None => "+Inf".to_string(),
+            };
+            let _ = writeln!(out, "cdra_server_round_trip_seconds_bucket{{server=\"{s}\",le=\"{le}\"}} {n}");
+        }
+        let _ = writeln!(out, "cdra_server_round_trip_seconds_sum{{server=\"{s}\"}} {}", h.sum_ms as f64 / 1000.0);
+        let _ = writeln!(out, "cdra_server_round_trip_seconds_count{{server=\"{s}\"}} {}", h.count());
+    }
+    family(
+        &mut out,
+        "cdra_events_dropped_total",
+        "counter",
+        "Per-client event log lines lost because more than [log] events_queue events came in one turn.",
+    );
+    let _ = writeln!(out, "cdra_events_dropped_total {}", c.events_dropped);
+    family(&mut out, "cdra_events_write_errors_total", "counter", "Writes of event log lines that failed.");
+    let _ = writeln!(out, "cdra_events_write_errors_total {}", snap.io.event_write_errors);
+    family(
+        &mut out,
         "cdra_option82_not_added_total",
         "counter",
         "Option 82 not added because the message would be too large.",
@@ -210,6 +251,13 @@ pub fn render(st: &Static, snap: &Snapshot, mgmt: &ManagementCounters) -> String
         "Option 82 not added: a plain BOOTP request without the magic cookie has no options field.",
     );
     let _ = writeln!(out, "cdra_option82_not_added_bootp_total {}", c.option82_not_added_no_options);
+    family(
+        &mut out,
+        "cdra_vss_not_understood_total",
+        "counter",
+        "Replies still carrying the VSS Control sub-option cdra sent (RFC 6607): their server did not use the VSS.",
+    );
+    let _ = writeln!(out, "cdra_vss_not_understood_total {}", c.vss_not_understood);
     family(&mut out, "cdra_send_errors_total", "counter", "Datagrams the kernel refused to send.");
     let io = &snap.io;
     let _ = writeln!(out, "cdra_send_errors_total {}", io.send_errors);
@@ -299,6 +347,24 @@ pub fn render(st: &Static, snap: &Snapshot, mgmt: &ManagementCounters) -> String
         "channel",
         Channel::ALL.iter().map(|ch| (ch.label(), "", mgmt.timed_out[ch.index()])),
     );
+    family(
+        &mut out,
+        "cdra_interface_up",
+        "gauge",
+        "Configured downstream interfaces: 1 when up and served, 0 while waiting for it (it does not exist, is down, or lacks its IPv4 address).",
+    );
+    for (name, state) in snap.links.iter().filter(|(_, s)| *s != cdra_core::LinkState::Removed) {
+        let up = u8::from(*state == cdra_core::LinkState::Up);
+        let _ = writeln!(out, "cdra_interface_up{{interface=\"{}\"}} {up}", escape_label(name));
+    }
+    family(
+        &mut out,
+        "cdra_interface_changes_total",
+        "counter",
+        "Downstream interfaces that came up (or got their address back), and that went waiting.",
+    );
+    let _ = writeln!(out, "cdra_interface_changes_total{{change=\"up\"}} {}", c.links_up);
+    let _ = writeln!(out, "cdra_interface_changes_total{{change=\"waiting\"}} {}", c.links_waiting);
     if st.caches {
         family(&mut out, "cdra_clients", "gauge", "Records in the client table.");
         let _ = writeln!(out, "cdra_clients {}", snap.clients);
@@ -311,6 +377,30 @@ pub fn render(st: &Static, snap: &Snapshot, mgmt: &ManagementCounters) -> String
         let _ = writeln!(out, "cdra_pending_clients {}", snap.pending_clients);
         family(&mut out, "cdra_pending_probes", "gauge", "Address probes in flight.");
         let _ = writeln!(out, "cdra_pending_probes {}", snap.pending_probes);
+        if st.pool {
+            family(
+                &mut out,
+                "cdra_pool_entries",
+                "gauge",
+                "Pool mode: addresses cdra leases under its own identities, by downstream interface and state \
+                 (free, held_back, acquiring, assigned).",
+            );
+            for (name, t) in st.downstream_names.iter().zip(&snap.pool) {
+                let name = escape_label(name);
+                for (state, n) in
+                    [("free", t.free), ("held_back", t.held_back), ("acquiring", t.acquiring), ("assigned", t.assigned)]
+                {
+                    let _ = writeln!(out, "cdra_pool_entries{{interface=\"{name}\",state=\"{state}\"}} {n}");
+                }
+            }
+            family(
+                &mut out,
+                "cdra_pool_size",
+                "gauge",
+                "Pool mode: free entries kept per downstream interface ([pool] size).",
+            );
+            let _ = writeln!(out, "cdra_pool_size {}", st.pool_size);
+        }
         let p = &c.proxy;
         // Every label comes from the enum's own table (label and help next to each variant),
         // and every value is written, zeros included, so a series never appears late.
@@ -390,6 +480,51 @@ mod tests {
             let name = line.split(['{', ' ']).next().unwrap_or("");
             assert!(docs.contains(&format!("`{name}`")), "{name} not in docs/metrics.md");
         }
+    }
+
+    #[test]
+    fn round_trips_render_as_a_prometheus_histogram_per_server() {
+        let engine = Engine::new(SimConfig::small(1, Mode::Relay).engine_config());
+        let mut snap = Snapshot::take(&engine, Timestamp::default(), IoCounters::default());
+        let server = Static::of(&engine).servers[0];
+        for ms in [0, 3, 40, 7000] {
+            snap.counters.servers[0].round_trip.observe(std::time::Duration::from_millis(ms));
+        }
+        let text = render(&Static::of(&engine), &snap, &ManagementCounters::default());
+        let s = format!("server=\"{server}\"");
+        for series in [
+            "# TYPE cdra_server_round_trip_seconds histogram".to_string(),
+            format!("cdra_server_round_trip_seconds_bucket{{{s},le=\"0.001\"}} 1"),
+            format!("cdra_server_round_trip_seconds_bucket{{{s},le=\"0.005\"}} 2"),
+            format!("cdra_server_round_trip_seconds_bucket{{{s},le=\"0.05\"}} 3"),
+            format!("cdra_server_round_trip_seconds_bucket{{{s},le=\"5\"}} 3"),
+            format!("cdra_server_round_trip_seconds_bucket{{{s},le=\"+Inf\"}} 4"),
+            format!("cdra_server_round_trip_seconds_sum{{{s}}} 7.043"),
+            format!("cdra_server_round_trip_seconds_count{{{s}}} 4"),
+            "cdra_events_dropped_total 0".to_string(),
+        ] {
+            assert!(text.lines().any(|l| l == series), "{series} not rendered:\n{text}");
+        }
+    }
+
+    #[test]
+    fn pool_mode_renders_its_pool_per_interface_and_state() {
+        let mut engine = Engine::new(SimConfig::small(1, Mode::Pool).engine_config());
+        let mut outbox = cdra_core::Outbox::new(64);
+        // Start-up: the pool asks for its entries (acquiring until the server answers).
+        engine.handle_timeout(Timestamp::from_millis(1), &mut outbox);
+        let snap = Snapshot::take(&engine, Timestamp::from_millis(1), IoCounters::default());
+        let text = render(&Static::of(&engine), &snap, &ManagementCounters::default());
+        assert!(text.contains("cdra_pool_entries{interface=\"ds0\",state=\"acquiring\"} 8"), "{text}");
+        assert!(text.contains("cdra_pool_entries{interface=\"ds1\",state=\"free\"} 0"));
+        assert!(text.contains("cdra_pool_size 8"));
+        let docs = include_str!("../../../docs/metrics.md");
+        for name in ["cdra_pool_entries", "cdra_pool_size"] {
+            assert!(docs.contains(&format!("`{name}`")), "{name} not in docs/metrics.md");
+        }
+        let proxy = Engine::new(SimConfig::small(1, Mode::Proxy).engine_config());
+        let snap = Snapshot::take(&proxy, Timestamp::default(), IoCounters::default());
+        assert!(!render(&Static::of(&proxy), &snap, &ManagementCounters::default()).contains("cdra_pool"));
     }
 
     #[test]

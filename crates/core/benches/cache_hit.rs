@@ -32,7 +32,11 @@ fn bench(c: &mut Criterion) {
         all_addresses: vec![DS],
         mac: Some([2, 0, 0, 0, 0, 1]),
         circuit_id: b"eth1".to_vec(),
+        remote_id: None,
+        source_address: None,
+        vrf: None,
         trusted: false,
+        state: cdra_core::LinkState::Up,
     };
     let mut config = EngineConfig::relay(vec![SERVER], vec![ds], vec![3]);
     config.mode = Mode::Proxy;

@@ -120,14 +120,24 @@ pub enum Option82Policy {
 pub struct Option82Config {
     /// Insert option 82 into requests (circuit-id always, the rest as configured).
     pub insert: bool,
-    /// Agent Remote ID sub-option, when set.
+    /// Agent Remote ID sub-option, when set (a link's own [`Downstream::remote_id`] comes
+    /// first).
     pub remote_id: Option<Vec<u8>>,
     /// What to do with requests that already carry option 82.
     pub policy: Option82Policy,
-    /// RFC 3527 Link Selection sub-option: the downstream interface's subnet address.
+    /// RFC 3527 Link Selection sub-option: the downstream interface's address (as ISC
+    /// dhcrelay and SONiC send it; a server selects the subnet containing it). Always
+    /// added on a link with a [`Downstream::source_address`].
     pub link_selection: bool,
     /// RFC 5107 Server Identifier Override sub-option: the downstream interface's address.
     pub server_id_override: bool,
+    /// RFC 6607 Virtual Subnet Selection sub-option (151) and its Control (152): the VRF
+    /// the downstream interface is enslaved to (type 0, its name), or the global VPN (type
+    /// 255) for an interface in the default VRF.
+    pub vss: bool,
+    /// RFC 5010 Relay Agent Flags sub-option (10): whether the client's message reached
+    /// us as a unicast.
+    pub flags: bool,
 }
 
 impl Default for Option82Config {
@@ -138,6 +148,8 @@ impl Default for Option82Config {
             policy: Option82Policy::Forward,
             link_selection: false,
             server_id_override: false,
+            vss: false,
+            flags: false,
         }
     }
 }
@@ -158,9 +170,64 @@ pub struct Downstream {
     pub mac: Option<[u8; 6]>,
     /// Agent Circuit ID sub-option value (default: the interface name).
     pub circuit_id: Vec<u8>,
+    /// Agent Remote ID sub-option value for this link (`None`: `option82.remote_id`).
+    pub remote_id: Option<Vec<u8>>,
+    /// The "source interface" address (SONiC's `source_interface`, ISC dhcrelay's `-U`):
+    /// put in giaddr instead of `address` when we add option 82 to a request, with the
+    /// link selection sub-option naming `address` (RFC 3527), so that the servers reach us
+    /// at an address of their own VRF or network; their replies to it are ours. `None`:
+    /// giaddr is `address`.
+    pub source_address: Option<Ipv4Addr>,
+    /// The VRF device the interface is enslaved to (its name), `None` in the default VRF
+    /// (the VSS sub-option names it).
+    pub vrf: Option<String>,
     /// RFC 3046 2.1: requests with giaddr 0 and option 82 are accepted only from trusted
     /// circuits.
     pub trusted: bool,
+    /// Whether the link is usable now ([`crate::Engine::set_link`]).
+    pub state: LinkState,
+}
+
+/// Where a configured downstream interface is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LinkState {
+    /// It exists, is up and has its IPv4 address: clients on it are served.
+    #[default]
+    Up,
+    /// Configured, but it does not exist (yet), is down or has no IPv4 address. Nothing
+    /// arrives from it; its records and pool entries are kept (a flap loses nothing), no
+    /// short lease lapses on it, and its pool is not refilled. `ifindex`, `address` and
+    /// `mac` are the last known (0 and 0.0.0.0/32 if it never was up).
+    Waiting,
+    /// No longer configured (after a reload). Its slot stays, so that every other link
+    /// keeps its index; its records and pool entries are gone. A reload that configures
+    /// it again reuses the slot.
+    Removed,
+}
+
+impl Downstream {
+    /// The address this link's first-hop requests carry in giaddr when option 82 is
+    /// added: the source address if there is one, else the link's own.
+    pub fn giaddr(&self) -> Ipv4Addr {
+        self.source_address.unwrap_or(self.address.addr)
+    }
+
+    /// Is `addr` one this link's replies come to (one of its addresses, or its source
+    /// address)?
+    pub fn owns_giaddr(&self, addr: Ipv4Addr) -> bool {
+        self.all_addresses.contains(&addr) || self.source_address == Some(addr)
+    }
+}
+
+impl LinkState {
+    /// Its name in logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            LinkState::Up => "up",
+            LinkState::Waiting => "waiting",
+            LinkState::Removed => "removed",
+        }
+    }
 }
 
 /// How one OFFER is chosen when several servers answer a DISCOVER (paper Appendix B,
@@ -301,6 +368,11 @@ pub struct EngineConfig {
     pub limits: Limits,
     /// Address-pooling settings (pool mode).
     pub pool: PoolConfig,
+    /// RFC 8357: the UDP port our first-hop requests leave from when it is not 67 (the
+    /// relay source port sub-option asks the server to answer there). The engine only
+    /// marks those datagrams ([`crate::Destination::Server`]'s `relay_port`); the I/O
+    /// layer owns the socket.
+    pub source_port: Option<u16>,
 }
 
 impl EngineConfig {
@@ -323,6 +395,7 @@ impl EngineConfig {
             proxy: ProxyConfig::default(),
             limits: Limits::default(),
             pool: PoolConfig::default(),
+            source_port: None,
         }
     }
 }

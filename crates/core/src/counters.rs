@@ -30,6 +30,11 @@ impl MessageKind {
         }
     }
 
+    /// Its label (`discover`, ..., `other`, `bootp`).
+    pub fn label(self) -> &'static str {
+        Self::LABELS.get(self.index()).copied().unwrap_or("other")
+    }
+
     /// Dense index.
     pub fn index(self) -> usize {
         match self {
@@ -59,6 +64,51 @@ pub struct ServerCounters {
     pub requests_sent: u64,
     /// Replies accepted from this server.
     pub replies_received: u64,
+    /// Round-trip times of those replies: from forwarding the request they answer (its
+    /// last copy, [`crate::transactions::Transaction::sent_at`]) to the reply.
+    pub round_trip: RoundTripHistogram,
+}
+
+/// A histogram of round-trip times with fixed buckets (Prometheus style: each bucket
+/// counts the observations at or below its bound). Times are in the engine's resolution,
+/// milliseconds: a reply within the same millisecond counts as 0.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoundTripHistogram {
+    /// Observations at or below each bound of [`RoundTripHistogram::BOUNDS_MS`] (not
+    /// cumulative: `counts[i]` holds those above bound `i - 1`); the last slot holds those
+    /// above every bound.
+    pub counts: [u64; RoundTripHistogram::BOUNDS_MS.len() + 1],
+    /// Sum of the observations, in milliseconds.
+    pub sum_ms: u64,
+}
+
+impl RoundTripHistogram {
+    /// Upper bounds of the buckets, in milliseconds (`+Inf` follows).
+    pub const BOUNDS_MS: [u64; 12] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000];
+
+    /// Count one round trip.
+    pub fn observe(&mut self, rtt: core::time::Duration) {
+        let ms = u64::try_from(rtt.as_millis()).unwrap_or(u64::MAX);
+        let i = Self::BOUNDS_MS.iter().position(|b| ms <= *b).unwrap_or(Self::BOUNDS_MS.len());
+        if let Some(c) = self.counts.get_mut(i) {
+            *c += 1;
+        }
+        self.sum_ms = self.sum_ms.saturating_add(ms);
+    }
+
+    /// Observations in all.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// `(bound in ms, cumulative count)` per bucket, then `(None, total)` for `+Inf`.
+    pub fn cumulative(&self) -> impl Iterator<Item = (Option<u64>, u64)> + '_ {
+        let bounds = Self::BOUNDS_MS.iter().map(|b| Some(*b)).chain(core::iter::once(None));
+        bounds.zip(self.counts.iter()).scan(0u64, |acc, (b, c)| {
+            *acc += c;
+            Some((b, *acc))
+        })
+    }
 }
 
 /// All counters.
@@ -75,9 +125,20 @@ pub struct Counters {
     /// Option 82 not added: a plain BOOTP request without the magic cookie has no options
     /// field (RFC 951, RFC 3046 2.0).
     pub option82_not_added_no_options: u64,
+    /// RFC 6607 3.2: replies that still carry the VSS Control sub-option we sent: their
+    /// server did not act on the VSS sub-option (passed on all the same, as SONiC does;
+    /// such a server allocates from its global address space).
+    pub vss_not_understood: u64,
     /// Outstanding forwarded requests forgotten to make room for newer ones
     /// (`[limits] transactions`): a reply to them is no longer believed.
     pub transactions_evicted: u64,
+    /// Lease events not queued because the event queue was full ([`crate::events`]).
+    pub events_dropped: u64,
+    /// Downstream interfaces that came up (or got their address), and that went away
+    /// (deleted, down, or without their address): [`crate::Engine::set_link`].
+    pub links_up: u64,
+    /// See `links_up`.
+    pub links_waiting: u64,
     /// Proxy mode.
     pub proxy: ProxyCounters,
 }
@@ -244,6 +305,8 @@ labelled_enum! {
         PoolEmpty => "pool_empty", "Pool mode: new clients the pool could not serve: no free entry on their link.";
         /// Pool mode: DISCOVERs answered from the pool because no server OFFER came in time.
         PoolFallback => "pool_fallback", "Pool mode: DISCOVERs answered from the pool because no server OFFER came within fallback_after.";
+        /// Pool mode: DISCOVERs of a client a server declined lately, not answered from the pool.
+        PoolFallbackSkippedRefused => "pool_fallback_skipped_refused", "Pool mode: DISCOVERs of a client whose move to the server was refused within the last hour, left to the server (which declined it) rather than answered from the pool.";
         /// Pool mode: DISCOVERs not watched for a fallback (limits.pending_clients were).
         PoolFallbackRefused => "pool_fallback_refused", "Pool mode: DISCOVERs not watched for a fallback because limits.pending_clients were.";
         /// Pool mode: pool addresses back in the pool (client gone).
@@ -316,6 +379,27 @@ impl Counters {
         }
     }
 
+    /// A downstream interface was added (a reload): a new slot just before the upstream
+    /// one, which keeps its counts.
+    pub fn add_downstream_slot(&mut self) {
+        let at = self.interfaces.len().saturating_sub(1);
+        self.interfaces.insert(at, InterfaceCounters::default());
+    }
+
+    /// The server list changed (a reload): `map[old index]` = new index (`None`: gone, its
+    /// counts dropped); `servers` servers now.
+    pub fn remap_servers(&mut self, map: &[Option<usize>], servers: usize) {
+        let mut next = vec![ServerCounters::default(); servers];
+        for (old, new) in map.iter().enumerate() {
+            if let (Some(new), Some(c)) = (new, self.servers.get(old)) {
+                if let Some(slot) = next.get_mut(*new) {
+                    *slot = c.clone();
+                }
+            }
+        }
+        self.servers = next;
+    }
+
     fn slot(&mut self, i: usize) -> Option<&mut InterfaceCounters> {
         let last = self.interfaces.len().checked_sub(1)?;
         self.interfaces.get_mut(i.min(last))
@@ -352,5 +436,31 @@ impl Counters {
     /// Total drops over all interfaces for one reason.
     pub fn total_dropped(&self, reason: DropReason) -> u64 {
         self.interfaces.iter().filter_map(|s| s.dropped.get(reason.index())).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use core::time::Duration;
+
+    use super::RoundTripHistogram;
+
+    #[test]
+    fn round_trips_fall_in_fixed_cumulative_buckets() {
+        let mut h = RoundTripHistogram::default();
+        for ms in [0, 1, 2, 3, 40, 999, 1000, 7000] {
+            h.observe(Duration::from_millis(ms));
+        }
+        assert_eq!(h.count(), 8);
+        assert_eq!(h.sum_ms, 9045);
+        let cumulative: Vec<(Option<u64>, u64)> = h.cumulative().collect();
+        assert_eq!(cumulative.len(), RoundTripHistogram::BOUNDS_MS.len() + 1);
+        assert_eq!(cumulative[0], (Some(1), 2), "0 ms and 1 ms");
+        assert_eq!(cumulative[1], (Some(2), 3));
+        assert_eq!(cumulative[2], (Some(5), 4));
+        assert_eq!(cumulative[5], (Some(50), 5));
+        assert_eq!(cumulative[9], (Some(1000), 7), "the bound itself is in its bucket");
+        assert_eq!(cumulative[11], (Some(5000), 7));
+        assert_eq!(cumulative[12], (None, 8), "+Inf holds every observation");
     }
 }

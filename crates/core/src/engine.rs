@@ -21,6 +21,7 @@ use cdra_wire::{Message, Op};
 
 use crate::config::EngineConfig;
 use crate::counters::{Counters, MessageKind, ProxyEvent};
+use crate::events::EventQueue;
 use crate::limits::TokenBucket;
 use crate::mode::{AddressSource, Unicasts};
 use crate::outbox::{HeldReplies, Outbox, ProbeAnswer};
@@ -82,6 +83,8 @@ pub struct Engine {
     /// The time of the event being handled (for work done where no `now` is passed, such
     /// as a record's removal).
     pub(crate) event_time: Timestamp,
+    /// The per-client event log ([`crate::events`]; off unless [`Engine::set_event_log`]).
+    pub(crate) events: EventQueue,
 }
 
 /// The addresses whose client unicasts a spoofing relay takes (paper 4.2), and those not yet
@@ -114,7 +117,7 @@ impl InterceptSet {
         self.refused
     }
 
-    fn learn(&mut self, addr: Ipv4Addr) {
+    pub(crate) fn learn(&mut self, addr: Ipv4Addr) {
         if addr.is_unspecified() || addr.is_broadcast() || self.contains(addr) {
             return;
         }
@@ -178,6 +181,7 @@ impl Engine {
             pool,
             pool_fallbacks: Fallbacks::default(),
             event_time: Timestamp::default(),
+            events: EventQueue::default(),
         }
     }
 
@@ -218,7 +222,7 @@ impl Engine {
                     self.drop(slot, DropReason::NotAddressedToUs)
                 }
                 Some(ds) if caches => self.cache_request(now, ds, &ingress, &msg, outbox),
-                Some(ds) => self.relay_request(now, ds, &msg, outbox),
+                Some(ds) => self.relay_request(now, ds, ingress.dst, &msg, outbox),
                 None if upstream => self.drop(slot, DropReason::RequestOnUpstream),
                 None => self.drop(slot, DropReason::UnknownInterface),
             },
@@ -506,8 +510,9 @@ impl Engine {
     }
 
     /// Index of the downstream interface `ifindex`.
+    /// (Only an interface that is up: nothing is believed to come from one that is not.)
     pub(crate) fn downstream_index(&self, ifindex: u32) -> Option<usize> {
-        self.config.downstream.iter().position(|d| d.ifindex == ifindex)
+        self.config.downstream.iter().position(|d| d.ifindex == ifindex && d.state == crate::config::LinkState::Up)
     }
 
     /// Counter slot of an interface.
@@ -523,10 +528,9 @@ impl Engine {
         on_link_broadcast || self.is_our_address(dst)
     }
 
-    /// Is `addr` one of our own addresses (any downstream or upstream address)?
+    /// Is `addr` one of our own addresses (any downstream, source or upstream address)?
     pub(crate) fn is_our_address(&self, addr: Ipv4Addr) -> bool {
-        self.config.downstream.iter().any(|d| d.all_addresses.contains(&addr))
-            || self.config.upstream_addresses.contains(&addr)
+        self.config.downstream.iter().any(|d| d.owns_giaddr(addr)) || self.config.upstream_addresses.contains(&addr)
     }
 
     /// Count a drop and say so.
@@ -562,7 +566,11 @@ mod tests {
             all_addresses: vec![Ipv4Addr::new(10, 77, 1, 1)],
             mac: None,
             circuit_id: b"rd0".to_vec(),
+            remote_id: None,
+            source_address: None,
+            vrf: None,
             trusted: false,
+            state: crate::config::LinkState::Up,
         };
         let mut c = EngineConfig::relay(vec![Ipv4Addr::new(10, 77, 0, 1)], vec![ds], vec![3]);
         c.mode = Mode::Pool;

@@ -24,6 +24,7 @@
 //! - [`table`]: the client table. [`persist`]: its encoding and restore.
 //! - [`servers`]: which servers to send to and whether each one is answering.
 //! - [`counters`]: per interface, message type, reason, event, each label next to its variant.
+//! - [`events`]: the per-client event log as data (off unless asked for), drained by the I/O layer.
 //!
 //! Everything an outsider can grow is bounded; errors are small `Copy` enums; nothing
 //! panics on input.
@@ -33,6 +34,7 @@
 pub mod config;
 pub mod counters;
 pub mod engine;
+pub mod events;
 pub mod lease;
 pub mod limits;
 pub mod mode;
@@ -40,6 +42,7 @@ pub mod outbox;
 pub mod persist;
 pub mod pool;
 pub mod proxy;
+pub mod reconfigure;
 pub mod relay;
 pub mod servers;
 pub mod table;
@@ -49,11 +52,12 @@ pub mod transactions;
 pub mod verdict;
 
 pub use config::{
-    Downstream, EngineConfig, Ipv4Net, Limits, Mode, OfferChoice, Option82Config, Option82Policy, PoolAssign,
-    PoolConfig, ProxyConfig, ServerSelection,
+    Downstream, EngineConfig, Ipv4Net, Limits, LinkState, Mode, OfferChoice, Option82Config, Option82Policy,
+    PoolAssign, PoolConfig, ProxyConfig, ServerSelection,
 };
 pub use counters::Counters;
 pub use engine::{Engine, Ingress};
+pub use events::{EventKind, LeaseEvent};
 pub use limits::Rate;
 pub use outbox::{Destination, EchoId, Outbox, Outgoing, ProbeAnswer, ProbeRequest, CLIENT_PORT, SERVER_PORT};
 pub use time::Timestamp;

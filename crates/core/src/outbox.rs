@@ -14,10 +14,14 @@ pub const OUT_BUFFER_SIZE: usize = 4096;
 /// Where a datagram goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Destination {
-    /// UDP to `addr`:67 (a server), routed by the kernel, from our port 67.
+    /// UDP to `addr`:67 (a server), routed by the kernel (in the servers' VRF), from our
+    /// port 67, or from `[relay] source_port` when `relay_port` is set.
     Server {
         /// Server address.
         addr: Ipv4Addr,
+        /// RFC 8357: the request carries the relay source port sub-option we added, so it
+        /// leaves from the configured source port (where the server will answer).
+        relay_port: bool,
     },
     /// UDP unicast to a client that has an address: `dst`:68 from `src`:67 out of `ifindex`.
     ClientUnicast {
@@ -57,7 +61,7 @@ pub struct Outgoing {
 impl Outgoing {
     fn new() -> Self {
         Outgoing {
-            destination: Destination::Server { addr: Ipv4Addr::UNSPECIFIED },
+            destination: Destination::Server { addr: Ipv4Addr::UNSPECIFIED, relay_port: false },
             buf: vec![0u8; OUT_BUFFER_SIZE].into_boxed_slice(),
             len: 0,
         }

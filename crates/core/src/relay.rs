@@ -7,11 +7,11 @@
 use core::net::Ipv4Addr;
 
 use cdra_wire::options::OptionCode;
-use cdra_wire::relay_agent::{write_relay_agent_info, SubOption, SubOptionCode};
+use cdra_wire::relay_agent::{write_relay_agent_info, SubOption, SubOptionCode, VssType, FLAG_UNICAST};
 use cdra_wire::rewrite::rewrite;
 use cdra_wire::{Message, MessageType};
 
-use crate::config::{Downstream, Option82Policy};
+use crate::config::{Downstream, Option82Config, Option82Policy};
 use crate::counters::MessageKind;
 use crate::engine::Engine;
 use crate::mode::ServerIdentity;
@@ -77,11 +77,6 @@ pub fn reply_destination<T: AsRef<[u8]>>(msg: &Message<T>, ds: &Downstream, src:
         Some(mac) => Destination::ClientLink { ifindex: ds.ifindex, mac, src, dst: msg.yiaddr() },
         None => broadcast,
     }
-}
-
-/// The downstream subnet's network address (RFC 3527 link selection names the subnet).
-fn subnet_address(iface: &Downstream) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(iface.address.addr) & u32::from(iface.address.netmask()))
 }
 
 /// Which servers a forwarded request goes to.
@@ -152,6 +147,14 @@ pub(crate) struct AcceptedReply {
     pub(crate) tx: Transaction,
 }
 
+/// A request written for the servers ([`Engine::write_forwarded`]).
+struct Forwarded {
+    /// Its length.
+    len: usize,
+    /// It carries the relay source port sub-option: it leaves from that port.
+    relay_port: bool,
+}
+
 /// What the admission checks found out about a request.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Admitted {
@@ -159,42 +162,129 @@ pub(crate) struct Admitted {
     pub first_hop: bool,
     /// The request already carries option 82.
     pub has_option82: bool,
+    /// It reached us as a unicast (not a broadcast on its link): RFC 5010's "U" flag.
+    pub unicast: bool,
+}
+
+impl Admitted {
+    /// A request of our own (pool upkeep, a proxy's migration): we are its first hop.
+    pub(crate) const OURS: Admitted = Admitted { first_hop: true, has_option82: false, unicast: false };
+}
+
+/// What our option 82 says of one request: built by [`agent_info`], written by
+/// [`with_option82`].
+struct AgentInfo<'a> {
+    subs: [SubOption<'a>; 8],
+    n: usize,
+}
+
+impl<'a> AgentInfo<'a> {
+    fn add(&mut self, code: u8, data: &'a [u8]) {
+        if let Some(slot) = self.subs.get_mut(self.n) {
+            *slot = SubOption { code, data };
+            self.n += 1;
+        }
+    }
+    fn sub_options(&self) -> &[SubOption<'a>] {
+        self.subs.get(..self.n).unwrap_or(&[])
+    }
+    fn has(&self, code: u8) -> bool {
+        self.sub_options().iter().any(|s| s.code == code)
+    }
+}
+
+/// The bytes our sub-options point at (the addresses, the flags, the VSS identifier).
+struct AgentBytes {
+    link: [u8; 4],
+    sid: [u8; 4],
+    flags: [u8; 1],
+    vss: [u8; 1 + 255],
+    vss_len: usize,
+}
+
+impl AgentBytes {
+    fn of(o82: &Option82Config, iface: &Downstream, admitted: Admitted) -> Self {
+        let mut vss = [0u8; 256];
+        // RFC 6607 3.1: type 0 "NVT ASCII VPN identifier" (the VRF's name), or type 255
+        // "Global, default VPN" with no identifier.
+        let vss_len = match iface.vrf.as_deref().map(str::as_bytes) {
+            Some(name) if o82.vss && !name.is_empty() && name.len() < vss.len() => {
+                vss[0] = VssType::NVT_ASCII;
+                if let Some(d) = vss.get_mut(1..1 + name.len()) {
+                    d.copy_from_slice(name);
+                }
+                1 + name.len()
+            }
+            _ => {
+                vss[0] = VssType::GLOBAL;
+                1
+            }
+        };
+        AgentBytes {
+            link: iface.address.addr.octets(),
+            sid: iface.address.addr.octets(),
+            flags: [if admitted.unicast { FLAG_UNICAST } else { 0 }],
+            vss,
+            vss_len,
+        }
+    }
+}
+
+/// Our option 82 for a request from `iface`, sub-options in the order of their codes:
+/// - 1 Agent Circuit ID, always (RFC 3046 2.0: "the relay agent ... MUST include" one of 1
+///   or 2 when it adds the option);
+/// - 2 Agent Remote ID, the link's or `option82.remote_id`;
+/// - 5 Link Selection (RFC 3527 3: "the IP address ... of the subnet on which the client
+///   is attached"; we send the interface's own address, as ISC dhcrelay and SONiC do: any
+///   address of the subnet selects it), with `link_selection` and always with a source
+///   address (giaddr then names another network);
+/// - 10 Relay Agent Flags (RFC 5010 2.1), with `flags`;
+/// - 11 Server Identifier Override (RFC 5107), with `server_id_override`;
+/// - 19 Relay Source Port (RFC 8357 5.1, "Len: 0" from the first relay), with a source
+///   port;
+/// - 151 VSS and 152 VSS Control (RFC 6607 3.1, 3.2: a relay that adds VSS "MUST also
+///   include" the control sub-option, which a server that used the VSS removes), with
+///   `vss`.
+fn agent_info<'a>(
+    o82: &'a Option82Config,
+    iface: &'a Downstream,
+    relay_port: bool,
+    b: &'a AgentBytes,
+) -> AgentInfo<'a> {
+    let mut info = AgentInfo { subs: [SubOption { code: 0, data: &[] }; 8], n: 0 };
+    info.add(SubOptionCode::CIRCUIT_ID, &iface.circuit_id[..]);
+    if let Some(rid) = iface.remote_id.as_deref().or(o82.remote_id.as_deref()) {
+        info.add(SubOptionCode::REMOTE_ID, rid);
+    }
+    if o82.link_selection || iface.source_address.is_some() {
+        info.add(SubOptionCode::LINK_SELECTION, &b.link[..]);
+    }
+    if o82.flags {
+        info.add(SubOptionCode::FLAGS, &b.flags[..]);
+    }
+    if o82.server_id_override {
+        info.add(SubOptionCode::SERVER_ID_OVERRIDE, &b.sid[..]);
+    }
+    if relay_port {
+        info.add(SubOptionCode::RELAY_PORT, &[]);
+    }
+    if o82.vss {
+        info.add(SubOptionCode::VSS, b.vss.get(..b.vss_len).unwrap_or(&[]));
+        info.add(SubOptionCode::VSS_CONTROL, &[]);
+    }
+    info
 }
 
 /// Write `msg` into `buf` with our option 82 (RFC 3046 2.1, last in the options field),
 /// replacing the client's when it had one; the length, or `None` when it does not fit.
 fn with_option82<T: AsRef<[u8]>>(
-    o82: &crate::config::Option82Config,
-    iface: &Downstream,
+    info: &AgentInfo<'_>,
     msg: &Message<T>,
     has_option82: bool,
     buf: &mut [u8],
 ) -> Option<usize> {
-    let link = subnet_address(iface).octets();
-    let sid = iface.address.addr.octets();
-    let mut subs = [SubOption { code: 0, data: &[] }; 4];
-    let mut n = 0;
-    let mut add = |code: u8, data| {
-        if let Some(slot) = subs.get_mut(n) {
-            *slot = SubOption { code, data };
-            n += 1;
-        }
-    };
-    add(SubOptionCode::CIRCUIT_ID, &iface.circuit_id[..]);
-    if let Some(rid) = o82.remote_id.as_deref() {
-        add(SubOptionCode::REMOTE_ID, rid);
-    }
-    // RFC 3527: the link the client is on, for a server that cannot use giaddr.
-    if o82.link_selection {
-        add(SubOptionCode::LINK_SELECTION, &link[..]);
-    }
-    // RFC 5107: the server puts this address in option 54, so clients send their unicast
-    // renewals to us.
-    if o82.server_id_override {
-        add(SubOptionCode::SERVER_ID_OVERRIDE, &sid[..]);
-    }
     let remove: &[u8] = if has_option82 { &[OptionCode::RELAY_AGENT_INFO] } else { &[] };
-    rewrite(msg, buf, remove, |w| write_relay_agent_info(w, subs.get(..n).unwrap_or(&[]))).ok()
+    rewrite(msg, buf, remove, |w| write_relay_agent_info(w, info.sub_options())).ok()
 }
 
 impl Engine {
@@ -204,10 +294,11 @@ impl Engine {
         &mut self,
         now: Timestamp,
         ds: usize,
+        dst: Ipv4Addr,
         msg: &Message<T>,
         outbox: &mut Outbox,
     ) -> Verdict {
-        let admitted = match self.admit_request(ds, msg) {
+        let admitted = match self.admit_request(ds, dst, msg) {
             Ok(a) => a,
             Err(reason) => return self.drop(ds, reason),
         };
@@ -227,8 +318,14 @@ impl Engine {
     }
 
     /// The checks every request from downstream passes before anything else is done with
-    /// it (relay or proxy): hop limit, loops, option 82 trust and policy.
-    pub(crate) fn admit_request<T: AsRef<[u8]>>(&self, ds: usize, msg: &Message<T>) -> Result<Admitted, DropReason> {
+    /// it (relay or proxy): hop limit, loops, option 82 trust and policy. `dst` is where
+    /// it was sent (a broadcast, or one of our addresses).
+    pub(crate) fn admit_request<T: AsRef<[u8]>>(
+        &self,
+        ds: usize,
+        dst: Ipv4Addr,
+        msg: &Message<T>,
+    ) -> Result<Admitted, DropReason> {
         let Some(iface) = self.config.downstream.get(ds) else {
             return Err(DropReason::UnknownInterface);
         };
@@ -257,7 +354,8 @@ impl Engine {
                 return Err(DropReason::Option82Policy);
             }
         }
-        Ok(Admitted { first_hop, has_option82 })
+        let unicast = !crate::proxy::requests::is_broadcast(dst, &iface.address);
+        Ok(Admitted { first_hop, has_option82, unicast })
     }
 
     /// Send an admitted request to `to`'s servers, written as [`Engine::write_forwarded`]
@@ -291,19 +389,22 @@ impl Engine {
         let Some((_, out)) = outbox.emit() else {
             return self.drop(ds, DropReason::OutboxFull);
         };
-        out.destination = Destination::Server { addr: first_addr };
-        match self.write_forwarded(ds, msg, admitted, to.server_id, out.buffer_mut()) {
-            Ok(len) => out.set_len(len),
+        let relay_port = match self.write_forwarded(ds, msg, admitted, to.server_id, out.buffer_mut()) {
+            Ok(f) => {
+                out.set_len(f.len);
+                f.relay_port
+            }
             Err(reason) => {
                 outbox.unwind();
                 return self.drop(ds, reason);
             }
-        }
+        };
+        out.destination = Destination::Server { addr: first_addr, relay_port };
         let mut sent_to = ServerSet::default();
         sent_to.insert(first);
         for i in chosen.iter().filter(|i| *i != first) {
             let Some(addr) = address_of(&self.servers, i) else { continue };
-            if outbox.duplicate_last(Destination::Server { addr }) {
+            if outbox.duplicate_last(Destination::Server { addr, relay_port }) {
                 sent_to.insert(i);
             }
         }
@@ -317,6 +418,11 @@ impl Engine {
                 c.requests_sent += 1;
             }
             self.counters.sent(upstream_slot, kind);
+        }
+        if !matches!(track, Track::Reply { party: Party::Pool(_), .. }) {
+            // A client's request (not one of the pool's own): the client's event log.
+            let forwarded = crate::events::EventKind::Proxy(crate::counters::ProxyEvent::Forwarded);
+            self.message_event(forwarded, ds, msg, Some(first_addr));
         }
         if let Track::Reply { expect, party, params } = track {
             let mut tx = Transaction::new(now, sent_to, expect, party);
@@ -341,14 +447,9 @@ impl Engine {
         admitted: Admitted,
         server_id: Option<Ipv4Addr>,
         buf: &mut [u8],
-    ) -> Result<usize, DropReason> {
+    ) -> Result<Forwarded, DropReason> {
         let iface = self.config.downstream.get(ds).ok_or(DropReason::UnknownInterface)?;
-        let Admitted { first_hop, has_option82 } = admitted;
-        // RFC 1542 4.1.1: "If this field is zero, the relay agent MUST fill this field with
-        // the IP address of the interface on which the request was received ... If the
-        // 'giaddr' field contains some non-zero value, the 'giaddr' field MUST NOT be
-        // modified." Option 82 is ours to add only as the first hop.
-        let new_giaddr = if first_hop { iface.address.addr } else { msg.giaddr() };
+        let Admitted { first_hop, has_option82, .. } = admitted;
         let o82 = &self.config.option82;
         let wants82 = o82.insert && first_hop && (!has_option82 || o82.policy == Option82Policy::Replace);
         // RFC 3046 2.0: option 82 is a DHCP option; a plain RFC 951 BOOTP request (no magic
@@ -356,10 +457,13 @@ impl Engine {
         if wants82 && !msg.has_magic_cookie() {
             self.counters.option82_not_added_no_options += 1;
         }
+        let relay_port = self.config.source_port.is_some();
+        let bytes = AgentBytes::of(o82, iface, admitted);
+        let info = agent_info(o82, iface, relay_port, &bytes);
         let with82 = match wants82 && msg.has_magic_cookie() {
             // RFC 3046 2.1: if adding the option would make the message too large, "the
             // relay agent MUST forward the packet without adding the option" (counted).
-            true => match with_option82(o82, iface, msg, has_option82, buf) {
+            true => match with_option82(&info, msg, has_option82, buf) {
                 Some(l) if l <= self.config.max_packet_size => Some(l),
                 _ => {
                     self.counters.option82_not_added_too_large += 1;
@@ -367,6 +471,18 @@ impl Engine {
                 }
             },
             false => None,
+        };
+        // RFC 1542 4.1.1: "If this field is zero, the relay agent MUST fill this field with
+        // the IP address of the interface on which the request was received ... If the
+        // 'giaddr' field contains some non-zero value, the 'giaddr' field MUST NOT be
+        // modified." Option 82 is ours to add only as the first hop. With a source address
+        // (RFC 3527 1: giaddr "used for communications with the relay agent", the link
+        // selection sub-option for the client's subnet) giaddr is that address, but only
+        // when the sub-option went in: without it the server would take giaddr's subnet.
+        let new_giaddr = match (first_hop, with82) {
+            (false, _) => msg.giaddr(),
+            (true, Some(_)) => iface.giaddr(),
+            (true, None) => iface.address.addr,
         };
         let len = match with82 {
             Some(l) => l,
@@ -383,7 +499,9 @@ impl Engine {
         if let Some(id) = server_id {
             m.patch_option_addr(OptionCode::SERVER_ID, id);
         }
-        Ok(len)
+        // RFC 8357 5.1: the sub-option asks for the answer at the port it came from; a
+        // request without it (not ours to mark, or option 82 did not fit) leaves from 67.
+        Ok(Forwarded { len, relay_port: with82.is_some() && info.has(SubOptionCode::RELAY_PORT) })
     }
 
     /// A BOOTREPLY: accept it only as the answer to a request we forwarded
@@ -421,18 +539,45 @@ impl Engine {
             return Err(DropReason::ReplyFromUnknownServer);
         };
         let giaddr = msg.giaddr();
-        let Some(ds) = self.config.downstream.iter().position(|d| d.all_addresses.contains(&giaddr)) else {
+        // The links whose replies come to giaddr: the one owning it, or (a source address,
+        // shared by several links) each of those; the request it answers says which
+        // (`RequestId` names the link), so a server need not echo option 82.
+        let mut candidates = self
+            .config
+            .downstream
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.state != crate::config::LinkState::Removed && d.owns_giaddr(giaddr))
+            .map(|(i, _)| i)
+            .peekable();
+        if candidates.peek().is_none() {
             return Err(DropReason::ReplyNotForUs);
-        };
-        let id = RequestId::of(msg, ds);
-        let tx = match self.transactions.matching(&id, server, now) {
-            Ok(tx) => *tx,
-            Err(Mismatch::Unknown) => return Err(DropReason::ReplyUnmatched),
-            Err(Mismatch::WrongServer) => return Err(DropReason::ReplyFromWrongServer),
-        };
+        }
+        let mut found = Err(DropReason::ReplyUnmatched);
+        for ds in candidates {
+            let id = RequestId::of(msg, ds);
+            match self.transactions.matching(&id, server, now) {
+                Ok(tx) => {
+                    found = Ok((ds, id, *tx));
+                    break;
+                }
+                Err(Mismatch::WrongServer) => found = Err(DropReason::ReplyFromWrongServer),
+                Err(Mismatch::Unknown) => {}
+            }
+        }
+        let (ds, id, tx) = found?;
+        if self.config.option82.vss
+            && msg
+                .relay_agent_info()
+                .and_then(|d| cdra_wire::relay_agent::RelayAgentInfo::new_checked(d).ok())
+                .is_some_and(|o| o.get(SubOptionCode::VSS_CONTROL).is_some())
+        {
+            self.counters.vss_not_understood += 1;
+        }
         self.servers.on_reply(server, now);
         if let Some(c) = self.counters.servers.get_mut(server) {
             c.replies_received += 1;
+            c.round_trip.observe(now.since(tx.sent_at));
         }
         Ok(AcceptedReply { server, ds, id, tx })
     }
@@ -499,6 +644,7 @@ impl Engine {
             }
         }
         self.counters.sent(ds, MessageKind::of(msg));
+        self.message_event(crate::events::EventKind::ServerReply, ds, msg, Some(server.id));
         Ok(emitted)
     }
 

@@ -47,6 +47,17 @@ pub struct ServerPool {
 pub struct ServerSet(pub u32);
 
 impl ServerSet {
+    /// The same servers under new indexes (`map[old]`, `None`: gone).
+    pub fn remapped(self, map: &[Option<usize>]) -> ServerSet {
+        let mut out = ServerSet::default();
+        for (old, new) in map.iter().enumerate() {
+            if let (true, Some(new)) = (self.contains(old), new) {
+                out.insert(*new);
+            }
+        }
+        out
+    }
+
     /// Add server `i`.
     pub fn insert(&mut self, i: usize) {
         if i < MAX_SERVERS {
@@ -92,6 +103,21 @@ impl ServerPool {
             })
             .collect();
         ServerPool { servers, selection, timeout, unanswered_limit: unanswered_limit.max(1), retry_interval }
+    }
+
+    /// What each server of `old` learned (liveness, last reply) carried over to the same
+    /// address here (a reload); returns `map[old index]` = new index, `None` if gone.
+    pub fn carry_over(&mut self, old: &ServerPool) -> Vec<Option<usize>> {
+        old.servers
+            .iter()
+            .map(|o| {
+                let i = self.servers.iter().position(|s| s.addr == o.addr)?;
+                if let Some(s) = self.servers.get_mut(i) {
+                    *s = o.clone();
+                }
+                Some(i)
+            })
+            .collect()
     }
 
     /// The servers, in configuration order.

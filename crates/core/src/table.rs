@@ -447,6 +447,10 @@ pub struct ClientRecord {
     /// Pool mode: moving the client onto a lease of its own failed; its next request gets a
     /// NAK, so that it starts over with the server.
     pub must_restart: bool,
+    /// Pool mode: the OFFER out to the client was made after a probe of its address found
+    /// nobody (its REQUEST for that OFFER needs no second probe). Cleared by any other
+    /// answer.
+    pub offer_probed: bool,
 }
 
 impl ClientRecord {
@@ -474,6 +478,7 @@ impl ClientRecord {
             confirmed: false,
             origin: Origin::Server,
             must_restart: false,
+            offer_probed: false,
         }
     }
 }
@@ -501,6 +506,8 @@ crate::counters::labelled_enum! {
         Released => "released", "The client's short lease lapsed and its lease was released at the server (paper 2.3).";
         /// An operator flushed it.
         Flushed => "flushed", "An operator flushed it.";
+        /// Its downstream interface is no longer configured.
+        InterfaceRemoved => "interface_removed", "Its downstream interface was removed from the configuration (a reload).";
         /// A pool client left: its address is free in the pool again.
         ReturnedToPool => "returned_to_pool", "Pool mode: a pool client released its address or left (lapse, nobody on the address): free in the pool again.";
     }
@@ -581,6 +588,13 @@ impl ClientTable {
             pending_order: VecDeque::new(),
             rng: seed | 1,
         }
+    }
+
+    /// New bounds (a reload). A smaller bound evicts nothing at once: the table shrinks
+    /// to it as records are added (each insert beyond it evicts, as always).
+    pub fn set_bounds(&mut self, max_clients: usize, max_pending: usize) {
+        self.max_clients = max_clients.max(1);
+        self.max_pending = max_pending.max(1);
     }
 
     /// Make room for `additional` more records (restoring a large table at start-up

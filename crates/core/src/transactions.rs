@@ -195,6 +195,20 @@ impl Transactions {
         self.open.len()
     }
 
+    /// New bounds (a reload); a smaller `max` takes effect as requests are filed.
+    pub fn set_bounds(&mut self, max: usize, ttl: Duration) {
+        self.max = max.max(1);
+        self.ttl = ttl;
+    }
+
+    /// The server list changed (a reload): `map[old index]` is the server's new index,
+    /// `None` if it is no longer configured (its late answers will match nothing).
+    pub fn remap_servers(&mut self, map: &[Option<usize>]) {
+        for tx in self.open.values_mut() {
+            tx.servers = tx.servers.remapped(map);
+        }
+    }
+
     /// True when none is outstanding.
     pub fn is_empty(&self) -> bool {
         self.open.is_empty()

@@ -48,7 +48,7 @@ fn an_expired_clients_discover_gets_its_old_address_offered_after_a_probe() {
         let sid = if mode == Mode::Spoof { SERVER } else { DS_ADDR };
         assert!(matches!(h.client_sends(&a.selecting(sid)), Verdict::RelayedToServers { .. }), "{mode:?}");
         let (dest, fwd) = h.only_sent();
-        assert_eq!(dest, Destination::Server { addr: SERVER });
+        assert_eq!(dest, Destination::Server { addr: SERVER, relay_port: false });
         let m = Message::new_checked(&fwd[..]).expect("request");
         assert_eq!(
             (m.server_identifier(), m.ciaddr(), m.requested_ip()),
@@ -85,7 +85,10 @@ fn an_expired_address_another_host_uses_is_not_offered() {
     h.probe_answer(a.addr, Some([0x02, 0xee, 0, 0, 0, 1]));
     // The DISCOVER goes to the server instead, and the record is gone.
     let (dest, fwd) = h.only_sent();
-    assert_eq!((dest, kind(&fwd)), (Destination::Server { addr: SERVER }, Some(MessageType::Discover)));
+    assert_eq!(
+        (dest, kind(&fwd)),
+        (Destination::Server { addr: SERVER, relay_port: false }, Some(MessageType::Discover))
+    );
     assert_eq!(h.engine.counters().proxy.removed[Removal::AddressInUse], 1);
 }
 

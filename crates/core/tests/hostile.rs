@@ -190,7 +190,11 @@ fn two_links() -> EngineConfig {
         all_addresses: vec![Ipv4Addr::new(10, 77, 2, 1)],
         mac: Some([0x02, 0, 0, 0, 0, 2]),
         circuit_id: b"rd1".to_vec(),
+        remote_id: None,
+        source_address: None,
+        vrf: None,
         trusted: false,
+        state: cdra_core::LinkState::Up,
     });
     c
 }

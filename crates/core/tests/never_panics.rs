@@ -14,7 +14,11 @@ fn engine() -> Engine {
         all_addresses: vec![Ipv4Addr::new(10, 77, 1, 1)],
         mac: None,
         circuit_id: b"rd0".to_vec(),
+        remote_id: None,
+        source_address: None,
+        vrf: None,
         trusted: true,
+        state: cdra_core::LinkState::Up,
     };
     let mut c = EngineConfig::relay(vec![Ipv4Addr::new(10, 77, 0, 1)], vec![ds], vec![3]);
     c.option82.insert = true;

@@ -11,7 +11,7 @@ use cdra_core::config::{Mode, PoolAssign};
 use cdra_core::counters::ProxyEvent;
 use cdra_core::pool::{EntryState, PoolIdentity};
 use cdra_core::table::Origin;
-use cdra_core::{Destination, EngineConfig, Verdict};
+use cdra_core::{Destination, DiscardReason, EngineConfig, Verdict};
 use cdra_wire::{Message, MessageType};
 
 use common::*;
@@ -655,4 +655,144 @@ fn an_address_the_server_leases_to_one_entry_is_lost_by_any_other_entry_that_hel
     assert!(h.engine.counters().proxy[ProxyEvent::PoolLeaseLost] >= 1);
     // The client that had it from the old entry is not answered with it again.
     assert!(record(&h, &a).is_none_or(|r| r.address != first || r.must_restart));
+}
+
+/// Seen with dhclient against the real binary (tests/e2e/test_pool.py, squatter): the
+/// client's DISCOVER retransmission arrived while the probe before its fallback pool OFFER
+/// ran, and was answered at once from its record (which already held the entry's address)
+/// with an OFFER of the unprobed address, that a squatter used. A retransmission during
+/// that probe waits for it, as any other does.
+#[test]
+fn a_discover_retransmitted_while_the_pool_offer_is_probed_gets_no_unprobed_offer() {
+    let mut h = filled(PoolAssign::Outage);
+    let a = Client::new(1);
+    let discover = a.msg(MessageType::Discover);
+    assert!(matches!(h.client_sends(&discover), Verdict::RelayedToServers { .. }));
+    run_all(&mut h, 2);
+    assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolFallback], 1);
+    let probed = h.probes.last().expect("probe before the OFFER").target;
+    // The client's retransmission, during the probe: nothing offered yet.
+    assert_eq!(h.client_sends(&discover), Verdict::Discarded(DiscardReason::RetransmissionDuringProbe));
+    assert!(!h.sent().iter().any(|(_, b)| kind(b) == Some(MessageType::Offer)), "an unprobed OFFER");
+    // Another host answers for the address: the client is offered another one, only.
+    h.probe_answer(probed, Some([0x02, 0xee, 0, 0, 0, 1]));
+    let second = h.probes.last().expect("another probe").target;
+    assert_ne!(second, probed);
+    let offered: Vec<Ipv4Addr> = run_all(&mut h, 1)
+        .iter()
+        .filter(|(_, b)| kind(b) == Some(MessageType::Offer))
+        .filter_map(|(_, b)| Message::new_checked(&b[..]).ok().map(|m| m.yiaddr()))
+        .collect();
+    assert_eq!(offered, vec![second]);
+}
+
+/// Seen with real servers told to ignore a client (Kea's DROP class, dhcpd's `deny
+/// booting`, dnsmasq's `ignore`; tests/e2e/test_pool.py): the pool lease is released, the
+/// client's own REQUEST gets no answer, and for the whole wait for it the address is free at
+/// the server while the client uses it (10 s: REQUEST_TIMEOUT), each time the client asks
+/// again. The server answered the entry's RENEW an instant before: its answer to the
+/// client's REQUEST comes as fast, and the address is asked back within MIGRATION_TIMEOUT.
+#[test]
+fn an_unanswered_move_asks_the_address_back_within_migration_timeout() {
+    let (mut h, a, addr) = pool_client_by_fallback();
+    server_answers_again(&mut h);
+    let sent = move_started(&mut h, &a, addr);
+    assert!(sent.iter().any(|s| s.kind == Some(MessageType::Release)), "{sent:?}");
+    // No answer to the client's REQUEST: within 2 s the address is asked back.
+    let back: Vec<(Option<Vec<u8>>, Option<Ipv4Addr>)> = run_all(&mut h, 2)
+        .iter()
+        .filter(|(d, _)| matches!(d, Destination::Server { .. }))
+        .filter_map(|(_, b)| Message::new_checked(&b[..]).ok())
+        .filter(|m| m.message_type() == Some(MessageType::Request))
+        .map(|m| (m.client_identifier().map(<[u8]>::to_vec), m.requested_ip()))
+        .collect();
+    assert_eq!(back.len(), 1, "{back:?}");
+    assert!(back[0].0.as_deref().is_some_and(|id| id.starts_with(b"\0cdra-pool/")), "{back:?}");
+    assert_eq!(back[0].1, Some(addr));
+    assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolMigrationFailed], 1);
+}
+
+#[test]
+fn a_client_the_server_refused_is_left_to_the_server_while_it_answers() {
+    let (mut h, a, addr) = pool_client_by_fallback();
+    server_answers_again(&mut h);
+    let take = move_started(&mut h, &a, addr)
+        .into_iter()
+        .find(|s| s.kind == Some(MessageType::Request))
+        .expect("asked as the client");
+    h.server_sends(SERVER, &answer(&take, MessageType::Nak, addr));
+    h.client_sends_to(DS_ADDR, &Msg { ciaddr: addr, ..a.renew() });
+    assert_eq!(kind(&h.only_sent().1), Some(MessageType::Nak), "starts over");
+    // Its DISCOVER goes to the server; the server stays silent (it declines the client):
+    // the pool does not answer instead.
+    let fallbacks = h.engine.counters().proxy[ProxyEvent::PoolFallback];
+    assert!(matches!(h.client_sends(&a.msg(MessageType::Discover)), Verdict::RelayedToServers { .. }));
+    run_all(&mut h, 3);
+    assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolFallback], fallbacks, "no pool answer");
+    assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolFallbackSkippedRefused], 1);
+    assert!(record(&h, &a).is_none_or(|r| r.reply.is_none()));
+}
+
+#[test]
+fn a_returning_pool_clients_request_is_probed_again() {
+    let (mut h, a, addr) = pool_client_by_fallback();
+    // Bound from the pool. It comes back with a DISCOVER (its lease file lost): OFFERed
+    // from its record; the REQUEST for that OFFER is not covered by the first probe.
+    h.advance(30);
+    let offer = h.client_sends(&a.msg(MessageType::Discover));
+    assert_eq!(offer, Verdict::AnsweredLocally);
+    let probes = h.probes.len();
+    let mut sel = a.selecting(DS_ADDR);
+    sel.options.retain(|(c, _)| *c != 50);
+    sel.options.push((50, addr.octets().to_vec()));
+    assert_eq!(h.client_sends(&sel), Verdict::AwaitingProbe, "probed before the ACK");
+    assert_eq!(h.probes.len(), probes + 1);
+}
+
+#[test]
+fn a_pool_client_moves_asking_the_server_for_its_own_parameters() {
+    let (mut h, a, addr) = pool_client_by_fallback();
+    // The client's DISCOVER asked for 1, 3, 6 (common::Msg::request): so will the move's
+    // REQUEST, and the record answers the client's renewals with the server's lease for it
+    // (no "changed request" forwarded after the move).
+    let r = record(&h, &a).expect("record");
+    assert_eq!(r.param_list.codes().collect::<Vec<u8>>(), vec![1, 3, 6]);
+    server_answers_again(&mut h);
+    assert!(move_started(&mut h, &a, addr).iter().any(|s| s.kind == Some(MessageType::Request)));
+}
+
+#[test]
+fn the_event_log_tells_a_pool_clients_life_and_nothing_of_the_pools_own_upkeep() {
+    let mut h = filled(PoolAssign::Always);
+    h.engine.set_event_log(64);
+    let a = Client::new(1);
+    assert_eq!(h.client_sends(&a.msg(MessageType::Discover)), Verdict::AwaitingProbe);
+    let probed = h.probes.last().expect("a probe").target;
+    run_all(&mut h, 1);
+    let mut sel = a.selecting(DS_ADDR);
+    sel.options.retain(|(c, _)| *c != 50);
+    sel.options.push((50, probed.octets().to_vec()));
+    assert_eq!(h.client_sends(&sel), Verdict::AnsweredLocally);
+    let mut release = a.msg(MessageType::Release);
+    release.ciaddr = probed;
+    release.options.push((54, DS_ADDR.octets().to_vec()));
+    assert_eq!(h.client_sends_to(DS_ADDR, &release), Verdict::AnsweredLocally);
+    let events: Vec<_> = h.engine.drain_events().collect();
+    let seen: Vec<(&str, Option<&str>)> = events.iter().map(|e| (e.kind.label(), e.kind.cause())).collect();
+    assert_eq!(
+        seen,
+        [
+            ("pool_assigned", None),
+            ("probe_started", None),
+            ("probe_timed_out", None),
+            ("local_offer", None),
+            ("local_ack", None),
+            ("pool_returned", None),
+            ("removed", Some("returned_to_pool")),
+        ],
+        "{events:?}"
+    );
+    let key = events[0].client.clone();
+    assert!(events.iter().all(|e| e.client == key && e.address == Some(probed)), "{events:?}");
+    assert_eq!(h.engine.counters().events_dropped, 0);
 }

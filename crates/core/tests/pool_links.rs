@@ -31,7 +31,11 @@ fn two_links() -> EngineConfig {
         all_addresses: vec![DS2_ADDR],
         mac: Some([0x02, 0, 0, 0, 0, 2]),
         circuit_id: b"rd1".to_vec(),
+        remote_id: None,
+        source_address: None,
+        vrf: None,
         trusted: false,
+        state: cdra_core::LinkState::Up,
     });
     c.mode = Mode::Pool;
     c.pool.size = 1;

@@ -68,7 +68,7 @@ fn bound_client(h: &mut Harness) {
     request.options.push((50, ADDR.octets().to_vec()));
     assert_eq!(h.client_sends(&request), Verdict::RelayedToServers { copies: 1 });
     let (dest, bytes) = h.only_sent();
-    assert_eq!(dest, Destination::Server { addr: SERVER });
+    assert_eq!(dest, Destination::Server { addr: SERVER, relay_port: false });
     assert_eq!(parse(&bytes).server_identifier(), Some(SERVER), "paper 5.1: the real server id goes back in");
     assert_eq!(h.server_sends(SERVER, &server_reply(MessageType::Ack)), Verdict::DeliveredToClient);
     let (_, bytes) = h.only_sent();
@@ -248,7 +248,7 @@ fn table1_offer_only_in_init_ack_only_when_awaited() {
     request.options.push((54, DS_ADDR.octets().to_vec()));
     request.options.push((50, ADDR.octets().to_vec()));
     assert_eq!(h.client_sends(&request), Verdict::RelayedToServers { copies: 1 }, "only to the server that offered");
-    assert_eq!(h.only_sent().0, Destination::Server { addr: SERVER });
+    assert_eq!(h.only_sent().0, Destination::Server { addr: SERVER, relay_port: false });
     assert_eq!(h.server_sends(SERVER, &server_reply(MessageType::Ack)), Verdict::DeliveredToClient);
     assert_eq!(
         h.server_sends(SERVER, &server_reply(MessageType::Ack)),
@@ -270,7 +270,7 @@ fn release_goes_to_the_clients_server_with_its_identifier_and_removes_the_record
     m.options.push((54, DS_ADDR.octets().to_vec()));
     assert_eq!(h.client_sends_to(DS_ADDR, &m), Verdict::RelayedToServers { copies: 1 });
     let (dest, bytes) = h.only_sent();
-    assert_eq!(dest, Destination::Server { addr: SERVER });
+    assert_eq!(dest, Destination::Server { addr: SERVER, relay_port: false });
     assert_eq!(parse(&bytes).server_identifier(), Some(SERVER));
     assert!(h.engine.table().is_empty());
 }
@@ -302,7 +302,7 @@ fn short_client_leases_are_renewed_locally_and_upstream_past_t1() {
     assert_eq!(h.client_sends_to(DS_ADDR, &renew()), Verdict::AnsweredLocally);
     let sent = h.sent();
     assert_eq!(sent.len(), 2, "local ACK plus the upstream renewal");
-    assert_eq!(sent[1].0, Destination::Server { addr: SERVER });
+    assert_eq!(sent[1].0, Destination::Server { addr: SERVER, relay_port: false });
     // The server's ACK refreshes the record and is not forwarded (paper 5.3).
     let mut ack = server_reply(MessageType::Ack);
     ack.ciaddr = ADDR;
@@ -323,7 +323,7 @@ fn a_lapsed_short_lease_is_probed_then_released_at_the_server() {
     assert_eq!(h.outbox.probes()[0].target, ADDR);
     h.run_timers(5);
     let (dest, bytes) = h.only_sent();
-    assert_eq!(dest, Destination::Server { addr: SERVER });
+    assert_eq!(dest, Destination::Server { addr: SERVER, relay_port: false });
     let release = parse(&bytes);
     assert_eq!(release.message_type(), Some(MessageType::Release));
     assert_eq!(release.ciaddr(), ADDR);
@@ -557,4 +557,49 @@ fn an_ack_shorter_than_the_bootp_minimum_with_option82_is_still_cached() {
     };
     assert_eq!(h.engine.handle_datagram(h.now, ingress, &mut h.outbox), Verdict::DeliveredToClient);
     assert_eq!(h.client_sends_to(DS_ADDR, &renew()), Verdict::AnsweredLocally);
+}
+
+#[test]
+fn the_event_log_tells_a_dora_and_a_local_answer_per_client_and_is_bounded() {
+    use cdra_core::counters::ProxyEvent;
+    use cdra_core::events::EventKind;
+    let mut h = Harness::new(proxy_config());
+    assert_eq!(h.engine.drain_events().count(), 0, "off by default");
+    h.engine.set_event_log(64);
+    bound_client(&mut h);
+    h.advance(600);
+    assert_eq!(h.client_sends_to(DS_ADDR, &renew()), Verdict::AnsweredLocally);
+    let events: Vec<_> = h.engine.drain_events().collect();
+    let seen: Vec<(&str, Option<&str>)> =
+        events.iter().map(|e| (e.kind.label(), e.message.map(|m| m.label()))).collect();
+    assert_eq!(
+        seen,
+        [
+            ("forwarded", Some("discover")),
+            ("server_reply", Some("offer")),
+            ("forwarded", Some("request")),
+            ("server_reply", Some("ack")),
+            ("local_ack", Some("ack")),
+        ]
+    );
+    let key = ClientKey::client_id(&CID);
+    assert!(events.iter().all(|e| e.client == key && e.interface == Some(0)), "{events:?}");
+    assert_eq!(events[1].address, Some(ADDR), "the offered address");
+    assert_eq!(events[1].server, Some(SERVER));
+    assert_eq!(events[2].server, Some(SERVER), "forwarded to");
+    assert_eq!((events[4].address, events[4].server), (Some(ADDR), Some(SERVER)));
+    assert_eq!(events[4].kind, EventKind::Proxy(ProxyEvent::LocalAck));
+    assert_eq!(h.engine.drain_events().count(), 0, "drained");
+    // Round trips: both replies came back in the same millisecond as their requests.
+    let rtt = &h.engine.counters().servers[0].round_trip;
+    assert_eq!((rtt.count(), rtt.sum_ms), (2, 0));
+    // Bounded: two slots, the rest counted.
+    h.engine.set_event_log(2);
+    assert!(h.engine.flush_client(&key));
+    for _ in 0..3 {
+        h.client_sends(&client_msg(MessageType::Discover));
+    }
+    let kept: Vec<_> = h.engine.drain_events().map(|e| (e.kind.label(), e.kind.cause())).collect();
+    assert_eq!(kept, [("removed", Some("flushed")), ("forwarded", None)]);
+    assert_eq!(h.engine.counters().events_dropped, 2);
 }

@@ -26,7 +26,7 @@ fn first_hop_request_gets_giaddr_and_hops_and_goes_to_the_server() {
     let m = Msg::request(MessageType::Discover);
     assert_eq!(h.client_sends(&m), Verdict::RelayedToServers { copies: 1 });
     let (dest, bytes) = h.only_sent();
-    assert_eq!(dest, Destination::Server { addr: SERVER });
+    assert_eq!(dest, Destination::Server { addr: SERVER, relay_port: false });
     let out = Message::new_checked(&bytes[..]).expect("valid");
     assert_eq!(out.giaddr(), DS_ADDR);
     assert_eq!(out.hops(), 1);
@@ -98,7 +98,7 @@ fn option82_is_inserted_last_with_the_configured_sub_options() {
     let subs = option82_of(&bytes).expect("option 82 inserted");
     assert_eq!(
         subs,
-        vec![(1, b"rd0".to_vec()), (2, b"cdra-lab".to_vec()), (5, vec![10, 77, 1, 0]), (11, DS_ADDR.octets().to_vec()),]
+        vec![(1, b"rd0".to_vec()), (2, b"cdra-lab".to_vec()), (5, vec![10, 77, 1, 1]), (11, DS_ADDR.octets().to_vec()),]
     );
     // RFC 3046 2.1: option 82 is the last option before END.
     let out = Message::new_checked(&bytes[..]).expect("valid");
@@ -172,7 +172,13 @@ fn all_servers_get_a_copy_by_default() {
     let mut h = Harness::new(c);
     assert_eq!(h.client_sends(&Msg::request(MessageType::Discover)), Verdict::RelayedToServers { copies: 2 });
     let dests: Vec<Destination> = h.sent().into_iter().map(|(d, _)| d).collect();
-    assert_eq!(dests, vec![Destination::Server { addr: SERVER }, Destination::Server { addr: SERVER2 }]);
+    assert_eq!(
+        dests,
+        vec![
+            Destination::Server { addr: SERVER, relay_port: false },
+            Destination::Server { addr: SERVER2, relay_port: false }
+        ]
+    );
     let sent = h.sent();
     assert_eq!(sent[0].1, sent[1].1);
 }
@@ -191,21 +197,27 @@ fn failover_moves_on_when_a_server_stops_answering_and_back_when_it_returns() {
     // Three unanswered DISCOVERs over 12 s: the first server is down.
     for _ in 0..3 {
         h.client_sends(&discover);
-        assert_eq!(dest(&h), vec![Destination::Server { addr: SERVER }]);
+        assert_eq!(dest(&h), vec![Destination::Server { addr: SERVER, relay_port: false }]);
         h.now = h.now.saturating_add(Duration::from_secs(6));
     }
     assert!(!h.engine.servers().is_up(0, h.now));
     h.client_sends(&discover);
-    assert_eq!(dest(&h), vec![Destination::Server { addr: SERVER2 }]);
+    assert_eq!(dest(&h), vec![Destination::Server { addr: SERVER2, relay_port: false }]);
     h.server_sends(SERVER2, &Msg::reply(MessageType::Offer));
     // After the retry interval the preferred server is tried again alongside.
     h.now = h.now.saturating_add(Duration::from_secs(31));
     h.client_sends(&discover);
-    assert_eq!(dest(&h), vec![Destination::Server { addr: SERVER }, Destination::Server { addr: SERVER2 }]);
+    assert_eq!(
+        dest(&h),
+        vec![
+            Destination::Server { addr: SERVER, relay_port: false },
+            Destination::Server { addr: SERVER2, relay_port: false }
+        ]
+    );
     // It answers: traffic moves back to it.
     h.server_sends(SERVER, &Msg::reply(MessageType::Offer));
     h.client_sends(&discover);
-    assert_eq!(dest(&h), vec![Destination::Server { addr: SERVER }]);
+    assert_eq!(dest(&h), vec![Destination::Server { addr: SERVER, relay_port: false }]);
 }
 
 #[test]
@@ -275,7 +287,7 @@ fn a_relayed_reply_must_answer_a_request_we_sent_that_server_in_time() {
     let offer = Msg::reply(MessageType::Offer);
     assert_eq!(h.server_sends(SERVER, &offer), Verdict::Dropped(DropReason::ReplyUnmatched), "nobody asked");
     assert_eq!(h.client_sends(&Msg::request(MessageType::Discover)), Verdict::RelayedToServers { copies: 1 });
-    assert_eq!(h.only_sent().0, Destination::Server { addr: SERVER });
+    assert_eq!(h.only_sent().0, Destination::Server { addr: SERVER, relay_port: false });
     let mut forged = Msg::reply(MessageType::Offer);
     forged.chaddr = vec![2, 0, 0, 0, 0, 0x66];
     assert_eq!(h.server_sends(SERVER, &forged), Verdict::Dropped(DropReason::ReplyUnmatched), "another chaddr");
@@ -467,7 +479,7 @@ fn bootrequest_without_the_magic_cookie_is_relayed_and_its_bootreply_delivered()
         let client = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68);
         assert_eq!(send_raw(&mut h, DS_IF, client, Ipv4Addr::BROADCAST, &req), Verdict::RelayedToServers { copies: 1 });
         let (dest, bytes) = h.only_sent();
-        assert_eq!(dest, Destination::Server { addr: SERVER });
+        assert_eq!(dest, Destination::Server { addr: SERVER, relay_port: false });
         let out = Message::new_checked(&bytes[..]).expect("valid");
         assert_eq!((out.giaddr(), out.hops()), (DS_ADDR, 1), "insert {insert}");
         assert!(!out.has_magic_cookie());

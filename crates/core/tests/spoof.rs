@@ -37,7 +37,11 @@ fn relayed_and_local_answers_speak_as_the_server() {
     assert_eq!(h.server_sends(SERVER, &a.reply(MessageType::Offer, true)), Verdict::DeliveredToClient);
     assert_eq!(identity(&h.only_sent()), (Some(SERVER), SERVER));
     h.client_sends(&a.selecting(SERVER));
-    assert_eq!(h.only_sent().0, Destination::Server { addr: SERVER }, "the REQUEST goes to the server it names");
+    assert_eq!(
+        h.only_sent().0,
+        Destination::Server { addr: SERVER, relay_port: false },
+        "the REQUEST goes to the server it names"
+    );
     assert_eq!(h.server_sends(SERVER, &a.reply(MessageType::Ack, true)), Verdict::DeliveredToClient);
     assert_eq!(identity(&h.only_sent()), (Some(SERVER), SERVER));
     // The client renews by unicast to the server: taken on the way, answered from the

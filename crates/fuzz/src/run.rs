@@ -565,7 +565,7 @@ impl Fuzzer {
                     self.stats.digest = fnv(self.stats.digest, data);
                     self.capture(None, data);
                     match dest {
-                        Destination::Server { addr } => {
+                        Destination::Server { addr, .. } => {
                             self.oracle.forwarded(engine_now, *addr, data, unverified.is_none())
                         }
                         Destination::ClientUnicast { ifindex, .. } | Destination::ClientLink { ifindex, .. } => {

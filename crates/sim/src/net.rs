@@ -262,7 +262,11 @@ impl SimConfig {
                 all_addresses: vec![l.relay.addr],
                 mac: Some(l.mac),
                 circuit_id: l.name.as_bytes().to_vec(),
+                remote_id: None,
+                source_address: None,
+                vrf: None,
                 trusted: false,
+                state: cdra_core::LinkState::Up,
             })
             .collect();
         let mut c =
@@ -1505,7 +1509,7 @@ impl Sim {
                 self.tr(TraceEvent::EngineTx { dest, s, local });
             }
             match dest {
-                Destination::Server { addr } => {
+                Destination::Server { addr, .. } => {
                     if let Some(s) = s {
                         self.stats.engine_to_servers.bump(s.kind);
                     }

@@ -115,7 +115,7 @@ impl fmt::Display for Render<'_> {
             }
             TraceEvent::EngineTx { dest, s, local } => {
                 let d = match dest {
-                    Destination::Server { addr } => format!("server {addr}"),
+                    Destination::Server { addr, .. } => format!("server {addr}"),
                     Destination::ClientUnicast { ifindex, dst, .. } => format!("if{ifindex} ip {dst}"),
                     Destination::ClientLink { ifindex, mac, dst, .. } => {
                         format!("if{ifindex} mac {} ip {dst}", mac_str(*mac))

@@ -95,7 +95,11 @@ fn main() {
         all_addresses: vec![Ipv4Addr::new(10, 0, 0, 1)],
         mac: Some([2, 0, 0, 0, 0, 1]),
         circuit_id: b"rd0".to_vec(),
+        remote_id: None,
+        source_address: None,
+        vrf: None,
         trusted: false,
+        state: cdra_core::LinkState::Up,
     };
     let mut config = EngineConfig::relay(vec![common::SERVER], vec![ds], vec![3]);
     config.mode = Mode::Proxy;

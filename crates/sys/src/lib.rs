@@ -15,6 +15,7 @@
 //! * [`intercept`]: spoofing mode's interception (an nftables table owned by the process:
 //!   the router stops forwarding client unicasts to the servers).
 //! * [`route`]: where the kernel routes an address (`ip route get`).
+//! * [`linkwatch`]: being told when interfaces come and go or change addresses (rtnetlink).
 //! * [`poll`]: waiting for readability on several descriptors.
 //! * [`privileges`]: what the process may do (effective capabilities), and dropping them.
 //! * [`netns`]: moving a thread into a named network namespace (used by tests and simulators).
@@ -36,6 +37,8 @@ mod sock;
 pub mod icmp;
 pub mod iface;
 pub mod intercept;
+pub mod link;
+pub mod linkwatch;
 pub mod netns;
 pub mod packet;
 pub mod poll;

@@ -102,6 +102,19 @@ impl UdpSocket {
         attach(&self.fd, &p)
     }
 
+    /// Restrict the socket to `device` (SO_BINDTODEVICE) after it was bound, or to no
+    /// device with `""`: a socket opened while privileged (port 67 needs it) follows a
+    /// device that appears later, with only CAP_NET_RAW. For a VRF device this moves the
+    /// socket into that VRF: it receives what arrives on the VRF's interfaces and its
+    /// sends are routed by the VRF's table.
+    pub fn set_device(&self, device: &str) -> Result<(), SysError> {
+        if device.is_empty() {
+            return sock::setsockopt_slice(&self.fd, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, &[])
+                .map_err(|e| SysError::from_io("unbinding a socket from its interface", "CAP_NET_RAW", e));
+        }
+        bind_to_device(&self.fd, device)
+    }
+
     /// The bound address (with the real port when bound to port 0).
     pub fn local_addr(&self) -> SocketAddrV4 {
         self.local

@@ -2,7 +2,9 @@
 //!
 //! RFC 3046 section 2.0: the option's payload is a sequence of sub-options, each
 //! `code(1) len(1) data(len)`. Sub-options used here: 1 Agent Circuit ID, 2 Agent Remote ID
-//! (RFC 3046), 5 Link Selection (RFC 3527), 11 Server Identifier Override (RFC 5107).
+//! (RFC 3046), 5 Link Selection (RFC 3527), 10 Relay Agent Flags (RFC 5010), 11 Server
+//! Identifier Override (RFC 5107), 19 Relay Source Port (RFC 8357), 151 Virtual Subnet
+//! Selection and 152 its Control (RFC 6607).
 
 use core::net::Ipv4Addr;
 
@@ -20,8 +22,37 @@ impl SubOptionCode {
     pub const REMOTE_ID: u8 = 2;
     /// RFC 3527.
     pub const LINK_SELECTION: u8 = 5;
+    /// RFC 5010: one byte of flags, the high bit (U) set when the relay received the
+    /// client's message as a unicast.
+    pub const FLAGS: u8 = 10;
     /// RFC 5107.
     pub const SERVER_ID_OVERRIDE: u8 = 11;
+    /// RFC 8357 5.1: the relay sends from a port other than 67 and asks for the reply
+    /// there (empty when the first relay adds it).
+    pub const RELAY_PORT: u8 = 19;
+    /// RFC 6607 3.1: Virtual Subnet Selection, a type byte then the VPN identifier.
+    pub const VSS: u8 = 151;
+    /// RFC 6607 3.2: VSS Control, empty; a server that used the VSS sub-option removes it
+    /// from its reply.
+    pub const VSS_CONTROL: u8 = 152;
+}
+
+/// RFC 5010 2.1: the flags sub-option's "U" bit (the most significant): "the relay agent
+/// received the message as a unicast" (clear: as a broadcast).
+pub const FLAG_UNICAST: u8 = 0x80;
+
+/// RFC 6607 3.1 VSS types.
+#[allow(missing_docs)]
+pub struct VssType;
+
+#[allow(missing_docs)]
+impl VssType {
+    /// "Type 0: NVT ASCII VPN identifier".
+    pub const NVT_ASCII: u8 = 0;
+    /// "Type 1: RFC 2685 VPN-ID" (7 bytes: OUI and index).
+    pub const RFC2685_VPN_ID: u8 = 1;
+    /// "Type 255: Global, default VPN" (no identifier follows).
+    pub const GLOBAL: u8 = 255;
 }
 
 /// One sub-option of option 82.

@@ -52,6 +52,14 @@ use crate::verdict::{DiscardReason, DropReason, Verdict};
 /// probed again.
 pub const IN_USE_HOLD: core::time::Duration = core::time::Duration::from_secs(3600);
 
+/// How long a move waits for the server's answer to the client's REQUEST before it asks the
+/// address back under the pool identity. Meanwhile the address is free at the server (the
+/// pool lease was released) while the client uses it, so it is short: the server answered
+/// the entry's RENEW an instant before, and answers this as fast. (A server that ignores
+/// the client, by policy, never answers; one that answers later than this finds the address
+/// asked back: the client starts over and the server's lease decides.)
+pub const MIGRATION_TIMEOUT: core::time::Duration = core::time::Duration::from_secs(2);
+
 /// A DISCOVER waiting to see whether a server answers it (`assign = "outage"`).
 #[derive(Debug, Clone)]
 pub(crate) struct Fallback {
@@ -60,10 +68,36 @@ pub(crate) struct Fallback {
     ds: usize,
 }
 
-/// The DISCOVERs waiting for a fallback, bounded by `[limits] pending_clients`.
+/// The DISCOVERs waiting for a fallback, bounded by `[limits] pending_clients`; and the
+/// clients a server declined lately (their move onto a lease of their own got a NAK or no
+/// answer), as many at most, each for [`REFUSED_MEMORY`].
 #[derive(Debug, Default)]
 pub(crate) struct Fallbacks {
     waiting: hashbrown::HashMap<RequestId, Fallback>,
+    refused: hashbrown::HashMap<ClientKey, Timestamp>,
+}
+
+/// How long a client a server declined is not served from the pool again while the server
+/// answers (`assign = "outage"`): a server that refuses a client (a reservation elsewhere,
+/// a class that ignores it) is obeyed, not bypassed by the pool at each of its requests.
+pub const REFUSED_MEMORY: core::time::Duration = core::time::Duration::from_secs(3600);
+
+impl Fallbacks {
+    /// Remember that a server declined `key` at `now` (the oldest is forgotten beyond `max`).
+    fn note_refused(&mut self, key: ClientKey, now: Timestamp, max: usize) {
+        self.refused.retain(|_, at| now.since(*at) < REFUSED_MEMORY);
+        if self.refused.len() >= max.max(1) && !self.refused.contains_key(&key) {
+            if let Some(oldest) = self.refused.iter().min_by_key(|(_, at)| **at).map(|(k, _)| k.clone()) {
+                self.refused.remove(&oldest);
+            }
+        }
+        self.refused.insert(key, now);
+    }
+
+    /// Did a server decline `key` within [`REFUSED_MEMORY`]?
+    fn refused_lately(&self, key: &ClientKey, now: Timestamp) -> bool {
+        self.refused.get(key).is_some_and(|at| now.since(*at) < REFUSED_MEMORY)
+    }
 }
 
 impl Fallbacks {
@@ -89,6 +123,11 @@ impl Engine {
     /// Pool mode, `assign = "outage"`: a new client's DISCOVER was forwarded; if no server's
     /// OFFER reaches it within `fallback_after`, the pool answers.
     pub(crate) fn pool_arm_fallback<T: AsRef<[u8]>>(&mut self, req: &ClientRequest<'_, T>) {
+        if self.pool_fallbacks.refused_lately(&req.key, req.now) {
+            // The server declined this client lately: its silence is its answer.
+            self.counters.proxy.add(ProxyEvent::PoolFallbackSkippedRefused);
+            return;
+        }
         if self.pool_fallbacks.waiting.len() >= self.config.limits.pending_clients {
             self.counters.proxy.add(ProxyEvent::PoolFallbackRefused);
             return;
@@ -140,6 +179,7 @@ impl Engine {
             return self.drop(req.ds, DropReason::NoServer);
         }
         self.counters.proxy.add(ProxyEvent::PoolAssigned);
+        self.record_event(crate::events::EventKind::Proxy(ProxyEvent::PoolAssigned), slot, None);
         self.arm_pool_refill(req.now);
         if self.config.proxy.safe_network {
             return self.answer_from_cache(req, slot, LocalAnswer::Offer, outbox);
@@ -193,7 +233,9 @@ impl Engine {
         c.t2_secs = times.t2;
         c.lease_start = lease_start;
         c.last_update = now;
-        c.param_list = ParamList::new(super::upkeep::POOL_PARAMETERS);
+        // What the client asks for (the server will be asked it when the client moves onto a
+        // lease of its own), else what the pool lease asked.
+        c.param_list = ParamList::new(request.parameter_request_list().unwrap_or(super::upkeep::POOL_PARAMETERS));
         c.must_restart = false;
         c.confirmed = false;
         self.note_change(&key);
@@ -240,6 +282,7 @@ impl Engine {
                 if matches!(e.state, EntryState::Assigned(_)) {
                     e.state = EntryState::Free;
                     self.counters.proxy.add(ProxyEvent::PoolReturned);
+                    self.record_event(crate::events::EventKind::Proxy(ProxyEvent::PoolReturned), slot, None);
                 }
             }
         }
@@ -274,6 +317,8 @@ impl Engine {
             Removal::ReturnedToPool | Removal::ClientGaveUp => {
                 e.held_back_until = None;
                 self.counters.proxy.add(ProxyEvent::PoolReturned);
+                let kind = crate::events::EventKind::Proxy(ProxyEvent::PoolReturned);
+                self.push_event(crate::events::LeaseEvent::of_record(now, kind, removed, None));
             }
             Removal::AddressInUse if held_back >= size => {
                 self.pool_entry_lost(now, r, ProxyEvent::PoolInUseDropped);
@@ -429,9 +474,9 @@ impl Engine {
         let params = msg.parameter_request_list().map(ParamList::new).unwrap_or(ParamList::EMPTY);
         let track = Track::Reply { expect: Expect::Migration, party: self.party_of(slot), params };
         let to = Upstream { targets: Targets::One(index), server_id: None };
-        let admitted = Admitted { first_hop: true, has_option82: false };
+        let admitted = Admitted::OURS;
         self.forward_request(now, ds, &msg, admitted, to, track, outbox);
-        self.arm_pool_entry(r, now.saturating_add(REQUEST_TIMEOUT));
+        self.arm_pool_entry(r, now.saturating_add(MIGRATION_TIMEOUT));
     }
 
     /// The server answered a migration request.
@@ -458,6 +503,7 @@ impl Engine {
                 }
                 self.cache_reply(reply, slot, ClientKind::Dhcp);
                 self.counters.proxy.add(ProxyEvent::PoolMigrated);
+                self.record_event(crate::events::EventKind::Proxy(ProxyEvent::PoolMigrated), slot, None);
                 self.arm_pool_refill(reply.now);
             }
             _ => self.pool_migration_failed(reply.now, r, outbox),
@@ -474,6 +520,7 @@ impl Engine {
         e.state = EntryState::Reacquiring(key.clone());
         e.xid = self.table.next_random() as u32;
         self.counters.proxy.add(ProxyEvent::PoolMigrationFailed);
+        self.pool_fallbacks.note_refused(key.clone(), now, self.config.limits.pending_clients);
         if let Some(c) = self.table.find(&key).and_then(|s| self.table.get_mut(s)) {
             c.must_restart = true;
         }
@@ -535,7 +582,7 @@ impl Engine {
     /// (its REQUEST for that OFFER needs no second probe)?
     pub(crate) fn pool_offer_was_probed(&self, slot: Slot) -> bool {
         self.table.get(slot).is_some_and(|c| {
-            matches!(c.origin, Origin::Pool { .. }) && c.confirmed && c.state == ClientState::OfferedLocally
+            matches!(c.origin, Origin::Pool { .. }) && c.offer_probed && c.state == ClientState::OfferedLocally
         })
     }
 

@@ -288,6 +288,11 @@ impl PoolState {
         }
     }
 
+    /// A link was added (a reload).
+    pub(crate) fn add_link(&mut self) {
+        self.links.push(HashMap::new());
+    }
+
     /// The entry `r` names, if it still lives.
     pub fn get(&self, r: EntryRef) -> Option<&PoolEntry> {
         self.links.get(usize::from(r.link))?.get(&r.n).filter(|e| e.generation == r.generation)
@@ -400,8 +405,17 @@ impl PoolState {
 
     /// Counts over every link.
     pub fn totals(&self) -> PoolTotals {
+        Self::count(self.links.iter().flat_map(|m| m.values()))
+    }
+
+    /// Counts of one link.
+    pub fn totals_of(&self, link: usize) -> PoolTotals {
+        Self::count(self.entries(link))
+    }
+
+    fn count<'a>(entries: impl Iterator<Item = &'a PoolEntry>) -> PoolTotals {
         let mut t = PoolTotals::default();
-        for e in self.links.iter().flat_map(|m| m.values()) {
+        for e in entries {
             t.entries += 1;
             match e.state {
                 EntryState::Free if e.is_held_back() => t.held_back += 1,

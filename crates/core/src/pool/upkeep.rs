@@ -69,7 +69,9 @@ impl Engine {
     pub(crate) fn pool_refill(&mut self, now: Timestamp) {
         self.pool.refill_armed = false;
         for link in 0..self.pool.links() {
-            while self.pool.free_or_coming(link) < self.config.pool.size {
+            // A link that is not up now is refilled when it is (`Engine::set_link`).
+            let up = self.config.downstream.get(link).is_some_and(|d| d.state == crate::config::LinkState::Up);
+            while up && self.pool.free_or_coming(link) < self.config.pool.size {
                 let Some(r) = self.pool.create(link, now) else {
                     self.counters.proxy.add(ProxyEvent::PoolFull);
                     break;
@@ -238,7 +240,7 @@ impl Engine {
             PoolMessage::Release => ProxyEvent::PoolReleaseSent,
             PoolMessage::Decline => ProxyEvent::PoolDeclineSent,
         });
-        let admitted = Admitted { first_hop: true, has_option82: false };
+        let admitted = Admitted::OURS;
         self.forward_request(now, ds, &msg, admitted, to, track, outbox);
     }
 

@@ -30,6 +30,39 @@ use crate::table::{ClientKey, ClientState, Origin, ServerBinding, Slot};
 use crate::timers::Timer;
 use crate::verdict::{DropReason, Verdict};
 
+/// RFC 6842: "If the 'client identifier' option is present in a message received from a
+/// client, the server MUST return the 'client identifier' option, unaltered, in its
+/// response message" — and must not return one the client did not send. Rewrites the
+/// answer in `out` (through `scratch`) when the cached one differs; false if it no longer
+/// fits.
+fn echo_client_identifier<T: AsRef<[u8]>>(
+    out: &mut crate::outbox::Outgoing,
+    request: &Message<T>,
+    scratch: &mut [u8],
+) -> bool {
+    let wanted = request.client_identifier();
+    let cached = Message::new_unchecked(out.payload());
+    if cached.client_identifier() == wanted {
+        return true;
+    }
+    let rewritten = rewrite(&cached, scratch, &[OptionCode::CLIENT_ID], |w| match wanted {
+        Some(id) => w.option(OptionCode::CLIENT_ID, id),
+        None => Ok(()),
+    });
+    let copied = rewritten.ok().and_then(|n| {
+        let (dst, src) = (out.buffer_mut().get_mut(..n)?, scratch.get(..n)?);
+        dst.copy_from_slice(src);
+        Some(n)
+    });
+    match copied {
+        Some(n) => {
+            out.set_len(n);
+            true
+        }
+        None => false,
+    }
+}
+
 impl Engine {
     /// Answer `req` from the record in `slot`.
     pub(crate) fn answer_from_cache<T: AsRef<[u8]>>(
@@ -40,22 +73,13 @@ impl Engine {
         outbox: &mut Outbox,
     ) -> Verdict {
         let (now, ds, request) = (req.now, req.ds, req.msg);
-        let client_lease = self.config.proxy.client_lease;
         let Some(iface) = self.config.downstream.get(ds) else {
             return self.drop(ds, DropReason::UnknownInterface);
         };
         let Some(r) = self.table.get(slot) else {
             return self.drop(ds, DropReason::NoServer);
         };
-        let pool_client = matches!(r.origin, Origin::Pool { .. });
-        // Pool clients get `[pool] client_lease` (never more than is left of the pool lease).
-        let client_lease = if pool_client { Some(self.config.pool.client_lease) } else { client_lease };
-        let lease = match answer {
-            // Paper 5.7: an offer, not a grant (the server decides at the REQUEST): the lease
-            // the server last gave, no more than a client gets from us.
-            LocalAnswer::OfferOfExpired => client_lease.map_or(r.lease_secs, |c| r.lease_secs.min(finite_secs(c))),
-            _ => local_lease_secs(r, now, client_lease),
-        };
+        let lease = self.local_answer_lease(r, now, answer);
         let (address, server) = (r.address, r.server);
         let identity = self.shown_identity(ds, server, request);
         let Some((emitted, out)) = outbox.emit() else {
@@ -68,28 +92,9 @@ impl Engine {
             return self.drop(ds, DropReason::NoServer);
         };
         out.set_len(len);
-        // RFC 6842: "If the 'client identifier' option is present in a message received
-        // from a client, the server MUST return the 'client identifier' option, unaltered,
-        // in its response message" — and must not return one the client did not send.
-        let wanted_cid = request.client_identifier();
-        let cached = Message::new_unchecked(out.payload());
-        if cached.client_identifier() != wanted_cid {
-            let rewritten = rewrite(&cached, &mut self.scratch, &[OptionCode::CLIENT_ID], |w| match wanted_cid {
-                Some(id) => w.option(OptionCode::CLIENT_ID, id),
-                None => Ok(()),
-            });
-            let copied = rewritten.ok().and_then(|n| {
-                let (dst, src) = (out.buffer_mut().get_mut(..n)?, self.scratch.get(..n)?);
-                dst.copy_from_slice(src);
-                Some(n)
-            });
-            match copied {
-                Some(n) => out.set_len(n),
-                None => {
-                    outbox.unwind();
-                    return self.drop(ds, DropReason::ReplyTooLarge);
-                }
-            }
+        if !echo_client_identifier(out, request, &mut self.scratch) {
+            outbox.unwind();
+            return self.drop(ds, DropReason::ReplyTooLarge);
         }
         let mut m = Message::new_unchecked(out.payload_mut());
         let rewrite_siaddr = self.config.mode.server_identity() == ServerIdentity::Ours;
@@ -97,12 +102,55 @@ impl Engine {
         let (destination, kind) = (reply_destination(&m, iface, identity), MessageKind::of(&m));
         out.destination = destination;
         self.counters.sent(ds, kind);
-        self.counters.proxy.add(match answer {
+        let event = match answer {
             LocalAnswer::Offer | LocalAnswer::OfferOfExpired => ProxyEvent::LocalOffer,
             LocalAnswer::Ack { .. } => ProxyEvent::LocalAck,
             LocalAnswer::BootReply => ProxyEvent::BootpSpoofed,
-        });
+        };
+        self.counters.proxy.add(event);
+        self.record_event(crate::events::EventKind::Proxy(event), slot, Some(kind));
+        self.after_local_answer(req, slot, answer, lease, emitted, outbox);
+        Verdict::AnsweredLocally
+    }
+
+    /// The lease a local answer from record `r` gives.
+    fn local_answer_lease(
+        &self,
+        r: &crate::table::ClientRecord,
+        now: crate::time::Timestamp,
+        answer: LocalAnswer,
+    ) -> u32 {
+        // Pool clients get `[pool] client_lease` (never more than is left of the pool lease).
+        let client_lease = match r.origin {
+            Origin::Pool { .. } => Some(self.config.pool.client_lease),
+            Origin::Server | Origin::PoolLease { .. } => self.config.proxy.client_lease,
+        };
+        match answer {
+            // Paper 5.7: an offer, not a grant (the server decides at the REQUEST): the lease
+            // the server last gave, no more than a client gets from us.
+            LocalAnswer::OfferOfExpired => client_lease.map_or(r.lease_secs, |c| r.lease_secs.min(finite_secs(c))),
+            _ => local_lease_secs(r, now, client_lease),
+        }
+    }
+
+    /// What follows a local answer (emitted as outbox slot `emitted`): the record's state,
+    /// a RENEW's ACK held back, the client's short lease noted, and the upstream renewal
+    /// (or, for a pool client, the move to the server) when due.
+    fn after_local_answer<T: AsRef<[u8]>>(
+        &mut self,
+        req: &ClientRequest<'_, T>,
+        slot: Slot,
+        answer: LocalAnswer,
+        lease: u32,
+        emitted: crate::outbox::Emitted,
+        outbox: &mut Outbox,
+    ) {
+        let now = req.now;
+        let pool_client = self.table.get(slot).is_some_and(|r| matches!(r.origin, Origin::Pool { .. }));
         if let Some(r) = self.table.get_mut(slot) {
+            // An OFFER made after a pool probe marks itself (proxy/probes.rs); any answer
+            // ends what that probe vouched for.
+            r.offer_probed = false;
             // Paper 5.2: "If the relay is able to reply to the client, it will place the
             // client in the BOUND state (the relay assumes the client receives the reply)."
             r.state = match answer {
@@ -132,12 +180,11 @@ impl Engine {
             if pool_client {
                 // Its lease at the server is the pool's (kept renewed by the pool); once the
                 // servers answer, the client moves onto one of its own.
-                self.pool_migrate_if_due(req.now, slot, outbox);
+                self.pool_migrate_if_due(now, slot, outbox);
             } else {
                 self.renew_upstream_if_due(req, slot, outbox);
             }
         }
-        Verdict::AnsweredLocally
     }
 
     /// The server identity a client sees in our answer on link `ds` for a record bound to
@@ -196,6 +243,7 @@ impl Engine {
             Destination::ClientLink { ifindex, mac: BROADCAST_MAC, src: identity, dst: Ipv4Addr::BROADCAST };
         self.counters.sent(ds, MessageKind::Dhcp(MessageType::Nak));
         self.counters.proxy.add(ProxyEvent::LocalNak);
+        self.message_event(crate::events::EventKind::Proxy(ProxyEvent::LocalNak), ds, request, Some(identity));
         Verdict::AnsweredLocally
     }
 }

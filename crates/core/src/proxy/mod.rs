@@ -124,7 +124,7 @@ impl Engine {
         msg: &Message<T>,
         outbox: &mut Outbox,
     ) -> Verdict {
-        let admitted = match self.admit_request(ds, msg) {
+        let admitted = match self.admit_request(ds, ingress.dst, msg) {
             Ok(a) => a,
             Err(reason) => return self.drop(ds, reason),
         };

@@ -72,6 +72,11 @@ impl OfferWindows {
         self.next_id
     }
 
+    /// Close every window (a reload changed the servers, which windows name by index).
+    pub(crate) fn clear(&mut self) {
+        self.open.clear();
+    }
+
     /// Close, without passing anything on, the windows of `key` (a new DISCOVER, or the
     /// record is gone).
     pub(crate) fn close_for(&mut self, key: &ClientKey) {

@@ -333,6 +333,7 @@ impl Engine {
 
     fn arm_probe(&mut self, now: Timestamp, pending: PendingProbe) {
         self.counters.proxy.add(ProxyEvent::ProbeStarted);
+        self.probe_event(ProxyEvent::ProbeStarted, &pending);
         let id = self.proxy.probes.start(pending);
         self.timers.arm(now.saturating_add(self.config.proxy.probe_timeout), Timer::Probe(id));
     }
@@ -348,6 +349,7 @@ impl Engine {
     /// A probe's timer fired: it was decided by an answer, or it timed out.
     pub(crate) fn probe_due(&mut self, now: Timestamp, id: u64, outbox: &mut Outbox) {
         let Some(p) = self.proxy.probes.take(id) else { return }; // decided and done already
+        self.probe_event(probe_outcome(p.heard, &p.purpose), &p);
         let slot = self.table.find(&p.key);
         match (p.heard, &p.purpose) {
             (heard, ProbePurpose::PoolEntry(r)) => {
@@ -401,6 +403,24 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The event log's line for a probe of a client's address (a pool entry's own probes
+    /// are not a client's).
+    fn probe_event(&mut self, what: ProxyEvent, p: &PendingProbe) {
+        if !self.logging_events() || matches!(p.purpose, ProbePurpose::PoolEntry(_)) {
+            return;
+        }
+        let server = self.table.find(&p.key).and_then(|s| self.table.get(s)).and_then(|r| r.server).map(|s| s.id);
+        self.push_event(crate::events::LeaseEvent {
+            at: self.event_time,
+            kind: crate::events::EventKind::Proxy(what),
+            client: p.key.clone(),
+            interface: u16::try_from(p.ds).ok(),
+            address: Some(p.target),
+            server,
+            message: None,
+        });
     }
 
     /// The DISCOVER whose expired address could not be offered goes to the server (as it
@@ -457,7 +477,11 @@ impl Engine {
                 if let Some(e) = self.pool_entry_of(slot).and_then(|e| self.pool.get_mut(e)) {
                     e.confirmed = true;
                 }
-                self.answer_from_cache(&req, slot, LocalAnswer::Offer, outbox);
+                if self.answer_from_cache(&req, slot, LocalAnswer::Offer, outbox) == Verdict::AnsweredLocally {
+                    if let Some(r) = self.table.get_mut(slot) {
+                        r.offer_probed = true;
+                    }
+                }
             }
             _ => {}
         }
@@ -489,5 +513,17 @@ impl Engine {
                 self.pool_offer_refused(now, slot, &request, admitted, p.ds, outbox);
             }
         }
+    }
+}
+
+/// How a decided probe is counted, as [`Engine::probe_due`] counts it (the event log's
+/// `probe_*` line).
+fn probe_outcome(heard: Heard, purpose: &ProbePurpose) -> ProxyEvent {
+    match (heard, purpose) {
+        (Heard::Nothing, _) => ProxyEvent::ProbeTimedOut,
+        (_, ProbePurpose::PoolEntry(_)) => ProxyEvent::ProbeFoundInUse,
+        (Heard::RecordClient, ProbePurpose::LocalAnswer { .. }) => ProxyEvent::ProbeOwnerAnswered,
+        (Heard::OtherHost | Heard::IcmpOnly | Heard::RecordClient, _) => ProxyEvent::ProbeFoundInUse,
+        (Heard::Client, _) => ProxyEvent::ProbeClientAnswered,
     }
 }

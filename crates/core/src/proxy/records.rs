@@ -42,6 +42,10 @@ impl Engine {
     /// A record has left the table: count it, tell the store, stop what ran for it.
     pub(crate) fn forgotten(&mut self, removed: &ClientRecord, why: Removal) {
         self.counters.proxy.removed.add(why);
+        if self.logging_events() {
+            let kind = crate::events::EventKind::Removed(why);
+            self.push_event(crate::events::LeaseEvent::of_record(self.event_time, kind, removed, None));
+        }
         if removed.reply.is_some() {
             self.note_change(&removed.key);
         }

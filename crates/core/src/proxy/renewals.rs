@@ -100,13 +100,23 @@ impl Engine {
             self.rearm_lapse(now, slot);
             return;
         }
+        let link = self.table.get(slot).map(|r| usize::from(r.downstream));
+        let up =
+            link.and_then(|l| self.config.downstream.get(l)).is_some_and(|d| d.state == crate::config::LinkState::Up);
+        if !up {
+            // Its link is not up: the client could not renew; nothing lapses until it is.
+            self.rearm_lapse(now, slot);
+            return;
+        }
         if self.config.proxy.safe_network {
             self.counters.proxy.add(ProxyEvent::Lapsed);
+            self.record_event(crate::events::EventKind::Proxy(ProxyEvent::Lapsed), slot, None);
             self.send_release(slot, outbox);
             return;
         }
         if self.start_lapse_probe(now, slot, outbox) {
             self.counters.proxy.add(ProxyEvent::Lapsed);
+            self.record_event(crate::events::EventKind::Proxy(ProxyEvent::Lapsed), slot, None);
         } else {
             // Rather than release unprobed, try again shortly.
             self.rearm_lapse(now, slot);
@@ -199,7 +209,7 @@ impl Engine {
             match built {
                 Ok(len) => {
                     out.set_len(len);
-                    out.destination = Destination::Server { addr: server.addr };
+                    out.destination = Destination::Server { addr: server.addr, relay_port: false };
                     Some(emitted)
                 }
                 Err(_) => {

@@ -19,7 +19,7 @@ use crate::outbox::Outbox;
 use crate::relay::{Targets, Track, Upstream};
 use crate::table::{ClientKind, ClientState, Origin, ParamList, Removal, ServerBinding, Slot};
 use crate::transactions::{Expect, Party, RequestId};
-use crate::verdict::{DropReason, Verdict};
+use crate::verdict::{DiscardReason, DropReason, Verdict};
 
 /// Is `dst` a broadcast address on the link of `net` (a REBINDING client broadcasts)?
 pub(crate) fn is_broadcast(dst: Ipv4Addr, net: &Ipv4Net) -> bool {
@@ -227,6 +227,13 @@ impl Engine {
             // A pool client is offered its pool address, whatever its DISCOVER asks for (it
             // may name the address it had before it released it).
             let pool_client = self.table.get(s).is_some_and(|r| matches!(r.origin, Origin::Pool { .. }));
+            if pool_client && self.proxy.probes.is_probing(&req.key) {
+                // Its record holds the entry's address before the probe that precedes the
+                // pool OFFER has found nobody on it: a retransmission waits for that probe
+                // (never an unprobed pool OFFER).
+                self.counters.proxy.discarded.add(DiscardReason::RetransmissionDuringProbe);
+                return Verdict::Discarded(DiscardReason::RetransmissionDuringProbe);
+            }
             let wanted = if pool_client { None } else { req.msg.requested_ip() };
             match self.answerable(req, s, ClientKind::Dhcp, wanted) {
                 Answerable::Yes => return self.answer_from_cache(req, s, LocalAnswer::Offer, outbox),

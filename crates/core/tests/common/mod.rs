@@ -26,7 +26,11 @@ pub fn config() -> EngineConfig {
         all_addresses: vec![DS_ADDR],
         mac: Some([0x02, 0, 0, 0, 0, 1]),
         circuit_id: b"rd0".to_vec(),
+        remote_id: None,
+        source_address: None,
+        vrf: None,
         trusted: false,
+        state: cdra_core::LinkState::Up,
     };
     let mut c = EngineConfig::relay(vec![SERVER], vec![ds], vec![US_IF]);
     c.upstream_addresses = vec![US_ADDR];
