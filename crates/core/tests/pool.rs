@@ -796,3 +796,23 @@ fn the_event_log_tells_a_pool_clients_life_and_nothing_of_the_pools_own_upkeep()
     assert!(events.iter().all(|e| e.client == key && e.address == Some(probed)), "{events:?}");
     assert_eq!(h.engine.counters().events_dropped, 0);
 }
+
+/// Found by the engine fuzzer (`crates/fuzz/regressions.txt`, `pool_inconsistent`,
+/// mode=pool): after the clock was stepped back, a free entry believed in a lease of .200
+/// the server had ended, and the server gave .200 to a client; the entry stayed free on
+/// .200, to be given to the next pool client. The server's ACK to a client loses any entry
+/// that held its address, as its ACK to another pool identity does.
+#[test]
+fn an_address_the_server_gives_a_client_is_lost_by_a_pool_entry_that_held_it() {
+    let mut h = filled(PoolAssign::Outage);
+    let mut a = Client::new(1);
+    a.addr = pool_addr(0);
+    a.bind(&mut h);
+    assert!(
+        !h.engine.pool().entries(0).any(|e| e.is_leased() && e.address == pool_addr(0)),
+        "no entry left on {}",
+        pool_addr(0)
+    );
+    assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolLeaseLost], 1);
+    assert_eq!(record(&h, &a).map(|r| (r.address, r.must_restart)), Some((pool_addr(0), false)));
+}

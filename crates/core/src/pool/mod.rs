@@ -359,12 +359,13 @@ impl PoolState {
         self.reference(link, e.n)
     }
 
-    /// An entry other than `r`, on any link, that believes it holds a lease of `address`.
-    pub(crate) fn other_holding(&self, r: EntryRef, address: Ipv4Addr) -> Option<EntryRef> {
+    /// An entry (other than `except`), on any link, that believes it holds a lease of
+    /// `address`.
+    pub(crate) fn holding_other_than(&self, except: Option<EntryRef>, address: Ipv4Addr) -> Option<EntryRef> {
         (0..self.links()).find_map(|link| {
-            let e = self
-                .entries(link)
-                .find(|e| e.is_leased() && e.address == address && (link, e.n) != (usize::from(r.link), r.n))?;
+            let e = self.entries(link).find(|e| {
+                e.is_leased() && e.address == address && except.is_none_or(|r| (link, e.n) != (usize::from(r.link), r.n))
+            })?;
             self.reference(link, e.n)
         })
     }

@@ -347,7 +347,7 @@ impl Engine {
         // The server has given this address to this identity: another entry that believed
         // it held it (its lease ended at the server while we counted on it, as after a step
         // of the clock) has lost it, so that no two entries, nor their clients, share it.
-        while let Some(other) = self.pool.other_holding(r, address) {
+        while let Some(other) = self.pool.holding_other_than(Some(r), address) {
             self.pool_entry_lost(now, other, ProxyEvent::PoolLeaseLost);
         }
         // The server has given this address to our pool identity: any record that still

@@ -271,6 +271,13 @@ impl Engine {
         if let Some((link, n, client, old_address)) = left_pool {
             self.pool_client_left_for_server(link, n, &client, old_address);
         }
+        // Pool mode: the server has given this address to this client, so a pool entry that
+        // believed it held it (its lease ended at the server while we counted on it, as
+        // after a step of the clock) has lost it, as when it leases it to another entry
+        // (`pool_leased`): the pool never gives out an address a server gave a client.
+        while let Some(stale) = self.pool.holding_other_than(None, address) {
+            self.pool_entry_lost(now, stale, ProxyEvent::PoolLeaseLost);
+        }
         if let Some(evicted) = self.table.store_reply(slot, kept) {
             self.forgotten(&evicted, Removal::Evicted);
         }
