@@ -816,3 +816,35 @@ fn an_address_the_server_gives_a_client_is_lost_by_a_pool_entry_that_held_it() {
     assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolLeaseLost], 1);
     assert_eq!(record(&h, &a).map(|r| (r.address, r.must_restart)), Some((pool_addr(0), false)));
 }
+
+/// Found by the engine fuzzer (`crates/fuzz/regressions.txt`, `host`, mode=pool): as above,
+/// but the moved client's renewal is answered locally, from the server's lease (no `[proxy]
+/// client_lease`): that answer gave it no short lease, yet the end of the pool's short lease
+/// it had held stayed watched, and at that end a RELEASE freed at the server the address the
+/// client held.
+#[test]
+fn a_moved_pool_client_answered_locally_does_not_lapse_at_its_old_pool_lease_end() {
+    let (mut h, a, addr) = pool_client_by_fallback();
+    assert_eq!(h.engine.config().proxy.client_lease, None);
+    server_answers_again(&mut h);
+    let sent = move_started(&mut h, &a, addr);
+    let take = sent.iter().find(|s| s.kind == Some(MessageType::Request)).expect("asked as the client");
+    let mut ack = answer(take, MessageType::Ack, addr);
+    ack.options.push((61, a.cid.clone()));
+    h.server_sends(SERVER, &ack);
+    assert_eq!(record(&h, &a).map(|r| r.origin), Some(Origin::Server));
+    h.advance(60);
+    assert_eq!(h.client_sends_to(DS_ADDR, &Msg { ciaddr: addr, ..a.renew() }), Verdict::AnsweredLocally);
+    let got = h.sent().into_iter().find(|(_, b)| kind(b) == Some(MessageType::Ack)).expect("the ACK");
+    let lease = Message::new_checked(&got.1[..]).ok().and_then(|m| m.lease_time()).expect("a lease");
+    assert!(lease > 600, "the server's lease, not the pool's: {lease}s");
+    // Past the end of the pool's client lease (600 s): nothing is released.
+    let later = run_all(&mut h, 900);
+    let releases: Vec<_> = later
+        .iter()
+        .filter(|(d, b)| matches!(d, Destination::Server { .. }) && kind(b) == Some(MessageType::Release))
+        .filter_map(|(_, b)| Message::new_checked(&b[..]).ok().map(|m| m.ciaddr()))
+        .collect();
+    assert!(!releases.contains(&addr), "released {addr} the client holds for {lease}s");
+    assert!(record(&h, &a).is_some());
+}

@@ -41,6 +41,10 @@ impl Engine {
     /// is noticed.
     pub(crate) fn note_client_lease(&mut self, now: Timestamp, slot: Slot, lease_secs: u32) {
         if self.client_lease_of(slot).is_none() || lease_secs == INFINITE {
+            // No short lease: the client holds the server's lease now, and a short one it
+            // held before (a pool client's, before it moved onto a lease of its own) is
+            // superseded: it must not lapse at that one's end.
+            self.forget_client_lease(slot);
             return;
         }
         let end = now.saturating_add(Duration::from_secs(u64::from(lease_secs)));
