@@ -447,7 +447,15 @@ impl Fuzzer {
         }
         // Restore learns the server identifier of every record it reads (superseded or not).
         self.server_ids.extend(out.iter().filter_map(|b| adapter::persisted_server_id(b)));
+        // Entries doubtful before the restart stay so: restore dates an entry stored ahead of
+        // the clock (a clock stepped back) from now, a new lease end learnt from no server.
+        let doubtful: HashSet<(usize, u16)> = self.pool_tainted.iter().map(|(link, n, _)| (*link, *n)).collect();
         self.sim.restart_engine(Some(&Snapshot { records: out }));
+        for e in adapter::pool_entries(self.sim.engine()) {
+            if doubtful.contains(&(e.link, e.n)) {
+                self.pool_tainted.insert((e.link, e.n, e.lease_end));
+            }
+        }
         let records = adapter::records(self.sim.engine());
         for v in &records {
             if let Some(reply) = &v.reply {
