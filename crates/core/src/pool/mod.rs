@@ -364,7 +364,9 @@ impl PoolState {
     pub(crate) fn holding_other_than(&self, except: Option<EntryRef>, address: Ipv4Addr) -> Option<EntryRef> {
         (0..self.links()).find_map(|link| {
             let e = self.entries(link).find(|e| {
-                e.is_leased() && e.address == address && except.is_none_or(|r| (link, e.n) != (usize::from(r.link), r.n))
+                e.is_leased()
+                    && e.address == address
+                    && except.is_none_or(|r| (link, e.n) != (usize::from(r.link), r.n))
             })?;
             self.reference(link, e.n)
         })
