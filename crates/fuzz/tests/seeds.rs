@@ -1,15 +1,17 @@
-//! A fixed set of seeds on every `cargo test` (a few seconds each in debug; deterministic,
-//! no wall clock). `engine-fuzz` runs the same cases for as long as it is given.
+//! A fixed set of seeds on every `cargo test`, in every mode (a few seconds each in debug;
+//! deterministic, no wall clock). `engine-fuzz` runs the same cases for as long as it is
+//! given; `scripts/test` also runs it on the seeds after these (release).
 
+use cdra_core::Mode;
 use cdra_fuzz::{run, Case, Profile};
 
 /// Steps per seed in CI.
 const STEPS: usize = 250;
 
-fn seeds(seeds: impl Iterator<Item = u64>, profile: Profile) {
+fn seeds(seeds: impl Iterator<Item = u64>, profile: Profile, mode: Mode) {
     let mut failures = Vec::new();
     for seed in seeds {
-        if let Err(f) = run(&Case::new(seed, STEPS, profile)) {
+        if let Err(f) = run(&Case::new(seed, STEPS, profile).in_mode(mode)) {
             failures.push(f.to_string());
         }
     }
@@ -18,26 +20,54 @@ fn seeds(seeds: impl Iterator<Item = u64>, profile: Profile) {
 
 // Every event, forged server replies included, every invariant (`full`); and the same
 // without forged replies (`genuine`: the events of `no-reply-acceptance`, every invariant,
-// so it covers that profile too). Seeds 0..20, each split in two so both cores work.
+// so it covers that profile too). Proxy mode: seeds 0..20, each split in two so both cores
+// work; spoofing and pool modes (slower: more happens per step) seeds 0..8; relay mode
+// (fast: no table) seeds 0..20.
 
 #[test]
 fn fixed_seeds_full_even() {
-    seeds((0..20).step_by(2), Profile::Full);
+    seeds((0..20).step_by(2), Profile::Full, Mode::Proxy);
 }
 
 #[test]
 fn fixed_seeds_full_odd() {
-    seeds((1..20).step_by(2), Profile::Full);
+    seeds((1..20).step_by(2), Profile::Full, Mode::Proxy);
 }
 
 #[test]
 fn fixed_seeds_genuine_even() {
-    seeds((0..20).step_by(2), Profile::Genuine);
+    seeds((0..20).step_by(2), Profile::Genuine, Mode::Proxy);
 }
 
 #[test]
 fn fixed_seeds_genuine_odd() {
-    seeds((1..20).step_by(2), Profile::Genuine);
+    seeds((1..20).step_by(2), Profile::Genuine, Mode::Proxy);
+}
+
+#[test]
+fn fixed_seeds_spoof_full() {
+    seeds(0..8, Profile::Full, Mode::Spoof);
+}
+
+#[test]
+fn fixed_seeds_spoof_genuine() {
+    seeds(0..8, Profile::Genuine, Mode::Spoof);
+}
+
+#[test]
+fn fixed_seeds_pool_full() {
+    seeds(0..8, Profile::Full, Mode::Pool);
+}
+
+#[test]
+fn fixed_seeds_pool_genuine() {
+    seeds(0..8, Profile::Genuine, Mode::Pool);
+}
+
+#[test]
+fn fixed_seeds_relay() {
+    seeds(0..20, Profile::Full, Mode::Relay);
+    seeds(0..20, Profile::Genuine, Mode::Relay);
 }
 
 #[test]
