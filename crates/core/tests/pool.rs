@@ -848,3 +848,57 @@ fn a_moved_pool_client_answered_locally_does_not_lapse_at_its_old_pool_lease_end
     assert!(!releases.contains(&addr), "released {addr} the client holds for {lease}s");
     assert!(record(&h, &a).is_some());
 }
+
+/// Found by the engine fuzzer (`crates/fuzz/regressions.txt`, `host`, mode=pool): with
+/// `safe_network`, a pool client's record evicted (the table full) left its entry held back
+/// until the client's lease from us ended; a restart forgot the hold (the store kept no
+/// such thing, and with `safe_network` the post-restart probe is no probe), and the address
+/// went to the next pool client while the first still held it.
+#[test]
+fn an_entry_held_back_for_a_gone_client_stays_held_back_across_a_restart() {
+    let mut c = pool_config(PoolAssign::Always);
+    c.proxy.safe_network = true;
+    c.proxy.max_clients = 1;
+    let mut h = filled_with(c);
+    let give = |h: &mut Harness, who: &Client| -> Ipv4Addr {
+        assert_eq!(h.client_sends(&who.msg(MessageType::Discover)), Verdict::AnsweredLocally);
+        let offer = h.sent().into_iter().find(|(_, b)| kind(b) == Some(MessageType::Offer)).expect("an OFFER");
+        Message::new_checked(&offer.1[..]).expect("offer").yiaddr()
+    };
+    let a = Client::new(1);
+    let first = give(&mut h, &a);
+    let mut sel = a.selecting(DS_ADDR);
+    sel.options.retain(|(c, _)| *c != 50);
+    sel.options.push((50, first.octets().to_vec()));
+    assert_eq!(h.client_sends(&sel), Verdict::AnsweredLocally);
+    // Another client takes the table's one place: a's record goes, a keeps its address for
+    // the 600 s of its lease from us, and its entry is held back till then.
+    let b = Client::new(2);
+    let second = give(&mut h, &b);
+    assert_ne!(second, first);
+    assert!(record(&h, &a).is_none());
+    assert!(h.engine.pool().entries(0).any(|e| e.address == first && e.is_held_back()));
+    // A restart.
+    let mut scratch = Vec::new();
+    let mut stored = Vec::new();
+    h.engine.dump(&mut scratch, |_, bytes| stored.push(cdra_core::persist::decode_record(bytes).expect("a record")));
+    let mut r = Harness::new(h.engine.config().clone());
+    r.now = h.now.saturating_add(Duration::from_secs(1));
+    r.engine.restore(r.now, stored);
+    run_all(&mut r, 1);
+    assert!(
+        r.engine.pool().entries(0).any(|e| e.address == first && e.is_held_back()),
+        "{first} is still held back after the restart"
+    );
+    // A new client is not given a's address (whether or not the pool has another).
+    let c = Client::new(3);
+    r.client_sends(&c.msg(MessageType::Discover));
+    let mut sent = r.sent();
+    sent.extend(run_all(&mut r, 5));
+    let offered: Vec<Ipv4Addr> = sent
+        .iter()
+        .filter(|(_, b)| kind(b) == Some(MessageType::Offer))
+        .filter_map(|(_, b)| Message::new_checked(&b[..]).ok().map(|m| m.yiaddr()))
+        .collect();
+    assert!(!offered.contains(&first), "offered {first}, which a still holds: {offered:?}");
+}

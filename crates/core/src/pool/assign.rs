@@ -336,6 +336,8 @@ impl Engine {
                 self.arm_pool_refill(now);
             }
         }
+        // The store keeps the entry free or held back, not given to a client that is gone.
+        self.note_pool_change(r);
     }
 
     /// A pool client (its record on `link`, given entry `n` for `address`) has been given

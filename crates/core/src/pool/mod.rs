@@ -207,6 +207,7 @@ impl PoolEntry {
         e.server = rec.server;
         e.times = ServerLeaseTimes { lease: rec.lease_secs, t1: rec.t1_secs, t2: rec.t2_secs };
         e.reply = rec.reply.clone();
+        e.held_back_until = rec.client_lease_end;
         e
     }
 
@@ -222,6 +223,9 @@ impl PoolEntry {
         rec.t2_secs = self.times.t2;
         rec.reply = self.reply.clone();
         rec.origin = Origin::PoolLease { n: self.n };
+        // A pool lease record holds no client's short lease: the field keeps when the entry
+        // is held back until (the client it was given to may hold the address till then).
+        rec.client_lease_end = self.held_back_until;
         rec
     }
 

@@ -154,8 +154,12 @@ impl Engine {
         // Paper 3.4: suspect after a restart. Held back until a probe finds nobody on the
         // address (a host found there before the restart may still be), so it is neither
         // given out nor released as surplus unprobed. An entry given to a client before the
-        // restart is the client's again (see `pool_reconcile`).
-        entry.held_back_until = Some(now);
+        // restart is the client's again (see `pool_reconcile`). One held back when stored
+        // stays so until then (its client, whose record went, may hold the address till
+        // then; with `safe_network` no probe would find it), never longer than a hold lasts.
+        let longest = self.config.pool.client_lease.max(crate::pool::assign::IN_USE_HOLD);
+        let hold = entry.held_back_until.map_or(now, |until| until.max(now).min(now.saturating_add(longest)));
+        entry.held_back_until = Some(hold);
         let t1 = entry.lease_start.saturating_add(Duration::from_secs(u64::from(rec.t1_secs)));
         if let Some(r) = self.pool.restore(ds, entry) {
             self.arm_pool_entry(r, t1.max(now));
