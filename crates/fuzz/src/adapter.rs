@@ -272,6 +272,11 @@ pub fn persisted_is_pool_lease(bytes: &[u8]) -> bool {
     decode_record(bytes).is_ok_and(|(r, _)| matches!(r.origin, Origin::PoolLease { .. }))
 }
 
+/// The address a persisted record holds, if the bytes decode.
+pub fn persisted_address(bytes: &[u8]) -> Option<Ipv4Addr> {
+    decode_record(bytes).ok().map(|(r, _)| r.address)
+}
+
 /// The server identifier a persisted record names, if the bytes decode and it has one.
 pub fn persisted_server_id(bytes: &[u8]) -> Option<Ipv4Addr> {
     decode_record(bytes).ok().and_then(|(r, _)| r.server.map(|s| s.id))

@@ -401,6 +401,15 @@ impl Fuzzer {
         let snap = self.sim.engine_snapshot();
         let now = self.sim.engine_now();
         let addresses: Vec<[u8; 4]> = adapter::records(self.sim.engine()).iter().map(|v| v.address.octets()).collect();
+        // Pool mode with safe_network: the addresses of model clients' records and pool
+        // entries, which a damaged record must not claim (see `keep` below).
+        let model_addresses: HashSet<Ipv4Addr> = adapter::records(self.sim.engine())
+            .iter()
+            .filter(|v| self.model_keys.contains(&v.key) || v.is_pool_client())
+            .map(|v| v.address)
+            .chain(adapter::pool_entries(self.sim.engine()).iter().map(|e| e.address))
+            .filter(|a| !a.is_unspecified())
+            .collect();
         let mut out = Vec::new();
         let mut mutated_keys = Vec::new();
         let mut what = Vec::new();
@@ -412,8 +421,12 @@ impl Fuzzer {
             // Pool mode with safe_network: the store is all that says a pool address is in
             // use by a client (no probe asks the network), so a lost model client's or pool
             // entry's record lets the address be given twice, by design: kept, and without a
-            // damaged copy beside it (one with the same address, newer, would supersede it).
-            let keep = model && self.params.mode == Mode::Pool && self.params.safe_network;
+            // damaged copy beside it, nor any damaged record claiming its address (one with
+            // the same address, newer, would supersede it: seed 0x898, restore keeping a
+            // stranger's damaged record on a pool client's address, then the client's entry
+            // released as surplus while it held the address).
+            let safe_pool = self.params.mode == Mode::Pool && self.params.safe_network;
+            let keep = model && safe_pool;
             if roll < 10 && !keep {
                 what.push("drop".to_string());
                 continue;
@@ -429,7 +442,8 @@ impl Fuzzer {
                 }
                 let protected = mkey.as_ref().is_some_and(|k| self.model_keys.contains(k) || adapter::is_pool_key(k))
                     || adapter::persisted_is_pool_lease(&m)
-                    || keep;
+                    || keep
+                    || (safe_pool && adapter::persisted_address(&m).is_some_and(|a| model_addresses.contains(&a)));
                 if protected {
                     what.push(format!("{how} (a model client's or pool key: left out)"));
                 } else {
