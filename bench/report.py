@@ -6,7 +6,8 @@ Usage: report.py RESULTS_DIR BENCHMARKS.md PLOT.png [--no-plot]
 
 Reads RESULTS_DIR/{selftest,dhcrelay,dhcrelay-quiet,dnsmasq,dnsmasq-bcast,cdra-relay,cdra-proxy}.json, machine.txt and
 *.commands.txt; includes bench/commentary.md (hand-written analysis), bench/mgmt.md (written
-by bench/mgmt) and bench/storm.md (written by bench/storm) when present.
+by bench/mgmt), bench/storm.md (written by bench/storm) and bench/fuzz.md (engine fuzzer
+long runs) when present.
 Standard library + matplotlib (Debian: python3-matplotlib).
 """
 
@@ -332,6 +333,9 @@ def main() -> int:
     storm = Path(__file__).with_name("storm.md")
     if storm.exists():
         md.append(storm.read_text().rstrip() + "\n")
+    fuzz = Path(__file__).with_name("fuzz.md")
+    if fuzz.exists():
+        md.append(fuzz.read_text().rstrip() + "\n")
     md.append("## Plot\n")
     md.append(f"![latency and drops]({png_path.relative_to(md_path.parent) if png_path.is_relative_to(md_path.parent) else png_path})\n")
     md.append("## How to run\n")

@@ -189,6 +189,12 @@ impl Engine {
     /// Handle one received datagram at time `now`; what must be sent is appended to
     /// `outbox`. Never panics, whatever the bytes.
     pub fn handle_datagram(&mut self, now: Timestamp, ingress: Ingress<'_>, outbox: &mut Outbox) -> Verdict {
+        let verdict = self.datagram(now, ingress, outbox);
+        self.compact_timers();
+        verdict
+    }
+
+    fn datagram(&mut self, now: Timestamp, ingress: Ingress<'_>, outbox: &mut Outbox) -> Verdict {
         self.event_time = now;
         let slot = self.slot_of(ingress.ifindex);
         let msg = match Message::new_checked(ingress.data) {
@@ -287,6 +293,11 @@ impl Engine {
     /// send, so no accepted work is lost to the size of one batch; at most the timers filed
     /// on entry fire, so a timer re-armed at `now` cannot loop.
     pub fn handle_timeout(&mut self, now: Timestamp, outbox: &mut Outbox) {
+        self.fire_timers(now, outbox);
+        self.compact_timers();
+    }
+
+    fn fire_timers(&mut self, now: Timestamp, outbox: &mut Outbox) {
         self.event_time = now;
         // The most one timer sends: a local ACK plus a renewal to every server (paper 5.3,
         // past T2), a pool entry's RELEASE and REQUEST, or one probe.
@@ -375,6 +386,7 @@ impl Engine {
             self.restore_record(now, rec, &iface, &mut report);
         }
         report.loaded = self.table.len();
+        self.compact_timers();
         report
     }
 
@@ -384,6 +396,7 @@ impl Engine {
     pub fn restore_one(&mut self, now: Timestamp, rec: ClientRecord, iface: &str, report: &mut RestoreReport) {
         self.event_time = now;
         self.restore_record(now, rec, iface, report);
+        self.compact_timers();
     }
 
     /// Make room for `records` more client records (before a large restore).
@@ -465,10 +478,63 @@ impl Engine {
         self.timers.len()
     }
 
+    /// Offer windows open (`max_offer_windows`).
+    pub fn offer_windows(&self) -> usize {
+        self.proxy.offers.len()
+    }
+
+    /// Local answers held back (`max_held_replies`).
+    pub fn held_replies(&self) -> usize {
+        self.held.len()
+    }
+
     /// Names of the counter interface slots: each downstream interface, then "upstream"
     /// (everything else).
     pub fn interface_slot_names(&self) -> impl Iterator<Item = &str> {
         self.config.downstream.iter().map(|d| d.name.as_str()).chain(core::iter::once("upstream"))
+    }
+
+    /// Most timers live at once (`timers.rs`): two per probe (its deadline, and its outcome
+    /// once an answer decides it), one per offer window, one lapse per record (bound and
+    /// pending), the held-reply timer and the sweep; in pool mode also one per pool entry
+    /// (at most [`crate::pool::MAX_ENTRIES_PER_LINK`] a link), the refill, and one per
+    /// DISCOVER waiting for its fallback (`[limits] pending_clients`).
+    fn live_timer_bound(&self) -> usize {
+        let p = &self.config.proxy;
+        let records = p.max_clients.max(1) + self.config.limits.pending_clients.max(1);
+        let mut bound = 2 * p.max_pending_probes + p.max_offer_windows + records + 2;
+        if self.pool.links() > 0 {
+            bound += self.pool.len() + 1 + self.config.limits.pending_clients;
+        }
+        bound
+    }
+
+    /// Drop the stale timers once the heap holds twice what can be live (`timers.rs`), so
+    /// churn (records evicted, probes and windows forgotten before their deadline, pool
+    /// entries re-armed or dropped) cannot grow it beyond a bound set by configuration.
+    fn compact_timers(&mut self) {
+        if self.timers.len() <= 2 * self.live_timer_bound() {
+            return;
+        }
+        let (probes, offers, table) = (&self.proxy.probes, &self.proxy.offers, &self.table);
+        let (pool, fallbacks) = (&self.pool, &self.pool_fallbacks);
+        // A timer filed again for a deadline it already had (an entry's or a record's timer
+        // interrupted by an earlier one, then re-armed for the same deadline) is redundant:
+        // the first to fire clears the deadline and the others are ignored. One is kept.
+        let mut seen = std::collections::BTreeSet::new();
+        self.timers.retain(|at, timer| {
+            let live = match timer {
+                Timer::Probe(id) => probes.contains(*id),
+                Timer::OfferWindow(id) => offers.contains(*id),
+                Timer::Lapse(key) => {
+                    table.find(key).and_then(|s| table.get(s)).is_some_and(|r| r.lapse_armed == Some(at))
+                }
+                Timer::Pool(r) => pool.get(*r).is_some_and(|e| e.timer == Some(at)),
+                Timer::PoolFallback(id) => fallbacks.is_waiting(id),
+                Timer::HeldReply | Timer::Sweep | Timer::PoolRefill => true,
+            };
+            live && seen.insert((at, timer.clone()))
+        });
     }
 
     /// Index of the downstream interface `ifindex`.
@@ -511,5 +577,51 @@ mod tests {
         let e = Engine::new(EngineConfig::relay(vec![], vec![], vec![]));
         assert_eq!(e.poll_timeout(), None);
         assert_eq!(e.config().mode, crate::config::Mode::Relay);
+    }
+
+    /// Found by the engine fuzzer (`crates/fuzz/regressions.txt`, `bound_exceeded`,
+    /// mode=pool): an interrupted pool entry timer is filed again for the deadline it had, so
+    /// an entry can hold several timers for its one deadline, each of which looks live (its
+    /// deadline is the entry's). Identical timers are redundant (the first to fire clears
+    /// the deadline, the others are then ignored): compaction keeps one of each.
+    #[test]
+    fn compaction_keeps_one_of_identical_timers() {
+        use crate::config::{Downstream, Ipv4Net, Mode};
+        let ds = Downstream {
+            name: "rd0".into(),
+            ifindex: 2,
+            address: Ipv4Net { addr: Ipv4Addr::new(10, 77, 1, 1), prefix_len: 24 },
+            all_addresses: vec![Ipv4Addr::new(10, 77, 1, 1)],
+            mac: None,
+            circuit_id: b"rd0".to_vec(),
+            remote_id: None,
+            source_address: None,
+            vrf: None,
+            trusted: false,
+            state: crate::config::LinkState::Up,
+        };
+        let mut c = EngineConfig::relay(vec![Ipv4Addr::new(10, 77, 0, 1)], vec![ds], vec![3]);
+        c.mode = Mode::Pool;
+        c.proxy.max_clients = 1;
+        c.proxy.max_pending_probes = 1;
+        c.proxy.max_offer_windows = 1;
+        c.limits.pending_clients = 1;
+        let mut e = Engine::new(c);
+        let now = Timestamp::from_secs(100);
+        let t1 = Timestamp::from_secs(1900);
+        let entries: Vec<_> = (0..4).filter_map(|_| e.pool.create(0, now)).collect();
+        for r in &entries {
+            if let Some(entry) = e.pool.get_mut(*r) {
+                entry.timer = Some(t1);
+            }
+            for _ in 0..8 {
+                e.timers.arm(t1, Timer::Pool(*r));
+            }
+        }
+        assert!(e.timers.len() > 2 * e.live_timer_bound());
+        e.compact_timers();
+        let pool_timers = e.timers.len() - 2; // the sweep and the refill
+        assert_eq!(pool_timers, entries.len(), "one timer an entry");
+        assert!(e.timers.len() <= e.live_timer_bound());
     }
 }

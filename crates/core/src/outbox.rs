@@ -294,6 +294,11 @@ impl HeldReplies {
         true
     }
 
+    /// Replies held.
+    pub(crate) fn len(&self) -> usize {
+        self.due.len()
+    }
+
     /// When the oldest held reply is due.
     pub(crate) fn next_due(&self) -> Option<crate::time::Timestamp> {
         self.due.front().map(|(t, _)| *t)

@@ -4,8 +4,8 @@
 //! [`crate::Engine::handle_timeout`] pops what is due, in deadline order, and hands each to
 //! its owner (`fire` in `engine.rs`). Entries are never searched for or cancelled: the owner
 //! checks, when one fires, whether it still means something (a probe already answered, a
-//! lease renewed meanwhile) and ignores it otherwise. So that stale entries cannot pile up,
-//! every kind is bounded by what it refers to:
+//! lease renewed meanwhile) and ignores it otherwise. The live timers of each kind are
+//! bounded by what they refer to:
 //!
 //! | timer | armed by | bounded by |
 //! |---|---|---|
@@ -17,6 +17,13 @@
 //! | [`Timer::Pool`] | a pool entry's next step (acquire, T1, T2, lease end) | one per entry (`PoolEntry::timer`) |
 //! | [`Timer::PoolRefill`] | start-up, an entry given out or lost | one (`PoolState::refill_armed`) |
 //! | [`Timer::PoolFallback`] | a new client's DISCOVER forwarded (`assign = "outage"`) | `[limits] pending_clients` |
+//!
+//! Stale entries (a record evicted with its lapse timer filed, a probe forgotten before its
+//! deadline, a pool entry re-armed earlier or dropped) would pile up with the churn, so once
+//! the heap holds twice what can be live the engine drops them ([`Timers::retain`],
+//! `Engine::compact_timers`), and keeps one of identical timers (one filed again for a
+//! deadline it already had, after an earlier one interrupted it): the heap never holds more
+//! than twice the live bound, at an amortized cost of O(log n) per timer.
 
 use core::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -70,6 +77,11 @@ impl Timers {
             return None;
         }
         self.heap.pop().map(|Reverse((t, _, timer))| (t, timer))
+    }
+
+    /// Keep only the timers for which `live(deadline, timer)` holds.
+    pub fn retain(&mut self, mut live: impl FnMut(Timestamp, &Timer) -> bool) {
+        self.heap.retain(|Reverse((at, _, timer))| live(*at, timer));
     }
 
     /// Timers filed (live or stale).

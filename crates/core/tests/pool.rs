@@ -223,7 +223,11 @@ fn server_answers_again(h: &mut Harness) {
 
 /// A client served from the pool after `fallback_after` without a server OFFER.
 fn pool_client_by_fallback() -> (Harness, Client, Ipv4Addr) {
-    let mut h = filled(PoolAssign::Outage);
+    pool_client_by_fallback_in(filled(PoolAssign::Outage))
+}
+
+/// [`pool_client_by_fallback`] in `h` (filled, `assign = "outage"`).
+fn pool_client_by_fallback_in(mut h: Harness) -> (Harness, Client, Ipv4Addr) {
     let a = Client::new(1);
     assert!(matches!(h.client_sends(&a.msg(MessageType::Discover)), Verdict::RelayedToServers { .. }));
     // The server does not answer; 2 s later the pool does.
@@ -454,6 +458,236 @@ fn the_pool_clients_lapse_returns_its_address() {
     let _ = Duration::ZERO;
 }
 
+/// Found by the engine fuzzer (`crates/fuzz/regressions.txt`, `pool_inconsistent`): a pool
+/// client whose record has run out (its DISCOVER came before the timer that ends its
+/// entry's lease, or after a clock step) is given another entry; the one it had was left
+/// given to it, for ever (never renewed for a record, never returned to the pool).
+#[test]
+fn a_pool_client_given_another_entry_leaves_the_one_it_had() {
+    let mut h = filled(PoolAssign::Always);
+    let a = Client::new(1);
+    assert_eq!(h.client_sends(&a.msg(MessageType::Discover)), Verdict::AwaitingProbe);
+    let first = h.probes.last().expect("a probe").target;
+    run_all(&mut h, 1);
+    let mut sel = a.selecting(DS_ADDR);
+    sel.options.retain(|(c, _)| *c != 50);
+    sel.options.push((50, first.octets().to_vec()));
+    assert_eq!(h.client_sends(&sel), Verdict::AnsweredLocally);
+    let n = record(&h, &a).expect("record").origin_n();
+    // The entry's lease (an hour) runs out before its timer has run.
+    h.advance(3601);
+    assert_eq!(h.client_sends(&a.msg(MessageType::Discover)), Verdict::AwaitingProbe);
+    let r = record(&h, &a).expect("record");
+    assert_ne!(r.origin_n(), n, "another entry");
+    let old = h.engine.pool().by_number(0, n).expect("the first entry");
+    assert!(
+        !matches!(&old.state, EntryState::Assigned(k) if *k == a.key()),
+        "the first entry is no longer given to the client: {:?}",
+        old.state
+    );
+}
+
+/// Found by the engine fuzzer (`crates/fuzz/regressions.txt`, `host`, mode=pool): with
+/// `[proxy] client_lease` shorter than `[pool] client_lease`, the sweep cut a pool client's
+/// lease end down to the proxy's length: the client "lapsed" while it still held the pool's
+/// longer lease, its address went back to the pool and was given to the next client.
+#[test]
+fn a_pool_clients_lease_end_is_bounded_by_the_pools_client_lease_not_the_proxys() {
+    let h = filled(PoolAssign::Always);
+    let mut c = h.engine.config().clone();
+    c.proxy.safe_network = true;
+    c.proxy.client_lease = Some(Duration::from_secs(55));
+    c.pool.client_lease = Duration::from_secs(600);
+    // The same pool, under the new settings.
+    let mut scratch = Vec::new();
+    let mut stored = Vec::new();
+    h.engine.dump(&mut scratch, |_, b| stored.push(cdra_core::persist::decode_record(b).expect("a record")));
+    let mut h = Harness { engine: cdra_core::Engine::new(c), ..h };
+    h.engine.restore(h.now, stored);
+    run_all(&mut h, 1);
+    let a = Client::new(1);
+    h.client_sends(&a.msg(MessageType::Discover));
+    let offer = h.sent().into_iter().find(|(_, b)| kind(b) == Some(MessageType::Offer)).expect("an OFFER");
+    let addr = Message::new_checked(&offer.1[..]).map(|m| m.yiaddr()).expect("offer");
+    let mut sel = a.selecting(DS_ADDR);
+    sel.options.retain(|(c, _)| *c != 50);
+    sel.options.push((50, addr.octets().to_vec()));
+    assert_eq!(h.client_sends(&sel), Verdict::AnsweredLocally);
+    let ack = h.sent().into_iter().find(|(_, b)| kind(b) == Some(MessageType::Ack)).expect("an ACK");
+    assert_eq!(Message::new_checked(&ack.1[..]).ok().and_then(|m| m.lease_time()), Some(600));
+    // A few minutes of sweeps and timers, the client quiet (its lease runs ten).
+    run_all(&mut h, 300);
+    let r = record(&h, &a).expect("the pool client keeps its record");
+    assert_eq!(r.address, addr);
+    assert!(h.engine.pool().entries(0).any(|e| e.address == addr && e.state == EntryState::Assigned(a.key())));
+}
+
+/// Found by the engine fuzzer (`crates/fuzz/regressions.txt`, `host`, mode=pool): a pool
+/// client moved onto a lease of its own kept the end of the pool's short lease it had had;
+/// the server's ACK to its next renewal, passed on whole (no `[proxy] client_lease`), gave it
+/// the server's lease, yet at the old end the record "lapsed" and a RELEASE freed at the
+/// server the address the client still held.
+#[test]
+fn a_moved_pool_client_renewed_by_the_server_does_not_lapse_at_its_old_pool_lease_end() {
+    let (mut h, a, addr) = pool_client_by_fallback();
+    server_answers_again(&mut h);
+    let sent = move_started(&mut h, &a, addr);
+    let take = sent.iter().find(|s| s.kind == Some(MessageType::Request)).expect("asked as the client");
+    let mut ack = answer(take, MessageType::Ack, addr);
+    ack.options.push((61, a.cid.clone()));
+    h.server_sends(SERVER, &ack);
+    assert_eq!(record(&h, &a).map(|r| r.origin), Some(Origin::Server));
+    // The client rebinds; the server's ACK (an hour) reaches it whole.
+    h.advance(60);
+    assert!(matches!(h.client_sends(&Msg { ciaddr: addr, ..a.renew() }), Verdict::RelayedToServers { .. }));
+    let mut renewed = a.reply(MessageType::Ack, true);
+    renewed.yiaddr = addr;
+    assert_eq!(h.server_sends(SERVER, &renewed), Verdict::DeliveredToClient);
+    let got = h.sent().into_iter().find(|(_, b)| kind(b) == Some(MessageType::Ack)).expect("the ACK");
+    assert_eq!(Message::new_checked(&got.1[..]).ok().and_then(|m| m.lease_time()), Some(3600));
+    // Past the end of the pool's client lease (600 s): nothing is released.
+    let later = run_all(&mut h, 900);
+    let releases: Vec<_> = later
+        .iter()
+        .filter(|(d, b)| matches!(d, Destination::Server { .. }) && kind(b) == Some(MessageType::Release))
+        .filter_map(|(_, b)| Message::new_checked(&b[..]).ok().map(|m| m.ciaddr()))
+        .collect();
+    assert!(!releases.contains(&addr), "released {addr} the client holds for an hour");
+    assert!(record(&h, &a).is_some());
+}
+
+/// Found by the engine fuzzer (`crates/fuzz/regressions.txt`, `host`, mode=pool): a pool
+/// client moved onto a lease of its own still holds the pool's client lease from us, longer
+/// than `[proxy] client_lease`; the sweep cut its end down to the proxy's length (it is no
+/// pool client any more) and a RELEASE freed the address at the server while it held it.
+#[test]
+fn a_moved_pool_client_keeps_the_pool_lease_it_holds_when_the_proxys_is_shorter() {
+    let mut c = pool_config(PoolAssign::Outage);
+    c.proxy.client_lease = Some(Duration::from_secs(28));
+    c.pool.client_lease = Duration::from_secs(228);
+    let (mut h, a, addr) = pool_client_by_fallback_in(filled_with(c));
+    let ack = h.sent().into_iter().find(|(_, b)| kind(b) == Some(MessageType::Ack)).expect("the ACK");
+    assert_eq!(Message::new_checked(&ack.1[..]).ok().and_then(|m| m.lease_time()), Some(228));
+    server_answers_again(&mut h);
+    let sent = move_started(&mut h, &a, addr);
+    let take = sent.iter().find(|s| s.kind == Some(MessageType::Request)).expect("asked as the client");
+    let mut granted = answer(take, MessageType::Ack, addr);
+    granted.options.push((61, a.cid.clone()));
+    h.server_sends(SERVER, &granted);
+    assert_eq!(record(&h, &a).map(|r| r.origin), Some(Origin::Server));
+    // The client holds 228 s from us; within them nothing is released.
+    let later = run_all(&mut h, 150);
+    let released = later.iter().any(|(d, b)| {
+        matches!(d, Destination::Server { .. })
+            && kind(b) == Some(MessageType::Release)
+            && Message::new_checked(&b[..]).is_ok_and(|m| m.ciaddr() == addr)
+    });
+    assert!(!released, "released {addr} within the lease the client holds");
+}
+
+/// Found by the engine fuzzer (`crates/fuzz/regressions.txt`, `lease_beyond_record`,
+/// mode=pool): a machine that sent a BOOTREQUEST (its record waiting as a BOOTP client's)
+/// then DISCOVERs is given a pool address, a DHCP lease; its record stayed a BOOTP one, so
+/// its next BOOTREQUEST was answered with the pool's ACK as it was cached (the pool lease's
+/// whole length, type ACK) — more lease than was left, to a client that keeps a BOOTP
+/// address for ever.
+#[test]
+fn a_pool_address_is_a_dhcp_lease_even_for_a_record_that_began_as_bootp() {
+    let mut h = filled(PoolAssign::Always);
+    // A client known by its hardware address (no option 61), as BOOTP clients are.
+    let a = Client::new(1);
+    let mut discover = a.msg(MessageType::Discover);
+    discover.options.retain(|(code, _)| *code != 61);
+    let mut boot = a.msg(MessageType::Discover);
+    boot.kind = None;
+    boot.options.clear();
+    let key = cdra_core::table::ClientKey::hardware(1, &a.mac);
+    let rec = |h: &Harness| h.engine.table().find(&key).and_then(|s| h.engine.table().get(s)).cloned();
+    assert!(matches!(h.client_sends(&boot), Verdict::RelayedToServers { .. }));
+    assert_eq!(h.client_sends(&discover), Verdict::AwaitingProbe);
+    let addr = h.probes.last().expect("a probe").target;
+    run_all(&mut h, 1);
+    let r = rec(&h).expect("record");
+    assert_eq!((r.address, r.kind), (addr, cdra_core::table::ClientKind::Dhcp));
+    h.advance(60);
+    assert!(matches!(h.client_sends(&boot), Verdict::RelayedToServers { .. }), "not answered from the pool lease");
+}
+
+/// Found by the engine fuzzer (`crates/fuzz/regressions.txt`, `lease_beyond_server`,
+/// mode=pool): a pool entry restored from a store dated ahead of the clock (a clock behind
+/// the store, as after a restart before NTP) kept its lease start in the future, as no
+/// client record would (they are clamped to now): it was not renewed at its real T1, its
+/// lease ran out at the server, and it was given to a client as if leased for longer.
+#[test]
+fn a_pool_entry_restored_from_a_store_dated_ahead_is_clamped_to_now() {
+    let h = filled(PoolAssign::Always);
+    let mut scratch = Vec::new();
+    let mut stored = Vec::new();
+    h.engine.dump(&mut scratch, |_, b| stored.push(cdra_core::persist::decode_record(b).expect("a record")));
+    // The store was written an hour ahead of the clock that reads it back.
+    for (r, _) in &mut stored {
+        r.lease_start = r.lease_start.saturating_add(Duration::from_secs(3600));
+        r.last_update = r.lease_start;
+    }
+    let mut b = Harness::new(h.engine.config().clone());
+    b.now = h.now;
+    let report = b.engine.restore(b.now, stored);
+    assert_eq!(report.pool_entries, 2);
+    let latest = b.now.saturating_add(Duration::from_secs(3600));
+    for e in b.engine.pool().entries(0) {
+        assert!(e.lease_end().is_some_and(|end| end <= latest), "lease believed until {:?}", e.lease_end());
+    }
+    assert_eq!(report.future_dated, 2);
+}
+
+/// Found reviewing the engine fuzzer's pool-mode exceptions (a clock step let an entry
+/// believe in a lease the server had ended): when the server leases an address to one of
+/// the pool's identities, any other entry that believed it held that address has lost it.
+/// Before, both entries stayed leased on one address, and each could be given to a client:
+/// two hosts on one address.
+#[test]
+fn an_address_the_server_leases_to_one_entry_is_lost_by_any_other_entry_that_held_it() {
+    let mut h = filled(PoolAssign::Always);
+    let a = Client::new(1);
+    assert_eq!(h.client_sends(&a.msg(MessageType::Discover)), Verdict::AwaitingProbe);
+    let first = h.probes.last().expect("a probe").target;
+    run_all(&mut h, 1);
+    let mut sel = a.selecting(DS_ADDR);
+    sel.options.retain(|(c, _)| *c != 50);
+    sel.options.push((50, first.octets().to_vec()));
+    assert_eq!(h.client_sends(&sel), Verdict::AnsweredLocally);
+    let n = record(&h, &a).expect("record").origin_n();
+    // The pool refills; the server (whose lease of `first` ran out, by its clock) gives
+    // `first` to the new entry.
+    let sent = run_all(&mut h, 10);
+    let discover = sent
+        .iter()
+        .filter(|(d, _)| matches!(d, Destination::Server { .. }))
+        .filter_map(|(_, b)| Message::new_checked(&b[..]).ok())
+        .find(|m| m.message_type() == Some(MessageType::Discover))
+        .map(|m| ToServer {
+            kind: m.message_type(),
+            xid: m.xid(),
+            chaddr: m.chaddr().to_vec(),
+            client_id: m.client_identifier().map(<[u8]>::to_vec),
+            requested: None,
+            server_id: None,
+            ciaddr: Ipv4Addr::UNSPECIFIED,
+        })
+        .expect("the pool refills");
+    h.server_sends(SERVER, &answer(&discover, MessageType::Offer, first));
+    let req = to_server(&h);
+    assert_eq!(req.len(), 1);
+    h.server_sends(SERVER, &answer(&req[0], MessageType::Ack, first));
+    let leased: Vec<u16> =
+        h.engine.pool().entries(0).filter(|e| e.is_leased() && e.address == first).map(|e| e.n).collect();
+    assert_eq!(leased.len(), 1, "one entry on {first}: {leased:?}");
+    assert_ne!(leased[0], n, "the entry the server leased it to");
+    assert!(h.engine.counters().proxy[ProxyEvent::PoolLeaseLost] >= 1);
+    // The client that had it from the old entry is not answered with it again.
+    assert!(record(&h, &a).is_none_or(|r| r.address != first || r.must_restart));
+}
+
 /// Seen with dhclient against the real binary (tests/e2e/test_pool.py, squatter): the
 /// client's DISCOVER retransmission arrived while the probe before its fallback pool OFFER
 /// ran, and was answered at once from its record (which already held the entry's address)
@@ -571,4 +805,110 @@ fn the_event_log_tells_a_pool_clients_life_and_nothing_of_the_pools_own_upkeep()
     let key = events[0].client.clone();
     assert!(events.iter().all(|e| e.client == key && e.address == Some(probed)), "{events:?}");
     assert_eq!(h.engine.counters().events_dropped, 0);
+}
+
+/// Found by the engine fuzzer (`crates/fuzz/regressions.txt`, `pool_inconsistent`,
+/// mode=pool): after the clock was stepped back, a free entry believed in a lease of .200
+/// the server had ended, and the server gave .200 to a client; the entry stayed free on
+/// .200, to be given to the next pool client. The server's ACK to a client loses any entry
+/// that held its address, as its ACK to another pool identity does.
+#[test]
+fn an_address_the_server_gives_a_client_is_lost_by_a_pool_entry_that_held_it() {
+    let mut h = filled(PoolAssign::Outage);
+    let mut a = Client::new(1);
+    a.addr = pool_addr(0);
+    a.bind(&mut h);
+    assert!(
+        !h.engine.pool().entries(0).any(|e| e.is_leased() && e.address == pool_addr(0)),
+        "no entry left on {}",
+        pool_addr(0)
+    );
+    assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolLeaseLost], 1);
+    assert_eq!(record(&h, &a).map(|r| (r.address, r.must_restart)), Some((pool_addr(0), false)));
+}
+
+/// Found by the engine fuzzer (`crates/fuzz/regressions.txt`, `host`, mode=pool): as above,
+/// but the moved client's renewal is answered locally, from the server's lease (no `[proxy]
+/// client_lease`): that answer gave it no short lease, yet the end of the pool's short lease
+/// it had held stayed watched, and at that end a RELEASE freed at the server the address the
+/// client held.
+#[test]
+fn a_moved_pool_client_answered_locally_does_not_lapse_at_its_old_pool_lease_end() {
+    let (mut h, a, addr) = pool_client_by_fallback();
+    assert_eq!(h.engine.config().proxy.client_lease, None);
+    server_answers_again(&mut h);
+    let sent = move_started(&mut h, &a, addr);
+    let take = sent.iter().find(|s| s.kind == Some(MessageType::Request)).expect("asked as the client");
+    let mut ack = answer(take, MessageType::Ack, addr);
+    ack.options.push((61, a.cid.clone()));
+    h.server_sends(SERVER, &ack);
+    assert_eq!(record(&h, &a).map(|r| r.origin), Some(Origin::Server));
+    h.advance(60);
+    assert_eq!(h.client_sends_to(DS_ADDR, &Msg { ciaddr: addr, ..a.renew() }), Verdict::AnsweredLocally);
+    let got = h.sent().into_iter().find(|(_, b)| kind(b) == Some(MessageType::Ack)).expect("the ACK");
+    let lease = Message::new_checked(&got.1[..]).ok().and_then(|m| m.lease_time()).expect("a lease");
+    assert!(lease > 600, "the server's lease, not the pool's: {lease}s");
+    // Past the end of the pool's client lease (600 s): nothing is released.
+    let later = run_all(&mut h, 900);
+    let releases: Vec<_> = later
+        .iter()
+        .filter(|(d, b)| matches!(d, Destination::Server { .. }) && kind(b) == Some(MessageType::Release))
+        .filter_map(|(_, b)| Message::new_checked(&b[..]).ok().map(|m| m.ciaddr()))
+        .collect();
+    assert!(!releases.contains(&addr), "released {addr} the client holds for {lease}s");
+    assert!(record(&h, &a).is_some());
+}
+
+/// Found by the engine fuzzer (`crates/fuzz/regressions.txt`, `host`, mode=pool): with
+/// `safe_network`, a pool client's record evicted (the table full) left its entry held back
+/// until the client's lease from us ended; a restart forgot the hold (the store kept no
+/// such thing, and with `safe_network` the post-restart probe is no probe), and the address
+/// went to the next pool client while the first still held it.
+#[test]
+fn an_entry_held_back_for_a_gone_client_stays_held_back_across_a_restart() {
+    let mut c = pool_config(PoolAssign::Always);
+    c.proxy.safe_network = true;
+    c.proxy.max_clients = 1;
+    let mut h = filled_with(c);
+    let give = |h: &mut Harness, who: &Client| -> Ipv4Addr {
+        assert_eq!(h.client_sends(&who.msg(MessageType::Discover)), Verdict::AnsweredLocally);
+        let offer = h.sent().into_iter().find(|(_, b)| kind(b) == Some(MessageType::Offer)).expect("an OFFER");
+        Message::new_checked(&offer.1[..]).expect("offer").yiaddr()
+    };
+    let a = Client::new(1);
+    let first = give(&mut h, &a);
+    let mut sel = a.selecting(DS_ADDR);
+    sel.options.retain(|(c, _)| *c != 50);
+    sel.options.push((50, first.octets().to_vec()));
+    assert_eq!(h.client_sends(&sel), Verdict::AnsweredLocally);
+    // Another client takes the table's one place: a's record goes, a keeps its address for
+    // the 600 s of its lease from us, and its entry is held back till then.
+    let b = Client::new(2);
+    let second = give(&mut h, &b);
+    assert_ne!(second, first);
+    assert!(record(&h, &a).is_none());
+    assert!(h.engine.pool().entries(0).any(|e| e.address == first && e.is_held_back()));
+    // A restart.
+    let mut scratch = Vec::new();
+    let mut stored = Vec::new();
+    h.engine.dump(&mut scratch, |_, bytes| stored.push(cdra_core::persist::decode_record(bytes).expect("a record")));
+    let mut r = Harness::new(h.engine.config().clone());
+    r.now = h.now.saturating_add(Duration::from_secs(1));
+    r.engine.restore(r.now, stored);
+    run_all(&mut r, 1);
+    assert!(
+        r.engine.pool().entries(0).any(|e| e.address == first && e.is_held_back()),
+        "{first} is still held back after the restart"
+    );
+    // A new client is not given a's address (whether or not the pool has another).
+    let c = Client::new(3);
+    r.client_sends(&c.msg(MessageType::Discover));
+    let mut sent = r.sent();
+    sent.extend(run_all(&mut r, 5));
+    let offered: Vec<Ipv4Addr> = sent
+        .iter()
+        .filter(|(_, b)| kind(b) == Some(MessageType::Offer))
+        .filter_map(|(_, b)| Message::new_checked(&b[..]).ok().map(|m| m.yiaddr()))
+        .collect();
+    assert!(!offered.contains(&first), "offered {first}, which a still holds: {offered:?}");
 }

@@ -9,6 +9,7 @@ use cdra_core::persist::decode_record;
 use cdra_core::table::{ClientKey, ClientRecord};
 use cdra_core::{Engine, Outbox, ProbeAnswer, Timestamp};
 
+use crate::net::ProbeReply;
 use crate::sched::Millis;
 
 /// A client record as the simulation looks at it (a copy, detached from the engine).
@@ -48,16 +49,21 @@ fn view(r: &ClientRecord) -> RecordView {
     }
 }
 
-/// Some host answered a probe: an ARP answer from `mac` for `address` on `ifindex`.
+/// Some host answered a probe: an ARP packet from `mac` claiming `address` on `ifindex`,
+/// or an ICMP echo reply from `address` carrying an identifier.
 pub fn probe_answer(
     engine: &mut Engine,
     now: Millis,
     ifindex: u32,
     address: Ipv4Addr,
-    mac: [u8; 6],
+    reply: ProbeReply,
     outbox: &mut Outbox,
 ) {
-    engine.handle_probe_answer(Timestamp::from_millis(now), ProbeAnswer::Arp { ifindex, address, mac }, outbox);
+    let answer = match reply {
+        ProbeReply::Arp(mac) => ProbeAnswer::Arp { ifindex, address, mac },
+        ProbeReply::Echo(echo) => ProbeAnswer::Echo { address, echo },
+    };
+    engine.handle_probe_answer(Timestamp::from_millis(now), answer, outbox);
 }
 
 /// When the engine next needs `handle_timeout`.

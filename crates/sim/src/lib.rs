@@ -29,6 +29,11 @@
 //! sim.assert_ok(); // invariants held after every event
 //! ```
 //!
+//! A driver that judges the engine from outside (the engine fuzzer, `crates/fuzz`) runs the
+//! network one event at a time ([`Sim::step`]), hands the engine whatever bytes it likes
+//! ([`Sim::inject_to_engine`], [`Sim::inject_probe_answer`]), steps the engine's clock alone
+//! ([`Sim::step_engine_clock`]) and reads what crossed the engine's edge ([`WireEvent`]).
+//!
 //! Nothing here reads files or the wall clock; the same seed gives the same run.
 
 pub mod client;
@@ -44,7 +49,8 @@ pub mod workload;
 pub use client::{ClientConfig, ClientState, IdStyle, Lease, ModelClient, TxClass};
 pub use msg::{Kind, KindCounts, Summary};
 pub use net::{
-    days, hours, mins, secs, Action, Holder, LinkConfig, Sim, SimConfig, Violation, ViolationKind, SERVER1, SERVER2,
+    days, hours, mins, secs, Action, Holder, LinkConfig, ProbeReply, Sim, SimConfig, Violation, ViolationKind,
+    WireEvent, SERVER1, SERVER2,
 };
 pub use rng::SimRng;
 pub use sched::{Millis, Scheduler};

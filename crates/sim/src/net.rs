@@ -24,6 +24,10 @@
 //!   configured on the probed link (ARP) or on the link of the target's subnet (ICMP);
 //!   else nothing, and the engine's probe times out.
 //!
+//! Clocks: the network runs on the simulation's clock; the engine is handed its own, which
+//! is the same unless [`Sim::step_engine_clock`] stepped it (a host clock set forward or
+//! back). A step back widens invariant (b)'s tolerance by its size: the engine cannot tell.
+//!
 //! Invariants, checked after every event for every address the event touched (and over
 //! everything every `full_check_every` events):
 //! - (a) no two hosts hold the same address at the same time;
@@ -35,10 +39,10 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
-use cdra_core::config::{Downstream, EngineConfig, Ipv4Net, Mode, PoolConfig, ProxyConfig, ServerSelection};
+use cdra_core::config::{Downstream, EngineConfig, Ipv4Net, Limits, Mode, PoolConfig, ProxyConfig, ServerSelection};
 use cdra_core::mode::Unicasts;
 use cdra_core::outbox::BROADCAST_MAC;
-use cdra_core::{Destination, DropReason, Engine, Ingress, Outbox, Timestamp, Verdict};
+use cdra_core::{Destination, DropReason, EchoId, Engine, Ingress, Outbox, Timestamp, Verdict};
 use cdra_wire::{Message, Op};
 
 use crate::client::{AddrChange, ClientConfig, ClientState, ClientTx, IdStyle, ModelClient, TxClass, TxTo};
@@ -109,6 +113,8 @@ pub struct SimConfig {
     pub proxy: ProxyConfig,
     /// Pool settings (pool mode).
     pub pool: PoolConfig,
+    /// Rate limits and bounds (`[limits]`, every mode).
+    pub limits: Limits,
     /// How the engine spreads requests over servers.
     pub server_selection: ServerSelection,
     /// Client links.
@@ -182,6 +188,7 @@ impl SimConfig {
             // real-client reason for `renew_reply_delay`, tested in the core and end to end).
             proxy: ProxyConfig { seed, renew_reply_delay: std::time::Duration::ZERO, ..ProxyConfig::default() },
             pool: PoolConfig::default(),
+            limits: Limits::default(),
             server_selection: ServerSelection::All,
             links,
             servers: vec![ServerConfig::new(SERVER1, pools)],
@@ -268,6 +275,7 @@ impl SimConfig {
         c.mode = self.mode;
         c.proxy = self.proxy.clone();
         c.pool = self.pool.clone();
+        c.limits = self.limits.clone();
         c.server_selection = self.server_selection;
         c
     }
@@ -345,7 +353,7 @@ enum Ev {
     ProbeAnswer {
         ifindex: u32,
         target: Ipv4Addr,
-        mac: [u8; 6],
+        reply: ProbeReply,
     },
     EngineTimer,
     ClientTimer {
@@ -375,6 +383,58 @@ pub struct Squatter {
     pub mac: [u8; 6],
     /// Is it up?
     pub up: bool,
+}
+
+/// What crossed the engine's edge, kept when the wire log is on ([`Sim::set_wire_log`]) for
+/// whoever drives the simulation and judges the engine from outside (the engine fuzzer).
+/// Times are the simulation's clock (the engine's may differ: [`Sim::step_engine_clock`]).
+#[derive(Debug, Clone)]
+pub enum WireEvent {
+    /// A datagram handed to the engine.
+    EngineIn {
+        /// When.
+        at: Millis,
+        /// Ingress interface.
+        ifindex: u32,
+        /// The frame's Ethernet source, as the I/O layer handed it to the engine.
+        link_source: Option<[u8; 6]>,
+        /// IP source and port.
+        src: SocketAddrV4,
+        /// IP destination.
+        dst: Ipv4Addr,
+        /// The UDP payload.
+        data: Vec<u8>,
+    },
+    /// A datagram the engine produced.
+    EngineOut {
+        /// When.
+        at: Millis,
+        /// Where it goes.
+        dest: Destination,
+        /// The UDP payload.
+        data: Vec<u8>,
+    },
+    /// A probe the engine asked for.
+    Probe {
+        /// When.
+        at: Millis,
+        /// The link probed.
+        ifindex: u32,
+        /// The address probed.
+        target: Ipv4Addr,
+        /// The identifier and sequence number of its ICMP echo (an echo reply counts only
+        /// if it carries them back).
+        echo: EchoId,
+    },
+}
+
+/// A probe answer a driver hands the engine ([`Sim::inject_probe_answer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeReply {
+    /// An ARP packet from this hardware address claiming the address.
+    Arp([u8; 6]),
+    /// An ICMP echo reply from the address carrying this identifier and sequence number.
+    Echo(EchoId),
 }
 
 /// What went wrong.
@@ -581,6 +641,12 @@ pub struct Sim {
     probe_deadlines: Vec<Millis>,
     last_engine_wake: Millis,
     watch_log: Trace,
+    /// The engine's clock minus the simulation's ([`Sim::step_engine_clock`]).
+    engine_clock_offset: i64,
+    /// `Some` while the wire log is on.
+    wire_log: Option<Vec<WireEvent>>,
+    /// Calls into the engine so far (datagrams, probe answers, timers, restarts).
+    engine_calls: u64,
 }
 
 impl Sim {
@@ -630,6 +696,9 @@ impl Sim {
             probe_deadlines: Vec::new(),
             last_engine_wake: 0,
             watch_log: Trace::new(if cfg.watch.is_some() { usize::MAX } else { 0 }, cfg.start),
+            engine_clock_offset: 0,
+            wire_log: None,
+            engine_calls: 0,
             cfg,
         };
         // The engine may have work before any packet arrives (pool mode fills its pool).
@@ -912,8 +981,9 @@ impl Sim {
     /// in-flight work of the old engine are gone.
     pub fn restart_engine(&mut self, snapshot: Option<&Snapshot>) {
         self.engine = Engine::new(self.engine_cfg.clone());
+        self.engine_calls += 1;
         if let Some(s) = snapshot {
-            let now = self.now();
+            let now = self.engine_now();
             engine_api::import_records(&mut self.engine, now, s);
         }
         self.outbox.clear();
@@ -924,20 +994,106 @@ impl Sim {
 
     /// Run every event up to and including `t`, then set the clock to `t`.
     pub fn run_until(&mut self, t: Millis) {
-        while let Some(ev) = self.sched.pop_until(t) {
-            self.stats.events += 1;
-            self.dispatch(ev);
-            self.check_dirty();
-            if self.cfg.full_check_every > 0 {
-                self.since_full_check += 1;
-                if self.since_full_check >= self.cfg.full_check_every {
-                    self.since_full_check = 0;
-                    self.check_all();
-                }
+        while self.step(t) {}
+        self.advance_to(t);
+    }
+
+    /// Run the next event if it is due at or before `t`, with the invariant checks; false
+    /// when none is (the clock is then left where it is: see [`Sim::advance_to`]). For a
+    /// driver that inspects the network between events.
+    pub fn step(&mut self, t: Millis) -> bool {
+        let Some(ev) = self.sched.pop_until(t) else { return false };
+        self.stats.events += 1;
+        self.dispatch(ev);
+        self.check_dirty();
+        if self.cfg.full_check_every > 0 {
+            self.since_full_check += 1;
+            if self.since_full_check >= self.cfg.full_check_every {
+                self.since_full_check = 0;
+                self.check_all();
             }
         }
+        true
+    }
+
+    /// Set the clock to `t` (after [`Sim::step`] returned false for it).
+    pub fn advance_to(&mut self, t: Millis) {
         self.sched.advance_to(t);
         self.check_dirty();
+    }
+
+    /// The engine's clock: the simulation's, plus every [`Sim::step_engine_clock`] so far.
+    pub fn engine_now(&self) -> Millis {
+        self.to_engine_time(self.now())
+    }
+
+    fn to_engine_time(&self, t: Millis) -> Millis {
+        t.saturating_add_signed(self.engine_clock_offset)
+    }
+
+    /// Step the engine's clock by `delta_ms` (negative: back), as a host clock set by NTP or
+    /// by hand does; the rest of the network keeps its time. The invariant checker's lease
+    /// tolerance grows by the size of every step: the engine cannot know its clock jumped,
+    /// so what it believes is left of a lease it learnt before may be that much longer (a
+    /// step back) or shorter (a step forward: a short lease seen as lapsed is released
+    /// early, unprobed with `safe_network`).
+    pub fn step_engine_clock(&mut self, delta_ms: i64) {
+        let now = self.now();
+        // The engine's clock never goes below zero.
+        let floor = -i64::try_from(now).unwrap_or(i64::MAX);
+        let before = self.engine_clock_offset;
+        self.engine_clock_offset = before.saturating_add(delta_ms).max(floor);
+        let moved = before.abs_diff(self.engine_clock_offset);
+        self.cfg.lease_tolerance_ms = self.cfg.lease_tolerance_ms.saturating_add(moved);
+        self.tr(TraceEvent::Action(format!("engine clock stepped by {delta_ms} ms")));
+        self.engine_timer = None;
+        self.reschedule_engine_timer();
+    }
+
+    /// How many times the engine was called so far (a datagram, a probe answer, its timers,
+    /// a restart): a driver that inspects the engine after every event can skip the events
+    /// that did not reach it.
+    pub fn engine_calls(&self) -> u64 {
+        self.engine_calls
+    }
+
+    /// Keep (or stop keeping) every datagram and probe crossing the engine's edge; drained
+    /// with [`Sim::take_wire_log`].
+    pub fn set_wire_log(&mut self, on: bool) {
+        self.wire_log = on.then(Vec::new);
+    }
+
+    /// What crossed the engine's edge since the last call.
+    pub fn take_wire_log(&mut self) -> Vec<WireEvent> {
+        self.wire_log.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn log_wire(&mut self, ev: impl FnOnce() -> WireEvent) {
+        if let Some(log) = &mut self.wire_log {
+            log.push(ev());
+        }
+    }
+
+    /// Hand `data` to the engine as received on `ifindex` from `src` for `dst`, in a frame
+    /// from Ethernet address `link_source` (`None`: the I/O layer did not read the frame, as
+    /// for replies on the upstream socket), as the next event (whatever the network would
+    /// have done with it: spoofed, replayed, mangled).
+    pub fn inject_to_engine(
+        &mut self,
+        ifindex: u32,
+        link_source: Option<[u8; 6]>,
+        src: SocketAddrV4,
+        dst: Ipv4Addr,
+        data: Vec<u8>,
+    ) {
+        self.sched.after(0, Ev::HostileRx { ifindex, link_source, src, dst, data });
+    }
+
+    /// Hand the engine a probe answer, as the next event: an ARP packet claiming `target`
+    /// on `ifindex`, or an ICMP echo reply from `target` (whatever identifier it carries),
+    /// whoever really holds it.
+    pub fn inject_probe_answer(&mut self, ifindex: u32, target: Ipv4Addr, reply: ProbeReply) {
+        self.sched.after(0, Ev::ProbeAnswer { ifindex, target, reply });
     }
 
     /// Run for `d` milliseconds.
@@ -957,12 +1113,17 @@ impl Sim {
             Ev::IpToClient { link, dst, data } => self.ip_to_client(link, dst, &data),
             Ev::BypassRx { link, data } => self.bypass_rx(link, data),
             Ev::BypassReply { link, data } => self.bypass_reply(link, &data),
-            Ev::ProbeAnswer { ifindex, target, mac } => {
+            Ev::ProbeAnswer { ifindex, target, reply } => {
                 if self.engine_up {
                     self.stats.probes_answered += 1;
+                    let mac = match reply {
+                        ProbeReply::Arp(mac) => Some(mac),
+                        ProbeReply::Echo(_) => None,
+                    };
                     self.tr(TraceEvent::ProbeAnswer { target, mac });
-                    let now = self.now();
-                    engine_api::probe_answer(&mut self.engine, now, ifindex, target, mac, &mut self.outbox);
+                    let now = self.engine_now();
+                    self.engine_calls += 1;
+                    engine_api::probe_answer(&mut self.engine, now, ifindex, target, reply, &mut self.outbox);
                     self.flush_outbox(false);
                     self.reschedule_engine_timer();
                 }
@@ -1248,9 +1409,11 @@ impl Sim {
             return;
         }
         let now = self.now();
+        self.engine_calls += 1;
+        self.log_wire(|| WireEvent::EngineIn { at: now, ifindex, link_source, src, dst, data: data.to_vec() });
         let from_server = ifindex == self.cfg.upstream_ifindex;
         let verdict = self.engine.handle_datagram(
-            Timestamp::from_millis(now),
+            Timestamp::from_millis(self.to_engine_time(now)),
             Ingress { link_source, ifindex, src, dst, data },
             &mut self.outbox,
         );
@@ -1284,9 +1447,11 @@ impl Sim {
         if self.engine_timer.is_some_and(|t| t <= now) {
             self.engine_timer = None;
         }
-        if engine_api::poll_timeout(&self.engine).is_some_and(|t| t <= now) {
+        let engine_now = self.to_engine_time(now);
+        if engine_api::poll_timeout(&self.engine).is_some_and(|t| t <= engine_now) {
             self.last_engine_wake = now;
-            engine_api::handle_timeout(&mut self.engine, now, &mut self.outbox);
+            self.engine_calls += 1;
+            engine_api::handle_timeout(&mut self.engine, engine_now, &mut self.outbox);
             self.probe_deadlines.retain(|d| *d > now);
             if !self.outbox.is_empty() || !self.outbox.probes().is_empty() {
                 self.tr(TraceEvent::EngineTimeout);
@@ -1303,6 +1468,8 @@ impl Sim {
     fn reschedule_engine_timer(&mut self) {
         let now = self.now();
         if let Some(t) = engine_api::poll_timeout(&self.engine) {
+            // The engine's deadline on the simulation's clock.
+            let t = t.saturating_add_signed(self.engine_clock_offset.saturating_neg());
             // Never spin: a timer that is still due after handle_timeout runs 1 ms later.
             let mut t = t.max(now + 1);
             if let Some(g) = self.cfg.engine_timer_coarsening {
@@ -1330,6 +1497,7 @@ impl Sim {
             self.held_replies.retain(|_, t| now.saturating_sub(*t) < 60_000);
         }
         for (dest, data) in out {
+            self.log_wire(|| WireEvent::EngineOut { at: now, dest, data: data.clone() });
             let s = Summary::parse(&data);
             let mut local = false;
             if let (Some(s), false) = (s, matches!(dest, Destination::Server { .. })) {
@@ -1371,6 +1539,7 @@ impl Sim {
             }
         }
         for p in probes {
+            self.log_wire(|| WireEvent::Probe { at: now, ifindex: p.ifindex, target: p.target, echo: p.echo });
             if self.probe_echo_by_target.insert(p.target, p.echo) != Some(p.echo) {
                 self.probe_deadlines.push(now + self.cfg.proxy.probe_timeout.as_millis() as Millis);
                 self.stats.probes += 1;
@@ -1379,7 +1548,10 @@ impl Sim {
             let holder = self.probe_holder(&p);
             self.tr(TraceEvent::Probe { ifindex: p.ifindex, target: p.target, holder });
             if let Some(mac) = holder {
-                self.sched.after(lat.probe_answer_ms, Ev::ProbeAnswer { ifindex: p.ifindex, target: p.target, mac });
+                self.sched.after(
+                    lat.probe_answer_ms,
+                    Ev::ProbeAnswer { ifindex: p.ifindex, target: p.target, reply: ProbeReply::Arp(mac) },
+                );
             }
         }
     }

@@ -27,7 +27,8 @@ pub enum TraceEvent {
     /// The engine asked for a probe.
     Probe { ifindex: u32, target: Ipv4Addr, holder: Option<[u8; 6]> },
     /// A probe answer went to the engine.
-    ProbeAnswer { target: Ipv4Addr, mac: [u8; 6] },
+    /// `mac` is `None` for an ICMP echo reply.
+    ProbeAnswer { target: Ipv4Addr, mac: Option<[u8; 6]> },
     /// The engine's timers ran and produced something.
     EngineTimeout,
     /// A server got a message.
@@ -126,7 +127,10 @@ impl fmt::Display for Render<'_> {
                 Some(m) => write!(f, "engine probes {target} on if{ifindex}: held by {}", name(*m)),
                 None => write!(f, "engine probes {target} on if{ifindex}: nobody"),
             },
-            TraceEvent::ProbeAnswer { target, mac } => write!(f, "probe answer for {target} from {}", name(*mac)),
+            TraceEvent::ProbeAnswer { target, mac } => match mac {
+                Some(m) => write!(f, "probe answer (ARP) for {target} from {}", name(*m)),
+                None => write!(f, "probe answer (ICMP) for {target}"),
+            },
             TraceEvent::EngineTimeout => write!(f, "engine timers"),
             TraceEvent::ServerRx { server, s } => write!(f, "server#{server} <- [{}] {s}", name(s.mac)),
             TraceEvent::ServerTx { server, s } => write!(f, "server#{server} -> [{}] {s}", name(s.mac)),

@@ -74,6 +74,13 @@ pub(crate) struct Fallbacks {
     waiting: hashbrown::HashMap<RequestId, Fallback>,
 }
 
+impl Fallbacks {
+    /// Is the DISCOVER `id` waiting for its fallback?
+    pub(crate) fn is_waiting(&self, id: &RequestId) -> bool {
+        self.waiting.contains_key(id)
+    }
+}
+
 impl Engine {
     /// Pool mode, a DISCOVER from a client with no server-answered record: answer it from
     /// the pool now? (`assign = "always"`, or every server known to be down.)
@@ -149,9 +156,17 @@ impl Engine {
         self.start_probe(req, slot, ProbeFor::PoolOffer, outbox)
     }
 
-    /// The record in `slot` takes entry `r`: its address, the server's ACK for it (with the
-    /// client's hardware address), its server and lease.
+    /// The record in `slot` takes entry `r`: its link, its address, the server's ACK for it
+    /// (with the client's hardware address), its server and lease.
     fn pool_give<T: AsRef<[u8]>>(&mut self, now: Timestamp, r: EntryRef, slot: Slot, request: &Message<T>) -> bool {
+        // A pool client given another entry (its record ran out before its entry's timer
+        // did, say) leaves the one it had: free again, held back until the lease it had from
+        // us ends, as when a pool client's record goes (`pool_client_record_gone`).
+        if let Some(old) = self.pool_entry_of(slot).filter(|old| *old != r) {
+            if let Some(had) = self.table.get(slot).cloned() {
+                self.pool_client_record_gone(&had, old.n, Removal::Expired);
+            }
+        }
         let Some(e) = self.pool.get(r) else { return false };
         let (address, server, times, lease_start) = (e.address, e.server, e.times, e.lease_start);
         let Some(len) = e.reply.as_ref().and_then(|c| c.expand_into(&mut self.scratch)) else { return false };
@@ -173,6 +188,13 @@ impl Engine {
             self.drop_record(other, Removal::AddressReassigned);
         }
         let Some(c) = self.table.get_mut(slot) else { return false };
+        // The record is on the entry's link from now on, as a server's answer on a link
+        // moves it there (`cache_reply`): a client heard first on another link (its record
+        // still waiting there) holds this link's address.
+        c.downstream = r.link;
+        // A pool address is a DHCP lease, whatever the record began as (a machine that sent
+        // a BOOTREQUEST, then DISCOVERs).
+        c.kind = ClientKind::Dhcp;
         c.origin = Origin::Pool { n: r.n };
         c.server = server;
         c.lease_secs = times.lease;
@@ -283,6 +305,8 @@ impl Engine {
                 self.arm_pool_refill(now);
             }
         }
+        // The store keeps the entry free or held back, not given to a client that is gone.
+        self.note_pool_change(r);
     }
 
     /// A pool client (its record on `link`, given entry `n` for `address`) has been given

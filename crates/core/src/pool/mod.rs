@@ -207,6 +207,7 @@ impl PoolEntry {
         e.server = rec.server;
         e.times = ServerLeaseTimes { lease: rec.lease_secs, t1: rec.t1_secs, t2: rec.t2_secs };
         e.reply = rec.reply.clone();
+        e.held_back_until = rec.client_lease_end;
         e
     }
 
@@ -222,6 +223,9 @@ impl PoolEntry {
         rec.t2_secs = self.times.t2;
         rec.reply = self.reply.clone();
         rec.origin = Origin::PoolLease { n: self.n };
+        // A pool lease record holds no client's short lease: the field keeps when the entry
+        // is held back until (the client it was given to may hold the address till then).
+        rec.client_lease_end = self.held_back_until;
         rec
     }
 
@@ -323,6 +327,23 @@ impl PoolState {
         self.links.len()
     }
 
+    /// Have the entries restored from the store met their clients again (the first timer
+    /// after start-up: until then an entry given out before the restart is free, held back,
+    /// and its client's record does not point to it yet)?
+    pub fn is_reconciled(&self) -> bool {
+        self.reconciled
+    }
+
+    /// Entries over every link (at most [`MAX_ENTRIES_PER_LINK`] a link).
+    pub fn len(&self) -> usize {
+        self.links.iter().map(HashMap::len).sum()
+    }
+
+    /// True when no link has an entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Entries of `link` that are free (and not held back), or on their way to be
     /// (acquiring, requesting).
     pub fn free_or_coming(&self, link: usize) -> usize {
@@ -340,6 +361,19 @@ impl PoolState {
     pub fn holding(&self, link: usize, address: Ipv4Addr) -> Option<EntryRef> {
         let e = self.entries(link).find(|e| e.is_leased() && e.address == address)?;
         self.reference(link, e.n)
+    }
+
+    /// An entry (other than `except`), on any link, that believes it holds a lease of
+    /// `address`.
+    pub(crate) fn holding_other_than(&self, except: Option<EntryRef>, address: Ipv4Addr) -> Option<EntryRef> {
+        (0..self.links()).find_map(|link| {
+            let e = self.entries(link).find(|e| {
+                e.is_leased()
+                    && e.address == address
+                    && except.is_none_or(|r| (link, e.n) != (usize::from(r.link), r.n))
+            })?;
+            self.reference(link, e.n)
+        })
     }
 
     /// A new entry on `link` with the lowest unused number, to be acquired; `None` at

@@ -344,6 +344,12 @@ impl Engine {
         let (lease_start, lease_secs, t1, t2) = (e.lease_start, times.lease, times.t1, times.t2);
         let t1_at = e.at(times.t1);
         self.counters.proxy.add(if first { ProxyEvent::PoolLeased } else { ProxyEvent::PoolRenewed });
+        // The server has given this address to this identity: another entry that believed
+        // it held it (its lease ended at the server while we counted on it, as after a step
+        // of the clock) has lost it, so that no two entries, nor their clients, share it.
+        while let Some(other) = self.pool.holding_other_than(Some(r), address) {
+            self.pool_entry_lost(now, other, ProxyEvent::PoolLeaseLost);
+        }
         // The server has given this address to our pool identity: any record that still
         // held it is stale (the table's rule, as for a client's ACK).
         if let Some(other) = self.table.find_address(address) {

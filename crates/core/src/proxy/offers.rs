@@ -57,6 +57,11 @@ impl OfferWindows {
         self.open.len()
     }
 
+    /// Is the window `id` still open?
+    pub(crate) fn contains(&self, id: u64) -> bool {
+        self.open.contains_key(&id)
+    }
+
     fn find(&self, id: &RequestId) -> Option<u64> {
         self.open.iter().find(|(_, w)| w.id == *id).map(|(n, _)| *n)
     }

@@ -184,6 +184,11 @@ impl Probes {
         self.peak
     }
 
+    /// Is the probe `id` still in flight?
+    pub(crate) fn contains(&self, id: u64) -> bool {
+        self.pending.contains_key(&id)
+    }
+
     /// Is the client `key`'s address being probed?
     pub(crate) fn is_probing(&self, key: &ClientKey) -> bool {
         self.by_key.contains_key(key)

@@ -59,9 +59,11 @@ impl Engine {
     /// A clock behind the store (a router without a battery-backed clock, restored before
     /// NTP), or a clock stepped back: a record whose times lie after `now` has them moved
     /// back to `now`, so no lease is believed longer than granted, `max_age` still applies,
-    /// and a short client lease ends at most one `client_lease` from now. Counted.
+    /// and a short client lease ends at most one `client_lease` from now (the longest we
+    /// give: a pool client's, or one moved onto a lease of its own, may hold `[pool]
+    /// client_lease`, longer than the proxy's). Counted.
     pub(crate) fn clamp_future_dated(&mut self, now: Timestamp, slot: Slot) {
-        let short = self.config.proxy.client_lease;
+        let short = self.longest_client_lease();
         let Some(r) = self.table.get_mut(slot) else { return };
         let mut moved = r.clamp_to(now);
         if let (Some(end), Some(short)) = (r.client_lease_end, short) {
@@ -141,12 +143,24 @@ impl Engine {
             return;
         }
         let mut entry = crate::pool::PoolEntry::from_record(n, rec);
+        // A store dated ahead of this clock (a clock behind the store): the lease is taken
+        // to start now, as a client record's is (`clamp_future_dated`), never later.
+        if entry.lease_start > now {
+            entry.lease_start = now;
+            entry.assigned_at = entry.assigned_at.min(now);
+            entry.sent_at = entry.sent_at.min(now);
+            report.future_dated += 1;
+        }
         // Paper 3.4: suspect after a restart. Held back until a probe finds nobody on the
         // address (a host found there before the restart may still be), so it is neither
         // given out nor released as surplus unprobed. An entry given to a client before the
-        // restart is the client's again (see `pool_reconcile`).
-        entry.held_back_until = Some(now);
-        let t1 = rec.lease_start.saturating_add(Duration::from_secs(u64::from(rec.t1_secs)));
+        // restart is the client's again (see `pool_reconcile`). One held back when stored
+        // stays so until then (its client, whose record went, may hold the address till
+        // then; with `safe_network` no probe would find it), never longer than a hold lasts.
+        let longest = self.config.pool.client_lease.max(crate::pool::assign::IN_USE_HOLD);
+        let hold = entry.held_back_until.map_or(now, |until| until.max(now).min(now.saturating_add(longest)));
+        entry.held_back_until = Some(hold);
+        let t1 = entry.lease_start.saturating_add(Duration::from_secs(u64::from(rec.t1_secs)));
         if let Some(r) = self.pool.restore(ds, entry) {
             self.arm_pool_entry(r, t1.max(now));
             self.arm_pool_entry(r, now);
@@ -181,12 +195,20 @@ impl Engine {
         if let Some(server) = rec.server {
             self.learn_server_id(server.id);
         }
-        if let Some(other) = self.table.find(&rec.key).or_else(|| self.table.find_address(rec.address)) {
-            let newer = self.table.get(other).is_some_and(|o| o.last_update >= rec.last_update);
+        // A record may conflict with one record by its key and with another by its address
+        // (a store written by an older table, or damaged): the newest wins both, so no two
+        // records ever hold one address.
+        let by_key = self.table.find(&rec.key);
+        let by_address = self.table.find_address(rec.address).filter(|s| Some(*s) != by_key);
+        let conflicts = [by_key, by_address];
+        let kept =
+            conflicts.iter().flatten().any(|s| self.table.get(*s).is_some_and(|o| o.last_update >= rec.last_update));
+        if kept {
             report.superseded += 1;
-            if newer {
-                return;
-            }
+            return;
+        }
+        for other in conflicts.into_iter().flatten() {
+            report.superseded += 1;
             self.table.remove(other);
         }
         let (slot, evicted) = self.table.insert(rec);

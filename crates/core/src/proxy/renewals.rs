@@ -41,6 +41,10 @@ impl Engine {
     /// is noticed.
     pub(crate) fn note_client_lease(&mut self, now: Timestamp, slot: Slot, lease_secs: u32) {
         if self.client_lease_of(slot).is_none() || lease_secs == INFINITE {
+            // No short lease: the client holds the server's lease now, and a short one it
+            // held before (a pool client's, before it moved onto a lease of its own) is
+            // superseded: it must not lapse at that one's end.
+            self.forget_client_lease(slot);
             return;
         }
         let end = now.saturating_add(Duration::from_secs(u64::from(lease_secs)));
@@ -49,6 +53,16 @@ impl Engine {
         let key = r.key.clone();
         self.note_change(&key);
         self.arm_lapse(slot);
+    }
+
+    /// The client in `slot` holds no short lease from us any more (the server's own was
+    /// passed on to it): nothing lapses.
+    pub(crate) fn forget_client_lease(&mut self, slot: Slot) {
+        let Some(r) = self.table.get_mut(slot) else { return };
+        if r.client_lease_end.take().is_some() {
+            let key = r.key.clone();
+            self.note_change(&key);
+        }
     }
 
     /// File the record's lapse timer for `client_lease_end` + grace, unless one armed
@@ -138,6 +152,18 @@ impl Engine {
         match self.table.get(slot).map(|r| r.origin) {
             Some(crate::table::Origin::Pool { .. }) => Some(self.config.pool.client_lease),
             _ => self.config.proxy.client_lease,
+        }
+    }
+
+    /// The longest short lease any client holds from us: `[proxy] client_lease`, and in pool
+    /// mode `[pool] client_lease` (a pool client moved onto a lease of its own still holds
+    /// the pool's until it renews).
+    pub(crate) fn longest_client_lease(&self) -> Option<Duration> {
+        let pool = (self.config.mode.address_source() == crate::mode::AddressSource::ServersAndPool)
+            .then_some(self.config.pool.client_lease);
+        match (self.config.proxy.client_lease, pool) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
         }
     }
 

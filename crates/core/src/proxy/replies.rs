@@ -193,8 +193,11 @@ impl Engine {
         }
         let result = self.deliver_to_client(reply.ds, msg, reply.server, outbox);
         if let (Ok(sent), Some(s)) = (result, slot) {
-            if let Some(lease) = self.shorten_reply(outbox, sent) {
-                self.note_client_lease(reply.now, s, lease);
+            match self.shorten_reply(outbox, sent) {
+                Some(lease) => self.note_client_lease(reply.now, s, lease),
+                // The client holds the server's lease itself now: no short lease of ours is
+                // left to watch (a pool client moved onto a lease of its own had the pool's).
+                None => self.forget_client_lease(s),
             }
         }
         self.delivered(reply.ds, result)
@@ -267,6 +270,13 @@ impl Engine {
         let key = r.key.clone();
         if let Some((link, n, client, old_address)) = left_pool {
             self.pool_client_left_for_server(link, n, &client, old_address);
+        }
+        // Pool mode: the server has given this address to this client, so a pool entry that
+        // believed it held it (its lease ended at the server while we counted on it, as
+        // after a step of the clock) has lost it, as when it leases it to another entry
+        // (`pool_leased`): the pool never gives out an address a server gave a client.
+        while let Some(stale) = self.pool.holding_other_than(None, address) {
+            self.pool_entry_lost(now, stale, ProxyEvent::PoolLeaseLost);
         }
         if let Some(evicted) = self.table.store_reply(slot, kept) {
             self.forgotten(&evicted, Removal::Evicted);
