@@ -32,7 +32,9 @@
 //! `recvmmsg` (one returning EAGAIN when a wake-up brings only requests). Time stamps are
 //! `clock_gettime` through the vDSO in both (no system call).
 //!
-//! Per request: IPv4/UDP header checked for its length only (cdra also verifies the UDP
+//! Per request: only one broadcast or sent to giaddr (a renewal unicast to the server is
+//! routed by the kernel; the tap sees it pass and leaves it, as cdra's engine does); IPv4/UDP
+//! header checked for its length only (cdra also verifies the UDP
 //! checksum when the kernel has not), the DHCP payload copied once into a scratch buffer
 //! (cdra copies it into its outbox), `hops` incremented and `giaddr` set there, sent.
 //! Per reply: accepted only if it is a BOOTREPLY to our giaddr; the client's MAC (chaddr),
@@ -95,9 +97,15 @@ pub struct NullRelayStats {
 
 /// Turns a client request read by the tap (an IPv4 packet) into the payload to send to the
 /// server, in `out`: hops + 1 and giaddr set (unless a relay before us set it). Returns its
-/// length, or `None` for something that is not a BOOTREQUEST (or has 16 hops already).
+/// length, or `None` for something that is not a BOOTREQUEST broadcast or sent to `giaddr`
+/// (or has 16 hops already).
 pub fn request_to_server(packet: &[u8], giaddr: Ipv4Addr, out: &mut [u8]) -> Option<usize> {
     let d = Ipv4Udp::new_checked_with(packet, UdpChecksum::Skip).ok()?;
+    // A unicast to another address (a renewal to the server) is routed by the kernel; the
+    // tap sees it pass, as cdra's does, and leaves it alone, as cdra does.
+    if d.dst != Ipv4Addr::BROADCAST && d.dst != giaddr {
+        return None;
+    }
     let p = d.payload;
     if p.len() < BOOTP_FIXED || p.first() != Some(&1) {
         return None;
@@ -262,9 +270,18 @@ mod tests {
         let mut bad = pkt.clone();
         bad[IPV4_UDP_HEADER_LEN] = 2;
         assert_eq!(request_to_server(&bad[..total], GI, &mut out), None);
-        let mut far = pkt;
+        let mut far = pkt.clone();
         far[IPV4_UDP_HEADER_LEN + 3] = 16;
         assert_eq!(request_to_server(&far[..total], GI, &mut out), None);
+        // A renewal unicast to the server passes by: the kernel routes it.
+        let renewal = Ipv4UdpHeader { src: Ipv4Addr::new(10, 64, 1, 9), dst: Ipv4Addr::new(10, 200, 0, 1), ..h };
+        let mut routed = pkt.clone();
+        let total = write_ipv4_udp(&mut routed, renewal, payload.len()).expect("header");
+        assert_eq!(request_to_server(&routed[..total], GI, &mut out), None);
+        // One sent to our address is relayed.
+        let mut to_us = pkt;
+        let total = write_ipv4_udp(&mut to_us, Ipv4UdpHeader { dst: GI, ..renewal }, payload.len()).expect("header");
+        assert!(request_to_server(&to_us[..total], GI, &mut out).is_some());
     }
 
     #[test]
