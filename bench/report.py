@@ -318,6 +318,12 @@ def main() -> int:
 
     if any(s in runs for s in SETUPS):
         md.append("## DORA through each relay\n")
+        older = [s for s in SETUPS if s in runs and machine.get("run") and run_id(cmds.get(s)) != machine["run"]]
+        if older:
+            md.append(
+                f"Not in run `{machine['run']}` (results of an earlier `bench/run`, possibly on another "
+                f"machine, kept in bench/results): {', '.join(LABELS[s] for s in older)}.\n"
+            )
         rows = []
         for s in SETUPS:
             if s in runs:
