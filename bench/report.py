@@ -4,7 +4,7 @@
 Usage: report.py RESULTS_DIR BENCHMARKS.md PLOT.png [--no-plot]
   --no-plot  link PLOT.png but leave the file as it is (bench/storm refreshes its section)
 
-Reads RESULTS_DIR/{selftest,dhcrelay,dhcrelay-quiet,dnsmasq,dnsmasq-bcast,cdra-relay,cdra-proxy}.json, machine.txt and
+Reads RESULTS_DIR/{selftest,null-relay,dhcrelay,dhcrelay-quiet,dnsmasq,dnsmasq-bcast,cdra-relay,cdra-proxy}.json, machine.txt and
 *.commands.txt; includes bench/commentary.md (hand-written analysis), bench/mgmt.md (written
 by bench/mgmt), bench/storm.md (written by bench/storm) and bench/fuzz.md (engine fuzzer
 long runs) when present.
@@ -17,8 +17,9 @@ import json
 import sys
 from pathlib import Path
 
-SETUPS = ["dhcrelay", "dhcrelay-quiet", "dnsmasq", "dnsmasq-bcast", "cdra-relay", "cdra-proxy"]
+SETUPS = ["null-relay", "dhcrelay", "dhcrelay-quiet", "dnsmasq", "dnsmasq-bcast", "cdra-relay", "cdra-proxy"]
 LABELS = {
+    "null-relay": "null relay (floor)",
     "dhcrelay": "ISC dhcrelay",
     "dhcrelay-quiet": "ISC dhcrelay -q",
     "dnsmasq": "dnsmasq (relay)",
@@ -26,7 +27,7 @@ LABELS = {
     "cdra-relay": "cdra relay",
     "cdra-proxy": "cdra proxy",
 }
-COLORS = {"dhcrelay": "tab:blue", "dhcrelay-quiet": "tab:cyan", "dnsmasq": "tab:orange", "dnsmasq-bcast": "tab:brown", "cdra-relay": "tab:green", "cdra-proxy": "tab:red"}
+COLORS = {"null-relay": "tab:gray", "dhcrelay": "tab:blue", "dhcrelay-quiet": "tab:cyan", "dnsmasq": "tab:orange", "dnsmasq-bcast": "tab:brown", "cdra-relay": "tab:green", "cdra-proxy": "tab:red"}
 
 
 def load(results: Path) -> tuple[dict, dict, dict]:
@@ -110,6 +111,65 @@ HEAD = [
     "relay CPU ms/1k", "relay cores", "Kea CPU ms/1k", "Kea pkts rx", "Kea rx / exch", "UDP rcvbuf drops relay / Kea ns",
     "dup replies",
 ]
+
+
+def run_id(cmds_text: str | None) -> str | None:
+    """The bench run a setup's result comes from: the namespace prefix (bn + 6 hex digits) in
+    its commands, new for every `bench/run`."""
+    import re
+
+    m = re.search(r"ip netns exec (bn[0-9a-f]{6})", cmds_text or "")
+    return m.group(1) if m else None
+
+
+FLOOR = ["null-relay", "cdra-relay", "dhcrelay", "dhcrelay-quiet"]
+
+
+def floor_section(runs: dict, cmds: dict) -> list[str]:
+    """Issue 14, part 2: CPU per exchange of cdra relay against the null relay and dhcrelay,
+    per offered DORA rate, from one bench run."""
+    if "null-relay" not in runs:
+        return []
+    here = [s for s in FLOOR if s in runs]
+    ids = {s: run_id(cmds.get(s)) for s in here}
+    same = [s for s in here if ids[s] == ids["null-relay"]]
+    md = ["## Relay CPU against the floor (issue 14, part 2)\n"]
+    md.append(
+        "The *null relay* (`cdra-loadgen null-relay`, crates/loadgen/src/null_relay.rs) opens the "
+        "sockets cdra's relay mode opens and makes the same system calls per wake-up and per "
+        "message (`poll`; `recvmmsg` on the AF_PACKET tap and on UDP :67; one `sendmsg` per "
+        "request to the server, one AF_PACKET `sendto` per reply to the client's MAC) but does no "
+        "DHCP work beyond setting giaddr and hops and choosing the reply's destination. Its CPU per "
+        "exchange is what the kernel charges a relay built this way; cdra's excess over it is "
+        "cdra's own work. CPU ms per 1,000 completed DORA (utime+stime of the relay process), "
+        f"from run `{ids['null-relay']}` (setups of other runs are left out: "
+        f"{', '.join(LABELS[s] for s in here if s not in same) or 'none'}). "
+        "Drops: exchanges lost, % of offered.\n"
+    )
+    head = ["offered DORA/s"] + [f"{LABELS[s]} CPU ms/1k" for s in same]
+    ratios = [("cdra-relay", "null-relay"), ("cdra-relay", "dhcrelay"), ("cdra-relay", "dhcrelay-quiet")]
+    ratios = [(a, b) for a, b in ratios if a in same and b in same]
+    head += [f"{LABELS[a].split()[0]} / {LABELS[b].split(' (')[0]}" for a, b in ratios]
+    head += [f"drop % {LABELS[s].split(' (')[0]}" for s in same]
+    rows = []
+    by_rate = {s: {p["rate"]: p for p in phases_of(runs[s], "dora")} for s in same}
+    for rate in sorted(by_rate["null-relay"]):
+        phs = {s: by_rate[s].get(rate) for s in same}
+
+        def cpu(s: str):
+            ph = phs.get(s)
+            r = proc(ph, "relay") if ph else None
+            return r.get("cpu_ms_per_1000") if r and ph["drop_pct"] <= 50 else None
+
+        r = [f"{rate:.0f}"] + [fmt(cpu(s), 1) for s in same]
+        for a, b in ratios:
+            x, y = cpu(a), cpu(b)
+            r.append(f"{x / y:.2f}" if x is not None and y else "–")
+        r += [f"{phs[s]['drop_pct']:.2f}" if phs.get(s) else "–" for s in same]
+        rows.append(r)
+    md.append(table(rows, head))
+    md.append("")
+    return md
 
 
 def table(rows: list[list[str]], head: list[str] = HEAD) -> str:
@@ -235,7 +295,9 @@ def main() -> int:
     md.append("## Machine\n")
     for k, label in [("date", "date (UTC)"), ("nproc", "nproc"), ("cpu", "CPU"), ("kernel", "kernel"), ("os", "OS"),
                      ("kea", "Kea"), ("dhcrelay", "dhcrelay"), ("dnsmasq", "dnsmasq"), ("cdra", "cdra commit"),
-                     ("step_s", "seconds per DORA step")]:
+                     ("step_s", "seconds per DORA step"), ("run", "run"), ("setups", "setups run"),
+                     ("load_start", "load average at start (1, 5, 15 min)"),
+                     ("load_end", "load average at end")]:
         if k in machine:
             md.append(f"- {label}: {machine[k]}")
     if machine.get("quick") == "1":
@@ -259,6 +321,12 @@ def main() -> int:
 
     if any(s in runs for s in SETUPS):
         md.append("## DORA through each relay\n")
+        older = [s for s in SETUPS if s in runs and machine.get("run") and run_id(cmds.get(s)) != machine["run"]]
+        if older:
+            md.append(
+                f"Not in run `{machine['run']}` (results of an earlier `bench/run`, possibly on another "
+                f"machine, kept in bench/results): {', '.join(LABELS[s] for s in older)}.\n"
+            )
         rows = []
         for s in SETUPS:
             if s in runs:
@@ -284,6 +352,7 @@ def main() -> int:
                     rows.append([f"{r[0]} {kind}"] + r[1:])
         md.append(table(rows))
         md.append("")
+    md += floor_section(runs, cmds)
     if "cdra-proxy" in runs:
         md.append("## cdra proxy, warm cache\n")
         md.append(
@@ -380,7 +449,7 @@ def main() -> int:
                 f"{p['offered_rate']:.0f}->{p['achieved_rate']:.0f} {p['drop_pct']:.1f}% "
                 f"{l.get('p99_ms', float('nan')):.2f}ms {r.get('cpu_ms_per_1000') or float('nan'):.0f}"
             )
-        print(f"  {LABELS[s]:<16} " + " | ".join(parts))
+        print(f"  {LABELS[s]:<18} " + " | ".join(parts))
     if "cdra-proxy" in runs:
         for kind in ("init-reboot", "renew"):
             ph = phases_of(runs["cdra-proxy"], kind)

@@ -6,8 +6,10 @@
 //! `cdra-loadgen run` drives the clients; `cdra-loadgen storm` reboots clients that got
 //! leases in an earlier `run --save-leases` all at once, as after a power failure (paper
 //! 3.4; bench/storm); `cdra-loadgen reflect` is a cheap stateless responder used to measure
-//! the generator's own ceiling. All need CAP_NET_RAW and are meant to run inside network
-//! namespaces made for the purpose (see bench/run, bench/storm).
+//! the generator's own ceiling; `cdra-loadgen null-relay` relays with cdra's sockets and
+//! system calls and no DHCP logic, the floor under cdra's relay mode (see [`null_relay`]).
+//! All need CAP_NET_RAW and are meant to run inside network namespaces made for the purpose
+//! (see bench/run, bench/storm).
 
 #![forbid(unsafe_code)]
 
@@ -15,6 +17,7 @@ mod frame;
 mod gen;
 mod kea;
 mod link;
+mod null_relay;
 mod procfs;
 mod reflect;
 mod report;
@@ -53,6 +56,9 @@ enum Command {
     /// power failure: INIT-REBOOT spread over a few seconds, RFC 2131 retransmissions until
     /// answered, planted squatters answering ARP for some of their addresses.
     Storm(StormArgs),
+    /// Relay with cdra's sockets and system calls and no DHCP logic (the floor under cdra's
+    /// relay mode; see the module docs of null_relay.rs).
+    NullRelay(NullRelayArgs),
 }
 
 #[derive(Debug, Args)]
@@ -206,6 +212,19 @@ struct ReflectArgs {
     socket_buffer: usize,
 }
 
+#[derive(Debug, Args)]
+struct NullRelayArgs {
+    /// Downstream (client) interface.
+    #[arg(short, long)]
+    interface: String,
+    /// giaddr (default: the interface's primary IPv4 address).
+    #[arg(long)]
+    giaddr: Option<Ipv4Addr>,
+    /// The DHCP server.
+    #[arg(long)]
+    server: Ipv4Addr,
+}
+
 fn parse_hex_byte(s: &str) -> Result<u8, String> {
     u8::from_str_radix(s.trim_start_matches("0x"), 16).map_err(|_| format!("{s:?} is not a hex byte"))
 }
@@ -234,6 +253,7 @@ fn main() {
         Command::Run(args) => run(args),
         Command::Reflect(args) => reflect(args),
         Command::Storm(args) => storm(args),
+        Command::NullRelay(args) => null_relay_main(args),
     };
     match result {
         Ok(true) => {}
@@ -637,6 +657,23 @@ fn reflect(args: ReflectArgs) -> anyhow::Result<bool> {
         }
     }
     eprintln!("cdra-loadgen reflect: received {received}, answered {answered}, send errors {errors}");
+    Ok(true)
+}
+
+/// Relays until stopped (SIGINT/SIGTERM), then says what it did.
+fn null_relay_main(args: NullRelayArgs) -> anyhow::Result<bool> {
+    let iface = cdra_sys::iface::interface_by_name(&args.interface).map_err(|e| anyhow!("{e}"))?;
+    let giaddr = match args.giaddr {
+        Some(a) => a,
+        None => iface.require_ipv4().map_err(|e| anyhow!("{e}"))?.addr,
+    };
+    let cfg = null_relay::NullRelayConfig { ifindex: iface.index, giaddr, server: args.server };
+    let stop = stop_flag()?;
+    let st = null_relay::run(cfg, &stop)?;
+    eprintln!(
+        "cdra-loadgen null-relay: forwarded {}, delivered {}, ignored {}, send errors {}, wake-ups {}",
+        st.forwarded, st.delivered, st.ignored, st.send_errors, st.wakeups
+    );
     Ok(true)
 }
 
