@@ -610,7 +610,7 @@ impl Engine {
                 // The first answer to it: the other servers it went to declined it, and
                 // that is no sign of their death ([`crate::servers::ServerPool::on_declined`]).
                 for other in tx.servers.iter().filter(|i| *i != server) {
-                    self.servers.on_declined(other, now, tx.sends);
+                    self.servers.on_declined(other, tx.first_sent_at, tx.sends);
                 }
             }
             open.replied.insert(server);

@@ -12,10 +12,11 @@
 //! mode answers each client from one server only (each its half), a hot standby answers
 //! nobody while its partner serves; ISC dhcpd and Kea ignore a client they were told to.
 //! So ([`ServerPool::on_declined`]): **a request that another server answered does not
-//! count against a server that answered anything within `timeout`** — the pair works and
-//! this one chose to stay silent. A server that answered nothing for `timeout` gets no
-//! such credit: a dead primary whose requests the standby now answers is still found
-//! down. And in `failover` selection a request that nobody answered goes, when the client
+//! count against a server that answered anything within `timeout` before that request
+//! was sent** — the pair works and this one chose to stay silent. A server that had
+//! answered nothing for `timeout` gets no such credit: a dead primary whose requests the
+//! standby now answers is still found down (once its last answer is `timeout` older than
+//! the requests it ignores). And in `failover` selection a request that nobody answered goes, when the client
 //! sends it again, to the next server as well ([`ServerPool::choose_again`]), so that the
 //! clients the preferred server declines are served by its partner without the preferred
 //! server being declared down.
@@ -207,15 +208,16 @@ impl ServerPool {
         set
     }
 
-    /// Server `i` stayed silent on `requests` requests that another server answered: it
-    /// declined that client. The rule (module docs): a request that another server
-    /// answered does not count against a server that answered anything within `timeout`;
-    /// one that answered nothing for that long is not credited (it may be dead, its
-    /// partner serving in its place).
-    pub fn on_declined(&mut self, i: usize, now: Timestamp, requests: u32) {
+    /// Server `i` stayed silent on `requests` requests, the first of them sent at
+    /// `first_sent`, that another server answered: it declined that client. The rule
+    /// (module docs): a request that another server answered does not count against a
+    /// server that answered anything within `timeout` before that request was sent (or
+    /// since); one that had answered nothing for that long is not credited (it may be dead,
+    /// its partner serving in its place).
+    pub fn on_declined(&mut self, i: usize, first_sent: Timestamp, requests: u32) {
         let timeout = self.timeout;
         if let Some(s) = self.servers.get_mut(i) {
-            if s.last_reply_at.is_none_or(|t| now.since(t) >= timeout) {
+            if s.last_reply_at.is_none_or(|t| first_sent.since(t) >= timeout) {
                 return;
             }
             s.unanswered = s.unanswered.saturating_sub(requests);

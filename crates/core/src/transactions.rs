@@ -139,6 +139,8 @@ pub struct Transaction {
     pub replied: ServerSet,
     /// How many times it was sent (the client's retransmissions of it included).
     pub sends: u32,
+    /// When it was first sent.
+    pub first_sent_at: Timestamp,
 }
 
 impl Transaction {
@@ -155,6 +157,7 @@ impl Transaction {
             answered: false,
             replied: ServerSet(0),
             sends: 1,
+            first_sent_at: now,
         }
     }
 }
@@ -241,6 +244,7 @@ impl Transactions {
             if old.expect == tx.expect {
                 tx.replied = ServerSet(tx.replied.0 | old.replied.0);
                 tx.sends = old.sends.saturating_add(tx.sends);
+                tx.first_sent_at = old.first_sent_at;
                 tx.offer_passed |= old.offer_passed;
                 tx.offered_by = tx.offered_by.or(old.offered_by);
             } else if matches!((old.expect, tx.expect), (Expect::Offer, Expect::Ack(_))) {
