@@ -78,7 +78,12 @@ def start(lab: L.Lab, ha_mode: str, mode: str, selection: str) -> tuple[L.Kea, L
             "client_lease": "20s"}}, **kw))
         TP.wait_pool_leases(lab, s1, POOL_SIZE)
     else:
-        lab.start_relay(**L.proxy_relay_kw(lab, mode=mode, **kw))
+        # Proxy mode in front of a load-balancing pair: `offer_choice` "spread" (with `all`;
+        # its hash may prefer the server that declines the client: the partner's OFFER is
+        # passed on when offer_window closes) and "longest_lease" (with `failover`).
+        proxy = ({"offer_choice": "spread" if selection == "all" else "longest_lease"}
+                 if mode == "proxy" and ha_mode == LB else None)
+        lab.start_relay(**L.proxy_relay_kw(lab, mode=mode, proxy=proxy, **kw))
         if mode == "spoof":
             lab.relay.proc.wait_log("intercepting client unicasts to the servers", 5)
     return s1, s2
