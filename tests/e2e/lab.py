@@ -23,6 +23,7 @@ import csv
 import ctypes
 import dataclasses
 import glob
+import ipaddress
 import json
 import os
 import secrets
@@ -558,6 +559,38 @@ class Lab:
         s.start()
         return s
 
+    def start_kea_ha_pair(self, mode: str, **kw) -> tuple["Kea", "Kea"]:
+        """A Kea HA pair (`mode`: "hot-standby" | "load-balancing"): server1 (the primary)
+        in the server namespace, server2 in a second one (add_second_server() is done
+        here), both with the same subnet and pool (10.77.1.100-200), their HA traffic
+        routed through the relay namespace (which forwards). Waits until both are in the
+        HA state of `mode`. `lab.server` is server1. cdra reaches server2 through ru1
+        (`cdra_config(extra_upstream=(UP2_IF,))`)."""
+        if not os.path.isdir(self.dir):
+            raise LabError("lab not set up")
+        self.add_second_server()
+        run(["ip", "-n", self.srv, "route", "add", "10.77.3.0/24", "via", RELAY_UP_IP])
+        run(["ip", "-n", self.srv2, "route", "add", "10.77.0.0/24", "via", RELAY_UP2_IP])
+        s1 = Kea(self, ha=("server1", mode), **kw)
+        s2 = Kea(self, ns=self.srv2, iface=SERVER2_IF, address=SERVER2_IP, tag="2",
+                 ha=("server2", mode), **kw)
+        for s in (s1, s2):
+            self.components.append(s)
+            s.start()
+        self.server = s1
+        states = {}
+
+        def ready():
+            for s in (s1, s2):
+                s.check_alive()
+                states[s.tag or "1"] = s.ha_state()
+            return all(v == mode for v in states.values())
+        try:
+            wait_until(ready, 30, interval=0.25, what=f"the Kea pair to reach {mode}")
+        except LabError as e:
+            raise LabError(f"{e}: HA states {states}") from None
+        return s1, s2
+
     def start_relay(self, **kw) -> "Relay":
         r = make_relay(self, **kw)
         self.components.append(r)
@@ -884,8 +917,54 @@ class Server:
         return ""
 
 
+# A Kea HA pair (Lab.start_kea_ha_pair): server1 in the server namespace, server2 in the
+# second one; they talk to each other over HTTP on this port, each with its own listener
+# inside kea-dhcp4 (Kea's HA multi-threading with `http-dedicated-listener`: no
+# kea-ctrl-agent), routed through the relay namespace.
+HA_PORT = 8647
+HA_PEERS = (("server1", SERVER_IP), ("server2", SERVER2_IP))
+# HA timers (ms): a partner that misses heartbeats for HA_MAX_RESPONSE_DELAY is down
+# (max-unacked-clients 0: no wait for clients' `secs`), and the survivor serves everyone.
+HA_HEARTBEAT_DELAY = 1000
+HA_MAX_RESPONSE_DELAY = 3000
+
+
 class Kea(Server):
     kind = "kea"
+
+    def __init__(self, lab: Lab, *, ha: tuple[str, str] | None = None, **kw):
+        """`ha`: (this server's name in HA_PEERS, "hot-standby" | "load-balancing"): the
+        HA hook with the lab's two peers (server1 primary; server2 standby or secondary);
+        in load-balancing mode the pool is split between the classes HA_server1 (first
+        half) and HA_server2, as Kea's HA wants."""
+        super().__init__(lab, **kw)
+        self.ha = ha
+
+    def _ha_hook(self, name: str, mode: str) -> dict[str, Any]:
+        lib = (glob.glob("/usr/lib/*/kea/hooks/libdhcp_ha.so")
+               + glob.glob("/usr/lib/kea/hooks/libdhcp_ha.so"))
+        if not lib:
+            raise LabError("libdhcp_ha.so not found (kea-dhcp4-server)")
+        roles = ("primary", "standby" if mode == "hot-standby" else "secondary")
+        return {"library": lib[0], "parameters": {"high-availability": [{
+            "this-server-name": name,
+            "mode": mode,
+            "heartbeat-delay": HA_HEARTBEAT_DELAY,
+            "max-response-delay": HA_MAX_RESPONSE_DELAY,
+            "max-ack-delay": 1000,
+            "max-unacked-clients": 0,
+            "sync-timeout": 5000,
+            "multi-threading": {"enable-multi-threading": True, "http-dedicated-listener": True,
+                                "http-listener-threads": 1, "http-client-threads": 1},
+            "peers": [{"name": n, "url": f"http://{ip}:{HA_PORT}/", "role": role,
+                       "auto-failover": True}
+                      for (n, ip), role in zip(HA_PEERS, roles)],
+        }]}}
+
+    def ha_state(self) -> str:
+        """This server's HA state (`ha-heartbeat` on its control socket)."""
+        r = self.command("ha-heartbeat")
+        return str(r.get("arguments", {}).get("state", r))
 
     def start(self) -> None:
         self.sock = self.dir / "ctrl.sock"
@@ -899,6 +978,12 @@ class Kea(Server):
             "pools": [{"pool": f"{self.pool[0]} - {self.pool[1]}"}],
             "option-data": [{"name": "routers", "data": ROUTER}],
         }
+        if self.ha and self.ha[1] == "load-balancing":
+            first, last = ipaddress.IPv4Address(self.pool[0]), ipaddress.IPv4Address(self.pool[1])
+            mid = first + (int(last) - int(first)) // 2
+            subnet["pools"] = [
+                {"pool": f"{first} - {mid}", "client-class": "HA_server1"},
+                {"pool": f"{mid + 1} - {last}", "client-class": "HA_server2"}]
         reserved = [{"hw-address": mac, "ip-address": ip} for mac, ip in self.hosts.items() if ip]
         if reserved:
             subnet["reservations"] = reserved
@@ -919,6 +1004,11 @@ class Kea(Server):
             # Kea drops every packet classified into the built-in class DROP.
             test = " or ".join(f"pkt4.mac == 0x{m.replace(':', '')}" for m in ignored)
             cfg["Dhcp4"]["client-classes"] = [{"name": "DROP", "test": test}]
+        if self.ha:
+            cfg["Dhcp4"]["hooks-libraries"].append(self._ha_hook(*self.ha))
+            # HA's own HTTP listener needs Kea's multi-threading.
+            cfg["Dhcp4"]["multi-threading"] = {"enable-multi-threading": True,
+                                               "thread-pool-size": 2, "packet-queue-size": 16}
         if self.renew_time:
             cfg["Dhcp4"]["renew-timer"] = self.renew_time
             cfg["Dhcp4"]["rebind-timer"] = self.rebind_time or max(self.renew_time + 1,

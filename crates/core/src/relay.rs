@@ -371,8 +371,9 @@ impl Engine {
         track: Track,
         outbox: &mut Outbox,
     ) -> Verdict {
+        let id = RequestId::of(msg, ds);
         let chosen = match to.targets {
-            Targets::Chosen => self.servers.choose(now),
+            Targets::Chosen => self.chosen_servers(now, msg, &id, &track, to.server_id),
             Targets::One(i) => {
                 let mut set = ServerSet::default();
                 set.insert(i);
@@ -428,11 +429,49 @@ impl Engine {
             let mut tx = Transaction::new(now, sent_to, expect, party);
             tx.params = params;
             self.transactions.expire(now);
-            if self.transactions.file(now, RequestId::of(msg, ds), tx) == Filed::EvictedOldest {
+            if self.transactions.file(now, id, tx) == Filed::EvictedOldest {
                 self.counters.transactions_evicted += 1;
             }
         }
         Verdict::RelayedToServers { copies: sent_to.len() as u8 }
+    }
+
+    /// The servers a request goes to as the selection policy says
+    /// ([`crate::servers::ServerPool::choose`]), and in `failover` selection two more
+    /// rules, so that a server that declines a client (the other half of a load-balancing
+    /// pair) neither leaves it unserved nor is declared down for it:
+    /// - the client's retransmission of a request that no server answered yet (the same
+    ///   [`RequestId`] and kind) goes to the next server as well
+    ///   ([`crate::servers::ServerPool::choose_again`]);
+    /// - a REQUEST naming one of the servers (option 54, RFC 2131 4.3.2: the client chose
+    ///   its OFFER) goes to that server too: the others ignore it.
+    fn chosen_servers<T: AsRef<[u8]>>(
+        &self,
+        now: Timestamp,
+        msg: &Message<T>,
+        id: &RequestId,
+        track: &Track,
+        server_id: Option<Ipv4Addr>,
+    ) -> ServerSet {
+        if self.servers.selection() != crate::config::ServerSelection::Failover {
+            return self.servers.choose(now);
+        }
+        let again = match (track, self.transactions.get(id, now)) {
+            (Track::Reply { expect, .. }, Some(prior)) if prior.expect == *expect && prior.replied.is_empty() => {
+                Some(prior.servers)
+            }
+            _ => None,
+        };
+        let mut set = match again {
+            Some(asked) => self.servers.choose_again(now, asked),
+            None => self.servers.choose(now),
+        };
+        if server_id.is_none() && msg.message_type() == Some(MessageType::Request) {
+            if let Some(named) = msg.server_identifier().and_then(|sid| self.servers.index_of(sid)) {
+                set.insert(named);
+            }
+        }
+        set
     }
 
     /// Write the request `msg` from downstream link `ds` into `buf` as it goes to a
@@ -566,6 +605,16 @@ impl Engine {
             }
         }
         let (ds, id, tx) = found?;
+        if let Some(open) = self.transactions.get_mut(&id) {
+            if open.replied.is_empty() {
+                // The first answer to it: the other servers it went to declined it, and
+                // that is no sign of their death ([`crate::servers::ServerPool::on_declined`]).
+                for other in tx.servers.iter().filter(|i| *i != server) {
+                    self.servers.on_declined(other, tx.first_sent_at, tx.sends);
+                }
+            }
+            open.replied.insert(server);
+        }
         if self.config.option82.vss
             && msg
                 .relay_agent_info()

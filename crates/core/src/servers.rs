@@ -7,6 +7,19 @@
 //! it (`cdra_server_up`). The caching modes do not consult it: a known client is answered
 //! from the table whenever its record can answer, whether or not servers answer (paper
 //! 2.2), so nothing there waits for a server to be declared down.
+//!
+//! A server that *declines* a client is not a dead one. A Kea HA pair in load-balancing
+//! mode answers each client from one server only (each its half), a hot standby answers
+//! nobody while its partner serves; ISC dhcpd and Kea ignore a client they were told to.
+//! So ([`ServerPool::on_declined`]): **a request that another server answered does not
+//! count against a server that answered anything within `timeout` before that request
+//! was sent** — the pair works and this one chose to stay silent. A server that had
+//! answered nothing for `timeout` gets no such credit: a dead primary whose requests the
+//! standby now answers is still found down (once its last answer is `timeout` older than
+//! the requests it ignores). And in `failover` selection a request that nobody answered goes, when the client
+//! sends it again, to the next server as well ([`ServerPool::choose_again`]), so that the
+//! clients the preferred server declines are served by its partner without the preferred
+//! server being declared down.
 
 use core::net::Ipv4Addr;
 use core::time::Duration;
@@ -171,6 +184,47 @@ impl ServerPool {
             }
         }
         set
+    }
+
+    /// The selection policy.
+    pub fn selection(&self) -> ServerSelection {
+        self.selection
+    }
+
+    /// Which servers a request goes to when the client sends it again and no server has
+    /// answered it yet (`asked`: the servers its earlier copies went to). `all` asks
+    /// everyone anyway; `failover` asks those again and the first server
+    /// not asked yet besides [`ServerPool::choose`]'s, so that a client the preferred server declines (the
+    /// other half of a load-balancing pair) reaches the next one (module docs).
+    pub fn choose_again(&self, now: Timestamp, asked: ServerSet) -> ServerSet {
+        let mut set = self.choose(now);
+        if self.selection == ServerSelection::Failover {
+            // The ones asked before are asked again (one may just be slow), and one more.
+            set.0 |= asked.0;
+            if let Some(next) = (0..self.servers.len()).find(|i| !set.contains(*i)) {
+                set.insert(next);
+            }
+        }
+        set
+    }
+
+    /// Server `i` stayed silent on `requests` requests, the first of them sent at
+    /// `first_sent`, that another server answered: it declined that client. The rule
+    /// (module docs): a request that another server answered does not count against a
+    /// server that answered anything within `timeout` before that request was sent (or
+    /// since); one that had answered nothing for that long is not credited (it may be dead,
+    /// its partner serving in its place).
+    pub fn on_declined(&mut self, i: usize, first_sent: Timestamp, requests: u32) {
+        let timeout = self.timeout;
+        if let Some(s) = self.servers.get_mut(i) {
+            if s.last_reply_at.is_none_or(|t| first_sent.since(t) >= timeout) {
+                return;
+            }
+            s.unanswered = s.unanswered.saturating_sub(requests);
+            if s.unanswered == 0 {
+                s.first_unanswered_at = None;
+            }
+        }
     }
 
     /// Record that a request went to server `i`.

@@ -134,6 +134,13 @@ pub struct Transaction {
     /// Its final answer (ACK or NAK) has been handled: the client is BOUND, or starting
     /// over, and Table 1 discards any later ACK or NAK for it.
     pub answered: bool,
+    /// The servers that answered it (liveness: the others declined it,
+    /// [`crate::servers::ServerPool::on_declined`]).
+    pub replied: ServerSet,
+    /// How many times it was sent (the client's retransmissions of it included).
+    pub sends: u32,
+    /// When it was first sent.
+    pub first_sent_at: Timestamp,
 }
 
 impl Transaction {
@@ -148,6 +155,9 @@ impl Transaction {
             offer_passed: false,
             offered_by: None,
             answered: false,
+            replied: ServerSet(0),
+            sends: 1,
+            first_sent_at: now,
         }
     }
 }
@@ -232,6 +242,9 @@ impl Transactions {
             filed = Filed::Refreshed;
             tx.servers = ServerSet(tx.servers.0 | old.servers.0);
             if old.expect == tx.expect {
+                tx.replied = ServerSet(tx.replied.0 | old.replied.0);
+                tx.sends = old.sends.saturating_add(tx.sends);
+                tx.first_sent_at = old.first_sent_at;
                 tx.offer_passed |= old.offer_passed;
                 tx.offered_by = tx.offered_by.or(old.offered_by);
             } else if matches!((old.expect, tx.expect), (Expect::Offer, Expect::Ack(_))) {
