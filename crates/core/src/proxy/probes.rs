@@ -516,34 +516,9 @@ impl Engine {
 
     /// A probe's timer fired: it was decided by an answer, or it timed out.
     pub(crate) fn probe_due(&mut self, now: Timestamp, id: u64, outbox: &mut Outbox) {
-        let Some(mut p) = self.proxy.probes.take(id) else { return }; // decided and done already
+        let Some(p) = self.proxy.probes.take(id) else { return }; // decided and done already
+        let Some(p) = self.probe_goes_on(now, p, outbox) else { return };
         let slot = self.table.find(&p.key);
-        if let Second::Due(deadline) = p.second {
-            if !p.decided() && now < deadline {
-                // Half its time: the same probe once more; answers to either count. (A loss
-                // of answers noted meanwhile still calls for a whole new probe: `doubt`.)
-                if let Some(probe) = self.probe_request_again(p.ds, p.target, p.echo) {
-                    let _sent = outbox.push_probe(probe);
-                }
-                p.second = Second::Sent;
-                let id = self.proxy.probes.start(p);
-                self.timers.arm(deadline, Timer::Probe(id));
-                return;
-            }
-        }
-        if p.doubt && p.finds_nobody() {
-            // It cannot conclude "nobody" from what it may not have heard: again, with a
-            // new echo identifier, or, after MAX_REPEATS, as a probe not made.
-            match self.probe_request(p.ds, p.target).filter(|_| p.repeats < MAX_REPEATS) {
-                Some(probe) if outbox.push_probe(probe) => {
-                    self.counters.proxy.add(ProxyEvent::ProbeRepeated);
-                    (p.ifindex, p.echo, p.doubt, p.repeats) = (probe.ifindex, probe.echo, false, p.repeats + 1);
-                    self.arm_probe_timer(now, p);
-                    return;
-                }
-                _ => p.heard = Heard::Unsent,
-            }
-        }
         self.probe_event(probe_outcome(p.heard, &p.purpose), &p);
         match (p.heard, &p.purpose) {
             (Heard::Unsent, _) => self.probe_not_made(now, p, slot, outbox),
@@ -598,6 +573,39 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Before a probe is decided: at half its time its packets go out once more, and a probe
+    /// that may have missed answers goes again. `None` when it is in flight again; else the
+    /// probe to decide now.
+    fn probe_goes_on(&mut self, now: Timestamp, mut p: PendingProbe, outbox: &mut Outbox) -> Option<PendingProbe> {
+        if let Second::Due(deadline) = p.second {
+            if !p.decided() && now < deadline {
+                // Half its time: the same probe once more; answers to either count. (A loss
+                // of answers noted meanwhile still calls for a whole new probe: `doubt`.)
+                if let Some(probe) = self.probe_request_again(p.ds, p.target, p.echo) {
+                    let _sent = outbox.push_probe(probe);
+                }
+                p.second = Second::Sent;
+                let id = self.proxy.probes.start(p);
+                self.timers.arm(deadline, Timer::Probe(id));
+                return None;
+            }
+        }
+        if p.doubt && p.finds_nobody() {
+            // It cannot conclude "nobody" from what it may not have heard: again, with a
+            // new echo identifier, or, after MAX_REPEATS, as a probe not made.
+            match self.probe_request(p.ds, p.target).filter(|_| p.repeats < MAX_REPEATS) {
+                Some(probe) if outbox.push_probe(probe) => {
+                    self.counters.proxy.add(ProxyEvent::ProbeRepeated);
+                    (p.ifindex, p.echo, p.doubt, p.repeats) = (probe.ifindex, probe.echo, false, p.repeats + 1);
+                    self.arm_probe_timer(now, p);
+                    return None;
+                }
+                _ => p.heard = Heard::Unsent,
+            }
+        }
+        Some(p)
     }
 
     /// A probe that could not be made (its packets were not sent, or its answers may have
