@@ -242,6 +242,16 @@ fn pool_client_by_fallback_in(mut h: Harness) -> (Harness, Client, Ipv4Addr) {
     (h, a, probed)
 }
 
+/// Run `secs` of timers: no RELEASE of `addr` goes to a server (its client holds it).
+fn assert_not_released(h: &mut Harness, addr: Ipv4Addr, secs: u64) {
+    let releases: Vec<_> = run_all(h, secs)
+        .iter()
+        .filter(|(d, b)| matches!(d, Destination::Server { .. }) && kind(b) == Some(MessageType::Release))
+        .filter_map(|(_, b)| Message::new_checked(&b[..]).ok().map(|m| m.ciaddr()))
+        .collect();
+    assert!(!releases.contains(&addr), "released {addr}, which its client holds");
+}
+
 #[test]
 fn with_assign_outage_the_pool_answers_when_no_server_offer_comes_in_time() {
     let (h, a, addr) = pool_client_by_fallback();
@@ -312,16 +322,7 @@ fn a_pool_client_moves_onto_a_lease_of_its_own_when_the_server_answers() {
 fn with_short_pool_leases_the_first_renewal_after_the_servers_return_starts_the_move() {
     let mut c = pool_config(PoolAssign::Outage);
     c.pool.client_lease = Duration::from_secs(20);
-    let mut h = filled_with(c);
-    let a = Client::new(1);
-    assert!(matches!(h.client_sends(&a.msg(MessageType::Discover)), Verdict::RelayedToServers { .. }));
-    run_all(&mut h, 2);
-    let probed = h.probes.last().expect("probe before the OFFER").target;
-    run_all(&mut h, 1);
-    let mut sel = a.selecting(DS_ADDR);
-    sel.options.retain(|(c, _)| *c != 50);
-    sel.options.push((50, probed.octets().to_vec()));
-    assert_eq!(h.client_sends(&sel), Verdict::AnsweredLocally);
+    let (mut h, a, probed) = pool_client_by_fallback_in(filled_with(c));
     // Its RENEW (with the ACK) was lost. The server answers again 10 s later, at the
     // client's first renewal: that renewal asks the server, whose ACK starts the move.
     h.advance(10);
@@ -546,13 +547,7 @@ fn a_moved_pool_client_renewed_by_the_server_does_not_lapse_at_its_old_pool_leas
     let got = h.sent().into_iter().find(|(_, b)| kind(b) == Some(MessageType::Ack)).expect("the ACK");
     assert_eq!(Message::new_checked(&got.1[..]).ok().and_then(|m| m.lease_time()), Some(3600));
     // Past the end of the pool's client lease (600 s): nothing is released.
-    let later = run_all(&mut h, 900);
-    let releases: Vec<_> = later
-        .iter()
-        .filter(|(d, b)| matches!(d, Destination::Server { .. }) && kind(b) == Some(MessageType::Release))
-        .filter_map(|(_, b)| Message::new_checked(&b[..]).ok().map(|m| m.ciaddr()))
-        .collect();
-    assert!(!releases.contains(&addr), "released {addr} the client holds for an hour");
+    assert_not_released(&mut h, addr, 900);
     assert!(record(&h, &a).is_some());
 }
 
@@ -849,13 +844,7 @@ fn a_moved_pool_client_answered_locally_does_not_lapse_at_its_old_pool_lease_end
     let lease = Message::new_checked(&got.1[..]).ok().and_then(|m| m.lease_time()).expect("a lease");
     assert!(lease > 600, "the server's lease, not the pool's: {lease}s");
     // Past the end of the pool's client lease (600 s): nothing is released.
-    let later = run_all(&mut h, 900);
-    let releases: Vec<_> = later
-        .iter()
-        .filter(|(d, b)| matches!(d, Destination::Server { .. }) && kind(b) == Some(MessageType::Release))
-        .filter_map(|(_, b)| Message::new_checked(&b[..]).ok().map(|m| m.ciaddr()))
-        .collect();
-    assert!(!releases.contains(&addr), "released {addr} the client holds for {lease}s");
+    assert_not_released(&mut h, addr, 900);
     assert!(record(&h, &a).is_some());
 }
 
