@@ -396,19 +396,24 @@ pub fn pool_row_json<S: AsRef<str>>(names: &[S], row: &PoolRow) -> Value {
     })
 }
 
-/// Append one `list` line (without the line feed); `names` are the downstream interfaces.
-pub fn write_row<S: AsRef<str>>(out: &mut String, names: &[S], row: &Row) {
-    let iface = names.get(usize::from(row.downstream)).map(AsRef::as_ref).unwrap_or("?");
-    let _ = write!(out, "{} {iface} {} {} lease_left=", row.key, row.address, row.state);
-    let _ = match row.left {
+/// The `lease_left` value and ` server=...` of a `list` line (records and pool entries).
+fn write_lease_and_server(out: &mut String, left: LeaseLeft, server: Option<Ipv4Addr>) {
+    let _ = match left {
         LeaseLeft::Unknown => write!(out, "-"),
         LeaseLeft::Infinite => write!(out, "infinite"),
         LeaseLeft::Secs(n) => write!(out, "{n}s"),
     };
-    let _ = match row.server {
+    let _ = match server {
         Some(id) => write!(out, " server={id}"),
         None => write!(out, " server=-"),
     };
+}
+
+/// Append one `list` line (without the line feed); `names` are the downstream interfaces.
+pub fn write_row<S: AsRef<str>>(out: &mut String, names: &[S], row: &Row) {
+    let iface = names.get(usize::from(row.downstream)).map(AsRef::as_ref).unwrap_or("?");
+    let _ = write!(out, "{} {iface} {} {} lease_left=", row.key, row.address, row.state);
+    write_lease_and_server(out, row.left, row.server);
     let _ = write!(out, " last_contact={}s last_update={}s", row.last_contact_secs, row.last_update_secs);
     if let Some(n) = row.pool_entry {
         let _ = write!(out, " pool_entry={iface}/{n}");
@@ -460,15 +465,7 @@ pub fn pool_rows(engine: &Engine, now: Timestamp) -> Vec<PoolRow> {
 pub fn write_pool_row<S: AsRef<str>>(out: &mut String, names: &[S], row: &PoolRow) {
     let iface = names.get(usize::from(row.link)).map(AsRef::as_ref).unwrap_or("?");
     let _ = write!(out, "pool:{iface}/{} {iface} {} {} lease_left=", row.n, row.address, row.state);
-    let _ = match row.left {
-        LeaseLeft::Unknown => write!(out, "-"),
-        LeaseLeft::Infinite => write!(out, "infinite"),
-        LeaseLeft::Secs(n) => write!(out, "{n}s"),
-    };
-    let _ = match row.server {
-        Some(id) => write!(out, " server={id}"),
-        None => write!(out, " server=-"),
-    };
+    write_lease_and_server(out, row.left, row.server);
     if let Some(k) = &row.client {
         let _ = write!(out, " client={k}");
     }
