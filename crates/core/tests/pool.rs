@@ -39,8 +39,12 @@ struct ToServer {
 }
 
 fn to_server(h: &Harness) -> Vec<ToServer> {
-    h.sent()
-        .into_iter()
+    servers_got(&h.sent())
+}
+
+/// What of `sent` went to a server, parsed.
+fn servers_got(sent: &[(Destination, Vec<u8>)]) -> Vec<ToServer> {
+    sent.iter()
         .filter(|(d, _)| matches!(d, Destination::Server { .. }))
         .filter_map(|(_, b)| {
             let m = Message::new_checked(&b[..]).ok()?;
@@ -202,22 +206,8 @@ impl OriginN for cdra_core::table::ClientRecord {
 fn server_answers_again(h: &mut Harness) {
     h.advance(1);
     let sent = run_all(h, 70);
-    let discover = sent
-        .iter()
-        .rev()
-        .filter(|(d, _)| matches!(d, Destination::Server { .. }))
-        .filter_map(|(_, b)| Message::new_checked(&b[..]).ok())
-        .find(|m| m.message_type() == Some(MessageType::Discover))
-        .map(|m| ToServer {
-            kind: m.message_type(),
-            xid: m.xid(),
-            chaddr: m.chaddr().to_vec(),
-            client_id: m.client_identifier().map(<[u8]>::to_vec),
-            requested: None,
-            server_id: None,
-            ciaddr: Ipv4Addr::UNSPECIFIED,
-        })
-        .expect("the pool refills");
+    let discover =
+        servers_got(&sent).into_iter().rev().find(|s| s.kind == Some(MessageType::Discover)).expect("the pool refills");
     h.server_sends(SERVER, &answer(&discover, MessageType::Offer, pool_addr(9)));
 }
 
@@ -655,21 +645,8 @@ fn an_address_the_server_leases_to_one_entry_is_lost_by_any_other_entry_that_hel
     // The pool refills; the server (whose lease of `first` ran out, by its clock) gives
     // `first` to the new entry.
     let sent = run_all(&mut h, 10);
-    let discover = sent
-        .iter()
-        .filter(|(d, _)| matches!(d, Destination::Server { .. }))
-        .filter_map(|(_, b)| Message::new_checked(&b[..]).ok())
-        .find(|m| m.message_type() == Some(MessageType::Discover))
-        .map(|m| ToServer {
-            kind: m.message_type(),
-            xid: m.xid(),
-            chaddr: m.chaddr().to_vec(),
-            client_id: m.client_identifier().map(<[u8]>::to_vec),
-            requested: None,
-            server_id: None,
-            ciaddr: Ipv4Addr::UNSPECIFIED,
-        })
-        .expect("the pool refills");
+    let discover =
+        servers_got(&sent).into_iter().find(|s| s.kind == Some(MessageType::Discover)).expect("the pool refills");
     h.server_sends(SERVER, &answer(&discover, MessageType::Offer, first));
     let req = to_server(&h);
     assert_eq!(req.len(), 1);
