@@ -1106,12 +1106,14 @@ class Dhcpd(Server):
     kind = "dhcpd"
 
     def __init__(self, lab: Lab, *, dynamic_bootp: bool = False,
-                 server_identifier: str | None = None, **kw):
+                 server_identifier: str | None = None, leasequery: bool = False, **kw):
         """dynamic_bootp: the pool also serves plain BOOTP clients (`range dynamic-bootp`);
         without it dhcpd logs "BOOTP from dynamic client and no dynamic leases".
         server_identifier: what dhcpd puts in option 54 (`server-identifier`), when it is
-        not the address it answers from."""
+        not the address it answers from.
+        leasequery: answer RFC 4388 DHCPLEASEQUERY (`allow leasequery;`)."""
         super().__init__(lab, **kw)
+        self.leasequery = leasequery
         self.dynamic_bootp = dynamic_bootp
         self.server_identifier = server_identifier
 
@@ -1129,6 +1131,7 @@ class Dhcpd(Server):
             authoritative;
             ping-check false;
             ddns-update-style none;
+            {"allow leasequery;" if self.leasequery else ""}
             default-lease-time {self.lease_time};
             max-lease-time {self.lease_time};
             min-lease-time {self.lease_time};

@@ -23,8 +23,8 @@ use std::time::Duration;
 use cdra_core::config::HARD_MAX_HOPS;
 use cdra_core::servers::MAX_SERVERS;
 use cdra_core::{
-    EngineConfig, Limits, Mode, OfferChoice, Option82Config, Option82Policy, PoolAssign, PoolConfig, ProxyConfig, Rate,
-    ServerSelection,
+    EngineConfig, Ipv4Net, LeasequeryConfig, Limits, Mode, OfferChoice, Option82Config, Option82Policy, PoolAssign,
+    PoolConfig, ProxyConfig, Rate, ServerSelection,
 };
 use serde::Deserialize;
 
@@ -312,6 +312,27 @@ pub(crate) mod de {
         }
     }
 
+    /// `leasequery.subnets`: "10.0.0.0/24" each, a prefix of 16 to 32 bits (a sweep asks
+    /// about every address: a /16 is 65,534 queries).
+    pub fn subnets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<cdra_core::Ipv4Net>, D::Error> {
+        let texts = Vec::<String>::deserialize(d)?;
+        let mut out = Vec::with_capacity(texts.len());
+        for (i, text) in texts.iter().enumerate() {
+            let parsed = text.trim().split_once('/').and_then(|(a, p)| Some((ipv4(a).ok()?, p.parse::<u8>().ok()?)));
+            match parsed {
+                Some((addr, prefix_len)) if (16..=32).contains(&prefix_len) => {
+                    out.push(cdra_core::Ipv4Net { addr, prefix_len })
+                }
+                _ => {
+                    return Err(D::Error::custom(format!(
+                        "[{i}] {text:?} is not a subnet like \"10.0.0.0/24\" with a prefix of 16 to 32 bits"
+                    )))
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// An optional IPv4 address.
     pub fn opt_ipv4<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Ipv4Addr>, D::Error> {
         ipv4(&String::deserialize(d)?).map(Some).map_err(D::Error::custom)
@@ -377,6 +398,7 @@ pub(crate) struct FileConfig {
     pub proxy: FileProxy,
     pub limits: FileLimits,
     pub pool: FilePool,
+    pub leasequery: FileLeasequery,
     pub control: FileControl,
     pub metrics: FileMetrics,
     pub store: FileStore,
@@ -395,6 +417,7 @@ impl Default for FileConfig {
             proxy: FileProxy::default(),
             limits: FileLimits::default(),
             pool: FilePool::default(),
+            leasequery: FileLeasequery::default(),
             control: FileControl::default(),
             metrics: FileMetrics::default(),
             store: FileStore::default(),
@@ -664,6 +687,54 @@ impl From<FilePool> for PoolConfig {
     }
 }
 
+/// `[leasequery]` (RFC 4388; caching modes).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct FileLeasequery {
+    pub enabled: bool,
+    /// Queries per second.
+    #[serde(deserialize_with = "de::int_in::<_, 1, 10_000>")]
+    pub rate: usize,
+    /// CIDR subnets; empty: every downstream interface's own.
+    #[serde(deserialize_with = "de::subnets")]
+    pub subnets: Vec<Ipv4Net>,
+    #[serde(deserialize_with = "de::int_in::<_, 1, 65_536>")]
+    pub max_outstanding: usize,
+    #[serde(deserialize_with = "de::duration::<_, 100, { 60 * SEC }>")]
+    pub query_timeout: Duration,
+    #[serde(deserialize_with = "de::int_in::<_, 1, 1000>")]
+    pub unanswered_limit: usize,
+}
+
+impl Default for FileLeasequery {
+    fn default() -> Self {
+        let LeasequeryConfig { enabled, rate, subnets, max_outstanding, query_timeout, unanswered_limit } =
+            LeasequeryConfig::default();
+        FileLeasequery {
+            enabled,
+            rate: rate as usize,
+            subnets,
+            max_outstanding,
+            query_timeout,
+            unanswered_limit: unanswered_limit as usize,
+        }
+    }
+}
+
+impl From<FileLeasequery> for LeasequeryConfig {
+    fn from(l: FileLeasequery) -> Self {
+        let FileLeasequery { enabled, rate, subnets, max_outstanding, query_timeout, unanswered_limit } = l;
+        LeasequeryConfig {
+            enabled,
+            rate: rate as u32,
+            subnets,
+            max_outstanding,
+            query_timeout,
+            unanswered_limit: unanswered_limit as u32,
+        }
+    }
+}
+
 /// `limits.client_burst` when not given: this many seconds of `client_rate`.
 pub const CLIENT_BURST_SECONDS: usize = 3;
 /// `limits.interface_burst` when not given: this many seconds of `interface_rate`.
@@ -873,6 +944,8 @@ pub struct Settings {
     pub limits: Limits,
     /// The address pool (pool mode).
     pub pool: PoolConfig,
+    /// RFC 4388 leasequery (caching modes).
+    pub leasequery: LeasequeryConfig,
     /// Control socket path (`cdra cache ...`), if any.
     pub control_socket: Option<PathBuf>,
     /// Prometheus endpoint, if any.
@@ -954,11 +1027,15 @@ pub(crate) fn validate(file: FileConfig) -> Result<Settings, ConfigError> {
         proxy,
         limits: file_limits,
         pool,
+        leasequery,
         control,
         metrics,
         store,
         log,
     } = file;
+    if leasequery.enabled && !mode.caches() {
+        return Err(err("leasequery.enabled", "refills the client table: needs a caching mode (proxy, spoof or pool)"));
+    }
     let limits = limits(file_limits, proxy.max_tracked_requests)?;
     if servers.is_empty() {
         return Err(err("servers", "at least one server address is required"));
@@ -1044,6 +1121,7 @@ pub(crate) fn validate(file: FileConfig) -> Result<Settings, ConfigError> {
         proxy: proxy.into(),
         limits,
         pool: pool.into(),
+        leasequery: leasequery.into(),
         control_socket: control.socket,
         metrics_listen: metrics.listen,
         management: crate::management::Limits {

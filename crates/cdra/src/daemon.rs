@@ -153,6 +153,7 @@ fn engine_config(settings: &Settings, log: &mut LinkLog) -> Result<EngineConfig>
     config.proxy = settings.proxy.clone();
     config.limits = settings.limits.clone();
     config.pool = settings.pool.clone();
+    config.leasequery = settings.leasequery.clone();
     config.source_port = settings.source_port;
     // The engine's choices an outsider must not predict (probe identifiers, the xids of its
     // own messages, eviction samples) start from the operating system's randomness.

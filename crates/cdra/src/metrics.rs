@@ -7,6 +7,7 @@
 //! connection, reads the request, renders the text exposition format from the snapshot
 //! ([`render`]) and writes it; no client of this endpoint can hold the loop.
 
+use cdra_core::leasequery::Willingness;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 
@@ -109,6 +110,9 @@ pub struct Snapshot {
     pub pool: Vec<cdra_core::pool::PoolTotals>,
     /// Each downstream slot's name and state (up, waiting, removed).
     pub links: Vec<(String, cdra_core::LinkState)>,
+    /// RFC 4388 leasequery (when enabled): queries outstanding, and whether each server
+    /// answers it.
+    pub leasequery: Option<(usize, Vec<cdra_core::leasequery::Willingness>)>,
 }
 
 impl Snapshot {
@@ -127,6 +131,10 @@ impl Snapshot {
             intercept_refused: engine.intercepted_addresses().refused(),
             pool: (0..engine.pool().links()).map(|l| engine.pool().totals_of(l)).collect(),
             links: engine.config().downstream.iter().map(|d| (d.name.clone(), d.state)).collect(),
+            leasequery: engine.config().leasequery.enabled.then(|| {
+                let lq = engine.leasequery();
+                (lq.outstanding(), lq.servers().iter().map(|s| s.willingness).collect())
+            }),
         }
     }
 }
@@ -219,6 +227,27 @@ pub fn render(st: &Static, snap: &Snapshot, mgmt: &ManagementCounters) -> String
     family(&mut out, "cdra_server_up", "gauge", "1 while the server answers requests, 0 when it is considered down.");
     for (s, up) in st.servers.iter().zip(&snap.server_up) {
         let _ = writeln!(out, "cdra_server_up{{server=\"{s}\"}} {}", u8::from(*up));
+    }
+    if let Some((outstanding, willingness)) = &snap.leasequery {
+        family(
+            &mut out,
+            "cdra_leasequery_outstanding",
+            "gauge",
+            "RFC 4388 queries waiting for their answer (leasequery.max_outstanding is the bound).",
+        );
+        let _ = writeln!(out, "cdra_leasequery_outstanding {outstanding}");
+        family(
+            &mut out,
+            "cdra_leasequery_server",
+            "gauge",
+            "1 for the state each server is in for leasequery: unknown, answers, not_answering (left alone until the next sweep).",
+        );
+        for (s, w) in st.servers.iter().zip(willingness) {
+            for state in [Willingness::Unknown, Willingness::Answers, Willingness::NotAnswering] {
+                let v = u8::from(*w == state);
+                let _ = writeln!(out, "cdra_leasequery_server{{server=\"{s}\",state=\"{}\"}} {v}", state.label());
+            }
+        }
     }
     family(
         &mut out,

@@ -355,6 +355,40 @@ impl Default for Limits {
     }
 }
 
+/// RFC 4388 leasequery settings (`[leasequery]`, [`crate::leasequery`]): refilling the
+/// client table from the servers when it starts empty or a downstream interface is added,
+/// and settling a record the engine doubts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeasequeryConfig {
+    /// Off unless asked for (a server must allow it: ISC dhcpd's `allow leasequery;`).
+    pub enabled: bool,
+    /// Queries per second, at most (token bucket; bursts of a tenth of a second's worth).
+    pub rate: u32,
+    /// The subnets whose addresses are queried, each on the downstream link whose subnet
+    /// holds it; empty: every downstream link's own subnet.
+    pub subnets: Vec<Ipv4Net>,
+    /// Most queries waiting for an answer at once; the sweep waits for room beyond it.
+    pub max_outstanding: usize,
+    /// How long a query waits for its answer; a later answer is not believed.
+    pub query_timeout: Duration,
+    /// Queries in a row a server leaves unanswered before it counts as not answering
+    /// leasequery (left alone until the next sweep).
+    pub unanswered_limit: u32,
+}
+
+impl Default for LeasequeryConfig {
+    fn default() -> Self {
+        LeasequeryConfig {
+            enabled: false,
+            rate: 50,
+            subnets: Vec::new(),
+            max_outstanding: 64,
+            query_timeout: Duration::from_secs(2),
+            unanswered_limit: 3,
+        }
+    }
+}
+
 /// Everything the engine needs to know.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineConfig {
@@ -390,6 +424,8 @@ pub struct EngineConfig {
     pub limits: Limits,
     /// Address-pooling settings (pool mode).
     pub pool: PoolConfig,
+    /// RFC 4388 leasequery (caching modes).
+    pub leasequery: LeasequeryConfig,
     /// RFC 8357: the UDP port our first-hop requests leave from when it is not 67 (the
     /// relay source port sub-option asks the server to answer there). The engine only
     /// marks those datagrams ([`crate::Destination::Server`]'s `relay_port`); the I/O
@@ -417,6 +453,7 @@ impl EngineConfig {
             proxy: ProxyConfig::default(),
             limits: Limits::default(),
             pool: PoolConfig::default(),
+            leasequery: LeasequeryConfig::default(),
             source_port: None,
         }
     }

@@ -193,6 +193,12 @@ impl<E: CounterIndex, const N: usize> CounterSet<E, N> {
             *c += 1;
         }
     }
+    /// Count `n`.
+    pub fn add_n(&mut self, e: E, n: u64) {
+        if let Some(c) = self.counts.get_mut(e.slot()) {
+            *c += n;
+        }
+    }
     /// The count of `e`.
     pub fn get(&self, e: E) -> u64 {
         self.counts.get(e.slot()).copied().unwrap_or(0)
@@ -338,6 +344,42 @@ labelled_enum! {
         PoolMigrationFailed => "pool_migration_failed", "Pool mode: moves that got a NAK or no answer: the address is asked back, the client starts over.";
         /// Pool mode: pool clients NAKed so that they start over with the server.
         PoolClientRestarted => "pool_client_restarted", "Pool mode: pool clients sent back to the server (NAK) after a failed move or a lost pool lease.";
+        /// RFC 4388: sweeps of a subnet started (the table started empty, or a downstream
+        /// interface was added).
+        LeasequerySweepStarted => "leasequery_sweep_started", "Leasequery: sweeps of a subnet started (the table started empty, or a downstream interface was added).";
+        /// RFC 4388: DHCPLEASEQUERY messages sent (by address).
+        LeasequerySent => "leasequery_sent", "Leasequery: DHCPLEASEQUERY messages sent (query by IP address, RFC 4388 6.1).";
+        /// DHCPINFORMs sent for a link's configuration.
+        LeasequeryLinkInformSent => "leasequery_link_inform_sent", "Leasequery: DHCPINFORMs sent to learn a link's configuration (what a DHCPLEASEACTIVE does not carry).";
+        /// A link's configuration learned (an INFORM's ACK, or the options of a
+        /// DHCPLEASEUNASSIGNED/UNKNOWN).
+        LeasequeryLinkConfigured => "leasequery_link_configured", "Leasequery: a link's configuration learned (options of the INFORM's ACK, or of a DHCPLEASEUNASSIGNED/UNKNOWN for that link).";
+        /// DHCPLEASEACTIVE answers.
+        LeasequeryActive => "leasequery_active", "Leasequery: DHCPLEASEACTIVE answers (the address is leased).";
+        /// DHCPLEASEUNASSIGNED answers.
+        LeasequeryUnassigned => "leasequery_unassigned", "Leasequery: DHCPLEASEUNASSIGNED answers (the server owns the address, nobody has it).";
+        /// DHCPLEASEUNKNOWN answers.
+        LeasequeryUnknown => "leasequery_unknown", "Leasequery: DHCPLEASEUNKNOWN answers (not the server's address).";
+        /// Records made from a DHCPLEASEACTIVE (suspect, paper 3.4).
+        LeasequeryRecordMade => "leasequery_record_made", "Leasequery: records made from a DHCPLEASEACTIVE (suspect like a restored record: paper 3.4's precautions apply).";
+        /// DHCPLEASEACTIVE for a client or address the table already has: ignored.
+        LeasequeryRecordKnown => "leasequery_record_known", "Leasequery: DHCPLEASEACTIVE for a client or an address the table already has (never overwritten).";
+        /// DHCPLEASEACTIVE that could not be made a record.
+        LeasequeryActiveUnusable => "leasequery_active_unusable", "Leasequery: DHCPLEASEACTIVE not usable (no lease time left, no client identity, the address off the link's subnet, or no link configuration by the end of the sweep).";
+        /// Queries that went unanswered for `query_timeout`.
+        LeasequeryTimedOut => "leasequery_timed_out", "Leasequery: queries unanswered within leasequery.query_timeout.";
+        /// Servers found not answering leasequery.
+        LeasequeryServerNotAnswering => "leasequery_server_not_answering", "Leasequery: servers found not answering leasequery (unanswered_limit queries in a row, or an answer of another kind): left alone until the next sweep.";
+        /// Answers that matched a query but came from another server, another link or late.
+        LeasequeryReplyRejected => "leasequery_reply_rejected", "Leasequery: answers matching a query's xid but not from the server asked, not for the link asked, or not about the address asked: not believed.";
+        /// Sweeps given up: no server answers leasequery.
+        LeasequerySweepAbandoned => "leasequery_sweep_abandoned", "Leasequery: sweeps given up because no configured server answers leasequery.";
+        /// Doubted records settled by a query (sent).
+        LeasequerySettleSent => "leasequery_settle_sent", "Leasequery: queries sent to settle a doubted record (a lapse probe answered by an ICMP echo only) instead of dropping it.";
+        /// Doubted records kept: the server says the lease is still the client's.
+        LeasequerySettleKept => "leasequery_settle_kept", "Leasequery: doubted records kept, the server's DHCPLEASEACTIVE naming the same client.";
+        /// Doubted records dropped: the server says the address is someone else's or free.
+        LeasequerySettleDropped => "leasequery_settle_dropped", "Leasequery: doubted records dropped, the server naming another client or no lease (or not answering: the old behaviour).";
     }
 }
 

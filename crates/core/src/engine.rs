@@ -23,6 +23,7 @@ use cdra_wire::{Message, Op};
 use crate::config::EngineConfig;
 use crate::counters::{Counters, MessageKind, ProxyEvent};
 use crate::events::EventQueue;
+use crate::leasequery::LeasequeryState;
 use crate::limits::TokenBucket;
 use crate::mode::{AddressSource, Unicasts};
 use crate::outbox::{HeldReplies, Outbox, ProbeAnswer};
@@ -86,6 +87,8 @@ pub struct Engine {
     pub(crate) event_time: Timestamp,
     /// The per-client event log ([`crate::events`]; off unless [`Engine::set_event_log`]).
     pub(crate) events: EventQueue,
+    /// RFC 4388 leasequery ([`crate::leasequery`]).
+    pub(crate) leasequery: LeasequeryState,
 }
 
 /// The addresses whose client unicasts a spoofing relay takes (paper 4.2), and those not yet
@@ -166,6 +169,12 @@ impl Engine {
             pool.refill_armed = true;
             timers.arm(Timestamp::default(), Timer::PoolRefill);
         }
+        let mut leasequery = LeasequeryState::new(config.servers.len());
+        if config.leasequery.enabled && config.mode.caches() {
+            // Fires after the restore: an empty table then is swept (`crate::leasequery`).
+            leasequery.timer_filed = true;
+            timers.arm(Timestamp::default(), Timer::Leasequery);
+        }
         Engine {
             config,
             servers,
@@ -183,6 +192,7 @@ impl Engine {
             pool_fallbacks: Fallbacks::default(),
             event_time: Timestamp::default(),
             events: EventQueue::default(),
+            leasequery,
         }
     }
 
@@ -241,6 +251,11 @@ impl Engine {
                     return self.drop(slot, reason);
                 }
                 if caches {
+                    // RFC 4388: an answer to one of our own queries is ours, believed only as
+                    // any server reply is (`crate::leasequery`).
+                    if let Some(verdict) = self.leasequery_reply(now, slot, *ingress.src.ip(), &msg) {
+                        return verdict;
+                    }
                     self.cache_reply_from_server(now, slot, *ingress.src.ip(), &msg, outbox)
                 } else {
                     self.relay_reply(now, slot, *ingress.src.ip(), &msg, outbox)
@@ -336,6 +351,7 @@ impl Engine {
                     self.pool_refill(now);
                 }
                 Timer::PoolFallback(id) => self.pool_fallback_due(now, id, outbox),
+                Timer::Leasequery => self.leasequery_due(now, outbox),
             }
         }
     }
@@ -478,6 +494,12 @@ impl Engine {
         self.timers.len()
     }
 
+    /// RFC 4388 leasequery: queries outstanding, sweeps left, what each server does
+    /// ([`crate::leasequery`]).
+    pub fn leasequery(&self) -> &LeasequeryState {
+        &self.leasequery
+    }
+
     /// Offer windows open (`max_offer_windows`).
     pub fn offer_windows(&self) -> usize {
         self.proxy.offers.len()
@@ -502,7 +524,8 @@ impl Engine {
     fn live_timer_bound(&self) -> usize {
         let p = &self.config.proxy;
         let records = p.max_clients.max(1) + self.config.limits.pending_clients.max(1);
-        let mut bound = 2 * p.max_pending_probes + p.max_offer_windows + records + 2;
+        // The held-reply timer, the sweep and the leasequery timer.
+        let mut bound = 2 * p.max_pending_probes + p.max_offer_windows + records + 3;
         if self.pool.links() > 0 {
             bound += self.pool.len() + 1 + self.config.limits.pending_clients;
         }
@@ -531,7 +554,7 @@ impl Engine {
                 }
                 Timer::Pool(r) => pool.get(*r).is_some_and(|e| e.timer == Some(at)),
                 Timer::PoolFallback(id) => fallbacks.is_waiting(id),
-                Timer::HeldReply | Timer::Sweep | Timer::PoolRefill => true,
+                Timer::HeldReply | Timer::Sweep | Timer::PoolRefill | Timer::Leasequery => true,
             };
             live && seen.insert((at, timer.clone()))
         });

@@ -21,6 +21,7 @@
 //!   believed (the security boundary of a caching relay).
 //! - [`limits`]: rate limits (token buckets) per client and per interface.
 //! - [`lease`]: lease arithmetic (T1/T2, RFC 2131 4.4.5). [`timers`]: every timer.
+//! - [`leasequery`]: RFC 4388 leasequery, refilling an empty table from the servers.
 //! - [`table`]: the client table. [`persist`]: its encoding and restore.
 //! - [`servers`]: which servers to send to and whether each one is answering.
 //! - [`counters`]: per interface, message type, reason, event, each label next to its variant.
@@ -36,6 +37,7 @@ pub mod counters;
 pub mod engine;
 pub mod events;
 pub mod lease;
+pub mod leasequery;
 pub mod limits;
 pub mod mode;
 pub mod outbox;
@@ -52,8 +54,8 @@ pub mod transactions;
 pub mod verdict;
 
 pub use config::{
-    Downstream, EngineConfig, IcmpProbe, Ipv4Net, Limits, LinkState, Mode, OfferChoice, Option82Config, Option82Policy,
-    PoolAssign, PoolConfig, ProxyConfig, ServerSelection,
+    Downstream, EngineConfig, IcmpProbe, Ipv4Net, LeasequeryConfig, Limits, LinkState, Mode, OfferChoice,
+    Option82Config, Option82Policy, PoolAssign, PoolConfig, ProxyConfig, ServerSelection,
 };
 pub use counters::Counters;
 pub use engine::{Engine, Ingress};

@@ -150,6 +150,11 @@ impl Engine {
                 if came_up {
                     self.counters.links_up += 1;
                 }
+                if came_up && was.addr.is_unspecified() {
+                    // Up for the first time (configured before it existed): its clients are
+                    // not in the table (RFC 4388 sweep, `crate::leasequery`).
+                    self.leasequery_sweep_link(now, ds);
+                }
                 if self.pool.links() > 0 {
                     self.arm_pool_refill(now);
                 }
@@ -216,6 +221,14 @@ impl Engine {
         self.config = new;
         for (i, update) in links {
             self.apply_link(now, i, update);
+        }
+        // Interfaces added by this reload: their clients are not in the table (RFC 4388
+        // sweep, `crate::leasequery`).
+        let added: Vec<usize> = (0..self.config.downstream.len())
+            .filter(|i| self.config.downstream.get(*i).is_some_and(|d| report.added.contains(&d.name)))
+            .collect();
+        for ds in added {
+            self.leasequery_sweep_link(now, ds);
         }
         if self.pool.links() > 0 {
             self.arm_pool_refill(now);
@@ -314,6 +327,7 @@ impl Engine {
         report.servers_added = new.servers.iter().filter(|a| !old.servers.contains(a)).copied().collect();
         report.servers_removed = old.servers.iter().filter(|a| !new.servers.contains(a)).copied().collect();
         self.transactions.remap_servers(&map);
+        self.leasequery.remap_servers(&map, new.servers.len());
         self.counters.remap_servers(&map, new.servers.len());
         // Offer windows name servers by index and last a fraction of a second: the OFFERs
         // they wait for are passed first-come.

@@ -17,6 +17,7 @@
 //! | [`Timer::Pool`] | a pool entry's next step (acquire, T1, T2, lease end) | one per entry (`PoolEntry::timer`) |
 //! | [`Timer::PoolRefill`] | start-up, an entry given out or lost | one (`PoolState::refill_armed`) |
 //! | [`Timer::PoolFallback`] | a new client's DISCOVER forwarded (`assign = "outage"`) | `[limits] pending_clients` |
+//! | [`Timer::Leasequery`] | start-up, a sweep queued, a query sent ([`crate::leasequery`]) | one (`LeasequeryState::timer_filed`) |
 //!
 //! Stale entries (a record evicted with its lapse timer filed, a probe forgotten before its
 //! deadline, a pool entry re-armed earlier or dropped) would pile up with the churn, so once
@@ -50,6 +51,8 @@ pub enum Timer {
     PoolRefill,
     /// Pool mode: a forwarded DISCOVER's `fallback_after` is up ([`crate::pool::assign`]).
     PoolFallback(crate::transactions::RequestId),
+    /// RFC 4388: the sweep's next queries are due, and its timeouts ([`crate::leasequery`]).
+    Leasequery,
 }
 
 /// The timer heap: earliest deadline first, ties in the order armed.

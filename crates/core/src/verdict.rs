@@ -85,6 +85,8 @@ crate::counters::labelled_enum! {
         NakNotAwaited => "nak_not_awaited", "NAKs for a client not in REQUESTING, REBOOTING, RENEWING or REBINDING (Table 1).";
         /// Paper 5.3: the server's answer to a renewal we sent for the client, absorbed.
         UpstreamRenewalAnswer => "upstream_renewal_answer", "Server answers to renewals cdra sent on a client's behalf, absorbed (paper 5.3).";
+        /// RFC 4388: an answer to one of cdra's own leasequeries or link INFORMs, absorbed.
+        LeasequeryAnswer => "leasequery_answer", "Answers to cdra's own DHCPLEASEQUERYs and link DHCPINFORMs (RFC 4388), absorbed.";
         /// A reply of a kind the request it answers does not call for (Table 1), such as a
         /// BOOTREPLY without a DHCP message type to a DHCP request.
         UnexpectedReply => "unexpected_reply", "Replies of a kind the request they answer does not call for (Table 1).";

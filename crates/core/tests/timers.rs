@@ -28,9 +28,9 @@ fn small_proxy() -> EngineConfig {
 }
 
 /// What can be live at once: two per probe (deadline, outcome), one per offer window, one
-/// lapse per record (bound or pending), the held-reply timer, the sweep.
+/// lapse per record (bound or pending), the held-reply timer, the sweep, the leasequery timer.
 fn live_bound(c: &EngineConfig) -> usize {
-    2 * c.proxy.max_pending_probes + c.proxy.max_offer_windows + c.proxy.max_clients + c.limits.pending_clients + 2
+    2 * c.proxy.max_pending_probes + c.proxy.max_offer_windows + c.proxy.max_clients + c.limits.pending_clients + 3
 }
 
 #[test]

@@ -47,6 +47,7 @@ use crate::time::Timestamp;
 use crate::verdict::{DropReason, Verdict};
 
 pub mod answer;
+pub mod leasequery;
 pub mod offers;
 pub mod probes;
 pub mod records;

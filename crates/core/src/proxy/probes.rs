@@ -545,6 +545,11 @@ impl Engine {
                     }
                 }
             }
+            // Only an echo answered a lapse probe: someone, maybe the client (a link without
+            // ARP). RFC 4388: the server is asked before the record is dropped
+            // (`crate::leasequery`); nothing is released either way.
+            (Heard::IcmpOnly, ProbePurpose::Lapse)
+                if slot.is_some_and(|s| self.settle_by_leasequery(now, s, outbox)) => {}
             (Heard::OtherHost | Heard::IcmpOnly | Heard::RecordClient, _) => {
                 self.probe_found_in_use(now, p, slot, outbox)
             }

@@ -1,0 +1,360 @@
+//! RFC 4388 leasequery (issue 15 item 2): an empty table refilled from a server that
+//! answers DHCPLEASEQUERY, within its rate; answers believed only as a server ACK is; a
+//! server that does not answer left alone; records made suspect (a probe before the first
+//! local ACK); a doubted record settled by a query instead of dropped.
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use cdra_core::config::{EngineConfig, Ipv4Net};
+use cdra_core::counters::ProxyEvent;
+use cdra_core::leasequery::{Willingness, DHCPLEASEACTIVE, DHCPLEASEQUERY, DHCPLEASEUNASSIGNED};
+use cdra_core::{Destination, Ingress, Timestamp, Verdict};
+use cdra_wire::{Message, MessageType};
+use common::*;
+
+/// The address of the second link of `an_interface_added_by_a_reload_is_swept`.
+const LINK2: Ipv4Addr = Ipv4Addr::new(10, 77, 2, 1);
+
+/// Leasequery on, sweeping 10.77.1.0/28 (14 addresses, ours among them).
+fn lq_config() -> EngineConfig {
+    let mut c = proxy_config();
+    c.leasequery.enabled = true;
+    c.leasequery.rate = 1000;
+    c.leasequery.subnets = vec![Ipv4Net { addr: Ipv4Addr::new(10, 77, 1, 0), prefix_len: 28 }];
+    c
+}
+
+/// One query the engine sent: to whom, its xid, what it asked (`None`: the link INFORM).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Sent {
+    server: Ipv4Addr,
+    xid: u32,
+    address: Option<Ipv4Addr>,
+}
+
+/// Fire the engine's timers for `ms` milliseconds of clock, collecting the queries sent.
+fn run(h: &mut Harness, ms: u64) -> Vec<Sent> {
+    let limit = Timestamp::from_millis(h.now.as_millis() + ms);
+    let mut out = Vec::new();
+    while let Some(t) = h.engine.poll_timeout().filter(|t| *t <= limit) {
+        h.now = h.now.max(t);
+        h.outbox.clear();
+        h.engine.handle_timeout(h.now, &mut h.outbox);
+        for (d, bytes) in h.sent() {
+            let Destination::Server { addr, .. } = d else { continue };
+            let m = Message::new_checked(&bytes[..]).expect("a valid message");
+            match m.message_type() {
+                Some(MessageType::Other(DHCPLEASEQUERY)) => {
+                    assert!(m.giaddr() == DS_ADDR || m.giaddr() == LINK2, "the answer comes to the link's address");
+                    assert_eq!(m.chaddr().len(), 0, "a query by address names no client");
+                    out.push(Sent { server: addr, xid: m.xid(), address: Some(m.ciaddr()) });
+                }
+                Some(MessageType::Inform) => out.push(Sent { server: addr, xid: m.xid(), address: None }),
+                _ => {}
+            }
+        }
+    }
+    h.now = h.now.max(limit);
+    out
+}
+
+/// The server's answer to `q`: `kind` (an option 53 value), about `q.address`.
+fn answer(q: &Sent, kind: u8, client: Option<&Client>) -> Msg {
+    let mut m = Msg::reply(MessageType::Other(kind));
+    m.xid = q.xid;
+    m.yiaddr = Ipv4Addr::UNSPECIFIED;
+    m.ciaddr = q.address.unwrap_or(Ipv4Addr::UNSPECIFIED);
+    m.chaddr = client.map_or(vec![], |c| c.mac.to_vec());
+    m.options = vec![(54, SERVER.octets().to_vec())];
+    if let Some(c) = client {
+        m.options.push((51, 1800u32.to_be_bytes().to_vec()));
+        m.options.push((58, 600u32.to_be_bytes().to_vec()));
+        m.options.push((59, 1400u32.to_be_bytes().to_vec()));
+        m.options.push((61, c.cid.clone()));
+    }
+    m
+}
+
+/// The ACK to a link INFORM: the subnet's configuration.
+fn link_configuration(q: &Sent) -> Msg {
+    let mut m = Msg::reply(MessageType::Ack);
+    m.xid = q.xid;
+    m.yiaddr = Ipv4Addr::UNSPECIFIED;
+    m.chaddr = vec![];
+    m.options = vec![
+        (54, SERVER.octets().to_vec()),
+        (1, vec![255, 255, 255, 0]),
+        (3, DS_ADDR.octets().to_vec()),
+        (6, vec![10, 77, 0, 53]),
+    ];
+    m
+}
+
+/// A server with leasequery: the link's configuration, `active` leased, the rest free.
+fn serve(h: &mut Harness, queries: &[Sent], active: &[Client]) {
+    for q in queries {
+        let reply = match q.address {
+            None => link_configuration(q),
+            Some(a) => match active.iter().find(|c| c.addr == a) {
+                Some(c) => answer(q, DHCPLEASEACTIVE, Some(c)),
+                None => answer(q, DHCPLEASEUNASSIGNED, None),
+            },
+        };
+        assert_eq!(h.server_sends(q.server, &reply), Verdict::Discarded(cdra_core::DiscardReason::LeasequeryAnswer));
+    }
+}
+
+fn event(h: &Harness, e: ProxyEvent) -> u64 {
+    h.engine.counters().proxy[e]
+}
+
+#[test]
+fn an_empty_table_is_refilled_and_a_client_cdra_never_saw_is_answered_through_an_outage() {
+    let mut h = Harness::new(lq_config());
+    let c = Client::new(1); // 10.77.1.11
+    let queries = run(&mut h, 1000);
+    let asked: Vec<_> = queries.iter().filter_map(|q| q.address).collect();
+    let expected: Vec<_> = (2..=14).map(|i| Ipv4Addr::new(10, 77, 1, i)).collect();
+    assert_eq!(asked, expected, "every address of the subnet but ours, the network's and the broadcast");
+    assert_eq!(queries.iter().filter(|q| q.address.is_none()).count(), 1, "one INFORM for the link, per server");
+    serve(&mut h, &queries, std::slice::from_ref(&c));
+    let r = record(&h, &c).expect("a record made from the DHCPLEASEACTIVE");
+    assert_eq!(r.address, c.addr);
+    assert!(!r.confirmed, "suspect like a restored record (paper 3.4)");
+    assert!(r.lease_secs <= 1800, "the lease left, counted from the query");
+    assert_eq!(h.engine.table().len(), 1);
+    assert_eq!(event(&h, ProxyEvent::LeasequeryRecordMade), 1);
+    assert_eq!(h.engine.leasequery().servers()[0].willingness, Willingness::Answers);
+
+    // The server is gone; the client reboots: a probe first (paper 3.2), then our ACK.
+    h.advance(60);
+    assert_eq!(h.client_sends(&c.init_reboot()), Verdict::AwaitingProbe);
+    assert_eq!(h.probes.last().map(|p| p.target), Some(c.addr));
+    h.run_timers(2);
+    let (dest, bytes) = h.only_sent();
+    assert!(matches!(dest, Destination::ClientLink { .. }), "{dest:?}");
+    let ack = Message::new_checked(&bytes[..]).unwrap();
+    assert_eq!(ack.message_type(), Some(MessageType::Ack));
+    assert_eq!(ack.yiaddr(), c.addr);
+    assert_eq!(ack.server_identifier(), Some(DS_ADDR), "proxy mode: we are the server");
+    assert_eq!(ack.subnet_mask(), Some(Ipv4Addr::new(255, 255, 255, 0)), "the link's configuration");
+    assert_eq!(ack.option_data(3), Some(&DS_ADDR.octets()[..]));
+    assert_eq!(ack.option_data(6), Some(&[10, 77, 0, 53][..]));
+    assert!(ack.lease_time().is_some_and(|l| l <= 1800 - 60));
+}
+
+#[test]
+fn the_sweep_keeps_to_its_rate_and_its_outstanding_bound() {
+    let mut c = lq_config();
+    c.leasequery.rate = 20;
+    c.leasequery.subnets = vec![Ipv4Net { addr: Ipv4Addr::new(10, 77, 1, 0), prefix_len: 24 }];
+    let mut h = Harness::new(c);
+    let first = run(&mut h, 1000);
+    // A tenth of a second's burst, then 20 a second.
+    assert!((19..=23).contains(&first.len()), "{} queries in the first second", first.len());
+    serve(&mut h, &first, &[]);
+    let second = run(&mut h, 1000);
+    assert!((19..=21).contains(&second.len()), "{} queries in the next second", second.len());
+
+    let mut c = lq_config();
+    c.leasequery.max_outstanding = 4;
+    let mut h = Harness::new(c);
+    let unanswered = run(&mut h, 500);
+    assert_eq!(unanswered.len(), 4, "no more than max_outstanding wait for an answer");
+    assert_eq!(h.engine.leasequery().outstanding(), 4);
+}
+
+#[test]
+fn forged_or_stray_answers_make_no_record() {
+    let mut config = lq_config();
+    config.servers.push(SERVER2);
+    let mut h = Harness::new(config);
+    let c = Client::new(1);
+    let queries = run(&mut h, 1000);
+    let inform = queries.iter().find(|q| q.address.is_none()).unwrap();
+    h.server_sends(inform.server, &link_configuration(inform));
+    let q = *queries.iter().find(|q| q.address == Some(c.addr)).expect("asked");
+    assert_eq!(q.server, SERVER, "the first server");
+    let good = answer(&q, DHCPLEASEACTIVE, Some(&c));
+
+    // From another configured server than the one asked.
+    assert_eq!(h.server_sends(SERVER2, &good), Verdict::Dropped(cdra_core::DropReason::ReplyUnmatched));
+    // Another xid.
+    let mut m = answer(&q, DHCPLEASEACTIVE, Some(&c));
+    m.xid ^= 1;
+    assert!(matches!(h.server_sends(SERVER, &m), Verdict::Dropped(_)));
+    // About another address than the one asked.
+    let mut m = answer(&q, DHCPLEASEACTIVE, Some(&c));
+    m.ciaddr = Ipv4Addr::new(10, 77, 1, 12);
+    assert!(matches!(h.server_sends(SERVER, &m), Verdict::Dropped(_)));
+    // To another giaddr than the link asked for.
+    let mut m = answer(&q, DHCPLEASEACTIVE, Some(&c));
+    m.giaddr = Ipv4Addr::new(10, 77, 9, 1);
+    assert!(matches!(h.server_sends(SERVER, &m), Verdict::Dropped(_)));
+    // From the client segment, whatever its source says.
+    let bytes = good.bytes();
+    let ingress =
+        Ingress { ifindex: DS_IF, link_source: None, src: SocketAddrV4::new(SERVER, 67), dst: DS_ADDR, data: &bytes };
+    h.outbox.clear();
+    assert!(matches!(h.engine.handle_datagram(h.now, ingress, &mut h.outbox), Verdict::Dropped(_)));
+    assert!(record(&h, &c).is_none());
+    assert!(event(&h, ProxyEvent::LeasequeryReplyRejected) >= 3);
+
+    // Too late: after query_timeout the query is forgotten.
+    h.advance(3);
+    run(&mut h, 100);
+    assert_eq!(h.server_sends(SERVER, &good), Verdict::Dropped(cdra_core::DropReason::ReplyUnmatched));
+    assert!(record(&h, &c).is_none(), "a late answer is not believed");
+}
+
+#[test]
+fn a_server_that_does_not_answer_is_detected_left_alone_and_counted() {
+    let mut h = Harness::new(lq_config());
+    let mut sent = run(&mut h, 1000);
+    assert!(!sent.is_empty());
+    // Nobody answers (dnsmasq 2.90, Kea without its hook).
+    for _ in 0..10 {
+        sent.extend(run(&mut h, 1000));
+    }
+    let lq = h.engine.leasequery();
+    assert_eq!(lq.servers()[0].willingness, Willingness::NotAnswering);
+    assert_eq!(lq.sweeps_left(), 0, "the sweep is given up");
+    assert_eq!(event(&h, ProxyEvent::LeasequeryServerNotAnswering), 1);
+    assert_eq!(event(&h, ProxyEvent::LeasequerySweepAbandoned), 1);
+    let before = sent.len();
+    assert!(run(&mut h, 30_000).is_empty(), "left alone: no more queries");
+    assert!(before <= 14 + 1, "no query was repeated to the same server: {before}");
+    assert_eq!(h.engine.poll_timeout().map(|t| t > h.now), Some(true));
+}
+
+#[test]
+fn the_next_server_is_asked_what_the_first_left_unanswered() {
+    let mut config = lq_config();
+    config.servers.push(SERVER2);
+    config.leasequery.max_outstanding = 3;
+    let mut h = Harness::new(config);
+    let c = Client::new(1);
+    let mut all = Vec::new();
+    for _ in 0..20 {
+        let sent = run(&mut h, 500);
+        let to_second: Vec<_> = sent.iter().filter(|q| q.server == SERVER2).copied().collect();
+        serve(&mut h, &to_second, std::slice::from_ref(&c));
+        all.extend(sent);
+    }
+    assert_eq!(h.engine.leasequery().servers()[0].willingness, Willingness::NotAnswering);
+    assert_eq!(h.engine.leasequery().servers()[1].willingness, Willingness::Answers);
+    assert_eq!(record(&h, &c).map(|r| r.address), Some(c.addr));
+    for a in (2..=14).map(|i| Ipv4Addr::new(10, 77, 1, i)) {
+        assert!(all.iter().any(|q| q.server == SERVER2 && q.address == Some(a)), "{a} asked of the second server");
+    }
+}
+
+#[test]
+fn a_lease_active_never_overwrites_what_a_server_ack_made() {
+    let mut h = Harness::new(lq_config());
+    let c = Client::new(1);
+    c.bind(&mut h); // a real ACK: 3600 s, confirmed
+    let queries = run(&mut h, 1000);
+    serve(&mut h, &queries, std::slice::from_ref(&c));
+    let r = record(&h, &c).unwrap();
+    assert_eq!(r.lease_secs, 3600);
+    assert!(r.confirmed);
+    // The table was not empty at start-up: that sweep did not happen... unless we look.
+    assert_eq!(event(&h, ProxyEvent::LeasequerySweepStarted), 0, "a table with records is not swept");
+}
+
+#[test]
+fn a_lease_active_that_comes_before_the_link_configuration_waits_for_it() {
+    let mut h = Harness::new(lq_config());
+    let c = Client::new(1);
+    let queries = run(&mut h, 1000);
+    let q = *queries.iter().find(|q| q.address == Some(c.addr)).unwrap();
+    h.server_sends(SERVER, &answer(&q, DHCPLEASEACTIVE, Some(&c)));
+    assert!(record(&h, &c).is_none(), "no configuration to answer the client with yet");
+    let inform = *queries.iter().find(|q| q.address.is_none()).unwrap();
+    h.server_sends(SERVER, &link_configuration(&inform));
+    let again = run(&mut h, 500);
+    assert_eq!(again.iter().filter(|a| a.address == Some(c.addr)).count(), 1, "asked again");
+    serve(&mut h, &again, std::slice::from_ref(&c));
+    assert_eq!(record(&h, &c).map(|r| r.address), Some(c.addr));
+}
+
+#[test]
+fn an_interface_added_by_a_reload_is_swept() {
+    let mut config = lq_config();
+    config.leasequery.subnets.clear();
+    let ds0 = config.downstream[0].clone();
+    let mut second = ds0.clone();
+    second.name = "rd1".into();
+    second.ifindex = 7;
+    second.address = Ipv4Net { addr: Ipv4Addr::new(10, 77, 2, 1), prefix_len: 29 };
+    second.all_addresses = vec![Ipv4Addr::new(10, 77, 2, 1)];
+    let mut h = Harness::new(config.clone());
+    let c = Client::new(1);
+    c.bind(&mut h);
+    assert!(run(&mut h, 1000).is_empty(), "a table with records: no sweep at start-up");
+    config.downstream.push(second);
+    h.outbox.clear();
+    h.engine.reconfigure(h.now, config, &mut h.outbox).expect("reload");
+    let queries = run(&mut h, 1000);
+    let asked: Vec<_> = queries.iter().filter_map(|q| q.address).collect();
+    assert_eq!(asked, (2..=6).map(|i| Ipv4Addr::new(10, 77, 2, i)).collect::<Vec<_>>());
+}
+
+/// A bound client with short leases, its lapse probe answered by an ICMP echo only.
+fn lapse_answered_by_echo_only(leasequery: bool) -> (Harness, Client) {
+    let mut config = lq_config();
+    config.leasequery.enabled = leasequery;
+    config.proxy.client_lease = Some(Duration::from_secs(60));
+    let mut h = Harness::new(config);
+    let c = Client::new(1);
+    c.bind(&mut h);
+    run(&mut h, 1000); // the start-up check (the table is not empty: no sweep)
+    h.advance(61);
+    h.run_timers(1);
+    let probe = *h.probes.last().expect("the lapse probe");
+    assert_eq!(probe.target, c.addr);
+    h.probe_answer(c.addr, None); // only an echo reply: someone, maybe the client
+    (h, c)
+}
+
+#[test]
+fn a_doubted_record_is_kept_when_the_server_says_the_lease_is_still_the_clients() {
+    let (mut h, c) = lapse_answered_by_echo_only(true);
+    let queries = run(&mut h, 2000);
+    let q = *queries.iter().find(|q| q.address == Some(c.addr)).expect("the server is asked");
+    assert!(record(&h, &c).is_some(), "kept while the server is asked");
+    h.server_sends(SERVER, &answer(&q, DHCPLEASEACTIVE, Some(&c)));
+    assert!(record(&h, &c).is_some(), "the same client: kept");
+    assert_eq!(event(&h, ProxyEvent::LeasequerySettleKept), 1);
+    assert_eq!(h.engine.counters().proxy.removed[cdra_core::table::Removal::AddressInUse], 0);
+}
+
+#[test]
+fn a_doubted_record_goes_when_the_server_says_unassigned_or_does_not_answer() {
+    let (mut h, c) = lapse_answered_by_echo_only(true);
+    let q = *run(&mut h, 2000).iter().find(|q| q.address == Some(c.addr)).unwrap();
+    h.server_sends(SERVER, &answer(&q, DHCPLEASEUNASSIGNED, None));
+    assert!(record(&h, &c).is_none());
+    assert_eq!(event(&h, ProxyEvent::LeasequerySettleDropped), 1);
+
+    let (mut h, c) = lapse_answered_by_echo_only(true);
+    run(&mut h, 5000); // no answer
+    assert!(record(&h, &c).is_none(), "the old behaviour");
+    // Without leasequery: dropped at once (Appendix A.2), as before.
+    let (mut h, c) = lapse_answered_by_echo_only(false);
+    run(&mut h, 2000);
+    assert!(record(&h, &c).is_none());
+    assert_eq!(event(&h, ProxyEvent::LeasequerySettleSent), 0);
+}
+
+#[test]
+fn leasequery_off_sends_nothing() {
+    let mut config = lq_config();
+    config.leasequery.enabled = false;
+    let mut h = Harness::new(config);
+    assert!(run(&mut h, 5000).is_empty());
+}
