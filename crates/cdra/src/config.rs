@@ -1544,6 +1544,41 @@ flags = true
     }
 
     #[test]
+    fn leasequery_section_is_read_and_checked_by_key() {
+        let proxy = MINIMAL.replace("\"relay\"", "\"proxy\"");
+        assert_eq!(parse(&proxy).expect("defaults").leasequery, LeasequeryConfig::default());
+        let s = parse(&format!(
+            "{proxy}[leasequery]\nenabled = true\nrate = 100\nsubnets = [\"10.0.0.0/25\", \"10.0.1.0/24\"]\n\
+             max_outstanding = 8\nquery_timeout = \"1s\"\nunanswered_limit = 5\n"
+        ))
+        .expect("valid");
+        let l = s.leasequery;
+        assert!(l.enabled);
+        assert_eq!(
+            (l.rate, l.max_outstanding, l.query_timeout, l.unanswered_limit),
+            (100, 8, Duration::from_secs(1), 5)
+        );
+        assert_eq!(
+            l.subnets,
+            vec![
+                Ipv4Net { addr: Ipv4Addr::new(10, 0, 0, 0), prefix_len: 25 },
+                Ipv4Net { addr: Ipv4Addr::new(10, 0, 1, 0), prefix_len: 24 }
+            ]
+        );
+        for (text, expected) in [
+            (format!("{MINIMAL}[leasequery]\nenabled = true\n"), "leasequery.enabled: refills the client table"),
+            (format!("{proxy}[leasequery]\nrate = 0\n"), "leasequery.rate: 0 is out of range 1..=10000"),
+            (format!("{proxy}[leasequery]\nsubnets = [\"10.0.0.0/8\"]\n"), "leasequery.subnets: [0] \"10.0.0.0/8\""),
+            (format!("{proxy}[leasequery]\nsubnets = [\"10.0.0.0\"]\n"), "leasequery.subnets: [0]"),
+            (format!("{proxy}[leasequery]\nquery_timeout = \"1ms\"\n"), "leasequery.query_timeout"),
+            (format!("{proxy}[leasequery]\nbogus = 1\n"), "leasequery"),
+        ] {
+            let e = error_of(&text);
+            assert!(e.contains(expected), "{e:?} should contain {expected:?}");
+        }
+    }
+
+    #[test]
     fn defaults_are_the_engines() {
         let s = parse(&MINIMAL.replace("\"relay\"", "\"proxy\"")).expect("valid");
         let engine = EngineConfig::relay(Vec::new(), Vec::new(), Vec::new());

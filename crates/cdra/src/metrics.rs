@@ -110,9 +110,9 @@ pub struct Snapshot {
     pub pool: Vec<cdra_core::pool::PoolTotals>,
     /// Each downstream slot's name and state (up, waiting, removed).
     pub links: Vec<(String, cdra_core::LinkState)>,
-    /// RFC 4388 leasequery (when enabled): queries outstanding, and whether each server
-    /// answers it.
-    pub leasequery: Option<(usize, Vec<cdra_core::leasequery::Willingness>)>,
+    /// RFC 4388 leasequery (when enabled): queries outstanding, subnets left to sweep, and
+    /// whether each server answers it.
+    pub leasequery: Option<(usize, usize, Vec<cdra_core::leasequery::Willingness>)>,
 }
 
 impl Snapshot {
@@ -133,7 +133,7 @@ impl Snapshot {
             links: engine.config().downstream.iter().map(|d| (d.name.clone(), d.state)).collect(),
             leasequery: engine.config().leasequery.enabled.then(|| {
                 let lq = engine.leasequery();
-                (lq.outstanding(), lq.servers().iter().map(|s| s.willingness).collect())
+                (lq.outstanding(), lq.sweeps_left(), lq.servers().iter().map(|s| s.willingness).collect())
             }),
         }
     }
@@ -228,7 +228,7 @@ pub fn render(st: &Static, snap: &Snapshot, mgmt: &ManagementCounters) -> String
     for (s, up) in st.servers.iter().zip(&snap.server_up) {
         let _ = writeln!(out, "cdra_server_up{{server=\"{s}\"}} {}", u8::from(*up));
     }
-    if let Some((outstanding, willingness)) = &snap.leasequery {
+    if let Some((outstanding, sweeps, willingness)) = &snap.leasequery {
         family(
             &mut out,
             "cdra_leasequery_outstanding",
@@ -236,6 +236,13 @@ pub fn render(st: &Static, snap: &Snapshot, mgmt: &ManagementCounters) -> String
             "RFC 4388 queries waiting for their answer (leasequery.max_outstanding is the bound).",
         );
         let _ = writeln!(out, "cdra_leasequery_outstanding {outstanding}");
+        family(
+            &mut out,
+            "cdra_leasequery_sweeps",
+            "gauge",
+            "RFC 4388 sweeps not finished: subnets (the one in progress included) whose addresses are still to be asked.",
+        );
+        let _ = writeln!(out, "cdra_leasequery_sweeps {sweeps}");
         family(
             &mut out,
             "cdra_leasequery_server",
@@ -587,6 +594,30 @@ mod tests {
         let proxy = Engine::new(SimConfig::small(1, Mode::Proxy).engine_config());
         let snap = Snapshot::take(&proxy, Timestamp::default(), IoCounters::default());
         assert!(!render(&Static::of(&proxy), &snap, &ManagementCounters::default()).contains("cdra_pool"));
+    }
+
+    #[test]
+    fn leasequery_renders_its_queries_sweeps_and_servers() {
+        let mut config = SimConfig::small(1, Mode::Proxy).engine_config();
+        let plain = Engine::new(config.clone());
+        let snap = Snapshot::take(&plain, Timestamp::default(), IoCounters::default());
+        assert!(!render(&Static::of(&plain), &snap, &ManagementCounters::default()).contains("cdra_leasequery"));
+        config.leasequery.enabled = true;
+        let mut engine = Engine::new(config);
+        let mut outbox = cdra_core::Outbox::new(64);
+        // Start-up with an empty table: the sweeps begin.
+        engine.handle_timeout(Timestamp::from_millis(1), &mut outbox);
+        let snap = Snapshot::take(&engine, Timestamp::from_millis(1), IoCounters::default());
+        let text = render(&Static::of(&engine), &snap, &ManagementCounters::default());
+        let outstanding = engine.leasequery().outstanding();
+        assert!(outstanding > 0);
+        assert!(text.lines().any(|l| l == format!("cdra_leasequery_outstanding {outstanding}")), "{text}");
+        assert!(text.lines().any(|l| l.starts_with("cdra_leasequery_sweeps ") && !l.ends_with(" 0")), "{text}");
+        assert!(text.contains("state=\"unknown\"} 1"), "{text}");
+        let docs = include_str!("../../../docs/metrics.md");
+        for name in ["cdra_leasequery_outstanding", "cdra_leasequery_sweeps", "cdra_leasequery_server"] {
+            assert!(docs.contains(&format!("`{name}`")), "{name} not in docs/metrics.md");
+        }
     }
 
     #[test]
