@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context, Result};
+use cdra_core::leasequery::Willingness;
 use cdra_core::ProbeRequest;
 use cdra_core::{
     Destination, Downstream, EchoId, Engine, EngineConfig, Ingress, LinkState, Outbox, ProbeAnswer, Timestamp, Verdict,
@@ -795,6 +796,7 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
     // The per-client event log (`[log] events`), after the restore: restored records are
     // not events.
     let mut events = crate::event_log::EventLog::start(settings.events, &mut engine);
+    let mut leasequery_seen: Vec<Willingness> = Vec::new();
     let mut truncated = 0u64;
     let mut receive_yields = 0u64;
     {
@@ -1013,6 +1015,7 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
         }
         // The event log follows a reload's `[log]`, then writes this turn's events.
         crate::event_log::turn(&mut events, settings.events, &mut engine);
+        log_leasequery_servers(&engine, &mut leasequery_seen);
         watchdog.tick(Instant::now());
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
@@ -1106,6 +1109,30 @@ mod tests {
                 }
             }
             assert_eq!(read, budget);
+        }
+    }
+}
+
+/// Log, once each time it changes, whether a server answers RFC 4388 leasequery (a server
+/// found not answering is left alone until the next sweep: `cdra_leasequery_server`).
+fn log_leasequery_servers(engine: &Engine, seen: &mut Vec<Willingness>) {
+    let servers = engine.leasequery().servers();
+    if seen.len() != servers.len() {
+        seen.resize(servers.len(), Willingness::Unknown);
+    }
+    for ((i, s), was) in servers.iter().enumerate().zip(seen.iter_mut()) {
+        if s.willingness == *was {
+            continue;
+        }
+        *was = s.willingness;
+        let server = engine.config().servers.get(i).copied();
+        match s.willingness {
+            Willingness::NotAnswering => tracing::warn!(
+                server = ?server,
+                "server does not answer leasequery (RFC 4388): left alone until the next sweep"
+            ),
+            Willingness::Answers => tracing::info!(server = ?server, "server answers leasequery (RFC 4388)"),
+            Willingness::Unknown => {}
         }
     }
 }

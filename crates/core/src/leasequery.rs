@@ -49,8 +49,10 @@
 //!   the address asked (ciaddr), within `query_timeout`. Anything else is not believed
 //!   (`leasequery_reply_rejected`).
 //! - **Servers that do not answer** (dnsmasq 2.90, Kea without its lease-query hook: they
-//!   ignore message type 10, as RFC 2131 servers ignore a type they do not know):
-//!   `unanswered_limit` queries in a row unanswered, or an answer of another kind, mark the
+//!   ignore message type 10, as RFC 2131 servers ignore a type they do not know): until a
+//!   server has answered one, it gets at most `unanswered_limit` queries at a time (so one
+//!   that never answers sees only that many); `unanswered_limit` queries in a row
+//!   unanswered, or an answer of another kind, mark the
 //!   server as not answering leasequery; it gets no more queries until the next sweep
 //!   starts, and the addresses it left unanswered are asked of the next server. When no
 //!   server is left the sweep is abandoned. Counted; the state of each server is in
@@ -246,6 +248,11 @@ impl LeasequeryState {
     /// Queries waiting for an answer.
     pub fn outstanding(&self) -> usize {
         self.outstanding.len()
+    }
+
+    /// DHCPLEASEQUERYs waiting for an answer from server `i`.
+    pub(crate) fn queries_waiting_on(&self, i: usize) -> usize {
+        self.outstanding.values().filter(|q| q.server == i && q.asked != Asked::LinkConfiguration).count()
     }
 
     /// Subnets still to sweep (the one in progress included).

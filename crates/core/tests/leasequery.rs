@@ -33,16 +33,26 @@ struct Sent {
     server: Ipv4Addr,
     xid: u32,
     address: Option<Ipv4Addr>,
+    /// Where the answer goes: the link's address.
+    giaddr: Ipv4Addr,
 }
 
-/// Fire the engine's timers for `ms` milliseconds of clock, collecting the queries sent.
+/// Fire the engine's timers for `ms` milliseconds of clock, collecting the queries sent;
+/// nobody answers them.
 fn run(h: &mut Harness, ms: u64) -> Vec<Sent> {
+    run_with(h, ms, |_| None)
+}
+
+/// Fire the engine's timers for `ms` milliseconds of clock, collecting the queries sent and
+/// answering each at once with what `respond` says (`None`: not at all).
+fn run_with(h: &mut Harness, ms: u64, mut respond: impl FnMut(&Sent) -> Option<Msg>) -> Vec<Sent> {
     let limit = Timestamp::from_millis(h.now.as_millis() + ms);
     let mut out = Vec::new();
     while let Some(t) = h.engine.poll_timeout().filter(|t| *t <= limit) {
         h.now = h.now.max(t);
         h.outbox.clear();
         h.engine.handle_timeout(h.now, &mut h.outbox);
+        let first = out.len();
         for (d, bytes) in h.sent() {
             let Destination::Server { addr, .. } = d else { continue };
             let m = Message::new_checked(&bytes[..]).expect("a valid message");
@@ -50,10 +60,17 @@ fn run(h: &mut Harness, ms: u64) -> Vec<Sent> {
                 Some(MessageType::Other(DHCPLEASEQUERY)) => {
                     assert!(m.giaddr() == DS_ADDR || m.giaddr() == LINK2, "the answer comes to the link's address");
                     assert_eq!(m.chaddr().len(), 0, "a query by address names no client");
-                    out.push(Sent { server: addr, xid: m.xid(), address: Some(m.ciaddr()) });
+                    out.push(Sent { server: addr, xid: m.xid(), address: Some(m.ciaddr()), giaddr: m.giaddr() });
                 }
-                Some(MessageType::Inform) => out.push(Sent { server: addr, xid: m.xid(), address: None }),
+                Some(MessageType::Inform) => {
+                    out.push(Sent { server: addr, xid: m.xid(), address: None, giaddr: m.giaddr() })
+                }
                 _ => {}
+            }
+        }
+        for q in out[first..].to_vec() {
+            if let Some(reply) = respond(&q) {
+                h.server_sends(q.server, &reply);
             }
         }
     }
@@ -65,6 +82,7 @@ fn run(h: &mut Harness, ms: u64) -> Vec<Sent> {
 fn answer(q: &Sent, kind: u8, client: Option<&Client>) -> Msg {
     let mut m = Msg::reply(MessageType::Other(kind));
     m.xid = q.xid;
+    m.giaddr = q.giaddr;
     m.yiaddr = Ipv4Addr::UNSPECIFIED;
     m.ciaddr = q.address.unwrap_or(Ipv4Addr::UNSPECIFIED);
     m.chaddr = client.map_or(vec![], |c| c.mac.to_vec());
@@ -82,6 +100,7 @@ fn answer(q: &Sent, kind: u8, client: Option<&Client>) -> Msg {
 fn link_configuration(q: &Sent) -> Msg {
     let mut m = Msg::reply(MessageType::Ack);
     m.xid = q.xid;
+    m.giaddr = q.giaddr;
     m.yiaddr = Ipv4Addr::UNSPECIFIED;
     m.chaddr = vec![];
     m.options = vec![
@@ -93,17 +112,28 @@ fn link_configuration(q: &Sent) -> Msg {
     m
 }
 
-/// A server with leasequery: the link's configuration, `active` leased, the rest free.
+/// What a server with leasequery answers: the link's configuration, `active` leased, the
+/// rest free.
+fn server_answer(q: &Sent, active: &[Client]) -> Msg {
+    match q.address {
+        None => link_configuration(q),
+        Some(a) => match active.iter().find(|c| c.addr == a) {
+            Some(c) => answer(q, DHCPLEASEACTIVE, Some(c)),
+            None => answer(q, DHCPLEASEUNASSIGNED, None),
+        },
+    }
+}
+
+/// The queries sent for `ms` of clock, a server with leasequery answering each at once.
+fn sweep_served(h: &mut Harness, ms: u64, active: &[Client]) -> Vec<Sent> {
+    run_with(h, ms, |q| Some(server_answer(q, active)))
+}
+
+/// Answer `queries` as a server with leasequery does.
 fn serve(h: &mut Harness, queries: &[Sent], active: &[Client]) {
     for q in queries {
-        let reply = match q.address {
-            None => link_configuration(q),
-            Some(a) => match active.iter().find(|c| c.addr == a) {
-                Some(c) => answer(q, DHCPLEASEACTIVE, Some(c)),
-                None => answer(q, DHCPLEASEUNASSIGNED, None),
-            },
-        };
-        assert_eq!(h.server_sends(q.server, &reply), Verdict::Discarded(cdra_core::DiscardReason::LeasequeryAnswer));
+        let verdict = h.server_sends(q.server, &server_answer(q, active));
+        assert_eq!(verdict, Verdict::Discarded(cdra_core::DiscardReason::LeasequeryAnswer));
     }
 }
 
@@ -115,12 +145,11 @@ fn event(h: &Harness, e: ProxyEvent) -> u64 {
 fn an_empty_table_is_refilled_and_a_client_cdra_never_saw_is_answered_through_an_outage() {
     let mut h = Harness::new(lq_config());
     let c = Client::new(1); // 10.77.1.11
-    let queries = run(&mut h, 1000);
+    let queries = sweep_served(&mut h, 1000, std::slice::from_ref(&c));
     let asked: Vec<_> = queries.iter().filter_map(|q| q.address).collect();
     let expected: Vec<_> = (2..=14).map(|i| Ipv4Addr::new(10, 77, 1, i)).collect();
     assert_eq!(asked, expected, "every address of the subnet but ours, the network's and the broadcast");
     assert_eq!(queries.iter().filter(|q| q.address.is_none()).count(), 1, "one INFORM for the link, per server");
-    serve(&mut h, &queries, std::slice::from_ref(&c));
     let r = record(&h, &c).expect("a record made from the DHCPLEASEACTIVE");
     assert_eq!(r.address, c.addr);
     assert!(!r.confirmed, "suspect like a restored record (paper 3.4)");
@@ -152,19 +181,24 @@ fn the_sweep_keeps_to_its_rate_and_its_outstanding_bound() {
     c.leasequery.rate = 20;
     c.leasequery.subnets = vec![Ipv4Net { addr: Ipv4Addr::new(10, 77, 1, 0), prefix_len: 24 }];
     let mut h = Harness::new(c);
-    let first = run(&mut h, 1000);
+    let first = sweep_served(&mut h, 1000, &[]);
     // A tenth of a second's burst, then 20 a second.
     assert!((19..=23).contains(&first.len()), "{} queries in the first second", first.len());
-    serve(&mut h, &first, &[]);
-    let second = run(&mut h, 1000);
+    let second = sweep_served(&mut h, 1000, &[]);
     assert!((19..=21).contains(&second.len()), "{} queries in the next second", second.len());
 
     let mut c = lq_config();
     c.leasequery.max_outstanding = 4;
+    c.leasequery.unanswered_limit = 10;
     let mut h = Harness::new(c);
     let unanswered = run(&mut h, 500);
     assert_eq!(unanswered.len(), 4, "no more than max_outstanding wait for an answer");
     assert_eq!(h.engine.leasequery().outstanding(), 4);
+
+    // A server that has not answered yet gets unanswered_limit queries at a time.
+    let mut h = Harness::new(lq_config());
+    let probing = run(&mut h, 500);
+    assert_eq!(probing.iter().filter(|q| q.address.is_some()).count(), 3, "{probing:?}");
 }
 
 #[test]
@@ -173,9 +207,8 @@ fn forged_or_stray_answers_make_no_record() {
     config.servers.push(SERVER2);
     let mut h = Harness::new(config);
     let c = Client::new(1);
-    let queries = run(&mut h, 1000);
-    let inform = queries.iter().find(|q| q.address.is_none()).unwrap();
-    h.server_sends(inform.server, &link_configuration(inform));
+    // The server answers everything but the query about the client's address.
+    let queries = run_with(&mut h, 1000, |q| (q.address != Some(c.addr)).then(|| server_answer(q, &[])));
     let q = *queries.iter().find(|q| q.address == Some(c.addr)).expect("asked");
     assert_eq!(q.server, SERVER, "the first server");
     let good = answer(&q, DHCPLEASEACTIVE, Some(&c));
@@ -257,8 +290,7 @@ fn a_lease_active_never_overwrites_what_a_server_ack_made() {
     let mut h = Harness::new(lq_config());
     let c = Client::new(1);
     c.bind(&mut h); // a real ACK: 3600 s, confirmed
-    let queries = run(&mut h, 1000);
-    serve(&mut h, &queries, std::slice::from_ref(&c));
+    sweep_served(&mut h, 1000, std::slice::from_ref(&c));
     let r = record(&h, &c).unwrap();
     assert_eq!(r.lease_secs, 3600);
     assert!(r.confirmed);
@@ -270,15 +302,14 @@ fn a_lease_active_never_overwrites_what_a_server_ack_made() {
 fn a_lease_active_that_comes_before_the_link_configuration_waits_for_it() {
     let mut h = Harness::new(lq_config());
     let c = Client::new(1);
-    let queries = run(&mut h, 1000);
-    let q = *queries.iter().find(|q| q.address == Some(c.addr)).unwrap();
-    h.server_sends(SERVER, &answer(&q, DHCPLEASEACTIVE, Some(&c)));
+    // Everything answered (UNASSIGNED without the subnet's options) but the INFORM.
+    let queries = run_with(&mut h, 1000, |q| q.address.map(|_| server_answer(q, std::slice::from_ref(&c))));
+    assert!(queries.iter().any(|q| q.address == Some(c.addr)));
     assert!(record(&h, &c).is_none(), "no configuration to answer the client with yet");
     let inform = *queries.iter().find(|q| q.address.is_none()).unwrap();
     h.server_sends(SERVER, &link_configuration(&inform));
-    let again = run(&mut h, 500);
+    let again = sweep_served(&mut h, 500, std::slice::from_ref(&c));
     assert_eq!(again.iter().filter(|a| a.address == Some(c.addr)).count(), 1, "asked again");
-    serve(&mut h, &again, std::slice::from_ref(&c));
     assert_eq!(record(&h, &c).map(|r| r.address), Some(c.addr));
 }
 
@@ -299,7 +330,7 @@ fn an_interface_added_by_a_reload_is_swept() {
     config.downstream.push(second);
     h.outbox.clear();
     h.engine.reconfigure(h.now, config, &mut h.outbox).expect("reload");
-    let queries = run(&mut h, 1000);
+    let queries = sweep_served(&mut h, 1000, &[]);
     let asked: Vec<_> = queries.iter().filter_map(|q| q.address).collect();
     assert_eq!(asked, (2..=6).map(|i| Ipv4Addr::new(10, 77, 2, i)).collect::<Vec<_>>());
 }

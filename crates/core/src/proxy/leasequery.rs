@@ -163,6 +163,13 @@ impl Engine {
                 self.counters.proxy.events.add_n(ProxyEvent::LeasequerySweepAbandoned, left.max(1) as u64);
                 return;
             };
+            // A server not yet known to answer gets no more queries at once than would
+            // show it does not: one that never answers sees `unanswered_limit` of them.
+            let untried = self.leasequery_willingness(server) == Willingness::Unknown;
+            let limit = self.config.leasequery.unanswered_limit.max(1) as usize;
+            if untried && self.leasequery.queries_waiting_on(server) >= limit {
+                return;
+            }
             if !self.leasequery.take_token(now, rate) {
                 return;
             }
