@@ -1075,6 +1075,30 @@ fn reload(
     }
 }
 
+/// Log, once each time it changes, whether a server answers RFC 4388 leasequery (a server
+/// found not answering is left alone until the next sweep: `cdra_leasequery_server`).
+fn log_leasequery_servers(engine: &Engine, seen: &mut Vec<Willingness>) {
+    let servers = engine.leasequery().servers();
+    if seen.len() != servers.len() {
+        seen.resize(servers.len(), Willingness::Unknown);
+    }
+    for ((i, s), was) in servers.iter().enumerate().zip(seen.iter_mut()) {
+        if s.willingness == *was {
+            continue;
+        }
+        *was = s.willingness;
+        let server = engine.config().servers.get(i).copied();
+        match s.willingness {
+            Willingness::NotAnswering => tracing::warn!(
+                server = ?server,
+                "server does not answer leasequery (RFC 4388): left alone until the next sweep"
+            ),
+            Willingness::Answers => tracing::info!(server = ?server, "server answers leasequery (RFC 4388)"),
+            Willingness::Unknown => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1109,30 +1133,6 @@ mod tests {
                 }
             }
             assert_eq!(read, budget);
-        }
-    }
-}
-
-/// Log, once each time it changes, whether a server answers RFC 4388 leasequery (a server
-/// found not answering is left alone until the next sweep: `cdra_leasequery_server`).
-fn log_leasequery_servers(engine: &Engine, seen: &mut Vec<Willingness>) {
-    let servers = engine.leasequery().servers();
-    if seen.len() != servers.len() {
-        seen.resize(servers.len(), Willingness::Unknown);
-    }
-    for ((i, s), was) in servers.iter().enumerate().zip(seen.iter_mut()) {
-        if s.willingness == *was {
-            continue;
-        }
-        *was = s.willingness;
-        let server = engine.config().servers.get(i).copied();
-        match s.willingness {
-            Willingness::NotAnswering => tracing::warn!(
-                server = ?server,
-                "server does not answer leasequery (RFC 4388): left alone until the next sweep"
-            ),
-            Willingness::Answers => tracing::info!(server = ?server, "server answers leasequery (RFC 4388)"),
-            Willingness::Unknown => {}
         }
     }
 }

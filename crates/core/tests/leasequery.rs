@@ -68,7 +68,7 @@ fn run_with(h: &mut Harness, ms: u64, mut respond: impl FnMut(&Sent) -> Option<M
                 _ => {}
             }
         }
-        for q in out[first..].to_vec() {
+        for q in out[first..].iter().copied() {
             if let Some(reply) = respond(&q) {
                 h.server_sends(q.server, &reply);
             }

@@ -197,7 +197,8 @@ pub fn usage(engine: &Engine) -> [(Bound, usize, usize); 11] {
     let (p, l) = (&c.proxy, &c.limits);
     let pool = engine.pool();
     let entries: usize = (0..pool.links()).map(|link| pool.entries(link).count()).sum();
-    let mut live = 2 * p.max_pending_probes + p.max_offer_windows + p.max_clients.max(1) + l.pending_clients.max(1) + 2;
+    // The held-reply timer, the sweep and the leasequery timer.
+    let mut live = 2 * p.max_pending_probes + p.max_offer_windows + p.max_clients.max(1) + l.pending_clients.max(1) + 3;
     if pool.links() > 0 {
         live += entries + 1 + l.pending_clients;
     }
