@@ -33,10 +33,13 @@ def note(msg: str) -> None:
     print(f"[leasequery] {msg}")
 
 
-def start_empty_proxy(lab: L.Lab, **sections) -> L.Relay:
-    """cdra in proxy mode with no store (it starts empty every time) and leasequery on."""
-    return lab.start_relay(**L.proxy_relay_kw(lab, store=False, sections={"leasequery": LEASEQUERY,
-                                                                          **sections}))
+def start_empty_proxy(lab: L.Lab, mode: str = "proxy") -> L.Relay:
+    """cdra in a caching mode with no store (it starts empty every time) and leasequery on."""
+    relay = lab.start_relay(**L.proxy_relay_kw(lab, mode=mode, store=False,
+                                               sections={"leasequery": LEASEQUERY}))
+    if mode == "spoof":
+        relay.proc.wait_log("intercepting client unicasts to the servers", 5)
+    return relay
 
 
 def sweep_over(relay: L.Relay) -> bool:
@@ -44,13 +47,15 @@ def sweep_over(relay: L.Relay) -> bool:
     return m.get("cdra_leasequery_sweeps", 1) == 0 and m.get("cdra_leasequery_outstanding", 1) == 0
 
 
-def test_an_empty_cdra_refills_from_dhcpd_and_answers_unseen_clients_through_an_outage(lab):
+@pytest.mark.parametrize("mode", ["proxy", "spoof", "pool"])
+def test_an_empty_cdra_refills_from_dhcpd_and_answers_unseen_clients_through_an_outage(lab, mode):
     """Clients get their leases from ISC dhcpd through cdra in relay mode (which caches
-    nothing). cdra is then restarted in proxy mode without a store: its table is empty, it
-    sweeps 10.77.1.0/24 with DHCPLEASEQUERY and makes one suspect record per active lease.
-    The server stops; every client reboots (dhclient and dhcpcd: INIT-REBOOT; udhcpc:
-    DISCOVER, then REQUEST) and is answered by cdra with its address and the subnet's
-    configuration, each local ACK after an ARP probe of the address."""
+    nothing). cdra is then restarted in a caching mode without a store: its table is empty,
+    it sweeps 10.77.1.0/24 with DHCPLEASEQUERY and makes one suspect record per active lease
+    (in pool mode, not of its own pool leases). The server stops; every client reboots
+    (dhclient and dhcpcd: INIT-REBOOT; udhcpc: DISCOVER, then REQUEST) and is answered by
+    cdra with its address and the subnet's configuration, each local ACK after an ARP probe
+    of the address; in spoofing mode in the server's name."""
     srv = lab.start_server("dhcpd", leasequery=True, lease_time=SERVER_LEASE)
     lab.start_relay(mode="relay")
     clients = {}
@@ -64,7 +69,8 @@ def test_an_empty_cdra_refills_from_dhcpd_and_answers_unseen_clients_through_an_
     note("bound through the relay: " + ", ".join(f"{k}={v[2]}" for k, v in clients.items()))
     lab.relay.stop()
 
-    relay = start_empty_proxy(lab)
+    relay = start_empty_proxy(lab, mode)
+    identity = L.SERVER_IP if mode == "spoof" else L.RELAY_DOWN_IP
     L.wait_until(lambda: relay.proxy_event("leasequery_record_made") >= len(clients), 20,
                  what="records made from DHCPLEASEACTIVE")
     L.wait_until(lambda: sweep_over(relay), 10, what="the sweep to end")
@@ -78,7 +84,7 @@ def test_an_empty_cdra_refills_from_dhcpd_and_answers_unseen_clients_through_an_
     assert m.get('cdra_proxy_events_total{event="leasequery_record_made"}') == len(clients), m
     assert m.get('cdra_proxy_events_total{event="leasequery_link_configured"}') == 1, m
     assert m.get(f'cdra_leasequery_server{{server="{L.SERVER_IP}",state="answers"}}') == 1, m
-    recs = {r["address"]: r for r in relay.cache_records()}
+    recs = {r["address"]: r for r in relay.cache_records() if not r["key"].startswith("pool:")}
     assert set(recs) == {ip for _, _, ip in clients.values()}, relay.cache("list")
     probes_before = relay.proxy_event("probe_started")
 
@@ -88,13 +94,13 @@ def test_an_empty_cdra_refills_from_dhcpd_and_answers_unseen_clients_through_an_
         n = cl.restart()
         ev = cl.wait_bound(timeout=20, after=n)
         assert ev.get("ip") == ip, f"{kind} did not get its address back from cdra: {ev}"
-        assert ev.get("server_id") == L.RELAY_DOWN_IP, f"{kind}: {ev}"
+        assert ev.get("server_id") == identity, f"{kind}: {ev}"
         assert ev.get("mask") in ("255.255.255.0", "24"), f"{kind}: the subnet's mask: {ev}"
         assert L.ROUTER in ev.get("router", ""), f"{kind}: the subnet's router: {ev}"
         acks = [f for f in L.to_client(ccap, cl.cns.mac, since=mark) if f.dhcp.msg_type == dp.ACK]
-        assert acks and all(f.src_ip == L.RELAY_DOWN_IP for f in acks), \
+        assert acks and all(f.src_ip == identity for f in acks), \
             L.describe_frames(L.to_client(ccap, cl.cns.mac, since=mark))
-        note(f"{kind} rebooted with the server down: {ip} from cdra")
+        note(f"{mode}: {kind} rebooted with the server down: {ip} from cdra")
     probes = relay.proxy_event("probe_started") - probes_before
     assert probes >= len(clients), f"a probe before each local ACK (paper 3.2): {probes}"
     relay.check_alive()

@@ -362,8 +362,9 @@ labelled_enum! {
         LeasequeryUnknown => "leasequery_unknown", "Leasequery: DHCPLEASEUNKNOWN answers (not the server's address).";
         /// Records made from a DHCPLEASEACTIVE (suspect, paper 3.4).
         LeasequeryRecordMade => "leasequery_record_made", "Leasequery: records made from a DHCPLEASEACTIVE (suspect like a restored record: paper 3.4's precautions apply).";
-        /// DHCPLEASEACTIVE for a client or address the table already has: ignored.
-        LeasequeryRecordKnown => "leasequery_record_known", "Leasequery: DHCPLEASEACTIVE for a client or an address the table already has (never overwritten).";
+        /// DHCPLEASEACTIVE for a client or address the table already has, or for one of
+        /// cdra's own pool leases: ignored.
+        LeasequeryRecordKnown => "leasequery_record_known", "Leasequery: DHCPLEASEACTIVE for a client or an address the table already has (never overwritten), or for one of cdra's own pool leases.";
         /// DHCPLEASEACTIVE that could not be made a record.
         LeasequeryActiveUnusable => "leasequery_active_unusable", "Leasequery: DHCPLEASEACTIVE not usable (no lease time left, no client identity, the address off the link's subnet, or no link configuration by the end of the sweep).";
         /// Queries that went unanswered for `query_timeout`.

@@ -389,3 +389,21 @@ fn leasequery_off_sends_nothing() {
     let mut h = Harness::new(config);
     assert!(run(&mut h, 5000).is_empty());
 }
+
+#[test]
+fn pool_mode_makes_no_record_of_its_own_pool_leases() {
+    let mut config = lq_config();
+    config.mode = cdra_core::Mode::Pool;
+    config.pool.size = 0;
+    let mut h = Harness::new(config);
+    let pool_lease = Client {
+        cid: cdra_core::pool::PoolIdentity::new(DS_ADDR, 3).client_id,
+        mac: cdra_core::pool::PoolIdentity::new(DS_ADDR, 3).mac,
+        addr: Ipv4Addr::new(10, 77, 1, 12),
+    };
+    let c = Client::new(1);
+    sweep_served(&mut h, 2000, &[c.clone(), pool_lease.clone()]);
+    assert_eq!(record(&h, &c).map(|r| r.address), Some(c.addr));
+    assert!(record(&h, &pool_lease).is_none(), "a pool lease is an entry, not a client");
+    assert_eq!(event(&h, ProxyEvent::LeasequeryRecordKnown), 1);
+}

@@ -345,7 +345,9 @@ impl Engine {
             return;
         }
         let key = ClientKey::of(msg);
-        if self.table.find(&key).is_some() || self.table.find_address(address).is_some() {
+        // Pool mode: cdra's own pool leases are entries, not clients.
+        let ours = crate::pool::PoolIdentity::parse_key(&key).is_some() || self.pool.holding(link, address).is_some();
+        if ours || self.table.find(&key).is_some() || self.table.find_address(address).is_some() {
             self.counters.proxy.add(ProxyEvent::LeasequeryRecordKnown);
             return;
         }
