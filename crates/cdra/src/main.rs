@@ -282,6 +282,12 @@ fn main() -> ExitCode {
             for note in links::absent_interface_notes(&s) {
                 println!("{}: note: {note}", config.display());
             }
+            if s.leasequery.enabled {
+                let here = pool_fit::host_links(&s);
+                for note in pool_fit::leasequery_subnet_notes(&s.leasequery.subnets, &here) {
+                    println!("{}: note: {note}", config.display());
+                }
+            }
             // Spoofing mode must run on the router between the clients and the servers: the
             // one check that looks at this host (its routing table).
             if s.mode == cdra_core::Mode::Spoof {

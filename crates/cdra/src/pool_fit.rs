@@ -7,6 +7,9 @@
 //! downstream interface's subnet as `cdra run` would (the configured `address`, else the
 //! interface's first IPv4 address). An interface that does not exist yet is not an error
 //! here (`cdra run` says so when it starts).
+//!
+//! The same subnets tell `cdra check` which `[leasequery] subnets` no downstream subnet
+//! holds (noted: such a subnet is not swept).
 
 use cdra_core::Ipv4Net;
 
@@ -42,9 +45,24 @@ pub fn check(size: usize, links: &[(String, Option<Ipv4Net>)]) -> Result<(), Con
     Ok(())
 }
 
-/// [`check`] against this host's interfaces.
-pub fn check_host(settings: &Settings) -> Result<(), ConfigError> {
-    let links: Vec<(String, Option<Ipv4Net>)> = settings
+/// `leasequery.subnets` that no downstream subnet holds (as `links` has them now): those
+/// are not swept, so `cdra check` notes them (a link may get its address later).
+pub fn leasequery_subnet_notes(subnets: &[Ipv4Net], links: &[(String, Option<Ipv4Net>)]) -> Vec<String> {
+    subnets
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| {
+            !links.iter().any(|(_, net)| net.is_some_and(|n| s.prefix_len >= n.prefix_len && n.contains(s.addr)))
+        })
+        .map(|(i, s)| {
+            format!("leasequery.subnets: [{i}] {}/{} is in no downstream subnet: not swept", s.addr, s.prefix_len)
+        })
+        .collect()
+}
+
+/// Each downstream interface's subnet on this host (`None`: not there, or no address).
+pub fn host_links(settings: &Settings) -> Vec<(String, Option<Ipv4Net>)> {
+    settings
         .downstream
         .iter()
         .map(|d| {
@@ -57,8 +75,12 @@ pub fn check_host(settings: &Settings) -> Result<(), ConfigError> {
             });
             (d.interface.clone(), net)
         })
-        .collect();
-    check(settings.pool.size, &links)
+        .collect()
+}
+
+/// [`check`] against this host's interfaces.
+pub fn check_host(settings: &Settings) -> Result<(), ConfigError> {
+    check(settings.pool.size, &host_links(settings))
 }
 
 #[cfg(test)]
@@ -89,5 +111,16 @@ mod tests {
         assert_eq!(e.problem, "6 is more than downstream[1] (lan1, 10.0.1.0/29) has room for: 5 client addresses");
         // An interface not there yet is not judged.
         assert!(check(1000, &[("gone".to_string(), None)]).is_ok());
+    }
+
+    #[test]
+    fn a_leasequery_subnet_outside_every_downstream_subnet_is_noted() {
+        let net = |a: [u8; 4], p: u8| Ipv4Net { addr: a.into(), prefix_len: p };
+        let links = vec![("rd0".to_string(), Some(net([10, 0, 0, 1], 24))), ("rd1".to_string(), None)];
+        let subnets = [net([10, 0, 0, 0], 25), net([10, 0, 1, 0], 24), net([10, 0, 0, 0], 16)];
+        let notes = leasequery_subnet_notes(&subnets, &links);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].starts_with("leasequery.subnets: [1] 10.0.1.0/24"), "{notes:?}");
+        assert!(notes[1].starts_with("leasequery.subnets: [2] 10.0.0.0/16"), "{notes:?}");
     }
 }
