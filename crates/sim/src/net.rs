@@ -115,6 +115,8 @@ pub struct SimConfig {
     pub pool: PoolConfig,
     /// Rate limits and bounds (`[limits]`, every mode).
     pub limits: Limits,
+    /// RFC 4388 leasequery (`[leasequery]`).
+    pub leasequery: cdra_core::LeasequeryConfig,
     /// How the engine spreads requests over servers.
     pub server_selection: ServerSelection,
     /// Client links.
@@ -189,6 +191,7 @@ impl SimConfig {
             proxy: ProxyConfig { seed, renew_reply_delay: std::time::Duration::ZERO, ..ProxyConfig::default() },
             pool: PoolConfig::default(),
             limits: Limits::default(),
+            leasequery: cdra_core::LeasequeryConfig::default(),
             server_selection: ServerSelection::All,
             links,
             servers: vec![ServerConfig::new(SERVER1, pools)],
@@ -276,6 +279,7 @@ impl SimConfig {
         c.proxy = self.proxy.clone();
         c.pool = self.pool.clone();
         c.limits = self.limits.clone();
+        c.leasequery = self.leasequery.clone();
         c.server_selection = self.server_selection;
         c
     }

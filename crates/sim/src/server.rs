@@ -28,6 +28,9 @@ use cdra_core::Ipv4Net;
 use cdra_wire::options::OptionCode;
 use cdra_wire::{Message, MessageBuilder, MessageType, Op};
 
+use cdra_core::leasequery::{DHCPLEASEACTIVE as LEASEACTIVE, DHCPLEASEQUERY as LEASEQUERY};
+use cdra_core::leasequery::{DHCPLEASEUNASSIGNED as LEASEUNASSIGNED, DHCPLEASEUNKNOWN as LEASEUNKNOWN};
+
 use crate::msg::{build, client_key, Kind, KindCounts, Summary};
 use crate::sched::Millis;
 
@@ -73,6 +76,11 @@ pub struct ServerConfig {
     pub cache_threshold: Option<f64>,
     /// Answer BOOTP requests.
     pub answer_bootp: bool,
+    /// Answer RFC 4388 DHCPLEASEQUERY by address (as ISC dhcpd with `allow leasequery;`:
+    /// a DHCPLEASEACTIVE holds the lease times left, option 61 and the client's chaddr, no
+    /// configuration; a DHCPLEASEUNASSIGNED or UNKNOWN holds the relay subnet's mask and
+    /// router). Off: ignored, as Kea without its hook and dnsmasq do.
+    pub answer_leasequery: bool,
     /// Keep a log of every message received (for step-by-step tests).
     pub keep_log: bool,
 }
@@ -90,6 +98,7 @@ impl ServerConfig {
             decline_hold_secs: 3600,
             cache_threshold: None,
             answer_bootp: true,
+            answer_leasequery: false,
             keep_log: true,
         }
     }
@@ -113,6 +122,8 @@ pub enum LeaseState {
 pub struct LeaseRecord {
     /// Who it was leased to.
     pub key: Vec<u8>,
+    /// Its hardware type and address (what a DHCPLEASEACTIVE names).
+    pub hardware: (u8, Vec<u8>),
     /// State.
     pub state: LeaseState,
     /// When the lease started.
@@ -180,6 +191,8 @@ pub struct ServerStats {
     pub releases_applied: u64,
     /// DECLINEs that took an address out of use.
     pub declines_applied: u64,
+    /// DHCPLEASEQUERYs answered (`answer_leasequery`).
+    pub leasequery_answers: u64,
 }
 
 impl ServerStats {
@@ -379,6 +392,9 @@ impl ModelServer {
             }
             Kind::Inform => self.inform(&m),
             Kind::BootRequest => self.bootp(now, &m, &key),
+            _ if self.cfg.answer_leasequery && m.message_type() == Some(MessageType::Other(LEASEQUERY)) => {
+                self.leasequery(now, &m)
+            }
             _ => {
                 self.stats.silent += 1;
                 None
@@ -515,7 +531,13 @@ impl ModelServer {
         }
         self.leases.insert(
             a,
-            LeaseRecord { key: key.to_vec(), state: LeaseState::Bound, start: now, end: now + Self::lease_ms(secs) },
+            LeaseRecord {
+                key: key.to_vec(),
+                hardware: (m.htype(), m.chaddr().to_vec()),
+                state: LeaseState::Bound,
+                start: now,
+                end: now + Self::lease_ms(secs),
+            },
         );
         self.by_key.insert((key.to_vec(), pool), a);
         self.offers.retain(|_, (k, _)| k.as_slice() != key);
@@ -568,6 +590,56 @@ impl ModelServer {
         self.reply(m, MessageType::Ack, Ipv4Addr::UNSPECIFIED, None, p)
     }
 
+    /// RFC 4388, query by address (`ciaddr`), answered to the relay (`giaddr`).
+    fn leasequery(&mut self, now: Millis, m: &Message<&[u8]>) -> Option<ServerReply> {
+        let a = m.ciaddr();
+        let active = self.leases.get(&a).filter(|r| r.state == LeaseState::Bound && r.end > now).cloned();
+        let relay_pool = self.pool_for(m.giaddr());
+        let owned = self.cfg.pools.iter().any(|p| p.in_range(a));
+        let (sid, secs_left) = (self.cfg.addr, |end: Millis| ((end.saturating_sub(now)) / 1000) as u32);
+        let data = match active {
+            Some(r) => {
+                let left = secs_left(r.end);
+                let t1_at = r.start + (r.end - r.start) / 2;
+                let t2_at = r.start + (r.end - r.start) * 7 / 8;
+                let id = r.key.strip_prefix(&[1u8][..]).map(<[u8]>::to_vec);
+                build(Op::BootReply, Some(MessageType::Other(LEASEACTIVE)), |b| {
+                    copy_header(b, m);
+                    b.chaddr(r.hardware.0, &r.hardware.1).ciaddr(a);
+                    b.options().option_addr(OptionCode::SERVER_ID, sid)?;
+                    b.options().option_u32(OptionCode::LEASE_TIME, left)?;
+                    // ISC dhcpd leaves T1/T2 out once they have passed.
+                    if t1_at > now {
+                        b.options().option_u32(OptionCode::RENEWAL_T1, secs_left(t1_at))?;
+                    }
+                    if t2_at > now {
+                        b.options().option_u32(OptionCode::REBINDING_T2, secs_left(t2_at))?;
+                    }
+                    if let Some(id) = &id {
+                        b.options().option(OptionCode::CLIENT_ID, id)?;
+                    }
+                    Ok(())
+                })
+            }
+            None => {
+                let kind = if owned { LEASEUNASSIGNED } else { LEASEUNKNOWN };
+                let config = relay_pool.and_then(|p| self.cfg.pools.get(p)).map(|p| (p.subnet.netmask(), p.router));
+                build(Op::BootReply, Some(MessageType::Other(kind)), |b| {
+                    copy_header(b, m);
+                    b.ciaddr(a);
+                    b.options().option_addr(OptionCode::SERVER_ID, sid)?;
+                    if let Some((mask, router)) = config {
+                        b.options().option_addr(OptionCode::SUBNET_MASK, mask)?;
+                        b.options().option_addr(OptionCode::ROUTER, router)?;
+                    }
+                    Ok(())
+                })
+            }
+        };
+        self.stats.leasequery_answers += 1;
+        self.route(m, data)
+    }
+
     fn bootp(&mut self, now: Millis, m: &Message<&[u8]>, key: &[u8]) -> Option<ServerReply> {
         if !self.cfg.answer_bootp {
             self.stats.silent += 1;
@@ -581,8 +653,16 @@ impl ModelServer {
             self.stats.no_address += 1;
             return None;
         };
-        self.leases
-            .insert(a, LeaseRecord { key: key.to_vec(), state: LeaseState::Bootp, start: now, end: Millis::MAX });
+        self.leases.insert(
+            a,
+            LeaseRecord {
+                key: key.to_vec(),
+                hardware: (m.htype(), m.chaddr().to_vec()),
+                state: LeaseState::Bootp,
+                start: now,
+                end: Millis::MAX,
+            },
+        );
         self.by_key.insert((key.to_vec(), pool), a);
         self.touched.push(a);
         let p = &self.cfg.pools[pool];
