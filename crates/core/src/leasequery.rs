@@ -14,7 +14,8 @@
 //!   (`[leasequery] subnets`, default the link's own subnet).
 //! - **How fast.** At most `rate` queries a second (a token bucket refilled every
 //!   [`TICK`]), at most `max_outstanding` unanswered at once; every address of the subnet
-//!   but the network, broadcast and our own, in order.
+//!   but the network, broadcast and our own, in order, skipping those the table holds.
+//!   Leasequery turned off by a reload ends it all.
 //! - **What is asked.** Query by IP address (RFC 4388): `ciaddr` the address, `giaddr`
 //!   the link's relay address (the answer comes back there, as any relayed reply), `htype`
 //!   1 and no hardware address, option 55 naming every option a cache may need
@@ -387,6 +388,13 @@ impl LeasequeryState {
         }
         self.again.push_back(Work { link, address: Some(address), tries });
         true
+    }
+
+    /// Forget everything (leasequery turned off by a reload).
+    pub(crate) fn clear(&mut self) {
+        self.abandon();
+        self.outstanding.clear();
+        self.order.clear();
     }
 
     /// Give up every sweep (no server answers); returns how many subnets were left.

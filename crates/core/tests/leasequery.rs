@@ -289,13 +289,39 @@ fn the_next_server_is_asked_what_the_first_left_unanswered() {
 fn a_lease_active_never_overwrites_what_a_server_ack_made() {
     let mut h = Harness::new(lq_config());
     let c = Client::new(1);
-    c.bind(&mut h); // a real ACK: 3600 s, confirmed
-    sweep_served(&mut h, 1000, std::slice::from_ref(&c));
+    // The sweep runs; the query about the client's address is not answered yet.
+    let queries = run_with(&mut h, 1000, |q| (q.address != Some(c.addr)).then(|| server_answer(q, &[])));
+    let held = *queries.iter().find(|q| q.address == Some(c.addr)).expect("asked");
+    // Meanwhile the client gets its lease through cdra: a real ACK (3600 s, confirmed).
+    c.bind(&mut h);
+    h.server_sends(SERVER, &answer(&held, DHCPLEASEACTIVE, Some(&c)));
     let r = record(&h, &c).unwrap();
-    assert_eq!(r.lease_secs, 3600);
+    assert_eq!(r.lease_secs, 3600, "the ACK's lease, not the query's");
     assert!(r.confirmed);
-    // The table was not empty at start-up: that sweep did not happen... unless we look.
-    assert_eq!(event(&h, ProxyEvent::LeasequerySweepStarted), 0, "a table with records is not swept");
+    assert_eq!(event(&h, ProxyEvent::LeasequeryRecordKnown), 1);
+    assert_eq!(event(&h, ProxyEvent::LeasequeryRecordMade), 0);
+}
+
+#[test]
+fn a_table_with_records_is_not_swept_at_start_up() {
+    let mut h = Harness::new(lq_config());
+    Client::new(1).bind(&mut h);
+    assert!(sweep_served(&mut h, 5000, &[]).is_empty());
+    assert_eq!(event(&h, ProxyEvent::LeasequerySweepStarted), 0);
+}
+
+#[test]
+fn leasequery_turned_off_by_a_reload_stops_the_sweep() {
+    let config = lq_config();
+    let mut h = Harness::new(config.clone());
+    assert!(!run(&mut h, 100).is_empty());
+    let mut off = config;
+    off.leasequery.enabled = false;
+    h.outbox.clear();
+    h.engine.reconfigure(h.now, off, &mut h.outbox).expect("reload");
+    assert!(run(&mut h, 10_000).is_empty());
+    assert_eq!(h.engine.leasequery().outstanding(), 0);
+    assert_eq!(h.engine.leasequery().sweeps_left(), 0);
 }
 
 #[test]

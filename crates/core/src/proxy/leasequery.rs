@@ -101,6 +101,11 @@ impl Engine {
     /// allows; filed again while anything is left.
     pub(crate) fn leasequery_due(&mut self, now: Timestamp, outbox: &mut Outbox) {
         self.leasequery.timer_filed = false;
+        if !self.leasequery_on() {
+            // Turned off by a reload: nothing more is sent, no answer is awaited.
+            self.leasequery.clear();
+            return;
+        }
         if !self.leasequery.started {
             // The store has been read by now (restore comes before the first call): an
             // empty table is one to refill.
@@ -175,7 +180,8 @@ impl Engine {
             }
             let Some(work) = self.leasequery.next_work() else { return };
             let link = usize::from(work.link);
-            if work.address.is_some_and(|a| self.is_our_address(a)) {
+            // Ours, or a client's the table already knows (never overwritten): not asked.
+            if work.address.is_some_and(|a| self.is_our_address(a) || self.table.find_address(a).is_some()) {
                 continue;
             }
             match work.address {
@@ -186,6 +192,9 @@ impl Engine {
                 // per sweep): the first answer is kept, whichever server answers leasequery.
                 None => {
                     for i in 0..self.config.servers.len() {
+                        if self.leasequery.outstanding() >= bound || outbox.remaining() == 0 {
+                            break;
+                        }
                         self.send_leasequery(now, link, i, Asked::LinkConfiguration, 0, outbox);
                     }
                 }
