@@ -1106,14 +1106,20 @@ class Dhcpd(Server):
     kind = "dhcpd"
 
     def __init__(self, lab: Lab, *, dynamic_bootp: bool = False,
-                 server_identifier: str | None = None, leasequery: bool = False, **kw):
+                 server_identifier: str | None = None, leasequery: bool = False,
+                 authoritative: bool = True, subnet_mask_option: bool = True, **kw):
         """dynamic_bootp: the pool also serves plain BOOTP clients (`range dynamic-bootp`);
         without it dhcpd logs "BOOTP from dynamic client and no dynamic leases".
         server_identifier: what dhcpd puts in option 54 (`server-identifier`), when it is
         not the address it answers from.
-        leasequery: answer RFC 4388 DHCPLEASEQUERY (`allow leasequery;`)."""
+        leasequery: answer RFC 4388 DHCPLEASEQUERY (`allow leasequery;`).
+        authoritative: the `authoritative;` statement (without it dhcpd ignores INFORMs for
+        the subnet). subnet_mask_option: `option subnet-mask` in the client subnet (without
+        it dhcpd still puts the mask in ACKs, but not in leasequery answers)."""
         super().__init__(lab, **kw)
         self.leasequery = leasequery
+        self.authoritative = authoritative
+        self.subnet_mask_option = subnet_mask_option
         self.dynamic_bootp = dynamic_bootp
         self.server_identifier = server_identifier
 
@@ -1128,7 +1134,7 @@ class Dhcpd(Server):
         conf = self.dir / "dhcpd.conf"
         conf.write_text(textwrap.dedent(f"""\
             # cdra e2e lab
-            authoritative;
+            {"authoritative;" if self.authoritative else ""}
             ping-check false;
             ddns-update-style none;
             {"allow leasequery;" if self.leasequery else ""}
@@ -1140,7 +1146,7 @@ class Dhcpd(Server):
             subnet 10.77.1.0 netmask 255.255.255.0 {{
               range {"dynamic-bootp " if self.dynamic_bootp else ""}{self.pool[0]} {self.pool[1]};
               option routers {ROUTER};
-              option subnet-mask 255.255.255.0;
+              {"option subnet-mask 255.255.255.0;" if self.subnet_mask_option else ""}
             }}
             """) + (f"server-identifier {self.server_identifier};\n" if self.server_identifier else "")
             + "".join(f"host h{i} {{ hardware ethernet {mac}; "

@@ -49,6 +49,18 @@ def sweep_over(relay: L.Relay) -> bool:
 
 @pytest.mark.parametrize("mode", ["proxy", "spoof", "pool"])
 def test_an_empty_cdra_refills_from_dhcpd_and_answers_unseen_clients_through_an_outage(lab, mode):
+    refill_then_outage(lab, mode, {})
+
+
+def test_refill_from_a_plain_dhcpd_without_authoritative_or_a_mask_option(lab):
+    """The same with a dhcpd.conf that has no `authoritative;` (dhcpd then ignores cdra's
+    INFORM for the subnet) and no `option subnet-mask` (its leasequery answers then carry the
+    router only): the link's configuration comes from a DHCPLEASEUNASSIGNED, the mask from
+    the link's own prefix, and the clients get both."""
+    refill_then_outage(lab, "proxy", {"authoritative": False, "subnet_mask_option": False})
+
+
+def refill_then_outage(lab: L.Lab, mode: str, server_kw: dict) -> None:
     """Clients get their leases from ISC dhcpd through cdra in relay mode (which caches
     nothing). cdra is then restarted in a caching mode without a store: its table is empty,
     it sweeps 10.77.1.0/24 with DHCPLEASEQUERY and makes one suspect record per active lease
@@ -56,7 +68,7 @@ def test_an_empty_cdra_refills_from_dhcpd_and_answers_unseen_clients_through_an_
     (dhclient and dhcpcd: INIT-REBOOT; udhcpc: DISCOVER, then REQUEST) and is answered by
     cdra with its address and the subnet's configuration, each local ACK after an ARP probe
     of the address; in spoofing mode in the server's name."""
-    srv = lab.start_server("dhcpd", leasequery=True, lease_time=SERVER_LEASE)
+    srv = lab.start_server("dhcpd", leasequery=True, lease_time=SERVER_LEASE, **server_kw)
     lab.start_relay(mode="relay")
     clients = {}
     for kind in CLIENTS:
@@ -79,10 +91,12 @@ def test_an_empty_cdra_refills_from_dhcpd_and_answers_unseen_clients_through_an_
               for e in ("sent", "active", "unassigned", "unknown", "timed_out")}
     note(f"sweep: {counts}")
     # 10.77.1.2-254 (10.77.1.1 is cdra's), each answered once.
-    assert counts["sent"] == 253 and counts["timed_out"] == 0, counts
+    # A non-authoritative dhcpd ignores the INFORM (the one query left unanswered).
+    unanswered = 0 if server_kw.get("authoritative", True) else 1
+    assert counts["sent"] == 253 and counts["timed_out"] == unanswered, counts
     assert counts["active"] + counts["unassigned"] + counts["unknown"] == 253, counts
     assert m.get('cdra_proxy_events_total{event="leasequery_record_made"}') == len(clients), m
-    assert m.get('cdra_proxy_events_total{event="leasequery_link_configured"}') == 1, m
+    assert m.get('cdra_proxy_events_total{event="leasequery_link_configured"}', 0) >= 1, m
     assert m.get(f'cdra_leasequery_server{{server="{L.SERVER_IP}",state="answers"}}') == 1, m
     recs = {r["address"]: r for r in relay.cache_records() if not r["key"].startswith("pool:")}
     assert set(recs) == {ip for _, _, ip in clients.values()}, relay.cache("list")

@@ -28,9 +28,11 @@
 //!   (dhcpleasequery.c), so the answer holds no subnet mask, router or name server. Those
 //!   are the link's: cdra asks for them once per link with a DHCPINFORM (ciaddr 0, giaddr
 //!   the link's address: RFC 2131 4.3.5, the server answers the relay with the
-//!   configuration of that subnet), or takes them from a DHCPLEASEUNASSIGNED/UNKNOWN for
-//!   that link that carries a subnet mask (ISC dhcpd includes the relay's subnet options
-//!   there). The record's reply is then an ACK made of both: yiaddr the queried address,
+//!   configuration of that subnet), or, until that comes (a non-authoritative ISC subnet
+//!   ignores INFORMs), takes them from a DHCPLEASEUNASSIGNED/UNKNOWN for that link that
+//!   carries a subnet mask or a router (ISC dhcpd includes the relay's subnet options
+//!   there); a configuration without a subnet mask gets the link's own prefix, the subnet
+//!   its clients are on. The record's reply is then an ACK made of both: yiaddr the queried address,
 //!   htype/chaddr and option 61 from the answer, option 54 the server's, 51/58/59 the
 //!   remaining times (a missing 58 or 59 is taken as passed: 0, so the first local answer
 //!   also renews upstream, paper 5.3), then the link's options. The lease is counted from
@@ -121,6 +123,16 @@ const fn query_parameters() -> [u8; 247] {
         code += 1;
     }
     out
+}
+
+/// Where a link's configuration was learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkConfigSource {
+    /// The ACK to the link's DHCPINFORM: what the server gives a client of that subnet.
+    Inform,
+    /// A DHCPLEASEUNASSIGNED/UNKNOWN for an address of the link carrying the subnet's
+    /// options (ISC dhcpd's): used until an INFORM's ACK comes, if one does.
+    LeasequeryAnswer,
 }
 
 /// What a query asked.
@@ -215,8 +227,9 @@ pub struct LeasequeryState {
     /// Active addresses whose link's configuration is not known yet, at most
     /// `max_outstanding`: asked again once it is.
     waiting_config: Vec<(u16, Ipv4Addr)>,
-    /// Each downstream slot's configuration: the options (TLVs, no END) its server gives.
-    link_config: Vec<Option<Box<[u8]>>>,
+    /// Each downstream slot's configuration: the options (TLVs, no END) its server gives,
+    /// and where they were learned.
+    link_config: Vec<Option<(Box<[u8]>, LinkConfigSource)>>,
     outstanding: HashMap<u32, Query>,
     /// Sending order of the outstanding queries (xid), for their timeouts.
     order: VecDeque<(Timestamp, u32)>,
@@ -443,15 +456,40 @@ impl LeasequeryState {
 
     /// The configuration of `link`, if known.
     pub(crate) fn link_config(&self, link: usize) -> Option<&[u8]> {
-        self.link_config.get(link).and_then(|c| c.as_deref())
+        self.link_config.get(link).and_then(|c| c.as_ref()).map(|(options, _)| &options[..])
     }
 
-    /// Learn the configuration of `link` from a server's answer: its link options.
-    pub(crate) fn learn_link_config<T: AsRef<[u8]>>(&mut self, link: usize, msg: &Message<T>) -> bool {
-        if msg.option(OptionCode::SUBNET_MASK).is_none() {
+    /// Learn the configuration of `link` from a server's answer (`source`): its link
+    /// options, when it has a subnet mask or a router. An INFORM's ACK replaces what a
+    /// leasequery answer taught; nothing else replaces anything. Without a subnet mask the
+    /// link's own (`link_mask`: the prefix of the relay's address on it, the subnet its
+    /// clients are on) is added. True when learned.
+    pub(crate) fn learn_link_config<T: AsRef<[u8]>>(
+        &mut self,
+        link: usize,
+        msg: &Message<T>,
+        source: LinkConfigSource,
+        link_mask: Ipv4Addr,
+    ) -> bool {
+        let has_mask = msg.option(OptionCode::SUBNET_MASK).is_some();
+        if !has_mask && msg.option(OptionCode::ROUTER).is_none() {
+            return false;
+        }
+        let known = self.link_config.get(link).and_then(|c| c.as_ref()).map(|(_, s)| *s);
+        let replaces = match known {
+            None => true,
+            Some(LinkConfigSource::LeasequeryAnswer) => source == LinkConfigSource::Inform,
+            Some(LinkConfigSource::Inform) => false,
+        };
+        if !replaces {
             return false;
         }
         let mut kept = Vec::new();
+        if !has_mask {
+            kept.push(OptionCode::SUBNET_MASK);
+            kept.push(4);
+            kept.extend_from_slice(&link_mask.octets());
+        }
         for o in msg.options().filter(|o| is_link_option(o.code)) {
             kept.push(o.code);
             kept.push(o.data.len() as u8);
@@ -461,7 +499,7 @@ impl LeasequeryState {
             self.link_config.resize(link + 1, None);
         }
         let Some(slot) = self.link_config.get_mut(link) else { return false };
-        *slot = Some(kept.into_boxed_slice());
+        *slot = Some((kept.into_boxed_slice(), source));
         let link = link as u16;
         let (now_known, still): (Vec<_>, Vec<_>) = self.waiting_config.drain(..).partition(|(l, _)| *l == link);
         self.waiting_config = still;

@@ -433,3 +433,29 @@ fn pool_mode_makes_no_record_of_its_own_pool_leases() {
     assert!(record(&h, &pool_lease).is_none(), "a pool lease is an entry, not a client");
     assert_eq!(event(&h, ProxyEvent::LeasequeryRecordKnown), 1);
 }
+
+#[test]
+fn a_configuration_without_a_mask_gets_the_links_own_and_an_inform_answer_wins() {
+    let mut h = Harness::new(lq_config());
+    let c = Client::new(1);
+    // No INFORM answer (a non-authoritative ISC subnet); UNASSIGNED answers carry the
+    // subnet's router but no mask (a subnet without `option subnet-mask`).
+    let queries = run_with(&mut h, 1000, |q| {
+        q.address.map(|_| {
+            let mut m = server_answer(q, std::slice::from_ref(&c));
+            if m.kind == Some(MessageType::Other(DHCPLEASEUNASSIGNED)) {
+                m.options.push((3, DS_ADDR.octets().to_vec()));
+            }
+            m
+        })
+    });
+    let r = record(&h, &c).expect("made with the link's own mask");
+    let ack = Message::new_checked(r.reply.as_ref().unwrap().to_vec()).unwrap();
+    assert_eq!(ack.subnet_mask(), Some(Ipv4Addr::new(255, 255, 255, 0)), "the link's /24");
+    assert_eq!(ack.option_data(3), Some(&DS_ADDR.octets()[..]));
+    assert_eq!(ack.option_data(6), None);
+    // The INFORM's answer, late, replaces it for the records made after.
+    let inform = *queries.iter().find(|q| q.address.is_none()).unwrap();
+    h.server_sends(SERVER, &link_configuration(&inform));
+    assert_eq!(event(&h, ProxyEvent::LeasequeryLinkConfigured), 2);
+}

@@ -12,8 +12,8 @@ use crate::counters::{MessageKind, ProxyEvent};
 use crate::engine::Engine;
 use crate::events::EventKind;
 use crate::leasequery::{
-    write_equivalent_ack, write_query, Asked, Query, Willingness, DHCPLEASEACTIVE, DHCPLEASEUNASSIGNED,
-    DHCPLEASEUNKNOWN, QUERY_PARAMETERS, TICK,
+    write_equivalent_ack, write_query, Asked, LinkConfigSource, Query, Willingness, DHCPLEASEACTIVE,
+    DHCPLEASEUNASSIGNED, DHCPLEASEUNKNOWN, QUERY_PARAMETERS, TICK,
 };
 use crate::outbox::{Destination, Outbox};
 use crate::servers::ServerSet;
@@ -306,7 +306,12 @@ impl Engine {
         }
         match (q.asked, answer) {
             (Asked::LinkConfiguration, Answer::Ack) | (Asked::Address(_), Answer::Unassigned | Answer::Unknown) => {
-                if self.leasequery.link_config(link).is_none() && self.leasequery.learn_link_config(link, msg) {
+                let source = match q.asked {
+                    Asked::LinkConfiguration => LinkConfigSource::Inform,
+                    _ => LinkConfigSource::LeasequeryAnswer,
+                };
+                let mask = self.config.downstream.get(link).map_or(Ipv4Addr::BROADCAST, |d| d.address.netmask());
+                if self.leasequery.learn_link_config(link, msg, source, mask) {
                     self.counters.proxy.add(ProxyEvent::LeasequeryLinkConfigured);
                 }
             }
