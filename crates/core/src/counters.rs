@@ -373,6 +373,8 @@ labelled_enum! {
         LeasequeryServerNotAnswering => "leasequery_server_not_answering", "Leasequery: servers found not answering leasequery (unanswered_limit queries in a row, or an answer of another kind): left alone until the next sweep.";
         /// Answers that matched a query but came from another server, another link or late.
         LeasequeryReplyRejected => "leasequery_reply_rejected", "Leasequery: answers matching a query's xid but not from the server asked, not for the link asked, or not about the address asked: not believed.";
+        /// Unanswered addresses that could not be asked again (that list was full).
+        LeasequeryNotAskedAgain => "leasequery_not_asked_again", "Leasequery: addresses left unanswered that could not be asked of the next server (that list, leasequery.max_outstanding long, was full).";
         /// Sweeps given up: no server answers leasequery.
         LeasequerySweepAbandoned => "leasequery_sweep_abandoned", "Leasequery: sweeps given up because no configured server answers leasequery.";
         /// Doubted records settled by a query (sent).

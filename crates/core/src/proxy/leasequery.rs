@@ -140,8 +140,10 @@ impl Engine {
                     // Asked again (of the next server, once this one is found not to
                     // answer), at most once per configured server.
                     let servers = self.config.servers.len();
-                    if usize::from(q.tries) < servers {
-                        let _queued = self.leasequery.ask_again(q.link, a, q.tries.saturating_add(1), bound);
+                    if usize::from(q.tries) < servers
+                        && !self.leasequery.ask_again(q.link, a, q.tries.saturating_add(1), bound)
+                    {
+                        self.counters.proxy.add(ProxyEvent::LeasequeryNotAskedAgain);
                     }
                 }
                 Asked::Settle(_, record) => {
