@@ -8,7 +8,8 @@
 //! ISC dhcpd answers when configured with `allow leasequery;`. So, when enabled:
 //!
 //! - **When.** At start-up, if the table is empty once the store has been read (the first
-//!   [`Timer::Leasequery`], filed when the engine is made, fires after the restore), and
+//!   [`crate::timers::Timer::Leasequery`], filed when the engine is made, fires after the
+//!   restore), and
 //!   when a downstream interface is added (a reload, or an interface configured before it
 //!   existed coming up with its first address): a *sweep* of each subnet of that link
 //!   (`[leasequery] subnets`, default the link's own subnet).
@@ -24,20 +25,20 @@
 //! - **What a DHCPLEASEACTIVE becomes.** RFC 4388 has the server return the lease (option
 //!   51 holding the time remaining), T1 and T2 relative to the answer, option 61 and chaddr
 //!   of the client, and 91/92 when asked — but not the client's
-//!   configuration: ISC dhcpd "restart[s] the option cache from empty" for it
+//!   configuration: ISC dhcpd "restart\[s\] the option cache from empty" for it
 //!   (dhcpleasequery.c), so the answer holds no subnet mask, router or name server. Those
-//!   are the link's: cdra asks for them once per link with a DHCPINFORM (ciaddr 0, giaddr
-//!   the link's address: RFC 2131 4.3.5, the server answers the relay with the
-//!   configuration of that subnet), or, until that comes (a non-authoritative ISC subnet
+//!   are the link's: cdra asks for them once per link with a DHCPINFORM (RFC 2131 4.3.5;
+//!   ciaddr 0 and giaddr the link's address, which ISC dhcpd answers at giaddr with the
+//!   configuration of that subnet, dhcp.c `dhcpinform`), or, until that comes (a non-authoritative ISC subnet
 //!   ignores INFORMs), takes them from a DHCPLEASEUNASSIGNED/UNKNOWN for that link that
 //!   carries a subnet mask or a router (ISC dhcpd includes the relay's subnet options
 //!   there); a configuration without a subnet mask gets the link's own prefix, the subnet
-//!   its clients are on. The record's reply is then an ACK made of both: yiaddr the queried address,
-//!   htype/chaddr and option 61 from the answer, option 54 the server's, 51/58/59 the
+//!   its clients are on. The record's reply is then an ACK made of both: yiaddr the
+//!   queried address, htype/chaddr and option 61 from the answer, option 54 the server's, 51/58/59 the
 //!   remaining times (a missing 58 or 59 is taken as passed: 0, so the first local answer
 //!   also renews upstream, paper 5.3), then the link's options. The lease is counted from
 //!   when the query was sent, so it is never believed longer than it is. The record is
-//!   stored as a server ACK is ([`Engine::cache_reply`]), with `confirmed = false`: it is
+//!   stored as a server ACK is (`cache_reply`, `proxy/replies.rs`), with `confirmed = false`: it is
 //!   suspect like a restored one (paper 3.4: "information in the client database is
 //!   suspect"), so every precaution applies (the probe before a local ACK to SELECTING or
 //!   INIT-REBOOT, paper 3.2; the REBIND forwarded first; spoofing mode's suspect RENEW).
@@ -51,15 +52,15 @@
 //!   the giaddr of the link it was asked for, with the query's xid (32 random bits), about
 //!   the address asked (ciaddr), within `query_timeout`. Anything else is not believed
 //!   (`leasequery_reply_rejected`).
-//! - **Servers that do not answer** (dnsmasq 2.90, Kea without its lease-query hook: they
-//!   ignore message type 10, as RFC 2131 servers ignore a type they do not know): until a
+//! - **Servers that do not answer** (dnsmasq 2.90, Kea 2.2 without its lease-query hook:
+//!   both ignore message type 10, seen in `tests/e2e/test_leasequery.py`): until a
 //!   server has answered one, it gets at most `unanswered_limit` queries at a time (so one
 //!   that never answers sees only that many); `unanswered_limit` queries in a row
 //!   unanswered, or an answer of another kind, mark the
 //!   server as not answering leasequery; it gets no more queries until the next sweep
 //!   starts, and the addresses it left unanswered are asked of the next server. When no
 //!   server is left the sweep is abandoned. Counted; the state of each server is in
-//!   [`Engine::leasequery`].
+//!   [`crate::Engine::leasequery`].
 //! - **Settling a doubt.** A lapse probe (paper 3.3) answered by an ICMP echo only (no MAC:
 //!   "someone, maybe the client") used to drop the record (Appendix A.2). With leasequery
 //!   the server is asked instead: a DHCPLEASEACTIVE naming the same client keeps the record
