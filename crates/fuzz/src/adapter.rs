@@ -125,6 +125,8 @@ pub enum Bound {
     OfferWindows,
     /// Local answers held back (`max_held_replies`).
     HeldReplies,
+    /// RFC 4388 queries waiting for an answer (`[leasequery] max_outstanding`).
+    LeasequeryOutstanding,
     /// Pool entries, free and given out (at most `MAX_ENTRIES_PER_LINK` a link).
     PoolEntries,
     /// Spoofing mode: server addresses whose client unicasts are taken (`MAX_INTERCEPTED`).
@@ -141,7 +143,7 @@ pub enum Bound {
 
 impl Bound {
     /// Every bound, in the order of [`usage`].
-    pub const ALL: [Bound; 11] = [
+    pub const ALL: [Bound; 12] = [
         Bound::Records,
         Bound::PendingRecords,
         Bound::Transactions,
@@ -152,6 +154,7 @@ impl Bound {
         Bound::PoolEntries,
         Bound::Intercepted,
         Bound::PoolFallbacks,
+        Bound::LeasequeryOutstanding,
         Bound::Timers,
     ];
 
@@ -168,6 +171,7 @@ impl Bound {
             Bound::PoolEntries => "pool entries (MAX_ENTRIES_PER_LINK a link)",
             Bound::Intercepted => "intercepted addresses (MAX_INTERCEPTED)",
             Bound::PoolFallbacks => "pool fallbacks (pending_clients)",
+            Bound::LeasequeryOutstanding => "leasequery.max_outstanding",
             Bound::Timers => "timers (2 x the live bound of timers.rs)",
         }
     }
@@ -185,6 +189,7 @@ impl Bound {
             Bound::PoolEntries => "pool entries",
             Bound::Intercepted => "intercepted addresses",
             Bound::PoolFallbacks => "pool fallbacks",
+            Bound::LeasequeryOutstanding => "leasequeries outstanding",
             Bound::Timers => "timers",
         }
     }
@@ -192,7 +197,7 @@ impl Bound {
 
 /// How full each bounded structure is: (what, used, limit), in the order of [`Bound::ALL`].
 /// The timer bound counts the pool entries there are (themselves bounded: [`Bound::PoolEntries`]).
-pub fn usage(engine: &Engine) -> [(Bound, usize, usize); 11] {
+pub fn usage(engine: &Engine) -> [(Bound, usize, usize); 12] {
     let c = engine.config();
     let (p, l) = (&c.proxy, &c.limits);
     let pool = engine.pool();
@@ -214,6 +219,7 @@ pub fn usage(engine: &Engine) -> [(Bound, usize, usize); 11] {
         (Bound::PoolEntries, entries, pool.links() * MAX_ENTRIES_PER_LINK),
         (Bound::Intercepted, engine.intercepted_addresses().addresses().len(), MAX_INTERCEPTED),
         (Bound::PoolFallbacks, engine.pool_fallbacks_waiting(), l.pending_clients),
+        (Bound::LeasequeryOutstanding, engine.leasequery().outstanding(), c.leasequery.max_outstanding),
         (Bound::Timers, engine.timers_filed(), 2 * live),
     ]
 }

@@ -238,6 +238,12 @@ pub struct Params {
     pub fallback_after_ms: u64,
     /// Pool mode: `[pool] client_lease`, seconds.
     pub pool_client_lease_secs: u64,
+    /// RFC 4388 leasequery: on, and whether the model servers answer it.
+    pub leasequery: bool,
+    /// See `leasequery`.
+    pub servers_answer_leasequery: bool,
+    /// `[leasequery] rate`, `max_outstanding`, `unanswered_limit`.
+    pub leasequery_bounds: (u32, usize, u32),
 }
 
 impl Params {
@@ -255,6 +261,10 @@ impl Params {
         let pool_assign = if q.chance(0.25) { PoolAssign::Always } else { PoolAssign::Outage };
         let fallback_after_ms = q.range(300, 3000);
         let pool_client_lease_secs = q.range(20, 600);
+        let mut g = SimRng::new(seed ^ 0x1ea5_e9e7_7a11_5eed);
+        let leasequery = g.chance(0.5);
+        let servers_answer_leasequery = g.chance(0.7);
+        let leasequery_bounds = (g.range(5, 500) as u32, g.range(1, 8) as usize, g.range(1, 4) as u32);
         let mut r = SimRng::new(seed ^ 0x9a4a_a3e7_0c1f_5eed);
         let small = r.chance(0.7);
         let mut bound = |lo: u64, hi: u64, default: usize| if small { r.range(lo, hi) as usize } else { default };
@@ -292,6 +302,9 @@ impl Params {
             pool_assign,
             fallback_after_ms,
             pool_client_lease_secs,
+            leasequery,
+            servers_answer_leasequery,
+            leasequery_bounds,
         }
     }
 
@@ -324,6 +337,11 @@ impl Params {
         c.pool.fallback_after = Duration::from_millis(self.fallback_after_ms);
         c.pool.client_lease = Duration::from_secs(self.pool_client_lease_secs);
         c.server_selection = self.selection;
+        c.leasequery.enabled = self.leasequery;
+        (c.leasequery.rate, c.leasequery.max_outstanding, c.leasequery.unanswered_limit) = self.leasequery_bounds;
+        for s in &mut c.servers {
+            s.answer_leasequery = self.servers_answer_leasequery;
+        }
         c.panic_on_violation = false;
         // The trace printed with a failure (CDRA_FUZZ_TRACE: more of it; it changes nothing
         // else).
@@ -368,6 +386,14 @@ impl fmt::Display for Params {
                 f,
                 " pool: size={} assign={:?} fallback_after={}ms client_lease={}s",
                 self.pool_size, self.pool_assign, self.fallback_after_ms, self.pool_client_lease_secs
+            )?;
+        }
+        if self.leasequery && self.mode != Mode::Relay {
+            let (rate, outstanding, limit) = self.leasequery_bounds;
+            write!(
+                f,
+                " leasequery: rate={rate}/s max_outstanding={outstanding} unanswered_limit={limit} servers_answer={}",
+                self.servers_answer_leasequery
             )?;
         }
         Ok(())

@@ -14,7 +14,7 @@
 //! | [`Invariant::BoundExceeded`] | the table and every queue within its configured bound ([`crate::adapter::Bound`]) |
 //! | [`Invariant::ForgedReplyCached`] | every cached reply is one a server sent in answer to that client's forwarded request ([`crate::oracle`]) |
 //! | [`Invariant::ForgedReplyRelayed`] | every server reply relayed to a client is genuine |
-//! | [`Invariant::RecordCreatedByReply`] | a server reply never creates a record |
+//! | [`Invariant::RecordCreatedByReply`] | a server reply never creates a record (but a genuine RFC 4388 DHCPLEASEACTIVE answering the engine's own query: `oracle.rs`) |
 //! | [`Invariant::TableChangedByForgedReply`] | a forged reply changes no record (state, address, reply, server) |
 //! | [`Invariant::UnverifiedSourceActed`] | a request in a frame from another host than the Ethernet chaddr it names changes no record and gets no local answer; the reply to it reaches no record |
 //! | [`Invariant::InterceptUnbelieved`] | spoofing mode: every address whose client unicasts are taken is a configured server, or the identifier of a server in a reply it believed or a record it restored |

@@ -17,10 +17,17 @@
 //! every genuine reply in the form a cache keeps it ([`canonical`]) with the keys of the
 //! clients whose requests it answered, so a cached reply can be checked at any later time;
 //! records restored from the store are genuine by definition ([`Oracle::trust_stored`]).
+//!
+//! RFC 4388: a DHCPLEASEACTIVE, UNASSIGNED or UNKNOWN names the client the server leased
+//! the address to, not the query; it is genuine when it answers a DHCPLEASEQUERY the engine
+//! sent to that server (same xid, giaddr and address, within the window). A genuine
+//! DHCPLEASEACTIVE may make a record (the engine's ACK built from it), which is trusted as
+//! a stored one is.
 
 use core::net::Ipv4Addr;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
+use cdra_core::leasequery::{DHCPLEASEACTIVE, DHCPLEASEQUERY, DHCPLEASEUNASSIGNED, DHCPLEASEUNKNOWN};
 use cdra_sim::Millis;
 use cdra_wire::options::OptionCode;
 use cdra_wire::{Message, Op};
@@ -81,6 +88,16 @@ impl RequestName {
     }
 }
 
+/// A DHCPLEASEQUERY the engine sent (RFC 4388): what its answer names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Leasequery {
+    at: Millis,
+    server: Ipv4Addr,
+    xid: u32,
+    giaddr: Ipv4Addr,
+    ciaddr: Ipv4Addr,
+}
+
 #[derive(Debug, Clone)]
 struct Forwarded {
     at: Millis,
@@ -125,6 +142,14 @@ impl RelayedName {
     }
 }
 
+/// RFC 4388: a DHCPLEASEACTIVE, UNASSIGNED or UNKNOWN.
+pub fn is_leasequery_answer<T: AsRef<[u8]>>(m: &Message<T>) -> bool {
+    matches!(
+        m.message_type(),
+        Some(cdra_wire::MessageType::Other(DHCPLEASEACTIVE | DHCPLEASEUNASSIGNED | DHCPLEASEUNKNOWN))
+    )
+}
+
 /// The oracle (see the module docs).
 #[derive(Debug)]
 pub struct Oracle {
@@ -132,6 +157,8 @@ pub struct Oracle {
     downstream: Vec<u32>,
     upstream: Vec<u32>,
     forwarded: VecDeque<Forwarded>,
+    /// DHCPLEASEQUERYs sent, at most `MAX_FORWARDED`.
+    leasequeries: VecDeque<Leasequery>,
     genuine: HashMap<Vec<u8>, BTreeSet<Vec<u8>>>,
     /// Canonical forms of the genuine replies a model server really sent.
     sent: HashSet<Vec<u8>>,
@@ -150,6 +177,7 @@ impl Oracle {
             downstream,
             upstream,
             forwarded: VecDeque::new(),
+            leasequeries: VecDeque::new(),
             genuine: HashMap::new(),
             sent: HashSet::new(),
             relayed: HashSet::new(),
@@ -167,6 +195,14 @@ impl Oracle {
         }
         while self.forwarded.len() >= MAX_FORWARDED {
             self.forwarded.pop_front();
+        }
+        if m.message_type() == Some(cdra_wire::MessageType::Other(DHCPLEASEQUERY)) {
+            while self.leasequeries.len() >= MAX_FORWARDED {
+                self.leasequeries.pop_front();
+            }
+            let (xid, giaddr, ciaddr) = (m.xid(), m.giaddr(), m.ciaddr());
+            self.leasequeries.push_back(Leasequery { at: now, server, xid, giaddr, ciaddr });
+            return;
         }
         let (name, key) = (RequestName::of(&m), adapter::key_of(&m));
         self.forwarded.push_back(Forwarded { at: now, server, name, key, verified });
@@ -187,6 +223,21 @@ impl Oracle {
         }
         if !self.servers.contains(&src) {
             return Judgement::Forged("not from a configured server");
+        }
+        if is_leasequery_answer(m) {
+            // RFC 4388: the answer names the client the server leased the address to, not
+            // the query; it answers the query with its xid, giaddr and address.
+            let asked = self.leasequeries.iter().any(|q| {
+                q.server == src
+                    && q.xid == m.xid()
+                    && q.giaddr == m.giaddr()
+                    && q.ciaddr == m.ciaddr()
+                    && now.saturating_sub(q.at) <= WINDOW
+            });
+            if !asked {
+                return Judgement::Forged("answers no leasequery sent to that server (xid, giaddr, ciaddr)");
+            }
+            return Judgement::Genuine(BTreeSet::from([adapter::key_of(m)]));
         }
         let name = RequestName::of(m);
         let answered: Vec<&Forwarded> = self
