@@ -45,12 +45,13 @@ use cdra_sys::udp::{RecvBatch, UdpSocket};
 use cdra_wire::ipv4::{write_ipv4_udp, FrameError, Ipv4Udp, Ipv4UdpHeader, UdpChecksum, IPV4_UDP_HEADER_LEN};
 
 use crate::config::Settings;
+use crate::ha::{HaStatus, Role};
 use crate::interception::Intercepts;
 use crate::links::{self, LinkLog};
 use crate::management;
 use crate::metrics::IoCounters;
-use crate::persistence::Persistence;
 use crate::report;
+use crate::table_store::TableStore;
 
 /// Datagrams received per `recvmmsg`.
 const RECV_BATCH: usize = 32;
@@ -246,6 +247,11 @@ impl UdpSockets {
 
 /// Sockets of the data plane.
 struct Io {
+    /// False while this relay is the standby of a pair (or taking over, before its table
+    /// is loaded): what is read is dropped ([`Io::standby_drops`]) and nothing is sent.
+    serving: bool,
+    /// Datagrams and tapped frames read while not serving.
+    standby_drops: u64,
     udp: UdpSockets,
     /// The VRF of each downstream interface in one (its ifindex, the VRF's name).
     link_vrfs: Vec<(u32, String)>,
@@ -380,6 +386,9 @@ impl Io {
     }
 
     fn send_all(&mut self, outbox: &Outbox) {
+        if !self.serving {
+            return;
+        }
         self.start_probes(outbox);
         for out in outbox.iter() {
             let payload = out.payload();
@@ -518,6 +527,10 @@ fn read_taps(
                 let Some(ingress) = tapped_ingress(&tapped, &mut io.bad_frames, &mut io.other_host_frames) else {
                     continue;
                 };
+                if !io.serving {
+                    io.standby_drops += 1;
+                    continue;
+                }
                 let verdict = engine.handle_datagram(now, ingress, outbox);
                 if let Verdict::Dropped(reason) = verdict {
                     tracing::debug!(ifindex = ingress.ifindex, src = %ingress.src, reason = reason.label(), "dropped");
@@ -731,6 +744,8 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
         }
     }
     let mut io = Io {
+        serving: true,
+        standby_drops: 0,
         udp,
         link_vrfs: Vec::new(),
         taps: Vec::new(),
@@ -787,8 +802,15 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
     let mut outbox = Outbox::new(OUTBOX_SLOTS);
     let mut batch = RecvBatch::new(RECV_BATCH, RECV_BUFFER);
     let clock = Clock::new();
+    // `[ha]`: active while the virtual address is here (crate::ha); without it, always.
+    let virtual_address = settings.ha.map(|h| h.virtual_address);
+    let mut role = crate::ha::current_role(virtual_address);
+    let mut ha = virtual_address.map(|a| {
+        tracing::info!(virtual_address = %a, role = role.label(), "one of a pair of relays sharing the client table");
+        HaStatus { active: role == Role::Active, takeovers: u64::from(role == Role::Active), standby_drops: 0 }
+    });
     let mut persistence = match (&settings.store, engine.config().mode) {
-        (Some(store), mode) if mode.caches() => Some(Persistence::start(store, &mut engine, clock.now())),
+        (Some(store), mode) if mode.caches() => Some(TableStore::start(store, &mut engine, clock.now(), role)),
         _ => None,
     };
     // The per-client event log (`[log] events`), after the restore: restored records are
@@ -869,7 +891,20 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
                 }
                 Err(e) => tracing::warn!("following interface changes: {e:#}"),
             }
+            if let (Some(address), Some(status)) = (virtual_address, ha.as_mut()) {
+                let now_role = crate::ha::current_role(Some(address));
+                if now_role != role {
+                    tracing::info!(virtual_address = %address, from = role.label(), to = now_role.label(), "the virtual address moved: this relay is now the {}", now_role.label());
+                    role = now_role;
+                    status.active = role == Role::Active;
+                    status.takeovers += u64::from(role == Role::Active);
+                    if let Some(p) = persistence.as_mut() {
+                        p.role_changed(&mut engine, role);
+                    }
+                }
+            }
         }
+        io.serving = role == Role::Active && persistence.as_ref().is_none_or(TableStore::serving);
         if hangup.swap(false, Ordering::Relaxed) {
             let text = reload(
                 &mut settings,
@@ -903,7 +938,8 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
         // Management queries (metrics, control): a bounded share per turn, see management.rs.
         if let (Some(i), Some(m)) = (mgmt_at, mgmt.as_mut()) {
             if ready.get(i) == Some(&true) || m.wants_turn() {
-                let persistence = persistence.as_ref().map(Persistence::status);
+                let persistence = persistence.as_ref().map(TableStore::status);
+                let ha = ha.map(|h| HaStatus { standby_drops: io.standby_drops, ..h });
                 let counters = IoCounters {
                     send_errors: io.send_errors,
                     oversized: truncated,
@@ -915,6 +951,7 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
                     persistence,
                     intercept: intercepts.as_ref().map(|i| i.status()),
                     event_write_errors: events.as_ref().map_or(0, |l| l.write_errors),
+                    ha,
                 };
                 m.serve(&mut engine, now, counters);
                 // `cdra reload` and `config` over the control socket: done here, where the
@@ -967,6 +1004,10 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
                     let Some(rx) = batch.try_get(i) else { continue };
                     if rx.truncated {
                         truncated += 1;
+                        continue;
+                    }
+                    if !io.serving {
+                        io.standby_drops += 1;
                         continue;
                     }
                     // A tapped link's requests are the tap's (should the filter have let one in).

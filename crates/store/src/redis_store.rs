@@ -74,6 +74,13 @@ impl RedisConfig {
         }
     }
 
+    /// Whether the URL can be used (it is not connected to).
+    pub fn check_url(&self) -> Result<(), String> {
+        redis::Client::open(self.url.as_str())
+            .map(drop)
+            .map_err(|e| format!("{:?} is not a Redis URL: {e}", self.display_url()))
+    }
+
     /// The hash of records.
     pub fn records_key(&self) -> String {
         format!("{}:records", self.key_prefix)
@@ -221,7 +228,8 @@ impl RedisStore {
             queue_capacity: self.config.queue_capacity,
         };
         let path = PathBuf::from(self.config.display_url());
-        let sink = RedisSink { committed_before: self.existing, conn: Some(self.conn), config: self.config, lost: false };
+        let sink =
+            RedisSink { committed_before: self.existing, conn: Some(self.conn), config: self.config, lost: false };
         crate::writer::start(sink, path, pacing)
     }
 }

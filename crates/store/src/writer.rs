@@ -511,7 +511,8 @@ fn drain(rx: &Receiver<Msg>, st: &mut State) -> bool {
 }
 
 fn run(sink: Box<dyn Sink>, interval: Duration, rx: Receiver<Msg>, shared: Arc<Shared>) -> Result<(), StoreError> {
-    let mut st = State { sink, interval, shared, pending: Pending::default(), received: 0, next_commit: Instant::now() };
+    let mut st =
+        State { sink, interval, shared, pending: Pending::default(), received: 0, next_commit: Instant::now() };
     loop {
         if st.pending.is_empty() {
             // Idle: block until the first change (its send wakes this thread).

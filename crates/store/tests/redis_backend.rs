@@ -43,7 +43,8 @@ impl Server {
     }
 
     fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().expect("redis-cli");
+        let out =
+            Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().expect("redis-cli");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 }

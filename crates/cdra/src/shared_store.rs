@@ -1,0 +1,256 @@
+//! The client table in Redis (`[store] backend = "redis"`), possibly shared by a pair of
+//! relays (`[ha]`, crate::ha): loaded on a thread, written by the store's writer thread
+//! with group commit, only while this relay is the active one.
+//!
+//! Nothing here waits on Redis on the data plane: connecting and reading the table run on
+//! a loader thread whose result the loop picks up ([`SharedStore::flush_changes`]); commits
+//! run on the writer thread ([`cdra_store::Writer`]), which reconnects by itself.
+//!
+//! What is safe when Redis is away:
+//! - At start-up (or at a takeover) Redis cannot be read: the relay answers with the table
+//!   it has (empty) after that first failed attempt, says so once, and tries again after
+//!   `store.retry_interval`, doubling up to `store.retry_max_interval`. When a load
+//!   succeeds, what Redis holds is merged into the live table (live records win), and only
+//!   then is the merged table written back whole. Redis is never overwritten with a table
+//!   that was not first merged with its own content.
+//! - Redis goes away while the store is up: the writer keeps the coalesced changes and
+//!   retries; a Redis that comes back empty asks for the whole table (see cdra_store).
+
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::Instant;
+
+use cdra_core::persist::{decode_record_borrowed, Change, RestoreReport};
+use cdra_core::{Engine, Timestamp};
+use cdra_store::{RedisConfig, Writer};
+
+use crate::config::StoreSettings;
+use crate::ha::Role;
+use crate::persistence::{Backoff, PersistenceStatus};
+
+/// What the loader thread hands back: the connection (to become the writer's) and every
+/// stored pair.
+type Loaded = Result<(cdra_store::RedisStore, Vec<cdra_store::Pair>, Instant), String>;
+
+enum State {
+    /// Standby: nothing loaded, nothing written.
+    Standby,
+    /// The loader thread is reading the table. `serving`: clients are answered meanwhile
+    /// (a load failed before: the relay serves with what it has).
+    Loading { result: Receiver<Loaded>, serving: bool },
+    /// Loaded: changes go to the writer.
+    Up(Writer),
+    /// Serving without the store; the next load is due at `retry_at`.
+    Down { retry_at: Timestamp },
+}
+
+/// The table in Redis, from this relay's side.
+pub struct SharedStore {
+    config: RedisConfig,
+    state: State,
+    backoff: Backoff,
+    load_failures: u64,
+    /// Commit failures of writers already retired (a writer lives from a load to a
+    /// hand-over), so that the counter only grows.
+    retired_commit_failures: u64,
+    scratch: Vec<u8>,
+}
+
+impl SharedStore {
+    /// Start in `role`: an active relay starts loading the table at once.
+    pub fn start(settings: &StoreSettings, config: RedisConfig, role: Role) -> Self {
+        let mut s = SharedStore {
+            config,
+            state: State::Standby,
+            backoff: Backoff::new(settings.retry_interval, settings.retry_max_interval),
+            load_failures: 0,
+            retired_commit_failures: 0,
+            scratch: Vec::with_capacity(1024),
+        };
+        if role == Role::Active {
+            s.state = s.load(false);
+        }
+        s
+    }
+
+    /// Whether clients are answered now: active, and the table loaded (or a load failed).
+    pub fn serving(&self) -> bool {
+        match self.state {
+            State::Standby => false,
+            State::Loading { serving, .. } => serving,
+            State::Up(_) | State::Down { .. } => true,
+        }
+    }
+
+    /// For the metrics: `up` while loaded and writing; failed loads; failed commits.
+    pub fn status(&self) -> PersistenceStatus {
+        let current = match &self.state {
+            State::Up(w) => w.stats().errors,
+            _ => 0,
+        };
+        PersistenceStatus {
+            up: matches!(self.state, State::Up(_)),
+            open_failures: self.load_failures,
+            commit_failures: self.retired_commit_failures + current,
+        }
+    }
+
+    fn load(&self, serving: bool) -> State {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let config = self.config.clone();
+        let spawned = std::thread::Builder::new().name("cdra-store-load".into()).spawn(move || {
+            let started = Instant::now();
+            let loaded = cdra_store::connect_redis(&config)
+                .and_then(|mut store| store.load_all().map(|pairs| (store, pairs, started)))
+                .map_err(|e| e.to_string());
+            let _ = tx.send(loaded);
+        });
+        match spawned {
+            Ok(_) => State::Loading { result: rx, serving },
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the thread loading the client table from Redis");
+                State::Down { retry_at: Timestamp::default() }
+            }
+        }
+    }
+
+    /// This relay became the active one: load the table (silent until it is loaded, or
+    /// until a load failed).
+    pub fn become_active(&mut self) {
+        if matches!(self.state, State::Standby) {
+            self.state = self.load(false);
+        }
+    }
+
+    /// This relay became the standby: commit what is queued (the writer finishes on its
+    /// own), drop the table, write nothing more.
+    pub fn become_standby(&mut self, engine: &mut Engine) {
+        self.write_changes(engine);
+        if let State::Up(writer) = std::mem::replace(&mut self.state, State::Standby) {
+            self.retired_commit_failures += writer.stats().errors;
+            // Dropped: the writer thread commits what it holds and exits.
+            drop(writer);
+        }
+        let dropped = engine.flush_all();
+        engine.drain_changes(&mut self.scratch, |_| {});
+        tracing::info!(records = dropped, "standby: client table dropped, nothing is answered or written");
+    }
+
+    /// Hand the engine's changes to the writer (non-blocking); pick up a finished load;
+    /// start a due one.
+    pub fn flush_changes(&mut self, engine: &mut Engine, now: Timestamp) {
+        match &self.state {
+            State::Up(_) => self.write_changes(engine),
+            State::Standby => {
+                engine.drain_changes(&mut self.scratch, |_| {});
+            }
+            State::Down { retry_at } => {
+                engine.drain_changes(&mut self.scratch, |_| {});
+                if now >= *retry_at {
+                    self.state = self.load(true);
+                }
+            }
+            State::Loading { result, serving } => {
+                // Changes while loading are covered by the dump after the load.
+                engine.drain_changes(&mut self.scratch, |_| {});
+                let serving = *serving;
+                match result.try_recv() {
+                    Ok(loaded) => self.loaded(engine, now, loaded, serving),
+                    Err(TryRecvError::Empty) => {}
+                    Err(TryRecvError::Disconnected) => {
+                        self.loaded(engine, now, Err("the loader thread died".into()), serving)
+                    }
+                }
+            }
+        }
+    }
+
+    fn loaded(&mut self, engine: &mut Engine, now: Timestamp, loaded: Loaded, late: bool) {
+        match loaded {
+            Ok((store, pairs, started)) => {
+                let stored = pairs.len();
+                let report = restore(engine, now, &pairs);
+                let RestoreReport { loaded, expired, unknown_interface, superseded, future_dated, pool_entries } =
+                    report;
+                tracing::info!(
+                    url = %self.config.display_url(),
+                    stored,
+                    loaded,
+                    expired,
+                    unknown_interface,
+                    superseded,
+                    future_dated,
+                    pool_entries,
+                    millis = started.elapsed().as_millis() as u64,
+                    "client table loaded from Redis (every record is suspect: probes and REBIND precautions apply, paper 3.4)"
+                );
+                self.backoff.reset();
+                self.state = State::Up(store.start_writer());
+                // Served while Redis was away: write the merged table whole. Some stored
+                // records not loaded back: write the table without them.
+                if late || loaded + pool_entries != stored {
+                    self.dump(engine);
+                }
+            }
+            Err(e) => {
+                self.load_failures += 1;
+                let wait = self.backoff.next_wait();
+                self.state = State::Down { retry_at: now.saturating_add(wait) };
+                if !late {
+                    tracing::warn!(
+                        url = %self.config.display_url(),
+                        error = %e,
+                        retry_in = %humantime::format_duration(wait),
+                        "client table cannot be loaded from Redis: answering with the table this relay has, retrying with backoff (it is merged and written back once loaded)"
+                    );
+                } else {
+                    tracing::debug!(error = %e, retry_in = %humantime::format_duration(wait), "client table still cannot be loaded from Redis");
+                }
+            }
+        }
+    }
+
+    fn dump(&mut self, engine: &Engine) {
+        let State::Up(writer) = &self.state else { return };
+        let mut all = Vec::with_capacity(engine.table().len());
+        engine.dump(&mut self.scratch, |key, value| all.push((key.as_bytes().to_vec(), value.to_vec())));
+        if !writer.replace_all(all) {
+            tracing::warn!("client table store: the writer's queue is full; the dump is retried");
+        }
+    }
+
+    fn write_changes(&mut self, engine: &mut Engine) {
+        let State::Up(writer) = &self.state else { return };
+        let complete = engine.drain_changes(&mut self.scratch, |change| {
+            match change {
+                Change::Upsert { key, bytes } => writer.upsert(key.as_bytes(), bytes),
+                Change::Delete(key) => writer.delete(key.as_bytes()),
+            };
+        });
+        if !complete || writer.dump_due() {
+            self.dump(engine);
+        }
+    }
+
+    /// Write what is left and stop the writer (clean shutdown).
+    pub fn shutdown(mut self, engine: &mut Engine) {
+        self.write_changes(engine);
+        if let State::Up(writer) = self.state {
+            match writer.shutdown() {
+                Ok(stats) => tracing::info!(?stats, "client table store (Redis) closed"),
+                Err(e) => tracing::error!(error = %e, "client table store (Redis): last commit failed"),
+            }
+        }
+    }
+}
+
+/// Restore stored pairs into `engine` (records already there and newer win).
+fn restore(engine: &mut Engine, now: Timestamp, pairs: &[cdra_store::Pair]) -> RestoreReport {
+    let mut report = RestoreReport::default();
+    engine.reserve(pairs.len());
+    for (_, value) in pairs {
+        if let Ok((record, iface)) = decode_record_borrowed(value) {
+            engine.restore_one(now, record, iface, &mut report);
+        }
+    }
+    report
+}
