@@ -1371,6 +1371,7 @@ mod tests {
             include_str!("../../../contrib/proxy.toml"),
             include_str!("../../../contrib/spoof.toml"),
             include_str!("../../../contrib/pool.toml"),
+            include_str!("../../../contrib/pair.toml"),
         ] {
             parse(text).expect("example configuration must stay valid");
         }

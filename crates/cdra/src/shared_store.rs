@@ -186,8 +186,8 @@ impl SharedStore {
                 self.backoff.reset();
                 self.state = State::Up(store.start_writer());
                 // Served while Redis was away: write the merged table whole. Some stored
-                // records not loaded back: write the table without them.
-                if late || loaded + pool_entries != stored {
+                // records not loaded back, or records of ours besides them: write the table.
+                if late || engine.table().len() + pool_entries != stored {
                     self.dump(engine);
                 }
             }
@@ -253,4 +253,177 @@ fn restore(engine: &mut Engine, now: Timestamp, pairs: &[cdra_store::Pair]) -> R
         }
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+    use std::process::{Child, Command, Stdio};
+    use std::time::Duration;
+
+    use cdra_core::Mode;
+    use cdra_sim::{secs, IdStyle, Sim, SimConfig};
+
+    use super::*;
+    use crate::config::StoreBackend;
+
+    /// A private redis-server on loopback (Debian's, scripts/e2e-deps); killed on drop.
+    struct Redis {
+        child: Child,
+        url: String,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Redis {
+        fn start(port: u16) -> Redis {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server runs (scripts/e2e-deps installs it)");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "redis-server did not come up");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Redis { child, url: format!("redis://127.0.0.1:{port}/0"), _dir: dir }
+        }
+
+        fn records(&self) -> Vec<cdra_store::Pair> {
+            cdra_store::connect_redis(&config(&self.url)).expect("connect").load_all().expect("HGETALL")
+        }
+    }
+
+    impl Drop for Redis {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    }
+
+    fn config(url: &str) -> RedisConfig {
+        let mut c = RedisConfig::new(url);
+        c.key_prefix = "cdra:unit".into();
+        c.timeout = Duration::from_millis(500);
+        c
+    }
+
+    fn settings(url: &str) -> StoreSettings {
+        StoreSettings {
+            config: cdra_store::StoreConfig::new("/nonexistent/unused.redb"),
+            retry_interval: Duration::from_millis(100),
+            retry_max_interval: Duration::from_millis(200),
+            backend: StoreBackend::Redis(config(url)),
+        }
+    }
+
+    /// Two engines each holding the record of one client (simulated DORAs), other clients.
+    fn engines_with_a_client_each() -> ((Engine, Engine), Timestamp) {
+        let config = SimConfig::small(7, Mode::Proxy);
+        let mut sim = Sim::new(config.clone());
+        for _ in 0..2 {
+            let c = sim.add_dhcp_client(0, IdStyle::Hardware);
+            sim.power_on(c);
+        }
+        sim.run_for(secs(10));
+        let snapshot = sim.engine_snapshot();
+        assert_eq!(snapshot.records.len(), 2, "both clients got a lease");
+        let one = |i: usize| {
+            let mut s = snapshot.clone();
+            s.records = vec![snapshot.records[i].clone()];
+            let mut engine = Engine::new(config.engine_config());
+            assert_eq!(cdra_sim::engine_api::import_records(&mut engine, sim.now(), &s), 1);
+            engine
+        };
+        ((one(0), one(1)), Timestamp::from_millis(sim.now()))
+    }
+
+    fn encoded(engine: &Engine) -> Vec<cdra_store::Pair> {
+        let mut out = Vec::new();
+        engine.dump(&mut Vec::new(), |k, v| out.push((k.as_bytes().to_vec(), v.to_vec())));
+        out
+    }
+
+    /// Turn the loop until `done` (each turn hands changes over and picks up a load).
+    fn turn_until(
+        s: &mut SharedStore,
+        engine: &mut Engine,
+        now: Timestamp,
+        what: &str,
+        done: impl Fn(&SharedStore) -> bool,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut t = now;
+        while !done(s) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(10));
+            t = t.saturating_add(Duration::from_millis(10));
+            s.flush_changes(engine, t);
+        }
+    }
+
+    #[test]
+    fn redis_away_at_start_up_is_merged_with_not_overwritten() {
+        let port = free_port();
+        let url = format!("redis://127.0.0.1:{port}/0");
+        let ((mut engine, other), t0) = engines_with_a_client_each();
+        let foreign = encoded(&other);
+        assert_ne!(foreign[0].0, encoded(&engine)[0].0, "two different clients");
+        let mut s = SharedStore::start(&settings(&url), config(&url), Role::Active);
+        assert!(!s.serving(), "silent until the first load attempt ends");
+        turn_until(&mut s, &mut engine, t0, "the failed load", |s| s.status().open_failures == 1);
+        assert!(s.serving(), "serves without Redis after the first failure");
+        assert!(!s.status().up);
+        // Redis comes back holding another client's record.
+        let redis = Redis::start(port);
+        let w = cdra_store::connect_redis(&config(&url)).expect("connect").start_writer();
+        w.upsert(&foreign[0].0, &foreign[0].1);
+        w.shutdown().expect("written");
+        turn_until(&mut s, &mut engine, t0, "the load", |s| s.status().up);
+        assert_eq!(engine.table().len(), 2, "merged: ours and Redis's");
+        turn_until(&mut s, &mut engine, t0, "the merged table in Redis", |_| redis.records().len() == 2);
+        s.shutdown(&mut engine);
+    }
+
+    #[test]
+    fn the_standby_writes_nothing_and_a_takeover_loads_the_table() {
+        let redis = Redis::start(free_port());
+        let ((mut active_engine, mut standby_engine), t0) = engines_with_a_client_each();
+        let mut active = SharedStore::start(&settings(&redis.url), config(&redis.url), Role::Active);
+        turn_until(&mut active, &mut active_engine, t0, "the load", |s| s.status().up);
+        // The active relay's table (loaded empty, then merged with its live record) is written.
+        turn_until(&mut active, &mut active_engine, t0, "the record in Redis", |_| redis.records().len() == 1);
+
+        // The standby holds a record of its own (say, from before it lost the address): it
+        // is dropped, never written, and nothing is answered.
+        let mut standby = SharedStore::start(&settings(&redis.url), config(&redis.url), Role::Standby);
+        assert!(!standby.serving());
+        standby.become_standby(&mut standby_engine);
+        assert_eq!(standby_engine.table().len(), 0);
+        for _ in 0..20 {
+            standby.flush_changes(&mut standby_engine, t0);
+        }
+        assert_eq!(redis.records().len(), 1, "the standby wrote nothing");
+
+        // The active one hands over; the other takes over and loads what it wrote.
+        active.become_standby(&mut active_engine);
+        assert_eq!(active_engine.table().len(), 0);
+        assert!(!active.serving());
+        standby.become_active();
+        assert!(!standby.serving(), "silent while loading");
+        turn_until(&mut standby, &mut standby_engine, t0, "the takeover", |s| s.serving());
+        assert!(standby.status().up);
+        assert_eq!(standby_engine.table().len(), 1, "the other relay's client");
+        assert_eq!(encoded(&standby_engine)[0].0, redis.records()[0].0);
+        standby.shutdown(&mut standby_engine);
+        active.shutdown(&mut active_engine);
+    }
 }
