@@ -22,6 +22,7 @@ These tests need cdra (skipped for CDRA_E2E_RELAY=dhcrelay), redis-server and ke
 
 from __future__ import annotations
 
+import calendar
 import os
 import re
 import shutil
@@ -62,6 +63,15 @@ def pair(request):
         problems = lb.cleanup()
         if problems:
             pytest.fail("lab teardown: " + "; ".join(problems), pytrace=False)
+
+
+def log_time(relay: L.PairRelay, needle: str) -> float:
+    """Wall time (Unix seconds) of the last log line of `relay` containing `needle`."""
+    lines = [ln for ln in relay.proc.text().splitlines() if needle in ln]
+    assert lines, f"no log line with {needle!r}:\n" + L.tail(relay.proc.text())
+    stamp = lines[-1].split()[0]  # 2026-12-06T07:02:50.789256Z
+    whole, frac = stamp.rstrip("Z").split(".")
+    return calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S")) + float("0." + frac)
 
 
 def loads(relay: L.PairRelay) -> list[tuple[int, int]]:
@@ -175,8 +185,12 @@ def test_failover_during_outage(pair):
     leaked = [f for f in scap.dhcp(lambda f: f.ts >= killed and f.dhcp.op == 1)]
     assert not leaked or not srv.proc.alive(), "the server was down"
     took = (first_answer - moved) if first_answer else None
-    note(f"address moved at +{moved - killed:.2f}s after the kill; first ACK from B "
-         f"{took:.2f}s after the move" if took is not None else "no ACK timing")
+    role_at = log_time(b, "the virtual address moved")
+    loaded_at = log_time(b, "client table loaded from Redis")
+    note(f"address seen on B {role_at - killed:.2f}s after A's kill; table loaded and served "
+         f"{(loaded_at - role_at) * 1e3:.0f} ms after that; first ACK to a rebooting client "
+         f"{took:.2f}s after the move (the client's own timing included)" if took is not None
+         else "no ACK timing")
     L.wait_until(lambda: lab.stored_records() == len(clients), 5, what="B's table in Redis")
 
     # A comes back: VRRP preemption gives it the address; it reloads before it answers.

@@ -62,6 +62,9 @@ const BOOTREQUEST: u8 = 1;
 const RECV_BUFFER: usize = 4096;
 /// Outbox slots: a full batch can produce one datagram per server per request.
 const OUTBOX_SLOTS: usize = RECV_BATCH * 4;
+/// How often the loop looks for the end of a table load from Redis (a takeover), instead
+/// of sleeping up to a second: the relay is silent until it is loaded.
+const LOAD_POLL: Duration = Duration::from_millis(5);
 
 /// What the loop does after one `recvmmsg`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -870,6 +873,8 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
             None => Duration::from_secs(1),
         };
         let wait = if mgmt.as_ref().is_some_and(|m| m.wants_turn()) { Duration::ZERO } else { wait };
+        // A table loading on its thread is picked up within LOAD_POLL of its end.
+        let wait = if persistence.as_ref().is_some_and(TableStore::loading) { wait.min(LOAD_POLL) } else { wait };
         cdra_sys::poll::wait_readable(&fds, Some(wait), &mut ready).context("waiting for packets")?;
         if ready.get(1) == Some(&true) {
             while matches!(std::io::Read::read(&mut &signal_read, &mut drain), Ok(n) if n > 0) {}

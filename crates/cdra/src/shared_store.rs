@@ -29,7 +29,13 @@ use crate::persistence::{Backoff, PersistenceStatus};
 
 /// What the loader thread hands back: the connection (to become the writer's) and every
 /// stored pair.
-type Loaded = Result<(cdra_store::RedisStore, Vec<cdra_store::Pair>, Instant), String>;
+type Loaded = Result<(cdra_store::RedisStore, Vec<cdra_store::Pair>, LoadTimes), String>;
+
+/// When the load started, and how long connecting and reading took on the loader thread.
+struct LoadTimes {
+    started: Instant,
+    read: std::time::Duration,
+}
 
 enum State {
     /// Standby: nothing loaded, nothing written.
@@ -81,6 +87,11 @@ impl SharedStore {
         }
     }
 
+    /// Whether a load is running on the loader thread.
+    pub fn loading(&self) -> bool {
+        matches!(self.state, State::Loading { .. })
+    }
+
     /// For the metrics: `up` while loaded and writing; failed loads; failed commits.
     pub fn status(&self) -> PersistenceStatus {
         let current = match &self.state {
@@ -100,7 +111,10 @@ impl SharedStore {
         let spawned = std::thread::Builder::new().name("cdra-store-load".into()).spawn(move || {
             let started = Instant::now();
             let loaded = cdra_store::connect_redis(&config)
-                .and_then(|mut store| store.load_all().map(|pairs| (store, pairs, started)))
+                .and_then(|mut store| {
+                    let pairs = store.load_all()?;
+                    Ok((store, pairs, LoadTimes { started, read: started.elapsed() }))
+                })
                 .map_err(|e| e.to_string());
             let _ = tx.send(loaded);
         });
@@ -130,7 +144,7 @@ impl SharedStore {
             // Dropped: the writer thread commits what it holds and exits.
             drop(writer);
         }
-        let dropped = engine.flush_all();
+        let dropped = engine.hand_over();
         engine.drain_changes(&mut self.scratch, |_| {});
         tracing::info!(records = dropped, "standby: client table dropped, nothing is answered or written");
     }
@@ -166,7 +180,7 @@ impl SharedStore {
 
     fn loaded(&mut self, engine: &mut Engine, now: Timestamp, loaded: Loaded, late: bool) {
         match loaded {
-            Ok((store, pairs, started)) => {
+            Ok((store, pairs, times)) => {
                 let stored = pairs.len();
                 let report = restore(engine, now, &pairs);
                 let RestoreReport { loaded, expired, unknown_interface, superseded, future_dated, pool_entries } =
@@ -180,7 +194,8 @@ impl SharedStore {
                     superseded,
                     future_dated,
                     pool_entries,
-                    millis = started.elapsed().as_millis() as u64,
+                    read_millis = times.read.as_millis() as u64,
+                    millis = times.started.elapsed().as_millis() as u64,
                     "client table loaded from Redis (every record is suspect: probes and REBIND precautions apply, paper 3.4)"
                 );
                 self.backoff.reset();
@@ -266,6 +281,7 @@ mod tests {
 
     use super::*;
     use crate::config::StoreBackend;
+    use cdra_core::table::Removal;
 
     /// A private redis-server on loopback (Debian's, scripts/e2e-deps); killed on drop.
     struct Redis {
@@ -408,6 +424,8 @@ mod tests {
         assert!(!standby.serving());
         standby.become_standby(&mut standby_engine);
         assert_eq!(standby_engine.table().len(), 0);
+        let removed = &standby_engine.counters().proxy.removed;
+        assert_eq!((removed[Removal::HandedOver], removed[Removal::Flushed]), (1, 0), "counted as handed over");
         for _ in 0..20 {
             standby.flush_changes(&mut standby_engine, t0);
         }

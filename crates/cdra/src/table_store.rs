@@ -45,6 +45,15 @@ impl TableStore {
         }
     }
 
+    /// Whether the table is being loaded on a thread (the loop should look for its end
+    /// soon).
+    pub fn loading(&self) -> bool {
+        match self {
+            TableStore::File(_) => false,
+            TableStore::Shared(s) => s.loading(),
+        }
+    }
+
     /// Hand the engine's changes to the writer (after every turn of the loop).
     pub fn flush_changes(&mut self, engine: &mut Engine, now: Timestamp) {
         match self {
