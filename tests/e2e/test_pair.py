@@ -136,7 +136,11 @@ def test_failover_during_outage(pair):
     scap = lab.capture(lab.srv, "sv0", "server")
     relays = start_pair(lab)
     a, b = relays["A"], relays["B"]
+    started = time.time()
     clients = bind_clients(lab, CLIENTS)
+    for kind, (cl, cap, ip) in clients.items():
+        senders = replies_by_sender(cap, cl.cns.mac, started)
+        assert set(senders) == {lab.mac["A"]}, f"{kind}: replies from {set(senders)}: the standby answered"
     L.wait_until(lambda: lab.stored_records() == len(clients), 5,
                  what=f"{len(clients)} records in Redis")
     assert len(a.cache_records()) == len(clients)
