@@ -11,7 +11,8 @@ a namespace of its own, Kea as the server.
   loads the table from Redis and answers every client it never saw (reboots, renewals)
   with the server still down, nothing answered twice and nothing by A; then A comes back
   (VRRP preemption): it reloads the table before it answers or writes, and B goes silent.
-- test_redis_down_at_start_up: Redis is not there when the pair starts; the active relay
+- test_redis_down_at_start_up (configured without `[ha]`: with Redis, the downstream
+  address is the pair's): Redis is not there when the active relay restarts; it
   serves anyway; when Redis comes back with an older table (saved before), the relay
   merges it with its own and writes the union back: Redis is not overwritten by what the
   relay had alone.
@@ -94,11 +95,15 @@ def wait_role(lab: L.PairLab, active: str, timeout: float = 15) -> float:
     return arrived
 
 
-def start_pair(lab: L.PairLab, *, redis: bool = True) -> dict[str, L.PairRelay]:
-    if redis:
-        lab.start_redis()
+def start_pair(lab: L.PairLab, *, explicit_ha: bool = True) -> dict[str, L.PairRelay]:
+    """Redis, cdra on both relays, keepalived (A first: the master). `explicit_ha=False`:
+    no `[ha]` section (the downstream address is the pair's, as Redis implies)."""
+    lab.start_redis()
     for which in ("A", "B"):
-        lab.start_pair_relay(which, **L.pair_relay_kw(lab, which, proxy=PROXY))
+        kw = L.pair_relay_kw(lab, which, proxy=PROXY)
+        if not explicit_ha:
+            kw["sections"] = {}
+        lab.start_pair_relay(which, **kw)
     lab.start_keepalived("A")
     time.sleep(0.5)  # A first: it is the master at start-up
     lab.start_keepalived("B")
@@ -222,8 +227,10 @@ def test_failover_during_outage(pair):
 def test_redis_down_at_start_up(pair):
     lab = pair
     lab.start_server("kea", lease_time=SERVER_LEASE)
-    # A table from before: one client bound through the pair, saved by Redis to disk.
-    relays = start_pair(lab)
+    # A table from before: one client bound through the pair, saved by Redis to disk. No
+    # [ha] section here: the downstream address (the virtual one) makes the pair.
+    relays = start_pair(lab, explicit_ha=False)
+    assert "the first downstream address" in relays["B"].proc.text()
     a = relays["A"]
     (first,) = bind_clients(lab, ["udhcpc"]).values()
     L.wait_until(lambda: lab.stored_records() == 1, 5, what="the first record in Redis")

@@ -950,6 +950,28 @@ pub struct HaSettings {
     /// The VRRP address: this relay is the active one (answers clients, writes the table)
     /// while the address is on one of its interfaces, the standby otherwise.
     pub virtual_address: Ipv4Addr,
+    /// Where it came from.
+    pub source: HaSource,
+}
+
+/// Where a pair's virtual address was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HaSource {
+    /// `[ha] virtual_address`.
+    Configured,
+    /// No `[ha]`, the table in Redis: the first `[[downstream]] address` (a relay answering
+    /// as an address that is elsewhere must not write the shared table).
+    DownstreamAddress,
+}
+
+impl HaSource {
+    /// As the log says it.
+    pub fn label(self) -> &'static str {
+        match self {
+            HaSource::Configured => "ha.virtual_address",
+            HaSource::DownstreamAddress => "the first downstream address (store.backend = \"redis\", no [ha])",
+        }
+    }
 }
 
 /// Read and validate a configuration file.
@@ -1190,12 +1212,22 @@ fn ha_settings(
     store: Option<&StoreSettings>,
     downstream: &[FileDownstream],
 ) -> Result<Option<HaSettings>, ConfigError> {
-    let Some(virtual_address) = f.virtual_address else { return Ok(None) };
+    let shared = matches!(store.map(|s| &s.backend), Some(StoreBackend::Redis(_)));
+    let Some(virtual_address) = f.virtual_address else {
+        // A relay writing a shared table as the address it answers for must not write it
+        // while that address is elsewhere (another relay answers for it then): with Redis,
+        // the first `[[downstream]] address` is the pair's address unless `[ha]` says.
+        let implied = downstream.iter().find_map(|d| d.address);
+        return Ok(match (shared && matches!(mode, Mode::Proxy | Mode::Spoof), implied) {
+            (true, Some(virtual_address)) => Some(HaSettings { virtual_address, source: HaSource::DownstreamAddress }),
+            _ => None,
+        });
+    };
     let key = "ha.virtual_address";
     if !matches!(mode, Mode::Proxy | Mode::Spoof) {
         return Err(err(key, "a pair sharing its table needs mode = \"proxy\" or \"spoof\""));
     }
-    if !matches!(store.map(|s| &s.backend), Some(StoreBackend::Redis(_))) {
+    if !shared {
         return Err(err(key, "a pair shares its table in Redis: set store.backend = \"redis\" and store.url"));
     }
     if !downstream.iter().any(|d| d.address == Some(virtual_address)) {
@@ -1207,7 +1239,7 @@ fn ha_settings(
             ),
         ));
     }
-    Ok(Some(HaSettings { virtual_address }))
+    Ok(Some(HaSettings { virtual_address, source: HaSource::Configured }))
 }
 
 #[cfg(test)]
@@ -1242,10 +1274,21 @@ mod tests {
             ("redis://10.0.0.9:6379/0", "cdra:site1", Duration::from_millis(500))
         );
         assert_eq!(r.commit_interval, store.config.commit_interval);
-        assert_eq!(s.ha, Some(HaSettings { virtual_address: Ipv4Addr::new(10, 1, 1, 1) }));
+        assert_eq!(
+            s.ha,
+            Some(HaSettings { virtual_address: Ipv4Addr::new(10, 1, 1, 1), source: HaSource::Configured })
+        );
         // The default stays the embedded file, and no pair.
         let s = parse(proxy).expect("valid");
         assert_eq!(s.store.expect("a store").backend, StoreBackend::Redb);
+        assert_eq!(s.ha, None);
+        // Redis without [ha]: the downstream address is the pair's; without one, no pair.
+        let s = parse(&format!("{proxy}{redis}")).expect("valid");
+        assert_eq!(
+            s.ha,
+            Some(HaSettings { virtual_address: Ipv4Addr::new(10, 1, 1, 1), source: HaSource::DownstreamAddress })
+        );
+        let s = parse(&format!("{}{redis}", proxy.replace("address = \"10.1.1.1\"\n", ""))).expect("valid");
         assert_eq!(s.ha, None);
         for (text, want) in [
             (format!("{proxy}[store]\nbackend = \"redis\"\n"), "store.url: backend = \"redis\" needs the Redis URL"),

@@ -808,8 +808,8 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
     // `[ha]`: active while the virtual address is here (crate::ha); without it, always.
     let virtual_address = settings.ha.map(|h| h.virtual_address);
     let mut role = crate::ha::current_role(virtual_address);
-    let mut ha = virtual_address.map(|a| {
-        tracing::info!(virtual_address = %a, role = role.label(), "one of a pair of relays sharing the client table");
+    let mut ha = settings.ha.map(|h| {
+        tracing::info!(virtual_address = %h.virtual_address, from = h.source.label(), role = role.label(), "one of a pair of relays sharing the client table: active while the virtual address is on this host");
         HaStatus { active: role == Role::Active, takeovers: u64::from(role == Role::Active), standby_drops: 0 }
     });
     let mut persistence = match (&settings.store, engine.config().mode) {

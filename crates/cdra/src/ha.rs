@@ -1,7 +1,10 @@
 //! One of a pair of relays sharing one client table (issue 15 item 3, `[ha]`).
 //!
 //! Two routers on one client segment, one VRRP address between them (keepalived), cdra on
-//! both, the table in Redis (`[store] backend = "redis"`). Which relay is the active one is
+//! both, the table in Redis (`[store] backend = "redis"`). The pair's address is `[ha]
+//! virtual_address`, or, without `[ha]`, the first `[[downstream]] address` (a relay
+//! answering as an address that is elsewhere must not write the shared table; see
+//! `config::HaSource`). Which relay is the active one is
 //! read off the host, not told: **active while the virtual address is on one of this
 //! network namespace's interfaces**, standby otherwise. The loop already follows the
 //! kernel's address notifications ([`cdra_sys::linkwatch::LinkWatch`]); on each one the
