@@ -2113,16 +2113,30 @@ class PairLab(Lab):
 
     # ---- keepalived
 
-    def start_keepalived(self, which: str) -> Proc:
-        """keepalived (VRRP only) in relay `which`'s namespace: A priority 150, B 100."""
+    def start_keepalived(self, which: str, *, track_cdra: bool = False) -> Proc:
+        """keepalived (VRRP only) in relay `which`'s namespace: A priority 150, B 100.
+        `track_cdra`: a check script (`pgrep` of that relay's cdra, every second) takes the
+        addresses away from a router whose cdra is not running."""
         ns = self.relay_ns(which)
         a, b = (PAIR_A_DOWN, PAIR_A_UP), (PAIR_B_DOWN, PAIR_B_UP)
         me, peer = (a, b) if which == "A" else (b, a)
         prio = 150 if which == "A" else 100
         conf = self.dir / f"keepalived-{which}.conf"
-        conf.write_text(textwrap.dedent(f"""\
+        check, track = "", ""
+        if track_cdra:
+            check = textwrap.dedent(f"""\
+                vrrp_script cdra_running {{
+                    script "/usr/bin/pgrep -f -- {self.dir / f'cdra-{which}.toml'}"
+                    interval 1
+                    fall 1
+                    rise 1
+                }}
+                """)
+            track = "track_script {\n        cdra_running\n    }"
+        conf.write_text(check + textwrap.dedent(f"""\
             global_defs {{
                 router_id cdra-pair-{which}
+                script_user root
                 vrrp_garp_master_delay 1
                 vrrp_garp_master_repeat 3
             }}
@@ -2145,6 +2159,7 @@ class PairLab(Lab):
                 virtual_ipaddress {{
                     {RELAY_DOWN_IP}/24 dev {DOWN_IF}
                 }}
+                {track}
             }}
             vrrp_instance up {{
                 state BACKUP

@@ -16,6 +16,8 @@ a namespace of its own, Kea as the server.
   serves anyway; when Redis comes back with an older table (saved before), the relay
   merges it with its own and writes the union back: Redis is not overwritten by what the
   relay had alone.
+- test_keepalived_follows_cdra: keepalived's check script (contrib/keepalived-pair.conf)
+  moves the address when only the active cdra is SIGKILLed, and back when it returns.
 
 These tests need cdra (skipped for CDRA_E2E_RELAY=dhcrelay), redis-server and keepalived
 (scripts/e2e-deps installs both).
@@ -95,7 +97,8 @@ def wait_role(lab: L.PairLab, active: str, timeout: float = 15) -> float:
     return arrived
 
 
-def start_pair(lab: L.PairLab, *, explicit_ha: bool = True) -> dict[str, L.PairRelay]:
+def start_pair(lab: L.PairLab, *, explicit_ha: bool = True,
+               track_cdra: bool = False) -> dict[str, L.PairRelay]:
     """Redis, cdra on both relays, keepalived (A first: the master). `explicit_ha=False`:
     no `[ha]` section (the downstream address is the pair's, as Redis implies)."""
     lab.start_redis()
@@ -104,9 +107,9 @@ def start_pair(lab: L.PairLab, *, explicit_ha: bool = True) -> dict[str, L.PairR
         if not explicit_ha:
             kw["sections"] = {}
         lab.start_pair_relay(which, **kw)
-    lab.start_keepalived("A")
+    lab.start_keepalived("A", track_cdra=track_cdra)
     time.sleep(0.5)  # A first: it is the master at start-up
-    lab.start_keepalived("B")
+    lab.start_keepalived("B", track_cdra=track_cdra)
     wait_role(lab, "A", timeout=20)
     return lab.relays
 
@@ -255,3 +258,39 @@ def test_redis_down_at_start_up(pair):
     assert {r["address"] for r in a.cache_records()} == {first[2], second[2]}
     assert a.metrics().get("cdra_persistence_up") == 1.0
     a.check_alive()
+
+
+@pytest.mark.e2e_timeout(120)
+def test_keepalived_follows_cdra(pair):
+    """keepalived's check script follows cdra (contrib/keepalived-pair.conf): only the
+    active cdra is SIGKILLed, its keepalived keeps running and gives the address up; the
+    survivor answers the client with the server down. When cdra is back, the address
+    returns (preemption) and the old active answers again from the reloaded table."""
+    lab = pair
+    srv = lab.start_server("kea", lease_time=SERVER_LEASE)
+    relays = start_pair(lab, track_cdra=True)
+    a, b = relays["A"], relays["B"]
+    ((cl, cap, ip),) = bind_clients(lab, ["dhclient"]).values()
+    L.wait_until(lambda: lab.stored_records() == 1, 5, what="the record in Redis")
+    srv.stop()
+    killed = time.time()
+    assert a.kill() == -signal.SIGKILL
+    a.exit_checked = True
+    lab.relay = b
+    moved = wait_role(lab, "B", timeout=15)
+    n = cl.restart()
+    ev = cl.wait_bound(timeout=25, after=n)
+    assert ev.get("ip") == ip and ev.get("server_id") == L.RELAY_DOWN_IP, ev
+    assert set(replies_by_sender(cap, cl.cns.mac, killed)) == {lab.mac["B"]}
+    note(f"keepalived's check script moved the address {moved - killed:.2f}s after cdra's kill")
+    a.restart()
+    lab.relay = a
+    wait_role(lab, "A", timeout=15)
+    a.proc.wait_log("client table loaded from Redis", 10)
+    back = time.time()
+    n = cl.restart()
+    ev = cl.wait_bound(timeout=25, after=n)
+    assert ev.get("ip") == ip, ev
+    assert set(replies_by_sender(cap, cl.cns.mac, back)) == {lab.mac["A"]}
+    assert lab.keepalived["A"].alive()
+    b.check_alive()
