@@ -897,16 +897,7 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
                 Err(e) => tracing::warn!("following interface changes: {e:#}"),
             }
             if let (Some(address), Some(status)) = (virtual_address, ha.as_mut()) {
-                let now_role = crate::ha::current_role(Some(address));
-                if now_role != role {
-                    tracing::info!(virtual_address = %address, from = role.label(), to = now_role.label(), "the virtual address moved: this relay is now the {}", now_role.label());
-                    role = now_role;
-                    status.active = role == Role::Active;
-                    status.takeovers += u64::from(role == Role::Active);
-                    if let Some(p) = persistence.as_mut() {
-                        p.role_changed(&mut engine, role);
-                    }
-                }
+                follow_virtual_address(address, &mut role, status, persistence.as_mut(), &mut engine);
             }
         }
         io.serving = role == Role::Active && persistence.as_ref().is_none_or(TableStore::serving);
@@ -1073,6 +1064,28 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
     }
     report::log_counters(&engine, io.send_errors, truncated);
     Ok(())
+}
+
+/// An address changed on this host: if the pair's virtual address came or went, this relay
+/// takes over or hands over (crate::ha).
+fn follow_virtual_address(
+    address: std::net::Ipv4Addr,
+    role: &mut Role,
+    status: &mut HaStatus,
+    store: Option<&mut TableStore>,
+    engine: &mut Engine,
+) {
+    let now = crate::ha::current_role(Some(address));
+    if now == *role {
+        return;
+    }
+    tracing::info!(virtual_address = %address, from = role.label(), to = now.label(), "the virtual address moved: this relay is now the {}", now.label());
+    *role = now;
+    status.active = now == Role::Active;
+    status.takeovers += u64::from(now == Role::Active);
+    if let Some(store) = store {
+        store.role_changed(engine, now);
+    }
 }
 
 /// A reload (SIGHUP or `cdra reload`): the file read and checked as `cdra check` does, then
