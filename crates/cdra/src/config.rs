@@ -1299,6 +1299,10 @@ mod tests {
             ),
             (format!("{proxy}[store]\nbackend = \"etcd\"\n"), "store.backend: unknown variant `etcd`"),
             (
+                format!("{proxy}[store]\nbackend = \"redis\"\nurl = \"rediss://10.0.0.9/0\"\n"),
+                "store.url: \"rediss://10.0.0.9/0\" is not a Redis URL: can't connect with TLS",
+            ),
+            (
                 format!("{proxy}[ha]\nvirtual_address = \"10.1.1.1\"\n"),
                 "ha.virtual_address: a pair shares its table in Redis",
             ),

@@ -41,8 +41,9 @@ const DUMP_CHUNK: usize = 1000;
 /// Where and how to keep the table in Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port/db` (or `rediss://`, `unix://`, as the `redis`
-    /// crate reads them).
+    /// `redis://[user:password@]host:port/db` (or `valkey://`, `unix://`, as the `redis`
+    /// crate reads them; TLS, `rediss://`, is not built in and refused by
+    /// [`RedisConfig::check_url`]).
     pub url: String,
     /// Names the two keys: `<prefix>:records` and `<prefix>:meta`.
     pub key_prefix: String,
