@@ -7,7 +7,8 @@ Usage: report.py RESULTS_DIR BENCHMARKS.md PLOT.png [--no-plot]
 Reads RESULTS_DIR/{selftest,null-relay,dhcrelay,dhcrelay-quiet,dnsmasq,dnsmasq-bcast,cdra-relay,cdra-proxy}.json, machine.txt and
 *.commands.txt; includes bench/commentary.md (hand-written analysis), bench/mgmt.md (written
 by bench/mgmt), bench/storm.md (written by bench/storm), bench/fuzz.md (engine fuzzer
-long runs) and bench/leasequery.md (bench/leasequery_sweep.py) when present.
+long runs), bench/pair.md (a pair of relays sharing the table in Redis) and
+bench/leasequery.md (bench/leasequery_sweep.py) when present.
 Standard library + matplotlib (Debian: python3-matplotlib).
 """
 
@@ -405,6 +406,9 @@ def main() -> int:
     fuzz = Path(__file__).with_name("fuzz.md")
     if fuzz.exists():
         md.append(fuzz.read_text().rstrip() + "\n")
+    pair = Path(__file__).with_name("pair.md")
+    if pair.exists():
+        md.append(pair.read_text().rstrip() + "\n")
     leasequery = Path(__file__).with_name("leasequery.md")
     if leasequery.exists():
         md.append(leasequery.read_text().rstrip() + "\n")
