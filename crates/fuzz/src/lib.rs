@@ -11,7 +11,7 @@
 //! host invariants.
 //!
 //! What it guarantees:
-//! - [`run`] is deterministic: the same [`Case`] gives the same events, the same checks and
+//! - [`run()`] is deterministic: the same [`Case`] gives the same events, the same checks and
 //!   the same result (no wall clock, no I/O, no thread);
 //! - a failure is reported with a line that replays it ([`Failure`]: `--replay '<case>'`)
 //!   and [`minimize`] shrinks it to the steps it needs;
@@ -20,7 +20,7 @@
 //!   so every failure is the engine's or the checker's.
 //!
 //! The coupling to the engine's API is [`adapter`] (and `cdra_sim::engine_api`). Events:
-//! [`gen`]; byte mutations: [`mutate`]; cases and reports: [`case`]; the driver: [`run`].
+//! [`gen`]; byte mutations: [`mutate`]; cases and reports: [`case`]; the driver: [`run()`].
 //! `tests/seeds.rs` runs a fixed set of seeds on every `cargo test`; `tests/regressions.rs`
 //! replays every case that ever failed (`regressions.txt`); `engine-fuzz` runs for long.
 

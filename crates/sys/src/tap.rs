@@ -5,7 +5,7 @@
 //! ETH_P_IP) bound to one interface, with a classic BPF program that lets through only
 //! unfragmented IPv4 UDP datagrams to one port (optionally only those whose payload starts
 //! with a given byte), and reports each with the frame's source hardware address and
-//! packet type. The caller checks the IPv4 and UDP headers ([`cdra_wire`]'s job, not ours).
+//! packet type. The caller checks the IPv4 and UDP headers (`cdra_wire`'s job, not ours).
 //!
 //! Guarantees:
 //! * The filter is attached before the socket is bound, so no unfiltered frame is ever
@@ -46,7 +46,7 @@ pub mod bpf {
     pub const LD_H_IND: u16 = 0x48;
     /// `BPF_LD | BPF_B | BPF_IND`.
     pub const LD_B_IND: u16 = 0x50;
-    /// `BPF_LDX | BPF_B | BPF_MSH`: X = 4 * (P[k] & 0xf).
+    /// `BPF_LDX | BPF_B | BPF_MSH`: X = 4 * (P\[k\] & 0xf).
     pub const LDX_MSH: u16 = 0xb1;
     /// `BPF_JMP | BPF_JEQ | BPF_K`.
     pub const JEQ: u16 = 0x15;

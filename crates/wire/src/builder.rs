@@ -12,7 +12,7 @@ use crate::options::OptionCode;
 
 /// RFC 1542 section 2.1: "The IP Total Length and UDP Length must be large enough to
 /// contain the minimal BOOTP header of 300 octets (in the UDP data field) specified in
-/// [1]" (RFC 951: the header and its 64-byte `vend` field); replies are padded to that
+/// \[1\]" (RFC 951: the header and its 64-byte `vend` field); replies are padded to that
 /// size for old clients, and a message without the magic cookie must be that long.
 pub const MIN_BOOTP_LEN: usize = 300;
 

@@ -14,7 +14,7 @@
 //! so such a message is accepted ([`Message::has_magic_cookie`] tells it apart) as long as
 //! it holds the whole RFC 951 message: RFC 1542 section 2.1, "The IP Total Length and UDP Length must be
 //! large enough to contain the minimal BOOTP header of 300 octets (in the UDP data field)
-//! specified in [1]."
+//! specified in \[1\]."
 
 use core::net::Ipv4Addr;
 

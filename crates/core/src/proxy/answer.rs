@@ -10,7 +10,7 @@
 //! | htype, hlen, chaddr | the request | the client may have a new MAC under the same option 61 |
 //! | ciaddr | the request (ACK), 0 (OFFER) | RFC 2131 table 3 |
 //! | option 61 | the request | RFC 6842: returned unaltered, never added |
-//! | option 54, siaddr, IPv4 source | our downstream address (proxy), the server's identifier (spoof) | paper 4.1, 5.1; 4.2 ([`Engine::shown_identity`]) |
+//! | option 54, siaddr, IPv4 source | our downstream address (proxy), the server's identifier (spoof) | paper 4.1, 5.1; 4.2 (`shown_identity`, below) |
 //! | options 51, 58, 59 | [`crate::lease`] | paper 5.1, 5.3: what we really give |
 
 use core::net::Ipv4Addr;
