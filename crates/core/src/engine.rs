@@ -142,7 +142,8 @@ impl Engine {
             config.server_retry_interval,
         );
         let counters = Counters::new(config.downstream.len() + 1, config.servers.len());
-        let table = ClientTable::new(config.proxy.max_clients, config.limits.pending_clients, config.proxy.seed);
+        let mut table = ClientTable::new(config.proxy.max_clients, config.limits.pending_clients, config.proxy.seed);
+        table.set_max_templates(config.limits.reply_templates);
         let transactions = Transactions::new(config.limits.transactions, config.limits.reply_timeout);
         let interface_budgets = vec![TokenBucket::full(); config.downstream.len()];
         let mut intercepted = InterceptSet::default();
@@ -365,9 +366,16 @@ impl Engine {
         self.persist_changes(scratch, f)
     }
 
-    /// Every record worth keeping, encoded (the paper's whole-table dump, paper 5.4).
+    /// Every record worth keeping, encoded (the paper's whole-table dump, paper 5.4). The
+    /// shared reply templates its records name go with it ([`Engine::dump_templates`]).
     pub fn dump(&self, scratch: &mut Vec<u8>, f: impl FnMut(&ClientKey, &[u8])) {
         self.persist_dump(scratch, f)
+    }
+
+    /// Every shared reply template (paper 5.7, [`crate::templates`]) as `(id, bytes)`, to be
+    /// stored under [`crate::persist::template_key`] with a [`Engine::dump`].
+    pub fn dump_templates(&self, f: impl FnMut(u64, &[u8])) {
+        self.persist_dump_templates(f)
     }
 
     /// Load records read back from the store. Records past `max_age` (paper 5.6) are

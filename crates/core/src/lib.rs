@@ -46,6 +46,7 @@ pub mod reconfigure;
 pub mod relay;
 pub mod servers;
 pub mod table;
+pub mod templates;
 pub mod time;
 pub mod timers;
 pub mod transactions;
