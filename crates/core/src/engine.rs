@@ -324,7 +324,7 @@ impl Engine {
                         self.timers.arm(at, Timer::HeldReply);
                     }
                 }
-                Timer::Lapse(key) => self.lapse_due(now, at, key, outbox),
+                Timer::Lapse(record) => self.lapse_due(now, at, record, outbox),
                 Timer::Sweep => self.sweep_due(now),
                 Timer::Pool(r) => self.pool_entry_due(now, at, r, outbox),
                 Timer::PoolRefill => {
@@ -534,8 +534,8 @@ impl Engine {
             let live = match timer {
                 Timer::Probe(id) => probes.contains(*id),
                 Timer::OfferWindow(id) => offers.contains(*id),
-                Timer::Lapse(key) => {
-                    table.find(key).and_then(|s| table.get(s)).is_some_and(|r| r.lapse_armed == Some(at))
+                Timer::Lapse(record) => {
+                    table.resolve(*record).and_then(|s| table.get(s)).is_some_and(|r| r.lapse_armed == Some(at))
                 }
                 Timer::Pool(r) => pool.get(*r).is_some_and(|e| e.timer == Some(at)),
                 Timer::PoolFallback(id) => fallbacks.is_waiting(id),

@@ -434,7 +434,7 @@ pub type Slot = u32;
 /// A reference to one record that stays valid only as long as that record lives: a slot
 /// and the generation the slot had when the reference was taken (a removed record's slot
 /// gets a new generation, so its old references resolve to nothing).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RecordRef {
     /// The slot.
     pub slot: Slot,

@@ -28,7 +28,7 @@
 use core::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use crate::table::ClientKey;
+use crate::table::RecordRef;
 use crate::time::Timestamp;
 
 /// What falls due.
@@ -40,8 +40,9 @@ pub enum Timer {
     OfferWindow(u64),
     /// The oldest held renewal answer is due.
     HeldReply,
-    /// A client's short lease may have lapsed.
-    Lapse(ClientKey),
+    /// A client's short lease may have lapsed: the record, as long as it lives (8 bytes:
+    /// one such timer is filed per record).
+    Lapse(RecordRef),
     /// A slice of the table is swept.
     Sweep,
     /// Pool mode: an entry's next step is due (acquire, renew, rebind, expire; [`crate::pool::upkeep`]).
