@@ -222,6 +222,8 @@ fn open_and_restore(config: &StoreConfig, engine: &mut Engine, now: Timestamp) -
             Err(_) => undecodable += 1,
         })
         .map_err(|e| anyhow!("{e}"))?;
+    // Templates no record took (their records expired, or were dropped): out of the store.
+    let unused: Vec<u64> = templates.unused().collect();
     drop(templates);
     let RestoreReport { loaded, expired, unknown_interface, superseded, future_dated, pool_entries } = restored;
     tracing::info!(
@@ -237,7 +239,11 @@ fn open_and_restore(config: &StoreConfig, engine: &mut Engine, now: Timestamp) -
         millis = started.elapsed().as_millis() as u64,
         "client table restored (every record is suspect: probes and REBIND precautions apply, paper 3.4)"
     );
-    Ok((store.start_writer(), loaded + pool_entries != stored))
+    let writer = store.start_writer();
+    for id in unused {
+        writer.delete(&template_key(id));
+    }
+    Ok((writer, loaded + pool_entries != stored))
 }
 
 #[cfg(test)]

@@ -336,7 +336,7 @@ impl Engine {
                     }
                     self.pool_refill(now);
                 }
-                Timer::PoolFallback(id) => self.pool_fallback_due(now, id, outbox),
+                Timer::PoolFallback(id) => self.pool_fallback_due(now, *id, outbox),
             }
         }
     }
@@ -405,6 +405,11 @@ impl Engine {
         self.event_time = now;
         self.restore_record(now, rec, iface, report);
         self.compact_timers();
+    }
+
+    /// Bytes the timer heap takes (one lapse timer a record with a short client lease).
+    pub fn timers_memory(&self) -> usize {
+        self.timers.memory()
     }
 
     /// Make room for `records` more client records (before a large restore).

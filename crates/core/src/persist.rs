@@ -72,10 +72,22 @@ impl Templates {
         if t.id() != id {
             return Err(DecodeError::Invalid);
         }
+        // Checked once here as a whole reply is: whether a message is well formed depends
+        // on the template alone (header, cookie, the shared options' structure, overload),
+        // not on the client's own bytes, which only lengthen well-formed options
+        // (`CachedReply::from_parts` checks that they fit).
+        let shortest = CachedReply::from_parts(Arc::clone(&t), &t.minimal_own()).ok_or(DecodeError::Invalid)?;
+        Message::new_checked(shortest.to_vec()).map_err(|_| DecodeError::Invalid)?;
         // It is in the store already.
         t.mark_persisted();
         self.0.insert(id, t);
         Ok(())
+    }
+
+    /// The ids of the templates no restored record took (only this holds them): the store
+    /// can delete them.
+    pub fn unused(&self) -> impl Iterator<Item = u64> + '_ {
+        self.0.iter().filter(|(_, t)| Arc::strong_count(t) == 1).map(|(id, _)| *id)
     }
 
     /// Templates held.
@@ -291,19 +303,9 @@ fn read_reply(r: &mut Reader<'_>, version: u8, templates: &Templates) -> Result<
             let id = r.u64()?;
             let own = r.bytes16()?;
             let template = templates.0.get(&id).ok_or(DecodeError::UnknownTemplate)?;
-            let reply = CachedReply::from_parts(Arc::clone(template), own).ok_or(DecodeError::Invalid)?;
-            // Checked as a whole reply is (the client's bytes are part of the message).
-            let mut on_stack = [0u8; 1024];
-            let mut on_heap = Vec::new();
-            let buf = if reply.len() <= on_stack.len() {
-                &mut on_stack[..]
-            } else {
-                on_heap.resize(reply.len(), 0);
-                &mut on_heap[..]
-            };
-            let n = reply.expand_into(buf).ok_or(DecodeError::Invalid)?;
-            Message::new_checked(buf.get(..n).ok_or(DecodeError::Invalid)?).map_err(|_| DecodeError::Invalid)?;
-            Ok(reply)
+            // The template was checked when read (`Templates::add`); the client's bytes must
+            // fit it.
+            CachedReply::from_parts(Arc::clone(template), own).ok_or(DecodeError::Invalid)
         }
         _ => Err(DecodeError::Invalid),
     }
@@ -380,6 +382,16 @@ impl Engine {
     }
 }
 
+/// Paper 5.7: the shared part of `r`'s reply is stored once, before the first record that
+/// names it.
+fn template_first(r: &ClientRecord, f: &mut impl FnMut(Change<'_>)) {
+    if let Some(t) = r.reply.as_ref().map(|c| c.template()).filter(|t| t.is_shared()) {
+        if !t.mark_persisted() {
+            f(Change::Template { id: t.id(), bytes: t.as_bytes() });
+        }
+    }
+}
+
 /// What [`Engine::restore`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RestoreReport {
@@ -426,6 +438,7 @@ impl Engine {
         for key in &keys {
             if let Some((record, iface)) = self.pool_entry_record(key) {
                 // Pool mode: one of our own leases (kept with the client table).
+                template_first(&record, &mut f);
                 encode_record(&record, iface, scratch);
                 f(Change::Upsert { key, bytes: scratch });
                 continue;
@@ -434,13 +447,7 @@ impl Engine {
                 Some(r) if r.reply.is_some() => {
                     let iface =
                         self.config.downstream.get(usize::from(r.downstream)).map(|d| d.name.as_str()).unwrap_or("");
-                    if let Some(t) = r.reply.as_ref().map(|c| c.template()).filter(|t| t.is_shared()) {
-                        // Paper 5.7: the shared part is stored once, before the first record
-                        // that names it.
-                        if !t.mark_persisted() {
-                            f(Change::Template { id: t.id(), bytes: t.as_bytes() });
-                        }
-                    }
+                    template_first(r, &mut f);
                     encode_record(r, iface, scratch);
                     f(Change::Upsert { key, bytes: scratch });
                 }

@@ -473,6 +473,41 @@ fn record_in(slots: &[Option<ClientRecord>], slot: Slot) -> Option<&ClientRecord
     slots.get(slot as usize).and_then(Option::as_ref)
 }
 
+/// Where a table's memory goes, in bytes (BENCHMARKS.md: the 1,000,000-client breakdown).
+/// Heap blocks are counted at their size rounded up to glibc malloc's chunk (16-byte steps,
+/// 8 bytes of header).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableMemory {
+    /// The slab: one `ClientRecord` per slot, and each slot's generation.
+    pub records: usize,
+    /// Client keys too long to be kept inside the record.
+    pub long_keys: usize,
+    /// The key -> slot and address -> slot indexes (4 bytes and a control byte a bucket).
+    pub indexes: usize,
+    /// The clients' own reply bytes (paper 5.7: address, lease times, identity).
+    pub own_reply_bytes: usize,
+    /// The shared templates (and the templates of replies kept alone).
+    pub templates: usize,
+    /// The order of pending records.
+    pub pending_order: usize,
+}
+
+impl TableMemory {
+    /// The sum.
+    pub fn total(&self) -> usize {
+        self.records + self.long_keys + self.indexes + self.own_reply_bytes + self.templates + self.pending_order
+    }
+}
+
+/// What malloc takes for a block of `n` bytes.
+fn malloc_chunk(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        (n + 8).max(32).div_ceil(16) * 16
+    }
+}
+
 /// The table.
 pub struct ClientTable {
     slots: Vec<Option<ClientRecord>>,
@@ -577,6 +612,33 @@ impl ClientTable {
         self.by_address
             .find(self.hasher.hash_one(address), |s| record_in(slots, *s).is_some_and(|r| r.address == address))
             .copied()
+    }
+
+    /// Where its memory goes (walks every record).
+    pub fn memory(&self) -> TableMemory {
+        let buckets = |capacity: usize| if capacity == 0 { 0 } else { (capacity * 8 / 7).next_power_of_two() };
+        let mut m = TableMemory {
+            records: self.slots.capacity() * core::mem::size_of::<Option<ClientRecord>>()
+                + self.generations.capacity() * 4
+                + self.free.capacity() * 4,
+            indexes: (buckets(self.by_key.capacity()) + buckets(self.by_address.capacity())) * 5,
+            pending_order: self.pending_order.capacity() * core::mem::size_of::<RecordRef>(),
+            ..TableMemory::default()
+        };
+        let mut shared = hashbrown::HashSet::new();
+        for (_, r) in self.iter() {
+            if let KeyBytes::Heap(b) = &r.key.0 {
+                m.long_keys += malloc_chunk(b.len());
+            }
+            if let Some(reply) = &r.reply {
+                m.own_reply_bytes += malloc_chunk(reply.own_bytes().len());
+                let t = reply.template();
+                if shared.insert(std::sync::Arc::as_ptr(t) as usize) {
+                    m.templates += malloc_chunk(t.as_bytes().len()) + malloc_chunk(core::mem::size_of_val(&**t) + 16);
+                }
+            }
+        }
+        m
     }
 
     /// The shared parts of the replies ([`crate::templates`]).

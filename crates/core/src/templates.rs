@@ -182,6 +182,14 @@ impl Template {
         rest.is_empty()
     }
 
+    /// The shortest own bytes that fit this template: zero header fields and chaddr, every
+    /// per-client option empty.
+    pub fn minimal_own(&self) -> Vec<u8> {
+        let Some(p) = self.parts() else { return Vec::new() };
+        let hlen = p.head.get(HLEN_AT).map_or(0, |h| usize::from(*h).min(16));
+        vec![0u8; OWN_HEADER_END - OWN_HEADER_AT + hlen + p.splices.len() / SPLICE_LEN]
+    }
+
     /// The length of the shared tail (bytes 236.. without the per-client options).
     fn tail_len(&self) -> usize {
         self.parts().map_or(0, |p| p.tail.len())
@@ -493,6 +501,8 @@ impl TemplateSet {
         let id = template.id;
         let dead = match self.live.find_entry(id, |(i, _)| *i == id) {
             Ok(e) => match e.get().1.upgrade() {
+                // The very template (a restore: every record of a template names one copy).
+                Some(found) if Arc::ptr_eq(&found, template) => return Interned::Shared,
                 Some(found) if *found == **template => {
                     *template = found;
                     return Interned::Shared;

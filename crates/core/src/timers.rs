@@ -50,7 +50,9 @@ pub enum Timer {
     /// Pool mode: the pools are filled up to `[pool] size` free entries.
     PoolRefill,
     /// Pool mode: a forwarded DISCOVER's `fallback_after` is up ([`crate::pool::assign`]).
-    PoolFallback(crate::transactions::RequestId),
+    /// Boxed: the request id takes 24 bytes, and every timer (one per client record with a
+    /// short lease) would take its size.
+    PoolFallback(Box<crate::transactions::RequestId>),
 }
 
 /// The timer heap: earliest deadline first, ties in the order armed.
@@ -83,6 +85,11 @@ impl Timers {
     /// Keep only the timers for which `live(deadline, timer)` holds.
     pub fn retain(&mut self, mut live: impl FnMut(Timestamp, &Timer) -> bool) {
         self.heap.retain(|Reverse((at, _, timer))| live(*at, timer));
+    }
+
+    /// Bytes its heap takes.
+    pub fn memory(&self) -> usize {
+        self.heap.capacity() * core::mem::size_of::<Reverse<(Timestamp, u64, Timer)>>()
     }
 
     /// Timers filed (live or stale).

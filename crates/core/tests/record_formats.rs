@@ -130,3 +130,40 @@ fn a_template_no_record_holds_any_more_is_deleted_from_the_store() {
     assert!(changes.contains(&format!("delete template {id:016x}")), "{changes:?}");
     assert!(changes.iter().any(|c| c.starts_with("delete hw:")), "{changes:?}");
 }
+
+#[test]
+fn templates_no_restored_record_takes_are_named_for_deletion() {
+    let mut c = config();
+    c.mode = Mode::Proxy;
+    let mut h = Harness::new(c);
+    h.advance(5);
+    let decoded: Vec<_> =
+        (1..3u8).map(|i| decode_record(&old_record(2, i, h.now.as_millis())).expect("decodes")).collect();
+    h.engine.restore(h.now, decoded);
+    let mut templates = Templates::new();
+    h.engine.dump_templates(|id, bytes| templates.add(&template_key(id), bytes).expect("a template"));
+    let mut records = Vec::new();
+    h.engine.dump(&mut Vec::new(), |_, b| records.push(b.to_vec()));
+    // Another template, of a client whose record is gone.
+    let mut other = ack(9);
+    other.truncate(other.len() - 1);
+    other.extend_from_slice(&[15, 7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 255]);
+    let mut set = cdra_core::templates::TemplateSet::new(4);
+    let mut gone = cdra_core::table::CachedReply::new(&other).expect("a reply");
+    set.intern(&mut gone);
+    templates.add(&template_key(gone.template().id()), gone.template().as_bytes()).expect("a template");
+    drop((gone, set));
+    // A fresh engine restores the records: one template taken, the other named unused.
+    let mut c = config();
+    c.mode = Mode::Proxy;
+    let mut h2 = Harness::new(c);
+    h2.now = h.now;
+    let decoded: Vec<_> = records
+        .iter()
+        .map(|b| decode_record_with(b, &templates).map(|(r, i)| (r, i.to_string())).expect("decodes"))
+        .collect();
+    assert_eq!(h2.engine.restore(h2.now, decoded).loaded, 2);
+    let unused: Vec<u64> = templates.unused().collect();
+    assert_eq!(unused.len(), 1);
+    assert!(h2.engine.table().templates().get(unused[0]).is_none());
+}

@@ -151,6 +151,8 @@ fn main() {
     let heap = (live_heap() - heap_before).max(0) as f64;
     assert_eq!(report.loaded, records, "{report:?}");
     let shared = engine.table().templates().len();
+    let memory = engine.table().memory();
+    let timers = engine.timers_memory();
     let per_client = heap / records as f64;
     drop(store);
     println!("records:                 {records} (store file {:.0} MB)", size as f64 / 1e6);
@@ -159,6 +161,22 @@ fn main() {
     println!("START-UP total:          {:.2} s", total.as_secs_f64());
     println!("client table heap:       {:.0} MiB ({per_client:.0} bytes per client)", heap / 1048576.0);
     println!("shared reply templates:  {shared} (paper 5.7: one per server and subnet here)");
+    let share = |what: &str, bytes: usize| {
+        println!(
+            "  {what:<24} {:>6.1} MiB {:>6.1} bytes per client",
+            bytes as f64 / 1048576.0,
+            bytes as f64 / records as f64
+        )
+    };
+    share("records (slab)", memory.records);
+    share("long keys", memory.long_keys);
+    share("key+address indexes", memory.indexes);
+    share("own reply bytes", memory.own_reply_bytes);
+    share("shared templates", memory.templates);
+    share("pending order", memory.pending_order);
+    share("timers", timers);
+    share("sum", memory.total() + timers);
+    println!("  (ClientRecord: {} bytes)", std::mem::size_of::<cdra_core::table::ClientRecord>());
     println!(
         "process resident:        {:.0} MiB before start-up, {:.0} MiB after (with --load: the whole daemon-side cost, redb cache included)",
         before as f64 / 1048576.0,

@@ -104,7 +104,7 @@ impl Engine {
         let id = RequestId::of(req.msg, req.ds);
         let fallback = Fallback { request: req.msg.as_bytes().to_vec(), admitted: req.admitted, ds: req.ds };
         self.pool_fallbacks.waiting.insert(id, fallback);
-        self.timers.arm(req.now.saturating_add(self.config.pool.fallback_after), Timer::PoolFallback(id));
+        self.timers.arm(req.now.saturating_add(self.config.pool.fallback_after), Timer::PoolFallback(Box::new(id)));
     }
 
     /// A DISCOVER's fallback time is up: the pool answers unless a server did.

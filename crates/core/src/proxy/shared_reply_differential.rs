@@ -323,3 +323,33 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Restore checks a template once (`persist::Templates::add`) and each record's own bytes
+    /// only for fitting it: any own bytes that fit a well-formed reply's template make a
+    /// well-formed reply (what the client owns only lengthens well-formed options).
+    #[test]
+    fn own_bytes_that_fit_a_good_template_make_a_good_reply(
+        reply in generated_reply(),
+        flips in prop::collection::vec((any::<usize>(), any::<u8>()), 0..8),
+        cut in any::<usize>(),
+    ) {
+        prop_assume!(Message::new_checked(&reply[..]).is_ok());
+        let r = CachedReply::new(&reply).expect("a whole message");
+        let mut own = r.own_bytes().to_vec();
+        for (at, x) in flips {
+            let n = own.len();
+            if n > 0 {
+                own[at % n] ^= x;
+            }
+        }
+        if cut % 3 == 0 && !own.is_empty() {
+            own.truncate(cut % own.len());
+        }
+        if let Some(other) = CachedReply::from_parts(r.template().clone(), &own) {
+            prop_assert!(Message::new_checked(other.to_vec()).is_ok());
+        }
+    }
+}
