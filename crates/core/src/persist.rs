@@ -76,7 +76,7 @@ impl Templates {
         // on the template alone (header, cookie, the shared options' structure, overload),
         // not on the client's own bytes, which only lengthen well-formed options
         // (`CachedReply::from_parts` checks that they fit).
-        let shortest = CachedReply::from_parts(Arc::clone(&t), &t.minimal_own()).ok_or(DecodeError::Invalid)?;
+        let shortest = CachedReply::from_parts(Arc::clone(&t), &t.minimal_own(), &[]).ok_or(DecodeError::Invalid)?;
         Message::new_checked(shortest.to_vec()).map_err(|_| DecodeError::Invalid)?;
         // It is in the store already.
         t.mark_persisted();
@@ -211,7 +211,7 @@ pub fn encode_record(r: &ClientRecord, interface: &str, out: &mut Vec<u8>) {
     put_u64(out, r.client_lease_end.map(|t| t.as_millis()).unwrap_or(0));
     let mut codes = [0u8; 256];
     let mut n = 0;
-    for c in r.param_list.codes() {
+    for c in r.param_list().codes() {
         if let Some(slot) = codes.get_mut(n) {
             *slot = c;
             n += 1;
@@ -289,7 +289,13 @@ pub fn decode_record_borrowed(bytes: &[u8]) -> Result<(ClientRecord, &str), Deco
 }
 
 /// The reply field: whole (formats 1, 2; format 3 tag 0) or a template and own bytes.
-fn read_reply(r: &mut Reader<'_>, version: u8, templates: &Templates) -> Result<CachedReply, DecodeError> {
+/// The reply field, `params` (the option 55 codes) kept with it.
+fn read_reply(
+    r: &mut Reader<'_>,
+    version: u8,
+    templates: &Templates,
+    params: &[u8],
+) -> Result<CachedReply, DecodeError> {
     let tag = if version >= 3 { r.u8()? } else { REPLY_WHOLE };
     match tag {
         REPLY_WHOLE => {
@@ -297,7 +303,9 @@ fn read_reply(r: &mut Reader<'_>, version: u8, templates: &Templates) -> Result<
             if reply.is_empty() || Message::new_checked(reply).is_err() {
                 return Err(DecodeError::Invalid);
             }
-            CachedReply::new(reply).ok_or(DecodeError::Invalid)
+            let mut reply = CachedReply::new(reply).ok_or(DecodeError::Invalid)?;
+            reply.set_param_codes(ParamList::new(params).codes());
+            Ok(reply)
         }
         REPLY_BY_TEMPLATE => {
             let id = r.u64()?;
@@ -305,7 +313,7 @@ fn read_reply(r: &mut Reader<'_>, version: u8, templates: &Templates) -> Result<
             let template = templates.0.get(&id).ok_or(DecodeError::UnknownTemplate)?;
             // The template was checked when read (`Templates::add`); the client's bytes must
             // fit it.
-            CachedReply::from_parts(Arc::clone(template), own).ok_or(DecodeError::Invalid)
+            CachedReply::from_parts(Arc::clone(template), own, params).ok_or(DecodeError::Invalid)
         }
         _ => Err(DecodeError::Invalid),
     }
@@ -341,7 +349,7 @@ pub fn decode_record_with<'a>(bytes: &'a [u8], templates: &Templates) -> Result<
         t => Some(Timestamp::from_millis(t)),
     };
     let params = r.bytes16()?;
-    let reply = read_reply(&mut r, version, templates)?;
+    let reply = read_reply(&mut r, version, templates, params)?;
     let origin = match version {
         1 => Origin::Server,
         _ => match (r.u8()?, r.u16()?) {
@@ -364,7 +372,6 @@ pub fn decode_record_with<'a>(bytes: &'a [u8], templates: &Templates) -> Result<
     rec.lease_start = lease_start;
     rec.last_update = last_update;
     rec.client_lease_end = client_lease_end;
-    rec.param_list = ParamList::new(params);
     rec.reply = Some(reply);
     rec.origin = origin;
     Ok((rec, interface))

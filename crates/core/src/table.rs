@@ -337,10 +337,9 @@ pub struct ClientRecord {
     /// Last time a server refreshed the configuration (LastUpdate).
     pub last_update: Timestamp,
     /// The last DHCPACK / BOOTREPLY from the server (Msg), option 82 removed, trimmed after
-    /// END. `None` until the server has answered.
+    /// END, with option 55 of the request it answers ([`ClientRecord::param_list`]). `None`
+    /// until the server has answered.
     pub reply: Option<CachedReply>,
-    /// Option 55 of the request the cached reply answers.
-    pub param_list: ParamList,
     /// The deadline of this record's one armed lapse timer (see `timers.rs`): a lapse
     /// timer that fires at another moment is stale and ignored.
     pub lapse_armed: Option<Timestamp>,
@@ -385,7 +384,6 @@ impl ClientRecord {
             last_contact: now,
             last_update: now,
             reply: None,
-            param_list: ParamList::EMPTY,
             lapse_armed: None,
             client_lease_end: None,
             upstream_renewal_sent: None,
@@ -451,6 +449,20 @@ pub enum Pool {
 }
 
 impl ClientRecord {
+    /// Option 55 of the request the cached reply answers (kept with the reply's own bytes;
+    /// empty without a reply).
+    pub fn param_list(&self) -> ParamList {
+        self.reply.as_ref().map_or(ParamList::EMPTY, |c| ParamList::new(c.param_codes()))
+    }
+
+    /// Keep `params` with the cached reply (set it after the reply: without one, there is
+    /// nothing it would be the request of).
+    pub fn set_param_list(&mut self, params: &ParamList) {
+        if let Some(c) = self.reply.as_mut() {
+            c.set_param_codes(params.codes());
+        }
+    }
+
     /// Why this record would be evicted: its pool was full.
     pub fn eviction(&self) -> Removal {
         match self.pool() {

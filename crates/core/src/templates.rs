@@ -216,9 +216,15 @@ impl fmt::Debug for Template {
 
 /// A server's reply as the table keeps it: a shared [`Template`] and the client's own bytes
 /// (module docs). [`CachedReply::expand_into`] gives back the message byte for byte.
+///
+/// The client's allocation also holds the option 55 list of the request the reply answers
+/// (Appendix B, "What happens if the client request changes?"): a count byte and the codes
+/// ascending, before the reply's own bytes (typically 10 bytes, where a 256-bit set in the
+/// record took 32).
 #[derive(Clone)]
 pub struct CachedReply {
     template: Arc<Template>,
+    /// The parameter codes' count, the codes, then the reply's own bytes.
     own: Box<[u8]>,
 }
 
@@ -255,6 +261,7 @@ impl CachedReply {
         let tail = message.get(COOKIE_AT..)?;
         let hlen = usize::from(*head.get(HLEN_AT)?).min(16);
         let mut own = Vec::with_capacity(64);
+        own.push(0); // no parameter list yet
         own.extend_from_slice(head.get(OWN_HEADER_AT..OWN_HEADER_END)?);
         own.extend_from_slice(head.get(CHADDR_AT..CHADDR_AT + hlen)?);
         // The tail without per-client options, and where each one was.
@@ -293,10 +300,42 @@ impl CachedReply {
         Some(CachedReply { template, own: own.into_boxed_slice() })
     }
 
-    /// A reply from its parts as the store keeps them (checked against the template: `None`
-    /// if the client's bytes do not fit it).
-    pub fn from_parts(template: Arc<Template>, own: &[u8]) -> Option<Self> {
-        template.fits(own).then(|| CachedReply { template, own: own.into() })
+    /// A reply from its parts as the store keeps them, with the option 55 codes `params`
+    /// (checked against the template: `None` if the client's bytes do not fit it). One
+    /// allocation.
+    pub fn from_parts(template: Arc<Template>, own: &[u8], params: &[u8]) -> Option<Self> {
+        if !template.fits(own) {
+            return None;
+        }
+        let mut v = Vec::with_capacity(1 + params.len() + own.len());
+        v.push(0);
+        v.extend(params.iter().copied().filter(|c| *c != 0).take(255));
+        let n = (v.len() - 1) as u8;
+        if let Some(count) = v.first_mut() {
+            *count = n;
+        }
+        v.extend_from_slice(own);
+        Some(CachedReply { template, own: v.into_boxed_slice() })
+    }
+
+    /// The option 55 codes kept with it (ascending; empty until set).
+    pub fn param_codes(&self) -> &[u8] {
+        let n = usize::from(self.own.first().copied().unwrap_or(0));
+        self.own.get(1..1 + n).unwrap_or(&[])
+    }
+
+    /// Keep `codes` (ascending, at most 255; code 0, PAD, is never kept) as its option 55
+    /// list.
+    pub fn set_param_codes(&mut self, codes: impl Iterator<Item = u8>) {
+        let mut v = Vec::with_capacity(self.own.len() + 16);
+        v.push(0);
+        v.extend(codes.filter(|c| *c != 0).take(255));
+        let n = (v.len() - 1) as u8;
+        if let Some(count) = v.first_mut() {
+            *count = n;
+        }
+        v.extend_from_slice(self.own_bytes());
+        self.own = v.into_boxed_slice();
     }
 
     /// The whole message's length.
@@ -306,7 +345,7 @@ impl CachedReply {
         let splices = p.as_ref().map_or(0, |p| p.splices.len() / SPLICE_LEN);
         let hlen = p.and_then(|p| p.head.get(HLEN_AT).copied()).map_or(0, |h| usize::from(h).min(16));
         let tail = self.template.tail_len();
-        COOKIE_AT + tail + splices + self.own.len() - (OWN_HEADER_END - OWN_HEADER_AT + hlen)
+        COOKIE_AT + tail + splices + self.own_bytes().len() - (OWN_HEADER_END - OWN_HEADER_AT + hlen)
     }
 
     /// Never empty (a message is at least its header).
@@ -318,7 +357,7 @@ impl CachedReply {
     /// small (or the parts do not fit together).
     pub fn expand_into(&self, out: &mut [u8]) -> Option<usize> {
         let p = self.template.parts()?;
-        let own = &self.own[..];
+        let own = self.own_bytes();
         out.get_mut(..SNAME_AT)?.copy_from_slice(p.head);
         let hlen = usize::from(*p.head.get(HLEN_AT)?).min(16);
         let (own_head, mut own) = own.split_at_checked(OWN_HEADER_END - OWN_HEADER_AT + hlen)?;
@@ -369,7 +408,7 @@ impl CachedReply {
     pub fn chaddr(&self) -> &[u8] {
         let hlen = self.template.parts().and_then(|p| p.head.get(HLEN_AT).copied()).unwrap_or(0);
         let at = OWN_HEADER_END - OWN_HEADER_AT;
-        self.own.get(at..at + usize::from(hlen).min(16)).unwrap_or(&[])
+        self.own_bytes().get(at..at + usize::from(hlen).min(16)).unwrap_or(&[])
     }
 
     /// Its template.
@@ -377,9 +416,10 @@ impl CachedReply {
         &self.template
     }
 
-    /// The client's own bytes, as the store keeps them.
+    /// The client's own bytes of the reply, as the store keeps them.
     pub fn own_bytes(&self) -> &[u8] {
-        &self.own
+        let n = usize::from(self.own.first().copied().unwrap_or(0));
+        self.own.get(1 + n..).unwrap_or(&[])
     }
 
     /// Bytes kept in memory for this client alone: its own bytes, and its template when it
@@ -399,7 +439,7 @@ impl Eq for CachedReply {}
 
 impl fmt::Debug for CachedReply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CachedReply({:?} + {} own bytes)", self.template, self.own.len())
+        write!(f, "CachedReply({:?} + {} own bytes)", self.template, self.own_bytes().len())
     }
 }
 
@@ -618,12 +658,26 @@ mod tests {
     }
 
     #[test]
+    fn the_parameter_list_kept_with_the_reply_changes_nothing_of_it() {
+        let m = ack(1, 1, 10, 3600, &[(61, &[1, 2, 0, 0, 0, 0, 1])]);
+        let mut r = CachedReply::new(&m).unwrap();
+        let own = r.own_bytes().to_vec();
+        assert!(r.param_codes().is_empty());
+        r.set_param_codes([0u8, 1, 3, 6, 15, 252].into_iter());
+        assert_eq!(r.param_codes(), &[1, 3, 6, 15, 252], "PAD is no parameter");
+        assert_eq!((r.own_bytes(), r.to_vec(), r.chaddr()), (&own[..], m.clone(), &[2, 0, 0, 0, 0, 1][..]));
+        assert_eq!(r.len(), m.len());
+        r.set_param_codes(core::iter::empty());
+        assert_eq!((r.param_codes(), r.to_vec()), (&[][..], m));
+    }
+
+    #[test]
     fn a_template_read_back_is_checked() {
         let r = CachedReply::new(&ack(1, 1, 10, 60, &[])).unwrap();
         let t = Template::from_bytes(r.template().as_bytes()).unwrap();
         assert_eq!(t.id(), r.template().id());
-        assert_eq!(CachedReply::from_parts(t.clone(), r.own_bytes()).unwrap().to_vec(), r.to_vec());
-        assert!(CachedReply::from_parts(t, &r.own_bytes()[..10]).is_none());
+        assert_eq!(CachedReply::from_parts(t.clone(), r.own_bytes(), &[]).unwrap().to_vec(), r.to_vec());
+        assert!(CachedReply::from_parts(t, &r.own_bytes()[..10], &[]).is_none());
         assert!(Template::from_bytes(&[9, 0, 1]).is_none());
     }
 }

@@ -731,7 +731,7 @@ fn a_pool_client_moves_asking_the_server_for_its_own_parameters() {
     // REQUEST, and the record answers the client's renewals with the server's lease for it
     // (no "changed request" forwarded after the move).
     let r = record(&h, &a).expect("record");
-    assert_eq!(r.param_list.codes().collect::<Vec<u8>>(), vec![1, 3, 6]);
+    assert_eq!(r.param_list().codes().collect::<Vec<u8>>(), vec![1, 3, 6]);
     server_answers_again(&mut h);
     assert!(move_started(&mut h, &a, addr).iter().any(|s| s.kind == Some(MessageType::Request)));
 }

@@ -76,6 +76,7 @@ fn records_of_formats_1_and_2_are_read_and_written_back_split() {
     for (i, (r, iface)) in decoded.iter().enumerate() {
         assert_eq!((iface.as_str(), r.address), ("rd0", Ipv4Addr::new(10, 77, 1, 100 + i as u8)));
         assert_eq!(r.reply.as_ref().map(|c| c.to_vec()), Some(ack(i as u8)), "the reply byte for byte");
+        assert_eq!(r.param_list().codes().collect::<Vec<u8>>(), [1, 3, 6], "option 55 kept with it");
     }
     let report = h.engine.restore(h.now, decoded);
     assert_eq!(report.loaded, 6);
@@ -98,6 +99,7 @@ fn records_of_formats_1_and_2_are_read_and_written_back_split() {
         assert_eq!(decode_record(b).err(), Some(DecodeError::UnknownTemplate));
         let (r, _) = decode_record_with(b, &templates).expect("decodes with its template");
         let i = r.address.octets()[3] - 100;
+        assert_eq!(r.param_list().codes().collect::<Vec<u8>>(), [1, 3, 6]);
         assert_eq!(r.reply.map(|c| c.to_vec()), Some(ack(i)));
     }
 }

@@ -348,7 +348,7 @@ proptest! {
         if cut % 3 == 0 && !own.is_empty() {
             own.truncate(cut % own.len());
         }
-        if let Some(other) = CachedReply::from_parts(r.template().clone(), &own) {
+        if let Some(other) = CachedReply::from_parts(r.template().clone(), &own, &[]) {
             prop_assert!(Message::new_checked(other.to_vec()).is_ok());
         }
     }
