@@ -169,3 +169,41 @@ fn templates_no_restored_record_takes_are_named_for_deletion() {
     assert_eq!(unused.len(), 1);
     assert!(h2.engine.table().templates().get(unused[0]).is_none());
 }
+
+/// `[limits] reply_templates`: beyond the bound a reply keeps its template alone (counted),
+/// and is stored whole; nothing is lost.
+#[test]
+fn beyond_the_template_bound_a_reply_is_kept_and_stored_whole() {
+    let mut c = config();
+    c.mode = Mode::Proxy;
+    c.limits.reply_templates = 1;
+    let mut h = Harness::new(c);
+    h.advance(5);
+    let plain = old_record(2, 1, h.now.as_millis());
+    // Client 2's reply has an option of its own (another template).
+    let mut special = old_record(2, 2, h.now.as_millis());
+    let reply_at = special.len() - 3 - ack(2).len();
+    let mut reply = ack(2);
+    let end = reply.iter().rposition(|b| *b == 255).expect("END");
+    reply.splice(end..end, [15, 4, b'h', b'o', b's', b't']);
+    special.truncate(reply_at - 2);
+    special.extend_from_slice(&(reply.len() as u16).to_le_bytes());
+    special.extend_from_slice(&reply);
+    special.extend_from_slice(&[0, 0, 0]);
+    let decoded = vec![decode_record(&plain).expect("decodes"), decode_record(&special).expect("decodes")];
+    assert_eq!(h.engine.restore(h.now, decoded).loaded, 2);
+    let t = h.engine.table().templates();
+    assert_eq!((t.len(), t.kept_alone()), (1, 1));
+    let mut templates = Templates::new();
+    h.engine.dump_templates(|id, bytes| templates.add(&template_key(id), bytes).expect("a template"));
+    assert_eq!(templates.len(), 1);
+    let mut records = Vec::new();
+    h.engine.dump(&mut Vec::new(), |_, b| records.push(b.to_vec()));
+    let replies: Vec<Vec<u8>> = records
+        .iter()
+        .map(|b| decode_record_with(b, &templates).expect("decodes").0.reply.expect("a reply").to_vec())
+        .collect();
+    assert!(replies.contains(&ack(1)) && replies.contains(&reply), "both replies, byte for byte");
+    // The one kept alone needs no template: it is whole in its record.
+    assert_eq!(records.iter().filter(|b| decode_record(b).is_ok()).count(), 1);
+}
