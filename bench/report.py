@@ -6,8 +6,8 @@ Usage: report.py RESULTS_DIR BENCHMARKS.md PLOT.png [--no-plot]
 
 Reads RESULTS_DIR/{selftest,null-relay,dhcrelay,dhcrelay-quiet,dnsmasq,dnsmasq-bcast,cdra-relay,cdra-proxy}.json, machine.txt and
 *.commands.txt; includes bench/commentary.md (hand-written analysis), bench/mgmt.md (written
-by bench/mgmt), bench/storm.md (written by bench/storm) and bench/fuzz.md (engine fuzzer
-long runs) when present.
+by bench/mgmt), bench/storm.md (written by bench/storm), bench/fuzz.md (engine fuzzer
+long runs) and bench/pair.md (a pair of relays sharing the table in Redis) when present.
 Standard library + matplotlib (Debian: python3-matplotlib).
 """
 
@@ -405,6 +405,9 @@ def main() -> int:
     fuzz = Path(__file__).with_name("fuzz.md")
     if fuzz.exists():
         md.append(fuzz.read_text().rstrip() + "\n")
+    pair = Path(__file__).with_name("pair.md")
+    if pair.exists():
+        md.append(pair.read_text().rstrip() + "\n")
     md.append("## Plot\n")
     md.append(f"![latency and drops]({png_path.relative_to(md_path.parent) if png_path.is_relative_to(md_path.parent) else png_path})\n")
     md.append("## How to run\n")

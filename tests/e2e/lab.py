@@ -1291,6 +1291,7 @@ def cdra_config(*, servers: Iterable[str] = (SERVER_IP,), downstream: str = DOWN
                 link_selection: bool = False, server_id_override: bool = False,
                 mode: str = "relay", proxy: dict[str, Any] | None = None,
                 store_path: str | Path | None = None, store_enabled: bool | None = None,
+                store_keys: dict[str, Any] | None = None,
                 control_socket: str | Path | None = None,
                 metrics_listen: str | None = None, user: str | None = None,
                 exec_prefix: list[str] | None = None, extra_downstream: Iterable[str] = (),
@@ -1310,6 +1311,7 @@ def cdra_config(*, servers: Iterable[str] = (SERVER_IP,), downstream: str = DOWN
     `extra_downstream` adds more `[[downstream]]` interfaces (by name only), `extra_upstream`
     more `[[upstream]]` ones; `sections`
     adds tables of their own, e.g. `{"limits": {"interface_rate": 20}}`;
+    `store_keys` adds keys to `[store]` (e.g. `{"backend": "redis", "url": ...}`);
     `downstream_keys`, `upstream_keys`, `relay_keys` and `option82_keys` add keys to the
     first `[[downstream]]`, the first `[[upstream]]`, `[relay]` and `[relay.option82]`
     (e.g. `{"source_interface": "ru0"}`, `{"vrf": "vrf-srv"}`, `{"source_port": 1067}`,
@@ -1342,6 +1344,7 @@ def cdra_config(*, servers: Iterable[str] = (SERVER_IP,), downstream: str = DOWN
             extra.append(f"enabled = {str(store_enabled).lower()}")
         if store_path is not None:
             extra.append(f"path = {_toml_str(str(store_path))}")
+        extra += [f"{k} = {_toml_value(v)}" for k, v in (store_keys or {}).items()]
         extra.append("")
     if control_socket is not None:
         extra += ["[control]", f"socket = {_toml_str(str(control_socket))}", ""]
@@ -1976,3 +1979,266 @@ def to_client(cap: Capture, mac: str, since: float = 0.0) -> list[dp.Frame]:
 
 def describe_frames(frames: Iterable[dp.Frame]) -> str:
     return "\n".join(f.describe() for f in frames) or "(none)"
+
+
+# --------------------------------------------------------------------------- a pair of relays
+
+# A pair of cdra relays sharing one table in Redis (issue 15 item 3, test_pair.py):
+#
+#   client ns eth0 --veth-- pN |              | up0 -- rd0 relay A (10.77.1.2) ru0 (10.77.0.2) -- sa0 |
+#                              | seg ns br0   |                                                     | srv ns bridge sv0
+#                              |              | up1 -- rd0 relay B (10.77.1.3) ru0 (10.77.0.3) -- sb0 | 10.77.0.1 (Kea)
+#                                                                     redis ns eth0 (10.77.0.9) -- sr0 |
+#
+# keepalived in both relay namespaces moves two VRRP addresses together (one sync group):
+# 10.77.1.1 (RELAY_DOWN_IP, the clients' router and server identifier, giaddr) on rd0 and
+# PAIR_UP_VIP on ru0 (the server's route to the client net). VRRP adverts are unicast to the
+# peer's address (no multicast needed inside the namespaces). A has the higher priority and
+# preempts: when it comes back, the address moves back to it.
+PAIR_A_DOWN = "10.77.1.2"
+PAIR_B_DOWN = "10.77.1.3"
+PAIR_A_UP = "10.77.0.2"
+PAIR_B_UP = "10.77.0.3"
+PAIR_UP_VIP = "10.77.0.4"
+REDIS_IP = "10.77.0.9"
+REDIS_PORT = 6379
+REDIS_PREFIX = "cdra:pair"
+
+
+class PairLab(Lab):
+    """Two relay namespaces (`rly`: relay A, `rly2`: relay B) on one client segment and one
+    server segment, Redis in a namespace of its own on the server segment."""
+
+    def __init__(self, name: str = "pair"):
+        super().__init__(name)
+        self.rly2 = f"{self.prefix}-rly2"
+        self.rds = f"{self.prefix}-rds"
+        self.relays: dict[str, PairRelay] = {}
+        self.keepalived: dict[str, Proc] = {}
+        self.redis: Proc | None = None
+
+    def relay_ns(self, which: str) -> str:
+        return {"A": self.rly, "B": self.rly2}[which]
+
+    def setup(self) -> "PairLab":
+        if os.geteuid() != 0:
+            raise LabError("the e2e lab needs root (network namespaces)")
+        sweep_stale()
+        self.arp_fulls_at_start = arp_table_fulls()
+        for ns in (self.srv, self.rly, self.rly2, self.seg, self.rds):
+            self._add_ns(ns)
+        ip = ["ip"]
+        for rns, srv_port, seg_port in ((self.rly, "sa0", "up0"), (self.rly2, "sb0", "up1")):
+            run(nsexec(rns) + ["sh", "-c", "echo 1 >/proc/sys/net/ipv4/ip_forward"])
+            run(ip + ["link", "add", UP_IF, "netns", rns, "type", "veth", "peer", "name",
+                      srv_port, "netns", self.srv])
+            run(ip + ["link", "add", DOWN_IF, "netns", rns, "type", "veth", "peer", "name",
+                      seg_port, "netns", self.seg])
+        run(ip + ["link", "add", "eth0", "netns", self.rds, "type", "veth", "peer", "name",
+                  "sr0", "netns", self.srv])
+        batch = {
+            self.seg: ["link add br0 type bridge stp_state 0 forward_delay 0",
+                       "link set up0 master br0", "link set up1 master br0",
+                       "link set up0 up", "link set up1 up", "link set br0 up"],
+            self.srv: ["link add sv0 type bridge stp_state 0 forward_delay 0",
+                       "link set sa0 master sv0", "link set sb0 master sv0",
+                       "link set sr0 master sv0", "link set sa0 up", "link set sb0 up",
+                       "link set sr0 up", "link set sv0 up",
+                       f"addr add {SERVER_IP}/24 dev sv0",
+                       f"route add {CLIENT_NET} via {PAIR_UP_VIP}"],
+            self.rly: [f"addr add {PAIR_A_DOWN}/24 dev {DOWN_IF}",
+                       f"addr add {PAIR_A_UP}/24 dev {UP_IF}",
+                       f"link set {DOWN_IF} up", f"link set {UP_IF} up"],
+            self.rly2: [f"addr add {PAIR_B_DOWN}/24 dev {DOWN_IF}",
+                        f"addr add {PAIR_B_UP}/24 dev {UP_IF}",
+                        f"link set {DOWN_IF} up", f"link set {UP_IF} up"],
+            self.rds: [f"addr add {REDIS_IP}/24 dev eth0", "link set eth0 up"],
+        }
+        for ns, cmds in batch.items():
+            run(["ip", "-n", ns, "-batch", "-"], input="\n".join(cmds) + "\n")
+        for ns, dev in ((self.srv, "sv0"), (self.rly, UP_IF), (self.rly, DOWN_IF),
+                        (self.rly2, UP_IF), (self.rly2, DOWN_IF), (self.rds, "eth0")):
+            wait_link_up(ns, dev)
+        self.relay_down_mac = self.mac_of(self.rly, DOWN_IF)
+        self.mac = {"A": self.relay_down_mac, "B": self.mac_of(self.rly2, DOWN_IF)}
+        return self
+
+    def add_client(self, mac: str | None = None) -> ClientNs:
+        """A client on the shared segment. Its router's MAC is not pinned: it moves with the
+        virtual address (keepalived's gratuitous ARPs)."""
+        i = len(self.clients) + 1
+        ns = f"{self.prefix}-c{i}"
+        mac = mac or f"02:79:{secrets.token_hex(1)}:{secrets.token_hex(1)}:{secrets.token_hex(1)}:{i:02x}"
+        self._add_ns(ns)
+        run(["ip", "link", "add", CLIENT_IF, "netns", ns, "address", mac, "type", "veth",
+             "peer", "name", f"p{i}", "netns", self.seg])
+        run(["ip", "-n", self.seg, "-batch", "-"],
+            input=f"link set p{i} master br0\nlink set p{i} up\n")
+        run(["ip", "-n", ns, "link", "set", CLIENT_IF, "up"])
+        wait_link_up(ns, CLIENT_IF)
+        c = ClientNs(self, ns, mac, i)
+        self.clients.append(c)
+        return c
+
+    # ---- Redis
+
+    def start_redis(self) -> Proc:
+        """redis-server in its namespace, listening on REDIS_IP; no snapshots unless asked
+        (`redis_cli("SHUTDOWN", "SAVE")`), its files under the lab dir."""
+        d = self.dir / "redis"
+        d.mkdir(exist_ok=True)
+        p = self.spawn("redis", nsexec(self.rds) + [
+            "redis-server", "--bind", REDIS_IP, "--port", str(REDIS_PORT),
+            "--protected-mode", "no", "--save", "", "--appendonly", "no",
+            "--dir", str(d), "--daemonize", "no", "--logfile", ""])
+        self.redis = p
+        wait_until(lambda: self.redis_cli("PING", check=False) == "PONG", 10,
+                   what="redis-server to answer")
+        return p
+
+    def stop_redis(self, save: bool = False) -> None:
+        if self.redis and self.redis.alive():
+            if save:
+                self.redis_cli("SHUTDOWN", "SAVE", check=False)
+                self.redis.wait(5)
+            self.redis.stop()
+
+    def redis_cli(self, *args: str, check: bool = True) -> str:
+        r = run(nsexec(self.rds) + ["redis-cli", "-h", REDIS_IP, "-p", str(REDIS_PORT), *args],
+                check=check, timeout=10)
+        return r.stdout.strip()
+
+    def stored_records(self) -> int:
+        return int(self.redis_cli("HLEN", f"{REDIS_PREFIX}:records") or 0)
+
+    # ---- keepalived
+
+    def start_keepalived(self, which: str, *, track_cdra: bool = False) -> Proc:
+        """keepalived (VRRP only) in relay `which`'s namespace: A priority 150, B 100.
+        `track_cdra`: a check script (`pgrep` of that relay's cdra, every second) takes the
+        addresses away from a router whose cdra is not running."""
+        ns = self.relay_ns(which)
+        a, b = (PAIR_A_DOWN, PAIR_A_UP), (PAIR_B_DOWN, PAIR_B_UP)
+        me, peer = (a, b) if which == "A" else (b, a)
+        prio = 150 if which == "A" else 100
+        conf = self.dir / f"keepalived-{which}.conf"
+        check, track = "", ""
+        if track_cdra:
+            check = textwrap.dedent(f"""\
+                vrrp_script cdra_running {{
+                    script "/usr/bin/pgrep -f -- {self.dir / f'cdra-{which}.toml'}"
+                    interval 1
+                    fall 1
+                    rise 1
+                }}
+                """)
+            track = "track_script {\n        cdra_running\n    }"
+        conf.write_text(check + textwrap.dedent(f"""\
+            global_defs {{
+                router_id cdra-pair-{which}
+                script_user root
+                vrrp_garp_master_delay 1
+                vrrp_garp_master_repeat 3
+            }}
+            vrrp_sync_group pair {{
+                group {{
+                    down
+                    up
+                }}
+            }}
+            vrrp_instance down {{
+                state BACKUP
+                interface {DOWN_IF}
+                virtual_router_id 51
+                priority {prio}
+                advert_int 1
+                unicast_src_ip {me[0]}
+                unicast_peer {{
+                    {peer[0]}
+                }}
+                virtual_ipaddress {{
+                    {RELAY_DOWN_IP}/24 dev {DOWN_IF}
+                }}
+                {track}
+            }}
+            vrrp_instance up {{
+                state BACKUP
+                interface {UP_IF}
+                virtual_router_id 52
+                priority {prio}
+                advert_int 1
+                unicast_src_ip {me[1]}
+                unicast_peer {{
+                    {peer[1]}
+                }}
+                virtual_ipaddress {{
+                    {PAIR_UP_VIP}/24 dev {UP_IF}
+                }}
+            }}
+            """))
+        d = self.dir
+        p = self.spawn(f"keepalived-{which}", nsexec(ns) + [
+            sbin("keepalived"), "--dont-fork", "--log-console", "--vrrp", "--use-file", str(conf),
+            "--pid", str(d / f"ka-{which}.pid"), "--vrrp_pid", str(d / f"ka-{which}-vrrp.pid"),
+            "--checkers_pid", str(d / f"ka-{which}-check.pid")])
+        self.keepalived[which] = p
+        return p
+
+    def holds_vip(self, which: str) -> bool:
+        out = run(["ip", "-n", self.relay_ns(which), "-o", "-4", "addr", "show", "dev", DOWN_IF]).stdout
+        return f" {RELAY_DOWN_IP}/" in out
+
+    # ---- cdra
+
+    def start_pair_relay(self, which: str, **kw) -> "PairRelay":
+        r = PairRelay(self, which, **kw)
+        self.components.append(r)
+        self.relays[which] = r
+        if which == "A":
+            self.relay = r
+        r.start()
+        return r
+
+
+def pair_relay_kw(lab: PairLab, which: str, *, proxy: dict[str, Any] | None = None,
+                  **kw) -> dict[str, Any]:
+    """cdra in proxy mode as one of the pair: downstream address the virtual one, the table
+    in the lab's Redis, `[ha] virtual_address`."""
+    cfg: dict[str, Any] = {
+        "mode": "proxy", "proxy": dict(proxy or {}), "address": RELAY_DOWN_IP,
+        "store_path": str(lab.dir / f"unused-{which}.redb"),
+        "store_keys": {"backend": "redis", "url": f"redis://{REDIS_IP}:{REDIS_PORT}/0",
+                       "key_prefix": REDIS_PREFIX, "timeout": "1s",
+                       "retry_interval": "1s", "retry_max_interval": "2s"},
+        "sections": {"ha": {"virtual_address": RELAY_DOWN_IP}},
+        "control_socket": str(lab.dir / f"cdra-{which}.sock"),
+        "metrics_listen": METRICS_LISTEN,
+    }
+    cfg.update(kw)
+    return cfg
+
+
+class PairRelay(CdraRelay):
+    """cdra in relay `which`'s namespace of a PairLab."""
+
+    def __init__(self, lab: PairLab, which: str, **cfg):
+        super().__init__(lab, **cfg)
+        self.which = which
+        self.ns = lab.relay_ns(which)
+
+    def __repr__(self) -> str:
+        return f"<cdra relay {self.which}>"
+
+    def start(self) -> None:
+        b = cdra_bin()
+        if not os.access(b, os.X_OK):
+            raise LabError(f"cdra binary not found at {b} (set CDRA_BIN, or "
+                           "cargo build --release)")
+        self.conf = self.lab.dir / f"cdra-{self.which}.toml"
+        self.conf.write_text(cdra_config(**self.cfg))
+        self.proc = self.lab.spawn(f"relay-cdra-{self.which}", nsexec(self.ns) + [
+            str(b), "run", "--config", str(self.conf)], env={"RUST_BACKTRACE": "1"})
+        self._wait_ready()
+
+    def metrics_text(self) -> str:
+        return http_get(self.ns, self.cfg["metrics_listen"], "/metrics")

@@ -181,6 +181,17 @@ pub(crate) enum StoreMode {
     Dump,
 }
 
+/// `store.backend`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum StoreBackendName {
+    /// `"redb"`: the embedded file at `store.path`.
+    #[default]
+    Redb,
+    /// `"redis"`: a hash in the Redis (or Valkey) at `store.url`, shareable by a pair.
+    Redis,
+}
+
 // ---------------------------------------------------------------- values checked on their own
 
 /// A DHCP server address: an IPv4 unicast address that is not loopback.
@@ -383,6 +394,7 @@ pub(crate) struct FileConfig {
     pub metrics: FileMetrics,
     pub store: FileStore,
     pub log: FileLog,
+    pub ha: FileHa,
 }
 
 impl Default for FileConfig {
@@ -401,6 +413,7 @@ impl Default for FileConfig {
             metrics: FileMetrics::default(),
             store: FileStore::default(),
             log: FileLog::default(),
+            ha: FileHa::default(),
         }
     }
 }
@@ -809,6 +822,21 @@ pub(crate) struct FileStore {
     pub retry_interval: Duration,
     #[serde(deserialize_with = "de::duration::<_, SEC, DAY>")]
     pub retry_max_interval: Duration,
+    pub backend: StoreBackendName,
+    /// The Redis URL (`backend = "redis"`).
+    pub url: Option<String>,
+    pub key_prefix: String,
+    #[serde(deserialize_with = "de::duration::<_, 10, { 60 * SEC }>")]
+    pub timeout: Duration,
+}
+
+/// `[ha]`: one of a pair of relays sharing the table in Redis.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct FileHa {
+    /// Active while this address is on one of this host's interfaces.
+    #[serde(deserialize_with = "de::opt_ipv4")]
+    pub virtual_address: Option<Ipv4Addr>,
 }
 
 impl Default for FileStore {
@@ -821,6 +849,10 @@ impl Default for FileStore {
             dump_interval: cdra_store::WriteMode::DEFAULT_DUMP_INTERVAL,
             retry_interval: DEFAULT_STORE_RETRY_INTERVAL,
             retry_max_interval: DEFAULT_STORE_RETRY_MAX_INTERVAL,
+            backend: StoreBackendName::default(),
+            url: None,
+            key_prefix: cdra_store::RedisConfig::DEFAULT_KEY_PREFIX.to_string(),
+            timeout: cdra_store::RedisConfig::DEFAULT_TIMEOUT,
         }
     }
 }
@@ -890,6 +922,8 @@ pub struct Settings {
     pub user: Option<String>,
     /// Persistent client table (proxy mode), if enabled.
     pub store: Option<StoreSettings>,
+    /// One of a pair of relays sharing the table (`[ha]`), if configured.
+    pub ha: Option<HaSettings>,
     /// The per-client event log.
     pub events: EventLogSettings,
 }
@@ -904,6 +938,47 @@ pub struct StoreSettings {
     pub retry_interval: Duration,
     /// ... up to this long.
     pub retry_max_interval: Duration,
+    /// Where the table lives: the redb file of `config.path`, or Redis.
+    pub backend: StoreBackend,
+}
+
+/// Where the client table lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreBackend {
+    /// The embedded redb file (`StoreSettings::config`).
+    Redb,
+    /// A hash in Redis (its commit interval, mode and queue those of `StoreSettings::config`).
+    Redis(cdra_store::RedisConfig),
+}
+
+/// `[ha]`: this relay is one of a pair sharing its table in Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HaSettings {
+    /// The VRRP address: this relay is the active one (answers clients, writes the table)
+    /// while the address is on one of its interfaces, the standby otherwise.
+    pub virtual_address: Ipv4Addr,
+    /// Where it came from.
+    pub source: HaSource,
+}
+
+/// Where a pair's virtual address was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HaSource {
+    /// `[ha] virtual_address`.
+    Configured,
+    /// No `[ha]`, the table in Redis: the first `[[downstream]] address` (a relay answering
+    /// as an address that is elsewhere must not write the shared table).
+    DownstreamAddress,
+}
+
+impl HaSource {
+    /// As the log says it.
+    pub fn label(self) -> &'static str {
+        match self {
+            HaSource::Configured => "ha.virtual_address",
+            HaSource::DownstreamAddress => "the first downstream address (store.backend = \"redis\", no [ha])",
+        }
+    }
 }
 
 /// Read and validate a configuration file.
@@ -965,6 +1040,7 @@ pub(crate) fn validate(file: FileConfig) -> Result<Settings, ConfigError> {
         metrics,
         store,
         log,
+        ha,
     } = file;
     let limits = limits(file_limits, proxy.max_tracked_requests)?;
     if servers.is_empty() {
@@ -1023,6 +1099,8 @@ pub(crate) fn validate(file: FileConfig) -> Result<Settings, ConfigError> {
             "needs relay.option82.insert = true (the relay source port sub-option of RFC 8357 asks the server to answer there)",
         ));
     }
+    let store = store_settings(store, mode)?;
+    let ha = ha_settings(ha, mode, store.as_ref(), &downstream)?;
     let downstream = downstream
         .into_iter()
         .map(|d| DownstreamSettings {
@@ -1065,7 +1143,8 @@ pub(crate) fn validate(file: FileConfig) -> Result<Settings, ConfigError> {
             list_chunk: control.list_chunk,
         },
         user: user.map(|u| u.0),
-        store: store_settings(store, mode)?,
+        store,
+        ha,
         events: EventLogSettings { format: log.events, queue: log.events_queue },
     })
 }
@@ -1082,7 +1161,18 @@ fn store_settings(f: FileStore, mode: Mode) -> Result<Option<StoreSettings>, Con
             ),
         ));
     }
-    let Some(path) = f.path else { return Ok(None) };
+    if f.backend == StoreBackendName::Redb && f.url.is_some() {
+        return Err(err("store.url", "is only read with backend = \"redis\" (the redb file is store.path)"));
+    }
+    if f.key_prefix.is_empty() {
+        return Err(err("store.key_prefix", "must not be empty"));
+    }
+    let path = match (f.backend, f.path) {
+        (StoreBackendName::Redb, None) => return Ok(None),
+        (StoreBackendName::Redb, Some(path)) => path,
+        // The redb path is not used with Redis; `path = ""` does not turn Redis off.
+        (StoreBackendName::Redis, path) => path.unwrap_or_else(|| PathBuf::from(DEFAULT_STORE_PATH)),
+    };
     if !f.enabled.unwrap_or(mode.caches()) {
         return Ok(None);
     }
@@ -1092,7 +1182,71 @@ fn store_settings(f: FileStore, mode: Mode) -> Result<Option<StoreSettings>, Con
         StoreMode::GroupCommit => cdra_store::WriteMode::GroupCommit,
         StoreMode::Dump => cdra_store::WriteMode::PeriodicDump { interval: f.dump_interval },
     };
-    Ok(Some(StoreSettings { config, retry_interval: f.retry_interval, retry_max_interval: f.retry_max_interval }))
+    let backend = match f.backend {
+        StoreBackendName::Redb => StoreBackend::Redb,
+        StoreBackendName::Redis => {
+            let Some(url) = f.url else {
+                return Err(err(
+                    "store.url",
+                    "backend = \"redis\" needs the Redis URL, like \"redis://10.0.0.5:6379/0\"",
+                ));
+            };
+            let redis = cdra_store::RedisConfig {
+                url,
+                key_prefix: f.key_prefix,
+                timeout: f.timeout,
+                commit_interval: config.commit_interval,
+                mode: config.mode,
+                queue_capacity: config.queue_capacity,
+            };
+            redis.check_url().map_err(|e| err("store.url", e))?;
+            StoreBackend::Redis(redis)
+        }
+    };
+    Ok(Some(StoreSettings {
+        config,
+        retry_interval: f.retry_interval,
+        retry_max_interval: f.retry_max_interval,
+        backend,
+    }))
+}
+
+/// `[ha]`: a pair shares its table in Redis, and its clients must see the address that
+/// moves (their unicasts reach whichever relay holds it).
+fn ha_settings(
+    f: FileHa,
+    mode: Mode,
+    store: Option<&StoreSettings>,
+    downstream: &[FileDownstream],
+) -> Result<Option<HaSettings>, ConfigError> {
+    let shared = matches!(store.map(|s| &s.backend), Some(StoreBackend::Redis(_)));
+    let Some(virtual_address) = f.virtual_address else {
+        // A relay writing a shared table as the address it answers for must not write it
+        // while that address is elsewhere (another relay answers for it then): with Redis,
+        // the first `[[downstream]] address` is the pair's address unless `[ha]` says.
+        let implied = downstream.iter().find_map(|d| d.address);
+        return Ok(match (shared && matches!(mode, Mode::Proxy | Mode::Spoof), implied) {
+            (true, Some(virtual_address)) => Some(HaSettings { virtual_address, source: HaSource::DownstreamAddress }),
+            _ => None,
+        });
+    };
+    let key = "ha.virtual_address";
+    if !matches!(mode, Mode::Proxy | Mode::Spoof) {
+        return Err(err(key, "a pair sharing its table needs mode = \"proxy\" or \"spoof\""));
+    }
+    if !shared {
+        return Err(err(key, "a pair shares its table in Redis: set store.backend = \"redis\" and store.url"));
+    }
+    if !downstream.iter().any(|d| d.address == Some(virtual_address)) {
+        return Err(err(
+            key,
+            format!(
+                "{virtual_address} must be the address of a [[downstream]] (address = \"{virtual_address}\"): \
+                 clients must see the address that moves"
+            ),
+        ));
+    }
+    Ok(Some(HaSettings { virtual_address, source: HaSource::Configured }))
 }
 
 #[cfg(test)]
@@ -1110,6 +1264,67 @@ mod tests {
         assert!(!s.option82.insert);
         assert_eq!(s.option82.policy, Option82Policy::Forward);
         assert_eq!(s.limits, Limits::default());
+    }
+
+    #[test]
+    fn a_pair_shares_its_table_in_redis() {
+        let proxy = "mode = \"proxy\"\nservers = [\"10.0.0.1\"]\n[[downstream]]\ninterface = \"eth1\"\naddress = \"10.1.1.1\"\n";
+        let redis = "[store]\nbackend = \"redis\"\nurl = \"redis://10.0.0.9:6379/0\"\n";
+        let s = parse(&format!(
+            "{proxy}{redis}key_prefix = \"cdra:site1\"\ntimeout = \"500ms\"\n[ha]\nvirtual_address = \"10.1.1.1\"\n"
+        ))
+        .expect("valid");
+        let store = s.store.expect("a store");
+        let StoreBackend::Redis(r) = &store.backend else { panic!("redis: {:?}", store.backend) };
+        assert_eq!(
+            (r.url.as_str(), r.key_prefix.as_str(), r.timeout),
+            ("redis://10.0.0.9:6379/0", "cdra:site1", Duration::from_millis(500))
+        );
+        assert_eq!(r.commit_interval, store.config.commit_interval);
+        assert_eq!(
+            s.ha,
+            Some(HaSettings { virtual_address: Ipv4Addr::new(10, 1, 1, 1), source: HaSource::Configured })
+        );
+        // The default stays the embedded file, and no pair.
+        let s = parse(proxy).expect("valid");
+        assert_eq!(s.store.expect("a store").backend, StoreBackend::Redb);
+        assert_eq!(s.ha, None);
+        // Redis without [ha]: the downstream address is the pair's; without one, no pair.
+        let s = parse(&format!("{proxy}{redis}")).expect("valid");
+        assert_eq!(
+            s.ha,
+            Some(HaSettings { virtual_address: Ipv4Addr::new(10, 1, 1, 1), source: HaSource::DownstreamAddress })
+        );
+        let s = parse(&format!("{}{redis}", proxy.replace("address = \"10.1.1.1\"\n", ""))).expect("valid");
+        assert_eq!(s.ha, None);
+        for (text, want) in [
+            (format!("{proxy}[store]\nbackend = \"redis\"\n"), "store.url: backend = \"redis\" needs the Redis URL"),
+            (format!("{proxy}[store]\nurl = \"redis://x\"\n"), "store.url: is only read with backend = \"redis\""),
+            (
+                format!("{proxy}[store]\nbackend = \"redis\"\nurl = \"http://x\"\n"),
+                "store.url: \"http://x\" is not a Redis URL",
+            ),
+            (format!("{proxy}[store]\nbackend = \"etcd\"\n"), "store.backend: unknown variant `etcd`"),
+            (
+                format!("{proxy}[store]\nbackend = \"redis\"\nurl = \"rediss://10.0.0.9/0\"\n"),
+                "store.url: \"rediss://10.0.0.9/0\" is not a Redis URL: can't connect with TLS",
+            ),
+            (
+                format!("{proxy}[ha]\nvirtual_address = \"10.1.1.1\"\n"),
+                "ha.virtual_address: a pair shares its table in Redis",
+            ),
+            (
+                format!("{proxy}{redis}[ha]\nvirtual_address = \"10.1.1.9\"\n"),
+                "ha.virtual_address: 10.1.1.9 must be the address of a [[downstream]]",
+            ),
+            (
+                format!("{}{redis}[ha]\nvirtual_address = \"10.1.1.1\"\n", proxy.replace("proxy", "relay")),
+                "ha.virtual_address: a pair sharing its table needs mode",
+            ),
+        ] {
+            let e = parse(&text).expect_err("must be rejected").to_string();
+            assert!(e.starts_with(want), "{e}\nwanted: {want}");
+        }
     }
 
     #[test]
@@ -1211,6 +1426,7 @@ mod tests {
             include_str!("../../../contrib/proxy.toml"),
             include_str!("../../../contrib/spoof.toml"),
             include_str!("../../../contrib/pool.toml"),
+            include_str!("../../../contrib/pair.toml"),
         ] {
             parse(text).expect("example configuration must stay valid");
         }

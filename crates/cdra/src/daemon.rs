@@ -45,12 +45,13 @@ use cdra_sys::udp::{RecvBatch, UdpSocket};
 use cdra_wire::ipv4::{write_ipv4_udp, FrameError, Ipv4Udp, Ipv4UdpHeader, UdpChecksum, IPV4_UDP_HEADER_LEN};
 
 use crate::config::Settings;
+use crate::ha::{HaStatus, Role};
 use crate::interception::Intercepts;
 use crate::links::{self, LinkLog};
 use crate::management;
 use crate::metrics::IoCounters;
-use crate::persistence::Persistence;
 use crate::report;
+use crate::table_store::TableStore;
 
 /// Datagrams received per `recvmmsg`.
 const RECV_BATCH: usize = 32;
@@ -61,6 +62,9 @@ const BOOTREQUEST: u8 = 1;
 const RECV_BUFFER: usize = 4096;
 /// Outbox slots: a full batch can produce one datagram per server per request.
 const OUTBOX_SLOTS: usize = RECV_BATCH * 4;
+/// How often the loop looks for the end of a table load from Redis (a takeover), instead
+/// of sleeping up to a second: the relay is silent until it is loaded.
+const LOAD_POLL: Duration = Duration::from_millis(5);
 
 /// What the loop does after one `recvmmsg`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,6 +250,11 @@ impl UdpSockets {
 
 /// Sockets of the data plane.
 struct Io {
+    /// False while this relay is the standby of a pair (or taking over, before its table
+    /// is loaded): what is read is dropped ([`Io::standby_drops`]) and nothing is sent.
+    serving: bool,
+    /// Datagrams and tapped frames read while not serving.
+    standby_drops: u64,
     udp: UdpSockets,
     /// The VRF of each downstream interface in one (its ifindex, the VRF's name).
     link_vrfs: Vec<(u32, String)>,
@@ -380,6 +389,9 @@ impl Io {
     }
 
     fn send_all(&mut self, outbox: &Outbox) {
+        if !self.serving {
+            return;
+        }
         self.start_probes(outbox);
         for out in outbox.iter() {
             let payload = out.payload();
@@ -518,6 +530,10 @@ fn read_taps(
                 let Some(ingress) = tapped_ingress(&tapped, &mut io.bad_frames, &mut io.other_host_frames) else {
                     continue;
                 };
+                if !io.serving {
+                    io.standby_drops += 1;
+                    continue;
+                }
                 let verdict = engine.handle_datagram(now, ingress, outbox);
                 if let Verdict::Dropped(reason) = verdict {
                     tracing::debug!(ifindex = ingress.ifindex, src = %ingress.src, reason = reason.label(), "dropped");
@@ -731,6 +747,8 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
         }
     }
     let mut io = Io {
+        serving: true,
+        standby_drops: 0,
         udp,
         link_vrfs: Vec::new(),
         taps: Vec::new(),
@@ -787,8 +805,15 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
     let mut outbox = Outbox::new(OUTBOX_SLOTS);
     let mut batch = RecvBatch::new(RECV_BATCH, RECV_BUFFER);
     let clock = Clock::new();
+    // `[ha]`: active while the virtual address is here (crate::ha); without it, always.
+    let virtual_address = settings.ha.map(|h| h.virtual_address);
+    let mut role = crate::ha::current_role(virtual_address);
+    let mut ha = settings.ha.map(|h| {
+        tracing::info!(virtual_address = %h.virtual_address, from = h.source.label(), role = role.label(), "one of a pair of relays sharing the client table: active while the virtual address is on this host");
+        HaStatus { active: role == Role::Active, takeovers: u64::from(role == Role::Active), standby_drops: 0 }
+    });
     let mut persistence = match (&settings.store, engine.config().mode) {
-        (Some(store), mode) if mode.caches() => Some(Persistence::start(store, &mut engine, clock.now())),
+        (Some(store), mode) if mode.caches() => Some(TableStore::start(store, &mut engine, clock.now(), role)),
         _ => None,
     };
     // The per-client event log (`[log] events`), after the restore: restored records are
@@ -848,6 +873,8 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
             None => Duration::from_secs(1),
         };
         let wait = if mgmt.as_ref().is_some_and(|m| m.wants_turn()) { Duration::ZERO } else { wait };
+        // A table loading on its thread is picked up within LOAD_POLL of its end.
+        let wait = if persistence.as_ref().is_some_and(TableStore::loading) { wait.min(LOAD_POLL) } else { wait };
         cdra_sys::poll::wait_readable(&fds, Some(wait), &mut ready).context("waiting for packets")?;
         if ready.get(1) == Some(&true) {
             while matches!(std::io::Read::read(&mut &signal_read, &mut drain), Ok(n) if n > 0) {}
@@ -869,7 +896,11 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
                 }
                 Err(e) => tracing::warn!("following interface changes: {e:#}"),
             }
+            if let (Some(address), Some(status)) = (virtual_address, ha.as_mut()) {
+                follow_virtual_address(address, &mut role, status, persistence.as_mut(), &mut engine);
+            }
         }
+        io.serving = role == Role::Active && persistence.as_ref().is_none_or(TableStore::serving);
         if hangup.swap(false, Ordering::Relaxed) {
             let text = reload(
                 &mut settings,
@@ -903,7 +934,8 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
         // Management queries (metrics, control): a bounded share per turn, see management.rs.
         if let (Some(i), Some(m)) = (mgmt_at, mgmt.as_mut()) {
             if ready.get(i) == Some(&true) || m.wants_turn() {
-                let persistence = persistence.as_ref().map(Persistence::status);
+                let persistence = persistence.as_ref().map(TableStore::status);
+                let ha = ha.map(|h| HaStatus { standby_drops: io.standby_drops, ..h });
                 let counters = IoCounters {
                     send_errors: io.send_errors,
                     oversized: truncated,
@@ -915,6 +947,7 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
                     persistence,
                     intercept: intercepts.as_ref().map(|i| i.status()),
                     event_write_errors: events.as_ref().map_or(0, |l| l.write_errors),
+                    ha,
                 };
                 m.serve(&mut engine, now, counters);
                 // `cdra reload` and `config` over the control socket: done here, where the
@@ -967,6 +1000,10 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
                     let Some(rx) = batch.try_get(i) else { continue };
                     if rx.truncated {
                         truncated += 1;
+                        continue;
+                    }
+                    if !io.serving {
+                        io.standby_drops += 1;
                         continue;
                     }
                     // A tapped link's requests are the tap's (should the filter have let one in).
@@ -1027,6 +1064,28 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
     }
     report::log_counters(&engine, io.send_errors, truncated);
     Ok(())
+}
+
+/// An address changed on this host: if the pair's virtual address came or went, this relay
+/// takes over or hands over (crate::ha).
+fn follow_virtual_address(
+    address: std::net::Ipv4Addr,
+    role: &mut Role,
+    status: &mut HaStatus,
+    store: Option<&mut TableStore>,
+    engine: &mut Engine,
+) {
+    let now = crate::ha::current_role(Some(address));
+    if now == *role {
+        return;
+    }
+    tracing::info!(virtual_address = %address, from = role.label(), to = now.label(), "the virtual address moved: this relay is now the {}", now.label());
+    *role = now;
+    status.active = now == Role::Active;
+    status.takeovers += u64::from(now == Role::Active);
+    if let Some(store) = store {
+        store.role_changed(engine, now);
+    }
 }
 
 /// A reload (SIGHUP or `cdra reload`): the file read and checked as `cdra check` does, then

@@ -15,6 +15,7 @@ mod control;
 mod daemon;
 mod dhcrelay_cli;
 mod event_log;
+mod ha;
 mod interception;
 mod links;
 mod management;
@@ -27,6 +28,8 @@ mod privileges;
 mod reload;
 mod report;
 mod service;
+mod shared_store;
+mod table_store;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -40,6 +40,8 @@ pub struct IoCounters {
     pub intercept: Option<crate::interception::InterceptStatus>,
     /// Event log lines that could not be written (`[log] events`).
     pub event_write_errors: u64,
+    /// One of a pair of relays (`[ha]`).
+    pub ha: Option<crate::ha::HaStatus>,
 }
 
 /// The probe methods, as the `method` label of the probe metrics says them.
@@ -325,6 +327,26 @@ pub fn render(st: &Static, snap: &Snapshot, mgmt: &ManagementCounters) -> String
             "Failed attempts to open the client table store.",
         );
         let _ = writeln!(out, "cdra_persistence_open_failures_total {}", p.open_failures);
+        family(
+            &mut out,
+            "cdra_persistence_commit_failures_total",
+            "counter",
+            "Failed commits to the client table store (each retried; with Redis, after reconnecting).",
+        );
+        let _ = writeln!(out, "cdra_persistence_commit_failures_total {}", p.commit_failures);
+    }
+    if let Some(h) = io.ha {
+        family(&mut out, "cdra_ha_active", "gauge", "1 while this relay holds the pair's virtual address ([ha]).");
+        let _ = writeln!(out, "cdra_ha_active {}", u8::from(h.active));
+        family(&mut out, "cdra_ha_takeovers_total", "counter", "Times this relay became the active one of the pair.");
+        let _ = writeln!(out, "cdra_ha_takeovers_total {}", h.takeovers);
+        family(
+            &mut out,
+            "cdra_ha_standby_drops_total",
+            "counter",
+            "Datagrams read while not serving (standby, or taking over before the table was loaded): dropped.",
+        );
+        let _ = writeln!(out, "cdra_ha_standby_drops_total {}", h.standby_drops);
     }
     if let Some(i) = io.intercept {
         family(

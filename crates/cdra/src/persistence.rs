@@ -24,25 +24,25 @@ use crate::config::StoreSettings;
 
 /// Waits between attempts: `first`, then doubling, never more than `max`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Backoff {
+pub(crate) struct Backoff {
     next: Duration,
     first: Duration,
     max: Duration,
 }
 
 impl Backoff {
-    fn new(first: Duration, max: Duration) -> Self {
+    pub(crate) fn new(first: Duration, max: Duration) -> Self {
         Backoff { next: first.min(max), first, max }
     }
 
     /// The wait before the next attempt (each call doubles the following one).
-    fn next_wait(&mut self) -> Duration {
+    pub(crate) fn next_wait(&mut self) -> Duration {
         let wait = self.next;
         self.next = self.next.saturating_mul(2).min(self.max);
         wait
     }
 
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.next = self.first.min(self.max);
     }
 }
@@ -61,6 +61,8 @@ pub struct PersistenceStatus {
     pub up: bool,
     /// Failed attempts to open it since start-up.
     pub open_failures: u64,
+    /// Failed commits (each retried) since start-up.
+    pub commit_failures: u64,
 }
 
 /// The store, or the plan to open it.
@@ -90,7 +92,14 @@ impl Persistence {
 
     /// Whether the store is open, and how often opening it failed.
     pub fn status(&self) -> PersistenceStatus {
-        PersistenceStatus { up: matches!(self.state, State::Up(_)), open_failures: self.open_failures }
+        PersistenceStatus {
+            up: matches!(self.state, State::Up(_)),
+            open_failures: self.open_failures,
+            commit_failures: match &self.state {
+                State::Up(w) => w.stats().errors,
+                State::Down { .. } => 0,
+            },
+        }
     }
 
     fn attempt(&mut self, engine: &mut Engine, now: Timestamp) {
@@ -261,6 +270,7 @@ mod tests {
             config: StoreConfig::new(path),
             retry_interval: Duration::from_secs(1),
             retry_max_interval: Duration::from_secs(4),
+            backend: crate::config::StoreBackend::Redb,
         }
     }
 
@@ -367,11 +377,11 @@ mod tests {
         std::fs::create_dir(&path).expect("mkdir");
         let (mut engine, t0) = engine_with_a_client();
         let mut p = Persistence::start(&settings(&path), &mut engine, t0);
-        assert_eq!(p.status(), PersistenceStatus { up: false, open_failures: 1 });
+        assert_eq!(p.status(), PersistenceStatus { up: false, open_failures: 1, commit_failures: 0 });
         // Changes made meanwhile are dropped, not piled up: the dump covers them.
         std::fs::remove_dir(&path).expect("rmdir");
         p.flush_changes(&mut engine, t0.saturating_add(Duration::from_secs(1)));
-        assert_eq!(p.status(), PersistenceStatus { up: true, open_failures: 1 });
+        assert_eq!(p.status(), PersistenceStatus { up: true, open_failures: 1, commit_failures: 0 });
         p.shutdown(&mut engine);
         assert_eq!(stored_records(&path), 1);
     }
@@ -382,14 +392,14 @@ mod tests {
         let path = dir.path().join("sub").join("clients.redb");
         let (mut engine, t0) = engine_with_a_client();
         let mut p = Persistence::start(&settings(&path), &mut engine, t0);
-        assert_eq!(p.status(), PersistenceStatus { up: true, open_failures: 0 });
+        assert_eq!(p.status(), PersistenceStatus { up: true, open_failures: 0, commit_failures: 0 });
         p.dump(&engine);
         p.shutdown(&mut engine);
         assert_eq!(stored_records(&path), 1);
         // A restart loads it back.
         let mut fresh = Engine::new(SimConfig::small(7, Mode::Proxy).engine_config());
         let p = Persistence::start(&settings(&path), &mut fresh, t0);
-        assert_eq!(p.status(), PersistenceStatus { up: true, open_failures: 0 });
+        assert_eq!(p.status(), PersistenceStatus { up: true, open_failures: 0, commit_failures: 0 });
         assert_eq!(fresh.table().len(), 1);
         p.shutdown(&mut fresh);
     }

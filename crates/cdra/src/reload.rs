@@ -32,6 +32,9 @@ pub fn restart_only(running: &Settings, new: &Settings) -> Vec<&'static str> {
     if running.store != new.store {
         keys.push("store");
     }
+    if running.ha != new.ha {
+        keys.push("ha");
+    }
     if running.user != new.user {
         keys.push("user");
     }

@@ -359,6 +359,15 @@ impl Engine {
         self.flush(slots)
     }
 
+    /// This relay became the standby of a pair sharing its table (the daemon's `[ha]`):
+    /// drop every record, counted `handed_over` (the active relay holds them, in the
+    /// shared store). Returns how many there were. The changes this makes are the caller's
+    /// to discard: the standby must not write them.
+    pub fn hand_over(&mut self) -> usize {
+        let slots: Vec<_> = self.table.iter().map(|(s, _)| s).collect();
+        self.remove_all_of(slots, crate::table::Removal::HandedOver)
+    }
+
     /// Hand every change since the last call to `f` (an upsert carries the record encoded;
     /// a key whose record is gone is a delete). Returns false when too many changes piled
     /// up and the caller must instead write the whole table ([`Engine::dump`]).

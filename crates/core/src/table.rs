@@ -419,6 +419,8 @@ crate::counters::labelled_enum! {
         Released => "released", "The client's short lease lapsed and its lease was released at the server (paper 2.3).";
         /// An operator flushed it.
         Flushed => "flushed", "An operator flushed it.";
+        /// This relay became the standby of a pair sharing the table (cdra's `[ha]`).
+        HandedOver => "handed_over", "This relay became the standby of a pair sharing the table ([ha]): its table was dropped; the active relay holds it, in the shared store.";
         /// Its downstream interface is no longer configured.
         InterfaceRemoved => "interface_removed", "Its downstream interface was removed from the configuration (a reload).";
         /// A pool client left: its address is free in the pool again.

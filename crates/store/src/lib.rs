@@ -29,6 +29,10 @@
 //!   [`open`] of the same path, from this or another process, fails with
 //!   [`StoreError::Locked`] and touches nothing.
 //!
+//! The table can also live in Redis ([`connect_redis`], [`RedisStore`]), shared by a pair of
+//! relays: the same writer thread and group commit, one `MULTI`/`EXEC` per commit (see the
+//! `redis_store` module).
+//!
 //! Schema (version [`SCHEMA_VERSION`]): table `cdra_meta` (`&str` -> bytes) holds
 //! `schema_version` (u32 LE), `record_format` (u32 LE: the newest record format written
 //! into the store) and `created_by` (text); table `cdra_records` maps key bytes to value
@@ -39,6 +43,7 @@
 
 mod error;
 mod open;
+mod redis_store;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -48,6 +53,7 @@ use redb::ReadableDatabase;
 
 pub use error::StoreError;
 pub use open::open;
+pub use redis_store::{connect as connect_redis, RedisConfig, RedisStore};
 pub use writer::{StatsHandle, Writer, WriterStats};
 
 /// A stored record: `(key, value)`, the key `ClientKey::as_bytes()`, the value
@@ -209,6 +215,12 @@ impl Store {
 
     /// Start the writer thread (named `cdra-store`); the store moves into it.
     pub fn start_writer(self) -> Writer {
-        writer::start(self.db, self.config)
+        let pacing = writer::Pacing {
+            mode: self.config.mode,
+            interval: self.config.effective_interval(),
+            queue_capacity: self.config.queue_capacity,
+        };
+        let path = self.config.path.clone();
+        writer::start(writer::RedbSink { db: Some(self.db), path: path.clone() }, path, pacing)
     }
 }

@@ -12,6 +12,10 @@
 //!
 //! The channel is FIFO, so "the first `ops_committed` accepted operations are durable":
 //! [`WriterStats::ops_committed`] is published after each commit returns.
+//!
+//! Where a commit goes is a [`Sink`]: the redb file ([`RedbSink`]) or a Redis hash
+//! (`crate::redis_store`). The thread paces, folds and retries; the sink writes one
+//! batch atomically and recovers (reopens, reconnects) after a failure of its own.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,7 +28,7 @@ use std::time::{Duration, Instant};
 use redb::{Database, ReadableTable};
 
 use crate::open::RECORDS;
-use crate::{StoreConfig, StoreError, WriteMode};
+use crate::{StoreError, WriteMode};
 
 /// Shortest wait before retrying a failed commit.
 const MIN_RETRY: Duration = Duration::from_secs(1);
@@ -58,6 +62,9 @@ pub struct WriterStats {
     pub errors: u64,
     /// The last failure, one line.
     pub last_error: Option<String>,
+    /// Times the store was found to have lost what had been committed to it (a Redis that
+    /// came back empty); each one makes [`Writer::dump_due`] true.
+    pub store_lost: u64,
 }
 
 #[derive(Default)]
@@ -73,6 +80,9 @@ struct Shared {
     max_commit_nanos: AtomicU64,
     errors: AtomicU64,
     last_error: Mutex<Option<String>>,
+    store_lost: AtomicU64,
+    /// The sink found the store emptied: the data plane should write the whole table.
+    dump_wanted: AtomicBool,
 }
 
 impl Shared {
@@ -90,6 +100,7 @@ impl Shared {
             max_commit_duration: Duration::from_nanos(self.max_commit_nanos.load(r)),
             errors: self.errors.load(r),
             last_error: self.last_error.lock().map(|e| e.clone()).unwrap_or_default(),
+            store_lost: self.store_lost.load(r),
         }
     }
 
@@ -150,14 +161,64 @@ impl std::fmt::Debug for Writer {
     }
 }
 
-pub(crate) fn start(db: Database, config: StoreConfig) -> Writer {
-    let (tx, rx) = sync_channel(config.queue_capacity.max(1));
+/// Where the writer thread commits: one atomic batch per call.
+pub(crate) trait Sink: Send + 'static {
+    /// Write `pending` in one atomic transaction. On an error the thread keeps `pending`
+    /// and calls again after `max(interval, 1 s)`; the sink recovers first (reopens the file,
+    /// reconnects) as it needs to.
+    fn commit(&mut self, pending: &mut Pending) -> Result<Done, StoreError>;
+
+    /// Whether the store was found to have lost what this sink committed to it earlier (a
+    /// Redis restarted without its data): asked after each commit; the whole table is then
+    /// written again.
+    fn lost_earlier_commits(&mut self) -> bool {
+        false
+    }
+}
+
+/// The redb file as a [`Sink`].
+pub(crate) struct RedbSink {
+    /// `None` after a failed commit: redb discards its allocator state then, so the next
+    /// commit reopens the file first.
+    pub(crate) db: Option<Database>,
+    pub(crate) path: PathBuf,
+}
+
+impl Sink for RedbSink {
+    fn commit(&mut self, pending: &mut Pending) -> Result<Done, StoreError> {
+        if self.db.is_none() {
+            let db = crate::open::reopen(&self.path)
+                .map_err(|e| StoreError::db(&self.path, "cannot reopen after a failed commit", e))?;
+            self.db = Some(db);
+        }
+        let Some(db) = self.db.as_ref() else {
+            return Err(StoreError::db(&self.path, "commit failed", "not open"));
+        };
+        write_batch(db, pending).map_err(|e| {
+            self.db = None;
+            StoreError::db(&self.path, "commit failed", e)
+        })
+    }
+}
+
+/// How the writer thread paces and queues, whatever its sink.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pacing {
+    pub(crate) mode: WriteMode,
+    pub(crate) interval: Duration,
+    pub(crate) queue_capacity: usize,
+}
+
+/// Start the writer thread on `sink`; `path` names the store in errors (the file, or the
+/// Redis URL without its password).
+pub(crate) fn start(sink: impl Sink, path: PathBuf, pacing: Pacing) -> Writer {
+    let (tx, rx) = sync_channel(pacing.queue_capacity.max(1));
     let shared = Arc::new(Shared::default());
-    let path = config.path.clone();
-    let mode = config.mode;
+    let mode = pacing.mode;
     let thread_shared = Arc::clone(&shared);
-    let spawned =
-        std::thread::Builder::new().name("cdra-store".into()).spawn(move || run(db, config, rx, thread_shared));
+    let spawned = std::thread::Builder::new()
+        .name("cdra-store".into())
+        .spawn(move || run(Box::new(sink), pacing.interval, rx, thread_shared));
     let (tx, thread, spawn_error) = match spawned {
         Ok(h) => (Some(tx), Some(h), None),
         Err(e) => {
@@ -217,6 +278,7 @@ impl Writer {
     pub fn replace_all(&self, records: Vec<crate::Pair>) -> bool {
         // Taken before the send: a drop racing with this dump leaves `dropped` set.
         self.dropped.store(false, Ordering::Release);
+        self.shared.dump_wanted.store(false, Ordering::Release);
         let sent = self.send(Msg::ReplaceAll(records));
         if sent {
             let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
@@ -229,7 +291,7 @@ impl Writer {
     /// was lost to a full queue since the last dump, or, in [`WriteMode::PeriodicDump`], the
     /// dump interval has passed since the last one (or since the writer started).
     pub fn dump_due(&self) -> bool {
-        if self.dropped.load(Ordering::Acquire) {
+        if self.dropped.load(Ordering::Acquire) || self.shared.dump_wanted.load(Ordering::Acquire) {
             return true;
         }
         match self.mode {
@@ -282,12 +344,14 @@ impl Drop for Writer {
 
 /// A value waiting for the next commit: `Some((buf, key_len))` upserts `buf[key_len..]`,
 /// `None` deletes.
-type Slot = Option<(Box<[u8]>, usize)>;
+pub(crate) type Slot = Option<(Box<[u8]>, usize)>;
 
+/// What the next commit writes: a full dump (if one was sent) and, on top of it, the
+/// coalesced changes per key.
 #[derive(Default)]
-struct Pending {
-    replace: Option<Vec<crate::Pair>>,
-    changes: BTreeMap<Vec<u8>, Slot>,
+pub(crate) struct Pending {
+    pub(crate) replace: Option<Vec<crate::Pair>>,
+    pub(crate) changes: BTreeMap<Vec<u8>, Slot>,
 }
 
 impl Pending {
@@ -312,10 +376,11 @@ impl Pending {
     }
 }
 
-struct Done {
-    written: u64,
-    deleted: u64,
-    dump: bool,
+/// What one commit did.
+pub(crate) struct Done {
+    pub(crate) written: u64,
+    pub(crate) deleted: u64,
+    pub(crate) dump: bool,
 }
 
 fn write_batch(db: &Database, p: &mut Pending) -> Result<Done, redb::Error> {
@@ -386,8 +451,8 @@ fn write_batch(db: &Database, p: &mut Pending) -> Result<Done, redb::Error> {
 }
 
 struct State {
-    db: Option<Database>,
-    config: StoreConfig,
+    sink: Box<dyn Sink>,
+    interval: Duration,
     shared: Arc<Shared>,
     pending: Pending,
     /// Operations folded into `pending` or committed.
@@ -399,23 +464,14 @@ struct State {
 impl State {
     /// Commit `pending`. On failure keep it and try again later.
     fn commit(&mut self) -> Result<(), StoreError> {
-        let interval = self.config.effective_interval();
+        let interval = self.interval;
         let start = Instant::now();
-        if self.db.is_none() {
-            match crate::open::reopen(&self.config.path) {
-                Ok(db) => self.db = Some(db),
-                Err(e) => {
-                    let err = StoreError::db(&self.config.path, "cannot reopen after a failed commit", e);
-                    self.shared.fail(err.to_string());
-                    self.next_commit = start + interval.max(MIN_RETRY);
-                    return Err(err);
-                }
-            }
+        let result = self.sink.commit(&mut self.pending);
+        if self.sink.lost_earlier_commits() {
+            self.shared.store_lost.fetch_add(1, Ordering::AcqRel);
+            self.shared.dump_wanted.store(true, Ordering::Release);
         }
-        let Some(db) = self.db.as_ref() else {
-            return Ok(());
-        };
-        match write_batch(db, &mut self.pending) {
+        match result {
             Ok(done) => {
                 let took = start.elapsed();
                 let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
@@ -431,11 +487,8 @@ impl State {
                 self.next_commit = start + interval;
                 Ok(())
             }
-            Err(e) => {
-                let err = StoreError::db(&self.config.path, "commit failed", e);
+            Err(err) => {
                 self.shared.fail(err.to_string());
-                // redb discards its allocator state after a failed commit: reopen first.
-                self.db = None;
                 self.next_commit = start + interval.max(MIN_RETRY);
                 Err(err)
             }
@@ -457,9 +510,9 @@ fn drain(rx: &Receiver<Msg>, st: &mut State) -> bool {
     }
 }
 
-fn run(db: Database, config: StoreConfig, rx: Receiver<Msg>, shared: Arc<Shared>) -> Result<(), StoreError> {
+fn run(sink: Box<dyn Sink>, interval: Duration, rx: Receiver<Msg>, shared: Arc<Shared>) -> Result<(), StoreError> {
     let mut st =
-        State { db: Some(db), config, shared, pending: Pending::default(), received: 0, next_commit: Instant::now() };
+        State { sink, interval, shared, pending: Pending::default(), received: 0, next_commit: Instant::now() };
     loop {
         if st.pending.is_empty() {
             // Idle: block until the first change (its send wakes this thread).

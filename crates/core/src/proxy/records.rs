@@ -117,10 +117,15 @@ impl Engine {
 
     /// Remove the records in `slots`, as flushed by an operator; how many there were.
     pub(crate) fn flush(&mut self, slots: impl IntoIterator<Item = Slot>) -> usize {
+        self.remove_all_of(slots, Removal::Flushed)
+    }
+
+    /// Remove the records in `slots` for `why`; how many there were.
+    pub(crate) fn remove_all_of(&mut self, slots: impl IntoIterator<Item = Slot>, why: Removal) -> usize {
         let mut n = 0;
         for s in slots {
             if self.table.get(s).is_some() {
-                self.drop_record(s, Removal::Flushed);
+                self.drop_record(s, why);
                 n += 1;
             }
         }

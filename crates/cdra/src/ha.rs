@@ -1,0 +1,98 @@
+//! One of a pair of relays sharing one client table (issue 15 item 3, `[ha]`).
+//!
+//! Two routers on one client segment, one VRRP address between them (keepalived), cdra on
+//! both, the table in Redis (`[store] backend = "redis"`). The pair's address is `[ha]
+//! virtual_address`, or, without `[ha]`, the first `[[downstream]] address` (a relay
+//! answering as an address that is elsewhere must not write the shared table; see
+//! `config::HaSource`). Which relay is the active one is
+//! read off the host, not told: **active while the virtual address is on one of this
+//! network namespace's interfaces**, standby otherwise. The loop already follows the
+//! kernel's address notifications ([`cdra_sys::linkwatch::LinkWatch`]); on each one the
+//! interfaces are read again ([`holds_address`]), so the role follows keepalived (or any
+//! other VRRP daemon, or an operator's `ip addr add`) without a hook script that could be
+//! missed, fail or run late. See docs/design.md ("A pair of relays").
+//!
+//! - **Active**: answers clients from the table and writes it to Redis (group commit).
+//! - **Standby**: silent. It reads what arrives (the sockets must be drained) but feeds no
+//!   datagram to the engine and sends nothing; it writes nothing to the store, and its
+//!   table is empty. Two relays forwarding one broadcast is normal for plain relays, but two
+//!   caches answering one client is not (two OFFERs, two ACKs naming different servers),
+//!   and a standby relaying as a plain relay would hand the client the server's identity,
+//!   so that its renewals bypass the pair. The standby's downstream address is the virtual
+//!   one too (`cdra check` requires it), so its link is waiting anyway.
+//! - **Taking over** (the address arrived): the whole table is loaded from Redis on a
+//!   thread (the loop keeps running, silent) and restored as at start-up: every record is
+//!   suspect, and paper 3.4's precautions (probes, REBIND) apply. Then it answers and
+//!   writes. If Redis cannot be read, it answers with an empty table after the first failed
+//!   attempt and keeps trying; a later load is merged (live records win) and the merged
+//!   table written back whole: an empty table never overwrites Redis.
+//! - **Handing over** (the address left, e.g. the old active came back and VRRP preempted):
+//!   what is queued is committed, the table is dropped, and the relay goes silent. The
+//!   relay taking over reads the table after the address moved, so it sees everything the
+//!   other committed up to one commit window (`store.commit_interval`) before the move.
+
+use std::net::Ipv4Addr;
+
+/// Which of the pair this relay is now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Answers clients and writes the table.
+    Active,
+    /// Silent; writes nothing.
+    Standby,
+}
+
+impl Role {
+    /// As the log says it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Active => "active",
+            Role::Standby => "standby",
+        }
+    }
+}
+
+/// The pair's state in this relay, for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HaStatus {
+    /// This relay holds the virtual address.
+    pub active: bool,
+    /// Times this relay became the active one (start-up included).
+    pub takeovers: u64,
+    /// Datagrams read while not serving (standby, or taking over before the table loaded).
+    pub standby_drops: u64,
+}
+
+/// Whether `address` is on one of this network namespace's interfaces. An interface list
+/// that cannot be read counts as not holding it (a relay that cannot tell stays silent).
+pub fn holds_address(address: Ipv4Addr) -> bool {
+    match cdra_sys::iface::all_interfaces() {
+        Ok(all) => all.iter().any(|i| i.has_address(address)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the interfaces to tell whether this relay holds the virtual address");
+            false
+        }
+    }
+}
+
+/// The role `virtual_address` gives this relay now; without `[ha]`, always active.
+pub fn current_role(virtual_address: Option<Ipv4Addr>) -> Role {
+    match virtual_address {
+        None => Role::Active,
+        Some(a) if holds_address(a) => Role::Active,
+        Some(_) => Role::Standby,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_held_and_a_documentation_address_is_not() {
+        assert_eq!(current_role(None), Role::Active);
+        // 127.0.0.1 is on `lo` in every network namespace where the tests run.
+        assert_eq!(current_role(Some(Ipv4Addr::LOCALHOST)), Role::Active);
+        assert_eq!(current_role(Some(Ipv4Addr::new(192, 0, 2, 77))), Role::Standby);
+    }
+}
