@@ -2118,7 +2118,11 @@ class PairLab(Lab):
         return r.stdout.strip()
 
     def stored_records(self) -> int:
-        return int(self.redis_cli("HLEN", f"{REDIS_PREFIX}:records") or 0)
+        """Client records in Redis: the hash's fields but the shared reply templates (record
+        format 3, paper 5.7: fields 0xFF + id)."""
+        keys = self.redis_cli("--no-raw", "HKEYS", f"{REDIS_PREFIX}:records")
+        fields = [line.split(") ", 1)[1] for line in keys.splitlines() if ") " in line]
+        return sum(1 for f in fields if not f.startswith('"\\xff'))
 
     # ---- keepalived
 

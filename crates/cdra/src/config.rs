@@ -109,6 +109,8 @@ pub const MAX_PENDING_PROBES: usize = 65_536;
 pub const MAX_HELD_REPLIES: usize = 16_384;
 /// Most `proxy.max_offer_windows`.
 pub const MAX_OFFER_WINDOWS: usize = 65_536;
+/// Most `limits.reply_templates`.
+pub const MAX_REPLY_TEMPLATES: usize = 1_000_000;
 /// Most `limits.pending_clients`.
 pub const MAX_PENDING_CLIENTS: usize = 1_000_000;
 /// Most `limits.transactions` (and `proxy.max_tracked_requests`).
@@ -654,6 +656,9 @@ pub(crate) struct FileLimits {
     pub transactions: Option<usize>,
     #[serde(deserialize_with = "de::duration::<_, SEC, { 10 * 60 * SEC }>")]
     pub reply_timeout: Duration,
+    /// Each shared reply template takes ~0.3 KiB (paper 5.7, `cdra_core::templates`).
+    #[serde(deserialize_with = "de::int_in::<_, 1, MAX_REPLY_TEMPLATES>")]
+    pub reply_templates: usize,
 }
 
 impl Default for FileLimits {
@@ -667,6 +672,7 @@ impl Default for FileLimits {
             pending_clients: d.pending_clients,
             transactions: None,
             reply_timeout: d.reply_timeout,
+            reply_templates: d.reply_templates,
         }
     }
 }
@@ -777,6 +783,7 @@ fn limits(l: FileLimits, max_tracked_requests: Option<usize>) -> Result<Limits, 
         pending_clients: l.pending_clients,
         transactions,
         reply_timeout: l.reply_timeout,
+        reply_templates: l.reply_templates,
     })
 }
 
@@ -1415,12 +1422,13 @@ mod tests {
     #[test]
     fn limits_are_read_and_the_old_name_of_transactions_still_works() {
         let text = format!(
-            "{MINIMAL}[limits]\nclient_rate = 0\ninterface_rate = 50\ninterface_burst = 100\npending_clients = 512\nreply_timeout = \"10s\"\n"
+            "{MINIMAL}[limits]\nclient_rate = 0\ninterface_rate = 50\ninterface_burst = 100\npending_clients = 512\nreply_timeout = \"10s\"\nreply_templates = 100\n"
         );
         let s = parse(&text).expect("valid");
         assert_eq!(s.limits.client_rate, Rate::UNLIMITED.with_burst(1));
         assert_eq!(s.limits.interface_rate, Rate { per_second: 50, burst: 100 });
         assert_eq!(s.limits.pending_clients, 512);
+        assert_eq!(s.limits.reply_templates, 100);
         assert_eq!(s.limits.reply_timeout, Duration::from_secs(10));
         // A rate alone brings its burst along; the defaults are consistent with that.
         let scaled = parse(&format!("{MINIMAL}[limits]\ninterface_rate = 20\nclient_rate = 4\n")).expect("valid");

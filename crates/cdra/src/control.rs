@@ -215,7 +215,7 @@ impl Detail {
             t1_secs: r.t1_secs,
             t2_secs: r.t2_secs,
             cached_reply_bytes: r.reply.as_ref().map(|b| b.stored_len()).unwrap_or(0),
-            params: r.param_list.codes().collect(),
+            params: r.param_list().codes().collect(),
         }
     }
 }

@@ -98,6 +98,10 @@ pub struct Snapshot {
     pub clients: usize,
     /// Of those, records still waiting for a server answer.
     pub pending_clients: usize,
+    /// Shared reply templates (paper 5.7, `[limits] reply_templates`).
+    pub reply_templates: usize,
+    /// Replies that kept a template of their own because the bound was reached.
+    pub reply_templates_full: u64,
     /// Forwarded requests waiting for their reply.
     pub transactions: usize,
     /// Address probes in flight.
@@ -126,6 +130,8 @@ impl Snapshot {
             server_up: (0..servers.servers().len()).map(|i| servers.is_up(i, now)).collect(),
             clients: engine.table().len(),
             pending_clients: engine.table().pending_len(),
+            reply_templates: engine.table().templates().len(),
+            reply_templates_full: engine.table().templates().kept_alone(),
             transactions: engine.outstanding_requests().len(),
             pending_probes: engine.pending_probes(),
             pending_probes_peak: engine.pending_probes_peak(),
@@ -443,6 +449,20 @@ pub fn render(st: &Static, snap: &Snapshot, mgmt: &ManagementCounters) -> String
             "Records still waiting for a server answer (a pool apart, limits.pending_clients).",
         );
         let _ = writeln!(out, "cdra_pending_clients {}", snap.pending_clients);
+        family(
+            &mut out,
+            "cdra_reply_templates",
+            "gauge",
+            "Shared reply templates: what the replies of clients of one server and subnet share, kept once (paper 5.7, limits.reply_templates).",
+        );
+        let _ = writeln!(out, "cdra_reply_templates {}", snap.reply_templates);
+        family(
+            &mut out,
+            "cdra_reply_templates_full_total",
+            "counter",
+            "Server replies kept with a template of their own because limits.reply_templates templates were shared already.",
+        );
+        let _ = writeln!(out, "cdra_reply_templates_full_total {}", snap.reply_templates_full);
         family(&mut out, "cdra_pending_probes", "gauge", "Address probes in flight.");
         let _ = writeln!(out, "cdra_pending_probes {}", snap.pending_probes);
         family(
@@ -610,12 +630,14 @@ mod tests {
         assert!(text.contains("cdra_pool_entries{interface=\"ds1\",state=\"free\"} 0"));
         assert!(text.contains("cdra_pool_size 8"));
         let docs = include_str!("../../../docs/metrics.md");
-        for name in ["cdra_pool_entries", "cdra_pool_size"] {
+        for name in ["cdra_pool_entries", "cdra_pool_size", "cdra_reply_templates", "cdra_reply_templates_full_total"] {
             assert!(docs.contains(&format!("`{name}`")), "{name} not in docs/metrics.md");
         }
         let proxy = Engine::new(SimConfig::small(1, Mode::Proxy).engine_config());
         let snap = Snapshot::take(&proxy, Timestamp::default(), IoCounters::default());
-        assert!(!render(&Static::of(&proxy), &snap, &ManagementCounters::default()).contains("cdra_pool"));
+        let text = render(&Static::of(&proxy), &snap, &ManagementCounters::default());
+        assert!(!text.contains("cdra_pool"));
+        assert!(text.contains("cdra_reply_templates 0\n") && text.contains("cdra_reply_templates_full_total 0\n"));
     }
 
     #[test]

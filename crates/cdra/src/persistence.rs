@@ -16,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use cdra_core::persist::{decode_record_borrowed, Change, RestoreReport};
+use cdra_core::persist::{decode_record_with, template_key, Change, RestoreReport, Templates};
 use cdra_core::{Engine, Timestamp};
 use cdra_store::{StoreConfig, Writer};
 
@@ -144,6 +144,7 @@ impl Persistence {
     fn dump(&mut self, engine: &Engine) {
         let State::Up(writer) = &self.state else { return };
         let mut all = Vec::with_capacity(engine.table().len());
+        engine.dump_templates(|id, bytes| all.push((template_key(id).to_vec(), bytes.to_vec())));
         engine.dump(&mut self.scratch, |key, value| all.push((key.as_bytes().to_vec(), value.to_vec())));
         if !writer.replace_all(all) {
             tracing::warn!("client table store: the writer's queue is full; the dump is retried");
@@ -171,6 +172,8 @@ impl Persistence {
             match change {
                 Change::Upsert { key, bytes } => writer.upsert(key.as_bytes(), bytes),
                 Change::Delete(key) => writer.delete(key.as_bytes()),
+                Change::Template { id, bytes } => writer.upsert(&template_key(id), bytes),
+                Change::DeleteTemplate(id) => writer.delete(&template_key(id)),
             };
         });
         if !complete || writer.dump_due() {
@@ -212,12 +215,25 @@ fn open_and_restore(config: &StoreConfig, engine: &mut Engine, now: Timestamp) -
     let mut undecodable = 0usize;
     let mut restored = RestoreReport::default();
     engine.reserve(report.records);
+    // Paper 5.7: the shared reply templates first (stored once each), then the records that
+    // name them; a template no record names is freed with `templates`.
+    let mut templates = Templates::new();
+    store
+        .visit_templates(|key, value| {
+            if templates.add(key, value).is_err() {
+                undecodable += 1;
+            }
+        })
+        .map_err(|e| anyhow!("{e}"))?;
     let stored = store
-        .visit(|_, value| match decode_record_borrowed(value) {
+        .visit(|_, value| match decode_record_with(value, &templates) {
             Ok((record, iface)) => engine.restore_one(now, record, iface, &mut restored),
             Err(_) => undecodable += 1,
         })
         .map_err(|e| anyhow!("{e}"))?;
+    // Templates no record took (their records expired, or were dropped): out of the store.
+    let unused: Vec<u64> = templates.unused().collect();
+    drop(templates);
     let RestoreReport { loaded, expired, unknown_interface, superseded, future_dated, pool_entries } = restored;
     tracing::info!(
         path = %config.path.display(),
@@ -232,7 +248,11 @@ fn open_and_restore(config: &StoreConfig, engine: &mut Engine, now: Timestamp) -
         millis = started.elapsed().as_millis() as u64,
         "client table restored (every record is suspect: probes and REBIND precautions apply, paper 3.4)"
     );
-    Ok((store.start_writer(), loaded + pool_entries != stored))
+    let writer = store.start_writer();
+    for id in unused {
+        writer.delete(&template_key(id));
+    }
+    Ok((writer, loaded + pool_entries != stored))
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Instant;
 
-use cdra_core::persist::{decode_record_borrowed, Change, RestoreReport};
+use cdra_core::persist::{decode_record_with, template_id_of_key, template_key, Change, RestoreReport, Templates};
 use cdra_core::{Engine, Timestamp};
 use cdra_store::{RedisConfig, Writer};
 
@@ -181,7 +181,8 @@ impl SharedStore {
     fn loaded(&mut self, engine: &mut Engine, now: Timestamp, loaded: Loaded, late: bool) {
         match loaded {
             Ok((store, pairs, times)) => {
-                let stored = pairs.len();
+                // The shared reply templates (record format 3, paper 5.7) are not records.
+                let stored = pairs.iter().filter(|(k, _)| template_id_of_key(k).is_none()).count();
                 let report = restore(engine, now, &pairs);
                 let RestoreReport { loaded, expired, unknown_interface, superseded, future_dated, pool_entries } =
                     report;
@@ -227,6 +228,7 @@ impl SharedStore {
     fn dump(&mut self, engine: &Engine) {
         let State::Up(writer) = &self.state else { return };
         let mut all = Vec::with_capacity(engine.table().len());
+        engine.dump_templates(|id, bytes| all.push((template_key(id).to_vec(), bytes.to_vec())));
         engine.dump(&mut self.scratch, |key, value| all.push((key.as_bytes().to_vec(), value.to_vec())));
         if !writer.replace_all(all) {
             tracing::warn!("client table store: the writer's queue is full; the dump is retried");
@@ -239,6 +241,8 @@ impl SharedStore {
             match change {
                 Change::Upsert { key, bytes } => writer.upsert(key.as_bytes(), bytes),
                 Change::Delete(key) => writer.delete(key.as_bytes()),
+                Change::Template { id, bytes } => writer.upsert(&template_key(id), bytes),
+                Change::DeleteTemplate(id) => writer.delete(&template_key(id)),
             };
         });
         if !complete || writer.dump_due() {
@@ -258,12 +262,17 @@ impl SharedStore {
     }
 }
 
-/// Restore stored pairs into `engine` (records already there and newer win).
+/// Restore stored pairs into `engine` (records already there and newer win): the shared
+/// reply templates first (paper 5.7, record format 3), then the records that name them.
 fn restore(engine: &mut Engine, now: Timestamp, pairs: &[cdra_store::Pair]) -> RestoreReport {
     let mut report = RestoreReport::default();
+    let mut templates = Templates::new();
+    for (key, value) in pairs.iter().filter(|(k, _)| template_id_of_key(k).is_some()) {
+        let _ = templates.add(key, value);
+    }
     engine.reserve(pairs.len());
-    for (_, value) in pairs {
-        if let Ok((record, iface)) = decode_record_borrowed(value) {
+    for (_, value) in pairs.iter().filter(|(k, _)| template_id_of_key(k).is_none()) {
+        if let Ok((record, iface)) = decode_record_with(value, &templates) {
             engine.restore_one(now, record, iface, &mut report);
         }
     }
@@ -309,8 +318,16 @@ mod tests {
             Redis { child, url: format!("redis://127.0.0.1:{port}/0"), _dir: dir }
         }
 
+        /// The records in Redis (not the shared reply templates beside them).
         fn records(&self) -> Vec<cdra_store::Pair> {
-            cdra_store::connect_redis(&config(&self.url)).expect("connect").load_all().expect("HGETALL")
+            let all = cdra_store::connect_redis(&config(&self.url)).expect("connect").load_all().expect("HGETALL");
+            all.into_iter().filter(|(k, _)| template_id_of_key(k).is_none()).collect()
+        }
+
+        /// The shared reply templates in Redis (record format 3, paper 5.7).
+        fn templates(&self) -> usize {
+            let all = cdra_store::connect_redis(&config(&self.url)).expect("connect").load_all().expect("HGETALL");
+            all.iter().filter(|(k, _)| template_id_of_key(k).is_some()).count()
         }
     }
 
@@ -368,6 +385,13 @@ mod tests {
         out
     }
 
+    /// The shared reply templates its records name (paper 5.7), as the store keeps them.
+    fn templates_of(engine: &Engine) -> Vec<cdra_store::Pair> {
+        let mut out = Vec::new();
+        engine.dump_templates(|id, bytes| out.push((template_key(id).to_vec(), bytes.to_vec())));
+        out
+    }
+
     /// Turn the loop until `done` (each turn hands changes over and picks up a load).
     fn turn_until(
         s: &mut SharedStore,
@@ -402,10 +426,14 @@ mod tests {
         let redis = Redis::start(port);
         let w = cdra_store::connect_redis(&config(&url)).expect("connect").start_writer();
         w.upsert(&foreign[0].0, &foreign[0].1);
+        for (k, v) in templates_of(&other) {
+            w.upsert(&k, &v);
+        }
         w.shutdown().expect("written");
         turn_until(&mut s, &mut engine, t0, "the load", |s| s.status().up);
         assert_eq!(engine.table().len(), 2, "merged: ours and Redis's");
         turn_until(&mut s, &mut engine, t0, "the merged table in Redis", |_| redis.records().len() == 2);
+        assert!(redis.templates() >= 1, "the replies' shared templates are stored beside the records");
         s.shutdown(&mut engine);
     }
 

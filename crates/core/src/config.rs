@@ -341,6 +341,9 @@ pub struct Limits {
     pub transactions: usize,
     /// How long a forwarded request waits for its reply: a later reply is not believed.
     pub reply_timeout: Duration,
+    /// Most shared reply templates (paper 5.7, [`crate::templates`]); beyond it a reply keeps
+    /// a template of its own.
+    pub reply_templates: usize,
 }
 
 impl Default for Limits {
@@ -351,6 +354,7 @@ impl Default for Limits {
             pending_clients: 4096,
             transactions: 65_536,
             reply_timeout: Duration::from_secs(30),
+            reply_templates: crate::templates::DEFAULT_MAX_TEMPLATES,
         }
     }
 }

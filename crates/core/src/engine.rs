@@ -145,7 +145,8 @@ impl Engine {
             config.server_retry_interval,
         );
         let counters = Counters::new(config.downstream.len() + 1, config.servers.len());
-        let table = ClientTable::new(config.proxy.max_clients, config.limits.pending_clients, config.proxy.seed);
+        let mut table = ClientTable::new(config.proxy.max_clients, config.limits.pending_clients, config.proxy.seed);
+        table.set_max_templates(config.limits.reply_templates);
         let transactions = Transactions::new(config.limits.transactions, config.limits.reply_timeout);
         let interface_budgets = vec![TokenBucket::full(); config.downstream.len()];
         let mut intercepted = InterceptSet::default();
@@ -338,7 +339,7 @@ impl Engine {
                         self.timers.arm(at, Timer::HeldReply);
                     }
                 }
-                Timer::Lapse(key) => self.lapse_due(now, at, key, outbox),
+                Timer::Lapse(record) => self.lapse_due(now, at, record, outbox),
                 Timer::Sweep => self.sweep_due(now),
                 Timer::Pool(r) => self.pool_entry_due(now, at, r, outbox),
                 Timer::PoolRefill => {
@@ -350,7 +351,7 @@ impl Engine {
                     }
                     self.pool_refill(now);
                 }
-                Timer::PoolFallback(id) => self.pool_fallback_due(now, id, outbox),
+                Timer::PoolFallback(id) => self.pool_fallback_due(now, *id, outbox),
                 Timer::Leasequery => self.leasequery_due(now, outbox),
             }
         }
@@ -390,9 +391,16 @@ impl Engine {
         self.persist_changes(scratch, f)
     }
 
-    /// Every record worth keeping, encoded (the paper's whole-table dump, paper 5.4).
+    /// Every record worth keeping, encoded (the paper's whole-table dump, paper 5.4). The
+    /// shared reply templates its records name go with it ([`Engine::dump_templates`]).
     pub fn dump(&self, scratch: &mut Vec<u8>, f: impl FnMut(&ClientKey, &[u8])) {
         self.persist_dump(scratch, f)
+    }
+
+    /// Every shared reply template (paper 5.7, [`crate::templates`]) as `(id, bytes)`, to be
+    /// stored under [`crate::persist::template_key`] with a [`Engine::dump`].
+    pub fn dump_templates(&self, f: impl FnMut(u64, &[u8])) {
+        self.persist_dump_templates(f)
     }
 
     /// Load records read back from the store. Records past `max_age` (paper 5.6) are
@@ -422,6 +430,11 @@ impl Engine {
         self.event_time = now;
         self.restore_record(now, rec, iface, report);
         self.compact_timers();
+    }
+
+    /// Bytes the timer heap takes (one lapse timer a record with a short client lease).
+    pub fn timers_memory(&self) -> usize {
+        self.timers.memory()
     }
 
     /// Make room for `records` more client records (before a large restore).
@@ -558,8 +571,8 @@ impl Engine {
             let live = match timer {
                 Timer::Probe(id) => probes.contains(*id),
                 Timer::OfferWindow(id) => offers.contains(*id),
-                Timer::Lapse(key) => {
-                    table.find(key).and_then(|s| table.get(s)).is_some_and(|r| r.lapse_armed == Some(at))
+                Timer::Lapse(record) => {
+                    table.resolve(*record).and_then(|s| table.get(s)).is_some_and(|r| r.lapse_armed == Some(at))
                 }
                 Timer::Pool(r) => pool.get(*r).is_some_and(|e| e.timer == Some(at)),
                 Timer::PoolFallback(id) => fallbacks.is_waiting(id),

@@ -48,6 +48,7 @@ pub mod reconfigure;
 pub mod relay;
 pub mod servers;
 pub mod table;
+pub mod templates;
 pub mod time;
 pub mod timers;
 pub mod transactions;

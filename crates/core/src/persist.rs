@@ -9,17 +9,97 @@
 //! record as to any other, unless `safe_network`.
 
 use core::net::Ipv4Addr;
+use std::sync::Arc;
 
 use cdra_wire::Message;
+use hashbrown::HashMap;
 
 use crate::engine::Engine;
 use crate::table::{CachedReply, ClientKey, ClientKind, ClientRecord, ClientState, Origin, ParamList, ServerBinding};
+use crate::templates::Template;
 use crate::time::Timestamp;
 
 /// Version of the record encoding. A store holding a newer version is refused. Version 2
 /// adds where the address comes from ([`Origin`]); version 1 records are read as from a
-/// server.
-pub const RECORD_FORMAT: u8 = 2;
+/// server. Version 3 keeps the reply split as in memory (paper 5.7, [`crate::templates`]):
+/// a record names its shared template by id and holds only the client's own bytes; each
+/// template is stored once, under [`template_key`]. Versions 1 and 2 (the whole reply in the
+/// record) are read as ever.
+pub const RECORD_FORMAT: u8 = 3;
+
+/// The first byte of a template's store key (client keys start with 0 or 1, so templates
+/// have a key range of their own, after every record).
+pub const TEMPLATE_KEY_PREFIX: u8 = 0xFF;
+
+/// The store key of template `id`: [`TEMPLATE_KEY_PREFIX`] then the id (big-endian).
+pub fn template_key(id: u64) -> [u8; 9] {
+    let mut k = [TEMPLATE_KEY_PREFIX; 9];
+    if let Some(rest) = k.get_mut(1..) {
+        rest.copy_from_slice(&id.to_be_bytes());
+    }
+    k
+}
+
+/// The template id a store key names, if it is a template's key.
+pub fn template_id_of_key(key: &[u8]) -> Option<u64> {
+    match key.split_first() {
+        Some((&TEMPLATE_KEY_PREFIX, id)) => Some(u64::from_be_bytes(id.try_into().ok()?)),
+        _ => None,
+    }
+}
+
+/// How a version 3 record holds its reply.
+const REPLY_WHOLE: u8 = 0;
+const REPLY_BY_TEMPLATE: u8 = 1;
+
+/// The templates read back from a store, by id, for decoding its records
+/// ([`decode_record_with`]). Held only while the table is restored: the table interns each
+/// template a restored record names, and the ones no record names are freed with this.
+#[derive(Debug, Default)]
+pub struct Templates(HashMap<u64, Arc<Template>>);
+
+impl Templates {
+    /// No template (records of format 1 or 2, or whose reply is whole, decode without any).
+    pub fn new() -> Self {
+        Templates::default()
+    }
+
+    /// Add the template stored under `key`; an error if its bytes are malformed or not
+    /// what the key names.
+    pub fn add(&mut self, key: &[u8], value: &[u8]) -> Result<(), DecodeError> {
+        let id = template_id_of_key(key).ok_or(DecodeError::Invalid)?;
+        let t = Template::from_bytes(value).ok_or(DecodeError::Invalid)?;
+        if t.id() != id {
+            return Err(DecodeError::Invalid);
+        }
+        // Checked once here as a whole reply is: whether a message is well formed depends
+        // on the template alone (header, cookie, the shared options' structure, overload),
+        // not on the client's own bytes, which only lengthen well-formed options
+        // (`CachedReply::from_parts` checks that they fit).
+        let shortest = CachedReply::from_parts(Arc::clone(&t), &t.minimal_own(), &[]).ok_or(DecodeError::Invalid)?;
+        Message::new_checked(shortest.to_vec()).map_err(|_| DecodeError::Invalid)?;
+        // It is in the store already.
+        t.mark_persisted();
+        self.0.insert(id, t);
+        Ok(())
+    }
+
+    /// The ids of the templates no restored record took (only this holds them): the store
+    /// can delete them.
+    pub fn unused(&self) -> impl Iterator<Item = u64> + '_ {
+        self.0.iter().filter(|(_, t)| Arc::strong_count(t) == 1).map(|(id, _)| *id)
+    }
+
+    /// Templates held.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when none is held.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 
 /// Most changes remembered between two drains; beyond it a full dump is asked for.
 const MAX_PENDING_CHANGES: usize = 1 << 20;
@@ -33,6 +113,8 @@ pub enum DecodeError {
     UnknownVersion(u8),
     /// A field holds an impossible value.
     Invalid,
+    /// The record names a reply template the store does not hold.
+    UnknownTemplate,
 }
 
 impl core::fmt::Display for DecodeError {
@@ -43,6 +125,7 @@ impl core::fmt::Display for DecodeError {
                 write!(f, "record format {v} is newer than this cdra understands ({RECORD_FORMAT})")
             }
             DecodeError::Invalid => f.write_str("record holds an invalid value"),
+            DecodeError::UnknownTemplate => f.write_str("record names a reply template the store does not hold"),
         }
     }
 }
@@ -59,6 +142,16 @@ pub enum Change<'a> {
     },
     /// Delete the record of this key.
     Delete(&'a ClientKey),
+    /// Store a reply template ([`crate::templates`]) under [`template_key`]`(id)`: written
+    /// before the first record that names it.
+    Template {
+        /// Its id.
+        id: u64,
+        /// Its bytes ([`Template::as_bytes`]).
+        bytes: &'a [u8],
+    },
+    /// Delete the template of this id (no record holds it any more).
+    DeleteTemplate(u64),
 }
 
 /// Pending persistence work inside the engine.
@@ -118,15 +211,26 @@ pub fn encode_record(r: &ClientRecord, interface: &str, out: &mut Vec<u8>) {
     put_u64(out, r.client_lease_end.map(|t| t.as_millis()).unwrap_or(0));
     let mut codes = [0u8; 256];
     let mut n = 0;
-    for c in r.param_list.codes() {
+    for c in r.param_list().codes() {
         if let Some(slot) = codes.get_mut(n) {
             *slot = c;
             n += 1;
         }
     }
     put_bytes16(out, codes.get(..n).unwrap_or(&[]));
-    // The reply is stored whole (wire format: robust to changes of the in-memory form).
-    put_bytes16(out, &r.reply.as_ref().map(CachedReply::to_vec).unwrap_or_default());
+    match r.reply.as_ref() {
+        // A shared template is stored once, apart (paper 5.7); the record keeps its own bytes.
+        Some(reply) if reply.template().is_shared() => {
+            out.push(REPLY_BY_TEMPLATE);
+            put_u64(out, reply.template().id());
+            put_bytes16(out, reply.own_bytes());
+        }
+        // A reply alone (the template bound was reached, or a pool entry's own lease): whole.
+        reply => {
+            out.push(REPLY_WHOLE);
+            put_bytes16(out, &reply.map(CachedReply::to_vec).unwrap_or_default());
+        }
+    }
     let (tag, n) = match r.origin {
         Origin::Server => (0u8, 0u16),
         Origin::Pool { n } => (1, n),
@@ -173,13 +277,52 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decode a record written by [`encode_record`]; returns it with its interface name.
+/// Decode a record written by [`encode_record`] whose reply names no template (formats 1
+/// and 2, or a whole reply); returns it with its interface name.
 pub fn decode_record(bytes: &[u8]) -> Result<(ClientRecord, String), DecodeError> {
-    decode_record_borrowed(bytes).map(|(r, iface)| (r, iface.to_string()))
+    decode_record_with(bytes, &Templates::new()).map(|(r, iface)| (r, iface.to_string()))
 }
 
-/// [`decode_record`] without copying the interface name (start-up decodes a million).
+/// [`decode_record_with`] without templates.
 pub fn decode_record_borrowed(bytes: &[u8]) -> Result<(ClientRecord, &str), DecodeError> {
+    decode_record_with(bytes, &Templates::new())
+}
+
+/// The reply field: whole (formats 1, 2; format 3 tag 0) or a template and own bytes.
+/// The reply field, `params` (the option 55 codes) kept with it.
+fn read_reply(
+    r: &mut Reader<'_>,
+    version: u8,
+    templates: &Templates,
+    params: &[u8],
+) -> Result<CachedReply, DecodeError> {
+    let tag = if version >= 3 { r.u8()? } else { REPLY_WHOLE };
+    match tag {
+        REPLY_WHOLE => {
+            let reply = r.bytes16()?;
+            if reply.is_empty() || Message::new_checked(reply).is_err() {
+                return Err(DecodeError::Invalid);
+            }
+            let mut reply = CachedReply::new(reply).ok_or(DecodeError::Invalid)?;
+            reply.set_param_codes(ParamList::new(params).codes());
+            Ok(reply)
+        }
+        REPLY_BY_TEMPLATE => {
+            let id = r.u64()?;
+            let own = r.bytes16()?;
+            let template = templates.0.get(&id).ok_or(DecodeError::UnknownTemplate)?;
+            // The template was checked when read (`Templates::add`); the client's bytes must
+            // fit it.
+            CachedReply::from_parts(Arc::clone(template), own, params).ok_or(DecodeError::Invalid)
+        }
+        _ => Err(DecodeError::Invalid),
+    }
+}
+
+/// Decode a record written by [`encode_record`], its reply's template (format 3) from
+/// `templates`; returns it with its interface name, not copied (start-up decodes a
+/// million).
+pub fn decode_record_with<'a>(bytes: &'a [u8], templates: &Templates) -> Result<(ClientRecord, &'a str), DecodeError> {
     let mut r = Reader { b: bytes };
     let version = r.u8()?;
     if version == 0 || version > RECORD_FORMAT {
@@ -206,7 +349,7 @@ pub fn decode_record_borrowed(bytes: &[u8]) -> Result<(ClientRecord, &str), Deco
         t => Some(Timestamp::from_millis(t)),
     };
     let params = r.bytes16()?;
-    let reply = r.bytes16()?;
+    let reply = read_reply(&mut r, version, templates, params)?;
     let origin = match version {
         1 => Origin::Server,
         _ => match (r.u8()?, r.u16()?) {
@@ -216,7 +359,7 @@ pub fn decode_record_borrowed(bytes: &[u8]) -> Result<(ClientRecord, &str), Deco
             _ => return Err(DecodeError::Invalid),
         },
     };
-    if !r.b.is_empty() || reply.is_empty() || Message::new_checked(reply).is_err() || address.is_unspecified() {
+    if !r.b.is_empty() || address.is_unspecified() {
         return Err(DecodeError::Invalid);
     }
     let mut rec = ClientRecord::new(key, kind, 0, last_contact);
@@ -229,8 +372,7 @@ pub fn decode_record_borrowed(bytes: &[u8]) -> Result<(ClientRecord, &str), Deco
     rec.lease_start = lease_start;
     rec.last_update = last_update;
     rec.client_lease_end = client_lease_end;
-    rec.param_list = ParamList::new(params);
-    rec.reply = Some(CachedReply::new(reply).ok_or(DecodeError::Invalid)?);
+    rec.reply = Some(reply);
     rec.origin = origin;
     Ok((rec, interface))
 }
@@ -244,6 +386,16 @@ impl Engine {
         let e = self.pool.by_number(link, n).filter(|e| e.is_leased())?;
         let iface = self.config.downstream.get(link).map(|d| d.name.as_str())?;
         Some((e.as_record(key.clone(), link as u16), iface))
+    }
+}
+
+/// Paper 5.7: the shared part of `r`'s reply is stored once, before the first record that
+/// names it.
+fn template_first(r: &ClientRecord, f: &mut impl FnMut(Change<'_>)) {
+    if let Some(t) = r.reply.as_ref().map(|c| c.template()).filter(|t| t.is_shared()) {
+        if !t.mark_persisted() {
+            f(Change::Template { id: t.id(), bytes: t.as_bytes() });
+        }
     }
 }
 
@@ -274,7 +426,17 @@ impl Engine {
 
     /// See [`Engine::drain_changes`].
     pub(crate) fn persist_changes(&mut self, scratch: &mut Vec<u8>, mut f: impl FnMut(Change<'_>)) -> bool {
-        if self.changes.full_dump_needed {
+        // Templates no record holds any more leave the store first (a template that came
+        // back since is written again, after this, by the first record naming it).
+        let table = &mut self.table;
+        let mut gone = Vec::new();
+        let complete = table.templates_mut().take_gone(|id| gone.push(id));
+        for id in gone {
+            if !table.templates().get(id).is_some_and(|t| t.is_persisted()) {
+                f(Change::DeleteTemplate(id));
+            }
+        }
+        if self.changes.full_dump_needed || !complete {
             self.changes.full_dump_needed = false;
             self.changes.changed.clear();
             return false;
@@ -283,6 +445,7 @@ impl Engine {
         for key in &keys {
             if let Some((record, iface)) = self.pool_entry_record(key) {
                 // Pool mode: one of our own leases (kept with the client table).
+                template_first(&record, &mut f);
                 encode_record(&record, iface, scratch);
                 f(Change::Upsert { key, bytes: scratch });
                 continue;
@@ -291,6 +454,7 @@ impl Engine {
                 Some(r) if r.reply.is_some() => {
                     let iface =
                         self.config.downstream.get(usize::from(r.downstream)).map(|d| d.name.as_str()).unwrap_or("");
+                    template_first(r, &mut f);
                     encode_record(r, iface, scratch);
                     f(Change::Upsert { key, bytes: scratch });
                 }
@@ -301,6 +465,14 @@ impl Engine {
         keys.clear();
         self.changes.changed = keys;
         true
+    }
+
+    /// See [`Engine::dump_templates`]: every shared template, each marked as written.
+    pub(crate) fn persist_dump_templates(&self, mut f: impl FnMut(u64, &[u8])) {
+        for t in self.table.templates().iter() {
+            t.mark_persisted();
+            f(t.id(), t.as_bytes());
+        }
     }
 
     /// See [`Engine::dump`].

@@ -211,6 +211,7 @@ impl Engine {
         new.downstream = slots;
         self.reconfigure_servers(&new, &mut report);
         self.table.set_bounds(new.proxy.max_clients, new.limits.pending_clients);
+        self.table.set_max_templates(new.limits.reply_templates);
         self.transactions.set_bounds(new.limits.transactions, new.limits.reply_timeout);
         if new.proxy.max_held_replies != self.config.proxy.max_held_replies {
             report.needs_restart.push("proxy.max_held_replies");

@@ -22,10 +22,11 @@
 //!   server reply that matched one of our requests is cached.
 
 use core::fmt;
+use core::hash::BuildHasher;
 use core::net::Ipv4Addr;
 use std::collections::VecDeque;
 
-use hashbrown::HashMap;
+use hashbrown::HashTable;
 
 use cdra_wire::Message;
 
@@ -33,7 +34,7 @@ use crate::limits::TokenBucket;
 use crate::time::Timestamp;
 
 /// Longest key stored inline (kind byte + data); longer client identifiers go on the heap.
-const INLINE_KEY: usize = 31;
+const INLINE_KEY: usize = 22;
 
 /// A client's identity.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -303,94 +304,8 @@ impl ParamList {
     }
 }
 
-/// A server's reply as the table keeps it: the BOOTP header without the 192-byte
-/// `sname` and `file` fields when they are all zeros (as they are in most replies), then
-/// the magic cookie and the options up to END. [`CachedReply::expand_into`] gives back the
-/// message byte for byte. A million clients' replies then take ~110 MB rather than ~300.
-#[derive(Clone, PartialEq, Eq)]
-pub struct CachedReply(Box<[u8]>);
-
-/// Layout of [`CachedReply`]: a flags byte, then header bytes 0..44, then sname (64) if
-/// flag 1, file (128) if flag 2, then bytes 236.. of the message.
-const HAS_SNAME: u8 = 1;
-const HAS_FILE: u8 = 2;
-const SNAME_AT: usize = 44;
-const FILE_AT: usize = 108;
-const COOKIE_AT: usize = 236;
-
-impl CachedReply {
-    /// Keep `message` (a whole DHCP/BOOTP message, at least 240 bytes).
-    pub fn new(message: &[u8]) -> Option<Self> {
-        let head = message.get(..SNAME_AT)?;
-        let sname = message.get(SNAME_AT..FILE_AT)?;
-        let file = message.get(FILE_AT..COOKIE_AT)?;
-        let rest = message.get(COOKIE_AT..)?;
-        let keep_sname = sname.iter().any(|b| *b != 0);
-        let keep_file = file.iter().any(|b| *b != 0);
-        let mut v = Vec::with_capacity(1 + message.len());
-        v.push((u8::from(keep_sname) * HAS_SNAME) | (u8::from(keep_file) * HAS_FILE));
-        v.extend_from_slice(head);
-        if keep_sname {
-            v.extend_from_slice(sname);
-        }
-        if keep_file {
-            v.extend_from_slice(file);
-        }
-        v.extend_from_slice(rest);
-        Some(CachedReply(v.into_boxed_slice()))
-    }
-
-    /// Write the whole message into `out`; returns its length, or `None` if `out` is too
-    /// small.
-    pub fn expand_into(&self, out: &mut [u8]) -> Option<usize> {
-        let (&flags, mut rest) = self.0.split_first()?;
-        let mut take = |n: usize| -> Option<&[u8]> {
-            let (a, b) = (rest.get(..n)?, rest.get(n..)?);
-            rest = b;
-            Some(a)
-        };
-        out.get_mut(..SNAME_AT)?.copy_from_slice(take(SNAME_AT)?);
-        let sname = out.get_mut(SNAME_AT..FILE_AT)?;
-        match flags & HAS_SNAME {
-            0 => sname.fill(0),
-            _ => sname.copy_from_slice(take(FILE_AT - SNAME_AT)?),
-        }
-        let file = out.get_mut(FILE_AT..COOKIE_AT)?;
-        match flags & HAS_FILE {
-            0 => file.fill(0),
-            _ => file.copy_from_slice(take(COOKIE_AT - FILE_AT)?),
-        }
-        let tail = rest;
-        out.get_mut(COOKIE_AT..COOKIE_AT + tail.len())?.copy_from_slice(tail);
-        Some(COOKIE_AT + tail.len())
-    }
-
-    /// The whole message.
-    pub fn to_vec(&self) -> Vec<u8> {
-        let mut v = vec![0u8; 1 + self.0.len() + (FILE_AT - SNAME_AT) + (COOKIE_AT - FILE_AT)];
-        let n = self.expand_into(&mut v).unwrap_or(0);
-        v.truncate(n);
-        v
-    }
-
-    /// The client hardware address the reply was for (`chaddr`, `hlen` bytes).
-    pub fn chaddr(&self) -> &[u8] {
-        // Header bytes 0..44 are stored verbatim after the flags byte.
-        let hlen = usize::from(self.0.get(1 + 2).copied().unwrap_or(0)).min(16);
-        self.0.get(1 + 28..1 + 28 + hlen).unwrap_or(&[])
-    }
-
-    /// Bytes kept in memory.
-    pub fn stored_len(&self) -> usize {
-        self.0.len()
-    }
-}
-
-impl fmt::Debug for CachedReply {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CachedReply({} bytes)", self.0.len())
-    }
-}
+pub use crate::templates::CachedReply;
+use crate::templates::TemplateSet;
 
 /// One client (paper 5: ClientID, ClientType, State, ServAddr, CliAddr, LeaseTime,
 /// LeaseStartTime, LastContact, LastUpdate, Msg; plus what the Appendix B fixes need).
@@ -422,10 +337,9 @@ pub struct ClientRecord {
     /// Last time a server refreshed the configuration (LastUpdate).
     pub last_update: Timestamp,
     /// The last DHCPACK / BOOTREPLY from the server (Msg), option 82 removed, trimmed after
-    /// END. `None` until the server has answered.
+    /// END, with option 55 of the request it answers ([`ClientRecord::param_list`]). `None`
+    /// until the server has answered.
     pub reply: Option<CachedReply>,
-    /// Option 55 of the request the cached reply answers.
-    pub param_list: ParamList,
     /// The deadline of this record's one armed lapse timer (see `timers.rs`): a lapse
     /// timer that fires at another moment is stale and ignored.
     pub lapse_armed: Option<Timestamp>,
@@ -470,7 +384,6 @@ impl ClientRecord {
             last_contact: now,
             last_update: now,
             reply: None,
-            param_list: ParamList::EMPTY,
             lapse_armed: None,
             client_lease_end: None,
             upstream_renewal_sent: None,
@@ -521,7 +434,7 @@ pub type Slot = u32;
 /// A reference to one record that stays valid only as long as that record lives: a slot
 /// and the generation the slot had when the reference was taken (a removed record's slot
 /// gets a new generation, so its old references resolve to nothing).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RecordRef {
     /// The slot.
     pub slot: Slot,
@@ -538,6 +451,20 @@ pub enum Pool {
 }
 
 impl ClientRecord {
+    /// Option 55 of the request the cached reply answers (kept with the reply's own bytes;
+    /// empty without a reply).
+    pub fn param_list(&self) -> ParamList {
+        self.reply.as_ref().map_or(ParamList::EMPTY, |c| ParamList::new(c.param_codes()))
+    }
+
+    /// Keep `params` with the cached reply (set it after the reply: without one, there is
+    /// nothing it would be the request of).
+    pub fn set_param_list(&mut self, params: &ParamList) {
+        if let Some(c) = self.reply.as_mut() {
+            c.set_param_codes(params.codes());
+        }
+    }
+
     /// Why this record would be evicted: its pool was full.
     pub fn eviction(&self) -> Removal {
         match self.pool() {
@@ -556,15 +483,60 @@ impl ClientRecord {
     }
 }
 
+fn record_in(slots: &[Option<ClientRecord>], slot: Slot) -> Option<&ClientRecord> {
+    slots.get(slot as usize).and_then(Option::as_ref)
+}
+
+/// Where a table's memory goes, in bytes (BENCHMARKS.md: the 1,000,000-client breakdown).
+/// Heap blocks are counted at their size rounded up to glibc malloc's chunk (16-byte steps,
+/// 8 bytes of header).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableMemory {
+    /// The slab: one `ClientRecord` per slot, and each slot's generation.
+    pub records: usize,
+    /// Client keys too long to be kept inside the record.
+    pub long_keys: usize,
+    /// The key -> slot and address -> slot indexes (4 bytes and a control byte a bucket).
+    pub indexes: usize,
+    /// The clients' own reply bytes (paper 5.7: address, lease times, identity).
+    pub own_reply_bytes: usize,
+    /// The shared templates (and the templates of replies kept alone).
+    pub templates: usize,
+    /// The order of pending records.
+    pub pending_order: usize,
+}
+
+impl TableMemory {
+    /// The sum.
+    pub fn total(&self) -> usize {
+        self.records + self.long_keys + self.indexes + self.own_reply_bytes + self.templates + self.pending_order
+    }
+}
+
+/// What malloc takes for a block of `n` bytes.
+fn malloc_chunk(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        (n + 8).max(32).div_ceil(16) * 16
+    }
+}
+
 /// The table.
-#[derive(Debug)]
 pub struct ClientTable {
     slots: Vec<Option<ClientRecord>>,
     /// Each slot's generation (see [`RecordRef`]).
     generations: Vec<u32>,
     free: Vec<Slot>,
-    by_key: HashMap<ClientKey, Slot>,
-    by_address: HashMap<Ipv4Addr, Slot>,
+    /// key -> slot and address -> slot, each a hash table of bare slot numbers (4 bytes an
+    /// entry): the key and the address are the record's own, so an entry need not hold a
+    /// copy of them.
+    by_key: HashTable<Slot>,
+    by_address: HashTable<Slot>,
+    /// Hashes the keys and addresses of both indexes.
+    hasher: hashbrown::DefaultHashBuilder,
+    /// The shared parts of the records' replies (paper 5.7, [`crate::templates`]).
+    templates: TemplateSet,
     max_clients: usize,
     /// Records in the pending pool, and the most it may hold.
     pending: usize,
@@ -575,6 +547,16 @@ pub struct ClientTable {
     rng: u64,
 }
 
+impl fmt::Debug for ClientTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientTable")
+            .field("records", &self.by_key.len())
+            .field("pending", &self.pending)
+            .field("templates", &self.templates)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ClientTable {
     /// An empty table for at most `max_clients` bound and `max_pending` pending records.
     pub fn new(max_clients: usize, max_pending: usize, seed: u64) -> Self {
@@ -582,8 +564,10 @@ impl ClientTable {
             slots: Vec::new(),
             generations: Vec::new(),
             free: Vec::new(),
-            by_key: HashMap::new(),
-            by_address: HashMap::new(),
+            by_key: HashTable::new(),
+            by_address: HashTable::new(),
+            hasher: hashbrown::DefaultHashBuilder::default(),
+            templates: TemplateSet::new(crate::templates::DEFAULT_MAX_TEMPLATES),
             max_clients: max_clients.max(1),
             pending: 0,
             max_pending: max_pending.max(1),
@@ -605,8 +589,9 @@ impl ClientTable {
         let additional = additional.min(self.max_clients.saturating_sub(self.by_key.len()));
         self.slots.reserve(additional);
         self.generations.reserve(additional);
-        self.by_key.reserve(additional);
-        self.by_address.reserve(additional);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.by_key.reserve(additional, |s| record_in(slots, *s).map_or(0, |r| hasher.hash_one(&r.key)));
+        self.by_address.reserve(additional, |s| record_in(slots, *s).map_or(0, |r| hasher.hash_one(r.address)));
     }
 
     /// Records held.
@@ -631,12 +616,88 @@ impl ClientTable {
 
     /// The slot of `key`.
     pub fn find(&self, key: &ClientKey) -> Option<Slot> {
-        self.by_key.get(key).copied()
+        let slots = &self.slots;
+        self.by_key.find(self.hasher.hash_one(key), |s| record_in(slots, *s).is_some_and(|r| r.key == *key)).copied()
     }
 
     /// The slot holding `address`.
     pub fn find_address(&self, address: Ipv4Addr) -> Option<Slot> {
-        self.by_address.get(&address).copied()
+        let slots = &self.slots;
+        self.by_address
+            .find(self.hasher.hash_one(address), |s| record_in(slots, *s).is_some_and(|r| r.address == address))
+            .copied()
+    }
+
+    /// Where its memory goes (walks every record).
+    pub fn memory(&self) -> TableMemory {
+        let buckets = |capacity: usize| if capacity == 0 { 0 } else { (capacity * 8 / 7).next_power_of_two() };
+        let mut m = TableMemory {
+            records: self.slots.capacity() * core::mem::size_of::<Option<ClientRecord>>()
+                + self.generations.capacity() * 4
+                + self.free.capacity() * 4,
+            indexes: (buckets(self.by_key.capacity()) + buckets(self.by_address.capacity())) * 5,
+            pending_order: self.pending_order.capacity() * core::mem::size_of::<RecordRef>(),
+            ..TableMemory::default()
+        };
+        let mut shared = hashbrown::HashSet::new();
+        for (_, r) in self.iter() {
+            if let KeyBytes::Heap(b) = &r.key.0 {
+                m.long_keys += malloc_chunk(b.len());
+            }
+            if let Some(reply) = &r.reply {
+                m.own_reply_bytes += malloc_chunk(reply.own_bytes().len());
+                let t = reply.template();
+                if shared.insert(std::sync::Arc::as_ptr(t) as usize) {
+                    m.templates += malloc_chunk(t.as_bytes().len()) + malloc_chunk(core::mem::size_of_val(&**t) + 16);
+                }
+            }
+        }
+        m
+    }
+
+    /// The shared parts of the replies ([`crate::templates`]).
+    pub fn templates(&self) -> &TemplateSet {
+        &self.templates
+    }
+
+    /// The shared parts of the replies, mutable (persistence sweeps them).
+    pub(crate) fn templates_mut(&mut self) -> &mut TemplateSet {
+        &mut self.templates
+    }
+
+    /// The bound of the shared parts (`[limits] reply_templates`).
+    pub fn set_max_templates(&mut self, max: usize) {
+        self.templates.set_max(max);
+    }
+
+    /// Index `slot` under its record's key.
+    fn index_key(&mut self, slot: Slot) {
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        let Some(r) = record_in(slots, slot) else { return };
+        let hash = |s: &Slot| record_in(slots, *s).map_or(0, |r| hasher.hash_one(&r.key));
+        self.by_key.insert_unique(hasher.hash_one(&r.key), slot, hash);
+    }
+
+    /// Make `slot` the holder of `address` in the index; returns the slot that held it.
+    fn index_address(&mut self, address: Ipv4Addr, slot: Slot) -> Option<Slot> {
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        let h = hasher.hash_one(address);
+        let same = |s: &Slot| record_in(slots, *s).is_some_and(|r| r.address == address) || *s == slot;
+        match self.by_address.find_mut(h, same) {
+            Some(held) => Some(core::mem::replace(held, slot)).filter(|old| *old != slot),
+            None => {
+                self.by_address
+                    .insert_unique(h, slot, |s| record_in(slots, *s).map_or(0, |r| hasher.hash_one(r.address)));
+                None
+            }
+        }
+    }
+
+    /// Take `slot` out of the address index if it is there as `address`'s holder.
+    fn unindex_address(&mut self, address: Ipv4Addr, slot: Slot) {
+        if let Ok(e) = self.by_address.find_entry(self.hasher.hash_one(address), |s| *s == slot) {
+            e.remove();
+        }
     }
 
     /// The record in `slot`.
@@ -729,12 +790,15 @@ impl ClientTable {
         if let Some(v) = victim {
             evicted = self.remove(v);
         }
-        if let Some(old) = self.by_key.get(&record.key).copied() {
+        if let Some(old) = self.find(&record.key) {
             // Defensive: replace an existing record of the same key.
             let _ = self.remove(old);
         }
+        let mut record = record;
+        if let Some(reply) = record.reply.as_mut() {
+            self.templates.intern(reply);
+        }
         let address = record.address;
-        let key = record.key.clone();
         let slot = match self.free.pop() {
             Some(s) => {
                 if let Some(cell) = self.slots.get_mut(s as usize) {
@@ -748,9 +812,9 @@ impl ClientTable {
                 (self.slots.len() - 1) as Slot
             }
         };
-        self.by_key.insert(key, slot);
+        self.index_key(slot);
         if !address.is_unspecified() {
-            self.by_address.insert(address, slot);
+            self.index_address(address, slot);
         }
         if pool == Pool::Pending {
             self.pending += 1;
@@ -780,10 +844,10 @@ impl ClientTable {
         if let Some(g) = self.generations.get_mut(slot as usize) {
             *g = g.wrapping_add(1);
         }
-        self.by_key.remove(&record.key);
-        if self.by_address.get(&record.address) == Some(&slot) {
-            self.by_address.remove(&record.address);
+        if let Ok(e) = self.by_key.find_entry(self.hasher.hash_one(&record.key), |s| *s == slot) {
+            e.remove();
         }
+        self.unindex_address(record.address, slot);
         if record.pool() == Pool::Pending {
             self.pending = self.pending.saturating_sub(1);
         }
@@ -793,7 +857,9 @@ impl ClientTable {
 
     /// Give the record in `slot` the server reply `reply` (it moves to the bound pool if it
     /// was pending). Returns a bound record evicted to make room (`max_clients`).
-    pub fn store_reply(&mut self, slot: Slot, reply: CachedReply) -> Option<ClientRecord> {
+    pub fn store_reply(&mut self, slot: Slot, mut reply: CachedReply) -> Option<ClientRecord> {
+        self.get(slot)?;
+        self.templates.intern(&mut reply);
         let was_pending = {
             let r = self.get_mut(slot)?;
             let was = r.reply.is_none();
@@ -818,19 +884,14 @@ impl ClientTable {
         if old == address {
             return None;
         }
-        if self.by_address.get(&old) == Some(&slot) {
-            self.by_address.remove(&old);
-        }
+        self.unindex_address(old, slot);
         if let Some(r) = self.get_mut(slot) {
             r.address = address;
         }
         if address.is_unspecified() {
             return None;
         }
-        match self.by_address.insert(address, slot) {
-            Some(other) if other != slot => Some(other),
-            _ => None,
-        }
+        self.index_address(address, slot)
     }
 }
 

@@ -29,7 +29,7 @@
 use core::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use crate::table::ClientKey;
+use crate::table::RecordRef;
 use crate::time::Timestamp;
 
 /// What falls due.
@@ -41,8 +41,9 @@ pub enum Timer {
     OfferWindow(u64),
     /// The oldest held renewal answer is due.
     HeldReply,
-    /// A client's short lease may have lapsed.
-    Lapse(ClientKey),
+    /// A client's short lease may have lapsed: the record, as long as it lives (8 bytes:
+    /// one such timer is filed per record).
+    Lapse(RecordRef),
     /// A slice of the table is swept.
     Sweep,
     /// Pool mode: an entry's next step is due (acquire, renew, rebind, expire; [`crate::pool::upkeep`]).
@@ -50,7 +51,9 @@ pub enum Timer {
     /// Pool mode: the pools are filled up to `[pool] size` free entries.
     PoolRefill,
     /// Pool mode: a forwarded DISCOVER's `fallback_after` is up ([`crate::pool::assign`]).
-    PoolFallback(crate::transactions::RequestId),
+    /// Boxed: the request id takes 24 bytes, and every timer (one per client record with a
+    /// short lease) would take its size.
+    PoolFallback(Box<crate::transactions::RequestId>),
     /// RFC 4388: the sweep's next queries are due, and its timeouts ([`crate::leasequery`]).
     Leasequery,
 }
@@ -85,6 +88,11 @@ impl Timers {
     /// Keep only the timers for which `live(deadline, timer)` holds.
     pub fn retain(&mut self, mut live: impl FnMut(Timestamp, &Timer) -> bool) {
         self.heap.retain(|Reverse((at, _, timer))| live(*at, timer));
+    }
+
+    /// Bytes its heap takes.
+    pub fn memory(&self) -> usize {
+        self.heap.capacity() * core::mem::size_of::<Reverse<(Timestamp, u64, Timer)>>()
     }
 
     /// Timers filed (live or stale).

@@ -413,10 +413,7 @@ fn at_most_size_entries_are_held_back_a_host_answering_everything_cannot_grow_th
 #[test]
 fn pool_entries_and_pool_clients_survive_a_restart_suspect() {
     let (h, a, addr) = pool_client_by_fallback();
-    let mut scratch = Vec::new();
-    let mut stored = Vec::new();
-    h.engine.dump(&mut scratch, |_, b| stored.push(b.to_vec()));
-    let decoded: Vec<_> = stored.iter().map(|b| cdra_core::persist::decode_record(b).expect("decodes")).collect();
+    let decoded = stored_records(&h.engine);
     assert_eq!(decoded.len(), 3, "two entries and the pool client");
     let mut h2 = Harness::new(pool_config(PoolAssign::Outage));
     h2.now = h.now;
@@ -490,9 +487,7 @@ fn a_pool_clients_lease_end_is_bounded_by_the_pools_client_lease_not_the_proxys(
     c.proxy.client_lease = Some(Duration::from_secs(55));
     c.pool.client_lease = Duration::from_secs(600);
     // The same pool, under the new settings.
-    let mut scratch = Vec::new();
-    let mut stored = Vec::new();
-    h.engine.dump(&mut scratch, |_, b| stored.push(cdra_core::persist::decode_record(b).expect("a record")));
+    let stored = stored_records(&h.engine);
     let mut h = Harness { engine: cdra_core::Engine::new(c), ..h };
     h.engine.restore(h.now, stored);
     run_all(&mut h, 1);
@@ -606,9 +601,7 @@ fn a_pool_address_is_a_dhcp_lease_even_for_a_record_that_began_as_bootp() {
 #[test]
 fn a_pool_entry_restored_from_a_store_dated_ahead_is_clamped_to_now() {
     let h = filled(PoolAssign::Always);
-    let mut scratch = Vec::new();
-    let mut stored = Vec::new();
-    h.engine.dump(&mut scratch, |_, b| stored.push(cdra_core::persist::decode_record(b).expect("a record")));
+    let mut stored = stored_records(&h.engine);
     // The store was written an hour ahead of the clock that reads it back.
     for (r, _) in &mut stored {
         r.lease_start = r.lease_start.saturating_add(Duration::from_secs(3600));
@@ -738,7 +731,7 @@ fn a_pool_client_moves_asking_the_server_for_its_own_parameters() {
     // REQUEST, and the record answers the client's renewals with the server's lease for it
     // (no "changed request" forwarded after the move).
     let r = record(&h, &a).expect("record");
-    assert_eq!(r.param_list.codes().collect::<Vec<u8>>(), vec![1, 3, 6]);
+    assert_eq!(r.param_list().codes().collect::<Vec<u8>>(), vec![1, 3, 6]);
     server_answers_again(&mut h);
     assert!(move_started(&mut h, &a, addr).iter().any(|s| s.kind == Some(MessageType::Request)));
 }
@@ -855,9 +848,7 @@ fn an_entry_held_back_for_a_gone_client_stays_held_back_across_a_restart() {
     assert!(record(&h, &a).is_none());
     assert!(h.engine.pool().entries(0).any(|e| e.address == first && e.is_held_back()));
     // A restart.
-    let mut scratch = Vec::new();
-    let mut stored = Vec::new();
-    h.engine.dump(&mut scratch, |_, bytes| stored.push(cdra_core::persist::decode_record(bytes).expect("a record")));
+    let stored = stored_records(&h.engine);
     let mut r = Harness::new(h.engine.config().clone());
     r.now = h.now.saturating_add(Duration::from_secs(1));
     r.engine.restore(r.now, stored);

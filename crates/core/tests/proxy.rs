@@ -383,17 +383,25 @@ fn a_client_that_stops_renewing_its_local_lease_lapses_too() {
 
 #[test]
 fn records_survive_an_encode_decode_restore_round_trip_and_changes_are_reported() {
-    use cdra_core::persist::{decode_record, Change};
+    use cdra_core::persist::{decode_record, decode_record_with, template_key, Change, DecodeError, Templates};
     let mut h = Harness::new(proxy_config());
     bound_client(&mut h);
     let mut scratch = Vec::new();
     let mut upserts = Vec::new();
+    let mut templates = Templates::new();
     assert!(h.engine.drain_changes(&mut scratch, |c| match c {
         Change::Upsert { bytes, .. } => upserts.push(bytes.to_vec()),
+        // Paper 5.7: the shared part of the reply, stored once, before the record.
+        Change::Template { id, bytes } => {
+            assert!(upserts.is_empty(), "the template goes first");
+            templates.add(&template_key(id), bytes).expect("a template");
+        }
         Change::Delete(k) => panic!("unexpected delete {k}"),
+        Change::DeleteTemplate(id) => panic!("unexpected template delete {id:x}"),
     }));
-    assert_eq!(upserts.len(), 1);
-    let (rec, iface) = decode_record(&upserts[0]).expect("decodes");
+    assert_eq!((upserts.len(), templates.len()), (1, 1));
+    assert_eq!(decode_record(&upserts[0]).err(), Some(DecodeError::UnknownTemplate));
+    let (rec, iface) = decode_record_with(&upserts[0], &templates).map(|(r, i)| (r, i.to_string())).expect("decodes");
     assert_eq!((rec.address, iface.as_str()), (ADDR, "rd0"));
     // A fresh engine restores it and answers a RENEW from it.
     let mut h2 = Harness::new(proxy_config());
@@ -473,8 +481,15 @@ fn cached_replies_are_compact_and_expand_byte_for_byte() {
         }
         let c = CachedReply::new(&m).expect("whole message");
         assert_eq!(c.to_vec(), m);
-        let expected = 1 + m.len() - if sname { 0 } else { 64 } - if file { 0 } else { 128 };
-        assert_eq!(c.stored_len(), expected);
+        // Empty sname and file are not kept; the client's own bytes are kept apart from
+        // what it may share (paper 5.7, cdra_core::templates).
+        let kept = c.template().as_bytes().len() + c.own_bytes().len();
+        // (The template repeats the 44-byte header with the client's fields zeroed: at most
+        // 22 bytes of it, and 3 bytes a splice, are kept twice.)
+        assert!(kept <= m.len() + 40 - if sname { 0 } else { 64 } - if file { 0 } else { 128 }, "{kept}");
+        // Alone, its template is its own; its option 55 list (none yet) is a count byte.
+        let own = 1 + c.param_codes().len() + c.own_bytes().len();
+        assert_eq!(c.stored_len(), own + c.template().stored_len());
     }
     assert!(CachedReply::new(&[0u8; 100]).is_none());
 }

@@ -13,7 +13,7 @@
 use core::net::Ipv4Addr;
 
 use cdra_core::engine::MAX_INTERCEPTED;
-use cdra_core::persist::decode_record;
+use cdra_core::persist::{decode_record_with, Templates};
 use cdra_core::pool::{PoolIdentity, MAX_ENTRIES_PER_LINK};
 use cdra_core::table::{ClientKey, ClientRecord, Origin};
 use cdra_core::{Engine, Mode, Timestamp};
@@ -246,8 +246,8 @@ pub fn hardware_key(htype: u8, chaddr: &[u8]) -> Vec<u8> {
 }
 
 /// The key of a persisted record, if the bytes decode.
-pub fn persisted_key(bytes: &[u8]) -> Option<Vec<u8>> {
-    decode_record(bytes).ok().map(|(r, _)| r.key.as_bytes().to_vec())
+pub fn persisted_key(bytes: &[u8], templates: &Templates) -> Option<Vec<u8>> {
+    decode_record_with(bytes, templates).ok().map(|(r, _)| r.key.as_bytes().to_vec())
 }
 
 /// Is `key` one of cdra's own pool identities (pool mode: the identity it leases pool
@@ -275,18 +275,18 @@ pub fn pool_entry_replies(engine: &Engine) -> Vec<Vec<u8>> {
 
 /// Is a persisted record a pool entry's own lease (whatever its key says: the entry it
 /// restores is the one its origin names)?
-pub fn persisted_is_pool_lease(bytes: &[u8]) -> bool {
-    decode_record(bytes).is_ok_and(|(r, _)| matches!(r.origin, Origin::PoolLease { .. }))
+pub fn persisted_is_pool_lease(bytes: &[u8], templates: &Templates) -> bool {
+    decode_record_with(bytes, templates).is_ok_and(|(r, _)| matches!(r.origin, Origin::PoolLease { .. }))
 }
 
 /// The address a persisted record holds, if the bytes decode.
-pub fn persisted_address(bytes: &[u8]) -> Option<Ipv4Addr> {
-    decode_record(bytes).ok().map(|(r, _)| r.address)
+pub fn persisted_address(bytes: &[u8], templates: &Templates) -> Option<Ipv4Addr> {
+    decode_record_with(bytes, templates).ok().map(|(r, _)| r.address)
 }
 
 /// The server identifier a persisted record names, if the bytes decode and it has one.
-pub fn persisted_server_id(bytes: &[u8]) -> Option<Ipv4Addr> {
-    decode_record(bytes).ok().and_then(|(r, _)| r.server.map(|s| s.id))
+pub fn persisted_server_id(bytes: &[u8], templates: &Templates) -> Option<Ipv4Addr> {
+    decode_record_with(bytes, templates).ok().and_then(|(r, _)| r.server.map(|s| s.id))
 }
 
 /// Spoofing mode: the server addresses whose client unicasts the engine takes.

@@ -399,6 +399,7 @@ impl Fuzzer {
             self.step_clock(ms);
         }
         let snap = self.sim.engine_snapshot();
+        let templates = snap.templates();
         let now = self.sim.engine_now();
         let addresses: Vec<[u8; 4]> = adapter::records(self.sim.engine()).iter().map(|v| v.address.octets()).collect();
         // Pool mode with safe_network: the addresses of model clients' records and pool
@@ -414,7 +415,7 @@ impl Fuzzer {
         let mut mutated_keys = Vec::new();
         let mut what = Vec::new();
         for rec in snap.records {
-            let key = adapter::persisted_key(&rec);
+            let key = adapter::persisted_key(&rec, &templates);
             // A pool entry's own lease is a model client's as soon as one is given it.
             let model = key.as_ref().is_some_and(|k| self.model_keys.contains(k) || adapter::is_pool_key(k));
             let roll = r.below(100);
@@ -436,14 +437,15 @@ impl Fuzzer {
             if copy || (roll < 45 && !model) {
                 let mut m = rec.clone();
                 let how = mutate_record(r, &mut m, now, &addresses);
-                let mkey = adapter::persisted_key(&m);
+                let mkey = adapter::persisted_key(&m, &templates);
                 if copy {
                     out.push(rec);
                 }
                 let protected = mkey.as_ref().is_some_and(|k| self.model_keys.contains(k) || adapter::is_pool_key(k))
-                    || adapter::persisted_is_pool_lease(&m)
+                    || adapter::persisted_is_pool_lease(&m, &templates)
                     || keep
-                    || (safe_pool && adapter::persisted_address(&m).is_some_and(|a| model_addresses.contains(&a)));
+                    || (safe_pool
+                        && adapter::persisted_address(&m, &templates).is_some_and(|a| model_addresses.contains(&a)));
                 if protected {
                     what.push(format!("{how} (a model client's or pool key: left out)"));
                 } else {
@@ -460,11 +462,11 @@ impl Fuzzer {
             out.reverse();
         }
         // Restore learns the server identifier of every record it reads (superseded or not).
-        self.server_ids.extend(out.iter().filter_map(|b| adapter::persisted_server_id(b)));
+        self.server_ids.extend(out.iter().filter_map(|b| adapter::persisted_server_id(b, &templates)));
         // Entries doubtful before the restart stay so: restore dates an entry stored ahead of
         // the clock (a clock stepped back) from now, a new lease end learnt from no server.
         let doubtful: HashSet<(usize, u16)> = self.pool_tainted.iter().map(|(link, n, _)| (*link, *n)).collect();
-        self.sim.restart_engine(Some(&Snapshot { records: out }));
+        self.sim.restart_engine(Some(&Snapshot { records: out, templates: snap.templates }));
         for e in adapter::pool_entries(self.sim.engine()) {
             if doubtful.contains(&(e.link, e.n)) {
                 self.pool_tainted.insert((e.link, e.n, e.lease_end));

@@ -5,7 +5,7 @@
 
 use core::net::Ipv4Addr;
 
-use cdra_core::persist::decode_record;
+use cdra_core::persist::{decode_record_with, template_key, Templates};
 use cdra_core::table::{ClientKey, ClientRecord};
 use cdra_core::{Engine, Outbox, ProbeAnswer, Timestamp};
 
@@ -97,19 +97,36 @@ pub fn record_for(engine: &Engine, client_id: Option<&[u8]>, mac: [u8; 6]) -> Op
 pub struct Snapshot {
     /// Encoded records.
     pub records: Vec<Vec<u8>>,
+    /// The shared reply templates the records name (paper 5.7): `(id, bytes)`.
+    pub templates: Vec<(u64, Vec<u8>)>,
+}
+
+impl Snapshot {
+    /// The templates, as persistence reads them back to decode the records.
+    pub fn templates(&self) -> Templates {
+        let mut t = Templates::new();
+        for (id, bytes) in &self.templates {
+            let _ = t.add(&template_key(*id), bytes);
+        }
+        t
+    }
 }
 
 /// The engine's records, as persistence would save them.
 pub fn export_records(engine: &Engine) -> Snapshot {
     let mut scratch = Vec::new();
     let mut records = Vec::new();
+    let mut templates = Vec::new();
+    engine.dump_templates(|id, bytes| templates.push((id, bytes.to_vec())));
     engine.dump(&mut scratch, |_, bytes| records.push(bytes.to_vec()));
-    Snapshot { records }
+    Snapshot { records, templates }
 }
 
 /// Load saved records into a (fresh) engine; returns how many were loaded.
 pub fn import_records(engine: &mut Engine, now: Millis, snapshot: &Snapshot) -> usize {
-    let decoded = snapshot.records.iter().filter_map(|b| decode_record(b).ok());
+    let templates = snapshot.templates();
+    let decoded =
+        snapshot.records.iter().filter_map(|b| decode_record_with(b, &templates).ok().map(|(r, i)| (r, i.to_string())));
     engine.restore(Timestamp::from_millis(now), decoded).loaded
 }
 

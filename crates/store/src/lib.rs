@@ -49,7 +49,7 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableDatabase;
 
 pub use error::StoreError;
 pub use open::open;
@@ -63,6 +63,9 @@ pub type Pair = (Vec<u8>, Vec<u8>);
 /// The schema this build writes. History: 0 = a bare `clients` table, no metadata (the
 /// prototype); 1 = `cdra_meta` + `cdra_records`.
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// Where the shared reply templates' keys start (`cdra_core::persist::TEMPLATE_KEY_PREFIX`).
+pub(crate) const TEMPLATE_KEYS: &[u8] = &[cdra_core::persist::TEMPLATE_KEY_PREFIX];
 
 /// The record format this build writes (`cdra_core::persist::RECORD_FORMAT`).
 pub const RECORD_FORMAT: u32 = cdra_core::persist::RECORD_FORMAT as u32;
@@ -169,14 +172,30 @@ impl Store {
         Ok(out)
     }
 
-    /// Call `f` with every `(key, value)` pair, in key order, without copying them: the
-    /// cheaper way to load when the caller decodes each value at once.
-    pub fn visit(&self, mut f: impl FnMut(&[u8], &[u8])) -> Result<usize, StoreError> {
+    /// Call `f` with every record's `(key, value)` pair, in key order, without copying them:
+    /// the cheaper way to load when the caller decodes each value at once. The shared reply
+    /// templates ([`Store::visit_templates`]) are not records.
+    pub fn visit(&self, f: impl FnMut(&[u8], &[u8])) -> Result<usize, StoreError> {
+        self.visit_range(..TEMPLATE_KEYS, f)
+    }
+
+    /// Call `f` with every shared reply template's `(key, value)` (record format 3: keys
+    /// `cdra_core::persist::template_key`, after every record's key), to be read before the
+    /// records that name them.
+    pub fn visit_templates(&self, f: impl FnMut(&[u8], &[u8])) -> Result<usize, StoreError> {
+        self.visit_range(TEMPLATE_KEYS.., f)
+    }
+
+    fn visit_range<'a>(
+        &self,
+        range: impl std::ops::RangeBounds<&'a [u8]>,
+        mut f: impl FnMut(&[u8], &[u8]),
+    ) -> Result<usize, StoreError> {
         let err = |e: redb::Error| StoreError::db(&self.config.path, "cannot read the records", e);
         let txn = self.db.begin_read().map_err(|e| err(e.into()))?;
         let table = txn.open_table(open::RECORDS).map_err(|e| err(e.into()))?;
         let mut n = 0;
-        for row in table.iter().map_err(|e| err(e.into()))? {
+        for row in table.range::<&[u8]>(range).map_err(|e| err(e.into()))? {
             let (k, v) = row.map_err(|e| err(e.into()))?;
             f(k.value(), v.value());
             n += 1;

@@ -229,10 +229,13 @@ pub(crate) fn reopen(path: &Path) -> Result<Database, String> {
     })
 }
 
+/// Records in the store (the shared reply templates of format 3, few, are not records).
 pub(crate) fn count(db: &Database) -> Result<usize, redb::Error> {
     let txn = db.begin_read()?;
     let t = txn.open_table(RECORDS)?;
-    Ok(usize::try_from(t.len()?).unwrap_or(usize::MAX))
+    let rows = usize::try_from(t.len()?).unwrap_or(usize::MAX);
+    let templates = t.range::<&[u8]>(crate::TEMPLATE_KEYS..)?.count();
+    Ok(rows.saturating_sub(templates))
 }
 
 enum Schema {

@@ -236,3 +236,49 @@ fn a_dump_writes_only_what_differs_from_the_store() {
     assert_eq!((stats.records_written, stats.records_deleted), (2, 1));
     assert_eq!(load_map(&path), next.into_iter().collect());
 }
+
+/// Record format 3 (paper 5.7): the shared reply templates are rows of their own key range,
+/// read before the records (`visit_templates`) and neither visited nor counted as records;
+/// a record decodes with its template, and a template deleted is gone.
+#[test]
+fn shared_reply_templates_are_kept_apart_from_the_records() {
+    use cdra_core::persist::{decode_record_with, encode_record, template_key, Templates};
+    use cdra_core::templates::TemplateSet;
+    let (_dir, path) = temp_store();
+    let (store, _) = open(&config(&path, 50)).expect("open");
+    let w = store.start_writer();
+    let mut set = TemplateSet::new(16);
+    let mut records = Vec::new();
+    for i in 0..50 {
+        let mut r = record(i, 1_000);
+        set.intern(r.reply.as_mut().expect("a reply"));
+        let mut v = Vec::new();
+        encode_record(&r, IFACE, &mut v);
+        assert!(w.upsert(&key(i), &v));
+        records.push(r);
+    }
+    let t = set.iter().next().expect("one template");
+    assert_eq!(set.len(), 1, "fifty clients of one server and subnet share one template");
+    assert!(w.upsert(&template_key(t.id()), t.as_bytes()));
+    w.shutdown().expect("shutdown");
+    let (store, report) = open(&config(&path, 50)).expect("reopen");
+    assert_eq!((report.records, store.len().expect("len")), (50, 50));
+    let mut templates = Templates::new();
+    assert_eq!(store.visit_templates(|k, v| templates.add(k, v).expect("a template")).expect("visit"), 1);
+    let mut decoded = 0;
+    store
+        .visit(|k, v| {
+            let (r, iface) = decode_record_with(v, &templates).expect("a record with its template");
+            assert_eq!((k, iface), (r.key.as_bytes(), IFACE));
+            let i = records.iter().position(|x| x.key == r.key).expect("one of ours");
+            assert_eq!(r.reply.map(|c| c.to_vec()), records[i].reply.as_ref().map(|c| c.to_vec()));
+            decoded += 1;
+        })
+        .expect("visit");
+    assert_eq!(decoded, 50);
+    let w = store.start_writer();
+    assert!(w.delete(&template_key(t.id())));
+    w.shutdown().expect("shutdown");
+    let (store, _) = open(&config(&path, 50)).expect("reopen");
+    assert_eq!(store.visit_templates(|_, _| {}).expect("visit"), 0);
+}

@@ -104,7 +104,7 @@ impl Engine {
         let id = RequestId::of(req.msg, req.ds);
         let fallback = Fallback { request: req.msg.as_bytes().to_vec(), admitted: req.admitted, ds: req.ds };
         self.pool_fallbacks.waiting.insert(id, fallback);
-        self.timers.arm(req.now.saturating_add(self.config.pool.fallback_after), Timer::PoolFallback(id));
+        self.timers.arm(req.now.saturating_add(self.config.pool.fallback_after), Timer::PoolFallback(Box::new(id)));
     }
 
     /// A DISCOVER's fallback time is up: the pool answers unless a server did.
@@ -204,7 +204,7 @@ impl Engine {
         c.last_update = now;
         // What the client asks for (the server will be asked it when the client moves onto a
         // lease of its own), else what the pool lease asked.
-        c.param_list = ParamList::new(request.parameter_request_list().unwrap_or(super::upkeep::POOL_PARAMETERS));
+        c.set_param_list(&ParamList::new(request.parameter_request_list().unwrap_or(super::upkeep::POOL_PARAMETERS)));
         c.must_restart = false;
         c.confirmed = false;
         self.note_change(&key);
@@ -432,7 +432,7 @@ impl Engine {
         let Some(reply) = self.scratch.get(..len) else { return };
         let reply = Message::new_unchecked(reply);
         let (htype, chaddr) = (reply.htype(), reply.chaddr().to_vec());
-        let params = self.table.get(slot).map(|c| c.param_list).unwrap_or(ParamList::EMPTY);
+        let params = self.table.get(slot).map(|c| c.param_list()).unwrap_or(ParamList::EMPTY);
         let mut buf = vec![0u8; crate::outbox::OUT_BUFFER_SIZE];
         let xid = self.table.next_random() as u32;
         let built = (|| {

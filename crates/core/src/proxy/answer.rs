@@ -35,7 +35,7 @@ use crate::verdict::{DropReason, Verdict};
 /// response message" — and must not return one the client did not send. Rewrites the
 /// answer in `out` (through `scratch`) when the cached one differs; false if it no longer
 /// fits.
-fn echo_client_identifier<T: AsRef<[u8]>>(
+pub(super) fn echo_client_identifier<T: AsRef<[u8]>>(
     out: &mut crate::outbox::Outgoing,
     request: &Message<T>,
     scratch: &mut [u8],
@@ -249,18 +249,18 @@ impl Engine {
 }
 
 /// What a local answer carries besides the cached reply.
-struct Patch {
-    address: Ipv4Addr,
-    lease: u32,
+pub(super) struct Patch {
+    pub(super) address: Ipv4Addr,
+    pub(super) lease: u32,
     /// The server identity the client sees (option 54).
-    identity: Ipv4Addr,
+    pub(super) identity: Ipv4Addr,
     /// Put it in siaddr too where the server had put itself (proxy mode).
-    rewrite_siaddr: bool,
-    server: Option<ServerBinding>,
+    pub(super) rewrite_siaddr: bool,
+    pub(super) server: Option<ServerBinding>,
 }
 
 /// Patch the cached reply `m` into the answer to `request` (the table in the module docs).
-fn patch_answer<T: AsRef<[u8]> + AsMut<[u8]>, R: AsRef<[u8]>>(
+pub(super) fn patch_answer<T: AsRef<[u8]> + AsMut<[u8]>, R: AsRef<[u8]>>(
     m: &mut Message<T>,
     request: &Message<R>,
     answer: LocalAnswer,

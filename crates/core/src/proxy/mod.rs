@@ -54,6 +54,8 @@ pub mod records;
 pub mod renewals;
 pub mod replies;
 pub mod requests;
+#[cfg(test)]
+mod shared_reply_differential;
 
 /// The caching relay's own state (the client table itself is [`crate::table`]); each part
 /// is owned by its module and changed only through its methods.

@@ -75,8 +75,9 @@ impl Engine {
             return;
         }
         r.lapse_armed = Some(due);
-        let key = r.key.clone();
-        self.timers.arm(due, Timer::Lapse(key));
+        if let Some(record) = self.table.reference(slot) {
+            self.timers.arm(due, Timer::Lapse(record));
+        }
     }
 
     /// A lapse timer fired at its deadline `at`.
@@ -84,11 +85,12 @@ impl Engine {
         &mut self,
         now: Timestamp,
         at: Timestamp,
-        key: crate::table::ClientKey,
+        record: crate::table::RecordRef,
         outbox: &mut Outbox,
     ) {
-        let Some(slot) = self.table.find(&key) else { return };
+        let Some(slot) = self.table.resolve(record) else { return };
         let Some(r) = self.table.get_mut(slot) else { return };
+        let key = r.key.clone();
         if r.lapse_armed != Some(at) {
             return; // stale: the record was replaced, or a new timer supersedes this one
         }
@@ -131,8 +133,9 @@ impl Engine {
         let Some(r) = self.table.get_mut(slot) else { return };
         let due = now.saturating_add(LAPSE_RETRY);
         r.lapse_armed = Some(due);
-        let key = r.key.clone();
-        self.timers.arm(due, Timer::Lapse(key));
+        if let Some(record) = self.table.reference(slot) {
+            self.timers.arm(due, Timer::Lapse(record));
+        }
     }
 
     /// A lapsed client's own MAC answered the probe: it is still there. Its record and

@@ -265,8 +265,6 @@ impl Engine {
         r.state = ClientState::Bound;
         r.confirmed = true;
         let server_id = server.id;
-        // What the client asked for in the request this answers.
-        r.param_list = reply.tx.params;
         let key = r.key.clone();
         if let Some((link, n, client, old_address)) = left_pool {
             self.pool_client_left_for_server(link, n, &client, old_address);
@@ -278,6 +276,9 @@ impl Engine {
         while let Some(stale) = self.pool.holding_other_than(None, address) {
             self.pool_entry_lost(now, stale, ProxyEvent::PoolLeaseLost);
         }
+        // What the client asked for in the request this answers, kept with the reply.
+        let mut kept = kept;
+        kept.set_param_codes(reply.tx.params.codes());
         if let Some(evicted) = self.table.store_reply(slot, kept) {
             self.forgotten(&evicted, Removal::Evicted);
         }

@@ -184,7 +184,7 @@ impl Engine {
         // (A pool client has what the pool lease was given: there is no server to ask.)
         let pool_client = matches!(r.origin, Origin::Pool { .. });
         let changed = wanted.is_some_and(|w| w != r.address)
-            || (!pool_client && msg.parameter_request_list().is_some_and(|p| !r.param_list.covers(p)));
+            || (!pool_client && msg.parameter_request_list().is_some_and(|p| !r.param_list().covers(p)));
         if changed {
             self.counters.proxy.add(ProxyEvent::ChangedRequest);
             return Answerable::No;

@@ -337,3 +337,18 @@ pub fn record(h: &Harness, c: &Client) -> Option<cdra_core::table::ClientRecord>
     let t = h.engine.table();
     t.find(&c.key()).and_then(|s| t.get(s)).cloned()
 }
+
+/// The engine's table as the store would hold it and read it back: its records decoded with
+/// the shared reply templates they name (record format 3, paper 5.7).
+pub fn stored_records(engine: &cdra_core::Engine) -> Vec<(cdra_core::table::ClientRecord, String)> {
+    use cdra_core::persist::{decode_record_with, template_key, Templates};
+    let mut templates = Templates::new();
+    engine.dump_templates(|id, bytes| templates.add(&template_key(id), bytes).expect("a template"));
+    let mut scratch = Vec::new();
+    let mut stored = Vec::new();
+    engine.dump(&mut scratch, |_, b| stored.push(b.to_vec()));
+    stored
+        .iter()
+        .map(|b| decode_record_with(b, &templates).map(|(r, i)| (r, i.to_string())).expect("a record"))
+        .collect()
+}

@@ -1,0 +1,209 @@
+//! Record formats 1 and 2 (the whole server reply in each record) are still read, and a
+//! table restored from them is written back in format 3: each shared reply template once
+//! (paper 5.7, `cdra_core::templates`), each record naming its template and holding only
+//! the client's own bytes. The answers from the restored records are the replies' bytes.
+
+mod common;
+
+use std::net::Ipv4Addr;
+
+use cdra_core::config::Mode;
+use cdra_core::persist::{
+    decode_record, decode_record_with, template_key, Change, DecodeError, Templates, RECORD_FORMAT,
+};
+use cdra_core::table::ClientKey;
+use cdra_wire::{MessageBuilder, MessageType, Op};
+
+use common::*;
+
+/// A DHCPACK from the lab's server to client `i` of the subnet.
+fn ack(i: u8) -> Vec<u8> {
+    let mut buf = vec![0u8; 1500];
+    let mut b = MessageBuilder::new(&mut buf, Op::BootReply, Some(MessageType::Ack)).expect("builder");
+    b.xid(0x1000 + u32::from(i)).giaddr(DS_ADDR).yiaddr(Ipv4Addr::new(10, 77, 1, 100 + i)).chaddr(1, &mac(i));
+    b.option(54, &SERVER.octets()).expect("54");
+    b.option(51, &3600u32.to_be_bytes()).expect("51");
+    b.option(1, &[255, 255, 255, 0]).expect("1");
+    b.option(3, &DS_ADDR.octets()).expect("3");
+    b.option(6, &[10, 77, 0, 53]).expect("6");
+    let n = b.finish().expect("finish");
+    buf.truncate(n);
+    buf
+}
+
+fn mac(i: u8) -> [u8; 6] {
+    [2, 0x77, 0, 0, 0, i]
+}
+
+/// Client `i`'s record as cdra 0.1 wrote it: format `version` (1 or 2), the reply whole.
+fn old_record(version: u8, i: u8, now_ms: u64) -> Vec<u8> {
+    let mut v = vec![version, 0];
+    let key = ClientKey::hardware(1, &mac(i));
+    let put16 = |v: &mut Vec<u8>, b: &[u8]| {
+        v.extend_from_slice(&(b.len() as u16).to_le_bytes());
+        v.extend_from_slice(b);
+    };
+    put16(&mut v, key.as_bytes());
+    put16(&mut v, "rd0".as_bytes());
+    v.extend_from_slice(&[10, 77, 1, 100 + i]);
+    v.extend_from_slice(&SERVER.octets());
+    v.extend_from_slice(&SERVER.octets());
+    for secs in [3600u32, 1800, 3150] {
+        v.extend_from_slice(&secs.to_le_bytes());
+    }
+    for ms in [now_ms, now_ms, now_ms, 0] {
+        v.extend_from_slice(&ms.to_le_bytes());
+    }
+    put16(&mut v, &[1, 3, 6]);
+    put16(&mut v, &ack(i));
+    if version >= 2 {
+        v.push(0); // origin: a server
+        v.extend_from_slice(&0u16.to_le_bytes());
+    }
+    v
+}
+
+#[test]
+fn records_of_formats_1_and_2_are_read_and_written_back_split() {
+    assert_eq!(RECORD_FORMAT, 3);
+    let mut c = config();
+    c.mode = Mode::Proxy;
+    let mut h = Harness::new(c);
+    h.advance(5);
+    let now_ms = h.now.as_millis();
+    let stored: Vec<Vec<u8>> = (0..6u8).map(|i| old_record(1 + i % 2, i, now_ms)).collect();
+    let decoded: Vec<_> = stored.iter().map(|b| decode_record(b).expect("an old record decodes")).collect();
+    for (i, (r, iface)) in decoded.iter().enumerate() {
+        assert_eq!((iface.as_str(), r.address), ("rd0", Ipv4Addr::new(10, 77, 1, 100 + i as u8)));
+        assert_eq!(r.reply.as_ref().map(|c| c.to_vec()), Some(ack(i as u8)), "the reply byte for byte");
+        assert_eq!(r.param_list().codes().collect::<Vec<u8>>(), [1, 3, 6], "option 55 kept with it");
+    }
+    let report = h.engine.restore(h.now, decoded);
+    assert_eq!(report.loaded, 6);
+    // The six clients of one server and subnet share one template.
+    assert_eq!(h.engine.table().templates().len(), 1);
+    // Written back (a full dump): the template once, records that name it.
+    let mut templates = Templates::new();
+    let mut dumped_templates = 0;
+    h.engine.dump_templates(|id, bytes| {
+        dumped_templates += 1;
+        templates.add(&template_key(id), bytes).expect("a template");
+    });
+    assert_eq!(dumped_templates, 1);
+    let mut records = Vec::new();
+    h.engine.dump(&mut Vec::new(), |_, b| records.push(b.to_vec()));
+    assert_eq!(records.len(), 6);
+    for (b, old) in records.iter().zip(&stored) {
+        assert_eq!(b.first(), Some(&3), "format 3");
+        assert!(b.len() + 150 < old.len(), "the shared part is not in the record: {} vs {}", b.len(), old.len());
+        assert_eq!(decode_record(b).err(), Some(DecodeError::UnknownTemplate));
+        let (r, _) = decode_record_with(b, &templates).expect("decodes with its template");
+        let i = r.address.octets()[3] - 100;
+        assert_eq!(r.param_list().codes().collect::<Vec<u8>>(), [1, 3, 6]);
+        assert_eq!(r.reply.map(|c| c.to_vec()), Some(ack(i)));
+    }
+}
+
+#[test]
+fn a_template_no_record_holds_any_more_is_deleted_from_the_store() {
+    let mut c = config();
+    c.mode = Mode::Proxy;
+    let mut h = Harness::new(c);
+    h.advance(5);
+    let decoded = vec![decode_record(&old_record(2, 1, h.now.as_millis())).expect("decodes")];
+    h.engine.restore(h.now, decoded);
+    let mut changes = Vec::new();
+    let drain = |h: &mut Harness, changes: &mut Vec<String>| {
+        h.engine.drain_changes(&mut Vec::new(), |c| {
+            changes.push(match c {
+                Change::Upsert { key, .. } => format!("upsert {key}"),
+                Change::Delete(key) => format!("delete {key}"),
+                Change::Template { id, .. } => format!("template {id:016x}"),
+                Change::DeleteTemplate(id) => format!("delete template {id:016x}"),
+            })
+        })
+    };
+    assert!(drain(&mut h, &mut changes));
+    let id = h.engine.table().templates().iter().next().expect("one template").id();
+    // The client leaves: its record, then its template (no one else holds it), go.
+    assert_eq!(h.engine.flush_all(), 1);
+    changes.clear();
+    assert!(drain(&mut h, &mut changes));
+    assert!(changes.contains(&format!("delete template {id:016x}")), "{changes:?}");
+    assert!(changes.iter().any(|c| c.starts_with("delete hw:")), "{changes:?}");
+}
+
+#[test]
+fn templates_no_restored_record_takes_are_named_for_deletion() {
+    let mut c = config();
+    c.mode = Mode::Proxy;
+    let mut h = Harness::new(c);
+    h.advance(5);
+    let decoded: Vec<_> =
+        (1..3u8).map(|i| decode_record(&old_record(2, i, h.now.as_millis())).expect("decodes")).collect();
+    h.engine.restore(h.now, decoded);
+    let mut templates = Templates::new();
+    h.engine.dump_templates(|id, bytes| templates.add(&template_key(id), bytes).expect("a template"));
+    let mut records = Vec::new();
+    h.engine.dump(&mut Vec::new(), |_, b| records.push(b.to_vec()));
+    // Another template, of a client whose record is gone.
+    let mut other = ack(9);
+    other.truncate(other.len() - 1);
+    other.extend_from_slice(&[15, 7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 255]);
+    let mut set = cdra_core::templates::TemplateSet::new(4);
+    let mut gone = cdra_core::table::CachedReply::new(&other).expect("a reply");
+    set.intern(&mut gone);
+    templates.add(&template_key(gone.template().id()), gone.template().as_bytes()).expect("a template");
+    drop((gone, set));
+    // A fresh engine restores the records: one template taken, the other named unused.
+    let mut c = config();
+    c.mode = Mode::Proxy;
+    let mut h2 = Harness::new(c);
+    h2.now = h.now;
+    let decoded: Vec<_> = records
+        .iter()
+        .map(|b| decode_record_with(b, &templates).map(|(r, i)| (r, i.to_string())).expect("decodes"))
+        .collect();
+    assert_eq!(h2.engine.restore(h2.now, decoded).loaded, 2);
+    let unused: Vec<u64> = templates.unused().collect();
+    assert_eq!(unused.len(), 1);
+    assert!(h2.engine.table().templates().get(unused[0]).is_none());
+}
+
+/// `[limits] reply_templates`: beyond the bound a reply keeps its template alone (counted),
+/// and is stored whole; nothing is lost.
+#[test]
+fn beyond_the_template_bound_a_reply_is_kept_and_stored_whole() {
+    let mut c = config();
+    c.mode = Mode::Proxy;
+    c.limits.reply_templates = 1;
+    let mut h = Harness::new(c);
+    h.advance(5);
+    let plain = old_record(2, 1, h.now.as_millis());
+    // Client 2's reply has an option of its own (another template).
+    let mut special = old_record(2, 2, h.now.as_millis());
+    let reply_at = special.len() - 3 - ack(2).len();
+    let mut reply = ack(2);
+    let end = reply.iter().rposition(|b| *b == 255).expect("END");
+    reply.splice(end..end, [15, 4, b'h', b'o', b's', b't']);
+    special.truncate(reply_at - 2);
+    special.extend_from_slice(&(reply.len() as u16).to_le_bytes());
+    special.extend_from_slice(&reply);
+    special.extend_from_slice(&[0, 0, 0]);
+    let decoded = vec![decode_record(&plain).expect("decodes"), decode_record(&special).expect("decodes")];
+    assert_eq!(h.engine.restore(h.now, decoded).loaded, 2);
+    let t = h.engine.table().templates();
+    assert_eq!((t.len(), t.kept_alone()), (1, 1));
+    let mut templates = Templates::new();
+    h.engine.dump_templates(|id, bytes| templates.add(&template_key(id), bytes).expect("a template"));
+    assert_eq!(templates.len(), 1);
+    let mut records = Vec::new();
+    h.engine.dump(&mut Vec::new(), |_, b| records.push(b.to_vec()));
+    let replies: Vec<Vec<u8>> = records
+        .iter()
+        .map(|b| decode_record_with(b, &templates).expect("decodes").0.reply.expect("a reply").to_vec())
+        .collect();
+    assert!(replies.contains(&ack(1)) && replies.contains(&reply), "both replies, byte for byte");
+    // The one kept alone needs no template: it is whole in its record.
+    assert_eq!(records.iter().filter(|b| decode_record(b).is_ok()).count(), 1);
+}
