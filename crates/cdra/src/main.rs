@@ -277,6 +277,25 @@ fn init_logging(level: Option<&str>, quiet: bool) {
         .init();
 }
 
+/// `cdra check`: how a pair decides which relay is active (crate::ha).
+fn ha_note(settings: &config::Settings) -> Option<String> {
+    let redis = match settings.store.as_ref().map(|s| &s.backend) {
+        Some(config::StoreBackend::Redis(r)) => r,
+        _ => return None,
+    };
+    Some(match settings.ha? {
+        config::HaSettings::VirtualAddress { address, source } => {
+            format!("pair: active while {address} ({}) is on this host", source.label())
+        }
+        config::HaSettings::Lease { ttl } => format!(
+            "pair: no virtual address; active while holding the lease {:?} in Redis ({}, renewed every {})",
+            cdra_store::lease_key(redis),
+            humantime::format_duration(ttl),
+            humantime::format_duration(ttl / 3)
+        ),
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -304,6 +323,9 @@ fn main() -> ExitCode {
                     settings.servers.len(),
                     settings.downstream.len()
                 );
+                if let Some(text) = ha_note(&settings) {
+                    println!("{}: {text}", config.display());
+                }
                 if running {
                     return running_diff(&config, socket);
                 }

@@ -33,7 +33,7 @@
 //! is the better arbiter when keepalived runs. When Redis is reached again, the lease
 //! decides again: the relay takes it, or finds another holder and goes standby.
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -146,7 +146,12 @@ pub enum Attempt {
     /// This relay holds the lease (taken or extended).
     Held,
     /// Another relay holds it (`holder`, or nobody if it just expired), for `remaining`.
-    HeldByOther { holder: Option<String>, remaining: Duration },
+    HeldByOther {
+        /// The holder's id (none if its key expired between the two commands).
+        holder: Option<String>,
+        /// Until its key expires.
+        remaining: Duration,
+    },
     /// Redis could not be reached (or did not answer in time).
     Unreachable,
 }
@@ -329,10 +334,7 @@ impl Lease {
 
     /// The next change of role, if one is queued.
     pub fn try_recv(&self) -> Option<LeaseChange> {
-        match self.changes.try_recv() {
-            Ok(c) => Some(c),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-        }
+        self.changes.try_recv().ok()
     }
 
     /// Stop the thread, releasing the lease if held (clean shutdown); whether it was
