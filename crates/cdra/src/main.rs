@@ -401,3 +401,22 @@ fn run(settings: config::Settings, pid_file: Option<String>, config_path: Option
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ha_note;
+
+    #[test]
+    fn cdra_check_says_what_decides_which_relay_is_active() {
+        let proxy = "mode = \"proxy\"\nservers = [\"10.0.0.1\"]\n[[downstream]]\ninterface = \"eth1\"\n";
+        let redis = "[store]\nbackend = \"redis\"\nurl = \"redis://10.0.0.9/0\"\nkey_prefix = \"cdra:site1\"\n";
+        let lease = crate::config::parse(&format!("{proxy}{redis}")).expect("valid");
+        assert_eq!(
+            ha_note(&lease).as_deref(),
+            Some("pair: no virtual address; active while holding the lease \"cdra:site1:active\" in Redis (3s, renewed every 1s)")
+        );
+        let address = crate::config::parse(&format!("{}address = \"10.1.1.1\"\n{redis}", proxy)).expect("valid");
+        assert!(ha_note(&address).is_some_and(|t| t.starts_with("pair: active while 10.1.1.1 (the first downstream")));
+        assert_eq!(ha_note(&crate::config::parse(proxy).expect("valid")), None, "the embedded file: no pair");
+    }
+}
