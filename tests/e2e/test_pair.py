@@ -21,6 +21,9 @@ a namespace of its own, Kea as the server.
   says which relay is active; each client answered once, by A; A SIGKILLed during a
   server outage; B takes the lease within the lease's 3 s and answers every client from
   the shared table.
+- test_lease_redis_down: Redis goes away under that pair: the holder goes silent before
+  its lease can expire, both answer alone after twice the lease; Redis back, one holds
+  the lease again.
 - test_keepalived_follows_cdra: keepalived's check script (contrib/keepalived-pair.conf)
   moves the address when only the active cdra is SIGKILLed, and back when it returns.
 
@@ -319,16 +322,14 @@ def answered_once(cap: L.Capture, mac: str, since: float, kind: str) -> dict[str
     return senders
 
 
-@pytest.mark.e2e_timeout(240)
-def test_lease_failover_during_outage(pair):
-    """The acceptance test's configuration: only `[store] backend/url` (no `[ha]`, no
-    downstream address), keepalived moving an address anyway. Nothing on the host says
-    which relay is active, so the lease in Redis does: A takes it, B stays silent (each
-    client answered once, by A, as A's own address); during a server outage A is SIGKILLed
-    (its keepalived stopped too); B takes the lease once A's key expires, loads the table
-    and answers every client from it."""
-    lab = pair
-    srv = lab.start_server("kea", lease_time=SERVER_LEASE)
+def lease_change(relay: L.PairRelay, change: str) -> float:
+    return relay.metrics().get(f'cdra_ha_lease_changes_total{{change="{change}"}}', -1.0)
+
+
+def start_lease_pair(lab: L.PairLab) -> tuple[L.PairRelay, L.PairRelay]:
+    """Redis, cdra on both relays configured as the acceptance test may: only `[store]
+    backend/url` (no `[ha]`, no downstream address); A first, so A takes the lease; then
+    keepalived moving the address anyway (A the master)."""
     lab.start_redis()
     for which in ("A", "B"):
         kw = L.pair_relay_kw(lab, which, proxy=PROXY, address=None)
@@ -345,10 +346,23 @@ def test_lease_failover_during_outage(pair):
     lab.start_keepalived("B")
     L.wait_until(lambda: lab.holds_vip("A"), 20, what="the virtual address on A")
     assert b.metrics().get("cdra_ha_active") == 0.0, "B is the standby"
-    assert a.metrics().get('cdra_ha_lease_changes_total{change="acquired"}') == 1.0, a.metrics_text()
-    assert b.metrics().get('cdra_ha_lease_changes_total{change="acquired"}') == 0.0, b.metrics_text()
+    assert lease_change(a, "acquired") == 1.0, a.metrics_text()
+    assert lease_change(b, "acquired") == 0.0, b.metrics_text()
     assert lab.redis_cli("GET", f"{L.REDIS_PREFIX}:active").startswith(_host_prefix(a))
+    return a, b
 
+
+@pytest.mark.e2e_timeout(240)
+def test_lease_failover_during_outage(pair):
+    """The acceptance test's configuration: only `[store] backend/url` (no `[ha]`, no
+    downstream address), keepalived moving an address anyway. Nothing on the host says
+    which relay is active, so the lease in Redis does: A takes it, B stays silent (each
+    client answered once, by A, as A's own address); during a server outage A is SIGKILLed
+    (its keepalived stopped too); B takes the lease once A's key expires, loads the table
+    and answers every client from it."""
+    lab = pair
+    srv = lab.start_server("kea", lease_time=SERVER_LEASE)
+    a, b = start_lease_pair(lab)
     started = time.time()
     clients = {}
     for kind in CLIENTS:
@@ -390,7 +404,7 @@ def test_lease_failover_during_outage(pair):
         assert ip in cl.cns.ipv4_addrs(), f"{kind} lost {ip}"
         senders = answered_once(cap, cl.cns.mac, killed, kind)
         assert set(senders) == {lab.mac["B"]}, f"{kind}: replies from {set(senders)} after the failover"
-    assert b.metrics().get('cdra_ha_lease_changes_total{change="acquired"}') == 1.0
+    assert lease_change(b, "acquired") == 1.0
     note(f"lease: B took it {acquired_at - killed:.2f}s after A's SIGKILL (lease 3 s), "
          f"table loaded and served {(loaded_at - acquired_at) * 1e3:.0f} ms after that")
     b.check_alive()
@@ -401,3 +415,46 @@ def _host_prefix(relay: L.PairRelay) -> str:
     m = re.search(r"node_id=(\S+)", relay.proc.text())
     assert m, L.tail(relay.proc.text())
     return m.group(1).rsplit(":", 1)[0]
+
+
+@pytest.mark.e2e_timeout(180)
+def test_lease_redis_down(pair):
+    """Redis goes away under a pair the lease decides: A (the holder) goes silent before its
+    lease could expire in Redis, then, Redis still away, both relays answer on their own
+    after twice the lease (counted `alone`: a relay is there to answer while things are
+    down). Redis back: one relay holds the lease again and the other is silent."""
+    lab = pair
+    lab.start_server("kea", lease_time=SERVER_LEASE)
+    a, b = start_lease_pair(lab)
+    cns = lab.add_client()
+    cl = lab.start_client("dhclient", cns)
+    ip = cl.wait_bound(timeout=25).get("ip", "")
+    assert dp.ip_in(ip, L.POOL_START, L.POOL_END), ip
+    L.wait_until(lambda: lab.stored_records() == 1, 5, what="the record in Redis")
+
+    lab.stop_redis()
+    gone = time.time()
+    L.wait_until(lambda: lease_change(a, "expired") == 1.0, 5, what="A to give the role up")
+    assert a.metrics().get("cdra_ha_active") == 0.0
+    expired_at = log_time(a, "cannot renew the pair's lease")
+    assert expired_at - gone < 3.0, f"A silent {expired_at - gone:.2f}s after Redis went (lease 3 s)"
+    L.wait_until(lambda: lease_change(a, "alone") == 1.0 and lease_change(b, "alone") == 1.0, 10,
+                 what="both relays alone")
+    alone_at = max(log_time(r, "Redis out of reach for twice the lease") for r in (a, b))
+    assert all(r.metrics().get("cdra_ha_active") == 1.0 for r in (a, b))
+    # The client is answered with Redis down (the server is up: forwarded).
+    n = cl.restart()
+    ev = cl.wait_bound(timeout=25, after=n)
+    assert ev.get("ip") == ip, ev
+
+    lab.start_redis()
+    back = time.time()
+    L.wait_until(lambda: sorted(r.metrics().get("cdra_ha_active") for r in (a, b)) == [0.0, 1.0], 10,
+                 what="one active relay again")
+    standby = a if a.metrics().get("cdra_ha_active") == 0.0 else b
+    assert lease_change(standby, "lost") == 1.0, standby.metrics_text()
+    settled_at = log_time(standby, "another relay holds the pair's lease")
+    note(f"Redis down: A silent {expired_at - gone:.2f}s after (lease 3 s), both alone "
+         f"{alone_at - gone:.2f}s after; Redis back: one standby again {settled_at - back:.2f}s after")
+    a.check_alive()
+    b.check_alive()
