@@ -16,6 +16,14 @@ a namespace of its own, Kea as the server.
   serves anyway; when Redis comes back with an older table (saved before), the relay
   merges it with its own and writes the union back: Redis is not overwritten by what the
   relay had alone.
+- test_lease_failover_during_outage (configured with only `[store] backend/url`: no
+  `[ha]`, no downstream address, keepalived moving an address anyway): the lease in Redis
+  says which relay is active; each client answered once, by A; A SIGKILLed during a
+  server outage; B takes the lease within the lease's 3 s and answers every client from
+  the shared table.
+- test_lease_redis_down: Redis goes away under that pair: the holder goes silent before
+  its lease can expire, both answer alone after twice the lease; Redis back, one holds
+  the lease again.
 - test_keepalived_follows_cdra: keepalived's check script (contrib/keepalived-pair.conf)
   moves the address when only the active cdra is SIGKILLed, and back when it returns.
 
@@ -293,4 +301,160 @@ def test_keepalived_follows_cdra(pair):
     assert ev.get("ip") == ip, ev
     assert set(replies_by_sender(cap, cl.cns.mac, back)) == {lab.mac["A"]}
     assert lab.keepalived["A"].alive()
+    b.check_alive()
+
+
+def answered_once(cap: L.Capture, mac: str, since: float, kind: str) -> dict[str, list[dp.Frame]]:
+    """Replies to `mac` since `since` by sender; no request answered more often than it was
+    sent (one answer per request, whichever relay sent it)."""
+    senders = replies_by_sender(cap, mac, since)
+    requests: dict[int, int] = {}
+    for f in L.from_client(cap, mac, since=since):
+        requests[f.dhcp.xid] = requests.get(f.dhcp.xid, 0) + 1
+    replies: dict[int, list[dp.Frame]] = {}
+    for frames in senders.values():
+        for f in frames:
+            replies.setdefault(f.dhcp.xid, []).append(f)
+    for xid, frames in replies.items():
+        assert len(frames) <= requests.get(xid, 0), \
+            f"{kind}: {len(frames)} replies to {requests.get(xid, 0)} requests of xid {xid:#x}:\n" \
+            + L.describe_frames(frames)
+    return senders
+
+
+def lease_change(relay: L.PairRelay, change: str) -> float:
+    return relay.metrics().get(f'cdra_ha_lease_changes_total{{change="{change}"}}', -1.0)
+
+
+def start_lease_pair(lab: L.PairLab) -> tuple[L.PairRelay, L.PairRelay]:
+    """Redis, cdra on both relays configured as the acceptance test may: only `[store]
+    backend/url` (no `[ha]`, no downstream address); A first, so A takes the lease; then
+    keepalived moving the address anyway (A the master)."""
+    lab.start_redis()
+    for which in ("A", "B"):
+        kw = L.pair_relay_kw(lab, which, proxy=PROXY, address=None)
+        kw["sections"] = {}
+        lab.start_pair_relay(which, **kw)
+        if which == "A":
+            L.wait_until(lambda: lab.relays["A"].metrics().get("cdra_ha_active") == 1.0, 5,
+                         what="A to take the lease")
+    a, b = lab.relays["A"], lab.relays["B"]
+    for r in (a, b):
+        assert "active while holding the lease in Redis" in r.proc.text(), L.tail(r.proc.text())
+    lab.start_keepalived("A")
+    time.sleep(0.5)
+    lab.start_keepalived("B")
+    L.wait_until(lambda: lab.holds_vip("A"), 20, what="the virtual address on A")
+    assert b.metrics().get("cdra_ha_active") == 0.0, "B is the standby"
+    assert lease_change(a, "acquired") == 1.0, a.metrics_text()
+    assert lease_change(b, "acquired") == 0.0, b.metrics_text()
+    assert lab.redis_cli("GET", f"{L.REDIS_PREFIX}:active").startswith(_host_prefix(a))
+    return a, b
+
+
+@pytest.mark.e2e_timeout(240)
+def test_lease_failover_during_outage(pair):
+    """The acceptance test's configuration: only `[store] backend/url` (no `[ha]`, no
+    downstream address), keepalived moving an address anyway. Nothing on the host says
+    which relay is active, so the lease in Redis does: A takes it, B stays silent (each
+    client answered once, by A, as A's own address); during a server outage A is SIGKILLed
+    (its keepalived stopped too); B takes the lease once A's key expires, loads the table
+    and answers every client from it."""
+    lab = pair
+    srv = lab.start_server("kea", lease_time=SERVER_LEASE)
+    a, b = start_lease_pair(lab)
+    started = time.time()
+    clients = {}
+    for kind in CLIENTS:
+        cns = lab.add_client()
+        cap = lab.capture(cns.ns, cns.iface, f"client{cns.index}")
+        cl = lab.start_client(kind, cns)
+        ev = cl.wait_bound(timeout=25)
+        ip = ev.get("ip", "")
+        assert dp.ip_in(ip, L.POOL_START, L.POOL_END), f"{kind}: {ev}"
+        assert ev.get("server_id") == L.PAIR_A_DOWN, f"{kind}: answered as A's own address: {ev}"
+        L.pin_neighbor(lab.rly2, L.DOWN_IF, ip, cns.mac)
+        clients[kind] = (cl, cap, ip)
+    for kind, (cl, cap, ip) in clients.items():
+        senders = answered_once(cap, cl.cns.mac, started, kind)
+        assert set(senders) == {lab.mac["A"]}, f"{kind}: replies from {set(senders)}: the standby answered"
+    L.wait_until(lambda: lab.stored_records() == len(clients), 5, what=f"{len(clients)} records in Redis")
+    assert b.cache_records() == [], "the standby keeps no table"
+
+    # The outage, then the active relay dies, and keepalived moves the address.
+    srv.stop()
+    killed = time.time()
+    assert a.kill() == -signal.SIGKILL
+    a.exit_checked = True
+    lab.relay = b
+    lab.keepalived["A"].stop()
+    L.wait_until(lambda: b.metrics().get("cdra_ha_active") == 1.0, 10, what="B to take the lease")
+    b.proc.wait_log("client table loaded from Redis", 10)
+    assert loads(b)[-1] == (len(clients), len(clients)), L.tail(b.proc.text())
+    acquired_at = log_time(b, "took the pair's lease")
+    loaded_at = log_time(b, "client table loaded from Redis")
+    assert acquired_at - killed < 3.0 + 0.5, f"took the lease {acquired_at - killed:.2f}s after the kill (lease 3 s)"
+
+    for kind, (cl, cap, ip) in clients.items():
+        n = cl.restart()
+        ev = cl.wait_bound(timeout=25, after=n)
+        assert ev.get("ip") == ip and ev.get("server_id") == L.PAIR_B_DOWN, f"{kind}: {ev}"
+    time.sleep(0.5)
+    for kind, (cl, cap, ip) in clients.items():
+        assert ip in cl.cns.ipv4_addrs(), f"{kind} lost {ip}"
+        senders = answered_once(cap, cl.cns.mac, killed, kind)
+        assert set(senders) == {lab.mac["B"]}, f"{kind}: replies from {set(senders)} after the failover"
+    assert lease_change(b, "acquired") == 1.0
+    note(f"lease: B took it {acquired_at - killed:.2f}s after A's SIGKILL (lease 3 s), "
+         f"table loaded and served {(loaded_at - acquired_at) * 1e3:.0f} ms after that")
+    b.check_alive()
+
+
+def _host_prefix(relay: L.PairRelay) -> str:
+    """The start of the node id `relay` logged (host name and pid)."""
+    m = re.search(r"node_id=(\S+)", relay.proc.text())
+    assert m, L.tail(relay.proc.text())
+    return m.group(1).rsplit(":", 1)[0]
+
+
+@pytest.mark.e2e_timeout(180)
+def test_lease_redis_down(pair):
+    """Redis goes away under a pair the lease decides: A (the holder) goes silent before its
+    lease could expire in Redis, then, Redis still away, both relays answer on their own
+    after twice the lease (counted `alone`: a relay is there to answer while things are
+    down). Redis back: one relay holds the lease again and the other is silent."""
+    lab = pair
+    lab.start_server("kea", lease_time=SERVER_LEASE)
+    a, b = start_lease_pair(lab)
+    cns = lab.add_client()
+    cl = lab.start_client("dhclient", cns)
+    ip = cl.wait_bound(timeout=25).get("ip", "")
+    assert dp.ip_in(ip, L.POOL_START, L.POOL_END), ip
+    L.wait_until(lambda: lab.stored_records() == 1, 5, what="the record in Redis")
+
+    lab.stop_redis()
+    gone = time.time()
+    L.wait_until(lambda: lease_change(a, "expired") == 1.0, 5, what="A to give the role up")
+    assert a.metrics().get("cdra_ha_active") == 0.0
+    expired_at = log_time(a, "cannot renew the pair's lease")
+    assert expired_at - gone < 3.0, f"A silent {expired_at - gone:.2f}s after Redis went (lease 3 s)"
+    L.wait_until(lambda: lease_change(a, "alone") == 1.0 and lease_change(b, "alone") == 1.0, 10,
+                 what="both relays alone")
+    alone_at = max(log_time(r, "Redis out of reach for twice the lease") for r in (a, b))
+    assert all(r.metrics().get("cdra_ha_active") == 1.0 for r in (a, b))
+    # The client is answered with Redis down (the server is up: forwarded).
+    n = cl.restart()
+    ev = cl.wait_bound(timeout=25, after=n)
+    assert ev.get("ip") == ip, ev
+
+    lab.start_redis()
+    back = time.time()
+    L.wait_until(lambda: sorted(r.metrics().get("cdra_ha_active") for r in (a, b)) == [0.0, 1.0], 10,
+                 what="one active relay again")
+    standby = a if a.metrics().get("cdra_ha_active") == 0.0 else b
+    assert lease_change(standby, "lost") == 1.0, standby.metrics_text()
+    settled_at = log_time(standby, "another relay holds the pair's lease")
+    note(f"Redis down: A silent {expired_at - gone:.2f}s after (lease 3 s), both alone "
+         f"{alone_at - gone:.2f}s after; Redis back: one standby again {settled_at - back:.2f}s after")
+    a.check_alive()
     b.check_alive()

@@ -908,6 +908,9 @@ pub(crate) struct FileHa {
     /// Active while this address is on one of this host's interfaces.
     #[serde(deserialize_with = "de::opt_ipv4")]
     pub virtual_address: Option<Ipv4Addr>,
+    /// Without a virtual address: how long the lease in Redis lasts without renewal.
+    #[serde(deserialize_with = "de::some_duration::<_, { SEC }, { 60 * SEC }>")]
+    pub lease: Option<Duration>,
 }
 
 impl Default for FileStore {
@@ -1024,14 +1027,37 @@ pub enum StoreBackend {
     Redis(cdra_store::RedisConfig),
 }
 
-/// `[ha]`: this relay is one of a pair sharing its table in Redis.
+/// `[ha]`: this relay is one of a pair sharing its table in Redis; how it tells whether it
+/// is the active one (crate::ha).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HaSettings {
+pub enum HaSettings {
     /// The VRRP address: this relay is the active one (answers clients, writes the table)
     /// while the address is on one of its interfaces, the standby otherwise.
-    pub virtual_address: Ipv4Addr,
-    /// Where it came from.
-    pub source: HaSource,
+    VirtualAddress {
+        /// The address.
+        address: Ipv4Addr,
+        /// Where it came from.
+        source: HaSource,
+    },
+    /// No address known (Redis, no `[ha] virtual_address`, no `[[downstream]] address`):
+    /// the holder of the lease `<key_prefix>:active` in Redis is the active one.
+    Lease {
+        /// How long the lease lasts without renewal (`[ha] lease`).
+        ttl: Duration,
+    },
+}
+
+/// Default `[ha] lease`.
+pub const DEFAULT_HA_LEASE: Duration = Duration::from_secs(3);
+
+impl HaSettings {
+    /// The pair's virtual address, if that is what decides.
+    pub fn virtual_address(&self) -> Option<Ipv4Addr> {
+        match self {
+            HaSettings::VirtualAddress { address, .. } => Some(*address),
+            HaSettings::Lease { .. } => None,
+        }
+    }
 }
 
 /// Where a pair's virtual address was read.
@@ -1290,7 +1316,7 @@ fn store_settings(f: FileStore, mode: Mode) -> Result<Option<StoreSettings>, Con
 }
 
 /// `[ha]`: a pair shares its table in Redis, and its clients must see the address that
-/// moves (their unicasts reach whichever relay holds it).
+/// moves; or, without an address, the lease in Redis decides.
 fn ha_settings(
     f: FileHa,
     mode: Mode,
@@ -1298,33 +1324,50 @@ fn ha_settings(
     downstream: &[FileDownstream],
 ) -> Result<Option<HaSettings>, ConfigError> {
     let shared = matches!(store.map(|s| &s.backend), Some(StoreBackend::Redis(_)));
-    let Some(virtual_address) = f.virtual_address else {
+    let caches = matches!(mode, Mode::Proxy | Mode::Spoof);
+    let Some(address) = f.virtual_address else {
         // A relay writing a shared table as the address it answers for must not write it
         // while that address is elsewhere (another relay answers for it then): with Redis,
         // the first `[[downstream]] address` is the pair's address unless `[ha]` says.
+        // Without any address, the lease in Redis says which relay is active (a relay
+        // alone simply holds it).
         let implied = downstream.iter().find_map(|d| d.address);
-        return Ok(match (shared && matches!(mode, Mode::Proxy | Mode::Spoof), implied) {
-            (true, Some(virtual_address)) => Some(HaSettings { virtual_address, source: HaSource::DownstreamAddress }),
-            _ => None,
-        });
+        return match (shared && caches, implied, f.lease) {
+            (true, Some(address), None) => {
+                Ok(Some(HaSettings::VirtualAddress { address, source: HaSource::DownstreamAddress }))
+            }
+            (true, Some(address), Some(_)) => Err(err(
+                "ha.lease",
+                format!("the pair's address is {address} (the first [[downstream]] address): the lease is only read without one"),
+            )),
+            (true, None, lease) => Ok(Some(HaSettings::Lease { ttl: lease.unwrap_or(DEFAULT_HA_LEASE) })),
+            (false, _, Some(_)) => Err(err("ha.lease", "a pair shares its table in Redis: set store.backend = \"redis\" and store.url (mode proxy or spoof)")),
+            (false, _, None) => Ok(None),
+        };
     };
     let key = "ha.virtual_address";
-    if !matches!(mode, Mode::Proxy | Mode::Spoof) {
+    if !caches {
         return Err(err(key, "a pair sharing its table needs mode = \"proxy\" or \"spoof\""));
     }
     if !shared {
         return Err(err(key, "a pair shares its table in Redis: set store.backend = \"redis\" and store.url"));
     }
-    if !downstream.iter().any(|d| d.address == Some(virtual_address)) {
+    if f.lease.is_some() {
+        return Err(err(
+            "ha.lease",
+            "is only read without ha.virtual_address (the address decides which relay is active)",
+        ));
+    }
+    if !downstream.iter().any(|d| d.address == Some(address)) {
         return Err(err(
             key,
             format!(
-                "{virtual_address} must be the address of a [[downstream]] (address = \"{virtual_address}\"): \
+                "{address} must be the address of a [[downstream]] (address = \"{address}\"): \
                  clients must see the address that moves"
             ),
         ));
     }
-    Ok(Some(HaSettings { virtual_address, source: HaSource::Configured }))
+    Ok(Some(HaSettings::VirtualAddress { address, source: HaSource::Configured }))
 }
 
 #[cfg(test)]
@@ -1361,7 +1404,7 @@ mod tests {
         assert_eq!(r.commit_interval, store.config.commit_interval);
         assert_eq!(
             s.ha,
-            Some(HaSettings { virtual_address: Ipv4Addr::new(10, 1, 1, 1), source: HaSource::Configured })
+            Some(HaSettings::VirtualAddress { address: Ipv4Addr::new(10, 1, 1, 1), source: HaSource::Configured })
         );
         // The default stays the embedded file, and no pair.
         let s = parse(proxy).expect("valid");
@@ -1371,10 +1414,19 @@ mod tests {
         let s = parse(&format!("{proxy}{redis}")).expect("valid");
         assert_eq!(
             s.ha,
-            Some(HaSettings { virtual_address: Ipv4Addr::new(10, 1, 1, 1), source: HaSource::DownstreamAddress })
+            Some(HaSettings::VirtualAddress {
+                address: Ipv4Addr::new(10, 1, 1, 1),
+                source: HaSource::DownstreamAddress
+            })
         );
-        let s = parse(&format!("{}{redis}", proxy.replace("address = \"10.1.1.1\"\n", ""))).expect("valid");
-        assert_eq!(s.ha, None);
+        // Redis and no address at all: the lease in Redis decides (issue 15 item 3).
+        let no_address = proxy.replace("address = \"10.1.1.1\"\n", "");
+        let s = parse(&format!("{no_address}{redis}")).expect("valid");
+        assert_eq!(s.ha, Some(HaSettings::Lease { ttl: DEFAULT_HA_LEASE }));
+        let s = parse(&format!("{no_address}{redis}[ha]\nlease = \"1500ms\"\n")).expect("valid");
+        assert_eq!(s.ha, Some(HaSettings::Lease { ttl: Duration::from_millis(1500) }));
+        // Relay mode keeps no table: no pair.
+        assert_eq!(parse(&format!("{}{redis}", no_address.replace("proxy", "relay"))).expect("valid").ha, None);
         for (text, want) in [
             (format!("{proxy}[store]\nbackend = \"redis\"\n"), "store.url: backend = \"redis\" needs the Redis URL"),
             (format!("{proxy}[store]\nurl = \"redis://x\"\n"), "store.url: is only read with backend = \"redis\""),
@@ -1398,6 +1450,16 @@ mod tests {
             (
                 format!("{}{redis}[ha]\nvirtual_address = \"10.1.1.1\"\n", proxy.replace("proxy", "relay")),
                 "ha.virtual_address: a pair sharing its table needs mode",
+            ),
+            (
+                format!("{proxy}{redis}[ha]\nvirtual_address = \"10.1.1.1\"\nlease = \"3s\"\n"),
+                "ha.lease: is only read without ha.virtual_address",
+            ),
+            (format!("{proxy}{redis}[ha]\nlease = \"3s\"\n"), "ha.lease: the pair's address is 10.1.1.1"),
+            (format!("{proxy}[ha]\nlease = \"3s\"\n"), "ha.lease: a pair shares its table in Redis"),
+            (
+                format!("{}{redis}[ha]\nlease = \"200ms\"\n", proxy.replace("address = \"10.1.1.1\"\n", "")),
+                "ha.lease: ",
             ),
         ] {
             let e = parse(&text).expect_err("must be rejected").to_string();

@@ -45,7 +45,7 @@ use cdra_sys::tap::{LinkDelivery, TapBatch, TransportChecksum, UdpTap};
 use cdra_sys::udp::{RecvBatch, UdpSocket};
 use cdra_wire::ipv4::{write_ipv4_udp, FrameError, Ipv4Udp, Ipv4UdpHeader, UdpChecksum, IPV4_UDP_HEADER_LEN};
 
-use crate::config::Settings;
+use crate::config::{HaSettings, Settings, StoreBackend};
 use crate::ha::{HaStatus, Role};
 use crate::interception::Intercepts;
 use crate::links::{self, LinkLog};
@@ -53,6 +53,7 @@ use crate::management;
 use crate::metrics::IoCounters;
 use crate::report;
 use crate::table_store::TableStore;
+use cdra_store::LeaseChange;
 
 /// Datagrams received per `recvmmsg`.
 const RECV_BATCH: usize = 32;
@@ -807,15 +808,29 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
     let mut outbox = Outbox::new(OUTBOX_SLOTS);
     let mut batch = RecvBatch::new(RECV_BATCH, RECV_BUFFER);
     let clock = Clock::new();
-    // `[ha]`: active while the virtual address is here (crate::ha); without it, always.
-    let virtual_address = settings.ha.map(|h| h.virtual_address);
-    let mut role = crate::ha::current_role(virtual_address);
+    // `[ha]`: active while the virtual address is here, or while holding the lease in Redis
+    // (crate::ha); without `[ha]`, always.
+    let virtual_address = settings.ha.and_then(|h| h.virtual_address());
+    let mut role = match settings.ha {
+        Some(HaSettings::Lease { .. }) => Role::Standby,
+        _ => crate::ha::current_role(virtual_address),
+    };
     let mut ha = settings.ha.map(|h| {
-        tracing::info!(virtual_address = %h.virtual_address, from = h.source.label(), role = role.label(), "one of a pair of relays sharing the client table: active while the virtual address is on this host");
-        HaStatus { active: role == Role::Active, takeovers: u64::from(role == Role::Active), standby_drops: 0 }
+        match h {
+            HaSettings::VirtualAddress { address, source } => tracing::info!(virtual_address = %address, from = source.label(), role = role.label(), "one of a pair of relays sharing the client table: active while the virtual address is on this host"),
+            HaSettings::Lease { ttl } => tracing::info!(lease = %humantime::format_duration(ttl), "one of a pair of relays sharing the client table, no address to follow: active while holding the lease in Redis (standby until it is taken)"),
+        }
+        let lease_changes = matches!(h, HaSettings::Lease { .. }).then_some([0; LeaseChange::COUNT]);
+        HaStatus { active: role == Role::Active, takeovers: u64::from(role == Role::Active), standby_drops: 0, lease_changes }
     });
     let mut persistence = match (&settings.store, engine.config().mode) {
         (Some(store), mode) if mode.caches() => Some(TableStore::start(store, &mut engine, clock.now(), role)),
+        _ => None,
+    };
+    let lease = match (settings.ha, settings.store.as_ref().map(|s| &s.backend)) {
+        (Some(HaSettings::Lease { ttl }), Some(StoreBackend::Redis(redis))) if persistence.is_some() => {
+            Some(start_lease(redis, ttl, &signal_write)?)
+        }
         _ => None,
     };
     // The per-client event log (`[log] events`), after the restore: restored records are
@@ -881,6 +896,12 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
         cdra_sys::poll::wait_readable(&fds, Some(wait), &mut ready).context("waiting for packets")?;
         if ready.get(1) == Some(&true) {
             while matches!(std::io::Read::read(&mut &signal_read, &mut drain), Ok(n) if n > 0) {}
+        }
+        // The lease thread wakes the loop through the signal pipe after each change.
+        if let (Some(lease), Some(status)) = (lease.as_ref(), ha.as_mut()) {
+            while let Some(change) = lease.try_recv() {
+                follow_lease(change, &mut role, status, persistence.as_mut(), &mut engine);
+            }
         }
         if dump.swap(false, Ordering::Relaxed) {
             report::log_counters(&engine, io.send_errors, truncated);
@@ -1063,6 +1084,12 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
     if let Some(p) = persistence.take() {
         p.shutdown(&mut engine);
     }
+    // After the last commit: the relay taking the lease loads everything written.
+    if let Some(l) = lease {
+        if l.stop() {
+            tracing::info!("pair's lease released: the other relay may take it at once");
+        }
+    }
     if let Some(log) = events.as_mut() {
         log.write_pending(&mut engine);
     }
@@ -1084,12 +1111,62 @@ fn follow_virtual_address(
         return;
     }
     tracing::info!(virtual_address = %address, from = role.label(), to = now.label(), "the virtual address moved: this relay is now the {}", now.label());
+    change_role(now, role, status, store, engine);
+}
+
+/// The lease thread saw a change (crate::ha): counted, logged, and followed like a move of
+/// the address (a relay alone that takes the lease stays active).
+fn follow_lease(
+    change: LeaseChange,
+    role: &mut Role,
+    status: &mut HaStatus,
+    store: Option<&mut TableStore>,
+    engine: &mut Engine,
+) {
+    if let Some(counts) = status.lease_changes.as_mut() {
+        counts[change.index()] += 1;
+    }
+    let now = crate::ha::lease_role(change);
+    let text = crate::ha::lease_change_text(change);
+    match change {
+        LeaseChange::Acquired | LeaseChange::Lost => {
+            tracing::info!(change = change.label(), from = role.label(), to = now.label(), "{text}")
+        }
+        LeaseChange::Expired | LeaseChange::Alone => {
+            tracing::warn!(change = change.label(), from = role.label(), to = now.label(), "{text}")
+        }
+    }
+    if now != *role {
+        change_role(now, role, status, store, engine);
+    }
+}
+
+/// Take over or hand over (crate::ha).
+fn change_role(now: Role, role: &mut Role, status: &mut HaStatus, store: Option<&mut TableStore>, engine: &mut Engine) {
     *role = now;
     status.active = now == Role::Active;
     status.takeovers += u64::from(now == Role::Active);
     if let Some(store) = store {
         store.role_changed(engine, now);
     }
+}
+
+/// Start the `cdra-lease` thread (crate::ha); it wakes the loop by writing to the signal
+/// pipe.
+fn start_lease(
+    redis: &cdra_store::RedisConfig,
+    ttl: Duration,
+    signal_write: &std::os::unix::net::UnixStream,
+) -> anyhow::Result<cdra_store::Lease> {
+    let config = cdra_store::LeaseConfig { redis: redis.clone(), ttl, node_id: crate::ha::node_id() };
+    tracing::info!(node_id = %config.node_id, key = %config.key(), url = %redis.display_url(), "taking part in the pair's lease");
+    let wake = signal_write.try_clone().context("signal pipe")?;
+    // A full pipe already wakes the loop: never block the lease thread on it.
+    wake.set_nonblocking(true).context("signal pipe")?;
+    cdra_store::Lease::start(config, move || {
+        let _ = std::io::Write::write(&mut &wake, &[0]);
+    })
+    .context("starting the lease thread")
 }
 
 /// A reload (SIGHUP or `cdra reload`): the file read and checked as `cdra check` does, then

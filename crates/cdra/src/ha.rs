@@ -30,8 +30,35 @@
 //!   what is queued is committed, the table is dropped, and the relay goes silent. The
 //!   relay taking over reads the table after the address moved, so it sees everything the
 //!   other committed up to one commit window (`store.commit_interval`) before the move.
+//!
+//! **Without any address** (Redis, no `[ha] virtual_address`, no `[[downstream]] address`:
+//! the relay answers as its interface's own address, and nothing on the host says which of
+//! the pair is active), both relays would be active: two answers to each broadcast and two
+//! writers of one table. Then the active one is the holder of a lease in Redis
+//! (`<key_prefix>:active`, `[ha] lease`, default 3 s), kept by the `cdra-lease` thread
+//! ([`cdra_store::Lease`]; its module says why each timing is safe). Its changes take the
+//! same paths as the address's (taking over, handing over, above). When Redis cannot be
+//! reached:
+//! - the holder keeps answering until its lease could have expired (3/4 of it after the
+//!   last renewal was sent), then goes standby: Redis may be out of its reach only, and
+//!   the other relay may take the lease then;
+//! - a relay that has not reached Redis for twice the lease becomes active on its own
+//!   (`alone`, logged and counted), with the table it has: a relay is there to answer
+//!   while something is down, and with Redis down neither relay can be coordinated. Both
+//!   relays answer then (split brain: each client may get two answers, each relay writes
+//!   its records once Redis is back, merged with what Redis holds), and a partition that
+//!   hides Redis from one relay only makes it answer next to the holder. A pair that runs
+//!   keepalived anyway should say `[ha] virtual_address`, which has neither risk.
+//! - A relay alone that reaches Redis again takes the lease if it is free (and stays
+//!   active), or goes standby if the other relay holds it.
+//!
+//! A single relay with its table in Redis and no pair holds the lease from its first
+//! attempt (one round trip after start-up) and keeps it; with Redis down at start-up it
+//! answers after twice the lease.
 
 use std::net::Ipv4Addr;
+
+use cdra_store::LeaseChange;
 
 /// Which of the pair this relay is now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,8 +82,10 @@ impl Role {
 /// The pair's state in this relay, for the metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HaStatus {
-    /// This relay holds the virtual address.
+    /// This relay is the active one (holds the virtual address, or the lease, or is alone).
     pub active: bool,
+    /// The lease decides (no virtual address): its changes, by [`LeaseChange::index`].
+    pub lease_changes: Option<[u64; LeaseChange::COUNT]>,
     /// Times this relay became the active one (start-up included).
     pub takeovers: u64,
     /// Datagrams read while not serving (standby, or taking over before the table loaded).
@@ -84,6 +113,39 @@ pub fn current_role(virtual_address: Option<Ipv4Addr>) -> Role {
     }
 }
 
+/// The role a change of the lease gives.
+pub fn lease_role(change: LeaseChange) -> Role {
+    if change.role().active() {
+        Role::Active
+    } else {
+        Role::Standby
+    }
+}
+
+/// What the log says of a lease change.
+pub fn lease_change_text(change: LeaseChange) -> &'static str {
+    match change {
+        LeaseChange::Acquired => "took the pair's lease in Redis: this relay is the active one",
+        LeaseChange::Lost => "another relay holds the pair's lease in Redis: this relay is the standby",
+        LeaseChange::Expired => {
+            "cannot renew the pair's lease (Redis out of reach) before it could expire: this relay is the standby"
+        }
+        LeaseChange::Alone => {
+            "Redis out of reach for twice the lease: this relay answers on its own (if the other relay does too, clients get two answers)"
+        }
+    }
+}
+
+/// This relay's id in the lease: host name, process id and 32 random bits (two relays in
+/// network namespaces of one host share the name; a restarted relay is a new holder).
+pub fn node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    let host = if host.is_empty() { "unknown-host" } else { host };
+    let random = getrandom::u32().unwrap_or_default();
+    format!("{host}:{}:{random:08x}", std::process::id())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,5 +156,14 @@ mod tests {
         // 127.0.0.1 is on `lo` in every network namespace where the tests run.
         assert_eq!(current_role(Some(Ipv4Addr::LOCALHOST)), Role::Active);
         assert_eq!(current_role(Some(Ipv4Addr::new(192, 0, 2, 77))), Role::Standby);
+    }
+
+    #[test]
+    fn node_ids_differ_between_processes_and_restarts() {
+        let (a, b) = (node_id(), node_id());
+        assert_ne!(a, b, "random part");
+        assert!(a.contains(&format!(":{}:", std::process::id())), "{a}");
+        assert_eq!(lease_role(LeaseChange::Alone), Role::Active);
+        assert_eq!(lease_role(LeaseChange::Expired), Role::Standby);
     }
 }

@@ -277,6 +277,25 @@ fn init_logging(level: Option<&str>, quiet: bool) {
         .init();
 }
 
+/// `cdra check`: how a pair decides which relay is active (crate::ha).
+fn ha_note(settings: &config::Settings) -> Option<String> {
+    let redis = match settings.store.as_ref().map(|s| &s.backend) {
+        Some(config::StoreBackend::Redis(r)) => r,
+        _ => return None,
+    };
+    Some(match settings.ha? {
+        config::HaSettings::VirtualAddress { address, source } => {
+            format!("pair: active while {address} ({}) is on this host", source.label())
+        }
+        config::HaSettings::Lease { ttl } => format!(
+            "pair: no virtual address; active while holding the lease {:?} in Redis ({}, renewed every {})",
+            cdra_store::lease_key(redis),
+            humantime::format_duration(ttl),
+            humantime::format_duration(ttl / 3)
+        ),
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -310,6 +329,9 @@ fn main() -> ExitCode {
                     settings.servers.len(),
                     settings.downstream.len()
                 );
+                if let Some(text) = ha_note(&settings) {
+                    println!("{}: {text}", config.display());
+                }
                 if running {
                     return running_diff(&config, socket);
                 }
@@ -383,5 +405,24 @@ fn run(settings: config::Settings, pid_file: Option<String>, config_path: Option
             eprintln!("cdra: {e:#}");
             ExitCode::from(EXIT_STARTUP)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ha_note;
+
+    #[test]
+    fn cdra_check_says_what_decides_which_relay_is_active() {
+        let proxy = "mode = \"proxy\"\nservers = [\"10.0.0.1\"]\n[[downstream]]\ninterface = \"eth1\"\n";
+        let redis = "[store]\nbackend = \"redis\"\nurl = \"redis://10.0.0.9/0\"\nkey_prefix = \"cdra:site1\"\n";
+        let lease = crate::config::parse(&format!("{proxy}{redis}")).expect("valid");
+        assert_eq!(
+            ha_note(&lease).as_deref(),
+            Some("pair: no virtual address; active while holding the lease \"cdra:site1:active\" in Redis (3s, renewed every 1s)")
+        );
+        let address = crate::config::parse(&format!("{}address = \"10.1.1.1\"\n{redis}", proxy)).expect("valid");
+        assert!(ha_note(&address).is_some_and(|t| t.starts_with("pair: active while 10.1.1.1 (the first downstream")));
+        assert_eq!(ha_note(&crate::config::parse(proxy).expect("valid")), None, "the embedded file: no pair");
     }
 }

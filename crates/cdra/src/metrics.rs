@@ -372,7 +372,12 @@ pub fn render(st: &Static, snap: &Snapshot, mgmt: &ManagementCounters) -> String
         let _ = writeln!(out, "cdra_persistence_commit_failures_total {}", p.commit_failures);
     }
     if let Some(h) = io.ha {
-        family(&mut out, "cdra_ha_active", "gauge", "1 while this relay holds the pair's virtual address ([ha]).");
+        family(
+            &mut out,
+            "cdra_ha_active",
+            "gauge",
+            "1 while this relay is the pair's active one: holds the virtual address ([ha]), or the lease in Redis, or is alone with Redis out of reach.",
+        );
         let _ = writeln!(out, "cdra_ha_active {}", u8::from(h.active));
         family(&mut out, "cdra_ha_takeovers_total", "counter", "Times this relay became the active one of the pair.");
         let _ = writeln!(out, "cdra_ha_takeovers_total {}", h.takeovers);
@@ -383,6 +388,15 @@ pub fn render(st: &Static, snap: &Snapshot, mgmt: &ManagementCounters) -> String
             "Datagrams read while not serving (standby, or taking over before the table was loaded): dropped.",
         );
         let _ = writeln!(out, "cdra_ha_standby_drops_total {}", h.standby_drops);
+        if let Some(counts) = h.lease_changes {
+            labelled_family(
+                &mut out,
+                "cdra_ha_lease_changes_total",
+                "Changes of role the pair's lease in Redis made (no virtual address), by change.",
+                "change",
+                cdra_store::LeaseChange::ALL.iter().map(|c| (c.label(), "", counts[c.index()])),
+            );
+        }
     }
     if let Some(i) = io.intercept {
         family(
@@ -566,7 +580,8 @@ mod tests {
     #[test]
     fn every_labelled_counter_is_rendered_and_documented() {
         let engine = Engine::new(SimConfig::small(1, Mode::Proxy).engine_config());
-        let snap = Snapshot::take(&engine, Timestamp::default(), IoCounters::default());
+        let ha = crate::ha::HaStatus { lease_changes: Some(Default::default()), ..Default::default() };
+        let snap = Snapshot::take(&engine, Timestamp::default(), IoCounters { ha: Some(ha), ..IoCounters::default() });
         let text = render(&Static::of(&engine), &snap, &ManagementCounters::default());
         let docs = include_str!("../../../docs/metrics.md");
         let mut expected: Vec<(&str, &str, &str)> = Vec::new();
@@ -578,6 +593,8 @@ mod tests {
         expected.extend(Channel::ALL.iter().map(|c| ("cdra_management_timeouts_total", "channel", c.label())));
         expected.extend(super::PROBE_METHODS.iter().map(|m| ("cdra_probe_send_failures_total", "method", *m)));
         expected.extend(super::PROBE_METHODS.iter().map(|m| ("cdra_probe_answers_lost_total", "method", *m)));
+        expected
+            .extend(cdra_store::LeaseChange::ALL.iter().map(|c| ("cdra_ha_lease_changes_total", "change", c.label())));
         for (family, label, value) in expected {
             let series = format!("{family}{{{label}=\"{value}\"}} 0");
             assert!(text.contains(&series), "{series} not rendered");

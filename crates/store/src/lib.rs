@@ -43,6 +43,7 @@
 
 mod error;
 mod open;
+mod redis_lease;
 mod redis_store;
 mod writer;
 
@@ -53,6 +54,7 @@ use redb::ReadableDatabase;
 
 pub use error::StoreError;
 pub use open::open;
+pub use redis_lease::{lease_key, Arbiter, Attempt, Lease, LeaseChange, LeaseClient, LeaseConfig, LeaseRole};
 pub use redis_store::{connect as connect_redis, RedisConfig, RedisStore};
 pub use writer::{StatsHandle, Writer, WriterStats};
 

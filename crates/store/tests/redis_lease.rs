@@ -1,0 +1,147 @@
+//! The pair's lease (`<prefix>:active`) against a real `redis-server` on loopback (as
+//! redis_backend.rs starts one): who gets it, how fast the other takes it when the holder
+//! stops renewing, and what each does when Redis is gone.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cdra_store::{Attempt, Lease, LeaseChange, LeaseClient, LeaseConfig, RedisConfig};
+
+/// A redis-server of its own on a free loopback port; killed when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Server {
+        let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (scripts/e2e-deps installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Server { child, port, _dir: dir }
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out =
+            Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const TTL: Duration = Duration::from_millis(1200);
+
+fn lease(port: u16, node: &str) -> LeaseConfig {
+    let mut redis = RedisConfig::new(format!("redis://127.0.0.1:{port}/0"));
+    redis.key_prefix = "cdra:lease-test".into();
+    LeaseConfig { redis, ttl: TTL, node_id: node.into() }
+}
+
+/// A lease thread whose changes are collected, and how many times it woke the loop.
+fn started(config: LeaseConfig) -> (Lease, Arc<AtomicUsize>) {
+    let wakes = Arc::new(AtomicUsize::new(0));
+    let w = Arc::clone(&wakes);
+    let lease = Lease::start(config, move || {
+        w.fetch_add(1, Ordering::Relaxed);
+    })
+    .expect("thread");
+    (lease, wakes)
+}
+
+fn next_change(lease: &Lease, within: Duration) -> Option<(LeaseChange, Duration)> {
+    let t0 = Instant::now();
+    while t0.elapsed() < within {
+        if let Some(c) = lease.try_recv() {
+            return Some((c, t0.elapsed()));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
+}
+
+#[test]
+fn one_of_two_gets_the_lease_and_the_other_takes_it_within_ttl_when_the_holder_stops() {
+    let server = Server::start();
+    let mut a = LeaseClient::new(lease(server.port, "relay-a"));
+    let mut b = LeaseClient::new(lease(server.port, "relay-b"));
+    assert_eq!(a.attempt(false), Attempt::Held);
+    assert_eq!(server.cli(&["GET", "cdra:lease-test:active"]), "relay-a");
+    match b.attempt(false) {
+        Attempt::HeldByOther { holder, remaining } => {
+            assert_eq!(holder.as_deref(), Some("relay-a"));
+            assert!(remaining > Duration::ZERO && remaining <= TTL, "{remaining:?}");
+        }
+        other => panic!("b must find a holding it: {other:?}"),
+    }
+    assert_eq!(a.attempt(true), Attempt::Held, "renewed");
+    assert!(matches!(b.attempt(true), Attempt::HeldByOther { .. }), "b cannot renew what it does not hold");
+    assert_eq!(server.cli(&["GET", "cdra:lease-test:active"]), "relay-a", "b's renewal changed nothing");
+
+    // The holder dies (stops renewing): b's thread takes the lease within ttl.
+    let (b, woken) = started(lease(server.port, "relay-b"));
+    let (change, took) = next_change(&b, TTL + TTL / 2).expect("b takes over");
+    assert_eq!(change, LeaseChange::Acquired);
+    assert!(took <= TTL + Duration::from_millis(100), "took {took:?} for a lease of {TTL:?}");
+    assert_eq!(woken.load(Ordering::Relaxed), 1, "the loop was woken");
+    assert_eq!(server.cli(&["GET", "cdra:lease-test:active"]), "relay-b");
+    // Renewed, not lost, over several ttls.
+    assert_eq!(next_change(&b, TTL * 3), None);
+    assert!(matches!(a.attempt(true), Attempt::HeldByOther { .. }), "a finds it lost");
+    // A clean stop hands the key back at once.
+    assert!(b.stop(), "released");
+    assert_eq!(server.cli(&["EXISTS", "cdra:lease-test:active"]), "0");
+    assert_eq!(a.attempt(false), Attempt::Held);
+}
+
+#[test]
+fn redis_down_the_holder_goes_standby_within_ttl_then_both_alone_after_two_ttls() {
+    let server = Server::start();
+    let (a, _) = started(lease(server.port, "relay-a"));
+    assert_eq!(next_change(&a, TTL).map(|c| c.0), Some(LeaseChange::Acquired));
+    let (b, _) = started(lease(server.port, "relay-b"));
+    assert_eq!(next_change(&b, TTL * 2), None, "b stays standby while a renews");
+    drop(server);
+    let gone = Instant::now();
+    // a: silent before its key could have expired in Redis (ttl after its last renewal).
+    assert_eq!(next_change(&a, TTL * 2).map(|c| c.0), Some(LeaseChange::Expired));
+    assert!(gone.elapsed() < TTL, "a gave the role up {:?} after Redis went, lease {TTL:?}", gone.elapsed());
+    // Both alone after 2 x ttl without Redis (each counted from its last reply).
+    assert_eq!(next_change(&a, TTL * 3).map(|c| c.0), Some(LeaseChange::Alone));
+    assert_eq!(next_change(&b, TTL * 3).map(|c| c.0), Some(LeaseChange::Alone));
+    assert!(gone.elapsed() >= TTL * 2 - TTL / 3, "not alone before 2 x ttl: {:?}", gone.elapsed());
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn a_single_relay_holds_the_lease_as_soon_as_it_starts() {
+    let server = Server::start();
+    let (a, _) = started(lease(server.port, "alone"));
+    let (change, took) = next_change(&a, TTL).expect("acquired");
+    assert_eq!(change, LeaseChange::Acquired);
+    assert!(took < Duration::from_millis(300), "{took:?}");
+    assert_eq!(next_change(&a, TTL * 3), None, "kept");
+    a.stop();
+}
