@@ -119,7 +119,11 @@ impl Template {
         let mut last = 0usize;
         for s in p.splices.chunks_exact(SPLICE_LEN) {
             let at = usize::from(u16::from_le_bytes([*s.first()?, *s.get(1)?]));
-            if at < last || at > p.tail.len() {
+            // What `CachedReply::new` cuts out is a per-client option, and only where a
+            // whole option stood: any other code or place would read the client's own bytes
+            // as other options (a length byte taken for a code).
+            let code = *s.get(2)?;
+            if at < last || !is_per_client(code) || !is_option_boundary(p.tail, at) {
                 return None;
             }
             last = at;
@@ -249,6 +253,26 @@ fn walk_options(tail: &[u8], mut f: impl FnMut(usize, u8, &[u8])) {
             }
         }
     }
+}
+
+/// Whether `at` is where an option of `tail` starts, or END, or the end of `tail`: the only
+/// places [`CachedReply::new`] leaves a splice (PAD bytes are options of one byte).
+fn is_option_boundary(tail: &[u8], at: usize) -> bool {
+    if tail.get(..OPTIONS_IN_TAIL) != Some(&[99, 130, 83, 99][..]) {
+        return false;
+    }
+    let mut i = OPTIONS_IN_TAIL;
+    while i < at {
+        i += match tail.get(i) {
+            Some(&PAD) => 1,
+            Some(&END) | None => return false,
+            Some(_) => match tail.get(i + 1) {
+                Some(&len) => 2 + usize::from(len),
+                None => return false,
+            },
+        };
+    }
+    i == at
 }
 
 impl CachedReply {
@@ -614,6 +638,44 @@ mod tests {
         opt(3, &[10, 0, 0, 1]);
         m.push(255);
         m
+    }
+
+    /// A template as the store gives it back, with its splices replaced by `splices`
+    /// (offset in the shared tail, code).
+    fn with_splices(t: &Template, splices: &[(u16, u8)]) -> Vec<u8> {
+        let b = t.as_bytes();
+        let n = usize::from(u16::from_le_bytes([b[0], b[1]]));
+        let mut out = (splices.len() as u16).to_le_bytes().to_vec();
+        for (at, code) in splices {
+            out.extend_from_slice(&at.to_le_bytes());
+            out.push(*code);
+        }
+        out.extend_from_slice(&b[2 + n * SPLICE_LEN..]);
+        out
+    }
+
+    #[test]
+    fn a_stored_template_is_refused_unless_it_splices_per_client_options_between_whole_options() {
+        let a = ack(1, 1, 10, 3600, &[(61, &[1, 2, 0, 0, 0, 0, 1])]);
+        let reply = CachedReply::new(&a).unwrap();
+        let t = reply.template();
+        assert!(Template::from_bytes(t.as_bytes()).is_some(), "as written, it is read back");
+        let b = t.as_bytes();
+        let n = usize::from(u16::from_le_bytes([b[0], b[1]]));
+        let good: Vec<(u16, u8)> = b[2..2 + n * SPLICE_LEN]
+            .chunks_exact(SPLICE_LEN)
+            .map(|s| (u16::from_le_bytes([s[0], s[1]]), s[2]))
+            .collect();
+        assert_eq!(good.iter().map(|s| s.1).collect::<Vec<_>>(), vec![51, 61]);
+        assert!(Template::from_bytes(&with_splices(t, &good)).is_some());
+        // A PAD or a non-client option (53) as the spliced code: refused.
+        for code in [0u8, 53] {
+            let bad = [(good[0].0, code), good[1]];
+            assert!(Template::from_bytes(&with_splices(t, &bad)).is_none(), "code {code}");
+        }
+        // A splice inside an option (one byte into the option after the first splice).
+        let bad = [(good[0].0 + 1, 51), good[1]];
+        assert!(Template::from_bytes(&with_splices(t, &bad)).is_none(), "inside an option");
     }
 
     #[test]
