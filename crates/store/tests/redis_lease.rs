@@ -86,17 +86,17 @@ fn one_of_two_gets_the_lease_and_the_other_takes_it_within_ttl_when_the_holder_s
     let server = Server::start();
     let mut a = LeaseClient::new(lease(server.port, "relay-a"));
     let mut b = LeaseClient::new(lease(server.port, "relay-b"));
-    assert_eq!(a.attempt(false), Attempt::Held);
+    assert_eq!(a.attempt(false, None), Attempt::Held);
     assert_eq!(server.cli(&["GET", "cdra:lease-test:active"]), "relay-a");
-    match b.attempt(false) {
+    match b.attempt(false, None) {
         Attempt::HeldByOther { holder, remaining } => {
             assert_eq!(holder.as_deref(), Some("relay-a"));
             assert!(remaining > Duration::ZERO && remaining <= TTL, "{remaining:?}");
         }
         other => panic!("b must find a holding it: {other:?}"),
     }
-    assert_eq!(a.attempt(true), Attempt::Held, "renewed");
-    assert!(matches!(b.attempt(true), Attempt::HeldByOther { .. }), "b cannot renew what it does not hold");
+    assert_eq!(a.attempt(true, None), Attempt::Held, "renewed");
+    assert!(matches!(b.attempt(true, None), Attempt::HeldByOther { .. }), "b cannot renew what it does not hold");
     assert_eq!(server.cli(&["GET", "cdra:lease-test:active"]), "relay-a", "b's renewal changed nothing");
 
     // The holder dies (stops renewing): b's thread takes the lease within ttl.
@@ -108,11 +108,11 @@ fn one_of_two_gets_the_lease_and_the_other_takes_it_within_ttl_when_the_holder_s
     assert_eq!(server.cli(&["GET", "cdra:lease-test:active"]), "relay-b");
     // Renewed, not lost, over several ttls.
     assert_eq!(next_change(&b, TTL * 3), None);
-    assert!(matches!(a.attempt(true), Attempt::HeldByOther { .. }), "a finds it lost");
+    assert!(matches!(a.attempt(true, None), Attempt::HeldByOther { .. }), "a finds it lost");
     // A clean stop hands the key back at once.
     assert!(b.stop(), "released");
     assert_eq!(server.cli(&["EXISTS", "cdra:lease-test:active"]), "0");
-    assert_eq!(a.attempt(false), Attempt::Held);
+    assert_eq!(a.attempt(false, None), Attempt::Held);
 }
 
 #[test]
