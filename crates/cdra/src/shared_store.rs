@@ -135,14 +135,18 @@ impl SharedStore {
         }
     }
 
-    /// This relay became the standby: commit what is queued (the writer finishes on its
-    /// own), drop the table, write nothing more.
+    /// This relay became the standby: drop the table and write nothing more, not even what
+    /// is queued. The other relay may be writing the table already (it took the address or
+    /// the lease), and a commit of ours landing after its load, a full dump above all (due
+    /// in dump mode, after a full queue, or after Redis lost the table), would delete what
+    /// it wrote and bring back what it deleted. What this relay had not committed is lost
+    /// to the pair: at most one commit window, which the other relay's load after the move
+    /// would have missed anyway.
     pub fn become_standby(&mut self, engine: &mut Engine) {
-        self.write_changes(engine);
         if let State::Up(writer) = std::mem::replace(&mut self.state, State::Standby) {
             self.retired_commit_failures += writer.stats().errors;
-            // Dropped: the writer thread commits what it holds and exits.
-            drop(writer);
+            // A commit running now ends (bounded by `store.timeout`); none starts after.
+            writer.abandon();
         }
         let dropped = engine.hand_over();
         engine.drain_changes(&mut self.scratch, |_| {});
@@ -435,6 +439,32 @@ mod tests {
         turn_until(&mut s, &mut engine, t0, "the merged table in Redis", |_| redis.records().len() == 2);
         assert!(redis.templates() >= 1, "the replies' shared templates are stored beside the records");
         s.shutdown(&mut engine);
+    }
+
+    #[test]
+    fn a_relay_going_standby_never_overwrites_the_table_with_its_queue_or_a_dump() {
+        let redis = Redis::start(free_port());
+        let ((mut engine, other), t0) = engines_with_a_client_each();
+        // Dump mode, a dump due on every turn: the worst case for a late write.
+        let mut c = config(&redis.url);
+        c.mode = cdra_store::WriteMode::PeriodicDump { interval: Duration::ZERO };
+        let mut a = SharedStore::start(&settings(&redis.url), c, Role::Active);
+        turn_until(&mut a, &mut engine, t0, "the load", |s| s.status().up);
+        turn_until(&mut a, &mut engine, t0, "the record in Redis", |_| redis.records().len() == 1);
+        // Meanwhile the other relay took over and wrote the table its own way: ours gone,
+        // its client there.
+        let ours = encoded(&engine)[0].0.clone();
+        let foreign = encoded(&other);
+        let w = cdra_store::connect_redis(&config(&redis.url)).expect("connect").start_writer();
+        w.delete(&ours);
+        w.upsert(&foreign[0].0, &foreign[0].1);
+        w.shutdown().expect("written");
+        // Only now does this relay learn it is the standby.
+        a.become_standby(&mut engine);
+        std::thread::sleep(Duration::from_millis(500));
+        let keys: Vec<_> = redis.records().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, vec![foreign[0].0.clone()], "the other relay's table stands");
+        a.shutdown(&mut engine);
     }
 
     #[test]

@@ -17,10 +17,12 @@
 //! commit keeps its changes; the connection is dropped and made again on the next attempt
 //! (every `max(commit_interval, 1 s)`), each attempt bounded by `timeout`.
 //!
-//! A Redis that comes back empty (restarted without persistence, flushed) is noticed: the
-//! metadata is written with every commit, so its absence after a reconnect means what was
-//! committed is gone; [`crate::Writer::dump_due`] then asks the data plane for the whole
-//! table ([`crate::WriterStats::store_lost`] counts these).
+//! A Redis that comes back empty after a reconnect (restarted without persistence) is
+//! noticed: the metadata is written with every commit, so its absence after a reconnect
+//! means what was committed is gone; [`crate::Writer::dump_due`] then asks the data plane
+//! for the whole table ([`crate::WriterStats::store_lost`] counts these). Only after a
+//! reconnect: a Redis flushed under a connection that stays up (`FLUSHALL`) is not
+//! noticed, and fills again only with the records that change.
 //!
 //! Loading ([`RedisStore::load_all`]) is one `HGETALL`: an atomic snapshot of the table.
 
