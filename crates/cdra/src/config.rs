@@ -1473,10 +1473,7 @@ mod tests {
                 format!("{}{redis}", proxy.replace("mode = \"proxy\"", "mode = \"pool\"")),
                 "store.backend: \"redis\" (a table a pair may share) needs mode",
             ),
-            (
-                format!("{}{redis}[ha]\nlease = \"61s\"\n", proxy.replace("address = \"10.1.1.1\"\n", "")),
-                "ha.lease: ",
-            ),
+            (format!("{}{redis}[ha]\nlease = \"61s\"\n", proxy.replace("address = \"10.1.1.1\"\n", "")), "ha.lease: "),
         ] {
             let e = parse(&text).expect_err("must be rejected").to_string();
             assert!(e.starts_with(want), "{e}\nwanted: {want}");

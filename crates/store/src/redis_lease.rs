@@ -542,11 +542,7 @@ mod tests {
 
     #[test]
     fn the_redis_host_is_resolved_while_not_holding_and_kept_while_holding() {
-        let lease = LeaseConfig {
-            redis: RedisConfig::new("redis://localhost:6399/0"),
-            ttl: TTL,
-            node_id: "x".into(),
-        };
+        let lease = LeaseConfig { redis: RedisConfig::new("redis://localhost:6399/0"), ttl: TTL, node_id: "x".into() };
         let mut client = LeaseClient::new(lease);
         let targets = client.targets(false).expect("localhost resolves");
         assert!(!targets.is_empty());
