@@ -59,6 +59,8 @@ pub struct SharedStore {
     /// hand-over), so that the counter only grows.
     retired_commit_failures: u64,
     scratch: Vec<u8>,
+    /// `[ha]` by the lease: each commit checks that the lease still names this node id.
+    fence: Option<String>,
 }
 
 impl SharedStore {
@@ -71,11 +73,18 @@ impl SharedStore {
             load_failures: 0,
             retired_commit_failures: 0,
             scratch: Vec::with_capacity(1024),
+            fence: None,
         };
         if role == Role::Active {
             s.state = s.load(false);
         }
         s
+    }
+
+    /// Commit only while the pair's lease names `node_id` (from the next load on): a relay
+    /// that lost the lease, however late its commit, never overwrites the other's writes.
+    pub fn fence(&mut self, node_id: &str) {
+        self.fence = Some(node_id.to_string());
     }
 
     /// Whether clients are answered now: active, and the table loaded (or a load failed).
@@ -205,6 +214,10 @@ impl SharedStore {
                     "client table loaded from Redis (every record is suspect: probes and REBIND precautions apply, paper 3.4)"
                 );
                 self.backoff.reset();
+                let store = match &self.fence {
+                    Some(id) => store.fenced(id.clone()),
+                    None => store,
+                };
                 let writer = store.start_writer();
                 // Templates no record took (their records expired): out of the store.
                 for id in unused {
