@@ -1325,6 +1325,14 @@ fn ha_settings(
 ) -> Result<Option<HaSettings>, ConfigError> {
     let shared = matches!(store.map(|s| &s.backend), Some(StoreBackend::Redis(_)));
     let caches = matches!(mode, Mode::Proxy | Mode::Spoof);
+    if shared && mode == Mode::Pool {
+        // A table in Redis is one a pair may share, and only proxy and spoof follow a role
+        // (active, standby): two relays in pool mode would both answer and both write.
+        return Err(err(
+            "store.backend",
+            "\"redis\" (a table a pair may share) needs mode = \"proxy\" or \"spoof\": pool mode keeps its table in the redb file",
+        ));
+    }
     let Some(address) = f.virtual_address else {
         // A relay writing a shared table as the address it answers for must not write it
         // while that address is elsewhere (another relay answers for it then): with Redis,
@@ -1461,6 +1469,11 @@ mod tests {
                 format!("{}{redis}[ha]\nlease = \"200ms\"\n", proxy.replace("address = \"10.1.1.1\"\n", "")),
                 "ha.lease: ",
             ),
+            (
+                format!("{}{redis}", proxy.replace("mode = \"proxy\"", "mode = \"pool\"")),
+                "store.backend: \"redis\" (a table a pair may share) needs mode",
+            ),
+            (format!("{}{redis}[ha]\nlease = \"61s\"\n", proxy.replace("address = \"10.1.1.1\"\n", "")), "ha.lease: "),
         ] {
             let e = parse(&text).expect_err("must be rejected").to_string();
             assert!(e.starts_with(want), "{e}\nwanted: {want}");

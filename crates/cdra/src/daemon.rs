@@ -827,9 +827,13 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
         (Some(store), mode) if mode.caches() => Some(TableStore::start(store, &mut engine, clock.now(), role)),
         _ => None,
     };
-    let lease = match (settings.ha, settings.store.as_ref().map(|s| &s.backend)) {
-        (Some(HaSettings::Lease { ttl }), Some(StoreBackend::Redis(redis))) if persistence.is_some() => {
-            Some(start_lease(redis, ttl, &signal_write)?)
+    let lease = match (settings.ha, settings.store.as_ref().map(|s| &s.backend), persistence.as_mut()) {
+        (Some(HaSettings::Lease { ttl }), Some(StoreBackend::Redis(redis)), Some(store)) => {
+            // Every commit checks that the lease still names this relay (a standby's late
+            // commit writes nothing).
+            let node_id = crate::ha::node_id();
+            store.fence(&node_id);
+            Some(start_lease(redis, ttl, node_id, &signal_write)?)
         }
         _ => None,
     };
@@ -1156,9 +1160,10 @@ fn change_role(now: Role, role: &mut Role, status: &mut HaStatus, store: Option<
 fn start_lease(
     redis: &cdra_store::RedisConfig,
     ttl: Duration,
+    node_id: String,
     signal_write: &std::os::unix::net::UnixStream,
 ) -> anyhow::Result<cdra_store::Lease> {
-    let config = cdra_store::LeaseConfig { redis: redis.clone(), ttl, node_id: crate::ha::node_id() };
+    let config = cdra_store::LeaseConfig { redis: redis.clone(), ttl, node_id };
     tracing::info!(node_id = %config.node_id, key = %config.key(), url = %redis.display_url(), "taking part in the pair's lease");
     let wake = signal_write.try_clone().context("signal pipe")?;
     // A full pipe already wakes the loop: never block the lease thread on it.

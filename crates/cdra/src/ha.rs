@@ -27,9 +27,11 @@
 //!   attempt and keeps trying; a later load is merged (live records win) and the merged
 //!   table written back whole: an empty table never overwrites Redis.
 //! - **Handing over** (the address left, e.g. the old active came back and VRRP preempted):
-//!   what is queued is committed, the table is dropped, and the relay goes silent. The
-//!   relay taking over reads the table after the address moved, so it sees everything the
-//!   other committed up to one commit window (`store.commit_interval`) before the move.
+//!   what is queued is dropped, not committed (the other relay may be writing the table
+//!   already: a late commit, a full dump above all, would overwrite it), the table is
+//!   dropped, and the relay goes silent. The relay taking over reads the table after the
+//!   address moved, so it misses what the other had not committed then, up to one commit
+//!   window (`store.commit_interval`).
 //!
 //! **Without any address** (Redis, no `[ha] virtual_address`, no `[[downstream]] address`:
 //! the relay answers as its interface's own address, and nothing on the host says which of
@@ -48,7 +50,9 @@
 //!   relays answer then (split brain: each client may get two answers, each relay writes
 //!   its records once Redis is back, merged with what Redis holds), and a partition that
 //!   hides Redis from one relay only makes it answer next to the holder. A pair that runs
-//!   keepalived anyway should say `[ha] virtual_address`, which has neither risk.
+//!   keepalived anyway should say `[ha] virtual_address`: VRRP decides on the client
+//!   segment itself, so Redis down or out of one relay's reach does not make both answer
+//!   (its own failure mode, VRRP split brain, is in docs/design.md "Split brain").
 //! - A relay alone that reaches Redis again takes the lease if it is free (and stays
 //!   active), or goes standby if the other relay holds it.
 //!

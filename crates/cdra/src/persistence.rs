@@ -142,12 +142,8 @@ impl Persistence {
     }
 
     fn dump(&mut self, engine: &Engine) {
-        let State::Up(writer) = &self.state else { return };
-        let mut all = Vec::with_capacity(engine.table().len());
-        engine.dump_templates(|id, bytes| all.push((template_key(id).to_vec(), bytes.to_vec())));
-        engine.dump(&mut self.scratch, |key, value| all.push((key.as_bytes().to_vec(), value.to_vec())));
-        if !writer.replace_all(all) {
-            tracing::warn!("client table store: the writer's queue is full; the dump is retried");
+        if let State::Up(writer) = &self.state {
+            dump_table(writer, engine, &mut self.scratch);
         }
     }
 
@@ -167,17 +163,8 @@ impl Persistence {
     }
 
     fn write_changes(&mut self, engine: &mut Engine) {
-        let State::Up(writer) = &self.state else { return };
-        let complete = engine.drain_changes(&mut self.scratch, |change| {
-            match change {
-                Change::Upsert { key, bytes } => writer.upsert(key.as_bytes(), bytes),
-                Change::Delete(key) => writer.delete(key.as_bytes()),
-                Change::Template { id, bytes } => writer.upsert(&template_key(id), bytes),
-                Change::DeleteTemplate(id) => writer.delete(&template_key(id)),
-            };
-        });
-        if !complete || writer.dump_due() {
-            self.dump(engine);
+        if let State::Up(writer) = &self.state {
+            write_changes(writer, engine, &mut self.scratch);
         }
     }
 
@@ -198,6 +185,70 @@ impl Persistence {
     }
 }
 
+/// Queue the whole table (the shared reply templates, then the records) as one full dump
+/// (paper 5.4); whatever the backend.
+pub(crate) fn dump_table(writer: &Writer, engine: &Engine, scratch: &mut Vec<u8>) {
+    let mut all = Vec::with_capacity(engine.table().len());
+    engine.dump_templates(|id, bytes| all.push((template_key(id).to_vec(), bytes.to_vec())));
+    engine.dump(scratch, |key, value| all.push((key.as_bytes().to_vec(), value.to_vec())));
+    if !writer.replace_all(all) {
+        tracing::warn!("client table store: the writer's queue is full; the dump is retried");
+    }
+}
+
+/// Hand the engine's changes to `writer` (non-blocking); a full dump instead if a change
+/// was lost or one is due ([`Writer::dump_due`]). Whatever the backend.
+pub(crate) fn write_changes(writer: &Writer, engine: &mut Engine, scratch: &mut Vec<u8>) {
+    let complete = engine.drain_changes(scratch, |change| {
+        match change {
+            Change::Upsert { key, bytes } => writer.upsert(key.as_bytes(), bytes),
+            Change::Delete(key) => writer.delete(key.as_bytes()),
+            Change::Template { id, bytes } => writer.upsert(&template_key(id), bytes),
+            Change::DeleteTemplate(id) => writer.delete(&template_key(id)),
+        };
+    });
+    if !complete || writer.dump_due() {
+        dump_table(writer, engine, scratch);
+    }
+}
+
+/// A restore in progress, whatever the backend: the shared reply templates first (paper
+/// 5.7, stored once each), then the records that name them; what does not decode counted.
+pub(crate) struct Restoring {
+    templates: Templates,
+    pub(crate) report: RestoreReport,
+    /// Templates and records that did not decode (skipped).
+    pub(crate) undecodable: usize,
+}
+
+impl Restoring {
+    pub(crate) fn new() -> Self {
+        Restoring { templates: Templates::new(), report: RestoreReport::default(), undecodable: 0 }
+    }
+
+    /// A stored template (read before any record).
+    pub(crate) fn template(&mut self, key: &[u8], value: &[u8]) {
+        if self.templates.add(key, value).is_err() {
+            self.undecodable += 1;
+        }
+    }
+
+    /// A stored record: restored into `engine` (records already there and newer win).
+    pub(crate) fn record(&mut self, engine: &mut Engine, now: Timestamp, value: &[u8]) {
+        match decode_record_with(value, &self.templates) {
+            Ok((record, iface)) => engine.restore_one(now, record, iface, &mut self.report),
+            Err(_) => self.undecodable += 1,
+        }
+    }
+
+    /// Done: the report, what did not decode, and the templates no record took (their
+    /// records expired, or were dropped), to delete from the store.
+    pub(crate) fn finish(self) -> (RestoreReport, usize, Vec<u64>) {
+        let unused = self.templates.unused().collect();
+        (self.report, self.undecodable, unused)
+    }
+}
+
 /// Open the store, load it into `engine` (records already there and newer win) and start
 /// the writer. True: some stored records were not loaded (the store should be rewritten).
 fn open_and_restore(config: &StoreConfig, engine: &mut Engine, now: Timestamp) -> Result<(Writer, bool)> {
@@ -212,28 +263,12 @@ fn open_and_restore(config: &StoreConfig, engine: &mut Engine, now: Timestamp) -
     if let Some(from) = report.migrated_from {
         tracing::info!(from_schema = from, to_schema = cdra_store::SCHEMA_VERSION, "client table store migrated");
     }
-    let mut undecodable = 0usize;
-    let mut restored = RestoreReport::default();
     engine.reserve(report.records);
-    // Paper 5.7: the shared reply templates first (stored once each), then the records that
-    // name them; a template no record names is freed with `templates`.
-    let mut templates = Templates::new();
-    store
-        .visit_templates(|key, value| {
-            if templates.add(key, value).is_err() {
-                undecodable += 1;
-            }
-        })
-        .map_err(|e| anyhow!("{e}"))?;
-    let stored = store
-        .visit(|_, value| match decode_record_with(value, &templates) {
-            Ok((record, iface)) => engine.restore_one(now, record, iface, &mut restored),
-            Err(_) => undecodable += 1,
-        })
-        .map_err(|e| anyhow!("{e}"))?;
+    let mut restoring = Restoring::new();
+    store.visit_templates(|key, value| restoring.template(key, value)).map_err(|e| anyhow!("{e}"))?;
+    let stored = store.visit(|_, value| restoring.record(engine, now, value)).map_err(|e| anyhow!("{e}"))?;
     // Templates no record took (their records expired, or were dropped): out of the store.
-    let unused: Vec<u64> = templates.unused().collect();
-    drop(templates);
+    let (restored, undecodable, unused) = restoring.finish();
     let RestoreReport { loaded, expired, unknown_interface, superseded, future_dated, pool_entries } = restored;
     tracing::info!(
         path = %config.path.display(),

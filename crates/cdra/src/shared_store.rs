@@ -19,13 +19,13 @@
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Instant;
 
-use cdra_core::persist::{decode_record_with, template_id_of_key, template_key, Change, RestoreReport, Templates};
+use cdra_core::persist::{template_id_of_key, template_key, RestoreReport};
 use cdra_core::{Engine, Timestamp};
 use cdra_store::{RedisConfig, Writer};
 
 use crate::config::StoreSettings;
 use crate::ha::Role;
-use crate::persistence::{Backoff, PersistenceStatus};
+use crate::persistence::{dump_table, write_changes, Backoff, PersistenceStatus, Restoring};
 
 /// What the loader thread hands back: the connection (to become the writer's) and every
 /// stored pair.
@@ -59,6 +59,8 @@ pub struct SharedStore {
     /// hand-over), so that the counter only grows.
     retired_commit_failures: u64,
     scratch: Vec<u8>,
+    /// `[ha]` by the lease: each commit checks that the lease still names this node id.
+    fence: Option<String>,
 }
 
 impl SharedStore {
@@ -71,11 +73,18 @@ impl SharedStore {
             load_failures: 0,
             retired_commit_failures: 0,
             scratch: Vec::with_capacity(1024),
+            fence: None,
         };
         if role == Role::Active {
             s.state = s.load(false);
         }
         s
+    }
+
+    /// Commit only while the pair's lease names `node_id` (from the next load on): a relay
+    /// that lost the lease, however late its commit, never overwrites the other's writes.
+    pub fn fence(&mut self, node_id: &str) {
+        self.fence = Some(node_id.to_string());
     }
 
     /// Whether clients are answered now: active, and the table loaded (or a load failed).
@@ -135,14 +144,18 @@ impl SharedStore {
         }
     }
 
-    /// This relay became the standby: commit what is queued (the writer finishes on its
-    /// own), drop the table, write nothing more.
+    /// This relay became the standby: drop the table and write nothing more, not even what
+    /// is queued. The other relay may be writing the table already (it took the address or
+    /// the lease), and a commit of ours landing after its load, a full dump above all (due
+    /// in dump mode, after a full queue, or after Redis lost the table), would delete what
+    /// it wrote and bring back what it deleted. What this relay had not committed is lost
+    /// to the pair: at most one commit window, which the other relay's load after the move
+    /// would have missed anyway.
     pub fn become_standby(&mut self, engine: &mut Engine) {
-        self.write_changes(engine);
         if let State::Up(writer) = std::mem::replace(&mut self.state, State::Standby) {
             self.retired_commit_failures += writer.stats().errors;
-            // Dropped: the writer thread commits what it holds and exits.
-            drop(writer);
+            // A commit running now ends (bounded by `store.timeout`); none starts after.
+            writer.abandon();
         }
         let dropped = engine.hand_over();
         engine.drain_changes(&mut self.scratch, |_| {});
@@ -183,7 +196,7 @@ impl SharedStore {
             Ok((store, pairs, times)) => {
                 // The shared reply templates (record format 3, paper 5.7) are not records.
                 let stored = pairs.iter().filter(|(k, _)| template_id_of_key(k).is_none()).count();
-                let report = restore(engine, now, &pairs);
+                let (report, undecodable, unused) = restore(engine, now, &pairs);
                 let RestoreReport { loaded, expired, unknown_interface, superseded, future_dated, pool_entries } =
                     report;
                 tracing::info!(
@@ -195,12 +208,22 @@ impl SharedStore {
                     superseded,
                     future_dated,
                     pool_entries,
+                    undecodable,
                     read_millis = times.read.as_millis() as u64,
                     millis = times.started.elapsed().as_millis() as u64,
                     "client table loaded from Redis (every record is suspect: probes and REBIND precautions apply, paper 3.4)"
                 );
                 self.backoff.reset();
-                self.state = State::Up(store.start_writer());
+                let store = match &self.fence {
+                    Some(id) => store.fenced(id.clone()),
+                    None => store,
+                };
+                let writer = store.start_writer();
+                // Templates no record took (their records expired): out of the store.
+                for id in unused {
+                    writer.delete(&template_key(id));
+                }
+                self.state = State::Up(writer);
                 // Served while Redis was away: write the merged table whole. Some stored
                 // records not loaded back, or records of ours besides them: write the table.
                 if late || engine.table().len() + pool_entries != stored {
@@ -226,27 +249,14 @@ impl SharedStore {
     }
 
     fn dump(&mut self, engine: &Engine) {
-        let State::Up(writer) = &self.state else { return };
-        let mut all = Vec::with_capacity(engine.table().len());
-        engine.dump_templates(|id, bytes| all.push((template_key(id).to_vec(), bytes.to_vec())));
-        engine.dump(&mut self.scratch, |key, value| all.push((key.as_bytes().to_vec(), value.to_vec())));
-        if !writer.replace_all(all) {
-            tracing::warn!("client table store: the writer's queue is full; the dump is retried");
+        if let State::Up(writer) = &self.state {
+            dump_table(writer, engine, &mut self.scratch);
         }
     }
 
     fn write_changes(&mut self, engine: &mut Engine) {
-        let State::Up(writer) = &self.state else { return };
-        let complete = engine.drain_changes(&mut self.scratch, |change| {
-            match change {
-                Change::Upsert { key, bytes } => writer.upsert(key.as_bytes(), bytes),
-                Change::Delete(key) => writer.delete(key.as_bytes()),
-                Change::Template { id, bytes } => writer.upsert(&template_key(id), bytes),
-                Change::DeleteTemplate(id) => writer.delete(&template_key(id)),
-            };
-        });
-        if !complete || writer.dump_due() {
-            self.dump(engine);
+        if let State::Up(writer) = &self.state {
+            write_changes(writer, engine, &mut self.scratch);
         }
     }
 
@@ -262,21 +272,20 @@ impl SharedStore {
     }
 }
 
-/// Restore stored pairs into `engine` (records already there and newer win): the shared
-/// reply templates first (paper 5.7, record format 3), then the records that name them.
-fn restore(engine: &mut Engine, now: Timestamp, pairs: &[cdra_store::Pair]) -> RestoreReport {
-    let mut report = RestoreReport::default();
-    let mut templates = Templates::new();
+/// Restore stored pairs into `engine` (records already there and newer win) as the redb
+/// path does ([`Restoring`]): the shared reply templates first (paper 5.7, record format
+/// 3), then the records that name them. Also returns how many did not decode, and the
+/// templates no record took.
+fn restore(engine: &mut Engine, now: Timestamp, pairs: &[cdra_store::Pair]) -> (RestoreReport, usize, Vec<u64>) {
+    let mut restoring = Restoring::new();
     for (key, value) in pairs.iter().filter(|(k, _)| template_id_of_key(k).is_some()) {
-        let _ = templates.add(key, value);
+        restoring.template(key, value);
     }
     engine.reserve(pairs.len());
     for (_, value) in pairs.iter().filter(|(k, _)| template_id_of_key(k).is_none()) {
-        if let Ok((record, iface)) = decode_record_with(value, &templates) {
-            engine.restore_one(now, record, iface, &mut report);
-        }
+        restoring.record(engine, now, value);
     }
-    report
+    restoring.finish()
 }
 
 #[cfg(test)]
@@ -434,6 +443,61 @@ mod tests {
         assert_eq!(engine.table().len(), 2, "merged: ours and Redis's");
         turn_until(&mut s, &mut engine, t0, "the merged table in Redis", |_| redis.records().len() == 2);
         assert!(redis.templates() >= 1, "the replies' shared templates are stored beside the records");
+        s.shutdown(&mut engine);
+    }
+
+    #[test]
+    fn a_relay_going_standby_never_overwrites_the_table_with_its_queue_or_a_dump() {
+        let redis = Redis::start(free_port());
+        let ((mut engine, other), t0) = engines_with_a_client_each();
+        // Dump mode, a dump due on every turn: the worst case for a late write.
+        let mut c = config(&redis.url);
+        c.mode = cdra_store::WriteMode::PeriodicDump { interval: Duration::ZERO };
+        let mut a = SharedStore::start(&settings(&redis.url), c, Role::Active);
+        turn_until(&mut a, &mut engine, t0, "the load", |s| s.status().up);
+        turn_until(&mut a, &mut engine, t0, "the record in Redis", |_| redis.records().len() == 1);
+        // Meanwhile the other relay took over and wrote the table its own way: ours gone,
+        // its client there.
+        let ours = encoded(&engine)[0].0.clone();
+        let foreign = encoded(&other);
+        let w = cdra_store::connect_redis(&config(&redis.url)).expect("connect").start_writer();
+        w.delete(&ours);
+        w.upsert(&foreign[0].0, &foreign[0].1);
+        w.shutdown().expect("written");
+        // Only now does this relay learn it is the standby.
+        a.become_standby(&mut engine);
+        std::thread::sleep(Duration::from_millis(500));
+        let keys: Vec<_> = redis.records().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, vec![foreign[0].0.clone()], "the other relay's table stands");
+        a.shutdown(&mut engine);
+    }
+
+    #[test]
+    fn a_load_counts_what_does_not_decode_and_deletes_unused_templates_as_redb_does() {
+        let ((_, other), t0) = engines_with_a_client_each();
+        let fresh = || Engine::new(SimConfig::small(7, Mode::Proxy).engine_config());
+        // In memory: a template, a record naming it, and one of each that does not decode.
+        let mut pairs = templates_of(&other);
+        let templates = pairs.len();
+        assert!(templates >= 1);
+        pairs.extend(encoded(&other));
+        pairs.push((template_key(7).to_vec(), b"not a template".to_vec()));
+        pairs.push((b"not a key".to_vec(), b"not a record".to_vec()));
+        let mut engine = fresh();
+        let (report, undecodable, unused) = restore(&mut engine, t0, &pairs);
+        assert_eq!((report.loaded, undecodable, unused.len()), (1, 2, 0));
+        // Templates alone in Redis (their records expired): the load takes them out.
+        let redis = Redis::start(free_port());
+        let w = cdra_store::connect_redis(&config(&redis.url)).expect("connect").start_writer();
+        for (k, v) in templates_of(&other) {
+            w.upsert(&k, &v);
+        }
+        w.shutdown().expect("written");
+        assert_eq!(redis.templates(), templates);
+        let mut engine = fresh();
+        let mut s = SharedStore::start(&settings(&redis.url), config(&redis.url), Role::Active);
+        turn_until(&mut s, &mut engine, t0, "the load", |s| s.status().up);
+        turn_until(&mut s, &mut engine, t0, "the unused templates deleted", |_| redis.templates() == 0);
         s.shutdown(&mut engine);
     }
 

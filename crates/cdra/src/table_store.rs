@@ -28,6 +28,13 @@ impl TableStore {
         }
     }
 
+    /// `[ha]` by the lease: commit only while the lease names `node_id` (Redis only).
+    pub fn fence(&mut self, node_id: &str) {
+        if let TableStore::Shared(s) = self {
+            s.fence(node_id);
+        }
+    }
+
     /// For the metrics.
     pub fn status(&self) -> PersistenceStatus {
         match self {

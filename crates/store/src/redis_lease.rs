@@ -11,11 +11,19 @@
 //!   id (or none and cannot take it back) has lost it.
 //! - The holder counts its lease from when it *sent* the command that set or extended it
 //!   (Redis starts the key's time later, when it runs the command), and gives the role up
-//!   at `sent + ttl * 3 / 4` if no renewal succeeded by then. Each Redis call (connect, then
-//!   the command) is bounded by `ttl / 8` ([`LeaseConfig::reply_timeout`]), so a call in
-//!   flight at that moment ends by `ttl * 7 / 8` at the latest: the holder is silent
-//!   before Redis lets another relay take the key. (Redis and the relays must count time
-//!   at the same rate; clock *offsets* do not matter, only durations are compared.)
+//!   at `valid_until = sent + ttl * 3 / 4` if no renewal succeeded by then. The thread
+//!   wakes at `valid_until` whatever it is waiting for (the next attempt, or nothing), and
+//!   an attempt of the holder is cut off at `valid_until` too: each of its calls (connect,
+//!   the script, the `MULTI`) is bounded by `ttl / 8` ([`LeaseConfig::reply_timeout`]) *and*
+//!   by what is left until `valid_until`, so the whole attempt, however many calls it makes,
+//!   ends by then (plus the socket timeouts' slack, a few milliseconds). The role change
+//!   then reaches the loop within one of its turns: the holder is silent a quarter of a
+//!   lease before Redis lets another relay take the key. (Redis and the relays must count
+//!   time at the same rate; clock *offsets* do not matter, only durations are compared.)
+//! - Name resolution is not bounded by any timeout (`getaddrinfo` blocks, for as long as
+//!   the resolver's own retries take): the Redis host's addresses are resolved while the
+//!   relay does not hold the lease, and kept; the holder renews over the addresses it
+//!   has, never waiting on DNS (a holder that loses the lease resolves again).
 //! - A clean shutdown deletes the key if it is still ours ([`RELEASE`]): the other relay
 //!   takes over on its next attempt instead of after the expiry.
 //!
@@ -33,11 +41,12 @@
 //! is the better arbiter when keepalived runs. When Redis is reached again, the lease
 //! decides again: the relay takes it, or finds another holder and goes standby.
 
+use std::net::ToSocketAddrs;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use redis::Connection;
+use redis::{Connection, ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 
 use crate::RedisConfig;
 
@@ -68,7 +77,7 @@ impl LeaseConfig {
     /// Longest wait to connect, and for one reply: `ttl / 8`, or the store's timeout if
     /// shorter (see the module's reasoning).
     pub fn reply_timeout(&self) -> Duration {
-        self.redis.timeout.min(self.ttl / 8)
+        self.redis.timeout.min(self.ttl / 8).max(Duration::from_millis(1))
     }
 }
 
@@ -179,6 +188,31 @@ impl Arbiter {
         self.role
     }
 
+    /// Holder: when the role is given up unless renewed before.
+    pub fn valid_until(&self) -> Option<Instant> {
+        match self.role {
+            LeaseRole::Holder => self.valid_until,
+            LeaseRole::Standby | LeaseRole::Alone => None,
+        }
+    }
+
+    /// No attempt ended, but time passed: the holder whose lease ran out by `now` gives the
+    /// role up ([`LeaseChange::Expired`]), whether or not an attempt is due.
+    pub fn tick(&mut self, now: Instant) -> Option<LeaseChange> {
+        let expired = self.valid_until().is_some_and(|v| now >= v);
+        expired.then(|| {
+            self.valid_until = None;
+            self.role = LeaseRole::Standby;
+            LeaseChange::Expired
+        })
+    }
+
+    /// When the thread must be up next: the next attempt, or the holder's `valid_until` if
+    /// sooner (the role is given up then, on time, even with no attempt due).
+    pub fn wake_at(&self, next_attempt: Instant) -> Instant {
+        self.valid_until().map_or(next_attempt, |v| v.min(next_attempt))
+    }
+
     /// An attempt sent at `sent` ended at `now` with `attempt`: the role's change, if any.
     pub fn after(&mut self, sent: Instant, now: Instant, attempt: &Attempt) -> Option<LeaseChange> {
         let change = match attempt {
@@ -225,6 +259,13 @@ pub struct LeaseClient {
     key: String,
     ttl_millis: u64,
     conn: Option<Connection>,
+    /// Where Redis is, its host resolved to addresses (kept while holding the lease: see
+    /// the module's reasoning); empty until resolved.
+    targets: Vec<ConnectionInfo>,
+}
+
+fn timed_out() -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, "the lease ran out during the attempt"))
 }
 
 impl LeaseClient {
@@ -232,12 +273,14 @@ impl LeaseClient {
     pub fn new(config: LeaseConfig) -> Self {
         let key = config.key();
         let ttl_millis = config.ttl.as_millis().max(1) as u64;
-        LeaseClient { config, key, ttl_millis, conn: None }
+        LeaseClient { config, key, ttl_millis, conn: None, targets: Vec::new() }
     }
 
-    /// Take the lease, or extend it if this relay holds it (`holding`).
-    pub fn attempt(&mut self, holding: bool) -> Attempt {
-        match self.try_attempt(holding) {
+    /// Take the lease, or extend it if this relay holds it (`holding`). With a `deadline`
+    /// (the holder's `valid_until`), the whole attempt ends by then: every call's timeout
+    /// is cut to what is left.
+    pub fn attempt(&mut self, holding: bool, deadline: Option<Instant>) -> Attempt {
+        match self.try_attempt(holding, deadline) {
             Ok(a) => a,
             Err(_) => {
                 self.conn = None;
@@ -246,27 +289,76 @@ impl LeaseClient {
         }
     }
 
-    fn connection(&mut self) -> redis::RedisResult<&mut Connection> {
-        if self.conn.is_none() {
-            let timeout = self.config.reply_timeout();
-            let client = redis::Client::open(self.config.redis.url.as_str())?;
-            let conn = client.get_connection_with_timeout(timeout)?;
-            conn.set_read_timeout(Some(timeout))?;
-            conn.set_write_timeout(Some(timeout))?;
-            self.conn = Some(conn);
+    /// The next call's timeout: `ttl / 8`, or what is left until `deadline` if less (an
+    /// error if nothing is left).
+    fn budget(&self, deadline: Option<Instant>) -> redis::RedisResult<Duration> {
+        let timeout = self.config.reply_timeout();
+        let Some(deadline) = deadline else { return Ok(timeout) };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left < Duration::from_millis(1) {
+            return Err(timed_out());
         }
-        self.conn.as_mut().ok_or_else(|| redis::RedisError::from((redis::ErrorKind::IoError, "not connected")))
+        Ok(timeout.min(left))
     }
 
-    fn try_attempt(&mut self, holding: bool) -> redis::RedisResult<Attempt> {
+    /// Where to connect: the URL's host resolved to its addresses, once; again only when
+    /// not `holding` (DNS is never waited on while the lease is held).
+    fn targets(&mut self, holding: bool) -> redis::RedisResult<Vec<ConnectionInfo>> {
+        if holding && !self.targets.is_empty() {
+            return Ok(self.targets.clone());
+        }
+        let info = self.config.redis.url.as_str().into_connection_info()?;
+        let targets = match &info.addr {
+            ConnectionAddr::Tcp(host, port) => {
+                let port = *port;
+                (host.as_str(), port)
+                    .to_socket_addrs()?
+                    .map(|a| ConnectionInfo { addr: ConnectionAddr::Tcp(a.ip().to_string(), port), ..info.clone() })
+                    .collect()
+            }
+            _ => vec![info.clone()],
+        };
+        if !targets.is_empty() {
+            self.targets = targets;
+        }
+        Ok(self.targets.clone())
+    }
+
+    fn connection(&mut self, holding: bool, deadline: Option<Instant>) -> redis::RedisResult<&mut Connection> {
+        if self.conn.is_none() {
+            let mut last = None;
+            for target in self.targets(holding)? {
+                let timeout = self.budget(deadline)?;
+                match redis::Client::open(target).and_then(|c| c.get_connection_with_timeout(timeout)) {
+                    Ok(conn) => {
+                        self.conn = Some(conn);
+                        break;
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            if let (None, Some(e)) = (&self.conn, last) {
+                return Err(e);
+            }
+        }
+        let timeout = self.budget(deadline)?;
+        let conn =
+            self.conn.as_mut().ok_or_else(|| redis::RedisError::from((redis::ErrorKind::IoError, "not connected")))?;
+        conn.set_read_timeout(Some(timeout))?;
+        conn.set_write_timeout(Some(timeout))?;
+        Ok(conn)
+    }
+
+    fn try_attempt(&mut self, holding: bool, deadline: Option<Instant>) -> redis::RedisResult<Attempt> {
         let (key, id, ttl) = (self.key.clone(), self.config.node_id.clone(), self.ttl_millis);
-        let conn = self.connection()?;
         if holding {
+            let conn = self.connection(holding, deadline)?;
             let extended: i64 = redis::cmd("EVAL").arg(RENEW).arg(1).arg(&key).arg(&id).arg(ttl).query(conn)?;
             if extended == 1 {
                 return Ok(Attempt::Held);
             }
         }
+        let conn = self.connection(holding, deadline)?;
         let (_set, holder, remaining): (Option<String>, Option<String>, i64) = redis::pipe()
             .atomic()
             .cmd("SET")
@@ -289,8 +381,9 @@ impl LeaseClient {
     /// Delete the key if this relay holds it; whether it did.
     pub fn release(&mut self) -> bool {
         let (key, id) = (self.key.clone(), self.config.node_id.clone());
-        let released =
-            self.connection().and_then(|c| redis::cmd("EVAL").arg(RELEASE).arg(1).arg(&key).arg(&id).query(c));
+        let released = self
+            .connection(true, None)
+            .and_then(|c| redis::cmd("EVAL").arg(RELEASE).arg(1).arg(&key).arg(&id).query(c));
         matches!(released, Ok(1i64))
     }
 }
@@ -312,19 +405,37 @@ impl Lease {
             let ttl = config.ttl;
             let mut client = LeaseClient::new(config);
             let mut arbiter = Arbiter::new(ttl, Instant::now());
-            loop {
+            let report = |change: LeaseChange| {
+                let sent = tx.send(change).is_ok();
+                wake();
+                sent
+            };
+            'attempts: loop {
                 let sent = Instant::now();
-                let attempt = client.attempt(arbiter.role() == LeaseRole::Holder);
+                let attempt = client.attempt(arbiter.role() == LeaseRole::Holder, arbiter.valid_until());
                 if let Some(change) = arbiter.after(sent, Instant::now(), &attempt) {
-                    if tx.send(change).is_err() {
+                    if !report(change) {
                         break;
                     }
-                    wake();
                 }
-                let wait = arbiter.next_attempt(sent, &attempt).saturating_duration_since(Instant::now());
-                match stopped.recv_timeout(wait) {
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+                let next = arbiter.next_attempt(sent, &attempt);
+                // Up at the next attempt, or at `valid_until` if sooner: the role is given
+                // up on time even while no attempt is due.
+                loop {
+                    let wait = arbiter.wake_at(next).saturating_duration_since(Instant::now());
+                    match stopped.recv_timeout(wait) {
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Ok(()) | Err(RecvTimeoutError::Disconnected) => break 'attempts,
+                    }
+                    let now = Instant::now();
+                    if let Some(change) = arbiter.tick(now) {
+                        if !report(change) {
+                            break 'attempts;
+                        }
+                    }
+                    if now >= next {
+                        break;
+                    }
                 }
             }
             arbiter.role() == LeaseRole::Holder && client.release()
@@ -390,6 +501,59 @@ mod tests {
         assert_eq!(a.after(at(5700), at(6000), &Attempt::Unreachable), Some(LeaseChange::Alone));
         assert_eq!(a.after(at(7000), at(7001), &Attempt::Held), Some(LeaseChange::Acquired));
         assert_eq!(a.role(), LeaseRole::Holder);
+    }
+
+    #[test]
+    fn the_holder_gives_the_role_up_at_valid_until_with_no_attempt_ending() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut a = Arbiter::new(TTL, t0);
+        assert_eq!(a.after(at(0), at(5), &Attempt::Held), Some(LeaseChange::Acquired));
+        assert_eq!(a.valid_until(), Some(at(2250)));
+        // The next attempt is due at 1000 ms; one that hangs past 2250 ms must not keep the
+        // role: the thread is up at valid_until whatever it waits for.
+        assert_eq!(a.wake_at(at(1000)), at(1000));
+        assert_eq!(a.wake_at(at(4000)), at(2250));
+        assert_eq!(a.tick(at(2249)), None);
+        assert_eq!(a.tick(at(2250)), Some(LeaseChange::Expired));
+        assert_eq!(a.role(), LeaseRole::Standby);
+        assert_eq!((a.valid_until(), a.wake_at(at(4000))), (None, at(4000)), "a standby has no deadline");
+        assert_eq!(a.tick(at(9000)), None, "given up once");
+    }
+
+    #[test]
+    fn a_holders_attempt_ends_by_valid_until_however_many_calls_it_makes() {
+        // A server that accepts connections (the kernel's backlog) and never answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("redis://{}/0", silent.local_addr().expect("addr"));
+        let lease = LeaseConfig { redis: RedisConfig::new(&url), ttl: Duration::from_secs(8), node_id: "x".into() };
+        assert_eq!(lease.reply_timeout(), Duration::from_secs(1));
+        let mut client = LeaseClient::new(lease);
+        let start = Instant::now();
+        let deadline = start + Duration::from_millis(150);
+        assert_eq!(client.attempt(true, Some(deadline)), Attempt::Unreachable);
+        let took = start.elapsed();
+        assert!(took < Duration::from_millis(400), "the attempt took {took:?}, past its deadline");
+        // Nothing left: no call at all.
+        let start = Instant::now();
+        assert_eq!(client.attempt(true, Some(start)), Attempt::Unreachable);
+        assert!(start.elapsed() < Duration::from_millis(50));
+    }
+
+    #[test]
+    fn the_redis_host_is_resolved_while_not_holding_and_kept_while_holding() {
+        let lease = LeaseConfig { redis: RedisConfig::new("redis://localhost:6399/0"), ttl: TTL, node_id: "x".into() };
+        let mut client = LeaseClient::new(lease);
+        let targets = client.targets(false).expect("localhost resolves");
+        assert!(!targets.is_empty());
+        for t in &targets {
+            let ConnectionAddr::Tcp(host, port) = &t.addr else { panic!("tcp") };
+            assert!(host.parse::<std::net::IpAddr>().is_ok(), "{host} is an address: no DNS on connect");
+            assert_eq!(*port, 6399);
+        }
+        // Holding: the kept addresses, whatever the URL (DNS is not asked).
+        client.config.redis.url = "redis://cdra-test.invalid:6399/0".into();
+        assert_eq!(client.targets(true).expect("kept").len(), targets.len());
     }
 
     #[test]

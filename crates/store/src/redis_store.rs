@@ -17,12 +17,20 @@
 //! commit keeps its changes; the connection is dropped and made again on the next attempt
 //! (every `max(commit_interval, 1 s)`), each attempt bounded by `timeout`.
 //!
-//! A Redis that comes back empty (restarted without persistence, flushed) is noticed: the
-//! metadata is written with every commit, so its absence after a reconnect means what was
-//! committed is gone; [`crate::Writer::dump_due`] then asks the data plane for the whole
-//! table ([`crate::WriterStats::store_lost`] counts these).
+//! A Redis that comes back empty after a reconnect (restarted without persistence) is
+//! noticed: the metadata is written with every commit, so its absence after a reconnect
+//! means what was committed is gone; [`crate::Writer::dump_due`] then asks the data plane
+//! for the whole table ([`crate::WriterStats::store_lost`] counts these). Only after a
+//! reconnect: a Redis flushed under a connection that stays up (`FLUSHALL`) is not
+//! noticed, and fills again only with the records that change.
 //!
 //! Loading ([`RedisStore::load_all`]) is one `HGETALL`: an atomic snapshot of the table.
+//!
+//! Fenced by the pair's lease ([`RedisStore::fenced`], `[ha]` without an address): each
+//! commit first `WATCH`es `<prefix>:active` and reads it; a commit runs only if the lease
+//! still names this relay, and `EXEC` is refused by Redis if the key changed in between.
+//! A relay that lost the lease (or never held it: `alone`) writes nothing, however late
+//! its commit comes; the commit fails (counted, retried) until it holds the lease again.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -118,6 +126,8 @@ pub struct RedisStore {
     conn: Connection,
     /// The metadata was there: something was committed before.
     existing: bool,
+    /// Commit only while the lease names this node id.
+    fence: Option<String>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -168,7 +178,7 @@ pub fn connect(config: &RedisConfig) -> Result<RedisStore, StoreError> {
             return Err(StoreError::NewerRecordFormat { path, found: format, supported: RECORD_FORMAT });
         }
     }
-    Ok(RedisStore { config: config.clone(), conn, existing: meta.is_some() })
+    Ok(RedisStore { config: config.clone(), conn, existing: meta.is_some(), fence: None })
 }
 
 /// A reply's bytes (a bulk string, or a simple string).
@@ -221,6 +231,13 @@ impl RedisStore {
         self.len().map(|n| n == 0)
     }
 
+    /// Commit only while the pair's lease (`<prefix>:active`, [`crate::Lease`]) names
+    /// `node_id`: checked in each commit's transaction (`WATCH`, see the module).
+    pub fn fenced(mut self, node_id: String) -> Self {
+        self.fence = Some(node_id);
+        self
+    }
+
     /// Start the writer thread (named `cdra-store`); the connection moves into it.
     pub fn start_writer(self) -> Writer {
         let pacing = Pacing {
@@ -229,8 +246,14 @@ impl RedisStore {
             queue_capacity: self.config.queue_capacity,
         };
         let path = PathBuf::from(self.config.display_url());
-        let sink =
-            RedisSink { committed_before: self.existing, conn: Some(self.conn), config: self.config, lost: false };
+        let fence = self.fence.map(|id| (crate::redis_lease::lease_key(&self.config), id));
+        let sink = RedisSink {
+            committed_before: self.existing,
+            conn: Some(self.conn),
+            config: self.config,
+            lost: false,
+            fence,
+        };
         crate::writer::start(sink, path, pacing)
     }
 }
@@ -244,6 +267,8 @@ struct RedisSink {
     committed_before: bool,
     /// Found the table gone after a reconnect.
     lost: bool,
+    /// `(lease key, node id)`: commit only while the lease names this node.
+    fence: Option<(String, String)>,
 }
 
 impl RedisSink {
@@ -295,10 +320,31 @@ impl RedisSink {
         let Some(conn) = self.conn.as_mut() else {
             return Err(redis::RedisError::from((redis::ErrorKind::IoError, "not connected")));
         };
-        let removed: Vec<u64> = pipe.query(conn)?;
+        if let Some((key, id)) = &self.fence {
+            // The transaction below is refused (EXEC answers nil) if the key changes after
+            // this WATCH.
+            redis::cmd("WATCH").arg(key).exec(conn)?;
+            let holder: Option<String> = redis::cmd("GET").arg(key).query(conn)?;
+            if holder.as_deref() != Some(id.as_str()) {
+                redis::cmd("UNWATCH").exec(conn)?;
+                return Err(not_the_holder(holder));
+            }
+        }
+        let Some(removed): Option<Vec<u64>> = pipe.query(conn)? else {
+            return Err(not_the_holder(None));
+        };
         debug_assert_eq!(removed.len(), deletes);
         Ok(removed.iter().sum())
     }
+}
+
+fn not_the_holder(holder: Option<String>) -> redis::RedisError {
+    let holder = holder.unwrap_or_else(|| "nobody".into());
+    redis::RedisError::from((
+        redis::ErrorKind::ExecAbortError,
+        "not written: this relay does not hold the pair's lease",
+        format!("held by {holder}"),
+    ))
 }
 
 impl Sink for RedisSink {

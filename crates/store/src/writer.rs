@@ -83,6 +83,8 @@ struct Shared {
     store_lost: AtomicU64,
     /// The sink found the store emptied: the data plane should write the whole table.
     dump_wanted: AtomicBool,
+    /// [`Writer::abandon`]: commit nothing more.
+    abandoned: AtomicBool,
 }
 
 impl Shared {
@@ -331,6 +333,20 @@ impl Writer {
     }
 }
 
+impl Writer {
+    /// Stop without committing what is queued (a relay that is no longer the active one of
+    /// a pair: another relay writes the shared table now, and a late commit of this one,
+    /// a full dump above all, would overwrite it). A commit already running ends (bounded
+    /// by the sink's timeout); none starts after this call.
+    pub fn abandon(mut self) {
+        self.shared.abandoned.store(true, Ordering::Release);
+        drop(self.tx.take());
+        if let Some(thread) = &self.thread {
+            thread.thread().unpark();
+        }
+    }
+}
+
 impl Drop for Writer {
     /// Without [`Writer::shutdown`]: the thread still commits what is queued and exits, but
     /// nobody waits for it.
@@ -514,6 +530,9 @@ fn run(sink: Box<dyn Sink>, interval: Duration, rx: Receiver<Msg>, shared: Arc<S
     let mut st =
         State { sink, interval, shared, pending: Pending::default(), received: 0, next_commit: Instant::now() };
     loop {
+        if st.shared.abandoned.load(Ordering::Acquire) {
+            return Ok(());
+        }
         if st.pending.is_empty() {
             // Idle: block until the first change (its send wakes this thread).
             match rx.recv() {
@@ -525,6 +544,9 @@ fn run(sink: Box<dyn Sink>, interval: Duration, rx: Receiver<Msg>, shared: Arc<S
             }
         }
         let open = drain(&rx, &mut st);
+        if st.shared.abandoned.load(Ordering::Acquire) {
+            return Ok(());
+        }
         if !open {
             // Shutdown (or the Writer dropped): commit what is left, with one retry on a
             // reopened database.

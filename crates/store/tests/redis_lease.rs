@@ -86,17 +86,17 @@ fn one_of_two_gets_the_lease_and_the_other_takes_it_within_ttl_when_the_holder_s
     let server = Server::start();
     let mut a = LeaseClient::new(lease(server.port, "relay-a"));
     let mut b = LeaseClient::new(lease(server.port, "relay-b"));
-    assert_eq!(a.attempt(false), Attempt::Held);
+    assert_eq!(a.attempt(false, None), Attempt::Held);
     assert_eq!(server.cli(&["GET", "cdra:lease-test:active"]), "relay-a");
-    match b.attempt(false) {
+    match b.attempt(false, None) {
         Attempt::HeldByOther { holder, remaining } => {
             assert_eq!(holder.as_deref(), Some("relay-a"));
             assert!(remaining > Duration::ZERO && remaining <= TTL, "{remaining:?}");
         }
         other => panic!("b must find a holding it: {other:?}"),
     }
-    assert_eq!(a.attempt(true), Attempt::Held, "renewed");
-    assert!(matches!(b.attempt(true), Attempt::HeldByOther { .. }), "b cannot renew what it does not hold");
+    assert_eq!(a.attempt(true, None), Attempt::Held, "renewed");
+    assert!(matches!(b.attempt(true, None), Attempt::HeldByOther { .. }), "b cannot renew what it does not hold");
     assert_eq!(server.cli(&["GET", "cdra:lease-test:active"]), "relay-a", "b's renewal changed nothing");
 
     // The holder dies (stops renewing): b's thread takes the lease within ttl.
@@ -108,11 +108,11 @@ fn one_of_two_gets_the_lease_and_the_other_takes_it_within_ttl_when_the_holder_s
     assert_eq!(server.cli(&["GET", "cdra:lease-test:active"]), "relay-b");
     // Renewed, not lost, over several ttls.
     assert_eq!(next_change(&b, TTL * 3), None);
-    assert!(matches!(a.attempt(true), Attempt::HeldByOther { .. }), "a finds it lost");
+    assert!(matches!(a.attempt(true, None), Attempt::HeldByOther { .. }), "a finds it lost");
     // A clean stop hands the key back at once.
     assert!(b.stop(), "released");
     assert_eq!(server.cli(&["EXISTS", "cdra:lease-test:active"]), "0");
-    assert_eq!(a.attempt(false), Attempt::Held);
+    assert_eq!(a.attempt(false, None), Attempt::Held);
 }
 
 #[test]
@@ -144,4 +144,44 @@ fn a_single_relay_holds_the_lease_as_soon_as_it_starts() {
     assert!(took < Duration::from_millis(300), "{took:?}");
     assert_eq!(next_change(&a, TTL * 3), None, "kept");
     a.stop();
+}
+
+#[test]
+fn a_fenced_writer_commits_only_while_the_lease_names_it() {
+    let server = Server::start();
+    let config = lease(server.port, "a").redis;
+    let mut a = LeaseClient::new(lease(server.port, "a"));
+    assert_eq!(a.attempt(false, None), Attempt::Held);
+    let records = format!("{}:records", config.key_prefix);
+    let writer = cdra_store::connect_redis(&config).expect("connect").fenced("a".into()).start_writer();
+    writer.upsert(b"k1", b"v1");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while writer.stats().commits == 0 {
+        assert!(Instant::now() < deadline, "the holder's commit");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(server.cli(&["HGET", &records, "k1"]), "v1");
+    // The lease moves to b (a's expired, say); a's late commits, a full dump above all,
+    // must not land.
+    server.cli(&["SET", "cdra:lease-test:active", "b"]);
+    server.cli(&["HSET", &records, "k2", "b's"]);
+    writer.replace_all(vec![(b"k1".to_vec(), b"old".to_vec())]);
+    writer.upsert(b"k3", b"v3");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while writer.stats().errors == 0 {
+        assert!(Instant::now() < deadline, "the refused commit");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(writer.stats().last_error.unwrap_or_default().contains("does not hold the pair's lease"));
+    assert_eq!(server.cli(&["HGET", &records, "k1"]), "v1", "not overwritten");
+    assert_eq!(server.cli(&["HGET", &records, "k2"]), "b's", "not deleted by a's dump");
+    assert_eq!(server.cli(&["HEXISTS", &records, "k3"]), "0");
+    // Back to a (it takes the lease again): what it kept is committed on the retry.
+    server.cli(&["SET", "cdra:lease-test:active", "a"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.cli(&["HGET", &records, "k3"]) != "v3" {
+        assert!(Instant::now() < deadline, "the retry once a holds the lease again");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    writer.shutdown().expect("closed");
 }
