@@ -7,9 +7,13 @@
 //! what it knows of an address (DHCPLEASEQUERY, written for relays that lost their state);
 //! ISC dhcpd answers when configured with `allow leasequery;`. So, when enabled:
 //!
-//! - **When.** At start-up, if the table is empty once the store has been read (the first
-//!   [`crate::timers::Timer::Leasequery`], filed when the engine is made, fires after the
-//!   restore), and
+//! - **When.** At start-up, if the table is empty once the store has been read and the
+//!   relay serves (the first [`crate::timers::Timer::Leasequery`], filed when the engine
+//!   is made, fires after a synchronous restore; a daemon that does not serve yet, its
+//!   table loading on a thread or its pair's standby, says so with
+//!   [`crate::Engine::set_serving`], and the check waits until it serves: a query sent then
+//!   would be thrown away, and its server found not to answer); again each time the relay
+//!   starts serving after it stopped (a takeover: the table it loads may be empty); and
 //!   when a downstream interface is added (a reload, or an interface configured before it
 //!   existed coming up with its first address): a *sweep* of each subnet of that link
 //!   (`[leasequery] subnets`, default the link's own subnet).
@@ -238,8 +242,12 @@ pub struct LeasequeryState {
     servers: Vec<ServerLeasequery>,
     /// The one [`crate::timers::Timer::Leasequery`] is filed.
     pub(crate) timer_filed: bool,
-    /// The start-up check (an empty table after the restore) was done.
+    /// The start-up check (an empty table once the relay serves) was done.
     pub(crate) started: bool,
+    /// False while the relay does not serve (its store loading, or standby: what the
+    /// engine sends is not sent, [`crate::Engine::set_serving`]): nothing is asked, and
+    /// the start-up check waits.
+    pub(crate) serving: bool,
 }
 
 impl LeasequeryState {
@@ -257,6 +265,7 @@ impl LeasequeryState {
             servers: vec![ServerLeasequery::default(); servers],
             timer_filed: false,
             started: false,
+            serving: true,
         }
     }
 
@@ -402,6 +411,16 @@ impl LeasequeryState {
         }
         self.again.push_back(Work { link, address: Some(address), tries });
         true
+    }
+
+    /// Forget everything but the one timer (this relay stopped serving: its table was
+    /// handed over, or is to be loaded again): queries, sweeps, what each server did,
+    /// the links' configurations. The start-up check is made again once it serves.
+    pub(crate) fn reset(&mut self) {
+        let (timer_filed, serving) = (self.timer_filed, self.serving);
+        *self = LeasequeryState::new(self.servers.len());
+        self.timer_filed = timer_filed;
+        self.serving = serving;
     }
 
     /// Forget everything (leasequery turned off by a reload).
