@@ -105,10 +105,27 @@ pub const ASSOCIATED_IP: u8 = 92;
 /// How often the sweep's token bucket is looked at.
 pub const TICK: Duration = Duration::from_millis(100);
 
-/// Options that describe a lease, a client or a message, never a link: a link's
-/// configuration is everything else its server sent.
+/// Whether option `code` of a server's answer is part of its link's configuration (what
+/// every client of the link is given): everything but the options that describe a lease,
+/// a client, a message or a query. Denied:
+/// - 0 and 255, padding and the end;
+/// - 50-61, RFC 2132 section 9's "DHCP Extensions" (requested address, lease time,
+///   overload, message type, server identifier, parameter list, message, size, T1, T2,
+///   vendor class identifier, client identifier): the lease's or the message's own;
+/// - 81, the client's FQDN (RFC 4702); 82, the relay agent information (RFC 3046);
+/// - 91 and 92, RFC 4388's client-last-transaction-time and associated-ip: the lease's;
+/// - 118, subnet selection: RFC 3011 defines it "for selecting the subnet on which to
+///   allocate an address", a question of the requester's that a server echoes, not
+///   configuration;
+/// - 151-157, RFC 6926's status-code, base-time, start-time-of-state, query-start-time,
+///   query-end-time, dhcp-state and data-source, which "allow for bulk transfer of DHCPv4
+///   address binding data": they describe an answer or a binding;
+/// - 159, the port set (RFC 7618): assigned to one client, as its address is.
+///
+/// 158 (the PCP server, RFC 7291) is configuration and kept, as is every option not named
+/// here (site and vendor options included).
 pub fn is_link_option(code: u8) -> bool {
-    !matches!(code, 0 | 50..=61 | 81 | 82 | 91 | 92 | 255)
+    !matches!(code, 0 | 50..=61 | 81 | 82 | 91 | 92 | 118 | 151..=157 | 159 | 255)
 }
 
 /// Option 55 of every query and of the link INFORMs: every option a client could be given

@@ -521,3 +521,39 @@ fn a_takeover_that_loads_records_does_not_sweep() {
     assert!(sweep_served(&mut h, 5000, &[]).is_empty());
     assert_eq!(event(&h, ProxyEvent::LeasequerySweepStarted), swept);
 }
+
+/// Review finding 6: the link's configuration keeps configuration only: not a subnet
+/// selection echoed (118, RFC 3011), nor RFC 6926's bulk leasequery options (151-157), nor
+/// a client's port set (159, RFC 7618); a PCP server (158) and a site option are kept.
+#[test]
+fn the_link_configuration_keeps_no_option_that_describes_a_query_or_a_client() {
+    let mut h = Harness::new(lq_config());
+    let c = Client::new(1);
+    let denied: [u8; 9] = [118, 151, 152, 153, 154, 155, 156, 157, 159];
+    let kept: [u8; 2] = [158, 224];
+    sweep_served_with(&mut h, &c, |m| {
+        for code in denied.iter().chain(&kept) {
+            m.options.push((*code, vec![1, 2, 3, 4]));
+        }
+    });
+    let r = record(&h, &c).expect("made");
+    let ack = Message::new_checked(r.reply.as_ref().unwrap().to_vec()).unwrap();
+    for code in denied {
+        assert_eq!(ack.option_data(code), None, "option {code} is not configuration");
+    }
+    for code in kept {
+        assert_eq!(ack.option_data(code), Some(&[1, 2, 3, 4][..]), "option {code} is");
+    }
+    assert_eq!(ack.subnet_mask(), Some(Ipv4Addr::new(255, 255, 255, 0)));
+}
+
+/// A sweep answered by a server with leasequery whose INFORM answer `extra` changes.
+fn sweep_served_with(h: &mut Harness, c: &Client, extra: impl Fn(&mut Msg)) {
+    run_with(h, 1000, |q| {
+        let mut m = server_answer(q, std::slice::from_ref(c));
+        if q.address.is_none() {
+            extra(&mut m);
+        }
+        Some(m)
+    });
+}
