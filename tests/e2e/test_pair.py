@@ -24,6 +24,12 @@ a namespace of its own, Kea as the server.
 - test_lease_redis_down: Redis goes away under that pair: the holder goes silent before
   its lease can expire, both answer alone after twice the lease; Redis back, one holds
   the lease again.
+- test_leasequery_refill_with_redis_down_at_start_up (`[leasequery]` on, no `[ha]`, ISC
+  dhcpd with `allow leasequery;`): the standby asks the server nothing; the active relay,
+  restarted with Redis away (its shared table unreadable, its own empty), sweeps the
+  server once it serves and makes a record for each client the server leased to (review
+  finding 1: the sweep used to run while the table was loading, its queries thrown away,
+  the server marked as not answering, and nothing refilled).
 - test_keepalived_follows_cdra: keepalived's check script (contrib/keepalived-pair.conf)
   moves the address when only the active cdra is SIGKILLed, and back when it returns.
 
@@ -266,6 +272,47 @@ def test_redis_down_at_start_up(pair):
     assert {r["address"] for r in a.cache_records()} == {first[2], second[2]}
     assert a.metrics().get("cdra_persistence_up") == 1.0
     a.check_alive()
+
+
+@pytest.mark.e2e_timeout(180)
+def test_leasequery_refill_with_redis_down_at_start_up(pair):
+    lab = pair
+    lab.start_server("dhcpd", leasequery=True, lease_time=SERVER_LEASE)
+    lab.start_redis()
+    leasequery = {"enabled": True, "rate": 200}  # 10.77.1.0/24 in under 2 s
+    for which in ("A", "B"):
+        kw = L.pair_relay_kw(lab, which, proxy=PROXY)
+        kw["sections"] = {"leasequery": leasequery}
+        lab.start_pair_relay(which, **kw)
+    lab.start_keepalived("A")
+    time.sleep(0.5)  # A first: it is the master at start-up
+    lab.start_keepalived("B")
+    wait_role(lab, "A", timeout=20)
+    a, b = lab.relays["A"], lab.relays["B"]
+    clients = bind_clients(lab, ["udhcpc", "dhcpcd"])
+    addresses = {ip for _, _, ip in clients.values()}
+    note(f"bound through A: {sorted(addresses)}")
+    # The standby asked nothing: what it sends is thrown away.
+    assert b.proxy_event("leasequery_sent") == 0, L.tail(b.proc.text())
+    assert b.proxy_event("leasequery_server_not_answering") == 0
+    assert "does not answer leasequery" not in b.proc.text()
+
+    # Redis goes (its table with it); A restarts: its shared table cannot be loaded and
+    # its own is empty. It serves alone, and refills from the server.
+    lab.stop_redis()
+    a.stop()
+    a.restart()
+    a.proc.wait_log("cannot be loaded from Redis", 10)
+    L.wait_until(lambda: a.proxy_event("leasequery_record_made") >= len(clients), 20,
+                 what="records made from DHCPLEASEACTIVE once A serves")
+    m = a.metrics()
+    assert m.get(f'cdra_leasequery_server{{server="{L.SERVER_IP}",state="answers"}}') == 1, m
+    assert a.proxy_event("leasequery_server_not_answering") == 0, L.tail(a.proc.text())
+    assert a.proxy_event("leasequery_sweep_abandoned") == 0
+    recs = {r["address"] for r in a.cache_records()}
+    assert recs == addresses, a.cache("list")
+    a.check_alive()
+    b.check_alive()
 
 
 @pytest.mark.e2e_timeout(120)

@@ -929,6 +929,9 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
             }
         }
         io.serving = role == Role::Active && persistence.as_ref().is_none_or(TableStore::serving);
+        // Leasequery asks nothing while what it sends would be thrown away (the table
+        // loading from Redis, standby), and checks for an empty table once it serves.
+        engine.set_serving(now, io.serving);
         if hangup.swap(false, Ordering::Relaxed) {
             let text = reload(
                 &mut settings,

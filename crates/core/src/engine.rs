@@ -379,7 +379,11 @@ impl Engine {
     /// drop every record, counted `handed_over` (the active relay holds them, in the
     /// shared store). Returns how many there were. The changes this makes are the caller's
     /// to discard: the standby must not write them.
+    /// Leasequery forgets its state too (queries, sweeps, what each server did): the
+    /// check for an empty table is made again when the relay serves
+    /// ([`Engine::set_serving`]).
     pub fn hand_over(&mut self) -> usize {
+        self.leasequery.reset();
         let slots: Vec<_> = self.table.iter().map(|(s, _)| s).collect();
         self.remove_all_of(slots, crate::table::Removal::HandedOver)
     }

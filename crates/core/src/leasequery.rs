@@ -7,9 +7,13 @@
 //! what it knows of an address (DHCPLEASEQUERY, written for relays that lost their state);
 //! ISC dhcpd answers when configured with `allow leasequery;`. So, when enabled:
 //!
-//! - **When.** At start-up, if the table is empty once the store has been read (the first
-//!   [`crate::timers::Timer::Leasequery`], filed when the engine is made, fires after the
-//!   restore), and
+//! - **When.** At start-up, if the table is empty once the store has been read and the
+//!   relay serves (the first [`crate::timers::Timer::Leasequery`], filed when the engine
+//!   is made, fires after a synchronous restore; a daemon that does not serve yet, its
+//!   table loading on a thread or its pair's standby, says so with
+//!   [`crate::Engine::set_serving`], and the check waits until it serves: a query sent then
+//!   would be thrown away, and its server found not to answer); again each time the relay
+//!   starts serving after it stopped (a takeover: the table it loads may be empty); and
 //!   when a downstream interface is added (a reload, or an interface configured before it
 //!   existed coming up with its first address): a *sweep* of each subnet of that link
 //!   (`[leasequery] subnets`, default the link's own subnet).
@@ -101,10 +105,27 @@ pub const ASSOCIATED_IP: u8 = 92;
 /// How often the sweep's token bucket is looked at.
 pub const TICK: Duration = Duration::from_millis(100);
 
-/// Options that describe a lease, a client or a message, never a link: a link's
-/// configuration is everything else its server sent.
+/// Whether option `code` of a server's answer is part of its link's configuration (what
+/// every client of the link is given): everything but the options that describe a lease,
+/// a client, a message or a query. Denied:
+/// - 0 and 255, padding and the end;
+/// - 50-61, RFC 2132 section 9's "DHCP Extensions" (requested address, lease time,
+///   overload, message type, server identifier, parameter list, message, size, T1, T2,
+///   vendor class identifier, client identifier): the lease's or the message's own;
+/// - 81, the client's FQDN (RFC 4702); 82, the relay agent information (RFC 3046);
+/// - 91 and 92, RFC 4388's client-last-transaction-time and associated-ip: the lease's;
+/// - 118, subnet selection: RFC 3011 defines it "for selecting the subnet on which to
+///   allocate an address", a question of the requester's that a server echoes, not
+///   configuration;
+/// - 151-157, RFC 6926's status-code, base-time, start-time-of-state, query-start-time,
+///   query-end-time, dhcp-state and data-source, which "allow for bulk transfer of DHCPv4
+///   address binding data": they describe an answer or a binding;
+/// - 159, the port set (RFC 7618): assigned to one client, as its address is.
+///
+/// 158 (the PCP server, RFC 7291) is configuration and kept, as is every option not named
+/// here (site and vendor options included).
 pub fn is_link_option(code: u8) -> bool {
-    !matches!(code, 0 | 50..=61 | 81 | 82 | 91 | 92 | 255)
+    !matches!(code, 0 | 50..=61 | 81 | 82 | 91 | 92 | 118 | 151..=157 | 159 | 255)
 }
 
 /// Option 55 of every query and of the link INFORMs: every option a client could be given
@@ -238,8 +259,12 @@ pub struct LeasequeryState {
     servers: Vec<ServerLeasequery>,
     /// The one [`crate::timers::Timer::Leasequery`] is filed.
     pub(crate) timer_filed: bool,
-    /// The start-up check (an empty table after the restore) was done.
+    /// The start-up check (an empty table once the relay serves) was done.
     pub(crate) started: bool,
+    /// False while the relay does not serve (its store loading, or standby: what the
+    /// engine sends is not sent, [`crate::Engine::set_serving`]): nothing is asked, and
+    /// the start-up check waits.
+    pub(crate) serving: bool,
 }
 
 impl LeasequeryState {
@@ -257,6 +282,7 @@ impl LeasequeryState {
             servers: vec![ServerLeasequery::default(); servers],
             timer_filed: false,
             started: false,
+            serving: true,
         }
     }
 
@@ -402,6 +428,16 @@ impl LeasequeryState {
         }
         self.again.push_back(Work { link, address: Some(address), tries });
         true
+    }
+
+    /// Forget everything but the one timer (this relay stopped serving: its table was
+    /// handed over, or is to be loaded again): queries, sweeps, what each server did,
+    /// the links' configurations. The start-up check is made again once it serves.
+    pub(crate) fn reset(&mut self) {
+        let (timer_filed, serving) = (self.timer_filed, self.serving);
+        *self = LeasequeryState::new(self.servers.len());
+        self.timer_filed = timer_filed;
+        self.serving = serving;
     }
 
     /// Forget everything (leasequery turned off by a reload).

@@ -459,3 +459,101 @@ fn a_configuration_without_a_mask_gets_the_links_own_and_an_inform_answer_wins()
     h.server_sends(SERVER, &link_configuration(&inform));
     assert_eq!(event(&h, ProxyEvent::LeasequeryLinkConfigured), 2);
 }
+
+/// Review finding 1: a daemon whose table loads from Redis on a thread, or that is its
+/// pair's standby, throws away what the engine sends. Leasequery asks nothing meanwhile
+/// (no server is found not to answer by queries that never left), and sweeps the table
+/// once the relay serves with it empty.
+#[test]
+fn nothing_is_asked_while_not_serving_and_an_empty_table_is_swept_once_serving() {
+    let mut h = Harness::new(lq_config());
+    h.engine.set_serving(h.now, false);
+    assert!(run(&mut h, 30_000).is_empty(), "nothing asked while the queries would be thrown away");
+    assert_eq!(h.engine.leasequery().servers()[0].willingness, Willingness::Unknown);
+    assert_eq!(event(&h, ProxyEvent::LeasequeryServerNotAnswering), 0);
+    assert_eq!(event(&h, ProxyEvent::LeasequerySweepStarted), 0);
+    // The load failed (Redis down) or brought nothing: the relay serves, its table empty.
+    h.engine.set_serving(h.now, true);
+    let c = Client::new(1);
+    let queries = sweep_served(&mut h, 1000, std::slice::from_ref(&c));
+    assert!(queries.iter().any(|q| q.address == Some(c.addr)));
+    assert_eq!(record(&h, &c).map(|r| r.address), Some(c.addr), "refilled");
+    assert_eq!(event(&h, ProxyEvent::LeasequerySweepStarted), 1);
+}
+
+/// Review finding 1: a takeover that loads an empty shared table sweeps it; a relay handed
+/// over keeps nothing of what leasequery learned (a server marked as not answering while
+/// it was active is asked again).
+#[test]
+fn a_takeover_that_loads_an_empty_table_sweeps_it_and_hand_over_forgets_leasequery() {
+    let mut h = Harness::new(lq_config());
+    // Active, its table empty: the sweep goes unanswered; the server is marked.
+    for _ in 0..11 {
+        run(&mut h, 1000);
+    }
+    assert_eq!(h.engine.leasequery().servers()[0].willingness, Willingness::NotAnswering);
+    let old = Client::new(2);
+    old.bind(&mut h);
+    // Standby: the table goes, and what leasequery knew with it.
+    assert_eq!(h.engine.hand_over(), 1);
+    h.engine.set_serving(h.now, false);
+    let lq = h.engine.leasequery();
+    assert_eq!(lq.servers()[0].willingness, Willingness::Unknown, "forgotten");
+    assert_eq!((lq.outstanding(), lq.sweeps_left()), (0, 0));
+    assert!(run(&mut h, 30_000).is_empty(), "a standby asks nothing");
+    // Active again; the shared table it loaded was empty.
+    h.engine.set_serving(h.now, true);
+    let c = Client::new(1);
+    sweep_served(&mut h, 1000, std::slice::from_ref(&c));
+    assert_eq!(record(&h, &c).map(|r| r.address), Some(c.addr), "refilled after the takeover");
+    assert_eq!(h.engine.leasequery().servers()[0].willingness, Willingness::Answers);
+}
+
+/// A takeover that loads a table with records sweeps nothing.
+#[test]
+fn a_takeover_that_loads_records_does_not_sweep() {
+    let mut h = Harness::new(lq_config());
+    h.engine.set_serving(h.now, false);
+    run(&mut h, 1000);
+    Client::new(1).bind(&mut h); // stands for the loaded table
+    let swept = event(&h, ProxyEvent::LeasequerySweepStarted);
+    h.engine.set_serving(h.now, true);
+    assert!(sweep_served(&mut h, 5000, &[]).is_empty());
+    assert_eq!(event(&h, ProxyEvent::LeasequerySweepStarted), swept);
+}
+
+/// Review finding 6: the link's configuration keeps configuration only: not a subnet
+/// selection echoed (118, RFC 3011), nor RFC 6926's bulk leasequery options (151-157), nor
+/// a client's port set (159, RFC 7618); a PCP server (158) and a site option are kept.
+#[test]
+fn the_link_configuration_keeps_no_option_that_describes_a_query_or_a_client() {
+    let mut h = Harness::new(lq_config());
+    let c = Client::new(1);
+    let denied: [u8; 9] = [118, 151, 152, 153, 154, 155, 156, 157, 159];
+    let kept: [u8; 2] = [158, 224];
+    sweep_served_with(&mut h, &c, |m| {
+        for code in denied.iter().chain(&kept) {
+            m.options.push((*code, vec![1, 2, 3, 4]));
+        }
+    });
+    let r = record(&h, &c).expect("made");
+    let ack = Message::new_checked(r.reply.as_ref().unwrap().to_vec()).unwrap();
+    for code in denied {
+        assert_eq!(ack.option_data(code), None, "option {code} is not configuration");
+    }
+    for code in kept {
+        assert_eq!(ack.option_data(code), Some(&[1, 2, 3, 4][..]), "option {code} is");
+    }
+    assert_eq!(ack.subnet_mask(), Some(Ipv4Addr::new(255, 255, 255, 0)));
+}
+
+/// A sweep answered by a server with leasequery whose INFORM answer `extra` changes.
+fn sweep_served_with(h: &mut Harness, c: &Client, extra: impl Fn(&mut Msg)) {
+    run_with(h, 1000, |q| {
+        let mut m = server_answer(q, std::slice::from_ref(c));
+        if q.address.is_none() {
+            extra(&mut m);
+        }
+        Some(m)
+    });
+}

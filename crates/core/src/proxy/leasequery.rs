@@ -82,9 +82,28 @@ impl Engine {
             .collect()
     }
 
+    /// Whether what the engine sends goes out (see [`crate::leasequery`]): false while the
+    /// daemon's store is loading on its thread or the relay is its pair's standby. While
+    /// not serving, leasequery asks nothing (an answer could never come: the queries are
+    /// thrown away, and each server would be found not to answer). Leaving service forgets
+    /// the leasequery state; (re)starting to serve makes the start-up check: a table empty
+    /// then is swept. Cheap when nothing changes: the daemon calls it every turn.
+    pub fn set_serving(&mut self, now: Timestamp, serving: bool) {
+        if serving == self.leasequery.serving {
+            return;
+        }
+        self.leasequery.reset();
+        self.leasequery.serving = serving;
+        if serving && self.leasequery_on() {
+            self.arm_leasequery(now);
+        }
+    }
+
     /// Sweep the subnets of link `ds` (the table started empty, or the link was added).
     pub(crate) fn leasequery_sweep_link(&mut self, now: Timestamp, ds: usize) {
-        if !self.leasequery_on() {
+        if !self.leasequery_on() || !self.leasequery.serving {
+            // Not serving: the check made when it starts sweeps every link of an empty
+            // table.
             return;
         }
         for subnet in self.leasequery_subnets(ds) {
@@ -106,9 +125,14 @@ impl Engine {
             self.leasequery.clear();
             return;
         }
+        if !self.leasequery.serving {
+            // Nothing is asked; `set_serving` files the timer again when it serves.
+            return;
+        }
         if !self.leasequery.started {
-            // The store has been read by now (restore comes before the first call): an
-            // empty table is one to refill.
+            // The store has been read by now (restore comes before the first call, and a
+            // daemon loading on a thread is not serving yet): an empty table is one to
+            // refill.
             self.leasequery.started = true;
             if self.table.is_empty() {
                 for ds in 0..self.config.downstream.len() {
@@ -418,7 +442,10 @@ impl Engine {
     /// A lapse probe of the record in `slot` was answered by an ICMP echo only: ask the
     /// server before dropping it. True when a query went out (the record waits for it).
     pub(crate) fn settle_by_leasequery(&mut self, now: Timestamp, slot: Slot, outbox: &mut Outbox) -> bool {
-        if !self.leasequery_on() || self.leasequery.outstanding() >= self.config.leasequery.max_outstanding {
+        if !self.leasequery_on()
+            || !self.leasequery.serving
+            || self.leasequery.outstanding() >= self.config.leasequery.max_outstanding
+        {
             return false;
         }
         let Some(r) = self.table.get(slot) else { return false };
