@@ -288,67 +288,33 @@ fn restore(engine: &mut Engine, now: Timestamp, pairs: &[cdra_store::Pair]) -> (
     restoring.finish()
 }
 
+/// A redis-server of a test's own (shared with crates/store's Redis tests).
+#[cfg(test)]
+#[path = "../../store/tests/support/redis_server.rs"]
+mod redis_server;
+
 #[cfg(test)]
 mod tests {
-    use std::net::TcpListener;
-    use std::process::{Child, Command, Stdio};
     use std::time::Duration;
 
     use cdra_core::Mode;
     use cdra_sim::{secs, IdStyle, Sim, SimConfig};
 
+    use super::redis_server::{free_port, RedisServer};
     use super::*;
     use crate::config::StoreBackend;
     use cdra_core::table::Removal;
 
-    /// A private redis-server on loopback (Debian's, scripts/e2e-deps); killed on drop.
-    struct Redis {
-        child: Child,
-        url: String,
-        _dir: tempfile::TempDir,
+    /// The records in Redis (not the shared reply templates beside them).
+    fn records(redis: &RedisServer) -> Vec<cdra_store::Pair> {
+        let all = cdra_store::connect_redis(&config(&redis.url())).expect("connect").load_all().expect("HGETALL");
+        all.into_iter().filter(|(k, _)| template_id_of_key(k).is_none()).collect()
     }
 
-    impl Redis {
-        fn start(port: u16) -> Redis {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(dir.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server runs (scripts/e2e-deps installs it)");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(Instant::now() < deadline, "redis-server did not come up");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Redis { child, url: format!("redis://127.0.0.1:{port}/0"), _dir: dir }
-        }
-
-        /// The records in Redis (not the shared reply templates beside them).
-        fn records(&self) -> Vec<cdra_store::Pair> {
-            let all = cdra_store::connect_redis(&config(&self.url)).expect("connect").load_all().expect("HGETALL");
-            all.into_iter().filter(|(k, _)| template_id_of_key(k).is_none()).collect()
-        }
-
-        /// The shared reply templates in Redis (record format 3, paper 5.7).
-        fn templates(&self) -> usize {
-            let all = cdra_store::connect_redis(&config(&self.url)).expect("connect").load_all().expect("HGETALL");
-            all.iter().filter(|(k, _)| template_id_of_key(k).is_some()).count()
-        }
-    }
-
-    impl Drop for Redis {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    fn free_port() -> u16 {
-        TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    /// The shared reply templates in Redis (record format 3, paper 5.7).
+    fn templates_in(redis: &RedisServer) -> usize {
+        let all = cdra_store::connect_redis(&config(&redis.url())).expect("connect").load_all().expect("HGETALL");
+        all.iter().filter(|(k, _)| template_id_of_key(k).is_some()).count()
     }
 
     fn config(url: &str) -> RedisConfig {
@@ -432,7 +398,7 @@ mod tests {
         assert!(s.serving(), "serves without Redis after the first failure");
         assert!(!s.status().up);
         // Redis comes back holding another client's record.
-        let redis = Redis::start(port);
+        let redis = RedisServer::start_on(port);
         let w = cdra_store::connect_redis(&config(&url)).expect("connect").start_writer();
         w.upsert(&foreign[0].0, &foreign[0].1);
         for (k, v) in templates_of(&other) {
@@ -441,33 +407,33 @@ mod tests {
         w.shutdown().expect("written");
         turn_until(&mut s, &mut engine, t0, "the load", |s| s.status().up);
         assert_eq!(engine.table().len(), 2, "merged: ours and Redis's");
-        turn_until(&mut s, &mut engine, t0, "the merged table in Redis", |_| redis.records().len() == 2);
-        assert!(redis.templates() >= 1, "the replies' shared templates are stored beside the records");
+        turn_until(&mut s, &mut engine, t0, "the merged table in Redis", |_| records(&redis).len() == 2);
+        assert!(templates_in(&redis) >= 1, "the replies' shared templates are stored beside the records");
         s.shutdown(&mut engine);
     }
 
     #[test]
     fn a_relay_going_standby_never_overwrites_the_table_with_its_queue_or_a_dump() {
-        let redis = Redis::start(free_port());
+        let redis = RedisServer::start_on(free_port());
         let ((mut engine, other), t0) = engines_with_a_client_each();
         // Dump mode, a dump due on every turn: the worst case for a late write.
-        let mut c = config(&redis.url);
+        let mut c = config(&redis.url());
         c.mode = cdra_store::WriteMode::PeriodicDump { interval: Duration::ZERO };
-        let mut a = SharedStore::start(&settings(&redis.url), c, Role::Active);
+        let mut a = SharedStore::start(&settings(&redis.url()), c, Role::Active);
         turn_until(&mut a, &mut engine, t0, "the load", |s| s.status().up);
-        turn_until(&mut a, &mut engine, t0, "the record in Redis", |_| redis.records().len() == 1);
+        turn_until(&mut a, &mut engine, t0, "the record in Redis", |_| records(&redis).len() == 1);
         // Meanwhile the other relay took over and wrote the table its own way: ours gone,
         // its client there.
         let ours = encoded(&engine)[0].0.clone();
         let foreign = encoded(&other);
-        let w = cdra_store::connect_redis(&config(&redis.url)).expect("connect").start_writer();
+        let w = cdra_store::connect_redis(&config(&redis.url())).expect("connect").start_writer();
         w.delete(&ours);
         w.upsert(&foreign[0].0, &foreign[0].1);
         w.shutdown().expect("written");
         // Only now does this relay learn it is the standby.
         a.become_standby(&mut engine);
         std::thread::sleep(Duration::from_millis(500));
-        let keys: Vec<_> = redis.records().into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<_> = records(&redis).into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, vec![foreign[0].0.clone()], "the other relay's table stands");
         a.shutdown(&mut engine);
     }
@@ -478,8 +444,8 @@ mod tests {
         let fresh = || Engine::new(SimConfig::small(7, Mode::Proxy).engine_config());
         // In memory: a template, a record naming it, and one of each that does not decode.
         let mut pairs = templates_of(&other);
-        let templates = pairs.len();
-        assert!(templates >= 1);
+        let template_count = pairs.len();
+        assert!(template_count >= 1);
         pairs.extend(encoded(&other));
         pairs.push((template_key(7).to_vec(), b"not a template".to_vec()));
         pairs.push((b"not a key".to_vec(), b"not a record".to_vec()));
@@ -487,32 +453,32 @@ mod tests {
         let (report, undecodable, unused) = restore(&mut engine, t0, &pairs);
         assert_eq!((report.loaded, undecodable, unused.len()), (1, 2, 0));
         // Templates alone in Redis (their records expired): the load takes them out.
-        let redis = Redis::start(free_port());
-        let w = cdra_store::connect_redis(&config(&redis.url)).expect("connect").start_writer();
+        let redis = RedisServer::start_on(free_port());
+        let w = cdra_store::connect_redis(&config(&redis.url())).expect("connect").start_writer();
         for (k, v) in templates_of(&other) {
             w.upsert(&k, &v);
         }
         w.shutdown().expect("written");
-        assert_eq!(redis.templates(), templates);
+        assert_eq!(templates_in(&redis), template_count);
         let mut engine = fresh();
-        let mut s = SharedStore::start(&settings(&redis.url), config(&redis.url), Role::Active);
+        let mut s = SharedStore::start(&settings(&redis.url()), config(&redis.url()), Role::Active);
         turn_until(&mut s, &mut engine, t0, "the load", |s| s.status().up);
-        turn_until(&mut s, &mut engine, t0, "the unused templates deleted", |_| redis.templates() == 0);
+        turn_until(&mut s, &mut engine, t0, "the unused templates deleted", |_| templates_in(&redis) == 0);
         s.shutdown(&mut engine);
     }
 
     #[test]
     fn the_standby_writes_nothing_and_a_takeover_loads_the_table() {
-        let redis = Redis::start(free_port());
+        let redis = RedisServer::start_on(free_port());
         let ((mut active_engine, mut standby_engine), t0) = engines_with_a_client_each();
-        let mut active = SharedStore::start(&settings(&redis.url), config(&redis.url), Role::Active);
+        let mut active = SharedStore::start(&settings(&redis.url()), config(&redis.url()), Role::Active);
         turn_until(&mut active, &mut active_engine, t0, "the load", |s| s.status().up);
         // The active relay's table (loaded empty, then merged with its live record) is written.
-        turn_until(&mut active, &mut active_engine, t0, "the record in Redis", |_| redis.records().len() == 1);
+        turn_until(&mut active, &mut active_engine, t0, "the record in Redis", |_| records(&redis).len() == 1);
 
         // The standby holds a record of its own (say, from before it lost the address): it
         // is dropped, never written, and nothing is answered.
-        let mut standby = SharedStore::start(&settings(&redis.url), config(&redis.url), Role::Standby);
+        let mut standby = SharedStore::start(&settings(&redis.url()), config(&redis.url()), Role::Standby);
         assert!(!standby.serving());
         standby.become_standby(&mut standby_engine);
         assert_eq!(standby_engine.table().len(), 0);
@@ -521,7 +487,7 @@ mod tests {
         for _ in 0..20 {
             standby.flush_changes(&mut standby_engine, t0);
         }
-        assert_eq!(redis.records().len(), 1, "the standby wrote nothing");
+        assert_eq!(records(&redis).len(), 1, "the standby wrote nothing");
 
         // The active one hands over; the other takes over and loads what it wrote.
         active.become_standby(&mut active_engine);
@@ -532,7 +498,7 @@ mod tests {
         turn_until(&mut standby, &mut standby_engine, t0, "the takeover", |s| s.serving());
         assert!(standby.status().up);
         assert_eq!(standby_engine.table().len(), 1, "the other relay's client");
-        assert_eq!(encoded(&standby_engine)[0].0, redis.records()[0].0);
+        assert_eq!(encoded(&standby_engine)[0].0, records(&redis)[0].0);
         standby.shutdown(&mut standby_engine);
         active.shutdown(&mut active_engine);
     }

@@ -1,64 +1,13 @@
 //! The Redis backend against a real `redis-server` (Debian's, installed by scripts/e2e-deps)
 //! on loopback, one private server per test, without persistence.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cdra_store::{connect_redis, RedisConfig, StoreError};
 
-/// A redis-server of its own on a free loopback port; killed when dropped.
-struct Server {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Server {
-        Self::start_on(free_port())
-    }
-
-    fn start_on(port: u16) -> Server {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (scripts/e2e-deps installs it)");
-        let server = Server { child, port, _dir: dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not come up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let out =
-            Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().expect("redis-cli");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
+#[path = "support/redis_server.rs"]
+mod redis_server;
+use redis_server::{free_port, RedisServer as Server};
 
 fn config(url: String) -> RedisConfig {
     let mut c = RedisConfig::new(url);
@@ -141,7 +90,7 @@ fn a_password_is_not_shown() {
 #[test]
 fn a_redis_that_goes_away_is_retried_and_one_that_comes_back_empty_asks_for_a_dump() {
     let server = Server::start();
-    let port = server.port;
+    let port = server.port();
     let cfg = config(server.url());
     let writer = connect_redis(&cfg).expect("connects").start_writer();
     writer.upsert(b"a", b"1");

@@ -2,54 +2,15 @@
 //! redis_backend.rs starts one): who gets it, how fast the other takes it when the holder
 //! stops renewing, and what each does when Redis is gone.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cdra_store::{Attempt, Lease, LeaseChange, LeaseClient, LeaseConfig, RedisConfig};
 
-/// A redis-server of its own on a free loopback port; killed when dropped.
-struct Server {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Server {
-        let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-        let dir = tempfile::tempdir().expect("temp dir");
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (scripts/e2e-deps installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not come up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Server { child, port, _dir: dir }
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let out =
-            Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().expect("redis-cli");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+#[path = "support/redis_server.rs"]
+mod redis_server;
+use redis_server::RedisServer as Server;
 
 const TTL: Duration = Duration::from_millis(1200);
 
@@ -84,8 +45,8 @@ fn next_change(lease: &Lease, within: Duration) -> Option<(LeaseChange, Duration
 #[test]
 fn one_of_two_gets_the_lease_and_the_other_takes_it_within_ttl_when_the_holder_stops() {
     let server = Server::start();
-    let mut a = LeaseClient::new(lease(server.port, "relay-a"));
-    let mut b = LeaseClient::new(lease(server.port, "relay-b"));
+    let mut a = LeaseClient::new(lease(server.port(), "relay-a"));
+    let mut b = LeaseClient::new(lease(server.port(), "relay-b"));
     assert_eq!(a.attempt(false, None), Attempt::Held);
     assert_eq!(server.cli(&["GET", "cdra:lease-test:active"]), "relay-a");
     match b.attempt(false, None) {
@@ -100,7 +61,7 @@ fn one_of_two_gets_the_lease_and_the_other_takes_it_within_ttl_when_the_holder_s
     assert_eq!(server.cli(&["GET", "cdra:lease-test:active"]), "relay-a", "b's renewal changed nothing");
 
     // The holder dies (stops renewing): b's thread takes the lease within ttl.
-    let (b, woken) = started(lease(server.port, "relay-b"));
+    let (b, woken) = started(lease(server.port(), "relay-b"));
     let (change, took) = next_change(&b, TTL + TTL / 2).expect("b takes over");
     assert_eq!(change, LeaseChange::Acquired);
     assert!(took <= TTL + Duration::from_millis(100), "took {took:?} for a lease of {TTL:?}");
@@ -118,9 +79,9 @@ fn one_of_two_gets_the_lease_and_the_other_takes_it_within_ttl_when_the_holder_s
 #[test]
 fn redis_down_the_holder_goes_standby_within_ttl_then_both_alone_after_two_ttls() {
     let server = Server::start();
-    let (a, _) = started(lease(server.port, "relay-a"));
+    let (a, _) = started(lease(server.port(), "relay-a"));
     assert_eq!(next_change(&a, TTL).map(|c| c.0), Some(LeaseChange::Acquired));
-    let (b, _) = started(lease(server.port, "relay-b"));
+    let (b, _) = started(lease(server.port(), "relay-b"));
     assert_eq!(next_change(&b, TTL * 2), None, "b stays standby while a renews");
     drop(server);
     let gone = Instant::now();
@@ -138,7 +99,7 @@ fn redis_down_the_holder_goes_standby_within_ttl_then_both_alone_after_two_ttls(
 #[test]
 fn a_single_relay_holds_the_lease_as_soon_as_it_starts() {
     let server = Server::start();
-    let (a, _) = started(lease(server.port, "alone"));
+    let (a, _) = started(lease(server.port(), "alone"));
     let (change, took) = next_change(&a, TTL).expect("acquired");
     assert_eq!(change, LeaseChange::Acquired);
     assert!(took < Duration::from_millis(300), "{took:?}");
@@ -149,8 +110,8 @@ fn a_single_relay_holds_the_lease_as_soon_as_it_starts() {
 #[test]
 fn a_fenced_writer_commits_only_while_the_lease_names_it() {
     let server = Server::start();
-    let config = lease(server.port, "a").redis;
-    let mut a = LeaseClient::new(lease(server.port, "a"));
+    let config = lease(server.port(), "a").redis;
+    let mut a = LeaseClient::new(lease(server.port(), "a"));
     assert_eq!(a.attempt(false, None), Attempt::Held);
     let records = format!("{}:records", config.key_prefix);
     let writer = cdra_store::connect_redis(&config).expect("connect").fenced("a".into()).start_writer();
