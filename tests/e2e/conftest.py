@@ -81,10 +81,10 @@ def pytest_sessionfinish(session, exitstatus):
     L.cleanup_all(remove_dirs=True)
 
 
-@pytest.fixture
-def lab(request):
-    """A fresh topology per test; everything in it is stopped and deleted afterwards."""
-    lb = L.Lab(request.node.name)
+def fresh_lab(request, lab_class=L.Lab):
+    """A fresh topology of `lab_class` per test; everything in it is stopped and deleted
+    afterwards (a generator for a fixture to `yield from`)."""
+    lb = lab_class(request.node.name)
     request.node._cdra_lab = lb
     try:
         lb.setup()
@@ -93,6 +93,12 @@ def lab(request):
         problems = lb.cleanup()
         if problems:
             pytest.fail("lab teardown: " + "; ".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def lab(request):
+    """A fresh topology per test; everything in it is stopped and deleted afterwards."""
+    yield from fresh_lab(request)
 
 
 @pytest.hookimpl(hookwrapper=True)

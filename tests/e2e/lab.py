@@ -394,9 +394,15 @@ class Lab:
                           "ip link set lo up"])
 
     def add_client(self, mac: str | None = None) -> ClientNs:
+        c = self._client_on_segment(mac, "77")
+        pin_neighbor(c.ns, CLIENT_IF, ROUTER, self.relay_down_mac)
+        return c
+
+    def _client_on_segment(self, mac: str | None, mac_tag: str) -> ClientNs:
+        """A client namespace on the client segment's bridge (MAC 02:<mac_tag>:..:<n>)."""
         i = len(self.clients) + 1
         ns = f"{self.prefix}-c{i}"
-        mac = mac or f"02:77:{secrets.token_hex(1)}:{secrets.token_hex(1)}:{secrets.token_hex(1)}:{i:02x}"
+        mac = mac or f"02:{mac_tag}:{secrets.token_hex(1)}:{secrets.token_hex(1)}:{secrets.token_hex(1)}:{i:02x}"
         self._add_ns(ns)
         run(["ip", "link", "add", CLIENT_IF, "netns", ns, "address", mac, "type", "veth",
              "peer", "name", f"p{i}", "netns", self.seg])
@@ -404,7 +410,6 @@ class Lab:
             input=f"link set p{i} master br0\nlink set p{i} up\n")
         run(["ip", "-n", ns, "link", "set", CLIENT_IF, "up"])
         wait_link_up(ns, CLIENT_IF)
-        pin_neighbor(ns, CLIENT_IF, ROUTER, self.relay_down_mac)
         c = ClientNs(self, ns, mac, i)
         self.clients.append(c)
         return c
@@ -2075,19 +2080,7 @@ class PairLab(Lab):
     def add_client(self, mac: str | None = None) -> ClientNs:
         """A client on the shared segment. Its router's MAC is not pinned: it moves with the
         virtual address (keepalived's gratuitous ARPs)."""
-        i = len(self.clients) + 1
-        ns = f"{self.prefix}-c{i}"
-        mac = mac or f"02:79:{secrets.token_hex(1)}:{secrets.token_hex(1)}:{secrets.token_hex(1)}:{i:02x}"
-        self._add_ns(ns)
-        run(["ip", "link", "add", CLIENT_IF, "netns", ns, "address", mac, "type", "veth",
-             "peer", "name", f"p{i}", "netns", self.seg])
-        run(["ip", "-n", self.seg, "-batch", "-"],
-            input=f"link set p{i} master br0\nlink set p{i} up\n")
-        run(["ip", "-n", ns, "link", "set", CLIENT_IF, "up"])
-        wait_link_up(ns, CLIENT_IF)
-        c = ClientNs(self, ns, mac, i)
-        self.clients.append(c)
-        return c
+        return self._client_on_segment(mac, "79")
 
     # ---- Redis
 

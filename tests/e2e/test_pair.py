@@ -50,6 +50,7 @@ import pytest
 
 import dhcp_packets as dp
 import lab as L
+from conftest import fresh_lab
 
 ALL_CLIENTS = ["dhclient", "udhcpc", "dhcpcd"]
 CLIENTS = [c for c in os.environ.get("CDRA_E2E_CLIENTS", ",".join(ALL_CLIENTS)).split(",") if c]
@@ -71,15 +72,7 @@ def note(msg: str) -> None:
 
 @pytest.fixture
 def pair(request):
-    lb = L.PairLab(request.node.name)
-    request.node._cdra_lab = lb
-    try:
-        lb.setup()
-        yield lb
-    finally:
-        problems = lb.cleanup()
-        if problems:
-            pytest.fail("lab teardown: " + "; ".join(problems), pytrace=False)
+    yield from fresh_lab(request, L.PairLab)
 
 
 def log_time(relay: L.PairRelay, needle: str) -> float:
@@ -128,7 +121,9 @@ def start_pair(lab: L.PairLab, *, explicit_ha: bool = True,
     return lab.relays
 
 
-def bind_clients(lab: L.PairLab, kinds: list[str]) -> dict[str, tuple[L.Client, L.Capture, str]]:
+def bind_clients(lab: L.PairLab, kinds: list[str], server_id: str = L.RELAY_DOWN_IP,
+                 ) -> dict[str, tuple[L.Client, L.Capture, str]]:
+    """Bind a client of each kind through the active relay, answering as `server_id`."""
     out = {}
     for kind in kinds:
         cns = lab.add_client()
@@ -137,7 +132,7 @@ def bind_clients(lab: L.PairLab, kinds: list[str]) -> dict[str, tuple[L.Client, 
         ev = cl.wait_bound(timeout=25)
         ip = ev.get("ip", "")
         assert dp.ip_in(ip, L.POOL_START, L.POOL_END), f"{kind}: {ev}"
-        assert ev.get("server_id") == L.RELAY_DOWN_IP, f"{kind}: server identifier {ev}"
+        assert ev.get("server_id") == server_id, f"{kind}: server identifier {ev}"
         # Both relays' kernels reach the client without asking (as wait_bound does for A).
         L.pin_neighbor(lab.rly2, L.DOWN_IF, ip, cns.mac)
         out[kind] = (cl, cap, ip)
@@ -411,17 +406,8 @@ def test_lease_failover_during_outage(pair):
     srv = lab.start_server("kea", lease_time=SERVER_LEASE)
     a, b = start_lease_pair(lab)
     started = time.time()
-    clients = {}
-    for kind in CLIENTS:
-        cns = lab.add_client()
-        cap = lab.capture(cns.ns, cns.iface, f"client{cns.index}")
-        cl = lab.start_client(kind, cns)
-        ev = cl.wait_bound(timeout=25)
-        ip = ev.get("ip", "")
-        assert dp.ip_in(ip, L.POOL_START, L.POOL_END), f"{kind}: {ev}"
-        assert ev.get("server_id") == L.PAIR_A_DOWN, f"{kind}: answered as A's own address: {ev}"
-        L.pin_neighbor(lab.rly2, L.DOWN_IF, ip, cns.mac)
-        clients[kind] = (cl, cap, ip)
+    # Without a pair address each relay answers as its own (A's here).
+    clients = bind_clients(lab, CLIENTS, server_id=L.PAIR_A_DOWN)
     for kind, (cl, cap, ip) in clients.items():
         senders = answered_once(cap, cl.cns.mac, started, kind)
         assert set(senders) == {lab.mac["A"]}, f"{kind}: replies from {set(senders)}: the standby answered"
