@@ -260,7 +260,7 @@ pub fn scan_chaddr(engine: &Engine, mac: [u8; 6], cursor: Slot, chunk: usize) ->
     let (range, next) = chunk_range(engine, cursor, chunk);
     let found = range
         .filter_map(|s| engine.table().get(s))
-        .find(|r| r.reply.as_ref().is_some_and(|c| c.chaddr() == &mac[..]))
+        .find(|r| r.reply.is_some() && r.reply_chaddr() == &mac[..])
         .map(|r| r.key.clone());
     match found {
         Some(key) => (Some(key), None),

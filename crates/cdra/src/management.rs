@@ -1001,7 +1001,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use cdra_core::persist::RestoreReport;
-    use cdra_core::table::{CachedReply, ClientKey, ClientKind, ClientRecord, ClientState, ServerBinding};
+    use cdra_core::table::{CachedReply, ClientKey, ClientKind, ClientRecord, ClientState, ParamList, ServerBinding};
     use cdra_core::{Engine, Mode, Timestamp};
     use cdra_sim::SimConfig;
     use cdra_wire::{MessageBuilder, MessageType, Op};
@@ -1037,7 +1037,7 @@ mod tests {
         r.address = address;
         r.server = Some(ServerBinding { addr: SERVER, id: SERVER });
         r.lease_secs = 86_400;
-        r.reply = CachedReply::new(buf.get(..len).expect("len"));
+        r.reply = CachedReply::new(buf.get(..len).expect("len"), &r.reply_context(), &ParamList::EMPTY);
         r
     }
 

@@ -9,6 +9,7 @@
 //! record as to any other, unless `safe_network`.
 
 use core::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use cdra_wire::Message;
@@ -16,7 +17,7 @@ use hashbrown::HashMap;
 
 use crate::engine::Engine;
 use crate::table::{CachedReply, ClientKey, ClientKind, ClientRecord, ClientState, Origin, ParamList, ServerBinding};
-use crate::templates::Template;
+use crate::templates::{legacy, ReplyContext, Template};
 use crate::time::Timestamp;
 
 /// Version of the record encoding. A store holding a newer version is refused. Version 2
@@ -24,8 +25,14 @@ use crate::time::Timestamp;
 /// server. Version 3 keeps the reply split as in memory (paper 5.7, [`crate::templates`]):
 /// a record names its shared template by id and holds only the client's own bytes; each
 /// template is stored once, under [`template_key`]. Versions 1 and 2 (the whole reply in the
-/// record) are read as ever.
-pub const RECORD_FORMAT: u8 = 3;
+/// record) are read as ever. Version 4 keeps only what is the client's own (issue 14 part 3,
+/// [`crate::templates`]): the option 55 codes move into the template (templates of format 4
+/// start with their own magic, [`Template::is_current_layout`]), the own bytes leave to
+/// the record what it holds (address, hardware key, lease times, client identifier), and a
+/// reply alone keeps its template and own bytes in the record. A format 3 record is read by
+/// expanding its reply the format 3 way ([`crate::templates::legacy`]) and splitting it
+/// again; its template stays in the store while a record names it.
+pub const RECORD_FORMAT: u8 = 4;
 
 /// The first byte of a template's store key (client keys start with 0 or 1, so templates
 /// have a key range of their own, after every record).
@@ -48,15 +55,41 @@ pub fn template_id_of_key(key: &[u8]) -> Option<u64> {
     }
 }
 
-/// How a version 3 record holds its reply.
+/// How a record holds its reply: whole (formats 1 and 2; tag 0 of format 3), by template
+/// id (tag 1 of formats 3 and 4), its template in the record (tag 2 of format 4; tag 0 of
+/// format 4 is no reply, never decoded).
 const REPLY_WHOLE: u8 = 0;
 const REPLY_BY_TEMPLATE: u8 = 1;
+const REPLY_TEMPLATE_ALONE: u8 = 2;
+
+/// A template as read back from the store.
+#[derive(Debug)]
+enum StoredTemplate {
+    Current(Arc<Template>),
+    /// Format 3's: its records' replies are expanded with it and split again; it stays in
+    /// the store (not [`Templates::unused`]) while a record names it.
+    Format3 { template: legacy::LegacyTemplate, used: AtomicBool },
+}
 
 /// The templates read back from a store, by id, for decoding its records
 /// ([`decode_record_with`]). Held only while the table is restored: the table interns each
 /// template a restored record names, and the ones no record names are freed with this.
 #[derive(Debug, Default)]
-pub struct Templates(HashMap<u64, Arc<Template>>);
+pub struct Templates(HashMap<u64, StoredTemplate>);
+
+/// A template of format 4 read from the store, checked once as a whole reply is: whether a
+/// message is well formed depends on the template alone (header, cookie, the shared
+/// options' structure, overload), not on the client's own bytes, which only lengthen
+/// well-formed options or fill header fields (`CachedReply::from_parts` checks that they
+/// fit, and that what they leave to the record is a whole option: a lease time, a client
+/// identifier of at most 255 bytes).
+fn checked_template(bytes: &[u8]) -> Result<Arc<Template>, DecodeError> {
+    let t = Template::from_bytes(bytes).ok_or(DecodeError::Invalid)?;
+    let none = ReplyContext { key: None, address: Ipv4Addr::UNSPECIFIED, lease_secs: 0, t1_secs: 0, t2_secs: 0 };
+    let shortest = CachedReply::from_parts(Arc::clone(&t), &t.minimal_own(), &none).ok_or(DecodeError::Invalid)?;
+    Message::new_checked(shortest.to_vec(&none)).map_err(|_| DecodeError::Invalid)?;
+    Ok(t)
+}
 
 impl Templates {
     /// No template (records of format 1 or 2, or whose reply is whole, decode without any).
@@ -68,26 +101,35 @@ impl Templates {
     /// what the key names.
     pub fn add(&mut self, key: &[u8], value: &[u8]) -> Result<(), DecodeError> {
         let id = template_id_of_key(key).ok_or(DecodeError::Invalid)?;
-        let t = Template::from_bytes(value).ok_or(DecodeError::Invalid)?;
-        if t.id() != id {
+        let stored = if Template::is_current_layout(value) {
+            let t = checked_template(value)?;
+            // It is in the store already.
+            t.mark_persisted();
+            StoredTemplate::Current(t)
+        } else {
+            // Format 3's, checked as format 3 did.
+            let t = legacy::LegacyTemplate::from_bytes(value).ok_or(DecodeError::Invalid)?;
+            let shortest = t.expand(&t.minimal_own()).ok_or(DecodeError::Invalid)?;
+            Message::new_checked(shortest).map_err(|_| DecodeError::Invalid)?;
+            StoredTemplate::Format3 { template: t, used: AtomicBool::new(false) }
+        };
+        if crate::templates::template_id(value) != id {
             return Err(DecodeError::Invalid);
         }
-        // Checked once here as a whole reply is: whether a message is well formed depends
-        // on the template alone (header, cookie, the shared options' structure, overload),
-        // not on the client's own bytes, which only lengthen well-formed options
-        // (`CachedReply::from_parts` checks that they fit).
-        let shortest = CachedReply::from_parts(Arc::clone(&t), &t.minimal_own(), &[]).ok_or(DecodeError::Invalid)?;
-        Message::new_checked(shortest.to_vec()).map_err(|_| DecodeError::Invalid)?;
-        // It is in the store already.
-        t.mark_persisted();
-        self.0.insert(id, t);
+        self.0.insert(id, stored);
         Ok(())
     }
 
     /// The ids of the templates no restored record took (only this holds them): the store
     /// can delete them.
     pub fn unused(&self) -> impl Iterator<Item = u64> + '_ {
-        self.0.iter().filter(|(_, t)| Arc::strong_count(t) == 1).map(|(id, _)| *id)
+        self.0
+            .iter()
+            .filter(|(_, t)| match t {
+                StoredTemplate::Current(t) => Arc::strong_count(t) == 1,
+                StoredTemplate::Format3 { used, .. } => !used.load(Ordering::Relaxed),
+            })
+            .map(|(id, _)| *id)
     }
 
     /// Templates held.
@@ -209,15 +251,8 @@ pub fn encode_record(r: &ClientRecord, interface: &str, out: &mut Vec<u8>) {
     put_u64(out, r.last_contact.as_millis());
     put_u64(out, r.last_update.as_millis());
     put_u64(out, r.client_lease_end.map(|t| t.as_millis()).unwrap_or(0));
-    let mut codes = [0u8; 256];
-    let mut n = 0;
-    for c in r.param_list().codes() {
-        if let Some(slot) = codes.get_mut(n) {
-            *slot = c;
-            n += 1;
-        }
-    }
-    put_bytes16(out, codes.get(..n).unwrap_or(&[]));
+    // Option 55's codes are the template's; the own bytes leave to the record what it holds
+    // (`ClientRecord::reply_context`, the fields above).
     match r.reply.as_ref() {
         // A shared template is stored once, apart (paper 5.7); the record keeps its own bytes.
         Some(reply) if reply.template().is_shared() => {
@@ -225,11 +260,14 @@ pub fn encode_record(r: &ClientRecord, interface: &str, out: &mut Vec<u8>) {
             put_u64(out, reply.template().id());
             put_bytes16(out, reply.own_bytes());
         }
-        // A reply alone (the template bound was reached, or a pool entry's own lease): whole.
-        reply => {
-            out.push(REPLY_WHOLE);
-            put_bytes16(out, &reply.map(CachedReply::to_vec).unwrap_or_default());
+        // A reply alone (the template bound was reached, or a pool entry's own lease): its
+        // template in the record.
+        Some(reply) => {
+            out.push(REPLY_TEMPLATE_ALONE);
+            put_bytes16(out, reply.template().as_bytes());
+            put_bytes16(out, reply.own_bytes());
         }
+        None => out.push(REPLY_WHOLE),
     }
     let (tag, n) = match r.origin {
         Origin::Server => (0u8, 0u16),
@@ -288,39 +326,62 @@ pub fn decode_record_borrowed(bytes: &[u8]) -> Result<(ClientRecord, &str), Deco
     decode_record_with(bytes, &Templates::new())
 }
 
-/// The reply field: whole (formats 1, 2; format 3 tag 0) or a template and own bytes.
-/// The reply field, `params` (the option 55 codes) kept with it.
-fn read_reply(
-    r: &mut Reader<'_>,
-    version: u8,
-    templates: &Templates,
-    params: &[u8],
-) -> Result<CachedReply, DecodeError> {
-    let tag = if version >= 3 { r.u8()? } else { REPLY_WHOLE };
-    match tag {
-        REPLY_WHOLE => {
-            let reply = r.bytes16()?;
-            if reply.is_empty() || Message::new_checked(reply).is_err() {
-                return Err(DecodeError::Invalid);
-            }
-            let mut reply = CachedReply::new(reply).ok_or(DecodeError::Invalid)?;
-            reply.set_param_codes(ParamList::new(params).codes());
-            Ok(reply)
-        }
-        REPLY_BY_TEMPLATE => {
-            let id = r.u64()?;
-            let own = r.bytes16()?;
-            let template = templates.0.get(&id).ok_or(DecodeError::UnknownTemplate)?;
-            // The template was checked when read (`Templates::add`); the client's bytes must
-            // fit it.
-            CachedReply::from_parts(Arc::clone(template), own, params).ok_or(DecodeError::Invalid)
-        }
+/// A record's reply field as stored, before the record it belongs to is whole.
+enum StoredReply<'a> {
+    /// The server's message (formats 1 and 2; format 3 tag 0).
+    Whole(&'a [u8]),
+    /// A template named by id, and the client's own bytes.
+    ByTemplate { id: u64, own: &'a [u8] },
+    /// A template in the record (format 4), and the client's own bytes.
+    TemplateAlone { template: &'a [u8], own: &'a [u8] },
+}
+
+fn read_reply<'a>(r: &mut Reader<'a>, version: u8) -> Result<StoredReply<'a>, DecodeError> {
+    match (version, if version >= 3 { r.u8()? } else { REPLY_WHOLE }) {
+        (1..=3, REPLY_WHOLE) => Ok(StoredReply::Whole(r.bytes16()?)),
+        (3.., REPLY_BY_TEMPLATE) => Ok(StoredReply::ByTemplate { id: r.u64()?, own: r.bytes16()? }),
+        (4.., REPLY_TEMPLATE_ALONE) => Ok(StoredReply::TemplateAlone { template: r.bytes16()?, own: r.bytes16()? }),
         _ => Err(DecodeError::Invalid),
     }
 }
 
-/// Decode a record written by [`encode_record`], its reply's template (format 3) from
-/// `templates`; returns it with its interface name, not copied (start-up decodes a
+/// The reply of the record `ctx` (formats 1 to 3: with option 55 `params`).
+fn make_reply(
+    stored: StoredReply<'_>,
+    version: u8,
+    templates: &Templates,
+    params: &[u8],
+    ctx: &ReplyContext<'_>,
+) -> Result<CachedReply, DecodeError> {
+    let whole = |message: &[u8]| {
+        if message.is_empty() || Message::new_checked(message).is_err() {
+            return Err(DecodeError::Invalid);
+        }
+        CachedReply::new(message, ctx, &ParamList::new(params)).ok_or(DecodeError::Invalid)
+    };
+    match stored {
+        StoredReply::Whole(message) => whole(message),
+        StoredReply::ByTemplate { id, own } => match (templates.0.get(&id), version) {
+            // The template was checked when read (`Templates::add`); the client's bytes must
+            // fit it.
+            (Some(StoredTemplate::Current(t)), 4..) => {
+                CachedReply::from_parts(Arc::clone(t), own, ctx).ok_or(DecodeError::Invalid)
+            }
+            (Some(StoredTemplate::Format3 { template, used }), 3) => {
+                used.store(true, Ordering::Relaxed);
+                whole(&template.expand(own).ok_or(DecodeError::Invalid)?)
+            }
+            (Some(_), _) => Err(DecodeError::Invalid),
+            (None, _) => Err(DecodeError::UnknownTemplate),
+        },
+        StoredReply::TemplateAlone { template, own } => {
+            CachedReply::from_parts(checked_template(template)?, own, ctx).ok_or(DecodeError::Invalid)
+        }
+    }
+}
+
+/// Decode a record written by [`encode_record`], its reply's template (formats 3 and 4)
+/// from `templates`; returns it with its interface name, not copied (start-up decodes a
 /// million).
 pub fn decode_record_with<'a>(bytes: &'a [u8], templates: &Templates) -> Result<(ClientRecord, &'a str), DecodeError> {
     let mut r = Reader { b: bytes };
@@ -348,8 +409,8 @@ pub fn decode_record_with<'a>(bytes: &'a [u8], templates: &Templates) -> Result<
         0 => None,
         t => Some(Timestamp::from_millis(t)),
     };
-    let params = r.bytes16()?;
-    let reply = read_reply(&mut r, version, templates, params)?;
+    let params = if version <= 3 { r.bytes16()? } else { &[] };
+    let stored = read_reply(&mut r, version)?;
     let origin = match version {
         1 => Origin::Server,
         _ => match (r.u8()?, r.u16()?) {
@@ -372,8 +433,9 @@ pub fn decode_record_with<'a>(bytes: &'a [u8], templates: &Templates) -> Result<
     rec.lease_start = lease_start;
     rec.last_update = last_update;
     rec.client_lease_end = client_lease_end;
-    rec.reply = Some(reply);
     rec.origin = origin;
+    let reply = make_reply(stored, version, templates, params, &rec.reply_context())?;
+    rec.reply = Some(reply);
     Ok((rec, interface))
 }
 

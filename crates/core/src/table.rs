@@ -305,7 +305,7 @@ impl ParamList {
 }
 
 pub use crate::templates::CachedReply;
-use crate::templates::TemplateSet;
+use crate::templates::{ReplyContext, TemplateSet};
 
 /// One client (paper 5: ClientID, ClientType, State, ServAddr, CliAddr, LeaseTime,
 /// LeaseStartTime, LastContact, LastUpdate, Msg; plus what the Appendix B fixes need).
@@ -451,18 +451,41 @@ pub enum Pool {
 }
 
 impl ClientRecord {
-    /// Option 55 of the request the cached reply answers (kept with the reply's own bytes;
+    /// Option 55 of the request the cached reply answers (kept with the reply's template;
     /// empty without a reply).
     pub fn param_list(&self) -> ParamList {
         self.reply.as_ref().map_or(ParamList::EMPTY, |c| ParamList::new(c.param_codes()))
     }
 
-    /// Keep `params` with the cached reply (set it after the reply: without one, there is
-    /// nothing it would be the request of).
-    pub fn set_param_list(&mut self, params: &ParamList) {
-        if let Some(c) = self.reply.as_mut() {
-            c.set_param_codes(params.codes());
+    /// What this record holds of its cached reply ([`crate::templates`]): its key, address
+    /// and lease times, which the reply's own bytes do not repeat. A pool entry's own lease
+    /// names no client (its chaddr and option 61 are the reply's own).
+    pub fn reply_context(&self) -> ReplyContext<'_> {
+        ReplyContext {
+            key: match self.origin {
+                Origin::PoolLease { .. } => None,
+                Origin::Server | Origin::Pool { .. } => Some(&self.key),
+            },
+            address: self.address,
+            lease_secs: self.lease_secs,
+            t1_secs: self.t1_secs,
+            t2_secs: self.t2_secs,
         }
+    }
+
+    /// Write the cached reply into `out` ([`CachedReply::expand_into`]); its length.
+    pub fn expand_reply(&self, out: &mut [u8]) -> Option<usize> {
+        self.reply.as_ref()?.expand_into(&self.reply_context(), out)
+    }
+
+    /// The cached reply, whole ([`CachedReply::to_vec`]).
+    pub fn reply_message(&self) -> Option<Vec<u8>> {
+        self.reply.as_ref().map(|c| c.to_vec(&self.reply_context()))
+    }
+
+    /// The hardware address the cached reply was for (empty without a reply).
+    pub fn reply_chaddr(&self) -> &[u8] {
+        self.reply.as_ref().map_or(&[], |c| c.chaddr(&self.reply_context()))
     }
 
     /// Why this record would be evicted: its pool was full.
@@ -645,7 +668,8 @@ impl ClientTable {
                 m.long_keys += malloc_chunk(b.len());
             }
             if let Some(reply) = &r.reply {
-                m.own_reply_bytes += malloc_chunk(reply.own_bytes().len());
+                // Own bytes inside the record cost nothing more; spilled ones a malloc chunk.
+                m.own_reply_bytes += malloc_chunk(reply.own_heap_len());
                 let t = reply.template();
                 if shared.insert(std::sync::Arc::as_ptr(t) as usize) {
                     m.templates += malloc_chunk(t.as_bytes().len()) + malloc_chunk(core::mem::size_of_val(&**t) + 16);
@@ -909,7 +933,8 @@ mod tests {
     }
 
     fn reply() -> CachedReply {
-        CachedReply::new(&[0u8; 300]).unwrap()
+        let ctx = ReplyContext { key: None, address: Ipv4Addr::UNSPECIFIED, lease_secs: 0, t1_secs: 0, t2_secs: 0 };
+        CachedReply::new(&[0u8; 300], &ctx, &ParamList::EMPTY).unwrap()
     }
 
     #[test]

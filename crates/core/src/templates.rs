@@ -2,26 +2,41 @@
 //! server, then by subnet, then by client". Most of a server's ACK is the same for every
 //! client of one server and subnet (server identifier, subnet mask, routers, DNS servers,
 //! domain name, sname and file, giaddr); what is a client's own is its address, its lease
-//! times, its identity and the header fields that echo its request.
+//! times, its identity, and the header fields that echo its request.
 //!
 //! A cached reply is therefore kept in two parts:
 //!
 //! - a [`Template`]: the reply with everything per-client cut out, and where it was cut
-//!   (the splice points, in the server's option order). Templates are interned per table
-//!   ([`TemplateSet`]): one copy per distinct (server, subnet, option set), shared by
-//!   reference count among the clients that have it, freed when the last one lets go, and
-//!   bounded (`[limits] reply_templates`; beyond it a reply keeps a template of its own,
-//!   counted);
-//! - the client's own bytes: header bytes 4..20 (xid, secs, flags, ciaddr, yiaddr), its
-//!   `chaddr` (`hlen` bytes), and the payload of each per-client option in splice order.
+//!   (the splice points, in the server's option order), with the option 55 codes of the
+//!   request it answers (Appendix B, "What happens if the client request changes?": the
+//!   same for every client of one operating system, and the server's option set depends on
+//!   them anyway). Templates are interned per table ([`TemplateSet`]): one copy per
+//!   distinct (server, subnet, option set, option 55), shared by reference count among the
+//!   clients that have it, freed when the last one lets go, and bounded (`[limits]
+//!   reply_templates`; beyond it a reply keeps a template of its own, counted);
+//! - the client's own bytes, only what its record does not hold already (the issue's "only
+//!   what is its own: address, lease times, identity, and any option that differs"): a
+//!   bit set saying which parts are the record's ([`ReplyContext`]: its address as yiaddr,
+//!   its hardware key as chaddr, its lease, T1 and T2 as options 51, 58 and 59, its client
+//!   identifier as option 61), then the parts that are not (a yiaddr or chaddr that differs,
+//!   the payload of every other per-client option). A typical client's own bytes are the
+//!   one byte of that set; up to [`INLINE_OWN`] bytes live inside the [`CachedReply`]
+//!   itself (no allocation), longer ones (a long host name or FQDN) on the heap.
 //!
 //! "Organized by server, then by subnet": the server identifier (option 54), giaddr and the
 //! subnet's options are part of the template, so the templates of one server and subnet are
 //! the same template; a client with options of its own (a host reservation with its own DNS
 //! or boot file) gets a template of its own kind, shared with any client that has the same.
-//! The split is lossless by construction: [`CachedReply::expand_into`] gives back the
-//! server's message byte for byte, in one pass (header, then the shared options copied in
-//! runs with the client's options spliced in between), without allocating.
+//!
+//! What "expand" gives back ([`CachedReply::expand_into`], in one pass, without
+//! allocating): the server's message byte for byte, except for the header fields that
+//! every use of a cached reply sets itself, which are *normalised* to zero: xid, secs,
+//! flags and ciaddr (a local answer takes them from the client's request, RFC 2131 table 3
+//! and `proxy/answer.rs`; a RELEASE or a pool migration builds a request of its own). The
+//! fields derived from the record come back as the server sent them: a part is derived
+//! only when the record holds exactly the server's bytes (a lease the record counts
+//! differently, an infinite lease's T1 above it, a chaddr other than the key's, an
+//! option 61 other than the key's identifier are kept as the client's own bytes).
 //!
 //! Which options are per-client ([`PER_CLIENT_OPTIONS`]): lease times (51, 58, 59: servers
 //! that give the remaining time differ per client and per renewal), client identifier (61,
@@ -29,10 +44,15 @@
 //! Any other option that differs between two clients simply puts them in two templates.
 
 use core::fmt;
+use core::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
 use hashbrown::HashTable;
+
+use crate::table::{ClientKey, ParamList};
+
+pub(crate) mod legacy;
 
 /// Options whose bytes belong to one client (see the module docs).
 pub const PER_CLIENT_OPTIONS: [u8; 7] = [12, 50, 51, 58, 59, 61, 81];
@@ -40,14 +60,21 @@ pub const PER_CLIENT_OPTIONS: [u8; 7] = [12, 50, 51, 58, 59, 61, 81];
 /// Default of `[limits] reply_templates`.
 pub const DEFAULT_MAX_TEMPLATES: usize = 16_384;
 
+/// Own bytes up to this length are kept inside the [`CachedReply`] (no allocation).
+pub const INLINE_OWN: usize = 22;
+
 const PAD: u8 = 0;
 const END: u8 = 255;
 /// Layout of the compact message inside a template: a flags byte, header bytes 0..44, sname
 /// (64) if flag 1, file (128) if flag 2, then bytes 236.. of the message (the "tail").
 const HAS_SNAME: u8 = 1;
 const HAS_FILE: u8 = 2;
-const OWN_HEADER_AT: usize = 4;
-const OWN_HEADER_END: usize = 20;
+/// The header fields a cached reply does not keep (xid, secs, flags, ciaddr) and the ones
+/// it keeps apart (yiaddr, chaddr).
+const NORMALISED_AT: usize = 4;
+const YIADDR_AT: usize = 16;
+const YIADDR_END: usize = 20;
+const HTYPE_AT: usize = 1;
 const HLEN_AT: usize = 2;
 const CHADDR_AT: usize = 28;
 const SNAME_AT: usize = 44;
@@ -57,6 +84,20 @@ const COOKIE_AT: usize = 236;
 const OPTIONS_IN_TAIL: usize = 4;
 /// A splice: where in the tail (u16 LE) a per-client option goes, and its code.
 const SPLICE_LEN: usize = 3;
+/// The first bytes of a template in this layout (record format 4). A format 3 template
+/// starts with its splice count (u16 LE), which is never 0xFFFF: that many per-client
+/// options take more than the 64 KiB a message can have.
+const TEMPLATE_MAGIC: [u8; 3] = [0xFF, 0xFF, 4];
+/// Bits of the own bytes' derived set: yiaddr is the record's address, chaddr the
+/// hardware key's; bit `FIRST_SPLICE_BIT + i`: splice `i`'s payload is the record's.
+const YIADDR_BIT: usize = 0;
+const CHADDR_BIT: usize = 1;
+const FIRST_SPLICE_BIT: usize = 2;
+
+const LEASE_TIME: u8 = 51;
+const RENEWAL_T1: u8 = 58;
+const REBINDING_T2: u8 = 59;
+const CLIENT_ID: u8 = 61;
 
 fn is_per_client(code: u8) -> bool {
     PER_CLIENT_OPTIONS.contains(&code)
@@ -73,9 +114,58 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
+/// The identifier of the template stored as `bytes` (of either layout).
+pub(crate) fn template_id(bytes: &[u8]) -> u64 {
+    fnv1a(bytes)
+}
+
+/// What a client's record holds that its reply's own bytes need not repeat (module docs):
+/// the same values when the reply is split and whenever it is expanded. A record's
+/// [`crate::table::ClientRecord::reply_context`]; a pool entry's lease names no client
+/// (`key: None`: its chaddr and option 61 are kept as own bytes).
+#[derive(Debug, Clone, Copy)]
+pub struct ReplyContext<'a> {
+    /// The client's key: chaddr (hardware key) or option 61 (client identifier).
+    pub key: Option<&'a ClientKey>,
+    /// yiaddr.
+    pub address: Ipv4Addr,
+    /// Option 51, 58 and 59's payloads (seconds).
+    pub lease_secs: u32,
+    /// See `lease_secs`.
+    pub t1_secs: u32,
+    /// See `lease_secs`.
+    pub t2_secs: u32,
+}
+
+impl<'a> ReplyContext<'a> {
+    /// The hardware key's (htype, chaddr).
+    fn hardware(&self) -> Option<(u8, &'a [u8])> {
+        match self.key?.as_bytes().split_first() {
+            Some((0, rest)) => rest.split_first().map(|(h, c)| (*h, c)),
+            _ => None,
+        }
+    }
+
+    /// The payload the record gives per-client option `code`, written into `buf` for the
+    /// lease times.
+    fn payload<'b>(&'b self, code: u8, buf: &'b mut [u8; 4]) -> Option<&'b [u8]> {
+        let secs = match code {
+            LEASE_TIME => self.lease_secs,
+            RENEWAL_T1 => self.t1_secs,
+            REBINDING_T2 => self.t2_secs,
+            // A length byte holds the identifier (a damaged store's longer key derives none).
+            CLIENT_ID => return self.key?.client_id_bytes().filter(|id| id.len() <= 255),
+            _ => return None,
+        };
+        *buf = secs.to_be_bytes();
+        Some(&buf[..])
+    }
+}
+
 /// What the clients of one server and subnet share: a reply with the per-client parts cut
-/// out. Layout of its one allocation: the number of splices (u16 LE), the splices (at u16
-/// LE, code), then the compact message (see `HAS_SNAME`).
+/// out. Layout of its one allocation: [`TEMPLATE_MAGIC`], the option 55 codes (count,
+/// codes), the number of splices (u16 LE), the splices (at u16 LE, code), then the compact
+/// message (see `HAS_SNAME`).
 pub struct Template {
     blob: Box<[u8]>,
     id: u64,
@@ -83,17 +173,41 @@ pub struct Template {
     /// names it).
     persisted: AtomicBool,
     /// Interned in a [`TemplateSet`] (shared, and stored apart); a reply alone is stored
-    /// whole.
+    /// with its record.
     shared: AtomicBool,
 }
 
 /// A view of a template's parts.
 struct Parts<'a> {
+    params: &'a [u8],
     splices: &'a [u8],
     head: &'a [u8],
     sname: Option<&'a [u8]>,
     file: Option<&'a [u8]>,
     tail: &'a [u8],
+}
+
+impl Parts<'_> {
+    fn splice_count(&self) -> usize {
+        self.splices.len() / SPLICE_LEN
+    }
+
+    fn hlen(&self) -> usize {
+        self.head.get(HLEN_AT).map_or(0, |h| usize::from(*h).min(16))
+    }
+
+    /// Bytes of the derived set in own bytes that fit this template.
+    fn derived_len(&self) -> usize {
+        (FIRST_SPLICE_BIT + self.splice_count()).div_ceil(8)
+    }
+}
+
+/// One piece of a reply that is not the template's, in message order.
+enum Piece<'a> {
+    Yiaddr(&'a [u8]),
+    Chaddr(&'a [u8]),
+    /// A per-client option: the shared tail up to `at`, then the option.
+    Option { at: usize, code: u8, payload: &'a [u8] },
 }
 
 impl Template {
@@ -112,6 +226,12 @@ impl Template {
         &self.blob
     }
 
+    /// Whether `bytes` are a template of this layout (record format 4) rather than format 3's
+    /// ([`legacy`]).
+    pub fn is_current_layout(bytes: &[u8]) -> bool {
+        bytes.starts_with(&TEMPLATE_MAGIC)
+    }
+
     /// A template read back from the store (checked: `None` if malformed).
     pub fn from_bytes(bytes: &[u8]) -> Option<Arc<Template>> {
         let t = Template::from_blob(bytes.into());
@@ -127,6 +247,10 @@ impl Template {
                 return None;
             }
             last = at;
+        }
+        // Option 55 codes as `CachedReply::new` keeps them: ascending, no PAD.
+        if p.params.contains(&0) || p.params.windows(2).any(|w| w[0] >= w[1]) {
+            return None;
         }
         Some(Arc::new(t))
     }
@@ -151,8 +275,15 @@ impl Template {
         self.persisted.store(false, Ordering::Relaxed);
     }
 
+    /// The option 55 codes of the request its replies answer (ascending).
+    pub fn param_codes(&self) -> &[u8] {
+        self.parts().map_or(&[], |p| p.params)
+    }
+
     fn parts(&self) -> Option<Parts<'_>> {
-        let b = &self.blob[..];
+        let b = self.blob.strip_prefix(&TEMPLATE_MAGIC[..])?;
+        let (&np, b) = b.split_first()?;
+        let (params, b) = b.split_at_checked(usize::from(np))?;
         let n = usize::from(u16::from_le_bytes([*b.first()?, *b.get(1)?]));
         let splices = b.get(2..2 + n * SPLICE_LEN)?;
         let rest = b.get(2 + n * SPLICE_LEN..)?;
@@ -169,39 +300,94 @@ impl Template {
         };
         let sname = take(flags & HAS_SNAME != 0, FILE_AT - SNAME_AT)?;
         let file = take(flags & HAS_FILE != 0, COOKIE_AT - FILE_AT)?;
-        Some(Parts { splices, head, sname, file, tail: rest })
+        Some(Parts { params, splices, head, sname, file, tail: rest })
     }
 
-    /// Whether `own` is what a client's own bytes must be for this template: its header
-    /// fields, `chaddr`, then one (length, payload) per splice, nothing more.
-    fn fits(&self, own: &[u8]) -> bool {
-        let Some(p) = self.parts() else { return false };
-        let hlen = p.head.get(HLEN_AT).map_or(0, |h| usize::from(*h).min(16));
-        let Some(mut rest) = own.get(OWN_HEADER_END - OWN_HEADER_AT + hlen..) else { return false };
-        for _ in p.splices.chunks_exact(SPLICE_LEN) {
-            let Some((&len, after)) = rest.split_first() else { return false };
-            let Some(after) = after.get(usize::from(len)..) else { return false };
-            rest = after;
+    /// The client's parts of a reply, from its own bytes `own` and its record `ctx`, in
+    /// message order, to `f`; `None` unless `own` fits this template exactly (and every
+    /// part it leaves to the record is there).
+    fn pieces<'a>(
+        p: &Parts<'a>,
+        own: &'a [u8],
+        ctx: &'a ReplyContext<'a>,
+        mut f: impl FnMut(Piece<'_>) -> Option<()>,
+    ) -> Option<()> {
+        let (derived, mut rest) = own.split_at_checked(p.derived_len())?;
+        let is_derived = |bit: usize| derived.get(bit / 8).is_some_and(|b| b & (1 << (bit % 8)) != 0);
+        let mut take = |n: usize| -> Option<&'a [u8]> {
+            let (a, b) = rest.split_at_checked(n)?;
+            rest = b;
+            Some(a)
+        };
+        let address = ctx.address.octets();
+        f(Piece::Yiaddr(if is_derived(YIADDR_BIT) { &address } else { take(4)? }))?;
+        let hlen = p.hlen();
+        let chaddr = if is_derived(CHADDR_BIT) {
+            let (htype, chaddr) = ctx.hardware()?;
+            (Some(&htype) == p.head.get(HTYPE_AT) && chaddr.len() == hlen).then_some(chaddr)?
+        } else {
+            take(hlen)?
+        };
+        f(Piece::Chaddr(chaddr))?;
+        let mut buf = [0u8; 4];
+        for (i, s) in p.splices.chunks_exact(SPLICE_LEN).enumerate() {
+            let (at, code) = (usize::from(u16::from_le_bytes([s[0], s[1]])), s[2]);
+            let payload = if is_derived(FIRST_SPLICE_BIT + i) {
+                ctx.payload(code, &mut buf)?
+            } else {
+                let len = *take(1)?.first()?;
+                take(usize::from(len))?
+            };
+            f(Piece::Option { at, code, payload })?;
         }
-        rest.is_empty()
+        // Bits past the splices are never set (one reply, one encoding).
+        let spare = derived.last().map_or(0, |b| b >> ((FIRST_SPLICE_BIT + p.splice_count()) % 8));
+        let exact = (FIRST_SPLICE_BIT + p.splice_count()) % 8 == 0 || spare == 0;
+        (rest.is_empty() && exact).then_some(())
     }
 
-    /// The shortest own bytes that fit this template: zero header fields and chaddr, every
-    /// per-client option empty.
+    /// Whether `own` is what a client's own bytes can be for this template with record
+    /// `ctx` (module docs).
+    fn fits(&self, own: &[u8], ctx: &ReplyContext<'_>) -> bool {
+        let Some(p) = self.parts() else { return false };
+        Template::pieces(&p, own, ctx, |_| Some(())).is_some()
+    }
+
+    /// The shortest own bytes that fit this template: nothing derived, a zero yiaddr and
+    /// chaddr, every per-client option empty.
     pub fn minimal_own(&self) -> Vec<u8> {
         let Some(p) = self.parts() else { return Vec::new() };
-        let hlen = p.head.get(HLEN_AT).map_or(0, |h| usize::from(*h).min(16));
-        vec![0u8; OWN_HEADER_END - OWN_HEADER_AT + hlen + p.splices.len() / SPLICE_LEN]
+        vec![0u8; p.derived_len() + 4 + p.hlen() + p.splice_count()]
     }
 
-    /// The length of the shared tail (bytes 236.. without the per-client options).
-    fn tail_len(&self) -> usize {
-        self.parts().map_or(0, |p| p.tail.len())
+    /// The same template for requests with option 55 `params`.
+    fn with_params(&self, params: &ParamList) -> Option<Template> {
+        let p = self.parts()?;
+        let rest = self.blob.get(TEMPLATE_MAGIC.len() + 1 + p.params.len()..)?;
+        let mut blob = Vec::with_capacity(self.blob.len() + 16);
+        push_params(&mut blob, params);
+        blob.extend_from_slice(rest);
+        Some(Template::from_blob(blob.into_boxed_slice()))
     }
 
     /// Bytes this template takes in memory (its allocation and the `Arc` around it).
     pub fn stored_len(&self) -> usize {
         self.blob.len() + core::mem::size_of::<Template>() + 2 * core::mem::size_of::<usize>()
+    }
+}
+
+/// Start a template's blob: the magic, then option 55's codes (count, codes; PAD never).
+fn push_params(blob: &mut Vec<u8>, params: &ParamList) {
+    blob.extend_from_slice(&TEMPLATE_MAGIC);
+    let count_at = blob.len();
+    blob.push(0);
+    let mut n = 0u8;
+    for c in params.codes().filter(|c| *c != PAD).take(255) {
+        blob.push(c);
+        n += 1;
+    }
+    if let Some(count) = blob.get_mut(count_at) {
+        *count = n;
     }
 }
 
@@ -218,18 +404,41 @@ impl fmt::Debug for Template {
     }
 }
 
+/// A client's own bytes: inside the [`CachedReply`] up to [`INLINE_OWN`] bytes, else on
+/// the heap.
+#[derive(Clone, PartialEq, Eq)]
+enum OwnBytes {
+    Inline { len: u8, data: [u8; INLINE_OWN] },
+    Heap(Box<[u8]>),
+}
+
+impl OwnBytes {
+    fn new(bytes: &[u8]) -> Self {
+        let mut data = [0u8; INLINE_OWN];
+        match data.get_mut(..bytes.len()) {
+            Some(d) => {
+                d.copy_from_slice(bytes);
+                OwnBytes::Inline { len: bytes.len() as u8, data }
+            }
+            None => OwnBytes::Heap(bytes.into()),
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            OwnBytes::Inline { len, data } => data.get(..usize::from(*len)).unwrap_or(&[]),
+            OwnBytes::Heap(b) => b,
+        }
+    }
+}
+
 /// A server's reply as the table keeps it: a shared [`Template`] and the client's own bytes
-/// (module docs). [`CachedReply::expand_into`] gives back the message byte for byte.
-///
-/// The client's allocation also holds the option 55 list of the request the reply answers
-/// (Appendix B, "What happens if the client request changes?"): a count byte and the codes
-/// ascending, before the reply's own bytes (typically 10 bytes, where a 256-bit set in the
-/// record took 32).
+/// (module docs), 32 bytes. [`CachedReply::expand_into`] gives back the message, with the
+/// [`ReplyContext`] of the record that holds it.
 #[derive(Clone)]
 pub struct CachedReply {
     template: Arc<Template>,
-    /// The parameter codes' count, the codes, then the reply's own bytes.
-    own: Box<[u8]>,
+    own: OwnBytes,
 }
 
 /// Walk the options of `tail` (bytes 236.. of a message), calling `f(at, code, option)` for
@@ -275,43 +484,80 @@ fn is_option_boundary(tail: &[u8], at: usize) -> bool {
     i == at
 }
 
+/// The own bytes being built: the derived set, then the parts that are not derived.
+struct OwnBuilder {
+    derived: Vec<u8>,
+    rest: Vec<u8>,
+}
+
+impl OwnBuilder {
+    /// Part `bit` of the reply: derived from the record, or `bytes` kept.
+    fn part(&mut self, bit: usize, derived: bool, bytes: &[u8]) {
+        if self.derived.len() <= bit / 8 {
+            self.derived.resize(bit / 8 + 1, 0);
+        }
+        if derived {
+            if let Some(b) = self.derived.get_mut(bit / 8) {
+                *b |= 1 << (bit % 8);
+            }
+        } else {
+            self.rest.extend_from_slice(bytes);
+        }
+    }
+
+    /// The own bytes of a reply with `splices` per-client options.
+    fn finish(mut self, splices: usize) -> OwnBytes {
+        self.derived.resize((FIRST_SPLICE_BIT + splices).div_ceil(8), 0);
+        self.derived.extend_from_slice(&self.rest);
+        OwnBytes::new(&self.derived)
+    }
+}
+
 impl CachedReply {
-    /// Keep `message` (a whole DHCP/BOOTP message, at least 240 bytes). The template is the
-    /// reply's own until a [`TemplateSet`] interns it.
-    pub fn new(message: &[u8]) -> Option<Self> {
+    /// Keep `message` (a whole DHCP/BOOTP message, at least 240 bytes), the reply to a
+    /// request with option 55 `params`, for the record `ctx` (what it holds is not kept
+    /// twice). The template is the reply's own until a [`TemplateSet`] interns it.
+    pub fn new(message: &[u8], ctx: &ReplyContext<'_>, params: &ParamList) -> Option<Self> {
         let head = message.get(..SNAME_AT)?;
         let sname = message.get(SNAME_AT..FILE_AT)?;
         let file = message.get(FILE_AT..COOKIE_AT)?;
         let tail = message.get(COOKIE_AT..)?;
         let hlen = usize::from(*head.get(HLEN_AT)?).min(16);
-        let mut own = Vec::with_capacity(64);
-        own.push(0); // no parameter list yet
-        own.extend_from_slice(head.get(OWN_HEADER_AT..OWN_HEADER_END)?);
-        own.extend_from_slice(head.get(CHADDR_AT..CHADDR_AT + hlen)?);
+        let mut own = OwnBuilder { derived: Vec::with_capacity(4), rest: Vec::new() };
+        let yiaddr = head.get(YIADDR_AT..YIADDR_END)?;
+        own.part(YIADDR_BIT, yiaddr == ctx.address.octets(), yiaddr);
+        let chaddr = head.get(CHADDR_AT..CHADDR_AT + hlen)?;
+        let keyed_by_it = ctx.hardware().is_some_and(|(htype, c)| Some(&htype) == head.get(HTYPE_AT) && c == chaddr);
+        own.part(CHADDR_BIT, keyed_by_it, chaddr);
         // The tail without per-client options, and where each one was.
         let mut splices = Vec::new();
         let mut shared_tail = Vec::with_capacity(tail.len());
         let mut copied = 0;
+        let mut buf = [0u8; 4];
         walk_options(tail, |at, code, option| {
             if is_per_client(code) {
                 shared_tail.extend_from_slice(tail.get(copied..at).unwrap_or(&[]));
                 copied = at + option.len();
+                let bit = FIRST_SPLICE_BIT + splices.len() / SPLICE_LEN;
                 splices.extend_from_slice(&(shared_tail.len() as u16).to_le_bytes());
                 splices.push(code);
-                own.extend_from_slice(option.get(1..).unwrap_or(&[]));
+                let the_records = ctx.payload(code, &mut buf) == option.get(2..);
+                own.part(bit, the_records, option.get(1..).unwrap_or(&[]));
             }
         });
         shared_tail.extend_from_slice(tail.get(copied..)?);
         let keep_sname = sname.iter().any(|b| *b != 0);
         let keep_file = file.iter().any(|b| *b != 0);
-        let mut blob = Vec::with_capacity(3 + splices.len() + head.len() + shared_tail.len());
+        let mut blob = Vec::with_capacity(8 + params.codes().count() + splices.len() + head.len() + shared_tail.len());
+        push_params(&mut blob, params);
         blob.extend_from_slice(&((splices.len() / SPLICE_LEN) as u16).to_le_bytes());
         blob.extend_from_slice(&splices);
         blob.push((u8::from(keep_sname) * HAS_SNAME) | (u8::from(keep_file) * HAS_FILE));
         let head_at = blob.len();
         blob.extend_from_slice(head);
-        // The client's header bytes live in `own`: zero them in the shared copy.
-        blob.get_mut(head_at + OWN_HEADER_AT..head_at + OWN_HEADER_END)?.fill(0);
+        // Normalised (xid, secs, flags, ciaddr) or the client's (yiaddr, chaddr): zero in
+        // the shared copy.
+        blob.get_mut(head_at + NORMALISED_AT..head_at + YIADDR_END)?.fill(0);
         blob.get_mut(head_at + CHADDR_AT..head_at + CHADDR_AT + hlen)?.fill(0);
         if keep_sname {
             blob.extend_from_slice(sname);
@@ -321,73 +567,47 @@ impl CachedReply {
         }
         blob.extend_from_slice(&shared_tail);
         let template = Arc::new(Template::from_blob(blob.into_boxed_slice()));
-        Some(CachedReply { template, own: own.into_boxed_slice() })
+        Some(CachedReply { template, own: own.finish(splices.len() / SPLICE_LEN) })
     }
 
-    /// A reply from its parts as the store keeps them, with the option 55 codes `params`
-    /// (checked against the template: `None` if the client's bytes do not fit it). One
-    /// allocation.
-    pub fn from_parts(template: Arc<Template>, own: &[u8], params: &[u8]) -> Option<Self> {
-        if !template.fits(own) {
-            return None;
-        }
-        let mut v = Vec::with_capacity(1 + params.len() + own.len());
-        v.push(0);
-        v.extend(params.iter().copied().filter(|c| *c != 0).take(255));
-        let n = (v.len() - 1) as u8;
-        if let Some(count) = v.first_mut() {
-            *count = n;
-        }
-        v.extend_from_slice(own);
-        Some(CachedReply { template, own: v.into_boxed_slice() })
+    /// A reply from its parts as the store keeps them, for the record `ctx` (checked against
+    /// the template: `None` if the client's bytes do not fit it, or leave to the record
+    /// what it does not hold).
+    pub fn from_parts(template: Arc<Template>, own: &[u8], ctx: &ReplyContext<'_>) -> Option<Self> {
+        template.fits(own, ctx).then(|| CachedReply { template, own: OwnBytes::new(own) })
     }
 
-    /// The option 55 codes kept with it (ascending; empty until set).
+    /// The same reply to a request with option 55 `params`: its template is then its own
+    /// until a [`TemplateSet`] interns it.
+    pub fn with_params(&self, params: &ParamList) -> Option<Self> {
+        let template = Arc::new(self.template.with_params(params)?);
+        Some(CachedReply { template, own: self.own.clone() })
+    }
+
+    /// The option 55 codes of the request it answers (ascending).
     pub fn param_codes(&self) -> &[u8] {
-        let n = usize::from(self.own.first().copied().unwrap_or(0));
-        self.own.get(1..1 + n).unwrap_or(&[])
+        self.template.param_codes()
     }
 
-    /// Keep `codes` (ascending, at most 255; code 0, PAD, is never kept) as its option 55
-    /// list.
-    pub fn set_param_codes(&mut self, codes: impl Iterator<Item = u8>) {
-        let mut v = Vec::with_capacity(self.own.len() + 16);
-        v.push(0);
-        v.extend(codes.filter(|c| *c != 0).take(255));
-        let n = (v.len() - 1) as u8;
-        if let Some(count) = v.first_mut() {
-            *count = n;
-        }
-        v.extend_from_slice(self.own_bytes());
-        self.own = v.into_boxed_slice();
+    /// The whole message's length (0 if the parts do not fit together).
+    pub fn len(&self, ctx: &ReplyContext<'_>) -> usize {
+        let Some(p) = self.template.parts() else { return 0 };
+        let mut n = COOKIE_AT + p.tail.len();
+        let fits = Template::pieces(&p, self.own.as_slice(), ctx, |piece| {
+            if let Piece::Option { payload, .. } = piece {
+                n += 2 + payload.len();
+            }
+            Some(())
+        });
+        fits.map_or(0, |()| n)
     }
 
-    /// The whole message's length.
-    pub fn len(&self) -> usize {
-        // Each spliced option adds its code byte and (in `own`) its length and payload.
-        let p = self.template.parts();
-        let splices = p.as_ref().map_or(0, |p| p.splices.len() / SPLICE_LEN);
-        let hlen = p.and_then(|p| p.head.get(HLEN_AT).copied()).map_or(0, |h| usize::from(h).min(16));
-        let tail = self.template.tail_len();
-        COOKIE_AT + tail + splices + self.own_bytes().len() - (OWN_HEADER_END - OWN_HEADER_AT + hlen)
-    }
-
-    /// Never empty (a message is at least its header).
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-
-    /// Write the whole message into `out`; returns its length, or `None` if `out` is too
-    /// small (or the parts do not fit together).
-    pub fn expand_into(&self, out: &mut [u8]) -> Option<usize> {
+    /// Write the whole message (module docs: what "expand" gives back) into `out`, with the
+    /// record's `ctx`; returns its length, or `None` if `out` is too small (or the parts do
+    /// not fit together).
+    pub fn expand_into(&self, ctx: &ReplyContext<'_>, out: &mut [u8]) -> Option<usize> {
         let p = self.template.parts()?;
-        let own = self.own_bytes();
         out.get_mut(..SNAME_AT)?.copy_from_slice(p.head);
-        let hlen = usize::from(*p.head.get(HLEN_AT)?).min(16);
-        let (own_head, mut own) = own.split_at_checked(OWN_HEADER_END - OWN_HEADER_AT + hlen)?;
-        let (fields, chaddr) = own_head.split_at_checked(OWN_HEADER_END - OWN_HEADER_AT)?;
-        out.get_mut(OWN_HEADER_AT..OWN_HEADER_END)?.copy_from_slice(fields);
-        out.get_mut(CHADDR_AT..CHADDR_AT + hlen)?.copy_from_slice(chaddr);
         let sname = out.get_mut(SNAME_AT..FILE_AT)?;
         match p.sname {
             None => sname.fill(0),
@@ -398,41 +618,49 @@ impl CachedReply {
             None => file.fill(0),
             Some(f) => file.copy_from_slice(f),
         }
-        let mut at = COOKIE_AT;
-        let mut copied = 0usize;
-        for s in p.splices.chunks_exact(SPLICE_LEN) {
-            let (split, code) = (usize::from(u16::from_le_bytes([s[0], s[1]])), s[2]);
-            let run = p.tail.get(copied..split)?;
-            out.get_mut(at..at + run.len())?.copy_from_slice(run);
-            at += run.len();
-            copied = split;
-            let (&len, rest) = own.split_first()?;
-            let (payload, rest) = rest.split_at_checked(usize::from(len))?;
-            own = rest;
-            let dst = out.get_mut(at..at + 2 + payload.len())?;
-            dst[0] = code;
-            dst[1] = len;
-            dst[2..].copy_from_slice(payload);
-            at += 2 + payload.len();
-        }
+        let (mut at, mut copied) = (COOKIE_AT, 0usize);
+        Template::pieces(&p, self.own.as_slice(), ctx, |piece| {
+            match piece {
+                Piece::Yiaddr(a) => out.get_mut(YIADDR_AT..YIADDR_END)?.copy_from_slice(a),
+                Piece::Chaddr(c) => out.get_mut(CHADDR_AT..CHADDR_AT + c.len())?.copy_from_slice(c),
+                Piece::Option { at: split, code, payload } => {
+                    let run = p.tail.get(copied..split)?;
+                    out.get_mut(at..at + run.len())?.copy_from_slice(run);
+                    at += run.len();
+                    copied = split;
+                    let dst = out.get_mut(at..at + 2 + payload.len())?;
+                    dst[0] = code;
+                    dst[1] = payload.len() as u8;
+                    dst[2..].copy_from_slice(payload);
+                    at += 2 + payload.len();
+                }
+            }
+            Some(())
+        })?;
         let run = p.tail.get(copied..)?;
         out.get_mut(at..at + run.len())?.copy_from_slice(run);
-        own.is_empty().then_some(at + run.len())
+        Some(at + run.len())
     }
 
-    /// The whole message.
-    pub fn to_vec(&self) -> Vec<u8> {
-        let mut v = vec![0u8; self.len()];
-        let n = self.expand_into(&mut v).unwrap_or(0);
+    /// The whole message (empty if the parts do not fit together).
+    pub fn to_vec(&self, ctx: &ReplyContext<'_>) -> Vec<u8> {
+        let mut v = vec![0u8; self.len(ctx)];
+        let n = self.expand_into(ctx, &mut v).unwrap_or(0);
         v.truncate(n);
         v
     }
 
-    /// The client hardware address the reply was for (`chaddr`, `hlen` bytes).
-    pub fn chaddr(&self) -> &[u8] {
-        let hlen = self.template.parts().and_then(|p| p.head.get(HLEN_AT).copied()).unwrap_or(0);
-        let at = OWN_HEADER_END - OWN_HEADER_AT;
-        self.own_bytes().get(at..at + usize::from(hlen).min(16)).unwrap_or(&[])
+    /// The client hardware address the reply was for (`chaddr`, `hlen` bytes): the
+    /// hardware key's, or kept in the own bytes.
+    pub fn chaddr<'a>(&'a self, ctx: &ReplyContext<'a>) -> &'a [u8] {
+        let Some(p) = self.template.parts() else { return &[] };
+        let own = self.own.as_slice();
+        let derived = |bit: usize| own.get(bit / 8).is_some_and(|b| b & (1 << (bit % 8)) != 0);
+        if derived(CHADDR_BIT) {
+            return ctx.hardware().map_or(&[], |(_, c)| c);
+        }
+        let at = p.derived_len() + if derived(YIADDR_BIT) { 0 } else { 4 };
+        own.get(at..at + p.hlen()).unwrap_or(&[])
     }
 
     /// Its template.
@@ -442,15 +670,22 @@ impl CachedReply {
 
     /// The client's own bytes of the reply, as the store keeps them.
     pub fn own_bytes(&self) -> &[u8] {
-        let n = usize::from(self.own.first().copied().unwrap_or(0));
-        self.own.get(1 + n..).unwrap_or(&[])
+        self.own.as_slice()
     }
 
-    /// Bytes kept in memory for this client alone: its own bytes, and its template when it
-    /// shares it with no one.
+    /// The length of the heap block holding its own bytes (0: kept inline).
+    pub fn own_heap_len(&self) -> usize {
+        match &self.own {
+            OwnBytes::Inline { .. } => 0,
+            OwnBytes::Heap(b) => b.len(),
+        }
+    }
+
+    /// Bytes kept for this client alone: its own bytes, and its template when it shares it
+    /// with no one.
     pub fn stored_len(&self) -> usize {
         let template = if Arc::strong_count(&self.template) <= 2 { self.template.stored_len() } else { 0 };
-        self.own.len() + template
+        self.own.as_slice().len() + template
     }
 }
 
@@ -640,32 +875,60 @@ mod tests {
         m
     }
 
+    /// The message as expanded: xid, secs, flags and ciaddr zero (module docs).
+    fn normalised(m: &[u8]) -> Vec<u8> {
+        let mut m = m.to_vec();
+        m[NORMALISED_AT..YIADDR_AT].fill(0);
+        m
+    }
+
+    /// The context of the record a table keeps for `m` under `key`.
+    fn context<'a>(m: &[u8], key: &'a ClientKey) -> ReplyContext<'a> {
+        let at = |i: usize| u32::from_be_bytes(m[i..i + 4].try_into().unwrap());
+        let lease = (0..m.len() - 6).find(|i| m[*i] == 51 && m[i + 1] == 4).map_or(0, |i| at(i + 2));
+        ReplyContext {
+            key: Some(key),
+            address: Ipv4Addr::new(m[16], m[17], m[18], m[19]),
+            lease_secs: lease,
+            t1_secs: lease / 2,
+            t2_secs: lease / 8 * 7,
+        }
+    }
+
+    fn mac_key(mac: u8) -> ClientKey {
+        ClientKey::hardware(1, &[2, 0, 0, 0, 0, mac])
+    }
+
+    fn split(m: &[u8], key: &ClientKey) -> CachedReply {
+        CachedReply::new(m, &context(m, key), &ParamList::new(&[1, 3, 6])).unwrap()
+    }
+
     /// A template as the store gives it back, with its splices replaced by `splices`
     /// (offset in the shared tail, code).
     fn with_splices(t: &Template, splices: &[(u16, u8)]) -> Vec<u8> {
         let b = t.as_bytes();
-        let n = usize::from(u16::from_le_bytes([b[0], b[1]]));
-        let mut out = (splices.len() as u16).to_le_bytes().to_vec();
+        let p = t.parts().unwrap();
+        let at = TEMPLATE_MAGIC.len() + 1 + p.params.len();
+        let mut out = b[..at].to_vec();
+        out.extend_from_slice(&(splices.len() as u16).to_le_bytes());
         for (at, code) in splices {
             out.extend_from_slice(&at.to_le_bytes());
             out.push(*code);
         }
-        out.extend_from_slice(&b[2 + n * SPLICE_LEN..]);
+        out.extend_from_slice(&b[at + 2 + p.splices.len()..]);
         out
     }
 
     #[test]
     fn a_stored_template_is_refused_unless_it_splices_per_client_options_between_whole_options() {
+        let key = ClientKey::client_id(&[1, 2, 0, 0, 0, 0, 1]);
         let a = ack(1, 1, 10, 3600, &[(61, &[1, 2, 0, 0, 0, 0, 1])]);
-        let reply = CachedReply::new(&a).unwrap();
+        let reply = split(&a, &key);
         let t = reply.template();
         assert!(Template::from_bytes(t.as_bytes()).is_some(), "as written, it is read back");
-        let b = t.as_bytes();
-        let n = usize::from(u16::from_le_bytes([b[0], b[1]]));
-        let good: Vec<(u16, u8)> = b[2..2 + n * SPLICE_LEN]
-            .chunks_exact(SPLICE_LEN)
-            .map(|s| (u16::from_le_bytes([s[0], s[1]]), s[2]))
-            .collect();
+        let p = t.parts().unwrap();
+        let good: Vec<(u16, u8)> =
+            p.splices.chunks_exact(SPLICE_LEN).map(|s| (u16::from_le_bytes([s[0], s[1]]), s[2])).collect();
         assert_eq!(good.iter().map(|s| s.1).collect::<Vec<_>>(), vec![51, 61]);
         assert!(Template::from_bytes(&with_splices(t, &good)).is_some());
         // A PAD or a non-client option (53) as the spliced code: refused.
@@ -676,70 +939,149 @@ mod tests {
         // A splice inside an option (one byte into the option after the first splice).
         let bad = [(good[0].0 + 1, 51), good[1]];
         assert!(Template::from_bytes(&with_splices(t, &bad)).is_none(), "inside an option");
+        // Option 55 codes out of order.
+        let mut b = t.as_bytes().to_vec();
+        b[TEMPLATE_MAGIC.len() + 1..TEMPLATE_MAGIC.len() + 4].copy_from_slice(&[6, 3, 1]);
+        assert!(Template::from_bytes(&b).is_none(), "codes not ascending");
     }
 
     #[test]
     fn clients_of_one_subnet_share_one_template_and_expand_to_their_own_reply() {
         let mut set = TemplateSet::new(8);
-        let a = ack(1, 1, 10, 3600, &[(61, &[1, 2, 0, 0, 0, 0, 1])]);
-        let b = ack(2, 2, 11, 1800, &[(61, &[1, 2, 0, 0, 0, 0, 2])]);
-        let (mut ra, mut rb) = (CachedReply::new(&a).unwrap(), CachedReply::new(&b).unwrap());
+        let (ka, kb) = (mac_key(1), mac_key(2));
+        let a = ack(1, 1, 10, 3600, &[]);
+        let b = ack(2, 2, 11, 1800, &[]);
+        let (mut ra, mut rb) = (split(&a, &ka), split(&b, &kb));
         assert_eq!(set.intern(&mut ra), Interned::Shared);
         assert_eq!(set.intern(&mut rb), Interned::Shared);
         assert!(Arc::ptr_eq(ra.template(), rb.template()), "one template for both");
         assert_eq!(set.len(), 1);
-        assert_eq!((ra.to_vec(), rb.to_vec()), (a, b));
-        assert_eq!(ra.chaddr(), &[2, 0, 0, 0, 0, 1]);
+        let (ca, cb) = (context(&a, &ka), context(&b, &kb));
+        assert_eq!((ra.to_vec(&ca), rb.to_vec(&cb)), (normalised(&a), normalised(&b)));
+        assert_eq!((ra.len(&ca), ra.chaddr(&ca)), (a.len(), &[2, 0, 0, 0, 0, 1][..]));
+        // A typical client: address, chaddr and lease are its record's; one byte says so.
+        assert_eq!(ra.own_bytes(), &[0b111]);
+        assert_eq!((ra.own_heap_len(), ra.param_codes()), (0, &[1, 3, 6][..]));
+    }
+
+    #[test]
+    fn a_cached_reply_is_32_bytes_and_a_typical_one_allocates_nothing_of_its_own() {
+        assert_eq!(core::mem::size_of::<CachedReply>(), 32);
+        assert_eq!(core::mem::size_of::<Option<CachedReply>>(), 32);
+        let key = mac_key(1);
+        // A host name of 12 bytes still fits inline (1 + 13 bytes).
+        let named = ack(1, 1, 10, 3600, &[(12, b"host-0000001")]);
+        let r = split(&named, &key);
+        assert_eq!((r.own_heap_len(), r.own_bytes().len()), (0, 14));
+        assert_eq!(r.to_vec(&context(&named, &key)), normalised(&named));
+        // A long FQDN spills to the heap, byte for byte the same.
+        let fqdn = [&[0u8, 0, 0][..], b"a-long-host-name.example.org"].concat();
+        let long = ack(1, 1, 10, 3600, &[(81, &fqdn)]);
+        let r = split(&long, &key);
+        assert_eq!(r.own_heap_len(), 1 + 1 + fqdn.len());
+        assert_eq!(r.to_vec(&context(&long, &key)), normalised(&long));
+    }
+
+    #[test]
+    fn a_client_keyed_by_option_61_keeps_its_chaddr_and_takes_its_identifier_from_the_key() {
+        let id = [1u8, 2, 0, 0, 0, 0, 9];
+        let key = ClientKey::client_id(&id);
+        let m = ack(7, 9, 12, 3600, &[(61, &id)]);
+        let ctx = context(&m, &key);
+        let r = split(&m, &key);
+        assert_eq!(r.chaddr(&ctx), &[2, 0, 0, 0, 0, 9], "kept: the key names no hardware address");
+        assert_eq!(r.own_bytes(), [&[0b1101u8][..], &[2, 0, 0, 0, 0, 9]].concat(), "61 from the key");
+        assert_eq!(r.to_vec(&ctx), normalised(&m));
+        // Another identifier than the key's is kept as the client's own.
+        let other = ack(7, 9, 12, 3600, &[(61, b"\x01else")]);
+        let r = split(&other, &key);
+        assert_eq!(r.to_vec(&context(&other, &key)), normalised(&other));
+        assert!(r.own_bytes().ends_with(b"\x05\x01else"));
+    }
+
+    #[test]
+    fn lease_times_the_record_does_not_hold_as_sent_are_kept_as_sent() {
+        let key = mac_key(3);
+        // An infinite lease with a T1 above half of it, a T2 of 5 bytes, a yiaddr that is not
+        // the record's address.
+        let m = ack(1, 3, 20, u32::MAX, &[(58, &[0, 0, 0, 9]), (59, &[0, 0, 0, 0, 1])]);
+        let mut ctx = context(&m, &key);
+        ctx.address = Ipv4Addr::new(10, 0, 0, 99);
+        let r = CachedReply::new(&m, &ctx, &ParamList::EMPTY).unwrap();
+        assert_eq!(r.own_bytes()[0], 0b0000_0110, "chaddr and option 51 derived; yiaddr, 58, 59 kept");
+        assert_eq!(r.to_vec(&ctx), normalised(&m));
+    }
+
+    #[test]
+    fn own_bytes_that_leave_to_the_record_what_it_cannot_give_are_refused() {
+        let key = mac_key(1);
+        let m = ack(1, 1, 10, 3600, &[(12, b"name")]);
+        let ctx = context(&m, &key);
+        let r = split(&m, &key);
+        let own = r.own_bytes().to_vec();
+        assert!(CachedReply::from_parts(r.template().clone(), &own, &ctx).is_some());
+        // Option 12 said to be the record's; a bit past the splices; chaddr from a key that
+        // is no hardware address.
+        for bad in [own[0] | 0b1000, own[0] | 0b1000_0000] {
+            let own = [&[bad][..], &own[1..]].concat();
+            assert!(CachedReply::from_parts(r.template().clone(), &own, &ctx).is_none(), "{bad:b}");
+        }
+        let id_key = ClientKey::client_id(b"\x01x");
+        let by_id = ReplyContext { key: Some(&id_key), ..ctx };
+        assert!(CachedReply::from_parts(r.template().clone(), &own, &by_id).is_none());
+        assert!(CachedReply::from_parts(r.template().clone(), &own[..own.len() - 1], &ctx).is_none());
     }
 
     #[test]
     fn a_host_with_options_of_its_own_gets_its_own_template() {
         let mut set = TemplateSet::new(8);
-        let mut plain = CachedReply::new(&ack(1, 1, 10, 3600, &[])).unwrap();
+        let mut plain = split(&ack(1, 1, 10, 3600, &[]), &mac_key(1));
         let own = ack(2, 2, 11, 3600, &[(6, &[8, 8, 8, 8])]);
-        let mut special = CachedReply::new(&own).unwrap();
+        let mut special = split(&own, &mac_key(2));
         set.intern(&mut plain);
         set.intern(&mut special);
         assert!(!Arc::ptr_eq(plain.template(), special.template()));
-        assert_eq!(special.to_vec(), own);
+        assert_eq!(special.to_vec(&context(&own, &mac_key(2))), normalised(&own));
     }
 
     #[test]
     fn a_full_set_leaves_new_templates_alone_and_a_freed_template_makes_room() {
         let mut set = TemplateSet::new(1);
-        let mut a = CachedReply::new(&ack(1, 1, 10, 60, &[])).unwrap();
+        let mut a = split(&ack(1, 1, 10, 60, &[]), &mac_key(1));
         let m = ack(2, 2, 11, 60, &[(6, &[8, 8, 8, 8])]);
-        let mut b = CachedReply::new(&m).unwrap();
+        let mut b = split(&m, &mac_key(2));
         assert_eq!(set.intern(&mut a), Interned::Shared);
         assert_eq!(set.intern(&mut b), Interned::Alone);
-        assert_eq!((set.kept_alone(), b.to_vec()), (1, m.clone()));
+        assert_eq!((set.kept_alone(), b.to_vec(&context(&m, &mac_key(2)))), (1, normalised(&m)));
         drop(a);
-        let mut c = CachedReply::new(&m).unwrap();
+        let mut c = split(&m, &mac_key(2));
         assert_eq!(set.intern(&mut c), Interned::Shared, "the freed template's entry was swept");
         assert_eq!(set.len(), 1);
     }
 
     #[test]
-    fn the_parameter_list_kept_with_the_reply_changes_nothing_of_it() {
+    fn the_parameter_list_is_the_templates_and_changes_nothing_of_the_reply() {
+        let key = mac_key(1);
         let m = ack(1, 1, 10, 3600, &[(61, &[1, 2, 0, 0, 0, 0, 1])]);
-        let mut r = CachedReply::new(&m).unwrap();
-        let own = r.own_bytes().to_vec();
+        let ctx = context(&m, &key);
+        let r = CachedReply::new(&m, &ctx, &ParamList::EMPTY).unwrap();
         assert!(r.param_codes().is_empty());
-        r.set_param_codes([0u8, 1, 3, 6, 15, 252].into_iter());
-        assert_eq!(r.param_codes(), &[1, 3, 6, 15, 252], "PAD is no parameter");
-        assert_eq!((r.own_bytes(), r.to_vec(), r.chaddr()), (&own[..], m.clone(), &[2, 0, 0, 0, 0, 1][..]));
-        assert_eq!(r.len(), m.len());
-        r.set_param_codes(core::iter::empty());
-        assert_eq!((r.param_codes(), r.to_vec()), (&[][..], m));
+        let asked = r.with_params(&ParamList::new(&[0u8, 1, 3, 6, 15, 252])).unwrap();
+        assert_eq!(asked.param_codes(), &[1, 3, 6, 15, 252], "PAD is no parameter");
+        assert_eq!((asked.own_bytes(), asked.to_vec(&ctx)), (r.own_bytes(), normalised(&m)));
+        assert_ne!(asked.template().id(), r.template().id(), "two option 55 lists, two templates");
     }
 
     #[test]
     fn a_template_read_back_is_checked() {
-        let r = CachedReply::new(&ack(1, 1, 10, 60, &[])).unwrap();
+        let key = mac_key(1);
+        let m = ack(1, 1, 10, 60, &[]);
+        let (r, ctx) = (split(&m, &key), context(&m, &key));
         let t = Template::from_bytes(r.template().as_bytes()).unwrap();
         assert_eq!(t.id(), r.template().id());
-        assert_eq!(CachedReply::from_parts(t.clone(), r.own_bytes(), &[]).unwrap().to_vec(), r.to_vec());
-        assert!(CachedReply::from_parts(t, &r.own_bytes()[..10], &[]).is_none());
+        assert_eq!(CachedReply::from_parts(t.clone(), r.own_bytes(), &ctx).unwrap().to_vec(&ctx), r.to_vec(&ctx));
+        assert!(CachedReply::from_parts(t, &[], &ctx).is_none());
         assert!(Template::from_bytes(&[9, 0, 1]).is_none());
+        assert!(Template::is_current_layout(r.template().as_bytes()));
     }
 }

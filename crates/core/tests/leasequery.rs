@@ -450,7 +450,7 @@ fn a_configuration_without_a_mask_gets_the_links_own_and_an_inform_answer_wins()
         })
     });
     let r = record(&h, &c).expect("made with the link's own mask");
-    let ack = Message::new_checked(r.reply.as_ref().unwrap().to_vec()).unwrap();
+    let ack = Message::new_checked(r.reply_message().unwrap()).unwrap();
     assert_eq!(ack.subnet_mask(), Some(Ipv4Addr::new(255, 255, 255, 0)), "the link's /24");
     assert_eq!(ack.option_data(3), Some(&DS_ADDR.octets()[..]));
     assert_eq!(ack.option_data(6), None);
@@ -537,7 +537,7 @@ fn the_link_configuration_keeps_no_option_that_describes_a_query_or_a_client() {
         }
     });
     let r = record(&h, &c).expect("made");
-    let ack = Message::new_checked(r.reply.as_ref().unwrap().to_vec()).unwrap();
+    let ack = Message::new_checked(r.reply_message().unwrap()).unwrap();
     for code in denied {
         assert_eq!(ack.option_data(code), None, "option {code} is not configuration");
     }

@@ -470,7 +470,8 @@ fn an_echo_reply_is_a_conflict_unless_the_clients_own_mac_answered_arp() {
 
 #[test]
 fn cached_replies_are_compact_and_expand_byte_for_byte() {
-    use cdra_core::table::CachedReply;
+    use cdra_core::table::{CachedReply, ClientKey, ParamList};
+    use cdra_core::templates::ReplyContext;
     for (sname, file) in [(false, false), (true, false), (false, true), (true, true)] {
         let mut m = server_reply(MessageType::Ack).bytes();
         if sname {
@@ -479,19 +480,31 @@ fn cached_replies_are_compact_and_expand_byte_for_byte() {
         if file {
             m[108..120].copy_from_slice(b"pxelinux.0\0\0");
         }
-        let c = CachedReply::new(&m).expect("whole message");
-        assert_eq!(c.to_vec(), m);
+        let msg = Message::new_checked(&m[..]).expect("a reply");
+        let key = ClientKey::hardware(1, msg.chaddr());
+        let ctx = ReplyContext {
+            key: Some(&key),
+            address: msg.yiaddr(),
+            lease_secs: msg.lease_time().unwrap_or(0),
+            t1_secs: msg.renewal_time().unwrap_or(0),
+            t2_secs: msg.rebinding_time().unwrap_or(0),
+        };
+        let c = CachedReply::new(&m, &ctx, &ParamList::EMPTY).expect("whole message");
+        let mut normalised = m.clone();
+        normalised[4..16].fill(0);
+        assert_eq!(c.to_vec(&ctx), normalised);
         // Empty sname and file are not kept; the client's own bytes are kept apart from
         // what it may share (paper 5.7, cdra_core::templates).
         let kept = c.template().as_bytes().len() + c.own_bytes().len();
         // (The template repeats the 44-byte header with the client's fields zeroed: at most
-        // 22 bytes of it, and 3 bytes a splice, are kept twice.)
-        assert!(kept <= m.len() + 40 - if sname { 0 } else { 64 } - if file { 0 } else { 128 }, "{kept}");
-        // Alone, its template is its own; its option 55 list (none yet) is a count byte.
-        let own = 1 + c.param_codes().len() + c.own_bytes().len();
-        assert_eq!(c.stored_len(), own + c.template().stored_len());
+        // 22 bytes of it, 3 bytes a splice and 4 of magic and option 55, are kept twice.)
+        assert!(kept <= m.len() + 44 - if sname { 0 } else { 64 } - if file { 0 } else { 128 }, "{kept}");
+        // Alone, its template is its own; its own bytes are the client's alone.
+        assert_eq!(c.stored_len(), c.own_bytes().len() + c.template().stored_len());
     }
-    assert!(CachedReply::new(&[0u8; 100]).is_none());
+    let key = ClientKey::hardware(1, &[2, 0, 0, 0, 0, 1]);
+    let ctx = ReplyContext { key: Some(&key), address: ADDR, lease_secs: 0, t1_secs: 0, t2_secs: 0 };
+    assert!(CachedReply::new(&[0u8; 100], &ctx, &ParamList::EMPTY).is_none());
 }
 
 #[test]

@@ -1,7 +1,9 @@
-//! Record formats 1 and 2 (the whole server reply in each record) are still read, and a
-//! table restored from them is written back in format 3: each shared reply template once
-//! (paper 5.7, `cdra_core::templates`), each record naming its template and holding only
-//! the client's own bytes. The answers from the restored records are the replies' bytes.
+//! Record formats 1 and 2 (the whole server reply in each record) and 3 (a template of the
+//! format 3 layout, per-client own bytes with the header fields) are still read, and a table
+//! restored from them is written back in format 4: each shared reply template once (paper
+//! 5.7, `cdra_core::templates`), each record naming its template and holding only what is
+//! the client's own and not already in the record. The restored records' replies are the
+//! servers' bytes (xid, secs, flags and ciaddr normalised: every use sets them itself).
 
 mod common;
 
@@ -35,6 +37,48 @@ fn mac(i: u8) -> [u8; 6] {
     [2, 0x77, 0, 0, 0, i]
 }
 
+/// `m` as a cached reply expands: xid, secs, flags and ciaddr zero.
+fn normalised(mut m: Vec<u8>) -> Vec<u8> {
+    m[4..16].fill(0);
+    m
+}
+
+/// `ack(i)` split the format 3 way: the template (option 51 cut out) and client `i`'s own
+/// bytes (header bytes 4..20, chaddr, option 51's length and payload).
+fn format3_split(i: u8) -> (Vec<u8>, Vec<u8>) {
+    let m = ack(i);
+    let at51 = 240 + m[240..].iter().position(|b| *b == 51).expect("option 51 after 53 and 54") ;
+    let mut own = m[4..20].to_vec();
+    own.extend_from_slice(&m[28..34]);
+    own.extend_from_slice(&m[at51 + 1..at51 + 6]);
+    let mut head = m[..44].to_vec();
+    head[4..20].fill(0);
+    head[28..34].fill(0);
+    let splice_at = (at51 - 236) as u16;
+    let mut t = vec![1, 0];
+    t.extend_from_slice(&splice_at.to_le_bytes());
+    t.push(51);
+    t.push(0); // neither sname nor file
+    t.extend_from_slice(&head);
+    t.extend_from_slice(&m[236..at51]);
+    t.extend_from_slice(&m[at51 + 6..]);
+    (t, own)
+}
+
+/// Client `i`'s record as cdra wrote it in format 3, naming its template by `id`.
+fn format3_record(i: u8, now_ms: u64, id: u64, own: &[u8]) -> Vec<u8> {
+    let mut v = old_record(2, i, now_ms);
+    let reply_at = v.len() - 3 - ack(i).len() - 2;
+    v.truncate(reply_at);
+    v[0] = 3;
+    v.push(1); // by template
+    v.extend_from_slice(&id.to_le_bytes());
+    v.extend_from_slice(&(own.len() as u16).to_le_bytes());
+    v.extend_from_slice(own);
+    v.extend_from_slice(&[0, 0, 0]); // origin: a server
+    v
+}
+
 /// Client `i`'s record as cdra 0.1 wrote it: format `version` (1 or 2), the reply whole.
 fn old_record(version: u8, i: u8, now_ms: u64) -> Vec<u8> {
     let mut v = vec![version, 0];
@@ -65,7 +109,7 @@ fn old_record(version: u8, i: u8, now_ms: u64) -> Vec<u8> {
 
 #[test]
 fn records_of_formats_1_and_2_are_read_and_written_back_split() {
-    assert_eq!(RECORD_FORMAT, 3);
+    assert_eq!(RECORD_FORMAT, 4);
     let mut c = config();
     c.mode = Mode::Proxy;
     let mut h = Harness::new(c);
@@ -75,7 +119,7 @@ fn records_of_formats_1_and_2_are_read_and_written_back_split() {
     let decoded: Vec<_> = stored.iter().map(|b| decode_record(b).expect("an old record decodes")).collect();
     for (i, (r, iface)) in decoded.iter().enumerate() {
         assert_eq!((iface.as_str(), r.address), ("rd0", Ipv4Addr::new(10, 77, 1, 100 + i as u8)));
-        assert_eq!(r.reply.as_ref().map(|c| c.to_vec()), Some(ack(i as u8)), "the reply byte for byte");
+        assert_eq!(r.reply_message(), Some(normalised(ack(i as u8))), "the reply byte for byte");
         assert_eq!(r.param_list().codes().collect::<Vec<u8>>(), [1, 3, 6], "option 55 kept with it");
     }
     let report = h.engine.restore(h.now, decoded);
@@ -94,14 +138,51 @@ fn records_of_formats_1_and_2_are_read_and_written_back_split() {
     h.engine.dump(&mut Vec::new(), |_, b| records.push(b.to_vec()));
     assert_eq!(records.len(), 6);
     for (b, old) in records.iter().zip(&stored) {
-        assert_eq!(b.first(), Some(&3), "format 3");
+        assert_eq!(b.first(), Some(&4), "format 4");
         assert!(b.len() + 150 < old.len(), "the shared part is not in the record: {} vs {}", b.len(), old.len());
         assert_eq!(decode_record(b).err(), Some(DecodeError::UnknownTemplate));
         let (r, _) = decode_record_with(b, &templates).expect("decodes with its template");
         let i = r.address.octets()[3] - 100;
         assert_eq!(r.param_list().codes().collect::<Vec<u8>>(), [1, 3, 6]);
-        assert_eq!(r.reply.map(|c| c.to_vec()), Some(ack(i)));
+        assert_eq!(r.reply_message(), Some(normalised(ack(i))));
+        // Only what is the client's own: the record holds its address, hardware key and
+        // lease, so one byte says so (and it is kept inside the record).
+        assert_eq!(r.reply.as_ref().map(|c| (c.own_bytes().len(), c.own_heap_len())), Some((1, 0)));
     }
+}
+
+#[test]
+fn records_of_format_3_are_read_with_their_template_which_stays_while_they_name_it() {
+    let mut c = config();
+    c.mode = Mode::Proxy;
+    let mut h = Harness::new(c);
+    h.advance(5);
+    let now_ms = h.now.as_millis();
+    let (template, _) = format3_split(1);
+    assert!(!cdra_core::templates::Template::is_current_layout(&template));
+    // The store's key for it is the hash of its bytes (FNV-1a, 64 bits).
+    let id = template.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
+    let mut templates = Templates::new();
+    templates.add(&template_key(id), &template).expect("a format 3 template");
+    let stored: Vec<Vec<u8>> = (1..4u8).map(|i| format3_record(i, now_ms, id, &format3_split(i).1)).collect();
+    let mut decoded = Vec::new();
+    for (i, b) in (1..4u8).zip(&stored) {
+        assert_eq!(decode_record(b).err(), Some(DecodeError::UnknownTemplate));
+        let (r, iface) = decode_record_with(b, &templates).expect("a format 3 record decodes");
+        assert_eq!(r.reply_message(), Some(normalised(ack(i))), "the reply byte for byte");
+        assert_eq!(r.param_list().codes().collect::<Vec<u8>>(), [1, 3, 6], "option 55 kept with it");
+        decoded.push((r, iface.to_string()));
+    }
+    // Damaged own bytes (one short) do not fit the template.
+    let short = format3_record(1, now_ms, id, &format3_split(1).1[..20]);
+    assert_eq!(decode_record_with(&short, &templates).err(), Some(DecodeError::Invalid));
+    // Its records still name it in the store: not to be deleted.
+    assert_eq!(templates.unused().count(), 0);
+    assert_eq!(h.engine.restore(h.now, decoded).loaded, 3);
+    assert_eq!(h.engine.table().templates().len(), 1, "one format 4 template for the three");
+    let mut records = Vec::new();
+    h.engine.dump(&mut Vec::new(), |_, b| records.push(b.to_vec()));
+    assert!(records.iter().all(|b| b.first() == Some(&4)));
 }
 
 #[test]
@@ -151,7 +232,16 @@ fn templates_no_restored_record_takes_are_named_for_deletion() {
     other.truncate(other.len() - 1);
     other.extend_from_slice(&[15, 7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 255]);
     let mut set = cdra_core::templates::TemplateSet::new(4);
-    let mut gone = cdra_core::table::CachedReply::new(&other).expect("a reply");
+    let key = ClientKey::hardware(1, &mac(9));
+    let ctx = cdra_core::templates::ReplyContext {
+        key: Some(&key),
+        address: Ipv4Addr::new(10, 77, 1, 109),
+        lease_secs: 3600,
+        t1_secs: 1800,
+        t2_secs: 3150,
+    };
+    let params = cdra_core::table::ParamList::new(&[1, 3, 6]);
+    let mut gone = cdra_core::table::CachedReply::new(&other, &ctx, &params).expect("a reply");
     set.intern(&mut gone);
     templates.add(&template_key(gone.template().id()), gone.template().as_bytes()).expect("a template");
     drop((gone, set));
@@ -171,7 +261,7 @@ fn templates_no_restored_record_takes_are_named_for_deletion() {
 }
 
 /// `[limits] reply_templates`: beyond the bound a reply keeps its template alone (counted),
-/// and is stored whole; nothing is lost.
+/// and is stored with it in its record; nothing is lost.
 #[test]
 fn beyond_the_template_bound_a_reply_is_kept_and_stored_whole() {
     let mut c = config();
@@ -201,9 +291,9 @@ fn beyond_the_template_bound_a_reply_is_kept_and_stored_whole() {
     h.engine.dump(&mut Vec::new(), |_, b| records.push(b.to_vec()));
     let replies: Vec<Vec<u8>> = records
         .iter()
-        .map(|b| decode_record_with(b, &templates).expect("decodes").0.reply.expect("a reply").to_vec())
+        .map(|b| decode_record_with(b, &templates).expect("decodes").0.reply_message().expect("a reply"))
         .collect();
-    assert!(replies.contains(&ack(1)) && replies.contains(&reply), "both replies, byte for byte");
-    // The one kept alone needs no template: it is whole in its record.
+    assert!(replies.contains(&normalised(ack(1))) && replies.contains(&normalised(reply)), "both, byte for byte");
+    // The one kept alone needs no template from the store: it is in its record.
     assert_eq!(records.iter().filter(|b| decode_record(b).is_ok()).count(), 1);
 }

@@ -34,7 +34,8 @@ pub struct RecordView {
     pub state: &'static str,
     /// The leased address (0.0.0.0: none).
     pub address: Ipv4Addr,
-    /// The cached server reply, whole.
+    /// The cached server reply, expanded (xid, secs, flags and ciaddr normalised to zero:
+    /// `cdra_core::templates`).
     pub reply: Option<Vec<u8>>,
     /// The server the lease is with.
     pub server: Option<Ipv4Addr>,
@@ -71,7 +72,7 @@ fn view(slot: u32, r: &ClientRecord) -> RecordView {
         key_text: r.key.to_string(),
         state: r.state.label(),
         address: r.address,
-        reply: r.reply.as_ref().map(|c| c.to_vec()),
+        reply: r.reply_message(),
         server: r.server.map(|s| s.addr),
         server_id: r.server.map(|s| s.id),
         lease: (r.lease_secs, r.lease_start.as_millis()),
@@ -270,7 +271,7 @@ pub fn pool_entries(engine: &Engine) -> Vec<PoolEntryView> {
 /// The server ACK each pool entry is answered from (its lease), whole.
 pub fn pool_entry_replies(engine: &Engine) -> Vec<Vec<u8>> {
     let pool = engine.pool();
-    (0..pool.links()).flat_map(|l| pool.entries(l).filter_map(|e| e.reply.as_ref().map(|c| c.to_vec()))).collect()
+    (0..pool.links()).flat_map(|l| pool.entries(l).filter_map(|e| e.reply_message())).collect()
 }
 
 /// Is a persisted record a pool entry's own lease (whatever its key says: the entry it

@@ -40,10 +40,15 @@ pub const WINDOW: Millis = 120_000;
 /// Most forwarded requests remembered (oldest forgotten first).
 pub const MAX_FORWARDED: usize = 8192;
 
-/// A reply in the form a cache keeps it: header fields up to chaddr, then every option in
-/// order but PAD, END and option 82 (the relay strips 82; padding is not kept).
+/// A reply in the form a cache keeps it: header fields up to chaddr, xid, secs, flags and
+/// ciaddr zero (a cached reply does not keep them: every use of it sets them itself,
+/// `cdra_core::templates`), then every option in order but PAD, END and option 82 (the relay
+/// strips 82; padding is not kept).
 pub fn canonical<T: AsRef<[u8]>>(m: &Message<T>) -> Vec<u8> {
     let mut v = m.as_bytes().get(..44).unwrap_or(&[]).to_vec();
+    if let Some(normalised) = v.get_mut(4..16) {
+        normalised.fill(0);
+    }
     for o in m.options() {
         if matches!(o.code, OptionCode::PAD | OptionCode::END | OptionCode::RELAY_AGENT_INFO) {
             continue;
@@ -380,8 +385,14 @@ mod tests {
         o.accept(&m, keys, true);
         assert!(o.really_sent(&key, &r));
         assert!(o.check_cached(&adapter::hardware_key(1, &[2, 0, 0, 0, 0, 2]), &r, false).is_err(), "another client");
-        assert!(o.check_cached(&key, &other, false).is_err());
-        assert!(o.check_cached(&key, &other, true).is_err(), "not a pool identity's reply");
+        // A cache keeps no xid: the reply to another xid is, as cached, the reply accepted.
+        assert!(o.check_cached(&key, &other, false).is_ok());
+        let unsent = build(Op::BootReply, Some(MessageType::Ack), |b| {
+            b.xid(7).giaddr(gi).chaddr(1, &mac).yiaddr(Ipv4Addr::new(10, 0, 0, 5));
+            b.options().option_u32(OptionCode::LEASE_TIME, 61)
+        });
+        assert!(o.check_cached(&key, &unsent, false).is_err(), "a lease no server gave");
+        assert!(o.check_cached(&key, &unsent, true).is_err(), "not a pool identity's reply");
         assert!(o.check_relayed(&m) && !o.check_relayed(&m8));
         // A request from another host's frame: its reply is genuine, for nobody's record.
         let mac9 = [2, 0, 0, 0, 0, 9];

@@ -271,7 +271,7 @@ fn shared_reply_templates_are_kept_apart_from_the_records() {
             let (r, iface) = decode_record_with(v, &templates).expect("a record with its template");
             assert_eq!((k, iface), (r.key.as_bytes(), IFACE));
             let i = records.iter().position(|x| x.key == r.key).expect("one of ours");
-            assert_eq!(r.reply.map(|c| c.to_vec()), records[i].reply.as_ref().map(|c| c.to_vec()));
+            assert_eq!(r.reply_message(), records[i].reply_message());
             decoded += 1;
         })
         .expect("visit");

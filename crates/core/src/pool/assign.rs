@@ -43,6 +43,7 @@ use crate::proxy::replies::ServerReply;
 use crate::proxy::{ClientRequest, LocalAnswer};
 use crate::relay::{Admitted, Targets, Track, Upstream};
 use crate::table::{ClientKey, ClientKind, ClientState, Origin, ParamList, Removal, Slot};
+use crate::templates::ReplyContext;
 use crate::time::Timestamp;
 use crate::timers::Timer;
 use crate::transactions::{Expect, RequestId};
@@ -169,14 +170,27 @@ impl Engine {
         }
         let Some(e) = self.pool.get(r) else { return false };
         let (address, server, times, lease_start) = (e.address, e.server, e.times, e.lease_start);
-        let Some(len) = e.reply.as_ref().and_then(|c| c.expand_into(&mut self.scratch)) else { return false };
+        let Some(len) = e.reply.as_ref().and_then(|c| c.expand_into(&e.reply_context(), &mut self.scratch)) else {
+            return false;
+        };
         let Some(bytes) = self.scratch.get_mut(..len) else { return false };
         {
             let mut m = Message::new_unchecked(&mut bytes[..]);
             m.set_hardware(request.htype(), request.chaddr());
         }
-        let Some(reply) = crate::table::CachedReply::new(bytes) else { return false };
         let Some(key) = self.table.get(slot).map(|c| c.key.clone()) else { return false };
+        // What the client asks for (the server will be asked it when the client moves onto a
+        // lease of its own), else what the pool lease asked; what the record holds (its key,
+        // and the address and lease times set below) is not kept twice.
+        let params = ParamList::new(request.parameter_request_list().unwrap_or(super::upkeep::POOL_PARAMETERS));
+        let ctx = ReplyContext {
+            key: Some(&key),
+            address,
+            lease_secs: times.lease,
+            t1_secs: times.t1,
+            t2_secs: times.t2,
+        };
+        let Some(reply) = crate::table::CachedReply::new(bytes, &ctx, &params) else { return false };
         if let Some(e) = self.pool.get_mut(r) {
             e.state = EntryState::Assigned(key.clone());
             e.assigned_at = now;
@@ -202,9 +216,6 @@ impl Engine {
         c.t2_secs = times.t2;
         c.lease_start = lease_start;
         c.last_update = now;
-        // What the client asks for (the server will be asked it when the client moves onto a
-        // lease of its own), else what the pool lease asked.
-        c.set_param_list(&ParamList::new(request.parameter_request_list().unwrap_or(super::upkeep::POOL_PARAMETERS)));
         c.must_restart = false;
         c.confirmed = false;
         self.note_change(&key);
@@ -425,7 +436,7 @@ impl Engine {
         let Some(index) = self.servers.index_of(server.addr) else { return };
         let Some(slot) = self.table.find(&key) else { return };
         let Some(len) =
-            self.table.get(slot).and_then(|c| c.reply.as_ref()).and_then(|c| c.expand_into(&mut self.scratch))
+            self.table.get(slot).and_then(|c| c.expand_reply(&mut self.scratch))
         else {
             return;
         };

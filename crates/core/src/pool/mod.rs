@@ -30,6 +30,7 @@ use hashbrown::HashMap;
 
 use crate::lease::ServerLeaseTimes;
 use crate::table::{CachedReply, ClientKey, ClientKind, ClientRecord, Origin, ServerBinding};
+use crate::templates::ReplyContext;
 use crate::time::Timestamp;
 
 pub mod assign;
@@ -227,6 +228,22 @@ impl PoolEntry {
         // is held back until (the client it was given to may hold the address till then).
         rec.client_lease_end = self.held_back_until;
         rec
+    }
+
+    /// What the entry holds of its reply (its address and lease times; the pool's lease
+    /// names no client): see [`crate::templates::ReplyContext`].
+    pub fn reply_context(&self) -> ReplyContext<'static> {
+        Self::lease_context(self.address, self.times)
+    }
+
+    /// The context of a pool lease on `address` for `times`.
+    pub(crate) fn lease_context(address: Ipv4Addr, times: ServerLeaseTimes) -> ReplyContext<'static> {
+        ReplyContext { key: None, address, lease_secs: times.lease, t1_secs: times.t1, t2_secs: times.t2 }
+    }
+
+    /// Its cached ACK, whole ([`crate::table::CachedReply::to_vec`]).
+    pub fn reply_message(&self) -> Option<Vec<u8>> {
+        self.reply.as_ref().map(|c| c.to_vec(&self.reply_context()))
     }
 
     /// When its lease ends (`None`: not leased, or infinite).

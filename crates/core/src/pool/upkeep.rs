@@ -16,7 +16,6 @@ use core::net::Ipv4Addr;
 use core::time::Duration;
 
 use cdra_wire::options::OptionCode;
-use cdra_wire::rewrite::rewrite;
 use cdra_wire::{Message, MessageBuilder, MessageType, Op};
 
 use super::{EntryRef, EntryState, PoolIdentity};
@@ -25,9 +24,9 @@ use crate::engine::Engine;
 use crate::lease::ServerLeaseTimes;
 use crate::outbox::Outbox;
 use crate::proxy::replies::ServerReply;
-use crate::proxy::trimmed;
+use crate::proxy::kept_reply;
 use crate::relay::{Admitted, Targets, Track, Upstream};
-use crate::table::{CachedReply, ClientState, ParamList, Removal, ServerBinding};
+use crate::table::{ClientState, ParamList, Removal, ServerBinding};
 use crate::time::Timestamp;
 use crate::timers::Timer;
 use crate::transactions::{Expect, Party};
@@ -306,16 +305,10 @@ impl Engine {
     fn pool_leased<T: AsRef<[u8]>>(&mut self, reply: &ServerReply<'_, T>, r: EntryRef) {
         let (now, msg) = (reply.now, reply.msg);
         let Some(times) = ServerLeaseTimes::of(msg) else { return };
-        let kept = match msg.relay_agent_info() {
-            Some(_) => {
-                rewrite(msg, &mut self.scratch, &[OptionCode::RELAY_AGENT_INFO], |_| Ok(())).ok().and_then(|n| {
-                    self.scratch.get(..n).and_then(|b| trimmed(&Message::new_unchecked(b)).and_then(CachedReply::new))
-                })
-            }
-            None => trimmed(msg).and_then(CachedReply::new),
-        };
-        let Some(kept) = kept else { return };
         let address = msg.yiaddr();
+        // The pool's own lease names no client (`PoolEntry::reply_context`).
+        let ctx = super::PoolEntry::lease_context(address, times);
+        let Some(kept) = kept_reply(msg, &mut self.scratch, &ctx, &ParamList::EMPTY) else { return };
         let Some(e) = self.pool.get_mut(r) else { return };
         let moved = e.is_leased() && e.address != address;
         let first = e.state == EntryState::Requesting;

@@ -87,7 +87,7 @@ impl Engine {
         };
         // The cached reply is kept compact (table.rs, CachedReply): expand it into the
         // outbox slot, then patch it there.
-        let Some(len) = r.reply.as_ref().and_then(|c| c.expand_into(out.buffer_mut())) else {
+        let Some(len) = r.expand_reply(out.buffer_mut()) else {
             outbox.unwind();
             return self.drop(ds, DropReason::NoServer);
         };

@@ -464,7 +464,7 @@ impl Engine {
         let Some(r) = self.table.get(slot) else { return };
         let same_client = answer == Answer::Active
             && (ClientKey::of(msg) == r.key
-                || r.reply.as_ref().is_some_and(|c| !c.chaddr().is_empty() && c.chaddr() == msg.chaddr()));
+                || (!r.reply_chaddr().is_empty() && r.reply_chaddr() == msg.chaddr()));
         if same_client {
             // As when the client's own MAC answers the probe: nothing is released, the record
             // and the server lease stay.

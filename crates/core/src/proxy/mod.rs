@@ -36,13 +36,15 @@
 
 use core::net::Ipv4Addr;
 
+use cdra_wire::options::OptionCode;
+use cdra_wire::rewrite::rewrite;
 use cdra_wire::{Message, MessageType};
 
 use crate::counters::ProxyEvent;
 use crate::engine::{Engine, Ingress};
 use crate::outbox::Outbox;
 use crate::relay::{Admitted, Track, Upstream};
-use crate::table::{ClientKey, Pool, Slot};
+use crate::table::{CachedReply, ClientKey, Pool, Slot};
 use crate::time::Timestamp;
 use crate::verdict::{DropReason, Verdict};
 
@@ -116,6 +118,23 @@ pub(crate) fn trimmed<T: AsRef<[u8]>>(m: &Message<T>) -> Option<&[u8]> {
     m.as_bytes().get(..end)
 }
 
+/// A server's reply `msg` as a record (or pool entry) of context `ctx` keeps it, the answer
+/// to a request with option 55 `params`: option 82 removed (rewritten through `scratch`),
+/// nothing after END.
+pub(crate) fn kept_reply<T: AsRef<[u8]>>(
+    msg: &Message<T>,
+    scratch: &mut [u8],
+    ctx: &crate::templates::ReplyContext<'_>,
+    params: &crate::table::ParamList,
+) -> Option<CachedReply> {
+    let keep = |b: &[u8]| CachedReply::new(b, ctx, params);
+    if msg.relay_agent_info().is_none() {
+        return trimmed(msg).and_then(keep);
+    }
+    let len = rewrite(msg, scratch, &[OptionCode::RELAY_AGENT_INFO], |_| Ok(())).ok()?;
+    scratch.get(..len).and_then(|b| trimmed(&Message::new_unchecked(b)).and_then(keep))
+}
+
 impl Engine {
     /// A BOOTREQUEST from downstream interface `ds` in a caching mode: Table 1's
     /// client-to-server rows.
@@ -184,7 +203,7 @@ impl Engine {
         let rate = self.config.limits.client_rate;
         let own = slot
             .and_then(|s| self.table.get_mut(s))
-            .filter(|r| usize::from(r.downstream) == ds && r.reply.as_ref().is_none_or(|c| c.chaddr() == msg.chaddr()));
+            .filter(|r| usize::from(r.downstream) == ds && (r.reply.is_none() || r.reply_chaddr() == msg.chaddr()));
         let (client_ok, pool) = match own {
             Some(r) => (r.budget.take(now, rate), Some(r.pool())),
             None => (true, None),

@@ -294,7 +294,7 @@ impl Engine {
             return self.drop(ds, DropReason::NoServer);
         };
         let (key, target) = (r.key.clone(), r.address);
-        let record_mac = r.reply.as_ref().and_then(|c| <[u8; 6]>::try_from(c.chaddr()).ok());
+        let record_mac = <[u8; 6]>::try_from(r.reply_chaddr()).ok();
         if self.proxy.probes.is_probing(&key) {
             // A retransmission while the probe runs: the answer is on its way.
             self.counters.proxy.discarded.add(DiscardReason::RetransmissionDuringProbe);
@@ -401,7 +401,7 @@ impl Engine {
             return false;
         }
         // The client's MAC is the one its server answered (the cached reply's chaddr).
-        let client_mac = r.reply.as_ref().and_then(|c| <[u8; 6]>::try_from(c.chaddr()).ok());
+        let client_mac = <[u8; 6]>::try_from(r.reply_chaddr()).ok();
         let (key, target) = (r.key.clone(), r.address);
         let Some(probe) = self.probe_request(ds, target) else { return true };
         if !outbox.push_probe(probe) {

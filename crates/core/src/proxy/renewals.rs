@@ -198,11 +198,11 @@ impl Engine {
         let xid = self.table.next_random() as u32;
         let built = self.table.get(slot).and_then(|r| {
             let server = r.server?;
-            let cached = r.reply.as_ref()?;
             let iface = self.config.downstream.get(usize::from(r.downstream))?;
             let (emitted, out) = outbox.emit()?;
-            // The cached reply names the client's hardware address.
-            let n = cached.expand_into(&mut self.scratch)?;
+            // The cached reply names the client's hardware address (its key's, or, for a
+            // client keyed by option 61, the one it was answered at).
+            let n = r.expand_reply(&mut self.scratch)?;
             let reply = Message::new_unchecked(self.scratch.get(..n)?);
             let built = (|| {
                 let mut b = MessageBuilder::new(out.buffer_mut(), Op::BootRequest, Some(MessageType::Release))?;

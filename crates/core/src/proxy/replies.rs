@@ -9,17 +9,17 @@
 //! while the request was out, the reply is passed on and not kept.
 
 use cdra_wire::options::OptionCode;
-use cdra_wire::rewrite::rewrite;
 use cdra_wire::{Message, MessageType};
 
-use super::trimmed;
+use super::kept_reply;
 use crate::counters::ProxyEvent;
 use crate::engine::Engine;
 use crate::lease::ServerLeaseTimes;
 use crate::mode::OffersPerDiscover;
 use crate::outbox::Outbox;
 use crate::relay::AcceptedReply;
-use crate::table::{CachedReply, ClientKind, ClientState, Origin, Removal, ServerBinding, Slot};
+use crate::table::{ClientKind, ClientState, Origin, Removal, ServerBinding, Slot};
+use crate::templates::ReplyContext;
 use crate::time::Timestamp;
 use crate::transactions::{Expect, Party, RequestId, Transaction};
 use crate::verdict::{DiscardReason, Verdict};
@@ -210,8 +210,7 @@ impl Engine {
     fn nak<T: AsRef<[u8]>>(&mut self, reply: &ServerReply<'_, T>, outbox: &mut Outbox) -> Verdict {
         self.answered(&reply.id);
         if let Some(s) = reply.slot {
-            let own =
-                self.table.get(s).is_some_and(|r| r.reply.as_ref().is_none_or(|c| c.chaddr() == reply.msg.chaddr()));
+            let own = self.table.get(s).is_some_and(|r| r.reply.is_none() || r.reply_chaddr() == reply.msg.chaddr());
             if own {
                 self.drop_record(s, Removal::ServerNak);
             }
@@ -230,20 +229,19 @@ impl Engine {
                 None => return, // an ACK without a lease time cannot be answered from
             },
         };
-        // Kept without option 82 and without the padding after END.
-        let kept = if msg.relay_agent_info().is_some() {
-            match rewrite(msg, &mut self.scratch, &[OptionCode::RELAY_AGENT_INFO], |_| Ok(())) {
-                Ok(len) => {
-                    self.scratch.get(..len).and_then(|b| trimmed(&Message::new_unchecked(b)).and_then(CachedReply::new))
-                }
-                Err(_) => None,
-            }
-        } else {
-            trimmed(msg).and_then(CachedReply::new)
-        };
-        let Some(kept) = kept else { return };
         let address = msg.yiaddr();
         let Some(r) = self.table.get_mut(slot) else { return };
+        // Kept without option 82 and without the padding after END, with what the client
+        // asked for in the request this answers; what the record holds (its key, and the
+        // address and lease times set below) is not kept twice.
+        let ctx = ReplyContext {
+            key: Some(&r.key),
+            address,
+            lease_secs: times.lease,
+            t1_secs: times.t1,
+            t2_secs: times.t2,
+        };
+        let Some(kept) = kept_reply(msg, &mut self.scratch, &ctx, &reply.tx.params) else { return };
         // A pool client the server has now given a lease of its own: its pool entry is free
         // again (the client has left the pool address for the server's).
         let left_pool = match r.origin {
@@ -276,9 +274,6 @@ impl Engine {
         while let Some(stale) = self.pool.holding_other_than(None, address) {
             self.pool_entry_lost(now, stale, ProxyEvent::PoolLeaseLost);
         }
-        // What the client asked for in the request this answers, kept with the reply.
-        let mut kept = kept;
-        kept.set_param_codes(reply.tx.params.codes());
         if let Some(evicted) = self.table.store_reply(slot, kept) {
             self.forgotten(&evicted, Removal::Evicted);
         }

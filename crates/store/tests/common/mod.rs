@@ -67,8 +67,8 @@ pub fn record(i: u64, seq: u64) -> ClientRecord {
     r.lease_start = now;
     r.last_update = now;
     r.client_lease_end = Some(Timestamp::from_millis(seq + 600_000));
-    r.reply = Some(CachedReply::new(&ack(i)).expect("a whole message"));
-    r.set_param_list(&ParamList::new(&[1, 3, 6, 15, 28, 42, 119]));
+    let params = ParamList::new(&[1, 3, 6, 15, 28, 42, 119]);
+    r.reply = Some(CachedReply::new(&ack(i), &r.reply_context(), &params).expect("a whole message"));
     r
 }
 
