@@ -16,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use cdra_core::persist::{decode_record_with, template_key, Change, RestoreReport, Templates};
+use cdra_core::persist::{decode_record_with, template_key, Change, RestoreReport, Templates, RECORD_FORMAT};
 use cdra_core::{Engine, Timestamp};
 use cdra_store::{StoreConfig, Writer};
 
@@ -219,11 +219,14 @@ pub(crate) struct Restoring {
     pub(crate) report: RestoreReport,
     /// Templates and records that did not decode (skipped).
     pub(crate) undecodable: usize,
+    /// Some records were of an older format than cdra writes: the store is to be
+    /// rewritten (a full dump) in the current one.
+    pub(crate) older_format: bool,
 }
 
 impl Restoring {
     pub(crate) fn new() -> Self {
-        Restoring { templates: Templates::new(), report: RestoreReport::default(), undecodable: 0 }
+        Restoring { templates: Templates::new(), report: RestoreReport::default(), undecodable: 0, older_format: false }
     }
 
     /// A stored template (read before any record).
@@ -235,6 +238,7 @@ impl Restoring {
 
     /// A stored record: restored into `engine` (records already there and newer win).
     pub(crate) fn record(&mut self, engine: &mut Engine, now: Timestamp, value: &[u8]) {
+        self.older_format |= value.first().is_some_and(|v| *v < RECORD_FORMAT);
         match decode_record_with(value, &self.templates) {
             Ok((record, iface)) => engine.restore_one(now, record, iface, &mut self.report),
             Err(_) => self.undecodable += 1,
@@ -250,7 +254,8 @@ impl Restoring {
 }
 
 /// Open the store, load it into `engine` (records already there and newer win) and start
-/// the writer. True: some stored records were not loaded (the store should be rewritten).
+/// the writer. True: some stored records were not loaded, or were of an older format (the
+/// store should be rewritten).
 fn open_and_restore(config: &StoreConfig, engine: &mut Engine, now: Timestamp) -> Result<(Writer, bool)> {
     if let Some(dir) = config.path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -268,6 +273,7 @@ fn open_and_restore(config: &StoreConfig, engine: &mut Engine, now: Timestamp) -
     store.visit_templates(|key, value| restoring.template(key, value)).map_err(|e| anyhow!("{e}"))?;
     let stored = store.visit(|_, value| restoring.record(engine, now, value)).map_err(|e| anyhow!("{e}"))?;
     // Templates no record took (their records expired, or were dropped): out of the store.
+    let older_format = restoring.older_format;
     let (restored, undecodable, unused) = restoring.finish();
     let RestoreReport { loaded, expired, unknown_interface, superseded, future_dated, pool_entries } = restored;
     tracing::info!(
@@ -287,7 +293,8 @@ fn open_and_restore(config: &StoreConfig, engine: &mut Engine, now: Timestamp) -
     for id in unused {
         writer.delete(&template_key(id));
     }
-    Ok((writer, loaded + pool_entries != stored))
+    // Records of an older format: the store is rewritten in the current one.
+    Ok((writer, loaded + pool_entries != stored || older_format))
 }
 
 #[cfg(test)]

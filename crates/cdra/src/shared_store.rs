@@ -196,7 +196,7 @@ impl SharedStore {
             Ok((store, pairs, times)) => {
                 // The shared reply templates (record format 3, paper 5.7) are not records.
                 let stored = pairs.iter().filter(|(k, _)| template_id_of_key(k).is_none()).count();
-                let (report, undecodable, unused) = restore(engine, now, &pairs);
+                let (report, undecodable, unused, older_format) = restore(engine, now, &pairs);
                 let RestoreReport { loaded, expired, unknown_interface, superseded, future_dated, pool_entries } =
                     report;
                 tracing::info!(
@@ -225,8 +225,9 @@ impl SharedStore {
                 }
                 self.state = State::Up(writer);
                 // Served while Redis was away: write the merged table whole. Some stored
-                // records not loaded back, or records of ours besides them: write the table.
-                if late || engine.table().len() + pool_entries != stored {
+                // records not loaded back, records of ours besides them, or records of an older
+                // format: write the table.
+                if late || older_format || engine.table().len() + pool_entries != stored {
                     self.dump(engine);
                 }
             }
@@ -274,9 +275,10 @@ impl SharedStore {
 
 /// Restore stored pairs into `engine` (records already there and newer win) as the redb
 /// path does ([`Restoring`]): the shared reply templates first (paper 5.7, record format
-/// 3), then the records that name them. Also returns how many did not decode, and the
-/// templates no record took.
-fn restore(engine: &mut Engine, now: Timestamp, pairs: &[cdra_store::Pair]) -> (RestoreReport, usize, Vec<u64>) {
+/// 3), then the records that name them. Also returns how many did not decode, the
+/// templates no record took, and whether some records were of an older format (the table
+/// is then written whole, in the current one).
+fn restore(engine: &mut Engine, now: Timestamp, pairs: &[cdra_store::Pair]) -> (RestoreReport, usize, Vec<u64>, bool) {
     let mut restoring = Restoring::new();
     for (key, value) in pairs.iter().filter(|(k, _)| template_id_of_key(k).is_some()) {
         restoring.template(key, value);
@@ -285,7 +287,9 @@ fn restore(engine: &mut Engine, now: Timestamp, pairs: &[cdra_store::Pair]) -> (
     for (_, value) in pairs.iter().filter(|(k, _)| template_id_of_key(k).is_none()) {
         restoring.record(engine, now, value);
     }
-    restoring.finish()
+    let older_format = restoring.older_format;
+    let (report, undecodable, unused) = restoring.finish();
+    (report, undecodable, unused, older_format)
 }
 
 /// A redis-server of a test's own (shared with crates/store's Redis tests).
@@ -450,7 +454,7 @@ mod tests {
         pairs.push((template_key(7).to_vec(), b"not a template".to_vec()));
         pairs.push((b"not a key".to_vec(), b"not a record".to_vec()));
         let mut engine = fresh();
-        let (report, undecodable, unused) = restore(&mut engine, t0, &pairs);
+        let (report, undecodable, unused, _) = restore(&mut engine, t0, &pairs);
         assert_eq!((report.loaded, undecodable, unused.len()), (1, 2, 0));
         // Templates alone in Redis (their records expired): the load takes them out.
         let redis = RedisServer::start_on(free_port());

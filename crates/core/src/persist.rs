@@ -68,7 +68,10 @@ enum StoredTemplate {
     Current(Arc<Template>),
     /// Format 3's: its records' replies are expanded with it and split again; it stays in
     /// the store (not [`Templates::unused`]) while a record names it.
-    Format3 { template: legacy::LegacyTemplate, used: AtomicBool },
+    Format3 {
+        template: legacy::LegacyTemplate,
+        used: AtomicBool,
+    },
 }
 
 /// The templates read back from a store, by id, for decoding its records

@@ -207,7 +207,11 @@ enum Piece<'a> {
     Yiaddr(&'a [u8]),
     Chaddr(&'a [u8]),
     /// A per-client option: the shared tail up to `at`, then the option.
-    Option { at: usize, code: u8, payload: &'a [u8] },
+    Option {
+        at: usize,
+        code: u8,
+        payload: &'a [u8],
+    },
 }
 
 impl Template {
@@ -341,9 +345,9 @@ impl Template {
             f(Piece::Option { at, code, payload })?;
         }
         // Bits past the splices are never set (one reply, one encoding).
-        let spare = derived.last().map_or(0, |b| b >> ((FIRST_SPLICE_BIT + p.splice_count()) % 8));
-        let exact = (FIRST_SPLICE_BIT + p.splice_count()) % 8 == 0 || spare == 0;
-        (rest.is_empty() && exact).then_some(())
+        let used = (FIRST_SPLICE_BIT + p.splice_count()) % 8;
+        let spare = if used == 0 { 0 } else { derived.last().map_or(0, |b| b >> used) };
+        (rest.is_empty() && spare == 0).then_some(())
     }
 
     /// Whether `own` is what a client's own bytes can be for this template with record

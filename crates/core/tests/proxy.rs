@@ -333,6 +333,39 @@ fn a_lapsed_short_lease_is_probed_then_released_at_the_server() {
     assert!(h.engine.table().is_empty());
 }
 
+/// A client keyed by option 61 is released under the hardware address it was answered at,
+/// also after a restart: its chaddr is its reply's own (its key names none), kept through
+/// the store (record format 4).
+#[test]
+fn a_client_keyed_by_option_61_is_released_under_its_chaddr_after_a_restore() {
+    use cdra_core::persist::{decode_record_with, template_key, Templates};
+    let mut c = proxy_config();
+    c.proxy.client_lease = Some(Duration::from_secs(60));
+    let mut h = Harness::new(c.clone());
+    bound_client(&mut h);
+    let mut templates = Templates::new();
+    h.engine.dump_templates(|id, bytes| templates.add(&template_key(id), bytes).expect("a template"));
+    let mut records = Vec::new();
+    h.engine.dump(&mut Vec::new(), |_, b| records.push(b.to_vec()));
+    let decoded: Vec<_> = records
+        .iter()
+        .map(|b| decode_record_with(b, &templates).map(|(r, i)| (r, i.to_string())).expect("decodes"))
+        .collect();
+    let mut h = Harness::new(c);
+    h.advance(1);
+    assert_eq!(h.engine.restore(h.now, decoded).loaded, 1);
+    let slot = h.engine.table().find(&ClientKey::client_id(&CID)).expect("restored");
+    assert_eq!(h.engine.table().get(slot).map(|r| r.reply_chaddr().to_vec()), Some(MAC.to_vec()));
+    h.run_timers(120);
+    assert_eq!(h.outbox.probes().len(), 1, "lapse probe");
+    h.run_timers(5);
+    let (_, bytes) = h.only_sent();
+    let release = parse(&bytes);
+    assert_eq!(release.message_type(), Some(MessageType::Release));
+    assert_eq!((release.htype(), release.chaddr()), (1, &MAC[..]));
+    assert_eq!(release.client_identifier(), Some(&CID[..]));
+}
+
 #[test]
 fn a_lapsed_address_that_still_answers_is_not_released() {
     let mut c = proxy_config();

@@ -47,7 +47,7 @@ fn normalised(mut m: Vec<u8>) -> Vec<u8> {
 /// bytes (header bytes 4..20, chaddr, option 51's length and payload).
 fn format3_split(i: u8) -> (Vec<u8>, Vec<u8>) {
     let m = ack(i);
-    let at51 = 240 + m[240..].iter().position(|b| *b == 51).expect("option 51 after 53 and 54") ;
+    let at51 = 240 + m[240..].iter().position(|b| *b == 51).expect("option 51 after 53 and 54");
     let mut own = m[4..20].to_vec();
     own.extend_from_slice(&m[28..34]);
     own.extend_from_slice(&m[at51 + 1..at51 + 6]);
@@ -296,4 +296,115 @@ fn beyond_the_template_bound_a_reply_is_kept_and_stored_whole() {
     assert!(replies.contains(&normalised(ack(1))) && replies.contains(&normalised(reply)), "both, byte for byte");
     // The one kept alone needs no template from the store: it is in its record.
     assert_eq!(records.iter().filter(|b| decode_record(b).is_ok()).count(), 1);
+}
+
+/// A client's record as `cache_reply` makes it for `reply` (key `key`, lease times as the
+/// server gave them), its reply interned in `set` when given.
+fn record_of(
+    key: ClientKey,
+    reply: &[u8],
+    set: Option<&mut cdra_core::templates::TemplateSet>,
+) -> cdra_core::table::ClientRecord {
+    use cdra_core::lease::ServerLeaseTimes;
+    let m = cdra_wire::Message::new_checked(reply).expect("a reply");
+    let mut r = cdra_core::table::ClientRecord::new(key, cdra_core::table::ClientKind::Dhcp, 0, SOME_TIME);
+    r.address = m.yiaddr();
+    let t = ServerLeaseTimes::of(&m).expect("a lease");
+    (r.lease_secs, r.t1_secs, r.t2_secs) = (t.lease, t.t1, t.t2);
+    let params = cdra_core::table::ParamList::new(&[1, 3, 6, 15]);
+    let mut c = cdra_core::table::CachedReply::new(reply, &r.reply_context(), &params).expect("kept");
+    if let Some(set) = set {
+        set.intern(&mut c);
+    }
+    r.reply = Some(c);
+    r
+}
+
+const SOME_TIME: cdra_core::Timestamp = cdra_core::Timestamp::from_millis(5_000);
+
+/// `ack(i)` with `extra` options before END.
+fn ack_with(i: u8, extra: &[(u8, &[u8])]) -> Vec<u8> {
+    let mut m = ack(i);
+    let end = m.iter().rposition(|b| *b == 255).expect("END");
+    m.truncate(end);
+    for (code, data) in extra {
+        m.push(*code);
+        m.push(data.len() as u8);
+        m.extend_from_slice(data);
+    }
+    m.push(255);
+    m
+}
+
+#[test]
+fn format_4_records_round_trip_with_only_their_own_bytes_inline_or_spilled() {
+    let mut set = cdra_core::templates::TemplateSet::new(16);
+    let id = [1u8, 2, 0x77, 0, 0, 0, 7];
+    let fqdn = [&[0u8, 0, 0][..], b"a-rather-long-host-name.campus.example.org"].concat();
+    let infinite = |i| {
+        let mut m = ack_with(i, &[(58, &[0, 0, 0, 9]), (59, &[0, 0, 0, 0, 1])]);
+        let at = m.windows(2).position(|w| w == [51, 4]).expect("51");
+        m[at + 2..at + 6].copy_from_slice(&u32::MAX.to_be_bytes());
+        m
+    };
+    // (what, record, own bytes' length, inline)
+    let cases = [
+        ("hardware key", record_of(ClientKey::hardware(1, &mac(1)), &ack(1), Some(&mut set)), 1, true),
+        ("option 61 key", record_of(ClientKey::client_id(&id), &ack_with(7, &[(61, &id)]), Some(&mut set)), 7, true),
+        (
+            "host name",
+            record_of(ClientKey::hardware(1, &mac(2)), &ack_with(2, &[(12, b"host-2")]), Some(&mut set)),
+            8,
+            true,
+        ),
+        (
+            "long FQDN",
+            record_of(ClientKey::hardware(1, &mac(3)), &ack_with(3, &[(81, &fqdn)]), Some(&mut set)),
+            2 + fqdn.len(),
+            false,
+        ),
+        // T1 is the record's; a T2 of 5 bytes is not (the record counts the default).
+        (
+            "infinite lease, odd T2",
+            record_of(ClientKey::hardware(1, &mac(4)), &infinite(4), Some(&mut set)),
+            1 + 6,
+            true,
+        ),
+        // T1 beyond the lease: the record counts the lease.
+        (
+            "T1 beyond the lease",
+            record_of(ClientKey::hardware(1, &mac(6)), &ack_with(6, &[(58, &7200u32.to_be_bytes())]), Some(&mut set)),
+            1 + 5,
+            true,
+        ),
+        (
+            "template alone",
+            record_of(ClientKey::hardware(1, &mac(5)), &ack_with(5, &[(6, &[8, 8, 8, 8])]), None),
+            1,
+            true,
+        ),
+    ];
+    let mut templates = Templates::new();
+    for t in set.iter() {
+        templates.add(&template_key(t.id()), t.as_bytes()).expect("a template");
+    }
+    for (what, r, own_len, inline) in &cases {
+        let c = r.reply.as_ref().expect("a reply");
+        assert_eq!((c.own_bytes().len(), c.own_heap_len() == 0), (*own_len, *inline), "{what}");
+        let mut bytes = Vec::new();
+        cdra_core::persist::encode_record(r, "rd0", &mut bytes);
+        assert_eq!(bytes.first(), Some(&4), "{what}");
+        let (back, _) = decode_record_with(&bytes, &templates).expect(what);
+        let b = back.reply.as_ref().expect("a reply");
+        assert_eq!(back.reply_message(), r.reply_message(), "{what}: the reply byte for byte");
+        assert_eq!((b.own_bytes(), b.param_codes()), (c.own_bytes(), &[1u8, 3, 6, 15][..]), "{what}");
+        assert_eq!(back.reply_chaddr(), r.reply_chaddr(), "{what}");
+    }
+    // The option 61 client's chaddr is its reply's own; its identifier is its key's.
+    assert_eq!(cases[1].1.reply_chaddr(), &mac(7));
+    // yiaddr is the record's address (which changes only with a new reply).
+    let (_, r, _, _) = &cases[0];
+    let mut moved = r.clone();
+    moved.address = Ipv4Addr::new(10, 77, 1, 250);
+    assert_ne!(moved.reply_message(), r.reply_message(), "yiaddr is the record's address");
 }

@@ -183,13 +183,8 @@ impl Engine {
         // lease of its own), else what the pool lease asked; what the record holds (its key,
         // and the address and lease times set below) is not kept twice.
         let params = ParamList::new(request.parameter_request_list().unwrap_or(super::upkeep::POOL_PARAMETERS));
-        let ctx = ReplyContext {
-            key: Some(&key),
-            address,
-            lease_secs: times.lease,
-            t1_secs: times.t1,
-            t2_secs: times.t2,
-        };
+        let ctx =
+            ReplyContext { key: Some(&key), address, lease_secs: times.lease, t1_secs: times.t1, t2_secs: times.t2 };
         let Some(reply) = crate::table::CachedReply::new(bytes, &ctx, &params) else { return false };
         if let Some(e) = self.pool.get_mut(r) {
             e.state = EntryState::Assigned(key.clone());
@@ -435,9 +430,7 @@ impl Engine {
         let (address, ds) = (e.address, usize::from(r.link));
         let Some(index) = self.servers.index_of(server.addr) else { return };
         let Some(slot) = self.table.find(&key) else { return };
-        let Some(len) =
-            self.table.get(slot).and_then(|c| c.expand_reply(&mut self.scratch))
-        else {
+        let Some(len) = self.table.get(slot).and_then(|c| c.expand_reply(&mut self.scratch)) else {
             return;
         };
         let Some(reply) = self.scratch.get(..len) else { return };

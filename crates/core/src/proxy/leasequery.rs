@@ -463,8 +463,7 @@ impl Engine {
         let Some(slot) = self.table.resolve(record) else { return };
         let Some(r) = self.table.get(slot) else { return };
         let same_client = answer == Answer::Active
-            && (ClientKey::of(msg) == r.key
-                || (!r.reply_chaddr().is_empty() && r.reply_chaddr() == msg.chaddr()));
+            && (ClientKey::of(msg) == r.key || (!r.reply_chaddr().is_empty() && r.reply_chaddr() == msg.chaddr()));
         if same_client {
             // As when the client's own MAC answers the probe: nothing is released, the record
             // and the server lease stay.

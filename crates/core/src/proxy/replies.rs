@@ -234,13 +234,8 @@ impl Engine {
         // Kept without option 82 and without the padding after END, with what the client
         // asked for in the request this answers; what the record holds (its key, and the
         // address and lease times set below) is not kept twice.
-        let ctx = ReplyContext {
-            key: Some(&r.key),
-            address,
-            lease_secs: times.lease,
-            t1_secs: times.t1,
-            t2_secs: times.t2,
-        };
+        let ctx =
+            ReplyContext { key: Some(&r.key), address, lease_secs: times.lease, t1_secs: times.t1, t2_secs: times.t2 };
         let Some(kept) = kept_reply(msg, &mut self.scratch, &ctx, &reply.tx.params) else { return };
         // A pool client the server has now given a lease of its own: its pool entry is free
         // again (the client has left the pool address for the server's).

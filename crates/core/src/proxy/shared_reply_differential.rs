@@ -229,7 +229,7 @@ const PARAMS: &[u8] = &[1, 3, 6, 15, 28, 42, 119];
 fn record_for(reply: &[u8], odd: bool, set: &mut TemplateSet) -> ClientRecord {
     let checked = Message::new_checked(reply).ok();
     let hardware = || ClientKey::hardware(reply[1], &reply[28..28 + usize::from(reply[2]).min(16)]);
-    let key = checked.as_ref().map_or_else(hardware, |m| ClientKey::of(m));
+    let key = checked.as_ref().map_or_else(hardware, ClientKey::of);
     let mut r = ClientRecord::new(key, ClientKind::Dhcp, 0, Timestamp::from_secs(1));
     let yiaddr = Ipv4Addr::new(reply[16], reply[17], reply[18], reply[19]);
     r.address = if yiaddr.is_unspecified() || odd { Ipv4Addr::new(10, 77, 1, 100) } else { yiaddr };
