@@ -95,7 +95,7 @@ fn checked_template(bytes: &[u8]) -> Result<Arc<Template>, DecodeError> {
 }
 
 impl Templates {
-    /// No template (records of format 1 or 2, or whose reply is whole, decode without any).
+    /// No template (records of format 1 or 2, or whose reply is kept alone, decode without any).
     pub fn new() -> Self {
         Templates::default()
     }
@@ -319,7 +319,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Decode a record written by [`encode_record`] whose reply names no template (formats 1
-/// and 2, or a whole reply); returns it with its interface name.
+/// and 2, a whole reply of format 3, a reply kept alone); returns it with its interface name.
 pub fn decode_record(bytes: &[u8]) -> Result<(ClientRecord, String), DecodeError> {
     decode_record_with(bytes, &Templates::new()).map(|(r, iface)| (r, iface.to_string()))
 }

@@ -521,7 +521,9 @@ pub struct TableMemory {
     pub long_keys: usize,
     /// The key -> slot and address -> slot indexes (4 bytes and a control byte a bucket).
     pub indexes: usize,
-    /// The clients' own reply bytes (paper 5.7: address, lease times, identity).
+    /// The clients' own reply bytes too long to be kept inside the record (a long host
+    /// name or FQDN; paper 5.7, [`crate::templates`]): one malloc chunk each. Those kept
+    /// inline are in `records`.
     pub own_reply_bytes: usize,
     /// The shared templates (and the templates of replies kept alone).
     pub templates: usize,

@@ -81,8 +81,8 @@ fn main() {
     let path = load.clone().unwrap_or_else(|| dir.join(format!("cdra-startup-bench-{}.redb", std::process::id())));
     let cfg = common::config(&path, 100);
     if load.is_none() {
-        // As the daemon writes them (record format 3, paper 5.7): each record names its
-        // reply's shared template, stored once.
+        // As the daemon writes them (record format 4, paper 5.7): each record names its
+        // reply's shared template, stored once, and keeps only its own bytes.
         let mut set = TemplateSet::new(1024);
         // One reply per template keeps it alive (the set holds them weakly).
         let mut holders = std::collections::HashMap::new();
@@ -176,7 +176,12 @@ fn main() {
     share("pending order", memory.pending_order);
     share("timers", timers);
     share("sum", memory.total() + timers);
-    println!("  (ClientRecord: {} bytes)", std::mem::size_of::<cdra_core::table::ClientRecord>());
+    println!(
+        "  (ClientRecord: {} bytes, of which CachedReply: {} bytes; own reply bytes spilled to the heap: {} clients)",
+        std::mem::size_of::<cdra_core::table::ClientRecord>(),
+        std::mem::size_of::<cdra_core::table::CachedReply>(),
+        engine.table().iter().filter(|(_, r)| r.reply.as_ref().is_some_and(|c| c.own_heap_len() > 0)).count()
+    );
     println!(
         "process resident:        {:.0} MiB before start-up, {:.0} MiB after (with --load: the whole daemon-side cost, redb cache included)",
         before as f64 / 1048576.0,
