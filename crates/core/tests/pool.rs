@@ -869,3 +869,42 @@ fn an_entry_held_back_for_a_gone_client_stays_held_back_across_a_restart() {
         .collect();
     assert!(!offered.contains(&first), "offered {first}, which a still holds: {offered:?}");
 }
+
+/// A pool client's cached reply is the pool's ACK as it was given to the client
+/// (`pool_give`); the entry's renewal with another lease time moves the client record's
+/// lease times along, and its reply must stay byte for byte what it was (the reply's own
+/// bytes leave the lease times to the record: they were re-derived from the new ones).
+#[test]
+fn a_pool_entrys_renewal_with_another_lease_leaves_its_clients_cached_reply_as_it_was() {
+    let mut h = filled(PoolAssign::Always);
+    let a = Client::new(1);
+    assert_eq!(h.client_sends(&a.msg(MessageType::Discover)), Verdict::AwaitingProbe);
+    let probed = h.probes.last().expect("a probe").target;
+    run_all(&mut h, 1);
+    let mut sel = a.selecting(DS_ADDR);
+    sel.options.retain(|(c, _)| *c != 50);
+    sel.options.push((50, probed.octets().to_vec()));
+    assert_eq!(h.client_sends(&sel), Verdict::AnsweredLocally);
+    let given = record(&h, &a).and_then(|r| r.reply_message()).expect("a cached reply");
+    let lease_of = |b: &[u8]| Message::new_checked(b).ok().and_then(|m| m.lease_time());
+    assert_eq!(lease_of(&given), Some(3600));
+    // The client keeps renewing; at the entry's T1 (1800 s) the entry renews, and the
+    // server now grants 7200 s.
+    let mut renewed = false;
+    for _ in 0..8 {
+        for r in servers_got(&run_all(&mut h, 250)) {
+            if r.kind == Some(MessageType::Request) && r.ciaddr == probed {
+                let mut ack = answer(&r, MessageType::Ack, probed);
+                ack.options.retain(|(c, _)| *c != 51);
+                ack.options.push((51, 7200u32.to_be_bytes().to_vec()));
+                h.server_sends(SERVER, &ack);
+                renewed = true;
+            }
+        }
+        assert_eq!(h.client_sends_to(DS_ADDR, &Msg { ciaddr: probed, ..a.renew() }), Verdict::AnsweredLocally);
+    }
+    assert!(renewed, "the entry was renewed");
+    let r = record(&h, &a).expect("the pool client's record");
+    assert_eq!(r.lease_secs, 7200, "the record follows its entry's lease");
+    assert_eq!(r.reply_message(), Some(given), "its cached reply is unchanged");
+}

@@ -26,7 +26,8 @@ use crate::outbox::Outbox;
 use crate::proxy::kept_reply;
 use crate::proxy::replies::ServerReply;
 use crate::relay::{Admitted, Targets, Track, Upstream};
-use crate::table::{ClientState, ParamList, Removal, ServerBinding};
+use crate::table::{CachedReply, ClientState, ParamList, Removal, ServerBinding};
+use crate::templates::ReplyContext;
 use crate::time::Timestamp;
 use crate::timers::Timer;
 use crate::transactions::{Expect, Party};
@@ -356,16 +357,39 @@ impl Engine {
             let n = r.n;
             let ours =
                 |c: &crate::table::ClientRecord| c.origin == crate::table::Origin::Pool { n } && c.address == address;
+            if self.table.get(slot).is_some_and(ours) {
+                self.pool_client_lease_times(slot, ServerLeaseTimes { lease: lease_secs, t1, t2 });
+            }
             if let Some(c) = self.table.get_mut(slot).filter(|c| ours(c)) {
                 c.lease_start = lease_start;
-                c.lease_secs = lease_secs;
-                c.t1_secs = t1;
-                c.t2_secs = t2;
                 c.last_update = now;
             }
         }
         self.note_pool_change(r);
         self.arm_pool_entry(r, t1_at);
+    }
+
+    /// The pool client in `slot` takes its entry's renewed lease `times`; its cached reply
+    /// stays byte for byte the ACK it was given (`pool_give`): the reply's own bytes leave
+    /// the lease times to the record ([`crate::templates`]), so it is split again with the
+    /// new ones.
+    fn pool_client_lease_times(&mut self, slot: crate::table::Slot, times: ServerLeaseTimes) {
+        let Some(c) = self.table.get(slot) else { return };
+        let ctx = c.reply_context();
+        let ctx = ReplyContext { lease_secs: times.lease, t1_secs: times.t1, t2_secs: times.t2, ..ctx };
+        let params = c.param_list();
+        let resplit =
+            c.expand_reply(&mut self.scratch).and_then(|n| CachedReply::new(self.scratch.get(..n)?, &ctx, &params));
+        if let Some(reply) = resplit {
+            if let Some(evicted) = self.table.store_reply(slot, reply) {
+                self.forgotten(&evicted, Removal::Evicted);
+            }
+        }
+        if let Some(c) = self.table.get_mut(slot) {
+            c.lease_secs = times.lease;
+            c.t1_secs = times.t1;
+            c.t2_secs = times.t2;
+        }
     }
 
     /// An entry's lease is gone (NAK, expiry): remove it; a client it was given to starts
