@@ -9,10 +9,7 @@
 //! message without the per-client options. Own bytes: header bytes 4..20 (xid, secs,
 //! flags, ciaddr, yiaddr), chaddr (`hlen` bytes), then a (length, payload) per splice.
 
-use super::{
-    is_option_boundary, is_per_client, CHADDR_AT, COOKIE_AT, FILE_AT, HAS_FILE, HAS_SNAME, HLEN_AT, SNAME_AT,
-    SPLICE_LEN,
-};
+use super::{are_client_splices, CHADDR_AT, COOKIE_AT, FILE_AT, HAS_FILE, HAS_SNAME, HLEN_AT, SNAME_AT, SPLICE_LEN};
 
 const OWN_HEADER_AT: usize = 4;
 const OWN_HEADER_END: usize = 20;
@@ -37,16 +34,7 @@ impl LegacyTemplate {
     pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Self> {
         let t = LegacyTemplate { blob: bytes.into() };
         let p = t.parts()?;
-        let mut last = 0usize;
-        for s in p.splices.chunks_exact(SPLICE_LEN) {
-            let at = usize::from(u16::from_le_bytes([*s.first()?, *s.get(1)?]));
-            let code = *s.get(2)?;
-            if at < last || !is_per_client(code) || !is_option_boundary(p.tail, at) {
-                return None;
-            }
-            last = at;
-        }
-        Some(t)
+        are_client_splices(p.tail, p.splices).then_some(t)
     }
 
     fn parts(&self) -> Option<Parts<'_>> {
