@@ -298,9 +298,10 @@ impl ParamList {
         (0..=255u8).filter(|c| self.contains(*c))
     }
 
-    /// True if every code of `asked` is in this list.
+    /// True if every code of `asked` is in this list (PAD asks for nothing: RFC 2132 3.1,
+    /// and a cached reply's template keeps no PAD among its codes).
     pub fn covers(&self, asked: &[u8]) -> bool {
-        asked.iter().all(|c| self.contains(*c))
+        asked.iter().all(|c| *c == 0 || self.contains(*c))
     }
 }
 

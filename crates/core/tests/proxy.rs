@@ -209,6 +209,21 @@ fn asking_for_new_parameters_goes_to_the_server() {
     assert_eq!(h.client_sends(&m), Verdict::RelayedToServers { copies: 1 });
 }
 
+/// A PAD (0) in option 55 asks for no parameter (RFC 2132 3.1: PAD is no option): the
+/// cached reply answered [1, 3, 6], and a renewal asking [0, 1, 3, 6] asks nothing new
+/// (the template keeps option 55's codes without PAD, so every such renewal was taken for a
+/// changed request and went to the server).
+#[test]
+fn a_pad_in_option_55_asks_for_nothing_new() {
+    let mut h = Harness::new(proxy_config());
+    bound_client(&mut h);
+    h.advance(600);
+    let mut m = renew();
+    m.options[0] = (55, vec![0, 1, 3, 6]);
+    assert_eq!(h.client_sends_to(DS_ADDR, &m), Verdict::AnsweredLocally);
+    assert_eq!(h.engine.counters().proxy[cdra_core::counters::ProxyEvent::ChangedRequest], 0);
+}
+
 #[test]
 fn an_address_off_the_clients_subnet_is_never_offered() {
     let mut c = proxy_config();
