@@ -362,13 +362,13 @@ impl Engine {
         if let Some(slot) = assigned.and_then(|k| self.table.find(&k)) {
             let n = r.n;
             let ours =
-                |c: &crate::table::ClientRecord| c.origin == crate::table::Origin::Pool { n } && c.address == address;
+                |c: &crate::table::ClientRecord| c.origin() == crate::table::Origin::Pool { n } && c.address == address;
             if let Some(c) = self.table.get_mut(slot).filter(|c| ours(c)) {
-                c.lease_start = lease_start;
+                c.set_lease_start(lease_start);
                 c.lease_secs = lease_secs;
                 c.t1_secs = t1;
                 c.t2_secs = t2;
-                c.last_update = now;
+                c.set_last_update(now);
             }
         }
         self.note_pool_change(r);
@@ -383,7 +383,7 @@ impl Engine {
         if let Some(e) = self.pool.remove(r) {
             if let EntryState::Assigned(key) | EntryState::Migrating(key) | EntryState::Reacquiring(key) = e.state {
                 if let Some(c) = self.table.find(&key).and_then(|s| self.table.get_mut(s)) {
-                    c.must_restart = true;
+                    c.set_must_restart(true);
                 }
             }
         }
