@@ -1204,6 +1204,163 @@ mod tests {
         assert!(t.pending_order.len() <= 2 * 8 + 64);
     }
 
+    /// The compact times' range, in milliseconds: `u32::MAX` seconds (the year 2106 on the
+    /// daemon's wall clock).
+    const UNTIL_2106: u64 = u32::MAX as u64 * 1000;
+
+    proptest::proptest! {
+        /// The table keeps a client's budget only while it is not full (a missing entry is
+        /// a full bucket): its decisions are those of one bucket kept for ever, whatever
+        /// the request times, the rate and the burst, with the sweep's settling between.
+        #[test]
+        fn a_budget_kept_only_while_not_full_decides_as_one_bucket_kept_for_ever(
+            per_second in 1u32..2000,
+            burst in 1u32..40,
+            steps in proptest::collection::vec((0u64..4000, proptest::bool::ANY), 1..200),
+        ) {
+            let rate = Rate { per_second, burst };
+            let mut t = ClientTable::new(4, 4, 1);
+            let (slot, _) = t.insert(record(1, 0));
+            let mut for_ever = TokenBucket::full();
+            let mut now = 1000;
+            for (gap, settle) in steps {
+                now += gap;
+                let at = Timestamp::from_millis(now);
+                if settle {
+                    t.settle_budgets(at, rate);
+                }
+                proptest::prop_assert_eq!(t.take_budget(slot, at, rate), for_ever.take(at, rate));
+                proptest::prop_assert!(t.budgets_held() <= 1);
+            }
+            t.settle_budgets(Timestamp::from_millis(now + 1000 * u64::from(burst)), rate);
+            proptest::prop_assert_eq!(t.budgets_held(), 0, "full again: forgotten");
+        }
+
+        /// The compact times as the store reads them back (as milliseconds, whatever they
+        /// were written as): no lease is believed longer than stored, no short lease over
+        /// before its end, no record younger than it is (`max_age`).
+        #[test]
+        fn a_restored_record_never_believes_a_lease_longer_than_stored(
+            start in 0u64..UNTIL_2106,
+            lease in 1u32..10_000_000,
+            contact in 0u64..UNTIL_2106,
+            update in 0u64..UNTIL_2106,
+            end in 1u64..UNTIL_2106 - 1000,
+        ) {
+            let mut r = record(1, 0);
+            r.address = Ipv4Addr::new(10, 0, 0, 1);
+            r.state = ClientState::Bound;
+            r.lease_secs = lease;
+            let mut buf = [0u8; 576];
+            let mut b = cdra_wire::MessageBuilder::new(&mut buf, cdra_wire::Op::BootReply, Some(cdra_wire::MessageType::Ack)).expect("room");
+            b.yiaddr(r.address);
+            let n = b.finish().expect("room");
+            r.reply = CachedReply::new(&buf[..n]);
+            // Marks, found in the encoding and overwritten with the times under test.
+            let marks = [1_111_111_111_000u64, 1_222_222_222_000, 1_333_333_333_000, 1_444_444_444_000];
+            r.set_lease_start(Timestamp::from_millis(marks[0]));
+            r.set_last_contact(Timestamp::from_millis(marks[1]));
+            r.set_last_update(Timestamp::from_millis(marks[2]));
+            r.set_client_lease_end(Some(Timestamp::from_millis(marks[3])));
+            let mut bytes = Vec::new();
+            crate::persist::encode_record(&r, "eth0", &mut bytes);
+            for (mark, value) in marks.iter().zip([start, contact, update, end]) {
+                let at = bytes.windows(8).position(|w| w == mark.to_le_bytes()).expect("the mark");
+                bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+            }
+            let (back, _) = crate::persist::decode_record(&bytes).expect("decodes");
+            let ms = Timestamp::from_millis;
+            proptest::prop_assert_eq!(back.lease_start(), ms(start), "exact");
+            proptest::prop_assert!(back.lease_end() <= Some(ms(start + u64::from(lease) * 1000)));
+            proptest::prop_assert!(back.last_contact() <= ms(contact) && ms(contact).since(back.last_contact()).as_millis() < 1000);
+            proptest::prop_assert!(back.last_update() <= ms(update) && ms(update).since(back.last_update()).as_millis() < 1000);
+            let back_end = back.client_lease_end().expect("a short lease");
+            proptest::prop_assert!(back_end >= ms(end) && back_end.since(ms(end)).as_millis() < 1000);
+            // And written again, read again: the same.
+            crate::persist::encode_record(&back, "eth0", &mut bytes);
+            let (again, _) = crate::persist::decode_record(&bytes).expect("decodes");
+            proptest::prop_assert_eq!(
+                (again.lease_start(), again.last_contact(), again.last_update(), again.client_lease_end()),
+                (back.lease_start(), back.last_contact(), back.last_update(), back.client_lease_end())
+            );
+        }
+    }
+
+    #[test]
+    fn the_budget_and_the_renewal_sent_leave_with_their_record() {
+        let rate = Rate { per_second: 1, burst: 1 };
+        let mut t = ClientTable::new(4, 4, 1);
+        let (s, _) = t.insert(record(1, 0));
+        let now = Timestamp::from_secs(10);
+        assert!(t.take_budget(s, now, rate));
+        assert!(!t.take_budget(s, now, rate));
+        t.set_upstream_renewal_sent(s, Some(now));
+        assert_eq!((t.budgets_held(), t.renewals_sent_held()), (1, 1));
+        t.remove(s);
+        assert_eq!((t.budgets_held(), t.renewals_sent_held()), (0, 0));
+        let (s2, _) = t.insert(record(2, 0));
+        assert_eq!(s2, s);
+        assert!(t.take_budget(s2, now, rate), "the slot's next record starts full");
+        assert_eq!(t.upstream_renewal_sent(s2), None);
+        t.set_upstream_renewal_sent(s2, Some(now));
+        t.forget_renewals_sent(
+            now.saturating_add(core::time::Duration::from_secs(29)),
+            core::time::Duration::from_secs(30),
+        );
+        assert_eq!(t.upstream_renewal_sent(s2), Some(now));
+        t.forget_renewals_sent(
+            now.saturating_add(core::time::Duration::from_secs(30)),
+            core::time::Duration::from_secs(30),
+        );
+        assert_eq!(t.upstream_renewal_sent(s2), None);
+    }
+
+    #[test]
+    fn the_packed_fields_read_back_as_written() {
+        let mut r = record(1, 0);
+        for origin in [Origin::Server, Origin::Pool { n: 513 }, Origin::PoolLease { n: u16::MAX }] {
+            for kind in [ClientKind::Dhcp, ClientKind::Bootp] {
+                for bits in 0..16u8 {
+                    r.set_origin(origin);
+                    r.set_kind(kind);
+                    r.set_confirmed(bits & 1 != 0);
+                    r.set_must_restart(bits & 2 != 0);
+                    r.set_offer_probed(bits & 4 != 0);
+                    r.set_lapse_filed(bits & 8 != 0);
+                    let read =
+                        (r.origin(), r.kind(), r.confirmed(), r.must_restart(), r.offer_probed(), r.lapse_filed());
+                    assert_eq!(read, (origin, kind, bits & 1 != 0, bits & 2 != 0, bits & 4 != 0, bits & 8 != 0));
+                }
+            }
+        }
+        let b = ServerBinding { addr: Ipv4Addr::new(10, 0, 0, 1), id: Ipv4Addr::new(192, 0, 2, 1) };
+        r.set_server(Some(b));
+        assert_eq!(r.server(), Some(b));
+        r.set_server(None);
+        assert_eq!(r.server(), None);
+    }
+
+    #[test]
+    fn a_short_lease_moved_earlier_asks_for_a_new_lapse_timer_and_one_moved_later_does_not() {
+        let mut r = record(1, 0);
+        r.set_client_lease_end(Some(Timestamp::from_secs(100)));
+        r.set_lapse_filed(true);
+        r.set_client_lease_end(Some(Timestamp::from_secs(200)));
+        assert!(r.lapse_filed(), "the timer filed fires first and files another");
+        r.set_client_lease_end(Some(Timestamp::from_secs(150)));
+        assert!(!r.lapse_filed(), "the timer filed may be too late");
+        r.set_lapse_filed(true);
+        assert!(!r.limit_client_lease_end(Timestamp::from_millis(150_000)));
+        assert!(!r.limit_client_lease_end(Timestamp::from_millis(149_001)), "rounded up: the same second");
+        assert!(r.lapse_filed());
+        assert!(r.limit_client_lease_end(Timestamp::from_millis(148_500)));
+        assert_eq!(r.client_lease_end(), Some(Timestamp::from_secs(149)));
+        assert!(!r.lapse_filed());
+        r.set_lapse_filed(true);
+        assert!(r.limit_client_lease_end(Timestamp::from_secs(120)));
+        assert!(!r.lapse_filed());
+    }
+
     /// Issue 14 part 3: a million clients in 160 MiB. The fixed fields (everything but the
     /// key and the reply) take 48 bytes: see the struct's docs for how each is held. With
     /// the 24-byte reply this is 96; a reply of 32 bytes (Arc<Template> + 24 inline bytes)
