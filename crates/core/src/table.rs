@@ -323,7 +323,7 @@ use crate::templates::TemplateSet;
 ///   counted from it to the second, and must not change;
 /// - the server binding as two addresses, `addr` unspecified when there is none (as the
 ///   store keeps it: a configured server address is never 0.0.0.0);
-/// - the small enums and flags in one byte ([`RecordFlags`]), the origin's entry number
+/// - the small enums and flags in one byte (`RecordFlags`), the origin's entry number
 ///   apart;
 /// - not here at all: the request budget (`[limits] client_rate`; kept by the table only
 ///   for clients whose bucket is not full, [`ClientTable::take_budget`]), the time of an
