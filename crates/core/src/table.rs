@@ -504,7 +504,9 @@ impl ClientRecord {
     /// Bring the short lease's end back to `latest` if it is later (as held, to the
     /// second): true if it moved.
     pub fn limit_client_lease_end(&mut self, latest: Timestamp) -> bool {
-        let later = self.client_lease_end_secs.is_some_and(|s| s.get() > latest.secs_ceil());
+        // As it would be held (at least 1: `None` is 0).
+        let latest_held = latest.secs_ceil().max(1);
+        let later = self.client_lease_end_secs.is_some_and(|s| s.get() > latest_held);
         if later {
             self.set_client_lease_end(Some(latest));
         }
