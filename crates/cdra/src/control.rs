@@ -210,7 +210,7 @@ pub struct Detail {
 impl Detail {
     fn of(r: &ClientRecord) -> Self {
         Detail {
-            kind: format!("{:?}", r.kind),
+            kind: format!("{:?}", r.kind()),
             lease_secs: r.lease_secs,
             t1_secs: r.t1_secs,
             t2_secs: r.t2_secs,
@@ -295,7 +295,7 @@ impl Row {
     fn of(r: &ClientRecord, now: Timestamp) -> Self {
         Row {
             key: r.key.clone(),
-            pool_entry: match r.origin {
+            pool_entry: match r.origin() {
                 Origin::Pool { n } => Some(n),
                 Origin::Server | Origin::PoolLease { .. } => None,
             },
@@ -307,9 +307,9 @@ impl Row {
                 Some(_) if r.lease_secs == u32::MAX => LeaseLeft::Infinite,
                 Some(_) => LeaseLeft::Secs(r.lease_left_secs(now)),
             },
-            server: r.server.map(|s| s.id),
-            last_contact_secs: now.since(r.last_contact).as_secs(),
-            last_update_secs: now.since(r.last_update).as_secs(),
+            server: r.server().map(|s| s.id),
+            last_contact_secs: now.since(r.last_contact()).as_secs(),
+            last_update_secs: now.since(r.last_update()).as_secs(),
         }
     }
 }

@@ -1035,7 +1035,7 @@ mod tests {
         let mut r = ClientRecord::new(key, ClientKind::Dhcp, 0, NOW);
         r.state = ClientState::Bound;
         r.address = address;
-        r.server = Some(ServerBinding { addr: SERVER, id: SERVER });
+        r.set_server(Some(ServerBinding { addr: SERVER, id: SERVER }));
         r.lease_secs = 86_400;
         r.reply = CachedReply::new(buf.get(..len).expect("len"), &r.reply_context(), &ParamList::EMPTY);
         r

@@ -34,7 +34,7 @@ use crate::proxy::ProxyState;
 use crate::servers::ServerPool;
 use crate::table::{ClientKey, ClientRecord, ClientTable};
 use crate::time::Timestamp;
-use crate::timers::{Timer, Timers};
+use crate::timers::{LapseQueue, Timer, Timers};
 use crate::transactions::Transactions;
 use crate::verdict::{DropReason, Verdict};
 
@@ -64,8 +64,10 @@ pub struct Engine {
     pub(crate) table: ClientTable,
     /// Probes and offer windows (caching modes).
     pub(crate) proxy: ProxyState,
-    /// Every timer ([`crate::timers`]).
+    /// Every timer but the lapse timers ([`crate::timers`]).
     pub(crate) timers: Timers,
+    /// The lapse timers, one per record with a short client lease ([`crate::timers`]).
+    pub(crate) lapses: LapseQueue,
     pub(crate) changes: ChangeLog,
     /// Working space for expanding and rewriting messages (no allocation per packet).
     pub(crate) scratch: Box<[u8]>,
@@ -183,6 +185,7 @@ impl Engine {
             table,
             proxy: ProxyState::default(),
             timers,
+            lapses: LapseQueue::default(),
             changes: Default::default(),
             scratch: vec![0u8; crate::outbox::OUT_BUFFER_SIZE].into_boxed_slice(),
             held: HeldReplies::new(held),
@@ -301,7 +304,10 @@ impl Engine {
     /// or before the current time means work was left for lack of outbox room: call again
     /// once the outbox has been sent.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.timers.next_deadline()
+        match (self.timers.next_deadline(), self.lapses.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Fire the timers due at `now`, in deadline order. Stops, leaving the rest due (and
@@ -318,13 +324,24 @@ impl Engine {
         // The most one timer sends: a local ACK plus a renewal to every server (paper 5.3,
         // past T2), a pool entry's RELEASE and REQUEST, or one probe.
         let room_needed = 2 + self.servers.servers().len();
-        for _ in 0..self.timers.len() {
-            if self.timers.next_deadline().is_none_or(|t| t > now) {
+        for _ in 0..self.timers.len() + self.lapses.len() {
+            if self.poll_timeout().is_none_or(|t| t > now) {
                 return;
             }
             if outbox.remaining() < room_needed || outbox.probes_remaining() == 0 {
                 self.counters.proxy.add(ProxyEvent::TimersDeferred);
                 return;
+            }
+            // The lapse queue's earliest, unless another timer falls due first (or with it).
+            let lapse_first = match (self.timers.next_deadline(), self.lapses.next_deadline()) {
+                (Some(t), Some(l)) => l < t,
+                (None, Some(_)) => true,
+                _ => false,
+            };
+            if lapse_first {
+                let Some(record) = self.lapses.pop_due(now) else { return };
+                self.lapse_due(now, record, outbox);
+                continue;
             }
             let Some((at, timer)) = self.timers.pop_due(now) else { return };
             match timer {
@@ -339,7 +356,6 @@ impl Engine {
                         self.timers.arm(at, Timer::HeldReply);
                     }
                 }
-                Timer::Lapse(record) => self.lapse_due(now, at, record, outbox),
                 Timer::Sweep => self.sweep_due(now),
                 Timer::Pool(r) => self.pool_entry_due(now, at, r, outbox),
                 Timer::PoolRefill => {
@@ -436,9 +452,10 @@ impl Engine {
         self.compact_timers();
     }
 
-    /// Bytes the timer heap takes (one lapse timer a record with a short client lease).
+    /// Bytes the timers take: the lapse queue (one 12-byte entry a record with a short
+    /// client lease) and the heap of the others.
     pub fn timers_memory(&self) -> usize {
-        self.timers.memory()
+        self.timers.memory() + self.lapses.memory()
     }
 
     /// Make room for `records` more client records (before a large restore).
@@ -515,9 +532,15 @@ impl Engine {
         }
     }
 
-    /// Timers filed (live and stale).
+    /// Timers filed (live and stale), lapse timers included.
     pub fn timers_filed(&self) -> usize {
-        self.timers.len()
+        self.timers.len() + self.lapses.len()
+    }
+
+    /// Lapse timers filed (live and stale): at most twice the records the table may hold
+    /// (`max_clients` + `[limits] pending_clients`).
+    pub fn lapse_timers_filed(&self) -> usize {
+        self.lapses.len()
     }
 
     /// RFC 4388 leasequery: queries outstanding, sweeps left, what each server does
@@ -542,30 +565,39 @@ impl Engine {
         self.config.downstream.iter().map(|d| d.name.as_str()).chain(core::iter::once("upstream"))
     }
 
-    /// Most timers live at once (`timers.rs`): two per probe (its deadline, and its outcome
-    /// once an answer decides it), one per offer window, one lapse per record (bound and
-    /// pending), the held-reply timer and the sweep; in pool mode also one per pool entry
-    /// (at most [`crate::pool::MAX_ENTRIES_PER_LINK`] a link), the refill, and one per
-    /// DISCOVER waiting for its fallback (`[limits] pending_clients`).
+    /// Most timers live at once in the heap (`timers.rs`): two per probe (its deadline, and
+    /// its outcome once an answer decides it), one per offer window, the held-reply timer
+    /// and the sweep; in pool mode also one per pool entry (at most
+    /// [`crate::pool::MAX_ENTRIES_PER_LINK`] a link), the refill, and one per DISCOVER
+    /// waiting for its fallback (`[limits] pending_clients`).
     fn live_timer_bound(&self) -> usize {
         let p = &self.config.proxy;
-        let records = p.max_clients.max(1) + self.config.limits.pending_clients.max(1);
         // The held-reply timer, the sweep and the leasequery timer.
-        let mut bound = 2 * p.max_pending_probes + p.max_offer_windows + records + 3;
+        let mut bound = 2 * p.max_pending_probes + p.max_offer_windows + 3;
         if self.pool.links() > 0 {
             bound += self.pool.len() + 1 + self.config.limits.pending_clients;
         }
         bound
     }
 
-    /// Drop the stale timers once the heap holds twice what can be live (`timers.rs`), so
+    /// Most lapse timers live at once: one per record (bound and pending).
+    fn live_lapse_bound(&self) -> usize {
+        self.config.proxy.max_clients.max(1) + self.config.limits.pending_clients.max(1)
+    }
+
+    /// Drop the stale timers once the heap (or the lapse queue) holds twice what can be live (`timers.rs`), so
     /// churn (records evicted, probes and windows forgotten before their deadline, pool
     /// entries re-armed or dropped) cannot grow it beyond a bound set by configuration.
     fn compact_timers(&mut self) {
+        if self.lapses.len() > 2 * self.live_lapse_bound() {
+            let table = &self.table;
+            self.lapses
+                .retain_earliest(|r| table.resolve(r).and_then(|s| table.get(s)).is_some_and(|r| r.lapse_filed()));
+        }
         if self.timers.len() <= 2 * self.live_timer_bound() {
             return;
         }
-        let (probes, offers, table) = (&self.proxy.probes, &self.proxy.offers, &self.table);
+        let (probes, offers) = (&self.proxy.probes, &self.proxy.offers);
         let (pool, fallbacks) = (&self.pool, &self.pool_fallbacks);
         // A timer filed again for a deadline it already had (an entry's or a record's timer
         // interrupted by an earlier one, then re-armed for the same deadline) is redundant:
@@ -575,9 +607,6 @@ impl Engine {
             let live = match timer {
                 Timer::Probe(id) => probes.contains(*id),
                 Timer::OfferWindow(id) => offers.contains(*id),
-                Timer::Lapse(record) => {
-                    table.resolve(*record).and_then(|s| table.get(s)).is_some_and(|r| r.lapse_armed == Some(at))
-                }
                 Timer::Pool(r) => pool.get(*r).is_some_and(|e| e.timer == Some(at)),
                 Timer::PoolFallback(id) => fallbacks.is_waiting(id),
                 Timer::HeldReply | Timer::Sweep | Timer::PoolRefill | Timer::Leasequery => true,

@@ -84,7 +84,7 @@ impl LeaseEvent {
             client: r.key.clone(),
             interface: Some(r.downstream),
             address: (!r.address.is_unspecified()).then_some(r.address),
-            server: r.server.map(|s| s.id),
+            server: r.server().map(|s| s.id),
             message,
         }
     }

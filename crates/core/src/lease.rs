@@ -88,7 +88,7 @@ pub fn local_lease_secs(r: &ClientRecord, now: Timestamp, client_lease: Option<D
 
 impl ClientRecord {
     fn at_offset(&self, secs: u32) -> Timestamp {
-        Timestamp::from_millis(self.lease_start.as_millis().saturating_add(u64::from(secs) * 1000))
+        Timestamp::from_millis(self.lease_start().as_millis().saturating_add(u64::from(secs) * 1000))
     }
 
     /// When the server's lease ends (`None`: infinite).
@@ -102,7 +102,7 @@ impl ClientRecord {
         if self.lease_secs == INFINITE {
             return INFINITE;
         }
-        let elapsed = now.since(self.lease_start).as_secs();
+        let elapsed = now.since(self.lease_start()).as_secs();
         (u64::from(self.lease_secs).saturating_sub(elapsed)).min(u64::from(INFINITE - 1)) as u32
     }
 
@@ -122,18 +122,23 @@ impl ClientRecord {
     /// True if anything was moved.
     pub fn clamp_to(&mut self, now: Timestamp) -> bool {
         let mut moved = false;
-        for t in [&mut self.lease_start, &mut self.last_contact, &mut self.last_update] {
-            if *t > now {
-                *t = now;
-                moved = true;
-            }
+        if self.lease_start() > now {
+            self.set_lease_start(now);
+            moved = true;
         }
-        if let Some(end) = self.client_lease_end {
+        if self.last_contact() > now {
+            self.set_last_contact(now);
+            moved = true;
+        }
+        if self.last_update() > now {
+            self.set_last_update(now);
+            moved = true;
+        }
+        if let (Some(end), Some(lease_end)) = (self.client_lease_end(), self.lease_end()) {
             // A short lease cannot end later than one client_lease from now; the caller
             // re-bounds it with the configured length.
-            if end > now && self.lease_end().is_some_and(|e| end > e) {
-                self.client_lease_end = self.lease_end();
-                moved = true;
+            if end > now {
+                moved |= self.limit_client_lease_end(lease_end);
             }
         }
         moved

@@ -3,7 +3,7 @@
 //!
 //! | budget | spent by | knob | counted as |
 //! |---|---|---|---|
-//! | per client ([`crate::table::ClientRecord::budget`]) | every request of a client cdra has a record for | `[limits] client_rate`, `client_burst` | drop `client_rate_limited` |
+//! | per client ([`crate::table::ClientTable::take_budget`]: kept by the table only while not full, so a client that has not asked for a few seconds takes no room) | every request of a client cdra has a record for | `[limits] client_rate`, `client_burst` | drop `client_rate_limited` |
 //! | per downstream interface | every request of a client without a server-answered record (a new client, or one still waiting: what a starvation flood of random MACs is), and in relay mode every request | `[limits] interface_rate`, `interface_burst` | drop `interface_rate_limited` |
 //!
 //! A client whose record holds a server reply spends only its own budget, so a flood of
@@ -63,10 +63,7 @@ impl TokenBucket {
         if !rate.is_limited() {
             return true;
         }
-        let cap = u64::from(rate.burst.max(1)) * 1000;
-        // per_second tokens a second is per_second thousandths of a token a millisecond.
-        let refill = now.since(self.at).as_millis().min(u128::from(u32::MAX)) as u64 * u64::from(rate.per_second);
-        let level = (u64::from(self.millitokens).saturating_add(refill)).min(cap);
+        let level = self.level_at(now, rate);
         if now > self.at {
             self.at = now;
         }
@@ -77,6 +74,25 @@ impl TokenBucket {
             self.millitokens = level as u32;
             false
         }
+    }
+
+    /// Is the bucket full at `now` (as [`TokenBucket::full`] is: the next take finds the
+    /// whole burst)? Always for an unlimited rate.
+    pub fn is_full_at(&self, now: Timestamp, rate: Rate) -> bool {
+        !rate.is_limited() || self.level_at(now, rate) >= Self::cap(rate)
+    }
+
+    /// Thousandths of a token the bucket holds at `now`, refilled (a clock that went back
+    /// refills nothing).
+    fn level_at(&self, now: Timestamp, rate: Rate) -> u64 {
+        // per_second tokens a second is per_second thousandths of a token a millisecond.
+        let refill = now.since(self.at).as_millis().min(u128::from(u32::MAX)) as u64 * u64::from(rate.per_second);
+        (u64::from(self.millitokens).saturating_add(refill)).min(Self::cap(rate))
+    }
+
+    /// The most thousandths of a token it holds.
+    fn cap(rate: Rate) -> u64 {
+        u64::from(rate.burst.max(1)) * 1000
     }
 }
 

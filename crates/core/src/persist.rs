@@ -236,7 +236,7 @@ fn put_bytes16(out: &mut Vec<u8>, b: &[u8]) {
 pub fn encode_record(r: &ClientRecord, interface: &str, out: &mut Vec<u8>) {
     out.clear();
     out.push(RECORD_FORMAT);
-    out.push(match r.kind {
+    out.push(match r.kind() {
         ClientKind::Dhcp => 0,
         ClientKind::Bootp => 1,
     });
@@ -244,16 +244,16 @@ pub fn encode_record(r: &ClientRecord, interface: &str, out: &mut Vec<u8>) {
     put_bytes16(out, interface.as_bytes());
     out.extend_from_slice(&r.address.octets());
     let (server_addr, server_id) =
-        r.server.map(|s| (s.addr, s.id)).unwrap_or((Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED));
+        r.server().map(|s| (s.addr, s.id)).unwrap_or((Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED));
     out.extend_from_slice(&server_addr.octets());
     out.extend_from_slice(&server_id.octets());
     put_u32(out, r.lease_secs);
     put_u32(out, r.t1_secs);
     put_u32(out, r.t2_secs);
-    put_u64(out, r.lease_start.as_millis());
-    put_u64(out, r.last_contact.as_millis());
-    put_u64(out, r.last_update.as_millis());
-    put_u64(out, r.client_lease_end.map(|t| t.as_millis()).unwrap_or(0));
+    put_u64(out, r.lease_start().as_millis());
+    put_u64(out, r.last_contact().as_millis());
+    put_u64(out, r.last_update().as_millis());
+    put_u64(out, r.client_lease_end().map(|t| t.as_millis()).unwrap_or(0));
     // Option 55's codes are the template's; the own bytes leave to the record what it holds
     // (`ClientRecord::reply_context`, the fields above).
     match r.reply.as_ref() {
@@ -272,7 +272,7 @@ pub fn encode_record(r: &ClientRecord, interface: &str, out: &mut Vec<u8>) {
         }
         None => out.push(REPLY_WHOLE),
     }
-    let (tag, n) = match r.origin {
+    let (tag, n) = match r.origin() {
         Origin::Server => (0u8, 0u16),
         Origin::Pool { n } => (1, n),
         Origin::PoolLease { n } => (2, n),
@@ -429,14 +429,14 @@ pub fn decode_record_with<'a>(bytes: &'a [u8], templates: &Templates) -> Result<
     let mut rec = ClientRecord::new(key, kind, 0, last_contact);
     rec.state = ClientState::Bound;
     rec.address = address;
-    rec.server = (!server_addr.is_unspecified()).then_some(ServerBinding { addr: server_addr, id: server_id });
+    rec.set_server((!server_addr.is_unspecified()).then_some(ServerBinding { addr: server_addr, id: server_id }));
     rec.lease_secs = lease_secs;
     rec.t1_secs = t1_secs;
     rec.t2_secs = t2_secs;
-    rec.lease_start = lease_start;
-    rec.last_update = last_update;
-    rec.client_lease_end = client_lease_end;
-    rec.origin = origin;
+    rec.set_lease_start(lease_start);
+    rec.set_last_update(last_update);
+    rec.set_client_lease_end(client_lease_end);
+    rec.set_origin(origin);
     let reply = make_reply(stored, version, templates, params, &rec.reply_context())?;
     rec.reply = Some(reply);
     Ok((rec, interface))

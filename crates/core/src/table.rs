@@ -24,13 +24,14 @@
 use core::fmt;
 use core::hash::BuildHasher;
 use core::net::Ipv4Addr;
+use core::num::NonZeroU32;
 use std::collections::VecDeque;
 
-use hashbrown::HashTable;
+use hashbrown::{HashMap, HashTable};
 
 use cdra_wire::Message;
 
-use crate::limits::TokenBucket;
+use crate::limits::{Rate, TokenBucket};
 use crate::time::Timestamp;
 
 /// Longest key stored inline (kind byte + data); longer client identifiers go on the heap.
@@ -310,18 +311,34 @@ use crate::templates::{ReplyContext, TemplateSet};
 
 /// One client (paper 5: ClientID, ClientType, State, ServAddr, CliAddr, LeaseTime,
 /// LeaseStartTime, LastContact, LastUpdate, Msg; plus what the Appendix B fixes need).
+///
+/// Compact (issue 14 part 3: a million clients in 160 MiB): 96 bytes with a 24-byte
+/// `reply`. What the record's fixed fields hold, and how:
+///
+/// - times in whole seconds (u32, to the year 2106 on the daemon's wall clock), rounded
+///   so that nothing becomes less safe: `last_contact` and `last_update` down (a record is
+///   believed older than it is: `max_age`, paper 5.6, removes it no later, the LRU sample
+///   picks it no later); `client_lease_end` up (a client's short lease is never thought
+///   over before it is: its lapse, paper 2.3, comes at most a second later). `lease_start`
+///   is exact (seconds and milliseconds): the lease a client gets from the cache is
+///   counted from it to the second, and must not change;
+/// - the server binding as two addresses, `addr` unspecified when there is none (as the
+///   store keeps it: a configured server address is never 0.0.0.0);
+/// - the small enums and flags in one byte (`RecordFlags`), the origin's entry number
+///   apart;
+/// - not here at all: the request budget (`[limits] client_rate`; kept by the table only
+///   for clients whose bucket is not full, [`ClientTable::take_budget`]), the time of an
+///   upstream renewal in flight (kept by the table while one is,
+///   [`ClientTable::upstream_renewal_sent`]) and the lapse timer's deadline (the lapse queue
+///   holds it, `timers.rs`; the record keeps one bit: one is filed).
 #[derive(Debug, Clone)]
 pub struct ClientRecord {
     /// Identity.
     pub key: ClientKey,
-    /// DHCP or BOOTP.
-    pub kind: ClientKind,
-    /// Believed state.
-    pub state: ClientState,
-    /// Index of the downstream interface the client was last heard on.
-    pub downstream: u16,
-    /// The server holding the lease (ServAddr).
-    pub server: Option<ServerBinding>,
+    /// The last DHCPACK / BOOTREPLY from the server (Msg), option 82 removed, trimmed after
+    /// END, with option 55 of the request it answers ([`ClientRecord::param_list`]). `None`
+    /// until the server has answered.
+    pub reply: Option<CachedReply>,
     /// The leased address (CliAddr).
     pub address: Ipv4Addr,
     /// Lease granted by the server, seconds (LeaseTime); `u32::MAX` is infinite.
@@ -330,70 +347,252 @@ pub struct ClientRecord {
     pub t1_secs: u32,
     /// See `t1_secs`.
     pub t2_secs: u32,
-    /// When the server's lease started (LeaseStartTime): when the request it answers was
-    /// forwarded, so the lease is never believed longer than it is.
-    pub lease_start: Timestamp,
-    /// Last message from the client (LastContact).
-    pub last_contact: Timestamp,
-    /// Last time a server refreshed the configuration (LastUpdate).
-    pub last_update: Timestamp,
-    /// The last DHCPACK / BOOTREPLY from the server (Msg), option 82 removed, trimmed after
-    /// END, with option 55 of the request it answers ([`ClientRecord::param_list`]). `None`
-    /// until the server has answered.
-    pub reply: Option<CachedReply>,
-    /// The deadline of this record's one armed lapse timer (see `timers.rs`): a lapse
-    /// timer that fires at another moment is stale and ignored.
-    pub lapse_armed: Option<Timestamp>,
-    /// Automated lease renewals (paper 2.3, 5.3): when the short lease we gave the client
-    /// ends. `None` when clients get the server's lease.
-    pub client_lease_end: Option<Timestamp>,
-    /// When a renewal was last sent upstream on the client's behalf (paper 5.3), while it
-    /// is unanswered (at most one per `UPSTREAM_RENEWAL_RETRY`).
-    pub upstream_renewal_sent: Option<Timestamp>,
-    /// This client's request budget (`[limits] client_rate`, `client_burst`); not persisted.
-    pub budget: TokenBucket,
-    /// Since this engine started, a server reply for this client was believed, or a probe
-    /// found the client itself on its address. A record restored from the store is not
-    /// (paper 3.4: "information in the client database is suspect") until then; not
-    /// persisted.
-    pub confirmed: bool,
-    /// Where its address comes from.
-    pub origin: Origin,
-    /// Pool mode: moving the client onto a lease of its own failed; its next request gets a
-    /// NAK, so that it starts over with the server.
-    pub must_restart: bool,
-    /// Pool mode: the OFFER out to the client was made after a probe of its address found
-    /// nobody (its REQUEST for that OFFER needs no second probe). Cleared by any other
-    /// answer.
-    pub offer_probed: bool,
+    /// [`ClientRecord::lease_start`]: whole seconds, and the milliseconds past them.
+    lease_start_secs: u32,
+    lease_start_millis: u16,
+    /// [`ClientRecord::last_contact`], seconds rounded down.
+    last_contact_secs: u32,
+    /// [`ClientRecord::last_update`], seconds rounded down.
+    last_update_secs: u32,
+    /// [`ClientRecord::client_lease_end`], seconds rounded up (at least 1).
+    client_lease_end_secs: Option<NonZeroU32>,
+    /// [`ClientRecord::server`]: `server_addr` unspecified when there is none.
+    server_addr: Ipv4Addr,
+    server_id: Ipv4Addr,
+    /// Index of the downstream interface the client was last heard on.
+    pub downstream: u16,
+    /// The entry number of a pool origin ([`ClientRecord::origin`]; its kind is in `flags`).
+    origin_n: u16,
+    /// Believed state.
+    pub state: ClientState,
+    /// Kind, origin kind and flags.
+    flags: RecordFlags,
+}
+
+/// A record's small enums and flags in one byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct RecordFlags(u8);
+
+impl RecordFlags {
+    /// [`ClientKind::Bootp`] (clear: DHCP).
+    const BOOTP: u8 = 1;
+    /// [`ClientRecord::confirmed`].
+    const CONFIRMED: u8 = 1 << 1;
+    /// [`ClientRecord::must_restart`].
+    const MUST_RESTART: u8 = 1 << 2;
+    /// [`ClientRecord::offer_probed`].
+    const OFFER_PROBED: u8 = 1 << 3;
+    /// [`ClientRecord::lapse_filed`].
+    const LAPSE_FILED: u8 = 1 << 4;
+    /// Two bits: the origin's kind (0 server, 1 pool, 2 pool lease).
+    const ORIGIN_SHIFT: u8 = 5;
+    const ORIGIN_MASK: u8 = 0b11 << Self::ORIGIN_SHIFT;
+
+    fn get(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+
+    fn set(&mut self, bit: u8, on: bool) {
+        if on {
+            self.0 |= bit;
+        } else {
+            self.0 &= !bit;
+        }
+    }
 }
 
 impl ClientRecord {
     /// A record for a client just heard from, holding nothing yet.
     pub fn new(key: ClientKey, kind: ClientKind, downstream: u16, now: Timestamp) -> Self {
-        ClientRecord {
+        let mut r = ClientRecord {
             key,
-            kind,
-            state: ClientState::Init,
-            downstream,
-            server: None,
+            reply: None,
             address: Ipv4Addr::UNSPECIFIED,
             lease_secs: 0,
             t1_secs: 0,
             t2_secs: 0,
-            lease_start: now,
-            last_contact: now,
-            last_update: now,
-            reply: None,
-            lapse_armed: None,
-            client_lease_end: None,
-            upstream_renewal_sent: None,
-            budget: TokenBucket::full(),
-            confirmed: false,
-            origin: Origin::Server,
-            must_restart: false,
-            offer_probed: false,
+            lease_start_secs: 0,
+            lease_start_millis: 0,
+            last_contact_secs: 0,
+            last_update_secs: 0,
+            client_lease_end_secs: None,
+            server_addr: Ipv4Addr::UNSPECIFIED,
+            server_id: Ipv4Addr::UNSPECIFIED,
+            downstream,
+            origin_n: 0,
+            state: ClientState::Init,
+            flags: RecordFlags::default(),
+        };
+        r.set_kind(kind);
+        r.set_lease_start(now);
+        r.set_last_contact(now);
+        r.set_last_update(now);
+        r
+    }
+
+    /// DHCP or BOOTP.
+    pub fn kind(&self) -> ClientKind {
+        if self.flags.get(RecordFlags::BOOTP) {
+            ClientKind::Bootp
+        } else {
+            ClientKind::Dhcp
         }
+    }
+
+    /// See [`ClientRecord::kind`].
+    pub fn set_kind(&mut self, kind: ClientKind) {
+        self.flags.set(RecordFlags::BOOTP, kind == ClientKind::Bootp);
+    }
+
+    /// When the server's lease started (LeaseStartTime): when the request it answers was
+    /// forwarded, so the lease is never believed longer than it is. Exact to the
+    /// millisecond (to `u32::MAX` seconds; a later time is kept as that, which believes
+    /// the lease started earlier).
+    pub fn lease_start(&self) -> Timestamp {
+        Timestamp::from_millis(u64::from(self.lease_start_secs) * 1000 + u64::from(self.lease_start_millis))
+    }
+
+    /// See [`ClientRecord::lease_start`].
+    pub fn set_lease_start(&mut self, t: Timestamp) {
+        self.lease_start_secs = t.secs_floor();
+        self.lease_start_millis =
+            if u64::from(self.lease_start_secs) < t.as_millis() / 1000 { 999 } else { (t.as_millis() % 1000) as u16 };
+    }
+
+    /// Last message from the client (LastContact), to the second, rounded down.
+    pub fn last_contact(&self) -> Timestamp {
+        Timestamp::from_secs(u64::from(self.last_contact_secs))
+    }
+
+    /// See [`ClientRecord::last_contact`].
+    pub fn set_last_contact(&mut self, t: Timestamp) {
+        self.last_contact_secs = t.secs_floor();
+    }
+
+    /// Last time a server refreshed the configuration (LastUpdate), to the second, rounded
+    /// down (`max_age` never keeps it longer).
+    pub fn last_update(&self) -> Timestamp {
+        Timestamp::from_secs(u64::from(self.last_update_secs))
+    }
+
+    /// See [`ClientRecord::last_update`].
+    pub fn set_last_update(&mut self, t: Timestamp) {
+        self.last_update_secs = t.secs_floor();
+    }
+
+    /// Automated lease renewals (paper 2.3, 5.3): when the short lease we gave the client
+    /// ends, to the second, rounded up (never believed over before it is). `None` when
+    /// clients get the server's lease.
+    pub fn client_lease_end(&self) -> Option<Timestamp> {
+        self.client_lease_end_secs.map(|s| Timestamp::from_secs(u64::from(s.get())))
+    }
+
+    /// See [`ClientRecord::client_lease_end`]. An end earlier than the one held clears
+    /// [`ClientRecord::lapse_filed`]: the lapse timer filed may come too late for it.
+    pub fn set_client_lease_end(&mut self, end: Option<Timestamp>) {
+        let new = end.map(|t| NonZeroU32::new(t.secs_ceil()).unwrap_or(NonZeroU32::MIN));
+        let earlier = match (self.client_lease_end_secs, new) {
+            (Some(old), Some(new)) => new < old,
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        if earlier {
+            self.set_lapse_filed(false);
+        }
+        self.client_lease_end_secs = new;
+    }
+
+    /// Bring the short lease's end back to `latest` if it is later (as held, to the
+    /// second): true if it moved.
+    pub fn limit_client_lease_end(&mut self, latest: Timestamp) -> bool {
+        // As it would be held (at least 1: `None` is 0).
+        let latest_held = latest.secs_ceil().max(1);
+        let later = self.client_lease_end_secs.is_some_and(|s| s.get() > latest_held);
+        if later {
+            self.set_client_lease_end(Some(latest));
+        }
+        later
+    }
+
+    /// The server holding the lease (ServAddr).
+    pub fn server(&self) -> Option<ServerBinding> {
+        (!self.server_addr.is_unspecified()).then_some(ServerBinding { addr: self.server_addr, id: self.server_id })
+    }
+
+    /// See [`ClientRecord::server`]. A binding whose `addr` is unspecified is none (as the
+    /// store reads it).
+    pub fn set_server(&mut self, server: Option<ServerBinding>) {
+        let b = server.unwrap_or(ServerBinding { addr: Ipv4Addr::UNSPECIFIED, id: Ipv4Addr::UNSPECIFIED });
+        (self.server_addr, self.server_id) = (b.addr, b.id);
+    }
+
+    /// Where its address comes from.
+    pub fn origin(&self) -> Origin {
+        match (self.flags.0 & RecordFlags::ORIGIN_MASK) >> RecordFlags::ORIGIN_SHIFT {
+            1 => Origin::Pool { n: self.origin_n },
+            2 => Origin::PoolLease { n: self.origin_n },
+            _ => Origin::Server,
+        }
+    }
+
+    /// See [`ClientRecord::origin`].
+    pub fn set_origin(&mut self, origin: Origin) {
+        let (tag, n) = match origin {
+            Origin::Server => (0u8, 0),
+            Origin::Pool { n } => (1, n),
+            Origin::PoolLease { n } => (2, n),
+        };
+        self.flags.0 = (self.flags.0 & !RecordFlags::ORIGIN_MASK) | (tag << RecordFlags::ORIGIN_SHIFT);
+        self.origin_n = n;
+    }
+
+    /// Since this engine started, a server reply for this client was believed, or a probe
+    /// found the client itself on its address. A record restored from the store is not
+    /// (paper 3.4: "information in the client database is suspect") until then; not
+    /// persisted.
+    pub fn confirmed(&self) -> bool {
+        self.flags.get(RecordFlags::CONFIRMED)
+    }
+
+    /// See [`ClientRecord::confirmed`].
+    pub fn set_confirmed(&mut self, on: bool) {
+        self.flags.set(RecordFlags::CONFIRMED, on);
+    }
+
+    /// Pool mode: moving the client onto a lease of its own failed; its next request gets a
+    /// NAK, so that it starts over with the server.
+    pub fn must_restart(&self) -> bool {
+        self.flags.get(RecordFlags::MUST_RESTART)
+    }
+
+    /// See [`ClientRecord::must_restart`].
+    pub fn set_must_restart(&mut self, on: bool) {
+        self.flags.set(RecordFlags::MUST_RESTART, on);
+    }
+
+    /// Pool mode: the OFFER out to the client was made after a probe of its address found
+    /// nobody (its REQUEST for that OFFER needs no second probe). Cleared by any other
+    /// answer.
+    pub fn offer_probed(&self) -> bool {
+        self.flags.get(RecordFlags::OFFER_PROBED)
+    }
+
+    /// See [`ClientRecord::offer_probed`].
+    pub fn set_offer_probed(&mut self, on: bool) {
+        self.flags.set(RecordFlags::OFFER_PROBED, on);
+    }
+
+    /// A lapse timer filed for this record (`timers.rs`, [`crate::timers::LapseQueue`])
+    /// falls due no later than its short lease's end plus the grace, or is a retry: the
+    /// record's one live lapse timer. Cleared when one fires, and when the end moves
+    /// earlier (one is then filed for the new end).
+    pub fn lapse_filed(&self) -> bool {
+        self.flags.get(RecordFlags::LAPSE_FILED)
+    }
+
+    /// See [`ClientRecord::lapse_filed`].
+    pub(crate) fn set_lapse_filed(&mut self, on: bool) {
+        self.flags.set(RecordFlags::LAPSE_FILED, on);
     }
 }
 
@@ -463,7 +662,7 @@ impl ClientRecord {
     /// names no client (its chaddr and option 61 are the reply's own).
     pub fn reply_context(&self) -> ReplyContext<'_> {
         ReplyContext {
-            key: match self.origin {
+            key: match self.origin() {
                 Origin::PoolLease { .. } => None,
                 Origin::Server | Origin::Pool { .. } => Some(&self.key),
             },
@@ -530,12 +729,21 @@ pub struct TableMemory {
     pub templates: usize,
     /// The order of pending records.
     pub pending_order: usize,
+    /// The budgets that are not full and the upstream renewals in flight (a few seconds'
+    /// worth of clients).
+    pub budgets_and_renewals: usize,
 }
 
 impl TableMemory {
     /// The sum.
     pub fn total(&self) -> usize {
-        self.records + self.long_keys + self.indexes + self.own_reply_bytes + self.templates + self.pending_order
+        self.records
+            + self.long_keys
+            + self.indexes
+            + self.own_reply_bytes
+            + self.templates
+            + self.pending_order
+            + self.budgets_and_renewals
     }
 }
 
@@ -570,6 +778,16 @@ pub struct ClientTable {
     /// Pending records in the order they were created (eviction of the oldest); entries
     /// whose record has left the pool are stale and skipped.
     pending_order: VecDeque<RecordRef>,
+    /// The request budgets ([`crate::limits`], `[limits] client_rate`) of the records whose
+    /// bucket is not full, by slot: a record without an entry has a full bucket, so only the
+    /// clients that asked within the last few seconds take room (none when the rate is
+    /// unlimited). At most one per record: removed with it, and once full again
+    /// ([`ClientTable::settle_budgets`], each sweep).
+    budgets: HashMap<Slot, TokenBucket>,
+    /// When an upstream renewal was last sent for a record (paper 5.3), while one may be
+    /// unanswered: at most one per record; removed with it, when answered, and once older
+    /// than the retry interval ([`ClientTable::forget_renewals_sent`], each sweep).
+    renewals_sent: HashMap<Slot, Timestamp>,
     rng: u64,
 }
 
@@ -598,6 +816,8 @@ impl ClientTable {
             pending: 0,
             max_pending: max_pending.max(1),
             pending_order: VecDeque::new(),
+            budgets: HashMap::new(),
+            renewals_sent: HashMap::new(),
             rng: seed | 1,
         }
     }
@@ -663,6 +883,8 @@ impl ClientTable {
                 + self.free.capacity() * 4,
             indexes: (buckets(self.by_key.capacity()) + buckets(self.by_address.capacity())) * 5,
             pending_order: self.pending_order.capacity() * core::mem::size_of::<RecordRef>(),
+            budgets_and_renewals: buckets(self.budgets.capacity()) * (1 + core::mem::size_of::<(Slot, TokenBucket)>())
+                + buckets(self.renewals_sent.capacity()) * (1 + core::mem::size_of::<(Slot, Timestamp)>()),
             ..TableMemory::default()
         };
         let mut shared = hashbrown::HashSet::new();
@@ -782,14 +1004,14 @@ impl ClientTable {
         for _ in 0..16 {
             let i = (self.next_random() % n as u64) as usize;
             if let Some(Some(r)) = self.slots.get(i) {
-                if eligible(i as Slot, r) && best.is_none_or(|(_, b)| r.last_contact < b) {
-                    best = Some((i as Slot, r.last_contact));
+                if eligible(i as Slot, r) && best.is_none_or(|(_, b)| r.last_contact() < b) {
+                    best = Some((i as Slot, r.last_contact()));
                 }
             }
         }
         best.map(|(s, _)| s).or_else(|| {
             // The sample held no bound record (a table mostly pending): look at all.
-            self.iter().filter(|(s, r)| eligible(*s, r)).min_by_key(|(_, r)| r.last_contact).map(|(s, _)| s)
+            self.iter().filter(|(s, r)| eligible(*s, r)).min_by_key(|(_, r)| r.last_contact()).map(|(s, _)| s)
         })
     }
 
@@ -875,6 +1097,8 @@ impl ClientTable {
             e.remove();
         }
         self.unindex_address(record.address, slot);
+        self.budgets.remove(&slot);
+        self.renewals_sent.remove(&slot);
         if record.pool() == Pool::Pending {
             self.pending = self.pending.saturating_sub(1);
         }
@@ -902,6 +1126,57 @@ impl ClientTable {
             return self.remove(victim);
         }
         None
+    }
+
+    /// Spend one token of the budget of the record in `slot` at `now` ([`crate::limits`]):
+    /// false (nothing spent) when it has none left. A record without a budget entry has
+    /// a full bucket.
+    pub fn take_budget(&mut self, slot: Slot, now: Timestamp, rate: Rate) -> bool {
+        if !rate.is_limited() {
+            return true;
+        }
+        self.budgets.entry(slot).or_insert_with(TokenBucket::full).take(now, rate)
+    }
+
+    /// Forget the budgets that are full again at `now` (a full bucket is what a record
+    /// without an entry has), and every one when the rate is unlimited.
+    pub fn settle_budgets(&mut self, now: Timestamp, rate: Rate) {
+        self.budgets.retain(|_, b| rate.is_limited() && !b.is_full_at(now, rate));
+    }
+
+    /// Records holding a budget that is not full.
+    pub fn budgets_held(&self) -> usize {
+        self.budgets.len()
+    }
+
+    /// When an upstream renewal was last sent for the record in `slot` (paper 5.3), if one
+    /// may still be unanswered ([`ClientTable::forget_renewals_sent`]).
+    pub fn upstream_renewal_sent(&self, slot: Slot) -> Option<Timestamp> {
+        self.renewals_sent.get(&slot).copied()
+    }
+
+    /// See [`ClientTable::upstream_renewal_sent`]; `None` when it was answered. Nothing for
+    /// a slot without a record.
+    pub fn set_upstream_renewal_sent(&mut self, slot: Slot, sent: Option<Timestamp>) {
+        match sent {
+            Some(t) if self.get(slot).is_some() => {
+                self.renewals_sent.insert(slot, t);
+            }
+            _ => {
+                self.renewals_sent.remove(&slot);
+            }
+        }
+    }
+
+    /// Forget the upstream renewals sent `retry` or longer before `now` (a renewal that old
+    /// is sent again whether it was answered or not).
+    pub fn forget_renewals_sent(&mut self, now: Timestamp, retry: core::time::Duration) {
+        self.renewals_sent.retain(|_, sent| now.since(*sent) < retry);
+    }
+
+    /// Upstream renewals remembered ([`ClientTable::upstream_renewal_sent`]).
+    pub fn renewals_sent_held(&self) -> usize {
+        self.renewals_sent.len()
     }
 
     /// Give the record in `slot` a new address; returns the slot of another record that held
@@ -957,6 +1232,176 @@ mod tests {
         assert!(t.find(&record(191, 0).key).is_none());
         assert!(t.find(&record(199, 0).key).is_some());
         assert!(t.pending_order.len() <= 2 * 8 + 64);
+    }
+
+    /// The compact times' range, in milliseconds: `u32::MAX` seconds (the year 2106 on the
+    /// daemon's wall clock).
+    const UNTIL_2106: u64 = u32::MAX as u64 * 1000;
+
+    proptest::proptest! {
+        /// The table keeps a client's budget only while it is not full (a missing entry is
+        /// a full bucket): its decisions are those of one bucket kept for ever, whatever
+        /// the request times, the rate and the burst, with the sweep's settling between.
+        #[test]
+        fn a_budget_kept_only_while_not_full_decides_as_one_bucket_kept_for_ever(
+            per_second in 1u32..2000,
+            burst in 1u32..40,
+            steps in proptest::collection::vec((0u64..4000, proptest::bool::ANY), 1..200),
+        ) {
+            let rate = Rate { per_second, burst };
+            let mut t = ClientTable::new(4, 4, 1);
+            let (slot, _) = t.insert(record(1, 0));
+            let mut for_ever = TokenBucket::full();
+            let mut now = 1000;
+            for (gap, settle) in steps {
+                now += gap;
+                let at = Timestamp::from_millis(now);
+                if settle {
+                    t.settle_budgets(at, rate);
+                }
+                proptest::prop_assert_eq!(t.take_budget(slot, at, rate), for_ever.take(at, rate));
+                proptest::prop_assert!(t.budgets_held() <= 1);
+            }
+            t.settle_budgets(Timestamp::from_millis(now + 1000 * u64::from(burst)), rate);
+            proptest::prop_assert_eq!(t.budgets_held(), 0, "full again: forgotten");
+        }
+
+        /// The compact times as the store reads them back (as milliseconds, whatever they
+        /// were written as): no lease is believed longer than stored, no short lease over
+        /// before its end, no record younger than it is (`max_age`).
+        #[test]
+        fn a_restored_record_never_believes_a_lease_longer_than_stored(
+            start in 0u64..UNTIL_2106,
+            lease in 1u32..10_000_000,
+            contact in 0u64..UNTIL_2106,
+            update in 0u64..UNTIL_2106,
+            end in 1u64..UNTIL_2106 - 1000,
+        ) {
+            let mut r = record(1, 0);
+            r.address = Ipv4Addr::new(10, 0, 0, 1);
+            r.state = ClientState::Bound;
+            r.lease_secs = lease;
+            let mut buf = [0u8; 576];
+            let mut b = cdra_wire::MessageBuilder::new(&mut buf, cdra_wire::Op::BootReply, Some(cdra_wire::MessageType::Ack)).expect("room");
+            b.yiaddr(r.address);
+            let n = b.finish().expect("room");
+            r.reply = CachedReply::new(&buf[..n], &r.reply_context(), &ParamList::EMPTY);
+            // Marks, found in the encoding and overwritten with the times under test.
+            let marks = [1_111_111_111_000u64, 1_222_222_222_000, 1_333_333_333_000, 1_444_444_444_000];
+            r.set_lease_start(Timestamp::from_millis(marks[0]));
+            r.set_last_contact(Timestamp::from_millis(marks[1]));
+            r.set_last_update(Timestamp::from_millis(marks[2]));
+            r.set_client_lease_end(Some(Timestamp::from_millis(marks[3])));
+            let mut bytes = Vec::new();
+            crate::persist::encode_record(&r, "eth0", &mut bytes);
+            for (mark, value) in marks.iter().zip([start, contact, update, end]) {
+                let at = bytes.windows(8).position(|w| w == mark.to_le_bytes()).expect("the mark");
+                bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+            }
+            let (back, _) = crate::persist::decode_record(&bytes).expect("decodes");
+            let ms = Timestamp::from_millis;
+            proptest::prop_assert_eq!(back.lease_start(), ms(start), "exact");
+            proptest::prop_assert!(back.lease_end() <= Some(ms(start + u64::from(lease) * 1000)));
+            proptest::prop_assert!(back.last_contact() <= ms(contact) && ms(contact).since(back.last_contact()).as_millis() < 1000);
+            proptest::prop_assert!(back.last_update() <= ms(update) && ms(update).since(back.last_update()).as_millis() < 1000);
+            let back_end = back.client_lease_end().expect("a short lease");
+            proptest::prop_assert!(back_end >= ms(end) && back_end.since(ms(end)).as_millis() < 1000);
+            // And written again, read again: the same.
+            crate::persist::encode_record(&back, "eth0", &mut bytes);
+            let (again, _) = crate::persist::decode_record(&bytes).expect("decodes");
+            proptest::prop_assert_eq!(
+                (again.lease_start(), again.last_contact(), again.last_update(), again.client_lease_end()),
+                (back.lease_start(), back.last_contact(), back.last_update(), back.client_lease_end())
+            );
+        }
+    }
+
+    #[test]
+    fn the_budget_and_the_renewal_sent_leave_with_their_record() {
+        let rate = Rate { per_second: 1, burst: 1 };
+        let mut t = ClientTable::new(4, 4, 1);
+        let (s, _) = t.insert(record(1, 0));
+        let now = Timestamp::from_secs(10);
+        assert!(t.take_budget(s, now, rate));
+        assert!(!t.take_budget(s, now, rate));
+        t.set_upstream_renewal_sent(s, Some(now));
+        assert_eq!((t.budgets_held(), t.renewals_sent_held()), (1, 1));
+        t.remove(s);
+        assert_eq!((t.budgets_held(), t.renewals_sent_held()), (0, 0));
+        let (s2, _) = t.insert(record(2, 0));
+        assert_eq!(s2, s);
+        assert!(t.take_budget(s2, now, rate), "the slot's next record starts full");
+        assert_eq!(t.upstream_renewal_sent(s2), None);
+        t.set_upstream_renewal_sent(s2, Some(now));
+        t.forget_renewals_sent(
+            now.saturating_add(core::time::Duration::from_secs(29)),
+            core::time::Duration::from_secs(30),
+        );
+        assert_eq!(t.upstream_renewal_sent(s2), Some(now));
+        t.forget_renewals_sent(
+            now.saturating_add(core::time::Duration::from_secs(30)),
+            core::time::Duration::from_secs(30),
+        );
+        assert_eq!(t.upstream_renewal_sent(s2), None);
+    }
+
+    #[test]
+    fn the_packed_fields_read_back_as_written() {
+        let mut r = record(1, 0);
+        for origin in [Origin::Server, Origin::Pool { n: 513 }, Origin::PoolLease { n: u16::MAX }] {
+            for kind in [ClientKind::Dhcp, ClientKind::Bootp] {
+                for bits in 0..16u8 {
+                    r.set_origin(origin);
+                    r.set_kind(kind);
+                    r.set_confirmed(bits & 1 != 0);
+                    r.set_must_restart(bits & 2 != 0);
+                    r.set_offer_probed(bits & 4 != 0);
+                    r.set_lapse_filed(bits & 8 != 0);
+                    let read =
+                        (r.origin(), r.kind(), r.confirmed(), r.must_restart(), r.offer_probed(), r.lapse_filed());
+                    assert_eq!(read, (origin, kind, bits & 1 != 0, bits & 2 != 0, bits & 4 != 0, bits & 8 != 0));
+                }
+            }
+        }
+        let b = ServerBinding { addr: Ipv4Addr::new(10, 0, 0, 1), id: Ipv4Addr::new(192, 0, 2, 1) };
+        r.set_server(Some(b));
+        assert_eq!(r.server(), Some(b));
+        r.set_server(None);
+        assert_eq!(r.server(), None);
+    }
+
+    #[test]
+    fn a_short_lease_moved_earlier_asks_for_a_new_lapse_timer_and_one_moved_later_does_not() {
+        let mut r = record(1, 0);
+        r.set_client_lease_end(Some(Timestamp::from_secs(100)));
+        r.set_lapse_filed(true);
+        r.set_client_lease_end(Some(Timestamp::from_secs(200)));
+        assert!(r.lapse_filed(), "the timer filed fires first and files another");
+        r.set_client_lease_end(Some(Timestamp::from_secs(150)));
+        assert!(!r.lapse_filed(), "the timer filed may be too late");
+        r.set_lapse_filed(true);
+        assert!(!r.limit_client_lease_end(Timestamp::from_millis(150_000)));
+        assert!(!r.limit_client_lease_end(Timestamp::from_millis(149_001)), "rounded up: the same second");
+        assert!(r.lapse_filed());
+        assert!(r.limit_client_lease_end(Timestamp::from_millis(148_500)));
+        assert_eq!(r.client_lease_end(), Some(Timestamp::from_secs(149)));
+        assert!(!r.lapse_filed());
+        r.set_lapse_filed(true);
+        assert!(r.limit_client_lease_end(Timestamp::from_secs(120)));
+        assert!(!r.lapse_filed());
+    }
+
+    /// Issue 14 part 3: a million clients in 160 MiB. The fixed fields (everything but the
+    /// key and the reply) take 48 bytes: see the struct's docs for how each is held. With
+    /// the 24-byte reply this is 96; a reply of 32 bytes (Arc<Template> + 24 inline bytes)
+    /// makes it 104.
+    #[test]
+    fn a_record_takes_at_most_96_bytes() {
+        let reply = core::mem::size_of::<Option<CachedReply>>();
+        let key = core::mem::size_of::<ClientKey>();
+        assert!(core::mem::size_of::<ClientRecord>() <= key + reply + 48, "{}", core::mem::size_of::<ClientRecord>());
+        assert!(core::mem::size_of::<ClientRecord>() <= 96 + reply.saturating_sub(24));
+        assert_eq!(core::mem::size_of::<Option<ClientRecord>>(), core::mem::size_of::<ClientRecord>());
     }
 
     #[test]

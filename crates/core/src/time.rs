@@ -44,4 +44,44 @@ impl Timestamp {
     pub fn since(self, earlier: Timestamp) -> Duration {
         Duration::from_millis(self.as_millis().saturating_sub(earlier.as_millis()))
     }
+
+    /// Whole seconds, rounded down: the time is believed earlier than it is (an instant
+    /// after `u32::MAX` seconds, the year 2106 on the daemon's wall clock, saturates to it).
+    /// For the compact times of a client record ([`crate::table::ClientRecord`]).
+    pub const fn secs_floor(self) -> u32 {
+        let s = self.as_millis() / 1000;
+        if s > u32::MAX as u64 {
+            u32::MAX
+        } else {
+            s as u32
+        }
+    }
+
+    /// Whole seconds, rounded up: the time is believed later than it is (saturating as
+    /// [`Timestamp::secs_floor`]).
+    pub const fn secs_ceil(self) -> u32 {
+        let s = self.as_millis().div_ceil(1000);
+        if s > u32::MAX as u64 {
+            u32::MAX
+        } else {
+            s as u32
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_round_down_or_up_and_saturate() {
+        let t = Timestamp::from_millis(12_345);
+        assert_eq!((t.secs_floor(), t.secs_ceil()), (12, 13));
+        let whole = Timestamp::from_secs(7);
+        assert_eq!((whole.secs_floor(), whole.secs_ceil()), (7, 7));
+        let far = Timestamp::from_millis(u64::MAX);
+        assert_eq!((far.secs_floor(), far.secs_ceil()), (u32::MAX, u32::MAX));
+        assert!(Timestamp::from_secs(u64::from(t.secs_floor())) <= t);
+        assert!(Timestamp::from_secs(u64::from(t.secs_ceil())) >= t);
+    }
 }

@@ -112,7 +112,7 @@ fn defect_2_an_ack_that_could_not_be_delivered_records_no_short_lease_and_patche
     let verdict = h.engine.handle_datagram(h.now, ingress, &mut h.outbox);
     assert_eq!(verdict, Verdict::Dropped(DropReason::OutboxFull));
     assert_eq!(h.sent(), queued, "the datagram queued before is untouched");
-    assert_eq!(record(&h, &a).and_then(|r| r.client_lease_end), None, "no short lease was sent");
+    assert_eq!(record(&h, &a).and_then(|r| r.client_lease_end()), None, "no short lease was sent");
 }
 
 /// A guard for the fix (the delivered ACK is still the one patched).
@@ -121,7 +121,7 @@ fn defect_2_the_short_lease_goes_into_the_ack_delivered() {
     let (h, a) = bound_with_client_lease(60);
     let (_, bytes) = h.only_sent();
     assert_eq!(lease_of(&bytes), Some(60));
-    assert!(record(&h, &a).and_then(|r| r.client_lease_end).is_some());
+    assert!(record(&h, &a).and_then(|r| r.client_lease_end()).is_some());
 }
 
 // Defect 3: every drop and discard has a reason and a counter.
@@ -163,7 +163,7 @@ fn defect_3_a_release_that_cannot_be_sent_is_counted() {
     a.bind(&mut h);
     // A record whose server is unknown (a store written with a server no longer configured).
     let mut rec = record(&h, &a).expect("record");
-    rec.server = None;
+    rec.set_server(None);
     let mut fresh = Harness::new(c);
     fresh.now = h.now;
     fresh.engine.restore(fresh.now, vec![(rec, "rd0".to_string())]);
@@ -280,9 +280,9 @@ fn defect_7_a_restored_record_dated_in_the_future_is_clamped_and_never_gives_mor
     let mut rec = record(&h, &a).expect("record");
     // Written by a clock five years ahead of the one restoring it.
     let ahead = Duration::from_secs(5 * 365 * 86_400);
-    rec.lease_start = rec.lease_start.saturating_add(ahead);
-    rec.last_contact = rec.last_contact.saturating_add(ahead);
-    rec.last_update = rec.last_update.saturating_add(ahead);
+    rec.set_lease_start(rec.lease_start().saturating_add(ahead));
+    rec.set_last_contact(rec.last_contact().saturating_add(ahead));
+    rec.set_last_update(rec.last_update().saturating_add(ahead));
     let mut fresh = Harness::new(c);
     fresh.now = h.now;
     let report = fresh.engine.restore(fresh.now, vec![(rec, "rd0".to_string())]);
@@ -292,7 +292,7 @@ fn defect_7_a_restored_record_dated_in_the_future_is_clamped_and_never_gives_mor
     let (_, bytes) = fresh.only_sent();
     assert!(lease_of(&bytes).is_some_and(|l| l <= 3600), "lease {:?}", lease_of(&bytes));
     let r = record(&fresh, &a).expect("record");
-    assert!(r.lease_start <= fresh.now && r.last_update <= fresh.now);
+    assert!(r.lease_start() <= fresh.now && r.last_update() <= fresh.now);
 }
 
 #[test]
@@ -304,8 +304,8 @@ fn defect_7_a_clock_stepped_back_clamps_the_record_it_meets() {
     assert_eq!(lease_of(&bytes), Some(60));
     assert_eq!(event(&h, ProxyEvent::FutureDatedClamped), 1);
     let r = record(&h, &a).expect("record");
-    assert!(r.lease_start <= h.now && r.last_update <= h.now, "record still dated in the future");
-    assert!(r.client_lease_end.is_some_and(|e| e <= h.now.saturating_add(Duration::from_secs(60))));
+    assert!(r.lease_start() <= h.now && r.last_update() <= h.now, "record still dated in the future");
+    assert!(r.client_lease_end().is_some_and(|e| e <= h.now.saturating_add(Duration::from_secs(60))));
 }
 
 #[test]

@@ -152,7 +152,7 @@ fn an_empty_table_is_refilled_and_a_client_cdra_never_saw_is_answered_through_an
     assert_eq!(queries.iter().filter(|q| q.address.is_none()).count(), 1, "one INFORM for the link, per server");
     let r = record(&h, &c).expect("a record made from the DHCPLEASEACTIVE");
     assert_eq!(r.address, c.addr);
-    assert!(!r.confirmed, "suspect like a restored record (paper 3.4)");
+    assert!(!r.confirmed(), "suspect like a restored record (paper 3.4)");
     assert!(r.lease_secs <= 1800, "the lease left, counted from the query");
     assert_eq!(h.engine.table().len(), 1);
     assert_eq!(event(&h, ProxyEvent::LeasequeryRecordMade), 1);
@@ -297,7 +297,7 @@ fn a_lease_active_never_overwrites_what_a_server_ack_made() {
     h.server_sends(SERVER, &answer(&held, DHCPLEASEACTIVE, Some(&c)));
     let r = record(&h, &c).unwrap();
     assert_eq!(r.lease_secs, 3600, "the ACK's lease, not the query's");
-    assert!(r.confirmed);
+    assert!(r.confirmed());
     assert_eq!(event(&h, ProxyEvent::LeasequeryRecordKnown), 1);
     assert_eq!(event(&h, ProxyEvent::LeasequeryRecordMade), 0);
 }

@@ -182,7 +182,7 @@ fn with_assign_always_a_new_client_is_served_from_the_pool_and_the_server_sees_n
     assert_eq!(h.client_sends(&sel), Verdict::AnsweredLocally);
     assert!(to_server(&h).is_empty());
     let r = record(&h, &a).expect("record");
-    assert_eq!((r.address, r.origin), (probed, Origin::Pool { n: r.origin_n() }));
+    assert_eq!((r.address, r.origin()), (probed, Origin::Pool { n: r.origin_n() }));
     assert_eq!(h.engine.pool().totals().assigned, 1, "one entry assigned");
     // The pool refills (one more entry), and the client's renewals are answered locally.
     assert_eq!(h.client_sends_to(DS_ADDR, &Msg { ciaddr: probed, ..a.renew() }), Verdict::AnsweredLocally);
@@ -194,7 +194,7 @@ trait OriginN {
 }
 impl OriginN for cdra_core::table::ClientRecord {
     fn origin_n(&self) -> u16 {
-        match self.origin {
+        match self.origin() {
             Origin::Pool { n } => n,
             _ => u16::MAX,
         }
@@ -298,7 +298,7 @@ fn a_pool_client_moves_onto_a_lease_of_its_own_when_the_server_answers() {
     assert!(matches!(h.server_sends(SERVER, &ack), Verdict::Discarded(_)));
     assert!(h.sent().is_empty());
     let r = record(&h, &a).expect("record");
-    assert_eq!((r.origin, r.address), (Origin::Server, addr));
+    assert_eq!((r.origin(), r.address), (Origin::Server, addr));
     assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolMigrated], 1);
     assert!(h.engine.pool().entries(0).all(|e| e.address != addr), "the entry left the pool");
 }
@@ -522,7 +522,7 @@ fn a_moved_pool_client_renewed_by_the_server_does_not_lapse_at_its_old_pool_leas
     let mut ack = answer(take, MessageType::Ack, addr);
     ack.options.push((61, a.cid.clone()));
     h.server_sends(SERVER, &ack);
-    assert_eq!(record(&h, &a).map(|r| r.origin), Some(Origin::Server));
+    assert_eq!(record(&h, &a).map(|r| r.origin()), Some(Origin::Server));
     // The client rebinds; the server's ACK (an hour) reaches it whole.
     h.advance(60);
     assert!(matches!(h.client_sends(&Msg { ciaddr: addr, ..a.renew() }), Verdict::RelayedToServers { .. }));
@@ -554,7 +554,7 @@ fn a_moved_pool_client_keeps_the_pool_lease_it_holds_when_the_proxys_is_shorter(
     let mut granted = answer(take, MessageType::Ack, addr);
     granted.options.push((61, a.cid.clone()));
     h.server_sends(SERVER, &granted);
-    assert_eq!(record(&h, &a).map(|r| r.origin), Some(Origin::Server));
+    assert_eq!(record(&h, &a).map(|r| r.origin()), Some(Origin::Server));
     // The client holds 228 s from us; within them nothing is released.
     let later = run_all(&mut h, 150);
     let released = later.iter().any(|(d, b)| {
@@ -588,7 +588,7 @@ fn a_pool_address_is_a_dhcp_lease_even_for_a_record_that_began_as_bootp() {
     let addr = h.probes.last().expect("a probe").target;
     run_all(&mut h, 1);
     let r = rec(&h).expect("record");
-    assert_eq!((r.address, r.kind), (addr, cdra_core::table::ClientKind::Dhcp));
+    assert_eq!((r.address, r.kind()), (addr, cdra_core::table::ClientKind::Dhcp));
     h.advance(60);
     assert!(matches!(h.client_sends(&boot), Verdict::RelayedToServers { .. }), "not answered from the pool lease");
 }
@@ -604,8 +604,8 @@ fn a_pool_entry_restored_from_a_store_dated_ahead_is_clamped_to_now() {
     let mut stored = stored_records(&h.engine);
     // The store was written an hour ahead of the clock that reads it back.
     for (r, _) in &mut stored {
-        r.lease_start = r.lease_start.saturating_add(Duration::from_secs(3600));
-        r.last_update = r.lease_start;
+        r.set_lease_start(r.lease_start().saturating_add(Duration::from_secs(3600)));
+        r.set_last_update(r.lease_start());
     }
     let mut b = Harness::new(h.engine.config().clone());
     b.now = h.now;
@@ -650,7 +650,7 @@ fn an_address_the_server_leases_to_one_entry_is_lost_by_any_other_entry_that_hel
     assert_ne!(leased[0], n, "the entry the server leased it to");
     assert!(h.engine.counters().proxy[ProxyEvent::PoolLeaseLost] >= 1);
     // The client that had it from the old entry is not answered with it again.
-    assert!(record(&h, &a).is_none_or(|r| r.address != first || r.must_restart));
+    assert!(record(&h, &a).is_none_or(|r| r.address != first || r.must_restart()));
 }
 
 /// Seen with dhclient against the real binary (tests/e2e/test_pool.py, squatter): the
@@ -789,7 +789,7 @@ fn an_address_the_server_gives_a_client_is_lost_by_a_pool_entry_that_held_it() {
         pool_addr(0)
     );
     assert_eq!(h.engine.counters().proxy[ProxyEvent::PoolLeaseLost], 1);
-    assert_eq!(record(&h, &a).map(|r| (r.address, r.must_restart)), Some((pool_addr(0), false)));
+    assert_eq!(record(&h, &a).map(|r| (r.address, r.must_restart())), Some((pool_addr(0), false)));
 }
 
 /// Found by the engine fuzzer (`crates/fuzz/regressions.txt`, `host`, mode=pool): as above,
@@ -807,7 +807,7 @@ fn a_moved_pool_client_answered_locally_does_not_lapse_at_its_old_pool_lease_end
     let mut ack = answer(take, MessageType::Ack, addr);
     ack.options.push((61, a.cid.clone()));
     h.server_sends(SERVER, &ack);
-    assert_eq!(record(&h, &a).map(|r| r.origin), Some(Origin::Server));
+    assert_eq!(record(&h, &a).map(|r| r.origin()), Some(Origin::Server));
     h.advance(60);
     assert_eq!(h.client_sends_to(DS_ADDR, &Msg { ciaddr: addr, ..a.renew() }), Verdict::AnsweredLocally);
     let got = h.sent().into_iter().find(|(_, b)| kind(b) == Some(MessageType::Ack)).expect("the ACK");

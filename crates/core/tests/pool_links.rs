@@ -118,7 +118,7 @@ fn a_record_given_a_pool_address_moves_to_the_entrys_link() {
     // Then a DISCOVER on the first link: the pool answers it with the first link's entry.
     h.client_sends(&c.msg(MessageType::Discover));
     let given = record(&h, &c).expect("a record");
-    assert_eq!(given.origin, Origin::Pool { n: 0 });
+    assert_eq!(given.origin(), Origin::Pool { n: 0 });
     assert_eq!(given.address, Ipv4Addr::new(10, 77, 1, 200));
     assert_eq!(given.downstream, 0, "the record is on the link of the pool address it holds");
     // A request in its name from the second link leaves the record and the entry alone.
@@ -126,7 +126,7 @@ fn a_record_given_a_pool_address_moves_to_the_entrys_link() {
     renew.ciaddr = Ipv4Addr::new(10, 77, 2, 150);
     on_second_link(&mut h, &renew);
     let kept = record(&h, &c).expect("the record stays");
-    assert_eq!((kept.address, kept.origin), (Ipv4Addr::new(10, 77, 1, 200), Origin::Pool { n: 0 }));
+    assert_eq!((kept.address, kept.origin()), (Ipv4Addr::new(10, 77, 1, 200), Origin::Pool { n: 0 }));
     let entry = h.engine.pool().by_number(0, 0).expect("the entry");
     assert_eq!(entry.state, EntryState::Assigned(c.key()));
 }

@@ -429,6 +429,31 @@ fn a_client_that_stops_renewing_its_local_lease_lapses_too() {
     assert!(h.now.since(last_renewal) >= Duration::from_secs(60));
 }
 
+/// The lapse queue (`timers.rs`): a short lease extended by each renewal files no timer
+/// (the one filed fires early, finds the lease extended and files one for the new end), so
+/// a record holds one lapse timer however often it renews; a record gone leaves a stale
+/// timer that fires and does nothing.
+#[test]
+fn a_renewing_client_holds_one_lapse_timer_and_a_gone_one_leaves_a_harmless_stale_one() {
+    let mut c = proxy_config();
+    c.proxy.client_lease = Some(Duration::from_secs(60));
+    let mut h = Harness::new(c);
+    bound_client(&mut h);
+    assert_eq!(h.engine.lapse_timers_filed(), 1);
+    for _ in 0..10 {
+        h.advance(20);
+        assert_eq!(h.client_sends_to(DS_ADDR, &renew()), Verdict::AnsweredLocally);
+        // Early: the first timer fell due at 62 s and filed one for the new end.
+        h.engine.handle_timeout(h.now, &mut h.outbox);
+        assert_eq!(h.engine.lapse_timers_filed(), 1, "one lapse timer, at {:?}", h.now);
+        assert!(h.outbox.probes().is_empty(), "no lapse while the client renews");
+    }
+    assert!(h.engine.flush_client(&ClientKey::client_id(&CID)));
+    h.run_timers(120);
+    assert!(h.outbox.probes().is_empty() && h.sent().is_empty(), "the stale timer did nothing");
+    assert_eq!(h.engine.lapse_timers_filed(), 0);
+}
+
 #[test]
 fn records_survive_an_encode_decode_restore_round_trip_and_changes_are_reported() {
     use cdra_core::persist::{decode_record, decode_record_with, template_key, Change, DecodeError, Templates};

@@ -23,8 +23,8 @@ fn record(last: u8, address: Ipv4Addr, updated: Timestamp) -> (ClientRecord, Str
     r.lease_secs = 3600;
     r.t1_secs = 1800;
     r.t2_secs = 3150;
-    r.lease_start = updated;
-    r.last_update = updated;
+    r.set_lease_start(updated);
+    r.set_last_update(updated);
     (r, "rd0".to_string())
 }
 

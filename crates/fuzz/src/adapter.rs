@@ -73,15 +73,15 @@ fn view(slot: u32, r: &ClientRecord) -> RecordView {
         state: r.state.label(),
         address: r.address,
         reply: r.reply_message(),
-        server: r.server.map(|s| s.addr),
-        server_id: r.server.map(|s| s.id),
-        lease: (r.lease_secs, r.lease_start.as_millis()),
-        origin: match r.origin {
+        server: r.server().map(|s| s.addr),
+        server_id: r.server().map(|s| s.id),
+        lease: (r.lease_secs, r.lease_start().as_millis()),
+        origin: match r.origin() {
             Origin::Server => "server".into(),
             Origin::Pool { n } => format!("pool:{n}"),
             Origin::PoolLease { n } => format!("pool-lease:{n}"),
         },
-        must_restart: r.must_restart,
+        must_restart: r.must_restart(),
         downstream: r.downstream,
     }
 }
@@ -277,7 +277,7 @@ pub fn pool_entry_replies(engine: &Engine) -> Vec<Vec<u8>> {
 /// Is a persisted record a pool entry's own lease (whatever its key says: the entry it
 /// restores is the one its origin names)?
 pub fn persisted_is_pool_lease(bytes: &[u8], templates: &Templates) -> bool {
-    decode_record_with(bytes, templates).is_ok_and(|(r, _)| matches!(r.origin, Origin::PoolLease { .. }))
+    decode_record_with(bytes, templates).is_ok_and(|(r, _)| matches!(r.origin(), Origin::PoolLease { .. }))
 }
 
 /// The address a persisted record holds, if the bytes decode.
@@ -287,7 +287,7 @@ pub fn persisted_address(bytes: &[u8], templates: &Templates) -> Option<Ipv4Addr
 
 /// The server identifier a persisted record names, if the bytes decode and it has one.
 pub fn persisted_server_id(bytes: &[u8], templates: &Templates) -> Option<Ipv4Addr> {
-    decode_record_with(bytes, templates).ok().and_then(|(r, _)| r.server.map(|s| s.id))
+    decode_record_with(bytes, templates).ok().and_then(|(r, _)| r.server().map(|s| s.id))
 }
 
 /// Spoofing mode: the server addresses whose client unicasts the engine takes.

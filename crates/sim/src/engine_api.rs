@@ -36,14 +36,14 @@ pub struct RecordView {
 
 fn view(r: &ClientRecord) -> RecordView {
     let lease_end = r.lease_end().map(|t| t.as_millis());
-    let t1_at = lease_end.map(|_| r.lease_start.as_millis().saturating_add(u64::from(r.t1_secs) * 1000));
+    let t1_at = lease_end.map(|_| r.lease_start().as_millis().saturating_add(u64::from(r.t1_secs) * 1000));
     RecordView {
         key: r.key.to_string(),
         state: r.state.label(),
         address: r.address,
         lease_end,
         t1_at,
-        server: r.server.map(|s| s.addr),
+        server: r.server().map(|s| s.addr),
         downstream: r.downstream,
         has_reply: r.reply.is_some(),
     }

@@ -35,7 +35,7 @@ fn main() {
     let all: Vec<(Vec<u8>, Vec<u8>)> = (0..records)
         .map(|i| {
             let mut r = common::record(i, now_ms);
-            r.client_lease_end = None;
+            r.set_client_lease_end(None);
             let mut v = Vec::new();
             encode_record(&r, &iface, &mut v);
             (common::key(i), v)

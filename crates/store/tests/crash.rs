@@ -85,7 +85,8 @@ fn crash_child_process() {
     for batch in 0u64.. {
         for _ in 0..BATCH {
             let mut rec = record(seq % CLIENTS, seq);
-            rec.last_contact = Timestamp::from_millis(now_ms());
+            // When it was issued, to the millisecond (a record keeps its lease start exact).
+            rec.set_lease_start(Timestamp::from_millis(now_ms()));
             encode_record(&rec, IFACE, &mut value);
             assert!(w.upsert(rec.key.as_bytes(), &value), "child: queue full");
             seq += 1;
@@ -113,7 +114,7 @@ fn seq_and_time(k: &[u8], v: &[u8]) -> (u64, u64) {
     let (rec, iface) = decode_record(v).unwrap_or_else(|e| panic!("a stored record does not decode: {e}"));
     assert_eq!(rec.key.as_bytes(), k, "the value belongs to its key");
     assert_eq!(iface, IFACE);
-    (rec.last_update.as_millis(), rec.last_contact.as_millis())
+    (rec.last_update().as_millis() / 1000, rec.lease_start().as_millis())
 }
 
 #[test]

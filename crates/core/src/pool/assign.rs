@@ -203,16 +203,16 @@ impl Engine {
         c.downstream = r.link;
         // A pool address is a DHCP lease, whatever the record began as (a machine that sent
         // a BOOTREQUEST, then DISCOVERs).
-        c.kind = ClientKind::Dhcp;
-        c.origin = Origin::Pool { n: r.n };
-        c.server = server;
+        c.set_kind(ClientKind::Dhcp);
+        c.set_origin(Origin::Pool { n: r.n });
+        c.set_server(server);
         c.lease_secs = times.lease;
         c.t1_secs = times.t1;
         c.t2_secs = times.t2;
-        c.lease_start = lease_start;
-        c.last_update = now;
-        c.must_restart = false;
-        c.confirmed = false;
+        c.set_lease_start(lease_start);
+        c.set_last_update(now);
+        c.set_must_restart(false);
+        c.set_confirmed(false);
         self.note_change(&key);
         true
     }
@@ -242,7 +242,7 @@ impl Engine {
     /// The entry a pool client's record was given, if it still has it.
     pub(crate) fn pool_entry_of(&self, slot: Slot) -> Option<EntryRef> {
         let c = self.table.get(slot)?;
-        let Origin::Pool { n } = c.origin else { return None };
+        let Origin::Pool { n } = c.origin() else { return None };
         let r = self.pool.reference(usize::from(c.downstream), n)?;
         let e = self.pool.get(r)?;
         let given = matches!(&e.state, EntryState::Assigned(k) | EntryState::Migrating(k) if *k == c.key);
@@ -305,7 +305,7 @@ impl Engine {
                 self.arm_pool_refill(now);
             }
             _ => {
-                let until = removed.client_lease_end.unwrap_or(now.saturating_add(client_lease)).max(now);
+                let until = removed.client_lease_end().unwrap_or(now.saturating_add(client_lease)).max(now);
                 e.held_back_until = Some(until);
                 self.counters.proxy.add(ProxyEvent::PoolHeldBack);
                 self.arm_pool_refill(now);
@@ -491,7 +491,7 @@ impl Engine {
                 self.pool.remove(r);
                 self.note_pool_change(r);
                 if let Some(c) = self.table.get_mut(slot) {
-                    c.origin = Origin::Server;
+                    c.set_origin(Origin::Server);
                 }
                 self.cache_reply(reply, slot, ClientKind::Dhcp);
                 self.counters.proxy.add(ProxyEvent::PoolMigrated);
@@ -513,7 +513,7 @@ impl Engine {
         e.xid = self.table.next_random() as u32;
         self.counters.proxy.add(ProxyEvent::PoolMigrationFailed);
         if let Some(c) = self.table.find(&key).and_then(|s| self.table.get_mut(s)) {
-            c.must_restart = true;
+            c.set_must_restart(true);
         }
         self.pool_send(now, r, PoolMessage::Select { server, address }, outbox);
         self.arm_pool_entry(r, now.saturating_add(REQUEST_TIMEOUT));
@@ -541,7 +541,7 @@ impl Engine {
         let clients: Vec<(Slot, usize, u16, ClientKey, core::net::Ipv4Addr)> = self
             .table
             .iter()
-            .filter_map(|(s, c)| match c.origin {
+            .filter_map(|(s, c)| match c.origin() {
                 Origin::Pool { n } => Some((s, usize::from(c.downstream), n, c.key.clone(), c.address)),
                 _ => None,
             })
@@ -562,7 +562,7 @@ impl Engine {
                 }
                 _ => {
                     if let Some(c) = self.table.get_mut(slot) {
-                        c.must_restart = true;
+                        c.set_must_restart(true);
                     }
                 }
             }
@@ -573,7 +573,7 @@ impl Engine {
     /// (its REQUEST for that OFFER needs no second probe)?
     pub(crate) fn pool_offer_was_probed(&self, slot: Slot) -> bool {
         self.table.get(slot).is_some_and(|c| {
-            matches!(c.origin, Origin::Pool { .. }) && c.offer_probed && c.state == ClientState::OfferedLocally
+            matches!(c.origin(), Origin::Pool { .. }) && c.offer_probed() && c.state == ClientState::OfferedLocally
         })
     }
 

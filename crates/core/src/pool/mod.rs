@@ -202,13 +202,13 @@ impl PoolEntry {
     /// An entry as the store kept it (a record of origin `PoolLease`): free, and suspect
     /// (paper 3.4) until a probe finds nobody on its address.
     pub(crate) fn from_record(n: u16, rec: &ClientRecord) -> Self {
-        let mut e = PoolEntry::new(n, 0, rec.lease_start);
+        let mut e = PoolEntry::new(n, 0, rec.lease_start());
         e.state = EntryState::Free;
         e.address = rec.address;
-        e.server = rec.server;
+        e.server = rec.server();
         e.times = ServerLeaseTimes { lease: rec.lease_secs, t1: rec.t1_secs, t2: rec.t2_secs };
         e.reply = rec.reply.clone();
-        e.held_back_until = rec.client_lease_end;
+        e.held_back_until = rec.client_lease_end();
         e
     }
 
@@ -218,15 +218,15 @@ impl PoolEntry {
         let mut rec = ClientRecord::new(key, ClientKind::Dhcp, link, self.lease_start);
         rec.state = crate::table::ClientState::Bound;
         rec.address = self.address;
-        rec.server = self.server;
+        rec.set_server(self.server);
         rec.lease_secs = self.times.lease;
         rec.t1_secs = self.times.t1;
         rec.t2_secs = self.times.t2;
         rec.reply = self.reply.clone();
-        rec.origin = Origin::PoolLease { n: self.n };
+        rec.set_origin(Origin::PoolLease { n: self.n });
         // A pool lease record holds no client's short lease: the field keeps when the entry
         // is held back until (the client it was given to may hold the address till then).
-        rec.client_lease_end = self.held_back_until;
+        rec.set_client_lease_end(self.held_back_until);
         rec
     }
 

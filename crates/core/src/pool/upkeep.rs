@@ -356,13 +356,13 @@ impl Engine {
         if let Some(slot) = assigned.and_then(|k| self.table.find(&k)) {
             let n = r.n;
             let ours =
-                |c: &crate::table::ClientRecord| c.origin == crate::table::Origin::Pool { n } && c.address == address;
+                |c: &crate::table::ClientRecord| c.origin() == crate::table::Origin::Pool { n } && c.address == address;
             if self.table.get(slot).is_some_and(ours) {
                 self.pool_client_lease_times(slot, ServerLeaseTimes { lease: lease_secs, t1, t2 });
             }
             if let Some(c) = self.table.get_mut(slot).filter(|c| ours(c)) {
-                c.lease_start = lease_start;
-                c.last_update = now;
+                c.set_lease_start(lease_start);
+                c.set_last_update(now);
             }
         }
         self.note_pool_change(r);
@@ -400,7 +400,7 @@ impl Engine {
         if let Some(e) = self.pool.remove(r) {
             if let EntryState::Assigned(key) | EntryState::Migrating(key) | EntryState::Reacquiring(key) = e.state {
                 if let Some(c) = self.table.find(&key).and_then(|s| self.table.get_mut(s)) {
-                    c.must_restart = true;
+                    c.set_must_restart(true);
                 }
             }
         }

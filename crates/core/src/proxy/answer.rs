@@ -80,7 +80,7 @@ impl Engine {
             return self.drop(ds, DropReason::NoServer);
         };
         let lease = self.local_answer_lease(r, now, answer);
-        let (address, server) = (r.address, r.server);
+        let (address, server) = (r.address, r.server());
         let identity = self.shown_identity(ds, server, request);
         let Some((emitted, out)) = outbox.emit() else {
             return self.drop(ds, DropReason::OutboxFull);
@@ -121,7 +121,7 @@ impl Engine {
         answer: LocalAnswer,
     ) -> u32 {
         // Pool clients get `[pool] client_lease` (never more than is left of the pool lease).
-        let client_lease = match r.origin {
+        let client_lease = match r.origin() {
             Origin::Pool { .. } => Some(self.config.pool.client_lease),
             Origin::Server | Origin::PoolLease { .. } => self.config.proxy.client_lease,
         };
@@ -146,11 +146,11 @@ impl Engine {
         outbox: &mut Outbox,
     ) {
         let now = req.now;
-        let pool_client = self.table.get(slot).is_some_and(|r| matches!(r.origin, Origin::Pool { .. }));
+        let pool_client = self.table.get(slot).is_some_and(|r| matches!(r.origin(), Origin::Pool { .. }));
         if let Some(r) = self.table.get_mut(slot) {
             // An OFFER made after a pool probe marks itself (proxy/probes.rs); any answer
             // ends what that probe vouched for.
-            r.offer_probed = false;
+            r.set_offer_probed(false);
             // Paper 5.2: "If the relay is able to reply to the client, it will place the
             // client in the BOUND state (the relay assumes the client receives the reply)."
             r.state = match answer {
@@ -211,7 +211,7 @@ impl Engine {
     /// A DHCPNAK from us, broadcast on the client's link (RFC 2131 4.3.2), from the identity
     /// the client knows as its server.
     pub(crate) fn send_nak<T: AsRef<[u8]>>(&mut self, ds: usize, request: &Message<T>, outbox: &mut Outbox) -> Verdict {
-        let server = self.table.find(&ClientKey::of(request)).and_then(|s| self.table.get(s)).and_then(|r| r.server);
+        let server = self.table.find(&ClientKey::of(request)).and_then(|s| self.table.get(s)).and_then(|r| r.server());
         let identity = self.shown_identity(ds, server, request);
         let Some(iface) = self.config.downstream.get(ds) else {
             return self.drop(ds, DropReason::UnknownInterface);

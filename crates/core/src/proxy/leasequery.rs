@@ -434,7 +434,7 @@ impl Engine {
             return;
         }
         // Paper 3.4: suspect, like a restored record, until a server or a probe confirms it.
-        r.confirmed = false;
+        r.set_confirmed(false);
         self.counters.proxy.add(ProxyEvent::LeasequeryRecordMade);
         self.record_event(EventKind::Proxy(ProxyEvent::LeasequeryRecordMade), slot, None);
     }
@@ -450,7 +450,7 @@ impl Engine {
         }
         let Some(r) = self.table.get(slot) else { return false };
         let (link, address) = (usize::from(r.downstream), r.address);
-        let own = r.server.and_then(|s| self.servers.index_of(s.addr));
+        let own = r.server().and_then(|s| self.servers.index_of(s.addr));
         let Some(record) = self.table.reference(slot) else { return false };
         let willing = |i: usize| self.leasequery_willingness(i) != Willingness::NotAnswering;
         let server = own.filter(|i| willing(*i)).or_else(|| self.leasequery.server_to_ask(self.config.servers.len()));

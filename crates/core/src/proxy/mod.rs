@@ -181,7 +181,7 @@ impl Engine {
             }
         }
         if let Some(r) = slot.and_then(|s| self.table.get_mut(s)) {
-            r.last_contact = now;
+            r.set_last_contact(now);
         }
         let req = ClientRequest { now, ds, dst: ingress.dst, msg, admitted, key, slot };
         self.client_request(&req, outbox)
@@ -201,11 +201,13 @@ impl Engine {
         slot: Option<Slot>,
     ) -> Result<(), DropReason> {
         let rate = self.config.limits.client_rate;
-        let own = slot
-            .and_then(|s| self.table.get_mut(s))
-            .filter(|r| usize::from(r.downstream) == ds && (r.reply.is_none() || r.reply_chaddr() == msg.chaddr()));
+        let own = slot.filter(|s| {
+            self.table.get(*s).is_some_and(|r| {
+                usize::from(r.downstream) == ds && (r.reply.is_none() || r.reply_chaddr() == msg.chaddr())
+            })
+        });
         let (client_ok, pool) = match own {
-            Some(r) => (r.budget.take(now, rate), Some(r.pool())),
+            Some(s) => (self.table.take_budget(s, now, rate), self.table.get(s).map(|r| r.pool())),
             None => (true, None),
         };
         if !client_ok {

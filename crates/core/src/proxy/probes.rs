@@ -360,7 +360,7 @@ impl Engine {
             return self.forward_for(req, Awaiting::Reply(Some(slot), Expect::Offer), Upstream::CHOSEN, outbox);
         }
         let msg = req.msg;
-        let server = self.table.get(slot).and_then(|r| r.server);
+        let server = self.table.get(slot).and_then(|r| r.server());
         let state = if msg.server_identifier().is_some() { ClientState::Requesting } else { ClientState::Rebooting };
         let to = match (msg.server_identifier(), self.server_of(server)) {
             // A SELECTING request for our own offer: its server gets its identifier back.
@@ -647,7 +647,7 @@ impl Engine {
         if !self.logging_events() || matches!(p.purpose, ProbePurpose::PoolEntry(_)) {
             return;
         }
-        let server = self.table.find(&p.key).and_then(|s| self.table.get(s)).and_then(|r| r.server).map(|s| s.id);
+        let server = self.table.find(&p.key).and_then(|s| self.table.get(s)).and_then(|r| r.server()).map(|s| s.id);
         self.push_event(crate::events::LeaseEvent {
             at: self.event_time,
             kind: crate::events::EventKind::Proxy(what),
@@ -698,7 +698,7 @@ impl Engine {
             (ProbeFor::Ack, Answerable::Yes) => {
                 if let Some(r) = self.table.get_mut(slot) {
                     // Nobody else answered for the address: the record is the client's again.
-                    r.confirmed = true;
+                    r.set_confirmed(true);
                 }
                 self.answer_from_cache(&req, slot, LocalAnswer::Ack { hold: false }, outbox);
             }
@@ -708,14 +708,14 @@ impl Engine {
             (ProbeFor::PoolOffer, Answerable::Yes) => {
                 // Nobody on the pool address: the client's, confirmed for its REQUEST.
                 if let Some(r) = self.table.get_mut(slot) {
-                    r.confirmed = true;
+                    r.set_confirmed(true);
                 }
                 if let Some(e) = self.pool_entry_of(slot).and_then(|e| self.pool.get_mut(e)) {
                     e.confirmed = true;
                 }
                 if self.answer_from_cache(&req, slot, LocalAnswer::Offer, outbox) == Verdict::AnsweredLocally {
                     if let Some(r) = self.table.get_mut(slot) {
-                        r.offer_probed = true;
+                        r.set_offer_probed(true);
                     }
                 }
             }

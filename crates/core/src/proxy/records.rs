@@ -51,7 +51,7 @@ impl Engine {
         }
         self.proxy.probes.forget(&removed.key);
         self.proxy.offers.close_for(&removed.key);
-        if let crate::table::Origin::Pool { n } = removed.origin {
+        if let crate::table::Origin::Pool { n } = removed.origin() {
             self.pool_client_record_gone(removed, n, why);
         }
     }
@@ -66,12 +66,8 @@ impl Engine {
         let short = self.longest_client_lease();
         let Some(r) = self.table.get_mut(slot) else { return };
         let mut moved = r.clamp_to(now);
-        if let (Some(end), Some(short)) = (r.client_lease_end, short) {
-            let latest = now.saturating_add(short);
-            if end > latest {
-                r.client_lease_end = Some(latest);
-                moved = true;
-            }
+        if let Some(short) = short {
+            moved |= r.limit_client_lease_end(now.saturating_add(short));
         }
         if moved {
             self.counters.proxy.add(ProxyEvent::FutureDatedClamped);
@@ -92,6 +88,10 @@ impl Engine {
     /// of the table at a time.
     fn sweep(&mut self, now: Timestamp) {
         let max_age = self.config.proxy.max_age;
+        // What the table keeps for a few seconds only (`crate::table`): full budgets, and
+        // renewals old enough to be sent again.
+        self.table.settle_budgets(now, self.config.limits.client_rate);
+        self.table.forget_renewals_sent(now, super::renewals::UPSTREAM_RENEWAL_RETRY);
         let n = self.table.slot_count();
         if n > 0 {
             let start = self.proxy.sweep_cursor.min(n);
@@ -103,8 +103,8 @@ impl Engine {
                 // A record whose server lease has run out stays until max_age (paper 5.7: its
                 // client will most likely be given the same configuration again).
                 let expired = match &r.reply {
-                    Some(_) => now.since(r.last_update) > max_age,
-                    None => now.since(r.last_contact) > UNANSWERED_RECORD_TTL,
+                    Some(_) => now.since(r.last_update()) > max_age,
+                    None => now.since(r.last_contact()) > UNANSWERED_RECORD_TTL,
                 };
                 if expired {
                     self.drop_record(slot, Removal::Expired);
@@ -186,18 +186,18 @@ impl Engine {
             report.unknown_interface += 1;
             return;
         };
-        if let crate::table::Origin::PoolLease { n } = rec.origin {
+        if let crate::table::Origin::PoolLease { n } = rec.origin() {
             self.restore_pool_entry(now, ds, n, &rec, report);
             return;
         }
         // Past max_age: gone (paper 5.6). Past its server lease only: kept (paper 5.7).
-        if now.since(rec.last_update) > self.config.proxy.max_age {
+        if now.since(rec.last_update()) > self.config.proxy.max_age {
             report.expired += 1;
             return;
         }
         rec.downstream = ds as u16;
-        rec.lapse_armed = None;
-        if let Some(server) = rec.server {
+        rec.set_lapse_filed(false);
+        if let Some(server) = rec.server() {
             self.learn_server_id(server.id);
         }
         // A record may conflict with one record by its key and with another by its address
@@ -206,8 +206,10 @@ impl Engine {
         let by_key = self.table.find(&rec.key);
         let by_address = self.table.find_address(rec.address).filter(|s| Some(*s) != by_key);
         let conflicts = [by_key, by_address];
-        let kept =
-            conflicts.iter().flatten().any(|s| self.table.get(*s).is_some_and(|o| o.last_update >= rec.last_update));
+        let kept = conflicts
+            .iter()
+            .flatten()
+            .any(|s| self.table.get(*s).is_some_and(|o| o.last_update() >= rec.last_update()));
         if kept {
             report.superseded += 1;
             return;

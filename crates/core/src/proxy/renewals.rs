@@ -3,14 +3,15 @@
 //!
 //! - Every lease a client gets (a local ACK, or a server ACK passed on) is at most
 //!   `client_lease` ([`crate::lease::local_lease_secs`], `shorten_reply`).
-//! - Its end is remembered (`client_lease_end`) and one [`Timer::Lapse`] per record watches
-//!   it (`ClientRecord::lapse_armed`). Paper 2.3: "When a short term lease expires, the CDRA
+//! - Its end is remembered (`client_lease_end`) and one lapse timer per record watches
+//!   it (the lapse queue of `timers.rs`, `ClientRecord::lapse_filed`). Paper 2.3: "When a short term lease expires, the CDRA
 //!   sends a RELEASE message to the server" — after a probe (paper 3.3,
 //!   [`super::probes`]): nobody answers, RELEASE; another host answers, release nothing
 //!   (A.2); the client's own MAC answers, it is still there and keeps everything.
 //! - Paper 5.3: past the server lease's T1 a local ACK also renews upstream
 //!   (`renew_upstream_if_due`). This needs no timer: it happens when the client
-//!   asks, at most once per `UPSTREAM_RENEWAL_RETRY`.
+//!   asks, at most once per `UPSTREAM_RENEWAL_RETRY` (the table remembers the renewals sent
+//!   that long, [`crate::table::ClientTable::upstream_renewal_sent`]).
 
 use core::time::Duration;
 
@@ -25,7 +26,6 @@ use crate::outbox::{Destination, Emitted, Outbox};
 use crate::relay::{Targets, Track, Upstream};
 use crate::table::{ParamList, Removal, Slot};
 use crate::time::Timestamp;
-use crate::timers::Timer;
 use crate::transactions::Expect;
 
 /// An upstream renewal without an answer is sent again after this long.
@@ -49,7 +49,7 @@ impl Engine {
         }
         let end = now.saturating_add(Duration::from_secs(u64::from(lease_secs)));
         let Some(r) = self.table.get_mut(slot) else { return };
-        r.client_lease_end = Some(end);
+        r.set_client_lease_end(Some(end));
         let key = r.key.clone();
         self.note_change(&key);
         self.arm_lapse(slot);
@@ -59,43 +59,39 @@ impl Engine {
     /// passed on to it): nothing lapses.
     pub(crate) fn forget_client_lease(&mut self, slot: Slot) {
         let Some(r) = self.table.get_mut(slot) else { return };
-        if r.client_lease_end.take().is_some() {
+        if r.client_lease_end().is_some() {
+            r.set_client_lease_end(None);
             let key = r.key.clone();
             self.note_change(&key);
         }
     }
 
-    /// File the record's lapse timer for `client_lease_end` + grace, unless one armed
-    /// earlier will see it (it re-arms itself when it fires early).
+    /// File the record's lapse timer for `client_lease_end` + grace, unless one filed
+    /// earlier will see it (`ClientRecord::lapse_filed`: it files another when it fires
+    /// early).
     pub(crate) fn arm_lapse(&mut self, slot: Slot) {
         let Some(r) = self.table.get_mut(slot) else { return };
-        let Some(end) = r.client_lease_end else { return };
-        let due = end.saturating_add(LAPSE_GRACE);
-        if r.lapse_armed.is_some_and(|armed| armed <= due) {
+        let Some(end) = r.client_lease_end() else { return };
+        if r.lapse_filed() {
             return;
         }
-        r.lapse_armed = Some(due);
+        r.set_lapse_filed(true);
         if let Some(record) = self.table.reference(slot) {
-            self.timers.arm(due, Timer::Lapse(record));
+            self.lapses.file(end.saturating_add(LAPSE_GRACE), record);
         }
     }
 
-    /// A lapse timer fired at its deadline `at`.
-    pub(crate) fn lapse_due(
-        &mut self,
-        now: Timestamp,
-        at: Timestamp,
-        record: crate::table::RecordRef,
-        outbox: &mut Outbox,
-    ) {
+    /// A lapse timer of `record` fell due: if its short lease is over (and the grace), the
+    /// lapse (paper 2.3); if not, another timer for its end.
+    pub(crate) fn lapse_due(&mut self, now: Timestamp, record: crate::table::RecordRef, outbox: &mut Outbox) {
         let Some(slot) = self.table.resolve(record) else { return };
         let Some(r) = self.table.get_mut(slot) else { return };
         let key = r.key.clone();
-        if r.lapse_armed != Some(at) {
-            return; // stale: the record was replaced, or a new timer supersedes this one
+        if !r.lapse_filed() {
+            return; // stale: no lapse is watched, or a later timer was made redundant by this one's
         }
-        r.lapse_armed = None;
-        let lapsed = r.client_lease_end.is_some_and(|e| e.saturating_add(LAPSE_GRACE) <= now);
+        r.set_lapse_filed(false);
+        let lapsed = r.client_lease_end().is_some_and(|e| e.saturating_add(LAPSE_GRACE) <= now);
         if !lapsed || r.reply.is_none() {
             // Renewed meanwhile: watch the new end.
             self.arm_lapse(slot);
@@ -131,10 +127,9 @@ impl Engine {
 
     pub(crate) fn rearm_lapse(&mut self, now: Timestamp, slot: Slot) {
         let Some(r) = self.table.get_mut(slot) else { return };
-        let due = now.saturating_add(LAPSE_RETRY);
-        r.lapse_armed = Some(due);
+        r.set_lapse_filed(true);
         if let Some(record) = self.table.reference(slot) {
-            self.timers.arm(due, Timer::Lapse(record));
+            self.lapses.file(now.saturating_add(LAPSE_RETRY), record);
         }
     }
 
@@ -143,7 +138,7 @@ impl Engine {
     pub(crate) fn client_still_there(&mut self, now: Timestamp, slot: Slot) {
         let Some(short) = self.client_lease_of(slot) else { return };
         let Some(r) = self.table.get_mut(slot) else { return };
-        r.client_lease_end = Some(now.saturating_add(short));
+        r.set_client_lease_end(Some(now.saturating_add(short)));
         let key = r.key.clone();
         self.note_change(&key);
         self.arm_lapse(slot);
@@ -152,7 +147,7 @@ impl Engine {
     /// The short lease the client in `slot` gets from us, if any: `[pool] client_lease` for
     /// a pool client, `[proxy] client_lease` for the others.
     pub(crate) fn client_lease_of(&self, slot: Slot) -> Option<Duration> {
-        match self.table.get(slot).map(|r| r.origin) {
+        match self.table.get(slot).map(|r| r.origin()) {
             Some(crate::table::Origin::Pool { .. }) => Some(self.config.pool.client_lease),
             _ => self.config.proxy.client_lease,
         }
@@ -197,7 +192,7 @@ impl Engine {
         }
         let xid = self.table.next_random() as u32;
         let built = self.table.get(slot).and_then(|r| {
-            let server = r.server?;
+            let server = r.server()?;
             let iface = self.config.downstream.get(usize::from(r.downstream))?;
             let (emitted, out) = outbox.emit()?;
             // The cached reply names the client's hardware address (its key's, or, for a
@@ -251,12 +246,13 @@ impl Engine {
     ) {
         let (now, request) = (req.now, req.msg);
         let Some(r) = self.table.get(slot) else { return };
-        let recently = r.upstream_renewal_sent.is_some_and(|sent| now.since(sent) < UPSTREAM_RENEWAL_RETRY);
+        let sent = self.table.upstream_renewal_sent(slot);
+        let recently = sent.is_some_and(|sent| now.since(sent) < UPSTREAM_RENEWAL_RETRY);
         if !r.past_t1(now) || recently {
             return;
         }
         let past_t2 = r.past_t2(now);
-        let server = self.server_of(r.server);
+        let server = self.server_of(r.server());
         let targets = match server {
             Some((i, _)) if !past_t2 => Targets::One(i),
             _ => Targets::Chosen,
@@ -267,9 +263,7 @@ impl Engine {
             _ => None,
         };
         let params = request.parameter_request_list().map(ParamList::new).unwrap_or(ParamList::EMPTY);
-        if let Some(r) = self.table.get_mut(slot) {
-            r.upstream_renewal_sent = Some(now);
-        }
+        self.table.set_upstream_renewal_sent(slot, Some(now));
         self.counters.proxy.add(ProxyEvent::UpstreamRenewal);
         let track = Track::Reply { expect: Expect::UpstreamRenewal, party: self.party_of(slot), params };
         self.forward_request(now, req.ds, request, req.admitted, Upstream { targets, server_id }, track, outbox);

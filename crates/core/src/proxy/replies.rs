@@ -120,9 +120,7 @@ impl Engine {
             Some(MessageType::Nak) => self.drop_record(slot, Removal::ServerNak),
             _ => {}
         }
-        if let Some(r) = self.table.get_mut(slot) {
-            r.upstream_renewal_sent = None;
-        }
+        self.table.set_upstream_renewal_sent(slot, None);
         self.discard(DiscardReason::UpstreamRenewalAnswer)
     }
 
@@ -239,24 +237,24 @@ impl Engine {
         let Some(kept) = kept_reply(msg, &mut self.scratch, &ctx, &reply.tx.params) else { return };
         // A pool client the server has now given a lease of its own: its pool entry is free
         // again (the client has left the pool address for the server's).
-        let left_pool = match r.origin {
+        let left_pool = match r.origin() {
             Origin::Pool { n } => Some((usize::from(r.downstream), n, r.key.clone(), r.address)),
             _ => None,
         };
-        r.origin = Origin::Server;
+        r.set_origin(Origin::Server);
         // The lease runs from when the request was sent (RFC 2131 4.4.1 has the client
         // count from its request too), so we never believe in more lease than there is.
         let start = reply.tx.sent_at.min(now);
-        r.kind = kind;
+        r.set_kind(kind);
         r.downstream = reply.ds as u16;
         r.lease_secs = times.lease;
         r.t1_secs = times.t1;
         r.t2_secs = times.t2;
-        r.lease_start = start;
-        r.last_update = now;
-        r.server = Some(server);
+        r.set_lease_start(start);
+        r.set_last_update(now);
+        r.set_server(Some(server));
         r.state = ClientState::Bound;
-        r.confirmed = true;
+        r.set_confirmed(true);
         let server_id = server.id;
         let key = r.key.clone();
         if let Some((link, n, client, old_address)) = left_pool {

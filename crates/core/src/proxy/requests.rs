@@ -66,7 +66,7 @@ impl Engine {
         req: &ClientRequest<'_, T>,
         outbox: &mut Outbox,
     ) -> Verdict {
-        if let Some(s) = req.slot.filter(|s| self.table.get(*s).is_some_and(|r| r.must_restart)) {
+        if let Some(s) = req.slot.filter(|s| self.table.get(*s).is_some_and(|r| r.must_restart())) {
             // Pool mode: its move to the server failed, or its pool lease is gone: a NAK
             // (to a REQUEST), and it starts over like a new client.
             if let Some(verdict) = self.pool_restart_client(req, s, outbox) {
@@ -157,7 +157,7 @@ impl Engine {
         let proxy = &self.config.proxy;
         let Some(iface) = self.config.downstream.get(req.ds) else { return Answerable::No };
         let Some(r) = self.table.get(slot) else { return Answerable::No };
-        if r.reply.is_none() || r.kind != kind {
+        if r.reply.is_none() || r.kind() != kind {
             return Answerable::No;
         }
         // A request from another link than the client's is not answered from the table
@@ -169,7 +169,7 @@ impl Engine {
         }
         // Paper 5.6: "The data is only considered valid for a certain term (default is 9
         // days). After expiration of the data, the client record is deleted."
-        if now.since(r.last_update) > proxy.max_age {
+        if now.since(r.last_update()) > proxy.max_age {
             self.drop_record(slot, Removal::Expired);
             return Answerable::No;
         }
@@ -182,7 +182,7 @@ impl Engine {
         // Appendix B, "What happens if the client request changes?": a request for another
         // address, or for parameters the server was not asked for, goes to the server.
         // (A pool client has what the pool lease was given: there is no server to ask.)
-        let pool_client = matches!(r.origin, Origin::Pool { .. });
+        let pool_client = matches!(r.origin(), Origin::Pool { .. });
         let changed = wanted.is_some_and(|w| w != r.address)
             || (!pool_client && msg.parameter_request_list().is_some_and(|p| !r.param_list().covers(p)));
         if changed {
@@ -226,7 +226,7 @@ impl Engine {
         if let Some(s) = req.slot {
             // A pool client is offered its pool address, whatever its DISCOVER asks for (it
             // may name the address it had before it released it).
-            let pool_client = self.table.get(s).is_some_and(|r| matches!(r.origin, Origin::Pool { .. }));
+            let pool_client = self.table.get(s).is_some_and(|r| matches!(r.origin(), Origin::Pool { .. }));
             if pool_client && self.proxy.probes.is_probing(&req.key) {
                 // Its record holds the entry's address before the probe that precedes the
                 // pool OFFER has found nobody on it: a retransmission waits for that probe
@@ -326,7 +326,7 @@ impl Engine {
         let requesting = Expect::Ack(ClientState::Requesting);
         // Is this the answer to an OFFER we made? We made it as the identity the client sees
         // (`shown_identity`): our address (proxy), or the server's (spoof).
-        let record = req.slot.and_then(|s| self.table.get(s).map(|r| (s, r.state, r.server)));
+        let record = req.slot.and_then(|s| self.table.get(s).map(|r| (s, r.state, r.server())));
         let offered = |state| matches!(state, ClientState::OfferedLocally | ClientState::OfferedExpired);
         let our_offer = match self.config.mode.server_identity() {
             ServerIdentity::Server => {
@@ -358,7 +358,7 @@ impl Engine {
         // DISCOVER's xid (RFC 2131 4.4.1), so the DISCOVER's transaction names the server
         // whose OFFER was passed on.
         let offered_by = self.transactions.get(&RequestId::of(req.msg, req.ds), req.now).and_then(|t| t.offered_by);
-        let server = req.slot.and_then(|s| self.table.get(s)).and_then(|r| r.server);
+        let server = req.slot.and_then(|s| self.table.get(s)).and_then(|r| r.server());
         match self.server_of(offered_by.or(server)) {
             Some((index, binding)) => {
                 let slot = self.record_of(req, ClientKind::Dhcp);
@@ -404,7 +404,7 @@ impl Engine {
             key: req.key.clone(),
             slot: req.slot,
         };
-        let to = match self.table.get(slot).and_then(|r| self.server_of(r.server)) {
+        let to = match self.table.get(slot).and_then(|r| self.server_of(r.server())) {
             Some((i, _)) => Upstream { targets: Targets::One(i), server_id: None },
             None => Upstream::CHOSEN,
         };
@@ -426,7 +426,7 @@ impl Engine {
         let slot = self.record_of(req, ClientKind::Dhcp);
         // A pool client's lease is ours at the server (cdra keeps it renewed): the REBIND
         // precaution of paper 3.2 concerns leases a server holds for the client itself.
-        let pool_client = self.table.get(slot).is_some_and(|r| matches!(r.origin, Origin::Pool { .. }));
+        let pool_client = self.table.get(slot).is_some_and(|r| matches!(r.origin(), Origin::Pool { .. }));
         if rebinding {
             if hit && (self.config.proxy.safe_network || pool_client) {
                 return self.answer_from_cache(req, slot, LocalAnswer::Ack { hold: false }, outbox);
@@ -449,7 +449,7 @@ impl Engine {
             self.counters.proxy.add(ProxyEvent::LocalRenewal);
             return self.answer_from_cache(req, slot, LocalAnswer::Ack { hold: true }, outbox);
         }
-        let to = match self.table.get(slot).and_then(|r| self.server_of(r.server)) {
+        let to = match self.table.get(slot).and_then(|r| self.server_of(r.server())) {
             Some((i, _)) => Upstream { targets: Targets::One(i), server_id: None },
             None => Upstream::CHOSEN,
         };
@@ -466,7 +466,7 @@ impl Engine {
     fn renew_needs_the_server(&self, slot: Slot) -> bool {
         self.config.mode.unicasts() == crate::mode::Unicasts::Intercepted
             && !self.config.proxy.safe_network
-            && self.table.get(slot).is_some_and(|r| !r.confirmed)
+            && self.table.get(slot).is_some_and(|r| !r.confirmed())
     }
 
     /// Table 1: "DHCPDECLINE / DHCPRELEASE: Forward to Server, Remove client from DB." The
@@ -491,7 +491,7 @@ impl Engine {
                 return self.drop(req.ds, DropReason::ReleaseMismatch);
             }
         }
-        let binding = cached.and_then(|r| r.server);
+        let binding = cached.and_then(|r| r.server());
         if let Some(s) = req.slot.filter(|s| self.pool_entry_of(*s).is_some()) {
             // Pool mode: the lease is ours, not the client's, at the server; the server
             // hears of it only if the address is in use (DECLINE).

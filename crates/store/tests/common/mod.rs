@@ -53,20 +53,20 @@ pub fn ack(i: u64) -> Vec<u8> {
     buf
 }
 
-/// Client `i`'s record, with `seq` as its last contact and last update (milliseconds), so a
-/// test can tell which write a stored value came from.
+/// Client `i`'s record, with `seq` as its last contact and last update (in seconds: a record
+/// keeps them to the second), so a test can tell which write a stored value came from.
 pub fn record(i: u64, seq: u64) -> ClientRecord {
-    let now = Timestamp::from_millis(seq);
+    let now = Timestamp::from_secs(seq);
     let mut r = ClientRecord::new(ClientKey::hardware(1, &mac(i)), ClientKind::Dhcp, 0, now);
     r.state = ClientState::Bound;
     r.address = address(i);
-    r.server = Some(ServerBinding { addr: SERVER, id: SERVER });
+    r.set_server(Some(ServerBinding { addr: SERVER, id: SERVER }));
     r.lease_secs = 86_400;
     r.t1_secs = 43_200;
     r.t2_secs = 75_600;
-    r.lease_start = now;
-    r.last_update = now;
-    r.client_lease_end = Some(Timestamp::from_millis(seq + 600_000));
+    r.set_lease_start(now);
+    r.set_last_update(now);
+    r.set_client_lease_end(Some(Timestamp::from_secs(seq + 600)));
     let params = ParamList::new(&[1, 3, 6, 15, 28, 42, 119]);
     r.reply = Some(CachedReply::new(&ack(i), &r.reply_context(), &params).expect("a whole message"));
     r
@@ -88,7 +88,7 @@ pub fn check_pair(k: &[u8], v: &[u8]) -> Result<u64, String> {
     if iface != IFACE {
         return Err(format!("interface {iface}"));
     }
-    Ok(rec.last_update.as_millis())
+    Ok(rec.last_update().as_millis() / 1000)
 }
 
 pub fn config(path: &Path, interval_ms: u64) -> StoreConfig {
