@@ -104,7 +104,11 @@ def main() -> int:
             row = [LABELS.get(r, r), med_range(cpu), med_range(cs, 2)]
             if doc.get("hardware_counters"):
                 row.append(med_range([i / 1000 for i in ins], 1))
-            row.append(f"{dropped} of {started} ({100 * dropped / max(started, 1):.2f} %)")
+            lost = f"{dropped} of {started} ({100 * dropped / max(started, 1):.2f} %)"
+            where = {k: sum((x.get("rcvbuf_errors") or {}).get(k) or 0 for x in steps) for k in ("relay", "kea")}
+            if any(where.values()):
+                lost += f"; full receive buffers: relay's namespace {where['relay']}, Kea's {where['kea']}"
+            row.append(lost)
             rows.append(row)
         head = ["relay", "CPU ms/1k", "context switches / exchange"]
         if doc.get("hardware_counters"):
