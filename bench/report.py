@@ -6,7 +6,7 @@ Usage: report.py RESULTS_DIR BENCHMARKS.md PLOT.png [--no-plot]
 
 Reads RESULTS_DIR/{selftest,null-relay,dhcrelay,dhcrelay-quiet,dnsmasq,dnsmasq-bcast,cdra-relay,cdra-proxy}.json, machine.txt and
 *.commands.txt; includes bench/commentary.md (hand-written analysis), bench/mgmt.md (written
-by bench/mgmt), bench/storm.md (written by bench/storm), bench/fuzz.md (engine fuzzer
+by bench/mgmt), bench/floor.md (written by bench/floor), bench/storm.md (written by bench/storm), bench/fuzz.md (engine fuzzer
 long runs), bench/pair.md (a pair of relays sharing the table in Redis) and
 bench/leasequery.md (bench/leasequery_sweep.py) when present.
 Standard library + matplotlib (Debian: python3-matplotlib).
@@ -399,6 +399,10 @@ def main() -> int:
     mgmt = Path(__file__).with_name("mgmt.md")
     if mgmt.exists():
         md.append(mgmt.read_text().rstrip() + "\n")
+    # Written by bench/floor (relays against the floor, interleaved), kept across bench/run.
+    floor = Path(__file__).with_name("floor.md")
+    if floor.exists():
+        md.append(floor.read_text().rstrip() + "\n")
     # Written by bench/storm (the storm after a power failure), kept across bench/run.
     storm = Path(__file__).with_name("storm.md")
     if storm.exists():
@@ -420,7 +424,8 @@ def main() -> int:
         "rewrites this file\nsudo bench/run --quick    # 2 s steps, a smoke test\n"
         "sudo bench/run --only selftest,cdra-proxy\n"
         "sudo bench/mgmt           # management channels vs the packet path (its own section)\n"
-        "sudo bench/storm          # the storm after a power failure (its own section)\n```\n"
+        "sudo bench/storm          # the storm after a power failure (its own section)\n"
+        "sudo bench/floor --before DIR  # null relay, cdra, dhcrelay interleaved (its own section)\n```\n"
     )
     md.append(
         "`cdra-loadgen` alone (inside a namespace whose interface faces the relay):\n\n```\n"

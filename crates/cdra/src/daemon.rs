@@ -16,9 +16,11 @@
 //!   by this process that keeps the router from forwarding client unicasts to the servers
 //!   (the taps read them, and the engine answers them).
 //!
-//! Then, on every wake-up: signals, due timers, probe answers, the metrics and control
-//! sockets, at most `relay.receive_batches` batches from each tap and from UDP :67
-//! (`recvmmsg`, each datagram fed to the engine and what it produced sent), then the server
+//! Then, on every wake-up (one clock read stamps the whole turn): signals, due timers,
+//! probe answers, the metrics and control sockets, at most `relay.receive_batches` batches
+//! from each tap and UDP socket the wait reported readable (`recvmmsg`, each datagram fed
+//! to the engine, and what a batch produced sent with one `sendmmsg` per socket: see
+//! [`Io::send_all`]), then the server
 //! identifiers the engine learned go to the interception (spoofing mode), then the store.
 //! Every source gets a bounded turn per wake-up ([`after_batch`] decides when reading
 //! stops; probe sockets are read at most 256 answers each), so sustained load cannot keep
@@ -35,8 +37,8 @@ use anyhow::{anyhow, Context, Result};
 use cdra_core::leasequery::Willingness;
 use cdra_core::ProbeRequest;
 use cdra_core::{
-    Destination, Downstream, EchoId, Engine, EngineConfig, Ingress, LinkState, Outbox, ProbeAnswer, Timestamp, Verdict,
-    CLIENT_PORT, SERVER_PORT,
+    Destination, Downstream, EchoId, Engine, EngineConfig, Ingress, LinkState, Outbox, Outgoing, ProbeAnswer,
+    Timestamp, Verdict, CLIENT_PORT, SERVER_PORT,
 };
 use cdra_sys::icmp::{Echo, IcmpSocket};
 use cdra_sys::linkwatch::LinkWatch;
@@ -104,8 +106,16 @@ impl Clock {
         let wall = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         Clock { wall_at_start_ms: wall, start: Instant::now() }
     }
+    /// The time now (one `clock_gettime`, through the vDSO).
     fn now(&self) -> Timestamp {
-        Timestamp::from_millis(self.wall_at_start_ms + self.start.elapsed().as_millis() as u64)
+        self.at(Instant::now())
+    }
+    /// The time at `instant`, in whole milliseconds (u64 arithmetic: no u128 as
+    /// `Duration::as_millis` has).
+    fn at(&self, instant: Instant) -> Timestamp {
+        let since = instant.saturating_duration_since(self.start);
+        let ms = since.as_secs().saturating_mul(1000).saturating_add(u64::from(since.subsec_millis()));
+        Timestamp::from_millis(self.wall_at_start_ms.saturating_add(ms))
     }
 }
 
@@ -283,7 +293,10 @@ struct Io {
     probe_answers_lost: [u64; 2],
     probe_drops_seen: [u32; 2],
     last_probe_error_log: Option<Instant>,
-    frame: Vec<u8>,
+    /// Frame slots for the replies sent at the link layer ([`LINK_BATCH`] of
+    /// [`LINK_FRAME_LEN`] bytes), and what is in them.
+    link_frames: Vec<u8>,
+    link_sends: Vec<LinkFrame>,
     send_errors: u64,
     last_send_error_log: Option<Instant>,
     /// Tapped packets that were not a UDP datagram we read, by what was wrong.
@@ -391,51 +404,151 @@ impl Io {
         lost
     }
 
+    /// Send what the engine produced: the probes, then the requests to the servers (one
+    /// `sendmmsg` per socket), the replies sent at the link layer (one `sendmmsg` on the
+    /// AF_PACKET socket), and the routed unicasts to clients (one `sendmsg` each: each
+    /// carries its own source address and interface). The order within each kind is the
+    /// outbox's.
     fn send_all(&mut self, outbox: &Outbox) {
         if !self.serving {
             return;
         }
         self.start_probes(outbox);
+        for relay_port in [false, true] {
+            self.send_to_servers(outbox, relay_port);
+        }
+        self.send_to_links(outbox);
         for out in outbox.iter() {
-            let payload = out.payload();
-            let result = match out.destination {
-                Destination::Server { addr, relay_port } => {
-                    self.udp.to_server(relay_port).send_to(payload, SocketAddrV4::new(addr, SERVER_PORT), None, None)
-                }
-                Destination::ClientUnicast { ifindex, src, dst } => {
-                    let vrf = self.link_vrfs.iter().find(|(i, _)| *i == ifindex).map(|(_, v)| v.as_str());
-                    self.udp.in_vrf(vrf).send_to(payload, SocketAddrV4::new(dst, CLIENT_PORT), Some(src), Some(ifindex))
-                }
-                Destination::ClientLink { ifindex, mac, src, dst } => self.send_link(ifindex, mac, src, dst, payload),
-            };
-            if let Err(e) = result {
-                self.send_errors += 1;
-                let now = Instant::now();
-                if self.last_send_error_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
-                    self.last_send_error_log = Some(now);
-                    tracing::warn!(destination = ?out.destination, error = %e, total_send_errors = self.send_errors, "send failed");
-                }
+            let Destination::ClientUnicast { ifindex, src, dst } = out.destination else { continue };
+            let vrf = self.link_vrfs.iter().find(|(i, _)| *i == ifindex).map(|(_, v)| v.as_str());
+            let sent = self.udp.in_vrf(vrf).send_to(
+                out.payload(),
+                SocketAddrV4::new(dst, CLIENT_PORT),
+                Some(src),
+                Some(ifindex),
+            );
+            if let Err(e) = sent {
+                self.note_send_errors(1, Some(out.destination), e);
             }
         }
     }
 
-    fn send_link(
-        &mut self,
-        ifindex: u32,
-        mac: [u8; 6],
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
-        payload: &[u8],
-    ) -> std::io::Result<usize> {
-        let Some(body) = self.frame.get_mut(IPV4_UDP_HEADER_LEN..IPV4_UDP_HEADER_LEN + payload.len()) else {
-            return Err(std::io::Error::other("reply larger than the frame buffer"));
-        };
-        body.copy_from_slice(payload);
-        let header = Ipv4UdpHeader { src, dst, src_port: SERVER_PORT, dst_port: CLIENT_PORT, ttl: 64 };
-        let total =
-            write_ipv4_udp(&mut self.frame, header, payload.len()).map_err(|e| std::io::Error::other(e.label()))?;
-        self.packet.send(ifindex, mac, self.frame.get(..total).unwrap_or(&[]))
+    /// The outbox's datagrams to the servers that leave from the relay source port
+    /// (`relay_port`) or from port 67, with one `sendmmsg`.
+    fn send_to_servers(&mut self, outbox: &Outbox, relay_port: bool) {
+        let mut datagrams = outbox.iter().filter_map(|out| to_server(out, relay_port)).peekable();
+        if datagrams.peek().is_none() {
+            return;
+        }
+        let (mut refused, mut last) = (0, None);
+        self.udp.to_server(relay_port).send_many_to(datagrams, &mut |i, e| {
+            refused += 1;
+            last = Some((i, e));
+        });
+        if let Some((i, e)) = last {
+            let destination =
+                outbox.iter().filter(|o| to_server(o, relay_port).is_some()).nth(i).map(|o| o.destination);
+            self.note_send_errors(refused, destination, e);
+        }
     }
+
+    /// The outbox's replies to clients at the link layer: each framed (IPv4 + UDP header
+    /// in front of the payload) in its own slot of `link_frames`, then up to
+    /// [`LINK_BATCH`] with one `sendmmsg` on the AF_PACKET socket.
+    fn send_to_links(&mut self, outbox: &Outbox) {
+        let mut replies = outbox
+            .iter()
+            .filter_map(|out| match out.destination {
+                Destination::ClientLink { ifindex, mac, src, dst } => {
+                    Some((LinkFrame { ifindex, mac, src, dst, len: 0 }, out.payload()))
+                }
+                _ => None,
+            })
+            .peekable();
+        while replies.peek().is_some() {
+            self.link_sends.clear();
+            for (mut frame, payload) in replies.by_ref().take(LINK_BATCH) {
+                let at = self.link_sends.len() * LINK_FRAME_LEN;
+                match build_link_frame(self.link_frames.get_mut(at..at + LINK_FRAME_LEN), &frame, payload) {
+                    Ok(len) => {
+                        frame.len = len;
+                        self.link_sends.push(frame);
+                    }
+                    Err(e) => self.note_send_errors(1, Some(frame.destination()), e),
+                }
+            }
+            let (mut refused, mut last) = (0, None);
+            let frames = &self.link_frames;
+            let sends = self.link_sends.iter().enumerate().map(|(k, f)| {
+                let at = k * LINK_FRAME_LEN;
+                (f.ifindex, f.mac, frames.get(at..at + f.len).unwrap_or(&[]))
+            });
+            self.packet.send_many(sends, &mut |i, e| {
+                refused += 1;
+                last = Some((i, e));
+            });
+            if let Some((i, e)) = last {
+                let destination = self.link_sends.get(i).map(LinkFrame::destination);
+                self.note_send_errors(refused, destination, e);
+            }
+        }
+    }
+
+    /// Count `refused` datagrams the kernel did not take, and log the last error (at most
+    /// every 10 s).
+    fn note_send_errors(&mut self, refused: u64, destination: Option<Destination>, e: std::io::Error) {
+        self.send_errors += refused;
+        let now = Instant::now();
+        if self.last_send_error_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
+            self.last_send_error_log = Some(now);
+            tracing::warn!(destination = ?destination, error = %e, total_send_errors = self.send_errors, "send failed");
+        }
+    }
+}
+
+/// A datagram of the outbox to the servers that leaves from the relay source port
+/// (`relay_port`) or from port 67: its payload and destination.
+fn to_server(out: &Outgoing, relay_port: bool) -> Option<(&[u8], SocketAddrV4)> {
+    match out.destination {
+        Destination::Server { addr, relay_port: r } if r == relay_port => {
+            Some((out.payload(), SocketAddrV4::new(addr, SERVER_PORT)))
+        }
+        _ => None,
+    }
+}
+
+/// Replies sent at the link layer with one `sendmmsg` (at most).
+const LINK_BATCH: usize = 64;
+/// One frame slot: the IPv4 and UDP headers and the largest payload the outbox holds.
+const LINK_FRAME_LEN: usize = IPV4_UDP_HEADER_LEN + cdra_core::outbox::OUT_BUFFER_SIZE;
+
+/// A reply to send at the link layer, framed in a slot of [`Io::link_frames`].
+#[derive(Debug, Clone, Copy)]
+struct LinkFrame {
+    ifindex: u32,
+    mac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    /// The framed datagram's length.
+    len: usize,
+}
+
+impl LinkFrame {
+    fn destination(&self) -> Destination {
+        Destination::ClientLink { ifindex: self.ifindex, mac: self.mac, src: self.src, dst: self.dst }
+    }
+}
+
+/// Write `payload` behind an IPv4 + UDP header (`frame.src`:67 -> `frame.dst`:68, both
+/// checksums) into `slot`; returns the datagram's length.
+fn build_link_frame(slot: Option<&mut [u8]>, frame: &LinkFrame, payload: &[u8]) -> std::io::Result<usize> {
+    let too_large = || std::io::Error::other("reply larger than the frame buffer");
+    let slot = slot.ok_or_else(too_large)?;
+    let body = slot.get_mut(IPV4_UDP_HEADER_LEN..IPV4_UDP_HEADER_LEN + payload.len()).ok_or_else(too_large)?;
+    body.copy_from_slice(payload);
+    let header =
+        Ipv4UdpHeader { src: frame.src, dst: frame.dst, src_port: SERVER_PORT, dst_port: CLIENT_PORT, ttl: 64 };
+    write_ipv4_udp(slot, header, payload.len()).map_err(|e| std::io::Error::other(e.label()))
 }
 
 /// Hand every ARP and ICMP answer seen to the engine (it decides which ones matter).
@@ -508,7 +621,7 @@ fn tapped_ingress<'a>(
 fn read_taps(
     io: &mut Io,
     engine: &mut Engine,
-    clock: &Clock,
+    now: Timestamp,
     outbox: &mut Outbox,
     batch: &mut TapBatch,
     budget: usize,
@@ -527,7 +640,6 @@ fn read_taps(
                 }
                 None => 0,
             };
-            let now = clock.now();
             for i in 0..n {
                 let Some(tapped) = batch.try_get(i).filter(|p| !p.truncated) else { continue };
                 let Some(ingress) = tapped_ingress(&tapped, &mut io.bad_frames, &mut io.other_host_frames) else {
@@ -561,7 +673,16 @@ fn read_taps(
     yielded
 }
 
-/// Run until SIGTERM or SIGINT.
+/// Where the `k`-th of [`UdpSockets::all`] is in the loop's poll set: the main socket
+/// first, then the signal pipe and the interface watch, then the other UDP sockets.
+fn udp_poll_index(k: usize) -> usize {
+    if k == 0 {
+        0
+    } else {
+        k + 2
+    }
+}
+
 /// Open (or close) the tap of each downstream slot as its link is (or is no longer) up, and
 /// keep the UDP socket's filter in step (it leaves the tapped links' requests to the taps).
 fn sync_taps(io: &mut Io, engine: &Engine) {
@@ -724,6 +845,7 @@ fn live_names(engine: &Engine) -> Vec<String> {
     engine.config().downstream.iter().filter(|d| d.state != LinkState::Removed).map(|d| d.name.clone()).collect()
 }
 
+/// Run until SIGTERM or SIGINT.
 pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Result<()> {
     let mut settings = settings;
     let mut source =
@@ -765,7 +887,8 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
         probe_answers_lost: [0; 2],
         probe_drops_seen: [0; 2],
         last_probe_error_log: None,
-        frame: vec![0u8; IPV4_UDP_HEADER_LEN + cdra_core::outbox::OUT_BUFFER_SIZE],
+        link_frames: vec![0u8; LINK_BATCH * LINK_FRAME_LEN],
+        link_sends: Vec::with_capacity(LINK_BATCH),
         send_errors: 0,
         last_send_error_log: None,
         bad_frames: [0; FrameError::ALL.len()],
@@ -864,7 +987,8 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
     crate::service::ready(&watchdog);
 
     // Descriptors polled, rebuilt each turn (taps come and go): UDP, signals, interface
-    // changes, the taps, then the optional ARP, ICMP and management sockets.
+    // changes, the other UDP sockets (see `udp_poll_index`), the taps, then the optional
+    // ARP, ICMP and management sockets.
     let mut fds: Vec<std::os::fd::RawFd> = Vec::new();
     let mut ready: Vec<bool> = Vec::new();
     let mut tap_batch = TapBatch::new(RECV_BATCH, RECV_BUFFER);
@@ -913,7 +1037,10 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
         if terminate.load(Ordering::Relaxed) {
             break;
         }
-        let now = clock.now();
+        // The turn's time: one clock read after the wait, for everything this turn does
+        // (timers, every datagram of every batch, the watchdog).
+        let turn_started = Instant::now();
+        let now = clock.at(turn_started);
         // Interfaces that came, went or changed address: read the configured ones again.
         if ready.get(2) == Some(&true) && watch.drain() {
             match reconfigure(&settings, &mut engine, &mut io, &mut intercepts, &mut link_log, now, &mut outbox) {
@@ -1009,12 +1136,18 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
             }
         }
         if ready.get(taps_at..taps_end).is_some_and(|r| r.iter().any(|x| *x))
-            && read_taps(&mut io, &mut engine, &clock, &mut outbox, &mut tap_batch, settings.receive_batches)
+            && read_taps(&mut io, &mut engine, now, &mut outbox, &mut tap_batch, settings.receive_batches)
         {
             receive_yields += 1;
         }
+        // A UDP socket is read when the wait said it is readable (no `recvmmsg` that can
+        // only say EAGAIN after a wake-up for a client request); one left with datagrams
+        // after its budget stays readable and is read on the next turn.
         let sockets = io.udp.all().count();
         for k in 0..sockets {
+            if ready.get(udp_poll_index(k)) != Some(&true) {
+                continue;
+            }
             for batches_read in 1.. {
                 let n = match io.udp.all().nth(k).map(|u| u.recv_batch(&mut batch)) {
                     Some(Ok(n)) => n,
@@ -1026,7 +1159,6 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
                     }
                     None => 0,
                 };
-                let now = clock.now();
                 for i in 0..n {
                     let Some(rx) = batch.try_get(i) else { continue };
                     if rx.truncated {
@@ -1065,12 +1197,11 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
             }
         }
         if let Some(i) = intercepts.as_mut() {
-            i.announce(&mut engine, Instant::now());
+            i.announce(&mut engine, turn_started);
         }
         // Probes the kernel took none of the packets of: decided on the next turn (their
         // timers are filed for now).
         if !io.unsent.is_empty() {
-            let now = clock.now();
             for p in io.unsent.drain(..) {
                 engine.handle_probe_unsent(now, &p);
             }
@@ -1081,7 +1212,7 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
         // The event log follows a reload's `[log]`, then writes this turn's events.
         crate::event_log::turn(&mut events, settings.events, &mut engine);
         log_leasequery_servers(&engine, &mut leasequery_seen);
-        watchdog.tick(Instant::now());
+        watchdog.tick(turn_started);
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     tracing::info!("cdra stopping");

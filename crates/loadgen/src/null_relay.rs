@@ -20,22 +20,22 @@
 //!
 //! System calls per wake-up, in cdra's order (cdra's `run` loop):
 //! 1. `poll` on [UDP :67, signal pipe, netlink, tap] (timeout at most 1 s);
-//! 2. if the tap is readable: `recvmmsg` on the tap (batch of 32), then for each request
-//!    one `sendmsg` on the UDP socket to server:67; another `recvmmsg` only when the batch
-//!    came back full (at most 4 batches, cdra's `relay.receive_batches` default);
-//! 3. always (cdra reads its UDP sockets every turn, readable or not): `recvmmsg` on the
-//!    UDP socket (batch of 32), then for each reply one `sendto` on the AF_PACKET socket;
-//!    again only while batches come back full, at most 4.
+//! 2. if the tap is readable: `recvmmsg` on the tap (batch of 32), then one `sendmmsg` on
+//!    the UDP socket with the batch's requests to server:67; another `recvmmsg` only when
+//!    the batch came back full (at most 4 batches, cdra's `relay.receive_batches` default);
+//! 3. if the UDP socket is readable: `recvmmsg` on it (batch of 32), then one `sendmmsg`
+//!    on the AF_PACKET socket with the batch's replies; again only while batches come back
+//!    full, at most 4.
 //!
-//! So a DORA relayed costs, as in cdra: 2 `sendmsg` (DISCOVER, REQUEST to the server), 2
-//! `sendto` (OFFER, ACK to the client's MAC), and per wake-up one `poll` plus one or two
-//! `recvmmsg` (one returning EAGAIN when a wake-up brings only requests). Time stamps are
-//! `clock_gettime` through the vDSO in both (no system call).
+//! So a DORA relayed costs, as in cdra: per wake-up one `poll`, one `recvmmsg` per
+//! readable socket, and one `sendmmsg` per batch that produced something (at low rates a
+//! batch is one datagram: 2 `sendmmsg` to the server and 2 to the clients per DORA; under
+//! load, fewer). Time stamps are `clock_gettime` through the vDSO in both (no system call).
 //!
 //! Per request: only one broadcast or sent to giaddr (a renewal unicast to the server is
 //! routed by the kernel; the tap sees it pass and leaves it, as cdra's engine does); IPv4/UDP
 //! header checked for its length only (cdra also verifies the UDP
-//! checksum when the kernel has not), the DHCP payload copied once into a scratch buffer
+//! checksum when the kernel has not), the DHCP payload copied once into a slot of a batch buffer
 //! (cdra copies it into its outbox), `hops` incremented and `giaddr` set there, sent.
 //! Per reply: accepted only if it is a BOOTREPLY to our giaddr; the client's MAC (chaddr),
 //! the broadcast flag, ciaddr and yiaddr decide the destination as RFC 2131 4.1 says (the
@@ -158,6 +158,106 @@ pub fn reply_frame(frame: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, len: usize) -
     write_ipv4_udp(frame, header, len).ok()
 }
 
+/// Buffers reused for every batch: the requests and replies of one `recvmmsg`, each in its
+/// own slot, ready for one `sendmmsg`.
+struct Slots {
+    /// [`RECV_BATCH`] request payloads of up to [`RECV_BUFFER`] bytes.
+    requests: Vec<u8>,
+    /// [`RECV_BATCH`] reply datagrams (IPv4 + UDP header and payload).
+    frames: Vec<u8>,
+    /// Length of each filled request slot.
+    request_lens: Vec<usize>,
+    /// Per filled frame slot: where it goes and its length.
+    sends: Vec<([u8; 6], usize)>,
+}
+
+const FRAME_LEN: usize = IPV4_UDP_HEADER_LEN + RECV_BUFFER;
+
+impl Slots {
+    fn new() -> Self {
+        Slots {
+            requests: vec![0u8; RECV_BATCH * RECV_BUFFER],
+            frames: vec![0u8; RECV_BATCH * FRAME_LEN],
+            request_lens: Vec::with_capacity(RECV_BATCH),
+            sends: Vec::with_capacity(RECV_BATCH),
+        }
+    }
+}
+
+/// The requests of one tap batch to the server, with one `sendmmsg` (as cdra sends a
+/// batch's output).
+fn forward_requests(
+    batch: &TapBatch,
+    n: usize,
+    cfg: &NullRelayConfig,
+    udp: &UdpSocket,
+    slots: &mut Slots,
+    st: &mut NullRelayStats,
+) {
+    slots.request_lens.clear();
+    for i in 0..n {
+        let Some(t) = batch.try_get(i).filter(|t| !t.truncated) else { continue };
+        let at = slots.request_lens.len() * RECV_BUFFER;
+        let out = slots.requests.get_mut(at..at + RECV_BUFFER);
+        match out.and_then(|out| request_to_server(t.packet, cfg.giaddr, out)) {
+            Some(len) => slots.request_lens.push(len),
+            None => st.ignored += 1,
+        }
+    }
+    let server = SocketAddrV4::new(cfg.server, SERVER_PORT);
+    let requests = &slots.requests;
+    let datagrams = slots.request_lens.iter().enumerate().map(|(k, &len)| {
+        let at = k * RECV_BUFFER;
+        (requests.get(at..at + len).unwrap_or(&[]), server)
+    });
+    let mut refused = 0;
+    let sent = udp.send_many_to(datagrams, &mut |_, _| refused += 1);
+    st.forwarded += sent as u64;
+    st.send_errors += refused;
+}
+
+/// The replies of one UDP batch to the clients' MACs, framed, with one `sendmmsg` on the
+/// AF_PACKET socket (as cdra sends a batch's output).
+fn deliver_replies(
+    batch: &RecvBatch,
+    cfg: &NullRelayConfig,
+    packet: &PacketSender,
+    slots: &mut Slots,
+    st: &mut NullRelayStats,
+) {
+    slots.sends.clear();
+    for rx in batch.iter().filter(|rx| !rx.truncated) {
+        let Some((mac, dst)) = reply_destination(rx.data, cfg.giaddr) else {
+            st.ignored += 1;
+            continue;
+        };
+        let at = slots.sends.len() * FRAME_LEN;
+        let len = rx.data.len();
+        let Some(frame) = slots.frames.get_mut(at..at + FRAME_LEN) else {
+            st.ignored += 1;
+            continue;
+        };
+        let Some(body) = frame.get_mut(IPV4_UDP_HEADER_LEN..IPV4_UDP_HEADER_LEN + len) else {
+            st.ignored += 1;
+            continue;
+        };
+        body.copy_from_slice(rx.data);
+        match reply_frame(frame, cfg.giaddr, dst, len) {
+            Some(total) => slots.sends.push((mac, total)),
+            None => st.ignored += 1,
+        }
+    }
+    let frames = &slots.frames;
+    let sends = slots.sends.iter().enumerate().map(|(k, &(mac, len))| {
+        let at = k * FRAME_LEN;
+        (cfg.ifindex, mac, frames.get(at..at + len).unwrap_or(&[]))
+    });
+    let mut refused = 0;
+    let sent = packet.send_many(sends, &mut |_, _| refused += 1);
+    st.delivered += sent as u64;
+    st.send_errors += refused;
+}
+
 /// Relays until `stop` is set.
 pub fn run(cfg: NullRelayConfig, stop: &AtomicBool) -> anyhow::Result<NullRelayStats> {
     let tap = UdpTap::open(cfg.ifindex, SERVER_PORT, Some(1)).map_err(|e| anyhow!("{e}"))?;
@@ -171,9 +271,7 @@ pub fn run(cfg: NullRelayConfig, stop: &AtomicBool) -> anyhow::Result<NullRelayS
     let mut ready = [false; 4];
     let mut tap_batch = TapBatch::new(RECV_BATCH, RECV_BUFFER);
     let mut batch = RecvBatch::new(RECV_BATCH, RECV_BUFFER);
-    let mut scratch = vec![0u8; RECV_BUFFER];
-    let mut frame = vec![0u8; IPV4_UDP_HEADER_LEN + RECV_BUFFER];
-    let server = SocketAddrV4::new(cfg.server, SERVER_PORT);
+    let mut slots = Slots::new();
     let mut st = NullRelayStats::default();
     while !stop.load(Ordering::Relaxed) {
         wait_readable(&fds, Some(Duration::from_secs(1)), &mut ready).context("poll")?;
@@ -186,45 +284,19 @@ pub fn run(cfg: NullRelayConfig, stop: &AtomicBool) -> anyhow::Result<NullRelayS
         if ready[3] {
             for _ in 0..RECEIVE_BATCHES {
                 let n = tap.recv_batch(&mut tap_batch).context("reading the tap")?;
-                for i in 0..n {
-                    let Some(t) = tap_batch.try_get(i).filter(|t| !t.truncated) else { continue };
-                    match request_to_server(t.packet, cfg.giaddr, &mut scratch) {
-                        Some(len) => match udp.send_to(&scratch[..len], server, None, None) {
-                            Ok(_) => st.forwarded += 1,
-                            Err(_) => st.send_errors += 1,
-                        },
-                        None => st.ignored += 1,
-                    }
-                }
+                forward_requests(&tap_batch, n, &cfg, &udp, &mut slots, &mut st);
                 if n < tap_batch.capacity() {
                     break;
                 }
             }
         }
-        for _ in 0..RECEIVE_BATCHES {
-            let n = udp.recv_batch(&mut batch).context("reading UDP :67")?;
-            for rx in batch.iter().filter(|rx| !rx.truncated) {
-                let Some((mac, dst)) = reply_destination(rx.data, cfg.giaddr) else {
-                    st.ignored += 1;
-                    continue;
-                };
-                let len = rx.data.len();
-                let Some(body) = frame.get_mut(IPV4_UDP_HEADER_LEN..IPV4_UDP_HEADER_LEN + len) else {
-                    st.ignored += 1;
-                    continue;
-                };
-                body.copy_from_slice(rx.data);
-                let Some(total) = reply_frame(&mut frame, cfg.giaddr, dst, len) else {
-                    st.ignored += 1;
-                    continue;
-                };
-                match packet.send(cfg.ifindex, mac, &frame[..total]) {
-                    Ok(_) => st.delivered += 1,
-                    Err(_) => st.send_errors += 1,
+        if ready[0] {
+            for _ in 0..RECEIVE_BATCHES {
+                let n = udp.recv_batch(&mut batch).context("reading UDP :67")?;
+                deliver_replies(&batch, &cfg, &packet, &mut slots, &mut st);
+                if n < batch.capacity() {
+                    break;
                 }
-            }
-            if n < batch.capacity() {
-                break;
             }
         }
     }

@@ -4,7 +4,8 @@
 //! Guarantees:
 //! * [`PacketSender`] sends exactly the bytes given as the payload of one Ethernet frame of
 //!   type IPv4 (the kernel adds the Ethernet header from the given MAC and the interface's
-//!   own MAC). It never consults or changes the neighbour (ARP) table, and it receives
+//!   own MAC), one frame per `sendto` or up to 64 per `sendmmsg`
+//!   ([`PacketSender::send_many`]). It never consults or changes the neighbour (ARP) table, and it receives
 //!   nothing (its socket is opened with protocol 0, so no incoming frame is queued to it).
 //! * [`ArpSocket::send_probe`] sends an RFC 5227 ARP probe, [`ArpSocket::send_probes`] many
 //!   of them with one `sendmmsg` per 64, reporting each one the kernel refused;
@@ -67,6 +68,22 @@ impl PacketSender {
     pub fn send(&self, ifindex: u32, dst_mac: [u8; 6], datagram: &[u8]) -> io::Result<usize> {
         let sa = sockaddr_ll(ifindex, libc::ETH_P_IP as u16, dst_mac);
         sock::sendto(&self.fd, datagram, &sa)
+    }
+}
+
+impl PacketSender {
+    /// Sends each `(ifindex, dst_mac, datagram)` of `frames` as [`PacketSender::send`]
+    /// does, up to 64 with one `sendmmsg`. Returns how many the kernel took; each one it
+    /// refused is reported to `failed(index in frames, error)` and skipped, and the ones
+    /// after it are still sent. Never blocks, allocates nothing.
+    pub fn send_many<'a>(
+        &self,
+        frames: impl Iterator<Item = (u32, [u8; 6], &'a [u8])>,
+        failed: &mut dyn FnMut(usize, io::Error),
+    ) -> usize {
+        let frames =
+            frames.map(|(ifindex, mac, datagram)| (datagram, sockaddr_ll(ifindex, libc::ETH_P_IP as u16, mac)));
+        sock::send_each(&self.fd, frames, failed)
     }
 }
 

@@ -78,9 +78,11 @@ fn timeout_to_ms(timeout: Option<Duration>) -> libc::c_int {
     match timeout {
         None => -1,
         Some(d) => {
-            // Round up so that a sub-millisecond timeout does not turn into a busy loop.
-            let ms = d.as_nanos().div_ceil(1_000_000);
-            ms.min(libc::c_int::MAX as u128) as libc::c_int
+            // Round up so that a sub-millisecond timeout does not turn into a busy loop
+            // (u64 arithmetic: `as_nanos` is a u128, and its division is a libcall on every
+            // wait of the data-plane loop).
+            let ms = d.as_secs().saturating_mul(1000).saturating_add(u64::from(d.subsec_nanos().div_ceil(1_000_000)));
+            ms.min(libc::c_int::MAX as u64) as libc::c_int
         }
     }
 }
@@ -128,6 +130,8 @@ mod tests {
         assert_eq!(timeout_to_ms(Some(Duration::ZERO)), 0);
         assert_eq!(timeout_to_ms(Some(Duration::from_micros(1))), 1);
         assert_eq!(timeout_to_ms(Some(Duration::from_millis(1500))), 1500);
+        assert_eq!(timeout_to_ms(Some(Duration::new(1, 1))), 1001);
+        assert_eq!(timeout_to_ms(Some(Duration::new(2, 999_999_999))), 3000);
         assert_eq!(timeout_to_ms(Some(Duration::from_secs(u64::MAX))), libc::c_int::MAX);
     }
 

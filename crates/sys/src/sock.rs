@@ -194,57 +194,107 @@ pub(crate) const SEND_BATCH: usize = 64;
 /// how many were sent; each one the kernel refuses is reported to `failed(index, error)`
 /// and skipped (sendmmsg stops at the first failure; the rest go in the next call). Extra
 /// elements of the longer slice are ignored. Allocates nothing.
-pub(crate) fn send_many<P: AsRef<[u8]>, A: Copy>(
+pub(crate) fn send_many<P: AsRef<[u8]>, A: Copy + Zeroable>(
     fd: &OwnedFd,
     payloads: &[P],
     addrs: &[A],
     failed: &mut dyn FnMut(usize, io::Error),
 ) -> usize {
-    let n = payloads.len().min(addrs.len());
-    let mut at = 0;
+    send_each(fd, payloads.iter().map(AsRef::as_ref).zip(addrs.iter().copied()), failed)
+}
+
+/// [`send_many`] for datagrams given one by one: `(payload, address)` pairs, taken
+/// [`SEND_BATCH`] at a time into arrays on the stack, one `sendmmsg(2)` per batch (more
+/// only when the kernel takes part of one). Indexes given to `failed` count from the first
+/// item. Allocates nothing.
+pub(crate) fn send_each<'a, A: Copy + Zeroable>(
+    fd: &OwnedFd,
+    mut items: impl Iterator<Item = (&'a [u8], A)>,
+    failed: &mut dyn FnMut(usize, io::Error),
+) -> usize {
+    let mut addrs = [A::zeroed(); SEND_BATCH];
+    let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; SEND_BATCH];
+    let mut hdrs = [libc::mmsghdr::zeroed(); SEND_BATCH];
+    let mut first = 0;
     let mut sent = 0;
-    while at < n {
-        let count = (n - at).min(SEND_BATCH);
-        let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; SEND_BATCH];
-        let mut hdrs = [libc::mmsghdr::zeroed(); SEND_BATCH];
-        for i in 0..count {
-            let (Some(payload), Some(addr), Some(v)) = (payloads.get(at + i), addrs.get(at + i), iov.get_mut(i)) else {
-                break;
-            };
-            let payload = payload.as_ref();
+    loop {
+        let mut count = 0;
+        for ((addr, v), (payload, to)) in addrs.iter_mut().zip(iov.iter_mut()).zip(items.by_ref()) {
+            *addr = to;
             *v = libc::iovec { iov_base: payload.as_ptr() as *mut c_void, iov_len: payload.len() };
-            if let Some(h) = hdrs.get_mut(i) {
-                h.msg_hdr.msg_name = (addr as *const A) as *mut c_void;
-                h.msg_hdr.msg_namelen = socklen_of::<A>();
-                h.msg_hdr.msg_iovlen = 1;
+            count += 1;
+            if count == SEND_BATCH {
+                break;
             }
         }
-        // The iovec pointers are taken once the array no longer moves.
-        for (h, v) in hdrs.iter_mut().zip(iov.iter_mut()).take(count) {
+        if count == 0 {
+            return sent;
+        }
+        // The pointers are taken once the arrays no longer move (they stay where they are
+        // for the rest of this call).
+        for ((h, v), addr) in hdrs.iter_mut().zip(iov.iter_mut()).zip(addrs.iter()).take(count) {
+            h.msg_hdr.msg_name = (addr as *const A) as *mut c_void;
+            h.msg_hdr.msg_namelen = socklen_of::<A>();
             h.msg_hdr.msg_iov = v;
+            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_control = std::ptr::null_mut();
+            h.msg_hdr.msg_controllen = 0;
         }
-        // SAFETY: `hdrs[..count]` are initialised mmsghdr whose msg_name points to a live
-        // `A` of exactly msg_namelen bytes (borrowed from `addrs`) and whose msg_iov points
-        // to one iovec in `iov` (alive for this call) describing a live payload slice. The
-        // kernel reads those and writes only each header's msg_len.
-        let rc = unsafe {
-            libc::sendmmsg(
-                fd.as_raw_fd(),
-                hdrs.as_mut_ptr(),
-                count as libc::c_uint,
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
+        let batch = hdrs.get_mut(..count).unwrap_or_default();
+        sent += send_batch(
+            batch.len(),
+            &mut |at, n| {
+                let Some(rest) = batch.get_mut(at..at + n) else { return Ok(0) };
+                // SAFETY: `rest` are initialised mmsghdr whose msg_name points to a live `A`
+                // of exactly msg_namelen bytes (in `addrs`), with no control data, and whose
+                // msg_iov points to one iovec in `iov` describing a payload slice borrowed
+                // for 'a; all outlive this call. The kernel reads those and writes only each
+                // header's msg_len.
+                let rc = unsafe {
+                    libc::sendmmsg(
+                        fd.as_raw_fd(),
+                        rest.as_mut_ptr(),
+                        rest.len() as libc::c_uint,
+                        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                    )
+                };
+                if rc < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(rc as usize)
+                }
+            },
+            &mut |i, e| failed(first + i, e),
+        );
+        first += count;
+    }
+}
+
+/// How one batch of `count` datagrams goes out with a `sendmmsg`-like `send(at, n)` that
+/// sends datagrams `at..at + n` and returns how many the kernel took (it stops at the
+/// first it refuses): what it took is skipped, a refused datagram is reported to
+/// `failed(index, error)` and skipped, EINTR is retried, and a call that takes nothing
+/// without an error counts as a full buffer (WouldBlock) for the datagram it stopped at.
+/// Returns how many were sent.
+fn send_batch(
+    count: usize,
+    send: &mut dyn FnMut(usize, usize) -> io::Result<usize>,
+    failed: &mut dyn FnMut(usize, io::Error),
+) -> usize {
+    let mut at = 0;
+    let mut sent = 0;
+    while at < count {
+        let err = match send(at, count - at) {
+            Ok(0) => io::Error::from(io::ErrorKind::WouldBlock),
+            Ok(n) => {
+                let n = n.min(count - at);
+                at += n;
+                sent += n;
+                continue;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(e) => e,
         };
-        if rc > 0 {
-            let done = (rc as usize).min(count);
-            at += done;
-            sent += done;
-            continue;
-        }
-        let err = if rc == 0 { io::Error::from(io::ErrorKind::WouldBlock) } else { io::Error::last_os_error() };
-        if err.raw_os_error() == Some(libc::EINTR) {
-            continue;
-        }
         failed(at, err);
         at += 1;
     }
@@ -323,5 +373,63 @@ mod tests {
         let sa = sockaddr_in(a);
         assert_eq!(sa.sin_family, libc::AF_INET as libc::sa_family_t);
         assert_eq!(from_sockaddr_in(&sa), a);
+    }
+
+    /// What [`send_batch`] did: the calls (first index, count), the datagrams reported
+    /// refused (index, error), and how many it says were sent.
+    type Trace = (Vec<(usize, usize)>, Vec<(usize, io::ErrorKind)>, usize);
+
+    /// A scripted kernel for [`send_batch`]: each call takes the next answer.
+    fn scripted(answers: Vec<io::Result<usize>>) -> Trace {
+        let mut answers = answers.into_iter();
+        let mut calls = Vec::new();
+        let mut failures = Vec::new();
+        let sent = send_batch(
+            5,
+            &mut |at, n| {
+                calls.push((at, n));
+                answers.next().unwrap_or(Ok(n))
+            },
+            &mut |i, e| failures.push((i, e.kind())),
+        );
+        (calls, failures, sent)
+    }
+
+    #[test]
+    fn a_partial_send_goes_on_with_the_rest() {
+        // The kernel takes 2 of 5, then the other 3.
+        let (calls, failures, sent) = scripted(vec![Ok(2), Ok(3)]);
+        assert_eq!(calls, vec![(0, 5), (2, 3)]);
+        assert!(failures.is_empty());
+        assert_eq!(sent, 5);
+    }
+
+    #[test]
+    fn a_refused_datagram_is_reported_and_skipped() {
+        // 1 taken, then the second refused (EAGAIN: a full buffer), then the rest taken.
+        let eagain = io::Error::from_raw_os_error(libc::EAGAIN);
+        let (calls, failures, sent) = scripted(vec![Ok(1), Err(eagain), Ok(3)]);
+        assert_eq!(calls, vec![(0, 5), (1, 4), (2, 3)]);
+        assert_eq!(failures, vec![(1, io::ErrorKind::WouldBlock)]);
+        assert_eq!(sent, 4);
+        // Nothing taken and no error: that datagram counts as refused for a full buffer.
+        let (_, failures, sent) = scripted(vec![Ok(0), Ok(4)]);
+        assert_eq!(failures, vec![(0, io::ErrorKind::WouldBlock)]);
+        assert_eq!(sent, 4);
+        // Every one refused: each reported once, and the loop ends.
+        let all = (0..5).map(|_| Err(io::Error::from_raw_os_error(libc::EAGAIN))).collect();
+        let (calls, failures, sent) = scripted(all);
+        assert_eq!(calls.len(), 5);
+        assert_eq!(failures.iter().map(|f| f.0).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+        assert_eq!(sent, 0);
+    }
+
+    #[test]
+    fn an_interrupted_send_is_retried() {
+        let eintr = io::Error::from_raw_os_error(libc::EINTR);
+        let (calls, failures, sent) = scripted(vec![Err(eintr), Ok(5)]);
+        assert_eq!(calls, vec![(0, 5), (0, 5)]);
+        assert!(failures.is_empty());
+        assert_eq!(sent, 5);
     }
 }

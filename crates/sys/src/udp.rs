@@ -5,7 +5,8 @@
 //! Guarantees:
 //! * Sockets are non-blocking, close-on-exec, with SO_REUSEADDR, SO_BROADCAST and IP_PKTINFO
 //!   on, and (best effort) 4 MiB send and receive buffers.
-//! * [`UdpSocket::recv_batch`] and [`UdpSocket::send_to`] never allocate and never block;
+//! * [`UdpSocket::recv_batch`], [`UdpSocket::send_to`] and [`UdpSocket::send_many_to`]
+//!   (one `sendmmsg` per 64 datagrams) never allocate and never block;
 //!   "nothing to read" is `Ok(0)`, not an error.
 //! * Every [`Received`] reports `truncated` when the datagram was larger than the batch's
 //!   buffer size (its `data` then holds only the first `buf_size` bytes).
@@ -239,6 +240,22 @@ impl UdpSocket {
                 return Err(err);
             }
         }
+    }
+}
+
+impl UdpSocket {
+    /// Sends each `(payload, destination)` of `datagrams`, up to 64 with one `sendmmsg`
+    /// (MSG_DONTWAIT; the routing table picks source address and interface, as
+    /// [`UdpSocket::send_to`] without `src` and `ifindex`). Returns how many the kernel took;
+    /// each one it refused (a full socket buffer: `WouldBlock`) is reported to
+    /// `failed(index in datagrams, error)` and skipped, and the ones after it are still
+    /// sent. Never blocks, allocates nothing.
+    pub fn send_many_to<'a>(
+        &self,
+        datagrams: impl Iterator<Item = (&'a [u8], SocketAddrV4)>,
+        failed: &mut dyn FnMut(usize, io::Error),
+    ) -> usize {
+        sock::send_each(&self.fd, datagrams.map(|(payload, to)| (payload, sock::sockaddr_in(to))), failed)
     }
 }
 

@@ -121,6 +121,39 @@ fn send_to_chooses_source_address_and_interface() {
 }
 
 #[test]
+fn send_many_to_sends_every_datagram_in_order_and_reports_the_refused_one() {
+    let rx = lo_socket();
+    let tx = lo_socket();
+    let dst = rx.local_addr();
+    // 70 datagrams (two sendmmsg batches: 64 + 6); number 5 is larger than UDP allows
+    // (EMSGSIZE): the kernel takes 0..5 with the first call, refuses 5, and the rest go on.
+    let too_big = vec![0u8; 70_000];
+    let payloads: Vec<Vec<u8>> =
+        (0..70u32).map(|i| if i == 5 { too_big.clone() } else { i.to_be_bytes().to_vec() }).collect();
+    let mut failed = Vec::new();
+    let sent = tx.send_many_to(payloads.iter().map(|p| (p.as_slice(), dst)), &mut |i, e| failed.push((i, e)));
+    assert_eq!(sent, 69);
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].0, 5);
+    assert_eq!(failed[0].1.raw_os_error(), Some(libc::EMSGSIZE));
+    let mut batch = RecvBatch::new(32, 64);
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while got.len() < 69 && Instant::now() < deadline {
+        let n = rx.recv_batch(&mut batch).expect("recv");
+        got.extend(batch.iter().map(|r| (r.data.to_vec(), r.src)));
+        if n == 0 {
+            wait(&rx);
+        }
+    }
+    let want: Vec<Vec<u8>> = (0..70u32).filter(|&i| i != 5).map(|i| i.to_be_bytes().to_vec()).collect();
+    assert_eq!(got.iter().map(|g| g.0.clone()).collect::<Vec<_>>(), want);
+    assert!(got.iter().all(|g| g.1 == tx.local_addr()));
+    // Nothing to send: no call, nothing reported.
+    assert_eq!(tx.send_many_to(std::iter::empty(), &mut |_, _| panic!("nothing was sent")), 0);
+}
+
+#[test]
 fn bind_errors_are_clear() {
     let taken = std::net::UdpSocket::bind("127.0.0.1:0").expect("std bind");
     let addr = match taken.local_addr().expect("addr") {

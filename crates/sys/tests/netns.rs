@@ -251,6 +251,40 @@ fn packet_sender_delivers_datagrams_without_neighbour_entries() {
 }
 
 #[test]
+fn packet_sender_sends_batches_and_reports_each_refused_frame() {
+    let Some(p) = Pair::new("pm", 8) else { return };
+    let (rx, vb) = p.in_b(|| (UdpSocket::bind_any(68, None).expect("bind :68"), lookup("vb")));
+    let (tx, va) = p.in_a(|| (PacketSender::new().expect("PacketSender"), lookup("va")));
+    let vb_mac = vb.mac.expect("vb has a MAC");
+    let from = SocketAddrV4::new(p.ip_a(), 67);
+    let to = SocketAddrV4::new(p.ip_b(), 68);
+    let frames: Vec<Vec<u8>> = (0..3u8).map(|i| ipv4_udp(from, to, &[b'm', i])).collect();
+    // The middle one goes to an interface that does not exist: refused, the others sent.
+    let ifindex = [va.index, 999_999, va.index];
+    let mut failed = Vec::new();
+    let sent = tx.send_many(frames.iter().zip(ifindex).map(|(f, i)| (i, vb_mac, f.as_slice())), &mut |i, e| {
+        failed.push((i, e.raw_os_error()))
+    });
+    assert_eq!(sent, 2);
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].0, 1);
+    let mut batch = RecvBatch::new(8, 2048);
+    let mut got = Vec::new();
+    wait_for(
+        rx.as_raw_fd(),
+        Duration::from_secs(2),
+        || {
+            rx.recv_batch(&mut batch).expect("recv_batch");
+            got.extend(batch.iter().map(|r| r.data.to_vec()));
+            (got.len() >= 2).then_some(())
+        },
+        || {},
+    )
+    .expect("the two frames arrive");
+    assert_eq!(got, vec![b"m\x00".to_vec(), b"m\x02".to_vec()]);
+}
+
+#[test]
 fn udp_send_to_broadcast_out_of_chosen_interface() {
     let Some(p) = Pair::new("ud", 2) else { return };
     // The client side listens on :68 bound to its device (SO_BINDTODEVICE).
