@@ -31,10 +31,11 @@ fn main() {
         }
     }
     let path = path.expect("--path FILE");
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    // `common::record` takes its times in seconds (a record keeps them to the second).
+    let now_secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let all: Vec<(Vec<u8>, Vec<u8>)> = (0..records)
         .map(|i| {
-            let mut r = common::record(i, now_ms);
+            let mut r = common::record(i, now_secs);
             r.set_client_lease_end(None);
             let mut v = Vec::new();
             encode_record(&r, &iface, &mut v);

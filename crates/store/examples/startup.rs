@@ -88,7 +88,8 @@ fn main() {
         let mut holders = std::collections::HashMap::new();
         let mut all: Vec<(Vec<u8>, Vec<u8>)> = (0..records as u64)
             .map(|i| {
-                let mut r = common::record(i, 1_000_000 + i);
+                // Times in seconds (`common::record`), a thousand clients a second.
+                let mut r = common::record(i, 1_000_000 + i / 1000);
                 if let Some(reply) = r.reply.as_mut() {
                     set.intern(reply);
                     holders.entry(reply.template().id()).or_insert_with(|| reply.clone());
@@ -124,7 +125,9 @@ fn main() {
     config.mode = Mode::Proxy;
     config.proxy.max_clients = records.max(1);
     let mut engine = Engine::new(config);
-    let now = Timestamp::from_millis(2_000_000 + records as u64);
+    // Some 1,000-2,000 s after the records were written: none dated in the future, none
+    // older than `max_age`.
+    let now = Timestamp::from_secs(1_001_000 + records as u64 / 1000);
 
     let before = rss_bytes();
     let heap_before = live_heap();
