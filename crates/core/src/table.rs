@@ -312,7 +312,7 @@ use crate::templates::{ReplyContext, TemplateSet};
 /// One client (paper 5: ClientID, ClientType, State, ServAddr, CliAddr, LeaseTime,
 /// LeaseStartTime, LastContact, LastUpdate, Msg; plus what the Appendix B fixes need).
 ///
-/// Compact (issue 14 part 3: a million clients in 160 MiB): 96 bytes with a 24-byte
+/// Compact (issue 14 part 3: a million clients in 160 MiB): 104 bytes with the 32-byte
 /// `reply`. What the record's fixed fields hold, and how:
 ///
 /// - times in whole seconds (u32, to the year 2106 on the daemon's wall clock), rounded
