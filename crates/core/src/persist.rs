@@ -30,7 +30,7 @@ use crate::time::Timestamp;
 /// start with their own magic, [`Template::is_current_layout`]), the own bytes leave to
 /// the record what it holds (address, hardware key, lease times, client identifier), and a
 /// reply alone keeps its template and own bytes in the record. A format 3 record is read by
-/// expanding its reply the format 3 way ([`crate::templates::legacy`]) and splitting it
+/// expanding its reply the format 3 way (`templates/legacy.rs`) and splitting it
 /// again; its template stays in the store while a record names it.
 pub const RECORD_FORMAT: u8 = 4;
 

@@ -163,7 +163,7 @@ impl<'a> ReplyContext<'a> {
 }
 
 /// What the clients of one server and subnet share: a reply with the per-client parts cut
-/// out. Layout of its one allocation: [`TEMPLATE_MAGIC`], the option 55 codes (count,
+/// out. Layout of its one allocation: `TEMPLATE_MAGIC` (FF FF 04), the option 55 codes (count,
 /// codes), the number of splices (u16 LE), the splices (at u16 LE, code), then the compact
 /// message (see `HAS_SNAME`).
 pub struct Template {
@@ -231,7 +231,7 @@ impl Template {
     }
 
     /// Whether `bytes` are a template of this layout (record format 4) rather than format 3's
-    /// ([`legacy`]).
+    /// (`templates/legacy.rs`).
     pub fn is_current_layout(bytes: &[u8]) -> bool {
         bytes.starts_with(&TEMPLATE_MAGIC)
     }
