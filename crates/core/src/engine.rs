@@ -580,14 +580,21 @@ impl Engine {
         bound
     }
 
-    /// Most lapse timers live at once: one per record (bound and pending).
+    /// Most lapse timers live at once: one per record (bound and pending): the records the
+    /// table may hold, or those it holds when there are more (a reload that lowered
+    /// `max_clients` or `pending_clients` evicts nothing at once: the table shrinks to the
+    /// new bounds only as records are added).
     fn live_lapse_bound(&self) -> usize {
-        self.config.proxy.max_clients.max(1) + self.config.limits.pending_clients.max(1)
+        let may_hold = self.config.proxy.max_clients.max(1) + self.config.limits.pending_clients.max(1);
+        may_hold.max(self.table.len())
     }
 
-    /// Drop the stale timers once the heap (or the lapse queue) holds twice what can be live (`timers.rs`), so
-    /// churn (records evicted, probes and windows forgotten before their deadline, pool
-    /// entries re-armed or dropped) cannot grow it beyond a bound set by configuration.
+    /// Drop the stale timers once the heap (or the lapse queue) holds twice what can be live
+    /// (`timers.rs`), so churn (records evicted, probes and windows forgotten before their
+    /// deadline, pool entries re-armed or dropped) cannot grow it beyond a bound set by
+    /// configuration (for the lapse queue: or by the records held, when a reload lowered the
+    /// bounds below them; against the bounds alone, every call would compact a queue of live
+    /// entries, a sort of the whole queue per timer).
     fn compact_timers(&mut self) {
         if self.lapses.len() > 2 * self.live_lapse_bound() {
             let table = &self.table;
@@ -701,5 +708,56 @@ mod tests {
         let pool_timers = e.timers.len() - 2; // the sweep and the refill
         assert_eq!(pool_timers, entries.len(), "one timer an entry");
         assert!(e.timers.len() <= e.live_timer_bound());
+    }
+
+    /// A reload that lowers `max_clients` or `pending_clients` below the records held evicts
+    /// nothing at once (`ClientTable::set_bounds`): their live lapse timers then number more
+    /// than twice the new bound. Compaction measured against the bound alone ran at every timeout, a sort
+    /// of the whole queue each time (a million clients: some 100 ms per timer, the loop
+    /// stalled); measured against the records held, it runs once the queue holds twice
+    /// those.
+    #[test]
+    fn lapse_queue_compaction_follows_the_records_held_after_a_reload_lowers_the_bound() {
+        use crate::table::ClientKind;
+        let mut c = EngineConfig::relay(vec![Ipv4Addr::new(10, 77, 0, 1)], vec![], vec![3]);
+        c.mode = crate::config::Mode::Proxy;
+        c.proxy.client_lease = Some(core::time::Duration::from_secs(60));
+        // Records without a server answer (pending) are simplest to make here.
+        c.proxy.max_clients = 1;
+        c.limits.pending_clients = 100;
+        let mut e = Engine::new(c);
+        let now = Timestamp::from_secs(100);
+        let mut outbox = Outbox::new(16);
+        let mut first = None;
+        for i in 0..100u8 {
+            let mut r = ClientRecord::new(ClientKey::hardware(1, &[2, 0, 0, 0, 1, i]), ClientKind::Dhcp, 0, now);
+            r.lease_secs = 3600;
+            r.set_client_lease_end(Some(now.saturating_add(core::time::Duration::from_secs(60))));
+            let (slot, evicted) = e.table.insert(r);
+            assert!(evicted.is_none());
+            e.arm_lapse(slot);
+            first = first.or(e.table.reference(slot));
+        }
+        // The reload: `pending_clients` lowered to 1.
+        let mut lowered = e.config.clone();
+        lowered.limits.pending_clients = 1;
+        e.reconfigure(now, lowered, &mut outbox).expect("reloaded");
+        assert_eq!(e.table.len(), 100, "nothing evicted at once");
+        // One record's redundant second entry (as an end moved earlier leaves): compaction
+        // would drop it.
+        e.lapses.file(now.saturating_add(core::time::Duration::from_secs(100)), first.expect("a record"));
+        assert_eq!(e.lapses.len(), 101);
+        for _ in 0..3 {
+            e.handle_timeout(now, &mut outbox);
+            assert_eq!(e.lapses.len(), 101, "no more than twice the records held: left as it is");
+        }
+        // Stale entries beyond twice the records held: compacted.
+        let gone = first.expect("a record");
+        e.table.remove(gone.slot);
+        for _ in 0..100 {
+            e.lapses.file(now.saturating_add(core::time::Duration::from_secs(100)), gone);
+        }
+        e.handle_timeout(now, &mut outbox);
+        assert_eq!(e.lapses.len(), 99, "one entry a live record");
     }
 }

@@ -756,6 +756,19 @@ fn malloc_chunk(n: usize) -> usize {
     }
 }
 
+/// A side map of the table (budgets, renewals sent) holds the clients of the last few
+/// seconds; a burst (every client at once, after an outage) grows it to many, and `retain`
+/// keeps the room. Given back once a quarter of it or less is used (a rehash of what is
+/// left, each time the map has shrunk fourfold: amortized O(1) an entry), so the room
+/// follows the clients of the last seconds, not the largest burst ever.
+fn give_back_after_burst<V>(map: &mut HashMap<Slot, V>) {
+    /// Below this many entries' room, nothing is given back.
+    const KEPT_ROOM: usize = 1024;
+    if map.capacity() > KEPT_ROOM && map.len() < map.capacity() / 4 {
+        map.shrink_to(2 * map.len());
+    }
+}
+
 /// The table.
 pub struct ClientTable {
     slots: Vec<Option<ClientRecord>>,
@@ -1142,6 +1155,7 @@ impl ClientTable {
     /// without an entry has), and every one when the rate is unlimited.
     pub fn settle_budgets(&mut self, now: Timestamp, rate: Rate) {
         self.budgets.retain(|_, b| rate.is_limited() && !b.is_full_at(now, rate));
+        give_back_after_burst(&mut self.budgets);
     }
 
     /// Records holding a budget that is not full.
@@ -1172,6 +1186,7 @@ impl ClientTable {
     /// is sent again whether it was answered or not).
     pub fn forget_renewals_sent(&mut self, now: Timestamp, retry: core::time::Duration) {
         self.renewals_sent.retain(|_, sent| now.since(*sent) < retry);
+        give_back_after_burst(&mut self.renewals_sent);
     }
 
     /// Upstream renewals remembered ([`ClientTable::upstream_renewal_sent`]).
@@ -1343,6 +1358,37 @@ mod tests {
             core::time::Duration::from_secs(30),
         );
         assert_eq!(t.upstream_renewal_sent(s2), None);
+    }
+
+    /// A burst of clients (every one at once, after an outage) fills the budgets and the
+    /// renewals sent; once they are settled, the room they took is given back (the maps'
+    /// `retain` kept it: with a million clients, tens of MiB held for good after one burst).
+    #[test]
+    fn the_room_a_burst_of_budgets_and_renewals_took_is_given_back_once_settled() {
+        let rate = Rate { per_second: 1, burst: 1 };
+        let mut t = ClientTable::new(20_000, 4, 1);
+        let now = Timestamp::from_secs(10);
+        for i in 0..20_000u32 {
+            let mac = i.to_be_bytes();
+            let mut r = ClientRecord::new(
+                ClientKey::hardware(1, &[2, 0, mac[0], mac[1], mac[2], mac[3]]),
+                ClientKind::Dhcp,
+                0,
+                now,
+            );
+            r.reply = Some(reply());
+            let (s, _) = t.insert(r);
+            assert!(t.take_budget(s, now, rate));
+            t.set_upstream_renewal_sent(s, Some(now));
+        }
+        assert_eq!((t.budgets_held(), t.renewals_sent_held()), (20_000, 20_000));
+        let burst = t.memory().budgets_and_renewals;
+        let later = now.saturating_add(core::time::Duration::from_secs(60));
+        t.settle_budgets(later, rate);
+        t.forget_renewals_sent(later, core::time::Duration::from_secs(30));
+        assert_eq!((t.budgets_held(), t.renewals_sent_held()), (0, 0));
+        let settled = t.memory().budgets_and_renewals;
+        assert!(settled * 16 < burst, "{settled} bytes kept of the burst's {burst}");
     }
 
     #[test]

@@ -31,7 +31,8 @@
 //!
 //! Stale entries (a record evicted with its lapse timer filed, a probe forgotten before its
 //! deadline, a pool entry re-armed earlier or dropped) would pile up with the churn, so once
-//! the heap holds twice what can be live the engine drops them ([`Timers::retain`],
+//! the heap holds twice what can be live (for the lapse queue: twice the records the table
+//! may hold, or holds if more, after a reload lowered its bounds) the engine drops them ([`Timers::retain`],
 //! `Engine::compact_timers`), and keeps one of identical timers (one filed again for a
 //! deadline it already had, after an earlier one interrupted it): the heap never holds more
 //! than twice the live bound, at an amortized cost of O(log n) per timer.
