@@ -1013,9 +1013,11 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
             fds.len() - 1
         });
         ready.resize(fds.len(), false);
-        let now = clock.now();
+        // The clock is read here only when a timer is due to end the wait.
         let wait = match engine.poll_timeout() {
-            Some(t) => Duration::from_millis(t.as_millis().saturating_sub(now.as_millis())).min(Duration::from_secs(1)),
+            Some(t) => {
+                Duration::from_millis(t.as_millis().saturating_sub(clock.now().as_millis())).min(Duration::from_secs(1))
+            }
             None => Duration::from_secs(1),
         };
         let wait = if mgmt.as_ref().is_some_and(|m| m.wants_turn()) { Duration::ZERO } else { wait };

@@ -210,7 +210,9 @@ impl Engine {
 
     fn datagram(&mut self, now: Timestamp, ingress: Ingress<'_>, outbox: &mut Outbox) -> Verdict {
         self.event_time = now;
-        let slot = self.slot_of(ingress.ifindex);
+        let downstream = self.downstream_index(ingress.ifindex);
+        // Counters: the downstream link's slot, or the one after them for all others.
+        let slot = downstream.unwrap_or(self.config.downstream.len());
         let msg = match Message::new_checked(ingress.data) {
             Ok(m) => m,
             Err(e) => {
@@ -219,7 +221,6 @@ impl Engine {
             }
         };
         self.counters.received(slot, MessageKind::of(&msg));
-        let downstream = self.downstream_index(ingress.ifindex);
         let upstream = self.config.upstream.contains(&ingress.ifindex);
         let caches = self.config.mode.caches();
         match msg.op() {
@@ -626,11 +627,6 @@ impl Engine {
     /// (Only an interface that is up: nothing is believed to come from one that is not.)
     pub(crate) fn downstream_index(&self, ifindex: u32) -> Option<usize> {
         self.config.downstream.iter().position(|d| d.ifindex == ifindex && d.state == crate::config::LinkState::Up)
-    }
-
-    /// Counter slot of an interface.
-    pub(crate) fn slot_of(&self, ifindex: u32) -> usize {
-        self.downstream_index(ifindex).unwrap_or(self.config.downstream.len())
     }
 
     /// Is a request to `dst` on downstream link `ds` for us: a broadcast on that link, or

@@ -531,12 +531,11 @@ impl Engine {
                 bytes.len()
             }
         };
-        // Our own output (a checked request copied or rewritten): not checked again.
-        let mut m = Message::new_unchecked(buf.get_mut(..len).ok_or(DropReason::ReplyTooLarge)?);
-        m.set_giaddr(new_giaddr);
-        m.set_hops(msg.hops().saturating_add(1));
+        let out = buf.get_mut(..len).ok_or(DropReason::ReplyTooLarge)?;
+        cdra_wire::message::set_giaddr_and_hops(out, new_giaddr, msg.hops().saturating_add(1));
         if let Some(id) = server_id {
-            m.patch_option_addr(OptionCode::SERVER_ID, id);
+            // Our own output (a checked request copied or rewritten): not checked again.
+            Message::new_unchecked(out).patch_option_addr(OptionCode::SERVER_ID, id);
         }
         // RFC 8357 5.1: the sub-option asks for the answer at the port it came from; a
         // request without it (not ours to mark, or option 82 did not fit) leaves from 67.
@@ -595,9 +594,18 @@ impl Engine {
         let mut found = Err(DropReason::ReplyUnmatched);
         for ds in candidates {
             let id = RequestId::of(msg, ds);
-            match self.transactions.matching(&id, server, now) {
-                Ok(tx) => {
-                    found = Ok((ds, id, *tx));
+            match self.transactions.matching_mut(&id, server, now) {
+                Ok(open) => {
+                    let tx = *open;
+                    if open.replied.is_empty() {
+                        // The first answer to it: the other servers it went to declined it, and
+                        // that is no sign of their death ([`crate::servers::ServerPool::on_declined`]).
+                        for other in tx.servers.iter().filter(|i| *i != server) {
+                            self.servers.on_declined(other, tx.first_sent_at, tx.sends);
+                        }
+                    }
+                    open.replied.insert(server);
+                    found = Ok((ds, id, tx));
                     break;
                 }
                 Err(Mismatch::WrongServer) => found = Err(DropReason::ReplyFromWrongServer),
@@ -605,16 +613,6 @@ impl Engine {
             }
         }
         let (ds, id, tx) = found?;
-        if let Some(open) = self.transactions.get_mut(&id) {
-            if open.replied.is_empty() {
-                // The first answer to it: the other servers it went to declined it, and
-                // that is no sign of their death ([`crate::servers::ServerPool::on_declined`]).
-                for other in tx.servers.iter().filter(|i| *i != server) {
-                    self.servers.on_declined(other, tx.first_sent_at, tx.sends);
-                }
-            }
-            open.replied.insert(server);
-        }
         if self.config.option82.vss
             && msg
                 .relay_agent_info()

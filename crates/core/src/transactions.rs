@@ -27,6 +27,7 @@
 use core::time::Duration;
 use std::collections::VecDeque;
 
+use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
 
 use cdra_wire::Message;
@@ -39,7 +40,7 @@ use crate::time::Timestamp;
 /// `xid`, `htype`, `hlen` and `chaddr` from the request, and `giaddr` (which names the
 /// downstream link). Clients choose xids at random, so two clients may share one; these
 /// together tell them apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct RequestId {
     /// Transaction id.
     pub xid: u32,
@@ -51,6 +52,19 @@ pub struct RequestId {
     pub chaddr: [u8; 16],
     /// Downstream interface the request came in on (giaddr of the reply names it).
     pub downstream: u16,
+}
+
+/// Hashed as three words (every field, as `Eq` compares them) rather than field by field:
+/// the table hashes one for every request forwarded and every reply matched.
+impl core::hash::Hash for RequestId {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        let [a, b] =
+            [&self.chaddr[..8], &self.chaddr[8..]].map(|half| u64::from_le_bytes(half.try_into().unwrap_or([0; 8])));
+        let head = u64::from(self.xid) | u64::from(self.htype) << 32 | u64::from(self.hlen) << 40;
+        state.write_u64(head | u64::from(self.downstream) << 48);
+        state.write_u64(a);
+        state.write_u64(b);
+    }
 }
 
 impl RequestId {
@@ -183,6 +197,23 @@ pub enum Filed {
     EvictedOldest,
 }
 
+/// `tx`, the same request filed again, keeps what was learned for `old` (see
+/// [`Transactions::file`]).
+fn merge_retransmission(tx: &mut Transaction, old: &Transaction) {
+    tx.servers = ServerSet(tx.servers.0 | old.servers.0);
+    if old.expect == tx.expect {
+        tx.replied = ServerSet(tx.replied.0 | old.replied.0);
+        tx.sends = old.sends.saturating_add(tx.sends);
+        tx.first_sent_at = old.first_sent_at;
+        tx.offer_passed |= old.offer_passed;
+        tx.offered_by = tx.offered_by.or(old.offered_by);
+    } else if matches!((old.expect, tx.expect), (Expect::Offer, Expect::Ack(_))) {
+        // RFC 2131 4.4.1: the REQUEST that answers an OFFER carries the DISCOVER's
+        // xid; it goes to the server whose OFFER was passed on.
+        tx.offered_by = tx.offered_by.or(old.offered_by);
+    }
+}
+
 /// The outstanding requests (see the module docs).
 #[derive(Debug)]
 pub struct Transactions {
@@ -237,26 +268,22 @@ impl Transactions {
     /// discards them.
     pub fn file(&mut self, now: Timestamp, id: RequestId, mut tx: Transaction) -> Filed {
         tx.sent_at = now;
+        // Room first (a table probe only when it is full), then one probe to file it.
         let mut filed = Filed::New;
-        if let Some(old) = self.open.get(&id) {
-            filed = Filed::Refreshed;
-            tx.servers = ServerSet(tx.servers.0 | old.servers.0);
-            if old.expect == tx.expect {
-                tx.replied = ServerSet(tx.replied.0 | old.replied.0);
-                tx.sends = old.sends.saturating_add(tx.sends);
-                tx.first_sent_at = old.first_sent_at;
-                tx.offer_passed |= old.offer_passed;
-                tx.offered_by = tx.offered_by.or(old.offered_by);
-            } else if matches!((old.expect, tx.expect), (Expect::Offer, Expect::Ack(_))) {
-                // RFC 2131 4.4.1: the REQUEST that answers an OFFER carries the DISCOVER's
-                // xid; it goes to the server whose OFFER was passed on.
-                tx.offered_by = tx.offered_by.or(old.offered_by);
-            }
-        } else if self.open.len() >= self.max {
+        if self.open.len() >= self.max && !self.open.contains_key(&id) {
             self.evict_oldest();
             filed = Filed::EvictedOldest;
         }
-        self.open.insert(id, tx);
+        match self.open.entry(id) {
+            Entry::Occupied(mut slot) => {
+                merge_retransmission(&mut tx, slot.get());
+                slot.insert(tx);
+                filed = Filed::Refreshed;
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(tx);
+            }
+        }
         self.order.push_back((now, id));
         if self.order.len() > 2 * self.max + 16 {
             self.compact();
@@ -268,6 +295,23 @@ impl Transactions {
     /// one (see the module docs).
     pub fn matching(&self, id: &RequestId, server: usize, now: Timestamp) -> Result<&Transaction, Mismatch> {
         let tx = self.open.get(id).filter(|tx| now.since(tx.sent_at) < self.ttl).ok_or(Mismatch::Unknown)?;
+        if tx.servers.contains(server) {
+            Ok(tx)
+        } else {
+            Err(Mismatch::WrongServer)
+        }
+    }
+
+    /// [`Transactions::matching`], for noting what was done with the reply (one probe of
+    /// the table for both).
+    pub fn matching_mut(
+        &mut self,
+        id: &RequestId,
+        server: usize,
+        now: Timestamp,
+    ) -> Result<&mut Transaction, Mismatch> {
+        let ttl = self.ttl;
+        let tx = self.open.get_mut(id).filter(|tx| now.since(tx.sent_at) < ttl).ok_or(Mismatch::Unknown)?;
         if tx.servers.contains(server) {
             Ok(tx)
         } else {
@@ -293,16 +337,25 @@ impl Transactions {
                 break;
             }
             self.order.pop_front();
-            if self.open.get(&id).is_some_and(|tx| tx.sent_at == at) {
-                self.open.remove(&id);
+            self.remove_if_filed_at(id, at);
+        }
+    }
+
+    /// Forget `id` if its entry is the one filed at `at` (not refreshed since); true if it
+    /// was.
+    fn remove_if_filed_at(&mut self, id: RequestId, at: Timestamp) -> bool {
+        match self.open.entry(id) {
+            Entry::Occupied(slot) if slot.get().sent_at == at => {
+                slot.remove();
+                true
             }
+            _ => false,
         }
     }
 
     fn evict_oldest(&mut self) {
         while let Some((at, id)) = self.order.pop_front() {
-            if self.open.get(&id).is_some_and(|tx| tx.sent_at == at) {
-                self.open.remove(&id);
+            if self.remove_if_filed_at(id, at) {
                 return;
             }
         }
@@ -394,5 +447,36 @@ mod tests {
         assert!(tx.offer_passed);
         assert!(tx.servers.contains(0) && tx.servers.contains(1));
         assert_eq!(tx.sent_at, t(4000));
+    }
+
+    #[test]
+    fn matching_mut_finds_what_matching_does_and_notes_replies() {
+        let mut txs = Transactions::new(8, Duration::from_secs(30));
+        txs.file(t(0), id(7, 1, 0), Transaction::new(t(0), one(0), Expect::Offer, Party::Nobody));
+        assert_eq!(txs.matching_mut(&id(7, 1, 0), 1, t(10)).unwrap_err(), Mismatch::WrongServer);
+        assert_eq!(txs.matching_mut(&id(8, 1, 0), 0, t(10)).unwrap_err(), Mismatch::Unknown);
+        assert_eq!(txs.matching_mut(&id(7, 1, 0), 0, t(30_000)).unwrap_err(), Mismatch::Unknown, "too late");
+        txs.matching_mut(&id(7, 1, 0), 0, t(10)).unwrap().replied.insert(0);
+        assert!(txs.matching(&id(7, 1, 0), 0, t(10)).unwrap().replied.contains(0));
+    }
+
+    #[test]
+    fn ids_differing_in_any_field_are_different_entries() {
+        let base = id(7, 1, 0);
+        let mut variants = vec![base];
+        variants.push(RequestId { xid: 8, ..base });
+        variants.push(RequestId { htype: 6, ..base });
+        variants.push(RequestId { hlen: 16, ..base });
+        variants.push(RequestId { downstream: 1, ..base });
+        let mut high = base;
+        high.chaddr[15] = 1;
+        variants.push(high);
+        let mut txs = Transactions::new(64, Duration::from_secs(30));
+        for (k, v) in variants.iter().enumerate() {
+            assert_eq!(txs.file(t(0), *v, Transaction::new(t(0), one(k), Expect::Offer, Party::Nobody)), Filed::New);
+        }
+        for (k, v) in variants.iter().enumerate() {
+            assert!(txs.matching(v, k, t(1)).is_ok(), "{v:?}");
+        }
     }
 }

@@ -155,6 +155,15 @@ fn write_bytes(buf: &mut [u8], at: usize, bytes: &[u8]) {
     }
 }
 
+/// Set `giaddr` and `hops` of the message in `buf`, one this program built or copied from
+/// a checked one, without a view: a relay's forwarding sets only these header fields, and
+/// [`Message::new_unchecked`] would walk the options to index them for nothing. As with the
+/// view's setters, a field the buffer is too short to hold is not written.
+pub fn set_giaddr_and_hops(buf: &mut [u8], giaddr: Ipv4Addr, hops: u8) {
+    write_bytes(buf, field::GIADDR, &giaddr.octets());
+    write_bytes(buf, field::HOPS, &[hops]);
+}
+
 impl<T: AsRef<[u8]>> Message<T> {
     /// Validate `buffer` as a DHCPv4/BOOTP message.
     ///

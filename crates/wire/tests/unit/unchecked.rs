@@ -46,3 +46,30 @@ fn set_hardware_writes_htype_hlen_and_zero_pads_chaddr() {
     m.set_hardware(1, &[9u8; 20]);
     assert_eq!((m.hlen(), m.chaddr().len()), (16, 16));
 }
+
+#[test]
+fn set_giaddr_and_hops_changes_those_two_fields_only() {
+    for (name, expect, bytes) in seeds() {
+        if expect != Expect::Valid {
+            continue;
+        }
+        let mut out = bytes.clone();
+        let giaddr = core::net::Ipv4Addr::new(10, 64, 0, 1);
+        cdra_wire::message::set_giaddr_and_hops(&mut out, giaddr, 7);
+        // The same as the view's setters would write.
+        let mut expected = bytes.clone();
+        let mut m = Message::new_unchecked(&mut expected[..]);
+        m.set_giaddr(giaddr);
+        m.set_hops(7);
+        assert_eq!(out, expected, "{name}");
+        let m = Message::new_checked(&out[..]).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        assert_eq!((m.giaddr(), m.hops()), (giaddr, 7), "{name}");
+    }
+    // Too short to hold giaddr (bytes 24..28): hops (byte 3) is written, giaddr is not,
+    // as the view's setters do; no panic.
+    let mut short = vec![0u8; 20];
+    cdra_wire::message::set_giaddr_and_hops(&mut short, core::net::Ipv4Addr::new(1, 2, 3, 4), 1);
+    let mut expected = vec![0u8; 20];
+    expected[3] = 1;
+    assert_eq!(short, expected);
+}
