@@ -202,6 +202,38 @@ impl Parts<'_> {
     }
 }
 
+/// What both template layouts hold from their splice count on (format 3's templates start
+/// with it, format 4's after `TEMPLATE_MAGIC` and the option 55 codes): the splices, the
+/// header, sname and file when kept, the tail.
+pub(crate) struct CompactParts<'a> {
+    pub(crate) splices: &'a [u8],
+    pub(crate) head: &'a [u8],
+    pub(crate) sname: Option<&'a [u8]>,
+    pub(crate) file: Option<&'a [u8]>,
+    pub(crate) tail: &'a [u8],
+}
+
+/// Split `b` (a template from its splice count on) into its parts; `None` if too short.
+pub(crate) fn compact_parts(b: &[u8]) -> Option<CompactParts<'_>> {
+    let n = usize::from(u16::from_le_bytes([*b.first()?, *b.get(1)?]));
+    let splices = b.get(2..2 + n * SPLICE_LEN)?;
+    let rest = b.get(2 + n * SPLICE_LEN..)?;
+    let (&flags, rest) = rest.split_first()?;
+    let head = rest.get(..SNAME_AT)?;
+    let mut rest = rest.get(SNAME_AT..)?;
+    let mut take = |present: bool, n: usize| -> Option<Option<&[u8]>> {
+        if !present {
+            return Some(None);
+        }
+        let (a, b) = (rest.get(..n)?, rest.get(n..)?);
+        rest = b;
+        Some(Some(a))
+    };
+    let sname = take(flags & HAS_SNAME != 0, FILE_AT - SNAME_AT)?;
+    let file = take(flags & HAS_FILE != 0, COOKIE_AT - FILE_AT)?;
+    Some(CompactParts { splices, head, sname, file, tail: rest })
+}
+
 /// One piece of a reply that is not the template's, in message order.
 enum Piece<'a> {
     Yiaddr(&'a [u8]),
@@ -281,23 +313,8 @@ impl Template {
         let b = self.blob.strip_prefix(&TEMPLATE_MAGIC[..])?;
         let (&np, b) = b.split_first()?;
         let (params, b) = b.split_at_checked(usize::from(np))?;
-        let n = usize::from(u16::from_le_bytes([*b.first()?, *b.get(1)?]));
-        let splices = b.get(2..2 + n * SPLICE_LEN)?;
-        let rest = b.get(2 + n * SPLICE_LEN..)?;
-        let (&flags, rest) = rest.split_first()?;
-        let head = rest.get(..SNAME_AT)?;
-        let mut rest = rest.get(SNAME_AT..)?;
-        let mut take = |present: bool, n: usize| -> Option<Option<&[u8]>> {
-            if !present {
-                return Some(None);
-            }
-            let (a, b) = (rest.get(..n)?, rest.get(n..)?);
-            rest = b;
-            Some(Some(a))
-        };
-        let sname = take(flags & HAS_SNAME != 0, FILE_AT - SNAME_AT)?;
-        let file = take(flags & HAS_FILE != 0, COOKIE_AT - FILE_AT)?;
-        Some(Parts { params, splices, head, sname, file, tail: rest })
+        let CompactParts { splices, head, sname, file, tail } = compact_parts(b)?;
+        Some(Parts { params, splices, head, sname, file, tail })
     }
 
     /// The client's parts of a reply, from its own bytes `own` and its record `ctx`, in

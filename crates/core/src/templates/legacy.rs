@@ -9,7 +9,9 @@
 //! message without the per-client options. Own bytes: header bytes 4..20 (xid, secs,
 //! flags, ciaddr, yiaddr), chaddr (`hlen` bytes), then a (length, payload) per splice.
 
-use super::{are_client_splices, CHADDR_AT, COOKIE_AT, FILE_AT, HAS_FILE, HAS_SNAME, HLEN_AT, SNAME_AT, SPLICE_LEN};
+use super::{
+    are_client_splices, compact_parts, CompactParts, CHADDR_AT, COOKIE_AT, FILE_AT, HLEN_AT, SNAME_AT, SPLICE_LEN,
+};
 
 const OWN_HEADER_AT: usize = 4;
 const OWN_HEADER_END: usize = 20;
@@ -21,14 +23,6 @@ pub(crate) struct LegacyTemplate {
     blob: Box<[u8]>,
 }
 
-struct Parts<'a> {
-    splices: &'a [u8],
-    head: &'a [u8],
-    sname: Option<&'a [u8]>,
-    file: Option<&'a [u8]>,
-    tail: &'a [u8],
-}
-
 impl LegacyTemplate {
     /// A format 3 template as the store kept it; `None` if malformed.
     pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Self> {
@@ -37,25 +31,8 @@ impl LegacyTemplate {
         are_client_splices(p.tail, p.splices).then_some(t)
     }
 
-    fn parts(&self) -> Option<Parts<'_>> {
-        let b = &self.blob[..];
-        let n = usize::from(u16::from_le_bytes([*b.first()?, *b.get(1)?]));
-        let splices = b.get(2..2 + n * SPLICE_LEN)?;
-        let rest = b.get(2 + n * SPLICE_LEN..)?;
-        let (&flags, rest) = rest.split_first()?;
-        let head = rest.get(..SNAME_AT)?;
-        let mut rest = rest.get(SNAME_AT..)?;
-        let mut take = |present: bool, n: usize| -> Option<Option<&[u8]>> {
-            if !present {
-                return Some(None);
-            }
-            let (a, b) = (rest.get(..n)?, rest.get(n..)?);
-            rest = b;
-            Some(Some(a))
-        };
-        let sname = take(flags & HAS_SNAME != 0, FILE_AT - SNAME_AT)?;
-        let file = take(flags & HAS_FILE != 0, COOKIE_AT - FILE_AT)?;
-        Some(Parts { splices, head, sname, file, tail: rest })
+    fn parts(&self) -> Option<CompactParts<'_>> {
+        compact_parts(&self.blob)
     }
 
     /// The shortest own bytes that fit: zero header fields and chaddr, every per-client
