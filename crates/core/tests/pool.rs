@@ -136,6 +136,19 @@ fn kind(b: &[u8]) -> Option<MessageType> {
     Message::new_checked(b).ok().and_then(|m| m.message_type())
 }
 
+/// Client `a` DISCOVERs, the probe of the entry offered finds nobody, and its SELECTING
+/// REQUEST for that address is answered by cdra: the entry's address, now given to it.
+fn given_an_entry(h: &mut Harness, a: &Client) -> std::net::Ipv4Addr {
+    assert_eq!(h.client_sends(&a.msg(MessageType::Discover)), Verdict::AwaitingProbe);
+    let offered = h.probes.last().expect("a probe").target;
+    run_all(h, 1);
+    let mut sel = a.selecting(DS_ADDR);
+    sel.options.retain(|(c, _)| *c != 50);
+    sel.options.push((50, offered.octets().to_vec()));
+    assert_eq!(h.client_sends(&sel), Verdict::AnsweredLocally);
+    offered
+}
+
 #[test]
 fn the_pool_is_leased_under_cdras_own_identities_and_kept_renewed() {
     let mut h = filled(PoolAssign::Outage);
@@ -454,13 +467,7 @@ fn the_pool_clients_lapse_returns_its_address() {
 fn a_pool_client_given_another_entry_leaves_the_one_it_had() {
     let mut h = filled(PoolAssign::Always);
     let a = Client::new(1);
-    assert_eq!(h.client_sends(&a.msg(MessageType::Discover)), Verdict::AwaitingProbe);
-    let first = h.probes.last().expect("a probe").target;
-    run_all(&mut h, 1);
-    let mut sel = a.selecting(DS_ADDR);
-    sel.options.retain(|(c, _)| *c != 50);
-    sel.options.push((50, first.octets().to_vec()));
-    assert_eq!(h.client_sends(&sel), Verdict::AnsweredLocally);
+    given_an_entry(&mut h, &a);
     let n = record(&h, &a).expect("record").origin_n();
     // The entry's lease (an hour) runs out before its timer has run.
     h.advance(3601);
@@ -627,13 +634,7 @@ fn a_pool_entry_restored_from_a_store_dated_ahead_is_clamped_to_now() {
 fn an_address_the_server_leases_to_one_entry_is_lost_by_any_other_entry_that_held_it() {
     let mut h = filled(PoolAssign::Always);
     let a = Client::new(1);
-    assert_eq!(h.client_sends(&a.msg(MessageType::Discover)), Verdict::AwaitingProbe);
-    let first = h.probes.last().expect("a probe").target;
-    run_all(&mut h, 1);
-    let mut sel = a.selecting(DS_ADDR);
-    sel.options.retain(|(c, _)| *c != 50);
-    sel.options.push((50, first.octets().to_vec()));
-    assert_eq!(h.client_sends(&sel), Verdict::AnsweredLocally);
+    let first = given_an_entry(&mut h, &a);
     let n = record(&h, &a).expect("record").origin_n();
     // The pool refills; the server (whose lease of `first` ran out, by its clock) gives
     // `first` to the new entry.
@@ -741,13 +742,7 @@ fn the_event_log_tells_a_pool_clients_life_and_nothing_of_the_pools_own_upkeep()
     let mut h = filled(PoolAssign::Always);
     h.engine.set_event_log(64);
     let a = Client::new(1);
-    assert_eq!(h.client_sends(&a.msg(MessageType::Discover)), Verdict::AwaitingProbe);
-    let probed = h.probes.last().expect("a probe").target;
-    run_all(&mut h, 1);
-    let mut sel = a.selecting(DS_ADDR);
-    sel.options.retain(|(c, _)| *c != 50);
-    sel.options.push((50, probed.octets().to_vec()));
-    assert_eq!(h.client_sends(&sel), Verdict::AnsweredLocally);
+    let probed = given_an_entry(&mut h, &a);
     let mut release = a.msg(MessageType::Release);
     release.ciaddr = probed;
     release.options.push((54, DS_ADDR.octets().to_vec()));
@@ -878,13 +873,7 @@ fn an_entry_held_back_for_a_gone_client_stays_held_back_across_a_restart() {
 fn a_pool_entrys_renewal_with_another_lease_leaves_its_clients_cached_reply_as_it_was() {
     let mut h = filled(PoolAssign::Always);
     let a = Client::new(1);
-    assert_eq!(h.client_sends(&a.msg(MessageType::Discover)), Verdict::AwaitingProbe);
-    let probed = h.probes.last().expect("a probe").target;
-    run_all(&mut h, 1);
-    let mut sel = a.selecting(DS_ADDR);
-    sel.options.retain(|(c, _)| *c != 50);
-    sel.options.push((50, probed.octets().to_vec()));
-    assert_eq!(h.client_sends(&sel), Verdict::AnsweredLocally);
+    let probed = given_an_entry(&mut h, &a);
     let given = record(&h, &a).and_then(|r| r.reply_message()).expect("a cached reply");
     let lease_of = |b: &[u8]| Message::new_checked(b).ok().and_then(|m| m.lease_time());
     assert_eq!(lease_of(&given), Some(3600));
