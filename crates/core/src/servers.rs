@@ -89,9 +89,15 @@ impl ServerSet {
     pub fn is_empty(&self) -> bool {
         self.0 == 0
     }
-    /// The indexes, ascending.
+    /// The indexes, ascending (one step a member: the set is walked for every request
+    /// forwarded).
     pub fn iter(self) -> impl Iterator<Item = usize> {
-        (0..MAX_SERVERS).filter(move |i| self.contains(*i))
+        let mut rest = self.0;
+        core::iter::from_fn(move || {
+            let i = rest.trailing_zeros() as usize;
+            rest &= rest.checked_sub(1)?;
+            Some(i)
+        })
     }
 }
 
@@ -244,6 +250,21 @@ impl ServerPool {
             s.unanswered = 0;
             s.first_unanswered_at = None;
             s.last_reply_at = Some(now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn a_server_set_walks_its_members_in_order(bits: u32) {
+            let set = ServerSet(bits);
+            let want: Vec<usize> = (0..MAX_SERVERS).filter(|i| set.contains(*i)).collect();
+            proptest::prop_assert_eq!(set.iter().collect::<Vec<_>>(), want);
+            proptest::prop_assert_eq!(set.iter().count(), set.len());
         }
     }
 }
