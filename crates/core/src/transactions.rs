@@ -70,12 +70,8 @@ impl core::hash::Hash for RequestId {
 impl RequestId {
     /// The id of `msg` (a request we forward, or a reply to one) on downstream link `ds`.
     pub fn of<T: AsRef<[u8]>>(msg: &Message<T>, ds: usize) -> Self {
-        let mut chaddr = [0u8; 16];
-        let hw = msg.chaddr();
-        if let Some(d) = chaddr.get_mut(..hw.len()) {
-            d.copy_from_slice(hw);
-        }
-        RequestId { xid: msg.xid(), htype: msg.htype(), hlen: hw.len() as u8, chaddr, downstream: ds as u16 }
+        let hlen = msg.chaddr().len() as u8;
+        RequestId { xid: msg.xid(), htype: msg.htype(), hlen, chaddr: msg.chaddr_padded(), downstream: ds as u16 }
     }
 }
 

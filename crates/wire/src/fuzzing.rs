@@ -107,6 +107,9 @@ fn check_view<T: AsRef<[u8]>>(msg: &Message<T>, opts: &[OwnedOption]) {
     assert_eq!(msg.siaddr(), Ipv4Addr::new(b[20], b[21], b[22], b[23]));
     assert_eq!(msg.giaddr(), Ipv4Addr::new(b[24], b[25], b[26], b[27]));
     assert_eq!(msg.chaddr(), &b[28..28 + msg.hlen() as usize]);
+    let padded = msg.chaddr_padded();
+    assert_eq!(&padded[..msg.chaddr().len()], msg.chaddr());
+    assert!(padded[msg.chaddr().len()..].iter().all(|b| *b == 0));
     assert_eq!(msg.ethernet_chaddr().is_some(), msg.htype() == 1 && msg.hlen() == 6);
     assert_eq!(msg.sname(), &b[44..108]);
     assert_eq!(msg.file(), &b[108..236]);

@@ -353,6 +353,15 @@ impl<T: AsRef<[u8]>> Message<T> {
         let hlen = (self.hlen() as usize).min(16);
         self.as_bytes().get(field::CHADDR..field::CHADDR + hlen).unwrap_or(&[])
     }
+    /// [`Message::chaddr`] zero-padded to the field's 16 bytes (the bytes past `hlen`,
+    /// which are not part of the address, read as zero): one fixed-size copy, for keys
+    /// made of it.
+    pub fn chaddr_padded(&self) -> [u8; 16] {
+        let hlen = u32::from(self.hlen()).min(16);
+        let field = self.as_bytes().get(field::CHADDR..field::CHADDR + 16).and_then(|b| b.try_into().ok());
+        let mask = u128::MAX.checked_shr(128 - 8 * hlen).unwrap_or(0);
+        (u128::from_le_bytes(field.unwrap_or([0; 16])) & mask).to_le_bytes()
+    }
     /// The Ethernet address in `chaddr` when `htype` is 1 and `hlen` is 6.
     pub fn ethernet_chaddr(&self) -> Option<[u8; 6]> {
         if self.htype() != 1 || self.hlen() != 6 {
