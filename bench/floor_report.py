@@ -78,7 +78,10 @@ def main() -> int:
         f"DORA/s; load average {doc['load_start']} at the start of the timed rounds, {doc['load_timed_end']} "
         f"at their end. Each relay has its own topology and Kea, all started once; in every round each "
         f"rate is run through every relay in turn (the order rotates by one relay per round), so the "
-        f"steps compared in a round are seconds apart. *CPU ms/1k*: the relay's `perf stat` task-clock "
+        f"steps compared in a round are seconds apart. "
+        + ("Pinned (`--pin`): every relay on CPU 1, every Kea and the load generator on CPU 0. "
+           if doc.get("pinned") else "")
+        + f"*CPU ms/1k*: the relay's `perf stat` task-clock "
         f"over the step per 1,000 completed exchanges, median (range) over the rounds. Ratios are "
         f"computed per round and then summarised. "
         + ("Hardware counters (instructions) were available and are shown."
@@ -151,6 +154,7 @@ def main() -> int:
         md += table(["relay", "DORA/s", "all"] + used, rows)
     md.append("Command (bench/floor writes the exact per-step commands into bench/results/floor.json):\n")
     md.append(f"```\nsudo bench/floor --rounds {doc['rounds']} --step {doc['step_s']} --rates \"{' '.join(str(r) for r in doc['rates'])}\""
+              + (" --pin" if doc.get("pinned") else "")
               + (" --before DIR" if doc.get("before") else "") + "\n```\n")
     out.write_text("\n".join(md))
     print(f"wrote {out}")

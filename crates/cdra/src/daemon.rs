@@ -24,7 +24,7 @@
 //! identifiers the engine learned go to the interception (spoofing mode), then the store.
 //! Every source gets a bounded turn per wake-up ([`after_batch`] decides when reading
 //! stops; probe sockets are read at most 256 answers each), so sustained load cannot keep
-//! timers, probe answers, the store or SIGTERM waiting: the next `poll` returns at once
+//! timers, probe answers, the store or SIGTERM waiting: the next wait returns at once
 //! while datagrams are pending, and they are read on the next turn.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -43,6 +43,7 @@ use cdra_core::{
 use cdra_sys::icmp::{Echo, IcmpSocket};
 use cdra_sys::linkwatch::LinkWatch;
 use cdra_sys::packet::{ArpProbe, ArpSocket, PacketSender};
+use cdra_sys::poll::Watched;
 use cdra_sys::tap::{LinkDelivery, TapBatch, TransportChecksum, UdpTap};
 use cdra_sys::udp::{RecvBatch, UdpSocket};
 use cdra_wire::ipv4::{write_ipv4_udp, FrameError, Ipv4Udp, Ipv4UdpHeader, UdpChecksum, IPV4_UDP_HEADER_LEN};
@@ -673,7 +674,7 @@ fn read_taps(
     yielded
 }
 
-/// Where the `k`-th of [`UdpSockets::all`] is in the loop's poll set: the main socket
+/// Where the `k`-th of [`UdpSockets::all`] is in the loop's wait set: the main socket
 /// first, then the signal pipe and the interface watch, then the other UDP sockets.
 fn udp_poll_index(k: usize) -> usize {
     if k == 0 {
@@ -986,30 +987,35 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
     let mut watchdog = crate::service::Watchdog::from_env(Instant::now());
     crate::service::ready(&watchdog);
 
-    // Descriptors polled, rebuilt each turn (taps come and go): UDP, signals, interface
+    // Descriptors waited on, rebuilt each turn (taps come and go): UDP, signals, interface
     // changes, the other UDP sockets (see `udp_poll_index`), the taps, then the optional
-    // ARP, ICMP and management sockets.
-    let mut fds: Vec<std::os::fd::RawFd> = Vec::new();
+    // ARP, ICMP and management sockets. The waiter keeps them registered (epoll) while the
+    // list stays the same; sockets that can be replaced (UDP, taps) name themselves by
+    // their identity, the others are open for the whole run (identity 0).
+    let mut waiter = cdra_sys::poll::ReadyWaiter::new().context("creating the epoll instance")?;
+    let fixed = |fd: std::os::fd::RawFd| Watched { fd, identity: 0 };
+    let udp = |u: &UdpSocket| Watched { fd: u.as_raw_fd(), identity: u.identity() };
+    let mut fds: Vec<Watched> = Vec::new();
     let mut ready: Vec<bool> = Vec::new();
     let mut tap_batch = TapBatch::new(RECV_BATCH, RECV_BUFFER);
     let mut drain = [0u8; 64];
     let mut probe_buf = [0u8; 1500];
     while !terminate.load(Ordering::Relaxed) {
         fds.clear();
-        fds.extend([io.udp.main.as_raw_fd(), signal_read.as_raw_fd(), watch.as_raw_fd()]);
+        fds.extend([udp(&io.udp.main), fixed(signal_read.as_raw_fd()), fixed(watch.as_raw_fd())]);
         // The other UDP sockets (VRFs, the relay source port): read every turn, as the
-        // main one is; polled so that they wake the loop.
-        fds.extend(io.udp.all().skip(1).map(|u| u.as_raw_fd()));
+        // main one is; waited on so that they wake the loop.
+        fds.extend(io.udp.all().skip(1).map(udp));
         let taps_at = fds.len();
-        fds.extend(io.taps.iter().flatten().map(|t| t.as_raw_fd()));
+        fds.extend(io.taps.iter().flatten().map(|t| Watched { fd: t.as_raw_fd(), identity: t.identity() }));
         let taps_end = fds.len();
         let arp_at = io.probes.as_ref().map(|(arp, icmp)| {
-            fds.push(arp.as_raw_fd());
-            fds.push(icmp.as_raw_fd());
+            fds.push(fixed(arp.as_raw_fd()));
+            fds.push(fixed(icmp.as_raw_fd()));
             fds.len() - 2
         });
         let mgmt_at = mgmt.as_ref().map(|m| {
-            fds.push(m.fd());
+            fds.push(fixed(m.fd()));
             fds.len() - 1
         });
         ready.resize(fds.len(), false);
@@ -1023,7 +1029,7 @@ pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Resul
         let wait = if mgmt.as_ref().is_some_and(|m| m.wants_turn()) { Duration::ZERO } else { wait };
         // A table loading on its thread is picked up within LOAD_POLL of its end.
         let wait = if persistence.as_ref().is_some_and(TableStore::loading) { wait.min(LOAD_POLL) } else { wait };
-        cdra_sys::poll::wait_readable(&fds, Some(wait), &mut ready).context("waiting for packets")?;
+        waiter.wait(&fds, Some(wait), &mut ready).context("waiting for packets")?;
         if ready.get(1) == Some(&true) {
             while matches!(std::io::Read::read(&mut &signal_read, &mut drain), Ok(n) if n > 0) {}
         }

@@ -15,11 +15,12 @@
 //!   server replies, and to send requests to the server;
 //! - an AF_PACKET send-only socket ([`cdra_sys::packet::PacketSender`]) for replies to
 //!   clients, sent as complete IPv4 datagrams to the client's MAC;
-//! - polled as in cdra: one end of a socket pair (cdra's signal pipe, quiet) and a netlink
+//! - waited on as in cdra: one end of a socket pair (cdra's signal pipe, quiet) and a netlink
 //!   route socket ([`cdra_sys::linkwatch::LinkWatch`], drained when readable, as cdra does).
 //!
 //! System calls per wake-up, in cdra's order (cdra's `run` loop):
-//! 1. `poll` on [UDP :67, signal pipe, netlink, tap] (timeout at most 1 s);
+//! 1. `epoll_wait` on [UDP :67, signal pipe, netlink, tap] (timeout at most 1 s; registered
+//!    once, [`cdra_sys::poll::ReadyWaiter`]);
 //! 2. if the tap is readable: `recvmmsg` on the tap (batch of 32), then one `sendmmsg` on
 //!    the UDP socket with the batch's requests to server:67; another `recvmmsg` only when
 //!    the batch came back full (at most 4 batches, cdra's `relay.receive_batches` default);
@@ -27,7 +28,7 @@
 //!    on the AF_PACKET socket with the batch's replies; again only while batches come back
 //!    full, at most 4.
 //!
-//! So a DORA relayed costs, as in cdra: per wake-up one `poll`, one `recvmmsg` per
+//! So a DORA relayed costs, as in cdra: per wake-up one `epoll_wait`, one `recvmmsg` per
 //! readable socket, and one `sendmmsg` per batch that produced something (at low rates a
 //! batch is one datagram: 2 `sendmmsg` to the server and 2 to the clients per DORA; under
 //! load, fewer). Time stamps are `clock_gettime` through the vDSO in both (no system call).
@@ -52,7 +53,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use cdra_sys::linkwatch::LinkWatch;
 use cdra_sys::packet::{PacketSender, BROADCAST_MAC};
-use cdra_sys::poll::wait_readable;
+use cdra_sys::poll::{ReadyWaiter, Watched};
 use cdra_sys::tap::{TapBatch, UdpTap};
 use cdra_sys::udp::{RecvBatch, UdpSocket};
 use cdra_wire::ipv4::{write_ipv4_udp, Ipv4Udp, Ipv4UdpHeader, UdpChecksum, IPV4_UDP_HEADER_LEN};
@@ -91,7 +92,7 @@ pub struct NullRelayStats {
     pub ignored: u64,
     /// Failed sends.
     pub send_errors: u64,
-    /// Wake-ups (`poll` returns).
+    /// Wake-ups (`epoll_wait` returns).
     pub wakeups: u64,
 }
 
@@ -267,14 +268,16 @@ pub fn run(cfg: NullRelayConfig, stop: &AtomicBool) -> anyhow::Result<NullRelayS
     // Polled like cdra's signal pipe and interface watch; nothing arrives on them.
     let (quiet, _quiet_peer) = std::os::unix::net::UnixStream::pair().context("socket pair")?;
     let mut watch = LinkWatch::open().map_err(|e| anyhow!("{e}"))?;
-    let fds = [udp.as_raw_fd(), quiet.as_raw_fd(), watch.as_raw_fd(), tap.as_raw_fd()];
+    let fds =
+        [udp.as_raw_fd(), quiet.as_raw_fd(), watch.as_raw_fd(), tap.as_raw_fd()].map(|fd| Watched { fd, identity: 0 });
+    let mut waiter = ReadyWaiter::new().context("epoll")?;
     let mut ready = [false; 4];
     let mut tap_batch = TapBatch::new(RECV_BATCH, RECV_BUFFER);
     let mut batch = RecvBatch::new(RECV_BATCH, RECV_BUFFER);
     let mut slots = Slots::new();
     let mut st = NullRelayStats::default();
     while !stop.load(Ordering::Relaxed) {
-        wait_readable(&fds, Some(Duration::from_secs(1)), &mut ready).context("poll")?;
+        waiter.wait(&fds, Some(Duration::from_secs(1)), &mut ready).context("epoll_wait")?;
         st.wakeups += 1;
         if ready[2] {
             // cdra reads interface changes (and then re-reads the interfaces; none change

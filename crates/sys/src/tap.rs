@@ -257,6 +257,7 @@ impl TapBatch {
 pub struct UdpTap {
     fd: OwnedFd,
     ifindex: u32,
+    identity: u64,
 }
 
 /// The tap's filter: unfragmented IPv4 UDP to `port`, payload starting with `first` when
@@ -306,7 +307,13 @@ impl UdpTap {
         crate::packet::bind_packet_socket(&fd, ifindex, libc::ETH_P_IP as u16).map_err(|e| {
             SysError::from_io(format!("binding the client-request socket to interface {ifindex}"), "CAP_NET_RAW", e)
         })?;
-        Ok(UdpTap { fd, ifindex })
+        Ok(UdpTap { fd, ifindex, identity: crate::poll::new_identity() })
+    }
+
+    /// What tells this tap apart from any other, also one opened later under the same
+    /// descriptor number ([`crate::poll::Watched`]).
+    pub fn identity(&self) -> u64 {
+        self.identity
     }
 
     /// The interface it reads.

@@ -41,6 +41,7 @@ struct CmsgBuf([u8; CMSG_BUF_LEN]);
 pub struct UdpSocket {
     fd: OwnedFd,
     local: SocketAddrV4,
+    identity: u64,
 }
 
 impl UdpSocket {
@@ -75,7 +76,7 @@ impl UdpSocket {
         })?;
         let local =
             sock::local_addr_in(&fd).map_err(|e| SysError::from_io("reading the address of a UDP socket", "", e))?;
-        Ok(UdpSocket { fd, local })
+        Ok(UdpSocket { fd, local, identity: crate::poll::new_identity() })
     }
 
     /// Keep datagrams that arrived on one of `interfaces` with a payload starting with
@@ -256,6 +257,14 @@ impl UdpSocket {
         failed: &mut dyn FnMut(usize, io::Error),
     ) -> usize {
         sock::send_each(&self.fd, datagrams.map(|(payload, to)| (payload, sock::sockaddr_in(to))), failed)
+    }
+}
+
+impl UdpSocket {
+    /// What tells this socket apart from any other, also one opened later under the same
+    /// descriptor number ([`crate::poll::Watched`]).
+    pub fn identity(&self) -> u64 {
+        self.identity
     }
 }
 
