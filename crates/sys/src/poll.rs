@@ -149,9 +149,10 @@ pub struct Watched {
 /// its CPU (sock_poll, the wait-queue hooks, fdget: `perf record` of the null relay at
 /// 4,000 DORA/s). With epoll one `epoll_wait` a wake-up looks only at what became ready.
 ///
-/// The descriptors are registered again whenever the list given differs from the last one,
-/// by number or by identity: the kernel forgets a registration when its socket is closed,
-/// and a socket opened in its place, with the same number, must be registered anew.
+/// The descriptors are registered again, in a new epoll instance, whenever the list given
+/// differs from the last one, by number or by identity: the kernel forgets a registration
+/// when its socket is closed, and a socket opened in its place, with the same number, must
+/// be registered anew.
 /// Level-triggered, as `poll`: a descriptor left readable is reported again.
 #[derive(Debug)]
 pub struct ReadyWaiter {
@@ -163,21 +164,18 @@ pub struct ReadyWaiter {
 impl ReadyWaiter {
     /// A waiter with nothing registered.
     pub fn new() -> io::Result<Self> {
-        // SAFETY: epoll_create1 takes no pointers; its result is checked before use.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a new descriptor this function owns and nothing else refers to.
-        let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(ReadyWaiter { epoll, registered: Vec::new(), events: Vec::new() })
+        Ok(ReadyWaiter { epoll: new_epoll()?, registered: Vec::new(), events: Vec::new() })
     }
 
     /// Waits until at least one of `fds` is readable (or has an error or hang-up pending,
     /// which a read will report), or until `timeout` passes (`None`: no limit); `ready[i]`
     /// tells whether `fds[i]` is. As [`wait_readable`]: `Ok(0)` when the timeout passed or a
     /// signal interrupted the wait, `InvalidInput` when `ready` is shorter than `fds`, the
-    /// error (`EBADF`) when a descriptor is not open. The descriptors must be distinct.
+    /// error (`EBADF`) when a descriptor is not open as the list is registered (when it
+    /// differs from the last one). Unlike `poll`, a descriptor closed while registered is
+    /// not an error: the kernel forgets it and it is never reported again, so the list must
+    /// name open descriptors (cdra's loop builds it from its sockets every turn). The
+    /// descriptors must be distinct.
     pub fn wait(&mut self, fds: &[Watched], timeout: Option<Duration>, ready: &mut [bool]) -> io::Result<usize> {
         if ready.len() < fds.len() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "ReadyWaiter: `ready` is shorter than `fds`"));
@@ -206,7 +204,8 @@ impl ReadyWaiter {
         for event in self.events.iter().take(rc as usize) {
             let (index, flags) = (event.u64, event.events);
             let wanted = (libc::EPOLLIN | libc::EPOLLERR | libc::EPOLLHUP) as u32;
-            if let Some(r) = usize::try_from(index).ok().and_then(|i| ready.get_mut(i)) {
+            let index = usize::try_from(index).ok().filter(|i| *i < fds.len());
+            if let Some(r) = index.and_then(|i| ready.get_mut(i)) {
                 if flags & wanted != 0 && !*r {
                     *r = true;
                     count += 1;
@@ -216,24 +215,32 @@ impl ReadyWaiter {
         Ok(count)
     }
 
-    /// Register `fds` (each with its index) in place of what was registered.
+    /// Register `fds` (each with its index) in place of what was registered, in a new epoll
+    /// instance: the kernel keeps a registration for as long as its socket lives, which
+    /// closing the descriptor does not end when the socket was duplicated (`dup`, a child's
+    /// copy), and removing it by number would reach whatever socket has that number now;
+    /// left behind, it would go on reporting its old index. One more system call, only
+    /// when the list changes.
     fn register(&mut self, fds: &[Watched]) -> io::Result<()> {
-        for old in self.registered.drain(..) {
-            // Closed already (the kernel forgot it), or open and re-added below: either way
-            // an error here changes nothing.
-            let _ = epoll_ctl(&self.epoll, libc::EPOLL_CTL_DEL, old.fd, 0);
-        }
+        self.registered.clear();
+        self.epoll = new_epoll()?;
         for (i, w) in fds.iter().enumerate() {
-            if let Err(e) = epoll_ctl(&self.epoll, libc::EPOLL_CTL_ADD, w.fd, i as u64) {
-                // Those added so far are taken out again on the next call.
-                self.registered.extend_from_slice(&fds[..i]);
-                self.registered.push(Watched { fd: -1, identity: 0 });
-                return Err(e);
-            }
+            // On an error nothing counts as registered: the next call starts over.
+            epoll_ctl(&self.epoll, libc::EPOLL_CTL_ADD, w.fd, i as u64)?;
         }
         self.registered.extend_from_slice(fds);
         Ok(())
     }
+}
+
+fn new_epoll() -> io::Result<OwnedFd> {
+    // SAFETY: epoll_create1 takes no pointers; its result is checked before use.
+    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new descriptor this function owns and nothing else refers to.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn epoll_ctl(epoll: &OwnedFd, op: libc::c_int, fd: RawFd, index: u64) -> io::Result<()> {
@@ -350,5 +357,43 @@ mod tests {
         assert_eq!(e.raw_os_error(), Some(libc::EBADF));
         std::io::Write::write_all(&mut &b, b"x").expect("write");
         assert_eq!(w.wait(&[watched(&a, 1)], Some(Duration::ZERO), &mut ready).expect("wait"), 1);
+    }
+
+    /// A registration outlives its descriptor number when the socket is still open elsewhere
+    /// (a dup, a child that inherited it): closing the number does not take it out of the
+    /// epoll set, and removing it by number would reach the new socket under that number.
+    /// Registering the new list in a new epoll instance leaves nothing behind: the old
+    /// socket, readable, is not reported in the new socket's place (it was, as index 0).
+    #[test]
+    fn a_registration_outliving_its_number_reports_nothing() {
+        let mut w = ReadyWaiter::new().expect("epoll");
+        let (a, b) = std::os::unix::net::UnixStream::pair().expect("pair");
+        let mut ready = [false; 2];
+        assert_eq!(w.wait(&[watched(&a, new_identity())], Some(Duration::ZERO), &mut ready).expect("wait"), 0);
+        let held = a.try_clone().expect("dup"); // the open file stays alive
+        drop(a);
+        let (c, _d) = std::os::unix::net::UnixStream::pair().expect("pair");
+        std::io::Write::write_all(&mut &b, b"x").expect("write"); // `held` readable, c not
+        let n = w.wait(&[watched(&c, new_identity())], Some(Duration::from_millis(50)), &mut ready).expect("wait");
+        assert_eq!((n, ready), (0, [false, false]), "c has nothing to read");
+        drop(held);
+    }
+
+    /// As documented: a descriptor closed while registered is not an error (as it is for
+    /// `poll`); it is simply no longer reported, and the others still are.
+    #[test]
+    fn a_descriptor_closed_while_registered_is_no_longer_reported() {
+        let mut w = ReadyWaiter::new().expect("epoll");
+        let (a, b) = std::os::unix::net::UnixStream::pair().expect("pair");
+        let (c, d) = std::os::unix::net::UnixStream::pair().expect("pair");
+        let list = [watched(&a, 1), watched(&c, 2)];
+        let mut ready = [false; 2];
+        assert_eq!(w.wait(&list, Some(Duration::ZERO), &mut ready).expect("wait"), 0);
+        std::io::Write::write_all(&mut &b, b"x").expect("write");
+        drop(a);
+        assert_eq!(w.wait(&list, Some(Duration::ZERO), &mut ready).expect("wait"), 0);
+        std::io::Write::write_all(&mut &d, b"y").expect("write");
+        assert_eq!(w.wait(&list, Some(Duration::ZERO), &mut ready).expect("wait"), 1);
+        assert_eq!(ready, [false, true]);
     }
 }
