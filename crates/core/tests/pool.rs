@@ -897,3 +897,40 @@ fn a_pool_entrys_renewal_with_another_lease_leaves_its_clients_cached_reply_as_i
     assert_eq!(r.lease_secs, 7200, "the record follows its entry's lease");
     assert_eq!(r.reply_message(), Some(given), "its cached reply is unchanged");
 }
+
+/// The entry's renewal moves its client's record along (lease start, lease times, the
+/// cached reply split again), so the store must write the record too: a restart would
+/// otherwise restore the record as it was at the entry's first lease, days old.
+#[test]
+fn a_pool_entrys_renewal_writes_its_clients_record_to_the_store() {
+    let mut h = filled(PoolAssign::Always);
+    let a = Client::new(1);
+    let probed = given_an_entry(&mut h, &a);
+    let mut scratch = Vec::new();
+    let mut renewal_wrote = None;
+    for _ in 0..8 {
+        for r in servers_got(&run_all(&mut h, 250)) {
+            if r.kind == Some(MessageType::Request) && r.ciaddr == probed {
+                let mut ack = answer(&r, MessageType::Ack, probed);
+                ack.options.retain(|(c, _)| *c != 51);
+                ack.options.push((51, 7200u32.to_be_bytes().to_vec()));
+                // What the store was told so far, then what the renewal alone changed.
+                h.engine.drain_changes(&mut scratch, |_| {});
+                h.server_sends(SERVER, &ack);
+                let mut written = false;
+                h.engine.drain_changes(&mut scratch, |change| {
+                    if let cdra_core::persist::Change::Upsert { key, .. } = change {
+                        written |= *key == a.key();
+                    }
+                });
+                renewal_wrote = Some(written);
+            }
+        }
+        if renewal_wrote.is_some() {
+            break;
+        }
+        assert_eq!(h.client_sends_to(DS_ADDR, &Msg { ciaddr: probed, ..a.renew() }), Verdict::AnsweredLocally);
+    }
+    assert_eq!(renewal_wrote, Some(true), "the entry was renewed, and its client's record written");
+    assert_eq!(record(&h, &a).map(|r| r.lease_secs), Some(7200));
+}

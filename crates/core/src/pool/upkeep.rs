@@ -363,6 +363,10 @@ impl Engine {
             if let Some(c) = self.table.get_mut(slot).filter(|c| ours(c)) {
                 c.set_lease_start(lease_start);
                 c.set_last_update(now);
+                // Written with it: restored as it was at the entry's first lease, the
+                // record would look long expired after a restart.
+                let key = c.key.clone();
+                self.note_change(&key);
             }
         }
         self.note_pool_change(r);
