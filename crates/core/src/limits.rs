@@ -45,8 +45,9 @@ impl Rate {
 /// per request. 16 bytes, no allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenBucket {
-    /// Thousandths of a token.
-    millitokens: u32,
+    /// Thousandths of a token (64 bits: a burst of millions, `interface_burst` allows ten,
+    /// is billions of them; the bucket is 16 bytes either way).
+    millitokens: u64,
     /// When it was last refilled.
     at: Timestamp,
 }
@@ -54,7 +55,7 @@ pub struct TokenBucket {
 impl TokenBucket {
     /// A full bucket (whatever the burst turns out to be).
     pub const fn full() -> Self {
-        TokenBucket { millitokens: u32::MAX, at: Timestamp::from_millis(0) }
+        TokenBucket { millitokens: u64::MAX, at: Timestamp::from_millis(0) }
     }
 
     /// Take one token at `now`, refilling first; false (nothing taken) when there is none.
@@ -68,10 +69,10 @@ impl TokenBucket {
             self.at = now;
         }
         if level >= 1000 {
-            self.millitokens = (level - 1000) as u32;
+            self.millitokens = level - 1000;
             true
         } else {
-            self.millitokens = level as u32;
+            self.millitokens = level;
             false
         }
     }
@@ -87,7 +88,7 @@ impl TokenBucket {
     fn level_at(&self, now: Timestamp, rate: Rate) -> u64 {
         // per_second tokens a second is per_second thousandths of a token a millisecond.
         let refill = now.since(self.at).as_millis().min(u128::from(u32::MAX)) as u64 * u64::from(rate.per_second);
-        (u64::from(self.millitokens).saturating_add(refill)).min(Self::cap(rate))
+        self.millitokens.saturating_add(refill).min(Self::cap(rate))
     }
 
     /// The most thousandths of a token it holds.
@@ -135,5 +136,18 @@ mod tests {
         assert!(b.take(t(11_000), rate));
         let mut u = TokenBucket::full();
         assert!((0..1000).all(|_| u.take(t(0), Rate::UNLIMITED)));
+    }
+
+    /// A burst above 4,294,967 tokens (u32 thousandths) was cut to what was left over
+    /// 2^32 once the bucket refilled: here 5,000,000 became about 705,000.
+    #[test]
+    fn a_burst_of_millions_is_kept_whole() {
+        let rate = Rate { per_second: 1_000_000, burst: 5_000_000 };
+        let mut b = TokenBucket::full();
+        assert!(b.take(t(1000), rate));
+        // Ten seconds later, refilled to the whole burst.
+        let taken = (0..6_000_000).take_while(|_| b.take(t(11_000), rate)).count();
+        assert_eq!(taken, 5_000_000);
+        assert_eq!(core::mem::size_of::<TokenBucket>(), 16);
     }
 }
