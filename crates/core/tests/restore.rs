@@ -72,3 +72,25 @@ fn a_record_older_than_either_conflict_is_dropped() {
     addresses_are_unique(&h);
     assert_eq!((h.engine.table().len(), report.superseded), (2, 1));
 }
+
+/// Two records for one address updated in the same second (a record's times are kept to the
+/// second): the one whose lease started later wins, in whichever order they are read; its
+/// lease start is still exact to the millisecond.
+#[test]
+fn a_tie_to_the_second_goes_to_the_later_lease_start() {
+    let x = Ipv4Addr::new(10, 77, 1, 105);
+    let b = ClientKey::hardware(1, &[0x02, 0, 0, 0, 0, 0xb]);
+    for b_first in [false, true] {
+        let mut h = proxy();
+        let second = h.now;
+        h.advance(10);
+        let a = record(0xa, x, second);
+        let mut later = record(0xb, x, second);
+        later.0.set_lease_start(second.saturating_add(Duration::from_millis(400)));
+        let stored = if b_first { vec![later, a] } else { vec![a, later] };
+        let report = h.engine.restore(h.now, stored);
+        addresses_are_unique(&h);
+        assert_eq!((h.engine.table().len(), report.superseded), (1, 1));
+        assert_eq!(h.engine.table().find_address(x), h.engine.table().find(&b), "b read first: {b_first}");
+    }
+}

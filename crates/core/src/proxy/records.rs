@@ -202,14 +202,13 @@ impl Engine {
         }
         // A record may conflict with one record by its key and with another by its address
         // (a store written by an older table, or damaged): the newest wins both, so no two
-        // records ever hold one address.
+        // records ever hold one address. Newest by its last update (kept to the second),
+        // then by its lease start (exact to the millisecond).
         let by_key = self.table.find(&rec.key);
         let by_address = self.table.find_address(rec.address).filter(|s| Some(*s) != by_key);
         let conflicts = [by_key, by_address];
-        let kept = conflicts
-            .iter()
-            .flatten()
-            .any(|s| self.table.get(*s).is_some_and(|o| o.last_update() >= rec.last_update()));
+        let age = |r: &ClientRecord| (r.last_update(), r.lease_start());
+        let kept = conflicts.iter().flatten().any(|s| self.table.get(*s).is_some_and(|o| age(o) >= age(&rec)));
         if kept {
             report.superseded += 1;
             return;
