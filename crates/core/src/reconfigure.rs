@@ -149,6 +149,8 @@ impl Engine {
                 }
                 if came_up {
                     self.counters.links_up += 1;
+                    // Short leases that lapsed while it was down lapse now (paper 2.3).
+                    self.arm_link_lapses(ds);
                 }
                 if came_up && was.addr.is_unspecified() {
                     // Up for the first time (configured before it existed): its clients are

@@ -167,3 +167,32 @@ fn a_reply_to_a_request_sent_before_a_reload_still_matches_its_server() {
     h.engine.reconfigure(h.now, c, &mut h.outbox).expect("applied");
     assert_eq!(h.server_sends(SERVER, &a.reply(MessageType::Offer, true)), Verdict::DeliveredToClient);
 }
+
+/// Short leases that lapse while their link is down are not watched again every second
+/// (work growing with their number for as long as the link stays down): they wait for the
+/// link, and when it comes back every one of them lapses, probe first.
+#[test]
+fn lapses_on_a_link_that_is_down_wait_for_it_without_refiling() {
+    let mut c = proxy_config();
+    c.proxy.client_lease = Some(Duration::from_secs(60));
+    let mut h = Harness::new(c);
+    let clients: Vec<Client> = (1..=50).map(Client::new).collect();
+    for a in &clients {
+        a.bind(&mut h);
+    }
+    h.engine.set_link(h.now, "rd0", LinkUpdate::Waiting);
+    for _ in 0..10 {
+        h.advance(30);
+        h.run_timers(0);
+    }
+    assert_eq!(h.engine.lapse_timers_filed(), 0, "nothing filed while the link is down");
+    assert!(clients.iter().all(|a| record(&h, a).is_some()));
+    h.engine.set_link(h.now, "rd0", up(DS_ADDR, 24));
+    for _ in 0..5 {
+        h.advance(1);
+        h.run_timers(0);
+    }
+    for a in &clients {
+        assert!(h.probes.iter().any(|p| p.target == a.addr), "lapse probe for {} once the link is up", a.addr);
+    }
+}

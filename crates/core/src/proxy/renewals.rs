@@ -107,7 +107,9 @@ impl Engine {
             link.and_then(|l| self.config.downstream.get(l)).is_some_and(|d| d.state == crate::config::LinkState::Up);
         if !up {
             // Its link is not up: the client could not renew; nothing lapses until it is.
-            self.rearm_lapse(now, slot);
+            // Left unwatched (not filed again every second, work growing with the records
+            // of a link that stays down): the link's return watches it again
+            // (`arm_link_lapses`), and a lapse past due then runs at once.
             return;
         }
         if self.config.proxy.safe_network {
@@ -122,6 +124,19 @@ impl Engine {
         } else {
             // Rather than release unprobed, try again shortly.
             self.rearm_lapse(now, slot);
+        }
+    }
+
+    /// Link `ds` is up again: its records whose lapse waited for it are watched again.
+    pub(crate) fn arm_link_lapses(&mut self, ds: usize) {
+        let waiting: Vec<Slot> = self
+            .table
+            .iter()
+            .filter(|(_, r)| usize::from(r.downstream) == ds && !r.lapse_filed())
+            .map(|(slot, _)| slot)
+            .collect();
+        for slot in waiting {
+            self.arm_lapse(slot);
         }
     }
 
