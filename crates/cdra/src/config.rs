@@ -651,7 +651,8 @@ pub(crate) struct FileLimits {
     /// Each pending record takes ~0.2 KiB.
     #[serde(deserialize_with = "de::int_in::<_, 1, MAX_PENDING_CLIENTS>")]
     pub pending_clients: usize,
-    /// Each outstanding request takes ~0.1 KiB.
+    /// Each outstanding request takes ~0.1-0.2 KiB (its filing, 112 bytes, and the one a
+    /// retransmission leaves behind until compacted).
     #[serde(deserialize_with = "de::some_int_in::<_, 1, MAX_TRANSACTIONS>")]
     pub transactions: Option<usize>,
     #[serde(deserialize_with = "de::duration::<_, SEC, { 10 * 60 * SEC }>")]
