@@ -865,6 +865,34 @@ fn an_entry_held_back_for_a_gone_client_stays_held_back_across_a_restart() {
     assert!(!offered.contains(&first), "offered {first}, which a still holds: {offered:?}");
 }
 
+/// The client keeps renewing (answered locally) until its entry renews at its T1 (1800 s);
+/// the server's ACK to that renewal, granting 7200 s where it gave 3600, is handed to
+/// `deliver` (which sends it). True when the entry renewed.
+fn until_the_entry_renews(
+    h: &mut Harness,
+    a: &Client,
+    probed: Ipv4Addr,
+    mut deliver: impl FnMut(&mut Harness, &Msg),
+) -> bool {
+    for _ in 0..8 {
+        let mut renewed = false;
+        for r in servers_got(&run_all(h, 250)) {
+            if r.kind == Some(MessageType::Request) && r.ciaddr == probed {
+                let mut ack = answer(&r, MessageType::Ack, probed);
+                ack.options.retain(|(c, _)| *c != 51);
+                ack.options.push((51, 7200u32.to_be_bytes().to_vec()));
+                deliver(h, &ack);
+                renewed = true;
+            }
+        }
+        if renewed {
+            return true;
+        }
+        assert_eq!(h.client_sends_to(DS_ADDR, &Msg { ciaddr: probed, ..a.renew() }), Verdict::AnsweredLocally);
+    }
+    false
+}
+
 /// A pool client's cached reply is the pool's ACK as it was given to the client
 /// (`pool_give`); the entry's renewal with another lease time moves the client record's
 /// lease times along, and its reply must stay byte for byte what it was (the reply's own
@@ -877,22 +905,13 @@ fn a_pool_entrys_renewal_with_another_lease_leaves_its_clients_cached_reply_as_i
     let given = record(&h, &a).and_then(|r| r.reply_message()).expect("a cached reply");
     let lease_of = |b: &[u8]| Message::new_checked(b).ok().and_then(|m| m.lease_time());
     assert_eq!(lease_of(&given), Some(3600));
-    // The client keeps renewing; at the entry's T1 (1800 s) the entry renews, and the
-    // server now grants 7200 s.
-    let mut renewed = false;
-    for _ in 0..8 {
-        for r in servers_got(&run_all(&mut h, 250)) {
-            if r.kind == Some(MessageType::Request) && r.ciaddr == probed {
-                let mut ack = answer(&r, MessageType::Ack, probed);
-                ack.options.retain(|(c, _)| *c != 51);
-                ack.options.push((51, 7200u32.to_be_bytes().to_vec()));
-                h.server_sends(SERVER, &ack);
-                renewed = true;
-            }
-        }
-        assert_eq!(h.client_sends_to(DS_ADDR, &Msg { ciaddr: probed, ..a.renew() }), Verdict::AnsweredLocally);
-    }
-    assert!(renewed, "the entry was renewed");
+    assert!(
+        until_the_entry_renews(&mut h, &a, probed, |h, ack| {
+            h.server_sends(SERVER, ack);
+        }),
+        "the entry was renewed"
+    );
+    assert_eq!(h.client_sends_to(DS_ADDR, &Msg { ciaddr: probed, ..a.renew() }), Verdict::AnsweredLocally);
     let r = record(&h, &a).expect("the pool client's record");
     assert_eq!(r.lease_secs, 7200, "the record follows its entry's lease");
     assert_eq!(r.reply_message(), Some(given), "its cached reply is unchanged");
@@ -907,30 +926,17 @@ fn a_pool_entrys_renewal_writes_its_clients_record_to_the_store() {
     let a = Client::new(1);
     let probed = given_an_entry(&mut h, &a);
     let mut scratch = Vec::new();
-    let mut renewal_wrote = None;
-    for _ in 0..8 {
-        for r in servers_got(&run_all(&mut h, 250)) {
-            if r.kind == Some(MessageType::Request) && r.ciaddr == probed {
-                let mut ack = answer(&r, MessageType::Ack, probed);
-                ack.options.retain(|(c, _)| *c != 51);
-                ack.options.push((51, 7200u32.to_be_bytes().to_vec()));
-                // What the store was told so far, then what the renewal alone changed.
-                h.engine.drain_changes(&mut scratch, |_| {});
-                h.server_sends(SERVER, &ack);
-                let mut written = false;
-                h.engine.drain_changes(&mut scratch, |change| {
-                    if let cdra_core::persist::Change::Upsert { key, .. } = change {
-                        written |= *key == a.key();
-                    }
-                });
-                renewal_wrote = Some(written);
+    let mut written = false;
+    let renewed = until_the_entry_renews(&mut h, &a, probed, |h, ack| {
+        // What the store was told so far, then what the renewal alone changed.
+        h.engine.drain_changes(&mut scratch, |_| {});
+        h.server_sends(SERVER, ack);
+        h.engine.drain_changes(&mut scratch, |change| {
+            if let cdra_core::persist::Change::Upsert { key, .. } = change {
+                written |= *key == a.key();
             }
-        }
-        if renewal_wrote.is_some() {
-            break;
-        }
-        assert_eq!(h.client_sends_to(DS_ADDR, &Msg { ciaddr: probed, ..a.renew() }), Verdict::AnsweredLocally);
-    }
-    assert_eq!(renewal_wrote, Some(true), "the entry was renewed, and its client's record written");
+        });
+    });
+    assert!(renewed && written, "the entry was renewed ({renewed}), and its client's record written ({written})");
     assert_eq!(record(&h, &a).map(|r| r.lease_secs), Some(7200));
 }

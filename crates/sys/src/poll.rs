@@ -89,6 +89,20 @@ fn timeout_to_ms(timeout: Option<Duration>) -> libc::c_int {
     }
 }
 
+/// What a wait's return code `rc` says: it ended with descriptors to look at (true), or a
+/// signal interrupted it (false: nothing ready, so that the caller can check its flags).
+fn waited(rc: libc::c_int) -> io::Result<bool> {
+    if rc >= 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EINTR) {
+        Ok(false)
+    } else {
+        Err(err)
+    }
+}
+
 fn poll_into(
     fds: impl Iterator<Item = (RawFd, libc::c_short)>,
     pfds: &mut [libc::pollfd],
@@ -102,12 +116,8 @@ fn poll_into(
     }
     // SAFETY: `pfds` is a valid, writable array of exactly `pfds.len()` pollfd structs.
     let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
-    if rc < 0 {
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EINTR) {
-            return Ok(0);
-        }
-        return Err(err);
+    if !waited(rc)? {
+        return Ok(0);
     }
     let mut count = 0;
     for (p, r) in pfds.iter().zip(ready.iter_mut()) {
@@ -193,12 +203,8 @@ impl ReadyWaiter {
         // and `epoll` an epoll descriptor this waiter owns.
         let rc =
             unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), self.events.as_mut_ptr(), max, timeout_to_ms(timeout)) };
-        if rc < 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EINTR) {
-                return Ok(0);
-            }
-            return Err(err);
+        if !waited(rc)? {
+            return Ok(0);
         }
         let mut count = 0;
         for event in self.events.iter().take(rc as usize) {
