@@ -225,9 +225,11 @@ struct Filing {
 /// front, so filing and forgetting touch memory in order rather than at a random place in
 /// a large table. Found by id through `index`, a hash table of bare filing numbers (4 bytes
 /// an entry; the id is the filing's own): at the default bound (65,536) it is half a
-/// megabyte, where a table of whole entries was 18 MB, and filing a request cdra has not
-/// seen reads only its control bytes. At 4,000 DORA/s the table is at its bound, and every
-/// request filed pushes out the oldest (`cargo bench -p cdra-core --bench relay_path`).
+/// megabyte, and filing a request cdra has not seen reads only its control bytes, where a
+/// hash table of whole entries (18 MB) took a cache miss for each. The queue holds at most
+/// twice the bound of 112-byte filings (14.7 MB at the default), touched in order. At
+/// 4,000 DORA/s the table is at its bound, and every request filed pushes out the oldest
+/// (`cargo bench -p cdra-core --bench relay_path`: 1.05 us a relayed DORA before, 0.70 after).
 #[derive(Debug)]
 pub struct Transactions {
     /// Every filing since the oldest one still outstanding, in order; at most twice what may
