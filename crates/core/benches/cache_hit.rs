@@ -25,19 +25,7 @@ fn msg(op: Op, kind: MessageType, mac: [u8; 6], f: impl FnOnce(&mut MessageBuild
 }
 
 fn bench(c: &mut Criterion) {
-    let ds = Downstream {
-        name: "eth1".into(),
-        ifindex: DS_IF,
-        address: Ipv4Net { addr: DS, prefix_len: 16 },
-        all_addresses: vec![DS],
-        mac: Some([2, 0, 0, 0, 0, 1]),
-        circuit_id: b"eth1".to_vec(),
-        remote_id: None,
-        source_address: None,
-        vrf: None,
-        trusted: false,
-        state: cdra_core::LinkState::Up,
-    };
+    let ds = Downstream::up("eth1", DS_IF, Ipv4Net { addr: DS, prefix_len: 16 }, Some([2, 0, 0, 0, 0, 1]));
     let mut config = EngineConfig::relay(vec![SERVER], vec![ds], vec![3]);
     config.mode = Mode::Proxy;
     config.proxy.safe_network = true;

@@ -113,19 +113,7 @@ impl Dora {
 }
 
 fn engine() -> Engine {
-    let ds = Downstream {
-        name: "rd0".into(),
-        ifindex: DS_IF,
-        address: Ipv4Net { addr: DS, prefix_len: 14 },
-        all_addresses: vec![DS],
-        mac: Some([2, 0, 0, 0, 0, 1]),
-        circuit_id: b"rd0".to_vec(),
-        remote_id: None,
-        source_address: None,
-        vrf: None,
-        trusted: false,
-        state: cdra_core::LinkState::Up,
-    };
+    let ds = Downstream::up("rd0", DS_IF, Ipv4Net { addr: DS, prefix_len: 14 }, Some([2, 0, 0, 0, 0, 1]));
     let mut config = EngineConfig::relay(vec![SERVER], vec![ds], vec![US_IF]);
     // As bench/floor's cdra: the rate limits off (dhcrelay has none).
     config.limits.interface_rate = cdra_core::limits::Rate::UNLIMITED;

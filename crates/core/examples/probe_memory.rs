@@ -40,19 +40,7 @@ fn rss_kib() -> u64 {
 
 fn main() {
     let n: u32 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
-    let ds = Downstream {
-        name: "eth1".into(),
-        ifindex: DS_IF,
-        address: Ipv4Net { addr: DS, prefix_len: 14 },
-        all_addresses: vec![DS],
-        mac: Some([2, 0, 0, 0, 0, 1]),
-        circuit_id: b"eth1".to_vec(),
-        remote_id: None,
-        source_address: None,
-        vrf: None,
-        trusted: false,
-        state: cdra_core::LinkState::Up,
-    };
+    let ds = Downstream::up("eth1", DS_IF, Ipv4Net { addr: DS, prefix_len: 14 }, Some([2, 0, 0, 0, 0, 1]));
     let mut config = EngineConfig::relay(vec![SERVER], vec![ds], vec![3]);
     config.mode = Mode::Proxy;
     config.proxy.max_pending_probes = n as usize;

@@ -188,6 +188,27 @@ pub struct Downstream {
     pub state: LinkState,
 }
 
+impl Downstream {
+    /// A link that is up, at `address` (its only address), with the defaults the
+    /// configuration file gives: the name as circuit id, no remote id, no source interface,
+    /// the default VRF, not trusted.
+    pub fn up(name: &str, ifindex: u32, address: Ipv4Net, mac: Option<[u8; 6]>) -> Self {
+        Downstream {
+            name: name.to_string(),
+            ifindex,
+            address,
+            all_addresses: vec![address.addr],
+            mac,
+            circuit_id: name.as_bytes().to_vec(),
+            remote_id: None,
+            source_address: None,
+            vrf: None,
+            trusted: false,
+            state: LinkState::Up,
+        }
+    }
+}
+
 /// Where a configured downstream interface is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LinkState {

@@ -668,19 +668,7 @@ mod tests {
     #[test]
     fn compaction_keeps_one_of_identical_timers() {
         use crate::config::{Downstream, Ipv4Net, Mode};
-        let ds = Downstream {
-            name: "rd0".into(),
-            ifindex: 2,
-            address: Ipv4Net { addr: Ipv4Addr::new(10, 77, 1, 1), prefix_len: 24 },
-            all_addresses: vec![Ipv4Addr::new(10, 77, 1, 1)],
-            mac: None,
-            circuit_id: b"rd0".to_vec(),
-            remote_id: None,
-            source_address: None,
-            vrf: None,
-            trusted: false,
-            state: crate::config::LinkState::Up,
-        };
+        let ds = Downstream::up("rd0", 2, Ipv4Net { addr: Ipv4Addr::new(10, 77, 1, 1), prefix_len: 24 }, None);
         let mut c = EngineConfig::relay(vec![Ipv4Addr::new(10, 77, 0, 1)], vec![ds], vec![3]);
         c.mode = Mode::Pool;
         c.proxy.max_clients = 1;

@@ -183,19 +183,12 @@ fn a_request_from_another_machine_is_relayed_without_the_cache() {
 
 fn two_links() -> EngineConfig {
     let mut c = proxy_config();
-    c.downstream.push(Downstream {
-        name: "rd1".into(),
-        ifindex: 9,
-        address: Ipv4Net { addr: Ipv4Addr::new(10, 77, 2, 1), prefix_len: 24 },
-        all_addresses: vec![Ipv4Addr::new(10, 77, 2, 1)],
-        mac: Some([0x02, 0, 0, 0, 0, 2]),
-        circuit_id: b"rd1".to_vec(),
-        remote_id: None,
-        source_address: None,
-        vrf: None,
-        trusted: false,
-        state: cdra_core::LinkState::Up,
-    });
+    c.downstream.push(Downstream::up(
+        "rd1",
+        9,
+        Ipv4Net { addr: Ipv4Addr::new(10, 77, 2, 1), prefix_len: 24 },
+        Some([0x02, 0, 0, 0, 0, 2]),
+    ));
     c
 }
 

@@ -8,17 +8,8 @@ use proptest::prelude::*;
 
 fn engine() -> Engine {
     let ds = Downstream {
-        name: "rd0".into(),
-        ifindex: 2,
-        address: Ipv4Net { addr: Ipv4Addr::new(10, 77, 1, 1), prefix_len: 24 },
-        all_addresses: vec![Ipv4Addr::new(10, 77, 1, 1)],
-        mac: None,
-        circuit_id: b"rd0".to_vec(),
-        remote_id: None,
-        source_address: None,
-        vrf: None,
         trusted: true,
-        state: cdra_core::LinkState::Up,
+        ..Downstream::up("rd0", 2, Ipv4Net { addr: Ipv4Addr::new(10, 77, 1, 1), prefix_len: 24 }, None)
     };
     let mut c = EngineConfig::relay(vec![Ipv4Addr::new(10, 77, 0, 1)], vec![ds], vec![3]);
     c.option82.insert = true;

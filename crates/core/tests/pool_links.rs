@@ -24,19 +24,12 @@ const DS2_ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 2, 1);
 /// Pool mode, `assign = "always"`, one free entry a link, no probes.
 fn two_links() -> EngineConfig {
     let mut c = proxy_config();
-    c.downstream.push(Downstream {
-        name: "rd1".into(),
-        ifindex: DS2_IF,
-        address: Ipv4Net { addr: DS2_ADDR, prefix_len: 24 },
-        all_addresses: vec![DS2_ADDR],
-        mac: Some([0x02, 0, 0, 0, 0, 2]),
-        circuit_id: b"rd1".to_vec(),
-        remote_id: None,
-        source_address: None,
-        vrf: None,
-        trusted: false,
-        state: cdra_core::LinkState::Up,
-    });
+    c.downstream.push(Downstream::up(
+        "rd1",
+        DS2_IF,
+        Ipv4Net { addr: DS2_ADDR, prefix_len: 24 },
+        Some([0x02, 0, 0, 0, 0, 2]),
+    ));
     c.mode = Mode::Pool;
     c.pool.size = 1;
     c.pool.assign = PoolAssign::Always;

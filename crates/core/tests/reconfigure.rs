@@ -24,19 +24,7 @@ fn up(address: Ipv4Addr, prefix_len: u8) -> LinkUpdate {
 }
 
 fn second_link() -> Downstream {
-    Downstream {
-        name: "rd1".into(),
-        ifindex: 7,
-        address: Ipv4Net { addr: Ipv4Addr::new(10, 77, 2, 1), prefix_len: 24 },
-        all_addresses: vec![Ipv4Addr::new(10, 77, 2, 1)],
-        mac: None,
-        circuit_id: b"rd1".to_vec(),
-        remote_id: None,
-        source_address: None,
-        vrf: None,
-        trusted: false,
-        state: LinkState::Up,
-    }
+    Downstream::up("rd1", 7, Ipv4Net { addr: Ipv4Addr::new(10, 77, 2, 1), prefix_len: 24 }, None)
 }
 
 #[test]

@@ -20,19 +20,7 @@ const DS_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const SQUATTER: [u8; 6] = [2, 0x5a, 0, 0, 0, 1];
 
 fn config(mac: Option<[u8; 6]>) -> EngineConfig {
-    let ds = Downstream {
-        name: "rd0".into(),
-        ifindex: DS_IF,
-        address: Ipv4Net { addr: DS, prefix_len: 14 },
-        all_addresses: vec![DS],
-        mac,
-        circuit_id: b"rd0".to_vec(),
-        remote_id: None,
-        source_address: None,
-        vrf: None,
-        trusted: false,
-        state: cdra_core::LinkState::Up,
-    };
+    let ds = Downstream::up("rd0", DS_IF, Ipv4Net { addr: DS, prefix_len: 14 }, mac);
     let mut c = EngineConfig::relay(vec![SERVER], vec![ds], vec![US_IF]);
     c.upstream_addresses = vec![Ipv4Addr::new(10, 200, 0, 2)];
     c.mode = Mode::Proxy;

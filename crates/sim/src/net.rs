@@ -255,23 +255,7 @@ impl SimConfig {
 
     /// The engine configuration this network implies.
     pub fn engine_config(&self) -> EngineConfig {
-        let downstream = self
-            .links
-            .iter()
-            .map(|l| Downstream {
-                name: l.name.clone(),
-                ifindex: l.ifindex,
-                address: l.relay,
-                all_addresses: vec![l.relay.addr],
-                mac: Some(l.mac),
-                circuit_id: l.name.as_bytes().to_vec(),
-                remote_id: None,
-                source_address: None,
-                vrf: None,
-                trusted: false,
-                state: cdra_core::LinkState::Up,
-            })
-            .collect();
+        let downstream = self.links.iter().map(|l| Downstream::up(&l.name, l.ifindex, l.relay, Some(l.mac))).collect();
         let mut c =
             EngineConfig::relay(self.servers.iter().map(|s| s.addr).collect(), downstream, vec![self.upstream_ifindex]);
         c.upstream_addresses = vec![self.upstream_addr];

@@ -108,19 +108,12 @@ fn main() {
     }
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
 
-    let ds = Downstream {
-        name: common::IFACE.into(),
-        ifindex: 2,
-        address: Ipv4Net { addr: Ipv4Addr::new(10, 0, 0, 1), prefix_len: 8 },
-        all_addresses: vec![Ipv4Addr::new(10, 0, 0, 1)],
-        mac: Some([2, 0, 0, 0, 0, 1]),
-        circuit_id: b"rd0".to_vec(),
-        remote_id: None,
-        source_address: None,
-        vrf: None,
-        trusted: false,
-        state: cdra_core::LinkState::Up,
-    };
+    let ds = Downstream::up(
+        common::IFACE,
+        2,
+        Ipv4Net { addr: Ipv4Addr::new(10, 0, 0, 1), prefix_len: 8 },
+        Some([2, 0, 0, 0, 0, 1]),
+    );
     let mut config = EngineConfig::relay(vec![common::SERVER], vec![ds], vec![3]);
     config.mode = Mode::Proxy;
     config.proxy.max_clients = records.max(1);

@@ -19,19 +19,7 @@ pub const SERVER2: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 9);
 pub const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x42];
 
 pub fn config() -> EngineConfig {
-    let ds = Downstream {
-        name: "rd0".into(),
-        ifindex: DS_IF,
-        address: Ipv4Net { addr: DS_ADDR, prefix_len: 24 },
-        all_addresses: vec![DS_ADDR],
-        mac: Some([0x02, 0, 0, 0, 0, 1]),
-        circuit_id: b"rd0".to_vec(),
-        remote_id: None,
-        source_address: None,
-        vrf: None,
-        trusted: false,
-        state: cdra_core::LinkState::Up,
-    };
+    let ds = Downstream::up("rd0", DS_IF, Ipv4Net { addr: DS_ADDR, prefix_len: 24 }, Some([0x02, 0, 0, 0, 0, 1]));
     let mut c = EngineConfig::relay(vec![SERVER], vec![ds], vec![US_IF]);
     c.upstream_addresses = vec![US_ADDR];
     c
